@@ -1,0 +1,129 @@
+# kxrun - `make run` and `make test` set up everything they need.
+#
+# Modules plug in through bindings/<name>/module.mk, which may add to:
+#   KX_SRCS        C sources linked into kxrun (and into build/libkx.a)
+#   KX_LIBS        linker flags they need
+#   KX_CFLAGS      compiler flags they need
+#   LUAOPEN        Lua module names registered in package.preload
+#                  (kx.gpu -> luaopen_kx_gpu, kx.vtime.core -> luaopen_kx_vtime_core)
+#   EXTRA_TARGETS  other products (preload libraries in build/lib/, ...)
+#   TEST_DEPS      what the tests need built besides kxrun
+#   UNIT_LIBS      extra link flags for cmocka units
+# and define their own rules.
+
+PREFIX   ?= /usr/local
+CC       ?= gcc
+BUILD    ?= build
+SAN      ?=
+BIN      ?= kxrun
+
+PKGS      := lua5.4 libuv libedit jansson
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -fPIC -D_GNU_SOURCE $(SAN) \
+            -Ihost $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDFLAGS  += $(SAN) -rdynamic
+KX_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -ldl -lpthread
+
+KX_SRCS       := $(filter-out host/main.c,$(wildcard host/*.c))
+KX_CFLAGS     :=
+LUAOPEN       := kx
+EXTRA_TARGETS :=
+TEST_DEPS     :=
+UNIT_LIBS     :=
+
+include $(sort $(wildcard bindings/*/module.mk))
+
+CFLAGS += $(KX_CFLAGS)
+
+STDLIB_FILES := $(sort $(shell find stdlib -name '*.lua' 2>/dev/null))
+KX_OBJS      := $(KX_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/modules.o $(BUILD)/gen/stdlib.o
+UNIT_SRCS    := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS    := $(UNIT_SRCS:%.c=$(BUILD)/%)
+
+.PHONY: all deps run test test-long bench asan clean install
+.DEFAULT_GOAL := all
+
+all: deps $(BIN) $(EXTRA_TARGETS)
+
+# Debian packages the build, the tests and the experiments need.
+DEBS := build-essential pkg-config liblua5.4-dev lua5.4 libuv1-dev libedit-dev \
+        libjansson-dev libhiredis-dev libbpf-dev clang bpftool libelf-dev zlib1g-dev \
+        ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libibverbs-dev \
+        libcmocka-dev lua-busted redis-server libzstd-dev libsnappy-dev \
+        ffmpeg iproute2 util-linux procps python3 nodejs
+
+deps: $(BUILD)/.deps
+$(BUILD)/.deps: Makefile
+	@./host/deps.sh $(DEBS)
+	@mkdir -p $(BUILD) && touch $@
+
+$(BIN): $(BUILD)/main.o $(BUILD)/libkx.a
+	$(CC) $(LDFLAGS) -o $@ $(BUILD)/main.o -Wl,--whole-archive $(BUILD)/libkx.a \
+	    -Wl,--no-whole-archive $(KX_LIBS)
+
+$(BUILD)/main.o: host/main.c host/*.h | $(BUILD)/.deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/libkx.a: $(KX_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/%.o: %.c | $(BUILD)/.deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# package.preload table of every native module.
+$(BUILD)/gen/modules.c: Makefile $(wildcard bindings/*/module.mk)
+	@mkdir -p $(dir $@)
+	@{ echo '#include <lua.h>'; echo '#include <lauxlib.h>'; \
+	   for m in $(LUAOPEN); do echo "int luaopen_$$(echo $$m | tr . _)(lua_State *L);"; done; \
+	   echo 'const luaL_Reg kx_native_modules[] = {'; \
+	   for m in $(LUAOPEN); do echo "  {\"$$m\", luaopen_$$(echo $$m | tr . _)},"; done; \
+	   echo '  {0, 0}};'; } > $@.tmp && mv $@.tmp $@
+
+# stdlib/*.lua compiled into the binary as source (chunk names keep FILE:LINE).
+$(BUILD)/embed: host/tools/embed.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -Wall -Wextra -o $@ $<
+
+$(BUILD)/gen/stdlib.c: $(BUILD)/embed $(STDLIB_FILES)
+	@mkdir -p $(dir $@)
+	$(BUILD)/embed stdlib $(STDLIB_FILES) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+# cmocka units: each tests/unit/test_X.c links against libkx.a.
+$(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/libkx.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libkx.a $(UNIT_LIBS) $(KX_LIBS) -lcmocka
+
+run: all
+	./$(BIN) experiments/quickstart.lua
+
+test: all $(UNIT_BINS) $(TEST_DEPS)
+	@BUILD=$(BUILD) KXRUN=$(abspath $(BIN)) ./tests/run.sh
+
+test-long: all $(UNIT_BINS) $(TEST_DEPS)
+	@BUILD=$(BUILD) KXRUN=$(abspath $(BIN)) KXRUN_TEST_LONG=1 ./tests/run.sh
+
+bench: all
+	@./bench/run.sh
+
+# The same tests under AddressSanitizer and UBSan, in a build of their own.
+# Preload libraries are built without sanitizers (they go into other programs).
+asan:
+	$(MAKE) BUILD=build-asan BIN=build-asan/kxrun CFLAGS="-O1 -g" \
+	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" test
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/kxrun
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/kxrun
+	for f in $(BUILD)/lib/*.so; do [ -e "$$f" ] || continue; \
+	    install -m 0644 "$$f" $(DESTDIR)$(PREFIX)/lib/kxrun/; done
+
+clean:
+	rm -rf build build-asan kxrun node_modules
