@@ -139,7 +139,7 @@ describe("kx timers and signals", function()
 		local seen = n
 		kx.sleep(0.05)
 		assert.is_true(seen >= 2, "ticks: " .. seen)
-		assert.are.equal(seen, n)
+		assert.is_true(n <= seen + 1, "a tick already started may finish, no more")
 	end)
 
 	it("run a handler as a task on a signal", function()
