@@ -1,0 +1,676 @@
+/*
+ * ledger.c - the GPU partition ledger: one file per machine, updated under
+ * flock, written through a temporary file, fsync and rename.  See ledger.h.
+ */
+#include "ledger.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LEDGER_MAGIC   "KXGPULG\n"
+#define LEDGER_VERSION 1u
+#define DEFAULT_DIR    "/var/lib/kxrun/gpu"
+
+_Static_assert(sizeof(struct kxgpu_partition) == 128, "record size is fixed");
+_Static_assert(sizeof(struct kxgpu_device) == 264, "device size is fixed");
+
+struct file_header {
+	char magic[8];
+	uint32_t version;
+	uint32_t header_size;
+	uint32_t record_size;
+	uint32_t nrecords;
+	uint32_t next_id;
+	uint32_t ndevices;
+	int64_t probed_ms;
+	uint64_t checksum;      /* over the whole file with this field zero */
+	struct kxgpu_device devices[KXGPU_MAX_DEVICES];
+};
+
+struct kxgpu_ledger {
+	char dir[4096];
+	char path[4200];
+	char tmp[4200];
+	int lockfd;
+};
+
+/* The ledger as loaded, under the lock. */
+struct state {
+	struct file_header h;
+	struct kxgpu_partition *recs;
+	uint32_t cap;
+	int dirty;
+};
+
+static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+int64_t kxgpu_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* 64-bit words mixed with a multiply and rotate: fast over 128 KB, and any
+ * flipped, zeroed or truncated region changes it. */
+static uint64_t checksum(const void *a, size_t alen, const void *b,
+                         size_t blen)
+{
+	uint64_t h = 0x6a09e667f3bcc909ull, w;
+	const unsigned char *parts[2] = { a, b };
+	size_t lens[2] = { alen, blen };
+
+	for (int p = 0; p < 2; p++) {
+		size_t i = 0;
+		for (; i + 8 <= lens[p]; i += 8) {
+			memcpy(&w, parts[p] + i, 8);
+			h = (h ^ w) * 0x100000001b3ull;
+			h = (h << 29) | (h >> 35);
+		}
+		for (; i < lens[p]; i++)
+			h = (h ^ parts[p][i]) * 0x100000001b3ull;
+		h ^= lens[p];
+	}
+	return h;
+}
+
+const char *kxgpu_default_dir(char *buf, size_t len)
+{
+	const char *s = getenv("KXRUN_STATE_DIR");
+
+	if (s && *s)
+		snprintf(buf, len, "%s/gpu", s);
+	else
+		snprintf(buf, len, "%s", DEFAULT_DIR);
+	return buf;
+}
+
+/* mkdir -p, the last component world-writable so other users can lock and
+ * replace the ledger in it. */
+static int make_dir(const char *dir, char *err, size_t errlen)
+{
+	char buf[4096];
+	struct stat st;
+
+	if (stat(dir, &st) == 0)
+		return S_ISDIR(st.st_mode) ? 0 :
+		       fail(err, errlen, KXGPU_EIO, "%s is not a directory", dir);
+	snprintf(buf, sizeof buf, "%s", dir);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+			return fail(err, errlen, KXGPU_EIO,
+			            "cannot create %s: %s", buf, strerror(errno));
+		*p = '/';
+	}
+	if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+		return fail(err, errlen, KXGPU_EIO, "cannot create %s: %s", dir,
+		            strerror(errno));
+	if (chmod(dir, 0777) != 0 && errno != EPERM)
+		return fail(err, errlen, KXGPU_EIO, "cannot chmod %s: %s", dir,
+		            strerror(errno));
+	return 0;
+}
+
+int kxgpu_ledger_open(kxgpu_ledger **out, const char *dir, char *err,
+                      size_t errlen)
+{
+	char buf[4096], lockpath[4200];
+	kxgpu_ledger *l;
+	int rc;
+
+	if (!dir)
+		dir = kxgpu_default_dir(buf, sizeof buf);
+	if (strlen(dir) >= 4000)
+		return fail(err, errlen, KXGPU_EINVAL, "state directory name too long");
+	rc = make_dir(dir, err, errlen);
+	if (rc)
+		return rc;
+	l = calloc(1, sizeof *l);
+	if (!l)
+		return fail(err, errlen, KXGPU_EIO, "out of memory");
+	snprintf(l->dir, sizeof l->dir, "%s", dir);
+	snprintf(l->path, sizeof l->path, "%s/ledger", dir);
+	snprintf(l->tmp, sizeof l->tmp, "%s/ledger.tmp", dir);
+	snprintf(lockpath, sizeof lockpath, "%s/ledger.lock", dir);
+	l->lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+	if (l->lockfd < 0) {
+		rc = fail(err, errlen, KXGPU_EIO, "cannot open %s: %s", lockpath,
+		          strerror(errno));
+		free(l);
+		return rc;
+	}
+	fchmod(l->lockfd, 0666);  /* fails harmlessly when another user owns it */
+	*out = l;
+	return 0;
+}
+
+void kxgpu_ledger_close(kxgpu_ledger *l)
+{
+	if (!l)
+		return;
+	close(l->lockfd);
+	free(l);
+}
+
+const char *kxgpu_ledger_dir(const kxgpu_ledger *l)
+{
+	return l->dir;
+}
+
+void kxgpu_usage_path(const kxgpu_ledger *l, const char *id, char *buf,
+                      size_t len)
+{
+	snprintf(buf, len, "%s/%s.mem", l->dir, id);
+}
+
+static int lock(kxgpu_ledger *l, char *err, size_t errlen)
+{
+	while (flock(l->lockfd, LOCK_EX) != 0)
+		if (errno != EINTR)
+			return fail(err, errlen, KXGPU_EIO, "cannot lock %s.lock: %s",
+			            l->path, strerror(errno));
+	return 0;
+}
+
+static void unlock(kxgpu_ledger *l)
+{
+	flock(l->lockfd, LOCK_UN);
+}
+
+static int corrupt(kxgpu_ledger *l, char *err, size_t errlen, const char *why)
+{
+	return fail(err, errlen, KXGPU_ECORRUPT,
+	            "ledger corrupted: %s: %s (left as it is; move it away to "
+	            "start afresh)", l->path, why);
+}
+
+static int read_all(int fd, void *buf, size_t len)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = read(fd, (char *)buf + done, len - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = write(fd, (const char *)buf + done, len - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static void remove_usage(kxgpu_ledger *l, const char *id)
+{
+	char path[4300];
+
+	kxgpu_usage_path(l, id, path, sizeof path);
+	unlink(path);
+}
+
+/* Loads the ledger (an absent one is empty) and drops expired records. */
+static int load(kxgpu_ledger *l, struct state *s, char *err, size_t errlen)
+{
+	struct stat st;
+	uint64_t want, sum;
+	uint32_t keep = 0;
+	int64_t now;
+	int fd;
+
+	memset(s, 0, sizeof *s);
+	fd = open(l->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno != ENOENT)
+			return fail(err, errlen, KXGPU_EIO, "cannot open %s: %s",
+			            l->path, strerror(errno));
+		memcpy(s->h.magic, LEDGER_MAGIC, 8);
+		s->h.version = LEDGER_VERSION;
+		s->h.header_size = sizeof s->h;
+		s->h.record_size = sizeof(struct kxgpu_partition);
+		s->h.next_id = 1;
+		return 0;
+	}
+	if (fstat(fd, &st) != 0 || (size_t)st.st_size < sizeof s->h ||
+	    read_all(fd, &s->h, sizeof s->h) != 0) {
+		close(fd);
+		return corrupt(l, err, errlen, "shorter than its header");
+	}
+	if (memcmp(s->h.magic, LEDGER_MAGIC, 8) != 0 ||
+	    s->h.version != LEDGER_VERSION || s->h.header_size != sizeof s->h ||
+	    s->h.record_size != sizeof(struct kxgpu_partition) ||
+	    s->h.ndevices > KXGPU_MAX_DEVICES) {
+		close(fd);
+		return corrupt(l, err, errlen, "bad header");
+	}
+	want = sizeof s->h + (uint64_t)s->h.nrecords * s->h.record_size;
+	if ((uint64_t)st.st_size != want) {
+		close(fd);
+		return corrupt(l, err, errlen, "size does not match its records");
+	}
+	s->cap = s->h.nrecords + 1;
+	s->recs = calloc(s->cap, sizeof *s->recs);
+	if (!s->recs) {
+		close(fd);
+		return fail(err, errlen, KXGPU_EIO, "out of memory");
+	}
+	if (read_all(fd, s->recs, s->h.nrecords * sizeof *s->recs) != 0) {
+		close(fd);
+		free(s->recs);
+		return corrupt(l, err, errlen, "cannot read its records");
+	}
+	close(fd);
+	sum = s->h.checksum;
+	s->h.checksum = 0;
+	if (checksum(&s->h, sizeof s->h, s->recs,
+	             s->h.nrecords * sizeof *s->recs) != sum) {
+		free(s->recs);
+		return corrupt(l, err, errlen, "checksum mismatch");
+	}
+	now = kxgpu_now_ms();
+	for (uint32_t i = 0; i < s->h.nrecords; i++) {
+		if (s->recs[i].expires_ms <= now) {
+			remove_usage(l, s->recs[i].id);
+			s->dirty = 1;
+			continue;
+		}
+		s->recs[keep++] = s->recs[i];
+	}
+	s->h.nrecords = keep;
+	return 0;
+}
+
+/* Writes the whole ledger to ledger.tmp, fsyncs it and renames it over the
+ * ledger: readers and crashes see the old or the new file, never a mix. */
+static int store(kxgpu_ledger *l, struct state *s, char *err, size_t errlen)
+{
+	size_t rlen = s->h.nrecords * sizeof *s->recs;
+	int fd;
+
+	s->h.checksum = 0;
+	s->h.checksum = checksum(&s->h, sizeof s->h, s->recs, rlen);
+	unlink(l->tmp);  /* a crashed writer's, maybe another user's */
+	fd = open(l->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+	if (fd < 0)
+		return fail(err, errlen, KXGPU_EIO, "cannot create %s: %s", l->tmp,
+		            strerror(errno));
+	fchmod(fd, 0666);
+	if (write_all(fd, &s->h, sizeof s->h) != 0 ||
+	    write_all(fd, s->recs, rlen) != 0 || fsync(fd) != 0) {
+		int e = errno;
+		close(fd);
+		unlink(l->tmp);
+		return fail(err, errlen, KXGPU_EIO, "cannot write %s: %s", l->tmp,
+		            strerror(e));
+	}
+	close(fd);
+	if (rename(l->tmp, l->path) != 0) {
+		int e = errno;
+		unlink(l->tmp);
+		return fail(err, errlen, KXGPU_EIO, "cannot replace %s: %s",
+		            l->path, strerror(e));
+	}
+	s->dirty = 0;
+	return 0;
+}
+
+/* Takes the lock and loads; on success the caller must call finish(). */
+static int begin(kxgpu_ledger *l, struct state *s, char *err, size_t errlen)
+{
+	int rc = lock(l, err, errlen);
+
+	if (rc)
+		return rc;
+	rc = load(l, s, err, errlen);
+	if (rc)
+		unlock(l);
+	return rc;
+}
+
+/* Stores if anything changed (rc == 0 only), unlocks, frees. */
+static int finish(kxgpu_ledger *l, struct state *s, int rc, char *err,
+                  size_t errlen)
+{
+	if (s->dirty) {
+		int src = store(l, s, rc ? NULL : err, rc ? 0 : errlen);
+		if (!rc)
+			rc = src;
+	}
+	unlock(l);
+	free(s->recs);
+	return rc;
+}
+
+int kxgpu_ledger_read(kxgpu_ledger *l, struct kxgpu_snapshot *snap, char *err,
+                      size_t errlen)
+{
+	struct state s;
+	int rc;
+
+	memset(snap, 0, sizeof *snap);
+	rc = begin(l, &s, err, errlen);
+	if (rc)
+		return rc;
+	snap->ndevices = s.h.ndevices;
+	snap->probed_ms = s.h.probed_ms;
+	memcpy(snap->devices, s.h.devices, sizeof snap->devices);
+	snap->n = s.h.nrecords;
+	snap->parts = calloc(s.h.nrecords + 1, sizeof *snap->parts);
+	if (!snap->parts)
+		rc = fail(err, errlen, KXGPU_EIO, "out of memory");
+	else
+		memcpy(snap->parts, s.recs, s.h.nrecords * sizeof *s.recs);
+	return finish(l, &s, rc, err, errlen);
+}
+
+void kxgpu_snapshot_free(struct kxgpu_snapshot *snap)
+{
+	free(snap->parts);
+	snap->parts = NULL;
+	snap->n = 0;
+}
+
+int kxgpu_ledger_set_devices(kxgpu_ledger *l, const struct kxgpu_device *devs,
+                             uint32_t n, char *err, size_t errlen)
+{
+	struct state s;
+	int rc;
+
+	if (n > KXGPU_MAX_DEVICES)
+		n = KXGPU_MAX_DEVICES;
+	rc = begin(l, &s, err, errlen);
+	if (rc)
+		return rc;
+	memset(s.h.devices, 0, sizeof s.h.devices);
+	memcpy(s.h.devices, devs, n * sizeof *devs);
+	s.h.ndevices = n;
+	s.h.probed_ms = kxgpu_now_ms();
+	s.dirty = 1;
+	return finish(l, &s, 0, err, errlen);
+}
+
+static uint32_t used_ppm(const struct state *s, uint32_t device)
+{
+	uint64_t used = 0;
+
+	for (uint32_t i = 0; i < s->h.nrecords; i++)
+		if (s->recs[i].device == device)
+			used += s->recs[i].ppm;
+	return used > KXGPU_PPM ? KXGPU_PPM : (uint32_t)used;
+}
+
+int kxgpu_ledger_create(kxgpu_ledger *l, const struct kxgpu_request *req,
+                        struct kxgpu_partition *out, char *err, size_t errlen)
+{
+	struct kxgpu_partition *r;
+	struct state s;
+	uint32_t used;
+	char a[16], b[16];
+	int rc;
+
+	if (req->ppm == 0 || req->ppm > KXGPU_PPM)
+		return fail(err, errlen, KXGPU_EINVAL,
+		            "Invalid memory fraction: must be > 0 and <= 1");
+	if (req->duration_ms <= 0 || req->duration_ms > KXGPU_MAX_DURATION_MS)
+		return fail(err, errlen, KXGPU_EINVAL,
+		            "Invalid duration: must be > 0 and at most one year "
+		            "(31622400 seconds)");
+	if (req->owner != req->caller && req->caller != 0)
+		return fail(err, errlen, KXGPU_EPERM, "Permission denied: only "
+		            "administrators can create partitions for other users");
+	rc = begin(l, &s, err, errlen);
+	if (rc)
+		return rc;
+	if (req->device >= s.h.ndevices) {
+		rc = fail(err, errlen, KXGPU_ENODEV,
+		          "Invalid device index: %u (%u device%s known)",
+		          req->device, s.h.ndevices, s.h.ndevices == 1 ? "" : "s");
+		return finish(l, &s, rc, err, errlen);
+	}
+	used = used_ppm(&s, req->device);
+	if (req->ppm > KXGPU_PPM - used) {
+		kxgpu_format_percent(KXGPU_PPM - used, a, sizeof a);
+		kxgpu_format_percent(req->ppm, b, sizeof b);
+		rc = fail(err, errlen, KXGPU_ENOSPACE,
+		          "Not enough available memory: device %u has %s%% free, "
+		          "%s%% requested", req->device, a, b);
+		return finish(l, &s, rc, err, errlen);
+	}
+	if (s.h.next_id > 99999999) {
+		rc = fail(err, errlen, KXGPU_EIO, "partition numbers exhausted");
+		return finish(l, &s, rc, err, errlen);
+	}
+	if (s.h.nrecords + 1 > s.cap) {
+		struct kxgpu_partition *n = realloc(s.recs, (s.h.nrecords + 1) *
+		                                    sizeof *n);
+		if (!n) {
+			rc = fail(err, errlen, KXGPU_EIO, "out of memory");
+			return finish(l, &s, rc, err, errlen);
+		}
+		s.recs = n;
+		s.cap = s.h.nrecords + 1;
+	}
+	r = &s.recs[s.h.nrecords++];
+	memset(r, 0, sizeof *r);
+	snprintf(r->id, sizeof r->id, "partition_%04u", s.h.next_id++);
+	r->device = req->device;
+	r->ppm = req->ppm;
+	r->bytes = kxgpu_share_bytes(s.h.devices[req->device].memory, req->ppm);
+	r->uid = req->owner;
+	r->creator_uid = req->caller;
+	r->pid = req->pid;
+	kxgpu_user_name(req->owner, r->owner, sizeof r->owner);
+	r->created_ms = kxgpu_now_ms();
+	r->expires_ms = r->created_ms + req->duration_ms;
+	s.dirty = 1;
+	if (out)
+		*out = *r;
+	return finish(l, &s, 0, err, errlen);
+}
+
+static int find(const struct state *s, const char *id)
+{
+	for (uint32_t i = 0; i < s->h.nrecords; i++)
+		if (strncmp(s->recs[i].id, id, sizeof s->recs[i].id) == 0)
+			return (int)i;
+	return -1;
+}
+
+int kxgpu_ledger_release(kxgpu_ledger *l, const char *id, uid_t caller,
+                         struct kxgpu_partition *out, char *err,
+                         size_t errlen)
+{
+	struct state s;
+	int rc, i;
+
+	rc = begin(l, &s, err, errlen);
+	if (rc)
+		return rc;
+	i = find(&s, id);
+	if (i < 0) {
+		rc = fail(err, errlen, KXGPU_ENOENT, "Partition not found: %s", id);
+	} else if (caller != 0 && caller != s.recs[i].uid) {
+		rc = fail(err, errlen, KXGPU_EPERM,
+		          "Permission denied: partition owned by %s",
+		          s.recs[i].owner);
+	} else {
+		if (out)
+			*out = s.recs[i];
+		remove_usage(l, s.recs[i].id);
+		memmove(&s.recs[i], &s.recs[i + 1],
+		        (s.h.nrecords - (uint32_t)i - 1) * sizeof *s.recs);
+		s.h.nrecords--;
+		s.dirty = 1;
+	}
+	return finish(l, &s, rc, err, errlen);
+}
+
+int kxgpu_ledger_find(kxgpu_ledger *l, const char *id,
+                      struct kxgpu_partition *out, char *err, size_t errlen)
+{
+	struct state s;
+	int rc, i;
+
+	rc = begin(l, &s, err, errlen);
+	if (rc)
+		return rc;
+	i = find(&s, id);
+	if (i < 0)
+		rc = fail(err, errlen, KXGPU_ENOENT, "Partition not found: %s", id);
+	else
+		*out = s.recs[i];
+	return finish(l, &s, rc, err, errlen);
+}
+
+int kxgpu_ledger_available(kxgpu_ledger *l, uint32_t device, uint32_t *ppm,
+                           char *err, size_t errlen)
+{
+	struct state s;
+	int rc;
+
+	rc = begin(l, &s, err, errlen);
+	if (rc)
+		return rc;
+	if (device >= s.h.ndevices)
+		rc = fail(err, errlen, KXGPU_ENODEV,
+		          "Invalid device index: %u (%u device%s known)", device,
+		          s.h.ndevices, s.h.ndevices == 1 ? "" : "s");
+	else
+		*ppm = KXGPU_PPM - used_ppm(&s, device);
+	return finish(l, &s, rc, err, errlen);
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+/* "I[.F]" with at most maxdec decimals into an integer scaled by 10^maxdec. */
+static int parse_decimal(const char *s, int maxdec, uint64_t *out)
+{
+	uint64_t whole = 0, frac = 0;
+	int digits = 0, dec = 0;
+
+	if (!s || !*s)
+		return -1;
+	for (; *s >= '0' && *s <= '9'; s++, digits++) {
+		whole = whole * 10 + (uint64_t)(*s - '0');
+		if (whole > 1000000000000ull)
+			return -1;
+	}
+	if (*s == '.') {
+		for (s++; *s >= '0' && *s <= '9'; s++, dec++, digits++) {
+			if (dec >= maxdec) {
+				if (*s != '0')  /* more precision than kept */
+					return -1;
+				continue;
+			}
+			frac = frac * 10 + (uint64_t)(*s - '0');
+		}
+	}
+	if (*s || digits == 0)
+		return -1;
+	for (; dec < maxdec; dec++)
+		frac *= 10;
+	for (int i = 0; i < maxdec; i++)
+		whole *= 10;
+	*out = whole + frac;
+	return 0;
+}
+
+int kxgpu_parse_fraction(const char *s, uint32_t *ppm)
+{
+	uint64_t v;
+
+	if (parse_decimal(s, 6, &v) != 0 || v == 0 || v > KXGPU_PPM)
+		return KXGPU_EINVAL;
+	*ppm = (uint32_t)v;
+	return 0;
+}
+
+int kxgpu_parse_duration(const char *s, int64_t *ms)
+{
+	uint64_t v;
+
+	if (parse_decimal(s, 3, &v) != 0 || v == 0 ||
+	    v > (uint64_t)KXGPU_MAX_DURATION_MS)
+		return KXGPU_EINVAL;
+	*ms = (int64_t)v;
+	return 0;
+}
+
+void kxgpu_format_percent(uint32_t ppm, char *buf, size_t len)
+{
+	snprintf(buf, len, "%u.%02u", ppm / 10000, ppm % 10000 / 100);
+}
+
+uint64_t kxgpu_share_bytes(uint64_t memory, uint32_t ppm)
+{
+	return (uint64_t)((unsigned __int128)memory * ppm / KXGPU_PPM);
+}
+
+void kxgpu_user_name(uid_t uid, char *buf, size_t len)
+{
+	struct passwd pw, *res = NULL;
+	char tmp[1024];
+
+	if (getpwuid_r(uid, &pw, tmp, sizeof tmp, &res) == 0 && res)
+		snprintf(buf, len, "%s", pw.pw_name);
+	else
+		snprintf(buf, len, "uid%u", (unsigned)uid);
+}
+
+int kxgpu_user_uid(const char *name, uid_t *uid)
+{
+	struct passwd pw, *res = NULL;
+	char tmp[1024], *end;
+	unsigned long v;
+
+	if (getpwnam_r(name, &pw, tmp, sizeof tmp, &res) == 0 && res) {
+		*uid = pw.pw_uid;
+		return 0;
+	}
+	errno = 0;
+	v = strtoul(name, &end, 10);
+	if (*name && !*end && errno == 0 && v < 0xffffffffu) {
+		*uid = (uid_t)v;
+		return 0;
+	}
+	return -1;
+}

@@ -1,0 +1,2 @@
+# kx.gpu: GPU partitions (ledger, OpenCL device probe, Lua binding).
+KX_SRCS   += bindings/gpu/ledger.c
