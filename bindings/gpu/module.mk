@@ -1,2 +1,19 @@
-# kx.gpu: GPU partitions (ledger, OpenCL device probe, Lua binding).
-KX_SRCS   += bindings/gpu/ledger.c
+# kx.gpu: GPU partitions (ledger, OpenCL device probe, Lua binding) and the
+# enforcement library libkxgpu.so preloaded into programs run in a partition.
+KX_SRCS   += bindings/gpu/ledger.c bindings/gpu/usage.c bindings/gpu/devices.c
+EXTRA_TARGETS += $(BUILD)/lib/libkxgpu.so
+TEST_DEPS += $(BUILD)/tests/gpu_alloc
+
+# Preloaded into other programs: no $(SAN), no host code.
+$(BUILD)/lib/libkxgpu.so: bindings/gpu/preload.c bindings/gpu/usage.c \
+                          bindings/gpu/usage.h
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -fPIC -D_GNU_SOURCE \
+	    -fvisibility=hidden -shared \
+	    -o $@ bindings/gpu/preload.c bindings/gpu/usage.c -ldl -lpthread
+
+# A small OpenCL program that allocates buffers, for the enforcement tests.
+$(BUILD)/tests/gpu_alloc: tests/gpu/gpu_alloc.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE \
+	    -o $@ $< -lOpenCL
