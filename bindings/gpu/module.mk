@@ -17,3 +17,9 @@ $(BUILD)/tests/gpu_alloc: tests/gpu/gpu_alloc.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE \
 	    -o $@ $< -lOpenCL
+
+# The same for the CUDA driver API (dlopen'd: builds without CUDA).
+TEST_DEPS += $(BUILD)/tests/cuda_alloc
+$(BUILD)/tests/cuda_alloc: tests/gpu/cuda_alloc.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -o $@ $< -ldl
