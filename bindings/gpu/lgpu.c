@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,7 @@ extern char **environ;
 
 struct lpart {
 	struct kxgpu_partition p;
+	char device_name[96];
 	int released;
 };
 
@@ -111,6 +113,7 @@ static void push_partition_table(lua_State *L, const struct kxgpu_partition *p)
 	set_str(L, "owner", p->owner);
 	set_int(L, "uid", p->uid);
 	set_int(L, "pid", p->pid);
+	set_int(L, "creator_uid", p->creator_uid);
 	lua_pushnumber(L, p->created_ms / 1e3);
 	lua_setfield(L, -2, "created");
 	lua_pushnumber(L, p->expires_ms / 1e3);
@@ -218,12 +221,15 @@ static int l_list(lua_State *L)
 	return 1;
 }
 
-static void push_partition(lua_State *L, const struct kxgpu_partition *p)
+static void push_partition(lua_State *L, const struct kxgpu_partition *p,
+                           const struct kxgpu_device *dev)
 {
 	struct lpart *lp = lua_newuserdatauv(L, sizeof *lp, 0);
 
 	lp->p = *p;
 	lp->released = 0;
+	snprintf(lp->device_name, sizeof lp->device_name, "%s",
+	         dev ? dev->name : "");
 	luaL_setmetatable(L, PARTITION_T);
 }
 
@@ -265,7 +271,7 @@ static int l_create(lua_State *L)
 	struct kxgpu_partition p;
 	char err[KXGPU_ERRLEN];
 	lua_Integer dev;
-	int rc;
+	int rc = 0;
 
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_getfield(L, 1, "device");
@@ -299,13 +305,19 @@ static int l_create(lua_State *L)
 	 * start OpenCL */
 	if (kxgpu_ledger_read(l, &s, err, sizeof err) != 0)
 		return kx_fail(L, "%s", err);
-	rc = s.probed_ms == 0 ? refresh_devices(l, devs, err, sizeof err) : 0;
+	if (s.probed_ms == 0) {
+		rc = refresh_devices(l, devs, err, sizeof err);
+		if (rc >= 0) {
+			memcpy(s.devices, devs, sizeof devs);
+			s.ndevices = (uint32_t)rc;
+		}
+	}
 	kxgpu_snapshot_free(&s);
 	if (rc < 0)
 		return kx_fail(L, "%s", err);
 	if (kxgpu_ledger_create(l, &req, &p, err, sizeof err) != 0)
 		return kx_fail(L, "%s", err);
-	push_partition(L, &p);
+	push_partition(L, &p, p.device < s.ndevices ? &s.devices[p.device] : NULL);
 	return 1;
 }
 
@@ -316,9 +328,13 @@ static int l_open(lua_State *L)
 	char err[KXGPU_ERRLEN];
 	LEDGER_OR_FAIL(L, l, err);
 
-	if (kxgpu_ledger_find(l, id, &p, err, sizeof err) != 0)
+	struct kxgpu_snapshot s;
+
+	if (kxgpu_ledger_find(l, id, &p, err, sizeof err) != 0 ||
+	    kxgpu_ledger_read(l, &s, err, sizeof err) != 0)
 		return kx_fail(L, "%s", err);
-	push_partition(L, &p);
+	push_partition(L, &p, p.device < s.ndevices ? &s.devices[p.device] : NULL);
+	kxgpu_snapshot_free(&s);
 	return 1;
 }
 
@@ -425,6 +441,14 @@ static int p_index(lua_State *L)
 		return 1;
 	lua_pop(L, 1);
 	push_partition_table(L, &lp->p);
+	lua_pushstring(L, lp->device_name);
+	lua_setfield(L, -2, "device_name");
+	if (strcmp(k, "creator") == 0) {
+		char name[64];
+		kxgpu_user_name(lp->p.creator_uid, name, sizeof name);
+		lua_pushstring(L, name);
+		return 1;
+	}
 	lua_getfield(L, -1, k);
 	return 1;
 }
