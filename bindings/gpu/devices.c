@@ -33,10 +33,13 @@ static const char *type_name(cl_device_type t)
 static void info_string(get_device_info_fn f, cl_device_id d,
                         cl_device_info what, char *buf, size_t len)
 {
-	buf[0] = 0;
-	if (f(d, what, len, buf, NULL) != CL_SUCCESS)
-		snprintf(buf, len, "unknown");
-	buf[len - 1] = 0;
+	char tmp[1024] = "";
+
+	/* the whole string, then cut: a short buffer is an error in OpenCL */
+	if (f(d, what, sizeof tmp - 1, tmp, NULL) != CL_SUCCESS)
+		snprintf(tmp, sizeof tmp, "unknown");
+	tmp[sizeof tmp - 1] = 0;
+	snprintf(buf, len, "%s", tmp);
 }
 
 int kxgpu_probe_devices(struct kxgpu_device *out, uint32_t max, char *err,

@@ -75,6 +75,20 @@ static int refresh_devices(kxgpu_ledger *l, struct kxgpu_device *devs,
 	return n;
 }
 
+/* A ledger that never saw OpenCL probes it once; later calls never do. */
+static int learn_devices(kxgpu_ledger *l, char *err, size_t errlen)
+{
+	struct kxgpu_device devs[KXGPU_MAX_DEVICES];
+	struct kxgpu_snapshot s;
+	int64_t probed;
+
+	if (kxgpu_ledger_read(l, &s, err, errlen) != 0)
+		return -1;
+	probed = s.probed_ms;
+	kxgpu_snapshot_free(&s);
+	return probed ? 0 : refresh_devices(l, devs, err, errlen);
+}
+
 static void set_int(lua_State *L, const char *k, lua_Integer v)
 {
 	lua_pushinteger(L, v);
@@ -193,6 +207,8 @@ static int l_available(lua_State *L)
 
 	if (dev < 0 || dev > 0xffff)
 		return kx_fail(L, "Invalid device index: %lld", (long long)dev);
+	if (learn_devices(l, err, sizeof err) < 0)
+		return kx_fail(L, "%s", err);
 	if (kxgpu_ledger_available(l, (uint32_t)dev, &ppm, err, sizeof err) != 0)
 		return kx_fail(L, "%s", err);
 	lua_pushnumber(L, ppm / 1e4);
