@@ -41,13 +41,20 @@ struct lpart {
 	int released;
 };
 
+/* gpu.state_dir(path): this process's ledger directory instead of the
+ * default (for tests and experiments that must not touch the machine's). */
+static char dir_override[4096];
+
 /* The ledger of the current state directory (reopened if it changes). */
 kxgpu_ledger *kxgpu_lua_ledger(char *err, size_t errlen)
 {
 	static kxgpu_ledger *cached;
 	char dir[4096];
 
-	kxgpu_default_dir(dir, sizeof dir);
+	if (dir_override[0])
+		snprintf(dir, sizeof dir, "%s", dir_override);
+	else
+		kxgpu_default_dir(dir, sizeof dir);
 	if (cached && strcmp(kxgpu_ledger_dir(cached), dir) == 0)
 		return cached;
 	kxgpu_ledger_close(cached);
@@ -87,6 +94,14 @@ static int learn_devices(kxgpu_ledger *l, char *err, size_t errlen)
 	probed = s.probed_ms;
 	kxgpu_snapshot_free(&s);
 	return probed ? 0 : refresh_devices(l, devs, err, errlen);
+}
+
+static int bad_device(lua_State *L, lua_Integer dev)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof buf, "%lld", (long long)dev);
+	return kx_fail(L, "Invalid device index: %s", buf);
 }
 
 static void set_int(lua_State *L, const char *k, lua_Integer v)
@@ -206,7 +221,7 @@ static int l_available(lua_State *L)
 	LEDGER_OR_FAIL(L, l, err);
 
 	if (dev < 0 || dev > 0xffff)
-		return kx_fail(L, "Invalid device index: %lld", (long long)dev);
+		return bad_device(L, dev);
 	if (learn_devices(l, err, sizeof err) < 0)
 		return kx_fail(L, "%s", err);
 	if (kxgpu_ledger_available(l, (uint32_t)dev, &ppm, err, sizeof err) != 0)
@@ -300,7 +315,7 @@ static int l_create(lua_State *L)
 	if (lua_isnil(L, -2))
 		return luaL_argerror(L, 1, "duration (seconds) is required");
 	if (dev < 0 || dev >= KXGPU_MAX_DEVICES)
-		return kx_fail(L, "Invalid device index: %lld", (long long)dev);
+		return bad_device(L, dev);
 	req.device = (uint32_t)dev;
 	if (get_fraction(L, -3, &req.ppm) != 0)
 		return kx_fail(L, "Invalid memory fraction: must be > 0 and <= 1 "
@@ -469,7 +484,30 @@ static int p_index(lua_State *L)
 	return 1;
 }
 
+/* gpu.state_dir() -> the ledger directory; gpu.state_dir(path) uses path
+ * (the ledger directory itself) from now on; gpu.state_dir(false) goes back
+ * to the default. */
+static int l_state_dir(lua_State *L)
+{
+	char dir[4096];
+
+	if (lua_isstring(L, 1)) {
+		size_t n;
+		const char *d = lua_tolstring(L, 1, &n);
+		luaL_argcheck(L, n > 0 && n < 4000, 1, "a directory name");
+		snprintf(dir_override, sizeof dir_override, "%s", d);
+	} else if (lua_isboolean(L, 1) && !lua_toboolean(L, 1)) {
+		dir_override[0] = 0;
+	}
+	if (dir_override[0])
+		lua_pushstring(L, dir_override);
+	else
+		lua_pushstring(L, kxgpu_default_dir(dir, sizeof dir));
+	return 1;
+}
+
 static const luaL_Reg funcs[] = {
+	{ "state_dir", l_state_dir },
 	{ "devices", l_devices },
 	{ "stats", l_stats },
 	{ "available", l_available },
