@@ -23,17 +23,27 @@
 _Static_assert(sizeof(struct kxgpu_partition) == 128, "record size is fixed");
 _Static_assert(sizeof(struct kxgpu_device) == 264, "device size is fixed");
 
+/* Offsets in the file: header, counter block (sector-aligned), slots. */
+#define COUNTER_OFF 4608
+#define SLOTS_OFF   8192
+#define SLOT_SIZE   sizeof(struct kxgpu_partition)
+
 struct file_header {
 	char magic[8];
 	uint32_t version;
-	uint32_t header_size;
+	uint32_t slots_off;
 	uint32_t record_size;
-	uint32_t nrecords;
-	uint32_t next_id;
 	uint32_t ndevices;
 	int64_t probed_ms;
-	uint64_t checksum;      /* over the whole file with this field zero */
 	struct kxgpu_device devices[KXGPU_MAX_DEVICES];
+	uint64_t checksum;      /* over the header with this field zero */
+};
+_Static_assert(sizeof(struct file_header) <= COUNTER_OFF, "header fits");
+
+struct counter {
+	uint32_t next_id;
+	uint32_t reserved;
+	uint64_t checksum;
 };
 
 struct kxgpu_ledger {
@@ -43,12 +53,14 @@ struct kxgpu_ledger {
 	int lockfd;
 };
 
-/* The ledger as loaded, under the lock. */
+/* The ledger as loaded, under the lock, with its file open for writing. */
 struct state {
+	int fd;
 	struct file_header h;
-	struct kxgpu_partition *recs;
-	uint32_t cap;
-	int dirty;
+	struct counter c;
+	uint32_t nslots;
+	struct kxgpu_partition *slots;  /* all slots, free ones zero */
+	int written;                    /* something to fdatasync */
 };
 
 static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
@@ -210,12 +222,13 @@ static int corrupt(kxgpu_ledger *l, char *err, size_t errlen, const char *why)
 	            "start afresh)", l->path, why);
 }
 
-static int read_all(int fd, void *buf, size_t len)
+static int read_all(int fd, void *buf, size_t len, off_t off)
 {
 	size_t done = 0;
 
 	while (done < len) {
-		ssize_t n = read(fd, (char *)buf + done, len - done);
+		ssize_t n = pread(fd, (char *)buf + done, len - done,
+		                  off + (off_t)done);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -225,12 +238,13 @@ static int read_all(int fd, void *buf, size_t len)
 	return 0;
 }
 
-static int write_all(int fd, const void *buf, size_t len)
+static int write_all(int fd, const void *buf, size_t len, off_t off)
 {
 	size_t done = 0;
 
 	while (done < len) {
-		ssize_t n = write(fd, (const char *)buf + done, len - done);
+		ssize_t n = pwrite(fd, (const char *)buf + done, len - done,
+		                   off + (off_t)done);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -248,94 +262,73 @@ static void remove_usage(kxgpu_ledger *l, const char *id)
 	unlink(path);
 }
 
-/* Loads the ledger (an absent one is empty) and drops expired records. */
-static int load(kxgpu_ledger *l, struct state *s, char *err, size_t errlen)
+static uint64_t header_sum(struct file_header *h)
 {
-	struct stat st;
-	uint64_t want, sum;
-	uint32_t keep = 0;
-	int64_t now;
-	int fd;
+	uint64_t keep = h->checksum, sum;
 
-	memset(s, 0, sizeof *s);
-	fd = open(l->path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno != ENOENT)
-			return fail(err, errlen, KXGPU_EIO, "cannot open %s: %s",
-			            l->path, strerror(errno));
-		memcpy(s->h.magic, LEDGER_MAGIC, 8);
-		s->h.version = LEDGER_VERSION;
-		s->h.header_size = sizeof s->h;
-		s->h.record_size = sizeof(struct kxgpu_partition);
-		s->h.next_id = 1;
-		return 0;
-	}
-	if (fstat(fd, &st) != 0 || (size_t)st.st_size < sizeof s->h ||
-	    read_all(fd, &s->h, sizeof s->h) != 0) {
-		close(fd);
-		return corrupt(l, err, errlen, "shorter than its header");
-	}
-	if (memcmp(s->h.magic, LEDGER_MAGIC, 8) != 0 ||
-	    s->h.version != LEDGER_VERSION || s->h.header_size != sizeof s->h ||
-	    s->h.record_size != sizeof(struct kxgpu_partition) ||
-	    s->h.ndevices > KXGPU_MAX_DEVICES) {
-		close(fd);
-		return corrupt(l, err, errlen, "bad header");
-	}
-	want = sizeof s->h + (uint64_t)s->h.nrecords * s->h.record_size;
-	if ((uint64_t)st.st_size != want) {
-		close(fd);
-		return corrupt(l, err, errlen, "size does not match its records");
-	}
-	s->cap = s->h.nrecords + 1;
-	s->recs = calloc(s->cap, sizeof *s->recs);
-	if (!s->recs) {
-		close(fd);
-		return fail(err, errlen, KXGPU_EIO, "out of memory");
-	}
-	if (read_all(fd, s->recs, s->h.nrecords * sizeof *s->recs) != 0) {
-		close(fd);
-		free(s->recs);
-		return corrupt(l, err, errlen, "cannot read its records");
-	}
-	close(fd);
-	sum = s->h.checksum;
-	s->h.checksum = 0;
-	if (checksum(&s->h, sizeof s->h, s->recs,
-	             s->h.nrecords * sizeof *s->recs) != sum) {
-		free(s->recs);
-		return corrupt(l, err, errlen, "checksum mismatch");
-	}
-	now = kxgpu_now_ms();
-	for (uint32_t i = 0; i < s->h.nrecords; i++) {
-		if (s->recs[i].expires_ms <= now) {
-			remove_usage(l, s->recs[i].id);
-			s->dirty = 1;
-			continue;
-		}
-		s->recs[keep++] = s->recs[i];
-	}
-	s->h.nrecords = keep;
-	return 0;
+	h->checksum = 0;
+	sum = checksum(h, sizeof *h, NULL, 0);
+	h->checksum = keep;
+	return sum;
 }
 
-/* Writes the whole ledger to ledger.tmp, fsyncs it and renames it over the
- * ledger: readers and crashes see the old or the new file, never a mix. */
-static int store(kxgpu_ledger *l, struct state *s, char *err, size_t errlen)
+static uint64_t counter_sum(const struct counter *c)
 {
-	size_t rlen = s->h.nrecords * sizeof *s->recs;
+	return checksum(&c->next_id, sizeof c->next_id, NULL, 0);
+}
+
+static uint64_t record_sum(struct kxgpu_partition *r)
+{
+	uint64_t keep = r->checksum, sum;
+
+	r->checksum = 0;
+	sum = checksum(r, sizeof *r, NULL, 0) | 1;  /* never 0 (= free) */
+	r->checksum = keep;
+	return sum;
+}
+
+static int is_free(const struct kxgpu_partition *r)
+{
+	static const struct kxgpu_partition zero;
+
+	return memcmp(r, &zero, sizeof zero) == 0;
+}
+
+/* 42 for "partition_0042" (0 for anything else); called per record on
+ * every load, so no sscanf. */
+static uint32_t id_number(const char *id)
+{
+	uint32_t n = 0;
+
+	if (strncmp(id, "partition_", 10) != 0)
+		return 0;
+	for (id += 10; *id >= '0' && *id <= '9' && n < 400000000u; id++)
+		n = n * 10 + (uint32_t)(*id - '0');
+	return *id ? 0 : n;
+}
+
+/* A new ledger: written whole to ledger.tmp, synced, renamed into place. */
+static int create_file(kxgpu_ledger *l, char *err, size_t errlen)
+{
+	struct file_header h;
+	struct counter c = { .next_id = 1 };
 	int fd;
 
-	s->h.checksum = 0;
-	s->h.checksum = checksum(&s->h, sizeof s->h, s->recs, rlen);
+	memset(&h, 0, sizeof h);
+	memcpy(h.magic, LEDGER_MAGIC, 8);
+	h.version = LEDGER_VERSION;
+	h.slots_off = SLOTS_OFF;
+	h.record_size = SLOT_SIZE;
+	h.checksum = header_sum(&h);
+	c.checksum = counter_sum(&c);
 	unlink(l->tmp);  /* a crashed writer's, maybe another user's */
 	fd = open(l->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
 	if (fd < 0)
 		return fail(err, errlen, KXGPU_EIO, "cannot create %s: %s", l->tmp,
 		            strerror(errno));
 	fchmod(fd, 0666);
-	if (write_all(fd, &s->h, sizeof s->h) != 0 ||
-	    write_all(fd, s->recs, rlen) != 0 || fsync(fd) != 0) {
+	if (ftruncate(fd, SLOTS_OFF) != 0 || write_all(fd, &h, sizeof h, 0) != 0 ||
+	    write_all(fd, &c, sizeof c, COUNTER_OFF) != 0 || fsync(fd) != 0) {
 		int e = errno;
 		close(fd);
 		unlink(l->tmp);
@@ -346,10 +339,88 @@ static int store(kxgpu_ledger *l, struct state *s, char *err, size_t errlen)
 	if (rename(l->tmp, l->path) != 0) {
 		int e = errno;
 		unlink(l->tmp);
-		return fail(err, errlen, KXGPU_EIO, "cannot replace %s: %s",
-		            l->path, strerror(e));
+		return fail(err, errlen, KXGPU_EIO, "cannot create %s: %s", l->path,
+		            strerror(e));
 	}
-	s->dirty = 0;
+	return 0;
+}
+
+static int put_slot(struct state *s, uint32_t i, char *err, size_t errlen)
+{
+	if (write_all(s->fd, &s->slots[i], SLOT_SIZE,
+	              SLOTS_OFF + (off_t)i * SLOT_SIZE) != 0)
+		return fail(err, errlen, KXGPU_EIO, "cannot write the ledger: %s",
+		            strerror(errno));
+	s->written = 1;
+	return 0;
+}
+
+static void free_slot(kxgpu_ledger *l, struct state *s, uint32_t i)
+{
+	remove_usage(l, s->slots[i].id);
+	memset(&s->slots[i], 0, SLOT_SIZE);
+}
+
+/* Loads the ledger (making an empty one if absent), verifying every
+ * checksum, and frees the slots of expired partitions. */
+static int load(kxgpu_ledger *l, struct state *s, char *err, size_t errlen)
+{
+	struct stat st;
+	uint32_t maxid = 0;
+	int64_t now;
+	int rc;
+
+	memset(s, 0, sizeof *s);
+	s->fd = open(l->path, O_RDWR | O_CLOEXEC);
+	if (s->fd < 0 && errno == ENOENT) {
+		rc = create_file(l, err, errlen);
+		if (rc)
+			return rc;
+		s->fd = open(l->path, O_RDWR | O_CLOEXEC);
+	}
+	if (s->fd < 0)
+		return fail(err, errlen, KXGPU_EIO, "cannot open %s: %s", l->path,
+		            strerror(errno));
+	if (fstat(s->fd, &st) != 0 || st.st_size < SLOTS_OFF ||
+	    read_all(s->fd, &s->h, sizeof s->h, 0) != 0 ||
+	    read_all(s->fd, &s->c, sizeof s->c, COUNTER_OFF) != 0)
+		return corrupt(l, err, errlen, "shorter than its header");
+	if (memcmp(s->h.magic, LEDGER_MAGIC, 8) != 0 ||
+	    s->h.version != LEDGER_VERSION || s->h.slots_off != SLOTS_OFF ||
+	    s->h.record_size != SLOT_SIZE || s->h.ndevices > KXGPU_MAX_DEVICES ||
+	    header_sum(&s->h) != s->h.checksum)
+		return corrupt(l, err, errlen, "bad header (checksum mismatch)");
+	if (counter_sum(&s->c) != s->c.checksum || s->c.next_id == 0)
+		return corrupt(l, err, errlen, "bad counter (checksum mismatch)");
+	if ((st.st_size - SLOTS_OFF) % SLOT_SIZE != 0)
+		return corrupt(l, err, errlen, "size does not match its records");
+	s->nslots = (uint32_t)((st.st_size - SLOTS_OFF) / SLOT_SIZE);
+	s->slots = calloc(s->nslots + 1, SLOT_SIZE);
+	if (!s->slots)
+		return fail(err, errlen, KXGPU_EIO, "out of memory");
+	if (read_all(s->fd, s->slots, s->nslots * SLOT_SIZE, SLOTS_OFF) != 0)
+		return corrupt(l, err, errlen, "cannot read its records");
+	now = kxgpu_now_ms();
+	for (uint32_t i = 0; i < s->nslots; i++) {
+		struct kxgpu_partition *r = &s->slots[i];
+		if (is_free(r))
+			continue;
+		if (r->checksum != record_sum(r) || r->id[0] == 0 ||
+		    memchr(r->id, 0, sizeof r->id) == NULL ||
+		    memchr(r->owner, 0, sizeof r->owner) == NULL)
+			return corrupt(l, err, errlen, "record checksum mismatch");
+		if (id_number(r->id) > maxid)
+			maxid = id_number(r->id);
+		if (r->expires_ms <= now) {
+			free_slot(l, s, i);
+			rc = put_slot(s, i, err, errlen);
+			if (rc)
+				return rc;
+		}
+	}
+	/* a creator that died after writing its record but before the counter */
+	if (s->c.next_id <= maxid)
+		s->c.next_id = maxid + 1;
 	return 0;
 }
 
@@ -361,23 +432,34 @@ static int begin(kxgpu_ledger *l, struct state *s, char *err, size_t errlen)
 	if (rc)
 		return rc;
 	rc = load(l, s, err, errlen);
-	if (rc)
+	if (rc) {
+		if (s->fd >= 0)
+			close(s->fd);
+		free(s->slots);
 		unlock(l);
+	}
 	return rc;
 }
 
-/* Stores if anything changed (rc == 0 only), unlocks, frees. */
+/* Makes what was written durable, unlocks, frees. */
 static int finish(kxgpu_ledger *l, struct state *s, int rc, char *err,
                   size_t errlen)
 {
-	if (s->dirty) {
-		int src = store(l, s, rc ? NULL : err, rc ? 0 : errlen);
-		if (!rc)
-			rc = src;
-	}
+	if (s->written && fdatasync(s->fd) != 0 && !rc)
+		rc = fail(err, errlen, KXGPU_EIO, "cannot sync %s: %s", l->path,
+		          strerror(errno));
+	close(s->fd);
 	unlock(l);
-	free(s->recs);
+	free(s->slots);
 	return rc;
+}
+
+static int by_id(const void *a, const void *b)
+{
+	uint32_t x = id_number(((const struct kxgpu_partition *)a)->id);
+	uint32_t y = id_number(((const struct kxgpu_partition *)b)->id);
+
+	return x < y ? -1 : x > y;
 }
 
 int kxgpu_ledger_read(kxgpu_ledger *l, struct kxgpu_snapshot *snap, char *err,
@@ -393,13 +475,51 @@ int kxgpu_ledger_read(kxgpu_ledger *l, struct kxgpu_snapshot *snap, char *err,
 	snap->ndevices = s.h.ndevices;
 	snap->probed_ms = s.h.probed_ms;
 	memcpy(snap->devices, s.h.devices, sizeof snap->devices);
-	snap->n = s.h.nrecords;
-	snap->parts = calloc(s.h.nrecords + 1, sizeof *snap->parts);
-	if (!snap->parts)
+	snap->parts = calloc(s.nslots + 1, sizeof *snap->parts);
+	if (!snap->parts) {
 		rc = fail(err, errlen, KXGPU_EIO, "out of memory");
-	else
-		memcpy(snap->parts, s.recs, s.h.nrecords * sizeof *s.recs);
+	} else {
+		for (uint32_t i = 0; i < s.nslots; i++)
+			if (!is_free(&s.slots[i]))
+				snap->parts[snap->n++] = s.slots[i];
+		qsort(snap->parts, snap->n, sizeof *snap->parts, by_id);
+	}
 	return finish(l, &s, rc, err, errlen);
+}
+
+int kxgpu_ledger_devices(kxgpu_ledger *l, struct kxgpu_snapshot *snap,
+                         char *err, size_t errlen)
+{
+	struct file_header h;
+	int fd, rc;
+
+	memset(snap, 0, sizeof *snap);
+	rc = lock(l, err, errlen);
+	if (rc)
+		return rc;
+	fd = open(l->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT) {
+		unlock(l);
+		return 0;  /* no ledger yet: no devices known */
+	}
+	if (fd < 0)
+		rc = fail(err, errlen, KXGPU_EIO, "cannot open %s: %s", l->path,
+		          strerror(errno));
+	else if (read_all(fd, &h, sizeof h, 0) != 0)
+		rc = corrupt(l, err, errlen, "shorter than its header");
+	else if (memcmp(h.magic, LEDGER_MAGIC, 8) != 0 ||
+	         h.version != LEDGER_VERSION || h.ndevices > KXGPU_MAX_DEVICES ||
+	         header_sum(&h) != h.checksum)
+		rc = corrupt(l, err, errlen, "bad header (checksum mismatch)");
+	if (fd >= 0)
+		close(fd);
+	unlock(l);
+	if (!rc) {
+		snap->ndevices = h.ndevices;
+		snap->probed_ms = h.probed_ms;
+		memcpy(snap->devices, h.devices, sizeof snap->devices);
+	}
+	return rc;
 }
 
 void kxgpu_snapshot_free(struct kxgpu_snapshot *snap)
@@ -424,17 +544,21 @@ int kxgpu_ledger_set_devices(kxgpu_ledger *l, const struct kxgpu_device *devs,
 	memcpy(s.h.devices, devs, n * sizeof *devs);
 	s.h.ndevices = n;
 	s.h.probed_ms = kxgpu_now_ms();
-	s.dirty = 1;
-	return finish(l, &s, 0, err, errlen);
+	s.h.checksum = header_sum(&s.h);
+	if (write_all(s.fd, &s.h, sizeof s.h, 0) != 0)
+		rc = fail(err, errlen, KXGPU_EIO, "cannot write %s: %s", l->path,
+		          strerror(errno));
+	s.written = 1;
+	return finish(l, &s, rc, err, errlen);
 }
 
 static uint32_t used_ppm(const struct state *s, uint32_t device)
 {
 	uint64_t used = 0;
 
-	for (uint32_t i = 0; i < s->h.nrecords; i++)
-		if (s->recs[i].device == device)
-			used += s->recs[i].ppm;
+	for (uint32_t i = 0; i < s->nslots; i++)
+		if (!is_free(&s->slots[i]) && s->slots[i].device == device)
+			used += s->slots[i].ppm;
 	return used > KXGPU_PPM ? KXGPU_PPM : (uint32_t)used;
 }
 
@@ -443,7 +567,7 @@ int kxgpu_ledger_create(kxgpu_ledger *l, const struct kxgpu_request *req,
 {
 	struct kxgpu_partition *r;
 	struct state s;
-	uint32_t used;
+	uint32_t used, slot;
 	char a[16], b[16];
 	int rc;
 
@@ -475,23 +599,15 @@ int kxgpu_ledger_create(kxgpu_ledger *l, const struct kxgpu_request *req,
 		          "%s%% requested", req->device, a, b);
 		return finish(l, &s, rc, err, errlen);
 	}
-	if (s.h.next_id > 99999999) {
+	if (s.c.next_id > 99999999) {
 		rc = fail(err, errlen, KXGPU_EIO, "partition numbers exhausted");
 		return finish(l, &s, rc, err, errlen);
 	}
-	if (s.h.nrecords + 1 > s.cap) {
-		struct kxgpu_partition *n = realloc(s.recs, (s.h.nrecords + 1) *
-		                                    sizeof *n);
-		if (!n) {
-			rc = fail(err, errlen, KXGPU_EIO, "out of memory");
-			return finish(l, &s, rc, err, errlen);
-		}
-		s.recs = n;
-		s.cap = s.h.nrecords + 1;
-	}
-	r = &s.recs[s.h.nrecords++];
+	for (slot = 0; slot < s.nslots && !is_free(&s.slots[slot]); slot++)
+		;  /* slot == nslots: append (slots has room for one more) */
+	r = &s.slots[slot];
 	memset(r, 0, sizeof *r);
-	snprintf(r->id, sizeof r->id, "partition_%04u", s.h.next_id++);
+	snprintf(r->id, sizeof r->id, "partition_%04u", s.c.next_id++);
 	r->device = req->device;
 	r->ppm = req->ppm;
 	r->bytes = kxgpu_share_bytes(s.h.devices[req->device].memory, req->ppm);
@@ -501,16 +617,23 @@ int kxgpu_ledger_create(kxgpu_ledger *l, const struct kxgpu_request *req,
 	kxgpu_user_name(req->owner, r->owner, sizeof r->owner);
 	r->created_ms = kxgpu_now_ms();
 	r->expires_ms = r->created_ms + req->duration_ms;
-	s.dirty = 1;
-	if (out)
+	r->checksum = record_sum(r);
+	/* the record first: a crash before the counter is repaired on load */
+	rc = put_slot(&s, slot, err, errlen);
+	s.c.checksum = counter_sum(&s.c);
+	if (!rc && write_all(s.fd, &s.c, sizeof s.c, COUNTER_OFF) != 0)
+		rc = fail(err, errlen, KXGPU_EIO, "cannot write %s: %s", l->path,
+		          strerror(errno));
+	if (!rc && out)
 		*out = *r;
-	return finish(l, &s, 0, err, errlen);
+	return finish(l, &s, rc, err, errlen);
 }
 
 static int find(const struct state *s, const char *id)
 {
-	for (uint32_t i = 0; i < s->h.nrecords; i++)
-		if (strncmp(s->recs[i].id, id, sizeof s->recs[i].id) == 0)
+	for (uint32_t i = 0; i < s->nslots; i++)
+		if (!is_free(&s->slots[i]) &&
+		    strncmp(s->slots[i].id, id, sizeof s->slots[i].id) == 0)
 			return (int)i;
 	return -1;
 }
@@ -528,18 +651,15 @@ int kxgpu_ledger_release(kxgpu_ledger *l, const char *id, uid_t caller,
 	i = find(&s, id);
 	if (i < 0) {
 		rc = fail(err, errlen, KXGPU_ENOENT, "Partition not found: %s", id);
-	} else if (caller != 0 && caller != s.recs[i].uid) {
+	} else if (caller != 0 && caller != s.slots[i].uid) {
 		rc = fail(err, errlen, KXGPU_EPERM,
 		          "Permission denied: partition owned by %s",
-		          s.recs[i].owner);
+		          s.slots[i].owner);
 	} else {
 		if (out)
-			*out = s.recs[i];
-		remove_usage(l, s.recs[i].id);
-		memmove(&s.recs[i], &s.recs[i + 1],
-		        (s.h.nrecords - (uint32_t)i - 1) * sizeof *s.recs);
-		s.h.nrecords--;
-		s.dirty = 1;
+			*out = s.slots[i];
+		free_slot(l, &s, (uint32_t)i);
+		rc = put_slot(&s, (uint32_t)i, err, errlen);
 	}
 	return finish(l, &s, rc, err, errlen);
 }
@@ -557,7 +677,7 @@ int kxgpu_ledger_find(kxgpu_ledger *l, const char *id,
 	if (i < 0)
 		rc = fail(err, errlen, KXGPU_ENOENT, "Partition not found: %s", id);
 	else
-		*out = s.recs[i];
+		*out = s.slots[i];
 	return finish(l, &s, rc, err, errlen);
 }
 

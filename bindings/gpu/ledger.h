@@ -4,19 +4,26 @@
  * One directory per machine: $KXRUN_STATE_DIR/gpu when KXRUN_STATE_DIR is
  * set, else /var/lib/kxrun/gpu.  It holds
  *
- *   ledger        the ledger: a header (magic, version, next partition
- *                 number, the cached device facts, a checksum over the whole
- *                 file) followed by fixed-size partition records;
- *   ledger.lock   the lock every update takes (flock LOCK_EX);
- *   ledger.tmp    the next ledger being written (fsync, then rename(2) over
- *                 `ledger`), so `ledger` is always a complete old or new copy;
+ *   ledger        the ledger (below);
+ *   ledger.lock   the lock every reader and writer takes (flock LOCK_EX);
  *   <id>.mem      per-partition usage counters for enforcement (usage.h).
+ *
+ * The ledger file is a checksummed header (magic, version, the cached device
+ * facts), a checksummed counter block (the next partition number) and an
+ * array of fixed-size 128-byte slots, each a partition record with its own
+ * checksum, or all zeros when free.  A new ledger is written whole to a
+ * temporary file and renamed into place; after that an update writes only
+ * what changes (one slot, the counter) with pwrite and fdatasync, so it
+ * costs the same with 1,000 partitions as with one.  Slots are 128-byte
+ * aligned, so a write never spans a disk sector; a process that dies
+ * between two writes leaves a readable ledger (the counter is never behind
+ * the highest id found).
  *
  * The directory is made mode 0777 and its files 0666 so that a second user
  * works with a directory the first one made; without `kxrun gpu serve` every
  * user of the machine is trusted to go through this code.
  *
- * A ledger whose size, magic or checksum is wrong is reported as
+ * A ledger whose size, magic or any checksum is wrong is reported as
  * KXGPU_ECORRUPT and never rewritten: move it away to start afresh.
  *
  * Amounts are integers: a partition's share is in parts per million of its
@@ -73,7 +80,8 @@ struct kxgpu_partition {
 	int64_t created_ms;
 	int64_t expires_ms;
 	uint32_t creator_uid;
-	uint8_t reserved[28];
+	uint8_t reserved[20];
+	uint64_t checksum;     /* of this record in the file; 0 in a free slot */
 };
 
 /* Everything the ledger holds at one moment (expired records left out). */
@@ -81,7 +89,7 @@ struct kxgpu_snapshot {
 	uint32_t ndevices;
 	int64_t probed_ms;     /* when devices were last probed, 0 = never */
 	struct kxgpu_device devices[KXGPU_MAX_DEVICES];
-	uint32_t n;            /* live partitions, in creation order */
+	uint32_t n;            /* live partitions, in id (creation) order */
 	struct kxgpu_partition *parts;  /* malloc'd; kxgpu_snapshot_free */
 };
 
@@ -110,6 +118,10 @@ const char *kxgpu_ledger_dir(const kxgpu_ledger *l);
 int kxgpu_ledger_read(kxgpu_ledger *l, struct kxgpu_snapshot *snap, char *err,
                       size_t errlen);
 void kxgpu_snapshot_free(struct kxgpu_snapshot *snap);
+
+/* Only the cached device facts (snap->n = 0): reads the header alone. */
+int kxgpu_ledger_devices(kxgpu_ledger *l, struct kxgpu_snapshot *snap,
+                         char *err, size_t errlen);
 
 /* Replaces the cached device facts (after an OpenCL probe). */
 int kxgpu_ledger_set_devices(kxgpu_ledger *l, const struct kxgpu_device *devs,

@@ -89,7 +89,7 @@ static int learn_devices(kxgpu_ledger *l, char *err, size_t errlen)
 	struct kxgpu_snapshot s;
 	int64_t probed;
 
-	if (kxgpu_ledger_read(l, &s, err, errlen) != 0)
+	if (kxgpu_ledger_devices(l, &s, err, errlen) != 0)
 		return -1;
 	probed = s.probed_ms;
 	kxgpu_snapshot_free(&s);
@@ -334,7 +334,7 @@ static int l_create(lua_State *L)
 	LEDGER_OR_FAIL(L, l, err);
 	/* the first use of a ledger learns the devices; later ones never
 	 * start OpenCL */
-	if (kxgpu_ledger_read(l, &s, err, sizeof err) != 0)
+	if (kxgpu_ledger_devices(l, &s, err, sizeof err) != 0)
 		return kx_fail(L, "%s", err);
 	if (s.probed_ms == 0) {
 		rc = refresh_devices(l, devs, err, sizeof err);
@@ -362,7 +362,7 @@ static int l_open(lua_State *L)
 	struct kxgpu_snapshot s;
 
 	if (kxgpu_ledger_find(l, id, &p, err, sizeof err) != 0 ||
-	    kxgpu_ledger_read(l, &s, err, sizeof err) != 0)
+	    kxgpu_ledger_devices(l, &s, err, sizeof err) != 0)
 		return kx_fail(L, "%s", err);
 	push_partition(L, &p, p.device < s.ndevices ? &s.devices[p.device] : NULL);
 	kxgpu_snapshot_free(&s);

@@ -25,3 +25,9 @@ TEST_DEPS += $(BUILD)/tests/cuda_alloc
 $(BUILD)/tests/cuda_alloc: tests/gpu/cuda_alloc.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -o $@ $< -ldl
+
+# Allocation micro-benchmark for bench/gpu_ledger.lua.
+EXTRA_TARGETS += $(BUILD)/tests/alloc_bench
+$(BUILD)/tests/alloc_bench: tests/gpu/alloc_bench.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -o $@ $< -lOpenCL

@@ -9,7 +9,7 @@ size=$(stat -c %s "$L")
 printf 'X' | dd of="$L" bs=1 seek=$((size - 60)) conv=notrunc status=none
 cp "$L" "$TOP/damaged"
 expect_fail $K gpu list
-[[ $LAST_ERR == "ledger corrupted: $L: checksum mismatch"* ]] || die "$LAST_ERR"
+[[ $LAST_ERR == "ledger corrupted: $L: "*"checksum mismatch"* ]] || die "$LAST_ERR"
 expect_fail $K gpu create 0 0.1 60
 expect_fail $K gpu available 0
 expect_fail $K gpu release partition_0001
