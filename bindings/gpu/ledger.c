@@ -441,10 +441,19 @@ static int begin(kxgpu_ledger *l, struct state *s, char *err, size_t errlen)
 	return rc;
 }
 
-/* Makes what was written durable, unlocks, frees. */
+/* Makes what was written durable (dropping free slots at the end, so the
+ * file shrinks back after a busy day), unlocks, frees. */
 static int finish(kxgpu_ledger *l, struct state *s, int rc, char *err,
                   size_t errlen)
 {
+	uint32_t used = s->nslots;
+
+	while (used > 0 && is_free(&s->slots[used - 1]))
+		used--;
+	if (s->written && used < s->nslots &&
+	    ftruncate(s->fd, SLOTS_OFF + (off_t)used * SLOT_SIZE) != 0 && !rc)
+		rc = fail(err, errlen, KXGPU_EIO, "cannot truncate %s: %s", l->path,
+		          strerror(errno));
 	if (s->written && fdatasync(s->fd) != 0 && !rc)
 		rc = fail(err, errlen, KXGPU_EIO, "cannot sync %s: %s", l->path,
 		          strerror(errno));
