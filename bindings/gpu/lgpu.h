@@ -1,0 +1,18 @@
+/* lgpu.h - shared between the kx.gpu binding's files. */
+#ifndef KX_GPU_LGPU_H
+#define KX_GPU_LGPU_H
+
+#include <lua.h>
+
+#include "ledger.h"
+
+/* partition:exec{argv..., grace=, env=}: runs argv in the partition with
+ * libkxgpu.so preloaded, signals its process group at expiry; the table is
+ * at argidx.  Suspends the calling task until the program ends. */
+int kxgpu_exec(lua_State *L, const struct kxgpu_partition *p, int argidx);
+
+/* The ledger of the current state directory, opened once (NULL with a
+ * message in err). */
+kxgpu_ledger *kxgpu_lua_ledger(char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,33 @@
+# kx.gpu: GPU partitions (ledger, OpenCL device probe, Lua binding) and the
+# enforcement library libkxgpu.so preloaded into programs run in a partition.
+KX_SRCS   += bindings/gpu/ledger.c bindings/gpu/usage.c bindings/gpu/devices.c \
+             bindings/gpu/lgpu.c bindings/gpu/lexec.c
+LUAOPEN   += kx.gpu
+EXTRA_TARGETS += $(BUILD)/lib/libkxgpu.so
+TEST_DEPS += $(BUILD)/tests/gpu_alloc
+
+# Preloaded into other programs: no $(SAN), no host code.
+$(BUILD)/lib/libkxgpu.so: bindings/gpu/preload.c bindings/gpu/usage.c \
+                          bindings/gpu/usage.h
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -fPIC -D_GNU_SOURCE \
+	    -fvisibility=hidden -shared \
+	    -o $@ bindings/gpu/preload.c bindings/gpu/usage.c -ldl -lpthread
+
+# A small OpenCL program that allocates buffers, for the enforcement tests.
+$(BUILD)/tests/gpu_alloc: tests/gpu/gpu_alloc.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE \
+	    -o $@ $< -lOpenCL
+
+# The same for the CUDA driver API (dlopen'd: builds without CUDA).
+TEST_DEPS += $(BUILD)/tests/cuda_alloc
+$(BUILD)/tests/cuda_alloc: tests/gpu/cuda_alloc.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -o $@ $< -ldl
+
+# Allocation micro-benchmark for bench/gpu_ledger.lua.
+EXTRA_TARGETS += $(BUILD)/tests/alloc_bench
+$(BUILD)/tests/alloc_bench: tests/gpu/alloc_bench.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -o $@ $< -lOpenCL

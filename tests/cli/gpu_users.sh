@@ -1,0 +1,31 @@
+#!/bin/bash
+# Several users on one ledger: a second user works in the state directory the
+# first made; only the owner or root releases; only root uses --user.
+. "$ROOT/tests/cli/gpu_lib.sh.inc"
+K=$KXRUN
+[ "$(id -u)" = 0 ] || { echo "needs root to switch users with setpriv"; exit 77; }
+command -v setpriv >/dev/null || { echo "setpriv (util-linux) missing"; exit 77; }
+NOBODY=$(id -un 65534)
+as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+# kxrun must be reachable by the other user
+as_nobody test -x "$K" || { echo "$K is not executable by uid 65534"; exit 77; }
+
+$K gpu create 0 0.3 600 >/dev/null || die "root create"
+out=$(as_nobody $K gpu create 0 0.3 600) || die "second user cannot create: $out"
+echo "$out" | grep -q "Assigned to user: $NOBODY (Created by: $NOBODY" || die "$out"
+as_nobody $K gpu list | grep -q "Owner: root" || die "second user cannot list"
+
+out=$(as_nobody $K gpu release partition_0001 2>&1); rc=$?
+[ $rc = 1 ] && [ "$out" = "Permission denied: partition owned by root" ] || die "release by other: $rc $out"
+out=$(as_nobody $K gpu create 0 0.1 60 --user root 2>&1); rc=$?
+[ $rc = 1 ] && [ "$out" = "Permission denied: only administrators can create partitions for other users" ] ||
+	die "--user by non-root: $rc $out"
+
+# root creates for someone else (the team set-up of the guide)
+out=$($K gpu create 0 0.2 600 --user "$NOBODY") || die "root --user"
+echo "$out" | grep -q "Assigned to user: $NOBODY (Created by: root" || die "$out"
+as_nobody $K gpu release partition_0003 >/dev/null || die "owner cannot release what root made for them"
+$K gpu release partition_0002 >/dev/null || die "root cannot release another's"
+out=$($K gpu create 0 0.1 60 --user no-such-user-kx 2>&1); [ $? = 1 ] && [[ $out == "Unknown user"* ]] || die "$out"
+[ "$($K gpu available 0)" = "70.00" ] || die "available: $($K gpu available 0)"
+echo ok

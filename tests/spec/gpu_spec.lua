@@ -1,0 +1,107 @@
+-- kx.gpu from Lua: partitions in a private ledger (PoCL's CPU device).
+local gpu = require "kx.gpu"
+
+local function tmpdir()
+	local _, out = kx.exec{ "mktemp", "-d", "/tmp/kxrun-gpu-spec.XXXXXX" }
+	return (out:gsub("%s+$", ""))
+end
+
+describe("kx.gpu", function()
+	local top
+	before_each(function()
+		top = tmpdir()
+		gpu.state_dir(top .. "/gpu")
+	end)
+	after_each(function()
+		gpu.state_dir(false)
+		kx.exec{ "rm", "-rf", top }
+	end)
+
+	it("lists devices in order with their facts", function()
+		local devs = assert(gpu.devices())
+		assert.is_true(#devs >= 1)
+		assert.equal(0, devs[1].index)
+		assert.is_true(devs[1].memory > 0)
+		assert.is_string(devs[1].name)
+		assert.matches("^OpenCL %d", devs[1].version)
+	end)
+
+	it("creates, lists and releases, with integer bytes", function()
+		local devs = assert(gpu.devices())
+		local p = assert(gpu.create{ device = 0, memory = 0.25, duration = 60 })
+		assert.equal("partition_0001", p.id)
+		assert.equal(devs[1].memory * 250000 // 1000000, p.bytes)
+		assert.is_true(p:remaining() > 58 and p:remaining() <= 60)
+		local pct, ppm = gpu.available(0)
+		assert.equal(75.0, pct)
+		assert.equal(750000, ppm)
+		local l = gpu.list()
+		assert.equal(1, #l)
+		assert.equal(p.id, l[1].id)
+		assert.equal(0.25, l[1].memory)
+		assert.is_true(p:release())
+		local ok, err = p:release()
+		assert.is_nil(ok)
+		assert.matches("already released", err)
+		assert.equal(0, #gpu.list())
+	end)
+
+	it("releases at the end of a <close> scope", function()
+		do
+			local p <close> = assert(gpu.create{ device = 0, memory = "0.5", duration = 60 })
+			assert.equal(50.0, gpu.available(0))
+		end
+		assert.equal(100.0, gpu.available(0))
+	end)
+
+	it("returns Chronos's messages for bad requests", function()
+		local p, err = gpu.create{ device = 0, memory = 0.8, duration = 60 }
+		assert.truthy(p)
+		p, err = gpu.create{ device = 0, memory = 0.3, duration = 60 }
+		assert.is_nil(p)
+		assert.matches("^Not enough available memory", err)
+		p, err = gpu.create{ device = 99, memory = 0.1, duration = 60 }
+		assert.is_nil(p)
+		assert.matches("^Invalid device index", err)
+		p, err = gpu.create{ device = 0, memory = 0, duration = 60 }
+		assert.matches("^Invalid memory fraction", err)
+		p, err = gpu.create{ device = 0, memory = 1.5, duration = 60 }
+		assert.matches("^Invalid memory fraction", err)
+		p, err = gpu.create{ device = 0, memory = 0.1, duration = 0 }
+		assert.matches("^Invalid duration", err)
+		p, err = gpu.create{ device = 0, memory = 0.1, duration = 1e12 }
+		assert.matches("^Invalid duration", err)
+		local ok
+		ok, err = gpu.release("partition_9999")
+		assert.is_nil(ok)
+		assert.equal("Partition not found: partition_9999", err)
+		assert.has_error(function() gpu.create{ device = 0, duration = 5 } end)
+	end)
+
+	it("runs a program under the partition's limit", function()
+		local devs = assert(gpu.devices())
+		-- a share of exactly 3 MiB plus a little: three 1 MiB buffers fit
+		local ppm = (3 * 1048576 * 1000000 + devs[1].memory - 1) // devs[1].memory
+		local p <close> = assert(gpu.create{ device = 0,
+			memory = string.format("0.%06d", ppm), duration = 60 })
+		assert.equal(3, p.bytes // 1048576)
+		local alloc = (os.getenv("BUILD") or "build") .. "/tests/gpu_alloc"
+		-- through a shell: the limit holds for the program it starts too
+		local st = assert(p:exec{ "sh", "-c", alloc .. " 1 5 >/dev/null" })
+		assert.equal(3, st.code)   -- refused
+		assert.is_false(st.expired)
+		local ok, err = p:exec{ "/nonexistent/program" }
+		assert.is_nil(ok)
+		assert.matches("cannot run", err)
+	end)
+
+	it("stops a program when the partition expires", function()
+		local p = assert(gpu.create{ device = 0, memory = 0.1, duration = 0.5 })
+		local t0 = kx.now()
+		local st = assert(p:exec{ "sh", "-c", "trap '' TERM; sleep 20", grace = 0.3 })
+		assert.equal(9, st.signal)
+		assert.is_true(st.expired)
+		assert.is_true(kx.now() - t0 < 10)
+		assert.equal(0, #gpu.list())
+	end)
+end)
