@@ -151,8 +151,9 @@ struct pq_file *pq_read_open(const char *path, char *err, size_t errlen);
 void pq_read_close(struct pq_file *f);
 int pq_ncolumns(const struct pq_file *f);	/* leaves: nschema - 1 */
 
-/* The values of one column chunk, decoded.  For STRING, `str` points into
- * `strbuf`.  null[i] is true for a null (OPTIONAL) value. */
+/* The values of one column chunk, decoded.  For BYTE_ARRAY, str[i] points
+ * into `strbuf`, len[i] bytes followed by a NUL (NULL for a null).  null[i]
+ * is true for a null (OPTIONAL) value. */
 struct pq_values {
 	int64_t n;
 	bool *null;

@@ -472,6 +472,7 @@ static long decode_plain(const uint8_t *p, size_t size, size_t n,
 			o->off[at] = o->strbuf->len;
 			o->len[at] = len;
 			tc_buf_put(o->strbuf, p + pos, len);
+			tc_buf_put(o->strbuf, "", 1);
 			pos += len;
 			break;
 		default:
@@ -524,7 +525,7 @@ static void dict_copy(struct dict *d, const struct plain_out *o, uint32_t e,
 		o->off[at] = o->strbuf->len;
 		o->len[at] = d->o.len[e];
 		tc_buf_put(o->strbuf, d->strbuf.data + d->o.off[e],
-			   d->o.len[e]);
+			   d->o.len[e] + 1);
 	}
 }
 
