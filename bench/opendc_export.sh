@@ -1,0 +1,67 @@
+#!/bin/bash
+# OpenDC export throughput on a generated trace of 1M samples (2000 tasks,
+# 4 processes each, 200 ms ticks), and peak memory, beside the input's size.
+# Peer: Python's json module merely parsing the same proc_metrics.jsonl (the
+# least a Python exporter like Tracekit's does).  Memory is shown for a
+# quarter of the trace too: it stays flat when streaming works.
+set -eu
+: "${KXRUN:=$(cd "$(dirname "$0")/.." && pwd)/kxrun}"
+T=$(mktemp -d /tmp/kxrun-opendc-bench.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+
+gen() {	# gen DIR SAMPLES
+	mkdir -p "$1/CTS"
+	python3 - "$1/CTS" "$2" <<'PY'
+import json, sys
+out, total = sys.argv[1], int(sys.argv[2])
+tasks, procs = 2000, 4
+per = total // (tasks * procs)          # ticks per task
+with open(f"{out}/nodes.json", "w") as f:
+    json.dump({"node_id": "bench", "stage": "cloud", "cpu_cores": 16,
+               "mem_mb": 65536, "cpu_model": "x", "cpu_freq_mhz": 2900}, f)
+t0 = 1_700_000_000_000
+with open(f"{out}/invocations.jsonl", "w") as f:
+    for i in range(tasks):
+        s = t0 + i * 1000
+        f.write(json.dumps({"trace_id": f"task-{i}", "pid": 10000 + i * 10,
+            "ts_enqueue": s - 50, "ts_start": s, "ts_end": s + per * 200 + 77}) + "\n")
+# time order, as a collector writes it
+rows = []
+with open(f"{out}/proc_metrics.jsonl", "w") as f:
+    for tick in range((tasks * 1000 + per * 200) // 200 + 1):
+        now = t0 + tick * 200
+        lo = max(0, (now - t0 - per * 200) // 1000)
+        for i in range(lo, min(tasks, (now - t0) // 1000 + 1)):
+            s = t0 + i * 1000
+            k = (now - s) // 200
+            if k < 1 or k > per:
+                continue
+            pid = 10000 + i * 10
+            for p in range(procs):
+                f.write('{"ts_ms":%d,"pid":%d,"ppid":%d,"dt_ms":200,"cpu_ms":%d,"rss_kb":%d}\n'
+                        % (s + k * 200, pid + p, pid if p else 1, 50 + (k * 7 + p) % 150, 20000 + p))
+PY
+}
+
+measure() {	# measure DIR -> "seconds maxrss_kb"
+	/usr/bin/time -f "%e %M" -o "$T/time" "$KXRUN" opendc export --input "$1" --output "$T/out" >/dev/null
+	cat "$T/time"
+}
+
+gen "$T/q" 250000
+gen "$T/full" 1000000
+samples=$(wc -l < "$T/full/CTS/proc_metrics.jsonl")
+bytes=$(du -cb "$T/full/CTS" | tail -1 | cut -f1)
+read -r secs rss < <(measure "$T/full")
+read -r _ rss_q < <(measure "$T/q")
+"$KXRUN" opendc verify --input "$T/out" >/dev/null
+py=$(python3 -c 'import json, sys, time
+t = time.perf_counter()
+for l in open(sys.argv[1]): json.loads(l)
+print(time.perf_counter() - t)' "$T/full/CTS/proc_metrics.jsonl")
+awk -v n="$samples" -v b="$bytes" -v s="$secs" -v r="$rss" -v rq="$rss_q" -v py="$py" 'BEGIN {
+	printf "input: %d samples, %.1f MiB of CTS files\n", n, b / 1048576
+	printf "kxrun opendc export: %.2f s, %.0f samples/s, peak RSS %.1f MiB (%.1f MiB at 1/4 of the samples)\n", s, n / s, r / 1024, rq / 1024
+	printf "python3 json.loads only: %.2f s, %.0f samples/s\n", py, n / py
+	printf "ratio (export / parse-only python): %.2fx the throughput\n", py / s
+}'
