@@ -502,7 +502,7 @@ static int write_tasks(struct exporter *x, const char *out, pq_writer **w)
 	static const struct pq_column cols[] = {
 		{ "id", PQ_INT32, false, false },
 		{ "name", PQ_STRING, true, true },
-		{ "submission_time", PQ_INT64, false, false },
+		{ "submission_time", PQ_TIMESTAMP_MS, false, false },
 		{ "duration", PQ_INT64, false, false },
 		{ "cpu_count", PQ_INT32, false, true },
 		{ "cpu_capacity", PQ_DOUBLE, false, true },

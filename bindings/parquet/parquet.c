@@ -142,6 +142,7 @@ pq_writer *pq_open(const char *path, const char *schema_name,
 	static const int physical[] = {
 		[PQ_INT32] = PQ_PT_INT32, [PQ_INT64] = PQ_PT_INT64,
 		[PQ_DOUBLE] = PQ_PT_DOUBLE, [PQ_STRING] = PQ_PT_BYTE_ARRAY,
+		[PQ_TIMESTAMP_MS] = PQ_PT_INT64,
 	};
 	pq_writer *w = calloc(1, sizeof(*w));
 	int fd;
@@ -179,7 +180,7 @@ pq_writer *pq_open(const char *path, const char *schema_name,
 		goto fail;
 	}
 	for (int i = 0; i < ncols; i++) {
-		if (cols[i].type > PQ_STRING || !cols[i].name ||
+		if (cols[i].type > PQ_TIMESTAMP_MS || !cols[i].name ||
 		    !*cols[i].name) {
 			snprintf(err, errlen, "column %d: bad type or name", i);
 			goto fail;
@@ -354,7 +355,10 @@ static int add_raw(pq_writer *w, struct column *c, const void *raw, size_t n)
 
 static int check_type(pq_writer *w, struct column *c, enum pq_type t)
 {
-	static const char *names[] = { "INT32", "INT64", "DOUBLE", "STRING" };
+	static const char *names[] = { "INT32", "INT64", "DOUBLE", "STRING",
+				       "TIMESTAMP_MS" };
+	if (c->spec.type == PQ_TIMESTAMP_MS && t == PQ_INT64)
+		return 0;
 	if (c->spec.type != t)
 		return fail(w, "column %s is %s, not %s", c->spec.name,
 			    names[c->spec.type], names[t]);
@@ -789,6 +793,17 @@ static void encode_footer(pq_writer *w, struct tc_buf *out)
 			tc_field_i32(&e, 6, 0);	/* ConvertedType UTF8 */
 			tc_field_struct_begin(&e, 10);	/* LogicalType */
 			tc_field_struct_begin(&e, 1);	/* STRING */
+			tc_struct_end(&e);
+			tc_struct_end(&e);
+		} else if (c->spec.type == PQ_TIMESTAMP_MS) {
+			tc_field_i32(&e, 6, 9);	/* TIMESTAMP_MILLIS */
+			tc_field_struct_begin(&e, 10);	/* LogicalType */
+			tc_field_struct_begin(&e, 8);	/* TIMESTAMP */
+			tc_field_bool(&e, 1, true);	/* isAdjustedToUTC */
+			tc_field_struct_begin(&e, 2);	/* unit */
+			tc_field_struct_begin(&e, 1);	/* MILLIS */
+			tc_struct_end(&e);
+			tc_struct_end(&e);
 			tc_struct_end(&e);
 			tc_struct_end(&e);
 		}

@@ -2,7 +2,8 @@
  * parquet.h - a streaming Parquet writer and a small reader, in plain C.
  *
  * Writer.  A flat schema (one level, no nesting, no repetition) of columns
- * INT32, INT64, DOUBLE or STRING (BYTE_ARRAY annotated STRING/UTF8), each
+ * INT32, INT64, DOUBLE, STRING (BYTE_ARRAY annotated STRING/UTF8) or
+ * TIMESTAMP_MS (INT64 annotated TIMESTAMP, ms, UTC), each
  * REQUIRED or OPTIONAL, each PLAIN or RLE_DICTIONARY encoded.  Rows are
  * written value by value:
  *
@@ -50,8 +51,9 @@ enum pq_encoding { PQ_ENC_PLAIN = 0, PQ_ENC_PLAIN_DICTIONARY = 2,
 		   PQ_ENC_RLE = 3, PQ_ENC_RLE_DICTIONARY = 8 };
 enum pq_repetition { PQ_REQUIRED = 0, PQ_OPTIONAL = 1, PQ_REPEATED = 2 };
 
-/* Column types the writer offers. */
-enum pq_type { PQ_INT32, PQ_INT64, PQ_DOUBLE, PQ_STRING };
+/* Column types the writer offers.  PQ_TIMESTAMP_MS is INT64 annotated
+ * TIMESTAMP(isAdjustedToUTC, MILLIS), written with pq_int64. */
+enum pq_type { PQ_INT32, PQ_INT64, PQ_DOUBLE, PQ_STRING, PQ_TIMESTAMP_MS };
 
 struct pq_column {
 	const char *name;
@@ -107,6 +109,7 @@ struct pq_schema_elem {
 	int num_children;
 	int converted_type;	/* -1 when absent; 0 = UTF8 */
 	bool logical_string;	/* LogicalType STRING */
+	bool logical_timestamp;	/* LogicalType TIMESTAMP */
 };
 
 struct pq_stats {

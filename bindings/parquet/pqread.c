@@ -82,6 +82,8 @@ static void decode_schema_elem(struct tc_dec *d, struct pq_schema_elem *s)
 			while (tc_next_field(d, &id, &t)) {
 				if (id == 1 && t == TC_STRUCT)
 					s->logical_string = true;
+				if (id == 8 && t == TC_STRUCT)
+					s->logical_timestamp = true;
 				tc_skip(d, t);
 			}
 		} else {

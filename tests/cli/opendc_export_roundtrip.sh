@@ -62,6 +62,7 @@ want_schema = [("resource", None, None),
 got = [(s["name"], s.get("type"), s.get("repetition_type")) for s in tasks["schema"]]
 check(got == want_schema, f"tasks schema {got}")
 check(tasks["schema"][2]["logical_type"] == "STRING", "name is STRING")
+check(tasks["schema"][3]["logical_type"] == "TIMESTAMP", "submission_time is a TIMESTAMP")
 got = [(s["name"], s.get("type"), s.get("repetition_type")) for s in frags["schema"]]
 check(got == [("resource_state", None, None), ("id", "INT32", "REQUIRED"),
     ("duration", "INT64", "REQUIRED"), ("cpu_usage", "DOUBLE", "REQUIRED")], f"fragments schema {got}")
@@ -71,10 +72,10 @@ for d in (tasks, frags):
             check(c["codec"] == "SNAPPY", "codec")
 F, FB = 3000.5, 3700.0
 want_tasks = [
-    {"id": 0, "name": "t1", "submission_time": 1000, "duration": 1050, "cpu_count": 2, "cpu_capacity": 2 * F, "mem_capacity": 5120},
-    {"id": 1, "name": "t2", "submission_time": 1400, "duration": 0, "cpu_count": 1, "cpu_capacity": F, "mem_capacity": 0},
-    {"id": 2, "name": "t3", "submission_time": 2000, "duration": 1000, "cpu_count": 2, "cpu_capacity": 2 * F, "mem_capacity": 4096},
-    {"id": 3, "name": "b1", "submission_time": 10, "duration": 100, "cpu_count": 2, "cpu_capacity": 2 * FB, "mem_capacity": 10},
+    {"id": 0, "name": "t1", "submission_time": {"timestamp_ms": 1000}, "duration": 1050, "cpu_count": 2, "cpu_capacity": 2 * F, "mem_capacity": 5120},
+    {"id": 1, "name": "t2", "submission_time": {"timestamp_ms": 1400}, "duration": 0, "cpu_count": 1, "cpu_capacity": F, "mem_capacity": 0},
+    {"id": 2, "name": "t3", "submission_time": {"timestamp_ms": 2000}, "duration": 1000, "cpu_count": 2, "cpu_capacity": 2 * F, "mem_capacity": 4096},
+    {"id": 3, "name": "b1", "submission_time": {"timestamp_ms": 10}, "duration": 100, "cpu_count": 2, "cpu_capacity": 2 * FB, "mem_capacity": 10},
 ]
 check(tasks["rows"] == want_tasks, f"tasks {tasks['rows']}")
 want = {0: [(200, .5 * F), (200, F), (200, 2 * F), (200, 0), (200, .5 * F), (50, F)],

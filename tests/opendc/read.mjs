@@ -55,7 +55,9 @@ const out = {
       },
     })),
   })),
-  rows,
+  // TIMESTAMP columns come back as Date: print their epoch ms.
+  rows: rows.map(r => Object.fromEntries(Object.entries(r).map(
+    ([k, v]) => [k, v instanceof Date ? { timestamp_ms: v.getTime() } : v]))),
 }
 const big = (k, v) => typeof v === 'bigint'
   ? (v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString())

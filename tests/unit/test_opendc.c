@@ -134,6 +134,7 @@ static void check_fixture_export(const char *out)
 	struct pq_file *p = pq_read_open(path, err, sizeof(err));
 	assert_non_null(p);
 	assert_string_equal(p->schema[0].name, "resource");
+	assert_true(p->schema[3].logical_timestamp);	/* as OpenDC's schema */
 	assert_int_equal(p->num_rows, 3);
 	struct pq_values v[7];
 	for (int c = 0; c < 7; c++)
