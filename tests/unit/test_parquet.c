@@ -255,6 +255,40 @@ static void many_row_groups(void **state)
 	check_four(20000, false, -1);
 }
 
+/* A dictionary that outgrows dict_bytes ends the row group: memory stays
+ * bounded even for a column of all-distinct strings. */
+static void dictionary_limit_ends_row_group(void **state)
+{
+	(void)state;
+	struct pq_column col = { "s", PQ_STRING, false, true };
+	struct pq_options o = pq_defaults();
+	char err[256], s[32];
+	o.dict_bytes = 4096;
+	pq_writer *w = pq_open(path, "m", &col, 1, &o, err, sizeof(err));
+	assert_non_null(w);
+	for (int i = 0; i < 5000; i++) {
+		snprintf(s, sizeof(s), "distinct-%06d", i);
+		assert_int_equal(pq_string(w, 0, s, strlen(s)), 0);
+		assert_int_equal(pq_end_row(w), 0);
+	}
+	assert_int_equal(pq_close(w, err, sizeof(err)), 0);
+	struct pq_file *f = pq_read_open(path, err, sizeof(err));
+	assert_non_null(f);
+	assert_true(f->nrow_groups >= 5000 * 20 / 4096);
+	int row = 0;
+	for (int g = 0; g < f->nrow_groups; g++) {
+		struct pq_values v;
+		assert_int_equal(pq_read_column(f, g, 0, &v, err, sizeof(err)), 0);
+		for (int64_t k = 0; k < v.n; k++, row++) {
+			snprintf(s, sizeof(s), "distinct-%06d", row);
+			assert_string_equal(v.str[k], s);
+		}
+		pq_values_free(&v);
+	}
+	assert_int_equal(row, 5000);
+	pq_read_close(f);
+}
+
 static void statistics(void **state)
 {
 	(void)state;
@@ -393,6 +427,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(empty_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(one_row, setup, teardown),
 		cmocka_unit_test_setup_teardown(many_row_groups, setup, teardown),
+		cmocka_unit_test_setup_teardown(dictionary_limit_ends_row_group, setup, teardown),
 		cmocka_unit_test_setup_teardown(statistics, setup, teardown),
 		cmocka_unit_test_setup_teardown(crc_detects_corruption, setup, teardown),
 		cmocka_unit_test_setup_teardown(misuse_is_refused_and_leaves_no_file, setup, teardown),
