@@ -1,7 +1,7 @@
 #!/bin/bash
 # kxrun opendc export on a hand-made two-node CTS trace, then verify, then
-# both Parquet files read back with hyparquet (an independent reader) and
-# every value compared with fragments worked out by hand: head, ticks of a
+# both Parquet files read back with hyparquet and with parquet-wasm (Apache
+# arrow-rs), two readers kxrun did not write, and every value compared with fragments worked out by hand: head, ticks of a
 # process tree (child found through ppid), clipping at ts_end, tail, a task
 # without samples, unique ids across nodes.
 set -eu
@@ -46,6 +46,7 @@ J
 "$KXRUN" opendc verify --input "$T/out"
 node "$ROOT/tests/opendc/read.mjs" "$T/out/tasks.parquet" > "$T/tasks.json"
 node "$ROOT/tests/opendc/read.mjs" "$T/out/fragments.parquet" > "$T/frags.json"
+node "$ROOT/tests/opendc/read-arrow.mjs" "$T/out/tasks.parquet" "$T/out/fragments.parquet" > "$T/arrow.jsonl"
 python3 - "$T" <<'PY'
 import json, sys
 T = sys.argv[1]
@@ -88,6 +89,16 @@ for r in frags["rows"]:
 check(per == want, f"fragments {per}")
 for t in want_tasks:
     check(sum(d for d, _ in per[t["id"]]) == t["duration"], f"sum of task {t['id']}")
+# The same rows through Apache arrow-rs (parquet-wasm), REQUIRED = not null.
+arrow = [json.loads(l) for l in open(f"{T}/arrow.jsonl")]
+check([(f["name"], f["type"], f["nullable"]) for f in arrow[0]["fields"]] ==
+      [("id", "Int32", False), ("name", "Utf8", True), ("submission_time", "Timestamp<MILLISECOND, UTC>", False),
+       ("duration", "Int64", False), ("cpu_count", "Int32", False), ("cpu_capacity", "Float64", False),
+       ("mem_capacity", "Int64", False)], f"arrow tasks schema {arrow[0]['fields']}")
+check([(f["name"], f["type"], f["nullable"]) for f in arrow[1]["fields"]] ==
+      [("id", "Int32", False), ("duration", "Int64", False), ("cpu_usage", "Float64", False)], "arrow fragments schema")
+check(arrow[0]["rows"] == [dict(t, submission_time=t["submission_time"]["timestamp_ms"]) for t in want_tasks], f"arrow tasks {arrow[0]['rows']}")
+check(arrow[1]["rows"] == frags["rows"], "arrow fragments")
 topo = json.load(open(f"{T}/out/topology.json"))
 hosts = topo["clusters"][0]["hosts"]
 check([(h["name"], h["count"], h["cpu"]["coreCount"], h["cpu"]["coreSpeed"], h["memory"]["memorySize"]) for h in hosts]

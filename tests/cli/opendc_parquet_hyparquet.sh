@@ -1,7 +1,8 @@
 #!/bin/bash
 # kxrun's Parquet writer, read back by hyparquet (an independent reader):
 # every codec, page version, encoding and repetition, several row groups;
-# every value, the schema and the statistics compared.
+# every value, the schema and the statistics compared.  Then every file read
+# again by parquet-wasm (Apache arrow-rs) and compared with hyparquet's rows.
 set -eu
 : "${ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}" "${BUILD:=build}"
 case $BUILD in /*) B=$BUILD ;; *) B=$ROOT/$BUILD ;; esac
@@ -53,6 +54,23 @@ check(st[2]["statistics"]["min"] == -3 and st[2]["statistics"]["max"] == 999 * 0
 check(st[3]["statistics"]["null_count"] == (333 if opt else 0), f"null_count {st[3]['statistics']}")
 PY
 done; done; done; done
+# arrow-rs reads the same rows (one node process for all files).
+files=$(ls "$T"/*.parquet)
+# shellcheck disable=SC2086
+node "$ROOT/tests/opendc/read-arrow.mjs" $files > "$T/arrow.jsonl"
+python3 - "$T/arrow.jsonl" $files <<'PY'
+import json, sys
+arrow = [json.loads(l) for l in open(sys.argv[1])]
+files = sys.argv[2:]
+assert len(arrow) == len(files), "arrow-rs read fewer files"
+for a, f in zip(arrow, files):
+    h = json.load(open(f + ".json"))
+    if a["rows"] != h["rows"]:
+        sys.exit(f"{f}: arrow-rs and hyparquet disagree")
+    opt = f.endswith("-1.parquet")
+    if [x["nullable"] for x in a["fields"]] != [opt] * 4:
+        sys.exit(f"{f}: nullability {a['fields']}")
+PY
 # An empty file is a valid file.
 "$B/tests/pqgen" "$T/empty.parquet" zstd 1 1 1 0 1000
 node "$ROOT/tests/opendc/read.mjs" "$T/empty.parquet" | python3 -c '
