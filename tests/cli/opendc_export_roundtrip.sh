@@ -2,8 +2,9 @@
 # kxrun opendc export on a hand-made two-node CTS trace, then verify, then
 # both Parquet files read back with hyparquet and with parquet-wasm (Apache
 # arrow-rs), two readers kxrun did not write, and every value compared
-# with fragments worked out by hand: head, ticks of a process tree (child found through ppid), clipping at ts_end, tail, a task
-# without samples, unique ids across nodes.
+# with fragments worked out by hand: head, ticks of a process tree (child
+# found through ppid), clipping at ts_end, tail, a task without samples,
+# unique ids across nodes.
 set -eu
 : "${ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}" "${BUILD:=build}" "${KXRUN:=$ROOT/kxrun}"
 case $BUILD in /*) B=$BUILD ;; *) B=$ROOT/$BUILD ;; esac
