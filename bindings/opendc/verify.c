@@ -19,7 +19,13 @@ struct want {
 	bool required;
 };
 
-/* OpenDC's TaskSchemas.kt / FragmentSchemas.kt (v2.4f .. master). */
+/* OpenDC's TaskSchemas.kt / FragmentSchemas.kt (v2.4f .. master).  Its
+ * ReadSupport requests these columns and parquet-java (strict type
+ * checking) then fails on a file column of another physical type, or one
+ * less restrictive than requested (OPTIONAL where REQUIRED is asked); a
+ * REQUIRED column where OPTIONAL is asked reads fine, and file columns not
+ * requested are skipped.  A requested column absent from the file reads as
+ * null, which the loader then dereferences: so all of them must be there. */
 static const struct want task_cols[] = {
 	{ "id", PQ_PT_INT32, true },
 	{ "name", PQ_PT_BYTE_ARRAY, false },
