@@ -19,7 +19,7 @@ BIN      ?= kxrun
 
 PKGS      := lua5.4 libuv libedit jansson
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -fPIC -D_GNU_SOURCE $(SAN) \
+CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -Wno-format-truncation -fPIC -D_GNU_SOURCE $(SAN) \
             -Ihost $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDFLAGS  += $(SAN) -rdynamic
 KX_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -ldl -lpthread

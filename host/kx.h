@@ -97,7 +97,8 @@ void kx_reset_after_resume(void);
 /* ---- small helpers shared by bindings ----------------------------------- */
 
 /* Registers a userdata class: metatable `tname` with __index = methods,
- * __gc and __close = gc (when not NULL), and __tostring "tname: 0x...". */
+ * __gc and __close = gc (when not NULL), and __tostring "tname: 0x...";
+ * leaves the metatable on the stack (pop it, or add fields first). */
 void kx_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
                  lua_CFunction gc);
 

@@ -1,0 +1,70 @@
+/*
+ * host.h - the host's internals shared between its own files (not for
+ * bindings: they use kx.h).
+ */
+#ifndef KX_HOST_H
+#define KX_HOST_H
+
+#include <signal.h>
+
+#include "kx.h"
+
+#define KX_VERSION "0.1.0"
+
+/* How the loop ends: a script's main task done and no task left, a fatal
+ * task error, a signal, or the REPL's end. */
+struct kx_host {
+	lua_State *L;
+	uv_loop_t *loop;
+	int repl;              /* tasks' errors are reported, never fatal */
+	int in_repl;           /* the prompt is up: the loop runs until EOF */
+	int exit_code;         /* status to exit with once the loop stops */
+	int stopping;          /* set once the loop is asked to stop */
+	kx_task *main;         /* the script's main chunk, or NULL */
+	int main_is_tool;      /* its first result is the exit status */
+	int live_tasks;        /* tasks not yet finished */
+	volatile sig_atomic_t interrupted; /* SIGINT/SIGTERM number, or 0 */
+	pid_t pid;             /* to tell forked children from the host */
+};
+
+extern struct kx_host kx_host;
+
+/* task.c */
+void kx_tasks_init(lua_State *L);
+int kx_task_finished(kx_task *t); /* done, failed or cancelled */
+int kx_task_failed(kx_task *t, const char **msg);
+void kx_task_cancel_all(void);
+void kx_task_cancel(kx_task *t);
+int kx_main_status(void);
+lua_State *kx_running_thread(void);
+int kx_open_task(lua_State *L);   /* task methods into the kx table at -1 */
+
+/* proc.c */
+int kx_open_proc(lua_State *L);
+void kx_terminate_children(int sig, double grace_s);
+
+/* signals.c */
+void kx_signals_init(lua_State *L);
+int kx_open_signal(lua_State *L);
+void kx_signals_close(void);
+
+/* json.c, log.c */
+int kx_open_json(lua_State *L);
+int kx_open_log(lua_State *L);
+
+/* kxlib.c: the `kx` module */
+int luaopen_kx(lua_State *L);
+
+/* searcher.c */
+void kx_setup_package(lua_State *L, const char *script);
+int kx_has_tool(lua_State *L, const char *name);
+
+/* repl.c */
+int kx_repl(lua_State *L);
+
+/* main.c: print an error (with traceback) the way the command line does */
+void kx_report(const char *msg);
+void kx_shutdown(int code);
+void kx_run_atexit(void);
+
+#endif

@@ -1,0 +1,70 @@
+/*
+ * kxlib.c - the core module `kx` (also the global `kx`): tasks, processes,
+ * timers, signals, JSON and logging; its Lua half is stdlib/kx/_core.lua.
+ */
+#include <time.h>
+
+#include "host.h"
+
+static double clock_s(clockid_t id)
+{
+	struct timespec ts;
+	clock_gettime(id, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* kx.now(): monotonic seconds */
+static int l_now(lua_State *L)
+{
+	lua_pushnumber(L, clock_s(CLOCK_MONOTONIC));
+	return 1;
+}
+
+/* kx.time(): wall clock, seconds since the epoch */
+static int l_time(lua_State *L)
+{
+	lua_pushnumber(L, clock_s(CLOCK_REALTIME));
+	return 1;
+}
+
+/* kx.progress(label, done, total): a progress line on a terminal */
+static int l_progress(lua_State *L)
+{
+	kx_progress(luaL_checkstring(L, 1), luaL_checknumber(L, 2),
+		    luaL_optnumber(L, 3, 0));
+	return 0;
+}
+
+static int l_libdir(lua_State *L)
+{
+	lua_pushstring(L, kx_libdir());
+	return 1;
+}
+
+int luaopen_kx(lua_State *L)
+{
+	static const luaL_Reg fns[] = {
+		{"now", l_now},
+		{"time", l_time},
+		{"progress", l_progress},
+		{"libdir", l_libdir},
+		{NULL, NULL},
+	};
+	luaL_newlib(L, fns);
+	kx_open_task(L);
+	kx_open_proc(L);
+	kx_open_signal(L);
+	kx_open_json(L);
+	lua_pushstring(L, KX_VERSION);
+	lua_setfield(L, -2, "version");
+	lua_pushstring(L, kx_exe());
+	lua_setfield(L, -2, "exe");
+
+	/* the Lua half extends the table */
+	lua_getglobal(L, "require");
+	lua_pushliteral(L, "kx._core");
+	lua_call(L, 1, 1);
+	lua_pushvalue(L, -2);
+	lua_call(L, 1, 0);
+	return 1;
+}

@@ -1,0 +1,662 @@
+/*
+ * task.c - Lua coroutines as tasks, driven by the libuv loop.
+ *
+ * A task is a Lua thread plus a little C state.  It runs until it waits
+ * (kx_await), sleeps, yields, or ends.  Wakes go through a ready queue drained
+ * from an idle handle, so a task never runs inside another task's C call.
+ *
+ * Blocking calls may happen inside user coroutines nested in a task: the
+ * coroutine.resume/wrap replacements installed here pass the host's await
+ * marker up to the task and hand the wake values back down.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "host.h"
+
+#define TASK_MT "kx.task"
+
+enum task_state {
+	T_READY,
+	T_RUNNING,
+	T_WAITING,
+	T_DONE,
+	T_FAILED,
+	T_CANCELLED,
+};
+
+static const char *const state_names[] = {
+	"ready", "running", "waiting", "done", "failed", "cancelled",
+};
+
+struct waiter {
+	kx_task *task;   /* the task blocked in wait() */
+	kx_task *target; /* the task it waits for */
+	struct waiter *next;
+};
+
+enum timer_mode { TM_NONE, TM_TIMEOUT, TM_SLEEP };
+
+struct kx_task {
+	lua_State *co;
+	int co_ref;  /* registry ref to the thread while the task is live */
+	int ref;     /* registry ref to the task's userdata while live */
+	enum task_state state;
+	int nargs;   /* values on co's stack for the next resume */
+	int queued;  /* in the ready queue */
+	int collected; /* the userdata is gone: free when dequeued */
+	kx_cancel_fn cancel;
+	void *cancel_ud;
+	uv_timer_t *timer;
+	enum timer_mode timer_mode;
+	kx_task *next_ready;
+	struct waiter *waiters;
+	int result_ref; /* table {n=, ...} of results, or the error string */
+};
+
+static char await_marker;    /* yielded by kx_await, up through coroutines */
+static char cancel_marker;   /* raised by a task cancelling itself */
+
+static kx_task *current;
+static kx_task *ready_head, *ready_tail;
+static uv_idle_t ready_idle;
+
+static void task_run(kx_task *t);
+
+uv_loop_t *kx_loop(void)
+{
+	return kx_host.loop;
+}
+
+kx_task *kx_current(void)
+{
+	return current;
+}
+
+lua_State *kx_task_state(kx_task *t)
+{
+	return t->co;
+}
+
+int kx_task_finished(kx_task *t)
+{
+	return t->state >= T_DONE;
+}
+
+static void maybe_stop(void)
+{
+	if (kx_host.stopping || kx_host.in_repl)
+		return;
+	if (kx_host.main && kx_task_finished(kx_host.main) &&
+	    (kx_host.live_tasks == 0 || kx_host.repl)) {
+		kx_host.stopping = 1;
+		uv_stop(kx_host.loop);
+	}
+}
+
+static void on_ready(uv_idle_t *h)
+{
+	(void)h;
+	while (ready_head) {
+		kx_task *t = ready_head;
+		ready_head = t->next_ready;
+		if (!ready_head)
+			ready_tail = NULL;
+		t->next_ready = NULL;
+		t->queued = 0;
+		if (t->collected)
+			free(t);
+		else if (t->state == T_READY)
+			task_run(t);
+	}
+	uv_idle_stop(&ready_idle);
+}
+
+static void make_ready(kx_task *t)
+{
+	t->state = T_READY;
+	if (t->queued)
+		return;
+	t->queued = 1;
+	t->next_ready = NULL;
+	if (ready_tail)
+		ready_tail->next_ready = t;
+	else
+		ready_head = t;
+	ready_tail = t;
+	if (!uv_is_active((uv_handle_t *)&ready_idle))
+		uv_idle_start(&ready_idle, on_ready);
+}
+
+static void timer_free(uv_handle_t *h)
+{
+	free(h);
+}
+
+static void task_stop_timer(kx_task *t)
+{
+	if (t->timer && t->timer_mode != TM_NONE)
+		uv_timer_stop(t->timer);
+	t->timer_mode = TM_NONE;
+}
+
+static void on_task_timer(uv_timer_t *h)
+{
+	kx_task *t = h->data;
+	enum timer_mode mode = t->timer_mode;
+
+	t->timer_mode = TM_NONE;
+	if (t->state != T_WAITING)
+		return;
+	if (mode == TM_TIMEOUT) {
+		kx_cancel_fn cancel = t->cancel;
+		t->cancel = NULL;
+		if (cancel)
+			cancel(t->cancel_ud);
+		lua_pushnil(t->co);
+		lua_pushliteral(t->co, "timeout");
+		t->nargs = 2;
+	} else {
+		t->nargs = 0;
+	}
+	make_ready(t);
+}
+
+static void task_start_timer(kx_task *t, double seconds, enum timer_mode mode)
+{
+	if (!t->timer) {
+		t->timer = malloc(sizeof *t->timer);
+		if (!t->timer)
+			abort();
+		uv_timer_init(kx_host.loop, t->timer);
+		t->timer->data = t;
+	}
+	t->timer_mode = mode;
+	uint64_t ms = seconds <= 0 ? 0 : (uint64_t)(seconds * 1000.0 + 0.5);
+	uv_timer_start(t->timer, on_task_timer, ms, 0);
+}
+
+kx_task *kx_checktask(lua_State *L, const char *fname)
+{
+	if (!current)
+		luaL_error(L, "'%s' blocks, so it must be called from a task "
+			   "(the main chunk, kx.go, or a REPL line), not from a "
+			   "plain C call path", fname);
+	if (!lua_isyieldable(L))
+		luaL_error(L, "'%s' blocks and cannot be called here (inside a "
+			   "metamethod, iterator or C function that cannot "
+			   "yield)", fname);
+	return current;
+}
+
+int kx_await(lua_State *L, kx_task *t, double timeout_s, kx_cancel_fn cancel,
+	     void *ud)
+{
+	t->state = T_WAITING;
+	t->cancel = cancel;
+	t->cancel_ud = ud;
+	if (timeout_s >= 0)
+		task_start_timer(t, timeout_s, TM_TIMEOUT);
+	lua_pushlightuserdata(L, &await_marker);
+	return lua_yield(L, 1);
+}
+
+void kx_wake(kx_task *t, int nvalues)
+{
+	if (t->state != T_WAITING) {
+		lua_pop(t->co, nvalues);
+		return;
+	}
+	task_stop_timer(t);
+	t->cancel = NULL;
+	t->nargs = nvalues;
+	make_ready(t);
+}
+
+/* ---- life and death ---------------------------------------------------- */
+
+static kx_task **checktask(lua_State *L, int i)
+{
+	return luaL_checkudata(L, i, TASK_MT);
+}
+
+kx_task *kx_go(lua_State *L, int nargs, int push)
+{
+	luaL_checktype(L, -(nargs + 1), LUA_TFUNCTION);
+	kx_task *t = calloc(1, sizeof *t);
+	if (!t)
+		luaL_error(L, "out of memory");
+	t->co = lua_newthread(L);
+	t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_xmove(L, t->co, nargs + 1);
+	t->nargs = nargs;
+	t->result_ref = LUA_NOREF;
+
+	kx_task **ud = lua_newuserdatauv(L, sizeof *ud, 0);
+	*ud = t;
+	luaL_setmetatable(L, TASK_MT);
+	lua_pushvalue(L, -1);
+	t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	if (!push)
+		lua_pop(L, 1);
+	kx_host.live_tasks++;
+	make_ready(t);
+	return t;
+}
+
+/* Wakes everyone waiting on t with its outcome. */
+static void wake_waiters(kx_task *t)
+{
+	lua_State *L = kx_host.L;
+	struct waiter *w = t->waiters;
+
+	t->waiters = NULL;
+	while (w) {
+		struct waiter *next = w->next;
+		lua_State *T = w->task->co;
+		int n;
+		lua_rawgeti(L, LUA_REGISTRYINDEX, t->result_ref);
+		if (t->state == T_DONE) {
+			lua_pushboolean(T, 1);
+			lua_getfield(L, -1, "n");
+			n = (int)lua_tointeger(L, -1);
+			lua_pop(L, 1);
+			luaL_checkstack(T, n + 2, "too many results");
+			for (int i = 1; i <= n; i++)
+				lua_rawgeti(L, -1 - (i - 1), i);
+			lua_xmove(L, T, n);
+			lua_pop(L, 1);
+			n += 1;
+		} else {
+			lua_pushnil(T);
+			lua_xmove(L, T, 1);
+			n = 2;
+		}
+		w->task->cancel = NULL;
+		kx_wake(w->task, n);
+		free(w);
+		w = next;
+	}
+}
+
+static void task_finish(kx_task *t, enum task_state st)
+{
+	lua_State *L = kx_host.L;
+
+	task_stop_timer(t);
+	t->state = st;
+	t->cancel = NULL;
+	if (t->result_ref == LUA_NOREF) {
+		lua_pushstring(L, st == T_CANCELLED ? "cancelled" : "failed");
+		t->result_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	}
+	luaL_unref(L, LUA_REGISTRYINDEX, t->co_ref);
+	t->co_ref = LUA_NOREF;
+	wake_waiters(t);
+	luaL_unref(L, LUA_REGISTRYINDEX, t->ref);
+	t->ref = LUA_NOREF;
+	kx_host.live_tasks--;
+	maybe_stop();
+}
+
+static void close_thread(lua_State *co)
+{
+#if LUA_VERSION_RELEASE_NUM >= 50406
+	lua_closethread(co, kx_host.L);
+#else
+	lua_resetthread(co);
+#endif
+}
+
+/* Error value of a failed task as a message with the task's traceback. */
+static void task_error_message(kx_task *t)
+{
+	lua_State *co = t->co, *L = kx_host.L;
+	const char *msg;
+
+	if (lua_type(co, -1) == LUA_TSTRING) {
+		msg = lua_tostring(co, -1);
+	} else if (luaL_callmeta(co, -1, "__tostring") &&
+		   lua_type(co, -1) == LUA_TSTRING) {
+		msg = lua_tostring(co, -1);
+	} else {
+		msg = lua_pushfstring(co, "(error object is a %s value)",
+				      luaL_typename(co, -1));
+	}
+	luaL_traceback(L, co, msg, 0);
+}
+
+static void task_fail(kx_task *t)
+{
+	lua_State *L = kx_host.L;
+
+	if (lua_touserdata(t->co, -1) == &cancel_marker) {
+		close_thread(t->co);
+		task_finish(t, T_CANCELLED);
+		return;
+	}
+	task_error_message(t);
+	const char *msg = lua_tostring(L, -1);
+	int fatal = !t->waiters && !kx_host.repl;
+	if (!t->waiters)
+		kx_report(msg);
+	t->result_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	close_thread(t->co);
+	int is_main = t == kx_host.main;
+	task_finish(t, T_FAILED);
+	if (fatal || (is_main && !kx_host.repl)) {
+		kx_host.exit_code = 1;
+		kx_task_cancel_all();
+		kx_host.stopping = 1;
+		uv_stop(kx_host.loop);
+	}
+}
+
+static void task_run(kx_task *t)
+{
+	lua_State *L = kx_host.L;
+	kx_task *prev = current;
+	int nres, status;
+
+	current = t;
+	t->state = T_RUNNING;
+	status = lua_resume(t->co, L, t->nargs, &nres);
+	t->nargs = 0;
+	current = prev;
+
+	if (status == LUA_YIELD) {
+		lua_pop(t->co, nres);
+		if (t->state == T_RUNNING)   /* coroutine.yield(): a turn */
+			make_ready(t);
+		return;
+	}
+	if (status != LUA_OK) {
+		task_fail(t);
+		return;
+	}
+	lua_createtable(L, nres, 1);
+	lua_xmove(t->co, L, nres);
+	for (int i = nres; i >= 1; i--)
+		lua_rawseti(L, -(i + 1), i);
+	lua_pushinteger(L, nres);
+	lua_setfield(L, -2, "n");
+	t->result_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	task_finish(t, T_DONE);
+}
+
+void kx_task_cancel(kx_task *t)
+{
+	if (kx_task_finished(t))
+		return;
+	if (t == current) {
+		lua_pushlightuserdata(t->co, &cancel_marker);
+		lua_error(t->co);
+	}
+	if (t->state == T_WAITING) {
+		kx_cancel_fn cancel = t->cancel;
+		t->cancel = NULL;
+		if (cancel)
+			cancel(t->cancel_ud);
+	}
+	task_stop_timer(t);
+	kx_task *prev = current;
+	current = t;          /* __close handlers run as this task */
+	close_thread(t->co);
+	current = prev;
+	task_finish(t, T_CANCELLED);
+}
+
+/* Cancels every live task (a fatal error, a signal, the end). */
+void kx_task_cancel_all(void)
+{
+	lua_State *L = kx_host.L;
+
+	/* collect first: cancelling runs Lua and may change the set */
+	lua_newtable(L);
+	int n = 0;
+	lua_pushnil(L);
+	while (lua_next(L, LUA_REGISTRYINDEX)) {
+		kx_task **ud = luaL_testudata(L, -1, TASK_MT);
+		if (ud && !kx_task_finished(*ud)) {
+			lua_pushvalue(L, -1);
+			lua_rawseti(L, -4, ++n);
+		}
+		lua_pop(L, 1);
+	}
+	for (int i = 1; i <= n; i++) {
+		lua_rawgeti(L, -1, i);
+		kx_task **ud = lua_touserdata(L, -1);
+		if (*ud != current)
+			kx_task_cancel(*ud);
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+}
+
+int kx_task_failed(kx_task *t, const char **msg)
+{
+	if (t->state != T_FAILED)
+		return 0;
+	if (msg) {
+		lua_rawgeti(kx_host.L, LUA_REGISTRYINDEX, t->result_ref);
+		*msg = lua_tostring(kx_host.L, -1);
+		lua_pop(kx_host.L, 1);
+	}
+	return 1;
+}
+
+/* ---- Lua methods ------------------------------------------------------- */
+
+static void waiter_cancel(void *ud)
+{
+	struct waiter *w = ud, **p;
+
+	for (p = &w->target->waiters; *p; p = &(*p)->next) {
+		if (*p == w) {
+			*p = w->next;
+			break;
+		}
+	}
+	free(w);
+}
+
+static int push_outcome(lua_State *L, kx_task *t)
+{
+	lua_rawgeti(L, LUA_REGISTRYINDEX, t->result_ref);
+	if (t->state != T_DONE) {
+		lua_pushnil(L);
+		lua_insert(L, -2);
+		return 2;
+	}
+	lua_getfield(L, -1, "n");
+	int n = (int)lua_tointeger(L, -1);
+	lua_pop(L, 1);
+	luaL_checkstack(L, n + 1, "too many results");
+	lua_pushboolean(L, 1);
+	for (int i = 1; i <= n; i++)
+		lua_rawgeti(L, -1 - i, i);
+	lua_remove(L, -(n + 2));
+	return n + 1;
+}
+
+/* task:wait([timeout_s]) -> true, results... | nil, err */
+static int l_task_wait(lua_State *L)
+{
+	kx_task *t = *checktask(L, 1);
+	double timeout = luaL_optnumber(L, 2, -1);
+
+	if (kx_task_finished(t))
+		return push_outcome(L, t);
+	kx_task *self = kx_checktask(L, "wait");
+	if (self == t)
+		return luaL_error(L, "a task cannot wait for itself");
+	struct waiter *w = malloc(sizeof *w);
+	if (!w)
+		return luaL_error(L, "out of memory");
+	w->task = self;
+	w->target = t;
+	w->next = t->waiters;
+	t->waiters = w;
+	return kx_await(L, self, timeout, waiter_cancel, w);
+}
+
+static int l_task_cancel(lua_State *L)
+{
+	kx_task_cancel(*checktask(L, 1));
+	return 0;
+}
+
+static int l_task_status(lua_State *L)
+{
+	lua_pushstring(L, state_names[(*checktask(L, 1))->state]);
+	return 1;
+}
+
+/* A task's memory goes with its userdata; a live task is kept referenced. */
+static int l_task_gc(lua_State *L)
+{
+	kx_task **ud = checktask(L, 1);
+	kx_task *t = *ud;
+
+	if (!t || !kx_task_finished(t))
+		return 0;
+	*ud = NULL;
+	luaL_unref(L, LUA_REGISTRYINDEX, t->result_ref);
+	if (t->timer)
+		uv_close((uv_handle_t *)t->timer, timer_free);
+	if (t->queued)
+		t->collected = 1;
+	else
+		free(t);
+	return 0;
+}
+
+/* `local t <close> = kx.go(...)` cancels the task when the scope ends. */
+static int l_task_close(lua_State *L)
+{
+	kx_task *t = *checktask(L, 1);
+	if (t)
+		kx_task_cancel(t);
+	return 0;
+}
+
+static int l_task_tostring(lua_State *L)
+{
+	kx_task *t = *checktask(L, 1);
+	lua_pushfstring(L, "task: %p (%s)", (void *)t,
+			t ? state_names[t->state] : "collected");
+	return 1;
+}
+
+static int l_go(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TFUNCTION);
+	kx_go(L, lua_gettop(L) - 1, 1);
+	return 1;
+}
+
+/* kx.sleep(s): 0 gives the other ready tasks a turn. */
+static int l_sleep(lua_State *L)
+{
+	double s = luaL_checknumber(L, 1);
+	luaL_argcheck(L, s >= 0, 1, "negative duration");
+	kx_task *t = kx_checktask(L, "sleep");
+	t->state = T_WAITING;
+	t->cancel = NULL;
+	task_start_timer(t, s, TM_SLEEP);
+	lua_pushlightuserdata(L, &await_marker);
+	return lua_yield(L, 1);
+}
+
+static int l_current(lua_State *L)
+{
+	if (!current)
+		return 0;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, current->ref);
+	return 1;
+}
+
+/* coroutine.resume/wrap that pass the host's await marker up to the task. */
+static const char coroutine_shim[] =
+	"local marker = ...\n"
+	"local create, resume, yield, status = coroutine.create, "
+	"coroutine.resume, coroutine.yield, coroutine.status\n"
+	"local function pass(co, ok, ...)\n"
+	"  if ok and select('#', ...) == 1 and ... == marker and "
+	"status(co) == 'suspended' then\n"
+	"    return pass(co, resume(co, yield(marker)))\n"
+	"  end\n"
+	"  return ok, ...\n"
+	"end\n"
+	"local function unwrap(ok, ...)\n"
+	"  if not ok then error((...), 0) end\n"
+	"  return ...\n"
+	"end\n"
+	"coroutine.resume = function(co, ...) return pass(co, resume(co, ...)) end\n"
+	"coroutine.wrap = function(f)\n"
+	"  local co = create(f)\n"
+	"  return function(...) return unwrap(pass(co, resume(co, ...))) end\n"
+	"end\n";
+
+int kx_open_task(lua_State *L)
+{
+	static const luaL_Reg fns[] = {
+		{"go", l_go},
+		{"sleep", l_sleep},
+		{"current", l_current},
+		{NULL, NULL},
+	};
+	luaL_setfuncs(L, fns, 0);
+	return 0;
+}
+
+void kx_tasks_init(lua_State *L)
+{
+	static const luaL_Reg methods[] = {
+		{"wait", l_task_wait},
+		{"cancel", l_task_cancel},
+		{"status", l_task_status},
+		{NULL, NULL},
+	};
+	kx_newclass(L, TASK_MT, methods, l_task_gc);
+	lua_pushcfunction(L, l_task_close);
+	lua_setfield(L, -2, "__close");
+	lua_pushcfunction(L, l_task_tostring);
+	lua_setfield(L, -2, "__tostring");
+	lua_pop(L, 1);
+
+	uv_idle_init(kx_host.loop, &ready_idle);
+	if (luaL_loadbuffer(L, coroutine_shim, sizeof coroutine_shim - 1,
+			    "=[kx coroutine]") != LUA_OK)
+		lua_error(L);
+	lua_pushlightuserdata(L, &await_marker);
+	lua_call(L, 1, 0);
+}
+
+/* Exit status from the main task: 1 if it failed; a tool's first result
+ * (a number, or false for 1); else 0. */
+int kx_main_status(void)
+{
+	kx_task *t = kx_host.main;
+	lua_State *L = kx_host.L;
+	int code = 0;
+
+	if (t->state == T_FAILED || t->state == T_CANCELLED)
+		return 1;
+	if (!kx_host.main_is_tool || t->state != T_DONE)
+		return 0;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, t->result_ref);
+	lua_rawgeti(L, -1, 1);
+	if (lua_type(L, -1) == LUA_TNUMBER)
+		code = (int)lua_tointeger(L, -1);
+	else if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1))
+		code = 1;
+	lua_pop(L, 2);
+	return code;
+}
+
+/* For the signal handler: the thread to interrupt when Lua is busy. */
+lua_State *kx_running_thread(void)
+{
+	return current ? current->co : NULL;
+}
