@@ -16,6 +16,7 @@
 
 #include "../parquet/parquet.h"
 #include "odutil.h"
+#include "samples.h"
 
 struct node {
 	char *dir;		/* directory name (for several nodes) */
@@ -379,25 +380,25 @@ static int load_procs(struct exporter *x, const char *path)
 	return rc;
 }
 
-static int on_sample(void *ud, json_t *o, const char *where)
+static int on_sample(void *ud, const struct od_sample *s, const char *where)
 {
 	struct exporter *x = ud;
-	int64_t ts, pid, dt, rss, ppid;
-	double cpu;
+	int64_t ts = s->i[OD_TS], pid = s->i[OD_PID], dt = s->i[OD_DT];
+	int64_t rss = s->i[OD_RSS];
+	double cpu = s->num[OD_CPU];
 	int t;
 
 	x->sum->samples++;
-	if (od_get_int(o, "ts_ms", &ts) < 0 || od_get_int(o, "pid", &pid) < 0 ||
-	    od_get_int(o, "dt_ms", &dt) < 0 || od_get_num(o, "cpu_ms", &cpu) < 0 ||
-	    od_get_int(o, "rss_kb", &rss) < 0)
+	if (!s->int_ok[OD_TS] || !s->int_ok[OD_PID] || !s->int_ok[OD_DT] ||
+	    !s->num_ok[OD_CPU] || !s->int_ok[OD_RSS])
 		return od_err(x->err, x->errlen, "%s: ts_ms, pid, dt_ms, "
 			      "cpu_ms or rss_kb missing or not numbers", where);
 	if (dt < 0 || !(cpu >= 0) || isinf(cpu) || rss < 0 || pid <= 0)
 		return od_err(x->err, x->errlen, "%s: negative pid, dt_ms, "
 			      "cpu_ms or rss_kb", where);
 	t = owner_of(x, pid, ts, dt);
-	if (t < 0 && od_get_int(o, "ppid", &ppid) == 0) {
-		t = owner_of(x, ppid, ts, dt);
+	if (t < 0 && s->int_ok[OD_PPID]) {
+		t = owner_of(x, s->i[OD_PPID], ts, dt);
 		if (t >= 0 && add_owner(x, pid, t, ts - dt - 1,
 					x->tasks[t].ts_end) < 0)
 			return -1;
@@ -430,8 +431,8 @@ static int export_node(struct exporter *x, const char *dir,
 		return -1;
 	if (od_path(path, sizeof(path), "%s/CTS/proc_metrics.jsonl", dir) < 0)
 		return od_err(x->err, x->errlen, "%s: path too long", dir);
-	if (od_each_line(path, on_sample, x, &x->sum->input_bytes, x->err,
-			 x->errlen) < 0)
+	if (od_each_sample(path, on_sample, x, &x->sum->input_bytes, x->err,
+			   x->errlen) < 0)
 		return -1;
 	if (finish_tasks(x, first_task) < 0)
 		return -1;

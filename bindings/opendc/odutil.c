@@ -75,7 +75,7 @@ int od_each_line(const char *path,
 		snprintf(where, sizeof(where), "%s:%ld", path, lineno);
 		if (strspn(line, " \t\r\n") == (size_t)n)
 			continue;
-		o = json_loadb(line, n, JSON_DISABLE_EOF_CHECK, &je);
+		o = json_loadb(line, n, 0, &je);
 		if (!o) {
 			rc = od_err(err, errlen, "%s: invalid JSON: %s", where,
 				    je.text);

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "../../bindings/opendc/opendc.h"
+#include "../../bindings/opendc/samples.h"
 #include "../../bindings/parquet/parquet.h"
 
 static char root[64];
@@ -426,6 +427,49 @@ static void verify_names_the_first_problem(void **state)
 	expect_verify("tasks.parquet: No such file");
 }
 
+/* The fast sample scanner agrees with jansson wherever it answers, and
+ * leaves every line jansson would reject (or it cannot read) to jansson. */
+static void fast_sample_scanner_agrees_with_jansson(void **state)
+{
+	(void)state;
+	static const char *fast[] = {
+		"{\"ts_ms\":1700000000123,\"pid\":42,\"ppid\":1,\"dt_ms\":200,\"cpu_ms\":12.5,\"rss_kb\":2048}\n",
+		" { \"pid\" : -7 , \"cpu_ms\" : 1e3 , \"x\" : 0.25E-2 , \"ts_ms\" : -0 }\r\n",
+		"{\"ppid\":null,\"pid\":3,\"pid\":4,\"dt_ms\":199.5,\"rss_kb\":123456789012345678}",
+		"{}",
+		"{\"cpu_ms\":0.000001,\"dt_ms\":1E+2,\"unknown\":-0.0}",
+	};
+	static const char *slow[] = {
+		"{\"ts_ms\":01}", "{\"a\":1,}", "{\"a\":1} x", "{\"a\" 1}", "{\"a\":-}",
+		"{\"a\":1.}", "{\"a\":.5}", "{\"a\":1e}", "{'a':1}", "{\"a\":nul}",
+		"{\"pid\":\"12\"}", "{\"p\\u0069d\":12}", "{\"a\":[1,2]}", "{\"a\":{}}",
+		"{\"pid\":1234567890123456789}", "{\"a\":true}", "[1]", "{\"pid\":1e400}",
+		"{\"\xc3\xa9\":1}", "{\"a\":1", "",
+	};
+	struct od_sample f, j;
+	for (size_t i = 0; i < sizeof(fast) / sizeof(fast[0]); i++) {
+		json_error_t je;
+		json_t *o = json_loads(fast[i], 0, &je);
+		assert_non_null(o);
+		if (!od_sample_fast(fast[i], strlen(fast[i]), &f))
+			fail_msg("fast path refused: %s", fast[i]);
+		od_sample_from_json(o, &j);
+		json_decref(o);
+		for (int k = 0; k < OD_NFIELDS; k++) {
+			assert_int_equal(f.num_ok[k], j.num_ok[k]);
+			assert_int_equal(f.int_ok[k], j.int_ok[k]);
+			if (f.num_ok[k])
+				assert_true(f.num[k] == j.num[k]);
+			if (f.int_ok[k])
+				assert_int_equal(f.i[k], j.i[k]);
+		}
+	}
+	assert_true(f.num_ok[OD_CPU] && f.int_ok[OD_DT] && f.i[OD_DT] == 100);
+	for (size_t i = 0; i < sizeof(slow) / sizeof(slow[0]); i++)
+		if (od_sample_fast(slow[i], strlen(slow[i]), &f))
+			fail_msg("fast path accepted: %s", slow[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -434,6 +478,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(several_nodes_get_stable_unique_ids, setup, teardown),
 		cmocka_unit_test_setup_teardown(malformed_input_is_reported, setup, teardown),
 		cmocka_unit_test_setup_teardown(verify_names_the_first_problem, setup, teardown),
+		cmocka_unit_test(fast_sample_scanner_agrees_with_jansson),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
