@@ -83,6 +83,34 @@ static const char *scan_number(const char *p, const char *end, bool *is_int)
 	return p;
 }
 
+/* The value of the JSON number [num, end): false when jansson must judge
+ * it (an integer beyond 18 digits, a real that overflows). */
+static bool convert(const char *num, const char *end, bool is_int, double *d,
+		    int64_t *iv)
+{
+	bool neg = *num == '-';
+	char buf[64];
+
+	if (is_int) {
+		if (end - num - neg > 18)	/* 18 digits cannot overflow */
+			return false;
+		*iv = 0;
+		for (const char *q = num + neg; q < end; q++)
+			*iv = *iv * 10 + (*q - '0');
+		if (neg)
+			*iv = -*iv;
+		*d = (double)*iv;
+		return true;
+	}
+	if ((size_t)(end - num) >= sizeof(buf))
+		return false;
+	memcpy(buf, num, end - num);
+	buf[end - num] = 0;
+	*d = strtod(buf, NULL);
+	*iv = 0;
+	return isfinite(*d);
+}
+
 int od_sample_fast(const char *line, size_t n, struct od_sample *s)
 {
 	const char *p = line, *end = line + n;
@@ -99,6 +127,8 @@ int od_sample_fast(const char *line, size_t n, struct od_sample *s)
 	for (;;) {
 		const char *key, *num;
 		bool is_int;
+		double d;
+		int64_t iv;
 		int k;
 
 		if (p >= end || *p++ != '"')
@@ -126,31 +156,11 @@ int od_sample_fast(const char *line, size_t n, struct od_sample *s)
 			p = scan_number(p, end, &is_int);
 			if (!p)
 				return 0;	/* strings, objects, errors */
-			if (k >= 0) {
-				if (is_int) {
-					/* up to 18 digits cannot overflow */
-					size_t digits = p - num - (*num == '-');
-					if (digits > 18)
-						return 0;
-					int64_t v = 0;
-					for (const char *q = num + (*num == '-');
-					     q < p; q++)
-						v = v * 10 + (*q - '0');
-					if (*num == '-')
-						v = -v;
-					set_num(s, k, (double)v, true, v);
-				} else {
-					char buf[64];
-					if ((size_t)(p - num) >= sizeof(buf))
-						return 0;
-					memcpy(buf, num, p - num);
-					buf[p - num] = 0;
-					double v = strtod(buf, NULL);
-					if (!isfinite(v))
-						return 0;
-					set_num(s, k, v, false, 0);
-				}
-			}
+			/* Unknown keys too: jansson refuses what overflows. */
+			if (!convert(num, p, is_int, &d, &iv))
+				return 0;
+			if (k >= 0)
+				set_num(s, k, d, is_int, iv);
 		}
 		p = skip_ws(p, end);
 		if (p < end && *p == ',') {

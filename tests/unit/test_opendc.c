@@ -444,7 +444,8 @@ static void fast_sample_scanner_agrees_with_jansson(void **state)
 		"{\"a\":1.}", "{\"a\":.5}", "{\"a\":1e}", "{'a':1}", "{\"a\":nul}",
 		"{\"pid\":\"12\"}", "{\"p\\u0069d\":12}", "{\"a\":[1,2]}", "{\"a\":{}}",
 		"{\"pid\":1234567890123456789}", "{\"a\":true}", "[1]", "{\"pid\":1e400}",
-		"{\"\xc3\xa9\":1}", "{\"a\":1", "",
+		"{\"\xc3\xa9\":1}", "{\"a\":1", "", "{\"x\":1e999,\"pid\":1}",
+		"{\"x\":12345678901234567890}",
 	};
 	struct od_sample f, j;
 	for (size_t i = 0; i < sizeof(fast) / sizeof(fast[0]); i++) {
