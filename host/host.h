@@ -39,6 +39,14 @@ int kx_main_status(void);
 lua_State *kx_running_thread(void);
 int kx_open_task(lua_State *L);   /* task methods into the kx table at -1 */
 
+/* stream.c: pipes of child processes */
+struct kx_stream;
+struct kx_stream *kx_stream_new(lua_State *L);  /* pushes it */
+uv_stream_t *kx_stream_handle(struct kx_stream *s);
+void kx_stream_start_reading(struct kx_stream *s);
+void kx_stream_close(struct kx_stream *s);
+void kx_open_stream(lua_State *L);
+
 /* proc.c */
 int kx_open_proc(lua_State *L);
 void kx_terminate_children(int sig, double grace_s);
@@ -62,7 +70,10 @@ int kx_has_tool(lua_State *L, const char *name);
 /* repl.c */
 int kx_repl(lua_State *L);
 
-/* main.c: print an error (with traceback) the way the command line does */
+/* host.c: the state (the caller then sets up package paths and kx) */
+lua_State *kx_host_init(void);
+
+/* print an error (with traceback) the way the command line does */
 void kx_report(const char *msg);
 void kx_shutdown(int code);
 void kx_run_atexit(void);

@@ -13,11 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <lualib.h>
-
 #include "host.h"
-
-struct kx_host kx_host;
 
 void kx_push_tools(lua_State *L);
 
@@ -43,38 +39,6 @@ static const char usage_text[] =
 	"  KXRUN_LOG      debug|info|warn|error (kx.log threshold)\n"
 	"  KXRUN_PROGRESS 0 turns progress lines off\n";
 
-void kx_report(const char *msg)
-{
-	fflush(stdout);
-	fprintf(stderr, "kxrun: %s\n", msg ? msg : "(no message)");
-	fflush(stderr);
-}
-
-static int exiting;
-
-/* The end, whichever way it comes: children's groups terminated, hooks run,
- * outputs flushed. */
-void kx_shutdown(int code)
-{
-	if (exiting)
-		_exit(code);
-	exiting = 1;
-	kx_terminate_children(SIGTERM, 2.0);
-	kx_run_atexit();
-	fflush(NULL);
-	exit(code);
-}
-
-/* os.exit() and plain exit(): the same clean-up, in the host process only
- * (children forked by bindings inherit this handler). */
-static void at_exit(void)
-{
-	if (getpid() != kx_host.pid || exiting)
-		return;
-	exiting = 1;
-	kx_terminate_children(SIGTERM, 2.0);
-	kx_run_atexit();
-}
 
 static void print_usage(FILE *f)
 {
@@ -129,18 +93,11 @@ int main(int argc, char **argv)
 	int interactive = 0, want_version = 0, script_at = 0, tool = 0;
 	int i;
 
-	kx_host.pid = getpid();
-	kx_host.loop = uv_default_loop();
-	lua_State *L = luaL_newstate();
+	lua_State *L = kx_host_init();
 	if (!L) {
 		fprintf(stderr, "kxrun: cannot create the Lua state\n");
 		return 1;
 	}
-	kx_host.L = L;
-	luaL_openlibs(L);
-	atexit(at_exit);
-	kx_signals_init(L);
-	kx_tasks_init(L);
 
 	/* options, as lua(1) takes them */
 	lua_newtable(L);   /* steps */

@@ -18,7 +18,6 @@
 #include "host.h"
 
 #define PROC_MT "kx.process"
-#define STREAM_MT "kx.stream"
 
 extern char **environ;
 
@@ -156,281 +155,6 @@ int kx_child_watch(pid_t pid, kx_child_cb cb, void *ud)
 	w->poll.data = w;
 	uv_poll_start(&w->poll, UV_READABLE, on_child_ready);
 	return 0;
-}
-
-/* ---- streams (pipes to and from children) --------------------------------- */
-
-enum read_mode { RM_ALL, RM_LINE, RM_LINE_NL, RM_COUNT };
-
-struct stream {
-	uv_pipe_t pipe;
-	int ref;          /* registry ref while the pipe is open */
-	int open, eof, closing;
-	int err;          /* a libuv error, or 0 */
-	char *buf;
-	size_t len, cap;
-	kx_task *reader;
-	enum read_mode mode;
-	size_t want;
-	kx_task *writer;
-	uv_write_t wreq;
-	int wref;         /* the string being written */
-};
-
-static struct stream *checkstream(lua_State *L, int i)
-{
-	return luaL_checkudata(L, i, STREAM_MT);
-}
-
-/* Pushes what a pending read asked for, if it can be had now; returns the
- * number of values pushed onto T, or -1 when the read must go on waiting. */
-static int stream_take(struct stream *s, lua_State *T, enum read_mode mode,
-		       size_t want)
-{
-	size_t n = 0, skip = 0;
-
-	switch (mode) {
-	case RM_ALL:
-		if (!s->eof)
-			return -1;
-		n = s->len;
-		break;
-	case RM_LINE:
-	case RM_LINE_NL: {
-		char *nl = memchr(s->buf, '\n', s->len);
-		if (nl) {
-			n = (size_t)(nl - s->buf) + 1;
-			skip = mode == RM_LINE ? 1 : 0;
-		} else if (s->eof) {
-			n = s->len;
-		} else {
-			return -1;
-		}
-		if (n == 0) {
-			lua_pushnil(T);
-			return 1;
-		}
-		break;
-	}
-	case RM_COUNT:
-		if (s->len < want && !s->eof)
-			return -1;
-		n = s->len < want ? s->len : want;
-		if (n == 0 && want > 0) {
-			lua_pushnil(T);
-			return 1;
-		}
-		break;
-	}
-	if (s->err && s->len == 0 && mode != RM_ALL) {
-		lua_pushnil(T);
-		lua_pushstring(T, uv_strerror(s->err));
-		return 2;
-	}
-	lua_pushlstring(T, s->buf, n - skip);
-	memmove(s->buf, s->buf + n, s->len - n);
-	s->len -= n;
-	return 1;
-}
-
-static void stream_feed_reader(struct stream *s)
-{
-	if (!s->reader)
-		return;
-	int n = stream_take(s, kx_task_state(s->reader), s->mode, s->want);
-	if (n < 0)
-		return;
-	kx_task *t = s->reader;
-	s->reader = NULL;
-	kx_wake(t, n);
-}
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-	struct stream *s = h->data;
-	(void)suggested;
-	if (s->cap - s->len < 65536) {
-		size_t cap = s->cap ? s->cap * 2 : 65536;
-		while (cap - s->len < 65536)
-			cap *= 2;
-		char *nb = realloc(s->buf, cap);
-		if (!nb) {
-			*buf = uv_buf_init(NULL, 0);
-			return;
-		}
-		s->buf = nb;
-		s->cap = cap;
-	}
-	*buf = uv_buf_init(s->buf + s->len, (unsigned)(s->cap - s->len));
-}
-
-static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
-{
-	struct stream *s = h->data;
-	(void)buf;
-	if (n > 0) {
-		s->len += (size_t)n;
-	} else if (n < 0) {
-		if (n != UV_EOF)
-			s->err = (int)n;
-		s->eof = 1;
-		uv_read_stop(h);
-	}
-	stream_feed_reader(s);
-}
-
-static void on_stream_closed(uv_handle_t *h)
-{
-	struct stream *s = h->data;
-	s->open = 0;
-	luaL_unref(kx_host.L, LUA_REGISTRYINDEX, s->ref);
-	s->ref = LUA_NOREF;
-}
-
-static void stream_close(struct stream *s)
-{
-	if (!s->open || s->closing)
-		return;
-	s->closing = 1;
-	s->eof = 1;
-	uv_close((uv_handle_t *)&s->pipe, on_stream_closed);
-}
-
-static void reader_cancel(void *ud)
-{
-	((struct stream *)ud)->reader = NULL;
-}
-
-/* stream:read([fmt]): "a" all (default), "l" line, "L" line with its
- * newline, n bytes; nil at the end. */
-static int l_stream_read(lua_State *L)
-{
-	struct stream *s = checkstream(L, 1);
-	enum read_mode mode = RM_ALL;
-	size_t want = 0;
-
-	if (lua_type(L, 2) == LUA_TNUMBER) {
-		lua_Integer n = luaL_checkinteger(L, 2);
-		luaL_argcheck(L, n >= 0, 2, "negative count");
-		mode = RM_COUNT;
-		want = (size_t)n;
-	} else {
-		const char *f = luaL_optstring(L, 2, "a");
-		if (*f == '*')
-			f++;
-		switch (*f) {
-		case 'a': mode = RM_ALL; break;
-		case 'l': mode = RM_LINE; break;
-		case 'L': mode = RM_LINE_NL; break;
-		default: return luaL_argerror(L, 2, "invalid format");
-		}
-	}
-	if (s->reader)
-		return luaL_error(L, "stream already has a reader");
-	int n = stream_take(s, L, mode, want);
-	if (n >= 0)
-		return n;
-	kx_task *t = kx_checktask(L, "read");
-	s->reader = t;
-	s->mode = mode;
-	s->want = want;
-	return kx_await(L, t, -1, reader_cancel, s);
-}
-
-static int lines_iter(lua_State *L)
-{
-	lua_settop(L, 0);
-	lua_pushvalue(L, lua_upvalueindex(1));
-	lua_pushliteral(L, "l");
-	return l_stream_read(L);
-}
-
-static int l_stream_lines(lua_State *L)
-{
-	checkstream(L, 1);
-	lua_settop(L, 1);
-	lua_pushcclosure(L, lines_iter, 1);
-	return 1;
-}
-
-static void on_written(uv_write_t *req, int status)
-{
-	struct stream *s = req->data;
-	luaL_unref(kx_host.L, LUA_REGISTRYINDEX, s->wref);
-	s->wref = LUA_NOREF;
-	kx_task *t = s->writer;
-	s->writer = NULL;
-	if (!t)
-		return;
-	lua_State *T = kx_task_state(t);
-	if (status < 0) {
-		lua_pushnil(T);
-		lua_pushstring(T, uv_strerror(status));
-		kx_wake(t, 2);
-	} else {
-		lua_pushboolean(T, 1);
-		kx_wake(t, 1);
-	}
-}
-
-static void writer_cancel(void *ud)
-{
-	((struct stream *)ud)->writer = NULL;
-}
-
-/* stream:write(s) -> true | nil, err; waits until the data is handed over. */
-static int l_stream_write(lua_State *L)
-{
-	struct stream *s = checkstream(L, 1);
-	size_t len;
-	const char *data = luaL_checklstring(L, 2, &len);
-
-	if (!s->open || s->closing)
-		return kx_fail(L, "stream is closed");
-	if (s->writer || s->wref != LUA_NOREF)
-		return luaL_error(L, "stream already has a writer");
-	kx_task *t = kx_checktask(L, "write");
-	lua_pushvalue(L, 2);
-	s->wref = luaL_ref(L, LUA_REGISTRYINDEX);
-	uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-	s->wreq.data = s;
-	int r = uv_write(&s->wreq, (uv_stream_t *)&s->pipe, &b, 1, on_written);
-	if (r < 0) {
-		luaL_unref(L, LUA_REGISTRYINDEX, s->wref);
-		s->wref = LUA_NOREF;
-		return kx_fail(L, "%s", uv_strerror(r));
-	}
-	s->writer = t;
-	return kx_await(L, t, -1, writer_cancel, s);
-}
-
-static int l_stream_close(lua_State *L)
-{
-	stream_close(checkstream(L, 1));
-	return 0;
-}
-
-static int l_stream_gc(lua_State *L)
-{
-	struct stream *s = checkstream(L, 1);
-	free(s->buf);
-	s->buf = NULL;
-	s->len = s->cap = 0;
-	return 0;
-}
-
-static struct stream *stream_new(lua_State *L)
-{
-	struct stream *s = lua_newuserdatauv(L, sizeof *s, 0);
-	memset(s, 0, sizeof *s);
-	luaL_setmetatable(L, STREAM_MT);
-	uv_pipe_init(kx_host.loop, &s->pipe, 0);
-	s->pipe.data = s;
-	s->open = 1;
-	s->wref = LUA_NOREF;
-	lua_pushvalue(L, -1);
-	s->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-	return s;
 }
 
 /* ---- processes ------------------------------------------------------------- */
@@ -786,14 +510,14 @@ static int l_spawn(lua_State *L)
 	luaL_setmetatable(L, PROC_MT);
 	int pidx = lua_gettop(L);
 	lua_newtable(L);   /* the process's streams */
-	struct stream *streams[3] = {NULL, NULL, NULL};
+	struct kx_stream *streams[3] = {NULL, NULL, NULL};
 	for (int i = 0; i < 3; i++) {
 		if (io[i].kind == 2) {
-			streams[i] = stream_new(L);
+			streams[i] = kx_stream_new(L);
 			lua_setfield(L, -2, names[i]);
 			cont[i].flags = UV_CREATE_PIPE |
 					(i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE);
-			cont[i].data.stream = (uv_stream_t *)&streams[i]->pipe;
+			cont[i].data.stream = kx_stream_handle(streams[i]);
 		} else {
 			cont[i].flags = UV_INHERIT_FD;
 			cont[i].data.fd = io[i].fd;
@@ -811,7 +535,7 @@ static int l_spawn(lua_State *L)
 	if (r < 0) {
 		for (int i = 0; i < 3; i++)
 			if (streams[i])
-				stream_close(streams[i]);
+				kx_stream_close(streams[i]);
 		p->exited = 1;
 		lua_pushvalue(L, pidx);
 		p->ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -827,31 +551,19 @@ static int l_spawn(lua_State *L)
 	}
 	for (int i = 1; i < 3; i++)
 		if (streams[i])
-			uv_read_start((uv_stream_t *)&streams[i]->pipe, on_alloc,
-				      on_read);
+			kx_stream_start_reading(streams[i]);
 	lua_pushvalue(L, pidx);
 	return 1;
 }
 
 int kx_open_proc(lua_State *L)
 {
-	static const luaL_Reg stream_methods[] = {
-		{"read", l_stream_read},
-		{"lines", l_stream_lines},
-		{"write", l_stream_write},
-		{"close", l_stream_close},
-		{NULL, NULL},
-	};
 	static const luaL_Reg proc_methods[] = {
 		{"wait", l_proc_wait},
 		{"kill", l_proc_kill},
 		{NULL, NULL},
 	};
-	kx_newclass(L, STREAM_MT, stream_methods, l_stream_gc);
-	lua_pushcfunction(L, l_stream_close);
-	lua_setfield(L, -2, "__close");
-	lua_pop(L, 1);
-
+	kx_open_stream(L);
 	luaL_newmetatable(L, PROC_MT);
 	luaL_newlib(L, proc_methods);
 	lua_setfield(L, -2, "methods");

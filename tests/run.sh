@@ -62,6 +62,7 @@ fi
 # says why), anything else fails.
 for t in tests/cli/*.sh; do
 	[ -e "$t" ] || continue
+	case $(basename "$t") in lib*.sh) continue ;; esac
 	name=$(basename "$t" .sh)
 	want "$name" || continue
 	out="$LOG/cli-$name.out"

@@ -1,0 +1,190 @@
+-- The core module `kx`, run by busted with kxrun as the interpreter.
+describe("kx tasks", function()
+	it("run concurrently and return their results through wait", function()
+		local log = {}
+		local a = kx.go(function(x)
+			log[#log + 1] = "a in"; kx.sleep(0.05); log[#log + 1] = "a out"
+			return x, x * 2
+		end, 21)
+		local b = kx.go(function()
+			log[#log + 1] = "b in"; kx.sleep(0.05); log[#log + 1] = "b out"
+			return "b"
+		end)
+		local ok, x, y = a:wait()
+		assert.is_true(ok)
+		assert.are.equal(21, x)
+		assert.are.equal(42, y)
+		assert.are.same({ true, "b" }, { b:wait() })
+		assert.are.same({ "a in", "b in", "a out", "b out" }, log)
+	end)
+
+	it("report a failure to the task waiting on it", function()
+		local t = kx.go(function() error("boom") end)
+		local ok, err = t:wait()
+		assert.is_nil(ok)
+		assert.matches("boom", err)
+		assert.matches("stack traceback", err)
+		assert.are.equal("failed", t:status())
+	end)
+
+	it("time out a wait, and can be cancelled", function()
+		local t = kx.go(function() kx.sleep(10) end)
+		local ok, err = t:wait(0.05)
+		assert.is_nil(ok)
+		assert.are.equal("timeout", err)
+		t:cancel()
+		assert.are.equal("cancelled", t:status())
+		assert.are.same({ nil, "cancelled" }, { t:wait() })
+	end)
+
+	it("run <close> handlers of a cancelled task", function()
+		local closed = false
+		local t = kx.go(function()
+			local guard <close> = setmetatable({}, { __close = function() closed = true end })
+			kx.sleep(10)
+		end)
+		kx.sleep(0.01)
+		t:cancel()
+		assert.is_true(closed)
+	end)
+
+	it("can block inside a nested coroutine", function()
+		local gen = coroutine.wrap(function()
+			for i = 1, 3 do kx.sleep(0.001) coroutine.yield(i) end
+		end)
+		assert.are.same({ 1, 2, 3 }, { gen(), gen(), gen() })
+	end)
+
+	it("refuse to block where no task can be suspended", function()
+		local ok, err = pcall(function()
+			table.sort({ 3, 2, 1 }, function(a, b) kx.sleep(0) return a < b end)
+		end)
+		assert.is_false(ok)
+		assert.matches("'sleep' blocks and cannot be called here", err)
+	end)
+
+	it("name the function and the argument in argument errors", function()
+		local ok, err = pcall(function() kx.sleep("x") end)
+		assert.is_false(ok)
+		assert.matches("bad argument #1 to 'sleep' %(number expected, got string%)", err)
+		ok, err = pcall(function() kx.spawn(nil) end)
+		assert.is_false(ok)
+		assert.matches("bad argument #1 to 'spawn' %(table expected, got nil%)", err)
+		ok, err = pcall(function() kx.go(5) end)
+		assert.matches("bad argument #1 to 'go'", err)
+	end)
+end)
+
+describe("kx processes", function()
+	it("spawn, wait and report exit codes and signals", function()
+		local p = assert(kx.spawn{ "sh", "-c", "exit 7" })
+		assert.is_true(p.pid > 0)
+		assert.are.same({ code = 7 }, p:wait())
+		local q = assert(kx.spawn{ "sleep", "10" })
+		assert.are.same({ nil, "timeout" }, { q:wait(0.05) })
+		q:kill("KILL")
+		assert.are.same({ signal = 9 }, q:wait())
+	end)
+
+	it("return nil and a message for a missing program", function()
+		local p, err = kx.spawn{ "/nonexistent/program" }
+		assert.is_nil(p)
+		assert.matches("no such file", err)
+		local code, e2 = kx.exec{ "no-such-program-kx" }
+		assert.is_nil(code)
+		assert.matches("no%-such%-program%-kx", e2)
+	end)
+
+	it("capture output with exec, feed input, read lines from pipes", function()
+		local code, out, err = kx.exec{ "sh", "-c", "echo out; echo err >&2; exit 3" }
+		assert.are.equal(3, code)
+		assert.are.equal("out\n", out)
+		assert.are.equal("err\n", err)
+		assert.are.same({ 0, "abc", "" }, { kx.exec{ "cat", input = "abc" } })
+		local p = kx.spawn{ "printf", "a\\nb\\nc", stdout = "pipe" }
+		local lines = {}
+		for l in p.stdout:lines() do lines[#lines + 1] = l end
+		assert.are.same({ "a", "b", "c" }, lines)
+	end)
+
+	it("apply env, cwd and file redirections", function()
+		local dir = os.tmpname()
+		os.remove(dir)
+		assert(os.execute("mkdir -p " .. dir))
+		local p = kx.spawn{ "sh", "-c", "echo $KX_TEST_VAR; pwd", env = { KX_TEST_VAR = "v1" },
+			cwd = dir, stdout = dir .. "/out.txt" }
+		assert.are.same({ code = 0 }, p:wait())
+		local f = assert(io.open(dir .. "/out.txt"))
+		assert.are.equal("v1\n" .. dir .. "\n", f:read("a"))
+		f:close()
+		os.execute("rm -rf " .. dir)
+	end)
+
+	it("reap two hundred children without leaving zombies", function()
+		local ps = {}
+		for i = 1, 200 do ps[i] = assert(kx.spawn{ "true" }) end
+		for i = 1, 200 do assert.are.same({ code = 0 }, ps[i]:wait()) end
+		local me = io.open("/proc/self/stat"):read("a"):match("^(%d+)")
+		local _, out = kx.exec{ "ps", "-o", "stat=", "--ppid", me }
+		assert.is_nil(out:find("Z"), "zombies: " .. out)
+	end)
+end)
+
+describe("kx timers and signals", function()
+	it("fire every period until stopped", function()
+		local n = 0
+		local timer = kx.every(0.01, function() n = n + 1 end)
+		kx.sleep(0.2)
+		timer:stop()
+		local seen = n
+		kx.sleep(0.05)
+		assert.is_true(seen >= 2, "ticks: " .. seen)
+		assert.are.equal(seen, n)
+	end)
+
+	it("run a handler as a task on a signal", function()
+		local got
+		local h = kx.signal("USR1", function(name) got = name end)
+		kx.exec{ "kill", "-USR1", io.open("/proc/self/stat"):read("a"):match("^(%d+)") }
+		for _ = 1, 100 do
+			if got then break end
+			kx.sleep(0.01)
+		end
+		h:stop()
+		assert.are.equal("USR1", got)
+	end)
+end)
+
+describe("kx.json", function()
+	it("keeps integers exact and round-trips values", function()
+		local v = { a = 1700000000123456, b = 0.1, c = { 1, 2, 3 }, d = "x\"y", e = true }
+		local back = kx.json.decode(kx.json.encode(v))
+		assert.are.same(v, back)
+		assert.are.equal("integer", math.type(back.a))
+		assert.are.equal('{"a":1,"b":[1,2]}', kx.json.encode({ b = { 1, 2 }, a = 1 }))
+	end)
+
+	it("knows null, empty arrays and reports malformed input", function()
+		local v = kx.json.decode('{"x": null, "y": []}')
+		assert.are.equal(kx.json.null, v.x)
+		assert.are.equal('{"x":null,"y":[]}', kx.json.encode(v))
+		local bad, err = kx.json.decode("{oops")
+		assert.is_nil(bad)
+		assert.matches("line 1 column", err)
+		assert.has_error(function() kx.json.encode({ f = print }) end)
+	end)
+end)
+
+describe("the REPL's helpers", function()
+	it("complete globals, fields and methods", function()
+		local complete = require("kx._repl").complete
+		assert.are.same({ "kx.sleep", "kx.spawn" }, complete("kx.sp") and
+			(function(t) local r = {} for _, v in ipairs(t) do if v:match("^kx%.s[pl]") then r[#r + 1] = v end end return r end)(complete("kx.s")))
+		assert.are.same({ "kx.spawn" }, complete("kx.spa"))
+		assert.truthy(#complete("pri") >= 1)
+		local t = kx.go(function() end)
+		_G.__kx_task = t
+		assert.are.same({ "__kx_task:wait" }, complete("__kx_task:wa"))
+		_G.__kx_task = nil
+	end)
+end)
