@@ -10,37 +10,7 @@ T=$(mktemp -d /tmp/kxrun-opendc-bench.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 
 gen() {	# gen DIR SAMPLES
-	mkdir -p "$1/CTS"
-	python3 - "$1/CTS" "$2" <<'PY'
-import json, sys
-out, total = sys.argv[1], int(sys.argv[2])
-tasks, procs = 2000, 4
-per = total // (tasks * procs)          # ticks per task
-with open(f"{out}/nodes.json", "w") as f:
-    json.dump({"node_id": "bench", "stage": "cloud", "cpu_cores": 16,
-               "mem_mb": 65536, "cpu_model": "x", "cpu_freq_mhz": 2900}, f)
-t0 = 1_700_000_000_000
-with open(f"{out}/invocations.jsonl", "w") as f:
-    for i in range(tasks):
-        s = t0 + i * 1000
-        f.write(json.dumps({"trace_id": f"task-{i}", "pid": 10000 + i * 10,
-            "ts_enqueue": s - 50, "ts_start": s, "ts_end": s + per * 200 + 77}) + "\n")
-# time order, as a collector writes it
-rows = []
-with open(f"{out}/proc_metrics.jsonl", "w") as f:
-    for tick in range((tasks * 1000 + per * 200) // 200 + 1):
-        now = t0 + tick * 200
-        lo = max(0, (now - t0 - per * 200) // 1000)
-        for i in range(lo, min(tasks, (now - t0) // 1000 + 1)):
-            s = t0 + i * 1000
-            k = (now - s) // 200
-            if k < 1 or k > per:
-                continue
-            pid = 10000 + i * 10
-            for p in range(procs):
-                f.write('{"ts_ms":%d,"pid":%d,"ppid":%d,"dt_ms":200,"cpu_ms":%d,"rss_kb":%d}\n'
-                        % (s + k * 200, pid + p, pid if p else 1, 50 + (k * 7 + p) % 150, 20000 + p))
-PY
+	python3 "$(dirname "$0")/../tests/opendc/gen_cts.py" "$1" "$2"
 }
 
 measure() {	# measure DIR -> "seconds maxrss_kb"
