@@ -31,6 +31,27 @@ for _, t in ipairs(tasks) do
 end
 print(("all %d jobs in %.3f s (run concurrently)"):format(#jobs, kx.now() - t0))
 
+-- 1b. kx.trace: the same kind of work, traced: invocation records, samples,
+-- an audit of the files.
+do
+	local trace = require "kx.trace"
+	local dir = os.tmpname(); os.remove(dir)
+	local run = assert(trace.start{ dir = dir, interval = 0.02 })
+	local recs = {}
+	local ts = {}
+	for i, cmd in ipairs{ "sleep 0.1", "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done" } do
+		ts[i] = kx.go(function() return assert(run:exec{ "sh", "-c", cmd, trace_id = "qs" .. i }) end)
+	end
+	for i = 1, #ts do local _, r = ts[i]:wait(); recs[i] = r end
+	run:stop()
+	local audit = assert(trace.parse(dir))
+	print(("\ntrace: %d invocations (%s), audit %s")
+		:format(#recs, table.concat((function() local o = {} for i, r in ipairs(recs) do
+			o[i] = ("%s %d ms, %.0f ms CPU"):format(r.trace_id, r.ts_end - r.ts_start, r.cpu_ms) end return o end)(), "; "),
+		audit.ok and "PASS" or "FAIL"))
+	os.execute("rm -rf " .. dir)
+end
+
 -- 2. kx.gpu: a time-limited partition on whatever OpenCL device exists (PoCL's
 -- CPU device where there is no GPU), in a private ledger, released at scope end.
 do

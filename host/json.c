@@ -1,7 +1,8 @@
 /*
  * json.c - kx.json over jansson.
  *
- * Lua integers stay integers (64-bit), floats keep 17 significant digits.
+ * Lua integers stay integers (64-bit); floats are written with 15
+ * significant digits when that gives them back exactly, else 17.
  * A table is an array when its keys are exactly 1..n (n > 0) or when it
  * carries kx.json.array's metatable (so [] survives a round trip); an empty
  * table is an object.  JSON null is kx.json.null.
@@ -16,6 +17,7 @@
 #define MAX_DEPTH 200
 
 static char null_marker;
+static int needs_17_digits; /* a float of the value does not survive 15 */
 
 static int is_array_mt(lua_State *L, int idx)
 {
@@ -71,6 +73,10 @@ static json_t *to_json(lua_State *L, int idx, int depth, char *err, size_t n)
 				snprintf(err, n, "cannot encode %g", d);
 				return NULL;
 			}
+			char buf[32];
+			snprintf(buf, sizeof buf, "%.15g", d);
+			if (strtod(buf, NULL) != d)
+				needs_17_digits = 1;
 			return json_real(d);
 		}
 	case LUA_TSTRING: {
@@ -194,7 +200,7 @@ static void push_json(lua_State *L, json_t *j, int depth)
 static int l_encode(lua_State *L)
 {
 	char err[256] = "";
-	size_t flags = JSON_ENCODE_ANY | JSON_REAL_PRECISION(17);
+	size_t flags = JSON_ENCODE_ANY;
 	luaL_checkany(L, 1);
 	if (lua_istable(L, 2)) {
 		lua_getfield(L, 2, "indent");
@@ -212,9 +218,12 @@ static int l_encode(lua_State *L)
 		flags |= JSON_COMPACT | JSON_SORT_KEYS;
 	}
 	lua_settop(L, 1);
+	needs_17_digits = 0;
 	json_t *j = to_json(L, 1, 0, err, sizeof err);
 	if (!j)
 		return luaL_error(L, "kx.json.encode: %s", err);
+	/* the shortest of 15 or 17 digits that gives every float back */
+	flags |= JSON_REAL_PRECISION(needs_17_digits ? 17 : 15);
 	char *s = json_dumps(j, flags);
 	json_decref(j);
 	if (!s)

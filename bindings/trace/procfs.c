@@ -1,0 +1,149 @@
+/* procfs.c - reading /proc for the tracer (see procfs.h). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "procfs.h"
+
+static double ts_ms(clockid_t id)
+{
+	struct timespec ts;
+	clock_gettime(id, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+double procfs_now_ms(void)
+{
+	return ts_ms(CLOCK_REALTIME);
+}
+
+double procfs_boot_ms(void)
+{
+	static double boot;
+	if (boot == 0) {
+		/* the smallest difference of a few reads: least disturbed */
+		double best = 0;
+		for (int i = 0; i < 5; i++) {
+			double r = ts_ms(CLOCK_REALTIME) - ts_ms(CLOCK_BOOTTIME);
+			if (i == 0 || r < best)
+				best = r;
+		}
+		boot = best;
+	}
+	return boot;
+}
+
+static long clk_tck(void)
+{
+	static long tck;
+	if (!tck)
+		tck = sysconf(_SC_CLK_TCK);
+	return tck > 0 ? tck : 100;
+}
+
+int procfs_parse_stat(const char *text, struct proc_stat *st)
+{
+	const char *open = strchr(text, '(');
+	const char *close = strrchr(text, ')');
+	if (!open || !close || close < open)
+		return -EINVAL;
+	memset(st, 0, sizeof *st);
+	st->pid = (pid_t)atoi(text);
+	size_t n = (size_t)(close - open - 1);
+	if (n >= sizeof st->comm)
+		n = sizeof st->comm - 1;
+	memcpy(st->comm, open + 1, n);
+	st->comm[n] = 0;
+	/* fields from 3 (state) on, after ") " */
+	unsigned long long utime, stime, starttime;
+	long long cutime, cstime;
+	int ppid;
+	char state;
+	int k = sscanf(close + 2,
+		       "%c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu "
+		       "%lld %lld %*d %*d %*d %*d %llu",
+		       &state, &ppid, &utime, &stime, &cutime, &cstime,
+		       &starttime);
+	if (k != 7)
+		return -EINVAL;
+	double tick_ms = 1000.0 / (double)clk_tck();
+	st->state = state;
+	st->ppid = ppid;
+	st->cpu_ms = (double)(utime + stime) * tick_ms;
+	st->children_cpu_ms = (double)(cutime + cstime) * tick_ms;
+	st->start_ms = procfs_boot_ms() + (double)starttime * tick_ms;
+	return 0;
+}
+
+static ssize_t read_small(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = read(fd, buf, len - 1);
+	int e = errno;
+	close(fd);
+	if (n < 0)
+		return -e;
+	buf[n] = 0;
+	return n;
+}
+
+int procfs_read_stat(pid_t pid, struct proc_stat *st)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	ssize_t n = read_small(path, buf, sizeof buf);
+	if (n < 0)
+		return (int)n;
+	if (n == 0)
+		return -ENOENT;
+	return procfs_parse_stat(buf, st);
+}
+
+long procfs_rss_kb(pid_t pid)
+{
+	char path[64], buf[256];
+	long size, resident;
+	snprintf(path, sizeof path, "/proc/%d/statm", (int)pid);
+	if (read_small(path, buf, sizeof buf) <= 0)
+		return -1;
+	if (sscanf(buf, "%ld %ld", &size, &resident) != 2)
+		return -1;
+	return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+int procfs_children(pid_t pid, pid_t *out, int max)
+{
+	char path[64];
+	int n = 0;
+	snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return -errno;
+	struct dirent *e;
+	while ((e = readdir(d)) && n < max) {
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		char cpath[128], buf[4096];
+		snprintf(cpath, sizeof cpath, "/proc/%d/task/%s/children",
+			 (int)pid, e->d_name);
+		if (read_small(cpath, buf, sizeof buf) <= 0)
+			continue;
+		char *p = buf, *end;
+		while (n < max) {
+			long c = strtol(p, &end, 10);
+			if (end == p)
+				break;
+			out[n++] = (pid_t)c;
+			p = end;
+		}
+	}
+	closedir(d);
+	return n;
+}

@@ -1,0 +1,43 @@
+/*
+ * procfs.h - what /proc says of a process, in the units traces use.
+ *
+ * Times are ms since the epoch (process start from its starttime in clock
+ * ticks plus the boot time, which is taken with sub-millisecond precision
+ * from CLOCK_REALTIME - CLOCK_BOOTTIME, not /proc/stat's whole seconds);
+ * CPU time in ms; memory in KiB.
+ */
+#ifndef KX_TRACE_PROCFS_H
+#define KX_TRACE_PROCFS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+struct proc_stat {
+	pid_t pid, ppid;
+	char state;             /* R S D Z T ... */
+	char comm[64];
+	double cpu_ms;          /* utime + stime of the process itself */
+	double children_cpu_ms; /* cutime + cstime: its waited-for children */
+	double start_ms;        /* ms since the epoch */
+};
+
+/* Boot time, ms since the epoch. */
+double procfs_boot_ms(void);
+
+/* Wall clock, ms since the epoch. */
+double procfs_now_ms(void);
+
+/* Parses the text of /proc/PID/stat (comm may hold spaces and parens). */
+int procfs_parse_stat(const char *text, struct proc_stat *st);
+
+/* Reads /proc/PID/stat; 0, or -errno (ENOENT once the process is gone). */
+int procfs_read_stat(pid_t pid, struct proc_stat *st);
+
+/* Resident set in KiB from /proc/PID/statm; -1 when gone. */
+long procfs_rss_kb(pid_t pid);
+
+/* Children of every thread of pid (from /proc/PID/task/TID/children): up
+ * to max into out; returns how many, or -errno. */
+int procfs_children(pid_t pid, pid_t *out, int max);
+
+#endif

@@ -1,0 +1,263 @@
+/* tracer.c - process trees sampled from /proc (see tracer.h). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tracer.h"
+
+#define MAX_CHILDREN 1024
+
+size_t tracer_json_string(char *out, size_t len, const char *s)
+{
+	size_t n = 0;
+	if (len < 3)
+		return 0;
+	out[n++] = '"';
+	for (; *s && n + 8 < len; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\') {
+			out[n++] = '\\';
+			out[n++] = (char)c;
+		} else if (c < 0x20 || c >= 0x7f) {
+			/* comm is bytes, not UTF-8: escape what is not ASCII */
+			n += (size_t)snprintf(out + n, len - n, "\\u%04x", c);
+		} else {
+			out[n++] = (char)c;
+		}
+	}
+	out[n++] = '"';
+	out[n] = 0;
+	return n;
+}
+
+static void write_row(int fd, const char *row, size_t len)
+{
+	/* one write: whole lines even when the run is killed */
+	while (write(fd, row, len) < 0 && errno == EINTR)
+		;
+}
+
+static struct tracked *find(struct tracer *t, pid_t pid)
+{
+	for (size_t i = t->nprocs; i > 0; i--)
+		if (t->procs[i - 1].pid == pid && t->procs[i - 1].alive)
+			return &t->procs[i - 1];
+	return NULL;
+}
+
+static struct tracked *add(struct tracer *t, const struct proc_stat *st)
+{
+	if (t->nprocs == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 64;
+		struct tracked *p = realloc(t->procs, cap * sizeof *p);
+		if (!p)
+			return NULL;
+		t->procs = p;
+		t->cap = cap;
+	}
+	struct tracked *p = &t->procs[t->nprocs++];
+	memset(p, 0, sizeof *p);
+	p->pid = st->pid;
+	p->ppid = st->ppid;
+	p->start_ms = st->start_ms;
+	p->last_ms = st->start_ms;
+	p->alive = 1;
+	snprintf(p->comm, sizeof p->comm, "%s", st->comm);
+	return p;
+}
+
+static void sample_row(struct tracer *t, struct tracked *p, double now,
+		       double cpu_ms, long rss_kb)
+{
+	char row[256];
+	double dt = now - p->last_ms;
+	double used = cpu_ms - p->cpu_ms;
+	if (used < 0)
+		used = 0;
+	int n = snprintf(row, sizeof row,
+			 "{\"ts_ms\":%.0f,\"pid\":%d,\"ppid\":%d,\"dt_ms\":%.3f,"
+			 "\"cpu_ms\":%.3f,\"rss_kb\":%ld}\n",
+			 now, (int)p->pid, (int)p->ppid, dt < 0 ? 0 : dt, used,
+			 rss_kb < 0 ? 0 : rss_kb);
+	write_row(t->samples_fd, row, (size_t)n);
+	p->cpu_ms = cpu_ms;
+	p->last_ms = now;
+	t->rows++;
+}
+
+static void end_row(struct tracer *t, struct tracked *p, double end_ms)
+{
+	char row[512], comm[160];
+	tracer_json_string(comm, sizeof comm, p->comm);
+	int n = snprintf(row, sizeof row,
+			 "{\"pid\":%d,\"ppid\":%d,\"comm\":%s,\"start\":%.0f,"
+			 "\"end\":%.0f,\"cpu_ms\":%.3f}\n",
+			 (int)p->pid, (int)p->ppid, comm, p->start_ms, end_ms,
+			 p->cpu_ms);
+	write_row(t->procs_fd, row, (size_t)n);
+	p->alive = 0;
+}
+
+int tracer_watch(struct tracer *t, pid_t pid)
+{
+	struct proc_stat st;
+	if (find(t, pid))
+		return 0;
+	if (procfs_read_stat(pid, &st) < 0)
+		return -ESRCH;
+	return add(t, &st) ? 0 : -ENOMEM;
+}
+
+static void discover_children(struct tracer *t, pid_t pid)
+{
+	pid_t kids[MAX_CHILDREN];
+	int n = procfs_children(pid, kids, MAX_CHILDREN);
+	for (int i = 0; i < n; i++) {
+		struct proc_stat st;
+		if (find(t, kids[i]) || procfs_read_stat(kids[i], &st) < 0)
+			continue;
+		struct tracked *c = add(t, &st);
+		if (c)
+			c->ppid = pid;
+	}
+}
+
+static void discover_matches(struct tracer *t)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		pid_t pid = (pid_t)atoi(e->d_name);
+		struct proc_stat st;
+		if (pid == getpid() || find(t, pid) ||
+		    procfs_read_stat(pid, &st) < 0)
+			continue;
+		if (regexec(&t->match, st.comm, 0, NULL, 0) == 0)
+			add(t, &st);
+	}
+	closedir(d);
+}
+
+void tracer_tick(struct tracer *t)
+{
+	double now = procfs_now_ms();
+	if (t->has_match)
+		discover_matches(t);
+	/* new entries are appended while we walk: walk by index */
+	for (size_t i = 0; i < t->nprocs; i++) {
+		struct tracked *p = &t->procs[i];
+		if (!p->alive)
+			continue;
+		struct proc_stat st;
+		if (procfs_read_stat(p->pid, &st) < 0 ||
+		    st.start_ms > p->start_ms + 20) {   /* gone, or pid reused */
+			if (!p->launched)
+				end_row(t, p, now);
+			else
+				p->alive = 0;
+			continue;
+		}
+		if (st.state == 'Z' && p->launched)
+			continue;   /* its launcher records the exact end */
+		sample_row(t, p, now, st.cpu_ms, procfs_rss_kb(p->pid));
+		if (st.state == 'Z') {
+			end_row(t, &t->procs[i], now);
+			continue;
+		}
+		discover_children(t, t->procs[i].pid);
+	}
+}
+
+void tracer_finish(struct tracer *t, pid_t pid, const struct proc_stat *st)
+{
+	struct tracked *p = find(t, pid);
+	double now = procfs_now_ms();
+	if (!p)
+		return;
+	/* the zombie's own time plus what it waited for: the whole tree */
+	sample_row(t, p, now, st->cpu_ms + st->children_cpu_ms, 0);
+	end_row(t, p, now);
+}
+
+static void on_tick(uv_timer_t *h)
+{
+	tracer_tick(h->data);
+}
+
+int tracer_start(struct tracer *t, const char *samples_path,
+		 const char *procs_path, double interval_s, const char *match,
+		 char *err, size_t errlen)
+{
+	memset(t, 0, sizeof *t);
+	t->samples_fd = t->procs_fd = -1;
+	if (match && *match) {
+		int r = regcomp(&t->match, match, REG_EXTENDED | REG_NOSUB);
+		if (r) {
+			char msg[128];
+			regerror(r, &t->match, msg, sizeof msg);
+			snprintf(err, errlen, "bad match pattern '%s': %s", match,
+				 msg);
+			return -EINVAL;
+		}
+		t->has_match = 1;
+	}
+	t->samples_fd = open(samples_path, O_WRONLY | O_CREAT | O_APPEND |
+			     O_CLOEXEC, 0644);
+	if (t->samples_fd < 0)
+		goto fail;
+	t->procs_fd = open(procs_path, O_WRONLY | O_CREAT | O_APPEND |
+			   O_CLOEXEC, 0644);
+	if (t->procs_fd < 0)
+		goto fail;
+	t->interval_ms = interval_s * 1000.0;
+	uv_timer_init(kx_loop(), &t->timer);
+	t->timer.data = t;
+	uint64_t ms = (uint64_t)(t->interval_ms + 0.5);
+	uv_timer_start(&t->timer, on_tick, ms ? ms : 1, ms ? ms : 1);
+	t->running = 1;
+	return 0;
+fail:;
+	int e = errno;
+	snprintf(err, errlen, "%s: %s", t->samples_fd < 0 ? samples_path :
+		 procs_path, strerror(e));
+	if (t->samples_fd >= 0)
+		close(t->samples_fd);
+	if (t->has_match)
+		regfree(&t->match);
+	t->has_match = 0;
+	return -e;
+}
+
+void tracer_stop(struct tracer *t, uv_close_cb closed)
+{
+	if (!t->running)
+		return;
+	tracer_tick(t);
+	t->running = 0;
+	uv_close((uv_handle_t *)&t->timer, closed);
+	double now = procfs_now_ms();
+	for (size_t i = 0; i < t->nprocs; i++)
+		if (t->procs[i].alive && !t->procs[i].launched)
+			end_row(t, &t->procs[i], now);
+	close(t->samples_fd);
+	close(t->procs_fd);
+	if (t->has_match)
+		regfree(&t->match);
+	t->has_match = 0;
+}
+
+size_t tracer_live(const struct tracer *t)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < t->nprocs; i++)
+		n += t->procs[i].alive;
+	return n;
+}

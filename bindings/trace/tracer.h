@@ -1,0 +1,73 @@
+/*
+ * tracer.h - follows process trees and samples them from /proc.
+ *
+ * A tracer owns two append-only JSON-lines files: samples
+ * (ts_ms, pid, ppid, dt_ms, cpu_ms, rss_kb; cpu_ms is the CPU used since the
+ * previous row of that pid) and process lives (pid, ppid, comm, start, end,
+ * cpu_ms).  Each row is one write(2) on an O_APPEND descriptor, so a run
+ * killed at any point leaves only whole lines.
+ *
+ * Roots come from tracer_launch (a command it starts itself), tracer_watch
+ * (an existing pid) or a name pattern; their descendants are found from
+ * /proc/PID/task/TID/children at every tick.  A launched command's end is
+ * exact: its zombie is read before it is reaped, so its CPU time (with that
+ * of every descendant it waited for) is the kernel's own figure.
+ */
+#ifndef KX_TRACE_TRACER_H
+#define KX_TRACE_TRACER_H
+
+#include <regex.h>
+#include <sys/types.h>
+
+#include "kx.h"
+#include "procfs.h"
+
+struct tracked {
+	pid_t pid, ppid;
+	double start_ms;
+	double cpu_ms;       /* cumulative at the last row */
+	double last_ms;      /* time of the last row */
+	char comm[64];
+	int alive;
+	int launched;        /* its end is recorded by the launch path */
+};
+
+struct tracer {
+	uv_timer_t timer;
+	int samples_fd, procs_fd;
+	double interval_ms;
+	int has_match;
+	regex_t match;
+	struct tracked *procs;
+	size_t nprocs, cap;
+	int running;
+	unsigned long rows;
+};
+
+/* Opens the two files (created or appended) and starts sampling every
+ * interval_s on the loop.  match may be NULL.  0 or -errno (err says). */
+int tracer_start(struct tracer *t, const char *samples_path,
+		 const char *procs_path, double interval_s, const char *match,
+		 char *err, size_t errlen);
+
+/* Follows pid and its descendants.  0, or -ESRCH when there is no such
+ * process. */
+int tracer_watch(struct tracer *t, pid_t pid);
+
+/* Samples every live process now (also called by the timer). */
+void tracer_tick(struct tracer *t);
+
+/* Records the exact end of a launched process from its zombie's stat.  */
+void tracer_finish(struct tracer *t, pid_t pid, const struct proc_stat *st);
+
+/* Stops sampling (a last tick first) and closes the files; closed runs
+ * once the loop has let go of the tracer's memory. */
+void tracer_stop(struct tracer *t, uv_close_cb closed);
+
+/* Live tracked processes. */
+size_t tracer_live(const struct tracer *t);
+
+/* Writes s as a JSON string (with quotes) into out; returns its length. */
+size_t tracer_json_string(char *out, size_t len, const char *s);
+
+#endif

@@ -1,0 +1,437 @@
+-- kx.trace: per-process CPU/memory traces, invocation records, node facts,
+-- audit, and OpenDC export (Tracekit's files, recorded exactly).
+--
+--   local run = trace.start{ dir = "logs/RUN", interval = 0.2, node = nil, stage = "cloud" }
+--   local rec = run:exec{ "ffmpeg", "-i", "in.mp4", "out.mp4", trace_id = "t1" }
+--   run:stop(); trace.parse("logs/RUN")
+--
+-- A run directory holds run.json (the run and the node's facts) and raw/
+-- (append-only JSON lines: proc_metrics, procs, invocations; end.json once
+-- stopped).  parse() writes CTS/ from them: invocations.jsonl,
+-- proc_metrics.jsonl, nodes.json, audit_report.md.
+local core = require "kx.trace.core"
+local json = kx.json
+
+local trace = {}
+
+local function shell_quote(s)
+	return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function mkdir_p(dir)
+	local ok = os.execute("mkdir -p " .. shell_quote(dir) .. " 2>/dev/null")
+	return ok
+end
+
+local function read_file(path)
+	local f = io.open(path, "r")
+	if not f then return nil end
+	local s = f:read("a")
+	f:close()
+	return s
+end
+
+-- Whole file through a temporary name: complete or absent.
+local function write_atomic(path, text)
+	local tmp = path .. ".tmp"
+	local f, err = io.open(tmp, "w")
+	if not f then return nil, err end
+	local ok, werr = f:write(text)
+	if ok then ok, werr = f:close() else f:close() end
+	if not ok then os.remove(tmp) return nil, werr end
+	return os.rename(tmp, path)
+end
+
+-- One JSON line appended with a single write(2).
+local function append_line(path, value)
+	local f, err = io.open(path, "a")
+	if not f then return nil, err end
+	f:setvbuf("full", 1 << 20)
+	f:write(json.encode(value), "\n")
+	return f:close()
+end
+
+local function first_line(path, pattern)
+	local f = io.open(path, "r")
+	if not f then return nil end
+	for line in f:lines() do
+		local v = line:match(pattern)
+		if v then f:close() return v end
+	end
+	f:close()
+end
+
+-- The node's facts, as nodes.json has them.
+function trace.node_facts(node, stage)
+	local host = (read_file("/proc/sys/kernel/hostname") or "localhost"):gsub("%s+$", "")
+	local cores = 0
+	local f = io.open("/proc/cpuinfo")
+	if f then
+		for line in f:lines() do
+			if line:match("^processor%s*:") then cores = cores + 1 end
+		end
+		f:close()
+	end
+	local mem_kb = tonumber(first_line("/proc/meminfo", "^MemTotal:%s*(%d+)")) or 0
+	local max_khz = tonumber((read_file("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq") or ""):match("%d+"))
+	local mhz = max_khz and max_khz / 1000 or tonumber(first_line("/proc/cpuinfo", "^cpu MHz%s*:%s*([%d.]+)"))
+	return {
+		node_id = node or host,
+		stage = stage or "cloud",
+		cpu_cores = math.max(cores, 1),
+		mem_mb = mem_kb // 1024,
+		cpu_model = first_line("/proc/cpuinfo", "^model name%s*:%s*(.-)%s*$") or "unknown",
+		cpu_freq_mhz = mhz and math.floor(mhz + 0.5) or 0,
+	}
+end
+
+local Run = {}
+Run.__index = Run
+
+-- trace.start{dir=, interval=0.2, node=, stage=, match=, source="auto", join=false}
+-- -> run | nil, message (nothing is started when the directory is unusable)
+function trace.start(opts)
+	if type(opts) ~= "table" then
+		error(("bad argument #1 to 'start' (table expected, got %s)"):format(type(opts)), 2)
+	end
+	local dir = opts.dir
+	if type(dir) ~= "string" or dir == "" then
+		error("bad argument #1 to 'start' (field 'dir' must be a directory name)", 2)
+	end
+	local interval = opts.interval or 0.2
+	if type(interval) ~= "number" or interval < 0.01 then
+		error("bad argument #1 to 'start' (field 'interval' must be a number >= 0.01 seconds)", 2)
+	end
+	local source = opts.source or "auto"
+	if source ~= "auto" and source ~= "proc" and source ~= "ebpf" then
+		error(("bad argument #1 to 'start' (source must be auto, proc or ebpf, got %s)"):format(tostring(source)), 2)
+	end
+	if source == "ebpf" then
+		return nil, "eBPF source is not built into this kxrun; use source = 'proc' or 'auto'"
+	end
+	if not mkdir_p(dir .. "/raw") then
+		return nil, ("cannot create %s/raw (permission or path)"):format(dir)
+	end
+	local probe = dir .. "/raw/.writable"
+	local f, err = io.open(probe, "w")
+	if not f or not f:write("x") or not f:close() then
+		os.remove(probe)
+		return nil, ("output directory %s is not writable: %s"):format(dir, tostring(err))
+	end
+	os.remove(probe)
+	local free = core.free_bytes(dir)
+	if free and free < 1 << 20 then
+		return nil, ("output directory %s is full (%d bytes free)"):format(dir, free)
+	end
+
+	local run = setmetatable({
+		dir = dir, interval = interval, source = "proc",
+		source_note = "eBPF source not built into this kxrun: /proc sampling",
+		node = opts.node, stage = opts.stage or "cloud", seq = 0,
+	}, Run)
+	run.facts = trace.node_facts(opts.node, run.stage)
+	run.node = run.facts.node_id
+	run.run_id = opts.run_id or dir:match("([^/]+)/*$")
+	local meta = {
+		run_id = run.run_id, node = run.facts, source = run.source,
+		interval_s = interval, started_ms = math.floor(core.now_ms()),
+		match = opts.match, pid = tonumber(read_file("/proc/self/stat"):match("^%d+")),
+	}
+	-- joining a run (another process's collector writes beside us) keeps
+	-- its run.json and its end
+	if not (opts.join and read_file(dir .. "/run.json")) then
+		local ok, werr = write_atomic(dir .. "/run.json", json.encode(meta, { indent = 2 }) .. "\n")
+		if not ok then return nil, werr end
+		os.remove(dir .. "/raw/end.json")
+	end
+	local tracer, terr = core.tracer{
+		samples = dir .. "/raw/proc_metrics.jsonl",
+		procs = dir .. "/raw/procs.jsonl",
+		interval = interval, match = opts.match,
+	}
+	if not tracer then return nil, terr end
+	run.tracer = tracer
+	return run
+end
+
+-- run:exec{argv..., trace_id=, ts_enqueue=, cwd=, env=, stdin=, stdout=, stderr=}
+-- -> the invocation record | nil, message
+function Run:exec(t)
+	if type(t) ~= "table" or #t == 0 then
+		error("bad argument #1 to 'exec' (table with argv expected)", 2)
+	end
+	local enqueue = t.ts_enqueue or math.floor(core.now_ms())
+	local argv = {}
+	for i = 1, #t do argv[i] = tostring(t[i]) end
+	local spec = { table.unpack(argv) }
+	spec.cwd, spec.env, spec.stdin, spec.stdout, spec.stderr = t.cwd, t.env, t.stdin, t.stdout, t.stderr
+	local rec, err = self.tracer:launch(spec)
+	if not rec then return nil, err end
+	self.seq = self.seq + 1
+	rec.trace_id = t.trace_id or ("%s-%d"):format(self.run_id, self.seq)
+	rec.node_id = self.node
+	rec.stage = self.stage
+	rec.argv = argv
+	rec.ts_enqueue = enqueue
+	local ok, werr = append_line(self.dir .. "/raw/invocations.jsonl", rec)
+	if not ok then return nil, werr end
+	return rec
+end
+
+-- run:watch(pid): an existing process and its descendants.
+function Run:watch(pid)
+	return self.tracer:watch(pid)
+end
+
+-- Processes followed now, and sample rows written so far.
+function Run:live()
+	return self.tracer:live()
+end
+
+function Run:stop()
+	if self.stopped then return true end
+	self.stopped = true
+	self.tracer:stop()
+	local _, rows = self.tracer:live()
+	return write_atomic(self.dir .. "/raw/end.json",
+		json.encode{ stopped_ms = math.floor(core.now_ms()), rows = rows } .. "\n")
+end
+Run.__close = Run.stop
+Run.__tostring = function(r) return ("trace run %s (%s)"):format(r.dir, r.source) end
+
+-- ---- parse and audit ---------------------------------------------------------
+
+local function read_jsonl(path, problems, label)
+	local rows = {}
+	local f = io.open(path, "r")
+	if not f then return rows, false end
+	local n = 0
+	for line in f:lines() do
+		n = n + 1
+		if line:match("%S") then
+			local v, err = json.decode(line)
+			if type(v) ~= "table" then
+				problems[#problems + 1] = ("%s:%d: %s"):format(label, n, err or "not a JSON object")
+			else
+				v._line = n
+				v._raw = line
+				rows[#rows + 1] = v
+			end
+		end
+	end
+	f:close()
+	return rows, true
+end
+
+local INVOCATION_FIELDS = { "trace_id", "pid", "node_id", "argv", "ts_enqueue", "ts_start", "ts_end" }
+local SAMPLE_FIELDS = { "ts_ms", "pid", "dt_ms", "cpu_ms", "rss_kb" }
+local NODE_FIELDS = { "node_id", "stage", "cpu_cores", "mem_mb", "cpu_model", "cpu_freq_mhz" }
+
+local function missing_fields(row, fields)
+	local out = {}
+	for _, k in ipairs(fields) do
+		if row[k] == nil or row[k] == json.null then out[#out + 1] = k end
+	end
+	return out
+end
+
+local function check(list, name, problems, detail_ok)
+	local c = { name = name, ok = #problems == 0, count = #problems }
+	if #problems == 0 then
+		c.detail = detail_ok or "ok"
+	else
+		local shown = {}
+		for i = 1, math.min(#problems, 10) do shown[i] = problems[i] end
+		c.detail = table.concat(shown, "; ") .. (#problems > 10 and ("; ... %d more"):format(#problems - 10) or "")
+	end
+	list[#list + 1] = c
+	return c
+end
+
+-- Reads a run directory (raw/ or, failing that, CTS/), checks it, and
+-- returns the rows and the audit.
+local function load_and_audit(dir)
+	local malformed = {}
+	local base = dir .. "/raw"
+	local meta = read_file(dir .. "/run.json")
+	if not read_file(base .. "/proc_metrics.jsonl") and not read_file(base .. "/invocations.jsonl") then
+		base = dir .. "/CTS"
+	end
+	local inv = read_jsonl(base .. "/invocations.jsonl", malformed, "invocations.jsonl")
+	local samples = read_jsonl(base .. "/proc_metrics.jsonl", malformed, "proc_metrics.jsonl")
+	local procs = read_jsonl(base .. "/procs.jsonl", malformed, "procs.jsonl")
+	local node
+	if meta then
+		local m = json.decode(meta)
+		node = m and m.node
+	end
+	if not node then
+		local nj = read_file(dir .. "/CTS/nodes.json")
+		node = nj and json.decode(nj)
+		if node and node[1] then node = node[1] end
+	end
+
+	local checks = {}
+	check(checks, "well-formed lines", malformed, ("%d invocations, %d samples, %d processes read"):format(#inv, #samples, #procs))
+
+	local incomplete = {}
+	for _, r in ipairs(inv) do
+		local miss = missing_fields(r, INVOCATION_FIELDS)
+		if r.exit_code == nil and r.signal == nil then miss[#miss + 1] = "exit_code" end
+		if #miss > 0 then
+			incomplete[#incomplete + 1] = ("invocations.jsonl:%d lacks %s"):format(r._line, table.concat(miss, ","))
+		end
+	end
+	for _, r in ipairs(samples) do
+		local miss = missing_fields(r, SAMPLE_FIELDS)
+		if #miss > 0 then
+			incomplete[#incomplete + 1] = ("proc_metrics.jsonl:%d lacks %s"):format(r._line, table.concat(miss, ","))
+		end
+	end
+	if not node then
+		incomplete[#incomplete + 1] = "no node facts (run.json or CTS/nodes.json)"
+	else
+		local miss = missing_fields(node, NODE_FIELDS)
+		if #miss > 0 then incomplete[#incomplete + 1] = "nodes.json lacks " .. table.concat(miss, ",") end
+	end
+	check(checks, "field completeness", incomplete)
+
+	-- temporal consistency
+	local temporal = {}
+	local life = {}   -- pid -> {start, end} (latest known)
+	for _, p in ipairs(procs) do
+		if type(p.pid) == "number" then life[p.pid] = { p.start, p["end"], p.ppid } end
+	end
+	for _, r in ipairs(inv) do
+		local e, s, t = r.ts_enqueue, r.ts_start, r.ts_end
+		if type(e) == "number" and type(s) == "number" and type(t) == "number" then
+			if not (e <= s and s <= t) then
+				temporal[#temporal + 1] = ("invocations.jsonl:%d: ts_enqueue %s <= ts_start %s <= ts_end %s does not hold")
+					:format(r._line, e, s, t)
+			end
+		end
+		if type(r.pid) == "number" and type(s) == "number" then
+			local l = life[r.pid]
+			life[r.pid] = { s, t, l and l[3] }
+		end
+	end
+	local tick = 10 + 1   -- kernel start times have clock-tick precision
+	for _, r in ipairs(samples) do
+		local l = life[r.pid]
+		if l and type(r.ts_ms) == "number" then
+			if (l[1] and r.ts_ms < l[1] - tick) or (l[2] and r.ts_ms > l[2] + tick) then
+				temporal[#temporal + 1] = ("proc_metrics.jsonl:%d: pid %s sampled at %s outside its life %s..%s")
+					:format(r._line, r.pid, r.ts_ms, tostring(l[1]), tostring(l[2]))
+			end
+		end
+		if type(r.dt_ms) == "number" and r.dt_ms < 0 or type(r.cpu_ms) == "number" and r.cpu_ms < 0 then
+			temporal[#temporal + 1] = ("proc_metrics.jsonl:%d: negative dt_ms or cpu_ms"):format(r._line)
+		end
+	end
+	check(checks, "temporal consistency", temporal)
+
+	-- cross references: every sampled pid has an invocation or an ancestor that has one
+	local invoked, parent = {}, {}
+	for _, r in ipairs(inv) do if r.pid then invoked[r.pid] = true end end
+	for _, p in ipairs(procs) do if p.pid and p.ppid then parent[p.pid] = p.ppid end end
+	for _, r in ipairs(samples) do
+		if r.pid and r.ppid and not parent[r.pid] then parent[r.pid] = r.ppid end
+	end
+	local orphans, seen = {}, {}
+	for _, r in ipairs(samples) do
+		local pid = r.pid
+		if pid and not seen[pid] then
+			seen[pid] = true
+			local p, hops, found = pid, 0, false
+			while p and hops < 64 do
+				if invoked[p] then found = true break end
+				p, hops = parent[p], hops + 1
+			end
+			if not found then
+				orphans[#orphans + 1] = ("pid %s (proc_metrics.jsonl:%d) has no invocation nor an ancestor with one"):format(pid, r._line)
+			end
+		end
+	end
+	local matched = meta and (json.decode(meta) or {}).match
+	if matched then
+		check(checks, "cross-references", {}, ("%d sampled pids (name match %q: roots need no invocation)"):format(#orphans, matched))
+	else
+		check(checks, "cross-references", orphans)
+	end
+
+	-- the run's end
+	local truncated = {}
+	if base == dir .. "/raw" and not read_file(dir .. "/raw/end.json") then
+		truncated[1] = "run truncated: no raw/end.json (the collector was killed or is still running)"
+	end
+	check(checks, "run completed", truncated)
+
+	local ok = true
+	for _, c in ipairs(checks) do ok = ok and c.ok end
+	return { ok = ok, checks = checks }, inv, samples, procs, node
+end
+
+-- trace.audit(dir) -> { ok = bool, checks = { {name=, ok=, count=, detail=}... } }
+function trace.audit(dir)
+	local audit = load_and_audit(dir)
+	return audit
+end
+
+-- CTS rows are the raw lines as written (no re-encoding of numbers).
+local function jsonl(rows)
+	local out = {}
+	for i, r in ipairs(rows) do out[i] = r._raw end
+	return table.concat(out, "\n") .. (#out > 0 and "\n" or "")
+end
+
+function trace.report(audit, dir)
+	local lines = { ("# Audit report: %s"):format(dir), "",
+		("Overall: **%s**"):format(audit.ok and "PASS" or "FAIL"), "",
+		"| check | result | problems | detail |", "|---|---|---|---|" }
+	for _, c in ipairs(audit.checks) do
+		lines[#lines + 1] = ("| %s | %s | %d | %s |"):format(c.name, c.ok and "PASS" or "FAIL", c.count,
+			(c.detail:gsub("|", "\\|")))
+	end
+	return table.concat(lines, "\n") .. "\n"
+end
+
+-- trace.parse(dir): writes dir/CTS/{invocations.jsonl, proc_metrics.jsonl,
+-- procs.jsonl, nodes.json, audit_report.md}; returns the audit.
+function trace.parse(dir)
+	if type(dir) ~= "string" then
+		error(("bad argument #1 to 'parse' (string expected, got %s)"):format(type(dir)), 2)
+	end
+	if not read_file(dir .. "/run.json") and not read_file(dir .. "/CTS/invocations.jsonl")
+		and not read_file(dir .. "/raw/proc_metrics.jsonl") then
+		return nil, ("%s is not a trace run directory (no run.json, raw/ or CTS/)"):format(dir)
+	end
+	local audit, inv, samples, procs, node = load_and_audit(dir)
+	if not mkdir_p(dir .. "/CTS") then return nil, "cannot create " .. dir .. "/CTS" end
+	local files = {
+		{ "invocations.jsonl", jsonl(inv) },
+		{ "proc_metrics.jsonl", jsonl(samples) },
+		{ "procs.jsonl", jsonl(procs) },
+		{ "nodes.json", json.encode(node or {}, { indent = 2 }) .. "\n" },
+		{ "audit_report.md", trace.report(audit, dir) },
+	}
+	for _, f in ipairs(files) do
+		local ok, err = write_atomic(dir .. "/CTS/" .. f[1], f[2])
+		if not ok then return nil, err end
+	end
+	return audit
+end
+
+-- OpenDC export and its check, by kx.opendc.
+function trace.export_opendc(dir, out)
+	local ok, opendc = pcall(require, "kx.opendc")
+	if not ok then return nil, "OpenDC export not built into this kxrun" end
+	return opendc.export(dir, out)
+end
+
+function trace.verify_opendc(dir)
+	local ok, opendc = pcall(require, "kx.opendc")
+	if not ok then return nil, "OpenDC export not built into this kxrun" end
+	return opendc.verify(dir)
+end
+
+return trace

@@ -1,0 +1,36 @@
+# kxrun trace start|exec|stop|parse|export|verify, and a collector killed
+# with SIGKILL: whole lines on disk, parse works, the audit says truncated.
+. "$(dirname "$0")/lib.sh"
+cd "$T"
+RUN_ID=r1 PROC_MATCH='^sleep$' "$KXRUN" trace start >/dev/null || fail "trace start"
+sleep 0.6 &
+RUN_ID=r1 "$KXRUN" trace exec --trace-id job1 -- sh -c 'sleep 0.3; exit 4'
+expect_eq "$?" 4 "trace exec exits with the command's status"
+wait
+RUN_ID=r1 "$KXRUN" trace stop >/dev/null || fail "trace stop"
+[ -e logs/r1/collector.pid ] && fail "pid file left behind"
+"$KXRUN" trace parse --run-id r1 > parse.out || { cat parse.out; fail "audit of a clean run failed"; }
+for f in invocations.jsonl proc_metrics.jsonl nodes.json audit_report.md; do
+	[ -s "logs/r1/CTS/$f" ] || fail "CTS/$f missing"
+done
+expect_match "$(cat logs/r1/CTS/invocations.jsonl)" '"trace_id":"job1"' "invocation recorded"
+expect_match "$(cat logs/r1/CTS/nodes.json)" '"cpu_freq_mhz"' "node facts"
+"$KXRUN" trace export --input logs/r1 --output od >/dev/null || fail "export"
+"$KXRUN" trace verify --input od >/dev/null || fail "verify"
+
+# SIGKILL mid-run
+"$KXRUN" trace start --dir logs/k1 --interval-ms 10 --match '^sleep$' >/dev/null || fail "start k1"
+sleep 0.5 &
+sleep 0.3
+kill -9 "$(cat logs/k1/collector.pid)"
+wait
+"$KXRUN" trace parse logs/k1 > k1.out; rc=$?
+expect_eq "$rc" 1 "audit of a killed run fails"
+expect_match "$(cat k1.out)" 'run truncated' "truncation reported"
+python3 - logs/k1/raw/proc_metrics.jsonl <<'PY' || fail "a line of the killed run is not whole JSON"
+import json, sys
+for line in open(sys.argv[1]):
+    json.loads(line)
+PY
+"$KXRUN" trace stop --dir nowhere 2>/dev/null && fail "stop without a collector succeeded"
+exit 0

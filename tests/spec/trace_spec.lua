@@ -1,0 +1,152 @@
+-- kx.trace with known workloads and known answers.
+local trace = require "kx.trace"
+
+local function tmpdir()
+	local d = os.tmpname()
+	os.remove(d)
+	assert(os.execute("mkdir -p " .. d))
+	return d
+end
+
+local function lines(path)
+	local out = {}
+	local f = io.open(path)
+	if not f then return out end
+	for l in f:lines() do out[#out + 1] = assert(kx.json.decode(l)) end
+	f:close()
+	return out
+end
+
+describe("kx.trace", function()
+	local dir
+	before_each(function() dir = tmpdir() end)
+	after_each(function() os.execute("rm -rf " .. dir) end)
+
+	it("records a command's CPU time within 2% of the kernel's own figure", function()
+		local run = assert(trace.start{ dir = dir .. "/run", interval = 0.05 })
+		-- the shell burns CPU, then prints its own utime+stime (ticks) from /proc
+		local rec = assert(run:exec{ "sh", "-c",
+			"i=0; while [ $i -lt 150000 ]; do i=$((i+1)); done; cat /proc/$$/stat",
+			stdout = dir .. "/self.txt", trace_id = "burn" })
+		run:stop()
+		local stat = io.open(dir .. "/self.txt"):read("a")
+		local rest = stat:match("%) (.*)$")
+		local f = {}
+		for w in rest:gmatch("%S+") do f[#f + 1] = w end
+		-- fields 14 and 15 of stat are the 12th and 13th after the comm
+		local kernel_ms = (tonumber(f[12]) + tonumber(f[13])) * 10
+		assert.is_true(kernel_ms >= 100, "the workload burnt too little CPU: " .. kernel_ms)
+		assert.is_true(math.abs(rec.cpu_ms - kernel_ms) <= 0.02 * kernel_ms + 10,
+			("recorded %.1f ms, kernel %.1f ms"):format(rec.cpu_ms, kernel_ms))
+		-- the sample rows of that pid add up to the same total
+		local sum = 0
+		for _, r in ipairs(lines(dir .. "/run/raw/proc_metrics.jsonl")) do
+			if r.pid == rec.pid then sum = sum + r.cpu_ms end
+		end
+		assert.is_true(math.abs(sum - rec.cpu_ms) < 0.5, ("samples %.1f vs %.1f"):format(sum, rec.cpu_ms))
+		assert.are.equal(0, rec.exit_code)
+		assert.is_true(rec.ts_enqueue <= rec.ts_start and rec.ts_start <= rec.ts_end)
+	end)
+
+	it("records every one of 200 short commands with its start and end", function()
+		local run = assert(trace.start{ dir = dir .. "/run", interval = 0.2 })
+		local tasks = {}
+		for i = 1, 200 do
+			tasks[i] = kx.go(function()
+				return assert(run:exec{ "sh", "-c", "sleep 0.005", trace_id = "s" .. i })
+			end)
+		end
+		for i = 1, 200 do assert.is_true((tasks[i]:wait())) end
+		run:stop()
+		local inv = lines(dir .. "/run/raw/invocations.jsonl")
+		assert.are.equal(200, #inv)
+		local ends = {}
+		for _, p in ipairs(lines(dir .. "/run/raw/procs.jsonl")) do ends[p.pid] = p["end"] end
+		for _, r in ipairs(inv) do
+			assert.is_true(r.ts_start <= r.ts_end)
+			assert.is_not_nil(ends[r.pid], "no end for " .. r.trace_id)
+		end
+	end)
+
+	it("follows the descendants of a traced shell", function()
+		local run = assert(trace.start{ dir = dir .. "/run", interval = 0.05 })
+		local rec = assert(run:exec{ "sh", "-c", "sleep 0.4 & sleep 0.4 & wait" })
+		run:stop()
+		local kids = 0
+		for _, p in ipairs(lines(dir .. "/run/raw/procs.jsonl")) do
+			if p.ppid == rec.pid and p.comm == "sleep" then kids = kids + 1 end
+		end
+		assert.are.equal(2, kids)
+		local audit = assert(trace.parse(dir .. "/run"))
+		assert.is_true(audit.ok, kx.json.encode(audit))
+	end)
+
+	it("watches an existing process, and refuses one that does not exist", function()
+		local run = assert(trace.start{ dir = dir .. "/run", interval = 0.02 })
+		local p = kx.spawn{ "sleep", "0.3" }
+		assert.is_true(run:watch(p.pid))
+		local ok, err = run:watch(4194000)
+		assert.is_nil(ok)
+		assert.matches("no process", err)
+		p:wait()
+		kx.sleep(0.05)
+		run:stop()
+		local seen = false
+		for _, r in ipairs(lines(dir .. "/run/raw/proc_metrics.jsonl")) do
+			seen = seen or r.pid == p.pid
+		end
+		assert.is_true(seen)
+	end)
+
+	it("refuses an unusable output directory before starting anything", function()
+		local run, err = trace.start{ dir = "/proc/version/run" }
+		assert.is_nil(run)
+		assert.matches("cannot create", err)
+		assert.has_error(function() trace.start{ dir = dir, interval = 0.001 } end)
+		local r2, e2 = trace.start{ dir = dir .. "/x", source = "ebpf" }
+		assert.is_nil(r2)
+		assert.matches("eBPF", e2)
+	end)
+
+	it("returns nil and a message for a program that does not exist", function()
+		local run = assert(trace.start{ dir = dir .. "/run" })
+		local rec, err = run:exec{ "/no/such/program" }
+		run:stop()
+		assert.is_nil(rec)
+		assert.matches("No such file", err)
+	end)
+
+	it("finds planted problems in a hand-made trace directory", function()
+		local d = dir .. "/planted"
+		os.execute("mkdir -p " .. d .. "/raw")
+		local function put(name, text) local f = io.open(d .. "/" .. name, "w") f:write(text) f:close() end
+		put("run.json", kx.json.encode{ node = trace.node_facts("n1", "edge") })
+		put("raw/invocations.jsonl", table.concat({
+			'{"trace_id":"a","pid":10,"node_id":"n1","argv":["x"],"ts_enqueue":100,"ts_start":200,"ts_end":900,"exit_code":0}',
+			'{"trace_id":"b","pid":11,"node_id":"n1","argv":["y"],"ts_enqueue":500,"ts_start":400,"ts_end":900,"exit_code":0}',
+			'{"trace_id":"c","pid":12,"argv":["z"],"ts_enqueue":100,"ts_start":200,"ts_end":300,"exit_code":0}',
+			'{"trace_id": broken',
+		}, "\n") .. "\n")
+		put("raw/proc_metrics.jsonl", table.concat({
+			'{"ts_ms":300,"pid":10,"dt_ms":100,"cpu_ms":50,"rss_kb":100}',
+			'{"ts_ms":5000,"pid":10,"dt_ms":100,"cpu_ms":50,"rss_kb":100}',
+			'{"ts_ms":300,"pid":99,"dt_ms":100,"cpu_ms":50,"rss_kb":100}',
+		}, "\n") .. "\n")
+		put("raw/end.json", "{}")
+		local audit = trace.audit(d)
+		assert.is_false(audit.ok)
+		local by = {}
+		for _, c in ipairs(audit.checks) do by[c.name] = c end
+		assert.are.equal(1, by["well-formed lines"].count)
+		assert.matches("invocations.jsonl:4", by["well-formed lines"].detail)
+		assert.are.equal(1, by["field completeness"].count)
+		assert.are.equal(2, by["temporal consistency"].count)
+		assert.are.equal(1, by["cross-references"].count)
+		assert.matches("pid 99", by["cross-references"].detail)
+		assert.is_true(by["run completed"].ok)
+		-- parse still writes the rest, and the report says FAIL
+		assert(trace.parse(d))
+		assert.matches("Overall: %*%*FAIL%*%*", io.open(d .. "/CTS/audit_report.md"):read("a"))
+		assert.are.equal(3, #lines(d .. "/CTS/invocations.jsonl"))
+	end)
+end)
