@@ -508,6 +508,7 @@ static int l_state_dir(lua_State *L)
 
 static const luaL_Reg funcs[] = {
 	{ "state_dir", l_state_dir },
+	{ "serve", kxgpu_serve },
 	{ "devices", l_devices },
 	{ "stats", l_stats },
 	{ "available", l_available },
