@@ -18,8 +18,8 @@ SAN      ?=
 BIN      ?= kxrun
 
 PKGS      := lua5.4 libuv libedit jansson
-CFLAGS   ?= -O2 -g
-CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -Wno-format-truncation -fPIC -D_GNU_SOURCE $(SAN) \
+OPT      ?= -O2 -g
+override CFLAGS += $(OPT) -std=gnu11 -Wall -Wextra -Werror -Wno-format-truncation -fPIC -D_GNU_SOURCE $(SAN) \
             -Ihost $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDFLAGS  += $(SAN) -rdynamic
 KX_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -ldl -lpthread
@@ -33,7 +33,7 @@ UNIT_LIBS     :=
 
 include $(sort $(wildcard bindings/*/module.mk))
 
-CFLAGS += $(KX_CFLAGS)
+override CFLAGS += $(KX_CFLAGS)
 
 STDLIB_FILES := $(sort $(shell find stdlib -name '*.lua' 2>/dev/null))
 KX_OBJS      := $(KX_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/modules.o $(BUILD)/gen/stdlib.o
@@ -116,7 +116,7 @@ bench: all
 # The same tests under AddressSanitizer and UBSan, in a build of their own.
 # Preload libraries are built without sanitizers (they go into other programs).
 asan:
-	$(MAKE) BUILD=build-asan BIN=build-asan/kxrun CFLAGS="-O1 -g" \
+	$(MAKE) BUILD=build-asan BIN=build-asan/kxrun OPT="-O1 -g" \
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" test
 
 install: all

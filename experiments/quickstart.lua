@@ -30,3 +30,43 @@ for _, t in ipairs(tasks) do
 	print(("%-10s %8d %8s %8.3f"):format(r.name, r.pid, tostring(r.status), r.seconds))
 end
 print(("all %d jobs in %.3f s (run concurrently)"):format(#jobs, kx.now() - t0))
+
+-- 2. kx.gpu: a time-limited partition on whatever OpenCL device exists (PoCL's
+-- CPU device where there is no GPU), in a private ledger, released at scope end.
+do
+	local gpu = require "kx.gpu"
+	local state = os.tmpname()
+	os.remove(state)
+	gpu.state_dir(state)
+	local devices, err = gpu.devices()
+	if not devices or #devices == 0 then
+		print("\ngpu: no OpenCL device (" .. tostring(err) .. "); skipped")
+	else
+		local d = devices[1]
+		local p <close> = assert(gpu.create{ device = 0, memory = 0.25, duration = 60 })
+		print(("\ngpu: %s on device 0 (%s, %d MB), %d MB for %.0f s; %.2f%% still available")
+			:format(p.id, d.name, d.memory // 2^20, p.bytes // 2^20, p:remaining(), gpu.available(0)))
+	end
+	os.execute("rm -rf " .. state)
+end
+
+-- 3. OpenDC export: a tiny CTS trace -> tasks.parquet + fragments.parquet, verified.
+do
+	local opendc = require "kx.opendc"
+	local dir = os.tmpname(); os.remove(dir); os.execute("mkdir -p " .. dir .. "/CTS")
+	local function put(name, text)
+		local f = assert(io.open(dir .. "/CTS/" .. name, "w")); f:write(text); f:close()
+	end
+	put("nodes.json", '{"node_id":"n1","cpu_cores":4,"mem_mb":8192,"cpu_freq_mhz":2400}')
+	put("invocations.jsonl", '{"trace_id":"job-1","pid":100,"ts_enqueue":900,"ts_start":1000,"ts_end":1700}\n')
+	local rows = {}
+	for t = 1200, 1600, 200 do
+		rows[#rows + 1] = string.format('{"ts_ms":%d,"pid":100,"dt_ms":200,"cpu_ms":%d,"rss_kb":20480}', t, t // 10)
+	end
+	put("proc_metrics.jsonl", table.concat(rows, "\n") .. "\n")
+	local s = assert(opendc.export(dir, dir .. "/opendc"))
+	local v = assert(opendc.verify(dir .. "/opendc"))
+	print(("opendc: %d task, %d fragments -> tasks.parquet, verified (%d fragments)")
+		:format(s.tasks, s.fragments, v.fragments))
+	os.execute("rm -rf " .. dir)
+end

@@ -6,6 +6,9 @@ for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
         missing="$missing $p"
 done
+# npm (for the independent Parquet reader of the tests) comes with nodejs
+# from elsewhere, or as Debian's own package.
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
 [ -z "$missing" ] && exit 0
 # nodejs may come from elsewhere than Debian; a working node is enough.
 case " $missing " in *" nodejs "*) command -v node >/dev/null 2>&1 &&

@@ -47,7 +47,7 @@ static int stream_take(struct kx_stream *s, lua_State *T, enum read_mode mode,
 		break;
 	case RM_LINE:
 	case RM_LINE_NL: {
-		char *nl = memchr(s->buf, '\n', s->len);
+		char *nl = s->len ? memchr(s->buf, '\n', s->len) : NULL;
 		if (nl) {
 			n = (size_t)(nl - s->buf) + 1;
 			skip = mode == RM_LINE ? 1 : 0;
@@ -77,8 +77,9 @@ static int stream_take(struct kx_stream *s, lua_State *T, enum read_mode mode,
 		lua_pushstring(T, uv_strerror(s->err));
 		return 2;
 	}
-	lua_pushlstring(T, s->buf, n - skip);
-	memmove(s->buf, s->buf + n, s->len - n);
+	lua_pushlstring(T, s->len ? s->buf : "", n - skip);
+	if (n)
+		memmove(s->buf, s->buf + n, s->len - n);
 	s->len -= n;
 	return 1;
 }

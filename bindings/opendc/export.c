@@ -1,0 +1,662 @@
+/* export.c - CTS traces to OpenDC tasks/fragments (see opendc.h). */
+#include "opendc.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "../parquet/parquet.h"
+#include "odutil.h"
+#include "samples.h"
+
+struct node {
+	char *dir;		/* directory name (for several nodes) */
+	char *node_id;
+	int64_t cores, mem_mb;
+	double freq_mhz;
+};
+
+struct task {
+	char *trace_id;
+	int node;		/* index into nodes */
+	int64_t pid, ts_enqueue, ts_start, ts_end;
+	/* fragment state */
+	int64_t cursor, nfrag;
+	bool in_tick;
+	int64_t tick_ts, tick_dt, tick_rss;
+	double tick_cores, last_usage, max_cores;
+	int64_t peak_rss_kib;
+};
+
+/* pid -> task over a time window; chained per pid. */
+struct owner {
+	int64_t pid, from, to;
+	int task, next;
+};
+
+struct exporter {
+	struct node *nodes;
+	int nnodes;
+	struct task *tasks;
+	int ntasks, taskcap;
+	struct owner *owners;
+	int nowners, ownercap;
+	int *heads;		/* hash of pid -> first owner, -1 empty */
+	int nheads;
+	pq_writer *frags;
+	struct od_summary *sum;
+	char *err;
+	size_t errlen;
+};
+
+static int add_owner(struct exporter *x, int64_t pid, int task, int64_t from,
+		     int64_t to)
+{
+	if (x->nowners + 1 > x->ownercap) {
+		int cap = x->ownercap ? x->ownercap * 2 : 256;
+		struct owner *o = realloc(x->owners, cap * sizeof(*o));
+		if (!o)
+			return od_err(x->err, x->errlen, "out of memory");
+		x->owners = o;
+		x->ownercap = cap;
+	}
+	if (x->nowners * 2 >= x->nheads) {
+		int n = x->nheads ? x->nheads * 2 : 1024;
+		int *h = malloc(n * sizeof(*h));
+		if (!h)
+			return od_err(x->err, x->errlen, "out of memory");
+		for (int i = 0; i < n; i++)
+			h[i] = -1;
+		free(x->heads);
+		x->heads = h;
+		x->nheads = n;
+		for (int i = 0; i < x->nowners; i++) {
+			int b = (int)((uint64_t)x->owners[i].pid % n);
+			x->owners[i].next = h[b];
+			h[b] = i;
+		}
+	}
+	int b = (int)((uint64_t)pid % x->nheads);
+	x->owners[x->nowners] = (struct owner){ pid, from, to, task, x->heads[b] };
+	x->heads[b] = x->nowners++;
+	return 0;
+}
+
+/* The task owning pid for a sample covering (ts - dt, ts], or -1. */
+static int owner_of(struct exporter *x, int64_t pid, int64_t ts, int64_t dt)
+{
+	if (!x->nheads)
+		return -1;
+	for (int i = x->heads[(uint64_t)pid % x->nheads]; i >= 0;
+	     i = x->owners[i].next) {
+		const struct owner *o = &x->owners[i];
+		if (o->pid == pid && ts > o->from && ts - dt < o->to)
+			return o->task;
+	}
+	return -1;
+}
+
+static void reset_owners(struct exporter *x)
+{
+	x->nowners = 0;
+	for (int i = 0; i < x->nheads; i++)
+		x->heads[i] = -1;
+}
+
+/* ---- fragments ---------------------------------------------------------- */
+
+static int emit(struct exporter *x, int id, int64_t duration, double usage)
+{
+	if (pq_int32(x->frags, 0, id) < 0 ||
+	    pq_int64(x->frags, 1, duration) < 0 ||
+	    pq_double(x->frags, 2, usage) < 0 || pq_end_row(x->frags) < 0)
+		return od_err(x->err, x->errlen, "fragments.parquet: %s",
+			      pq_error(x->frags));
+	x->tasks[id].nfrag++;
+	x->sum->fragments++;
+	return 0;
+}
+
+/* Ends the task's current tick: one fragment from the cursor to its ts. */
+static int end_tick(struct exporter *x, int id)
+{
+	struct task *t = &x->tasks[id];
+	double usage = t->tick_cores * x->nodes[t->node].freq_mhz;
+	int64_t end = t->tick_ts < t->ts_end ? t->tick_ts : t->ts_end;
+
+	if (!t->in_tick)
+		return 0;
+	t->in_tick = false;
+	t->last_usage = usage;
+	if (t->tick_cores > t->max_cores)
+		t->max_cores = t->tick_cores;
+	if (t->tick_rss > t->peak_rss_kib)
+		t->peak_rss_kib = t->tick_rss;
+	if (end <= t->cursor)
+		return 0;
+	if (emit(x, id, end - t->cursor, usage) < 0)
+		return -1;
+	t->cursor = end;
+	return 0;
+}
+
+static int add_sample(struct exporter *x, int id, int64_t ts, int64_t dt,
+		      double cpu_ms, int64_t rss_kib)
+{
+	struct task *t = &x->tasks[id];
+	double cores = dt > 0 ? cpu_ms / (double)dt : 0;
+
+	if (t->in_tick && ts > t->tick_ts + t->tick_dt / 2 &&
+	    end_tick(x, id) < 0)
+		return -1;
+	if (!t->in_tick) {
+		t->in_tick = true;
+		t->tick_ts = ts;
+		t->tick_dt = dt;
+		t->tick_cores = 0;
+		t->tick_rss = 0;
+	} else if (ts < t->tick_ts - t->tick_dt / 2) {
+		x->sum->samples_late++;
+	}
+	t->tick_cores += cores;
+	t->tick_rss += rss_kib;
+	x->sum->samples_used++;
+	return 0;
+}
+
+/* After the node's last sample: close every task of the node. */
+static int finish_tasks(struct exporter *x, int first)
+{
+	for (int id = first; id < x->ntasks; id++) {
+		struct task *t = &x->tasks[id];
+		if (end_tick(x, id) < 0)
+			return -1;
+		if (t->cursor < t->ts_end || t->nfrag == 0) {
+			if (emit(x, id, t->ts_end - t->cursor,
+				 t->last_usage) < 0)
+				return -1;
+			t->cursor = t->ts_end;
+		}
+	}
+	return 0;
+}
+
+/* ---- input -------------------------------------------------------------- */
+
+static int parse_nodes(struct exporter *x, const char *path,
+		       const char *dirname)
+{
+	json_error_t je;
+	json_t *root = json_load_file(path, 0, &je), *arr;
+	int rc = -1;
+
+	if (!root)
+		return od_err(x->err, x->errlen, "%s:%d: %s", path, je.line,
+			      je.text);
+	x->sum->input_bytes += od_file_size(path);
+	arr = root;
+	if (json_is_object(root) && json_is_array(json_object_get(root, "nodes")))
+		arr = json_object_get(root, "nodes");
+	size_t n = json_is_array(arr) ? json_array_size(arr) : 1;
+	if (n == 0) {
+		od_err(x->err, x->errlen, "%s: no node", path);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		json_t *o = json_is_array(arr) ? json_array_get(arr, i) : arr;
+		struct node nd = { 0 };
+		const char *id = json_string_value(json_object_get(o, "node_id"));
+		if (!json_is_object(o) || !id) {
+			od_err(x->err, x->errlen, "%s: node %zu: no node_id",
+			       path, i);
+			goto out;
+		}
+		if (od_get_num(o, "cpu_freq_mhz", &nd.freq_mhz) < 0 ||
+		    !(nd.freq_mhz > 0)) {
+			od_err(x->err, x->errlen, "%s: node %s: cpu_freq_mhz "
+			       "missing or not positive", path, id);
+			goto out;
+		}
+		if (od_get_int(o, "cpu_cores", &nd.cores) < 0 || nd.cores < 1 ||
+		    od_get_int(o, "mem_mb", &nd.mem_mb) < 0 || nd.mem_mb < 0) {
+			od_err(x->err, x->errlen, "%s: node %s: cpu_cores or "
+			       "mem_mb missing or out of range", path, id);
+			goto out;
+		}
+		struct node *nn = realloc(x->nodes, (x->nnodes + 1) * sizeof(*nn));
+		if (!nn) {
+			od_err(x->err, x->errlen, "out of memory");
+			goto out;
+		}
+		x->nodes = nn;
+		nd.node_id = strdup(id);
+		nd.dir = strdup(dirname);
+		x->nodes[x->nnodes++] = nd;
+	}
+	rc = 0;
+out:
+	json_decref(root);
+	return rc;
+}
+
+/* Node index for an invocation of the directory whose nodes start at
+ * first: the one named by node_id, else the directory's first. */
+static int node_for(struct exporter *x, int first, const char *node_id)
+{
+	for (int i = first; node_id && i < x->nnodes; i++)
+		if (!strcmp(x->nodes[i].node_id, node_id))
+			return i;
+	return first;
+}
+
+struct inv_ctx {
+	struct exporter *x;
+	int first_node;
+};
+
+static int on_invocation(void *ud, json_t *o, const char *where)
+{
+	struct inv_ctx *c = ud;
+	struct exporter *x = c->x;
+	struct task t = { 0 };
+	const char *trace_id = json_string_value(json_object_get(o, "trace_id"));
+
+	if (!trace_id)
+		return od_err(x->err, x->errlen, "%s: trace_id missing or "
+			      "not a string", where);
+	if (od_get_int(o, "pid", &t.pid) < 0 || t.pid <= 0)
+		return od_err(x->err, x->errlen, "%s: pid missing or not a "
+			      "positive integer", where);
+	if (od_get_int(o, "ts_start", &t.ts_start) < 0 || t.ts_start < 0)
+		return od_err(x->err, x->errlen, "%s: ts_start missing or "
+			      "negative", where);
+	if (od_get_int(o, "ts_end", &t.ts_end) < 0)
+		return od_err(x->err, x->errlen, "%s: ts_end missing (task "
+			      "still running?)", where);
+	if (t.ts_end < t.ts_start)
+		return od_err(x->err, x->errlen, "%s: ts_end is before "
+			      "ts_start", where);
+	if (od_get_int(o, "ts_enqueue", &t.ts_enqueue) < 0)
+		t.ts_enqueue = t.ts_start;
+	if (t.ts_enqueue < 0)
+		return od_err(x->err, x->errlen, "%s: ts_enqueue negative",
+			      where);
+	if (x->ntasks >= INT32_MAX)
+		return od_err(x->err, x->errlen, "%s: too many tasks", where);
+	if (x->ntasks + 1 > x->taskcap) {
+		int cap = x->taskcap ? x->taskcap * 2 : 256;
+		struct task *n = realloc(x->tasks, cap * sizeof(*n));
+		if (!n)
+			return od_err(x->err, x->errlen, "out of memory");
+		x->tasks = n;
+		x->taskcap = cap;
+	}
+	t.trace_id = strdup(trace_id);
+	t.node = node_for(x, c->first_node,
+			  json_string_value(json_object_get(o, "node_id")));
+	t.cursor = t.ts_start;
+	x->tasks[x->ntasks++] = t;
+	if (!t.trace_id ||
+	    add_owner(x, t.pid, x->ntasks - 1, t.ts_start, t.ts_end) < 0)
+		return od_err(x->err, x->errlen, "out of memory");
+	return 0;
+}
+
+struct proc {
+	int64_t pid, ppid, start, end;
+};
+
+struct procs {
+	struct exporter *x;
+	struct proc *v;
+	size_t n, cap;
+};
+
+static int on_proc(void *ud, json_t *o, const char *where)
+{
+	struct procs *p = ud;
+	struct proc r = { .end = INT64_MAX };
+
+	if (od_get_int(o, "pid", &r.pid) < 0 || r.pid <= 0 ||
+	    od_get_int(o, "ppid", &r.ppid) < 0 || r.ppid < 0 ||
+	    od_get_int(o, "start", &r.start) < 0)
+		return od_err(p->x->err, p->x->errlen, "%s: pid, ppid or "
+			      "start missing or not integers", where);
+	od_get_int(o, "end", &r.end);
+	if (r.end < r.start)
+		return od_err(p->x->err, p->x->errlen, "%s: end is before "
+			      "start", where);
+	if (p->n + 1 > p->cap) {
+		size_t cap = p->cap ? p->cap * 2 : 256;
+		struct proc *v = realloc(p->v, cap * sizeof(*v));
+		if (!v)
+			return od_err(p->x->err, p->x->errlen, "out of memory");
+		p->v = v;
+		p->cap = cap;
+	}
+	p->v[p->n++] = r;
+	return 0;
+}
+
+static int by_start(const void *a, const void *b)
+{
+	const struct proc *p = a, *q = b;
+	return p->start < q->start ? -1 : p->start > q->start;
+}
+
+/* Descendants of the tasks' pids, parents first (by start time). */
+static int load_procs(struct exporter *x, const char *path)
+{
+	struct procs p = { .x = x };
+	int rc;
+
+	if (access(path, F_OK) != 0)
+		return 0;
+	rc = od_each_line(path, on_proc, &p, &x->sum->input_bytes, x->err,
+			  x->errlen);
+	if (rc == 0)
+		qsort(p.v, p.n, sizeof(*p.v), by_start);
+	for (size_t i = 0; rc == 0 && i < p.n; i++) {
+		const struct proc *r = &p.v[i];
+		if (owner_of(x, r->pid, r->start + 1, 1) >= 0)
+			continue;	/* a task's own pid */
+		int t = owner_of(x, r->ppid, r->start + 1, 1);
+		if (t < 0)
+			continue;
+		int64_t end = r->end < x->tasks[t].ts_end ? r->end
+							   : x->tasks[t].ts_end;
+		rc = add_owner(x, r->pid, t, r->start, end);
+	}
+	free(p.v);
+	return rc;
+}
+
+static int on_sample(void *ud, const struct od_sample *s, const char *where)
+{
+	struct exporter *x = ud;
+	int64_t ts = s->i[OD_TS], pid = s->i[OD_PID], dt = s->i[OD_DT];
+	int64_t rss = s->i[OD_RSS];
+	double cpu = s->num[OD_CPU];
+	int t;
+
+	x->sum->samples++;
+	if (!s->int_ok[OD_TS] || !s->int_ok[OD_PID] || !s->int_ok[OD_DT] ||
+	    !s->num_ok[OD_CPU] || !s->int_ok[OD_RSS])
+		return od_err(x->err, x->errlen, "%s: ts_ms, pid, dt_ms, "
+			      "cpu_ms or rss_kb missing or not numbers", where);
+	if (dt < 0 || !(cpu >= 0) || isinf(cpu) || rss < 0 || pid <= 0)
+		return od_err(x->err, x->errlen, "%s: negative pid, dt_ms, "
+			      "cpu_ms or rss_kb", where);
+	t = owner_of(x, pid, ts, dt);
+	if (t < 0 && s->int_ok[OD_PPID]) {
+		t = owner_of(x, s->i[OD_PPID], ts, dt);
+		if (t >= 0 && add_owner(x, pid, t, ts - dt - 1,
+					x->tasks[t].ts_end) < 0)
+			return -1;
+	}
+	if (t < 0)
+		return 0;
+	return add_sample(x, t, ts, dt, cpu, rss);
+}
+
+/* One node directory: DIR/CTS/{nodes.json,invocations.jsonl,...}. */
+static int export_node(struct exporter *x, const char *dir,
+		       const char *dirname)
+{
+	char path[4096];
+	struct inv_ctx ic = { x, x->nnodes };
+	int first_task = x->ntasks;
+
+	if (od_path(path, sizeof(path), "%s/CTS/nodes.json", dir) < 0)
+		return od_err(x->err, x->errlen, "%s: path too long", dir);
+	if (parse_nodes(x, path, dirname) < 0)
+		return -1;
+	if (od_path(path, sizeof(path), "%s/CTS/invocations.jsonl", dir) < 0)
+		return od_err(x->err, x->errlen, "%s: path too long", dir);
+	if (od_each_line(path, on_invocation, &ic, &x->sum->input_bytes,
+			 x->err, x->errlen) < 0)
+		return -1;
+	if (od_path(path, sizeof(path), "%s/CTS/procs.jsonl", dir) < 0)
+		return od_err(x->err, x->errlen, "%s: path too long", dir);
+	if (load_procs(x, path) < 0)
+		return -1;
+	if (od_path(path, sizeof(path), "%s/CTS/proc_metrics.jsonl", dir) < 0)
+		return od_err(x->err, x->errlen, "%s: path too long", dir);
+	if (od_each_sample(path, on_sample, x, &x->sum->input_bytes, x->err,
+			   x->errlen) < 0)
+		return -1;
+	if (finish_tasks(x, first_task) < 0)
+		return -1;
+	reset_owners(x);
+	return 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* DIR itself when it has CTS/, else its subdirectories that have one. */
+static char **node_dirs(const char *in, int *n, char *err, size_t errlen)
+{
+	char path[4096], **v = NULL;
+	struct stat st;
+	DIR *d;
+	struct dirent *e;
+
+	*n = 0;
+	if (od_path(path, sizeof(path), "%s/CTS", in) < 0) {
+		od_err(err, errlen, "%s: path too long", in);
+		return NULL;
+	}
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		v = calloc(1, sizeof(*v));
+		if (v && (v[0] = strdup("."))) {
+			*n = 1;
+			return v;
+		}
+		free(v);
+		od_err(err, errlen, "out of memory");
+		return NULL;
+	}
+	d = opendir(in);
+	if (!d) {
+		od_err(err, errlen, "%s: %s", in, strerror(errno));
+		return NULL;
+	}
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		if (od_path(path, sizeof(path), "%s/%s/CTS", in, e->d_name) < 0 ||
+		    stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+			continue;
+		char **nv = realloc(v, (*n + 1) * sizeof(*v));
+		if (!nv || !(nv[*n] = strdup(e->d_name))) {
+			v = nv ? nv : v;
+			break;
+		}
+		v = nv;
+		(*n)++;
+	}
+	closedir(d);
+	if (*n == 0) {
+		od_err(err, errlen, "%s: no CTS/ directory in it or in its "
+		       "subdirectories", in);
+		free(v);
+		return NULL;
+	}
+	qsort(v, *n, sizeof(*v), by_name);
+	return v;
+}
+
+static int write_tasks(struct exporter *x, const char *out, pq_writer **w)
+{
+	static const struct pq_column cols[] = {
+		{ "id", PQ_INT32, false, false },
+		{ "name", PQ_STRING, true, true },
+		{ "submission_time", PQ_TIMESTAMP_MS, false, false },
+		{ "duration", PQ_INT64, false, false },
+		{ "cpu_count", PQ_INT32, false, true },
+		{ "cpu_capacity", PQ_DOUBLE, false, true },
+		{ "mem_capacity", PQ_INT64, false, false },
+	};
+	char path[4096];
+	struct pq_options o = od_parquet_options();
+
+	if (od_path(path, sizeof(path), "%s/tasks.parquet", out) < 0)
+		return od_err(x->err, x->errlen, "%s: path too long", out);
+	*w = pq_open(path, "resource", cols, 7, &o, x->err, x->errlen);
+	if (!*w)
+		return -1;
+	for (int id = 0; id < x->ntasks; id++) {
+		const struct task *t = &x->tasks[id];
+		const struct node *nd = &x->nodes[t->node];
+		int64_t count = (int64_t)ceil(t->max_cores - 1e-6);
+		if (count < 1)
+			count = 1;
+		if (count > nd->cores)
+			count = nd->cores;
+		if (pq_int32(*w, 0, id) < 0 ||
+		    pq_string(*w, 1, t->trace_id, strlen(t->trace_id)) < 0 ||
+		    pq_int64(*w, 2, t->ts_enqueue) < 0 ||
+		    pq_int64(*w, 3, t->ts_end - t->ts_start) < 0 ||
+		    pq_int32(*w, 4, (int32_t)count) < 0 ||
+		    pq_double(*w, 5, (double)count * nd->freq_mhz) < 0 ||
+		    pq_int64(*w, 6, (t->peak_rss_kib * 1024 + 500) / 1000) < 0 ||
+		    pq_end_row(*w) < 0)
+			return od_err(x->err, x->errlen, "tasks.parquet: %s",
+				      pq_error(*w));
+	}
+	return 0;
+}
+
+static int write_json(struct exporter *x, const char *out, const char *name,
+		      json_t *j)
+{
+	char path[4096];
+	char *text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+	int rc;
+
+	json_decref(j);
+	if (!text)
+		return od_err(x->err, x->errlen, "out of memory");
+	if (od_path(path, sizeof(path), "%s/%s", out, name) < 0) {
+		free(text);
+		return od_err(x->err, x->errlen, "%s: path too long", out);
+	}
+	rc = od_write_atomic(path, text, strlen(text), x->err, x->errlen);
+	free(text);
+	return rc;
+}
+
+static json_t *topology(struct exporter *x)
+{
+	json_t *hosts = json_array();
+	char speed[64], mem[64];
+
+	for (int i = 0; i < x->nnodes; i++) {
+		const struct node *n = &x->nodes[i];
+		snprintf(speed, sizeof(speed), "%.0f MHz", n->freq_mhz);
+		snprintf(mem, sizeof(mem), "%lld MiB", (long long)n->mem_mb);
+		json_array_append_new(hosts, json_pack(
+		    "{s:s, s:i, s:{s:I, s:s}, s:{s:s}}", "name", n->node_id,
+		    "count", 1, "cpu", "coreCount", (json_int_t)n->cores,
+		    "coreSpeed", speed, "memory", "memorySize", mem));
+	}
+	return json_pack("{s:[{s:s, s:o}]}", "clusters", "name", "kxrun",
+			 "hosts", hosts);
+}
+
+static json_t *ids(struct exporter *x)
+{
+	json_t *a = json_array();
+	for (int id = 0; id < x->ntasks; id++) {
+		const struct task *t = &x->tasks[id];
+		const struct node *n = &x->nodes[t->node];
+		json_array_append_new(a, json_pack(
+		    "{s:i, s:s, s:s, s:s, s:I, s:I, s:I}", "id", id,
+		    "trace_id", t->trace_id, "node_dir", n->dir, "node_id",
+		    n->node_id, "pid", (json_int_t)t->pid, "ts_start",
+		    (json_int_t)t->ts_start, "ts_end", (json_int_t)t->ts_end));
+	}
+	return a;
+}
+
+int od_export(const char *in_dir, const char *out_dir, struct od_summary *s,
+	      char *err, size_t errlen)
+{
+	struct exporter x = { .sum = s, .err = err, .errlen = errlen };
+	static const struct pq_column fcols[] = {
+		{ "id", PQ_INT32, false, true },
+		{ "duration", PQ_INT64, false, false },
+		{ "cpu_usage", PQ_DOUBLE, false, false },
+	};
+	struct pq_options o = od_parquet_options();
+	pq_writer *tasks = NULL;
+	char path[4096], **dirs;
+	int ndirs, rc = -1;
+
+	memset(s, 0, sizeof(*s));
+	dirs = node_dirs(in_dir, &ndirs, err, errlen);
+	if (!dirs)
+		return -1;
+	if (mkdir(out_dir, 0777) != 0 && errno != EEXIST) {
+		od_err(err, errlen, "%s: %s", out_dir, strerror(errno));
+		goto out;
+	}
+	if (od_path(path, sizeof(path), "%s/fragments.parquet", out_dir) < 0) {
+		od_err(err, errlen, "%s: path too long", out_dir);
+		goto out;
+	}
+	x.frags = pq_open(path, "resource_state", fcols, 3, &o, err, errlen);
+	if (!x.frags)
+		goto out;
+	for (int i = 0; i < ndirs; i++) {
+		if (od_path(path, sizeof(path), "%s/%s", in_dir, dirs[i]) < 0) {
+			od_err(err, errlen, "%s: path too long", in_dir);
+			goto out;
+		}
+		if (export_node(&x, path, dirs[i]) < 0)
+			goto out;
+	}
+	if (write_tasks(&x, out_dir, &tasks) < 0)
+		goto out;
+	/* Every input read and every row written: now the files appear. */
+	s->nodes = x.nnodes;
+	s->tasks = x.ntasks;
+	rc = pq_close(x.frags, err, errlen);
+	x.frags = NULL;
+	if (rc == 0)
+		rc = pq_close(tasks, err, errlen);
+	tasks = NULL;
+	if (rc == 0)
+		rc = write_json(&x, out_dir, "topology.json", topology(&x));
+	if (rc == 0)
+		rc = write_json(&x, out_dir, "ids.json", ids(&x));
+out:
+	pq_abort(x.frags);
+	pq_abort(tasks);
+	for (int i = 0; i < ndirs; i++)
+		free(dirs[i]);
+	free(dirs);
+	for (int i = 0; i < x.ntasks; i++)
+		free(x.tasks[i].trace_id);
+	free(x.tasks);
+	for (int i = 0; i < x.nnodes; i++) {
+		free(x.nodes[i].node_id);
+		free(x.nodes[i].dir);
+	}
+	free(x.nodes);
+	free(x.owners);
+	free(x.heads);
+	return rc;
+}

@@ -1,0 +1,151 @@
+/* odutil.c - helpers of the OpenDC exporter (see odutil.h). */
+#include "odutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int od_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+int od_get_num(json_t *o, const char *key, double *v)
+{
+	json_t *j = json_object_get(o, key);
+	if (!json_is_number(j))
+		return -1;
+	*v = json_number_value(j);
+	return isfinite(*v) ? 0 : -1;
+}
+
+int od_get_int(json_t *o, const char *key, int64_t *v)
+{
+	json_t *j = json_object_get(o, key);
+	if (json_is_integer(j)) {
+		*v = json_integer_value(j);
+		return 0;
+	}
+	if (json_is_real(j)) {
+		double d = json_real_value(j);
+		if (!isfinite(d) || fabs(d) > 9e15)
+			return -1;
+		*v = llround(d);
+		return 0;
+	}
+	return -1;
+}
+
+int64_t od_file_size(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 ? st.st_size : 0;
+}
+
+int od_each_line(const char *path,
+		 int (*fn)(void *ud, json_t *o, const char *where), void *ud,
+		 int64_t *bytes, char *err, size_t errlen)
+{
+	FILE *fp = fopen(path, "re");
+	char *line = NULL, where[4200];
+	size_t cap = 0;
+	ssize_t n;
+	long lineno = 0;
+	int rc = 0;
+
+	if (!fp)
+		return od_err(err, errlen, "%s: %s", path, strerror(errno));
+	*bytes += od_file_size(path);
+	while (rc == 0 && (n = getline(&line, &cap, fp)) >= 0) {
+		json_error_t je;
+		json_t *o;
+		lineno++;
+		snprintf(where, sizeof(where), "%s:%ld", path, lineno);
+		if (strspn(line, " \t\r\n") == (size_t)n)
+			continue;
+		o = json_loadb(line, n, 0, &je);
+		if (!o) {
+			rc = od_err(err, errlen, "%s: invalid JSON: %s", where,
+				    je.text);
+			break;
+		}
+		if (!json_is_object(o))
+			rc = od_err(err, errlen, "%s: not a JSON object", where);
+		else
+			rc = fn(ud, o, where);
+		json_decref(o);
+	}
+	if (rc == 0 && ferror(fp))
+		rc = od_err(err, errlen, "%s: %s", path, strerror(errno));
+	free(line);
+	fclose(fp);
+	return rc;
+}
+
+int od_write_atomic(const char *path, const void *buf, size_t len, char *err,
+		    size_t errlen)
+{
+	char tmp[4200];
+	int fd;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path);
+	fd = mkstemp(tmp);
+	if (fd < 0)
+		return od_err(err, errlen, "%s: %s", path, strerror(errno));
+	fchmod(fd, 0644);
+	for (size_t off = 0; off < len;) {
+		ssize_t w = write(fd, (const char *)buf + off, len - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			goto fail;
+		off += w;
+	}
+	if (fsync(fd) != 0 || close(fd) != 0) {
+		fd = -1;
+		goto fail;
+	}
+	if (rename(tmp, path) != 0) {
+		fd = -1;
+		goto fail;
+	}
+	return 0;
+fail:
+	od_err(err, errlen, "%s: %s", path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	unlink(tmp);
+	return -1;
+}
+
+struct pq_options od_parquet_options(void)
+{
+	struct pq_options o = pq_defaults();
+	o.codec = PQ_SNAPPY;
+	o.page_version = 1;
+	o.crc = true;
+	o.created_by = "kxrun opendc export";
+	return o;
+}
+
+int od_path(char *buf, size_t n, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+	va_start(ap, fmt);
+	r = vsnprintf(buf, n, fmt, ap);
+	va_end(ap);
+	return r < 0 || (size_t)r >= n ? -1 : 0;
+}

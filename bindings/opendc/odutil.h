@@ -1,0 +1,46 @@
+/* odutil.h - small helpers shared by the OpenDC exporter and verifier. */
+#ifndef KX_ODUTIL_H
+#define KX_ODUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "../parquet/parquet.h"
+
+/* Formats into err; returns -1. */
+int od_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* A number field (integer, or real rounded to the nearest integer): 0, or
+ * -1 when missing or not a number. */
+int od_get_int(json_t *o, const char *key, int64_t *v);
+int od_get_num(json_t *o, const char *key, double *v);
+
+int64_t od_file_size(const char *path);
+
+/* snprintf into a path buffer: -1 when it does not fit. */
+int od_path(char *buf, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Calls fn for each non-blank line of a JSON-lines file, parsed as an
+ * object; `where` is "path:line".  Stops at the first failure; a line that
+ * is not a JSON object is reported as path:line.  Adds the file's size to
+ * *bytes. */
+int od_each_line(const char *path,
+		 int (*fn)(void *ud, json_t *o, const char *where), void *ud,
+		 int64_t *bytes, char *err, size_t errlen);
+
+/* Whole file through a unique temporary name (mkstemp) and rename(2).  Not
+ * kx_write_file_atomic: the export runs on a thread-pool worker, where the
+ * host's functions must not be called (kx.h), and two exports may run at
+ * once in one process. */
+int od_write_atomic(const char *path, const void *buf, size_t len, char *err,
+		    size_t errlen);
+
+/* Parquet settings of the export: SNAPPY (OpenDC's own traces use it and
+ * parquet-java always has it), data pages v1, CRCs. */
+struct pq_options od_parquet_options(void);
+
+#endif

@@ -1,0 +1,65 @@
+// read.mjs FILE - dumps a Parquet file as JSON with hyparquet, a reader
+// kxrun did not write: { schema, num_rows, row_groups, rows }.
+// INT64 values print as numbers when exact, else as strings.
+// The packages live where `make` installed them (build/node, from this
+// directory's package-lock.json), or in $KXRUN_NODE_DIR.
+import { createRequire } from 'node:module'
+import { pathToFileURL } from 'node:url'
+
+const dir = process.env.KXRUN_NODE_DIR ??
+  new URL('../../build/node/', import.meta.url).pathname
+const req = createRequire(dir + '/package.json')
+async function load(name) {
+  try {
+    return await import(pathToFileURL(req.resolve(name)))
+  } catch (e) {
+    console.error(`read.mjs: ${name} is not installed in ${dir} (run make): ${e.message}`)
+    process.exit(3)
+  }
+}
+const { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } = await load('hyparquet')
+const { compressors } = await load('hyparquet-compressors')
+
+const path = process.argv[2]
+if (!path) {
+  console.error('usage: node read.mjs FILE.parquet')
+  process.exit(2)
+}
+const file = await asyncBufferFromFile(path)
+const meta = await parquetMetadataAsync(file)
+const rows = await parquetReadObjects({ file, compressors })
+const out = {
+  created_by: meta.created_by,
+  num_rows: meta.num_rows,
+  schema: meta.schema.map(s => ({
+    name: s.name,
+    type: s.type,
+    repetition_type: s.repetition_type,
+    converted_type: s.converted_type,
+    logical_type: s.logical_type?.type,
+    num_children: s.num_children,
+  })),
+  row_groups: meta.row_groups.map(rg => ({
+    num_rows: rg.num_rows,
+    columns: rg.columns.map(c => ({
+      path: c.meta_data.path_in_schema.join('.'),
+      type: c.meta_data.type,
+      codec: c.meta_data.codec,
+      encodings: c.meta_data.encodings,
+      num_values: c.meta_data.num_values,
+      dictionary: c.meta_data.dictionary_page_offset !== undefined,
+      statistics: c.meta_data.statistics && {
+        null_count: c.meta_data.statistics.null_count,
+        min: c.meta_data.statistics.min_value,
+        max: c.meta_data.statistics.max_value,
+      },
+    })),
+  })),
+  // TIMESTAMP columns come back as Date: print their epoch ms.
+  rows: rows.map(r => Object.fromEntries(Object.entries(r).map(
+    ([k, v]) => [k, v instanceof Date ? { timestamp_ms: v.getTime() } : v]))),
+}
+const big = (k, v) => typeof v === 'bigint'
+  ? (v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString())
+  : v
+process.stdout.write(JSON.stringify(out, big) + '\n')
