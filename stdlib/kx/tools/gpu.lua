@@ -104,6 +104,10 @@ function commands.list(args)
 		out[#out + 1] = string.format("  Memory: %s%% (%d MB)", percent(p.ppm), mb(p.bytes))
 		out[#out + 1] = string.format("  Time remaining: %d seconds", math.floor(p.remaining))
 		out[#out + 1] = string.format("  Owner: %s (PID: %d)", p.owner, p.pid)
+		local used = gpu.usage(p.id)
+		if used and used > 0 then
+			out[#out + 1] = string.format("  Memory usage: %d MB of %d MB", mb(used), mb(p.bytes))
+		end
 	end
 	io.stdout:write(table.concat(out, "\n"), "\n")
 end
