@@ -3,10 +3,11 @@
  * flock, written through a temporary file, fsync and rename.  See ledger.h.
  */
 #include "ledger.h"
+#include "remote.h"
+#include "usage.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,7 +51,10 @@ struct kxgpu_ledger {
 	char dir[4096];
 	char path[4200];
 	char tmp[4200];
+	char sock[4200];
 	int lockfd;
+	int remote;     /* through the daemon (remote.h) */
+	int serve;      /* the daemon's own: files 0600, usage files at create */
 };
 
 /* The ledger as loaded, under the lock, with its file open for writing. */
@@ -140,10 +144,12 @@ static int make_dir(const char *dir, char *err, size_t errlen)
 			            "cannot create %s: %s", buf, strerror(errno));
 		*p = '/';
 	}
-	if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-		return fail(err, errlen, KXGPU_EIO, "cannot create %s: %s", dir,
+	if (mkdir(dir, 0777) != 0)
+		return errno == EEXIST ? 0 :
+		       fail(err, errlen, KXGPU_EIO, "cannot create %s: %s", dir,
 		            strerror(errno));
-	if (chmod(dir, 0777) != 0 && errno != EPERM)
+	/* only when we made it: the daemon may have restricted it since */
+	if (chmod(dir, 0777) != 0)
 		return fail(err, errlen, KXGPU_EIO, "cannot chmod %s: %s", dir,
 		            strerror(errno));
 	return 0;
@@ -170,23 +176,71 @@ int kxgpu_ledger_open(kxgpu_ledger **out, const char *dir, char *err,
 	snprintf(l->path, sizeof l->path, "%s/ledger", dir);
 	snprintf(l->tmp, sizeof l->tmp, "%s/ledger.tmp", dir);
 	snprintf(lockpath, sizeof lockpath, "%s/ledger.lock", dir);
-	l->lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+	snprintf(l->sock, sizeof l->sock, "%s/%s", dir, KXGPU_SOCKET_NAME);
+	l->lockfd = open(lockpath, O_RDWR | O_CLOEXEC);
+	if (l->lockfd < 0 && errno == ENOENT) {
+		l->lockfd = open(lockpath, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+		                 0666);
+		if (l->lockfd >= 0)
+			fchmod(l->lockfd, 0666);  /* past the umask */
+		else if (errno == EEXIST)  /* another process made it just now */
+			l->lockfd = open(lockpath, O_RDWR | O_CLOEXEC);
+	}
+	if (l->lockfd < 0 && errno == EACCES) {
+		if (access(l->sock, F_OK) == 0) {
+			l->remote = 1;  /* root's ledger: ask the daemon */
+			*out = l;
+			return 0;
+		}
+		rc = fail(err, errlen, KXGPU_EIO, "cannot open %s: %s (the ledger "
+		          "belongs to `kxrun gpu serve`, which is not running)",
+		          lockpath, strerror(EACCES));
+		free(l);
+		return rc;
+	}
 	if (l->lockfd < 0) {
 		rc = fail(err, errlen, KXGPU_EIO, "cannot open %s: %s", lockpath,
 		          strerror(errno));
 		free(l);
 		return rc;
 	}
-	fchmod(l->lockfd, 0666);  /* fails harmlessly when another user owns it */
 	*out = l;
 	return 0;
+}
+
+int kxgpu_ledger_serve_mode(kxgpu_ledger *l, char *err, size_t errlen)
+{
+	struct kxgpu_snapshot snap;
+	char lockpath[4200];
+	int rc;
+
+	if (l->remote || geteuid() != 0)
+		return fail(err, errlen, KXGPU_EPERM,
+		            "Permission denied: kxrun gpu serve runs as root");
+	l->serve = 1;
+	rc = kxgpu_ledger_read(l, &snap, err, errlen);  /* makes the ledger */
+	if (rc)
+		return rc;
+	kxgpu_snapshot_free(&snap);
+	snprintf(lockpath, sizeof lockpath, "%s/ledger.lock", l->dir);
+	if (chmod(l->dir, 0755) != 0 || chmod(l->path, 0600) != 0 ||
+	    chmod(lockpath, 0600) != 0)
+		return fail(err, errlen, KXGPU_EIO, "cannot restrict %s: %s",
+		            l->dir, strerror(errno));
+	return 0;
+}
+
+const char *kxgpu_ledger_socket(const kxgpu_ledger *l)
+{
+	return l->sock;
 }
 
 void kxgpu_ledger_close(kxgpu_ledger *l)
 {
 	if (!l)
 		return;
-	close(l->lockfd);
+	if (l->lockfd >= 0)
+		close(l->lockfd);
 	free(l);
 }
 
@@ -322,11 +376,11 @@ static int create_file(kxgpu_ledger *l, char *err, size_t errlen)
 	h.checksum = header_sum(&h);
 	c.checksum = counter_sum(&c);
 	unlink(l->tmp);  /* a crashed writer's, maybe another user's */
-	fd = open(l->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+	fd = open(l->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return fail(err, errlen, KXGPU_EIO, "cannot create %s: %s", l->tmp,
 		            strerror(errno));
-	fchmod(fd, 0666);
+	fchmod(fd, l->serve ? 0600 : 0666);
 	if (ftruncate(fd, SLOTS_OFF) != 0 || write_all(fd, &h, sizeof h, 0) != 0 ||
 	    write_all(fd, &c, sizeof c, COUNTER_OFF) != 0 || fsync(fd) != 0) {
 		int e = errno;
@@ -477,6 +531,9 @@ int kxgpu_ledger_read(kxgpu_ledger *l, struct kxgpu_snapshot *snap, char *err,
 	struct state s;
 	int rc;
 
+	if (l->remote)
+		return kxgpu_remote_read(l->sock, snap, 0, err, errlen);
+
 	memset(snap, 0, sizeof *snap);
 	rc = begin(l, &s, err, errlen);
 	if (rc)
@@ -501,6 +558,9 @@ int kxgpu_ledger_devices(kxgpu_ledger *l, struct kxgpu_snapshot *snap,
 {
 	struct file_header h;
 	int fd, rc;
+
+	if (l->remote)
+		return kxgpu_remote_read(l->sock, snap, 1, err, errlen);
 
 	memset(snap, 0, sizeof *snap);
 	rc = lock(l, err, errlen);
@@ -544,6 +604,9 @@ int kxgpu_ledger_set_devices(kxgpu_ledger *l, const struct kxgpu_device *devs,
 	struct state s;
 	int rc;
 
+	if (l->remote)  /* the daemon probes for itself */
+		return kxgpu_remote_probe(l->sock, err, errlen);
+
 	if (n > KXGPU_MAX_DEVICES)
 		n = KXGPU_MAX_DEVICES;
 	rc = begin(l, &s, err, errlen);
@@ -579,6 +642,9 @@ int kxgpu_ledger_create(kxgpu_ledger *l, const struct kxgpu_request *req,
 	uint32_t used, slot;
 	char a[16], b[16];
 	int rc;
+
+	if (l->remote)
+		return kxgpu_remote_create(l->sock, req, out, err, errlen);
 
 	if (req->ppm == 0 || req->ppm > KXGPU_PPM)
 		return fail(err, errlen, KXGPU_EINVAL,
@@ -635,6 +701,12 @@ int kxgpu_ledger_create(kxgpu_ledger *l, const struct kxgpu_request *req,
 		          strerror(errno));
 	if (!rc && out)
 		*out = *r;
+	if (!rc && l->serve) {  /* users cannot create files here: make it now */
+		char path[4300];
+		kxgpu_usage_path(l, r->id, path, sizeof path);
+		rc = kxgpu_usage_init(path, r->bytes, r->expires_ms, err, errlen)
+		     ? KXGPU_EIO : 0;
+	}
 	return finish(l, &s, rc, err, errlen);
 }
 
@@ -653,6 +725,10 @@ int kxgpu_ledger_release(kxgpu_ledger *l, const char *id, uid_t caller,
 {
 	struct state s;
 	int rc, i;
+
+	if (l->remote)
+		return kxgpu_remote_id(l->sock, KXGPU_OP_RELEASE, id, out, err,
+		                       errlen);
 
 	rc = begin(l, &s, err, errlen);
 	if (rc)
@@ -679,6 +755,10 @@ int kxgpu_ledger_find(kxgpu_ledger *l, const char *id,
 	struct state s;
 	int rc, i;
 
+	if (l->remote)
+		return kxgpu_remote_id(l->sock, KXGPU_OP_FIND, id, out, err,
+		                       errlen);
+
 	rc = begin(l, &s, err, errlen);
 	if (rc)
 		return rc;
@@ -696,6 +776,9 @@ int kxgpu_ledger_available(kxgpu_ledger *l, uint32_t device, uint32_t *ppm,
 	struct state s;
 	int rc;
 
+	if (l->remote)
+		return kxgpu_remote_available(l->sock, device, ppm, err, errlen);
+
 	rc = begin(l, &s, err, errlen);
 	if (rc)
 		return rc;
@@ -706,100 +789,4 @@ int kxgpu_ledger_available(kxgpu_ledger *l, uint32_t device, uint32_t *ppm,
 	else
 		*ppm = KXGPU_PPM - used_ppm(&s, device);
 	return finish(l, &s, rc, err, errlen);
-}
-
-/* ---- helpers ------------------------------------------------------------ */
-
-/* "I[.F]" with at most maxdec decimals into an integer scaled by 10^maxdec. */
-static int parse_decimal(const char *s, int maxdec, uint64_t *out)
-{
-	uint64_t whole = 0, frac = 0;
-	int digits = 0, dec = 0;
-
-	if (!s || !*s)
-		return -1;
-	for (; *s >= '0' && *s <= '9'; s++, digits++) {
-		whole = whole * 10 + (uint64_t)(*s - '0');
-		if (whole > 1000000000000ull)
-			return -1;
-	}
-	if (*s == '.') {
-		for (s++; *s >= '0' && *s <= '9'; s++, dec++, digits++) {
-			if (dec >= maxdec) {
-				if (*s != '0')  /* more precision than kept */
-					return -1;
-				continue;
-			}
-			frac = frac * 10 + (uint64_t)(*s - '0');
-		}
-	}
-	if (*s || digits == 0)
-		return -1;
-	for (; dec < maxdec; dec++)
-		frac *= 10;
-	for (int i = 0; i < maxdec; i++)
-		whole *= 10;
-	*out = whole + frac;
-	return 0;
-}
-
-int kxgpu_parse_fraction(const char *s, uint32_t *ppm)
-{
-	uint64_t v;
-
-	if (parse_decimal(s, 6, &v) != 0 || v == 0 || v > KXGPU_PPM)
-		return KXGPU_EINVAL;
-	*ppm = (uint32_t)v;
-	return 0;
-}
-
-int kxgpu_parse_duration(const char *s, int64_t *ms)
-{
-	uint64_t v;
-
-	if (parse_decimal(s, 3, &v) != 0 || v == 0 ||
-	    v > (uint64_t)KXGPU_MAX_DURATION_MS)
-		return KXGPU_EINVAL;
-	*ms = (int64_t)v;
-	return 0;
-}
-
-void kxgpu_format_percent(uint32_t ppm, char *buf, size_t len)
-{
-	snprintf(buf, len, "%u.%02u", ppm / 10000, ppm % 10000 / 100);
-}
-
-uint64_t kxgpu_share_bytes(uint64_t memory, uint32_t ppm)
-{
-	return (uint64_t)((unsigned __int128)memory * ppm / KXGPU_PPM);
-}
-
-void kxgpu_user_name(uid_t uid, char *buf, size_t len)
-{
-	struct passwd pw, *res = NULL;
-	char tmp[1024];
-
-	if (getpwuid_r(uid, &pw, tmp, sizeof tmp, &res) == 0 && res)
-		snprintf(buf, len, "%s", pw.pw_name);
-	else
-		snprintf(buf, len, "uid%u", (unsigned)uid);
-}
-
-int kxgpu_user_uid(const char *name, uid_t *uid)
-{
-	struct passwd pw, *res = NULL;
-	char tmp[1024], *end;
-	unsigned long v;
-
-	if (getpwnam_r(name, &pw, tmp, sizeof tmp, &res) == 0 && res) {
-		*uid = pw.pw_uid;
-		return 0;
-	}
-	errno = 0;
-	v = strtoul(name, &end, 10);
-	if (*name && !*end && errno == 0 && v < 0xffffffffu) {
-		*uid = (uid_t)v;
-		return 0;
-	}
-	return -1;
 }

@@ -112,6 +112,14 @@ const char *kxgpu_default_dir(char *buf, size_t len);
 int kxgpu_ledger_open(kxgpu_ledger **out, const char *dir, char *err,
                       size_t errlen);
 void kxgpu_ledger_close(kxgpu_ledger *l);
+
+/* For `kxrun gpu serve` (root): restricts the directory to 0755 and the
+ * ledger and lock to 0600, and makes partitions' usage files at creation
+ * (users cannot create files in the directory any more). */
+int kxgpu_ledger_serve_mode(kxgpu_ledger *l, char *err, size_t errlen);
+
+/* <dir>/serve.sock */
+const char *kxgpu_ledger_socket(const kxgpu_ledger *l);
 const char *kxgpu_ledger_dir(const kxgpu_ledger *l);
 
 /* Reads the ledger (dropping expired records, which rewrites it). */

@@ -484,6 +484,29 @@ static int p_index(lua_State *L)
 	return 1;
 }
 
+/* gpu.usage(id) -> bytes the partition's programs hold now, its limit;
+ * 0, limit when nothing ran in it yet. */
+static int l_usage(lua_State *L)
+{
+	const char *id = luaL_checkstring(L, 1);
+	char err[KXGPU_ERRLEN], path[4300];
+	struct kxgpu_partition p;
+	kxgpu_usage u;
+	LEDGER_OR_FAIL(L, l, err);
+
+	if (kxgpu_ledger_find(l, id, &p, err, sizeof err) != 0)
+		return kx_fail(L, "%s", err);
+	kxgpu_usage_path(l, p.id, path, sizeof path);
+	if (kxgpu_usage_attach(&u, path, err, sizeof err) != 0) {
+		lua_pushinteger(L, 0);
+	} else {
+		lua_pushinteger(L, (lua_Integer)kxgpu_usage_total(&u));
+		kxgpu_usage_detach(&u);
+	}
+	lua_pushinteger(L, (lua_Integer)p.bytes);
+	return 2;
+}
+
 /* gpu.state_dir() -> the ledger directory; gpu.state_dir(path) uses path
  * (the ledger directory itself) from now on; gpu.state_dir(false) goes back
  * to the default. */
@@ -508,6 +531,8 @@ static int l_state_dir(lua_State *L)
 
 static const luaL_Reg funcs[] = {
 	{ "state_dir", l_state_dir },
+	{ "usage", l_usage },
+	{ "serve", kxgpu_serve },
 	{ "devices", l_devices },
 	{ "stats", l_stats },
 	{ "available", l_available },

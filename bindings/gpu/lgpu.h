@@ -15,4 +15,7 @@ int kxgpu_exec(lua_State *L, const struct kxgpu_partition *p, int argidx);
  * message in err). */
 kxgpu_ledger *kxgpu_lua_ledger(char *err, size_t errlen);
 
+/* gpu.serve(): the ledger daemon (lserve.c); never returns normally. */
+int kxgpu_serve(lua_State *L);
+
 #endif

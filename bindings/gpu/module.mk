@@ -1,7 +1,8 @@
 # kx.gpu: GPU partitions (ledger, OpenCL device probe, Lua binding) and the
 # enforcement library libkxgpu.so preloaded into programs run in a partition.
 KX_SRCS   += bindings/gpu/ledger.c bindings/gpu/usage.c bindings/gpu/devices.c \
-             bindings/gpu/lgpu.c bindings/gpu/lexec.c
+             bindings/gpu/lgpu.c bindings/gpu/lexec.c \
+             bindings/gpu/remote.c bindings/gpu/lserve.c bindings/gpu/helpers.c
 LUAOPEN   += kx.gpu
 EXTRA_TARGETS += $(BUILD)/lib/libkxgpu.so
 TEST_DEPS += $(BUILD)/tests/gpu_alloc

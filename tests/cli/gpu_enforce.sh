@@ -26,6 +26,7 @@ $K gpu run partition_0001 -- "$ALLOC" 1 2 60 >"$TOP/holder" &
 holder=$!
 for _ in $(seq 1 200); do grep -q '^held 2$' "$TOP/holder" && break; sleep 0.05; done
 grep -q '^held 2$' "$TOP/holder" || die "holder: $(cat "$TOP/holder")"
+$K gpu list | grep -q "^  Memory usage: 2 MB of $N MB$" || die "list usage: $($K gpu list)"
 out=$($K gpu run partition_0001 -- "$ALLOC" 1 $N); rc=$?
 [ $rc = 3 ] && echo "$out" | grep -q "^refused $((N - 2))" || die "shared limit: $rc $out"
 # the holder crashes (SIGKILL to its program): its 2 MB come back

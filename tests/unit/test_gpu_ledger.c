@@ -403,6 +403,58 @@ static void test_corruption_detected(void **state)
 	                 KXGPU_ECORRUPT);
 }
 
+/* A creator that dies after writing its record but before the counter: the
+ * next create must not hand out the same id again. */
+static void test_counter_behind_repaired(void **state)
+{
+	struct fixture *f = *state;
+	struct kxgpu_partition p;
+	unsigned char counter[16];
+	char path[200];
+	int fd;
+
+	snprintf(path, sizeof path, "%s/ledger", f->dir);
+	assert_int_equal(create(f->l, 0, "0.1", 60000, getuid(), getuid(), &p), 0);
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	/* the counter block sits at 4608 (ledger.c COUNTER_OFF) */
+	assert_int_equal(pread(fd, counter, sizeof counter, 4608), 16);
+	assert_int_equal(create(f->l, 0, "0.1", 60000, getuid(), getuid(), &p), 0);
+	assert_string_equal(p.id, "partition_0002");
+	assert_int_equal(pwrite(fd, counter, sizeof counter, 4608), 16);
+	close(fd);
+	assert_int_equal(create(f->l, 0, "0.1", 60000, getuid(), getuid(), &p), 0);
+	assert_string_equal(p.id, "partition_0003");
+}
+
+/* The file gives back the slots freed at its end. */
+static void test_file_shrinks(void **state)
+{
+	struct fixture *f = *state;
+	struct kxgpu_partition p;
+	struct stat st1, st2;
+	char path[200];
+
+	snprintf(path, sizeof path, "%s/ledger", f->dir);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(create(f->l, 0, "0.1", 60000, getuid(), getuid(), &p), 0);
+	assert_int_equal(stat(path, &st1), 0);
+	for (int i = 5; i >= 3; i--) {
+		char id[32];
+		snprintf(id, sizeof id, "partition_%04d", i);
+		assert_int_equal(kxgpu_ledger_release(f->l, id, getuid(), NULL, err,
+		                                      sizeof err), 0);
+	}
+	assert_int_equal(stat(path, &st2), 0);
+	assert_int_equal(st1.st_size - st2.st_size, 3 * 128);
+	/* freed slots in the middle are reused */
+	assert_int_equal(kxgpu_ledger_release(f->l, "partition_0001", getuid(),
+	                                      NULL, err, sizeof err), 0);
+	assert_int_equal(create(f->l, 0, "0.1", 60000, getuid(), getuid(), &p), 0);
+	assert_int_equal(stat(path, &st1), 0);
+	assert_int_equal(st1.st_size, st2.st_size);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -415,6 +467,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_permissions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_second_user, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corruption_detected, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_counter_behind_repaired, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_file_shrinks, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

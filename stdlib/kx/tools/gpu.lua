@@ -20,6 +20,9 @@ Commands:
                        Run a command in a partition: its device allocations
                        are limited to the partition's memory; at expiry it
                        gets SIGTERM, then SIGKILL after the grace (5 s).
+  serve                Own the ledger for several users (root): the ledger
+                       becomes root's (0600) and users' commands go through
+                       a unix socket that identifies them by SO_PEERCRED.
   help                 Show this help.
 
 Examples:
@@ -101,6 +104,10 @@ function commands.list(args)
 		out[#out + 1] = string.format("  Memory: %s%% (%d MB)", percent(p.ppm), mb(p.bytes))
 		out[#out + 1] = string.format("  Time remaining: %d seconds", math.floor(p.remaining))
 		out[#out + 1] = string.format("  Owner: %s (PID: %d)", p.owner, p.pid)
+		local used = gpu.usage(p.id)
+		if used and used > 0 then
+			out[#out + 1] = string.format("  Memory usage: %d MB of %d MB", mb(used), mb(p.bytes))
+		end
 	end
 	io.stdout:write(table.concat(out, "\n"), "\n")
 end
@@ -191,6 +198,13 @@ function commands.run(args)
 	end
 	if st.signal then return 128 + st.signal end
 	return st.code
+end
+
+function commands.serve(args)
+	if #args > 0 then return fail("Usage: kxrun gpu serve") end
+	io.stderr:write("kxrun gpu serve: ledger ", gpu.state_dir(), "\n")
+	local ok, err = gpu.serve()
+	if not ok then return fail(err) end
 end
 
 function commands.help()

@@ -1,0 +1,184 @@
+/*
+ * lserve.c - gpu.serve(): the ledger daemon for several users (remote.h).
+ *
+ * Root only.  Restricts the ledger to root (0600 files, 0755 directory),
+ * listens on <dir>/serve.sock (0666) with libuv and answers one request per
+ * connection, taking the caller's uid and pid from SO_PEERCRED.  The calling
+ * task waits until it is cancelled (kxrun's SIGINT/SIGTERM); the socket is
+ * removed then.
+ */
+#include "lgpu.h"
+#include "remote.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kx.h"
+
+struct server {
+	uv_pipe_t pipe;
+	kxgpu_ledger *l;
+	char sock[4200];
+};
+
+struct conn {
+	uv_pipe_t pipe;
+	struct server *srv;
+	struct kxgpu_msg_req req;
+	size_t got;
+	struct kxgpu_msg_reply rep;
+	struct kxgpu_partition *parts;
+	uv_write_t w;
+};
+
+static void conn_closed(uv_handle_t *h)
+{
+	struct conn *c = h->data;
+
+	free(c->parts);
+	free(c);
+}
+
+static void conn_close(struct conn *c)
+{
+	if (!uv_is_closing((uv_handle_t *)&c->pipe))
+		uv_close((uv_handle_t *)&c->pipe, conn_closed);
+}
+
+static void on_written(uv_write_t *w, int status)
+{
+	(void)status;
+	conn_close(w->data);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+	struct conn *c = h->data;
+
+	(void)hint;
+	buf->base = (char *)&c->req + c->got;
+	buf->len = sizeof c->req - c->got;
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	struct conn *c = s->data;
+	struct ucred cred;
+	socklen_t len = sizeof cred;
+	uv_os_fd_t fd;
+	uv_buf_t out[2];
+
+	(void)buf;
+	if (n < 0) {
+		conn_close(c);
+		return;
+	}
+	c->got += (size_t)n;
+	if (c->got < sizeof c->req)
+		return;
+	uv_read_stop(s);
+	/* who is asking, from the kernel: never from the request */
+	if (uv_fileno((uv_handle_t *)s, &fd) != 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+		conn_close(c);
+		return;
+	}
+	kxgpu_serve_request(c->srv->l, &c->req, cred.uid, cred.pid, &c->rep,
+	                    &c->parts);
+	out[0] = uv_buf_init((char *)&c->rep, sizeof c->rep);
+	out[1] = uv_buf_init((char *)c->parts, c->rep.n * sizeof *c->parts);
+	c->w.data = c;
+	if (uv_write(&c->w, s, out, c->rep.n ? 2 : 1, on_written) != 0)
+		conn_close(c);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+	struct server *srv = server->data;
+	struct conn *c;
+
+	if (status < 0)
+		return;
+	c = calloc(1, sizeof *c);
+	if (!c)
+		return;
+	c->srv = srv;
+	uv_pipe_init(kx_loop(), &c->pipe, 0);
+	c->pipe.data = c;
+	if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0 ||
+	    uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) != 0)
+		conn_close(c);
+}
+
+static struct server *active;  /* its socket goes when kxrun exits */
+
+static void server_closed(uv_handle_t *h)
+{
+	if (active == h->data)
+		active = NULL;
+	free(h->data);
+}
+
+static void unlink_at_exit(void *ud)
+{
+	(void)ud;
+	if (active && active->sock[0])
+		unlink(active->sock);
+}
+
+static void server_stop(void *ud)
+{
+	struct server *srv = ud;
+
+	if (!srv->sock[0])
+		return;
+	unlink(srv->sock);
+	srv->sock[0] = 0;
+	uv_close((uv_handle_t *)&srv->pipe, server_closed);
+}
+
+int kxgpu_serve(lua_State *L)
+{
+	kx_task *task = kx_checktask(L, "serve");
+	char err[KXGPU_ERRLEN];
+	struct server *srv;
+	kxgpu_ledger *l;
+	int rc;
+
+	l = kxgpu_lua_ledger(err, sizeof err);
+	if (!l)
+		return kx_fail(L, "%s", err);
+	if (kxgpu_ledger_serve_mode(l, err, sizeof err) != 0)
+		return kx_fail(L, "%s", err);
+	srv = calloc(1, sizeof *srv);
+	if (!srv)
+		return kx_fail(L, "out of memory");
+	srv->l = l;
+	snprintf(srv->sock, sizeof srv->sock, "%s", kxgpu_ledger_socket(l));
+	uv_pipe_init(kx_loop(), &srv->pipe, 0);
+	srv->pipe.data = srv;
+	unlink(srv->sock);  /* a daemon that died leaves its socket */
+	rc = uv_pipe_bind(&srv->pipe, srv->sock);
+	if (!rc)
+		rc = uv_listen((uv_stream_t *)&srv->pipe, 128, on_connection);
+	if (rc || chmod(srv->sock, 0666) != 0) {
+		lua_pushfstring(L, "cannot listen on %s: %s", srv->sock,
+		                rc ? uv_strerror(rc) : strerror(errno));
+		unlink(srv->sock);
+		uv_close((uv_handle_t *)&srv->pipe, server_closed);
+		lua_pushnil(L);
+		lua_insert(L, -2);
+		return 2;
+	}
+	if (!active) {
+		static int registered;
+		if (!registered++)
+			kx_atexit(unlink_at_exit, NULL);
+	}
+	active = srv;
+	return kx_await(L, task, -1, server_stop, srv);
+}
