@@ -102,9 +102,9 @@ void kx_reset_after_resume(void);
 void kx_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
                  lua_CFunction gc);
 
-/* Pushes nil, formatted message; returns 2.  For recoverable failures. */
-int kx_fail(lua_State *L, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* Pushes nil, formatted message; returns 2.  For recoverable failures.
+ * Formats as lua_pushfstring does (%s %d %I %f %p %c %U %%), not printf. */
+int kx_fail(lua_State *L, const char *fmt, ...);
 
 /* Writes a whole file through a temporary name and rename(2), so the file is
  * complete or absent.  Returns 0, or -errno with a message in err. */
