@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "kx.h"
+#include "bpfsrc.h"
 #include "tracer.h"
 
 #define TRACER_MT "kx.trace.tracer"
@@ -23,14 +24,31 @@ struct tracer_ud {
 	struct tracer t;
 	int ref;        /* held while the loop uses the memory */
 	int closed;
+	struct bpfsrc *bpf;
+	const char *source;   /* "ebpf" or "proc" */
+	char note[256];       /* why not eBPF, when asked for auto */
 };
+
+static void drain_bpf(void *ud)
+{
+	bpfsrc_drain(ud);
+}
 
 static struct tracer_ud *check(lua_State *L)
 {
 	return luaL_checkudata(L, 1, TRACER_MT);
 }
 
-/* core.tracer{samples=, procs=, interval=, match=} -> tracer | nil, err */
+static lua_State *mainL;   /* for registry refs from loop callbacks */
+
+static void on_closed(uv_handle_t *h)
+{
+	struct tracer_ud *u = h->data;
+	luaL_unref(mainL, LUA_REGISTRYINDEX, u->ref);
+	u->ref = LUA_NOREF;
+}
+
+/* core.tracer{samples=, procs=, interval=, match=, source=} -> tracer | nil, err */
 static int l_tracer(lua_State *L)
 {
 	luaL_checktype(L, 1, LUA_TTABLE);
@@ -42,7 +60,11 @@ static int l_tracer(lua_State *L)
 	double interval = luaL_optnumber(L, -1, 0.2);
 	lua_getfield(L, 1, "match");
 	const char *match = luaL_optstring(L, -1, NULL);
+	lua_getfield(L, 1, "source");
+	const char *source = luaL_optstring(L, -1, "auto");
 	luaL_argcheck(L, interval >= 0.001, 1, "interval below 1 ms");
+	luaL_argcheck(L, strcmp(source, "auto") == 0 || strcmp(source, "proc") == 0 ||
+		      strcmp(source, "ebpf") == 0, 1, "source must be auto, proc or ebpf");
 
 	struct tracer_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
 	memset(u, 0, sizeof *u);
@@ -57,7 +79,32 @@ static int l_tracer(lua_State *L)
 	luaL_setmetatable(L, TRACER_MT);
 	lua_pushvalue(L, -1);
 	u->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	u->source = "proc";
+	if (strcmp(source, "proc") != 0) {
+		u->bpf = bpfsrc_open(&u->t, u->note, sizeof u->note);
+		if (u->bpf) {
+			u->source = "ebpf";
+			u->t.drain = drain_bpf;
+			u->t.drain_ud = u->bpf;
+		} else if (strcmp(source, "ebpf") == 0) {
+			tracer_stop(&u->t, on_closed);
+			u->closed = 1;
+			return kx_fail(L, "%s", u->note);
+		}
+	}
 	return 1;
+}
+
+/* tracer:source() -> "ebpf" | "proc", and why not eBPF when it is not */
+static int l_source(lua_State *L)
+{
+	struct tracer_ud *u = check(L);
+	lua_pushstring(L, u->source);
+	if (u->note[0] && !u->bpf)
+		lua_pushstring(L, u->note);
+	else
+		lua_pushnil(L);
+	return 2;
 }
 
 static int l_watch(lua_State *L)
@@ -73,20 +120,13 @@ static int l_watch(lua_State *L)
 	return 1;
 }
 
-static lua_State *mainL;   /* for registry refs from loop callbacks */
-
-static void on_closed(uv_handle_t *h)
-{
-	struct tracer_ud *u = h->data;
-	luaL_unref(mainL, LUA_REGISTRYINDEX, u->ref);
-	u->ref = LUA_NOREF;
-}
-
 static int l_stop(lua_State *L)
 {
 	struct tracer_ud *u = check(L);
 	if (u->t.running) {
 		tracer_stop(&u->t, on_closed);
+		bpfsrc_close(u->bpf);
+		u->bpf = NULL;
 		u->closed = 1;
 	}
 	return 0;
@@ -271,15 +311,22 @@ static int l_launch(lua_State *L)
 	fds[1] = open_stdio(L, 2, "stdout", 1);
 	fds[2] = open_stdio(L, 2, "stderr", 2);
 
-	int errpipe[2];
+	int errpipe[2], gopipe[2];
 	double before_ms = procfs_now_ms();
 	if (pipe2(errpipe, O_CLOEXEC) < 0)
 		return kx_fail(L, "pipe: %s", strerror(errno));
+	if (pipe2(gopipe, O_CLOEXEC) < 0) {
+		close(errpipe[0]);
+		close(errpipe[1]);
+		return kx_fail(L, "pipe: %s", strerror(errno));
+	}
 	pid_t pid = fork();
 	if (pid < 0) {
 		int e = errno;
 		close(errpipe[0]);
 		close(errpipe[1]);
+		close(gopipe[0]);
+		close(gopipe[1]);
 		return kx_fail(L, "fork: %s", strerror(e));
 	}
 	if (pid == 0) {
@@ -296,6 +343,11 @@ static int l_launch(lua_State *L)
 				goto failed;
 		if (cwd && chdir(cwd) < 0)
 			goto failed;
+		/* wait until the parent follows us, so no fork of ours is missed */
+		char go;
+		close(gopipe[1]);
+		while (read(gopipe[0], &go, 1) < 0 && errno == EINTR)
+			;
 		execvpe(argv[0], argv, envp);
 failed:;
 		int e = errno;
@@ -307,6 +359,14 @@ failed:;
 		if (fds[i] >= 0)
 			close(fds[i]);
 	close(errpipe[1]);
+	close(gopipe[0]);
+	if (tracer_watch(&u->t, pid) == 0)
+		for (size_t i = u->t.nprocs; i > 0; i--)
+			if (u->t.procs[i - 1].pid == pid)
+				u->t.procs[i - 1].launched = 1;
+	if (write(gopipe[1], "g", 1) < 0)
+		kill(pid, SIGKILL);
+	close(gopipe[1]);
 	int child_errno = 0;
 	ssize_t got;
 	while ((got = read(errpipe[0], &child_errno, sizeof child_errno)) < 0 &&
@@ -331,11 +391,6 @@ failed:;
 	if (l->start_ms > after_ms)
 		l->start_ms = after_ms;
 	kx_track_pgid(pid);
-	if (tracer_watch(&u->t, pid) == 0) {
-		for (size_t i = u->t.nprocs; i > 0; i--)
-			if (u->t.procs[i - 1].pid == pid)
-				u->t.procs[i - 1].launched = 1;
-	}
 	l->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	if (l->pidfd < 0 || uv_poll_init(kx_loop(), &l->poll, l->pidfd) < 0) {
 		kill(-pid, SIGKILL);
@@ -397,6 +452,7 @@ int luaopen_kx_trace_core(lua_State *L)
 		{"launch", l_launch},
 		{"stop", l_stop},
 		{"live", l_live},
+		{"source", l_source},
 		{NULL, NULL},
 	};
 	static const luaL_Reg fns[] = {

@@ -1,4 +1,26 @@
-# kx.trace: process trees sampled from /proc, launched commands recorded
-# exactly; the Lua half (runs, parse, audit, CLI) is stdlib/kx/trace.lua.
-KX_SRCS += bindings/trace/procfs.c bindings/trace/tracer.c bindings/trace/ltrace.c
+# kx.trace: process trees from eBPF tracepoints (fork, exec, exit) and /proc
+# samples; launched commands recorded exactly.  The Lua half (runs, parse,
+# audit, CLI) is stdlib/kx/trace.lua.  Without BTF at build time the eBPF
+# program is left out and the tracer says so at run time.
+TRACE_GEN := $(BUILD)/gen/trace
+KX_SRCS += bindings/trace/procfs.c bindings/trace/tracer.c bindings/trace/ltrace.c \
+	bindings/trace/bpfsrc.c
+KX_LIBS += -lbpf -lelf -lz
 LUAOPEN += kx.trace.core
+KX_CFLAGS += -I$(TRACE_GEN)
+
+ifeq ($(wildcard /sys/kernel/btf/vmlinux),)
+KX_CFLAGS += -DKX_TRACE_NO_BPF
+else
+$(TRACE_GEN)/vmlinux.h:
+	@mkdir -p $(dir $@)
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
+
+$(TRACE_GEN)/trace.bpf.o: bindings/trace/trace.bpf.c bindings/trace/trace_event.h $(TRACE_GEN)/vmlinux.h
+	clang -O2 -g -target bpf -D__TARGET_ARCH_x86 -I$(TRACE_GEN) -Ibindings/trace -c $< -o $@
+
+$(TRACE_GEN)/trace.skel.h: $(TRACE_GEN)/trace.bpf.o
+	bpftool gen skeleton $< name trace_bpf > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/bindings/trace/bpfsrc.o: $(TRACE_GEN)/trace.skel.h
+endif

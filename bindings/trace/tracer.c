@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <bpf/bpf.h>
+
 #include "tracer.h"
 
 #define MAX_CHILDREN 1024
@@ -41,6 +43,10 @@ static void write_row(int fd, const char *row, size_t len)
 		;
 }
 
+static void sample_row(struct tracer *t, struct tracked *p, double now,
+		       double cpu_ms, long rss_kb);
+static void end_row(struct tracer *t, struct tracked *p, double end_ms);
+
 static struct tracked *find(struct tracer *t, pid_t pid)
 {
 	for (size_t i = t->nprocs; i > 0; i--)
@@ -67,7 +73,42 @@ static struct tracked *add(struct tracer *t, const struct proc_stat *st)
 	p->last_ms = st->start_ms;
 	p->alive = 1;
 	snprintf(p->comm, sizeof p->comm, "%s", st->comm);
+	if (t->map_fd >= 0) {
+		__u32 key = (__u32)st->pid;
+		__u8 one = 1;
+		bpf_map_update_elem(t->map_fd, &key, &one, BPF_ANY);
+	}
 	return p;
+}
+
+void tracer_child(struct tracer *t, pid_t pid, pid_t ppid, double start_ms,
+		  const char *comm)
+{
+	struct proc_stat st;
+	if (find(t, pid))
+		return;
+	memset(&st, 0, sizeof st);
+	st.pid = pid;
+	st.ppid = ppid;
+	st.start_ms = start_ms;
+	snprintf(st.comm, sizeof st.comm, "%s", comm);
+	add(t, &st);
+}
+
+void tracer_exec(struct tracer *t, pid_t pid, const char *comm)
+{
+	struct tracked *p = find(t, pid);
+	if (p)
+		snprintf(p->comm, sizeof p->comm, "%s", comm);
+}
+
+void tracer_exit(struct tracer *t, pid_t pid, double end_ms, double cpu_ms)
+{
+	struct tracked *p = find(t, pid);
+	if (!p || p->launched)
+		return;   /* a launched command's end is read from its zombie */
+	sample_row(t, p, end_ms, cpu_ms, 0);
+	end_row(t, p, end_ms);
 }
 
 static void sample_row(struct tracer *t, struct tracked *p, double now,
@@ -112,13 +153,27 @@ int tracer_watch(struct tracer *t, pid_t pid)
 	return add(t, &st) ? 0 : -ENOMEM;
 }
 
+/* Already followed, or already ended (a zombie its parent has not reaped
+ * is still listed among the children). */
+static int known(struct tracer *t, const struct proc_stat *st)
+{
+	for (size_t i = t->nprocs; i > 0; i--) {
+		const struct tracked *p = &t->procs[i - 1];
+		if (p->pid == st->pid && (p->alive ||
+		    (st->start_ms - p->start_ms < 20 && p->start_ms - st->start_ms < 20)))
+			return 1;
+	}
+	return 0;
+}
+
 static void discover_children(struct tracer *t, pid_t pid)
 {
 	pid_t kids[MAX_CHILDREN];
 	int n = procfs_children(pid, kids, MAX_CHILDREN);
 	for (int i = 0; i < n; i++) {
 		struct proc_stat st;
-		if (find(t, kids[i]) || procfs_read_stat(kids[i], &st) < 0)
+		if (find(t, kids[i]) || procfs_read_stat(kids[i], &st) < 0 ||
+		    st.state == 'Z' || known(t, &st))
 			continue;
 		struct tracked *c = add(t, &st);
 		if (c)
@@ -148,6 +203,8 @@ static void discover_matches(struct tracer *t)
 
 void tracer_tick(struct tracer *t)
 {
+	if (t->drain)
+		t->drain(t->drain_ud);   /* exits first: their ends are exact */
 	double now = procfs_now_ms();
 	if (t->has_match)
 		discover_matches(t);
@@ -198,6 +255,7 @@ int tracer_start(struct tracer *t, const char *samples_path,
 {
 	memset(t, 0, sizeof *t);
 	t->samples_fd = t->procs_fd = -1;
+	t->map_fd = -1;
 	if (match && *match) {
 		int r = regcomp(&t->match, match, REG_EXTENDED | REG_NOSUB);
 		if (r) {

@@ -42,6 +42,9 @@ struct tracer {
 	size_t nprocs, cap;
 	int running;
 	unsigned long rows;
+	int map_fd;           /* the BPF map of followed tgids, or -1 */
+	void (*drain)(void *);  /* the BPF source, drained before each tick */
+	void *drain_ud;
 };
 
 /* Opens the two files (created or appended) and starts sampling every
@@ -53,6 +56,14 @@ int tracer_start(struct tracer *t, const char *samples_path,
 /* Follows pid and its descendants.  0, or -ESRCH when there is no such
  * process. */
 int tracer_watch(struct tracer *t, pid_t pid);
+
+/* From the BPF source: a child forked by a followed process; an exec; an
+ * exit with the kernel's final CPU time (its own, its threads' and that of
+ * the children it waited for). */
+void tracer_child(struct tracer *t, pid_t pid, pid_t ppid, double start_ms,
+		  const char *comm);
+void tracer_exec(struct tracer *t, pid_t pid, const char *comm);
+void tracer_exit(struct tracer *t, pid_t pid, double end_ms, double cpu_ms);
 
 /* Samples every live process now (also called by the timer). */
 void tracer_tick(struct tracer *t);

@@ -106,9 +106,6 @@ function trace.start(opts)
 	if source ~= "auto" and source ~= "proc" and source ~= "ebpf" then
 		error(("bad argument #1 to 'start' (source must be auto, proc or ebpf, got %s)"):format(tostring(source)), 2)
 	end
-	if source == "ebpf" then
-		return nil, "eBPF source is not built into this kxrun; use source = 'proc' or 'auto'"
-	end
 	if not mkdir_p(dir .. "/raw") then
 		return nil, ("cannot create %s/raw (permission or path)"):format(dir)
 	end
@@ -125,13 +122,23 @@ function trace.start(opts)
 	end
 
 	local run = setmetatable({
-		dir = dir, interval = interval, source = "proc",
-		source_note = "eBPF source not built into this kxrun: /proc sampling",
+		dir = dir, interval = interval,
 		node = opts.node, stage = opts.stage or "cloud", seq = 0,
 	}, Run)
 	run.facts = trace.node_facts(opts.node, run.stage)
 	run.node = run.facts.node_id
 	run.run_id = opts.run_id or dir:match("([^/]+)/*$")
+	local tracer, terr = core.tracer{
+		samples = dir .. "/raw/proc_metrics.jsonl",
+		procs = dir .. "/raw/procs.jsonl",
+		interval = interval, match = opts.match, source = source,
+	}
+	if not tracer then return nil, terr end
+	run.tracer = tracer
+	run.source, run.source_note = tracer:source()
+	if run.source_note and source == "auto" and not opts.quiet then
+		kx.log.warn("kx.trace: %s; sampling /proc instead", run.source_note)
+	end
 	local meta = {
 		run_id = run.run_id, node = run.facts, source = run.source,
 		interval_s = interval, started_ms = math.floor(core.now_ms()),
@@ -141,16 +148,9 @@ function trace.start(opts)
 	-- its run.json and its end
 	if not (opts.join and read_file(dir .. "/run.json")) then
 		local ok, werr = write_atomic(dir .. "/run.json", json.encode(meta, { indent = 2 }) .. "\n")
-		if not ok then return nil, werr end
+		if not ok then run.tracer:stop() return nil, werr end
 		os.remove(dir .. "/raw/end.json")
 	end
-	local tracer, terr = core.tracer{
-		samples = dir .. "/raw/proc_metrics.jsonl",
-		procs = dir .. "/raw/procs.jsonl",
-		interval = interval, match = opts.match,
-	}
-	if not tracer then return nil, terr end
-	run.tracer = tracer
 	return run
 end
 

@@ -68,6 +68,38 @@ describe("kx.trace", function()
 		end
 	end)
 
+	it("records 200 descendants of 5 ms each with start and end (eBPF source)", function()
+		local run, err = trace.start{ dir = dir .. "/run", interval = 0.2, source = "ebpf" }
+		if not run then
+			pending("eBPF source cannot load here: " .. tostring(err))
+			return
+		end
+		assert.are.equal("ebpf", run.source)
+		local rec = assert(run:exec{ "sh", "-c", "for i in $(seq 200); do sleep 0.005 & done; wait" })
+		run:stop()
+		local n = 0
+		for _, p in ipairs(lines(dir .. "/run/raw/procs.jsonl")) do
+			if p.comm == "sleep" and p.ppid == rec.pid then
+				assert.is_true(p.start <= p["end"])
+				n = n + 1
+			end
+		end
+		assert.are.equal(200, n)
+		assert.is_true(trace.parse(dir .. "/run").ok)
+	end)
+
+	it("samples from /proc alone when asked to", function()
+		local run = assert(trace.start{ dir = dir .. "/run", interval = 0.02, source = "proc" })
+		assert.are.equal("proc", run.source)
+		local rec = assert(run:exec{ "sh", "-c", "sleep 0.2 & wait" })
+		run:stop()
+		local kids = 0
+		for _, p in ipairs(lines(dir .. "/run/raw/procs.jsonl")) do
+			if p.ppid == rec.pid then kids = kids + 1 end
+		end
+		assert.are.equal(1, kids)
+	end)
+
 	it("follows the descendants of a traced shell", function()
 		local run = assert(trace.start{ dir = dir .. "/run", interval = 0.05 })
 		local rec = assert(run:exec{ "sh", "-c", "sleep 0.4 & sleep 0.4 & wait" })
@@ -103,9 +135,7 @@ describe("kx.trace", function()
 		assert.is_nil(run)
 		assert.matches("cannot create", err)
 		assert.has_error(function() trace.start{ dir = dir, interval = 0.001 } end)
-		local r2, e2 = trace.start{ dir = dir .. "/x", source = "ebpf" }
-		assert.is_nil(r2)
-		assert.matches("eBPF", e2)
+		assert.has_error(function() trace.start{ dir = dir, source = "magic" } end)
 	end)
 
 	it("returns nil and a message for a program that does not exist", function()

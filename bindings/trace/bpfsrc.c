@@ -1,0 +1,150 @@
+/* bpfsrc.c - the eBPF source (see bpfsrc.h). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bpfsrc.h"
+
+#ifdef KX_TRACE_NO_BPF
+
+struct bpfsrc *bpfsrc_open(struct tracer *t, char *err, size_t errlen)
+{
+	(void)t;
+	snprintf(err, errlen, "kxrun was built without BTF, so without its "
+		 "eBPF program");
+	return NULL;
+}
+
+void bpfsrc_drain(struct bpfsrc *b)
+{
+	(void)b;
+}
+
+void bpfsrc_close(struct bpfsrc *b)
+{
+	(void)b;
+}
+
+#else
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "trace.skel.h"
+#include "trace_event.h"
+
+struct bpfsrc {
+	uv_poll_t poll;   /* first: freed from its close callback */
+	struct trace_bpf *skel;
+	struct ring_buffer *rb;
+	struct tracer *t;
+};
+
+static int on_event(void *ctx, void *data, size_t len)
+{
+	struct bpfsrc *b = ctx;
+	const struct kx_trace_event *e = data;
+	if (len < sizeof *e)
+		return 0;
+	double ts_ms = procfs_boot_ms() + (double)e->ts_ns / 1e6;
+	char comm[sizeof e->comm + 1];
+	memcpy(comm, e->comm, sizeof e->comm);
+	comm[sizeof e->comm] = 0;
+	switch (e->type) {
+	case TRACE_FORK:
+		tracer_child(b->t, (pid_t)e->pid, (pid_t)e->ppid, ts_ms, comm);
+		break;
+	case TRACE_EXEC:
+		tracer_exec(b->t, (pid_t)e->pid, comm);
+		break;
+	case TRACE_EXIT:
+		tracer_exit(b->t, (pid_t)e->pid, ts_ms,
+			    (double)(e->cpu_ns + e->children_cpu_ns) / 1e6);
+		break;
+	}
+	return 0;
+}
+
+static int silent(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	(void)level;
+	(void)fmt;
+	(void)ap;
+	return 0;
+}
+
+static void on_ready(uv_poll_t *h, int status, int events)
+{
+	(void)status;
+	(void)events;
+	bpfsrc_drain((struct bpfsrc *)h);
+}
+
+struct bpfsrc *bpfsrc_open(struct tracer *t, char *err, size_t errlen)
+{
+	struct bpfsrc *b = calloc(1, sizeof *b);
+	int r;
+	if (!b) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	libbpf_set_print(silent);
+	b->t = t;
+	b->skel = trace_bpf__open_and_load();
+	if (!b->skel) {
+		snprintf(err, errlen, "BPF load refused: %s (root and a kernel "
+			 "with BTF are needed)", strerror(errno));
+		goto fail;
+	}
+	r = trace_bpf__attach(b->skel);
+	if (r) {
+		snprintf(err, errlen, "BPF attach refused: %s", strerror(-r));
+		goto fail;
+	}
+	b->rb = ring_buffer__new(bpf_map__fd(b->skel->maps.events), on_event,
+				 b, NULL);
+	if (!b->rb) {
+		snprintf(err, errlen, "BPF ring buffer: %s", strerror(errno));
+		goto fail;
+	}
+	if (uv_poll_init(kx_loop(), &b->poll, ring_buffer__epoll_fd(b->rb)) < 0) {
+		snprintf(err, errlen, "BPF ring buffer cannot join the loop");
+		goto fail;
+	}
+	uv_poll_start(&b->poll, UV_READABLE, on_ready);
+	t->map_fd = bpf_map__fd(b->skel->maps.tracked);
+	return b;
+fail:
+	if (b->rb)
+		ring_buffer__free(b->rb);
+	if (b->skel)
+		trace_bpf__destroy(b->skel);
+	free(b);
+	return NULL;
+}
+
+void bpfsrc_drain(struct bpfsrc *b)
+{
+	if (b && b->rb)
+		ring_buffer__consume(b->rb);
+}
+
+static void closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+void bpfsrc_close(struct bpfsrc *b)
+{
+	if (!b)
+		return;
+	bpfsrc_drain(b);
+	b->t->map_fd = -1;
+	ring_buffer__free(b->rb);
+	trace_bpf__destroy(b->skel);
+	uv_poll_stop(&b->poll);
+	uv_close((uv_handle_t *)&b->poll, closed);
+}
+
+#endif

@@ -1,0 +1,25 @@
+/*
+ * bpfsrc.h - the eBPF source of a tracer: fork, exec and exit of followed
+ * trees from tracepoints, through a ring buffer drained on the loop (its
+ * epoll descriptor joins the loop; no polling thread).
+ */
+#ifndef KX_TRACE_BPFSRC_H
+#define KX_TRACE_BPFSRC_H
+
+#include <stddef.h>
+
+#include "tracer.h"
+
+struct bpfsrc;
+
+/* Loads and attaches the program and feeds t from its events.  NULL with a
+ * reason in err when BPF cannot be used (not root, no BTF, refused...). */
+struct bpfsrc *bpfsrc_open(struct tracer *t, char *err, size_t errlen);
+
+/* Drains pending events into the tracer now. */
+void bpfsrc_drain(struct bpfsrc *b);
+
+/* Detaches and frees (after its loop handle is closed). */
+void bpfsrc_close(struct bpfsrc *b);
+
+#endif
