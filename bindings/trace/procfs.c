@@ -61,16 +61,20 @@ int procfs_parse_stat(const char *text, struct proc_stat *st)
 	st->comm[n] = 0;
 	/* fields from 3 (state) on, after ") " */
 	unsigned long long utime, stime, starttime;
-	long long cutime, cstime;
+	long long cutime, cstime, rss = 0;
 	int ppid;
 	char state;
 	int k = sscanf(close + 2,
 		       "%c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu "
-		       "%lld %lld %*d %*d %*d %*d %llu",
+		       "%lld %lld %*d %*d %*d %*d %llu %*u %lld",
 		       &state, &ppid, &utime, &stime, &cutime, &cstime,
-		       &starttime);
-	if (k != 7)
+		       &starttime, &rss);
+	if (k < 7)
 		return -EINVAL;
+	static long page_kb;
+	if (!page_kb)
+		page_kb = sysconf(_SC_PAGESIZE) / 1024;
+	st->rss_kb = (long)rss * page_kb;
 	double tick_ms = 1000.0 / (double)clk_tck();
 	st->state = state;
 	st->ppid = ppid;
@@ -103,6 +107,26 @@ int procfs_read_stat(pid_t pid, struct proc_stat *st)
 		return (int)n;
 	if (n == 0)
 		return -ENOENT;
+	return procfs_parse_stat(buf, st);
+}
+
+int procfs_open_stat(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+int procfs_pread_stat(int fd, struct proc_stat *st)
+{
+	char buf[1024];
+	ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+	if (n < 0)
+		return -errno;   /* ESRCH once the process is reaped */
+	if (n == 0)
+		return -ENOENT;
+	buf[n] = 0;
 	return procfs_parse_stat(buf, st);
 }
 

@@ -19,6 +19,7 @@ struct proc_stat {
 	double cpu_ms;          /* utime + stime of the process itself */
 	double children_cpu_ms; /* cutime + cstime: its waited-for children */
 	double start_ms;        /* ms since the epoch */
+	long rss_kb;            /* resident set (stat's rss field) */
 };
 
 /* Boot time, ms since the epoch. */
@@ -32,6 +33,11 @@ int procfs_parse_stat(const char *text, struct proc_stat *st);
 
 /* Reads /proc/PID/stat; 0, or -errno (ENOENT once the process is gone). */
 int procfs_read_stat(pid_t pid, struct proc_stat *st);
+
+/* The same through a descriptor kept open on /proc/PID/stat (pread at 0
+ * gives fresh figures: one system call a sample). */
+int procfs_open_stat(pid_t pid);
+int procfs_pread_stat(int fd, struct proc_stat *st);
 
 /* Resident set in KiB from /proc/PID/statm; -1 when gone. */
 long procfs_rss_kb(pid_t pid);

@@ -46,6 +46,7 @@ static void write_row(int fd, const char *row, size_t len)
 static void sample_row(struct tracer *t, struct tracked *p, double now,
 		       double cpu_ms, long rss_kb);
 static void end_row(struct tracer *t, struct tracked *p, double end_ms);
+static void flush_rows(struct tracer *t);
 
 static struct tracked *find(struct tracer *t, pid_t pid)
 {
@@ -72,6 +73,7 @@ static struct tracked *add(struct tracer *t, const struct proc_stat *st)
 	p->start_ms = st->start_ms;
 	p->last_ms = st->start_ms;
 	p->alive = 1;
+	p->stat_fd = procfs_open_stat(st->pid);
 	snprintf(p->comm, sizeof p->comm, "%s", st->comm);
 	if (t->map_fd >= 0) {
 		__u32 key = (__u32)st->pid;
@@ -108,6 +110,7 @@ void tracer_exit(struct tracer *t, pid_t pid, double end_ms, double cpu_ms)
 	if (!p || p->launched)
 		return;   /* a launched command's end is read from its zombie */
 	sample_row(t, p, end_ms, cpu_ms, 0);
+	flush_rows(t);
 	end_row(t, p, end_ms);
 }
 
@@ -124,10 +127,30 @@ static void sample_row(struct tracer *t, struct tracked *p, double now,
 			 "\"cpu_ms\":%.3f,\"rss_kb\":%ld}\n",
 			 now, (int)p->pid, (int)p->ppid, dt < 0 ? 0 : dt, used,
 			 rss_kb < 0 ? 0 : rss_kb);
-	write_row(t->samples_fd, row, (size_t)n);
+	if (t->batch_cap - t->batch_len < (size_t)n) {
+		size_t cap = t->batch_cap ? t->batch_cap * 2 : 65536;
+		char *b = realloc(t->batch, cap);
+		if (!b) {
+			write_row(t->samples_fd, row, (size_t)n);
+			goto counted;
+		}
+		t->batch = b;
+		t->batch_cap = cap;
+	}
+	memcpy(t->batch + t->batch_len, row, (size_t)n);
+	t->batch_len += (size_t)n;
+counted:
 	p->cpu_ms = cpu_ms;
 	p->last_ms = now;
 	t->rows++;
+}
+
+/* A tick's rows in one write(2): only whole lines reach the file. */
+static void flush_rows(struct tracer *t)
+{
+	if (t->batch_len)
+		write_row(t->samples_fd, t->batch, t->batch_len);
+	t->batch_len = 0;
 }
 
 static void end_row(struct tracer *t, struct tracked *p, double end_ms)
@@ -141,6 +164,17 @@ static void end_row(struct tracer *t, struct tracked *p, double end_ms)
 			 p->cpu_ms);
 	write_row(t->procs_fd, row, (size_t)n);
 	p->alive = 0;
+	if (p->stat_fd >= 0)
+		close(p->stat_fd);
+	p->stat_fd = -1;
+}
+
+static void forget(struct tracked *p)
+{
+	p->alive = 0;
+	if (p->stat_fd >= 0)
+		close(p->stat_fd);
+	p->stat_fd = -1;
 }
 
 int tracer_watch(struct tracer *t, pid_t pid)
@@ -214,23 +248,28 @@ void tracer_tick(struct tracer *t)
 		if (!p->alive)
 			continue;
 		struct proc_stat st;
-		if (procfs_read_stat(p->pid, &st) < 0 ||
-		    st.start_ms > p->start_ms + 20) {   /* gone, or pid reused */
-			if (!p->launched)
+		int r = p->stat_fd >= 0 ? procfs_pread_stat(p->stat_fd, &st) :
+			procfs_read_stat(p->pid, &st);
+		if (r < 0 || st.start_ms > p->start_ms + 20) {   /* gone */
+			if (!p->launched && t->map_fd < 0)
 				end_row(t, p, now);
+			else if (!p->launched)
+				continue;   /* its exit event has the exact end */
 			else
-				p->alive = 0;
+				forget(p);
 			continue;
 		}
-		if (st.state == 'Z' && p->launched)
-			continue;   /* its launcher records the exact end */
-		sample_row(t, p, now, st.cpu_ms, procfs_rss_kb(p->pid));
+		if (st.state == 'Z' && (p->launched || t->map_fd >= 0))
+			continue;   /* its launcher or its exit event has the end */
+		sample_row(t, p, now, st.cpu_ms, st.rss_kb);
 		if (st.state == 'Z') {
 			end_row(t, &t->procs[i], now);
 			continue;
 		}
-		discover_children(t, t->procs[i].pid);
+		if (t->map_fd < 0)   /* eBPF reports forks itself */
+			discover_children(t, t->procs[i].pid);
 	}
+	flush_rows(t);
 }
 
 void tracer_finish(struct tracer *t, pid_t pid, const struct proc_stat *st)
@@ -241,6 +280,7 @@ void tracer_finish(struct tracer *t, pid_t pid, const struct proc_stat *st)
 		return;
 	/* the zombie's own time plus what it waited for: the whole tree */
 	sample_row(t, p, now, st->cpu_ms + st->children_cpu_ms, 0);
+	flush_rows(t);
 	end_row(t, p, now);
 }
 
@@ -305,8 +345,14 @@ void tracer_stop(struct tracer *t, uv_close_cb closed)
 	for (size_t i = 0; i < t->nprocs; i++)
 		if (t->procs[i].alive && !t->procs[i].launched)
 			end_row(t, &t->procs[i], now);
+	flush_rows(t);
+	for (size_t i = 0; i < t->nprocs; i++)
+		forget(&t->procs[i]);
 	close(t->samples_fd);
 	close(t->procs_fd);
+	free(t->batch);
+	t->batch = NULL;
+	t->batch_len = t->batch_cap = 0;
 	if (t->has_match)
 		regfree(&t->match);
 	t->has_match = 0;

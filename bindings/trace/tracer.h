@@ -30,6 +30,7 @@ struct tracked {
 	char comm[64];
 	int alive;
 	int launched;        /* its end is recorded by the launch path */
+	int stat_fd;         /* /proc/PID/stat kept open, or -1 */
 };
 
 struct tracer {
@@ -43,6 +44,8 @@ struct tracer {
 	int running;
 	unsigned long rows;
 	int map_fd;           /* the BPF map of followed tgids, or -1 */
+	char *batch;          /* a tick's sample rows, written at once */
+	size_t batch_len, batch_cap;
 	void (*drain)(void *);  /* the BPF source, drained before each tick */
 	void *drain_ud;
 };
