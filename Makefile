@@ -21,7 +21,7 @@ PKGS      := lua5.4 libuv libedit jansson
 OPT      ?= -O2 -g
 override CFLAGS += $(OPT) -std=gnu11 -Wall -Wextra -Werror -Wno-format-truncation -fPIC -D_GNU_SOURCE $(SAN) \
             -Ihost $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDFLAGS  += $(SAN) -rdynamic
+LDFLAGS  += $(SAN) -rdynamic -Wl,--as-needed -Wl,-O1
 KX_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -ldl -lpthread
 
 KX_SRCS       := $(filter-out host/main.c,$(wildcard host/*.c))
@@ -57,9 +57,15 @@ $(BUILD)/.deps: Makefile
 	@./host/deps.sh $(DEBS)
 	@mkdir -p $(BUILD) && touch $@
 
+# Libraries with a static archive are linked in: fewer objects for the
+# dynamic loader, half of kxrun's start-up against lua5.4's.
+STATIC_DIR  := /usr/lib/$(shell $(CC) -print-multiarch 2>/dev/null)
+STATIC_LIBS := $(foreach l,lua5.4 jansson bpf elf z zstd,$(if $(wildcard $(STATIC_DIR)/lib$(l).a),$(l)))
+LINK_LIBS    = $(foreach f,$(KX_LIBS),$(if $(filter $(f:-l%=%),$(STATIC_LIBS)),-l:lib$(f:-l%=%).a,$(f)))
+
 $(BIN): $(BUILD)/main.o $(BUILD)/libkx.a
 	$(CC) $(LDFLAGS) -o $@ $(BUILD)/main.o -Wl,--whole-archive $(BUILD)/libkx.a \
-	    -Wl,--no-whole-archive $(KX_LIBS)
+	    -Wl,--no-whole-archive $(LINK_LIBS)
 
 $(BUILD)/main.o: host/main.c host/*.h | $(BUILD)/.deps
 	@mkdir -p $(dir $@)

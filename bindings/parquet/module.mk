@@ -1,7 +1,7 @@
 # Parquet writer/reader: a C unit of its own, used by bindings/opendc.
 KX_SRCS += bindings/parquet/parquet.c bindings/parquet/pqread.c \
-           bindings/parquet/thrift.c bindings/parquet/rle.c
-KX_LIBS += -lzstd -lsnappy -lz
+           bindings/parquet/thrift.c bindings/parquet/rle.c bindings/parquet/snappy_dl.c
+KX_LIBS += -lzstd -lz
 
 # Tests read Parquet files back with hyparquet (npm), a reader kxrun did not
 # write, installed from tests/opendc/package-lock.json into $(BUILD)/node.

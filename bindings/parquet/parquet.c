@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <snappy-c.h>
+#include "snappy_dl.h"
 #include <zlib.h>
 #include <zstd.h>
 
@@ -488,7 +488,9 @@ static int compress_page(pq_writer *w, const uint8_t *src, size_t n)
 		tc_buf_put(out, src, n);
 		return out->failed ? fail(w, "out of memory") : 0;
 	case PQ_SNAPPY:
-		cap = snappy_max_compressed_length(n);
+		if (!pq_snappy())
+			return fail(w, "snappy: libsnappy.so.1 cannot be loaded");
+		cap = pq_snappy()->max_compressed_length(n);
 		break;
 	default:
 		cap = ZSTD_compressBound(n);
@@ -502,8 +504,8 @@ static int compress_page(pq_writer *w, const uint8_t *src, size_t n)
 	}
 	if (w->opt.codec == PQ_SNAPPY) {
 		size_t len = cap;
-		if (snappy_compress((const char *)src, n, (char *)out->data,
-				    &len) != SNAPPY_OK)
+		if (pq_snappy()->compress((const char *)src, n, (char *)out->data,
+					  &len) != SNAPPY_OK)
 			return fail(w, "snappy compression failed");
 		out->len = len;
 	} else {

@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <snappy-c.h>
+#include "snappy_dl.h"
 #include <zlib.h>
 #include <zstd.h>
 
@@ -407,8 +407,13 @@ static const uint8_t *decompress(int codec, const uint8_t *src, size_t n,
 	}
 	if (codec == PQ_SNAPPY) {
 		size_t len = want;
-		if (snappy_uncompress((const char *)src, n, (char *)*dst,
-				      &len) != SNAPPY_OK || len != want) {
+		const struct pq_snappy *sn = pq_snappy();
+		if (!sn) {
+			errf(err, errlen, "snappy: libsnappy.so.1 cannot be loaded");
+			return NULL;
+		}
+		if (sn->uncompress((const char *)src, n, (char *)*dst,
+				   &len) != SNAPPY_OK || len != want) {
 			errf(err, errlen, "snappy: corrupt page");
 			return NULL;
 		}
