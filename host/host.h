@@ -56,8 +56,9 @@ void kx_signals_init(lua_State *L);
 int kx_open_signal(lua_State *L);
 void kx_signals_close(void);
 
-/* json.c, log.c */
+/* json.c, event.c */
 int kx_open_json(lua_State *L);
+int kx_open_event(lua_State *L);
 int kx_open_log(lua_State *L);
 
 /* kxlib.c: the `kx` module */

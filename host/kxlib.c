@@ -55,6 +55,7 @@ int luaopen_kx(lua_State *L)
 	kx_open_proc(L);
 	kx_open_signal(L);
 	kx_open_json(L);
+	kx_open_event(L);
 	lua_pushstring(L, KX_VERSION);
 	lua_setfield(L, -2, "version");
 	lua_pushstring(L, kx_exe());

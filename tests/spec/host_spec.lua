@@ -155,6 +155,21 @@ describe("kx timers and signals", function()
 	end)
 end)
 
+describe("kx.event", function()
+	it("wakes every waiting task on notify, and times out", function()
+		local ev = kx.event()
+		local got = {}
+		local a = kx.go(function() local r = ev:wait(); got[#got + 1] = r end)
+		local b = kx.go(function() local r = ev:wait(); got[#got + 1] = r end)
+		kx.sleep(0.01)
+		assert.are.equal(2, ev:notify())
+		a:wait(); b:wait()
+		assert.are.same({ true, true }, got)
+		assert.are.same({ nil, "timeout" }, { ev:wait(0.01) })
+		assert.are.equal(0, ev:notify())
+	end)
+end)
+
 describe("kx.json", function()
 	it("keeps integers exact and round-trips values", function()
 		local v = { a = 1700000000123456, b = 0.1, c = { 1, 2, 3 }, d = "x\"y", e = true }
