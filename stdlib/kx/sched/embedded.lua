@@ -1,0 +1,130 @@
+-- kx.sched.embedded: the scheduler in-process, for one machine, no server.
+-- The same policy (kx.sched.core) decides; the central and the workers are
+-- tasks that wait on events, never on a timer.
+local core = require "kx.sched.core"
+
+local E = {}
+E.__index = E
+
+function E.new()
+	return setmetatable({
+		pending = {}, head = 1, tail = 0,  -- FIFO of tasks
+		nodes = {}, by_id = {},
+		changed = kx.event(),   -- submit, finish, node joined, close
+		finished = kx.event(),  -- a task ended
+		records = {}, outstanding = 0, next_id = 0, closing = false,
+		blocking = nil,
+	}, E)
+end
+
+function E:push(task)
+	self.next_id = self.next_id + 1
+	task.id = task.id or self.next_id
+	self.tail = self.tail + 1
+	self.pending[self.tail] = task
+	self.outstanding = self.outstanding + 1
+	self.changed:notify()
+	return task.id
+end
+
+function E:queue_length()
+	return self.tail - self.head + 1
+end
+
+function E:add_node(node)
+	if self.by_id[node.id] then
+		error(("a worker for node '%s' already runs in this process"):format(node.id), 3)
+	end
+	node.running, node.used, node.alive = 0, 0, true
+	node.queue, node.wake = {}, kx.event()
+	self.by_id[node.id] = node
+	self.nodes[#self.nodes + 1] = node
+	table.sort(self.nodes, function(a, b) return a.id < b.id end)
+	self.changed:notify()
+end
+
+-- One dispatch step: the head to a node, or nothing (and why).
+function E:dispatch_head(weigher, order)
+	local task = self.pending[self.head]
+	if not task then return false end
+	local i, ever = core.pick(self.nodes, task.cpu_units, weigher, order)
+	if not i then
+		self.blocking = { id = task.id, cpu_units = task.cpu_units,
+			reason = ever and "waiting for capacity" or "larger than every node's capacity" }
+		return false
+	end
+	self.blocking = nil
+	self.pending[self.head] = nil
+	self.head = self.head + 1
+	local node = self.nodes[i]
+	node.running = node.running + 1
+	node.used = node.used + task.cpu_units
+	task.node, task.ts_dispatch = node.id, kx.time() * 1000
+	node.queue[#node.queue + 1] = task
+	node.wake:notify()
+	return true
+end
+
+function E:central(weigher, order)
+	while not self.closing do
+		while self:dispatch_head(weigher, order) do end
+		self.changed:wait()
+	end
+end
+
+-- A worker's node hands tasks to run(task) (a function returning the
+-- record) as they arrive, each in its own task; returns at close.
+function E:work(node, run)
+	self:add_node(node)
+	local running = {}
+	while not self.closing or #node.queue > 0 do
+		while #node.queue > 0 do
+			local task = table.remove(node.queue, 1)
+			running[task.id] = kx.go(function()
+				local rec = run(task)
+				node.running = node.running - 1
+				node.used = node.used - task.cpu_units
+				self:finish(task, rec)
+				running[task.id] = nil
+			end)
+		end
+		if self.closing then break end
+		node.wake:wait()
+	end
+	for _, t in pairs(running) do t:wait() end
+	node.alive = false
+end
+
+function E:finish(task, rec)
+	for k, v in pairs(task) do if rec[k] == nil then rec[k] = v end end
+	self.records[#self.records + 1] = rec
+	self.outstanding = self.outstanding - 1
+	self.changed:notify()
+	self.finished:notify()
+end
+
+function E:drain()
+	while self.outstanding > 0 do
+		self.finished:wait()
+	end
+	table.sort(self.records, function(a, b) return a.id < b.id end)
+	return self.records
+end
+
+function E:status()
+	local nodes = {}
+	for i, n in ipairs(self.nodes) do
+		nodes[i] = { id = n.id, capacity = n.capacity, used = n.used, running = n.running,
+			parallel = n.parallel, alive = n.alive }
+	end
+	return { backend = "embedded", pending = self:queue_length(), running = self.outstanding - self:queue_length(),
+		done = #self.records, nodes = nodes, blocking = self.blocking }
+end
+
+function E:close()
+	self.closing = true
+	self.changed:notify()
+	for _, n in ipairs(self.nodes) do n.wake:notify() end
+end
+
+return E
