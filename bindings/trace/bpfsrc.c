@@ -59,8 +59,8 @@ static int on_event(void *ctx, void *data, size_t len)
 		tracer_exec(b->t, (pid_t)e->pid, comm);
 		break;
 	case TRACE_EXIT:
-		tracer_exit(b->t, (pid_t)e->pid, ts_ms,
-			    (double)(e->cpu_ns + e->children_cpu_ns) / 1e6);
+		/* the process's own time: its children have rows of their own */
+		tracer_exit(b->t, (pid_t)e->pid, ts_ms, (double)e->cpu_ns / 1e6);
 		break;
 	}
 	return 0;

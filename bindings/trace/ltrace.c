@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -153,14 +154,14 @@ struct launch {
 };
 
 static void push_record(lua_State *T, struct launch *l, int ws,
-			const struct proc_stat *st, int have_st)
+			const struct rusage *ru, double end_ms)
 {
 	lua_createtable(T, 0, 6);
 	lua_pushinteger(T, l->pid);
 	lua_setfield(T, -2, "pid");
 	lua_pushinteger(T, (lua_Integer)(l->start_ms + 0.5));
 	lua_setfield(T, -2, "ts_start");
-	lua_pushinteger(T, (lua_Integer)(procfs_now_ms() + 0.5));
+	lua_pushinteger(T, (lua_Integer)(end_ms + 0.5));
 	lua_setfield(T, -2, "ts_end");
 	if (WIFSIGNALED(ws)) {
 		lua_pushinteger(T, WTERMSIG(ws));
@@ -169,10 +170,13 @@ static void push_record(lua_State *T, struct launch *l, int ws,
 		lua_pushinteger(T, WEXITSTATUS(ws));
 		lua_setfield(T, -2, "exit_code");
 	}
-	if (have_st) {
-		lua_pushnumber(T, st->cpu_ms + st->children_cpu_ms);
-		lua_setfield(T, -2, "cpu_ms");
-	}
+	/* the kernel's own figure: the command and every descendant it
+	 * waited for, to the microsecond */
+	lua_pushnumber(T, (double)ru->ru_utime.tv_sec * 1e3 +
+		       (double)ru->ru_utime.tv_usec / 1e3 +
+		       (double)ru->ru_stime.tv_sec * 1e3 +
+		       (double)ru->ru_stime.tv_usec / 1e3);
+	lua_setfield(T, -2, "cpu_ms");
 }
 
 static void launch_closed(uv_handle_t *h)
@@ -183,11 +187,13 @@ static void launch_closed(uv_handle_t *h)
 	free(l);
 }
 
-/* Readable pidfd: the child is a zombie; read its stat before reaping it,
- * so its CPU time is the kernel's final figure. */
+/* Readable pidfd: the child is a zombie.  Its end comes from the eBPF exit
+ * event when there is one (drained first), else from its stat read before
+ * it is reaped; wait4 gives the kernel's figure for the record. */
 static void on_pidfd(uv_poll_t *h, int status, int events)
 {
 	struct launch *l = (struct launch *)h;
+	struct tracer *t = &l->u->t;
 	siginfo_t si;
 	(void)status;
 	(void)events;
@@ -195,16 +201,21 @@ static void on_pidfd(uv_poll_t *h, int status, int events)
 	if (waitid(P_PID, (id_t)l->pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0 ||
 	    si.si_pid == 0)
 		return;
+	double end_ms = procfs_now_ms();
+	if (t->running && t->drain)
+		t->drain(t->drain_ud);
 	struct proc_stat st;
-	int have = procfs_read_stat(l->pid, &st) == 0;
-	if (have && l->u->t.running)
-		tracer_finish(&l->u->t, l->pid, &st);
+	if (t->running && procfs_read_stat(l->pid, &st) == 0)
+		tracer_finish(t, l->pid, &st);   /* no-op once ended by eBPF */
 	int ws = 0;
-	waitpid(l->pid, &ws, 0);
+	struct rusage ru;
+	memset(&ru, 0, sizeof ru);
+	while (wait4(l->pid, &ws, 0, &ru) < 0 && errno == EINTR)
+		;
 	kx_untrack_pgid(l->pid);
 	uv_poll_stop(h);
 	if (l->task) {
-		push_record(kx_task_state(l->task), l, ws, &st, have);
+		push_record(kx_task_state(l->task), l, ws, &ru, end_ms);
 		kx_wake(l->task, 1);
 		l->task = NULL;
 	}

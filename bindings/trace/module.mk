@@ -24,3 +24,9 @@ $(TRACE_GEN)/trace.skel.h: $(TRACE_GEN)/trace.bpf.o
 
 $(BUILD)/bindings/trace/bpfsrc.o: $(TRACE_GEN)/trace.skel.h
 endif
+
+# a workload with a known answer for the tests (tests/trace/trace_burn.c)
+TEST_DEPS += $(BUILD)/tests/trace/trace_burn
+$(BUILD)/tests/trace/trace_burn: tests/trace/trace_burn.c
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -Wall -Wextra -Werror -o $@ $< -lpthread

@@ -62,14 +62,14 @@ int procfs_parse_stat(const char *text, struct proc_stat *st)
 	/* fields from 3 (state) on, after ") " */
 	unsigned long long utime, stime, starttime;
 	long long cutime, cstime, rss = 0;
-	int ppid;
+	int ppid, threads;
 	char state;
 	int k = sscanf(close + 2,
 		       "%c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu "
-		       "%lld %lld %*d %*d %*d %*d %llu %*u %lld",
+		       "%lld %lld %*d %*d %d %*d %llu %*u %lld",
 		       &state, &ppid, &utime, &stime, &cutime, &cstime,
-		       &starttime, &rss);
-	if (k < 7)
+		       &threads, &starttime, &rss);
+	if (k < 8)
 		return -EINVAL;
 	static long page_kb;
 	if (!page_kb)
@@ -78,6 +78,7 @@ int procfs_parse_stat(const char *text, struct proc_stat *st)
 	double tick_ms = 1000.0 / (double)clk_tck();
 	st->state = state;
 	st->ppid = ppid;
+	st->threads = threads;
 	st->cpu_ms = (double)(utime + stime) * tick_ms;
 	st->children_cpu_ms = (double)(cutime + cstime) * tick_ms;
 	st->start_ms = procfs_boot_ms() + (double)starttime * tick_ms;

@@ -14,13 +14,21 @@
 
 struct proc_stat {
 	pid_t pid, ppid;
-	char state;             /* R S D Z T ... */
+	char state;             /* R S D Z T ... (of the leader thread) */
+	int threads;            /* num_threads */
 	char comm[64];
 	double cpu_ms;          /* utime + stime of the process itself */
 	double children_cpu_ms; /* cutime + cstime: its waited-for children */
 	double start_ms;        /* ms since the epoch */
 	long rss_kb;            /* resident set (stat's rss field) */
 };
+
+/* Ended: a zombie with no thread left.  A process whose leader thread left
+ * first (pthread_exit) shows state Z while its other threads run on. */
+static inline int procfs_ended(const struct proc_stat *st)
+{
+	return st->state == 'Z' && st->threads <= 1;
+}
 
 /* Boot time, ms since the epoch. */
 double procfs_boot_ms(void);

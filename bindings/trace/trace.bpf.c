@@ -76,29 +76,53 @@ int BPF_PROG(on_exec, struct task_struct *p)
 	return 0;
 }
 
+/* The CPU time of the whole thread group, as thread_group_cputime() sums it:
+ * what released threads left in signal->sum_sched_runtime plus the runtime
+ * of every thread still on the group's list (this one, the leader, and any
+ * thread still on its way out). */
+#define MAX_THREADS 1024
+
+static __u64 group_cpu_ns(struct task_struct *task)
+{
+	struct signal_struct *sig = BPF_CORE_READ(task, signal);
+	struct list_head *head = &sig->thread_head;
+	struct list_head *pos = BPF_CORE_READ(sig, thread_head.next);
+	__u64 ns = BPF_CORE_READ(sig, sum_sched_runtime);
+	unsigned long off = bpf_core_field_offset(struct task_struct, thread_node);
+
+	for (int i = 0; i < MAX_THREADS && pos && pos != head; i++) {
+		struct task_struct *t = (void *)((char *)pos - off);
+		ns += BPF_CORE_READ(t, se.sum_exec_runtime);
+		pos = BPF_CORE_READ(pos, next);
+	}
+	return ns;
+}
+
+/* Every thread passes here; the process ends with the last one (the group's
+ * live count is already down to 0), which need not be its leader. */
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(on_exit, struct task_struct *task)
 {
-	__u32 tgid = BPF_CORE_READ(task, tgid), pid = BPF_CORE_READ(task, pid);
+	__u32 tgid = BPF_CORE_READ(task, tgid);
 
-	if (pid != tgid || !bpf_map_lookup_elem(&tracked, &tgid))
-		return 0;   /* a thread of the process, or not ours */
+	if (!bpf_map_lookup_elem(&tracked, &tgid))
+		return 0;
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+		return 0;   /* other threads of the process live on */
 	bpf_map_delete_elem(&tracked, &tgid);
 	struct kx_trace_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e)
 		return 0;
 	e->type = TRACE_EXIT;
 	e->pid = tgid;
-	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->ppid = BPF_CORE_READ(task, group_leader, real_parent, tgid);
 	e->ts_ns = bpf_ktime_get_boot_ns();
-	/* the leader's own time, that of its dead threads, and that of the
-	 * children it waited for */
-	e->cpu_ns = BPF_CORE_READ(task, se.sum_exec_runtime) +
-		    BPF_CORE_READ(task, signal, sum_sched_runtime);
+	e->cpu_ns = group_cpu_ns(task);
+	/* the children it waited for: each has its own exit event */
 	e->children_cpu_ns = BPF_CORE_READ(task, signal, cutime) +
 			     BPF_CORE_READ(task, signal, cstime);
 	e->exit_code = BPF_CORE_READ(task, exit_code);
-	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
+	BPF_CORE_READ_STR_INTO(&e->comm, task, group_leader, comm);
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }

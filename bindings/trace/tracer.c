@@ -107,8 +107,8 @@ void tracer_exec(struct tracer *t, pid_t pid, const char *comm)
 void tracer_exit(struct tracer *t, pid_t pid, double end_ms, double cpu_ms)
 {
 	struct tracked *p = find(t, pid);
-	if (!p || p->launched)
-		return;   /* a launched command's end is read from its zombie */
+	if (!p)
+		return;
 	sample_row(t, p, end_ms, cpu_ms, 0);
 	flush_rows(t);
 	end_row(t, p, end_ms);
@@ -207,7 +207,7 @@ static void discover_children(struct tracer *t, pid_t pid)
 	for (int i = 0; i < n; i++) {
 		struct proc_stat st;
 		if (find(t, kids[i]) || procfs_read_stat(kids[i], &st) < 0 ||
-		    st.state == 'Z' || known(t, &st))
+		    procfs_ended(&st) || known(t, &st))
 			continue;
 		struct tracked *c = add(t, &st);
 		if (c)
@@ -259,10 +259,10 @@ void tracer_tick(struct tracer *t)
 				forget(p);
 			continue;
 		}
-		if (st.state == 'Z' && (p->launched || t->map_fd >= 0))
+		if (procfs_ended(&st) && (p->launched || t->map_fd >= 0))
 			continue;   /* its launcher or its exit event has the end */
 		sample_row(t, p, now, st.cpu_ms, st.rss_kb);
-		if (st.state == 'Z') {
+		if (procfs_ended(&st)) {
 			end_row(t, &t->procs[i], now);
 			continue;
 		}
@@ -278,8 +278,9 @@ void tracer_finish(struct tracer *t, pid_t pid, const struct proc_stat *st)
 	double now = procfs_now_ms();
 	if (!p)
 		return;
-	/* the zombie's own time plus what it waited for: the whole tree */
-	sample_row(t, p, now, st->cpu_ms + st->children_cpu_ms, 0);
+	/* the zombie's own time (all its threads); its children have rows of
+	 * their own */
+	sample_row(t, p, now, st->cpu_ms, 0);
 	flush_rows(t);
 	end_row(t, p, now);
 }

@@ -9,9 +9,11 @@
  *
  * Roots come from tracer_launch (a command it starts itself), tracer_watch
  * (an existing pid) or a name pattern; their descendants are found from
- * /proc/PID/task/TID/children at every tick.  A launched command's end is
- * exact: its zombie is read before it is reaped, so its CPU time (with that
- * of every descendant it waited for) is the kernel's own figure.
+ * /proc/PID/task/TID/children at every tick (or from eBPF fork events).
+ * Each pid's rows carry its own CPU time (all its threads, never its
+ * children's, which have rows of their own), so a tree's rows add up to the
+ * tree's CPU time once.  A launched command's end is exact: its zombie is
+ * read before it is reaped (or its eBPF exit event comes first).
  */
 #ifndef KX_TRACE_TRACER_H
 #define KX_TRACE_TRACER_H
@@ -61,8 +63,7 @@ int tracer_start(struct tracer *t, const char *samples_path,
 int tracer_watch(struct tracer *t, pid_t pid);
 
 /* From the BPF source: a child forked by a followed process; an exec; an
- * exit with the kernel's final CPU time (its own, its threads' and that of
- * the children it waited for). */
+ * exit with the kernel's final CPU time of the process (all its threads). */
 void tracer_child(struct tracer *t, pid_t pid, pid_t ppid, double start_ms,
 		  const char *comm);
 void tracer_exec(struct tracer *t, pid_t pid, const char *comm);
@@ -71,7 +72,8 @@ void tracer_exit(struct tracer *t, pid_t pid, double end_ms, double cpu_ms);
 /* Samples every live process now (also called by the timer). */
 void tracer_tick(struct tracer *t);
 
-/* Records the exact end of a launched process from its zombie's stat.  */
+/* Records the end of a launched process from its zombie's stat (its own
+ * CPU time); nothing when its eBPF exit event has already ended it. */
 void tracer_finish(struct tracer *t, pid_t pid, const struct proc_stat *st);
 
 /* Stops sampling (a last tick first) and closes the files; closed runs

@@ -22,31 +22,72 @@ describe("kx.trace", function()
 	before_each(function() dir = tmpdir() end)
 	after_each(function() os.execute("rm -rf " .. dir) end)
 
-	it("records a command's CPU time within 2% of the kernel's own figure", function()
-		local run = assert(trace.start{ dir = dir .. "/run", interval = 0.05 })
-		-- the shell burns CPU, then prints its own utime+stime (ticks) from /proc
-		local rec = assert(run:exec{ "sh", "-c",
-			"i=0; while [ $i -lt 150000 ]; do i=$((i+1)); done; cat /proc/$$/stat",
-			stdout = dir .. "/self.txt", trace_id = "burn" })
-		run:stop()
-		local stat = io.open(dir .. "/self.txt"):read("a")
-		local rest = stat:match("%) (.*)$")
-		local f = {}
-		for w in rest:gmatch("%S+") do f[#f + 1] = w end
-		-- fields 14 and 15 of stat are the 12th and 13th after the comm
-		local kernel_ms = (tonumber(f[12]) + tonumber(f[13])) * 10
-		assert.is_true(kernel_ms >= 100, "the workload burnt too little CPU: " .. kernel_ms)
-		assert.is_true(math.abs(rec.cpu_ms - kernel_ms) <= 0.02 * kernel_ms + 10,
-			("recorded %.1f ms, kernel %.1f ms"):format(rec.cpu_ms, kernel_ms))
-		-- the sample rows of that pid add up to the same total
-		local sum = 0
-		for _, r in ipairs(lines(dir .. "/run/raw/proc_metrics.jsonl")) do
-			if r.pid == rec.pid then sum = sum + r.cpu_ms end
+	-- tests/trace/trace_burn.c: burns a known amount of CPU and prints the
+	-- kernel's own figure (rusage) for the process that burnt it
+	local burner = (os.getenv("ROOT") or ".") .. "/" .. (os.getenv("BUILD") or "build")
+		.. "/tests/trace/trace_burn"
+	local function burn(run, ms, threads, mode)
+		local out = dir .. "/burn-" .. mode .. ".txt"
+		local rec = assert(run:exec{ burner, tostring(ms), tostring(threads), mode, stdout = out })
+		local pid, cpu = io.open(out):read("a"):match("pid=(%d+) cpu_ms=([%d.]+)")
+		assert.is_not_nil(pid, "the burner printed nothing")
+		return rec, tonumber(pid), tonumber(cpu)
+	end
+	local function rows_cpu(path)
+		local by_pid, total = {}, 0
+		for _, r in ipairs(lines(path)) do
+			by_pid[r.pid] = (by_pid[r.pid] or 0) + r.cpu_ms
+			total = total + r.cpu_ms
 		end
-		assert.is_true(math.abs(sum - rec.cpu_ms) < 0.5, ("samples %.1f vs %.1f"):format(sum, rec.cpu_ms))
-		assert.are.equal(0, rec.exit_code)
-		assert.is_true(rec.ts_enqueue <= rec.ts_start and rec.ts_start <= rec.ts_end)
-	end)
+		return by_pid, total
+	end
+	local function within(got, want, what)
+		assert.is_true(math.abs(got - want) <= 0.02 * want,
+			("%s: recorded %.1f ms, kernel %.1f ms"):format(what, got, want))
+	end
+
+	for _, source in ipairs{ "proc", "ebpf" } do
+		it("adds a launched command's CPU up to the kernel's figure within 2% (" .. source .. ")", function()
+			local run, err = trace.start{ dir = dir .. "/run", interval = 0.05, source = source }
+			if not run then
+				pending("eBPF source cannot load here: " .. tostring(err))
+				return
+			end
+			local rec, pid, kernel = burn(run, 600, 1, "self")
+			run:stop()
+			assert.are.equal(rec.pid, pid)
+			within(rec.cpu_ms, kernel, "invocation cpu_ms")
+			local by_pid = rows_cpu(dir .. "/run/raw/proc_metrics.jsonl")
+			within(by_pid[pid], kernel, "sum of its proc_metrics rows")
+			assert.are.equal(0, rec.exit_code)
+			assert.is_true(rec.ts_enqueue <= rec.ts_start and rec.ts_start <= rec.ts_end)
+		end)
+	end
+
+	-- a descendant's threads end three ways: joined, killed by exit_group
+	-- while burning, or outliving the leader thread (pthread_exit)
+	for _, mode in ipairs{ "join", "group", "leader" } do
+		it("records a descendant's exact CPU at exit, threads ending by " .. mode .. " (eBPF)", function()
+			local run, err = trace.start{ dir = dir .. "/run", interval = 0.05, source = "ebpf" }
+			if not run then
+				pending("eBPF source cannot load here: " .. tostring(err))
+				return
+			end
+			local rec, pid, kernel = burn(run, 250, 3, mode)
+			run:stop()
+			local by_pid, total = rows_cpu(dir .. "/run/raw/proc_metrics.jsonl")
+			within(by_pid[pid] or 0, kernel, "the descendant's rows")
+			local ended
+			for _, p in ipairs(lines(dir .. "/run/raw/procs.jsonl")) do
+				if p.pid == pid then ended = p end
+			end
+			assert.is_not_nil(ended, "no end for the descendant")
+			assert.are.equal(rec.pid, ended.ppid)
+			within(ended.cpu_ms, kernel, "procs.jsonl cpu_ms")
+			-- the whole tree's rows: each CPU millisecond counted once
+			within(total, rec.cpu_ms, "all rows of the tree")
+		end)
+	end
 
 	it("records every one of 200 short commands with its start and end", function()
 		local run = assert(trace.start{ dir = dir .. "/run", interval = 0.2 })
