@@ -89,6 +89,20 @@ describe("kx.trace", function()
 		end)
 	end
 
+	it("follows a descendant whose leader thread left first (/proc)", function()
+		-- its stat says Z while its other threads still burn
+		local run = assert(trace.start{ dir = dir .. "/run", interval = 0.02, source = "proc" })
+		local _, pid, kernel = burn(run, 300, 3, "leader")
+		run:stop()
+		local by_pid = rows_cpu(dir .. "/run/raw/proc_metrics.jsonl")
+		-- /proc loses at most the last interval of a descendant
+		assert.is_true((by_pid[pid] or 0) >= 0.7 * kernel,
+			("rows %.1f ms of %.1f ms"):format(by_pid[pid] or 0, kernel))
+		local ended = false
+		for _, p in ipairs(lines(dir .. "/run/raw/procs.jsonl")) do ended = ended or p.pid == pid end
+		assert.is_true(ended)
+	end)
+
 	it("records every one of 200 short commands with its start and end", function()
 		local run = assert(trace.start{ dir = dir .. "/run", interval = 0.2 })
 		local tasks = {}
