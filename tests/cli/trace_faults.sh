@@ -1,0 +1,44 @@
+# kx.trace's faults: eBPF refused to an unprivileged user (clear message,
+# /proc fallback under "auto"), an unwritable and a full output directory
+# (refused before anything starts, nothing written).
+. "$(dirname "$0")/lib.sh"
+[ "$(id -u)" = 0 ] || skip "needs root to switch users (setpriv) and mount a small tmpfs"
+command -v setpriv >/dev/null || skip "setpriv (util-linux) missing"
+as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+as_nobody test -x "$KXRUN" || skip "$KXRUN is not executable by uid 65534"
+chmod 0777 "$T"
+cd "$T"
+
+cat > ebpf.lua <<'LUA'
+local trace = require "kx.trace"
+local run, err = trace.start{ dir = arg[1] .. "/e", source = "ebpf" }
+assert(run == nil, "eBPF loaded for an unprivileged user")
+print("EBPF: " .. err)
+run = assert(trace.start{ dir = arg[1] .. "/a", source = "auto", interval = 0.02 })
+print("AUTO: " .. run.source)
+local rec = assert(run:exec{ "sh", "-c", "sleep 0.1 & wait" })
+run:stop()
+assert(trace.parse(arg[1] .. "/a").ok, "audit of the /proc run failed")
+print("REC: " .. rec.exit_code)
+LUA
+out=$(as_nobody "$KXRUN" ebpf.lua "$T" 2>err.txt) || { cat err.txt; fail "unprivileged run: $out"; }
+expect_match "$out" 'EBPF: BPF load refused: .*root' "eBPF refusal says why"
+expect_match "$out" 'AUTO: proc' "auto falls back to /proc"
+expect_match "$out" 'REC: 0' "the command ran under /proc tracing"
+expect_match "$(cat err.txt)" 'sampling /proc instead' "the fallback is announced"
+
+# unwritable: a directory of root's, mode 0555, for another user
+mkdir ro && chmod 0555 ro
+out=$(as_nobody "$KXRUN" -e 'local r, e = require("kx.trace").start{ dir = "ro/run" } print(r, e)' 2>&1)
+expect_match "$out" '^nil	cannot create ro/run' "unwritable directory refused"
+[ -e ro/run ] && fail "something was written under the unwritable directory"
+
+# full: a 256 KiB tmpfs filled up
+mkdir full
+mount -t tmpfs -o size=256k kxrun-trace-full full 2>/dev/null || skip "cannot mount a tmpfs here"
+trap 'umount "$T/full" 2>/dev/null; rm -rf "$T"' EXIT
+dd if=/dev/zero of=full/filler bs=4k count=1000 2>/dev/null
+out=$("$KXRUN" -e 'local r, e = require("kx.trace").start{ dir = "full/run" } print(r, e)' 2>&1)
+expect_match "$out" '^nil	.*full' "full directory refused"
+[ -e full/run/run.json ] && fail "run.json written on a full file system"
+exit 0
