@@ -53,7 +53,8 @@ static int on_event(void *ctx, void *data, size_t len)
 	comm[sizeof e->comm] = 0;
 	switch (e->type) {
 	case TRACE_FORK:
-		tracer_child(b->t, (pid_t)e->pid, (pid_t)e->ppid, ts_ms, comm);
+		tracer_child(b->t, (pid_t)e->pid, (pid_t)e->ppid, ts_ms, comm,
+			     e->slot);
 		break;
 	case TRACE_EXEC:
 		tracer_exec(b->t, (pid_t)e->pid, comm);
@@ -114,6 +115,8 @@ struct bpfsrc *bpfsrc_open(struct tracer *t, char *err, size_t errlen)
 	}
 	uv_poll_start(&b->poll, UV_READABLE, on_ready);
 	t->map_fd = bpf_map__fd(b->skel->maps.tracked);
+	t->switches = b->skel->bss->switches;
+	t->next_slot = &b->skel->bss->next_slot;
 	return b;
 fail:
 	if (b->rb)
@@ -141,6 +144,8 @@ void bpfsrc_close(struct bpfsrc *b)
 		return;
 	bpfsrc_drain(b);
 	b->t->map_fd = -1;
+	b->t->switches = NULL;
+	b->t->next_slot = NULL;
 	ring_buffer__free(b->rb);
 	trace_bpf__destroy(b->skel);
 	uv_poll_stop(&b->poll);

@@ -1,4 +1,4 @@
-# kx.trace: process trees from eBPF tracepoints (fork, exec, exit) and /proc
+# kx.trace: process trees from eBPF tracepoints (fork, exec, exit, switch) and /proc
 # samples; launched commands recorded exactly.  The Lua half (runs, parse,
 # audit, CLI) is stdlib/kx/trace.lua.  Without BTF at build time the eBPF
 # program is left out and the tracer says so at run time.
@@ -17,7 +17,7 @@ $(TRACE_GEN)/vmlinux.h:
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
 
 $(TRACE_GEN)/trace.bpf.o: bindings/trace/trace.bpf.c bindings/trace/trace_event.h $(TRACE_GEN)/vmlinux.h
-	clang -O2 -g -target bpf -D__TARGET_ARCH_x86 -I$(TRACE_GEN) -Ibindings/trace -c $< -o $@
+	clang -O2 -g -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 -I$(TRACE_GEN) -Ibindings/trace -c $< -o $@
 
 $(TRACE_GEN)/trace.skel.h: $(TRACE_GEN)/trace.bpf.o
 	bpftool gen skeleton $< name trace_bpf > $@.tmp && mv $@.tmp $@

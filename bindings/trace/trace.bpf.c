@@ -4,7 +4,11 @@
  *
  * `tracked` holds the tgids the user asked for (roots); a fork of a tracked
  * process adds the child, so a whole tree is followed and nothing else.
- * Events go to a ring buffer that the host's loop drains.
+ * Events go to a ring buffer that the host's loop drains.  Each followed
+ * process also has a counter of its context switches (in and out, any
+ * thread) that the sampler reads from mapped memory: a process whose counter
+ * has not moved and that used no CPU in its last window has not run, so
+ * /proc need not be read for it.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
@@ -18,9 +22,12 @@ char LICENSE[] SEC("license") = "GPL";
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
-	__type(key, __u32);
-	__type(value, __u8);
+	__type(key, __u32);     /* tgid */
+	__type(value, __u32);   /* its slot in switches[] */
 } tracked SEC(".maps");
+
+__u64 switches[KX_TRACE_SLOTS];
+__u32 next_slot;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -33,11 +40,13 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	__u32 ptgid = BPF_CORE_READ(parent, tgid);
 	__u32 pid = BPF_CORE_READ(child, pid);
 	__u32 tgid = BPF_CORE_READ(child, tgid);
-	__u8 one = 1;
+	__u32 slot;
 
 	if (pid != tgid || !bpf_map_lookup_elem(&tracked, &ptgid))
 		return 0;   /* a thread, or not ours */
-	bpf_map_update_elem(&tracked, &tgid, &one, BPF_ANY);
+	slot = __sync_fetch_and_add(&next_slot, 1) & (KX_TRACE_SLOTS - 1);
+	switches[slot] = 1;   /* new: sampled at the next tick */
+	bpf_map_update_elem(&tracked, &tgid, &slot, BPF_ANY);
 	struct kx_trace_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e)
 		return 0;
@@ -48,6 +57,7 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	e->cpu_ns = 0;
 	e->children_cpu_ns = 0;
 	e->exit_code = 0;
+	e->slot = slot;
 	BPF_CORE_READ_STR_INTO(&e->comm, child, comm);
 	bpf_ringbuf_submit(e, 0);
 	return 0;
@@ -71,6 +81,7 @@ int BPF_PROG(on_exec, struct task_struct *p)
 	e->cpu_ns = 0;
 	e->children_cpu_ns = 0;
 	e->exit_code = 0;
+	e->slot = 0;
 	BPF_CORE_READ_STR_INTO(&e->comm, p, comm);
 	bpf_ringbuf_submit(e, 0);
 	return 0;
@@ -122,7 +133,27 @@ int BPF_PROG(on_exit, struct task_struct *task)
 	e->children_cpu_ns = BPF_CORE_READ(task, signal, cutime) +
 			     BPF_CORE_READ(task, signal, cstime);
 	e->exit_code = BPF_CORE_READ(task, exit_code);
+	e->slot = 0;
 	BPF_CORE_READ_STR_INTO(&e->comm, task, group_leader, comm);
 	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+static __always_inline void count_switch(struct task_struct *task)
+{
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+	__u32 *slot = bpf_map_lookup_elem(&tracked, &tgid);
+
+	if (slot)
+		__sync_fetch_and_add(&switches[*slot & (KX_TRACE_SLOTS - 1)], 1);
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(on_switch, bool preempt, struct task_struct *prev,
+	     struct task_struct *next)
+{
+	count_switch(prev);
+	if (BPF_CORE_READ(next, tgid) != BPF_CORE_READ(prev, tgid))
+		count_switch(next);
 	return 0;
 }

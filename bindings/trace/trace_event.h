@@ -12,7 +12,13 @@ struct kx_trace_event {
 	unsigned long long ts_ns;   /* CLOCK_BOOTTIME */
 	unsigned long long cpu_ns;
 	unsigned long long children_cpu_ns;
+	unsigned int slot;          /* fork: the child's switch counter */
 	char comm[16];
 };
+
+/* Switch counters: one per followed process, indexed by the slot that the
+ * `tracked` map holds for it.  Slots are handed out round-robin; two
+ * processes sharing one only make the sampler read both more often. */
+#define KX_TRACE_SLOTS 65536
 
 #endif

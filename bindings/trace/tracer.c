@@ -9,6 +9,7 @@
 
 #include <bpf/bpf.h>
 
+#include "trace_event.h"
 #include "tracer.h"
 
 #define MAX_CHILDREN 1024
@@ -56,7 +57,10 @@ static struct tracked *find(struct tracer *t, pid_t pid)
 	return NULL;
 }
 
-static struct tracked *add(struct tracer *t, const struct proc_stat *st)
+/* slot: the switch counter the eBPF program gave it (a fork it saw), or -1
+ * to hand one out here (a root). */
+static struct tracked *add(struct tracer *t, const struct proc_stat *st,
+			   long slot)
 {
 	if (t->nprocs == t->cap) {
 		size_t cap = t->cap ? t->cap * 2 : 64;
@@ -75,16 +79,21 @@ static struct tracked *add(struct tracer *t, const struct proc_stat *st)
 	p->alive = 1;
 	p->stat_fd = procfs_open_stat(st->pid);
 	snprintf(p->comm, sizeof p->comm, "%s", st->comm);
-	if (t->map_fd >= 0) {
+	p->seen_switches = ~0ULL;   /* read at the next tick */
+	if (t->map_fd >= 0 && slot < 0) {
 		__u32 key = (__u32)st->pid;
-		__u8 one = 1;
-		bpf_map_update_elem(t->map_fd, &key, &one, BPF_ANY);
+		__u32 s = __atomic_fetch_add(t->next_slot, 1, __ATOMIC_RELAXED) &
+			  (KX_TRACE_SLOTS - 1);
+		bpf_map_update_elem(t->map_fd, &key, &s, BPF_ANY);
+		p->slot = s;
+	} else if (slot >= 0) {
+		p->slot = (unsigned)slot;
 	}
 	return p;
 }
 
 void tracer_child(struct tracer *t, pid_t pid, pid_t ppid, double start_ms,
-		  const char *comm)
+		  const char *comm, unsigned slot)
 {
 	struct proc_stat st;
 	if (find(t, pid))
@@ -94,7 +103,7 @@ void tracer_child(struct tracer *t, pid_t pid, pid_t ppid, double start_ms,
 	st.ppid = ppid;
 	st.start_ms = start_ms;
 	snprintf(st.comm, sizeof st.comm, "%s", comm);
-	add(t, &st);
+	add(t, &st, slot);
 }
 
 void tracer_exec(struct tracer *t, pid_t pid, const char *comm)
@@ -140,6 +149,7 @@ static void sample_row(struct tracer *t, struct tracked *p, double now,
 	memcpy(t->batch + t->batch_len, row, (size_t)n);
 	t->batch_len += (size_t)n;
 counted:
+	p->busy = used > 0;
 	p->cpu_ms = cpu_ms;
 	p->last_ms = now;
 	t->rows++;
@@ -184,7 +194,7 @@ int tracer_watch(struct tracer *t, pid_t pid)
 		return 0;
 	if (procfs_read_stat(pid, &st) < 0)
 		return -ESRCH;
-	return add(t, &st) ? 0 : -ENOMEM;
+	return add(t, &st, -1) ? 0 : -ENOMEM;
 }
 
 /* Already followed, or already ended (a zombie its parent has not reaped
@@ -209,7 +219,7 @@ static void discover_children(struct tracer *t, pid_t pid)
 		if (find(t, kids[i]) || procfs_read_stat(kids[i], &st) < 0 ||
 		    procfs_ended(&st) || known(t, &st))
 			continue;
-		struct tracked *c = add(t, &st);
+		struct tracked *c = add(t, &st, -1);
 		if (c)
 			c->ppid = pid;
 	}
@@ -230,7 +240,7 @@ static void discover_matches(struct tracer *t)
 		    procfs_read_stat(pid, &st) < 0)
 			continue;
 		if (regexec(&t->match, st.comm, 0, NULL, 0) == 0)
-			add(t, &st);
+			add(t, &st, -1);
 	}
 	closedir(d);
 }
@@ -247,6 +257,13 @@ void tracer_tick(struct tracer *t)
 		struct tracked *p = &t->procs[i];
 		if (!p->alive)
 			continue;
+		if (t->switches) {
+			unsigned long long c = t->switches[p->slot];
+			if (c == p->seen_switches && !p->busy &&
+			    now - p->last_ms < IDLE_ROW_MS)
+				continue;   /* has not run since its last row */
+			p->seen_switches = c;
+		}
 		struct proc_stat st;
 		int r = p->stat_fd >= 0 ? procfs_pread_stat(p->stat_fd, &st) :
 			procfs_read_stat(p->pid, &st);

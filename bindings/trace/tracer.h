@@ -33,6 +33,9 @@ struct tracked {
 	int alive;
 	int launched;        /* its end is recorded by the launch path */
 	int stat_fd;         /* /proc/PID/stat kept open, or -1 */
+	unsigned slot;       /* its eBPF switch counter */
+	unsigned long long seen_switches;   /* the counter at the last read */
+	int busy;            /* used CPU in its last window */
 };
 
 struct tracer {
@@ -46,6 +49,12 @@ struct tracer {
 	int running;
 	unsigned long rows;
 	int map_fd;           /* the BPF map of followed tgids, or -1 */
+	/* the eBPF source's context-switch counters (mapped memory), or
+	 * NULL: a process whose counter has not moved and that used no CPU in
+	 * its last window has not run since, so it is not read; its next row
+	 * covers the whole quiet time (dt_ms), at least every IDLE_ROW_MS. */
+	volatile unsigned long long *switches;
+	unsigned *next_slot;
 	char *batch;          /* a tick's sample rows, written at once */
 	size_t batch_len, batch_cap;
 	void (*drain)(void *);  /* the BPF source, drained before each tick */
@@ -65,9 +74,12 @@ int tracer_watch(struct tracer *t, pid_t pid);
 /* From the BPF source: a child forked by a followed process; an exec; an
  * exit with the kernel's final CPU time of the process (all its threads). */
 void tracer_child(struct tracer *t, pid_t pid, pid_t ppid, double start_ms,
-		  const char *comm);
+		  const char *comm, unsigned slot);
 void tracer_exec(struct tracer *t, pid_t pid, const char *comm);
 void tracer_exit(struct tracer *t, pid_t pid, double end_ms, double cpu_ms);
+
+/* A quiet process gets a row at least this often (ms). */
+#define IDLE_ROW_MS 1000.0
 
 /* Samples every live process now (also called by the timer). */
 void tracer_tick(struct tracer *t);

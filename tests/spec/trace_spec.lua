@@ -89,6 +89,36 @@ describe("kx.trace", function()
 		end)
 	end
 
+	it("reads only processes that ran: a sleeper gets a row a second, a burner one a tick (eBPF)", function()
+		local run, err = trace.start{ dir = dir .. "/run", interval = 0.02, source = "ebpf" }
+		if not run then
+			pending("eBPF source cannot load here: " .. tostring(err))
+			return
+		end
+		local out = dir .. "/burn.txt"
+		local rec = assert(run:exec{ "sh", "-c", "sleep 1.5 & " .. burner .. " 400 1 self > " .. out .. "; wait" })
+		run:stop()
+		local bpid, kernel = io.open(out):read("a"):match("pid=(%d+) cpu_ms=([%d.]+)")
+		bpid, kernel = tonumber(bpid), tonumber(kernel)
+		local spid
+		for _, p in ipairs(lines(dir .. "/run/raw/procs.jsonl")) do
+			if p.comm == "sleep" and p.ppid == rec.pid then spid = p.pid end
+		end
+		assert.is_not_nil(spid)
+		local rows, cpu, covered = {}, {}, 0
+		for _, r in ipairs(lines(dir .. "/run/raw/proc_metrics.jsonl")) do
+			rows[r.pid] = (rows[r.pid] or 0) + 1
+			cpu[r.pid] = (cpu[r.pid] or 0) + r.cpu_ms
+			if r.pid == spid then covered = covered + r.dt_ms end
+		end
+		assert.is_true(rows[spid] <= 5, "the sleeper got " .. rows[spid] .. " rows")
+		assert.is_true(rows[spid] >= 2)
+		-- its rows still cover its whole life, and the burner's CPU is whole
+		assert.is_true(covered >= 1450, "rows cover " .. covered .. " ms")
+		assert.is_true(rows[bpid] >= 8, "the burner got " .. rows[bpid] .. " rows")
+		within(cpu[bpid], kernel, "the burner's rows")
+	end)
+
 	it("follows a descendant whose leader thread left first (/proc)", function()
 		-- its stat says Z while its other threads still burn
 		local run = assert(trace.start{ dir = dir .. "/run", interval = 0.02, source = "proc" })
