@@ -12,7 +12,7 @@ end
 os.execute("mkdir -p '" .. dir .. "/inputs' '" .. dir .. "/outputs'")
 for i = 1, n do
 	local code, _, err = kx.exec{ "ffmpeg", "-v", "error", "-y", "-f", "lavfi",
-		"-i", ("testsrc=duration=2:size=320x240:rate=25"):format(), ("%s/inputs/in%d.mp4"):format(dir, i) }
+		"-i", "testsrc=duration=2:size=320x240:rate=25", ("%s/inputs/in%d.mp4"):format(dir, i) }
 	if code ~= 0 then error("ffmpeg could not make an input: " .. err) end
 	kx.progress("inputs", i, n)
 end
@@ -26,12 +26,38 @@ for i = 1, n do
 			("%s/outputs/out%d.mp4"):format(dir, i), trace_id = "ffmpeg-" .. i })
 	end)
 end
-print(("%-10s %8s %10s %10s %6s"):format("trace_id", "pid", "wall ms", "cpu ms", "exit"))
+local recs = {}
 for i = 1, n do
 	local _, r = tasks[i]:wait()
-	print(("%-10s %8d %10d %10.0f %6s"):format(r.trace_id, r.pid, r.ts_end - r.ts_start, r.cpu_ms,
-		tostring(r.exit_code or ("sig" .. r.signal))))
+	recs[i] = r
 end
 run:stop()
 local audit = assert(trace.parse(dir))
+-- the time series of each invocation's tree against the kernel's figure
+-- for it (wait4): every CPU millisecond counted once
+local parent, rows_cpu = {}, {}
+for line in io.lines(dir .. "/CTS/procs.jsonl") do
+	local p = kx.json.decode(line)
+	parent[p.pid] = p.ppid
+end
+for line in io.lines(dir .. "/CTS/proc_metrics.jsonl") do
+	local r = kx.json.decode(line)
+	parent[r.pid] = parent[r.pid] or r.ppid
+	rows_cpu[r.pid] = (rows_cpu[r.pid] or 0) + r.cpu_ms
+end
+local function tree_cpu(root)
+	local sum = 0
+	for pid, cpu in pairs(rows_cpu) do
+		local p, hops = pid, 0
+		while p and p ~= root and hops < 64 do p, hops = parent[p], hops + 1 end
+		if p == root then sum = sum + cpu end
+	end
+	return sum
+end
+print(("source: %s"):format(run.source))
+print(("%-10s %8s %10s %12s %12s %6s"):format("trace_id", "pid", "wall ms", "cpu ms", "rows cpu ms", "exit"))
+for _, r in ipairs(recs) do
+	print(("%-10s %8d %10d %12.1f %12.1f %6s"):format(r.trace_id, r.pid, r.ts_end - r.ts_start, r.cpu_ms,
+		tree_cpu(r.pid), tostring(r.exit_code or ("sig" .. r.signal))))
+end
 io.write("\n", trace.report(audit, dir))

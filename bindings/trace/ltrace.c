@@ -202,8 +202,16 @@ static void on_pidfd(uv_poll_t *h, int status, int events)
 	    si.si_pid == 0)
 		return;
 	double end_ms = procfs_now_ms();
-	if (t->running && t->drain)
-		t->drain(t->drain_ud);
+	if (t->running && t->drain) {
+		/* its exit event follows its last switch, which may come a few
+		 * microseconds after its parent is told: wait for it briefly */
+		for (int i = 0; i < 50; i++) {
+			t->drain(t->drain_ud);
+			if (!tracer_following(t, l->pid))
+				break;
+			usleep(100);
+		}
+	}
 	struct proc_stat st;
 	if (t->running && procfs_read_stat(l->pid, &st) == 0)
 		tracer_finish(t, l->pid, &st);   /* no-op once ended by eBPF */

@@ -109,23 +109,24 @@ static __u64 group_cpu_ns(struct task_struct *task)
 	return ns;
 }
 
-/* Every thread passes here; the process ends with the last one (the group's
- * live count is already down to 0), which need not be its leader. */
-SEC("tp_btf/sched_process_exit")
-int BPF_PROG(on_exit, struct task_struct *task)
-{
-	__u32 tgid = BPF_CORE_READ(task, tgid);
+/* Threads that ended their process (key: thread id, value: tgid), until
+ * their last switch: only then is their own runtime final. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u32);
+} dying SEC(".maps");
 
-	if (!bpf_map_lookup_elem(&tracked, &tgid))
-		return 0;
-	if (BPF_CORE_READ(task, signal, live.counter) != 0)
-		return 0;   /* other threads of the process live on */
-	bpf_map_delete_elem(&tracked, &tgid);
+#define TASK_DEAD_STATE 0x80   /* TASK_DEAD in include/linux/sched.h */
+
+static void emit_exit(struct task_struct *task)
+{
 	struct kx_trace_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e)
-		return 0;
+		return;
 	e->type = TRACE_EXIT;
-	e->pid = tgid;
+	e->pid = BPF_CORE_READ(task, tgid);
 	e->ppid = BPF_CORE_READ(task, group_leader, real_parent, tgid);
 	e->ts_ns = bpf_ktime_get_boot_ns();
 	e->cpu_ns = group_cpu_ns(task);
@@ -136,6 +137,24 @@ int BPF_PROG(on_exit, struct task_struct *task)
 	e->slot = 0;
 	BPF_CORE_READ_STR_INTO(&e->comm, task, group_leader, comm);
 	bpf_ringbuf_submit(e, 0);
+}
+
+/* Every thread passes here; the process ends with the last one (the group's
+ * live count is already down to 0), which need not be its leader.  Its own
+ * runtime still lacks the slice it is running (the scheduler adds it at its
+ * next switch), so the event waits for its last switch. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(on_exit, struct task_struct *task)
+{
+	__u32 tgid = BPF_CORE_READ(task, tgid), tid = BPF_CORE_READ(task, pid);
+
+	if (!bpf_map_lookup_elem(&tracked, &tgid))
+		return 0;
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+		return 0;   /* other threads of the process live on */
+	bpf_map_delete_elem(&tracked, &tgid);
+	if (bpf_map_update_elem(&dying, &tid, &tgid, BPF_ANY) < 0)
+		emit_exit(task);   /* no room: a figure a slice short */
 	return 0;
 }
 
@@ -152,6 +171,14 @@ SEC("tp_btf/sched_switch")
 int BPF_PROG(on_switch, bool preempt, struct task_struct *prev,
 	     struct task_struct *next)
 {
+	__u32 tid = BPF_CORE_READ(prev, pid);
+
+	/* its last switch: the scheduler has just added its final slice */
+	if ((BPF_CORE_READ(prev, __state) & TASK_DEAD_STATE) &&
+	    bpf_map_lookup_elem(&dying, &tid)) {
+		bpf_map_delete_elem(&dying, &tid);
+		emit_exit(prev);
+	}
 	count_switch(prev);
 	if (BPF_CORE_READ(next, tgid) != BPF_CORE_READ(prev, tgid))
 		count_switch(next);

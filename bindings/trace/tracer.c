@@ -376,6 +376,11 @@ void tracer_stop(struct tracer *t, uv_close_cb closed)
 	t->has_match = 0;
 }
 
+int tracer_following(struct tracer *t, pid_t pid)
+{
+	return find(t, pid) != NULL;
+}
+
 size_t tracer_live(const struct tracer *t)
 {
 	size_t n = 0;

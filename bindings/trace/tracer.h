@@ -92,6 +92,9 @@ void tracer_finish(struct tracer *t, pid_t pid, const struct proc_stat *st);
  * once the loop has let go of the tracer's memory. */
 void tracer_stop(struct tracer *t, uv_close_cb closed);
 
+/* Whether pid is followed and has not ended. */
+int tracer_following(struct tracer *t, pid_t pid);
+
 /* Live tracked processes. */
 size_t tracer_live(const struct tracer *t);
 

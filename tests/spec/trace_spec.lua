@@ -89,6 +89,25 @@ describe("kx.trace", function()
 		end)
 	end
 
+	it("adds a multithreaded ffmpeg's CPU up to the kernel's figure within 2% (eBPF)", function()
+		if kx.exec{ "ffmpeg", "-version" } ~= 0 then
+			pending("ffmpeg is not installed")
+			return
+		end
+		local run, err = trace.start{ dir = dir .. "/run", interval = 0.05, source = "ebpf" }
+		if not run then
+			pending("eBPF source cannot load here: " .. tostring(err))
+			return
+		end
+		local rec = assert(run:exec{ "ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+			"testsrc=duration=2:size=320x240:rate=25", "-c:v", "libx264", "-threads", "2",
+			dir .. "/out.mp4" })
+		run:stop()
+		assert.are.equal(0, rec.exit_code)
+		local by_pid = rows_cpu(dir .. "/run/raw/proc_metrics.jsonl")
+		within(by_pid[rec.pid], rec.cpu_ms, "ffmpeg's rows against wait4")
+	end)
+
 	it("reads only processes that ran: a sleeper gets a row a second, a burner one a tick (eBPF)", function()
 		local run, err = trace.start{ dir = dir .. "/run", interval = 0.02, source = "ebpf" }
 		if not run then
