@@ -63,6 +63,8 @@ static int l_tracer(lua_State *L)
 	const char *match = luaL_optstring(L, -1, NULL);
 	lua_getfield(L, 1, "source");
 	const char *source = luaL_optstring(L, -1, "auto");
+	lua_getfield(L, 1, "sentinels");
+	const char *sentinels = luaL_optstring(L, -1, NULL);
 	luaL_argcheck(L, interval >= 0.001, 1, "interval below 1 ms");
 	luaL_argcheck(L, strcmp(source, "auto") == 0 || strcmp(source, "proc") == 0 ||
 		      strcmp(source, "ebpf") == 0, 1, "source must be auto, proc or ebpf");
@@ -78,6 +80,7 @@ static int l_tracer(lua_State *L)
 		return kx_fail(L, "%s", err);
 	}
 	luaL_setmetatable(L, TRACER_MT);
+	tracer_set_sentinels(&u->t, sentinels);
 	lua_pushvalue(L, -1);
 	u->ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	u->source = "proc";
@@ -220,6 +223,7 @@ static void on_pidfd(uv_poll_t *h, int status, int events)
 	memset(&ru, 0, sizeof ru);
 	while (wait4(l->pid, &ws, 0, &ru) < 0 && errno == EINTR)
 		;
+	tracer_sentinel(t, l->pid, 0, 0);
 	kx_untrack_pgid(l->pid);
 	uv_poll_stop(h);
 	if (l->task) {
@@ -381,8 +385,12 @@ failed:;
 	close(gopipe[0]);
 	if (tracer_watch(&u->t, pid) == 0)
 		for (size_t i = u->t.nprocs; i > 0; i--)
-			if (u->t.procs[i - 1].pid == pid)
+			if (u->t.procs[i - 1].pid == pid) {
 				u->t.procs[i - 1].launched = 1;
+				tracer_sentinel(&u->t, pid,
+						u->t.procs[i - 1].start_ms, 1);
+				break;
+			}
 	if (write(gopipe[1], "g", 1) < 0)
 		kill(pid, SIGKILL);
 	close(gopipe[1]);
@@ -394,6 +402,7 @@ failed:;
 	close(errpipe[0]);
 	if (got == sizeof child_errno) {
 		waitpid(pid, NULL, 0);
+		tracer_sentinel(&u->t, pid, 0, 0);
 		return kx_fail(L, "exec %s: %s", argv[0], strerror(child_errno));
 	}
 
@@ -414,6 +423,7 @@ failed:;
 	if (l->pidfd < 0 || uv_poll_init(kx_loop(), &l->poll, l->pidfd) < 0) {
 		kill(-pid, SIGKILL);
 		waitpid(pid, NULL, 0);
+		tracer_sentinel(&u->t, pid, 0, 0);
 		free(l);
 		return kx_fail(L, "pidfd_open: %s", strerror(errno));
 	}

@@ -225,6 +225,52 @@ static void discover_children(struct tracer *t, pid_t pid)
 	}
 }
 
+void tracer_set_sentinels(struct tracer *t, const char *dir)
+{
+	snprintf(t->sentinels, sizeof t->sentinels, "%s", dir ? dir : "");
+}
+
+void tracer_sentinel(struct tracer *t, pid_t pid, double start_ms, int on)
+{
+	char path[320], text[32];
+	if (!t->sentinels[0])
+		return;
+	snprintf(path, sizeof path, "%s/%d", t->sentinels, (int)pid);
+	if (!on) {
+		unlink(path);
+		return;
+	}
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return;
+	int n = snprintf(text, sizeof text, "%.0f\n", start_ms);
+	write_row(fd, text, (size_t)n);
+	close(fd);
+}
+
+/* Whether pid or one of its ancestors is a command some tracer launched
+ * (a PID file whose start time is that process's: pids are reused). */
+static int in_launched_tree(struct tracer *t, const struct proc_stat *st)
+{
+	struct proc_stat cur = *st;
+	for (int hops = 0; hops < 64 && cur.pid > 1; hops++) {
+		char path[320], text[32];
+		snprintf(path, sizeof path, "%s/%d", t->sentinels, (int)cur.pid);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			ssize_t n = read(fd, text, sizeof text - 1);
+			close(fd);
+			text[n > 0 ? n : 0] = 0;
+			double start = atof(text);
+			if (start - cur.start_ms < 20 && cur.start_ms - start < 20)
+				return 1;
+		}
+		if (cur.ppid <= 1 || procfs_read_stat(cur.ppid, &cur) < 0)
+			break;
+	}
+	return 0;
+}
+
 static void discover_matches(struct tracer *t)
 {
 	DIR *d = opendir("/proc");
@@ -237,10 +283,14 @@ static void discover_matches(struct tracer *t)
 		pid_t pid = (pid_t)atoi(e->d_name);
 		struct proc_stat st;
 		if (pid == getpid() || find(t, pid) ||
-		    procfs_read_stat(pid, &st) < 0)
+		    procfs_read_stat(pid, &st) < 0 || procfs_ended(&st) ||
+		    known(t, &st))
 			continue;
-		if (regexec(&t->match, st.comm, 0, NULL, 0) == 0)
-			add(t, &st, -1);
+		if (regexec(&t->match, st.comm, 0, NULL, 0) != 0)
+			continue;
+		if (t->sentinels[0] && in_launched_tree(t, &st))
+			continue;   /* its launcher's tracer follows it */
+		add(t, &st, -1);
 	}
 	closedir(d);
 }

@@ -59,6 +59,11 @@ struct tracer {
 	size_t batch_len, batch_cap;
 	void (*drain)(void *);  /* the BPF source, drained before each tick */
 	void *drain_ud;
+	/* a directory of PID files, one per launched command while it runs
+	 * (its content: the start time in ms), shared by every tracer of a
+	 * run: a process found by `match` inside such a tree is left to the
+	 * tracer that launched it, so no pid gets rows from two writers */
+	char sentinels[256];
 };
 
 /* Opens the two files (created or appended) and starts sampling every
@@ -66,6 +71,12 @@ struct tracer {
 int tracer_start(struct tracer *t, const char *samples_path,
 		 const char *procs_path, double interval_s, const char *match,
 		 char *err, size_t errlen);
+
+/* Uses dir for the PID files of launched commands (see sentinels). */
+void tracer_set_sentinels(struct tracer *t, const char *dir);
+
+/* Marks pid (started at start_ms) as launched by this tracer, or unmarks. */
+void tracer_sentinel(struct tracer *t, pid_t pid, double start_ms, int on);
 
 /* Follows pid and its descendants.  0, or -ESRCH when there is no such
  * process. */

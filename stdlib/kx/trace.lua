@@ -106,7 +106,7 @@ function trace.start(opts)
 	if source ~= "auto" and source ~= "proc" and source ~= "ebpf" then
 		error(("bad argument #1 to 'start' (source must be auto, proc or ebpf, got %s)"):format(tostring(source)), 2)
 	end
-	if not mkdir_p(dir .. "/raw") then
+	if not mkdir_p(dir .. "/raw/pids") then
 		return nil, ("cannot create %s/raw (permission or path)"):format(dir)
 	end
 	local probe = dir .. "/raw/.writable"
@@ -132,6 +132,9 @@ function trace.start(opts)
 		samples = dir .. "/raw/proc_metrics.jsonl",
 		procs = dir .. "/raw/procs.jsonl",
 		interval = interval, match = opts.match, source = source,
+		-- launched commands' PID files: a collector of the same run
+		-- leaves their trees to the tracer that launched them
+		sentinels = dir .. "/raw/pids",
 	}
 	if not tracer then return nil, terr end
 	run.tracer = tracer
@@ -326,6 +329,26 @@ local function load_and_audit(dir)
 		end
 		if type(r.dt_ms) == "number" and r.dt_ms < 0 or type(r.cpu_ms) == "number" and r.cpu_ms < 0 then
 			temporal[#temporal + 1] = ("proc_metrics.jsonl:%d: negative dt_ms or cpu_ms"):format(r._line)
+		end
+	end
+	-- one writer per pid: a pid's rows cover disjoint windows (ts_ms - dt_ms, ts_ms]
+	local by_pid = {}
+	for _, r in ipairs(samples) do
+		if type(r.pid) == "number" and type(r.ts_ms) == "number" and type(r.dt_ms) == "number" then
+			local l = by_pid[r.pid]
+			if not l then l = {} by_pid[r.pid] = l end
+			l[#l + 1] = r
+		end
+	end
+	for pid, rows in pairs(by_pid) do
+		table.sort(rows, function(a, b) return a.ts_ms < b.ts_ms end)
+		for i = 2, #rows do
+			-- 1 ms: ts_ms is written in whole ms
+			if rows[i].ts_ms - rows[i].dt_ms < rows[i - 1].ts_ms - 1 then
+				temporal[#temporal + 1] = ("proc_metrics.jsonl:%d: pid %s's window overlaps its row at line %d (two writers?)")
+					:format(rows[i]._line, pid, rows[i - 1]._line)
+				break
+			end
 		end
 	end
 	check(checks, "temporal consistency", temporal)

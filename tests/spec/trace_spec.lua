@@ -265,6 +265,7 @@ describe("kx.trace", function()
 			'{"ts_ms":300,"pid":10,"dt_ms":100,"cpu_ms":50,"rss_kb":100}',
 			'{"ts_ms":5000,"pid":10,"dt_ms":100,"cpu_ms":50,"rss_kb":100}',
 			'{"ts_ms":300,"pid":99,"dt_ms":100,"cpu_ms":50,"rss_kb":100}',
+			'{"ts_ms":320,"pid":99,"dt_ms":100,"cpu_ms":50,"rss_kb":100}',
 		}, "\n") .. "\n")
 		put("raw/end.json", "{}")
 		local audit = trace.audit(d)
@@ -274,7 +275,8 @@ describe("kx.trace", function()
 		assert.are.equal(1, by["well-formed lines"].count)
 		assert.matches("invocations.jsonl:4", by["well-formed lines"].detail)
 		assert.are.equal(1, by["field completeness"].count)
-		assert.are.equal(2, by["temporal consistency"].count)
+		assert.are.equal(3, by["temporal consistency"].count)
+		assert.matches("two writers", by["temporal consistency"].detail)
 		assert.are.equal(1, by["cross-references"].count)
 		assert.matches("pid 99", by["cross-references"].detail)
 		assert.is_true(by["run completed"].ok)
