@@ -28,6 +28,9 @@ struct {
 
 __u64 switches[KX_TRACE_SLOTS];
 __u32 next_slot;
+/* set by the tracer when it finds roots by name: every exec is reported,
+ * so no /proc scan is needed to find them */
+__u32 report_all_execs;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -69,7 +72,7 @@ int BPF_PROG(on_exec, struct task_struct *p)
 {
 	__u32 tgid = BPF_CORE_READ(p, tgid);
 
-	if (!bpf_map_lookup_elem(&tracked, &tgid))
+	if (!report_all_execs && !bpf_map_lookup_elem(&tracked, &tgid))
 		return 0;
 	struct kx_trace_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e)

@@ -106,11 +106,23 @@ void tracer_child(struct tracer *t, pid_t pid, pid_t ppid, double start_ms,
 	add(t, &st, slot);
 }
 
+static int in_launched_tree(struct tracer *t, const struct proc_stat *st);
+
 void tracer_exec(struct tracer *t, pid_t pid, const char *comm)
 {
 	struct tracked *p = find(t, pid);
-	if (p)
+	struct proc_stat st;
+	if (p) {
 		snprintf(p->comm, sizeof p->comm, "%s", comm);
+		return;
+	}
+	/* an exec anywhere: a new root when its name matches */
+	if (!t->has_match || regexec(&t->match, comm, 0, NULL, 0) != 0 ||
+	    pid == getpid() || procfs_read_stat(pid, &st) < 0 ||
+	    (t->sentinels[0] && in_launched_tree(t, &st)))
+		return;
+	snprintf(st.comm, sizeof st.comm, "%s", comm);
+	add(t, &st, -1);
 }
 
 void tracer_exit(struct tracer *t, pid_t pid, double end_ms, double cpu_ms)
@@ -300,8 +312,9 @@ void tracer_tick(struct tracer *t)
 	if (t->drain)
 		t->drain(t->drain_ud);   /* exits first: their ends are exact */
 	double now = procfs_now_ms();
-	if (t->has_match)
-		discover_matches(t);
+	if (t->has_match && !(t->execs_reported && t->scanned))
+		discover_matches(t);   /* once, then exec events find them */
+	t->scanned = 1;
 	/* new entries are appended while we walk: walk by index */
 	for (size_t i = 0; i < t->nprocs; i++) {
 		struct tracked *p = &t->procs[i];

@@ -55,6 +55,10 @@ struct tracer {
 	 * covers the whole quiet time (dt_ms), at least every IDLE_ROW_MS. */
 	volatile unsigned long long *switches;
 	unsigned *next_slot;
+	/* every exec is reported (tracer_exec): `match` needs no /proc scan
+	 * after the first tick */
+	int execs_reported;
+	int scanned;
 	char *batch;          /* a tick's sample rows, written at once */
 	size_t batch_len, batch_cap;
 	void (*drain)(void *);  /* the BPF source, drained before each tick */
@@ -86,7 +90,7 @@ int tracer_watch(struct tracer *t, pid_t pid);
  * exit with the kernel's final CPU time of the process (all its threads). */
 void tracer_child(struct tracer *t, pid_t pid, pid_t ppid, double start_ms,
 		  const char *comm, unsigned slot);
-void tracer_exec(struct tracer *t, pid_t pid, const char *comm);
+void tracer_exec(struct tracer *t, pid_t pid, const char *comm);   /* any pid */
 void tracer_exit(struct tracer *t, pid_t pid, double end_ms, double cpu_ms);
 
 /* A quiet process gets a row at least this often (ms). */

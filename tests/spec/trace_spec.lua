@@ -138,6 +138,33 @@ describe("kx.trace", function()
 		within(cpu[bpid], kernel, "the burner's rows")
 	end)
 
+	it("finds processes by name: one already running, and a short one from its exec (eBPF)", function()
+		local prog = dir .. "/kxmatchsleep"
+		assert(os.execute("cp /bin/sleep " .. prog))
+		local before = kx.spawn{ prog, "0.8" }
+		kx.sleep(0.05)
+		local run, err = trace.start{ dir = dir .. "/run", interval = 0.5, source = "ebpf",
+			match = "^kxmatchsleep$" }
+		if not run then
+			before:kill()
+			pending("eBPF source cannot load here: " .. tostring(err))
+			return
+		end
+		kx.sleep(0.05)
+		-- lives 30 ms, far less than the interval: only its exec can reveal it
+		local short = kx.spawn{ prog, "0.03" }
+		short:wait()
+		before:wait()
+		kx.sleep(0.1)
+		run:stop()
+		local ended = {}
+		for _, p in ipairs(lines(dir .. "/run/raw/procs.jsonl")) do ended[p.pid] = p end
+		assert.is_not_nil(ended[before.pid], "the running one was not found")
+		assert.is_not_nil(ended[short.pid], "the short one was not found")
+		assert.are.equal("kxmatchsleep", ended[short.pid].comm)
+		assert.is_true(ended[short.pid]["end"] - ended[short.pid].start >= 25)
+	end)
+
 	it("follows a descendant whose leader thread left first (/proc)", function()
 		-- its stat says Z while its other threads still burn
 		local run = assert(trace.start{ dir = dir .. "/run", interval = 0.02, source = "proc" })
