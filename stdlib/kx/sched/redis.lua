@@ -268,14 +268,16 @@ function R:central(weigher, order, opts)
 	local heartbeat = opts.heartbeat or 1
 	local block = self:blocking_conn()
 	local last_reap = 0
+	local batch = 1000
 	while not self.closing do
-		must(self.conn:call("EVAL", DISPATCH, 0, PREFIX, weigher or "", order or "min", 1000, now_ms()))
+		local placed = must(self.conn:call("EVAL", DISPATCH, 0, PREFIX, weigher or "", order or "min", batch, now_ms()))
 		if kx.now() - last_reap >= heartbeat then
 			last_reap = kx.now()
 			local n = must(self.conn:call("EVAL", REAP, 0, PREFIX, self.max_attempts, now_ms()))
 			if n > 0 then kx.log.warn("kx.sched: returned %d task(s) of workers whose heartbeat expired", n) end
 		end
-		block:call("BLPOP", PREFIX .. "wake", heartbeat)
+		-- a full batch may have more behind it; otherwise sleep until told
+		if placed < batch then block:call("BLPOP", PREFIX .. "wake", heartbeat) end
 	end
 end
 
