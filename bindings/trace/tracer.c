@@ -429,6 +429,9 @@ void tracer_stop(struct tracer *t, uv_close_cb closed)
 	flush_rows(t);
 	for (size_t i = 0; i < t->nprocs; i++)
 		forget(&t->procs[i]);
+	free(t->procs);
+	t->procs = NULL;
+	t->nprocs = t->cap = 0;
 	close(t->samples_fd);
 	close(t->procs_fd);
 	free(t->batch);

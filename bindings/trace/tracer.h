@@ -103,8 +103,9 @@ void tracer_tick(struct tracer *t);
  * CPU time); nothing when its eBPF exit event has already ended it. */
 void tracer_finish(struct tracer *t, pid_t pid, const struct proc_stat *st);
 
-/* Stops sampling (a last tick first) and closes the files; closed runs
- * once the loop has let go of the tracer's memory. */
+/* Stops sampling (a last tick first), ends the processes still followed,
+ * closes the files and frees the list (rows stays); closed runs once the
+ * loop has let go of the tracer's memory. */
 void tracer_stop(struct tracer *t, uv_close_cb closed);
 
 /* Whether pid is followed and has not ended. */
