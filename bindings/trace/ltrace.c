@@ -141,7 +141,11 @@ static int l_live(lua_State *L)
 	struct tracer_ud *u = check(L);
 	lua_pushinteger(L, (lua_Integer)tracer_live(&u->t));
 	lua_pushinteger(L, (lua_Integer)u->t.rows);
-	return 2;
+	if (!u->t.write_errors)
+		return 2;
+	lua_pushfstring(L, "%d rows could not be written: %s",
+			(int)u->t.write_errors, strerror(u->t.write_errno));
+	return 3;
 }
 
 /* ---- launching a traced command ----------------------------------------- */

@@ -37,11 +37,20 @@ size_t tracer_json_string(char *out, size_t len, const char *s)
 	return n;
 }
 
-static void write_row(int fd, const char *row, size_t len)
+/* One write(2): whole lines even when the run is killed.  A failed or short
+ * write (a full disk) is counted; a cut line is ended, so the next line
+ * stays whole and the audit reports the cut one. */
+static void write_row(struct tracer *t, int fd, const char *row, size_t len)
 {
-	/* one write: whole lines even when the run is killed */
-	while (write(fd, row, len) < 0 && errno == EINTR)
+	ssize_t n;
+	while ((n = write(fd, row, len)) < 0 && errno == EINTR)
 		;
+	if (n == (ssize_t)len)
+		return;
+	t->write_errors++;
+	t->write_errno = n < 0 ? errno : ENOSPC;
+	if (n > 0 && write(fd, "\n", 1) < 0)
+		t->write_errno = errno;
 }
 
 static void sample_row(struct tracer *t, struct tracked *p, double now,
@@ -152,7 +161,7 @@ static void sample_row(struct tracer *t, struct tracked *p, double now,
 		size_t cap = t->batch_cap ? t->batch_cap * 2 : 65536;
 		char *b = realloc(t->batch, cap);
 		if (!b) {
-			write_row(t->samples_fd, row, (size_t)n);
+			write_row(t, t->samples_fd, row, (size_t)n);
 			goto counted;
 		}
 		t->batch = b;
@@ -171,7 +180,7 @@ counted:
 static void flush_rows(struct tracer *t)
 {
 	if (t->batch_len)
-		write_row(t->samples_fd, t->batch, t->batch_len);
+		write_row(t, t->samples_fd, t->batch, t->batch_len);
 	t->batch_len = 0;
 }
 
@@ -184,7 +193,7 @@ static void end_row(struct tracer *t, struct tracked *p, double end_ms)
 			 "\"end\":%.0f,\"cpu_ms\":%.3f}\n",
 			 (int)p->pid, (int)p->ppid, comm, p->start_ms, end_ms,
 			 p->cpu_ms);
-	write_row(t->procs_fd, row, (size_t)n);
+	write_row(t, t->procs_fd, row, (size_t)n);
 	p->alive = 0;
 	if (p->stat_fd >= 0)
 		close(p->stat_fd);
@@ -256,7 +265,7 @@ void tracer_sentinel(struct tracer *t, pid_t pid, double start_ms, int on)
 	if (fd < 0)
 		return;
 	int n = snprintf(text, sizeof text, "%.0f\n", start_ms);
-	write_row(fd, text, (size_t)n);
+	write_row(t, fd, text, (size_t)n);
 	close(fd);
 }
 

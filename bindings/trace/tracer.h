@@ -48,6 +48,8 @@ struct tracer {
 	size_t nprocs, cap;
 	int running;
 	unsigned long rows;
+	unsigned long write_errors;   /* rows lost to failed writes */
+	int write_errno;              /* why, the last time */
 	int map_fd;           /* the BPF map of followed tgids, or -1 */
 	/* the eBPF source's context-switch counters (mapped memory), or
 	 * NULL: a process whose counter has not moved and that used no CPU in

@@ -195,9 +195,10 @@ function Run:stop()
 	if self.stopped then return true end
 	self.stopped = true
 	self.tracer:stop()
-	local _, rows = self.tracer:live()
+	local _, rows, lost = self.tracer:live()
+	if lost then kx.log.warn("kx.trace: %s: %s", self.dir, lost) end
 	return write_atomic(self.dir .. "/raw/end.json",
-		json.encode{ stopped_ms = math.floor(core.now_ms()), rows = rows } .. "\n")
+		json.encode{ stopped_ms = math.floor(core.now_ms()), rows = rows, write_errors = lost } .. "\n")
 end
 Run.__close = Run.stop
 Run.__tostring = function(r) return ("trace run %s (%s)"):format(r.dir, r.source) end
@@ -384,8 +385,13 @@ local function load_and_audit(dir)
 
 	-- the run's end
 	local truncated = {}
-	if base == dir .. "/raw" and not read_file(dir .. "/raw/end.json") then
+	local ending = base == dir .. "/raw" and read_file(dir .. "/raw/end.json")
+	if base == dir .. "/raw" and not ending then
 		truncated[1] = "run truncated: no raw/end.json (the collector was killed or is still running)"
+	end
+	local ended = ending and json.decode(ending)
+	if type(ended) == "table" and type(ended.write_errors) == "string" then
+		truncated[#truncated + 1] = "rows lost while running: " .. ended.write_errors
 	end
 	check(checks, "run completed", truncated)
 

@@ -41,4 +41,20 @@ dd if=/dev/zero of=full/filler bs=4k count=1000 2>/dev/null
 out=$("$KXRUN" -e 'local r, e = require("kx.trace").start{ dir = "full/run" } print(r, e)' 2>&1)
 expect_match "$out" '^nil	.*full' "full directory refused"
 [ -e full/run/run.json ] && fail "run.json written on a full file system"
+
+# full while running: rows lost are counted, said at stop and in the audit
+mkdir full2
+mount -t tmpfs -o size=2m kxrun-trace-full2 full2 || fail "second tmpfs"
+trap 'umount "$T/full" "$T/full2" 2>/dev/null; rm -rf "$T"' EXIT
+cat > fill.lua <<'LUA'
+local trace = require "kx.trace"
+local run = assert(trace.start{ dir = "full2/run", interval = 0.01, source = "proc" })
+assert(run:exec{ "sh", "-c", "dd if=/dev/zero of=full2/filler bs=64k 2>/dev/null; sleep 0.3; rm full2/filler" })
+assert(run:stop())
+local audit = trace.audit("full2/run")
+for _, c in ipairs(audit.checks) do print(c.name, c.ok, c.detail) end
+LUA
+out=$("$KXRUN" fill.lua 2>err.txt) || { cat err.txt; fail "run on a file system that fills up: $out"; }
+expect_match "$(cat err.txt)" 'rows could not be written' "lost rows announced at stop"
+expect_match "$out" 'run completed	false	rows lost while running: [0-9]+ rows could not be written: No space left' "audit reports lost rows"
 exit 0
