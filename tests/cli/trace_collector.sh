@@ -33,4 +33,12 @@ for line in open(sys.argv[1]):
     json.loads(line)
 PY
 "$KXRUN" trace stop --dir nowhere 2>/dev/null && fail "stop without a collector succeeded"
+
+# the adapter's contract: TS_ENQUEUE from the worker, a source chosen
+TS_ENQUEUE=1000 "$KXRUN" trace exec --dir logs/e1 --source proc --trace-id q1 -- true || fail "exec with TS_ENQUEUE"
+expect_match "$(cat logs/e1/raw/invocations.jsonl)" '"ts_enqueue":1000[,}]' "TS_ENQUEUE recorded"
+expect_match "$(cat logs/e1/run.json)" '"source": *"proc"' "source recorded"
+out=$("$KXRUN" trace start --dir logs/e2 --source magic 2>&1) && fail "a bad --source was accepted"
+expect_match "$out" 'source must be auto, ebpf or proc' "bad --source named"
+[ -e logs/e2 ] && fail "a bad --source left a run directory"
 exit 0

@@ -3,9 +3,10 @@ local trace = require "kx.trace"
 
 local USAGE = [[
 usage: kxrun trace start   [--run-id ID | --dir DIR] [--interval-ms N] [--match REGEX]
-                           [--node ID] [--stage STAGE]
+                           [--node ID] [--stage STAGE] [--source auto|ebpf|proc]
        kxrun trace stop    [--run-id ID | --dir DIR]
-       kxrun trace exec    [--run-id ID | --dir DIR] [--trace-id T] [--ts-enqueue MS] -- CMD ARGS...
+       kxrun trace exec    [--run-id ID | --dir DIR] [--trace-id T] [--ts-enqueue MS]
+                           [--source auto|ebpf|proc] -- CMD ARGS...
        kxrun trace parse   [--run-id ID | --dir DIR | DIR]
        kxrun trace export  --input DIR --output OUT
        kxrun trace verify  --input OUT
@@ -19,7 +20,8 @@ prints the audit; it exits 1 when the audit fails.  export/verify write and
 check OpenDC's tasks.parquet, fragments.parquet and topology.json.
 A run's directory is logs/RUN_ID unless --dir is given.
 Environment (as Tracekit's Makefile): RUN_ID, NODE_ID, STAGE,
-PROC_INTERVAL_MS (default 200), PROC_MATCH.
+PROC_INTERVAL_MS (default 200), PROC_MATCH; TS_ENQUEUE (ms since the epoch) for
+exec, as Tracekit's worker hands it to its adapter.
 ]]
 
 local function die(fmt, ...)
@@ -92,6 +94,7 @@ function commands.start(flags)
 	if node then argv[#argv + 1] = "--node"; argv[#argv + 1] = node end
 	local match = flags.match or os.getenv("PROC_MATCH")
 	if match and match ~= "" then argv[#argv + 1] = "--match"; argv[#argv + 1] = match end
+	if flags.source then argv[#argv + 1] = "--source"; argv[#argv + 1] = flags.source end
 	os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'")
 	argv.detach, argv.stdin, argv.stdout = true, "null", "null"
 	argv.stderr = dir .. "/collector.log"
@@ -117,7 +120,7 @@ end
 function commands.collect(flags)
 	local dir = run_dir(flags)
 	local run, err = trace.start{ dir = dir, interval = interval(flags) or 0.2, node = flags.node,
-		stage = flags.stage, match = flags.match }
+		stage = flags.stage, match = flags.match, source = flags.source }
 	if not run then return die("collect: %s", err) end
 	local pid = io.open("/proc/self/stat"):read("a"):match("^%d+")
 	local f = assert(io.open(dir .. "/collector.pid.tmp", "w"))
@@ -162,11 +165,12 @@ function commands.exec(flags, pos)
 	if #pos == 0 then return die("exec: no command (kxrun trace exec [options] -- CMD ARGS)") end
 	-- appends to the run's files (a collector may write beside it)
 	local run, err = trace.start{ dir = dir, interval = interval(flags) or 0.2,
-		node = flags.node or os.getenv("NODE_ID"), stage = flags.stage or os.getenv("STAGE"), join = true }
+		node = flags.node or os.getenv("NODE_ID"), stage = flags.stage or os.getenv("STAGE"), join = true,
+		source = flags.source }
 	if not run then return die("exec: %s", err) end
 	local spec = { table.unpack(pos) }
 	spec.trace_id = flags["trace-id"]
-	spec.ts_enqueue = tonumber(flags["ts-enqueue"] or "")
+	spec.ts_enqueue = tonumber(flags["ts-enqueue"] or os.getenv("TS_ENQUEUE") or "")
 	local rec, xerr = run:exec(spec)
 	run.tracer:stop()
 	if not rec then return die("exec: %s", xerr) end
@@ -210,6 +214,9 @@ return function(argv)
 	if not fn then return die("unknown command '%s' (see kxrun trace --help)", cmd) end
 	local flags, pos = parse_flags(argv, 2)
 	if not flags then return die("%s", pos) end
+	if flags.source and not ({ auto = 1, ebpf = 1, proc = 1 })[flags.source] then
+		return die("%s: --source must be auto, ebpf or proc, not '%s'", cmd, flags.source)
+	end
 	if flags.help then io.write(USAGE) return 0 end
 	return fn(flags, pos)
 end
