@@ -1,0 +1,35 @@
+/* Test program for kx.vtime: prints CLOCK_MONOTONIC (ns) at start and after
+ * every usleep(1000); on SIGUSR1 prints "usr1 <ns>".  argv[1] = iterations
+ * (default unlimited). */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t got_usr1;
+static void on_usr1(int s) { (void)s; got_usr1 = 1; }
+
+static long long mono(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int main(int argc, char **argv)
+{
+	long n = argc > 1 ? atol(argv[1]) : -1;
+	signal(SIGUSR1, on_usr1);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	printf("start %lld\n", mono());
+	for (long i = 0; n < 0 || i < n; i++) {
+		if (got_usr1) {
+			got_usr1 = 0;
+			printf("usr1 %lld\n", mono());
+		}
+		usleep(1000);
+		printf("t %lld\n", mono());
+	}
+	return 0;
+}
