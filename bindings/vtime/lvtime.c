@@ -204,6 +204,7 @@ static int e_spawn(lua_State *L)
 {
 	struct lexp *x = checkexp(L);
 	luaL_checktype(L, 2, LUA_TTABLE);
+	lua_settop(L, 3);
 	int n = (int)luaL_len(L, 2);
 	luaL_argcheck(L, n >= 1, 2, "argv must have a program");
 	double speed = 1.0;

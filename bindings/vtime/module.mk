@@ -14,3 +14,9 @@ $(BUILD)/lib/libkxvtime.so: bindings/vtime/preload.c bindings/vtime/shm.h
 $(BUILD)/tests/vtime_clock: tests/vtime/vtime_clock.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -o $@ $<
+
+# The same program linked statically: kx.vtime must refuse it at spawn.
+TEST_DEPS += $(BUILD)/tests/vtime_static
+$(BUILD)/tests/vtime_static: tests/vtime/vtime_clock.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -static -o $@ $<
