@@ -67,6 +67,25 @@ describe("kx.vtime", function()
 		end)
 	end
 
+	for _, how in ipairs{ "nanosleep", "poll", "select", "epoll" } do
+		it("lets " .. how .. " time out in virtual time", function()
+			exp = assert(vtime.experiment{ step = MS, backend = "signal" })
+			assert(exp:spawn({ CLOCK, "-1", how }, { stdout = out }))
+			exp:freeze()
+			exp:advance(60)
+			local t = lines(out)
+			assert.is_true(#t >= 20, "only " .. #t .. " lines")
+			for i = 2, #t do
+				-- never early; a 1 ms timeout polled in 1 ms real slices may
+				-- see the round after next
+				local d = t[i][2] - t[i - 1][2]
+				assert.is_true(d >= MS and d <= 2 * MS, how .. " waited " .. d)
+				assert.equal(0, t[i][2] % MS)
+			end
+			assert.is_true(t[#t][2] <= exp:now())
+		end)
+	end
+
 	it("reads exp:now() at a round boundary", function()
 		exp = assert(vtime.experiment{ step = MS, backend = "signal" })
 		local p = assert(exp:spawn({ CLOCK }, { stdout = out }))
@@ -102,6 +121,22 @@ describe("kx.vtime", function()
 		assert.same({ code = 0 }, p:status())
 		-- its exit was seen in a round whose clock read >= 500 ms
 		assert.is_true(p:now() >= 500 * MS and p:now() <= rounds * 10 * MS, p:now())
+	end)
+
+	it("dilates the children of a dilated process", function()
+		exp = assert(vtime.experiment{ step = 10 * MS, backend = "signal", slice = 0.02 })
+		-- sh forks sleep: the child inherits LD_PRELOAD and the process group
+		local p = assert(exp:spawn({ "sh", "-c", "sleep 0.2; exit 4" }))
+		exp:freeze()
+		local rounds = 0
+		while p:alive() and rounds < 60 do
+			exp:advance(1)
+			rounds = rounds + 1
+			if rounds < 20 then assert.is_true(p:alive(), "ended after " .. rounds) end
+		end
+		for _ = 1, 50 do if not p:alive() then break end kx.sleep(0.01) end
+		assert.same({ code = 4 }, p:status())
+		assert.is_true(rounds >= 20 and rounds <= 26, rounds .. " rounds")
 	end)
 
 	it("records an exit mid-run while the others go on", function()

@@ -1,7 +1,12 @@
 /* Test program for kx.vtime: prints CLOCK_MONOTONIC (ns) at start and after
- * every usleep(1000); on SIGUSR1 prints "usr1 <ns>".  argv[1] = iterations
- * (default unlimited). */
+ * every 1 ms wait; on SIGUSR1 prints "usr1 <ns>".  argv[1] = iterations
+ * (default unlimited, -1), argv[2] = how it waits: usleep (default),
+ * nanosleep, poll, select, epoll (timeouts with nothing ready). */
+#include <poll.h>
 #include <signal.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -20,6 +25,8 @@ static long long mono(void)
 int main(int argc, char **argv)
 {
 	long n = argc > 1 ? atol(argv[1]) : -1;
+	const char *how = argc > 2 ? argv[2] : "usleep";
+	int ep = epoll_create1(0);
 	signal(SIGUSR1, on_usr1);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("start %lld\n", mono());
@@ -28,7 +35,20 @@ int main(int argc, char **argv)
 			got_usr1 = 0;
 			printf("usr1 %lld\n", mono());
 		}
-		usleep(1000);
+		if (!strcmp(how, "nanosleep")) {
+			struct timespec ts = {0, 1000000};
+			nanosleep(&ts, NULL);
+		} else if (!strcmp(how, "poll")) {
+			poll(NULL, 0, 1);
+		} else if (!strcmp(how, "select")) {
+			struct timeval tv = {0, 1000};
+			select(0, NULL, NULL, NULL, &tv);
+		} else if (!strcmp(how, "epoll")) {
+			struct epoll_event ev;
+			epoll_wait(ep, &ev, 1, 1);
+		} else {
+			usleep(1000);
+		}
 		printf("t %lld\n", mono());
 	}
 	return 0;
