@@ -283,13 +283,6 @@ int vt_spawn(struct vt_exp *e, char *const argv[], char *const env_extra[],
 		sigset_t all;
 		sigemptyset(&all);
 		sigprocmask(SIG_SETMASK, &all, NULL);
-		if (e->backend == VT_FREEZER) {
-			char tasks[200], me[24];
-			snprintf(tasks, sizeof tasks, "%s/cgroup.procs", e->cg_path);
-			snprintf(me, sizeof me, "%d", (int)getpid());
-			if (write_str(tasks, me) < 0)
-				_exit(126);
-		}
 		const char *old = getenv("LD_PRELOAD");
 		char pre[PATH_MAX * 2];
 		if (old && *old)
@@ -314,9 +307,20 @@ int vt_spawn(struct vt_exp *e, char *const argv[], char *const env_extra[],
 		return -1;
 	}
 	if (e->backend == VT_FREEZER) {
-		/* frozen from now on; SIGCONT takes effect at the first thaw */
-		char state[200];
+		/* Joined by the parent once stopped (a child writing itself into a
+		 * frozen cgroup would freeze before it stops); frozen from now on,
+		 * its SIGCONT takes effect at the first thaw. */
+		char tasks[200], state[200], pidbuf[24];
+		snprintf(tasks, sizeof tasks, "%s/cgroup.procs", e->cg_path);
 		snprintf(state, sizeof state, "%s/freezer.state", e->cg_path);
+		snprintf(pidbuf, sizeof pidbuf, "%d", (int)pid);
+		int rc = write_str(tasks, pidbuf);
+		if (rc < 0) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			seterr(err, errlen, "%s: %s", tasks, strerror(-rc));
+			return -1;
+		}
 		write_str(state, "FROZEN");
 		kill(pid, SIGCONT);
 	}
