@@ -38,6 +38,12 @@ static unsigned (*real_sleep)(unsigned);
 static int (*real_poll)(struct pollfd *, nfds_t, int);
 static int (*real_select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
 static int (*real_epoll_wait)(int, struct epoll_event *, int, int);
+static int (*real_ppoll)(struct pollfd *, nfds_t, const struct timespec *,
+                         const sigset_t *);
+static int (*real_pselect)(int, fd_set *, fd_set *, fd_set *,
+                           const struct timespec *, const sigset_t *);
+static int (*real_epoll_pwait)(int, struct epoll_event *, int, int,
+                               const sigset_t *);
 
 #define RESOLVE(name) real_##name = dlsym(RTLD_NEXT, #name)
 
@@ -46,6 +52,7 @@ __attribute__((constructor)) static void kxvt_init(void)
 	RESOLVE(clock_gettime); RESOLVE(gettimeofday); RESOLVE(time);
 	RESOLVE(nanosleep); RESOLVE(clock_nanosleep); RESOLVE(usleep);
 	RESOLVE(sleep); RESOLVE(poll); RESOLVE(select); RESOLVE(epoll_wait);
+	RESOLVE(ppoll); RESOLVE(pselect); RESOLVE(epoll_pwait);
 	const char *path = getenv("KXRUN_VTIME_SHM");
 	if (!path || !*path)
 		return;
@@ -233,6 +240,54 @@ API int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 	int64_t deadline = kxvt_read(shm, NULL) + (int64_t)timeout * 1000000;
 	for (;;) {
 		int r = real_epoll_wait(epfd, ev, max, SLICE_MS);
+		if (r != 0 || kxvt_read(shm, NULL) >= deadline)
+			return r;
+	}
+}
+
+API int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *to,
+              const sigset_t *mask)
+{
+	if (!shm || !to || (to->tv_sec == 0 && to->tv_nsec == 0))
+		return real_ppoll(fds, n, to, mask);
+	int64_t deadline = kxvt_read(shm, NULL) + ts_ns(to);
+	for (;;) {
+		struct timespec slice = {0, SLICE_MS * 1000000};
+		int r = real_ppoll(fds, n, &slice, mask);
+		if (r != 0 || kxvt_read(shm, NULL) >= deadline)
+			return r;
+	}
+}
+
+API int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e,
+                const struct timespec *to, const sigset_t *mask)
+{
+	if (!shm || !to || (to->tv_sec == 0 && to->tv_nsec == 0))
+		return real_pselect(nfds, r, w, e, to, mask);
+	int64_t deadline = kxvt_read(shm, NULL) + ts_ns(to);
+	fd_set r0, w0, e0;
+	if (r) r0 = *r;
+	if (w) w0 = *w;
+	if (e) e0 = *e;
+	for (;;) {
+		struct timespec slice = {0, SLICE_MS * 1000000};
+		int k = real_pselect(nfds, r, w, e, &slice, mask);
+		if (k != 0 || kxvt_read(shm, NULL) >= deadline)
+			return k;
+		if (r) *r = r0;
+		if (w) *w = w0;
+		if (e) *e = e0;
+	}
+}
+
+API int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
+                    const sigset_t *mask)
+{
+	if (!shm || timeout <= 0)
+		return real_epoll_pwait(epfd, ev, max, timeout, mask);
+	int64_t deadline = kxvt_read(shm, NULL) + (int64_t)timeout * 1000000;
+	for (;;) {
+		int r = real_epoll_pwait(epfd, ev, max, SLICE_MS, mask);
 		if (r != 0 || kxvt_read(shm, NULL) >= deadline)
 			return r;
 	}

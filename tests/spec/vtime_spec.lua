@@ -70,7 +70,7 @@ describe("kx.vtime", function()
 		end)
 	end
 
-	for _, how in ipairs{ "nanosleep", "poll", "select", "epoll" } do
+	for _, how in ipairs{ "nanosleep", "poll", "select", "epoll", "ppoll", "pselect", "epoll_pwait" } do
 		it("lets " .. how .. " time out in virtual time", function()
 			exp = assert(vtime.experiment{ step = MS, backend = "signal" })
 			assert(exp:spawn({ CLOCK, "-1", how }, { stdout = out }))

@@ -1,7 +1,7 @@
 /* Test program for kx.vtime: prints CLOCK_MONOTONIC (ns) at start and after
  * every 1 ms wait; on SIGUSR1 prints "usr1 <ns>".  argv[1] = iterations
  * (default unlimited, -1), argv[2] = how it waits: usleep (default),
- * nanosleep, poll, select, epoll (timeouts with nothing ready). */
+ * nanosleep, poll, select, epoll, ppoll, pselect, epoll_pwait (timeouts with nothing ready). */
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
@@ -43,6 +43,15 @@ int main(int argc, char **argv)
 		} else if (!strcmp(how, "select")) {
 			struct timeval tv = {0, 1000};
 			select(0, NULL, NULL, NULL, &tv);
+		} else if (!strcmp(how, "ppoll")) {
+			struct timespec ts = {0, 1000000};
+			ppoll(NULL, 0, &ts, NULL);
+		} else if (!strcmp(how, "pselect")) {
+			struct timespec ts = {0, 1000000};
+			pselect(0, NULL, NULL, NULL, &ts, NULL);
+		} else if (!strcmp(how, "epoll_pwait")) {
+			struct epoll_event ev;
+			epoll_pwait(ep, &ev, 1, 1, NULL);
 		} else if (!strcmp(how, "epoll")) {
 			struct epoll_event ev;
 			epoll_wait(ep, &ev, 1, 1);
