@@ -91,3 +91,17 @@ do
 		:format(s.tasks, s.fragments, v.fragments))
 	os.execute("rm -rf " .. dir)
 end
+
+-- 4. kx.vtime: `sleep 0.5` in virtual time, 10 ms per round; the rounds it takes
+-- do not depend on how loaded the machine is.
+do
+	local vtime = require "kx.vtime"
+	local exp = assert(vtime.experiment{ step = 10e6, backend = "signal", slice = 0.02 })
+	local p = assert(exp:spawn({ "sleep", "0.5" }))
+	exp:freeze()
+	local t0 = kx.now()
+	while p:alive() and exp.rounds < 100 do exp:advance(1) end
+	print(("vtime: sleep 0.5 ended in round %d at virtual %.3f s (%.3f s real)")
+		:format(exp.rounds, p:now() / 1e9, kx.now() - t0))
+	exp:stop()
+end

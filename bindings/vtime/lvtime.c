@@ -1,0 +1,434 @@
+/*
+ * lvtime.c - Lua binding kx.vtime (SPEC section 3).
+ *
+ *   vtime.experiment{step=ns, backend="auto"|"signal"|"freezer", slice=s}
+ *       -> exp | nil, message      (slice: real seconds per round, 0.001)
+ *   exp:spawn(argv, {speed=, env={K=V}, stdout=, stderr=}) -> proc | nil, msg
+ *   exp:freeze()  exp:advance(n) -> now  exp:run_until(vt) -> now
+ *   exp:now()  exp:stop()  exp.backend  exp.step  exp.rounds
+ *   proc.pid  proc:now()  proc:alive()  proc:status()
+ *   vtime.cleanup() -> removed cgroups
+ *
+ * advance suspends the calling task; rounds are driven by a libuv timer.
+ */
+#include "vtime.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "kx.h"
+
+#define EXP_T "kx.vtime.experiment"
+#define PROC_T "kx.vtime.process"
+
+struct lexp {
+	struct vt_exp *e;
+	uv_timer_t timer;
+	int refs;            /* userdata + pending child watches + atexit */
+	kx_task *task;       /* the task in advance(), or NULL */
+	int64_t target;      /* round at which advance ends */
+	uint64_t slice_ms;
+};
+
+struct uexp { struct lexp *x; };
+struct uproc { struct lexp *x; int idx; };
+
+static void lexp_closed(uv_handle_t *h)
+{
+	struct lexp *x = h->data;
+	vt_exp_free(x->e);
+	free(x);
+}
+
+static void lexp_unref(struct lexp *x)
+{
+	if (--x->refs == 0)
+		uv_close((uv_handle_t *)&x->timer, lexp_closed);
+}
+
+static void finish_advance(struct lexp *x)
+{
+	kx_task *t = x->task;
+	x->task = NULL;
+	uv_timer_stop(&x->timer);
+	if (t) {
+		lua_State *T = kx_task_state(t);
+		lua_pushinteger(T, vt_now(x->e));
+		kx_wake(t, 1);
+	}
+}
+
+static int any_alive(struct vt_exp *e)
+{
+	for (int i = 0; i < e->nprocs; i++)
+		if (e->procs[i].alive)
+			return 1;
+	return 0;
+}
+
+/* End of a round: freeze, set the clock to round x step, next or done. */
+static void on_slice(uv_timer_t *h)
+{
+	struct lexp *x = h->data;
+	struct vt_exp *e = x->e;
+	vt_freeze(e);
+	e->round++;
+	vt_set_clock(e, e->round * e->step);
+	if (e->round >= x->target) {
+		finish_advance(x);
+		return;
+	}
+	if (!any_alive(e)) { /* nobody to run: the clock jumps */
+		e->round = x->target;
+		vt_set_clock(e, e->round * e->step);
+		finish_advance(x);
+		return;
+	}
+	vt_thaw(e);
+	uv_timer_start(&x->timer, on_slice, x->slice_ms, 0);
+}
+
+static void advance_cancel(void *ud)
+{
+	struct lexp *x = ud;
+	x->task = NULL;
+	uv_timer_stop(&x->timer);
+	if (!x->e->frozen && !x->e->stopped)
+		vt_freeze(x->e);
+}
+
+static struct lexp *checkexp(lua_State *L)
+{
+	struct uexp *u = luaL_checkudata(L, 1, EXP_T);
+	if (!u->x)
+		luaL_argerror(L, 1, "experiment already collected");
+	return u->x;
+}
+
+static int do_advance(lua_State *L, struct lexp *x, int64_t n)
+{
+	struct vt_exp *e = x->e;
+	if (e->stopped)
+		return luaL_error(L, "advance: the experiment is stopped");
+	if (!e->frozen)
+		return luaL_error(L, "advance before freeze: call exp:freeze() first");
+	if (x->task)
+		return luaL_error(L, "advance: another task is advancing this experiment");
+	if (n <= 0) {
+		lua_pushinteger(L, vt_now(e));
+		return 1;
+	}
+	kx_task *t = kx_checktask(L, "advance");
+	x->task = t;
+	x->target = e->round + n;
+	if (!any_alive(e)) {
+		e->round = x->target;
+		vt_set_clock(e, e->round * e->step);
+		x->task = NULL;
+		lua_pushinteger(L, vt_now(e));
+		return 1;
+	}
+	vt_thaw(e);
+	uv_timer_start(&x->timer, on_slice, x->slice_ms, 0);
+	return kx_await(L, t, -1, advance_cancel, x);
+}
+
+static int e_advance(lua_State *L)
+{
+	struct lexp *x = checkexp(L);
+	lua_Integer n = luaL_checkinteger(L, 2);
+	luaL_argcheck(L, n >= 0, 2, "rounds must be >= 0");
+	return do_advance(L, x, n);
+}
+
+static int e_run_until(lua_State *L)
+{
+	struct lexp *x = checkexp(L);
+	lua_Integer vt = luaL_checkinteger(L, 2);
+	int64_t now = x->e->round * x->e->step;
+	int64_t n = vt > now ? (vt - now + x->e->step - 1) / x->e->step : 0;
+	return do_advance(L, x, n);
+}
+
+static int e_freeze(lua_State *L)
+{
+	struct lexp *x = checkexp(L);
+	if (x->e->stopped)
+		return luaL_error(L, "freeze: the experiment is stopped");
+	if (x->task)
+		return luaL_error(L, "freeze: an advance is in progress");
+	vt_freeze(x->e);
+	return 0;
+}
+
+static int e_now(lua_State *L)
+{
+	lua_pushinteger(L, vt_now(checkexp(L)->e));
+	return 1;
+}
+
+static int e_stop(lua_State *L)
+{
+	struct lexp *x = checkexp(L);
+	if (x->task) {
+		kx_task *t = x->task;
+		x->task = NULL;
+		uv_timer_stop(&x->timer);
+		lua_State *T = kx_task_state(t);
+		lua_pushnil(T);
+		lua_pushstring(T, "experiment stopped");
+		kx_wake(t, 2);
+	}
+	for (int i = 0; i < x->e->nprocs; i++)
+		if (x->e->procs[i].alive)
+			kx_untrack_pgid(x->e->procs[i].pid);
+	vt_exp_stop(x->e);
+	return 0;
+}
+
+struct watch { struct lexp *x; };
+
+static void on_exit_cb(pid_t pid, int ws, void *ud)
+{
+	struct watch *w = ud;
+	vt_proc_exited(w->x->e, pid, ws);
+	kx_untrack_pgid(pid);
+	lexp_unref(w->x);
+	free(w);
+}
+
+static int e_spawn(lua_State *L)
+{
+	struct lexp *x = checkexp(L);
+	luaL_checktype(L, 2, LUA_TTABLE);
+	lua_settop(L, 3);
+	int n = (int)luaL_len(L, 2);
+	luaL_argcheck(L, n >= 1, 2, "argv must have a program");
+	double speed = 1.0;
+	const char *out = NULL, *err = NULL;
+	if (!lua_isnoneornil(L, 3)) {
+		luaL_checktype(L, 3, LUA_TTABLE);
+		if (lua_getfield(L, 3, "speed") != LUA_TNIL)
+			speed = luaL_checknumber(L, -1);
+		lua_pop(L, 1);
+		luaL_argcheck(L, speed > 0 && isfinite(speed), 3, "speed must be > 0");
+		if (lua_getfield(L, 3, "stdout") != LUA_TNIL)
+			out = luaL_checkstring(L, -1);
+		if (lua_getfield(L, 3, "stderr") != LUA_TNIL)
+			err = luaL_checkstring(L, -1);
+		lua_pop(L, 2);
+	}
+	char **argv = lua_newuserdatauv(L, (n + 1) * sizeof(char *), 0);
+	for (int i = 1; i <= n; i++) {
+		lua_rawgeti(L, 2, i);
+		argv[i - 1] = (char *)luaL_checkstring(L, -1);
+		lua_pop(L, 1); /* the string stays in the table */
+	}
+	argv[n] = NULL;
+	int nenv = 0;
+	char **env = NULL;
+	if (!lua_isnoneornil(L, 3) && lua_getfield(L, 3, "env") == LUA_TTABLE) {
+		int envi = lua_gettop(L);
+		lua_pushnil(L);
+		while (lua_next(L, envi))
+			nenv++, lua_pop(L, 1);
+		env = lua_newuserdatauv(L, (nenv + 1) * sizeof(char *), 0);
+		int k = 0;
+		lua_pushnil(L);
+		while (lua_next(L, envi)) {
+			lua_pushfstring(L, "%s=%s", luaL_checkstring(L, -2),
+			                luaL_checkstring(L, -1));
+			env[k++] = (char *)lua_tostring(L, -1);
+			lua_insert(L, envi); /* keep the string alive below */
+			envi++;
+			lua_pop(L, 1);
+		}
+		env[k] = NULL;
+	}
+	char msg[512];
+	int idx = vt_spawn(x->e, argv, env, kx_libdir(), out, err, speed, msg,
+	                   sizeof msg);
+	if (idx < 0)
+		return kx_fail(L, "%s", msg);
+	pid_t pid = x->e->procs[idx].pid;
+	kx_track_pgid(pid);
+	struct watch *w = malloc(sizeof *w);
+	w->x = x;
+	x->refs++;
+	if (kx_child_watch(pid, on_exit_cb, w) < 0) {
+		x->refs--;
+		free(w);
+	}
+	struct uproc *u = lua_newuserdatauv(L, sizeof *u, 1);
+	u->x = x;
+	u->idx = idx;
+	lua_pushvalue(L, 1);
+	lua_setiuservalue(L, -2, 1); /* the proc keeps its experiment alive */
+	luaL_setmetatable(L, PROC_T);
+	return 1;
+}
+
+static int e_index(lua_State *L)
+{
+	struct lexp *x = checkexp(L);
+	const char *k = luaL_checkstring(L, 2);
+	if (!strcmp(k, "step"))
+		lua_pushinteger(L, x->e->step);
+	else if (!strcmp(k, "rounds"))
+		lua_pushinteger(L, x->e->round);
+	else if (!strcmp(k, "backend"))
+		lua_pushstring(L, x->e->backend == VT_FREEZER ? "freezer" : "signal");
+	else {
+		luaL_getmetatable(L, EXP_T);
+		lua_getfield(L, -1, "__methods");
+		lua_getfield(L, -1, k);
+	}
+	return 1;
+}
+
+static int e_gc(lua_State *L)
+{
+	struct uexp *u = luaL_checkudata(L, 1, EXP_T);
+	if (u->x) {
+		e_stop(L);
+		lexp_unref(u->x);
+		u->x = NULL;
+	}
+	return 0;
+}
+
+static struct vt_proc *checkproc(lua_State *L, struct lexp **xo)
+{
+	struct uproc *u = luaL_checkudata(L, 1, PROC_T);
+	*xo = u->x;
+	return &u->x->e->procs[u->idx];
+}
+
+static int p_now(lua_State *L)
+{
+	struct lexp *x;
+	struct vt_proc *p = checkproc(L, &x);
+	lua_pushinteger(L, p->alive ? vt_now(x->e) : p->exit_vns);
+	return 1;
+}
+
+static int p_alive(lua_State *L)
+{
+	struct lexp *x;
+	lua_pushboolean(L, checkproc(L, &x)->alive);
+	return 1;
+}
+
+static int p_status(lua_State *L)
+{
+	struct lexp *x;
+	struct vt_proc *p = checkproc(L, &x);
+	if (p->alive)
+		return lua_pushnil(L), 1;
+	lua_createtable(L, 0, 1);
+	if (WIFSIGNALED(p->wstatus)) {
+		lua_pushinteger(L, WTERMSIG(p->wstatus));
+		lua_setfield(L, -2, "signal");
+	} else {
+		lua_pushinteger(L, WEXITSTATUS(p->wstatus));
+		lua_setfield(L, -2, "code");
+	}
+	return 1;
+}
+
+static int p_index(lua_State *L)
+{
+	struct lexp *x;
+	struct vt_proc *p = checkproc(L, &x);
+	const char *k = luaL_checkstring(L, 2);
+	if (!strcmp(k, "pid")) {
+		lua_pushinteger(L, p->pid);
+	} else if (!strcmp(k, "speed")) {
+		lua_pushnumber(L, p->speed);
+	} else {
+		luaL_getmetatable(L, PROC_T);
+		lua_getfield(L, -1, "__methods");
+		lua_getfield(L, -1, k);
+	}
+	return 1;
+}
+
+static void at_exit(void *ud)
+{
+	struct lexp *x = ud;
+	vt_exp_stop(x->e);
+}
+
+static int l_experiment(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_getfield(L, 1, "step");
+	int isnum;
+	lua_Number stepn = lua_tonumberx(L, -1, &isnum);
+	luaL_argcheck(L, isnum && stepn > 0, 1, "step must be > 0 (virtual ns per round)");
+	lua_getfield(L, 1, "backend");
+	const char *backend = luaL_optstring(L, -1, "auto");
+	if (strcmp(backend, "auto") && strcmp(backend, "signal") &&
+	    strcmp(backend, "freezer"))
+		return luaL_argerror(L, 1, lua_pushfstring(L,
+		    "unknown backend '%s' (signal, freezer, auto)", backend));
+	lua_getfield(L, 1, "slice");
+	double slice = luaL_optnumber(L, -1, 0.001);
+	luaL_argcheck(L, slice > 0, 1, "slice must be > 0 seconds");
+	char msg[512];
+	struct vt_exp *e = vt_exp_new((int64_t)stepn, backend, msg, sizeof msg);
+	if (!e)
+		return kx_fail(L, "%s", msg);
+	struct lexp *x = calloc(1, sizeof *x);
+	x->e = e;
+	x->refs = 2; /* userdata, atexit */
+	x->slice_ms = (uint64_t)ceil(slice * 1000);
+	uv_timer_init(kx_loop(), &x->timer);
+	x->timer.data = x;
+	kx_atexit(at_exit, x);
+	struct uexp *u = lua_newuserdatauv(L, sizeof *u, 0);
+	u->x = x;
+	luaL_setmetatable(L, EXP_T);
+	return 1;
+}
+
+static int l_cleanup(lua_State *L)
+{
+	char msg[512];
+	int n = vt_cleanup(msg, sizeof msg);
+	lua_pushinteger(L, n);
+	if (msg[0]) {
+		lua_pushstring(L, msg);
+		return 2;
+	}
+	return 1;
+}
+
+static const luaL_Reg exp_methods[] = {
+	{"spawn", e_spawn}, {"freeze", e_freeze}, {"advance", e_advance},
+	{"run_until", e_run_until}, {"now", e_now}, {"stop", e_stop}, {NULL, NULL}};
+static const luaL_Reg proc_methods[] = {
+	{"now", p_now}, {"alive", p_alive}, {"status", p_status}, {NULL, NULL}};
+static const luaL_Reg funcs[] = {
+	{"experiment", l_experiment}, {"cleanup", l_cleanup}, {NULL, NULL}};
+
+int luaopen_kx_vtime(lua_State *L)
+{
+	kx_newclass(L, EXP_T, exp_methods, e_gc);
+	luaL_newlib(L, exp_methods);
+	lua_setfield(L, -2, "__methods");
+	lua_pushcfunction(L, e_index);
+	lua_setfield(L, -2, "__index");
+	lua_pop(L, 1);
+	kx_newclass(L, PROC_T, proc_methods, NULL);
+	luaL_newlib(L, proc_methods);
+	lua_setfield(L, -2, "__methods");
+	lua_pushcfunction(L, p_index);
+	lua_setfield(L, -2, "__index");
+	lua_pop(L, 1);
+	luaL_newlib(L, funcs);
+	return 1;
+}

@@ -1,0 +1,22 @@
+# kx.vtime: virtual time (Kronos): controller, Lua binding, and the preload
+# library libkxvtime.so that gives dilated processes their virtual clock.
+KX_SRCS   += bindings/vtime/vtime.c bindings/vtime/lvtime.c
+LUAOPEN   += kx.vtime
+EXTRA_TARGETS += $(BUILD)/lib/libkxvtime.so
+TEST_DEPS += $(BUILD)/lib/libkxvtime.so $(BUILD)/tests/vtime_clock
+
+# Preloaded into other programs: no $(SAN), no host code.
+$(BUILD)/lib/libkxvtime.so: bindings/vtime/preload.c bindings/vtime/shm.h
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -fPIC -D_GNU_SOURCE \
+	    -fvisibility=hidden -shared -o $@ bindings/vtime/preload.c -ldl
+
+$(BUILD)/tests/vtime_clock: tests/vtime/vtime_clock.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -o $@ $<
+
+# The same program linked statically: kx.vtime must refuse it at spawn.
+TEST_DEPS += $(BUILD)/tests/vtime_static
+$(BUILD)/tests/vtime_static: tests/vtime/vtime_clock.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -static -o $@ $<

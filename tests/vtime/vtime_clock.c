@@ -1,0 +1,64 @@
+/* Test program for kx.vtime: prints CLOCK_MONOTONIC (ns) at start and after
+ * every 1 ms wait; on SIGUSR1 prints "usr1 <ns>".  argv[1] = iterations
+ * (default unlimited, -1), argv[2] = how it waits: usleep (default),
+ * nanosleep, poll, select, epoll, ppoll, pselect, epoll_pwait (timeouts with nothing ready). */
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t got_usr1;
+static void on_usr1(int s) { (void)s; got_usr1 = 1; }
+
+static long long mono(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int main(int argc, char **argv)
+{
+	long n = argc > 1 ? atol(argv[1]) : -1;
+	const char *how = argc > 2 ? argv[2] : "usleep";
+	int ep = epoll_create1(0);
+	signal(SIGUSR1, on_usr1);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	printf("start %lld\n", mono());
+	for (long i = 0; n < 0 || i < n; i++) {
+		if (got_usr1) {
+			got_usr1 = 0;
+			printf("usr1 %lld\n", mono());
+		}
+		if (!strcmp(how, "nanosleep")) {
+			struct timespec ts = {0, 1000000};
+			nanosleep(&ts, NULL);
+		} else if (!strcmp(how, "poll")) {
+			poll(NULL, 0, 1);
+		} else if (!strcmp(how, "select")) {
+			struct timeval tv = {0, 1000};
+			select(0, NULL, NULL, NULL, &tv);
+		} else if (!strcmp(how, "ppoll")) {
+			struct timespec ts = {0, 1000000};
+			ppoll(NULL, 0, &ts, NULL);
+		} else if (!strcmp(how, "pselect")) {
+			struct timespec ts = {0, 1000000};
+			pselect(0, NULL, NULL, NULL, &ts, NULL);
+		} else if (!strcmp(how, "epoll_pwait")) {
+			struct epoll_event ev;
+			epoll_pwait(ep, &ev, 1, 1, NULL);
+		} else if (!strcmp(how, "epoll")) {
+			struct epoll_event ev;
+			epoll_wait(ep, &ev, 1, 1);
+		} else {
+			usleep(1000);
+		}
+		printf("t %lld\n", mono());
+	}
+	return 0;
+}
