@@ -129,11 +129,23 @@ end
 
 -- argv run so that it joins its cgroups before it execs (its children
 -- inherit them, so nothing of the task escapes the binding).
+-- The task's first process gets SIGKILL when the worker dies (setpriv
+-- --pdeathsig): a worker killed mid-task leaves no run behind that could
+-- write its output a second time beside the re-run.
+local SETPRIV = io.open("/usr/bin/setpriv") and "/usr/bin/setpriv"
 function M.wrap(argv, procs)
-	if #procs == 0 then return argv end
+	local pre = SETPRIV and { SETPRIV, "--pdeathsig", "KILL", "--" } or {}
+	if #procs == 0 then
+		local out = { table.unpack(pre) }
+		for _, a in ipairs(argv) do out[#out + 1] = a end
+		return out
+	end
 	local joins = {}
 	for _, p in ipairs(procs) do joins[#joins + 1] = "echo $$ > " .. shell_quote(p) end
-	local out = { "sh", "-c", table.concat(joins, " && ") .. ' && exec "$@"', "kxrun-task" }
+	local out = { table.unpack(pre) }
+	for _, a in ipairs{ "sh", "-c", table.concat(joins, " && ") .. ' && exec "$@"', "kxrun-task" } do
+		out[#out + 1] = a
+	end
 	for _, a in ipairs(argv) do out[#out + 1] = a end
 	return out
 end

@@ -1,0 +1,232 @@
+-- kx.sched.scripts: the server-side steps of the Redis backend.  Each runs
+-- as one EVAL (Redis runs scripts atomically), so a dispatch decision -
+-- head check, capacity reservation, move to the node's queue, counters - can
+-- never race with a worker finishing or another central.  Redis Lua is 5.1.
+--
+-- Keys under the prefix P (ARGV[1]):
+--   pending          list of task JSON, FIFO (head = index 0)
+--   known            set of submitted task ids (a retried submit is a no-op)
+--   nodes            set of node ids (no KEYS scans)
+--   node:<id>        hash capacity, parallel, used, running
+--   hb:<id>          heartbeat, expires after the lease
+--   q:<id>           tasks placed on the node, not yet taken
+--   inflight:<id>    tasks the node's worker took (BLMOVE from q:<id>)
+--   done             hash task id -> record JSON
+--   fin:<client>     ids of the client's tasks that ended (drain wakes on it)
+--   dead             malformed tasks, with the reason
+--   blocking         the head that cannot be placed, and why
+--   kick             one-element list the central blocks on (BLPOP)
+local M = {}
+
+-- Shared by the scripts that give tasks back (reaper, worker start, leave).
+local GIVE_BACK = [[
+local function kick(P)
+	redis.call('LPUSH', P .. 'kick', 1)
+	redis.call('LTRIM', P .. 'kick', 0, 0)
+end
+
+-- Tasks of `list` go back to the head of pending in their order, before
+-- `extra` (tasks already collected); when `lost` the run was lost and
+-- counts as an attempt: at max_attempts the task is recorded as failed.
+local function collect(P, list, lost, max_attempts, out, reason)
+	local items = redis.call('LRANGE', list, 0, -1)
+	for _, raw in ipairs(items) do
+		local ok, t = pcall(cjson.decode, raw)
+		if not ok or type(t) ~= 'table' then
+			redis.call('RPUSH', P .. 'dead', cjson.encode({ task = raw, reason = 'not a task object' }))
+		else
+			if lost then t.attempts = (tonumber(t.attempts) or 0) + 1 end
+			if lost and t.attempts >= max_attempts then
+				t.error = reason .. '; failed after ' .. t.attempts .. ' attempts'
+				t.exit_code = -1
+				redis.call('HSET', P .. 'done', tostring(t.id), cjson.encode(t))
+				redis.call('RPUSH', P .. 'fin:' .. tostring(t.client), tostring(t.id))
+			else
+				t.node = nil
+				out[#out + 1] = cjson.encode(t)
+			end
+		end
+	end
+	redis.call('DEL', list)
+end
+
+local function push_head(P, out)
+	for i = #out, 1, -1 do redis.call('LPUSH', P .. 'pending', out[i]) end
+end
+]]
+
+-- ARGV: P, id, task JSON
+M.submit = [[
+local P = ARGV[1]
+if redis.call('SADD', P .. 'known', ARGV[2]) == 1 then
+	redis.call('RPUSH', P .. 'pending', ARGV[3])
+	redis.call('LPUSH', P .. 'kick', 1)
+	redis.call('LTRIM', P .. 'kick', 0, 0)
+end
+return 1
+]]
+
+-- ARGV: P, weigher ("" | instances | vcpu), order (min | max)
+-- -> {"empty"} | {"dead", reason} | {"wait", id, ever} | {"placed", id, node}
+-- The choice mirrors bindings/sched/policy.c (sched_pick); the spec holds
+-- the two to the same answers.
+M.dispatch = [[
+local P, w, order = ARGV[1], ARGV[2], ARGV[3]
+local head = redis.call('LINDEX', P .. 'pending', 0)
+if not head then
+	redis.call('DEL', P .. 'blocking')
+	return { 'empty' }
+end
+local ok, t = pcall(cjson.decode, head)
+local reason
+if not ok then
+	reason = 'not JSON: ' .. tostring(t)
+elseif type(t) ~= 'table' then
+	reason = 'not a JSON object'
+elseif t.id == nil then
+	reason = 'no id'
+elseif type(t.argv) ~= 'table' or #t.argv == 0 then
+	reason = 'argv must be a non-empty array'
+elseif type(t.cpu_units) ~= 'number' or t.cpu_units < 1 or t.cpu_units ~= math.floor(t.cpu_units) then
+	reason = 'cpu_units must be an integer >= 1'
+end
+if reason then
+	redis.call('LPOP', P .. 'pending')
+	redis.call('RPUSH', P .. 'dead', cjson.encode({ task = head, reason = reason }))
+	return { 'dead', reason }
+end
+local ids = redis.call('SMEMBERS', P .. 'nodes')
+table.sort(ids)
+local best, bestv, ever = nil, nil, false
+for _, id in ipairs(ids) do
+	if redis.call('EXISTS', P .. 'hb:' .. id) == 1 then
+		local h = redis.call('HMGET', P .. 'node:' .. id, 'capacity', 'parallel', 'running', 'used')
+		local cap, par = tonumber(h[1]) or 0, tonumber(h[2]) or 0
+		local run, used = tonumber(h[3]) or 0, tonumber(h[4]) or 0
+		if cap >= t.cpu_units then ever = true end
+		if (par <= 0 or run < par) and cap - used >= t.cpu_units then
+			local v = 0
+			if w == 'instances' then v = run elseif w == 'vcpu' then v = used end
+			if best == nil or (order == 'max' and v > bestv) or (order ~= 'max' and v < bestv) then
+				best, bestv = id, v
+			end
+		end
+	end
+end
+if not best then
+	redis.call('SET', P .. 'blocking', cjson.encode({ id = t.id, cpu_units = t.cpu_units,
+		reason = ever and 'waiting for capacity' or "larger than every node's capacity" }))
+	return { 'wait', tostring(t.id), ever and 1 or 0 }
+end
+redis.call('LPOP', P .. 'pending')
+redis.call('HINCRBY', P .. 'node:' .. best, 'used', t.cpu_units)
+redis.call('HINCRBY', P .. 'node:' .. best, 'running', 1)
+local now = redis.call('TIME')
+t.node = best
+t.ts_dispatch = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('RPUSH', P .. 'q:' .. best, cjson.encode(t))
+redis.call('DEL', P .. 'blocking')
+return { 'placed', tostring(t.id), best }
+]]
+
+-- ARGV: P, node, capacity, parallel, lease_ms, reset_capacity, clear_queue, max_attempts
+-- A (re)starting worker runs nothing: what its node had taken was lost.
+M.register = GIVE_BACK .. [[
+local P, id = ARGV[1], ARGV[2]
+local node = P .. 'node:' .. id
+local back = {}
+collect(P, P .. 'inflight:' .. id, true, tonumber(ARGV[8]), back, 'worker restarted')
+if ARGV[6] == '1' then
+	collect(P, P .. 'q:' .. id, false, 0, back, '')
+end
+push_head(P, back)
+if ARGV[7] == '1' then
+	for _, raw in ipairs(redis.call('LRANGE', P .. 'q:' .. id, 0, -1)) do
+		redis.call('RPUSH', P .. 'dead', cjson.encode({ task = raw, reason = 'cleared by clear_queue on ' .. id }))
+	end
+	redis.call('DEL', P .. 'q:' .. id)
+end
+-- counters from what is really queued for the node: stale values of an
+-- earlier run never hold capacity
+local used, running = 0, 0
+for _, raw in ipairs(redis.call('LRANGE', P .. 'q:' .. id, 0, -1)) do
+	local ok, t = pcall(cjson.decode, raw)
+	if ok and type(t) == 'table' then
+		used = used + (tonumber(t.cpu_units) or 0)
+		running = running + 1
+	end
+end
+redis.call('HSET', node, 'capacity', ARGV[3], 'parallel', ARGV[4], 'used', used, 'running', running)
+redis.call('SADD', P .. 'nodes', id)
+redis.call('SET', P .. 'hb:' .. id, 1, 'PX', ARGV[5])
+kick(P)
+return #back
+]]
+
+-- ARGV: P, node, lease_ms -> 1 | 0 (the node was reaped: register again)
+M.heartbeat = [[
+local P, id = ARGV[1], ARGV[2]
+if redis.call('SISMEMBER', P .. 'nodes', id) == 0 then return 0 end
+redis.call('SET', P .. 'hb:' .. id, 1, 'PX', ARGV[3])
+return 1
+]]
+
+-- ARGV: P, node, raw task (as taken), task id, client, cpu_units, record JSON
+-- -> 1 | 0 (the task is no longer the node's: it was given back meanwhile)
+M.finish = [[
+local P, id = ARGV[1], ARGV[2]
+if redis.call('LREM', P .. 'inflight:' .. id, 1, ARGV[3]) == 0 then return 0 end
+local node = P .. 'node:' .. id
+if redis.call('EXISTS', node) == 1 then
+	redis.call('HINCRBY', node, 'used', -tonumber(ARGV[6]))
+	redis.call('HINCRBY', node, 'running', -1)
+end
+redis.call('HSET', P .. 'done', ARGV[4], ARGV[7])
+redis.call('RPUSH', P .. 'fin:' .. ARGV[5], ARGV[4])
+redis.call('LPUSH', P .. 'kick', 1)
+redis.call('LTRIM', P .. 'kick', 0, 0)
+return 1
+]]
+
+-- ARGV: P, max_attempts [, node to leave]: nodes whose heartbeat expired
+-- (or the one leaving) give their tasks back and leave the set.
+-- -> number of tasks given back
+M.reap = GIVE_BACK .. [[
+local P, max_attempts, leaving = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local total = 0
+for _, id in ipairs(redis.call('SMEMBERS', P .. 'nodes')) do
+	if id == leaving or (not leaving and redis.call('EXISTS', P .. 'hb:' .. id) == 0) then
+		local back = {}
+		collect(P, P .. 'inflight:' .. id, true, max_attempts, back, 'node ' .. id .. ' lost')
+		collect(P, P .. 'q:' .. id, false, 0, back, '')
+		push_head(P, back)
+		total = total + #back
+		redis.call('DEL', P .. 'node:' .. id, P .. 'hb:' .. id)
+		redis.call('SREM', P .. 'nodes', id)
+		kick(P)
+	end
+end
+return total
+]]
+
+-- ARGV: P -> JSON of the whole state (for status)
+M.status = [[
+local P = ARGV[1]
+local nodes = {}
+local ids = redis.call('SMEMBERS', P .. 'nodes')
+table.sort(ids)
+for i, id in ipairs(ids) do
+	local h = redis.call('HMGET', P .. 'node:' .. id, 'capacity', 'parallel', 'running', 'used')
+	nodes[i] = { id = id, capacity = tonumber(h[1]) or 0, parallel = tonumber(h[2]) or 0,
+		running = tonumber(h[3]) or 0, used = tonumber(h[4]) or 0,
+		alive = redis.call('EXISTS', P .. 'hb:' .. id) == 1,
+		queued = redis.call('LLEN', P .. 'q:' .. id),
+		taken = redis.call('LRANGE', P .. 'inflight:' .. id, 0, -1) }
+end
+local blocking = redis.call('GET', P .. 'blocking')
+return cjson.encode({ pending = redis.call('LLEN', P .. 'pending'), nodes = nodes,
+	done = redis.call('HLEN', P .. 'done'), dead = redis.call('LLEN', P .. 'dead'),
+	blocking = blocking and cjson.decode(blocking) or false })
+]]
+
+return M
