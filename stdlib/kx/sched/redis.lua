@@ -145,9 +145,10 @@ end
 -- The central: dispatch while the head can be placed, then wait for
 -- something to change (a submit, a finish, a node) in BLPOP on `kick`; the
 -- pop's timeout (one heartbeat) runs the reaper.
-function R:central(weigher, order)
+function R:central(weigher, order, o)
 	local P = self.P
-	local period = self.heartbeat or 1
+	local period = o and o.heartbeat or self.heartbeat or 1
+	if o and o.max_attempts then self.max_attempts = o.max_attempts end
 	local last_reap = 0
 	while not self.closing do
 		if kx.now() - last_reap >= period then
