@@ -275,9 +275,35 @@ function R:status()
 			ids[i] = ok and type(t) == "table" and t.id or "?"
 		end
 		n.taken = ids
+		n.in_flight = #ids
 	end
 	st.running = running
 	return st
+end
+
+-- Drops the state of earlier runs under this prefix (kxrun sched clear):
+-- the fixed keys, every node's keys (from the node set, no KEYS) and the
+-- clients' finish lists (SCAN, a few keys per step).  Returns keys removed.
+function R:clear()
+	local P = self.P
+	local function call(...)
+		local args = { ... }
+		return must(self:with("main", function(c) return c:timed(30, table.unpack(args)) end), nil, "clear")
+	end
+	local keys = { "pending", "known", "nodes", "done", "dead", "blocking", "kick" }
+	for i, k in ipairs(keys) do keys[i] = P .. k end
+	for _, id in ipairs(call("SMEMBERS", P .. "nodes")) do
+		for _, k in ipairs{ "node:", "hb:", "q:", "inflight:" } do keys[#keys + 1] = P .. k .. id end
+	end
+	local cursor = "0"
+	repeat
+		local r = call("SCAN", cursor, "MATCH", P .. "fin:*", "COUNT", 100)
+		cursor = r[1]
+		for _, k in ipairs(r[2]) do keys[#keys + 1] = k end
+	until cursor == "0"
+	local n = 0
+	for i = 1, #keys, 100 do n = n + call("DEL", table.unpack(keys, i, math.min(i + 99, #keys))) end
+	return n
 end
 
 -- The main connection stays until this process's workers have recorded

@@ -127,23 +127,22 @@ local function shell_quote(s)
 	return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
--- argv run so that it joins its cgroups before it execs (its children
--- inherit them, so nothing of the task escapes the binding).
--- The task's first process gets SIGKILL when the worker dies (setpriv
--- --pdeathsig): a worker killed mid-task leaves no run behind that could
--- write its output a second time beside the re-run.
-local SETPRIV = io.open("/usr/bin/setpriv") and "/usr/bin/setpriv"
+local has_setpriv = os.execute("command -v setpriv >/dev/null 2>&1")
+
+-- argv run so that it joins its cgroups first (its children inherit them,
+-- so nothing of the task escapes the binding) and dies with its worker: a
+-- worker killed mid-task must not leave the task running beside its re-run.
+-- The shell gets SIGTERM when the worker dies (PR_SET_PDEATHSIG through
+-- setpriv) and takes the task's whole process group with it.
 function M.wrap(argv, procs)
-	local pre = SETPRIV and { SETPRIV, "--pdeathsig", "KILL", "--" } or {}
-	if #procs == 0 then
-		local out = { table.unpack(pre) }
-		for _, a in ipairs(argv) do out[#out + 1] = a end
-		return out
-	end
 	local joins = {}
-	for _, p in ipairs(procs) do joins[#joins + 1] = "echo $$ > " .. shell_quote(p) end
-	local out = { table.unpack(pre) }
-	for _, a in ipairs{ "sh", "-c", table.concat(joins, " && ") .. ' && exec "$@"', "kxrun-task" } do
+	for _, p in ipairs(procs) do joins[#joins + 1] = "echo $$ > " .. shell_quote(p) .. " && " end
+	local out = {}
+	if has_setpriv then
+		out = { "setpriv", "--pdeathsig", "TERM", "--" }
+	end
+	for _, a in ipairs{ "sh", "-c", table.concat(joins) ..
+		'{ trap "kill -KILL 0" TERM; "$@" & wait $!; }', "kxrun-task" } do
 		out[#out + 1] = a
 	end
 	for _, a in ipairs(argv) do out[#out + 1] = a end

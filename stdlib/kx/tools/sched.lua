@@ -1,0 +1,247 @@
+-- kxrun sched: Tracekit's worker, central and dispatcher on kx.sched.
+local sched = require "kx.sched"
+
+local USAGE = [[
+usage: kxrun sched worker     --redis URL [--node ID] [--outputs DIR] [--parallel N]
+                              [--capacity-units N] [--allocation-ratio F]
+                              [--cpu-binding exclusive|shared] [--cpuweight-per-vcpu N]
+                              [--reset-capacity] [--clear-queue] [--trace-run DIR]
+                              [--heartbeat S] [--lease S]
+       kxrun sched central    --redis URL [--weigher instances|vcpu] [--weigher-order min|max]
+       kxrun sched dispatch   --redis URL --inputs DIR [--outputs DIR] [--mix "fast1080p=2,..."]
+                              [--total N] [--seed N] [--pending-mode pulse|all]
+                              [--pulse-size N] [--pulse-interval MS] [--wait]
+       kxrun sched submit     --redis URL [--cpu-units N] -- CMD ARGS...
+       kxrun sched status     --redis URL
+       kxrun sched run        (worker + central + dispatch in one process, embedded
+                              backend unless --redis; takes the flags of all three)
+       kxrun sched gen-inputs [--output DIR] [--count N] [--duration S] [--size WxH]
+       kxrun sched clear      --redis URL   (drop every queue and node of earlier runs)
+
+URL: redis://[:password@]host[:port][/db].  Profiles: fast1080p (2 units),
+medium480p (2), hevc1080p (4), light1c (1).  --pulse-interval is in ms, as
+in Tracekit.  A worker runs until SIGINT/SIGTERM; its tasks go back to the
+queue when it dies (heartbeat --heartbeat s, lease --lease s).
+]]
+
+local function die(fmt, ...)
+	io.stderr:write("kxrun sched: ", fmt:format(...), "\n")
+	return 1
+end
+
+local BOOL = { ["reset-capacity"] = true, ["clear-queue"] = true, wait = true, embedded = true, help = true }
+
+local function parse(argv)
+	local flags, pos, i = {}, {}, 2
+	while i <= #argv do
+		local a = argv[i]
+		if a == "--" then
+			for j = i + 1, #argv do pos[#pos + 1] = argv[j] end
+			break
+		elseif a == "-h" then
+			flags.help = true
+		elseif a:match("^%-%-") then
+			local k, v = a:match("^%-%-([%w-]+)=(.*)$")
+			if not k then
+				k = a:sub(3)
+				if BOOL[k] then v = true else
+					v = argv[i + 1]
+					if v == nil then return nil, "option --" .. k .. " needs a value" end
+					i = i + 1
+				end
+			end
+			flags[k] = v
+		else
+			pos[#pos + 1] = a
+		end
+		i = i + 1
+	end
+	return flags, pos
+end
+
+local function num(flags, k, default)
+	local v = flags[k]
+	if v == nil then return default end
+	local n = tonumber(v)
+	if not n then error(("--%s must be a number, got %s"):format(k, v), 0) end
+	return n
+end
+
+local function parse_mix(s)
+	local mix = {}
+	for name, w in (s or ""):gmatch("([%w_]+)%s*=%s*([%d.]+)") do mix[name] = tonumber(w) end
+	if next(mix) == nil then error("--mix wants name=weight pairs, e.g. fast1080p=2,light1c=3", 0) end
+	return mix
+end
+
+local function connect(flags, need)
+	local url = flags.redis
+	if not url and need then error("--redis URL is needed (redis://[:password@]host[:port][/db])", 0) end
+	local s, err = sched.connect(url)
+	if not s then error(err, 0) end
+	return s
+end
+
+local function worker_opts(flags)
+	local trace
+	if flags["trace-run"] then
+		trace = assert(require("kx.trace").start{ dir = flags["trace-run"], interval = 0.2, join = true,
+			node = flags.node })
+	end
+	return {
+		node = flags.node, capacity = num(flags, "capacity-units"), allocation_ratio = num(flags, "allocation-ratio", 1.0),
+		parallel = num(flags, "parallel", 0), binding = flags["cpu-binding"] or "exclusive",
+		cpuweight_per_vcpu = num(flags, "cpuweight-per-vcpu", 100), reset_capacity = flags["reset-capacity"],
+		clear_queue = flags["clear-queue"], outputs = flags.outputs, trace = trace,
+		heartbeat = num(flags, "heartbeat"), lease = num(flags, "lease"),
+	}, trace
+end
+
+local function until_signal(s, what)
+	local function stop() s:close() end
+	kx.signal("TERM", stop)
+	kx.signal("INT", stop)
+	what()
+end
+
+local function dispatch_opts(flags)
+	return {
+		inputs = flags.inputs, outputs = flags.outputs or "outputs", mix = parse_mix(flags.mix or "fast1080p=1"),
+		total = num(flags, "total", 10), seed = num(flags, "seed", 20250901),
+		mode = flags["pending-mode"] or "pulse", pulse_size = num(flags, "pulse-size", 10),
+		pulse_interval = num(flags, "pulse-interval", 100) / 1000,
+	}
+end
+
+local function summary(records)
+	local by, first, last = {}, math.huge, 0
+	for _, r in ipairs(records) do
+		local p = r.profile or "command"
+		local b = by[p] or { n = 0, wait = 0, run = 0, failed = 0 }
+		by[p] = b
+		b.n = b.n + 1
+		b.wait = b.wait + ((r.ts_start or r.ts_enqueue) - r.ts_enqueue)
+		b.run = b.run + ((r.ts_end or 0) - (r.ts_start or 0))
+		if (r.exit_code or 1) ~= 0 then b.failed = b.failed + 1 end
+		first = math.min(first, r.ts_enqueue)
+		last = math.max(last, r.ts_end or 0)
+	end
+	print(("%-12s %5s %12s %12s %7s"):format("profile", "tasks", "mean wait ms", "mean run ms", "failed"))
+	local names = {}
+	for p in pairs(by) do names[#names + 1] = p end
+	table.sort(names)
+	for _, p in ipairs(names) do
+		local b = by[p]
+		print(("%-12s %5d %12.1f %12.1f %7d"):format(p, b.n, b.wait / b.n, b.run / b.n, b.failed))
+	end
+	if #records > 0 then print(("makespan: %.3f s for %d tasks"):format((last - first) / 1000, #records)) end
+end
+
+local commands = {}
+
+function commands.worker(flags)
+	local s = connect(flags, true)
+	local opts, trace = worker_opts(flags)
+	print(("worker %s: up (binding %s)"):format(opts.node or "(hostname)", opts.binding))
+	until_signal(s, function() s:worker(opts) end)
+	if trace then trace:stop() end
+	return 0
+end
+
+function commands.central(flags)
+	local s = connect(flags, true)
+	print(("central: up (weigher %s, order %s)"):format(flags.weigher or "first-fit", flags["weigher-order"] or "min"))
+	until_signal(s, function() s:central{ weigher = flags.weigher, order = flags["weigher-order"] } end)
+	return 0
+end
+
+function commands.dispatch(flags)
+	local s = connect(flags, true)
+	local ids, err = s:dispatch(dispatch_opts(flags))
+	if not ids then return die("%s", err) end
+	print(("dispatched %d tasks"):format(#ids))
+	if flags.wait then summary(s:drain()) end
+	return 0
+end
+
+function commands.submit(flags, pos)
+	local s = connect(flags, true)
+	if #pos == 0 then return die("submit: no command (kxrun sched submit --redis URL -- CMD ARGS)") end
+	local spec = { table.unpack(pos) }
+	spec.cpu_units = num(flags, "cpu-units", 1)
+	print(s:submit(spec))
+	return 0
+end
+
+function commands.status(flags)
+	local s = connect(flags, true)
+	local st = s:status()
+	print(("pending: %d   dead letters: %d"):format(st.pending or 0, st.dead or 0))
+	if st.blocking then
+		print(("head blocking: task %s needs %d units: %s"):format(st.blocking.id, st.blocking.cpu_units, st.blocking.reason))
+	end
+	print(("%-16s %8s %6s %8s %8s %7s %9s %6s"):format("node", "capacity", "used", "running", "parallel", "queued", "in-flight", "alive"))
+	for _, n in ipairs(st.nodes) do
+		print(("%-16s %8s %6s %8s %8s %7s %9s %6s"):format(n.id, n.capacity, n.used, n.running, n.parallel,
+			n.queued or 0, n.in_flight or 0, tostring(n.alive)))
+	end
+	return 0
+end
+
+function commands.clear(flags)
+	local s = connect(flags, true)
+	print(("removed %d keys"):format(s.backend:clear()))
+	return 0
+end
+
+-- worker + central + dispatch in one process: the embedded backend unless --redis.
+function commands.run(flags)
+	local s = connect(flags, false)
+	local opts, trace = worker_opts(flags)
+	local w = kx.go(function() s:worker(opts) end)
+	local c = kx.go(function() s:central{ weigher = flags.weigher, order = flags["weigher-order"] } end)
+	local ids, err = s:dispatch(dispatch_opts(flags))
+	if not ids then s:close() return die("%s", err) end
+	summary(s:drain())
+	s:close()
+	w:wait(); c:wait()
+	if trace then trace:stop() end
+	return 0
+end
+
+commands["gen-inputs"] = function(flags)
+	local out = flags.output or flags.outputs or "inputs/ffmpeg"
+	local count = num(flags, "count", 3)
+	local duration = num(flags, "duration", 2)
+	local size = flags.size or "640x360"
+	os.execute("mkdir -p '" .. out:gsub("'", "'\\''") .. "'")
+	local patterns = { "testsrc", "testsrc2", "smptebars" }
+	local noise = { "", ",noise=alls=10:allf=t", ",noise=alls=25:allf=t" }
+	for i = 1, count do
+		local file = ("%s/input_%02d.mp4"):format(out, i)
+		local src = ("%s=duration=%s:size=%s:rate=30"):format(patterns[(i - 1) % 3 + 1], duration, size)
+		local code, _, err = kx.exec{ "ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", src,
+			"-vf", "format=yuv420p" .. noise[(i - 1) // 3 % 3 + 1], "-c:v", "libx264", "-g", "90", "-b:v", "2M", file }
+		if code == nil then return die("gen-inputs: ffmpeg is missing (apt-get install ffmpeg): %s", _) end
+		if code ~= 0 then return die("gen-inputs: ffmpeg failed: %s", err) end
+		kx.progress("gen-inputs", i, count)
+		print(file)
+	end
+	return 0
+end
+
+return function(argv)
+	local cmd = argv[1]
+	if not cmd or cmd == "-h" or cmd == "--help" or cmd == "help" then
+		io.write(USAGE)
+		return cmd and 0 or 1
+	end
+	local fn = commands[cmd]
+	if not fn then return die("unknown command '%s' (see kxrun sched --help)", cmd) end
+	local flags, pos = parse(argv)
+	if not flags then return die("%s", pos) end
+	if flags.help then io.write(USAGE) return 0 end
+	local ok, r = pcall(fn, flags, pos)
+	if not ok then return die("%s: %s", cmd, tostring(r)) end
+	return r
+end
