@@ -277,7 +277,7 @@ s:worker{ node = "a", capacity = 1, binding = "shared", lease = 1, heartbeat = 0
 				n.used = math.random(0, cap)
 				nodes[#nodes + 1] = n
 				raw:call("SADD", "kx:sched:nodes", n.id)
-				raw:call("SET", "kx:sched:hb:" .. n.id, 1)
+				raw:call("SET", "kx:sched:alive:" .. n.id, 1)
 				raw:call("HSET", "kx:sched:node:" .. n.id, "capacity", n.capacity, "parallel",
 					n.parallel, "running", n.running, "used", n.used)
 			end

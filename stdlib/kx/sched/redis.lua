@@ -143,7 +143,7 @@ function R:push(task)
 end
 
 -- The central: dispatch while the head can be placed, then wait for
--- something to change (a submit, a finish, a node) in BLPOP on `kick`; the
+-- something to change (a submit, a finish, a node) in BLPOP on `wake`; the
 -- pop's timeout (one heartbeat) runs the reaper.
 function R:central(weigher, order, o)
 	local P = self.P
@@ -163,7 +163,7 @@ function R:central(weigher, order, o)
 		end
 		if r[1] ~= "placed" and r[1] ~= "dead" then
 			self:with("central", function(c)
-				return c:timed(period + 10, "BLPOP", P .. "kick", period)
+				return c:timed(period + 10, "BLPOP", P .. "wake", period)
 			end)
 		end
 	end
@@ -290,10 +290,10 @@ function R:clear()
 		local args = { ... }
 		return must(self:with("main", function(c) return c:timed(30, table.unpack(args)) end), nil, "clear")
 	end
-	local keys = { "pending", "known", "nodes", "done", "dead", "blocking", "kick" }
+	local keys = { "pending", "known", "nodes", "done", "dead", "blocking", "wake" }
 	for i, k in ipairs(keys) do keys[i] = P .. k end
 	for _, id in ipairs(call("SMEMBERS", P .. "nodes")) do
-		for _, k in ipairs{ "node:", "hb:", "q:", "inflight:" } do keys[#keys + 1] = P .. k .. id end
+		for _, k in ipairs{ "node:", "alive:", "q:", "inflight:" } do keys[#keys + 1] = P .. k .. id end
 	end
 	local cursor = "0"
 	repeat

@@ -8,21 +8,21 @@
 --   known            set of submitted task ids (a retried submit is a no-op)
 --   nodes            set of node ids (no KEYS scans)
 --   node:<id>        hash capacity, parallel, used, running
---   hb:<id>          heartbeat, expires after the lease
+--   alive:<id>       heartbeat, expires after the lease
 --   q:<id>           tasks placed on the node, not yet taken
 --   inflight:<id>    tasks the node's worker took (BLMOVE from q:<id>)
 --   done             hash task id -> record JSON
 --   fin:<client>     ids of the client's tasks that ended (drain wakes on it)
 --   dead             malformed tasks, with the reason
 --   blocking         the head that cannot be placed, and why
---   kick             one-element list the central blocks on (BLPOP)
+--   wake             one-element list the central blocks on (BLPOP)
 local M = {}
 
 -- Shared by the scripts that give tasks back (reaper, worker start, leave).
 local GIVE_BACK = [[
-local function kick(P)
-	redis.call('LPUSH', P .. 'kick', 1)
-	redis.call('LTRIM', P .. 'kick', 0, 0)
+local function wake(P)
+	redis.call('LPUSH', P .. 'wake', 1)
+	redis.call('LTRIM', P .. 'wake', 0, 0)
 end
 
 -- Tasks of `list` go back to the head of pending in their order, before
@@ -60,8 +60,8 @@ M.submit = [[
 local P = ARGV[1]
 if redis.call('SADD', P .. 'known', ARGV[2]) == 1 then
 	redis.call('RPUSH', P .. 'pending', ARGV[3])
-	redis.call('LPUSH', P .. 'kick', 1)
-	redis.call('LTRIM', P .. 'kick', 0, 0)
+	redis.call('LPUSH', P .. 'wake', 1)
+	redis.call('LTRIM', P .. 'wake', 0, 0)
 end
 return 1
 ]]
@@ -99,7 +99,7 @@ local ids = redis.call('SMEMBERS', P .. 'nodes')
 table.sort(ids)
 local best, bestv, ever = nil, nil, false
 for _, id in ipairs(ids) do
-	if redis.call('EXISTS', P .. 'hb:' .. id) == 1 then
+	if redis.call('EXISTS', P .. 'alive:' .. id) == 1 then
 		local h = redis.call('HMGET', P .. 'node:' .. id, 'capacity', 'parallel', 'running', 'used')
 		local cap, par = tonumber(h[1]) or 0, tonumber(h[2]) or 0
 		local run, used = tonumber(h[3]) or 0, tonumber(h[4]) or 0
@@ -158,8 +158,8 @@ for _, raw in ipairs(redis.call('LRANGE', P .. 'q:' .. id, 0, -1)) do
 end
 redis.call('HSET', node, 'capacity', ARGV[3], 'parallel', ARGV[4], 'used', used, 'running', running)
 redis.call('SADD', P .. 'nodes', id)
-redis.call('SET', P .. 'hb:' .. id, 1, 'PX', ARGV[5])
-kick(P)
+redis.call('SET', P .. 'alive:' .. id, 1, 'PX', ARGV[5])
+wake(P)
 return #back
 ]]
 
@@ -167,7 +167,7 @@ return #back
 M.heartbeat = [[
 local P, id = ARGV[1], ARGV[2]
 if redis.call('SISMEMBER', P .. 'nodes', id) == 0 then return 0 end
-redis.call('SET', P .. 'hb:' .. id, 1, 'PX', ARGV[3])
+redis.call('SET', P .. 'alive:' .. id, 1, 'PX', ARGV[3])
 return 1
 ]]
 
@@ -183,8 +183,8 @@ if redis.call('EXISTS', node) == 1 then
 end
 redis.call('HSET', P .. 'done', ARGV[4], ARGV[7])
 redis.call('RPUSH', P .. 'fin:' .. ARGV[5], ARGV[4])
-redis.call('LPUSH', P .. 'kick', 1)
-redis.call('LTRIM', P .. 'kick', 0, 0)
+redis.call('LPUSH', P .. 'wake', 1)
+redis.call('LTRIM', P .. 'wake', 0, 0)
 return 1
 ]]
 
@@ -195,15 +195,15 @@ M.reap = GIVE_BACK .. [[
 local P, max_attempts, leaving = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local total = 0
 for _, id in ipairs(redis.call('SMEMBERS', P .. 'nodes')) do
-	if id == leaving or (not leaving and redis.call('EXISTS', P .. 'hb:' .. id) == 0) then
+	if id == leaving or (not leaving and redis.call('EXISTS', P .. 'alive:' .. id) == 0) then
 		local back = {}
 		collect(P, P .. 'inflight:' .. id, true, max_attempts, back, 'node ' .. id .. ' lost')
 		collect(P, P .. 'q:' .. id, false, 0, back, '')
 		push_head(P, back)
 		total = total + #back
-		redis.call('DEL', P .. 'node:' .. id, P .. 'hb:' .. id)
+		redis.call('DEL', P .. 'node:' .. id, P .. 'alive:' .. id)
 		redis.call('SREM', P .. 'nodes', id)
-		kick(P)
+		wake(P)
 	end
 end
 return total
@@ -219,7 +219,7 @@ for i, id in ipairs(ids) do
 	local h = redis.call('HMGET', P .. 'node:' .. id, 'capacity', 'parallel', 'running', 'used')
 	nodes[i] = { id = id, capacity = tonumber(h[1]) or 0, parallel = tonumber(h[2]) or 0,
 		running = tonumber(h[3]) or 0, used = tonumber(h[4]) or 0,
-		alive = redis.call('EXISTS', P .. 'hb:' .. id) == 1,
+		alive = redis.call('EXISTS', P .. 'alive:' .. id) == 1,
 		queued = redis.call('LLEN', P .. 'q:' .. id),
 		taken = redis.call('LRANGE', P .. 'inflight:' .. id, 0, -1) }
 end
