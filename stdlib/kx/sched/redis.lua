@@ -156,12 +156,12 @@ function R:central(weigher, order, o)
 			local n = self:eval("reap", self.max_attempts)
 			if n and n > 0 then kx.log.warn("kx.sched: %d task(s) of lost nodes given back", n) end
 		end
-		local r, err = self:eval("dispatch", weigher or "", order or "min")
+		local r, err = self:eval("dispatch", weigher or "", order or "min", 64)
 		if r == nil then
 			if self.closing then break end
 			error("kx.sched: central: " .. err, 0)
 		end
-		if r[1] ~= "placed" and r[1] ~= "dead" then
+		if r[1] == "wait" or r[1] == "empty" then
 			self:with("central", function(c)
 				return c:timed(period + 10, "BLPOP", P .. "wake", period)
 			end)
