@@ -83,7 +83,7 @@ function R.connect(url)
 	local self = setmetatable({ o = o, conn = c, P = o.prefix, closing = false, conns = {},
 		client = ("%d-%d"):format(math.floor(kx.time() * 1000), math.random(1, 1 << 30)),
 		seq = 0, outstanding = {}, running = {}, submitted = {}, workers = 0,
-		reconnect_for = 120, max_attempts = 3 }, R)
+		reconnect_for = 120, max_attempts = 3, grace = 10 }, R)
 	return self
 end
 
@@ -113,7 +113,10 @@ function R:with(name, fn)
 		if nc then
 			if self.closing and (name ~= "main" or self.workers == 0) then nc:close(); return nil, "closed" end
 			if name == "main" then self.conn = nc else self.conns[name] = nc end
-			if c then kx.log.info("kx.sched: redis connection '%s' re-opened", name) end
+			if c then
+				kx.log.info("kx.sched: redis connection '%s' re-opened", name)
+				self.reopened = kx.now()
+			end
 		else
 			err = oerr
 		end
@@ -151,7 +154,9 @@ function R:central(weigher, order, o)
 	if o and o.max_attempts then self.max_attempts = o.max_attempts end
 	local last_reap = 0
 	while not self.closing do
-		if kx.now() - last_reap >= period then
+		-- after a Redis restart the heartbeats may have expired while it was
+		-- down: give the workers a lease's time to beat before reaping
+		if kx.now() - last_reap >= period and kx.now() - (self.reopened or -math.huge) > self.grace then
 			last_reap = kx.now()
 			local n = self:eval("reap", self.max_attempts)
 			if n and n > 0 then kx.log.warn("kx.sched: %d task(s) of lost nodes given back", n) end
