@@ -118,14 +118,17 @@ function S:worker(o)
 	end)
 end
 
--- s:central{weigher=nil|"instances"|"vcpu", order="min"|"max"}: places tasks until s:close().
+-- s:central{weigher=nil|"instances"|"vcpu", order="min"|"max", heartbeat=1,
+--   max_attempts=3}: places tasks until s:close().  heartbeat: how often
+-- the Redis central looks for nodes whose lease expired.
 function S:central(o)
 	o = o or {}
 	local order = o.order or "min"
 	if order ~= "min" and order ~= "max" then
 		error(("bad argument #1 to 'central' (order must be min or max, got %s)"):format(tostring(order)), 2)
 	end
-	return self.backend:central(weigher_of(o.weigher, "central"), order)
+	return self.backend:central(weigher_of(o.weigher, "central"), order, {
+		heartbeat = o.heartbeat, max_attempts = check_int(o.max_attempts, "max_attempts", 1, "central") })
 end
 
 function S:next_enqueue()

@@ -22,7 +22,7 @@ start_redis
 out=$("$KXRUN" sched status --redis "redis://:wrong@127.0.0.1:$PORT/0" 2>&1); expect_eq "$?" 1 "wrong password"
 expect_match "$out" "WRONGPASS|invalid password" "wrong password message"
 out=$("$KXRUN" sched status --redis "redis://:kxpw@127.0.0.1:1/0" 2>&1); expect_eq "$?" 1 "redis down"
-expect_match "$out" "Connection refused" "redis down message"
+expect_match "$out" "[Cc]onnection refused" "redis down message"
 
 "$KXRUN" sched central --redis "$URL" --weigher instances > "$T/central.log" 2>&1 & pids+=($!)
 "$KXRUN" sched worker --redis "$URL" --node n1 --capacity-units 2 --cpu-binding shared --heartbeat 0.3 --lease 1.5 > "$T/w1.log" 2>&1 & W1=$!; pids+=($W1)

@@ -1,374 +1,329 @@
--- kx.sched.redis: the scheduler over Redis, for more than one machine.
---
--- Every state change is one server-side script, so it is atomic: submit
--- (idempotent by task id), dispatch (head check, capacity reservation, move
--- to the node's queue, counters; a batch per call), register, finish
--- (idempotent) and reap.  Workers take tasks with BLMOVE into a per-node
--- in-flight list and keep a heartbeat key with a TTL; the central returns
--- the in-flight tasks and capacity of a node whose heartbeat expired.  The
--- central wakes on a list it blocks on (BLPOP), not on a timer.  A lost
--- connection is re-established and the call repeated.
---
--- Keys (prefix kx:sched:): pending (list), task:<id> (submitted marker),
--- nodes (set), node:<id> (hash: capacity parallel running used),
--- alive:<id> (TTL), q:<id>, inflight:<id> (lists), fin:<client> (records),
--- dead (dead letters), blocking, wake.
-local redis = require "kx.redis"
-local json = kx.json
+-- kx.sched.redis: the scheduler on Redis, for more than one machine.  Every
+-- decision is one server-side script (kx.sched.scripts); the central, the
+-- workers and drain wait in blocking pops on connections of their own, never
+-- on a timer; a lost connection is re-opened and the call retried (each
+-- script is safe to repeat).
+local client = require "kx.sched.redis.client"
+local scripts = require "kx.sched.scripts"
 
 local R = {}
 R.__index = R
 
-local PREFIX = "kx:sched:"
-
--- Redis scripts run Redis's Lua 5.1 with cjson.
-local REQUEUE = [[
-local function requeue(p, list, bump, max, now)
-  local items = redis.call('LRANGE', list, 0, -1)
-  for i = #items, 1, -1 do
-    local ok, t = pcall(cjson.decode, items[i])
-    if ok and type(t) == 'table' then
-      if bump then t.attempts = (tonumber(t.attempts) or 0) + 1 end
-      if bump and t.attempts >= max then
-        t.error = 'failed after ' .. t.attempts .. ' attempts (its worker died)'
-        t.exit_code = -1
-        t.ts_end = now
-        redis.call('RPUSH', p .. 'fin:' .. tostring(t.client), cjson.encode(t))
-      else
-        redis.call('LPUSH', p .. 'pending', cjson.encode(t))
-      end
-    end
-  end
-  redis.call('DEL', list)
-  return #items
-end
-]]
-
-local SUBMIT = [[
-local p = ARGV[1]
-if redis.call('SET', p .. 'task:' .. ARGV[2], '1', 'NX', 'EX', 604800) then
-  redis.call('RPUSH', p .. 'pending', ARGV[3])
-  redis.call('LPUSH', p .. 'wake', '1')
-  redis.call('LTRIM', p .. 'wake', 0, 0)
-  return 1
-end
-return 0
-]]
-
-local DISPATCH = [[
-local p, weigher, order, max, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
-local ids = redis.call('SMEMBERS', p .. 'nodes')
-table.sort(ids)
-local st = {}
-for i, id in ipairs(ids) do
-  local h = redis.call('HMGET', p .. 'node:' .. id, 'capacity', 'parallel', 'running', 'used')
-  st[i] = { id = id, cap = tonumber(h[1]) or 0, par = tonumber(h[2]) or 0,
-    run = tonumber(h[3]) or 0, used = tonumber(h[4]) or 0,
-    alive = redis.call('EXISTS', p .. 'alive:' .. id) == 1 }
-end
-local n = 0
-while n < max do
-  local head = redis.call('LINDEX', p .. 'pending', 0)
-  if not head then redis.call('DEL', p .. 'blocking') return n end
-  local ok, t = pcall(cjson.decode, head)
-  if not ok or type(t) ~= 'table' or not tonumber(t.cpu_units) or type(t.argv) ~= 'table' then
-    redis.call('LPOP', p .. 'pending')
-    redis.call('RPUSH', p .. 'dead', cjson.encode({ reason = 'malformed task JSON', raw = head }))
-  else
-    local units = tonumber(t.cpu_units)
-    local best
-    for i, s in ipairs(st) do
-      if s.alive and (s.par <= 0 or s.run < s.par) and s.cap - s.used >= units then
-        if not best then best = i
-        elseif weigher == 'instances' or weigher == 'vcpu' then
-          local a = weigher == 'instances' and s.run or s.used
-          local b = weigher == 'instances' and st[best].run or st[best].used
-          if (order == 'max' and a > b) or (order ~= 'max' and a < b) then best = i end
-        end
-      end
-    end
-    if not best then
-      local ever = false
-      for _, s in ipairs(st) do if s.alive and s.cap >= units then ever = true end end
-      redis.call('SET', p .. 'blocking', cjson.encode({ id = t.id, cpu_units = units,
-        reason = ever and 'waiting for capacity' or "larger than every node's capacity" }))
-      return n
-    end
-    local s = st[best]
-    s.run, s.used = s.run + 1, s.used + units
-    redis.call('HINCRBY', p .. 'node:' .. s.id, 'running', 1)
-    redis.call('HINCRBY', p .. 'node:' .. s.id, 'used', units)
-    redis.call('LPOP', p .. 'pending')
-    t.node, t.ts_dispatch = s.id, now
-    redis.call('RPUSH', p .. 'q:' .. s.id, cjson.encode(t))
-    n = n + 1
-  end
-end
-return n
-]]
-
-local REGISTER = REQUEUE .. [[
-local p, id, cap, par, lease, clear, max, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
--- an earlier worker of this node is gone: what it held goes back
-requeue(p, p .. 'inflight:' .. id, true, max, now)
-if clear == '1' then redis.call('DEL', p .. 'q:' .. id) else requeue(p, p .. 'q:' .. id, false, max, now) end
-redis.call('HSET', p .. 'node:' .. id, 'capacity', cap, 'parallel', par, 'running', 0, 'used', 0)
-redis.call('SADD', p .. 'nodes', id)
-redis.call('SET', p .. 'alive:' .. id, '1', 'PX', lease)
-redis.call('LPUSH', p .. 'wake', '1')
-redis.call('LTRIM', p .. 'wake', 0, 0)
-return 1
-]]
-
-local FINISH = [[
-local p, id, task, rec, units, client = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
-if redis.call('LREM', p .. 'inflight:' .. id, 1, task) == 1 then
-  redis.call('HINCRBY', p .. 'node:' .. id, 'running', -1)
-  redis.call('HINCRBY', p .. 'node:' .. id, 'used', -units)
-  redis.call('RPUSH', p .. 'fin:' .. client, rec)
-  redis.call('LPUSH', p .. 'wake', '1')
-  redis.call('LTRIM', p .. 'wake', 0, 0)
-  return 1
-end
-return 0
-]]
-
-local REAP = REQUEUE .. [[
-local p, max, now = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local reaped = 0
-for _, id in ipairs(redis.call('SMEMBERS', p .. 'nodes')) do
-  if redis.call('EXISTS', p .. 'alive:' .. id) == 0 then
-    reaped = reaped + requeue(p, p .. 'inflight:' .. id, true, max, now)
-    reaped = reaped + requeue(p, p .. 'q:' .. id, false, max, now)
-    redis.call('SREM', p .. 'nodes', id)
-    redis.call('DEL', p .. 'node:' .. id)
-  end
-end
-if reaped > 0 then redis.call('LPUSH', p .. 'wake', '1') redis.call('LTRIM', p .. 'wake', 0, 0) end
-return reaped
-]]
-
-local LEAVE = REQUEUE .. [[
-local p, id, max, now = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-requeue(p, p .. 'q:' .. id, false, max, now)
-redis.call('SREM', p .. 'nodes', id)
-redis.call('DEL', p .. 'node:' .. id, p .. 'alive:' .. id)
-redis.call('LPUSH', p .. 'wake', '1')
-redis.call('LTRIM', p .. 'wake', 0, 0)
-return 1
-]]
-
--- redis://[:password@]host[:port][/db]
+-- redis://[:password@]host[:port][/db][?prefix=name]
 local function parse_url(url)
-	local rest = url:gsub("^rediss?://", "")
-	local auth, hostpart = rest:match("^(.*)@(.*)$")
+	local rest = url:match("^rediss?://(.*)$")
+	local o = { port = 6379, db = 0, prefix = "kx:sched:" }
+	local auth, hostpart = rest:match("^(.*)@([^@]*)$")
 	if not auth then hostpart = rest end
-	local user, password
 	if auth then
-		user, password = auth:match("^(.-):(.*)$")
-		if not user then password = auth end
-		if user == "" then user = nil end
+		local user, pw = auth:match("^([^:]*):(.*)$")
+		if user then o.user, o.password = user ~= "" and user or nil, pw else o.password = auth end
 	end
-	local host, port, db = hostpart:match("^([^:/]*):?(%d*)/?(%d*)$")
-	if not host then return nil end
-	return { host = host ~= "" and host or "127.0.0.1", port = tonumber(port) or 6379,
-		db = tonumber(db) or 0, user = user, password = password }
+	local q = hostpart:match("%?(.*)$")
+	hostpart = hostpart:gsub("%?.*$", "")
+	local hp, db = hostpart:match("^([^/]*)/?(%d*)$")
+	if not hp then return nil, "cannot read " .. url end
+	o.db = tonumber(db) or 0
+	local host, port = hp:match("^%[(.*)%]:?(%d*)$")
+	if not host then host, port = hp:match("^([^:]*):?(%d*)$") end
+	o.host = host ~= "" and host or "127.0.0.1"
+	if host == "localhost" then o.host = "127.0.0.1" end
+	o.port = tonumber(port) or 6379
+	for k, v in (q or ""):gmatch("([^&=]+)=([^&]*)") do
+		if k == "prefix" then o.prefix = v .. ":" end
+	end
+	return o
 end
 
--- A connection that comes back by itself.  `retry` seconds of trying before
--- a call gives up; a wrong password fails at once.
-local Conn = {}
-Conn.__index = Conn
+local function is_ip(h)
+	return h:match("^%d+%.%d+%.%d+%.%d+$") or h:find(":")
+end
 
-local function open(cfg)
-	local c, err = redis.connect{ host = cfg.host, port = cfg.port, timeout = 5 }
-	if not c then return nil, ("redis %s:%d: %s"):format(cfg.host, cfg.port, err) end
-	if cfg.password then
-		local ok, aerr
-		if cfg.user then ok, aerr = c:call("AUTH", cfg.user, cfg.password)
-		else ok, aerr = c:call("AUTH", cfg.password) end
-		if not ok then c:close() return nil, ("redis %s:%d: %s"):format(cfg.host, cfg.port, aerr), true end
+-- A connection ready for commands (authenticated, db selected, scripts
+-- loaded), or nil, message.
+local function open(o)
+	local where = ("redis at %s:%d"):format(o.host, o.port)
+	if is_ip(o.host) then
+		local ok, err = client.probe(o.host, o.port, 5)
+		if not ok then return nil, where .. ": " .. err end
 	end
-	if cfg.db ~= 0 then
-		local ok, serr = c:call("SELECT", cfg.db)
-		if not ok then c:close() return nil, ("redis: SELECT %d: %s"):format(cfg.db, serr), true end
+	local c = client.new()
+	local ok, err = c:open(o.host, o.port, 5)
+	if not ok then return nil, where .. ": " .. err end
+	local function step(...)
+		local r, e = c:timed(10, ...)
+		if r == nil then c:close(); error(where .. ": " .. e, 0) end
+		return r
 	end
+	local good, why = pcall(function()
+		if o.password then
+			if o.user then step("AUTH", o.user, o.password) else step("AUTH", o.password) end
+		end
+		if o.db ~= 0 then step("SELECT", o.db) end
+		local sha = {}
+		for name, src in pairs(scripts) do sha[name] = step("SCRIPT", "LOAD", src) end
+		o.sha = sha
+	end)
+	if not good then return nil, why end
 	return c
 end
 
-function Conn:call(...)
-	local deadline = kx.now() + self.cfg.retry
-	local delay = 0.05
-	while true do
-		if not self.c or not self.c:connected() then
-			local c, err, fatal = open(self.cfg)
-			if c then
-				self.c = c
-			elseif fatal or kx.now() > deadline then
-				return nil, err
-			else
-				kx.sleep(delay)
-				delay = math.min(delay * 2, 1)
-			end
-		end
-		if self.c then
-			local r, err = self.c:call(...)
-			if r ~= nil or not tostring(err):match("^connection lost") then return r, err end
-			self.c = nil
-			if kx.now() > deadline then return nil, err end
-		end
-	end
-end
-
-function Conn:close()
-	if self.c then self.c:close() self.c = nil end
+-- Whether a failure is the connection's (re-open and retry) rather than
+-- the server refusing the command.
+local function transient(err)
+	return err:match("^connection") or err == "closed" or err == "timeout" or err:match("not connected")
+		or err:match("^LOADING") or err:match("^NOSCRIPT")
 end
 
 function R.connect(url)
-	local cfg = parse_url(url)
-	if not cfg then return nil, ("cannot read the Redis URL '%s'"):format(url) end
-	cfg.retry = 30
-	local first, err = open(cfg)
-	if not first then return nil, err end
-	local self = setmetatable({
-		cfg = cfg, conn = setmetatable({ cfg = cfg, c = first }, Conn),
-		conns = {}, client = ("%s-%d"):format(io.open("/proc/sys/kernel/hostname"):read("l"),
-			tonumber(io.open("/proc/self/stat"):read("a"):match("^%d+"))),
-		submitted = 0, seq = 0, records = {}, closing = false, max_attempts = 3,
-	}, R)
-	self.conns[1] = self.conn
+	local o, err = parse_url(url)
+	if not o then return nil, err end
+	local c, cerr = open(o)
+	if not c then return nil, cerr end
+	local self = setmetatable({ o = o, conn = c, P = o.prefix, closing = false, conns = {},
+		client = ("%d-%d"):format(math.floor(kx.time() * 1000), math.random(1, 1 << 30)),
+		seq = 0, outstanding = {}, running = {}, submitted = {}, workers = 0,
+		reconnect_for = 120, max_attempts = 3, grace = 10 }, R)
 	return self
 end
 
--- A connection of its own for a blocking command.
-function R:blocking_conn()
-	local c = setmetatable({ cfg = self.cfg }, Conn)
-	self.conns[#self.conns + 1] = c
-	return c
+-- Runs fn(conn) on the connection in slot `name` (one per blocking waiter),
+-- re-opening it while the server is away (up to reconnect_for seconds).
+function R:with(name, fn)
+	local deadline
+	local delay = 0.05
+	while true do
+		local c = self.conns[name] or (name == "main" and self.conn)
+		local r, err
+		if c and c:connected() then
+			r, err = fn(c)
+			if r ~= nil or not transient(err) then return r, err end
+		else
+			err = "not connected"
+		end
+		if self.closing and (name ~= "main" or self.workers == 0) then return nil, "closed" end
+		if c then c:close() end
+		self.conns[name] = nil
+		if name == "main" then self.conn = nil end
+		deadline = deadline or kx.now() + self.reconnect_for
+		if kx.now() > deadline then return nil, err end
+		kx.sleep(delay)
+		delay = math.min(delay * 2, 1)
+		local nc, oerr = open(self.o)
+		if nc then
+			if self.closing and (name ~= "main" or self.workers == 0) then nc:close(); return nil, "closed" end
+			if name == "main" then self.conn = nc else self.conns[name] = nc end
+			if c then
+				kx.log.info("kx.sched: redis connection '%s' re-opened", name)
+				self.reopened = kx.now()
+			end
+		else
+			err = oerr
+		end
+	end
+end
+
+function R:eval(name, ...)
+	local args = { ... }
+	return self:with("main", function(c)
+		return c:timed(30, "EVALSHA", self.o.sha[name], 0, self.P, table.unpack(args))
+	end)
 end
 
 local function must(r, err, what)
-	if r == nil then error(("kx.sched: %s: %s"):format(what, tostring(err)), 0) end
+	if r == nil then error(("kx.sched: %s: %s"):format(what, err), 0) end
 	return r
 end
-
-local function now_ms() return math.floor(kx.time() * 1000) end
 
 function R:push(task)
 	self.seq = self.seq + 1
 	task.id = task.id or ("%s-%d"):format(self.client, self.seq)
 	task.client = self.client
-	must(self.conn:call("EVAL", SUBMIT, 0, PREFIX, task.id, json.encode(task)), nil, "submit")
-	self.submitted = self.submitted + 1
+	must(self:eval("submit", task.id, kx.json.encode(task)), nil, "submit")
+	self.outstanding[task.id] = true
+	self.submitted[#self.submitted + 1] = task.id
 	return task.id
 end
 
-function R:central(weigher, order, opts)
-	opts = opts or {}
-	local heartbeat = opts.heartbeat or 1
-	local block = self:blocking_conn()
+-- The central: dispatch while the head can be placed, then wait for
+-- something to change (a submit, a finish, a node) in BLPOP on `wake`; the
+-- pop's timeout (one heartbeat) runs the reaper.
+function R:central(weigher, order, o)
+	local P = self.P
+	local period = o and o.heartbeat or self.heartbeat or 1
+	if o and o.max_attempts then self.max_attempts = o.max_attempts end
 	local last_reap = 0
-	local batch = 1000
 	while not self.closing do
-		local placed = must(self.conn:call("EVAL", DISPATCH, 0, PREFIX, weigher or "", order or "min", batch, now_ms()))
-		if kx.now() - last_reap >= heartbeat then
+		-- after a Redis restart the heartbeats may have expired while it was
+		-- down: give the workers a lease's time to beat before reaping
+		if kx.now() - last_reap >= period and kx.now() - (self.reopened or -math.huge) > self.grace then
 			last_reap = kx.now()
-			local n = must(self.conn:call("EVAL", REAP, 0, PREFIX, self.max_attempts, now_ms()))
-			if n > 0 then kx.log.warn("kx.sched: returned %d task(s) of workers whose heartbeat expired", n) end
+			local n = self:eval("reap", self.max_attempts)
+			if n and n > 0 then kx.log.warn("kx.sched: %d task(s) of lost nodes given back", n) end
 		end
-		-- a full batch may have more behind it; otherwise sleep until told
-		if placed < batch then block:call("BLPOP", PREFIX .. "wake", heartbeat) end
+		local r, err = self:eval("dispatch", weigher or "", order or "min", 64)
+		if r == nil then
+			if self.closing then break end
+			error("kx.sched: central: " .. err, 0)
+		end
+		if r[1] == "wait" or r[1] == "empty" then
+			self:with("central", function(c)
+				return c:timed(period + 10, "BLPOP", P .. "wake", period)
+			end)
+		end
 	end
 end
 
--- run(task) -> record, for each task this node takes; until close.
+-- A worker's node: register, heartbeat, take tasks (BLMOVE into the node's
+-- in-flight list) and run each in a task of its own; finish gives the
+-- capacity back in the same script that records the result.
 function R:work(node, run)
-	local lease_ms = math.floor((node.lease or 5) * 1000)
-	local heartbeat = node.heartbeat or 1
-	must(self.conn:call("EVAL", REGISTER, 0, PREFIX, node.id, node.capacity, node.parallel, lease_ms,
-		node.clear_queue and "1" or "0", self.max_attempts, now_ms()), nil, "register")
-	local beat = kx.every(heartbeat, function()
-		self.conn:call("SET", PREFIX .. "alive:" .. node.id, "1", "PX", lease_ms)
+	local P, id = self.P, node.id
+	local lease = math.floor((node.lease or 6) * 1000)
+	local beat = node.heartbeat or lease / 3000
+	self.heartbeat = self.heartbeat or beat
+	local function register()
+		return must(self:eval("register", id, node.capacity, node.parallel, lease,
+			node.reset_capacity and 1 or 0, node.clear_queue and 1 or 0, self.max_attempts),
+			nil, "register node " .. id)
+	end
+	local back = register()
+	if back > 0 then kx.log.warn("kx.sched: node %s: %d task(s) of an earlier worker given back", id, back) end
+	local slot = "worker:" .. id
+	self.workers = self.workers + 1
+	self.running[id] = {}
+	local running = self.running[id]
+	local timer = kx.every(beat, function()
+		if self.closing then return end
+		local ok = self:eval("heartbeat", id, lease)
+		if ok == 0 then
+			kx.log.warn("kx.sched: node %s was reaped (heartbeat lost): registering again", id)
+			register()
+		end
 	end)
-	local block = self:blocking_conn()
-	local running, started = {}, {}
-	local function start(raw)
-		if started[raw] then return end
-		started[raw] = true
-		local ok, task = pcall(json.decode, raw)
-		if not ok or type(task) ~= "table" then
-			self.conn:call("LREM", PREFIX .. "inflight:" .. node.id, 1, raw)
-			self.conn:call("RPUSH", PREFIX .. "dead", json.encode{ reason = "malformed task JSON", raw = raw })
-			return
-		end
-		running[raw] = kx.go(function()
-			local rec = run(task)
-			for k, v in pairs(task) do if rec[k] == nil then rec[k] = v end end
-			rec.node = node.id
-			self.conn:call("EVAL", FINISH, 0, PREFIX, node.id, raw, json.encode(rec), task.cpu_units, task.client)
-			running[raw], started[raw] = nil, nil
-		end)
-	end
 	while not self.closing do
-		local raw, err = block:call("BLMOVE", PREFIX .. "q:" .. node.id, PREFIX .. "inflight:" .. node.id,
-			"LEFT", "RIGHT", 1)
+		local raw = self:with(slot, function(c)
+			return c:timed(beat + 10, "BLMOVE", P .. "q:" .. id, P .. "inflight:" .. id, "LEFT", "RIGHT", beat)
+		end)
 		if raw then
-			start(raw)
-		elseif raw == nil then
-			kx.log.warn("kx.sched: worker %s: %s; reconnecting", node.id, tostring(err))
-			kx.sleep(0.2)
-			-- a reply lost with the connection: the task is in flight, ours
-			local mine = self.conn:call("LRANGE", PREFIX .. "inflight:" .. node.id, 0, -1)
-			for _, r in ipairs(mine or {}) do start(r) end
+			local task = kx.json.decode(raw)
+			local t = kx.go(function()
+				local rec = run(task)
+				for k, v in pairs(task) do if rec[k] == nil then rec[k] = v end end
+				local ok, err = self:eval("finish", id, raw, tostring(task.id), task.client or "",
+					task.cpu_units, kx.json.encode(rec))
+				if ok == 0 then
+					kx.log.warn("kx.sched: node %s: task %s had been given back; its result is dropped", id, task.id)
+				elseif not ok then
+					kx.log.error("kx.sched: node %s: cannot record task %s: %s", id, task.id, err)
+				end
+			end)
+			running[t] = true
+			kx.go(function() t:wait(); running[t] = nil end)
 		end
 	end
-	for _, t in pairs(running) do t:wait() end
-	beat:stop()
-	self.conn:call("EVAL", LEAVE, 0, PREFIX, node.id, self.max_attempts, now_ms())
+	for t in pairs(running) do t:wait() end
+	timer:stop()
+	-- leaving: what is still queued for the node goes back to pending
+	self:eval("reap", self.max_attempts, id)
+	self.workers = self.workers - 1
+	self:release()
 end
 
+-- Waits until every task this client submitted has a record.
 function R:drain()
-	local block = self:blocking_conn()
-	while #self.records < self.submitted do
-		local r = block:call("BLPOP", PREFIX .. "fin:" .. self.client, 1)
-		if r then self.records[#self.records + 1] = json.decode(r[2]) end
+	local P = self.P
+	local function check_all()
+		local ids = {}
+		for tid in pairs(self.outstanding) do ids[#ids + 1] = tid end
+		if #ids == 0 then return end
+		for i = 1, #ids, 200 do
+			local chunk = { table.unpack(ids, i, math.min(i + 199, #ids)) }
+			local got = must(self:with("main", function(c)
+				return c:timed(30, "HMGET", P .. "done", table.unpack(chunk))
+			end), nil, "drain")
+			for j, v in ipairs(got) do
+				if v then self.outstanding[chunk[j]] = nil end
+			end
+		end
 	end
-	table.sort(self.records, function(a, b) return (a.ts_enqueue or 0) < (b.ts_enqueue or 0) end)
-	return self.records
+	check_all()
+	while next(self.outstanding) do
+		local r = self:with("drain", function(c)
+			return c:timed(15, "BLPOP", P .. "fin:" .. self.client, 2)
+		end)
+		if r then self.outstanding[r[2]] = nil else check_all() end
+	end
+	local recs = {}
+	local ids = self.submitted
+	for i = 1, #ids, 200 do
+		local chunk = { table.unpack(ids, i, math.min(i + 199, #ids)) }
+		local got = must(self:with("main", function(c)
+			return c:timed(30, "HMGET", P .. "done", table.unpack(chunk))
+		end), nil, "drain")
+		for _, v in ipairs(got) do recs[#recs + 1] = kx.json.decode(v) end
+	end
+	return recs
 end
 
 function R:status()
-	local c = self.conn
-	local st = { backend = "redis", pending = c:call("LLEN", PREFIX .. "pending"), nodes = {},
-		dead = c:call("LLEN", PREFIX .. "dead") }
-	local b = c:call("GET", PREFIX .. "blocking")
-	st.blocking = b and json.decode(b) or nil
-	local ids = c:call("SMEMBERS", PREFIX .. "nodes") or {}
-	table.sort(ids)
-	for i, id in ipairs(ids) do
-		local h = c:call("HMGET", PREFIX .. "node:" .. id, "capacity", "parallel", "running", "used") or {}
-		st.nodes[i] = { id = id, capacity = tonumber(h[1]), parallel = tonumber(h[2]),
-			running = tonumber(h[3]), used = tonumber(h[4]),
-			alive = c:call("EXISTS", PREFIX .. "alive:" .. id) == 1,
-			queued = c:call("LLEN", PREFIX .. "q:" .. id), in_flight = c:call("LLEN", PREFIX .. "inflight:" .. id) }
+	local r = must(self:eval("status"), nil, "status")
+	local st = kx.json.decode(r)
+	st.backend = "redis"
+	if st.blocking == false then st.blocking = nil end
+	local running = 0
+	for _, n in ipairs(st.nodes or {}) do
+		running = running + #(n.taken or {})
+		local ids = {}
+		for i, raw in ipairs(n.taken or {}) do
+			local ok, t = pcall(kx.json.decode, raw)
+			ids[i] = ok and type(t) == "table" and t.id or "?"
+		end
+		n.taken = ids
+		n.in_flight = #ids
 	end
+	st.running = running
 	return st
 end
 
--- Empties the queues of an earlier run (kxrun sched ... --clear-queue).
+-- Drops the state of earlier runs under this prefix (kxrun sched clear):
+-- the fixed keys, every node's keys (from the node set, no KEYS) and the
+-- clients' finish lists (SCAN, a few keys per step).  Returns keys removed.
 function R:clear()
-	local keys = self.conn:call("EVAL", "return redis.call('KEYS', ARGV[1] .. '*')", 0, PREFIX) or {}
-	for _, k in ipairs(keys) do self.conn:call("DEL", k) end
-	return #keys
+	local P = self.P
+	local function call(...)
+		local args = { ... }
+		return must(self:with("main", function(c) return c:timed(30, table.unpack(args)) end), nil, "clear")
+	end
+	local keys = { "pending", "known", "nodes", "done", "dead", "blocking", "wake" }
+	for i, k in ipairs(keys) do keys[i] = P .. k end
+	for _, id in ipairs(call("SMEMBERS", P .. "nodes")) do
+		for _, k in ipairs{ "node:", "alive:", "q:", "inflight:" } do keys[#keys + 1] = P .. k .. id end
+	end
+	local cursor = "0"
+	repeat
+		local r = call("SCAN", cursor, "MATCH", P .. "fin:*", "COUNT", 100)
+		cursor = r[1]
+		for _, k in ipairs(r[2]) do keys[#keys + 1] = k end
+	until cursor == "0"
+	local n = 0
+	for i = 1, #keys, 100 do n = n + call("DEL", table.unpack(keys, i, math.min(i + 99, #keys))) end
+	return n
+end
+
+-- The main connection stays until this process's workers have recorded
+-- their last tasks.
+function R:release()
+	if self.closing and self.workers == 0 and self.conn then
+		self.conn:close()
+		self.conn = nil
+	end
 end
 
 function R:close()
 	self.closing = true
+	for _, c in pairs(self.conns) do c:close() end
+	self.release(self)
 end
 
-function R:release()
-	for _, c in ipairs(self.conns) do c:close() end
-end
-
-R.parse_url = parse_url
 return R

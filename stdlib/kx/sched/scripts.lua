@@ -1,0 +1,247 @@
+-- kx.sched.scripts: the server-side steps of the Redis backend.  Each runs
+-- as one EVAL (Redis runs scripts atomically), so a dispatch decision -
+-- head check, capacity reservation, move to the node's queue, counters - can
+-- never race with a worker finishing or another central.  Redis Lua is 5.1.
+--
+-- Keys under the prefix P (ARGV[1]):
+--   pending          list of task JSON, FIFO (head = index 0)
+--   known            set of submitted task ids (a retried submit is a no-op)
+--   nodes            set of node ids (no KEYS scans)
+--   node:<id>        hash capacity, parallel, used, running
+--   alive:<id>       heartbeat, expires after the lease
+--   q:<id>           tasks placed on the node, not yet taken
+--   inflight:<id>    tasks the node's worker took (BLMOVE from q:<id>)
+--   done             hash task id -> record JSON
+--   fin:<client>     ids of the client's tasks that ended (drain wakes on it)
+--   dead             malformed tasks, with the reason
+--   blocking         the head that cannot be placed, and why
+--   wake             one-element list the central blocks on (BLPOP)
+local M = {}
+
+-- Shared by the scripts that give tasks back (reaper, worker start, leave).
+local GIVE_BACK = [[
+local function wake(P)
+	redis.call('LPUSH', P .. 'wake', 1)
+	redis.call('LTRIM', P .. 'wake', 0, 0)
+end
+
+-- Tasks of `list` go back to the head of pending in their order, before
+-- `extra` (tasks already collected); when `lost` the run was lost and
+-- counts as an attempt: at max_attempts the task is recorded as failed.
+local function collect(P, list, lost, max_attempts, out, reason)
+	local items = redis.call('LRANGE', list, 0, -1)
+	for _, raw in ipairs(items) do
+		local ok, t = pcall(cjson.decode, raw)
+		if not ok or type(t) ~= 'table' then
+			redis.call('RPUSH', P .. 'dead', cjson.encode({ task = raw, reason = 'not a task object' }))
+		else
+			if lost then t.attempts = (tonumber(t.attempts) or 0) + 1 end
+			if lost and t.attempts >= max_attempts then
+				t.error = reason .. '; failed after ' .. t.attempts .. ' attempts'
+				t.exit_code = -1
+				redis.call('HSET', P .. 'done', tostring(t.id), cjson.encode(t))
+				redis.call('RPUSH', P .. 'fin:' .. tostring(t.client), tostring(t.id))
+			else
+				t.node = nil
+				out[#out + 1] = cjson.encode(t)
+			end
+		end
+	end
+	redis.call('DEL', list)
+end
+
+local function push_head(P, out)
+	for i = #out, 1, -1 do redis.call('LPUSH', P .. 'pending', out[i]) end
+end
+]]
+
+-- ARGV: P, id, task JSON
+M.submit = [[
+local P = ARGV[1]
+if redis.call('SADD', P .. 'known', ARGV[2]) == 1 then
+	redis.call('RPUSH', P .. 'pending', ARGV[3])
+	redis.call('LPUSH', P .. 'wake', 1)
+	redis.call('LTRIM', P .. 'wake', 0, 0)
+end
+return 1
+]]
+
+-- ARGV: P, weigher ("" | instances | vcpu), order (min | max) [, max = 1]
+-- Places heads one after the other, at most `max`, each decision whole
+-- before the next (a batch saves round trips, not atomicity).
+-- -> {"empty", n} | {"dead", reason, n} | {"wait", id, ever, n}
+--  | {"placed", id, node, n} (the last one; n = tasks placed by this call)
+-- The choice mirrors bindings/sched/policy.c (sched_pick); the spec holds
+-- the two to the same answers.
+M.dispatch = [[
+local P, w, order = ARGV[1], ARGV[2], ARGV[3]
+local max = tonumber(ARGV[4]) or 1
+local ids = redis.call('SMEMBERS', P .. 'nodes')
+table.sort(ids)
+local st = {}
+for _, id in ipairs(ids) do
+	if redis.call('EXISTS', P .. 'alive:' .. id) == 1 then
+		local h = redis.call('HMGET', P .. 'node:' .. id, 'capacity', 'parallel', 'running', 'used')
+		st[#st + 1] = { id = id, cap = tonumber(h[1]) or 0, par = tonumber(h[2]) or 0,
+			run = tonumber(h[3]) or 0, used = tonumber(h[4]) or 0 }
+	end
+end
+local n = 0
+local last
+while n < max do
+	local head = redis.call('LINDEX', P .. 'pending', 0)
+	if not head then
+		redis.call('DEL', P .. 'blocking')
+		return { 'empty', n }
+	end
+	local ok, t = pcall(cjson.decode, head)
+	local reason
+	if not ok then
+		reason = 'not JSON: ' .. tostring(t)
+	elseif type(t) ~= 'table' then
+		reason = 'not a JSON object'
+	elseif t.id == nil then
+		reason = 'no id'
+	elseif type(t.argv) ~= 'table' or #t.argv == 0 then
+		reason = 'argv must be a non-empty array'
+	elseif type(t.cpu_units) ~= 'number' or t.cpu_units < 1 or t.cpu_units ~= math.floor(t.cpu_units) then
+		reason = 'cpu_units must be an integer >= 1'
+	end
+	if reason then
+		redis.call('LPOP', P .. 'pending')
+		redis.call('RPUSH', P .. 'dead', cjson.encode({ task = head, reason = reason }))
+		return { 'dead', reason, n }
+	end
+	local best, ever = nil, false
+	for _, s in ipairs(st) do
+		if s.cap >= t.cpu_units then ever = true end
+		if (s.par <= 0 or s.run < s.par) and s.cap - s.used >= t.cpu_units then
+			local v = 0
+			if w == 'instances' then v = s.run elseif w == 'vcpu' then v = s.used end
+			if best == nil or (order == 'max' and v > best.v) or (order ~= 'max' and v < best.v) then
+				best = s
+				best.v = v
+			end
+		end
+	end
+	if not best then
+		redis.call('SET', P .. 'blocking', cjson.encode({ id = t.id, cpu_units = t.cpu_units,
+			reason = ever and 'waiting for capacity' or "larger than every node's capacity" }))
+		return { 'wait', tostring(t.id), ever and 1 or 0, n }
+	end
+	redis.call('LPOP', P .. 'pending')
+	best.used, best.run = best.used + t.cpu_units, best.run + 1
+	redis.call('HINCRBY', P .. 'node:' .. best.id, 'used', t.cpu_units)
+	redis.call('HINCRBY', P .. 'node:' .. best.id, 'running', 1)
+	local now = redis.call('TIME')
+	t.node = best.id
+	t.ts_dispatch = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+	redis.call('RPUSH', P .. 'q:' .. best.id, cjson.encode(t))
+	n = n + 1
+	last = { 'placed', tostring(t.id), best.id, n }
+end
+redis.call('DEL', P .. 'blocking')
+return last
+]]
+
+-- ARGV: P, node, capacity, parallel, lease_ms, reset_capacity, clear_queue, max_attempts
+-- A (re)starting worker runs nothing: what its node had taken was lost.
+M.register = GIVE_BACK .. [[
+local P, id = ARGV[1], ARGV[2]
+local node = P .. 'node:' .. id
+local back = {}
+collect(P, P .. 'inflight:' .. id, true, tonumber(ARGV[8]), back, 'worker restarted')
+if ARGV[6] == '1' then
+	collect(P, P .. 'q:' .. id, false, 0, back, '')
+end
+push_head(P, back)
+if ARGV[7] == '1' then
+	for _, raw in ipairs(redis.call('LRANGE', P .. 'q:' .. id, 0, -1)) do
+		redis.call('RPUSH', P .. 'dead', cjson.encode({ task = raw, reason = 'cleared by clear_queue on ' .. id }))
+	end
+	redis.call('DEL', P .. 'q:' .. id)
+end
+-- counters from what is really queued for the node: stale values of an
+-- earlier run never hold capacity
+local used, running = 0, 0
+for _, raw in ipairs(redis.call('LRANGE', P .. 'q:' .. id, 0, -1)) do
+	local ok, t = pcall(cjson.decode, raw)
+	if ok and type(t) == 'table' then
+		used = used + (tonumber(t.cpu_units) or 0)
+		running = running + 1
+	end
+end
+redis.call('HSET', node, 'capacity', ARGV[3], 'parallel', ARGV[4], 'used', used, 'running', running)
+redis.call('SADD', P .. 'nodes', id)
+redis.call('SET', P .. 'alive:' .. id, 1, 'PX', ARGV[5])
+wake(P)
+return #back
+]]
+
+-- ARGV: P, node, lease_ms -> 1 | 0 (the node was reaped: register again)
+M.heartbeat = [[
+local P, id = ARGV[1], ARGV[2]
+if redis.call('SISMEMBER', P .. 'nodes', id) == 0 then return 0 end
+redis.call('SET', P .. 'alive:' .. id, 1, 'PX', ARGV[3])
+return 1
+]]
+
+-- ARGV: P, node, raw task (as taken), task id, client, cpu_units, record JSON
+-- -> 1 | 0 (the task is no longer the node's: it was given back meanwhile)
+M.finish = [[
+local P, id = ARGV[1], ARGV[2]
+if redis.call('LREM', P .. 'inflight:' .. id, 1, ARGV[3]) == 0 then return 0 end
+local node = P .. 'node:' .. id
+if redis.call('EXISTS', node) == 1 then
+	redis.call('HINCRBY', node, 'used', -tonumber(ARGV[6]))
+	redis.call('HINCRBY', node, 'running', -1)
+end
+redis.call('HSET', P .. 'done', ARGV[4], ARGV[7])
+redis.call('RPUSH', P .. 'fin:' .. ARGV[5], ARGV[4])
+redis.call('LPUSH', P .. 'wake', 1)
+redis.call('LTRIM', P .. 'wake', 0, 0)
+return 1
+]]
+
+-- ARGV: P, max_attempts [, node to leave]: nodes whose heartbeat expired
+-- (or the one leaving) give their tasks back and leave the set.
+-- -> number of tasks given back
+M.reap = GIVE_BACK .. [[
+local P, max_attempts, leaving = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local total = 0
+for _, id in ipairs(redis.call('SMEMBERS', P .. 'nodes')) do
+	if id == leaving or (not leaving and redis.call('EXISTS', P .. 'alive:' .. id) == 0) then
+		local back = {}
+		collect(P, P .. 'inflight:' .. id, true, max_attempts, back, 'node ' .. id .. ' lost')
+		collect(P, P .. 'q:' .. id, false, 0, back, '')
+		push_head(P, back)
+		total = total + #back
+		redis.call('DEL', P .. 'node:' .. id, P .. 'alive:' .. id)
+		redis.call('SREM', P .. 'nodes', id)
+		wake(P)
+	end
+end
+return total
+]]
+
+-- ARGV: P -> JSON of the whole state (for status)
+M.status = [[
+local P = ARGV[1]
+local nodes = {}
+local ids = redis.call('SMEMBERS', P .. 'nodes')
+table.sort(ids)
+for i, id in ipairs(ids) do
+	local h = redis.call('HMGET', P .. 'node:' .. id, 'capacity', 'parallel', 'running', 'used')
+	nodes[i] = { id = id, capacity = tonumber(h[1]) or 0, parallel = tonumber(h[2]) or 0,
+		running = tonumber(h[3]) or 0, used = tonumber(h[4]) or 0,
+		alive = redis.call('EXISTS', P .. 'alive:' .. id) == 1,
+		queued = redis.call('LLEN', P .. 'q:' .. id),
+		taken = redis.call('LRANGE', P .. 'inflight:' .. id, 0, -1) }
+end
+local blocking = redis.call('GET', P .. 'blocking')
+return cjson.encode({ pending = redis.call('LLEN', P .. 'pending'), nodes = nodes,
+	done = redis.call('HLEN', P .. 'done'), dead = redis.call('LLEN', P .. 'dead'),
+	blocking = blocking and cjson.decode(blocking) or false })
+]]
+
+return M

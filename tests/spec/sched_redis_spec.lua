@@ -1,0 +1,295 @@
+-- kx.sched on a real redis-server, started here on a free loopback port with
+-- a password (and AOF, so a restart keeps the queues), stopped after.
+local sched = require "kx.sched"
+local client = require "kx.sched.redis.client"
+local core = require "kx.sched.core"
+local runner = require "kx.sched.runner"
+
+local function tmpdir()
+	local d = os.tmpname(); os.remove(d); assert(os.execute("mkdir -p " .. d)); return d
+end
+local function read(p) local f = io.open(p) if not f then return nil end local s = f:read("a") f:close() return s end
+local function lines(p) local n = 0 for _ in (read(p) or ""):gmatch("[^\n]+") do n = n + 1 end return n end
+
+local Redis = {}
+Redis.__index = Redis
+
+-- On a random port no one listens on; another one if the bind fails (the
+-- machine is shared).
+function Redis.start(dir)
+	local self = setmetatable({ dir = dir, pw = "s3cret" }, Redis)
+	local err
+	for _ = 1, 10 do
+		repeat self.port = math.random(20000, 60000) until not client.probe("127.0.0.1", self.port, 1)
+		local ok
+		ok, err = pcall(self.run, self)
+		if ok then return self end
+	end
+	error(err)
+end
+
+function Redis:run()
+	self.proc = assert(kx.spawn{ "redis-server", "--port", tostring(self.port), "--bind", "127.0.0.1",
+		"--requirepass", self.pw, "--dir", self.dir, "--appendonly", "yes", "--appendfsync", "always",
+		"--save", "", stdout = self.dir .. "/redis.log", stderr = self.dir .. "/redis.log" })
+	for _ = 1, 200 do
+		if client.probe("127.0.0.1", self.port, 1) then return end
+		if self.proc:wait(0.02) then break end
+	end
+	self.proc:kill("KILL")
+	error("redis-server did not start: " .. tostring(read(self.dir .. "/redis.log")))
+end
+
+function Redis:stop()
+	self.proc:kill("TERM")
+	self.proc:wait(10)
+end
+
+function Redis:url(pw)
+	return ("redis://:%s@127.0.0.1:%d/0"):format(pw or self.pw, self.port)
+end
+
+-- A raw connection for looking at or spoiling the state.
+function Redis:raw()
+	local c = client.new()
+	assert(c:open("127.0.0.1", self.port, 5))
+	assert(c:call("AUTH", self.pw))
+	return c
+end
+
+local function wait_for(pred, secs, what)
+	local deadline = kx.now() + (secs or 20)
+	while kx.now() < deadline do
+		if pred() then return end
+		kx.sleep(0.05)
+	end
+	error("timed out waiting for " .. what)
+end
+
+describe("kx.sched on redis", function()
+	local dir, redis
+	before_each(function()
+		dir = tmpdir()
+		redis = Redis.start(dir)
+	end)
+	after_each(function()
+		redis:stop()
+		os.execute("rm -rf " .. dir)
+	end)
+
+	it("runs every submitted task exactly once", function()
+		local s = assert(sched.connect(redis:url()))
+		kx.go(function() s:worker{ node = "n1", capacity = 2, binding = "shared" } end)
+		kx.go(function() s:worker{ node = "n2", capacity = 1, parallel = 1, binding = "shared" } end)
+		kx.go(function() s:central{ weigher = "vcpu", order = "min" } end)
+		local ids = {}
+		for i = 1, 20 do
+			ids[i] = s:submit{ "sh", "-c", "echo x >> " .. dir .. "/t" .. i .. "; sleep 0.02", cpu_units = 1 }
+		end
+		local recs = s:drain()
+		local st = s:status()
+		s:close()
+		assert.are.equal(20, #recs)
+		local last, nodes = 0, {}
+		for i, r in ipairs(recs) do
+			assert.are.equal(ids[i], r.id)
+			assert.are.equal(0, r.exit_code)
+			assert.are.equal("x\n", read(dir .. "/t" .. i), "task " .. i .. " ran once")
+			assert.is_true(r.ts_enqueue > last)
+			last = r.ts_enqueue
+			nodes[r.node] = true
+		end
+		assert.is_true(nodes.n1 and nodes.n2)
+		for _, n in ipairs(st.nodes) do
+			assert.are.equal(0, n.used, "capacity of " .. n.id .. " all given back")
+			assert.are.equal(0, n.running)
+		end
+		assert.are.equal(0, st.pending)
+	end)
+
+	it("gives clear errors for a wrong password and a server that is not there", function()
+		local s, err = sched.connect(redis:url("wrong"))
+		assert.is_nil(s)
+		assert.matches("WRONGPASS", err)
+		s, err = sched.connect("redis://:x@127.0.0.1:1/0")
+		assert.is_nil(s)
+		assert.matches("127.0.0.1:1: connection refused", err)
+	end)
+
+	it("moves malformed task JSON to the dead-letter list and goes on", function()
+		local raw = redis:raw()
+		assert(raw:call("RPUSH", "kx:sched:pending", "{not json", '{"id":"x","argv":[],"cpu_units":1}'))
+		local s = assert(sched.connect(redis:url()))
+		kx.go(function() s:worker{ node = "n1", capacity = 1, binding = "shared" } end)
+		kx.go(function() s:central{} end)
+		s:submit{ "true" }
+		local recs = s:drain()
+		assert.are.equal(1, #recs)
+		assert.are.equal(0, recs[1].exit_code)
+		local dead = raw:call("LRANGE", "kx:sched:dead", 0, -1)
+		assert.are.equal(2, #dead)
+		assert.matches("not JSON", kx.json.decode(dead[1]).reason)
+		assert.matches("argv", kx.json.decode(dead[2]).reason)
+		assert.are.equal(2, s:status().dead)
+		s:close()
+		raw:close()
+	end)
+
+	it("keeps a head larger than every node at the head, reports it, and does not spin", function()
+		local s = assert(sched.connect(redis:url()))
+		kx.go(function() s:worker{ node = "n1", capacity = 2, binding = "shared" } end)
+		kx.go(function() s:central{} end)
+		local big = s:submit{ "true", cpu_units = 9 }
+		s:submit{ "true", cpu_units = 1 }
+		local raw = redis:raw()
+		wait_for(function() return s:status().blocking end, 10, "blocking")
+		local function evals()
+			local info = raw:call("INFO", "commandstats")
+			return tonumber(info:match("cmdstat_evalsha:calls=(%d+)")) or 0
+		end
+		local before = evals()
+		kx.sleep(1.5)
+		local st = s:status()
+		-- one dispatch attempt per heartbeat period, heartbeats and status:
+		-- a poller at 50 ms would make 30
+		assert.is_true(evals() - before < 15, "evals in 1.5 s: " .. (evals() - before))
+		assert.are.equal(big, st.blocking.id)
+		assert.matches("larger than every node", st.blocking.reason)
+		assert.are.equal(2, st.pending)
+		s:close()
+		raw:close()
+	end)
+
+	it("loses nothing when a worker is killed with SIGKILL mid-task", function()
+		local out = dir .. "/out"
+		local script = dir .. "/worker.lua"
+		local f = assert(io.open(script, "w"))
+		f:write(([[
+local s = assert(require("kx.sched").connect(%q))
+s:worker{ node = "a", capacity = 1, binding = "shared", lease = 1, heartbeat = 0.2 }
+]]):format(redis:url()))
+		f:close()
+		local s = assert(sched.connect(redis:url()))
+		local victim = assert(kx.spawn{ os.getenv("KXRUN") or "./kxrun", script, stdout = "null", stderr = "null" })
+		wait_for(function()
+			for _, n in ipairs(s:status().nodes) do if n.id == "a" then return true end end
+		end, 20, "worker a")
+		kx.go(function() s:central{ heartbeat = 0.2 } end)
+		local id = s:submit{ "sh", "-c", "echo started >> " .. out .. ".start; sleep 1; echo x >> " .. out }
+		wait_for(function() return lines(out .. ".start") == 1 end, 20, "the task to start on a")
+		victim:kill("KILL")
+		victim:wait()
+		kx.go(function() s:worker{ node = "b", capacity = 1, binding = "shared", lease = 1, heartbeat = 0.2 } end)
+		local recs = s:drain()
+		assert.are.equal(1, #recs)
+		assert.are.equal(id, recs[1].id)
+		assert.are.equal("b", recs[1].node)
+		assert.are.equal(0, recs[1].exit_code)
+		assert.are.equal(1, recs[1].attempts)
+		kx.sleep(1.2)   -- the killed run had a second left: it must not finish
+		assert.are.equal(1, lines(out), "the task's output written once")
+		assert.are.equal(2, lines(out .. ".start"))
+		local st = s:status()
+		assert.are.equal(1, #st.nodes)   -- a was reaped
+		assert.are.equal(0, st.nodes[1].used)
+		s:close()
+	end)
+
+	it("loses nothing when redis restarts mid-run", function()
+		local s = assert(sched.connect(redis:url()))
+		kx.go(function() s:worker{ node = "n1", capacity = 2, binding = "shared" } end)
+		kx.go(function() s:central{} end)
+		for i = 1, 10 do
+			s:submit{ "sh", "-c", "echo x >> " .. dir .. "/r" .. i .. "; sleep 0.3", cpu_units = 1 }
+		end
+		kx.sleep(0.5)
+		redis:stop()
+		kx.sleep(0.5)
+		redis:run()
+		local recs = s:drain()
+		s:close()
+		assert.are.equal(10, #recs)
+		for i = 1, 10 do
+			assert.are.equal(0, recs[i].exit_code)
+			assert.are.equal("x\n", read(dir .. "/r" .. i), "task " .. i .. " ran once")
+		end
+	end)
+
+	it("never lets stale keys of an earlier run hold capacity", function()
+		local raw = redis:raw()
+		-- an earlier run died with n1 full and a task queued for it
+		assert(raw:call("SADD", "kx:sched:nodes", "n1", "ghost"))
+		assert(raw:call("HSET", "kx:sched:node:n1", "capacity", 2, "used", 2, "running", 2))
+		assert(raw:call("HSET", "kx:sched:node:ghost", "capacity", 8, "used", 0, "running", 0))
+		assert(raw:call("RPUSH", "kx:sched:inflight:n1",
+			'{"id":"old-1","argv":["true"],"cpu_units":1,"client":"old"}'))
+		local s = assert(sched.connect(redis:url()))
+		kx.go(function() s:worker{ node = "n1", capacity = 2, binding = "shared" } end)
+		kx.go(function() s:central{} end)
+		s:submit{ "true", cpu_units = 2 }
+		local recs = s:drain()
+		assert.are.equal(0, recs[1].exit_code)
+		assert.are.equal("n1", recs[1].node)
+		s:close()
+		raw:close()
+	end)
+
+	it("gives concurrent exclusive tasks disjoint cpusets (read back from the cgroup)", function()
+		if runner.cgroups() ~= "v1" then
+			pending("no writable cgroup v1 cpuset here")
+			return
+		end
+		local s = assert(sched.connect(redis:url()))
+		local cores = #runner.online_cores()
+		kx.go(function() s:worker{ node = "n1", binding = "exclusive" } end)
+		kx.go(function() s:central{} end)
+		for i = 1, 2 * cores do
+			s:submit{ "sh", "-c", "cat /sys/fs/cgroup/cpuset$(cat /proc/self/cpuset)/cpuset.cpus > "
+				.. dir .. "/c" .. i .. "; sleep 0.2" }
+		end
+		local recs = s:drain()
+		s:close()
+		for i, a in ipairs(recs) do
+			local got = runner.parse_cpuset(read(dir .. "/c" .. i))
+			assert.are.same(runner.parse_cpuset(a.cpuset), got)
+			for j = i + 1, #recs do
+				local b = recs[j]
+				if a.ts_start < b.ts_end and b.ts_start < a.ts_end then
+					local theirs = {}
+					for _, c in ipairs(runner.parse_cpuset(b.cpuset)) do theirs[c] = true end
+					for _, c in ipairs(got) do assert.is_nil(theirs[c], "core " .. c .. " shared") end
+				end
+			end
+		end
+	end)
+
+	it("decides as the C policy does (script and sched_pick on random states)", function()
+		local raw = redis:raw()
+		local sha = assert(raw:call("SCRIPT", "LOAD", require("kx.sched.scripts").dispatch))
+		math.randomseed(7)
+		for case = 1, 60 do
+			raw:call("FLUSHDB")
+			local nodes = {}
+			for i = 1, math.random(1, 5) do
+				local cap = math.random(1, 6)
+				local n = { id = "n" .. math.random(1, 9) .. i, capacity = cap, parallel = math.random(0, 3) }
+				n.running = math.random(0, 3)
+				n.used = math.random(0, cap)
+				nodes[#nodes + 1] = n
+				raw:call("SADD", "kx:sched:nodes", n.id)
+				raw:call("SET", "kx:sched:alive:" .. n.id, 1)
+				raw:call("HSET", "kx:sched:node:" .. n.id, "capacity", n.capacity, "parallel",
+					n.parallel, "running", n.running, "used", n.used)
+			end
+			local units = math.random(1, 4)
+			local w = ({ "", "instances", "vcpu" })[math.random(1, 3)]
+			local order = math.random(2) == 1 and "min" or "max"
+			raw:call("RPUSH", "kx:sched:pending", kx.json.encode{ id = "t", argv = { "true" }, cpu_units = units })
+			local r = assert(raw:call("EVALSHA", sha, 0, "kx:sched:", w, order))
+			local i = core.pick(nodes, units, w, order)
+			local want = i and nodes[i].id or nil
+			assert.are.equal(want, r[1] == "placed" and r[3] or nil, "case " .. case)
+		end
+		raw:close()
+	end)
+end)
