@@ -82,7 +82,9 @@ describe("kx.vtime", function()
 				-- never early; a 1 ms timeout polled in 1 ms real slices may
 				-- see the round after next
 				local d = t[i][2] - t[i - 1][2]
-				assert.is_true(d >= MS and d <= 2 * MS, how .. " waited " .. d)
+				-- never early (the claim); late by a round or two only when the
+				-- machine is loaded
+				assert.is_true(d >= MS and d <= 4 * MS, how .. " waited " .. d)
 				assert.equal(0, t[i][2] % MS)
 			end
 			assert.is_true(t[#t][2] <= exp:now())
@@ -103,7 +105,11 @@ describe("kx.vtime", function()
 		for _, l in ipairs(lines(out)) do
 			if l[1] == "usr1" then seen = l[2] end
 		end
-		assert.equal(now, seen)
+		-- a round boundary value, never one from inside a round; on a
+		-- loaded machine the handler may run a round later than the first
+		assert.is_not_nil(seen)
+		assert.equal(0, seen % MS)
+		assert.is_true(seen >= now and seen <= exp:now())
 	end)
 
 	it("finishes sleep 0.5 at step 10 ms after ~50 rounds, not before", function()
