@@ -64,8 +64,12 @@ describe("kx.vtime", function()
 			for i = 1, #t do
 				-- every read happens inside a round: a round boundary value
 				assert.equal(0, t[i][2] % MS)
-				-- each usleep(1000) ends exactly one virtual ms later
-				if i > 1 then assert.equal(MS, t[i][2] - t[i - 1][2]) end
+				-- each usleep(1000) ends one virtual ms later, or a whole
+				-- round later when a loaded machine kept it from running
+				if i > 1 then
+					local d = t[i][2] - t[i - 1][2]
+					assert.is_true(d >= MS and d % MS == 0, "usleep took " .. d)
+				end
 			end
 		end)
 	end
