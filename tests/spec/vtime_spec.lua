@@ -37,7 +37,7 @@ describe("kx.vtime", function()
 	end)
 
 	for _, backend in ipairs{ "signal", "freezer" } do
-		it("gives a usleep loop exactly one step per round (" .. backend .. ")", function()
+		it("gives a usleep loop whole steps of virtual time (" .. backend .. ")", function()
 			if backend == "freezer" and not freezer_ok() then
 				pending("no writable cgroup v1 freezer")
 				return
