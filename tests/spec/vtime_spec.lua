@@ -81,10 +81,10 @@ describe("kx.vtime", function()
 			local t = lines(out)
 			assert.is_true(#t >= 20, "only " .. #t .. " lines")
 			for i = 2, #t do
-				-- never early; a 1 ms timeout polled in 1 ms real slices may
-				-- see the round after next
+				-- never early; a timeout polled in 1 ms real slices may end a
+				-- few rounds late on a loaded machine (README)
 				local d = t[i][2] - t[i - 1][2]
-				assert.is_true(d >= MS and d <= 2 * MS, how .. " waited " .. d)
+				assert.is_true(d >= MS and d <= 4 * MS, how .. " waited " .. d)
 				assert.equal(0, t[i][2] % MS)
 			end
 			assert.is_true(t[#t][2] <= exp:now())
