@@ -3,6 +3,7 @@
  * (default unlimited, -1), argv[2] = how it waits: usleep (default),
  * nanosleep, poll, select, epoll, ppoll, pselect, epoll_pwait (timeouts with nothing ready). */
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -22,13 +23,36 @@ static long long mono(void)
 	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+static long n;
+static const char *how;
+static int loop(void);
+
+static void *thread_main(void *a)
+{
+	(void)a;
+	how = "usleep";
+	loop();
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
-	long n = argc > 1 ? atol(argv[1]) : -1;
-	const char *how = argc > 2 ? argv[2] : "usleep";
+	n = argc > 1 ? atol(argv[1]) : -1;
+	how = argc > 2 ? argv[2] : "usleep";
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (!strcmp(how, "thread")) { /* the same loop in a second thread */
+		pthread_t t;
+		pthread_create(&t, NULL, thread_main, NULL);
+		pthread_join(t, NULL);
+		return 0;
+	}
+	return loop();
+}
+
+static int loop(void)
+{
 	int ep = epoll_create1(0);
 	signal(SIGUSR1, on_usr1);
-	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("start %lld\n", mono());
 	for (long i = 0; n < 0 || i < n; i++) {
 		if (got_usr1) {
