@@ -95,6 +95,7 @@ static struct tracked *add(struct tracer *t, const struct proc_stat *st,
 			  (KX_TRACE_SLOTS - 1);
 		bpf_map_update_elem(t->map_fd, &key, &s, BPF_ANY);
 		p->slot = s;
+		p->scan_children = 1;
 	} else if (slot >= 0) {
 		p->slot = (unsigned)slot;
 	}
@@ -355,8 +356,11 @@ void tracer_tick(struct tracer *t)
 			end_row(t, &t->procs[i], now);
 			continue;
 		}
-		if (t->map_fd < 0)   /* eBPF reports forks itself */
+		/* eBPF reports forks itself, once it follows a process */
+		if (t->map_fd < 0 || t->procs[i].scan_children) {
+			t->procs[i].scan_children = 0;
 			discover_children(t, t->procs[i].pid);
+		}
 	}
 	flush_rows(t);
 }

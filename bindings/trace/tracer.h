@@ -36,6 +36,8 @@ struct tracked {
 	unsigned slot;       /* its eBPF switch counter */
 	unsigned long long seen_switches;   /* the counter at the last read */
 	int busy;            /* used CPU in its last window */
+	int scan_children;   /* a root under eBPF: its existing tree is read
+			      * from /proc once, then forks are reported */
 };
 
 struct tracer {
