@@ -62,6 +62,7 @@ struct tracer {
 	/* every exec is reported (tracer_exec): `match` needs no /proc scan
 	 * after the first tick */
 	int execs_reported;
+	volatile unsigned long long *lost_events;   /* eBPF events dropped */
 	int scanned;
 	char *batch;          /* a tick's sample rows, written at once */
 	size_t batch_len, batch_cap;
