@@ -12,7 +12,7 @@
 #include "trace_event.h"
 #include "tracer.h"
 
-#define MAX_CHILDREN 1024
+#define MAX_CHILDREN 16384
 
 size_t tracer_json_string(char *out, size_t len, const char *s)
 {
@@ -232,10 +232,10 @@ static int known(struct tracer *t, const struct proc_stat *st)
 	return 0;
 }
 
-static void discover_children(struct tracer *t, pid_t pid)
+static void discover_children(struct tracer *t, pid_t pid, int threads)
 {
-	pid_t kids[MAX_CHILDREN];
-	int n = procfs_children(pid, kids, MAX_CHILDREN);
+	static pid_t kids[MAX_CHILDREN];
+	int n = procfs_children(pid, threads, kids, MAX_CHILDREN);
 	for (int i = 0; i < n; i++) {
 		struct proc_stat st;
 		if (find(t, kids[i]) || procfs_read_stat(kids[i], &st) < 0 ||
@@ -359,7 +359,7 @@ void tracer_tick(struct tracer *t)
 		/* eBPF reports forks itself, once it follows a process */
 		if (t->map_fd < 0 || t->procs[i].scan_children) {
 			t->procs[i].scan_children = 0;
-			discover_children(t, t->procs[i].pid);
+			discover_children(t, t->procs[i].pid, st.threads);
 		}
 	}
 	flush_rows(t);
