@@ -172,6 +172,7 @@ static void sample_row(struct tracer *t, struct tracked *p, double now,
 	t->batch_len += (size_t)n;
 counted:
 	p->busy = used > 0;
+	p->rss_kb = rss_kb;
 	p->cpu_ms = cpu_ms;
 	p->last_ms = now;
 	t->rows++;
@@ -332,9 +333,16 @@ void tracer_tick(struct tracer *t)
 			continue;
 		if (t->switches) {
 			unsigned long long c = t->switches[p->slot];
-			if (c == p->seen_switches && !p->busy &&
-			    now - p->last_ms < IDLE_ROW_MS)
-				continue;   /* has not run since its last row */
+			if (c == p->seen_switches && !p->busy) {
+				/* it has not run since its last row */
+				if (now - p->last_ms < IDLE_ROW_MS)
+					continue;
+				if (now - p->read_ms < IDLE_READ_MS) {
+					/* same CPU time; RSS as last read */
+					sample_row(t, p, now, p->cpu_ms, p->rss_kb);
+					continue;
+				}
+			}
 			p->seen_switches = c;
 		}
 		struct proc_stat st;
@@ -351,6 +359,7 @@ void tracer_tick(struct tracer *t)
 		}
 		if (procfs_ended(&st) && (p->launched || t->map_fd >= 0))
 			continue;   /* its launcher or its exit event has the end */
+		p->read_ms = now;
 		sample_row(t, p, now, st.cpu_ms, st.rss_kb);
 		if (procfs_ended(&st)) {
 			end_row(t, &t->procs[i], now);
