@@ -117,6 +117,7 @@ struct bpfsrc *bpfsrc_open(struct tracer *t, char *err, size_t errlen)
 	t->map_fd = bpf_map__fd(b->skel->maps.tracked);
 	t->switches = b->skel->bss->switches;
 	t->next_slot = &b->skel->bss->next_slot;
+	t->lost_events = &b->skel->bss->lost_events;
 	if (t->has_match) {
 		b->skel->bss->report_all_execs = 1;
 		t->execs_reported = 1;
@@ -149,6 +150,7 @@ void bpfsrc_close(struct bpfsrc *b)
 	bpfsrc_drain(b);
 	b->t->map_fd = -1;
 	b->t->switches = NULL;
+	b->t->lost_events = NULL;
 	b->t->execs_reported = 0;
 	b->t->next_slot = NULL;
 	ring_buffer__free(b->rb);

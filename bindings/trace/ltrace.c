@@ -27,6 +27,7 @@ struct tracer_ud {
 	int closed;
 	struct bpfsrc *bpf;
 	const char *source;   /* "ebpf" or "proc" */
+	unsigned long long lost_events;   /* kept from the eBPF source at stop */
 	char note[256];       /* why not eBPF, when asked for auto */
 };
 
@@ -129,6 +130,8 @@ static int l_stop(lua_State *L)
 	struct tracer_ud *u = check(L);
 	if (u->t.running) {
 		tracer_stop(&u->t, on_closed);
+		if (u->t.lost_events)
+			u->lost_events = *u->t.lost_events;
 		bpfsrc_close(u->bpf);
 		u->bpf = NULL;
 		u->closed = 1;
@@ -141,10 +144,24 @@ static int l_live(lua_State *L)
 	struct tracer_ud *u = check(L);
 	lua_pushinteger(L, (lua_Integer)tracer_live(&u->t));
 	lua_pushinteger(L, (lua_Integer)u->t.rows);
-	if (!u->t.write_errors)
+	unsigned long long lost = u->t.lost_events ? *u->t.lost_events :
+				  u->lost_events;
+	if (!u->t.write_errors && !lost)
 		return 2;
-	lua_pushfstring(L, "%d rows could not be written: %s",
-			(int)u->t.write_errors, strerror(u->t.write_errno));
+	luaL_Buffer b;
+	luaL_buffinit(L, &b);
+	if (u->t.write_errors) {
+		lua_pushfstring(L, "%d rows could not be written: %s",
+				(int)u->t.write_errors,
+				strerror(u->t.write_errno));
+		luaL_addvalue(&b);
+	}
+	if (lost) {
+		lua_pushfstring(L, "%s%d eBPF events were lost (ring buffer full)",
+				u->t.write_errors ? "; " : "", (int)lost);
+		luaL_addvalue(&b);
+	}
+	luaL_pushresult(&b);
 	return 3;
 }
 

@@ -143,10 +143,45 @@ long procfs_rss_kb(pid_t pid)
 	return resident * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
-int procfs_children(pid_t pid, pid_t *out, int max)
+/* Appends the pids listed in a children file to out (from n); returns the
+ * new count.  The file is read to its end: a shell with a thousand children
+ * lists more than a page. */
+static int children_file(const char *path, pid_t *out, int n, int max)
 {
-	char path[64];
+	static char buf[1 << 16];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	size_t len = 0;
+	ssize_t got;
+	if (fd < 0)
+		return n;
+	while (len < sizeof buf - 1 &&
+	       (got = read(fd, buf + len, sizeof buf - 1 - len)) > 0)
+		len += (size_t)got;
+	close(fd);
+	buf[len] = 0;
+	char *p = buf, *end;
+	while (n < max) {
+		long c = strtol(p, &end, 10);
+		if (end == p)
+			break;
+		out[n++] = (pid_t)c;
+		p = end;
+	}
+	return n;
+}
+
+int procfs_children(pid_t pid, int threads, pid_t *out, int max)
+{
+	char path[128];
 	int n = 0;
+	if (threads == 1) {
+		/* one thread: its own list, without reading the task directory */
+		snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)pid,
+			 (int)pid);
+		if (access(path, F_OK) < 0)
+			return -errno;
+		return children_file(path, out, 0, max);
+	}
 	snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
 	DIR *d = opendir(path);
 	if (!d)
@@ -155,19 +190,9 @@ int procfs_children(pid_t pid, pid_t *out, int max)
 	while ((e = readdir(d)) && n < max) {
 		if (e->d_name[0] < '0' || e->d_name[0] > '9')
 			continue;
-		char cpath[128], buf[4096];
-		snprintf(cpath, sizeof cpath, "/proc/%d/task/%s/children",
+		snprintf(path, sizeof path, "/proc/%d/task/%s/children",
 			 (int)pid, e->d_name);
-		if (read_small(cpath, buf, sizeof buf) <= 0)
-			continue;
-		char *p = buf, *end;
-		while (n < max) {
-			long c = strtol(p, &end, 10);
-			if (end == p)
-				break;
-			out[n++] = (pid_t)c;
-			p = end;
-		}
+		n = children_file(path, out, n, max);
 	}
 	closedir(d);
 	return n;

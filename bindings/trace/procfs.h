@@ -51,7 +51,8 @@ int procfs_pread_stat(int fd, struct proc_stat *st);
 long procfs_rss_kb(pid_t pid);
 
 /* Children of every thread of pid (from /proc/PID/task/TID/children): up
- * to max into out; returns how many, or -errno. */
-int procfs_children(pid_t pid, pid_t *out, int max);
+ * to max into out; returns how many, or -errno.  threads: how many it has
+ * (stat's num_threads; 1 reads the leader's list alone, 0 if unknown). */
+int procfs_children(pid_t pid, int threads, pid_t *out, int max);
 
 #endif

@@ -31,6 +31,8 @@ __u32 next_slot;
 /* set by the tracer when it finds roots by name: every exec is reported,
  * so no /proc scan is needed to find them */
 __u32 report_all_execs;
+/* events the ring buffer had no room for (the tracer says so at the end) */
+__u64 lost_events;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -51,8 +53,10 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	switches[slot] = 1;   /* new: sampled at the next tick */
 	bpf_map_update_elem(&tracked, &tgid, &slot, BPF_ANY);
 	struct kx_trace_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e)
+	if (!e) {
+		__sync_fetch_and_add(&lost_events, 1);
 		return 0;
+	}
 	e->type = TRACE_FORK;
 	e->pid = tgid;
 	e->ppid = ptgid;
@@ -75,8 +79,10 @@ int BPF_PROG(on_exec, struct task_struct *p)
 	if (!report_all_execs && !bpf_map_lookup_elem(&tracked, &tgid))
 		return 0;
 	struct kx_trace_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e)
+	if (!e) {
+		__sync_fetch_and_add(&lost_events, 1);
 		return 0;
+	}
 	e->type = TRACE_EXEC;
 	e->pid = tgid;
 	e->ppid = BPF_CORE_READ(p, real_parent, tgid);
@@ -126,8 +132,10 @@ struct {
 static void emit_exit(struct task_struct *task)
 {
 	struct kx_trace_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e)
+	if (!e) {
+		__sync_fetch_and_add(&lost_events, 1);
 		return;
+	}
 	e->type = TRACE_EXIT;
 	e->pid = BPF_CORE_READ(task, tgid);
 	e->ppid = BPF_CORE_READ(task, group_leader, real_parent, tgid);

@@ -12,7 +12,7 @@
 #include "trace_event.h"
 #include "tracer.h"
 
-#define MAX_CHILDREN 1024
+#define MAX_CHILDREN 16384
 
 size_t tracer_json_string(char *out, size_t len, const char *s)
 {
@@ -95,6 +95,7 @@ static struct tracked *add(struct tracer *t, const struct proc_stat *st,
 			  (KX_TRACE_SLOTS - 1);
 		bpf_map_update_elem(t->map_fd, &key, &s, BPF_ANY);
 		p->slot = s;
+		p->scan_children = 1;
 	} else if (slot >= 0) {
 		p->slot = (unsigned)slot;
 	}
@@ -171,6 +172,7 @@ static void sample_row(struct tracer *t, struct tracked *p, double now,
 	t->batch_len += (size_t)n;
 counted:
 	p->busy = used > 0;
+	p->rss_kb = rss_kb;
 	p->cpu_ms = cpu_ms;
 	p->last_ms = now;
 	t->rows++;
@@ -231,10 +233,10 @@ static int known(struct tracer *t, const struct proc_stat *st)
 	return 0;
 }
 
-static void discover_children(struct tracer *t, pid_t pid)
+static void discover_children(struct tracer *t, pid_t pid, int threads)
 {
-	pid_t kids[MAX_CHILDREN];
-	int n = procfs_children(pid, kids, MAX_CHILDREN);
+	static pid_t kids[MAX_CHILDREN];
+	int n = procfs_children(pid, threads, kids, MAX_CHILDREN);
 	for (int i = 0; i < n; i++) {
 		struct proc_stat st;
 		if (find(t, kids[i]) || procfs_read_stat(kids[i], &st) < 0 ||
@@ -331,9 +333,16 @@ void tracer_tick(struct tracer *t)
 			continue;
 		if (t->switches) {
 			unsigned long long c = t->switches[p->slot];
-			if (c == p->seen_switches && !p->busy &&
-			    now - p->last_ms < IDLE_ROW_MS)
-				continue;   /* has not run since its last row */
+			if (c == p->seen_switches && !p->busy) {
+				/* it has not run since its last row */
+				if (now - p->last_ms < IDLE_ROW_MS)
+					continue;
+				if (now - p->read_ms < IDLE_READ_MS) {
+					/* same CPU time; RSS as last read */
+					sample_row(t, p, now, p->cpu_ms, p->rss_kb);
+					continue;
+				}
+			}
 			p->seen_switches = c;
 		}
 		struct proc_stat st;
@@ -350,13 +359,17 @@ void tracer_tick(struct tracer *t)
 		}
 		if (procfs_ended(&st) && (p->launched || t->map_fd >= 0))
 			continue;   /* its launcher or its exit event has the end */
+		p->read_ms = now;
 		sample_row(t, p, now, st.cpu_ms, st.rss_kb);
 		if (procfs_ended(&st)) {
 			end_row(t, &t->procs[i], now);
 			continue;
 		}
-		if (t->map_fd < 0)   /* eBPF reports forks itself */
-			discover_children(t, t->procs[i].pid);
+		/* eBPF reports forks itself, once it follows a process */
+		if (t->map_fd < 0 || t->procs[i].scan_children) {
+			t->procs[i].scan_children = 0;
+			discover_children(t, t->procs[i].pid, st.threads);
+		}
 	}
 	flush_rows(t);
 }

@@ -36,6 +36,10 @@ struct tracked {
 	unsigned slot;       /* its eBPF switch counter */
 	unsigned long long seen_switches;   /* the counter at the last read */
 	int busy;            /* used CPU in its last window */
+	long rss_kb;         /* at its last row */
+	double read_ms;      /* when /proc was last read for it */
+	int scan_children;   /* a root under eBPF: its existing tree is read
+			      * from /proc once, then forks are reported */
 };
 
 struct tracer {
@@ -60,6 +64,7 @@ struct tracer {
 	/* every exec is reported (tracer_exec): `match` needs no /proc scan
 	 * after the first tick */
 	int execs_reported;
+	volatile unsigned long long *lost_events;   /* eBPF events dropped */
 	int scanned;
 	char *batch;          /* a tick's sample rows, written at once */
 	size_t batch_len, batch_cap;
@@ -95,8 +100,11 @@ void tracer_child(struct tracer *t, pid_t pid, pid_t ppid, double start_ms,
 void tracer_exec(struct tracer *t, pid_t pid, const char *comm);   /* any pid */
 void tracer_exit(struct tracer *t, pid_t pid, double end_ms, double cpu_ms);
 
-/* A quiet process gets a row at least this often (ms). */
+/* A quiet process gets a row at least this often (ms); under eBPF, where its
+ * switch counter proves it has not run, from the figures of its last row,
+ * reading /proc for its RSS only this often. */
 #define IDLE_ROW_MS 1000.0
+#define IDLE_READ_MS 10000.0
 
 /* Samples every live process now (also called by the timer). */
 void tracer_tick(struct tracer *t);

@@ -391,7 +391,7 @@ local function load_and_audit(dir)
 	end
 	local ended = ending and json.decode(ending)
 	if type(ended) == "table" and type(ended.write_errors) == "string" then
-		truncated[#truncated + 1] = "rows lost while running: " .. ended.write_errors
+		truncated[#truncated + 1] = "records lost while running: " .. ended.write_errors
 	end
 	check(checks, "run completed", truncated)
 

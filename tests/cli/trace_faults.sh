@@ -56,5 +56,5 @@ for _, c in ipairs(audit.checks) do print(c.name, c.ok, c.detail) end
 LUA
 out=$("$KXRUN" fill.lua 2>err.txt) || { cat err.txt; fail "run on a file system that fills up: $out"; }
 expect_match "$(cat err.txt)" 'rows could not be written' "lost rows announced at stop"
-expect_match "$out" 'run completed	false	rows lost while running: [0-9]+ rows could not be written: No space left' "audit reports lost rows"
+expect_match "$out" 'run completed	false	records lost while running: [0-9]+ rows could not be written: No space left' "audit reports lost rows"
 exit 0

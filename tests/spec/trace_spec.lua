@@ -261,6 +261,28 @@ describe("kx.trace", function()
 		assert.is_true(seen)
 	end)
 
+	for _, source in ipairs{ "proc", "ebpf" } do
+		it("watches a process with the children it already has (" .. source .. ")", function()
+			local p = kx.spawn{ "sh", "-c", "sleep 0.6 & sleep 0.6 & wait" }
+			kx.sleep(0.15)   -- its children are up before it is watched
+			local run, err = trace.start{ dir = dir .. "/run", interval = 0.05, source = source }
+			if not run then
+				p:kill()
+				pending("eBPF source cannot load here: " .. tostring(err))
+				return
+			end
+			assert.is_true(run:watch(p.pid))
+			p:wait()
+			kx.sleep(0.1)
+			run:stop()
+			local kids = 0
+			for _, q in ipairs(lines(dir .. "/run/raw/procs.jsonl")) do
+				if q.ppid == p.pid and q.comm == "sleep" then kids = kids + 1 end
+			end
+			assert.are.equal(2, kids)
+		end)
+	end
+
 	it("refuses an unusable output directory before starting anything", function()
 		local run, err = trace.start{ dir = "/proc/version/run" }
 		assert.is_nil(run)

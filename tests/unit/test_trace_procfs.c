@@ -96,7 +96,7 @@ static void test_start_time_of_a_fresh_child(void **state)
 	assert_true(st.start_ms <= after + 1);
 	assert_true(procfs_rss_kb(pid) > 0);
 	pid_t kids[16];
-	int n = procfs_children(getpid(), kids, 16);
+	int n = procfs_children(getpid(), 0, kids, 16);
 	int found = 0;
 	for (int i = 0; i < n; i++)
 		found |= kids[i] == pid;
@@ -124,8 +124,32 @@ static void test_vanished_process(void **state)
 	assert_true(procfs_pread_stat(fd, &st) < 0);
 	assert_int_equal(procfs_read_stat(pid, &st), -ENOENT);
 	assert_int_equal(procfs_rss_kb(pid), -1);
-	assert_true(procfs_children(pid, (pid_t[4]){0}, 4) < 0);
+	assert_true(procfs_children(pid, 1, (pid_t[4]){0}, 4) < 0);
 	close(fd);
+}
+
+/* A shell with a thousand children lists more than a page of pids. */
+static void test_many_children_all_listed(void **state)
+{
+	(void)state;
+	enum { N = 1000 };
+	static pid_t kids[N], seen[N + 16];
+	for (int i = 0; i < N; i++) {
+		kids[i] = fork();
+		if (kids[i] == 0) {
+			pause();
+			_exit(0);
+		}
+		assert_true(kids[i] > 0);
+	}
+	int one = procfs_children(getpid(), 1, seen, N + 16);
+	int all = procfs_children(getpid(), 0, seen, N + 16);
+	for (int i = 0; i < N; i++)
+		kill(kids[i], SIGKILL);
+	for (int i = 0; i < N; i++)
+		waitpid(kids[i], NULL, 0);
+	assert_int_equal(one, N);
+	assert_int_equal(all, N);
 }
 
 int main(void)
@@ -137,6 +161,7 @@ int main(void)
 		cmocka_unit_test(test_boot_time_matches_btime),
 		cmocka_unit_test(test_start_time_of_a_fresh_child),
 		cmocka_unit_test(test_vanished_process),
+		cmocka_unit_test(test_many_children_all_listed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

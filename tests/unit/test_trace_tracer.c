@@ -223,7 +223,7 @@ static void test_descendants_are_followed(void **state)
 	}
 	assert_int_equal(tracer_live(&t), 2);
 	pid_t kids[4];
-	assert_int_equal(procfs_children(pid, kids, 4), 1);
+	assert_int_equal(procfs_children(pid, 1, kids, 4), 1);
 	kill(kids[0], SIGKILL);
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
