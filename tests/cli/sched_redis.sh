@@ -12,7 +12,10 @@ start_redis() {
 	for _ in $(seq 100); do redis-cli -p "$PORT" -a kxpw ping 2>/dev/null | grep -q PONG && return; sleep 0.05; done
 	fail "redis-server did not answer"
 }
-stop_redis() { redis-cli -p "$PORT" -a kxpw shutdown 2>/dev/null; sleep 0.2; }
+stop_redis() {
+	redis-cli -p "$PORT" -a kxpw shutdown 2>/dev/null
+	for _ in $(seq 100); do redis-cli -p "$PORT" -a kxpw ping >/dev/null 2>&1 || return 0; sleep 0.05; done
+}
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; redis-cli -p "$PORT" -a kxpw shutdown nosave >/dev/null 2>&1; rm -rf "$T"; }
 trap cleanup EXIT
@@ -70,7 +73,10 @@ expect_eq "$(sort "$T/ran" | uniq | wc -l)" 10 "every task ran across the restar
 
 # 4. status names a head that no node can hold, without spinning
 "$KXRUN" sched submit --redis "$URL" --cpu-units 64 -- true > /dev/null
-sleep 0.5
-out=$("$KXRUN" sched status --redis "$URL")
+for _ in $(seq 100); do
+	out=$("$KXRUN" sched status --redis "$URL")
+	printf '%s' "$out" | grep -q "head blocking" && break
+	sleep 0.1
+done
 expect_match "$out" "head blocking: .* needs 64 units: larger than every node" "blocking head reported"
 exit 0

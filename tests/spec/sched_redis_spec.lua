@@ -215,6 +215,27 @@ s:worker{ node = "a", capacity = 1, binding = "shared", lease = 1, heartbeat = 0
 		end
 	end)
 
+	it("re-runs nothing when redis is down for longer than the lease", function()
+		local s = assert(sched.connect(redis:url()))
+		kx.go(function() s:worker{ node = "n1", capacity = 2, binding = "shared", lease = 1, heartbeat = 0.2 } end)
+		kx.go(function() s:central{ heartbeat = 0.2 } end)
+		for i = 1, 4 do
+			s:submit{ "sh", "-c", "echo x >> " .. dir .. "/o" .. i .. "; sleep 1" }
+		end
+		kx.sleep(0.4)
+		redis:stop()
+		kx.sleep(2)   -- the heartbeats expire while redis is away
+		redis:run()
+		local recs = s:drain()
+		s:close()
+		assert.are.equal(4, #recs)
+		for i = 1, 4 do
+			assert.are.equal(0, recs[i].exit_code)
+			assert.are.equal("x\n", read(dir .. "/o" .. i), "task " .. i .. " ran once")
+			assert.is_nil(recs[i].attempts, "task " .. i .. " was never given back")
+		end
+	end)
+
 	it("never lets stale keys of an earlier run hold capacity", function()
 		local raw = redis:raw()
 		-- an earlier run died with n1 full and a task queued for it

@@ -155,11 +155,15 @@ function R:central(weigher, order, o)
 	local last_reap = 0
 	while not self.closing do
 		-- after a Redis restart the heartbeats may have expired while it was
-		-- down: give the workers a lease's time to beat before reaping
-		if kx.now() - last_reap >= period and kx.now() - (self.reopened or -math.huge) > self.grace then
+		-- down: give the workers a lease's time to beat before reaping.  The
+		-- reaper never re-opens the connection itself, so the check holds.
+		if kx.now() - last_reap >= period then
 			last_reap = kx.now()
-			local n = self:eval("reap", self.max_attempts)
-			if n and n > 0 then kx.log.warn("kx.sched: %d task(s) of lost nodes given back", n) end
+			local c = self.conn
+			if c and c:connected() and kx.now() - (self.reopened or -math.huge) > self.grace then
+				local n = c:timed(30, "EVALSHA", self.o.sha.reap, 0, P, self.max_attempts)
+				if n and n > 0 then kx.log.warn("kx.sched: %d task(s) of lost nodes given back", n) end
+			end
 		end
 		local r, err = self:eval("dispatch", weigher or "", order or "min", 64)
 		if r == nil then

@@ -88,9 +88,20 @@ for _, id in ipairs(ids) do
 end
 local n = 0
 local last
+-- counters go back to the hashes once, at the end (still one atomic step)
+local function flush()
+	for _, s in ipairs(st) do
+		if s.dirty then
+			redis.call('HSET', P .. 'node:' .. s.id, 'used', s.used, 'running', s.run)
+		end
+	end
+end
+local now = redis.call('TIME')
+local ts = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 while n < max do
 	local head = redis.call('LINDEX', P .. 'pending', 0)
 	if not head then
+		flush()
 		redis.call('DEL', P .. 'blocking')
 		return { 'empty', n }
 	end
@@ -108,6 +119,7 @@ while n < max do
 		reason = 'cpu_units must be an integer >= 1'
 	end
 	if reason then
+		flush()
 		redis.call('LPOP', P .. 'pending')
 		redis.call('RPUSH', P .. 'dead', cjson.encode({ task = head, reason = reason }))
 		return { 'dead', reason, n }
@@ -125,27 +137,31 @@ while n < max do
 		end
 	end
 	if not best then
+		flush()
 		redis.call('SET', P .. 'blocking', cjson.encode({ id = t.id, cpu_units = t.cpu_units,
 			reason = ever and 'waiting for capacity' or "larger than every node's capacity" }))
 		return { 'wait', tostring(t.id), ever and 1 or 0, n }
 	end
 	redis.call('LPOP', P .. 'pending')
-	best.used, best.run = best.used + t.cpu_units, best.run + 1
-	redis.call('HINCRBY', P .. 'node:' .. best.id, 'used', t.cpu_units)
-	redis.call('HINCRBY', P .. 'node:' .. best.id, 'running', 1)
-	local now = redis.call('TIME')
-	t.node = best.id
-	t.ts_dispatch = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-	redis.call('RPUSH', P .. 'q:' .. best.id, cjson.encode(t))
+	best.used, best.run, best.dirty = best.used + t.cpu_units, best.run + 1, true
+	-- the task as submitted plus node and ts_dispatch (no re-encoding: the
+	-- head is a JSON object, so it ends with '}')
+	local body = string.match(head, '^(.*)}%s*$')
+	if t.node ~= nil or t.ts_dispatch ~= nil then
+		t.node, t.ts_dispatch = best.id, ts
+		redis.call('RPUSH', P .. 'q:' .. best.id, cjson.encode(t))
+	else
+		redis.call('RPUSH', P .. 'q:' .. best.id, body .. ',"node":' .. cjson.encode(best.id) ..
+			',"ts_dispatch":' .. string.format('%d', ts) .. '}')
+	end
 	n = n + 1
 	last = { 'placed', tostring(t.id), best.id, n }
 end
+flush()
 redis.call('DEL', P .. 'blocking')
 return last
 ]]
 
--- ARGV: P, node, capacity, parallel, lease_ms, reset_capacity, clear_queue, max_attempts
--- A (re)starting worker runs nothing: what its node had taken was lost.
 M.register = GIVE_BACK .. [[
 local P, id = ARGV[1], ARGV[2]
 local node = P .. 'node:' .. id
