@@ -88,6 +88,8 @@ function S:worker(o)
 	end
 	local kind, why = runner.cgroups()
 	if not kind then kx.log.warn("kx.sched: node %s runs tasks unbound: %s", id, why) end
+	local stale = kind and runner.reap_stale() or 0
+	if stale > 0 then kx.log.warn("kx.sched: removed %d task cgroup(s) left by dead workers", stale) end
 	local node = {
 		id = id, capacity = capacity, parallel = check_int(o.parallel, "parallel", 0, "worker") or 0,
 		binding = binding, cpuweight_per_vcpu = o.cpuweight_per_vcpu or 100, trace = o.trace,

@@ -192,6 +192,13 @@ s:worker{ node = "a", capacity = 1, binding = "shared", lease = 1, heartbeat = 0
 		local st = s:status()
 		assert.are.equal(1, #st.nodes)   -- a was reaped
 		assert.are.equal(0, st.nodes[1].used)
+		if runner.cgroups() == "v1" then
+			-- the killed worker's task cgroup went when worker b started
+			local ls = io.popen("ls -1 /sys/fs/cgroup/cpu")
+			local names = ls:read("a")
+			ls:close()
+			assert.is_nil(names:find("kxrun-sched-" .. victim.pid .. "-", 1, true), names)
+		end
 		s:close()
 	end)
 

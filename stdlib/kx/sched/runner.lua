@@ -123,6 +123,38 @@ function M.bind(name, binding, cores, weight)
 	return procs, cleanup
 end
 
+-- Removes the task cgroups (kxrun-sched-<pid>-...) of workers that are gone:
+-- a worker killed with SIGKILL cannot remove its own.  Whatever still runs
+-- in them belonged to a dead worker and has been (or will be) re-run by the
+-- reaper elsewhere, so it is killed first.  Returns how many were removed.
+function M.reap_stale()
+	local kind = M.cgroups()
+	if not kind then return 0 end
+	local roots = kind == "v1" and { V1_CPUSET, V1_CPU } or { V2 }
+	local removed = 0
+	for _, root in ipairs(roots) do
+		local ls = io.popen("ls -1 '" .. root .. "' 2>/dev/null")
+		local names = ls and ls:read("a") or ""
+		if ls then ls:close() end
+		for name in names:gmatch("[^\n]+") do
+			local pid = name:match("^kxrun%-sched%-(%d+)%-")
+			local alive = pid and io.open("/proc/" .. pid .. "/stat")
+			if alive then alive:close() end
+			if pid and not alive then
+				local d = root .. "/" .. name
+				for p in (read(d .. "/cgroup.procs") or ""):gmatch("%d+") do
+					os.execute("kill -9 " .. p .. " 2>/dev/null")
+				end
+				for _ = 1, 50 do
+					if os.execute("rmdir '" .. d .. "' 2>/dev/null") then removed = removed + 1 break end
+					kx.sleep(0.01)
+				end
+			end
+		end
+	end
+	return removed
+end
+
 local function shell_quote(s)
 	return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
