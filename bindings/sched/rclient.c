@@ -39,6 +39,8 @@ struct rconn {
 	kx_task *connecting;     /* the task waiting in connect */
 	int pending;             /* commands whose callback has not run */
 	int collected;           /* the userdata was collected: wake nobody */
+	int freeing_ac;          /* inside redisAsyncFree: its callbacks must
+	                            not free c under it */
 	char why[160];           /* why the connection ended */
 };
 
@@ -50,7 +52,7 @@ struct rcall {
 
 static void rconn_maybe_free(struct rconn *c)
 {
-	if (c->collected && !c->ac && c->pending == 0)
+	if (c->collected && !c->ac && c->pending == 0 && !c->freeing_ac)
 		free(c);
 }
 
@@ -351,7 +353,9 @@ static void rconn_close(struct rconn *c)
 		redisAsyncContext *ac = c->ac;
 		c->ac = NULL;
 		snprintf(c->why, sizeof c->why, "closed");
+		c->freeing_ac = 1;
 		redisAsyncFree(ac);   /* pending calls get nil, "closed" */
+		c->freeing_ac = 0;
 	}
 }
 

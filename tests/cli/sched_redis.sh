@@ -6,9 +6,11 @@
 command -v redis-server >/dev/null || skip "redis-server is not installed"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 URL="redis://:kxpw@127.0.0.1:$PORT/0"
+# AOF with fsync left to the OS: a graceful restart keeps everything, and a
+# disk busy with other work cannot stall Redis past the short leases used here.
 start_redis() {
 	redis-server --port "$PORT" --bind 127.0.0.1 --requirepass kxpw --dir "$T" --appendonly yes \
-		--appendfsync always --save '' --daemonize yes --logfile "$T/redis.log" >/dev/null || fail "redis-server did not start"
+		--appendfsync no --save '' --daemonize yes --logfile "$T/redis.log" >/dev/null || fail "redis-server did not start"
 	for _ in $(seq 100); do redis-cli -p "$PORT" -a kxpw ping 2>/dev/null | grep -q PONG && return; sleep 0.05; done
 	fail "redis-server did not answer"
 }

@@ -26,20 +26,18 @@ local function write(path, value)
 	return true
 end
 
-local function is_cgroup(path)
-	return read(path .. "/cgroup.procs") ~= nil
-end
-
 -- Which hierarchy can bind tasks here: "v1", "v2" or nil and why.
 function M.cgroups()
 	if M._kind ~= nil then return M._kind or nil, M._why end
-	if is_cgroup(V1_CPUSET) and is_cgroup(V1_CPU) then
-		local probe = V1_CPUSET .. "/kxrun-sched-probe-" .. tostring(os.time())
-		if os.execute("mkdir " .. probe .. " 2>/dev/null") then
-			os.execute("rmdir " .. probe)
-			M._kind = "v1"
-			return "v1"
-		end
+	-- writable cgroup.procs: this process may make and fill task cgroups there
+	local function writable(root)
+		local f = io.open(root .. "/cgroup.procs", "r+")
+		if f then f:close() end
+		return f ~= nil
+	end
+	if writable(V1_CPUSET) and writable(V1_CPU) then
+		M._kind = "v1"
+		return "v1"
 	end
 	local controllers = read(V2 .. "/cgroup.controllers")
 	if controllers and controllers:find("cpuset") and controllers:find("cpu") then
