@@ -43,8 +43,12 @@ describe("kx.sched embedded", function()
 		s:submit{ "true", cpu_units = 1 }
 		local big = s:submit{ "true", cpu_units = 3 }   -- larger than the node: blocks for good
 		s:submit{ "true", cpu_units = 1 }
-		kx.sleep(0.4)
-		local st = s:status()
+		local st
+		for _ = 1, 100 do   -- until the three before it ran (a loaded machine is slow)
+			st = s:status()
+			if st.blocking and st.blocking.id == big and st.pending == 2 then break end
+			kx.sleep(0.05)
+		end
 		assert.are.equal(big, st.blocking.id)
 		assert.matches("larger than every node", st.blocking.reason)
 		assert.are.equal(2, st.pending)   -- the big head and the one behind it
