@@ -577,11 +577,34 @@ static int l_current(lua_State *L)
 	return 1;
 }
 
+/* The coroutines resumed inside the running task, innermost last, so that a
+ * signal can interrupt a busy loop in a nested coroutine (a hook set on the
+ * task's own thread would never run). */
+#define NESTED_MAX 200   /* Lua's own limit on nested C calls */
+static lua_State *nested[NESTED_MAX];
+static int nnested;
+
+static int l_enter(lua_State *L)
+{
+	if (nnested < NESTED_MAX)
+		nested[nnested] = lua_tothread(L, 1);
+	nnested++;
+	return 0;
+}
+
+static int l_leave(lua_State *L)
+{
+	if (nnested > 0)
+		nnested--;
+	return lua_gettop(L);
+}
+
 /* coroutine.resume/wrap that pass the host's await marker up to the task. */
 static const char coroutine_shim[] =
-	"local marker = ...\n"
-	"local create, resume, yield, status = coroutine.create, "
+	"local marker, enter, leave = ...\n"
+	"local create, resume0, yield, status = coroutine.create, "
 	"coroutine.resume, coroutine.yield, coroutine.status\n"
+	"local function resume(co, ...) enter(co) return leave(resume0(co, ...)) end\n"
 	"local function pass(co, ok, ...)\n"
 	"  if ok and select('#', ...) == 1 and ... == marker and "
 	"status(co) == 'suspended' then\n"
@@ -631,7 +654,9 @@ void kx_tasks_init(lua_State *L)
 			    "=[kx coroutine]") != LUA_OK)
 		lua_error(L);
 	lua_pushlightuserdata(L, &await_marker);
-	lua_call(L, 1, 0);
+	lua_pushcfunction(L, l_enter);
+	lua_pushcfunction(L, l_leave);
+	lua_call(L, 3, 0);
 }
 
 /* Exit status from the main task: 1 if it failed; a tool's first result
@@ -659,5 +684,9 @@ int kx_main_status(void)
 /* For the signal handler: the thread to interrupt when Lua is busy. */
 lua_State *kx_running_thread(void)
 {
+	int n = nnested < NESTED_MAX ? nnested :
+		NESTED_MAX;
+	if (n > 0 && nested[n - 1])
+		return nested[n - 1];
 	return current ? current->co : NULL;
 }

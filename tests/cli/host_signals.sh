@@ -27,6 +27,16 @@ k=$!
 for _ in $(seq 100); do [ -s "$T/busy" ] && break; sleep 0.05; done
 kill -INT $k; wait $k; expect_eq "$?" 130 "busy loop interrupted"
 
+# ... also inside coroutines nested in the main task, by the first SIGINT
+"$KXRUN" -e 'coroutine.wrap(function() coroutine.wrap(function()
+	io.stdout:write("go\n"); io.stdout:flush(); while true do end end)() end)()' > "$T/busy2" &
+k=$!
+for _ in $(seq 100); do [ -s "$T/busy2" ] && break; sleep 0.05; done
+kill -INT $k
+for _ in $(seq 40); do kill -0 $k 2>/dev/null || break; sleep 0.05; done
+kill -0 $k 2>/dev/null && { kill -KILL $k; fail "nested busy loop survived the first SIGINT"; }
+wait $k; expect_eq "$?" 130 "nested busy loop interrupted"
+
 # a script's own handler replaces the default
 out=$("$KXRUN" -e 'kx.signal("TERM", function(n) print("got " .. n); os.exit(0) end)
 	kx.exec{"kill", "-TERM", io.open("/proc/self/stat"):read("a"):match("^(%d+)")}
