@@ -570,8 +570,6 @@ static int recreate_fds(struct rec *recs, size_t n, char *err, size_t errlen)
 
 /* ---- retiring the parent's loop ---------------------------------------------- */
 
-static uv_prepare_t retire_prepare;
-
 static void noop_idle(uv_idle_t *h)
 {
 	(void)h;
@@ -616,7 +614,9 @@ static void retire_loop(uv_loop_t *old)
 	uv_stop(old);
 }
 
-/* The old loop's prepare phase: the last chance before its poll. */
+/* The old loop's prepare phase: the last chance before its poll.  The
+ * handle stays with the retired loop (a child resumed again before that
+ * loop got here retires the next one with a handle of its own). */
 static void on_retire_prepare(uv_prepare_t *h)
 {
 	retire_loop(h->loop);
@@ -624,7 +624,7 @@ static void on_retire_prepare(uv_prepare_t *h)
 
 /* Silences every handle of the old loop, stops its signal handles, then
  * empties it, leaving one prepare handle to retire it again. */
-static void abandon_loop(uv_loop_t *old)
+static void abandon_loop(uv_loop_t *old, uv_prepare_t *retire)
 {
 	void **head = old->handle_queue;
 	for (void **q = head[0]; q && q != head; q = q[0]) {
@@ -649,9 +649,8 @@ static void abandon_loop(uv_loop_t *old)
 	}
 	unlink_queue(old->handle_queue);
 	retire_loop(old);
-	memset(&retire_prepare, 0, sizeof retire_prepare);
-	uv_prepare_init(old, &retire_prepare);
-	uv_prepare_start(&retire_prepare, on_retire_prepare);
+	uv_prepare_init(old, retire);
+	uv_prepare_start(retire, on_retire_prepare);
 }
 
 void kx_run_loops(void)
@@ -679,7 +678,10 @@ int kx_reset_after_resume(lua_State *L, const void *blob, size_t len,
 	if (parse_blob(blob, len, &recs, &n, err, errlen) < 0)
 		return -1;
 	uv_loop_t *fresh = malloc(sizeof *fresh);
-	if (!fresh) {
+	uv_prepare_t *retire = malloc(sizeof *retire);
+	if (!fresh || !retire) {
+		free(fresh);
+		free(retire);
 		free(recs);
 		snprintf(err, errlen, "out of memory");
 		return -1;
@@ -694,12 +696,14 @@ int kx_reset_after_resume(lua_State *L, const void *blob, size_t len,
 			 uv_strerror(r));
 	if (r < 0) {
 		free(fresh);
+		free(retire);
 		pthread_sigmask(SIG_SETMASK, &saved, NULL);
 		return -1;
 	}
 	uv_loop_t *old = kx_host.loop;
-	abandon_loop(old);
-	/* stale handles point into the old loop: it is kept, never freed */
+	abandon_loop(old, retire);
+	/* stale handles point into the old loop (and it holds the retiring
+	 * handle): it is kept, never freed, reachable from the new one */
 	fresh->data = old;
 	kx_host.loop = fresh;
 	kx_host.loop_gen++;
