@@ -123,7 +123,7 @@ local function criu_figure()
 	if code ~= 0 then
 		-- its own reasons, less the generic "exited, status=1" lines
 		local why = {}
-		for msg in ((err or "") .. (out or "")):gmatch("Error %b%(%):%s*([^\n]+)") do
+		for msg in ((err or "") .. (out or "")):gmatch("Error %b():%s*([^\n]+)") do
 			if not msg:match("^exited, status") and #why < 2 then why[#why + 1] = msg end
 		end
 		return nil, "`criu check` fails on this kernel: " ..
