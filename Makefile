@@ -26,7 +26,7 @@ KX_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -ldl -lpthread
 
 KX_SRCS       := $(filter-out host/main.c,$(wildcard host/*.c))
 KX_CFLAGS     :=
-LUAOPEN       := kx
+LUAOPEN       := kx kx._resume_test
 EXTRA_TARGETS :=
 TEST_DEPS     :=
 UNIT_LIBS     :=
@@ -50,7 +50,7 @@ DEBS := build-essential pkg-config liblua5.4-dev lua5.4 libuv1-dev libedit-dev \
         libjansson-dev libhiredis-dev libbpf-dev clang bpftool libelf-dev zlib1g-dev \
         ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libibverbs-dev \
         libcmocka-dev lua-busted redis-server libzstd-dev libsnappy-dev \
-        ffmpeg iproute2 util-linux procps python3 nodejs
+        ffmpeg iproute2 util-linux procps python3 nodejs criu
 
 deps: $(BUILD)/.deps
 $(BUILD)/.deps: Makefile

@@ -25,6 +25,7 @@ struct kx_host {
 	int live_tasks;        /* tasks not yet finished */
 	volatile sig_atomic_t interrupted; /* SIGINT/SIGTERM number, or 0 */
 	pid_t pid;             /* to tell forked children from the host */
+	unsigned loop_gen;     /* 0, +1 each time a resume replaced the loop */
 };
 
 extern struct kx_host kx_host;
@@ -78,5 +79,17 @@ lua_State *kx_host_init(void);
 void kx_report(const char *msg);
 void kx_shutdown(int code);
 void kx_run_atexit(void);
+
+/* resume.c: the old loop returns from uv_run once a resume replaced it;
+ * this runs whichever loop is current until that one returns. */
+void kx_run_loops(void);
+
+/* After a resume (resume.c calls them in this order): */
+void kx_signals_after_resume(void);  /* fresh async; parent's handlers gone */
+void kx_procs_after_resume(void);    /* parent's process groups forgotten */
+void kx_repl_after_resume(void);     /* the prompt belongs to the parent */
+void kx_forget_atexit(void);         /* parent's exit hooks dropped */
+void kx_workpool_after_resume(void); /* workers of the parent are gone */
+void kx_tasks_after_resume(void);    /* others cancelled; caller is main */
 
 #endif

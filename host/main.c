@@ -225,7 +225,7 @@ int main(int argc, char **argv)
 	lua_pop(L, 1);   /* steps */
 	kx_host.main_is_tool = tool;
 
-	uv_run(kx_host.loop, UV_RUN_DEFAULT);
+	kx_run_loops();
 	int code = kx_host.exit_code;
 	if (!kx_host.stopping && !kx_task_finished(kx_host.main)) {
 		kx_report("deadlock: the main task waits for something that "
@@ -234,7 +234,7 @@ int main(int argc, char **argv)
 	} else if (!code) {
 		code = kx_main_status();
 	}
-	if (interactive) {
+	if (interactive && !kx_host.loop_gen) {  /* a resumed child: no prompt */
 		kx_host.stopping = 0;
 		code = kx_repl(L);
 	}

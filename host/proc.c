@@ -99,6 +99,14 @@ void kx_terminate_children(int sig, double grace_s)
 		;
 }
 
+/* A resumed child's groups are its own; the parent's are not its business. */
+void kx_procs_after_resume(void)
+{
+	for (int i = 0; i < ngroups; i++)
+		groups[i] = 0;
+	ngroups = 0;
+}
+
 /* ---- children forked by bindings ------------------------------------------ */
 
 struct child_watch {
@@ -246,6 +254,10 @@ static int l_proc_wait(lua_State *L)
 
 	if (p->exited)
 		return push_status(L, p);
+	if (p->h.loop != kx_host.loop)
+		return kx_fail(L, "process %d was started by the parent of this "
+			       "resumed process: it cannot be waited for here",
+			       (int)p->pid);
 	kx_task *t = kx_checktask(L, "wait");
 	struct pwaiter *w = malloc(sizeof *w);
 	if (!w)
@@ -306,6 +318,10 @@ static int l_proc_kill(lua_State *L)
 {
 	struct proc *p = checkproc(L, 1);
 	int sig = kx_checksignal(L, 2, SIGTERM);
+	if (p->h.loop != kx_host.loop)
+		return kx_fail(L, "process %d was started by the parent of this "
+			       "resumed process: not signalled from here",
+			       (int)p->pid);
 	if (p->exited && !group_alive(p->pid)) {
 		lua_pushboolean(L, 0);
 		return 1;

@@ -27,6 +27,7 @@ static struct {
 	kx_task *line;        /* the running line, or NULL */
 	int line_ref;
 	int eof;
+	int detached;         /* a resumed child: the prompt stays the parent's */
 	char history[4096];
 	/* non-terminal input */
 	char *inbuf;
@@ -68,8 +69,17 @@ static int l_line_done(lua_State *L)
 	R.line = NULL;
 	luaL_unref(R.L, LUA_REGISTRYINDEX, R.line_ref);
 	R.line_ref = LUA_NOREF;
-	prompt(0);
+	if (!R.detached)
+		prompt(0);
 	return 0;
+}
+
+/* A child resumed from a REPL line runs that line to its end, as a script
+ * runs its main chunk; it reads no input (stdin is its own, the prompt's
+ * handles were the parent's loop's). */
+void kx_repl_after_resume(void)
+{
+	R.detached = 1;
 }
 
 static const char line_driver[] =
@@ -336,7 +346,9 @@ int kx_repl(lua_State *L)
 		uv_idle_init(kx_host.loop, &R.file_input);
 	}
 	prompt(0);
-	uv_run(kx_host.loop, UV_RUN_DEFAULT);
+	kx_run_loops();
+	if (R.detached)
+		return kx_host.exit_code;
 	if (R.tty && R.history[0]) {
 		write_history(R.history);
 		history_truncate_file(R.history, 1000);

@@ -82,14 +82,14 @@ static void on_sig_async(uv_async_t *h)
 	kx_shutdown(128 + sig);
 }
 
-void kx_signals_init(lua_State *L)
+static void install_handlers(void)
 {
-	(void)L;
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_term_signal;
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = SA_RESTART;
+	memset(&sig_async, 0, sizeof sig_async);
 	uv_async_init(kx_host.loop, &sig_async, on_sig_async);
 	uv_unref((uv_handle_t *)&sig_async);
 	sigaction(SIGINT, &sa, NULL);
@@ -97,10 +97,26 @@ void kx_signals_init(lua_State *L)
 	signal(SIGPIPE, SIG_IGN);
 }
 
+void kx_signals_init(lua_State *L)
+{
+	(void)L;
+	install_handlers();
+}
+
+/* A resumed child: the async on the new loop, our handlers installed again
+ * (the resuming process had its own, at its own addresses), and none of
+ * the parent's kx.signal handlers. */
+void kx_signals_after_resume(void)
+{
+	install_handlers();
+	user_handler[0] = user_handler[1] = LUA_NOREF;
+}
+
 /* ---- kx.signal(name, fn) ---------------------------------------------------- */
 
 struct sighandle {
 	uv_signal_t h;   /* unused for INT and TERM */
+	unsigned loop_gen; /* of the loop it was set up on */
 	int sig;
 	int fn_ref;
 	int self_ref;
@@ -129,7 +145,11 @@ static int l_signal_stop(lua_State *L)
 	if (!s->active)
 		return 0;
 	s->active = 0;
-	if (s->sig == SIGINT || s->sig == SIGTERM) {
+	if (s->loop_gen != kx_host.loop_gen) {
+		/* the parent's, in a resumed child: already gone */
+		luaL_unref(L, LUA_REGISTRYINDEX, s->self_ref);
+		s->self_ref = LUA_NOREF;
+	} else if (s->sig == SIGINT || s->sig == SIGTERM) {
 		int *slot = handler_slot(s->sig);
 		if (*slot == s->fn_ref)
 			*slot = LUA_NOREF;
@@ -152,6 +172,7 @@ static int l_signal(lua_State *L)
 	memset(s, 0, sizeof *s);
 	luaL_setmetatable(L, SIGNAL_MT);
 	s->sig = sig;
+	s->loop_gen = kx_host.loop_gen;
 	lua_pushvalue(L, 2);
 	lua_setiuservalue(L, -2, 1);
 	lua_pushvalue(L, 2);
@@ -212,7 +233,10 @@ static int l_timer_stop(lua_State *L)
 	if (!t->active)
 		return 0;
 	t->active = 0;
-	uv_close((uv_handle_t *)&t->h, timer_closed);
+	if (t->h.loop != kx_host.loop)   /* the parent's, in a resumed child */
+		timer_closed((uv_handle_t *)&t->h);
+	else
+		uv_close((uv_handle_t *)&t->h, timer_closed);
 	return 0;
 }
 

@@ -27,6 +27,9 @@ struct kx_stream {
 	int wref;         /* the string being written */
 };
 
+static const char parent_stream[] =
+	"pipe of the parent of this resumed process: not carried by rfork";
+
 static struct kx_stream *checkstream(lua_State *L, int i)
 {
 	return luaL_checkudata(L, i, STREAM_MT);
@@ -142,6 +145,11 @@ void kx_stream_close(struct kx_stream *s)
 {
 	if (!s->open || s->closing)
 		return;
+	if (s->pipe.loop != kx_host.loop) {
+		/* the parent's, in a resumed child: its loop is retired */
+		on_stream_closed((uv_handle_t *)&s->pipe);
+		return;
+	}
 	s->closing = 1;
 	s->eof = 1;
 	uv_close((uv_handle_t *)&s->pipe, on_stream_closed);
@@ -178,6 +186,8 @@ static int l_stream_read(lua_State *L)
 	}
 	if (s->reader)
 		return luaL_error(L, "stream already has a reader");
+	if (s->pipe.loop != kx_host.loop)
+		return kx_fail(L, "%s", parent_stream);
 	int n = stream_take(s, L, mode, want);
 	if (n >= 0)
 		return n;
@@ -236,6 +246,8 @@ static int l_stream_write(lua_State *L)
 	size_t len;
 	const char *data = luaL_checklstring(L, 2, &len);
 
+	if (s->pipe.loop != kx_host.loop)
+		return kx_fail(L, "%s", parent_stream);
 	if (!s->open || s->closing)
 		return kx_fail(L, "stream is closed");
 	if (s->writer || s->wref != LUA_NOREF)

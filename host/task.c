@@ -164,6 +164,13 @@ static void on_task_timer(uv_timer_t *h)
 
 static void task_start_timer(kx_task *t, double seconds, enum timer_mode mode)
 {
+	if (t->timer && t->timer->loop != kx_host.loop) {
+		/* a resumed child: the timer was the parent's loop's, which
+		 * no longer refers to it (resume.c) */
+		memset(t->timer, 0, sizeof *t->timer);
+		uv_timer_init(kx_host.loop, t->timer);
+		t->timer->data = t;
+	}
 	if (!t->timer) {
 		t->timer = malloc(sizeof *t->timer);
 		if (!t->timer)
@@ -523,7 +530,9 @@ static int l_task_gc(lua_State *L)
 		return 0;
 	*ud = NULL;
 	luaL_unref(L, LUA_REGISTRYINDEX, t->result_ref);
-	if (t->timer)
+	if (t->timer && t->timer->loop != kx_host.loop)
+		free(t->timer);   /* of a retired loop: nothing refers to it */
+	else if (t->timer)
 		uv_close((uv_handle_t *)t->timer, timer_free);
 	if (t->queued)
 		t->collected = 1;
@@ -657,6 +666,23 @@ void kx_tasks_init(lua_State *L)
 	lua_pushcfunction(L, l_enter);
 	lua_pushcfunction(L, l_leave);
 	lua_call(L, 3, 0);
+}
+
+/* In a resumed child (resume.c): the ready queue's handle on the new loop;
+ * the calling task becomes the main one, every other task is cancelled. */
+void kx_tasks_after_resume(void)
+{
+	memset(&ready_idle, 0, sizeof ready_idle);
+	uv_idle_init(kx_host.loop, &ready_idle);
+	if (ready_head)
+		uv_idle_start(&ready_idle, on_ready);
+	if (current != kx_host.main) {
+		kx_host.main = current;
+		kx_host.main_is_tool = 0;
+	}
+	kx_host.repl = 0;
+	kx_host.in_repl = 0;
+	kx_task_cancel_all();
 }
 
 /* Exit status from the main task: 1 if it failed; a tool's first result

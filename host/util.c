@@ -199,3 +199,13 @@ void kx_run_atexit(void)
 		free(h);
 	}
 }
+
+/* A resumed child: the hooks were the parent's, for the parent's things. */
+void kx_forget_atexit(void)
+{
+	while (exit_hooks) {
+		struct exit_hook *h = exit_hooks;
+		exit_hooks = h->next;
+		free(h);
+	}
+}

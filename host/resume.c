@@ -1,0 +1,722 @@
+/*
+ * resume.c - the host's side of kx.rfork: what a resumed child needs so that
+ * kxrun goes on running in it.
+ *
+ * A resumed child has the parent's memory as it was at prepare, but a fd
+ * table of its own (0, 1, 2 and the regular files rfork reopened).  The
+ * parent's memory still names descriptors that libuv and the host use:
+ *
+ *  - libuv's process-global signal lock pipe (uv__signal_lock_pipefd, one
+ *    byte in it while unlocked; re-created only by libuv's pthread_atfork
+ *    child handler, which a resume does not run);
+ *  - the loop's epoll (backend_fd), its signal pipe and its async eventfd;
+ *  - pipes, sockets, pidfds of handles watched by the old loop;
+ *  - descriptors that bindings and Lua objects will close on collection.
+ *
+ * Capture (parent, at prepare) lists every descriptor above 2 with what it
+ * is; reset (child) gives each number that is free in the child a
+ * descriptor again:
+ *
+ *  - a pipe: a new pipe at each number of the old one, holding the bytes
+ *    the old one held (read with tee(2), not consumed in the parent); a pipe
+ *    the parent held one end of becomes a widowed pipe (EOF / EPIPE);
+ *  - an eventfd: a new one with the same counter and flags;
+ *  - an epoll: a new empty one;
+ *  - a socket: one end of a unix socket pair whose peer is closed;
+ *  - a regular file or directory rfork did not reopen: reopened at its
+ *    offset; /dev/null, /dev/zero, /dev/full, /dev/[u]random reopened;
+ *  - anything else (pidfds, timerfds, terminals): /dev/null.
+ *
+ * So no number the parent used is free in the child: stale code closing
+ * or writing one of them hits a harmless stand-in, never a new descriptor
+ * of the child.
+ *
+ * The loop.  The child resumes inside a Lua call, inside a task resumed by
+ * on_ready (task.c), an idle callback inside uv_run(old loop).  The old loop
+ * is retired so that uv_run returns at the end of the current iteration
+ * without touching a descriptor or calling anything of the parent: its
+ * signal handles are stopped (taking them out of libuv's global signal
+ * tree, whose handler would write to their loops' pipes), its queues are
+ * emptied and their nodes unlinked, idle callbacks still due in this
+ * iteration become no-ops, and a prepare handle retires it once more right
+ * before its last poll (nfds 0: no epoll_wait), for whatever cancelled tasks
+ * did to it meanwhile.  kx_run_loops() then runs the new loop.
+ *
+ * Host state: the new loop gets the host's own handles (ready queue, signal
+ * async); every task but the calling one is cancelled, the calling one
+ * becomes the main task; the parent's process groups, exit hooks, signal
+ * handlers, REPL and workers are forgotten.  Host objects of the parent
+ * (processes, pipes, kx.every timers, kx.signal handles) fail clearly when
+ * used in the child: they compare their handle's loop with kx_loop().
+ *
+ * libuv's threadpool has no threads in the child and its state is hidden;
+ * workpool.c serves uv_queue_work there instead.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "host.h"
+
+#define BLOB_MAGIC 0x5352584bu /* "KXRS" */
+#define BLOB_VERSION 1
+
+enum fd_kind { FK_PIPE, FK_EVENTFD, FK_EPOLL, FK_SOCKET, FK_FILE, FK_DEVICE,
+	       FK_OTHER };
+
+static const char *const kind_names[] = {
+	"pipe", "eventfd", "epoll", "socket", "file", "device", "other",
+};
+
+struct blob_head {
+	uint32_t magic, version, nfds, size;
+};
+
+/* One descriptor; followed by pathlen bytes of path, then datalen bytes of
+ * pipe contents. */
+struct blob_fd {
+	int32_t fd;
+	int32_t flags;     /* F_GETFL */
+	int32_t group;     /* PIPE: the first fd seen on the same pipe */
+	int32_t pipe_size; /* PIPE */
+	int32_t socktype;  /* SOCKET */
+	uint32_t pathlen;  /* FILE, DEVICE */
+	uint32_t datalen;  /* PIPE, on the first read end: its bytes */
+	uint64_t value;    /* EVENTFD: counter; FILE: offset */
+	uint8_t kind;
+	uint8_t cloexec;
+	uint8_t semaphore; /* EVENTFD */
+	uint8_t pad;
+};
+
+/* ---- capture ---------------------------------------------------------------- */
+
+struct buf {
+	char *p;
+	size_t len, cap;
+};
+
+static int buf_add(struct buf *b, const void *data, size_t n)
+{
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 4096;
+		while (cap < b->len + n)
+			cap *= 2;
+		char *p = realloc(b->p, cap);
+		if (!p)
+			return -1;
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, data, n);
+	b->len += n;
+	return 0;
+}
+
+struct pipe_seen {
+	dev_t dev;
+	ino_t ino;
+	int group;
+	int have_data;
+};
+
+static const char *const reopenable_devices[] = {
+	"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
+	NULL,
+};
+
+static int is_reopenable_device(const char *path)
+{
+	for (int i = 0; reopenable_devices[i]; i++)
+		if (strcmp(path, reopenable_devices[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* Counter and semaphore flag of an eventfd, from its fdinfo. */
+static int eventfd_state(int fd, uint64_t *count, uint8_t *sem)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -1;
+	int found = 0;
+	*sem = 0;
+	while (fgets(line, sizeof line, f)) {
+		unsigned long long v;
+		int s;
+		if (sscanf(line, "eventfd-count: %llx", &v) == 1) {
+			*count = v;
+			found = 1;
+		} else if (sscanf(line, "eventfd-semaphore: %d", &s) == 1) {
+			*sem = s != 0;
+		}
+	}
+	fclose(f);
+	return found ? 0 : -1;
+}
+
+/* The bytes waiting in the pipe whose read end is fd, without consuming
+ * them: tee(2) into a scratch pipe, read that.  Returns a malloc'd copy
+ * (NULL with *len 0 when empty). */
+static int pipe_contents(int fd, char **out, size_t *len)
+{
+	int n = 0;
+	*out = NULL;
+	*len = 0;
+	if (ioctl(fd, FIONREAD, &n) < 0 || n <= 0)
+		return 0;
+	int tp[2];
+	if (pipe2(tp, O_CLOEXEC | O_NONBLOCK) < 0)
+		return -1;
+	if (fcntl(tp[1], F_GETPIPE_SZ) < n && fcntl(tp[1], F_SETPIPE_SZ, n) < 0)
+		goto fail;
+	char *data = malloc((size_t)n);
+	if (!data)
+		goto fail;
+	ssize_t t = tee(fd, tp[1], (size_t)n, SPLICE_F_NONBLOCK);
+	size_t got = 0;
+	while (t > 0 && got < (size_t)t) {
+		ssize_t r = read(tp[0], data + got, (size_t)t - got);
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	close(tp[0]);
+	close(tp[1]);
+	if (t < 0 || got != (size_t)t) {
+		free(data);
+		errno = t < 0 ? errno : EIO;
+		return -1;
+	}
+	*out = data;
+	*len = got;
+	return 0;
+fail:
+	close(tp[0]);
+	close(tp[1]);
+	return -1;
+}
+
+static int capture_fd(struct buf *b, int fd, struct pipe_seen **seen,
+		      size_t *nseen, char *err, size_t errlen)
+{
+	struct blob_fd r;
+	struct stat st;
+	char link[PATH_MAX] = "", *data = NULL;
+	size_t datalen = 0;
+
+	memset(&r, 0, sizeof r);
+	if (fstat(fd, &st) < 0)
+		return 0;   /* closed meanwhile (the directory stream's own) */
+	char lp[64];
+	snprintf(lp, sizeof lp, "/proc/self/fd/%d", fd);
+	ssize_t ln = readlink(lp, link, sizeof link - 1);
+	link[ln > 0 ? ln : 0] = 0;
+	r.fd = fd;
+	r.flags = fcntl(fd, F_GETFL);
+	r.cloexec = (fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0;
+	r.group = -1;
+	r.kind = FK_OTHER;
+
+	if (S_ISFIFO(st.st_mode)) {
+		r.kind = FK_PIPE;
+		r.pipe_size = fcntl(fd, F_GETPIPE_SZ);
+		struct pipe_seen *p = NULL;
+		for (size_t i = 0; i < *nseen; i++)
+			if ((*seen)[i].dev == st.st_dev && (*seen)[i].ino == st.st_ino)
+				p = &(*seen)[i];
+		if (!p) {
+			struct pipe_seen *ns = realloc(*seen, (*nseen + 1) * sizeof *ns);
+			if (!ns)
+				goto nomem;
+			*seen = ns;
+			p = &ns[(*nseen)++];
+			p->dev = st.st_dev;
+			p->ino = st.st_ino;
+			p->group = fd;
+			p->have_data = 0;
+		}
+		r.group = p->group;
+		if (!p->have_data && (r.flags & O_ACCMODE) != O_WRONLY) {
+			if (pipe_contents(fd, &data, &datalen) < 0) {
+				snprintf(err, errlen, "pipe at descriptor %d: cannot "
+					 "copy its contents: %s", fd, strerror(errno));
+				return -1;
+			}
+			p->have_data = 1;
+		}
+	} else if (S_ISSOCK(st.st_mode)) {
+		socklen_t sl = sizeof r.socktype;
+		r.kind = FK_SOCKET;
+		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &r.socktype, &sl) < 0)
+			r.socktype = SOCK_STREAM;
+	} else if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) {
+		size_t l = strlen(link);
+		if (link[0] == '/' && !(l > 10 && strcmp(link + l - 10, " (deleted)") == 0)) {
+			r.kind = FK_FILE;
+			off_t off = lseek(fd, 0, SEEK_CUR);
+			r.value = off > 0 ? (uint64_t)off : 0;
+		}
+	} else if (S_ISCHR(st.st_mode) && is_reopenable_device(link)) {
+		r.kind = FK_DEVICE;
+	} else if (strcmp(link, "anon_inode:[eventfd]") == 0) {
+		if (eventfd_state(fd, &r.value, &r.semaphore) == 0)
+			r.kind = FK_EVENTFD;
+	} else if (strcmp(link, "anon_inode:[eventpoll]") == 0) {
+		r.kind = FK_EPOLL;
+	}
+	if (r.kind == FK_FILE || r.kind == FK_DEVICE)
+		r.pathlen = (uint32_t)strlen(link);
+	r.datalen = (uint32_t)datalen;
+	if (buf_add(b, &r, sizeof r) < 0 || buf_add(b, link, r.pathlen) < 0 ||
+	    buf_add(b, data, datalen) < 0) {
+		free(data);
+		goto nomem;
+	}
+	free(data);
+	return 1;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	return -1;
+}
+
+void *kx_resume_capture(size_t *len, char *err, size_t errlen)
+{
+	struct buf b = {0};
+	struct blob_head h = {BLOB_MAGIC, BLOB_VERSION, 0, 0};
+	struct pipe_seen *seen = NULL;
+	size_t nseen = 0;
+
+	if (!kx_current()) {
+		snprintf(err, errlen, "must be called from a task (the child "
+			 "resumes inside it)");
+		return NULL;
+	}
+	DIR *d = opendir("/proc/self/fd");
+	if (!d) {
+		snprintf(err, errlen, "/proc/self/fd: %s", strerror(errno));
+		return NULL;
+	}
+	if (buf_add(&b, &h, sizeof h) < 0)
+		goto nomem;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		char *end;
+		long fd = strtol(e->d_name, &end, 10);
+		if (*end || end == e->d_name || fd <= 2 || fd == dirfd(d))
+			continue;
+		int r = capture_fd(&b, (int)fd, &seen, &nseen, err, errlen);
+		if (r < 0)
+			goto fail;
+		h.nfds += (uint32_t)r;
+	}
+	closedir(d);
+	free(seen);
+	h.size = (uint32_t)b.len;
+	memcpy(b.p, &h, sizeof h);
+	*len = b.len;
+	return b.p;
+nomem:
+	snprintf(err, errlen, "out of memory");
+fail:
+	closedir(d);
+	free(seen);
+	free(b.p);
+	return NULL;
+}
+
+/* ---- re-creating descriptors ------------------------------------------------- */
+
+struct rec {
+	struct blob_fd r;
+	const char *path;   /* not terminated: r.pathlen bytes */
+	const char *data;
+	int absent;         /* free in the child: to be given a descriptor */
+};
+
+static int parse_blob(const void *blob, size_t len, struct rec **out,
+		      size_t *n, char *err, size_t errlen)
+{
+	struct blob_head h;
+	const char *p = blob, *end = p + len;
+
+	if (!blob || len < sizeof h) {
+		snprintf(err, errlen, "resume blob is missing or truncated");
+		return -1;
+	}
+	memcpy(&h, p, sizeof h);
+	if (h.magic != BLOB_MAGIC || h.version != BLOB_VERSION || h.size != len) {
+		snprintf(err, errlen, "resume blob is not one of this kxrun "
+			 "(magic, version or size differ)");
+		return -1;
+	}
+	p += sizeof h;
+	struct rec *recs = calloc(h.nfds ? h.nfds : 1, sizeof *recs);
+	if (!recs) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (uint32_t i = 0; i < h.nfds; i++) {
+		if ((size_t)(end - p) < sizeof recs[i].r)
+			goto bad;
+		memcpy(&recs[i].r, p, sizeof recs[i].r);
+		p += sizeof recs[i].r;
+		if ((size_t)(end - p) < (size_t)recs[i].r.pathlen + recs[i].r.datalen ||
+		    recs[i].r.kind > FK_OTHER || recs[i].r.fd <= 2)
+			goto bad;
+		recs[i].path = p;
+		p += recs[i].r.pathlen;
+		recs[i].data = p;
+		p += recs[i].r.datalen;
+	}
+	*out = recs;
+	*n = h.nfds;
+	return 0;
+bad:
+	free(recs);
+	snprintf(err, errlen, "resume blob is corrupt");
+	return -1;
+}
+
+/* Moves a new descriptor above every captured number, so that creating the
+ * next one never lands on a number still to be filled. */
+static int lift(int fd, int base)
+{
+	if (fd < 0)
+		return -1;
+	int up = fcntl(fd, F_DUPFD_CLOEXEC, base);
+	int e = errno;
+	close(fd);
+	errno = e;
+	return up;
+}
+
+/* Puts a duplicate of fd at the record's number with its flags. */
+static int place(int fd, const struct rec *x)
+{
+	if (dup3(fd, x->r.fd, x->r.cloexec ? O_CLOEXEC : 0) < 0)
+		return -1;
+	fcntl(x->r.fd, F_SETFL, x->r.flags & (O_NONBLOCK | O_APPEND));
+	return 0;
+}
+
+static int open_stand_in(void)
+{
+	return open("/dev/null", O_RDWR | O_CLOEXEC);
+}
+
+static int open_path(const struct rec *x, int device)
+{
+	char path[PATH_MAX];
+	if (x->r.pathlen >= sizeof path)
+		return -1;
+	memcpy(path, x->path, x->r.pathlen);
+	path[x->r.pathlen] = 0;
+	int keep = device ? (O_ACCMODE | O_NONBLOCK | O_APPEND) :
+			    ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY);
+	int fd = open(path, (x->r.flags & keep) | O_CLOEXEC);
+	if (fd >= 0 && !device && x->r.value)
+		lseek(fd, (off_t)x->r.value, SEEK_SET);
+	return fd;
+}
+
+/* One pipe for every record of the group led by recs[lead]. */
+static int recreate_pipe(struct rec *recs, size_t n, size_t lead, int base)
+{
+	int p[2], any = 0;
+	for (size_t i = lead; i < n; i++)
+		any |= recs[i].r.group == recs[lead].r.group && recs[i].absent;
+	if (!any)
+		return 0;
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	p[0] = lift(p[0], base);
+	p[1] = lift(p[1], base);
+	if (p[0] < 0 || p[1] < 0)
+		goto fail;
+	if (recs[lead].r.pipe_size > 0)
+		fcntl(p[1], F_SETPIPE_SZ, recs[lead].r.pipe_size);
+	for (size_t i = lead; i < n; i++) {
+		struct rec *x = &recs[i];
+		if (x->r.group != recs[lead].r.group)
+			continue;
+		for (size_t off = 0; off < x->r.datalen;) {
+			ssize_t w = write(p[1], x->data + off, x->r.datalen - off);
+			if (w <= 0)
+				goto fail;
+			off += (size_t)w;
+		}
+		if (!x->absent)
+			continue;
+		int acc = x->r.flags & O_ACCMODE, fd = -1;
+		if (acc == O_WRONLY) {
+			fd = p[1];
+		} else if (acc == O_RDWR) {
+			char lp[64];
+			snprintf(lp, sizeof lp, "/proc/self/fd/%d", p[0]);
+			fd = lift(open(lp, O_RDWR | O_CLOEXEC), base);
+		} else {
+			fd = p[0];
+		}
+		int r = fd < 0 ? -1 : place(fd, x);
+		if (fd >= 0 && fd != p[0] && fd != p[1])
+			close(fd);
+		if (r < 0)
+			goto fail;
+	}
+	close(p[0]);
+	close(p[1]);
+	return 0;
+fail:
+	if (p[0] >= 0)
+		close(p[0]);
+	if (p[1] >= 0)
+		close(p[1]);
+	return -1;
+}
+
+static int recreate_one(struct rec *x, int base)
+{
+	int fd = -1;
+	switch (x->r.kind) {
+	case FK_EVENTFD:
+		fd = eventfd(0, EFD_CLOEXEC | (x->r.semaphore ? EFD_SEMAPHORE : 0));
+		if (fd >= 0 && x->r.value &&
+		    write(fd, &x->r.value, sizeof x->r.value) != sizeof x->r.value) {
+			close(fd);
+			return -1;
+		}
+		break;
+	case FK_EPOLL:
+		fd = epoll_create1(EPOLL_CLOEXEC);
+		break;
+	case FK_SOCKET: {
+		int sp[2], t = x->r.socktype;
+		if (t != SOCK_DGRAM && t != SOCK_SEQPACKET)
+			t = SOCK_STREAM;
+		if (socketpair(AF_UNIX, t | SOCK_CLOEXEC, 0, sp) < 0)
+			return -1;
+		close(sp[1]);
+		fd = sp[0];
+		break;
+	}
+	case FK_FILE:
+	case FK_DEVICE:
+		fd = open_path(x, x->r.kind == FK_DEVICE);
+		if (fd < 0)
+			fd = open_stand_in();
+		break;
+	default:
+		fd = open_stand_in();
+		break;
+	}
+	fd = lift(fd, base);
+	if (fd < 0)
+		return -1;
+	int r = place(fd, x);
+	close(fd);
+	return r;
+}
+
+static int recreate_fds(struct rec *recs, size_t n, char *err, size_t errlen)
+{
+	int base = 3;
+	for (size_t i = 0; i < n; i++) {
+		struct rec *x = &recs[i];
+		if (x->r.fd >= base)
+			base = x->r.fd + 1;
+		x->absent = fcntl(x->r.fd, F_GETFD) < 0 && errno == EBADF;
+		if (!x->absent && (x->r.kind == FK_PIPE || x->r.kind == FK_EVENTFD ||
+				   x->r.kind == FK_EPOLL)) {
+			snprintf(err, errlen, "descriptor %d is taken in the child, "
+				 "but the parent's memory uses it as a %s (the "
+				 "resume must keep its own descriptors off the "
+				 "parent's numbers)", x->r.fd, kind_names[x->r.kind]);
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct rec *x = &recs[i];
+		int r = 0;
+		if (x->r.kind == FK_PIPE) {
+			if (x->r.group == x->r.fd)
+				r = recreate_pipe(recs, n, i, base);
+		} else if (x->absent) {
+			r = recreate_one(x, base);
+		}
+		if (r < 0) {
+			snprintf(err, errlen, "cannot re-create descriptor %d (%s): %s",
+				 x->r.fd, kind_names[x->r.kind], strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* ---- retiring the parent's loop ---------------------------------------------- */
+
+static void noop_idle(uv_idle_t *h)
+{
+	(void)h;
+}
+
+/* Unlinks every node of a libuv queue (void *[2]: next, prev) from the
+ * others, so that a stale QUEUE_REMOVE on one writes only to itself. */
+static void unlink_queue(void **head)
+{
+	void **q = head[0];
+	while (q && q != head) {
+		void **next = q[0];
+		q[0] = q[1] = q;
+		q = next;
+	}
+	head[0] = head[1] = head;
+}
+
+/* Empties a loop that must never call anything again; see the top of the
+ * file.  Safe to repeat. */
+static void retire_loop(uv_loop_t *old)
+{
+	unlink_queue(old->watcher_queue);
+	unlink_queue(old->pending_queue);
+	unlink_queue(old->prepare_handles);
+	unlink_queue(old->check_handles);
+	unlink_queue(old->async_handles);
+	unlink_queue(old->process_handles);
+	unlink_queue(old->wq);
+	/* the idle queue is being walked by uv__run_idle through a head on
+	 * its stack: its remaining nodes are left linked (with no-op
+	 * callbacks), the ones already run are unlinked */
+	unlink_queue(old->idle_handles);
+	for (unsigned i = 0; old->watchers && i < old->nwatchers; i++)
+		old->watchers[i] = NULL;
+	old->nfds = 0;
+	old->timer_heap.min = NULL;
+	old->timer_heap.nelts = 0;
+	old->closing_handles = NULL;
+	old->active_handles = 0;
+	old->active_reqs.count = 0;
+	uv_stop(old);
+}
+
+/* The old loop's prepare phase: the last chance before its poll.  The
+ * handle stays with the retired loop (a child resumed again before that
+ * loop got here retires the next one with a handle of its own). */
+static void on_retire_prepare(uv_prepare_t *h)
+{
+	retire_loop(h->loop);
+}
+
+/* Silences every handle of the old loop, stops its signal handles, then
+ * empties it, leaving one prepare handle to retire it again. */
+static void abandon_loop(uv_loop_t *old, uv_prepare_t *retire)
+{
+	void **head = old->handle_queue;
+	for (void **q = head[0]; q && q != head; q = q[0]) {
+		uv_handle_t *h = (uv_handle_t *)((char *)q -
+						 offsetof(uv_handle_t, handle_queue));
+		switch (h->type) {
+		case UV_IDLE:
+			((uv_idle_t *)h)->idle_cb = noop_idle;
+			break;
+		case UV_ASYNC:
+			((uv_async_t *)h)->async_cb = NULL;
+			break;
+		case UV_SIGNAL:
+			/* takes it out of libuv's global tree; needs the lock
+			 * pipe, re-created above (a closing one is out already) */
+			if (!uv_is_closing(h))
+				uv_signal_stop((uv_signal_t *)h);
+			break;
+		default:
+			break;
+		}
+	}
+	unlink_queue(old->handle_queue);
+	retire_loop(old);
+	uv_prepare_init(old, retire);
+	uv_prepare_start(retire, on_retire_prepare);
+}
+
+void kx_run_loops(void)
+{
+	uv_loop_t *ran;
+	do {
+		ran = kx_host.loop;
+		uv_run(ran, UV_RUN_DEFAULT);
+	} while (ran != kx_host.loop);
+}
+
+int kx_reset_after_resume(lua_State *L, const void *blob, size_t len,
+			  char *err, size_t errlen)
+{
+	struct rec *recs;
+	size_t n;
+	sigset_t all, saved;
+
+	(void)L;
+	if (!kx_current()) {
+		snprintf(err, errlen, "not inside a task: the parent did not "
+			 "prepare from one");
+		return -1;
+	}
+	if (parse_blob(blob, len, &recs, &n, err, errlen) < 0)
+		return -1;
+	uv_loop_t *fresh = malloc(sizeof *fresh);
+	uv_prepare_t *retire = malloc(sizeof *retire);
+	if (!fresh || !retire) {
+		free(fresh);
+		free(retire);
+		free(recs);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	/* no handler may run half-way: ours and libuv's use what is rebuilt */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &saved);
+	int r = recreate_fds(recs, n, err, errlen);
+	free(recs);
+	if (r == 0 && (r = uv_loop_init(fresh)) < 0)
+		snprintf(err, errlen, "cannot start a fresh loop: %s",
+			 uv_strerror(r));
+	if (r < 0) {
+		free(fresh);
+		free(retire);
+		pthread_sigmask(SIG_SETMASK, &saved, NULL);
+		return -1;
+	}
+	uv_loop_t *old = kx_host.loop;
+	abandon_loop(old, retire);
+	/* stale handles point into the old loop (and it holds the retiring
+	 * handle): it is kept, never freed, reachable from the new one */
+	fresh->data = old;
+	kx_host.loop = fresh;
+	kx_host.loop_gen++;
+	kx_host.pid = getpid();
+	kx_host.stopping = 0;
+	kx_host.exit_code = 0;
+	kx_host.interrupted = 0;
+	kx_signals_after_resume();
+	kx_procs_after_resume();
+	kx_repl_after_resume();
+	kx_forget_atexit();
+	kx_workpool_after_resume();
+	kx_tasks_after_resume();
+	pthread_sigmask(SIG_SETMASK, &saved, NULL);
+	return 0;
+}
