@@ -69,7 +69,7 @@ struct rf_mm {
 	uint32_t auxv_size, exe_fd;
 };
 
-#define RF_MAGIC 0x4b58524655u   /* "KXRFU" in the low bytes */
+#define RF_MAGIC 0x4b585246u   /* "KXRF" */
 #define RF_VERSION 1
 
 /* The descriptor: one flat block, offsets from its start. */
@@ -88,15 +88,15 @@ struct rf_desc {
 	struct rf_mm mm;
 };
 
-static inline const struct rf_map *rf_desc_maps(const struct rf_desc *d)
+static inline __attribute__((always_inline)) const struct rf_map *rf_desc_maps(const struct rf_desc *d)
 {
 	return (const struct rf_map *)((const char *)d + d->maps_off);
 }
-static inline const struct rf_ident *rf_desc_idents(const struct rf_desc *d)
+static inline __attribute__((always_inline)) const struct rf_ident *rf_desc_idents(const struct rf_desc *d)
 {
 	return (const struct rf_ident *)((const char *)d + d->ident_off);
 }
-static inline const char *rf_desc_str(const struct rf_desc *d, uint32_t off)
+static inline __attribute__((always_inline)) const char *rf_desc_str(const struct rf_desc *d, uint32_t off)
 {
 	return (const char *)d + d->strings_off + off;
 }
@@ -125,7 +125,7 @@ struct rf_restore {
 
 /* Entry of the position-independent restorer (restorer.c), copied into the
  * region and entered on the region's stack; never returns. */
-void rf_restorer(struct rf_restore *r) __attribute__((noreturn));
+void rf_restorer(struct rf_restore *r) __attribute__((noreturn, visibility("hidden")));
 extern const char __start_rfork_restorer[], __stop_rfork_restorer[];
 
 /* ---- protocol ------------------------------------------------------------ */
