@@ -541,6 +541,11 @@ const void *rf_resume_blob(const struct rf_holder *h, size_t *len)
 	return h->snap ? h->snap->blob : NULL;
 }
 
+void rf_holder_exited(struct rf_holder *h)
+{
+	h->pid = 0;
+}
+
 void rf_close(struct rf_holder *h)
 {
 	if (!h)

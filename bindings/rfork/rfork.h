@@ -75,6 +75,10 @@ int rf_is_child(const struct rf_holder *h);
 long rf_index(const struct rf_holder *h);
 const void *rf_resume_blob(const struct rf_holder *h, size_t *len);
 
+/* Tells h that its holder has exited (reaped by the caller), so that
+ * rf_close signals nothing. */
+void rf_holder_exited(struct rf_holder *h);
+
 /* Stops the holder (children still resuming lose their parent) and frees h.
  * Safe on a child-side handle (only frees it). */
 void rf_close(struct rf_holder *h);
