@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -105,9 +106,26 @@ static int on_page_request(const struct rf_holder_cfg *cfg, int fd)
 		return rf_write_all(fd, &a, sizeof a);
 	}
 	/* The pages go out of this process's own (copy-on-write) memory. */
-	if (rf_write_all(fd, &a, sizeof a) < 0 ||
-	    rf_write_all(fd, (const void *)(uintptr_t)q.addr, len) < 0)
-		return -1;
+	/* header and pages in one go: one wakeup of the pager, not two */
+	struct iovec iov[2] = {{&a, sizeof a}, {(void *)(uintptr_t)q.addr, len}};
+	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+	size_t total = sizeof a + len, sent = 0;
+	while (sent < total) {
+		ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		sent += n;
+		while (n > 0 && mh.msg_iovlen) {   /* skip what went out */
+			size_t k = (size_t)n < mh.msg_iov->iov_len ? (size_t)n : mh.msg_iov->iov_len;
+			mh.msg_iov->iov_base = (char *)mh.msg_iov->iov_base + k;
+			mh.msg_iov->iov_len -= k;
+			n -= k;
+			if (!mh.msg_iov->iov_len)
+				mh.msg_iov++, mh.msg_iovlen--;
+		}
+	}
 	return 0;
 }
 

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 /* [cstart, cend) of the child holds the parent's pages from pstart on, or
@@ -27,6 +28,20 @@
 struct seg {
 	uint64_t cstart, cend, pstart;
 };
+
+/* KXRUN_RFORK_STATS=1: a line on stderr when the child ends. */
+static struct {
+	int on;
+	long faults, pages, zero;
+	double fetch_s;
+} st;
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
 
 static struct seg *segs;
 static int nsegs, capsegs;
@@ -135,7 +150,9 @@ static void on_fault(int uffd, struct rf_conn *conn, uint64_t addr, uint32_t ra,
 {
 	addr &= ~(RF_PAGE - 1);
 	struct seg *s = find(addr);
+	st.faults++;
 	if (!s || !s->pstart) {
+		st.zero++;
 		zero_page(uffd, addr);
 		return;
 	}
@@ -143,8 +160,12 @@ static void on_fault(int uffd, struct rf_conn *conn, uint64_t addr, uint32_t ra,
 	if (n > ra)
 		n = ra;
 	char err[256];
+	double t0 = st.on ? now_s() : 0;
 	if (rf_tcp.read_pages(conn, s->pstart + (addr - s->cstart), buf, n, err, sizeof err) < 0)
 		kill_child(err);
+	if (st.on)
+		st.fetch_s += now_s() - t0;
+	st.pages += n;
 	install(uffd, addr, buf, n);
 }
 
@@ -156,6 +177,7 @@ void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d, struct rf_con
 	for (uint32_t i = 0; i < d->nmaps; i++)
 		if (m[i].kind == RF_MAP_SERVE)
 			add_seg(m[i].start, m[i].end, m[i].start);
+	st.on = getenv("KXRUN_RFORK_STATS") != NULL;
 	const char *e = getenv("KXRUN_RFORK_READAHEAD");
 	int ra = e ? atoi(e) : 16;
 	if (ra < 1 || ra > RF_MAX_PAGES)
@@ -174,8 +196,13 @@ void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d, struct rf_con
 				continue;
 			kill_child("poll failed");
 		}
-		if (pf[1].revents)
-			_exit(0);   /* the child has ended */
+		if (pf[1].revents) {   /* the child has ended */
+			if (st.on)
+				fprintf(stderr, "kxrun rfork: pager of child %d: %ld faults, %ld pages "
+				        "fetched (%.1f ms waiting on the holder), %ld zero pages\n",
+				        child_pid, st.faults, st.pages, st.fetch_s * 1e3, st.zero);
+			_exit(0);
+		}
 		ssize_t got = read(uffd, msgs, sizeof msgs);
 		if (got < 0) {
 			if (errno == EAGAIN || errno == EINTR)

@@ -195,9 +195,12 @@ static int start_pager(const char *address, uint64_t id, const uint8_t key[16], 
 		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 		if (null >= 0)
 			dup2(null, 0), dup2(null, 1);
-		for (int fd = 3; fd < 65536; fd++)
-			if (fd != uffd && fd != p[1])
-				close(fd);
+		int lo = uffd < p[1] ? uffd : p[1], hi = uffd < p[1] ? p[1] : uffd;
+		if (lo > 3)
+			syscall(SYS_close_range, 3, lo - 1, 0);
+		if (hi > lo + 1)
+			syscall(SYS_close_range, lo + 1, hi - 1, 0);
+		syscall(SYS_close_range, hi + 1, ~0U, 0);
 		setsid();
 		signal(SIGINT, SIG_DFL), signal(SIGTERM, SIG_DFL), signal(SIGHUP, SIG_DFL);
 		signal(SIGPIPE, SIG_IGN);

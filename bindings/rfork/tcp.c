@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -222,8 +223,22 @@ static int tcp_read_pages(struct rf_conn *c, uint64_t addr, void *buf, uint32_t 
 {
 	struct rf_page_req q = {.addr = addr, .npages = npages};
 	struct rf_page_reply a;
-	if (rf_write_all(c->fd, &q, sizeof q) < 0 ||
-	    rf_read_all(c->fd, &a, sizeof a, c->timeout_ms) < 0) {
+	/* header and the first pages in one read when they are there */
+	struct iovec iov[2] = {{&a, sizeof a}, {buf, (size_t)npages * RF_PAGE}};
+	ssize_t got = -1;
+	if (rf_write_all(c->fd, &q, sizeof q) == 0) {
+		struct pollfd pf = {c->fd, POLLIN, 0};
+		int pr = poll(&pf, 1, c->timeout_ms);
+		if (pr == 1)
+			got = readv(c->fd, iov, 2);
+		else if (pr == 0)
+			errno = ETIMEDOUT;
+	}
+	size_t have = got > 0 ? (size_t)got : 0;
+	if (got == 0)
+		errno = ECONNRESET;
+	if (have < sizeof a &&
+	    (got <= 0 || rf_read_all(c->fd, (char *)&a + have, sizeof a - have, c->timeout_ms) < 0)) {
 		snprintf(err, errlen, "page request at 0x%llx: %s", (unsigned long long)addr,
 		         errno == ECONNRESET ? "the holder closed the connection"
 		         : errno == ETIMEDOUT ? "no answer from the holder in time"
@@ -235,7 +250,9 @@ static int tcp_read_pages(struct rf_conn *c, uint64_t addr, void *buf, uint32_t 
 		         status_text(a.status ? a.status : RF_ERANGE));
 		return -1;
 	}
-	if (rf_read_all(c->fd, buf, (size_t)npages * RF_PAGE, c->timeout_ms) < 0) {
+	size_t data = have > sizeof a ? have - sizeof a : 0;
+	if (rf_read_all(c->fd, (char *)buf + data, (size_t)npages * RF_PAGE - data,
+	                c->timeout_ms) < 0) {
 		snprintf(err, errlen, "page data at 0x%llx: %s", (unsigned long long)addr,
 		         errno == ECONNRESET ? "the holder closed the connection"
 		         : strerror(errno));
