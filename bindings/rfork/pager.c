@@ -5,9 +5,11 @@
  * A fault fetches the page and up to KXRUN_RFORK_READAHEAD - 1 following
  * pages of the same mapping in one request, installs them with UFFDIO_COPY
  * and wakes the child.  The child's own mremap/munmap/madvise(DONTNEED)
- * arrive as events and keep the map of "child address -> parent address"
- * true.  If the holder does not answer, the child is killed with a message:
- * it must never hang or run on wrong memory.
+ * arrive as events and keep the map "child address -> parent address"
+ * true.  A fork() in the child hands over a userfaultfd for the new process
+ * (UFFD_EVENT_FORK): its missing pages are served the same way until its
+ * memory goes away (exec or exit).  If the holder does not answer, the
+ * child is killed with a message: it must never hang or run on wrong memory.
  */
 #include "internal.h"
 
@@ -23,16 +25,28 @@
 #include <time.h>
 #include <unistd.h>
 
-/* [cstart, cend) of the child holds the parent's pages from pstart on, or
+/* [cstart, cend) of a process holds the parent's pages from pstart on, or
  * zeros (pstart == 0: discarded since). */
 struct seg {
 	uint64_t cstart, cend, pstart;
 };
 
+/* One process served: the resumed child (clients[0]) or one it forked. */
+struct client {
+	int uffd;
+	struct seg *segs;
+	int nsegs, capsegs;
+};
+
+#define MAX_CLIENTS 256
+static struct client clients[MAX_CLIENTS];
+static int nclients;
+static pid_t child_pid;
+
 /* KXRUN_RFORK_STATS=1: a line on stderr when the child ends. */
 static struct {
 	int on;
-	long faults, pages, zero;
+	long faults, pages, zero, forks;
 	double fetch_s;
 } st;
 
@@ -43,10 +57,6 @@ static double now_s(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static struct seg *segs;
-static int nsegs, capsegs;
-static pid_t child_pid;
-
 static __attribute__((noreturn)) void kill_child(const char *why)
 {
 	fprintf(stderr, "kxrun rfork: resumed child %d: %s; the parent's image cannot be "
@@ -55,24 +65,24 @@ static __attribute__((noreturn)) void kill_child(const char *why)
 	_exit(1);
 }
 
-static void add_seg(uint64_t cs, uint64_t ce, uint64_t ps)
+static void add_seg(struct client *c, uint64_t cs, uint64_t ce, uint64_t ps)
 {
-	if (nsegs == capsegs) {
-		capsegs = capsegs ? capsegs * 2 : 256;
-		segs = realloc(segs, capsegs * sizeof *segs);
-		if (!segs)
+	if (c->nsegs == c->capsegs) {
+		c->capsegs = c->capsegs ? c->capsegs * 2 : 256;
+		c->segs = realloc(c->segs, c->capsegs * sizeof *c->segs);
+		if (!c->segs)
 			kill_child("pager out of memory");
 	}
-	segs[nsegs++] = (struct seg){cs, ce, ps};
+	c->segs[c->nsegs++] = (struct seg){cs, ce, ps};
 }
 
 /* Cuts [a, b) out of every segment; the pieces inside go to *out (when
  * not NULL, with their parent addresses), the rest stays. */
-static void carve(uint64_t a, uint64_t b, struct seg **out, int *nout)
+static void carve(struct client *c, uint64_t a, uint64_t b, struct seg **out, int *nout)
 {
-	int n = nsegs;
+	int n = c->nsegs;
 	for (int i = 0; i < n; i++) {
-		struct seg s = segs[i];
+		struct seg s = c->segs[i];
 		if (s.cend <= a || s.cstart >= b)
 			continue;
 		uint64_t lo = s.cstart > a ? s.cstart : a, hi = s.cend < b ? s.cend : b;
@@ -82,23 +92,22 @@ static void carve(uint64_t a, uint64_t b, struct seg **out, int *nout)
 				kill_child("pager out of memory");
 			(*out)[(*nout)++] = (struct seg){lo, hi, s.pstart ? s.pstart + (lo - s.cstart) : 0};
 		}
-		/* keep the parts outside [a, b) */
-		segs[i].cend = lo;   /* left part, maybe empty */
+		c->segs[i].cend = lo;   /* the left part, maybe empty */
 		if (hi < s.cend)
-			add_seg(hi, s.cend, s.pstart ? s.pstart + (hi - s.cstart) : 0);
+			add_seg(c, hi, s.cend, s.pstart ? s.pstart + (hi - s.cstart) : 0);
 	}
 	int k = 0;
-	for (int i = 0; i < nsegs; i++)
-		if (segs[i].cend > segs[i].cstart)
-			segs[k++] = segs[i];
-	nsegs = k;
+	for (int i = 0; i < c->nsegs; i++)
+		if (c->segs[i].cend > c->segs[i].cstart)
+			c->segs[k++] = c->segs[i];
+	c->nsegs = k;
 }
 
-static struct seg *find(uint64_t addr)
+static struct seg *find(struct client *c, uint64_t addr)
 {
-	for (int i = 0; i < nsegs; i++)
-		if (addr >= segs[i].cstart && addr < segs[i].cend)
-			return &segs[i];
+	for (int i = 0; i < c->nsegs; i++)
+		if (addr >= c->segs[i].cstart && addr < c->segs[i].cend)
+			return &c->segs[i];
 	return NULL;
 }
 
@@ -111,7 +120,8 @@ static void wake(int uffd, uint64_t addr)
 static void zero_page(int uffd, uint64_t addr)
 {
 	struct uffdio_zeropage z = {.range = {addr, RF_PAGE}};
-	if (ioctl(uffd, UFFDIO_ZEROPAGE, &z) < 0 && errno != EEXIST)
+	if (ioctl(uffd, UFFDIO_ZEROPAGE, &z) < 0 && errno != EEXIST && errno != EAGAIN &&
+	    errno != ENOENT && errno != ESRCH)
 		kill_child("UFFDIO_ZEROPAGE failed");
 	if (z.zeropage < 0)
 		wake(uffd, addr);
@@ -126,19 +136,16 @@ static void install(int uffd, uint64_t addr, const char *buf, uint32_t n)
 		struct uffdio_copy c = {.dst = addr + done * RF_PAGE,
 		                        .src = (uintptr_t)(buf + done * RF_PAGE),
 		                        .len = (n - done) * RF_PAGE};
-		int rc = ioctl(uffd, UFFDIO_COPY, &c);
-		if (rc == 0) {
-			done = n;
+		if (ioctl(uffd, UFFDIO_COPY, &c) == 0)
 			break;
-		}
 		if (c.copy > 0)
 			done += c.copy / RF_PAGE;
-		else if (c.copy == -EEXIST || errno == EEXIST)
+		else if (errno == EEXIST)
 			done++, raced = 1;   /* present already: skip it */
 		else if (errno == EAGAIN)
 			continue;            /* the layout is changing: retry */
 		else if (errno == ENOENT || errno == ESRCH)
-			return;              /* unmapped meanwhile or child gone */
+			return;              /* unmapped meanwhile, or the process is gone */
 		else
 			kill_child("UFFDIO_COPY failed");
 	}
@@ -146,14 +153,15 @@ static void install(int uffd, uint64_t addr, const char *buf, uint32_t n)
 		wake(uffd, addr);
 }
 
-static void on_fault(int uffd, struct rf_conn *conn, uint64_t addr, uint32_t ra, char *buf)
+static void on_fault(struct client *c, struct rf_conn *conn, uint64_t addr, uint32_t ra,
+                     char *buf)
 {
 	addr &= ~(RF_PAGE - 1);
-	struct seg *s = find(addr);
+	struct seg *s = find(c, addr);
 	st.faults++;
 	if (!s || !s->pstart) {
 		st.zero++;
-		zero_page(uffd, addr);
+		zero_page(c->uffd, addr);
 		return;
 	}
 	uint64_t n = (s->cend - addr) / RF_PAGE;
@@ -166,17 +174,80 @@ static void on_fault(int uffd, struct rf_conn *conn, uint64_t addr, uint32_t ra,
 	if (st.on)
 		st.fetch_s += now_s() - t0;
 	st.pages += n;
-	install(uffd, addr, buf, n);
+	install(c->uffd, addr, buf, n);
+}
+
+static void drop_client(int i)
+{
+	close(clients[i].uffd);
+	free(clients[i].segs);
+	clients[i] = clients[--nclients];
+}
+
+static void on_fork(struct client *c, int ufd)
+{
+	st.forks++;
+	if (nclients == MAX_CLIENTS)
+		drop_client(1);   /* the oldest fork: most likely exec'd long ago */
+	struct client *n = &clients[nclients++];
+	*n = (struct client){.uffd = ufd};
+	for (int i = 0; i < c->nsegs; i++)
+		add_seg(n, c->segs[i].cstart, c->segs[i].cend, c->segs[i].pstart);
+}
+
+/* A forked process whose memory is gone (exec, exit) leaves its
+ * userfaultfd silent forever; ioctls on it then fail with ENOMEM. */
+static void reap_forks(void)
+{
+	for (int i = nclients - 1; i >= 1; i--) {
+		struct uffdio_range r = {0x10000, RF_PAGE};
+		if (ioctl(clients[i].uffd, UFFDIO_UNREGISTER, &r) < 0 && errno == ENOMEM)
+			drop_client(i);
+	}
+}
+
+static void on_event(struct client *c, struct uffd_msg *u, struct rf_conn *conn, int ra,
+                     char *buf)
+{
+	switch (u->event) {
+	case UFFD_EVENT_PAGEFAULT:
+		on_fault(c, conn, u->arg.pagefault.address, ra, buf);
+		break;
+	case UFFD_EVENT_FORK:
+		on_fork(c, (int)u->arg.fork.ufd);
+		break;
+	case UFFD_EVENT_REMAP: {
+		uint64_t from = u->arg.remap.from, to = u->arg.remap.to, len = u->arg.remap.len;
+		struct seg *moved = NULL;
+		int nmoved = 0;
+		carve(c, to, to + len, NULL, NULL);
+		carve(c, from, from + len, &moved, &nmoved);
+		for (int k = 0; k < nmoved; k++)
+			add_seg(c, moved[k].cstart - from + to, moved[k].cend - from + to,
+			        moved[k].pstart);
+		free(moved);
+		break;
+	}
+	case UFFD_EVENT_REMOVE:
+		carve(c, u->arg.remove.start, u->arg.remove.end, NULL, NULL);
+		add_seg(c, u->arg.remove.start, u->arg.remove.end, 0);
+		break;
+	case UFFD_EVENT_UNMAP:
+		carve(c, u->arg.remove.start, u->arg.remove.end, NULL, NULL);
+		break;
+	}
 }
 
 void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d, struct rf_conn *conn,
                    int ready_fd)
 {
 	child_pid = child;
+	clients[0] = (struct client){.uffd = uffd};
+	nclients = 1;
 	const struct rf_map *m = rf_desc_maps(d);
 	for (uint32_t i = 0; i < d->nmaps; i++)
 		if (m[i].kind == RF_MAP_SERVE)
-			add_seg(m[i].start, m[i].end, m[i].start);
+			add_seg(&clients[0], m[i].start, m[i].end, m[i].start);
 	st.on = getenv("KXRUN_RFORK_STATS") != NULL;
 	const char *e = getenv("KXRUN_RFORK_READAHEAD");
 	int ra = e ? atoi(e) : 16;
@@ -189,53 +260,39 @@ void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d, struct rf_con
 		_exit(1);
 	close(ready_fd);
 	struct uffd_msg msgs[16];
+	struct pollfd pf[MAX_CLIENTS + 1];
+	double last_reap = now_s();
 	for (;;) {
-		struct pollfd pf[2] = {{uffd, POLLIN, 0}, {pidfd, POLLIN, 0}};
-		if (poll(pf, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
+		pf[0] = (struct pollfd){pidfd, POLLIN, 0};
+		for (int i = 0; i < nclients; i++)
+			pf[i + 1] = (struct pollfd){clients[i].uffd, POLLIN, 0};
+		int r = poll(pf, nclients + 1, nclients > 1 ? 1000 : -1);
+		if (r < 0 && errno != EINTR)
 			kill_child("poll failed");
-		}
-		if (pf[1].revents) {   /* the child has ended */
+		if (pf[0].revents) {   /* the child has ended */
 			if (st.on)
 				fprintf(stderr, "kxrun rfork: pager of child %d: %ld faults, %ld pages "
-				        "fetched (%.1f ms waiting on the holder), %ld zero pages\n",
-				        child_pid, st.faults, st.pages, st.fetch_s * 1e3, st.zero);
+				        "fetched (%.1f ms waiting on the holder), %ld zero pages, "
+				        "%ld forks\n", child_pid, st.faults, st.pages,
+				        st.fetch_s * 1e3, st.zero, st.forks);
 			_exit(0);
 		}
-		ssize_t got = read(uffd, msgs, sizeof msgs);
-		if (got < 0) {
-			if (errno == EAGAIN || errno == EINTR)
+		int n = nclients;   /* forks add clients at the end */
+		for (int i = 0; r > 0 && i < n; i++) {
+			if (!pf[i + 1].revents)
 				continue;
-			kill_child("reading the userfaultfd failed");
+			ssize_t got = read(clients[i].uffd, msgs, sizeof msgs);
+			if (got < 0 && errno != EAGAIN && errno != EINTR) {
+				if (i == 0)
+					kill_child("reading the userfaultfd failed");
+				continue;
+			}
+			for (ssize_t k = 0; k < got / (ssize_t)sizeof msgs[0]; k++)
+				on_event(&clients[i], &msgs[k], conn, ra, buf);
 		}
-		for (ssize_t i = 0; i < got / (ssize_t)sizeof msgs[0]; i++) {
-			struct uffd_msg *u = &msgs[i];
-			switch (u->event) {
-			case UFFD_EVENT_PAGEFAULT:
-				on_fault(uffd, conn, u->arg.pagefault.address, ra, buf);
-				break;
-			case UFFD_EVENT_REMAP: {
-				uint64_t from = u->arg.remap.from, to = u->arg.remap.to,
-				         len = u->arg.remap.len;
-				struct seg *moved = NULL;
-				int nmoved = 0;
-				carve(to, to + len, NULL, NULL);
-				carve(from, from + len, &moved, &nmoved);
-				for (int k = 0; k < nmoved; k++)
-					add_seg(moved[k].cstart - from + to, moved[k].cend - from + to,
-					        moved[k].pstart);
-				free(moved);
-				break;
-			}
-			case UFFD_EVENT_REMOVE:
-				carve(u->arg.remove.start, u->arg.remove.end, NULL, NULL);
-				add_seg(u->arg.remove.start, u->arg.remove.end, 0);
-				break;
-			case UFFD_EVENT_UNMAP:
-				carve(u->arg.remove.start, u->arg.remove.end, NULL, NULL);
-				break;
-			}
+		if (nclients > 1 && now_s() - last_reap > 1) {
+			reap_forks();
+			last_reap = now_s();
 		}
 	}
 }

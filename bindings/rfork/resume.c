@@ -95,7 +95,8 @@ static int open_uffd(char *err, size_t errlen)
 		return -1;
 	}
 	struct uffdio_api api = {.api = UFFD_API,
-	                         .features = UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE |
+	                         .features = UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP |
+	                                     UFFD_FEATURE_EVENT_REMOVE |
 	                                     UFFD_FEATURE_EVENT_UNMAP};
 	if (ioctl(fd, UFFDIO_API, &api) < 0) {
 		snprintf(err, errlen, "userfaultfd API handshake: %s", strerror(errno));

@@ -20,12 +20,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static volatile long counter = 41;
 static unsigned char *heap;
 static size_t heap_len;
 static char tag[64] = "prepare-time";
+/* touched first by a process the child forks: served through the fork's
+ * own userfaultfd */
+static unsigned char forkdata[64 * 4096];
 
 static double now(void)
 {
@@ -53,6 +57,25 @@ static int check_child(long index, int fd)
 		if (read(fd, b, 3) != 3 || memcmp(b, "567", 3))
 			fprintf(stderr, "child: file read '%s', want '567'\n", b), bad = 1;
 	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		for (size_t i = 0; i < sizeof forkdata; i++)
+			if (forkdata[i] != (unsigned char)(i * 7 + 3))
+				_exit(1);
+		_exit(0);
+	}
+	int ws = -1;
+	waitpid(pid, &ws, 0);
+	if (ws != 0)
+		fprintf(stderr, "child: a forked process saw wrong data (status %d)\n", ws), bad = 1;
+	pid = fork();
+	if (pid == 0) {
+		execl("/bin/true", "true", (char *)NULL);
+		_exit(3);
+	}
+	waitpid(pid, &ws, 0);
+	if (ws != 0)
+		fprintf(stderr, "child: fork + exec of /bin/true: status %d\n", ws), bad = 1;
 	/* the child's memory is its own: writing works */
 	counter = 1000 + index;
 	snprintf(tag, sizeof tag, "child %ld", index);
@@ -90,6 +113,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	for (size_t i = 0; i < sizeof forkdata; i++)
+		forkdata[i] = (unsigned char)(i * 7 + 3);
 	counter++;
 	struct rf_holder *h;
 	struct rf_prepare_opts o = {.listen = "127.0.0.1:0", .idle_s = 120};
@@ -111,6 +136,7 @@ int main(int argc, char **argv)
 	counter = -1;
 	strcpy(tag, "changed");
 	memset(heap, 0xEE, heap_len);
+	memset(forkdata, 0xEE, sizeof forkdata);
 	if (fd >= 0)
 		lseek(fd, 0, SEEK_SET);
 	char c;
