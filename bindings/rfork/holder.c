@@ -1,0 +1,183 @@
+/*
+ * holder.c - the process that keeps the parent's memory as it was at
+ * prepare (it is a fork of the parent: copy-on-write) and serves it.
+ *
+ * It must not change that memory: no malloc, no stdio, nothing but
+ * syscalls on its own stack and on a private mapping made after the fork
+ * (errno in the parent's thread-local block is the one exception).
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_CONNS 1024
+#define HELLO_TIMEOUT_MS 5000
+#define IO_TIMEOUT_MS 10000
+
+struct hconn {
+	int fd;
+	int role;   /* 0: hello not yet read */
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int key_equal(const uint8_t *a, const uint8_t *b)
+{
+	uint8_t diff = 0;   /* constant time: no early exit */
+	for (int i = 0; i < 16; i++)
+		diff |= a[i] ^ b[i];
+	return diff == 0;
+}
+
+/* The map holding [addr, addr + len) whole, served from here, or NULL. */
+static const struct rf_map *served_map(const struct rf_desc *d, uint64_t addr, uint64_t len)
+{
+	const struct rf_map *m = rf_desc_maps(d);
+	uint32_t lo = 0, hi = d->nmaps;
+	while (lo < hi) {
+		uint32_t mid = (lo + hi) / 2;
+		if (m[mid].end <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < d->nmaps && m[lo].start <= addr && addr + len <= m[lo].end &&
+	    addr + len > addr && m[lo].kind == RF_MAP_SERVE)
+		return &m[lo];
+	return NULL;
+}
+
+/* One hello; returns the role, or 0 to drop the connection. */
+static int on_hello(const struct rf_holder_cfg *cfg, int fd)
+{
+	struct rf_hello h;
+	struct rf_reply rep = {0};
+	if (rf_read_all(fd, &h, sizeof h, HELLO_TIMEOUT_MS) < 0 || h.magic != RF_MAGIC)
+		return 0;
+	if (h.version != RF_VERSION)
+		rep.status = RF_EVERSION;
+	else if (!key_equal(h.key, cfg->key))
+		rep.status = RF_EAUTH;
+	else if (h.id != cfg->id)
+		rep.status = RF_EID;
+	else if (h.role != RF_ROLE_DESC && h.role != RF_ROLE_PAGES)
+		return 0;
+	if (rep.status != RF_OK) {
+		rf_write_all(fd, &rep, sizeof rep);
+		return 0;
+	}
+	if (h.role == RF_ROLE_DESC) {
+		rep.index = (uint32_t)__atomic_add_fetch(cfg->children, 1, __ATOMIC_SEQ_CST);
+		rep.len = cfg->desc->size;
+		if (rf_write_all(fd, &rep, sizeof rep) < 0 ||
+		    rf_write_all(fd, cfg->desc, cfg->desc->size) < 0)
+			return 0;
+		return 0;   /* done: the child connects again for pages */
+	}
+	if (rf_write_all(fd, &rep, sizeof rep) < 0)
+		return 0;
+	return RF_ROLE_PAGES;
+}
+
+static int on_page_request(const struct rf_holder_cfg *cfg, int fd)
+{
+	struct rf_page_req q;
+	if (rf_read_all(fd, &q, sizeof q, IO_TIMEOUT_MS) < 0)
+		return -1;
+	struct rf_page_reply a = {RF_OK, q.npages};
+	uint64_t len = (uint64_t)q.npages * RF_PAGE;
+	if (q.npages == 0 || q.npages > RF_MAX_PAGES || (q.addr & (RF_PAGE - 1)) ||
+	    !served_map(cfg->desc, q.addr, len)) {
+		a.status = RF_ERANGE;
+		return rf_write_all(fd, &a, sizeof a);
+	}
+	/* The pages go out of this process's own (copy-on-write) memory. */
+	/* header and pages in one go: one wakeup of the pager, not two */
+	struct iovec iov[2] = {{&a, sizeof a}, {(void *)(uintptr_t)q.addr, len}};
+	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+	size_t total = sizeof a + len, sent = 0;
+	while (sent < total) {
+		ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		sent += n;
+		while (n > 0 && mh.msg_iovlen) {   /* skip what went out */
+			size_t k = (size_t)n < mh.msg_iov->iov_len ? (size_t)n : mh.msg_iov->iov_len;
+			mh.msg_iov->iov_base = (char *)mh.msg_iov->iov_base + k;
+			mh.msg_iov->iov_len -= k;
+			n -= k;
+			if (!mh.msg_iov->iov_len)
+				mh.msg_iov++, mh.msg_iovlen--;
+		}
+	}
+	return 0;
+}
+
+void rf_holder_main(const struct rf_holder_cfg *cfg)
+{
+	struct hconn *cs = mmap(NULL, MAX_CONNS * sizeof *cs, PROT_READ | PROT_WRITE,
+	                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (cs == MAP_FAILED)
+		_exit(1);
+	struct pollfd pf[MAX_CONNS + 1];
+	int n = 0;
+	double idle_s = cfg->idle_s > 0 ? cfg->idle_s : 600, last = now_s();
+	struct timeval tv = {IO_TIMEOUT_MS / 1000, 0};
+	for (;;) {
+		pf[0] = (struct pollfd){cfg->listen_fd, POLLIN, 0};
+		for (int i = 0; i < n; i++)
+			pf[i + 1] = (struct pollfd){cs[i].fd, POLLIN, 0};
+		int r = poll(pf, n + 1, 1000);
+		if (r < 0 && errno != EINTR)
+			_exit(1);
+		double t = now_s();
+		if (r <= 0) {
+			if (n == 0 && t - last > idle_s)
+				_exit(0);
+			continue;
+		}
+		last = t;
+		for (int i = n - 1; i >= 0; i--) {
+			if (!pf[i + 1].revents)
+				continue;
+			int keep;
+			if (cs[i].role == 0)
+				keep = (cs[i].role = on_hello(cfg, cs[i].fd)) != 0;
+			else
+				keep = on_page_request(cfg, cs[i].fd) == 0;
+			if (!keep) {
+				close(cs[i].fd);
+				cs[i] = cs[--n];
+			}
+		}
+		if (pf[0].revents & POLLIN) {
+			int fd = accept4(cfg->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+			if (fd >= 0 && n == MAX_CONNS) {
+				struct rf_reply rep = {.status = RF_EFULL};
+				rf_write_all(fd, &rep, sizeof rep);
+				close(fd);
+			} else if (fd >= 0) {
+				int one = 1;
+				setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+				setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+				cs[n++] = (struct hconn){fd, 0};
+			}
+		}
+	}
+}

@@ -1,0 +1,206 @@
+/*
+ * internal.h - what the parts of kx.rfork share: the saved context, the
+ * descriptor a child fetches, the restorer's argument block, the page
+ * protocol and the transport interface.
+ */
+#ifndef KX_RFORK_INTERNAL_H
+#define KX_RFORK_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define RF_PAGE 4096UL
+
+/* Registers of the thread that called rf_prepare, as rf_ctx_save left them.
+ * The restorer writes region/index into the parent's copy before jumping
+ * back (offsets are used by the assembly in ctx.c and restorer.c). */
+struct rf_ctx {
+	uint64_t rbx, rbp, r12, r13, r14, r15, rsp, rip; /* 0 .. 56 */
+	uint32_t mxcsr;                                  /* 64 */
+	uint16_t fcw, pad0;                              /* 68 */
+	uint64_t region, region_len;                     /* 72, 80: restorer's range */
+};
+
+/* Saves the context; returns 0 now and the child's index (>= 1) when a
+ * resumed child jumps back into it. */
+long rf_ctx_save(struct rf_ctx *c) __attribute__((returns_twice));
+
+/* The kernel's struct sigaction (not glibc's). */
+struct rf_ksigaction {
+	uint64_t handler, flags, restorer, mask;
+};
+
+/* What a parent mapping becomes in the child. */
+enum rf_map_kind {
+	RF_MAP_FILE = 1,   /* mmap'd again from the same file and offset */
+	RF_MAP_SERVE,      /* anonymous, registered, pages from the holder */
+	RF_MAP_NONE,       /* PROT_NONE reservation: anonymous, no content */
+	RF_MAP_SPECIAL,    /* [vdso]/[vvar]/[vvar_vclock]: moved there */
+	RF_MAP_SKIP,       /* [vsyscall]: same everywhere */
+};
+
+struct rf_map {
+	uint64_t start, end, offset;
+	uint32_t prot;     /* PROT_* */
+	uint32_t kind;     /* enum rf_map_kind */
+	uint32_t shared;   /* MAP_SHARED file mapping */
+	uint32_t growsdown;
+	uint32_t path;     /* offset of the path (or [name]) in strings, 0: none */
+	uint32_t pad;
+};
+
+/* A mapped file as the parent saw it: build-id for ELF files, else size
+ * and mtime. */
+struct rf_ident {
+	uint32_t path;
+	uint32_t idlen;    /* 0: no build-id, size/mtime compared */
+	uint8_t id[32];
+	uint64_t size;
+	int64_t mtime;
+};
+
+/* prctl(PR_SET_MM_MAP) fields of the parent (linux/prctl.h layout). */
+struct rf_mm {
+	uint64_t start_code, end_code, start_data, end_data;
+	uint64_t start_brk, brk, start_stack;
+	uint64_t arg_start, arg_end, env_start, env_end;
+	uint64_t auxv;
+	uint32_t auxv_size, exe_fd;
+};
+
+#define RF_MAGIC 0x4b585246u   /* "KXRF" */
+#define RF_VERSION 1
+
+/* The descriptor: one flat block, offsets from its start. */
+struct rf_desc {
+	uint32_t magic, version, size;
+	uint32_t nmaps, maps_off;
+	uint32_t nident, ident_off;
+	uint32_t strings_off, strings_len;
+	uint32_t rseq_len, rseq_sig, have_mm;
+	uint64_t ctx_addr;                 /* parent's struct rf_ctx */
+	struct rf_ctx ctx;
+	uint64_t fs_base, rseq_addr;
+	uint64_t robust_head, robust_len;
+	struct rf_ksigaction sa[64];       /* sa[i] for signal i + 1 */
+	uint64_t sa_valid;                 /* bit i: sa[i] captured */
+	struct rf_mm mm;
+};
+
+static inline __attribute__((always_inline)) const struct rf_map *rf_desc_maps(const struct rf_desc *d)
+{
+	return (const struct rf_map *)((const char *)d + d->maps_off);
+}
+static inline __attribute__((always_inline)) const struct rf_ident *rf_desc_idents(const struct rf_desc *d)
+{
+	return (const struct rf_ident *)((const char *)d + d->ident_off);
+}
+static inline __attribute__((always_inline)) const char *rf_desc_str(const struct rf_desc *d, uint32_t off)
+{
+	return (const char *)d + d->strings_off + off;
+}
+
+/* ---- restorer ------------------------------------------------------------ */
+
+/* Messages the restorer prints before exit_group(127) (it has no string
+ * constants of its own: they would live outside its section). */
+enum { RF_MSG_MUNMAP, RF_MSG_SPECIAL, RF_MSG_OPEN, RF_MSG_MMAP, RF_MSG_REGISTER,
+       RF_MSG_FS, RF_MSG_N };
+
+struct rf_special_move {
+	uint64_t cur, len, scratch, dest;
+};
+
+struct rf_restore {
+	uint64_t region, region_len;  /* kept mapped throughout */
+	uint64_t low, high;           /* everything else in [low, high) goes */
+	int32_t uffd;
+	uint32_t nspecial;
+	struct rf_special_move special[4];
+	uint64_t index;               /* returned by rf_ctx_save in the child */
+	const struct rf_desc *desc;   /* copy inside the region */
+	char msg[RF_MSG_N][80];
+};
+
+/* Entry of the position-independent restorer (restorer.c), copied into the
+ * region and entered on the region's stack; never returns. */
+void rf_restorer(struct rf_restore *r) __attribute__((noreturn, visibility("hidden")));
+extern const char __start_rfork_restorer[], __stop_rfork_restorer[];
+
+/* ---- protocol ------------------------------------------------------------ */
+
+enum { RF_ROLE_DESC = 1, RF_ROLE_PAGES = 2 };
+enum { RF_OK = 0, RF_EAUTH = 1, RF_EID = 2, RF_EVERSION = 3, RF_ERANGE = 4,
+       RF_EFULL = 5 };
+
+struct rf_hello {
+	uint32_t magic, version;
+	uint64_t id;
+	uint8_t key[16];
+	uint32_t role, pad;
+};
+
+struct rf_reply {          /* answer to a hello */
+	uint32_t status;
+	uint32_t index;        /* RF_ROLE_DESC: the child's number */
+	uint64_t len;          /* RF_ROLE_DESC: descriptor bytes that follow */
+};
+
+struct rf_page_req {
+	uint64_t addr;
+	uint32_t npages, pad;
+};
+
+struct rf_page_reply {
+	uint32_t status, npages; /* npages * RF_PAGE bytes follow on RF_OK */
+};
+
+#define RF_MAX_PAGES 256
+
+/* ---- transport ------------------------------------------------------------ */
+
+/* A connection to a holder.  TCP today; an RDMA RC transport would fetch
+ * the descriptor the same way and implement read_pages with one-sided
+ * READs of the registered image. */
+struct rf_conn;
+struct rf_transport {
+	const char *name;
+	/* Connects and authenticates for role; RF_ROLE_DESC also receives the
+	 * descriptor (malloc'd, *desc) and the child's index. */
+	struct rf_conn *(*connect)(const char *address, uint64_t id,
+	                           const uint8_t key[16], int role, int timeout_ms,
+	                           struct rf_desc **desc, uint32_t *index,
+	                           char *err, size_t errlen);
+	/* Reads npages pages of the image at addr into buf; 0 or -1 + err. */
+	int (*read_pages)(struct rf_conn *c, uint64_t addr, void *buf,
+	                  uint32_t npages, char *err, size_t errlen);
+	void (*close)(struct rf_conn *c);
+};
+extern const struct rf_transport rf_tcp;
+
+/* Helpers shared by prepare.c and the transport (tcp.c). */
+int rf_parse_address(const char *address, char *host, size_t hostlen,
+                     char *port, size_t portlen, char *err, size_t errlen);
+int rf_write_all(int fd, const void *buf, size_t len);
+int rf_read_all(int fd, void *buf, size_t len, int timeout_ms);
+
+/* The holder's loop (holder.c); never returns. */
+struct rf_holder_cfg {
+	int listen_fd;
+	uint64_t id;
+	uint8_t key[16];
+	const struct rf_desc *desc;
+	volatile long *children;   /* shared page: incremented per child */
+	double idle_s;
+};
+void rf_holder_main(const struct rf_holder_cfg *cfg) __attribute__((noreturn));
+
+/* Pager (pager.c): serves the child's faults; never returns. */
+void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d,
+                   struct rf_conn *conn, int ready_fd) __attribute__((noreturn));
+
+/* Identity of a file (identity.c): 0, or -1 when it cannot be read. */
+int rf_file_ident(const char *path, struct rf_ident *id);
+
+#endif /* KX_RFORK_INTERNAL_H */

@@ -1,0 +1,200 @@
+/*
+ * lrfork.c - Lua binding kx.rfork (SPEC section 7), a thin layer over rfork.h.
+ *
+ *   rfork.prepare{listen="HOST:PORT", idle=seconds} -> handle | nil, message
+ *       (from a task).  Parent: h.child == false, h.id, h.key, h.address,
+ *       h.children, h.pid (the holder), h:close().  In a resumed child the
+ *       same call returns again with h.child == true and h.index.
+ *   rfork.resume{address=, id=, key=} -> nil, message (does not return on
+ *       success: the process becomes the child)
+ */
+#include "rfork.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "kx.h"
+
+#define HANDLE_T "kx.rfork.handle"
+
+/* Shared between a handle and the watch that reaps its holder: whichever
+ * ends last frees it. */
+struct watch {
+	int exited, orphan;
+};
+
+struct lhandle {
+	struct rf_holder *h;
+	struct watch *w;
+};
+
+static void on_holder_exit(pid_t pid, int wstatus, void *ud)
+{
+	struct watch *w = ud;
+	(void)pid, (void)wstatus;
+	w->exited = 1;
+	if (w->orphan)
+		free(w);
+}
+
+static struct lhandle *check_handle(lua_State *L)
+{
+	return luaL_checkudata(L, 1, HANDLE_T);
+}
+
+static void handle_close(struct lhandle *u)
+{
+	if (!u->h)
+		return;
+	if (u->w && u->w->exited)
+		rf_holder_exited(u->h);
+	rf_close(u->h);
+	u->h = NULL;
+	if (u->w) {
+		if (u->w->exited)
+			free(u->w);
+		else
+			u->w->orphan = 1;   /* freed by on_holder_exit */
+		u->w = NULL;
+	}
+}
+
+static int h_close(lua_State *L)
+{
+	handle_close(check_handle(L));
+	return 0;
+}
+
+static int h_index(lua_State *L)
+{
+	struct lhandle *u = check_handle(L);
+	const char *k = luaL_checkstring(L, 2);
+	if (!strcmp(k, "close")) {
+		lua_pushcfunction(L, h_close);
+		return 1;
+	}
+	if (!u->h) {
+		lua_pushnil(L);
+		return 1;
+	}
+	int child = rf_is_child(u->h);
+	if (!strcmp(k, "child"))
+		lua_pushboolean(L, child);
+	else if (!strcmp(k, "index") && child)
+		lua_pushinteger(L, rf_index(u->h));
+	else if (!strcmp(k, "id") && !child)
+		lua_pushstring(L, rf_id(u->h));
+	else if (!strcmp(k, "key") && !child)
+		lua_pushstring(L, rf_key(u->h));
+	else if (!strcmp(k, "address") && !child)
+		lua_pushstring(L, rf_address(u->h));
+	else if (!strcmp(k, "children") && !child)
+		lua_pushinteger(L, rf_children(u->h));
+	else if (!strcmp(k, "pid") && !child)
+		lua_pushinteger(L, rf_holder_pid(u->h));
+	else
+		lua_pushnil(L);
+	return 1;
+}
+
+static int h_gc(lua_State *L)
+{
+	handle_close(check_handle(L));
+	return 0;
+}
+
+static int h_tostring(lua_State *L)
+{
+	struct lhandle *u = check_handle(L);
+	if (!u->h)
+		lua_pushstring(L, "kx.rfork.handle (closed)");
+	else if (rf_is_child(u->h))
+		lua_pushfstring(L, "kx.rfork.handle (child %d)", (int)rf_index(u->h));
+	else
+		lua_pushfstring(L, "kx.rfork.handle (%s at %s, %d children)", rf_id(u->h),
+		                rf_address(u->h), (int)rf_children(u->h));
+	return 1;
+}
+
+static void *capture_host(size_t *len, char *err, size_t errlen)
+{
+	return kx_resume_capture(len, err, errlen);
+}
+
+static int l_prepare(lua_State *L)
+{
+	kx_checktask(L, "prepare");
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_getfield(L, 1, "listen");
+	const char *listen = luaL_optstring(L, -1, "127.0.0.1:0");
+	lua_getfield(L, 1, "idle");
+	double idle = luaL_optnumber(L, -1, 600);
+	if (idle <= 0)
+		return luaL_argerror(L, 1, "idle must be > 0 seconds");
+	struct lhandle *u = lua_newuserdatauv(L, sizeof *u, 0);
+	u->h = NULL;
+	u->w = calloc(1, sizeof *u->w);
+	if (!u->w)
+		return kx_fail(L, "out of memory");
+	luaL_setmetatable(L, HANDLE_T);
+	struct rf_prepare_opts o = {.listen = listen, .idle_s = idle, .capture = capture_host};
+	char err[512];
+	struct rf_holder *h;
+	long r = rf_prepare(&o, &h, err, sizeof err);
+	if (r < 0)
+		return kx_fail(L, "rfork.prepare: %s", err);
+	if (r > 0) {
+		/* A resumed child: the parent's Lua state, our own process. */
+		free(u->w);   /* the parent's watch means nothing here */
+		u->w = NULL;
+		u->h = h;
+		if (!h)
+			return kx_fail(L, "rfork: resumed child: out of memory");
+		size_t len;
+		const void *blob = rf_resume_blob(h, &len);
+		if (kx_reset_after_resume(L, blob, len, err, sizeof err) < 0)
+			return kx_fail(L, "rfork: resumed child: %s", err);
+		return 1;
+	}
+	u->h = h;
+	if (kx_child_watch(rf_holder_pid(h), on_holder_exit, u->w) < 0) {
+		free(u->w);   /* rf_close reaps it instead */
+		u->w = NULL;
+	}
+	return 1;
+}
+
+static int l_resume(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_getfield(L, 1, "address");
+	const char *address = luaL_checkstring(L, -1);
+	lua_getfield(L, 1, "id");
+	const char *id = luaL_checkstring(L, -1);
+	lua_getfield(L, 1, "key");
+	const char *key = luaL_checkstring(L, -1);
+	char err[512];
+	rf_resume(address, id, key, err, sizeof err);
+	return kx_fail(L, "rfork.resume: %s", err);
+}
+
+int luaopen_kx_rfork(lua_State *L)
+{
+	static const luaL_Reg fns[] = {
+		{"prepare", l_prepare},
+		{"resume", l_resume},
+		{NULL, NULL},
+	};
+	luaL_newmetatable(L, HANDLE_T);
+	lua_pushcfunction(L, h_index);
+	lua_setfield(L, -2, "__index");
+	lua_pushcfunction(L, h_gc);
+	lua_setfield(L, -2, "__gc");
+	lua_pushcfunction(L, h_gc);
+	lua_setfield(L, -2, "__close");
+	lua_pushcfunction(L, h_tostring);
+	lua_setfield(L, -2, "__tostring");
+	lua_pop(L, 1);
+	luaL_newlib(L, fns);
+	return 1;
+}

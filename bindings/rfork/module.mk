@@ -1,0 +1,28 @@
+# kx.rfork: remote fork (MITOSIS) - C core, restorer, TCP transport, Lua binding.
+RFORK_CORE := bindings/rfork/ctx.c bindings/rfork/restorer.c bindings/rfork/tcp.c \
+              bindings/rfork/identity.c bindings/rfork/holder.c bindings/rfork/prepare.c \
+              bindings/rfork/resume.c bindings/rfork/pager.c
+KX_SRCS   += $(RFORK_CORE) bindings/rfork/hostglue.c bindings/rfork/lrfork.c
+LUAOPEN   += kx.rfork
+TEST_DEPS += $(BUILD)/tests/rfork_basic
+
+# The restorer runs copied to another address with nothing else mapped:
+# no instrumentation, no calls out, no constants outside its section.  The
+# build fails when its section needs relocations (it would not be
+# position independent).
+RFORK_RESTORER_CFLAGS := -ffreestanding -fno-builtin -fno-stack-protector \
+    -fno-sanitize=all -fcf-protection=none -fno-jump-tables \
+    -fno-tree-loop-distribute-patterns -fno-asynchronous-unwind-tables -fno-exceptions \
+    -mgeneral-regs-only -fno-tree-vectorize -fno-store-merging
+$(BUILD)/bindings/rfork/restorer.o: bindings/rfork/restorer.c bindings/rfork/internal.h | $(BUILD)/.deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(RFORK_RESTORER_CFLAGS) -c -o $@.tmp $<
+	@if objdump -r -j rfork_restorer $@.tmp | grep -q 'R_X86_64'; then \
+	    echo "restorer.c: section rfork_restorer has relocations:"; \
+	    objdump -r -j rfork_restorer $@.tmp; rm -f $@.tmp; exit 1; fi
+	@mv $@.tmp $@
+
+# A small C program that prepares and resumes itself (no Lua, no host).
+$(BUILD)/tests/rfork_basic: tests/rfork/rfork_basic.c $(RFORK_CORE:%.c=$(BUILD)/%.o)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Ibindings/rfork $(LDFLAGS) -o $@ $^

@@ -1,0 +1,406 @@
+/*
+ * resume.c - rf_resume: a process becomes a child of a prepared parent.
+ *
+ * Everything that can fail with an explanation happens before the point of
+ * no return (descriptor, file identity, userfaultfd, free range, pager
+ * connected); then signals are blocked, rseq is unregistered and the
+ * restorer takes over on its own stack.
+ */
+#include "rfork.h"
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/rseq.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define HIGH_END 0x7ffffffff000ULL   /* 47-bit user address space */
+#define STACK_SIZE (256 * 1024)
+
+struct own_map {
+	uint64_t start, end;
+	char name[16];
+};
+
+static int parse_hex(const char *s, uint8_t *out, size_t n)
+{
+	if (strlen(s) != 2 * n)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		unsigned v;
+		if (sscanf(s + 2 * i, "%2x", &v) != 1)
+			return -1;
+		out[i] = v;
+	}
+	return 0;
+}
+
+static int single_threaded(void)
+{
+	FILE *f = fopen("/proc/self/status", "re");
+	char line[256];
+	int threads = 0;
+	while (f && fgets(line, sizeof line, f))
+		if (sscanf(line, "Threads: %d", &threads) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return threads == 1;
+}
+
+static int check_identity(const struct rf_desc *d, char *err, size_t errlen)
+{
+	const struct rf_ident *ids = rf_desc_idents(d);
+	for (uint32_t i = 0; i < d->nident; i++) {
+		const char *path = rf_desc_str(d, ids[i].path);
+		struct rf_ident here;
+		if (rf_file_ident(path, &here) < 0) {
+			snprintf(err, errlen, "the parent's file %s does not exist here: %s",
+			         path, strerror(errno));
+			return -1;
+		}
+		int same = ids[i].idlen ? here.idlen == ids[i].idlen &&
+		                              !memcmp(here.id, ids[i].id, here.idlen)
+		                        : here.size == ids[i].size && here.mtime == ids[i].mtime;
+		if (!same) {
+			snprintf(err, errlen, "%s differs from the parent's (%s): a child must "
+			         "run the same binary and libraries", path,
+			         ids[i].idlen ? "build-id" : "size or mtime");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int open_uffd(char *err, size_t errlen)
+{
+	int fd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		if (errno == EPERM)
+			snprintf(err, errlen, "userfaultfd not permitted: run as root (or with "
+			         "CAP_SYS_PTRACE) or set vm.unprivileged_userfaultfd=1");
+		else
+			snprintf(err, errlen, "userfaultfd: %s (kernel without "
+			         "CONFIG_USERFAULTFD?)", strerror(errno));
+		return -1;
+	}
+	struct uffdio_api api = {.api = UFFD_API,
+	                         .features = UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP |
+	                                     UFFD_FEATURE_EVENT_REMOVE |
+	                                     UFFD_FEATURE_EVENT_UNMAP};
+	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+		snprintf(err, errlen, "userfaultfd API handshake: %s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int own_maps(struct own_map **out, int *n)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	if (!f)
+		return -1;
+	char line[4096];
+	int cap = 0;
+	*out = NULL;
+	*n = 0;
+	while (fgets(line, sizeof line, f)) {
+		unsigned long long a, b;
+		int pos = 0;
+		if (sscanf(line, "%llx-%llx %*s %*s %*s %*s%n", &a, &b, &pos) < 2)
+			continue;
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 256;
+			struct own_map *m = realloc(*out, cap * sizeof *m);
+			if (!m)
+				break;
+			*out = m;
+		}
+		char *name = line + pos;
+		while (*name == ' ')
+			name++;
+		name[strcspn(name, "\n")] = 0;
+		struct own_map *m = &(*out)[(*n)++];
+		m->start = a, m->end = b;
+		snprintf(m->name, sizeof m->name, "%s", name[0] == '[' ? name : "");
+	}
+	fclose(f);
+	return 0;
+}
+
+static int cmp_range(const void *a, const void *b)
+{
+	const uint64_t *x = a, *y = b;
+	return x[0] < y[0] ? -1 : x[0] > y[0];
+}
+
+/* A range of len bytes free in both layouts, above 4 GiB. */
+static uint64_t free_range(const struct rf_desc *d, const struct own_map *own, int nown,
+                           uint64_t len)
+{
+	size_t n = d->nmaps + nown;
+	uint64_t (*r)[2] = malloc(n * sizeof *r);
+	if (!r)
+		return 0;
+	const struct rf_map *m = rf_desc_maps(d);
+	for (uint32_t i = 0; i < d->nmaps; i++)
+		r[i][0] = m[i].start, r[i][1] = m[i].end;
+	for (int i = 0; i < nown; i++)
+		r[d->nmaps + i][0] = own[i].start, r[d->nmaps + i][1] = own[i].end;
+	qsort(r, n, sizeof *r, cmp_range);
+	uint64_t at = 1ULL << 32, gap = 1ULL << 20;   /* keep off others' growth */
+	for (size_t i = 0; i < n && at + len + gap <= HIGH_END; i++) {
+		if (r[i][0] >= at + len + gap)
+			break;
+		if (r[i][1] + gap > at)
+			at = r[i][1] + gap;
+	}
+	free(r);
+	return at + len + gap <= HIGH_END ? at : 0;
+}
+
+/* The pager: a grandchild in its own session (terminal signals are for the
+ * child), connected to the holder before the point of no return. */
+static int start_pager(const char *address, uint64_t id, const uint8_t key[16], int uffd,
+                       const struct rf_desc *d, int timeout_ms, char *err, size_t errlen)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		snprintf(err, errlen, "pipe: %s", strerror(errno));
+		return -1;
+	}
+	pid_t child = getpid();
+	pid_t mid = fork();
+	if (mid < 0) {
+		snprintf(err, errlen, "fork: %s", strerror(errno));
+		close(p[0]), close(p[1]);
+		return -1;
+	}
+	if (mid == 0) {
+		if (fork() != 0)
+			_exit(0);
+		close(p[0]);
+		/* nothing of the old process stays open here (a pipe the child's
+		 * reader waits on, the old loop's descriptors) but stderr */
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (null >= 0)
+			dup2(null, 0), dup2(null, 1);
+		int lo = uffd < p[1] ? uffd : p[1], hi = uffd < p[1] ? p[1] : uffd;
+		if (lo > 3)
+			syscall(SYS_close_range, 3, lo - 1, 0);
+		if (hi > lo + 1)
+			syscall(SYS_close_range, lo + 1, hi - 1, 0);
+		syscall(SYS_close_range, hi + 1, ~0U, 0);
+		setsid();
+		signal(SIGINT, SIG_DFL), signal(SIGTERM, SIG_DFL), signal(SIGHUP, SIG_DFL);
+		signal(SIGPIPE, SIG_IGN);
+		char perr[512];
+		struct rf_conn *c = rf_tcp.connect(address, id, key, RF_ROLE_PAGES, timeout_ms,
+		                                   NULL, NULL, perr, sizeof perr);
+		if (!c) {
+			if (write(p[1], perr, strlen(perr)) < 0)
+				_exit(1);
+			_exit(1);
+		}
+		rf_pager_main(uffd, child, d, c, p[1]);
+	}
+	close(p[1]);
+	waitpid(mid, NULL, 0);
+	char msg[512];
+	struct pollfd pf = {p[0], POLLIN, 0};
+	ssize_t n = poll(&pf, 1, timeout_ms + 1000) == 1 ? read(p[0], msg, sizeof msg - 1) : -1;
+	close(p[0]);
+	if (n == 1 && msg[0] == 0)
+		return 0;
+	if (n > 0) {
+		msg[n] = 0;
+		snprintf(err, errlen, "pager: %s", msg);
+	} else {
+		snprintf(err, errlen, "pager did not start");
+	}
+	return -1;
+}
+
+static void set_msgs(struct rf_restore *r)
+{
+	static const char *const m[RF_MSG_N] = {
+		[RF_MSG_MUNMAP] = "kxrun rfork: restorer: munmap of the old layout failed:",
+		[RF_MSG_SPECIAL] = "kxrun rfork: restorer: cannot move vdso/vvar:",
+		[RF_MSG_OPEN] = "kxrun rfork: restorer: cannot open a mapped file:",
+		[RF_MSG_MMAP] = "kxrun rfork: restorer: mmap of a parent mapping failed:",
+		[RF_MSG_REGISTER] = "kxrun rfork: restorer: UFFDIO_REGISTER failed:",
+		[RF_MSG_FS] = "kxrun rfork: restorer: cannot set the FS base:",
+	};
+	for (int i = 0; i < RF_MSG_N; i++)
+		snprintf(r->msg[i], sizeof r->msg[i], "%s", m[i]);
+}
+
+int rf_resume(const char *address, const char *id_hex, const char *key_hex, char *err,
+              size_t errlen)
+{
+	uint8_t key[16], idb[8];
+	if (parse_hex(key_hex, key, 16) < 0) {
+		snprintf(err, errlen, "key must be 32 hex digits");
+		return -1;
+	}
+	if (parse_hex(id_hex, idb, 8) < 0) {
+		snprintf(err, errlen, "id must be 16 hex digits");
+		return -1;
+	}
+	uint64_t id = strtoull(id_hex, NULL, 16);
+	if (!single_threaded()) {
+		snprintf(err, errlen, "the resuming process must be single-threaded");
+		return -1;
+	}
+	const char *e = getenv("KXRUN_RFORK_TIMEOUT_MS");
+	int timeout_ms = e && atoi(e) > 0 ? atoi(e) : 10000;
+
+	struct rf_desc *d = NULL;
+	uint32_t index = 0;
+	struct rf_conn *c = rf_tcp.connect(address, id, key, RF_ROLE_DESC, timeout_ms, &d,
+	                                   &index, err, errlen);
+	if (!c)
+		return -1;
+	rf_tcp.close(c);
+	int uffd = -1;
+	struct own_map *own = NULL;
+	int nown = 0;
+	if (d->magic != RF_MAGIC || d->version != RF_VERSION || d->maps_off < sizeof *d ||
+	    d->strings_off > d->size ||
+	    d->maps_off + (uint64_t)d->nmaps * sizeof(struct rf_map) > d->size ||
+	    d->ident_off + (uint64_t)d->nident * sizeof(struct rf_ident) > d->size) {
+		snprintf(err, errlen, "%s: malformed descriptor", address);
+		goto fail;
+	}
+	if (check_identity(d, err, errlen) < 0)
+		goto fail;
+	if ((uffd = open_uffd(err, errlen)) < 0)
+		goto fail;
+	if (own_maps(&own, &nown) < 0) {
+		snprintf(err, errlen, "cannot read /proc/self/maps");
+		goto fail;
+	}
+
+	/* vdso and friends: the same ones must exist here (same kernel). */
+	struct rf_special_move moves[4];
+	uint32_t nspecial = 0;
+	uint64_t scratch_len = 0;
+	const struct rf_map *pm = rf_desc_maps(d);
+	for (uint32_t i = 0; i < d->nmaps; i++) {
+		if (pm[i].kind == RF_MAP_SKIP)
+			continue;
+		if (pm[i].end > HIGH_END) {
+			snprintf(err, errlen, "parent mapping above the 47-bit address space");
+			goto fail;
+		}
+		if (pm[i].kind != RF_MAP_SPECIAL)
+			continue;
+		const char *name = rf_desc_str(d, pm[i].path);
+		int j = 0;
+		while (j < nown && strcmp(own[j].name, name))
+			j++;
+		if (j == nown || own[j].end - own[j].start != pm[i].end - pm[i].start ||
+		    nspecial == 4) {
+			snprintf(err, errlen, "%s differs between parent and here (different "
+			         "kernel?)", name);
+			goto fail;
+		}
+		moves[nspecial++] = (struct rf_special_move){own[j].start, own[j].end - own[j].start,
+		                                             scratch_len, pm[i].start};
+		scratch_len += own[j].end - own[j].start;
+	}
+	for (int j = 0; j < nown; j++) {
+		int special = own[j].name[0] && strcmp(own[j].name, "[vsyscall]") &&
+		              (!strcmp(own[j].name, "[vdso]") || !strncmp(own[j].name, "[vvar", 5));
+		uint32_t k = 0;
+		while (special && k < nspecial && moves[k].cur != own[j].start)
+			k++;
+		if (special && k == nspecial) {
+			snprintf(err, errlen, "%s exists here but not in the parent", own[j].name);
+			goto fail;
+		}
+	}
+
+	size_t code_len = (__stop_rfork_restorer - __start_rfork_restorer + RF_PAGE - 1) &
+	                  ~(RF_PAGE - 1);
+	size_t args_len = (sizeof(struct rf_restore) + 64 + d->size + RF_PAGE - 1) & ~(RF_PAGE - 1);
+	uint64_t region_len = code_len + args_len + STACK_SIZE + scratch_len;
+	uint64_t region = free_range(d, own, nown, region_len);
+	if (!region) {
+		snprintf(err, errlen, "no address range free in both layouts");
+		goto fail;
+	}
+	char *base = mmap((void *)(uintptr_t)region, region_len, PROT_READ | PROT_WRITE,
+	                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (base == MAP_FAILED || (uintptr_t)base != region) {
+		snprintf(err, errlen, "cannot map the restorer at 0x%llx: %s",
+		         (unsigned long long)region, strerror(errno));
+		goto fail;
+	}
+	memcpy(base, __start_rfork_restorer, __stop_rfork_restorer - __start_rfork_restorer);
+	struct rf_restore *r = (struct rf_restore *)(base + code_len);
+	struct rf_desc *dcopy = (struct rf_desc *)(base + code_len +
+	                                           ((sizeof *r + 63) & ~63UL));
+	memcpy(dcopy, d, d->size);
+	r->region = region;
+	r->region_len = region_len;
+	r->low = RF_PAGE;
+	r->high = HIGH_END;
+	r->uffd = uffd;
+	r->nspecial = nspecial;
+	uint64_t scratch = region + code_len + args_len + STACK_SIZE;
+	for (uint32_t i = 0; i < nspecial; i++) {
+		r->special[i] = moves[i];
+		r->special[i].scratch += scratch;
+	}
+	r->index = index;
+	r->desc = dcopy;
+	set_msgs(r);
+	if (mprotect(base, code_len, PROT_READ | PROT_EXEC) < 0) {
+		snprintf(err, errlen, "mprotect: %s", strerror(errno));
+		munmap(base, region_len);
+		goto fail;
+	}
+	if (start_pager(address, id, key, uffd, d, timeout_ms, err, errlen) < 0) {
+		munmap(base, region_len);
+		goto fail;
+	}
+
+	/* Point of no return. */
+	fflush(NULL);
+	uint64_t all = ~0ULL;
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, NULL, 8);
+	if (__rseq_size) {
+		uint64_t tp;
+		__asm__("movq %%fs:0, %0" : "=r"(tp));
+		void *area = (char *)tp + __rseq_offset;
+		if (syscall(SYS_rseq, area, __rseq_size, RSEQ_FLAG_UNREGISTER, RSEQ_SIG) < 0)
+			syscall(SYS_rseq, area, 32, RSEQ_FLAG_UNREGISTER, RSEQ_SIG);
+	}
+	uint64_t entry = region + ((const char *)rf_restorer - __start_rfork_restorer);
+	uint64_t stack_top = region + code_len + args_len + STACK_SIZE;
+	__asm__ volatile("movq %0, %%rsp\n"
+	                 "xorl %%ebp, %%ebp\n"
+	                 "callq *%1\n"
+	                 :
+	                 : "r"(stack_top), "r"(entry), "D"(r)
+	                 : "memory");
+	__builtin_unreachable();
+fail:
+	if (uffd >= 0)
+		close(uffd);
+	free(own);
+	free(d);
+	return -1;
+}

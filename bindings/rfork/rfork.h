@@ -1,0 +1,95 @@
+/*
+ * rfork.h - remote fork of a running process in user space (kx.rfork, the
+ * C core; SPEC section 7).  x86-64 Linux only.
+ *
+ * Parent side:
+ *
+ *     struct rf_holder *h;
+ *     long r = rf_prepare(&opts, &h, err, sizeof err);
+ *     if (r < 0)  -> failed, err says why
+ *     if (r == 0) -> this is the parent: h serves children until rf_close(h)
+ *     if (r > 0)  -> this is a resumed child (r = its index, 1, 2, ...): the
+ *                    process now runs the parent's memory as it was at the
+ *                    call; h describes the child side (rf_is_child(h)).
+ *
+ * rf_prepare captures the calling thread's callee-saved registers, stack and
+ * instruction pointers, FS base, signal dispositions, the open regular files
+ * and /proc/self/maps, then forks a "holder": a process that keeps the
+ * copy-on-write image of memory as it was and serves it over TCP to children
+ * that present the snapshot's id and 128-bit key.  The holder lives until
+ * rf_close, the parent's exit (PR_SET_PDEATHSIG) or opts.idle_s without a
+ * connection.  Only the calling thread is reproduced.
+ *
+ * Child side:
+ *
+ *     rf_resume(address, id, key_hex, err, sizeof err)
+ *
+ * fetches the descriptor, checks that the parent's files (executable,
+ * libraries, other mapped files) are the same here, creates a userfaultfd,
+ * starts a pager process that fills missing pages from the holder, and
+ * replaces the calling process's memory with the parent's (lazily: each page
+ * arrives on first touch).  On success it does not return: rf_prepare returns
+ * again, in the parent's image, with the child's index.  On failure before
+ * the point of no return it returns -1 and a message; after it (a failure of
+ * the restorer, or the holder gone) the process dies with a message on stderr.
+ * The calling process must be single-threaded.
+ *
+ * Regular files open in the parent at prepare are reopened in the child at the
+ * same numbers, flags and offsets; every other descriptor but 0, 1, 2 is
+ * closed.  Host-level state (an event loop's descriptors) is handed over by a
+ * capture callback at prepare and the caller's own reset after resume.
+ */
+#ifndef KX_RFORK_H
+#define KX_RFORK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct rf_holder;
+
+struct rf_prepare_opts {
+	const char *listen;   /* "HOST:PORT", port 0 = any free port */
+	double idle_s;        /* holder exits after this long without a client
+	                         (<= 0: 600 s) */
+	/* Called right before the snapshot; returns a malloc'd blob kept in
+	 * the image (handed back by rf_resume_blob in the child), or NULL and
+	 * a message.  May be NULL. */
+	void *(*capture)(size_t *len, char *err, size_t errlen);
+};
+
+long rf_prepare(const struct rf_prepare_opts *o, struct rf_holder **out,
+                char *err, size_t errlen);
+
+/* Parent side: snapshot id (16 hex digits), key (32 hex digits), address
+ * "HOST:PORT" with the real port, children resumed so far. */
+const char *rf_id(const struct rf_holder *h);
+const char *rf_key(const struct rf_holder *h);
+const char *rf_address(const struct rf_holder *h);
+long rf_children(const struct rf_holder *h);
+pid_t rf_holder_pid(const struct rf_holder *h);
+
+/* Child side: 1 in a resumed child, its index (1, 2, ...) and the capture
+ * blob taken at prepare (NULL, 0 when there was none). */
+int rf_is_child(const struct rf_holder *h);
+long rf_index(const struct rf_holder *h);
+const void *rf_resume_blob(const struct rf_holder *h, size_t *len);
+
+/* Tells h that its holder has exited (reaped by the caller), so that
+ * rf_close signals nothing. */
+void rf_holder_exited(struct rf_holder *h);
+
+/* Stops the holder (children still resuming lose their parent) and frees h.
+ * Safe on a child-side handle (only frees it). */
+void rf_close(struct rf_holder *h);
+
+/* Resumes the snapshot served at address (see above).  key_hex: 32 hex
+ * digits.  Returns -1 with a message; does not return on success. */
+int rf_resume(const char *address, const char *id, const char *key_hex,
+              char *err, size_t errlen);
+
+/* Tunables read from the environment by rf_resume (defaults in brackets):
+ *   KXRUN_RFORK_TIMEOUT_MS  each request to the holder [10000]
+ *   KXRUN_RFORK_READAHEAD   pages fetched per fault, 1..256 [16]        */
+
+#endif /* KX_RFORK_H */

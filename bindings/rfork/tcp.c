@@ -1,0 +1,277 @@
+/*
+ * tcp.c - the TCP transport: a hello with id and key, then the descriptor
+ * (role desc) or page requests answered with page bytes (role pages).
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+struct rf_conn {
+	int fd;
+	int timeout_ms;
+};
+
+int rf_parse_address(const char *address, char *host, size_t hostlen, char *port,
+                     size_t portlen, char *err, size_t errlen)
+{
+	const char *colon = strrchr(address, ':');
+	if (!colon || colon == address || !colon[1]) {
+		snprintf(err, errlen, "address '%s' is not HOST:PORT", address);
+		return -1;
+	}
+	const char *h = address, *he = colon;
+	if (*h == '[' && he[-1] == ']') { /* [v6]:port */
+		h++;
+		he--;
+	}
+	if ((size_t)(he - h) >= hostlen || strlen(colon + 1) >= portlen) {
+		snprintf(err, errlen, "address '%s' is too long", address);
+		return -1;
+	}
+	memcpy(host, h, he - h);
+	host[he - h] = 0;
+	strcpy(port, colon + 1);
+	char *end;
+	long p = strtol(port, &end, 10);
+	if (*end || p < 0 || p > 65535) {
+		snprintf(err, errlen, "address '%s': bad port", address);
+		return -1;
+	}
+	return 0;
+}
+
+int rf_write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	while (len) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+/* Reads exactly len bytes within timeout_ms (< 0: no limit); -1 with errno
+ * ETIMEDOUT, ECONNRESET (peer closed) or the read error. */
+int rf_read_all(int fd, void *buf, size_t len, int timeout_ms)
+{
+	char *p = buf;
+	long long end = timeout_ms >= 0 ? now_ms() + timeout_ms : 0;
+	while (len) {
+		if (timeout_ms >= 0) {
+			long long left = end - now_ms();
+			struct pollfd pf = {fd, POLLIN, 0};
+			int r = left > 0 ? poll(&pf, 1, (int)left) : 0;
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r == 0) {
+				errno = ETIMEDOUT;
+				return -1;
+			}
+			if (r < 0)
+				return -1;
+		}
+		ssize_t n = read(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 0)
+			errno = ECONNRESET;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static const char *status_text(uint32_t s)
+{
+	switch (s) {
+	case RF_EAUTH: return "wrong key (the holder refused it)";
+	case RF_EID: return "no such snapshot id at that address";
+	case RF_EVERSION: return "protocol version differs (different kxrun build?)";
+	case RF_ERANGE: return "page range outside the parent's image";
+	case RF_EFULL: return "the holder serves too many connections";
+	default: return "unknown error from the holder";
+	}
+}
+
+static int connect_to(const char *address, int timeout_ms, char *err, size_t errlen)
+{
+	char host[256], port[16];
+	if (rf_parse_address(address, host, sizeof host, port, sizeof port, err, errlen) < 0)
+		return -1;
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
+	int rc = getaddrinfo(host, port, &hints, &ai);
+	if (rc) {
+		snprintf(err, errlen, "%s: %s", address, gai_strerror(rc));
+		return -1;
+	}
+	int fd = -1, saved = 0;
+	for (struct addrinfo *a = ai; a; a = a->ai_next) {
+		fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (fd < 0) {
+			saved = errno;
+			continue;
+		}
+		if (connect(fd, a->ai_addr, a->ai_addrlen) == 0 || errno == EINPROGRESS) {
+			struct pollfd pf = {fd, POLLOUT, 0};
+			int so = 0;
+			socklen_t sl = sizeof so;
+			if (poll(&pf, 1, timeout_ms) == 1 &&
+			    getsockopt(fd, SOL_SOCKET, SO_ERROR, &so, &sl) == 0 && so == 0)
+				break;
+			saved = so ? so : ETIMEDOUT;
+		} else {
+			saved = errno;
+		}
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(ai);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot connect to %s: %s (is the parent's holder "
+		         "still there?)", address, strerror(saved));
+		return -1;
+	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	/* blocking from here; reads are bounded by rf_read_all's poll */
+	int flags = fcntl(fd, F_GETFL);
+	fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+	return fd;
+}
+
+static struct rf_conn *tcp_connect(const char *address, uint64_t id, const uint8_t key[16],
+                                   int role, int timeout_ms, struct rf_desc **desc,
+                                   uint32_t *index, char *err, size_t errlen)
+{
+	int fd = connect_to(address, timeout_ms, err, errlen);
+	if (fd < 0)
+		return NULL;
+	struct rf_hello h = {.magic = RF_MAGIC, .version = RF_VERSION, .id = id, .role = role};
+	memcpy(h.key, key, 16);
+	struct rf_reply rep;
+	if (rf_write_all(fd, &h, sizeof h) < 0 ||
+	    rf_read_all(fd, &rep, sizeof rep, timeout_ms) < 0) {
+		snprintf(err, errlen, "%s: no answer from the holder: %s", address,
+		         errno == ECONNRESET ? "connection closed" : strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	if (rep.status != RF_OK) {
+		snprintf(err, errlen, "%s: %s", address, status_text(rep.status));
+		close(fd);
+		return NULL;
+	}
+	if (role == RF_ROLE_DESC) {
+		if (rep.len < sizeof(struct rf_desc) || rep.len > (1u << 30)) {
+			snprintf(err, errlen, "%s: bad descriptor size %llu", address,
+			         (unsigned long long)rep.len);
+			close(fd);
+			return NULL;
+		}
+		struct rf_desc *d = malloc(rep.len);
+		if (!d || rf_read_all(fd, d, rep.len, timeout_ms) < 0) {
+			snprintf(err, errlen, "%s: descriptor: %s", address,
+			         d ? strerror(errno) : "out of memory");
+			free(d);
+			close(fd);
+			return NULL;
+		}
+		*desc = d;
+		*index = rep.index;
+	}
+	struct rf_conn *c = malloc(sizeof *c);
+	if (!c) {
+		snprintf(err, errlen, "out of memory");
+		close(fd);
+		if (role == RF_ROLE_DESC)
+			free(*desc);
+		return NULL;
+	}
+	c->fd = fd;
+	c->timeout_ms = timeout_ms;
+	return c;
+}
+
+static int tcp_read_pages(struct rf_conn *c, uint64_t addr, void *buf, uint32_t npages,
+                          char *err, size_t errlen)
+{
+	struct rf_page_req q = {.addr = addr, .npages = npages};
+	struct rf_page_reply a;
+	/* header and the first pages in one read when they are there */
+	struct iovec iov[2] = {{&a, sizeof a}, {buf, (size_t)npages * RF_PAGE}};
+	ssize_t got = -1;
+	if (rf_write_all(c->fd, &q, sizeof q) == 0) {
+		struct pollfd pf = {c->fd, POLLIN, 0};
+		int pr = poll(&pf, 1, c->timeout_ms);
+		if (pr == 1)
+			got = readv(c->fd, iov, 2);
+		else if (pr == 0)
+			errno = ETIMEDOUT;
+	}
+	size_t have = got > 0 ? (size_t)got : 0;
+	if (got == 0)
+		errno = ECONNRESET;
+	if (have < sizeof a &&
+	    (got <= 0 || rf_read_all(c->fd, (char *)&a + have, sizeof a - have, c->timeout_ms) < 0)) {
+		snprintf(err, errlen, "page request at 0x%llx: %s", (unsigned long long)addr,
+		         errno == ECONNRESET ? "the holder closed the connection"
+		         : errno == ETIMEDOUT ? "no answer from the holder in time"
+		         : strerror(errno));
+		return -1;
+	}
+	if (a.status != RF_OK || a.npages != npages) {
+		snprintf(err, errlen, "page request at 0x%llx: %s", (unsigned long long)addr,
+		         status_text(a.status ? a.status : RF_ERANGE));
+		return -1;
+	}
+	size_t data = have > sizeof a ? have - sizeof a : 0;
+	if (rf_read_all(c->fd, (char *)buf + data, (size_t)npages * RF_PAGE - data,
+	                c->timeout_ms) < 0) {
+		snprintf(err, errlen, "page data at 0x%llx: %s", (unsigned long long)addr,
+		         errno == ECONNRESET ? "the holder closed the connection"
+		         : strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void tcp_close(struct rf_conn *c)
+{
+	if (!c)
+		return;
+	close(c->fd);
+	free(c);
+}
+
+const struct rf_transport rf_tcp = {
+	.name = "tcp",
+	.connect = tcp_connect,
+	.read_pages = tcp_read_pages,
+	.close = tcp_close,
+};

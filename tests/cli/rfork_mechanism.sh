@@ -1,0 +1,58 @@
+#!/bin/bash
+# kx.rfork's mechanism without Lua (build/tests/rfork_basic): a parent's
+# prepare-time memory and open file reach a resumed child although the
+# parent changes them; a changed binary and a missing userfaultfd
+# permission are refused with a clear message.
+ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
+. "$ROOT/tests/cli/lib.sh"
+BASIC=$ROOT/${BUILD:-build}/tests/rfork_basic
+[ -x "$BASIC" ] || fail "$BASIC not built (make test builds it)"
+if [ "$(id -u)" != 0 ] && [ "$(cat /proc/sys/vm/unprivileged_userfaultfd 2>/dev/null)" != 1 ]; then
+	skip "userfaultfd needs root or vm.unprivileged_userfaultfd=1"
+fi
+chmod 755 "$T"
+cp "$BASIC" "$T/rb"
+printf '0123456789abcdef' > "$T/data"
+
+# start_parent MB: the parent in the background, stdin held open on fd 7
+start_parent() {
+	rm -f "$T/in" "$T/out"
+	mkfifo "$T/in"
+	"$T/rb" parent "$1" "$T/data" < "$T/in" > "$T/out" 2> "$T/perr" &
+	PARENT=$!
+	exec 7> "$T/in"
+	for _ in $(seq 100); do [ -s "$T/out" ] && break; sleep 0.05; done
+	read -r ADDR ID KEY < "$T/out" || fail "the parent printed no address: $(cat "$T/perr")"
+}
+stop_parent() { exec 7>&-; wait "$PARENT"; }
+
+start_parent 16
+out=$(timeout 60 "$BASIC" resume "$ADDR" "$ID" "$KEY" 2> "$T/cerr")
+rc=$?
+expect_eq "$rc" 0 "child exit status ($(cat "$T/cerr"))"
+expect_eq "$out" "child 1 ok" "child output"
+stop_parent
+expect_match "$(tail -1 "$T/out")" "^parent: 1 children$" "parent's count"
+
+# the parent's executable replaced by another file after prepare
+start_parent 1
+rm -f "$T/rb" && cp /bin/true "$T/rb"
+out=$(timeout 60 "$BASIC" resume "$ADDR" "$ID" "$KEY" 2>&1)
+expect_eq "$?" 2 "resume against a changed binary"
+expect_match "$out" "rb differs from the parent's \(build-id\)" "message"
+stop_parent
+cp "$BASIC" "$T/rb"
+
+# no permission for userfaultfd: an unprivileged user where it is root-only
+if [ "$(id -u)" = 0 ] && [ "$(cat /proc/sys/vm/unprivileged_userfaultfd)" = 0 ] &&
+   command -v setpriv >/dev/null; then
+	start_parent 1
+	out=$(timeout 60 setpriv --reuid=65534 --regid=65534 --clear-groups \
+		"$T/rb" resume "$ADDR" "$ID" "$KEY" 2>&1)
+	expect_eq "$?" 2 "unprivileged resume"
+	expect_match "$out" "userfaultfd not permitted.*vm.unprivileged_userfaultfd" "message"
+	stop_parent
+else
+	echo "note: userfaultfd permission case not run (needs root and vm.unprivileged_userfaultfd=0)"
+fi
+echo ok

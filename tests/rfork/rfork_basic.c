@@ -1,0 +1,148 @@
+/*
+ * rfork_basic - the mechanism of kx.rfork without Lua or the host.
+ *
+ *   rfork_basic parent MB FILE   builds state (a static counter, MB MiB of
+ *                                heap in a pattern, FILE open at offset 5),
+ *                                prepares, prints "ADDRESS ID KEY", changes
+ *                                all of it, then waits for stdin to close
+ *   rfork_basic resume ADDRESS ID KEY
+ *                                becomes a child: checks it sees the
+ *                                prepare-time state, prints "child N ok"
+ *                                and exits 0 (1 on a wrong state)
+ *   rfork_basic exit-after-prepare MB
+ *                                prepares, prints the line, exits at once
+ *                                (a child resumed then must fail cleanly)
+ */
+#include "rfork.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static volatile long counter = 41;
+static unsigned char *heap;
+static size_t heap_len;
+static char tag[64] = "prepare-time";
+/* touched first by a process the child forks: served through the fork's
+ * own userfaultfd */
+static unsigned char forkdata[64 * 4096];
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int check_child(long index, int fd)
+{
+	fprintf(stderr, "child arrived %.6f\n", now());
+	int bad = 0;
+	if (counter != 42)
+		fprintf(stderr, "child: counter %ld, want 42\n", counter), bad = 1;
+	if (strcmp(tag, "prepare-time"))
+		fprintf(stderr, "child: tag '%s'\n", tag), bad = 1;
+	for (size_t i = 0; i < heap_len; i += 4096 + 7)
+		if (heap[i] != (unsigned char)(i * 31 + 7)) {
+			fprintf(stderr, "child: heap[%zu] = %d\n", i, heap[i]);
+			bad = 1;
+			break;
+		}
+	if (fd >= 0) {
+		char b[4] = {0};
+		if (read(fd, b, 3) != 3 || memcmp(b, "567", 3))
+			fprintf(stderr, "child: file read '%s', want '567'\n", b), bad = 1;
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		for (size_t i = 0; i < sizeof forkdata; i++)
+			if (forkdata[i] != (unsigned char)(i * 7 + 3))
+				_exit(1);
+		_exit(0);
+	}
+	int ws = -1;
+	waitpid(pid, &ws, 0);
+	if (ws != 0)
+		fprintf(stderr, "child: a forked process saw wrong data (status %d)\n", ws), bad = 1;
+	pid = fork();
+	if (pid == 0) {
+		execl("/bin/true", "true", (char *)NULL);
+		_exit(3);
+	}
+	waitpid(pid, &ws, 0);
+	if (ws != 0)
+		fprintf(stderr, "child: fork + exec of /bin/true: status %d\n", ws), bad = 1;
+	/* the child's memory is its own: writing works */
+	counter = 1000 + index;
+	snprintf(tag, sizeof tag, "child %ld", index);
+	if (!bad)
+		printf("child %ld ok\n", index);
+	fflush(stdout);
+	return bad;
+}
+
+int main(int argc, char **argv)
+{
+	char err[512];
+	if (argc == 5 && !strcmp(argv[1], "resume")) {
+		double t0 = now();
+		/* the child's memory is the parent's: the start time goes by stderr */
+		fprintf(stderr, "resume start %.6f\n", t0);
+		rf_resume(argv[2], argv[3], argv[4], err, sizeof err);
+		fprintf(stderr, "rfork_basic: resume: %s (%.3f s)\n", err, now() - t0);
+		return 2;
+	}
+	if (argc < 3) {
+		fprintf(stderr, "usage: rfork_basic parent MB FILE | resume ADDRESS ID KEY | "
+		        "exit-after-prepare MB\n");
+		return 2;
+	}
+	heap_len = (size_t)atol(argv[2]) << 20;
+	heap = malloc(heap_len ? heap_len : 1);
+	for (size_t i = 0; i < heap_len; i++)
+		heap[i] = (unsigned char)(i * 31 + 7);
+	int fd = -1;
+	if (argc > 3) {
+		fd = open(argv[3], O_RDONLY);
+		if (fd < 0 || lseek(fd, 5, SEEK_SET) != 5) {
+			perror(argv[3]);
+			return 2;
+		}
+	}
+	for (size_t i = 0; i < sizeof forkdata; i++)
+		forkdata[i] = (unsigned char)(i * 7 + 3);
+	counter++;
+	struct rf_holder *h;
+	struct rf_prepare_opts o = {.listen = "127.0.0.1:0", .idle_s = 120};
+	double t0 = now();
+	long r = rf_prepare(&o, &h, err, sizeof err);
+	double t1 = now();
+	if (r < 0) {
+		fprintf(stderr, "prepare: %s\n", err);
+		return 2;
+	}
+	if (r > 0)
+		return check_child(r, fd);
+	printf("%s %s %s\n", rf_address(h), rf_id(h), rf_key(h));
+	fprintf(stderr, "prepare of %zu MiB: %.3f ms\n", heap_len >> 20, (t1 - t0) * 1e3);
+	fflush(stdout);
+	if (!strcmp(argv[1], "exit-after-prepare"))
+		return 0;
+	/* the parent goes on changing everything; children must not see it */
+	counter = -1;
+	strcpy(tag, "changed");
+	memset(heap, 0xEE, heap_len);
+	memset(forkdata, 0xEE, sizeof forkdata);
+	if (fd >= 0)
+		lseek(fd, 0, SEEK_SET);
+	char c;
+	while (read(0, &c, 1) > 0)
+		;
+	printf("parent: %ld children\n", rf_children(h));
+	rf_close(h);
+	return 0;
+}

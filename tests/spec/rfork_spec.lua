@@ -1,0 +1,155 @@
+-- kx.rfork: a child resumed from a prepared parent sees the parent's Lua
+-- state as it was at prepare (the parent runs in its own kxrun process,
+-- the child is `kxrun rfork resume`, both on loopback).
+local rfork = require "kx.rfork"
+
+local ROOT = os.getenv("ROOT") or "."
+local KXRUN = os.getenv("KXRUN") or (ROOT .. "/kxrun")
+local PARENT = ROOT .. "/tests/rfork/parent.lua"
+
+local function uffd_ok()
+	local code = kx.exec{ "sh", "-c", "[ \"$(id -u)\" = 0 ] || " ..
+		"[ \"$(cat /proc/sys/vm/unprivileged_userfaultfd)\" = 1 ]" }
+	return code == 0
+end
+
+local function datafile()
+	local _, out = kx.exec{ "mktemp", "/tmp/kxrun-rfork-spec.XXXXXX" }
+	local path = out:gsub("%s+$", "")
+	local f = assert(io.open(path, "w"))
+	f:write("abcdefghijklmnopqrstuvwxyz")
+	f:close()
+	return path
+end
+
+-- Starts parent.lua; returns the process and its address, id, key.
+local function start_parent(path, mode)
+	local p = assert(kx.spawn{ KXRUN, PARENT, path, mode, stdin = "pipe", stdout = "pipe" })
+	local line = p.stdout:read("l")
+	assert(line, "the parent printed nothing")
+	local address, id, key = line:match("^(%S+)\t(%x+)\t(%x+)$")
+	assert(address, "unexpected parent line: " .. line)
+	return p, address, id, key
+end
+
+local function stop_parent(p)
+	p.stdin:close()
+	local rest = p.stdout:read("a")
+	p:wait()
+	return rest
+end
+
+local function parse(out)
+	local t = {}
+	for k, v in out:gmatch("(%S+)\t([^\n]*)\n") do t[k] = v end
+	return t
+end
+
+describe("kx.rfork", function()
+	local path
+	before_each(function() path = datafile() end)
+	after_each(function() os.remove(path) end)
+
+	it("prepare returns a handle with the real port, an id and a key", function()
+		local h = assert(rfork.prepare{ listen = "127.0.0.1:0", idle = 5 })
+		assert.is_false(h.child)
+		assert.matches("^127%.0%.0%.1:%d+$", h.address)
+		assert.is_not.equal("127.0.0.1:0", h.address)
+		assert.matches("^%x+$", h.id)
+		assert.equal(16, #h.id)
+		assert.matches("^%x+$", h.key)
+		assert.equal(32, #h.key)
+		assert.equal(0, h.children)
+		assert.matches("kx.rfork.handle", tostring(h))
+		h:close()
+		h:close()
+		assert.is_nil(h.address)
+	end)
+
+	it("refuses a bad listen address and malformed ids or keys", function()
+		local h, err = rfork.prepare{ listen = "nohostport" }
+		assert.is_nil(h)
+		assert.matches("HOST:PORT", err)
+		local ok, rerr = rfork.resume{ address = "127.0.0.1:1", id = "00", key = "zz" }
+		assert.is_nil(ok)
+		assert.matches("key must be 32 hex digits", rerr)
+	end)
+
+	it("resumes a child that sees the prepare-time state, not later changes", function()
+		if not uffd_ok() then pending("userfaultfd not permitted here") return end
+		local p, address, id, key = start_parent(path)
+		local code, out, err = kx.exec{ KXRUN, "rfork", "resume", address, id, key }
+		assert.equal(0, code, err)
+		local t = parse(out)
+		assert.equal("1", t.child)
+		assert.equal("7", t.n)
+		local want = 0
+		for i = 1, 20000 do want = want + #("item%05d"):format(i) end
+		assert.equal("20000\t" .. want, t.items)
+		assert.equal("prepare", t.deep)
+		assert.equal("3", t.tick)
+		assert.equal("30", t.gen)
+		assert.equal("defg", t.file)
+		assert.equal("100000", t.alloc)
+		assert.matches("children\t1", stop_parent(p))
+	end)
+
+	it("serves several children at once", function()
+		if not uffd_ok() then pending("userfaultfd not permitted here") return end
+		local p, address, id, key = start_parent(path)
+		local done, results = 0, {}
+		for i = 1, 3 do
+			kx.go(function()
+				results[i] = { kx.exec{ KXRUN, "rfork", "resume", address, id, key } }
+				done = done + 1
+			end)
+		end
+		while done < 3 do kx.sleep(0.05) end
+		local seen = {}
+		for i = 1, 3 do
+			assert.equal(0, results[i][1], results[i][3])
+			local t = parse(results[i][2])
+			assert.equal("7", t.n)
+			assert.equal("defg", t.file)
+			seen[t.child] = true
+		end
+		assert.same({ ["1"] = true, ["2"] = true, ["3"] = true }, seen)
+		assert.matches("children\t3", stop_parent(p))
+	end)
+
+	it("refuses a wrong key", function()
+		local p, address, id = start_parent(path)
+		local code, out, err = kx.exec{ KXRUN, "rfork", "resume", address, id,
+			("0"):rep(32) }
+		assert.equal(1, code)
+		assert.equal("", out)
+		assert.matches("wrong key", err)
+		assert.matches("children\t0", stop_parent(p))
+	end)
+
+	it("fails cleanly when the parent is gone before the resume", function()
+		local p, address, id, key = start_parent(path, "exit")
+		p:wait()
+		kx.sleep(0.2)   -- the holder dies with its parent
+		local code, _, err = kx.exec{ KXRUN, "rfork", "resume", address, id, key }
+		assert.equal(1, code)
+		assert.matches("cannot connect", err)
+	end)
+
+	it("kills a child that touches pages after the parent went away", function()
+		if not uffd_ok() then pending("userfaultfd not permitted here") return end
+		local p, address, id, key = start_parent(path, "wait")
+		local c = assert(kx.spawn{ KXRUN, "rfork", "resume", address, id, key,
+			stdin = "pipe", stdout = "pipe", stderr = "pipe" })
+		kx.sleep(1)        -- resumed, waiting on its stdin
+		p:kill("KILL")
+		p:wait()
+		kx.sleep(0.3)      -- the holder follows its parent
+		c.stdin:write("go\n")
+		c.stdin:close()
+		local err = c.stderr:read("a")
+		local st = c:wait()
+		assert.equal(9, st.signal)
+		assert.matches("cannot be reached", err)
+	end)
+end)
