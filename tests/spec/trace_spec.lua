@@ -142,7 +142,13 @@ describe("kx.trace", function()
 		local prog = dir .. "/kxmatchsleep"
 		assert(os.execute("cp /bin/sleep " .. prog))
 		local before = kx.spawn{ prog, "0.8" }
-		kx.sleep(0.05)
+		for _ = 1, 200 do   -- exec'd, so that it is found by name (a loaded machine is slow)
+			local f = io.open("/proc/" .. before.pid .. "/comm")
+			local comm = f and f:read("l")
+			if f then f:close() end
+			if comm == "kxmatchsleep" then break end
+			kx.sleep(0.01)
+		end
 		local run, err = trace.start{ dir = dir .. "/run", interval = 0.5, source = "ebpf",
 			match = "^kxmatchsleep$" }
 		if not run then
@@ -264,7 +270,17 @@ describe("kx.trace", function()
 	for _, source in ipairs{ "proc", "ebpf" } do
 		it("watches a process with the children it already has (" .. source .. ")", function()
 			local p = kx.spawn{ "sh", "-c", "sleep 0.6 & sleep 0.6 & wait" }
-			kx.sleep(0.15)   -- its children are up before it is watched
+			for _ = 1, 200 do   -- its children are up (exec'd) before it is watched
+				local f = io.open("/proc/" .. p.pid .. "/task/" .. p.pid .. "/children")
+				local kids = {}
+				for pid in (f and f:read("a") or ""):gmatch("%d+") do
+					local c = io.open("/proc/" .. pid .. "/comm")
+					if c then kids[#kids + 1] = c:read("l"); c:close() end
+				end
+				if f then f:close() end
+				if #kids == 2 and kids[1] == "sleep" and kids[2] == "sleep" then break end
+				kx.sleep(0.01)
+			end
 			local run, err = trace.start{ dir = dir .. "/run", interval = 0.05, source = source }
 			if not run then
 				p:kill()
