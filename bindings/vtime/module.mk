@@ -20,3 +20,7 @@ TEST_DEPS += $(BUILD)/tests/vtime_static
 $(BUILD)/tests/vtime_static: tests/vtime/vtime_clock.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -static -o $@ $<
+
+# The tracer registration channel (kxrun vtime tracer <-> kx.kronos).
+KX_SRCS   += bindings/vtime/registry.c bindings/vtime/lregistry.c
+LUAOPEN   += kx.vtime.registry
