@@ -287,6 +287,11 @@ static struct server *checkserver(lua_State *L)
 	return u->s;
 }
 
+static void server_closed(uv_handle_t *h)
+{
+	server_release(h->data);
+}
+
 static void server_close(struct server *s)
 {
 	if (s->closed)
@@ -297,8 +302,7 @@ static void server_close(struct server *s)
 	uv_poll_stop(&s->poll);
 	close(s->fd);
 	unlink(s->path);
-	uv_close((uv_handle_t *)&s->poll, NULL);
-	server_release(s);
+	uv_close((uv_handle_t *)&s->poll, server_closed);
 }
 
 static int l_listen(lua_State *L)

@@ -164,13 +164,16 @@ function M.initializeExp(n, opts)
 	if not e then return nil, err end
 	local s = { exp = e, expected = n, tracers = {}, bypid = {}, joined = kx.event() }
 	if opts.listen ~= false then
-		local path = opts.sock or registry.path()
-		local srv, lerr = path and registry.listen(path, function(ev)
-			if ev.kind == "register" then on_register(s, ev) else on_hangup(s, ev) end
-		end)
+		local path, srv, lerr = opts.sock, nil, nil
+		if not path then path, lerr = registry.path() end
+		if path then
+			srv, lerr = registry.listen(path, function(ev)
+				if ev.kind == "register" then on_register(s, ev) else on_hangup(s, ev) end
+			end)
+		end
 		if not srv then
 			e:stop()
-			return nil, "initializeExp: " .. tostring(lerr or path)
+			return nil, "initializeExp: " .. lerr
 		end
 		s.server = srv
 		s.timer = kx.every(0.01, function() if S == s then report_exits(s) end end)
