@@ -5,7 +5,7 @@ local kronos = require "kx.kronos"
 local ROOT = os.getenv("ROOT") or "."
 local BUILD = os.getenv("BUILD") or "build"
 local CLOCK = ROOT .. "/" .. BUILD .. "/tests/vtime_clock"
-local KXRUN = os.getenv("KXRUN") or kx.exe()
+local KXRUN = os.getenv("KXRUN") or kx.exe
 
 -- A socket of this run's own, so that parallel runs never meet.
 local function tmpsock()
