@@ -31,3 +31,9 @@ EXTRA_TARGETS += $(PINGPONG)
 $(BUILD)/experiments/pingpong_%: experiments/pingpong/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -o $@ $<
+
+# The fixed CPU-bound job of bench/vtime_*.lua.
+EXTRA_TARGETS += $(BUILD)/bench/vtime_spin
+$(BUILD)/bench/vtime_spin: bench/vtime_spin.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -o $@ $<
