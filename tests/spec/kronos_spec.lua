@@ -128,15 +128,15 @@ describe("kx.kronos", function()
 		assert.same({ code = 137 }, (finished(a)))
 	end)
 
-	it("kills a tracer's commands when the tracer goes away", function()
+	it("kills a tracer's commands when the tracer is terminated", function()
 		local sock
 		sock, dir = tmpsock()
 		assert(kronos.initializeExp(1, { backend = "signal", sock = sock }))
 		local a = tracer(sock, "-c", "sleep 100", "-r", "1")
 		assert(kronos.synchronizeAndFreeze(20))
 		local pid = kronos.tracers()[1].pids[1]
-		a:kill("KILL")
-		a:wait(5)
+		a:kill("TERM")
+		assert.same({ code = 143 }, (finished(a)))
 		local gone = false
 		for _ = 1, 200 do
 			kx.sleep(0.02)
