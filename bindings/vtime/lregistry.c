@@ -211,11 +211,19 @@ static void on_conn(uv_poll_t *h, int status, int events)
 	struct server *s = c->srv;
 	(void)events;
 	char *buf = malloc(VTREG_MAX_MSG);
+	int fds[VTREG_NFDS] = { -1, -1 }, nfds = 0;
 	ssize_t n = status < 0 || !buf ? -EIO
-	            : vtreg_recv(c->fd, buf, VTREG_MAX_MSG, c->fds, &c->nfds, 1);
+	            : vtreg_recv(c->fd, buf, VTREG_MAX_MSG, fds, &nfds, 1);
 	if (n == -EAGAIN) {
 		free(buf);
 		return;
+	}
+	if (c->registered || c->nfds) { /* only the registration carries fds */
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
+	} else {
+		memcpy(c->fds, fds, sizeof fds);
+		c->nfds = nfds;
 	}
 	if (n <= 0 && n != -EMSGSIZE) {
 		/* the tracer went away */
@@ -345,6 +353,8 @@ static int s_accept(lua_State *L)
 	if (!c)
 		return kx_fail(L, "tracer gone");
 	struct vtreg_msg *m = calloc(1, sizeof *m);
+	if (!m)
+		return kx_fail(L, "out of memory");
 	vtreg_put(m, "ok");
 	for (lua_Integer i = 1; i <= luaL_len(L, 3); i++) {
 		lua_rawgeti(L, 3, i);
@@ -378,6 +388,10 @@ static int s_finish(lua_State *L)
 	if (!c)
 		return 0;
 	struct vtreg_msg *m = calloc(1, sizeof *m);
+	if (!m) {
+		conn_close(c);
+		return 0;
+	}
 	vtreg_put(m, "exit");
 	if (lua_getfield(L, 3, "signal") != LUA_TNIL) {
 		vtreg_put(m, "signal");
