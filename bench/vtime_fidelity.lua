@@ -6,8 +6,10 @@
 local vtime = require "kx.vtime"
 local SPIN = (os.getenv("BUILD") or "build") .. "/bench/vtime_spin"
 assert(io.open(SPIN), SPIN .. " missing: run make")
-local iters = arg[1] or "400000000"
-local backend = arg[2] or "auto"
+local iters = math.tointeger(tonumber(arg[1] or "")) or 400000000
+assert(iters > 0, "ITERATIONS must be > 0")
+iters = tostring(iters)
+local backend = (arg[2] or "") ~= "" and arg[2] or "auto"
 
 local function parse(out)
 	local e, c = tostring(out):match("elapsed_ns (%d+) cpu_ns (%d+)")
@@ -23,10 +25,10 @@ local function dilated()
 	while p:alive() and exp.rounds < 20000 do exp:advance(10) end
 	exp:stop()
 	local f = assert(io.open(out))
-	local e = parse(f:read("a"))
+	local e, cpu = parse(f:read("a"))
 	f:close()
 	os.remove(out)
-	return assert(e, "the dilated job printed nothing"), exp.backend
+	return assert(e, "the dilated job printed nothing"), exp.backend, cpu
 end
 
 local function plain()
@@ -45,7 +47,7 @@ local function with_load(fn)
 	return a, b
 end
 
-local v_alone, used = dilated()
+local v_alone, used, cpu = dilated()
 local v_loaded = with_load(dilated)
 local w_alone = plain()
 local w_loaded = with_load(plain)
@@ -54,5 +56,7 @@ print(("  dilated: virtual %.1f ms alone, %.1f ms loaded  (loaded/alone %.2f, id
 	:format(v_alone / 1e6, v_loaded / 1e6, v_loaded / v_alone))
 print(("  plain (peer): wall %.1f ms alone, %.1f ms loaded  (loaded/alone %.2f)")
 	:format(w_alone / 1e6, w_loaded / 1e6, w_loaded / w_alone))
-print(("  virtual/wall alone %.2f; load sensitivity dilated/plain %.2f")
-	:format(v_alone / w_alone, (v_loaded / v_alone) / (w_loaded / w_alone)))
+print(("  dilated alone: virtual %.1f ms for %.1f ms of CPU (virtual/CPU %.2f, ideal 1.00 at speed 1)")
+	:format(v_alone / 1e6, cpu / 1e6, v_alone / cpu))
+print(("  load effect, dilated over plain: %.2f (ideal %.2f: none of the plain slowdown)")
+	:format((v_loaded / v_alone) / (w_loaded / w_alone), 1 / (w_loaded / w_alone)))

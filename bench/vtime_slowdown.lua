@@ -7,8 +7,10 @@
 local vtime = require "kx.vtime"
 local SPIN = (os.getenv("BUILD") or "build") .. "/bench/vtime_spin"
 assert(io.open(SPIN), SPIN .. " missing: run make")
-local iters = arg[1] or "200000000"
-local backend = arg[2] or "auto"
+local iters = math.tointeger(tonumber(arg[1] or "")) or 200000000
+assert(iters > 0, "ITERATIONS must be > 0")
+iters = tostring(iters)
+local backend = (arg[2] or "") ~= "" and arg[2] or "auto"
 local N = 8
 local _, nproc = kx.exec{ "nproc" }
 local cores = math.tointeger(tonumber(nproc)) or 2
