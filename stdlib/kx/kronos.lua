@@ -240,8 +240,15 @@ function M.getCurrentVirtualTime()
 	return S and S.exp:now() or 0
 end
 
+-- pid: a dilated process, or a tracer process (its first command's clock).
 function M.getCurrentTimePid(pid)
-	local p = S and S.bypid[pid]
+	if not S then return nil end
+	local p = S.bypid[pid]
+	if not p then
+		for _, t in pairs(S.tracers) do
+			if t.tracer_pid == pid then p = t.procs[1] end
+		end
+	end
 	return p and p:now() or nil
 end
 

@@ -102,6 +102,7 @@ describe("kx.kronos", function()
 		-- the clock of a tracer whose commands ended: when they ended
 		assert.is_true(kronos.getCurrentTimeTracer(2) <= 200000000)
 		assert.equal(200000000, kronos.getCurrentTimeTracer(3))
+		assert.equal(200000000, kronos.getCurrentTimePid(c.pid)) -- a tracer's pid
 		-- still running: stopExp kills it, its tracer ends with 128+SIGKILL
 		assert.is_nil(c:wait(0.1))
 		assert.is_true(kronos.stopExp())
