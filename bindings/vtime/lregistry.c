@@ -483,12 +483,14 @@ static int l_tracer(lua_State *L)
 	luaL_checktype(L, 10, LUA_TTABLE);
 	int n = (int)luaL_len(L, 10);
 	luaL_argcheck(L, n > 0, 1, "'cmds' must hold a command");
-	char ***cmds = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof(char **), 0);
+	char ***cmds = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof(char **), 0); /* 11 */
+	lua_createtable(L, n, 0);              /* 12: keeps the argv arrays */
 	for (int i = 1; i <= n; i++) {
 		if (lua_rawgeti(L, 10, i) != LUA_TTABLE || luaL_len(L, -1) < 1)
 			luaL_error(L, "bad 'cmds' to 'tracer' (argv tables expected)");
 		cmds[i - 1] = strlist(L, lua_gettop(L), "cmds");
-		lua_insert(L, -2); /* keep the list below its table */
+		lua_rawseti(L, 12, i);
+		lua_pop(L, 1);
 	}
 	cmds[n] = NULL;
 	rq.cmds = (char *const *const *)cmds;
