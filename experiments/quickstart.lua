@@ -105,3 +105,29 @@ do
 		:format(exp.rounds, p:now() / 1e9, kx.now() - t0))
 	exp:stop()
 end
+
+-- 4b. Kronos's flow: a tracer process registers its command with the
+-- orchestrator's experiment, which advances it in rounds; the tracer prints
+-- the command's output and exits with its status.
+do
+	local kronos = require "kx.kronos"
+	local dir = os.tmpname(); os.remove(dir); os.execute("mkdir -p " .. dir)
+	local sock = dir .. "/vtime.sock"
+	local ok, err = kronos.initializeExp(1, { step = 10e6, backend = "auto", sock = sock })
+	if not ok then
+		print("\nkronos: " .. tostring(err) .. "; skipped")
+	else
+		local tr = assert(kx.spawn{ kx.exe, "vtime", "tracer", "-c",
+			"sh -c 'sleep 0.2; echo slept 0.2 s virtual'", "-r", "1", "-i", "1",
+			env = { KXRUN_VTIME_SOCK = sock }, stdout = "pipe" })
+		local t0 = kx.now()
+		assert(kronos.synchronizeAndFreeze(10))
+		kronos.progressBy(10e6, 30)
+		local vt = kronos.getCurrentTimeTracer(1)
+		kronos.stopExp()
+		local st = tr:wait(5) or {}
+		print(("kronos: tracer said %q, exit %s, command ended at virtual %.3f s (%.3f s real)")
+			:format((tr.stdout:read("a"):gsub("\n$", "")), tostring(st.code), vt / 1e9, kx.now() - t0))
+	end
+	os.execute("rm -rf " .. dir)
+end

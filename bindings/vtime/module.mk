@@ -20,3 +20,20 @@ TEST_DEPS += $(BUILD)/tests/vtime_static
 $(BUILD)/tests/vtime_static: tests/vtime/vtime_clock.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -static -o $@ $<
+
+# The tracer registration channel (kxrun vtime tracer <-> kx.kronos).
+KX_SRCS   += bindings/vtime/registry.c bindings/vtime/lregistry.c
+LUAOPEN   += kx.vtime.registry
+
+# The ping-pong client and server of experiments/vtime_pingpong.lua.
+PINGPONG := $(BUILD)/experiments/pingpong_server $(BUILD)/experiments/pingpong_client
+EXTRA_TARGETS += $(PINGPONG)
+$(BUILD)/experiments/pingpong_%: experiments/pingpong/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -o $@ $<
+
+# The fixed CPU-bound job of bench/vtime_*.lua.
+EXTRA_TARGETS += $(BUILD)/bench/vtime_spin
+$(BUILD)/bench/vtime_spin: bench/vtime_spin.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -o $@ $<

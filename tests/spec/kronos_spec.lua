@@ -1,18 +1,46 @@
--- kx.kronos: Kronos's orchestrator names over kx.vtime.
+-- kx.kronos: Kronos's orchestrator names over kx.vtime, and tracers that
+-- register from separate `kxrun vtime tracer` processes.
 local kronos = require "kx.kronos"
 
 local ROOT = os.getenv("ROOT") or "."
 local BUILD = os.getenv("BUILD") or "build"
 local CLOCK = ROOT .. "/" .. BUILD .. "/tests/vtime_clock"
+local KXRUN = os.getenv("KXRUN") or kx.exe
+
+-- A socket of this run's own, so that parallel runs never meet.
+local function tmpsock()
+	local d = os.tmpname()
+	os.remove(d)
+	assert(os.execute("mkdir -p " .. d))
+	return d .. "/vtime.sock", d
+end
+
+-- Starts `kxrun vtime tracer ARGS...` with stdout and stderr piped.
+local function tracer(sock, ...)
+	local argv = { KXRUN, "vtime", "tracer", ... }
+	argv.env = { KXRUN_VTIME_SOCK = sock }
+	argv.stdout, argv.stderr = "pipe", "pipe"
+	return assert(kx.spawn(argv))
+end
+
+-- Its status, stdout and stderr once it has ended (within timeout_s).
+local function finished(t, timeout_s)
+	local st = assert(t:wait(timeout_s or 20), "tracer did not end")
+	return st, t.stdout:read("a"), t.stderr:read("a")
+end
 
 describe("kx.kronos", function()
-	after_each(function() kronos.stopExp() end)
+	local dir
+	after_each(function()
+		kronos.stopExp()
+		if dir then os.execute("rm -rf " .. dir) dir = nil end
+	end)
 
-	it("runs the orchestrator flow and reports per tracer and pid", function()
-		assert(kronos.initializeExp(2, { backend = "signal" }))
+	it("runs the orchestrator flow in-process and reports per tracer and pid", function()
+		assert(kronos.initializeExp(2, { backend = "signal", listen = false }))
 		local a = assert(kronos.startTracer{ cmd = CLOCK, id = 1, stdout = "null" })
-		-- not all tracers started yet
-		local ok, err = kronos.synchronizeAndFreeze()
+		-- not all tracers started yet: the wait times out
+		local ok, err = kronos.synchronizeAndFreeze(0.05)
 		assert.is_nil(ok)
 		assert.matches("1 of 2 tracers", err)
 		assert(kronos.startTracer{ cmd = { "sleep", "10" }, id = 2 })
@@ -34,8 +62,118 @@ describe("kx.kronos", function()
 	it("refuses bad arguments", function()
 		assert.has_error(function() kronos.progressBy(1000, 1) end)
 		assert.has_error(function() kronos.initializeExp(-1) end)
-		assert(kronos.initializeExp(0, { backend = "signal" }))
+		assert(kronos.initializeExp(0, { backend = "signal", listen = false }))
 		assert.has_error(function() kronos.initializeExp(1) end)
 		assert.has_error(function() kronos.progressBy(0, 1) end)
+	end)
+
+	it("splits command lines as a shell would, without expansions", function()
+		assert.same({ "a", "b c", "d'e", "", "f\\g" },
+			kronos.splitCommand([[a "b c" d\'e '' 'f\g']]))
+		assert.same({}, kronos.splitCommand("   "))
+		assert.is_nil(kronos.splitCommand("a 'b"))
+	end)
+
+	it("registers tracer processes, relays their output and exit statuses", function()
+		local sock
+		sock, dir = tmpsock()
+		assert(kronos.initializeExp(3, { backend = "signal", sock = sock, slice = 0.005 }))
+		local a = tracer(sock, "-c", "sh -c 'echo out-a; echo err-a >&2; exit 3'", "-r", "1", "-i", "1")
+		local b = tracer(sock, "-c", CLOCK .. " 5", "-r", "2.0", "-i", "2", "-t", "1")
+		local c = tracer(sock, "-c", "sleep 100", "-r", "1", "-i", "3")
+		assert(kronos.synchronizeAndFreeze(20))
+		local ids = {}
+		for _, t in ipairs(kronos.tracers()) do
+			ids[#ids + 1] = t.id
+			assert.is_number(t.tracer_pid)
+			assert.equal(1, #t.pids)
+		end
+		assert.same({ 1, 2, 3 }, ids)
+		assert.equal(0, kronos.getCurrentVirtualTime())
+		kronos.progressBy(1000000, 200)
+		assert.equal(200000000, kronos.getCurrentVirtualTime())
+		local st, out, err = finished(a)
+		assert.same({ code = 3 }, st)
+		assert.equal("out-a\n", out)
+		assert.equal("err-a\n", err)
+		st, out = finished(b)
+		assert.same({ code = 0 }, st)
+		assert.matches("%d+", out)
+		-- the clock of a tracer whose commands ended: when they ended
+		assert.is_true(kronos.getCurrentTimeTracer(2) <= 200000000)
+		assert.equal(200000000, kronos.getCurrentTimeTracer(3))
+		assert.equal(200000000, kronos.getCurrentTimePid(c.pid)) -- a tracer's pid
+		-- still running: stopExp kills it, its tracer ends with 128+SIGKILL
+		assert.is_nil(c:wait(0.1))
+		assert.is_true(kronos.stopExp())
+		st = finished(c)
+		assert.same({ code = 137 }, st)
+	end)
+
+	it("refuses a duplicate id and a missing program, keeps the others", function()
+		local sock
+		sock, dir = tmpsock()
+		assert(kronos.initializeExp(1, { backend = "signal", sock = sock }))
+		local a = tracer(sock, "-c", "sleep 100", "-r", "1", "-i", "7")
+		assert(kronos.synchronizeAndFreeze(20))
+		local dup = tracer(sock, "-c", "true", "-r", "1", "-i", "7")
+		local st, _, err = finished(dup)
+		assert.same({ code = 1 }, st)
+		assert.matches("tracer id 7 is already registered", err)
+		local missing = tracer(sock, "-c", "/nonexistent/prog -x", "-r", "1", "-i", "8")
+		st, _, err = finished(missing)
+		assert.same({ code = 1 }, st)
+		assert.matches("/nonexistent/prog", err)
+		assert.equal(1, #kronos.tracers())
+		kronos.stopExp()
+		assert.same({ code = 137 }, (finished(a)))
+	end)
+
+	it("kills a tracer's commands when the tracer is terminated", function()
+		local sock
+		sock, dir = tmpsock()
+		assert(kronos.initializeExp(1, { backend = "signal", sock = sock }))
+		local a = tracer(sock, "-c", "sleep 100", "-r", "1")
+		assert(kronos.synchronizeAndFreeze(20))
+		local pid = kronos.tracers()[1].pids[1]
+		a:kill("TERM")
+		assert.same({ code = 143 }, (finished(a)))
+		local gone = false
+		for _ = 1, 200 do
+			kx.sleep(0.02)
+			local f = io.open("/proc/" .. pid .. "/stat")
+			local state = f and f:read("a"):match("%) (%a)")
+			if f then f:close() end
+			if not state or state == "Z" then gone = true break end
+		end
+		assert.is_true(gone)
+	end)
+
+	it("refuses a second experiment on a live socket, replaces a stale one", function()
+		local sock
+		sock, dir = tmpsock()
+		assert(kronos.initializeExp(0, { backend = "signal", sock = sock }))
+		-- another kxrun trying the same socket is refused, naming us
+		local code, _, err = kx.exec{ KXRUN, "-e", ([[
+			local k = require "kx.kronos"
+			local ok, err = k.initializeExp(0, { backend = "signal", sock = %q })
+			io.stderr:write(tostring(err)) os.exit(ok and 0 or 3)]]):format(sock) }
+		assert.equal(3, code)
+		assert.matches("another experiment %(kxrun pid %d+%)", err)
+		kronos.stopExp()
+		-- a socket file left by a controller killed with SIGKILL is replaced
+		local stale = sock .. ".stale"
+		local ctl = assert(kx.spawn{ KXRUN, "-e", ([[
+			local r = require "kx.vtime.registry"
+			r.listen(%q, function() end)
+			kx.sleep(100)]]):format(stale) })
+		for _ = 1, 250 do
+			if os.execute("test -S " .. stale) then break end
+			kx.sleep(0.02)
+		end
+		ctl:kill("KILL")
+		ctl:wait(5)
+		assert.truthy(os.execute("test -S " .. stale))
+		assert(kronos.initializeExp(0, { backend = "signal", sock = stale }))
 	end)
 end)
