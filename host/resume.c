@@ -49,6 +49,12 @@
  * (processes, pipes, kx.every timers, kx.signal handles) fail clearly when
  * used in the child: they compare their handle's loop with kx_loop().
  *
+ * Handles that bindings set up on the parent's loop (tracers' timers,
+ * servers' pipes, ...) stay with it: their tasks are cancelled, but a
+ * binding object of the parent used again in the child may wait for a
+ * callback that never comes; bindings check handle->loop != kx_loop() as
+ * the host's objects do.
+ *
  * libuv's threadpool has no threads in the child and its state is hidden;
  * workpool.c serves uv_queue_work there instead.
  */
