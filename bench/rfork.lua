@@ -35,8 +35,18 @@ local function median(t)
 	return t[(#t + 1) // 2]
 end
 
+-- A working set of `bytes` as strings of at most 256 MB (a Lua string
+-- stops at 2 GB); the same source runs here and in the peers' processes.
+local WORKING_SET = [[
+local ws, page, left = {}, ("b"):rep(4096), %d
+while left > 0 do
+	local n = math.min(left, 256 * 1024 * 1024)
+	ws[#ws + 1] = page:rep(n // 4096)
+	left = left - n
+end
+]]
 local function working_set(bytes)
-	return string.rep(("b"):rep(4096), bytes // 4096)
+	return assert(load(WORKING_SET:format(bytes) .. "return ws", "=working set"))()
 end
 
 -- The child of every prepare below: says when its first statement ran.
@@ -84,9 +94,11 @@ for _, size in ipairs(sizes) do
 		local copy_ms
 		do   -- what copying the working set once costs, for scale
 			local t0 = kx.now()
-			local copy = ws:sub(2)   -- long strings are copied, never shared
+			for _, chunk in ipairs(ws) do
+				local copy = chunk:sub(2)   -- long strings are copied, never shared
+				assert(#copy == #chunk - 1)
+			end
 			copy_ms = (kx.now() - t0) * 1000
-			assert(#copy == #ws - 1)
 		end
 		print(("rfork prepare %s: %.2f ms (median of %d); one copy of its memory %.1f ms; "
 			.. "ratio %.3fx%s"):format(size.label, median(times), REPS, copy_ms,
@@ -100,7 +112,7 @@ for _, size in ipairs(sizes) do
 end
 
 if not latency_size then
-	print("rfork resume: skipped, no working set of 1 GB or more fitted")
+	print("rfork resume: skipped, no working set of 1 GB or more among the sizes measured")
 	return
 end
 
@@ -110,8 +122,8 @@ end
 local cold = {}
 for _ = 1, REPS do
 	local started = kx.time()
-	local _, out = kx.exec{ kx.exe, "-e", ("local ws = string.rep(('b'):rep(4096), %d) "
-		.. "print(('FIRST %%.6f'):format(kx.time()))"):format(latency_size.bytes // 4096) }
+	local _, out = kx.exec{ kx.exe, "-e", WORKING_SET:format(latency_size.bytes)
+		.. "print(('FIRST %.6f'):format(kx.time()))" }
 	cold[#cold + 1] = (tonumber(out:match("FIRST (%S+)")) - started) * 1000
 end
 local cold_ms = median(cold)
@@ -132,8 +144,8 @@ local function criu_figure()
 	local dir = os.tmpname()
 	os.remove(dir)
 	assert(kx.exec{ "mkdir", "-p", dir } == 0)
-	local holder = assert(kx.spawn{ kx.exe, "-e", ("local ws = string.rep(('b'):rep(4096), %d) "
-		.. "io.write('READY\\n') io.stdout:flush() kx.sleep(600)"):format(latency_size.bytes // 4096),
+	local holder = assert(kx.spawn{ kx.exe, "-e", WORKING_SET:format(latency_size.bytes)
+		.. "io.write('READY\\n') io.stdout:flush() kx.sleep(600)",
 		stdout = "pipe", stdin = "null", detach = true })
 	holder.stdout:read("l")
 	local pid = tostring(holder.pid)   -- kx.spawn gives it a session of its own

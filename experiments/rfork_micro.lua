@@ -139,14 +139,33 @@ local function bare_start()
 	return (tonumber(out) - started) * 1000
 end
 
+-- The parent's memory: strings of at most 256 MB (a Lua string stops at
+-- 2 GB), one byte a page written by string.rep.
+local function working_set(bytes)
+	local ws, page, left = { bytes = bytes }, ("k"):rep(4096), bytes
+	while left > 0 do
+		local n = math.min(left, 256 * 1024 * 1024)
+		ws[#ws + 1] = page:rep(n // 4096)
+		left = left - n
+	end
+	return ws
+end
+
+-- A resumed child reads one byte a page of the first `fraction` of it.
 local function child_touch(ws)
 	local first = kx.time()
 	local frac = tonumber(io.stdin:read("l"))
 	local t0 = kx.now()
-	local limit, sum = math.floor(#ws * frac), 0
-	for i = 1, limit, 4096 do sum = sum + ws:byte(i) end
+	local left, sum, pages = math.floor(ws.bytes * frac), 0, 0
+	for _, chunk in ipairs(ws) do
+		if left <= 0 then break end
+		local limit = math.min(left, #chunk)
+		for i = 1, limit, 4096 do sum = sum + chunk:byte(i) end
+		pages = pages + (limit + 4095) // 4096
+		left = left - limit
+	end
 	print("RESULT " .. kx.json.encode{ first = first, exec_ms = (kx.now() - t0) * 1000,
-		pages = limit // 4096, sum = sum })
+		pages = pages, sum = sum })
 	os.exit(0)
 end
 
@@ -156,7 +175,7 @@ end
 
 for i, size in ipairs(sizes) do
 	kx.progress("working sets", i - 1, #sizes)
-	local ws = string.rep(("k"):rep(4096), size.bytes // 4096)
+	local ws = working_set(size.bytes)
 	local t0 = kx.now()
 	local h, err = rfork.prepare{ listen = LISTEN .. ":0" }
 	local prepare_ms = (kx.now() - t0) * 1000

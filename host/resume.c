@@ -49,8 +49,22 @@
  * (processes, pipes, kx.every timers, kx.signal handles) fail clearly when
  * used in the child: they compare their handle's loop with kx_loop().
  *
+ * Handles that bindings set up on the parent's loop (tracers' timers,
+ * servers' pipes, ...) stay with it: their tasks are cancelled, but a
+ * binding object of the parent used again in the child may wait for a
+ * callback that never comes, unless the binding checks
+ * handle->loop != kx_loop() and fails, as the host's objects do.
+ *
  * libuv's threadpool has no threads in the child and its state is hidden;
  * workpool.c serves uv_queue_work there instead.
+ *
+ * Not kept: two descriptors of one eventfd become two eventfds (anonymous
+ * inodes cannot be told apart); a named FIFO becomes an anonymous pipe; a
+ * socket's peer and a pidfd's process are the parent's business.
+ *
+ * Tested without the core: kx._resume_test (resume_test.c) makes a child in
+ * the state a resumed one is in (raw fork, descriptors above 2 closed) and
+ * tests/spec/resume_spec.lua checks what works there.
  */
 #include <dirent.h>
 #include <errno.h>

@@ -222,7 +222,7 @@ describe("a resumed child (simulated)", function()
 					os.exit(0)
 				end
 				local spid
-				for _ = 1, 500 do
+				for _ = 1, 2000 do
 					local f = io.open(file)
 					spid = f and f:read("n")
 					if f then f:close() end
@@ -232,7 +232,7 @@ describe("a resumed child (simulated)", function()
 				kx.exec{ "kill", "-%s", tostring(pid) }
 				local w = T.wait(pid)
 				local alive = true
-				for _ = 1, 300 do
+				for _ = 1, 1000 do
 					if kx.exec{ "kill", "-0", tostring(spid) } ~= 0 then alive = false break end
 					kx.sleep(0.01)
 				end
