@@ -1,0 +1,332 @@
+/*
+ * round.c - one CPU-proportional round of a kx.vtime experiment (vtime.h).
+ */
+#include "vtime.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/perf_event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MIN_PERIOD 10000        /* the kernel's floor for task-clock periods */
+#define IDLE_CONFIRM 50000      /* real ns without CPU before a /proc look */
+#define WAKE_GRACE 3000000      /* ... when a parked thread's deadline is due */
+#define POLL_NS 20000           /* between looks at running processes */
+#define MAX_REARMS 8
+
+static int64_t perf_cpu(struct vt_proc *p)
+{
+	uint64_t c;
+	if (p->perf_fd > 0 && read(p->perf_fd, &c, sizeof c) == (ssize_t)sizeof c)
+		p->cpu_ns = (int64_t)c;
+	return p->cpu_ns;
+}
+
+static void arm(struct vt_exp *e, struct vt_proc *p, int64_t cpu_budget)
+{
+	int64_t period = cpu_budget - e->overshoot;
+	if (period < MIN_PERIOD)
+		period = MIN_PERIOD;
+	uint64_t v = (uint64_t)period;
+	ioctl(p->perf_fd, PERF_EVENT_IOC_PERIOD, &v);
+	p->period = period;
+}
+
+/* Virtual ns p has used since it was resumed. */
+static int64_t used(struct vt_exp *e, struct vt_proc *p)
+{
+	int64_t skip = __atomic_load_n(&e->shm->slot[p->slot].skip, __ATOMIC_ACQUIRE);
+	return (int64_t)((double)(perf_cpu(p) - p->perf_base) / p->speed) + skip;
+}
+
+static struct vt_timeline *tl_of(struct vt_exp *e, struct vt_proc *p)
+{
+	for (int i = 0; i < e->ntl; i++)
+		if (e->tl[i].id == p->timeline)
+			return &e->tl[i];
+	return NULL;
+}
+
+/* Resumes the next waiting member of tl for an equal share of what is left
+ * of the round; members whose carry covers their share sit it out. */
+static void tl_next(struct vt_exp *e, struct vt_timeline *tl)
+{
+	int64_t end = (e->round + 1) * e->step;
+	tl->active = -1;
+	for (;;) {
+		int first = -1, waiting = 0;
+		for (int i = 0; i < e->nprocs; i++)
+			if (e->procs[i].timeline == tl->id && e->procs[i].run == VT_WAIT) {
+				waiting++;
+				if (first < 0)
+					first = i;
+			}
+		if (first < 0) {
+			tl->done = 1;
+			return;
+		}
+		struct vt_proc *p = &e->procs[first];
+		int64_t share = (end - tl->t) / waiting;
+		p->q_end = waiting == 1 ? end : tl->t + share;
+		if (p->carry >= p->q_end - tl->t) {
+			p->carry -= p->q_end - tl->t;
+			tl->t = p->q_end;
+			p->run = VT_DONE;
+			continue;
+		}
+		/* a debt starts its clock later; a credit (negative) gives it more
+		 * CPU, its clock then stays at q_end */
+		int64_t budget_v = p->q_end - tl->t - p->carry;
+		p->vbase = tl->t + (p->carry > 0 ? p->carry : 0);
+		p->carry = 0;
+		p->perf_base = perf_cpu(p);
+		p->last_cpu = p->perf_base;
+		p->idle_since = vt_mono_ns();
+		p->rearms = 0;
+		p->by_budget = 0;
+		arm(e, p, (int64_t)((double)budget_v * p->speed));
+		int64_t cpu = vt_leader_cpu(p->pid);
+		vt_slot_resume(e, p, cpu < 0 ? 0 : cpu);
+		p->run = VT_RUNNING;
+		tl->active = first;
+		kill(-p->pid, SIGCONT);
+		return;
+	}
+}
+
+void vt_round_begin(struct vt_exp *e)
+{
+	free(e->tl);
+	e->tl = calloc(e->nprocs ? e->nprocs : 1, sizeof *e->tl);
+	e->ntl = 0;
+	int64_t start = e->round * e->step;
+	for (int i = 0; i < e->nprocs; i++) {
+		struct vt_proc *p = &e->procs[i];
+		p->run = p->alive ? VT_WAIT : VT_DONE;
+		if (p->alive && !tl_of(e, p)) {
+			struct vt_timeline *t = &e->tl[e->ntl++];
+			t->id = p->timeline;
+			t->t = start;
+			t->active = -1;
+		}
+	}
+	e->frozen = 0;
+	e->in_round = 1;
+	e->round_start_real = vt_mono_ns();
+	vt_cg_freeze(e, 0);
+	for (int i = 0; i < e->ntl; i++)
+		tl_next(e, &e->tl[i]);
+}
+
+static void member_done(struct vt_exp *e, struct vt_proc *p)
+{
+	struct vt_timeline *tl = tl_of(e, p);
+	int64_t end = p->vbase + used(e, p);
+	if (p->by_budget) {
+		/* ran past its share (the signal comes late) or short of it */
+		p->carry = end - p->q_end;
+		if (p->carry < -e->step)
+			p->carry = -e->step;
+		tl->t = p->q_end;
+	} else {
+		p->carry = end > p->q_end ? end - p->q_end : 0;
+		tl->t = end < p->q_end ? end : p->q_end;
+	}
+	p->run = VT_DONE;
+	tl_next(e, tl);
+}
+
+static void on_stopped(struct vt_exp *e, struct vt_proc *p)
+{
+	if (p->run == VT_RUNNING) { /* its counter stopped it (or someone else) */
+		int64_t ran = perf_cpu(p) - p->perf_base;
+		int64_t left_cpu = (int64_t)((double)(p->q_end - p->vbase - used(e, p)) *
+		                             p->speed);
+		if (left_cpu > 2 * e->overshoot + MIN_PERIOD && p->rearms < MAX_REARMS) {
+			/* early: a child's or thread's own counter, or a stray SIGSTOP */
+			p->rearms++;
+			arm(e, p, left_cpu);
+			kill(-p->pid, SIGCONT);
+			return;
+		}
+		if (p->rearms == 0) {
+			int64_t late = ran - p->period;
+			if (late < 0)
+				late = 0;
+			e->overshoot = (e->overshoot * 7 + late) / 8;
+		}
+		p->by_budget = 1;
+	}
+	member_done(e, p);
+}
+
+static void on_exit_seen(struct vt_exp *e, struct vt_proc *p, const siginfo_t *si)
+{
+	int64_t end = p->vbase + used(e, p);
+	p->exit_vns = end < p->q_end ? end : p->q_end;
+	p->alive = 0;
+	if (si->si_code == CLD_EXITED)
+		p->wstatus = (si->si_status & 0xff) << 8;
+	else
+		p->wstatus = (si->si_status & 0x7f) | (si->si_code == CLD_DUMPED ? 0x80 : 0);
+	p->by_budget = 0;
+	member_done(e, p);
+}
+
+/* 1 when a task of pid's tree (threads, children, recursively) may run. */
+static int tree_runnable(pid_t pid, int depth)
+{
+	char path[96], buf[4096];
+	snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return 0;
+	struct dirent *de;
+	int run = 0;
+	while (!run && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		int fd;
+		ssize_t n;
+		snprintf(path, sizeof path, "/proc/%d/task/%s/stat", (int)pid, de->d_name);
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+			n = read(fd, buf, sizeof buf - 1);
+			close(fd);
+			buf[n > 0 ? n : 0] = 0;
+			char *c = strrchr(buf, ')');
+			if (c && c[1] && c[2] == 'R')
+				run = 1;
+		}
+		if (run || depth > 16)
+			break;
+		snprintf(path, sizeof path, "/proc/%d/task/%s/children", (int)pid,
+		         de->d_name);
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+			n = read(fd, buf, sizeof buf - 1);
+			close(fd);
+			buf[n > 0 ? n : 0] = 0;
+			for (char *s = strtok(buf, " \n"); s && !run; s = strtok(NULL, " \n"))
+				run = tree_runnable(atoi(s), depth + 1);
+		}
+	}
+	closedir(d);
+	return run;
+}
+
+static void check(struct vt_exp *e, struct vt_proc *p, int64_t now)
+{
+	siginfo_t si;
+	memset(&si, 0, sizeof si);
+	if (!p->alive) { /* reaped by the child watch between two polls */
+		member_done(e, p);
+		return;
+	}
+	int w = waitid(P_PID, p->pid, &si, WSTOPPED | WEXITED | WNOHANG | WNOWAIT);
+	if (w < 0 && errno == ECHILD) { /* reaped elsewhere: a plain exit */
+		si.si_code = CLD_EXITED;
+		si.si_status = 0;
+		on_exit_seen(e, p, &si);
+		return;
+	}
+	if (w == 0 && si.si_pid == p->pid) {
+		if (si.si_code == CLD_STOPPED || si.si_code == CLD_TRAPPED) {
+			waitid(P_PID, p->pid, &si, WSTOPPED | WNOHANG);
+			on_stopped(e, p);
+		} else {
+			on_exit_seen(e, p, &si); /* the child watch reaps it */
+		}
+		return;
+	}
+	if (p->run != VT_RUNNING)
+		return;
+	int64_t cpu = perf_cpu(p);
+	if (cpu != p->last_cpu) {
+		p->last_cpu = cpu;
+		p->idle_since = now;
+		return;
+	}
+	struct kxvt_slot *s = &e->shm->slot[p->slot];
+	int64_t grace = IDLE_CONFIRM;
+	if (__atomic_load_n(&s->parked, __ATOMIC_ACQUIRE) > 0 &&
+	    __atomic_load_n(&s->wake_at, __ATOMIC_ACQUIRE) < p->q_end)
+		grace = WAKE_GRACE;
+	if (now - p->idle_since < grace)
+		return;
+	if (tree_runnable(p->pid, 0)) {
+		p->idle_since = now;
+		return;
+	}
+	p->run = VT_STOPPING; /* blocked: stopped for the rest of the round */
+	kill(-p->pid, SIGSTOP);
+}
+
+static void round_end(struct vt_exp *e)
+{
+	vt_cg_freeze(e, 1);
+	e->round++;
+	vt_set_clock(e, e->round * e->step);
+	e->in_round = 0;
+	e->frozen = 1;
+}
+
+void vt_round_abort(struct vt_exp *e)
+{
+	if (!e->in_round)
+		return;
+	for (int i = 0; i < e->nprocs; i++) {
+		struct vt_proc *p = &e->procs[i];
+		if (p->run == VT_RUNNING || p->run == VT_STOPPING) {
+			kill(-p->pid, SIGSTOP);
+			p->by_budget = p->run == VT_RUNNING;
+		}
+	}
+	vt_freeze(e); /* waits for every stop */
+	for (int i = 0; i < e->nprocs; i++) {
+		struct vt_proc *p = &e->procs[i];
+		if (p->alive && p->by_budget) {
+			int64_t c = p->vbase + used(e, p) - p->q_end;
+			p->carry = c < -e->step ? -e->step : c;
+		}
+	}
+	e->frozen = 0;
+	round_end(e);
+}
+
+int vt_round_poll(struct vt_exp *e, int64_t max_wait_ns)
+{
+	if (!e->in_round)
+		return 1;
+	int64_t t0 = vt_mono_ns();
+	struct timespec pause = {0, POLL_NS};
+	for (;;) {
+		int64_t now = vt_mono_ns();
+		for (int i = 0; i < e->nprocs; i++) {
+			enum vt_run r = e->procs[i].run;
+			if (r == VT_RUNNING || r == VT_STOPPING)
+				check(e, &e->procs[i], now);
+		}
+		int done = 1;
+		for (int i = 0; i < e->ntl; i++)
+			done &= e->tl[i].done;
+		if (done) {
+			round_end(e);
+			return 1;
+		}
+		if (e->slice_cap > 0 && now - e->round_start_real > e->slice_cap) {
+			e->rounds_capped++;
+			vt_round_abort(e);
+			return 1;
+		}
+		if (now - t0 >= max_wait_ns)
+			return 0;
+		nanosleep(&pause, NULL);
+	}
+}
