@@ -356,6 +356,12 @@ static int e_stats(lua_State *L)
 	lua_setfield(L, -2, "capped");
 	lua_pushinteger(L, e->overshoot);
 	lua_setfield(L, -2, "overshoot_ns");
+	lua_pushinteger(L, e->n_budget);
+	lua_setfield(L, -2, "budget_stops");
+	lua_pushinteger(L, e->n_blocked);
+	lua_setfield(L, -2, "blocked_stops");
+	lua_pushinteger(L, e->n_rearm);
+	lua_setfield(L, -2, "early_stops");
 	return 1;
 }
 

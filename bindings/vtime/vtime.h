@@ -56,6 +56,7 @@ struct vt_proc {
 	int64_t q_end;           /* end of its share */
 	int64_t vbase;           /* its clock when resumed */
 	int64_t perf_base;       /* cpu_ns when resumed */
+	int64_t cpu_base;        /* the leader's process CPU clock then */
 	int64_t period;          /* CPU ns armed in the counter */
 	int64_t last_cpu;        /* cpu_ns at the last poll */
 	int64_t idle_since;      /* real ns since when it used no CPU */
@@ -82,6 +83,7 @@ struct vt_exp {
 	int64_t slice_cap;       /* real ns a round may last, 0 = no cap */
 	int64_t overshoot;       /* mean CPU ns a counter stop comes late */
 	int64_t rounds_capped;   /* rounds ended by slice_cap */
+	int64_t n_budget, n_blocked, n_rearm; /* how shares ended, early stops */
 	struct kxvt_shm *shm;    /* read-write mapping */
 	char shm_path[128];
 	char cg_path[200];       /* freezer cgroup directory, or "" */
