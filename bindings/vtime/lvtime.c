@@ -362,6 +362,8 @@ static int e_stats(lua_State *L)
 	lua_setfield(L, -2, "blocked_stops");
 	lua_pushinteger(L, e->n_rearm);
 	lua_setfield(L, -2, "early_stops");
+	lua_pushinteger(L, e->n_unstopped);
+	lua_setfield(L, -2, "unstopped");
 	return 1;
 }
 

@@ -37,6 +37,9 @@ static pid_t mypid;
  * first read after each resume of the slot. */
 static uint32_t lazy_seq = 1;
 static int64_t lazy_base;
+/* The highest value this process has read: its clock never steps back
+ * (README: a rare step back was seen in a two-thread program). */
+static int64_t floor_ns;
 
 static int (*real_clock_gettime)(clockid_t, struct timespec *);
 static int (*real_gettimeofday)(struct timeval *, void *);
@@ -138,8 +141,13 @@ static int64_t vclock(struct kxvt_slot_view *vo)
 	}
 	if (vo)
 		*vo = v;
-	return kxvt_slot_clock(&v, __atomic_load_n(&slot->skip, __ATOMIC_ACQUIRE),
-	                       cpu - base);
+	int64_t c = kxvt_slot_clock(&v, __atomic_load_n(&slot->skip, __ATOMIC_ACQUIRE),
+	                            cpu - base);
+	int64_t f = __atomic_load_n(&floor_ns, __ATOMIC_RELAXED);
+	while (c > f && !__atomic_compare_exchange_n(&floor_ns, &f, c, 0,
+	                                             __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+	return c > f ? c : f;
 }
 
 static int64_t vnow(clockid_t c)
@@ -332,6 +340,19 @@ API int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
 	}
 }
 
+/* The controller's SIGSTOP/SIGCONT makes epoll_wait fail with EINTR
+ * (signal(7)); not the program's business when the slot was resumed
+ * meanwhile. */
+static uint32_t resumes(void)
+{
+	return slot ? __atomic_load_n(&slot->seq, __ATOMIC_ACQUIRE) : shm->seq;
+}
+
+static int ours(int r, uint32_t before)
+{
+	return r < 0 && errno == EINTR && resumes() != before;
+}
+
 API int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 {
 	if (!shm || timeout <= 0)
@@ -341,10 +362,11 @@ API int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 		int r = real_epoll_wait(epfd, ev, max, 0);
 		if (r != 0 || deadline_reached(deadline))
 			return r;
+		uint32_t before = resumes();
 		park_begin(deadline);
 		r = real_epoll_wait(epfd, ev, max, SLICE_MS);
 		park_end();
-		if (r != 0)
+		if (r != 0 && !ours(r, before))
 			return r;
 	}
 }
@@ -402,10 +424,11 @@ API int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
 		int r = real_epoll_pwait(epfd, ev, max, 0, mask);
 		if (r != 0 || deadline_reached(deadline))
 			return r;
+		uint32_t before = resumes();
 		park_begin(deadline);
 		r = real_epoll_pwait(epfd, ev, max, SLICE_MS, mask);
 		park_end();
-		if (r != 0)
+		if (r != 0 && !ours(r, before))
 			return r;
 	}
 }

@@ -163,6 +163,9 @@ static void member_done(struct vt_exp *e, struct vt_proc *p)
 		tl->t = end < p->q_end ? end : p->q_end;
 	}
 	p->run = VT_DONE;
+	if (getenv("KXVT_DEBUG"))
+		fprintf(stderr, "vt: round %lld pid %d budget %d vbase %lld q_end %lld end %lld carry %lld\n",
+		        (long long)e->round, p->pid, p->by_budget, (long long)p->vbase, (long long)p->q_end, (long long)end, (long long)p->carry);
 	tl_next(e, tl);
 }
 
@@ -248,6 +251,20 @@ static int tree_runnable(pid_t pid, int depth)
 	return run;
 }
 
+static int leader_state(pid_t pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 'X';
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = 0;
+	char *c = strrchr(buf, ')');
+	return c && c[1] && c[2] ? c[2] : 'X';
+}
+
 static void check(struct vt_exp *e, struct vt_proc *p, int64_t now)
 {
 	siginfo_t si;
@@ -266,7 +283,9 @@ static void check(struct vt_exp *e, struct vt_proc *p, int64_t now)
 	if (w == 0 && si.si_pid == p->pid) {
 		if (si.si_code == CLD_STOPPED || si.si_code == CLD_TRAPPED) {
 			waitid(P_PID, p->pid, &si, WSTOPPED | WNOHANG);
-			on_stopped(e, p);
+			/* a report from an earlier stop (SIGCONT since) is stale */
+			if (leader_state(p->pid) == 'T')
+				on_stopped(e, p);
 		} else {
 			on_exit_seen(e, p, &si); /* the child watch reaps it */
 		}
@@ -297,6 +316,11 @@ static void check(struct vt_exp *e, struct vt_proc *p, int64_t now)
 
 static void round_end(struct vt_exp *e)
 {
+	for (int i = 0; i < e->nprocs; i++) {
+		int st = e->procs[i].alive ? leader_state(e->procs[i].pid) : 'T';
+		if (st != 'T' && st != 't' && st != 'Z' && st != 'X')
+			e->n_unstopped++;
+	}
 	vt_cg_freeze(e, 1);
 	e->round++;
 	vt_set_clock(e, e->round * e->step);

@@ -83,7 +83,7 @@ struct vt_exp {
 	int64_t slice_cap;       /* real ns a round may last, 0 = no cap */
 	int64_t overshoot;       /* mean CPU ns a counter stop comes late */
 	int64_t rounds_capped;   /* rounds ended by slice_cap */
-	int64_t n_budget, n_blocked, n_rearm; /* how shares ended, early stops */
+	int64_t n_budget, n_blocked, n_rearm, n_unstopped; /* how shares ended, early stops */
 	struct kxvt_shm *shm;    /* read-write mapping */
 	char shm_path[128];
 	char cg_path[200];       /* freezer cgroup directory, or "" */
