@@ -61,6 +61,7 @@ static void finish_advance(struct lexp *x)
 	kx_task *t = x->task;
 	x->task = NULL;
 	uv_idle_stop(&x->idle);
+	vt_hold(x->e);
 	if (t) {
 		lua_State *T = kx_task_state(t);
 		lua_pushinteger(T, vt_now(x->e));
@@ -362,8 +363,8 @@ static int e_stats(lua_State *L)
 	lua_setfield(L, -2, "blocked_stops");
 	lua_pushinteger(L, e->n_rearm);
 	lua_setfield(L, -2, "early_stops");
-	lua_pushinteger(L, e->n_unstopped);
-	lua_setfield(L, -2, "unstopped");
+	lua_pushinteger(L, e->n_asleep);
+	lua_setfield(L, -2, "asleep_skipped");
 	return 1;
 }
 

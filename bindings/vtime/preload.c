@@ -203,11 +203,14 @@ static int deadline_reached(int64_t deadline)
 	return 1;
 }
 
-/* A thread waits for a later round: tell the controller why it blocks. */
-static void park_begin(int64_t deadline)
+/* A thread waits for a later round: tell the controller why it blocks.
+ * sleep: nothing but the clock (or a signal) can end the wait. */
+static void park(int64_t deadline, int sleep)
 {
 	if (!slot)
 		return;
+	if (sleep)
+		__atomic_fetch_add(&slot->asleep, 1, __ATOMIC_ACQ_REL);
 	__atomic_fetch_add(&slot->parked, 1, __ATOMIC_ACQ_REL);
 	int64_t w = __atomic_load_n(&slot->wake_at, __ATOMIC_ACQUIRE);
 	while (deadline < w && !__atomic_compare_exchange_n(&slot->wake_at, &w,
@@ -215,10 +218,24 @@ static void park_begin(int64_t deadline)
 		;
 }
 
+static void unpark(int sleep)
+{
+	if (!slot)
+		return;
+	if (__atomic_fetch_sub(&slot->parked, 1, __ATOMIC_ACQ_REL) == 1)
+		__atomic_store_n(&slot->wake_at, INT64_MAX, __ATOMIC_RELEASE);
+	if (sleep)
+		__atomic_fetch_sub(&slot->asleep, 1, __ATOMIC_ACQ_REL);
+}
+
+static void park_begin(int64_t deadline)
+{
+	park(deadline, 0);
+}
+
 static void park_end(void)
 {
-	if (slot && __atomic_fetch_sub(&slot->parked, 1, __ATOMIC_ACQ_REL) == 1)
-		__atomic_store_n(&slot->wake_at, INT64_MAX, __ATOMIC_RELEASE);
+	unpark(0);
 }
 
 /* Waits until the virtual clock reaches deadline (virtual ns, MONOTONIC
@@ -231,9 +248,9 @@ static void wait_until(int64_t deadline)
 		if (deadline_reached(deadline))
 			return;
 		struct timespec to = {0, 50 * 1000 * 1000};
-		park_begin(deadline);
+		park(deadline, 1);
 		syscall(SYS_futex, &shm->seq, FUTEX_WAIT, seq, &to, NULL, 0);
-		park_end();
+		unpark(1);
 	}
 }
 

@@ -76,6 +76,34 @@ static struct vt_timeline *tl_of(struct vt_exp *e, struct vt_proc *p)
 	return NULL;
 }
 
+static int signal_pending(pid_t pid)
+{
+	char path[64], buf[2048];
+	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = 0;
+	for (const char *k = buf; (k = strstr(k, "Pnd:")); k += 4)
+		if (strtoull(k + 4, NULL, 16) != 0)
+			return 1;
+	return 0;
+}
+
+/* p blocked last time with every thread in a virtual sleep (no children)
+ * that ends after this round, and no signal is pending for it: resuming it
+ * would only see it park again. */
+static int asleep_past(struct vt_exp *e, struct vt_proc *p, int64_t end)
+{
+	struct kxvt_slot *s = &e->shm->slot[p->slot];
+	return p->ntasks > 0 && !p->by_budget &&
+	       __atomic_load_n(&s->asleep, __ATOMIC_ACQUIRE) == p->ntasks &&
+	       __atomic_load_n(&s->wake_at, __ATOMIC_ACQUIRE) >= end &&
+	       !signal_pending(p->pid);
+}
+
 /* Resumes the next waiting member of tl for an equal share of what is left
  * of the round; members whose carry covers their share sit it out. */
 static void tl_next(struct vt_exp *e, struct vt_timeline *tl)
@@ -95,6 +123,11 @@ static void tl_next(struct vt_exp *e, struct vt_timeline *tl)
 			return;
 		}
 		struct vt_proc *p = &e->procs[first];
+		if (asleep_past(e, p, end)) {
+			e->n_asleep++;
+			p->run = VT_DONE;
+			continue;
+		}
 		int64_t share = (end - tl->t) / waiting;
 		p->q_end = waiting == 1 ? end : tl->t + share;
 		if (p->carry >= p->q_end - tl->t) {
@@ -113,6 +146,7 @@ static void tl_next(struct vt_exp *e, struct vt_timeline *tl)
 		p->idle_since = vt_mono_ns();
 		p->rearms = 0;
 		p->by_budget = 0;
+		p->ntasks = 0;
 		arm(e, p, (int64_t)((double)budget_v * p->speed));
 		int64_t cpu = vt_leader_cpu(p->pid);
 		p->cpu_base = cpu < 0 ? 0 : cpu;
@@ -163,9 +197,6 @@ static void member_done(struct vt_exp *e, struct vt_proc *p)
 		tl->t = end < p->q_end ? end : p->q_end;
 	}
 	p->run = VT_DONE;
-	if (getenv("KXVT_DEBUG"))
-		fprintf(stderr, "vt: round %lld pid %d budget %d vbase %lld q_end %lld end %lld carry %lld\n",
-		        (long long)e->round, p->pid, p->by_budget, (long long)p->vbase, (long long)p->q_end, (long long)end, (long long)p->carry);
 	tl_next(e, tl);
 }
 
@@ -211,8 +242,9 @@ static void on_exit_seen(struct vt_exp *e, struct vt_proc *p, const siginfo_t *s
 }
 
 /* 1 when a task of pid's tree (threads, children, recursively) may run, or
- * is stopping (its stop report is on its way). */
-static int tree_runnable(pid_t pid, int depth)
+ * is stopping (its stop report is on its way).  *ntasks: pid's threads, 0
+ * when it has children. */
+static int tree_runnable(pid_t pid, int depth, int *ntasks)
 {
 	char path[96], buf[4096];
 	snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
@@ -224,6 +256,8 @@ static int tree_runnable(pid_t pid, int depth)
 	while (!run && (de = readdir(d))) {
 		if (de->d_name[0] == '.')
 			continue;
+		if (depth == 0 && *ntasks >= 0)
+			(*ntasks)++;
 		int fd;
 		ssize_t n;
 		snprintf(path, sizeof path, "/proc/%d/task/%s/stat", (int)pid, de->d_name);
@@ -243,8 +277,10 @@ static int tree_runnable(pid_t pid, int depth)
 			n = read(fd, buf, sizeof buf - 1);
 			close(fd);
 			buf[n > 0 ? n : 0] = 0;
-			for (char *s = strtok(buf, " \n"); s && !run; s = strtok(NULL, " \n"))
-				run = tree_runnable(atoi(s), depth + 1);
+			for (char *s = strtok(buf, " \n"); s && !run; s = strtok(NULL, " \n")) {
+				*ntasks = -1;
+				run = tree_runnable(atoi(s), depth + 1, ntasks);
+			}
 		}
 	}
 	closedir(d);
@@ -306,22 +342,23 @@ static void check(struct vt_exp *e, struct vt_proc *p, int64_t now)
 		grace = WAKE_GRACE;
 	if (now - p->idle_since < grace)
 		return;
-	if (tree_runnable(p->pid, 0)) {
+	int ntasks = 0;
+	if (tree_runnable(p->pid, 0, &ntasks)) {
 		p->idle_since = now;
 		return;
 	}
+	p->ntasks = ntasks > 0 ? ntasks : 0;
 	p->run = VT_STOPPING; /* blocked: stopped for the rest of the round */
 	kill(-p->pid, SIGSTOP);
 }
 
+void vt_hold(struct vt_exp *e)
+{
+	vt_cg_freeze(e, 1);
+}
+
 static void round_end(struct vt_exp *e)
 {
-	for (int i = 0; i < e->nprocs; i++) {
-		int st = e->procs[i].alive ? leader_state(e->procs[i].pid) : 'T';
-		if (st != 'T' && st != 't' && st != 'Z' && st != 'X')
-			e->n_unstopped++;
-	}
-	vt_cg_freeze(e, 1);
 	e->round++;
 	vt_set_clock(e, e->round * e->step);
 	e->in_round = 0;
@@ -376,18 +413,8 @@ int vt_round_poll(struct vt_exp *e, int64_t max_wait_ns)
 			vt_round_abort(e);
 			return 1;
 		}
-		if (now - t0 >= max_wait_ns) {
-			if (getenv("KXVT_DEBUG") && now - e->round_start_real > 2000000000LL) {
-				for (int i = 0; i < e->nprocs; i++) {
-					struct vt_proc *p = &e->procs[i];
-					fprintf(stderr, "vt: round %lld proc %d pid %d run %d alive %d q_end %lld cpu %lld\n",
-					        (long long)e->round, i, p->pid, p->run, p->alive, (long long)p->q_end, (long long)perf_cpu(p));
-				}
-				for (int i = 0; i < e->ntl; i++)
-					fprintf(stderr, "vt: tl %d t %lld active %d done %d\n", e->tl[i].id, (long long)e->tl[i].t, e->tl[i].active, e->tl[i].done);
-			}
+		if (now - t0 >= max_wait_ns)
 			return 0;
-		}
 		nanosleep(&pause, NULL);
 	}
 }

@@ -15,7 +15,9 @@
  * vend, cpu_base and speed (slot seqlock) only while the process is stopped;
  * the process itself adds to skip when a virtual sleep ends inside its
  * quantum (its clock jumps to the deadline) and counts its threads parked in
- * virtual waits (parked, wake_at) so the controller knows why it blocks.
+ * virtual waits (parked, wake_at; asleep: those in a sleep that nothing but
+ * the clock or a signal ends) so the controller knows why it blocks, and
+ * need not resume a process whose every thread sleeps past the round.
  * The shared part reads without a system call; the CPU time needs one.
  */
 #ifndef KXVT_SHM_H
@@ -35,7 +37,7 @@ struct kxvt_slot {
 	int64_t cpu_base;          /* pid's CPU time (ns) at vbase */
 	int64_t skip;              /* written by the process: sleeps that ended */
 	int32_t parked;            /* threads in a virtual wait (process) */
-	uint32_t pad;
+	int32_t asleep;            /* of which in a sleep only the clock ends */
 	int64_t wake_at;           /* earliest deadline of a parked thread */
 	int64_t spare[2];
 };

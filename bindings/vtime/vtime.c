@@ -518,8 +518,9 @@ int vt_spawn(struct vt_exp *e, char *const argv[], char *const env_extra[],
 void vt_cg_freeze(struct vt_exp *e, int frozen)
 {
 	char path[240], ev[240], buf[512];
-	if (!e->cg_path[0])
+	if (!e->cg_path[0] || e->cg_frozen == frozen)
 		return;
+	e->cg_frozen = frozen;
 	if (e->cgver == VT_CGV2) {
 		snprintf(path, sizeof path, "%s/cgroup.freeze", e->cg_path);
 		snprintf(ev, sizeof ev, "%s/cgroup.events", e->cg_path);

@@ -20,12 +20,14 @@
  * sends SIGSTOP to its process group (F_SETSIG); a member that blocks
  * (every thread of its tree sleeping, no CPU used) is stopped by the
  * controller; one that exits is done.  What a member ran past its share is
- * carried into its next one.  When every timeline is done: freezer backend
- * freezes the cgroup, then the clock moves to E and every slot reads E.
+ * carried into its next one.  When every timeline is done the clock moves
+ * to E and every slot reads E.
  *
- * Backends: VT_SIGNAL (SIGSTOP/SIGCONT only) and VT_FREEZER (the above plus
- * a cgroup freezer around every boundary: cgroup v1 freezer.state, or cgroup
- * v2 cgroup.freeze; catches children that left the process group).
+ * Backends: VT_SIGNAL (SIGSTOP/SIGCONT only) and VT_FREEZER (the above, and
+ * the experiment's cgroup - v1 freezer.state or v2 cgroup.freeze - frozen
+ * whenever the experiment is frozen between advances (vt_freeze,
+ * vt_hold): it also holds children that left the process group.  Not at
+ * every round: one write costs ~5 ms on this kernel.)
  */
 #ifndef KX_VTIME_H
 #define KX_VTIME_H
@@ -62,6 +64,7 @@ struct vt_proc {
 	int64_t idle_since;      /* real ns since when it used no CPU */
 	int rearms;              /* early stops resumed this share */
 	int by_budget;           /* stopped by its counter, not for blocking */
+	int ntasks;              /* threads when it blocked, 0: children too */
 };
 
 struct vt_timeline {
@@ -83,10 +86,12 @@ struct vt_exp {
 	int64_t slice_cap;       /* real ns a round may last, 0 = no cap */
 	int64_t overshoot;       /* mean CPU ns a counter stop comes late */
 	int64_t rounds_capped;   /* rounds ended by slice_cap */
-	int64_t n_budget, n_blocked, n_rearm, n_unstopped; /* how shares ended, early stops */
+	int64_t n_budget, n_blocked, n_rearm; /* how shares ended, early stops */
+	int64_t n_asleep;        /* shares not run: every thread asleep */
 	struct kxvt_shm *shm;    /* read-write mapping */
 	char shm_path[128];
 	char cg_path[200];       /* freezer cgroup directory, or "" */
+	int cg_frozen;           /* what was last written to it */
 	struct vt_proc *procs;
 	int nprocs, cap;
 	struct vt_timeline *tl;  /* the current round's timelines */
@@ -129,6 +134,8 @@ void vt_round_begin(struct vt_exp *e);
 /* Drives the round for up to max_wait_ns of real time; 1 once it has ended
  * (e->round incremented, clocks set, e->frozen), else 0. */
 int vt_round_poll(struct vt_exp *e, int64_t max_wait_ns);
+/* Between advances: the freezer backend freezes its cgroup. */
+void vt_hold(struct vt_exp *e);
 /* Ends a round now: stops whoever still runs (their share is cut short). */
 void vt_round_abort(struct vt_exp *e);
 /* Sets exp:now() and every slot to vns (a boundary), wakes sleepers. */
