@@ -22,7 +22,8 @@
 #define MIN_PERIOD 200000
 #define IDLE_CONFIRM 50000      /* real ns without CPU before a /proc look */
 #define WAKE_GRACE 3000000      /* ... when a parked thread's deadline is due */
-#define POLL_NS 20000           /* between looks at running processes */
+#define POLL_NS 20000           /* between looks at running processes ... */
+#define POLL_MAX_NS 250000      /* ... up to this while all use CPU */
 #define MAX_REARMS 8
 
 static int64_t perf_cpu(struct vt_proc *p)
@@ -58,13 +59,16 @@ static int has_children(pid_t pid)
 /* Virtual ns p has used since it was resumed.  The CPU is the leader's
  * process CPU clock, the one its own clock reads (the task-clock counter
  * also bills the interrupts that hit it: up to ~10 % more on this loaded
- * VM), unless it has children: then the counter, which counts them too. */
+ * VM), unless it has children (and the counter, which counts them too, is
+ * well ahead): then the counter. */
 static int64_t used(struct vt_exp *e, struct vt_proc *p)
 {
 	int64_t skip = __atomic_load_n(&e->shm->slot[p->slot].skip, __ATOMIC_ACQUIRE);
 	int64_t tree = perf_cpu(p) - p->perf_base;
 	int64_t own = vt_leader_cpu(p->pid);
-	int64_t cpu = own < 0 || has_children(p->pid) ? tree : own - p->cpu_base;
+	int64_t cpu = own - p->cpu_base;
+	if (own < 0 || (tree > cpu + cpu / 8 + 20000 && has_children(p->pid)))
+		cpu = tree;
 	return (int64_t)((double)cpu / p->speed) + skip;
 }
 
@@ -182,10 +186,10 @@ void vt_round_begin(struct vt_exp *e)
 		tl_next(e, &e->tl[i]);
 }
 
-static void member_done(struct vt_exp *e, struct vt_proc *p)
+static void member_done(struct vt_exp *e, struct vt_proc *p, int64_t used_v)
 {
 	struct vt_timeline *tl = tl_of(e, p);
-	int64_t end = p->vbase + used(e, p);
+	int64_t end = p->vbase + used_v;
 	if (p->by_budget) {
 		/* ran past its share (the signal comes late) or short of it */
 		p->carry = end - p->q_end;
@@ -202,9 +206,10 @@ static void member_done(struct vt_exp *e, struct vt_proc *p)
 
 static void on_stopped(struct vt_exp *e, struct vt_proc *p)
 {
+	int64_t used_v = used(e, p);
 	if (p->run == VT_RUNNING) { /* its counter stopped it (or someone else) */
-		int64_t ran = perf_cpu(p) - p->perf_base;
-		int64_t left_cpu = (int64_t)((double)(p->q_end - p->vbase - used(e, p)) *
+		int64_t ran = p->cpu_ns - p->perf_base;
+		int64_t left_cpu = (int64_t)((double)(p->q_end - p->vbase - used_v) *
 		                             p->speed);
 		if (left_cpu > 2 * e->overshoot + MIN_PERIOD && p->rearms < MAX_REARMS) {
 			/* early: a child's or thread's own counter, or a stray SIGSTOP */
@@ -225,12 +230,13 @@ static void on_stopped(struct vt_exp *e, struct vt_proc *p)
 	} else {
 		e->n_blocked++;
 	}
-	member_done(e, p);
+	member_done(e, p, used_v);
 }
 
 static void on_exit_seen(struct vt_exp *e, struct vt_proc *p, const siginfo_t *si)
 {
-	int64_t end = p->vbase + used(e, p);
+	int64_t used_v = used(e, p);
+	int64_t end = p->vbase + used_v;
 	p->exit_vns = end < p->q_end ? end : p->q_end;
 	p->alive = 0;
 	if (si->si_code == CLD_EXITED)
@@ -238,7 +244,7 @@ static void on_exit_seen(struct vt_exp *e, struct vt_proc *p, const siginfo_t *s
 	else
 		p->wstatus = (si->si_status & 0x7f) | (si->si_code == CLD_DUMPED ? 0x80 : 0);
 	p->by_budget = 0;
-	member_done(e, p);
+	member_done(e, p, used_v);
 }
 
 /* 1 when a task of pid's tree (threads, children, recursively) may run, or
@@ -301,20 +307,22 @@ static int leader_state(pid_t pid)
 	return c && c[1] && c[2] ? c[2] : 'X';
 }
 
-static void check(struct vt_exp *e, struct vt_proc *p, int64_t now)
+/* Looks at a running process; returns the real ns it cannot end its share
+ * in by its budget (the CPU it has left), 0 when it may be about to. */
+static int64_t check(struct vt_exp *e, struct vt_proc *p, int64_t now)
 {
 	siginfo_t si;
 	memset(&si, 0, sizeof si);
 	if (!p->alive) { /* reaped by the child watch between two polls */
-		member_done(e, p);
-		return;
+		member_done(e, p, used(e, p));
+		return 0;
 	}
 	int w = waitid(P_PID, p->pid, &si, WSTOPPED | WEXITED | WNOHANG | WNOWAIT);
 	if (w < 0 && errno == ECHILD) { /* reaped elsewhere: a plain exit */
 		si.si_code = CLD_EXITED;
 		si.si_status = 0;
 		on_exit_seen(e, p, &si);
-		return;
+		return 0;
 	}
 	if (w == 0 && si.si_pid == p->pid) {
 		if (si.si_code == CLD_STOPPED || si.si_code == CLD_TRAPPED) {
@@ -325,15 +333,15 @@ static void check(struct vt_exp *e, struct vt_proc *p, int64_t now)
 		} else {
 			on_exit_seen(e, p, &si); /* the child watch reaps it */
 		}
-		return;
+		return 0;
 	}
 	if (p->run != VT_RUNNING)
-		return;
+		return 0;
 	int64_t cpu = perf_cpu(p);
 	if (cpu != p->last_cpu) {
 		p->last_cpu = cpu;
 		p->idle_since = now;
-		return;
+		return p->period - (cpu - p->perf_base);
 	}
 	struct kxvt_slot *s = &e->shm->slot[p->slot];
 	int64_t grace = IDLE_CONFIRM;
@@ -341,15 +349,17 @@ static void check(struct vt_exp *e, struct vt_proc *p, int64_t now)
 	    __atomic_load_n(&s->wake_at, __ATOMIC_ACQUIRE) < p->q_end)
 		grace = WAKE_GRACE;
 	if (now - p->idle_since < grace)
-		return;
+		return grace - (now - p->idle_since);
 	int ntasks = 0;
 	if (tree_runnable(p->pid, 0, &ntasks)) {
-		p->idle_since = now;
-		return;
+		/* waits for a CPU: look at /proc again POLL_MAX_NS later */
+		p->idle_since = now + POLL_MAX_NS - grace;
+		return p->period - (cpu - p->perf_base);
 	}
 	p->ntasks = ntasks > 0 ? ntasks : 0;
 	p->run = VT_STOPPING; /* blocked: stopped for the rest of the round */
 	kill(-p->pid, SIGSTOP);
+	return 0;
 }
 
 void vt_hold(struct vt_exp *e)
@@ -393,13 +403,19 @@ int vt_round_poll(struct vt_exp *e, int64_t max_wait_ns)
 	if (!e->in_round)
 		return 1;
 	int64_t t0 = vt_mono_ns();
-	struct timespec pause = {0, POLL_NS};
 	for (;;) {
 		int64_t now = vt_mono_ns();
+		/* a process using CPU cannot end its share by its budget before
+		 * it has had the CPU it has left: look again then, at most
+		 * POLL_MAX_NS later (it may block or exit meanwhile) */
+		int64_t wait = POLL_MAX_NS;
 		for (int i = 0; i < e->nprocs; i++) {
 			enum vt_run r = e->procs[i].run;
-			if (r == VT_RUNNING || r == VT_STOPPING)
-				check(e, &e->procs[i], now);
+			if (r == VT_RUNNING || r == VT_STOPPING) {
+				int64_t w = check(e, &e->procs[i], now);
+				if (w < wait)
+					wait = w;
+			}
 		}
 		int done = 1;
 		for (int i = 0; i < e->ntl; i++)
@@ -415,6 +431,7 @@ int vt_round_poll(struct vt_exp *e, int64_t max_wait_ns)
 		}
 		if (now - t0 >= max_wait_ns)
 			return 0;
+		struct timespec pause = {0, wait > POLL_NS ? wait : POLL_NS};
 		nanosleep(&pause, NULL);
 	}
 }
