@@ -33,6 +33,7 @@
 #define TURN_NS 5000000  /* real ns of rounds per loop iteration */
 
 struct lexp {
+	struct lexp *next, **prevp; /* live experiments (the atexit hook's) */
 	struct vt_exp *e;
 	uv_idle_t idle;
 	int refs;            /* userdata + pending child watches + atexit */
@@ -43,9 +44,14 @@ struct lexp {
 struct uexp { struct lexp *x; };
 struct uproc { struct lexp *x; int idx; };
 
+static struct lexp *live;
+
 static void lexp_closed(uv_handle_t *h)
 {
 	struct lexp *x = h->data;
+	*x->prevp = x->next;
+	if (x->next)
+		x->next->prevp = x->prevp;
 	vt_exp_free(x->e);
 	free(x);
 }
@@ -447,6 +453,11 @@ static int l_experiment(lua_State *L)
 	e->slice_cap = (int64_t)(slice * 1e9);
 	uv_idle_init(kx_loop(), &x->idle);
 	x->idle.data = x;
+	x->next = live;
+	if (live)
+		live->prevp = &x->next;
+	x->prevp = &live;
+	live = x;
 	kx_atexit(at_exit, x);
 	struct uexp *u = lua_newuserdatauv(L, sizeof *u, 0);
 	u->x = x;

@@ -189,20 +189,23 @@ describe("kx.vtime", function()
 		assert.is_true(rounds >= 21 and rounds <= 23, rounds .. " rounds")
 	end)
 
+	-- Virtual time per CPU ns the job measured itself (the CPU a fixed job
+	-- needs varies by 20 % between runs on this shared VM).  It reads ~1 %
+	-- high idle and up to ~3-5 % high on a heavily loaded machine (README).
 	it("advances a CPU-bound job's clock by the CPU it uses", function()
 		local v, c = spin_job(100)
-		assert.is_true(math.abs(v / c - 1) < 0.05, ("virtual %d cpu %d"):format(v, c))
+		assert.is_true(math.abs(v / c - 1) < 0.08, ("virtual %d cpu %d"):format(v, c))
 		-- two threads: the process's CPU time, both threads together
 		v, c = spin_job(100, { mode = "spin2" })
-		assert.is_true(math.abs(v / c - 1) < 0.15, ("2 threads: virtual %d cpu %d"):format(v, c))
+		assert.is_true(math.abs(v / c - 1) < 0.25, ("2 threads: virtual %d cpu %d"):format(v, c))
 	end)
 
 	it("halves a CPU-bound job's virtual duration at speed 2", function()
 		local v1, c1 = spin_job(100)
 		local v2, c2 = spin_job(100, { speed = 2 })
-		-- per CPU ns it used (the machine's speed varies between runs)
-		assert.is_true(math.abs(v1 / c1 - 1) < 0.05, ("speed 1: %d / %d"):format(v1, c1))
-		assert.is_true(math.abs(v2 / c2 - 0.5) < 0.025, ("speed 2: %d / %d"):format(v2, c2))
+		local r = (v2 / c2) / (v1 / c1)
+		assert.is_true(math.abs(r - 0.5) < 0.02, ("speed 2 / speed 1: %.4f"):format(r))
+		assert.is_true(math.abs(v2 / c2 - 0.5) < 0.04, ("speed 2: %d / %d"):format(v2, c2))
 	end)
 
 	it("gives a CPU-bound job the same virtual time per CPU with busy loops competing", function()
@@ -214,8 +217,10 @@ describe("kx.vtime", function()
 		assert(ok, v2)
 		-- alone and loaded: the clock follows the CPU the job got, not the
 		-- real time it waited for it
-		assert.is_true(math.abs(v1 / c1 - 1) < 0.05, ("alone: %d / %d"):format(v1, c1))
-		assert.is_true(math.abs(v2 / c2 - 1) < 0.05, ("loaded: %d / %d"):format(v2, c2))
+		assert.is_true(math.abs(v1 / c1 - 1) < 0.08, ("alone: %d / %d"):format(v1, c1))
+		assert.is_true(math.abs(v2 / c2 - 1) < 0.08, ("loaded: %d / %d"):format(v2, c2))
+		local r = (v2 / c2) / (v1 / c1)
+		assert.is_true(math.abs(r - 1) < 0.05, ("loaded / alone: %.4f"):format(r))
 	end)
 
 	it("runs one timeline's processes in turn, timelines side by side", function()
