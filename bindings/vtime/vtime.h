@@ -14,14 +14,15 @@
  * per process unless spawned with the same timeline id); a timeline's
  * members run one after the other, each for an equal share of what is left
  * of [R, E), all timelines in parallel.  A member runs until its virtual
- * clock reaches the end of its share: its CPU time (perf task-clock of its
- * whole process tree, counting from its resume) divided by its speed, plus
- * virtual sleeps that ended inside its share.  The perf counter's overflow
- * sends SIGSTOP to its process group (F_SETSIG); a member that blocks
- * (every thread of its tree sleeping, no CPU used) is stopped by the
- * controller; one that exits is done.  What a member ran past its share is
- * carried into its next one.  When every timeline is done the clock moves
- * to E and every slot reads E.
+ * clock reaches the end of its share: its CPU time since its resume (its
+ * process CPU clock; the perf task-clock of its whole tree when it has
+ * children) divided by its speed, plus virtual sleeps that ended inside its
+ * share.  A perf task-clock counter's overflow sends SIGSTOP to its process
+ * group (F_SETSIG); a member that blocks (every task of its tree sleeping,
+ * no CPU used) is stopped by the controller; one that exits is done.  What
+ * a member ran past its share (or short of it) is carried into its next
+ * one.  A member whose every thread sleeps past the round sits it out.
+ * When every timeline is done the clock moves to E and every slot reads E.
  *
  * Backends: VT_SIGNAL (SIGSTOP/SIGCONT only) and VT_FREEZER (the above, and
  * the experiment's cgroup - v1 freezer.state or v2 cgroup.freeze - frozen
