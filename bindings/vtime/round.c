@@ -143,6 +143,8 @@ static void tl_next(struct vt_exp *e, struct vt_timeline *tl)
 		/* a debt starts its clock later; a credit (negative) gives it more
 		 * CPU, its clock then stays at q_end */
 		int64_t budget_v = p->q_end - tl->t - p->carry;
+		p->q_start = tl->t;
+		p->acct_base = tl->t + p->carry;
 		p->vbase = tl->t + (p->carry > 0 ? p->carry : 0);
 		p->carry = 0;
 		p->perf_base = perf_cpu(p);
@@ -189,7 +191,7 @@ void vt_round_begin(struct vt_exp *e)
 static void member_done(struct vt_exp *e, struct vt_proc *p, int64_t used_v)
 {
 	struct vt_timeline *tl = tl_of(e, p);
-	int64_t end = p->vbase + used_v;
+	int64_t end = p->acct_base + used_v; /* a credit counts as used */
 	if (p->by_budget) {
 		/* ran past its share (the signal comes late) or short of it */
 		p->carry = end - p->q_end;
@@ -198,7 +200,7 @@ static void member_done(struct vt_exp *e, struct vt_proc *p, int64_t used_v)
 		tl->t = p->q_end;
 	} else {
 		p->carry = end > p->q_end ? end - p->q_end : 0;
-		tl->t = end < p->q_end ? end : p->q_end;
+		tl->t = end < p->q_start ? p->q_start : end < p->q_end ? end : p->q_end;
 	}
 	p->run = VT_DONE;
 	tl_next(e, tl);
@@ -209,7 +211,7 @@ static void on_stopped(struct vt_exp *e, struct vt_proc *p)
 	int64_t used_v = used(e, p);
 	if (p->run == VT_RUNNING) { /* its counter stopped it (or someone else) */
 		int64_t ran = p->cpu_ns - p->perf_base;
-		int64_t left_cpu = (int64_t)((double)(p->q_end - p->vbase - used_v) *
+		int64_t left_cpu = (int64_t)((double)(p->q_end - p->acct_base - used_v) *
 		                             p->speed);
 		if (left_cpu > 2 * e->overshoot + MIN_PERIOD && p->rearms < MAX_REARMS) {
 			/* early: a child's or thread's own counter, or a stray SIGSTOP */
@@ -390,7 +392,7 @@ void vt_round_abort(struct vt_exp *e)
 	for (int i = 0; i < e->nprocs; i++) {
 		struct vt_proc *p = &e->procs[i];
 		if (p->alive && p->by_budget) {
-			int64_t c = p->vbase + used(e, p) - p->q_end;
+			int64_t c = p->acct_base + used(e, p) - p->q_end;
 			p->carry = c < -e->step ? -e->step : c;
 		}
 	}

@@ -56,7 +56,9 @@ struct vt_proc {
 	int64_t carry;           /* virtual ns run past its last share */
 	/* the current round */
 	enum vt_run run;
-	int64_t q_end;           /* end of its share */
+	int64_t q_start, q_end;  /* its share */
+	int64_t acct_base;       /* q_start + carry: what it has used is counted
+	                            from here (below q_start: a credit) */
 	int64_t vbase;           /* its clock when resumed */
 	int64_t perf_base;       /* cpu_ns when resumed */
 	int64_t cpu_base;        /* the leader's process CPU clock then */

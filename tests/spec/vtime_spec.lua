@@ -138,21 +138,22 @@ describe("kx.vtime", function()
 		end)
 	end
 
-	it("reads the round's start plus its CPU inside a round", function()
+	it("sees a signal sent while frozen in the next rounds, at a clock past then", function()
 		exp = assert(vtime.experiment{ step = MS, backend = "signal" })
 		local p = assert(exp:spawn({ CLOCK }, { stdout = out }))
 		exp:freeze()
 		exp:advance(20)
 		local now = exp:now()
-		-- delivered while frozen: the handler runs early in the next round
+		-- pending while frozen: the handler runs when the process is resumed;
+		-- the loop prints it after its usleep, this round or the next
 		kx.exec{ "kill", "-USR1", tostring(p.pid) }
-		exp:advance(1)
+		exp:advance(3)
 		local seen
 		for _, l in ipairs(lines(out)) do
 			if l[1] == "usr1" then seen = l[2] end
 		end
 		assert.is_not_nil(seen)
-		assert.is_true(seen >= now and seen < now + MS, seen - now)
+		assert.is_true(seen > now and seen < exp:now(), seen - now)
 	end)
 
 	it("finishes sleep 0.5 at step 10 ms in the round its deadline falls in", function()
@@ -190,14 +191,14 @@ describe("kx.vtime", function()
 	end)
 
 	-- Virtual time per CPU ns the job measured itself (the CPU a fixed job
-	-- needs varies by 20 % between runs on this shared VM).  It reads ~1 %
-	-- high idle and up to ~3-5 % high on a heavily loaded machine (README).
+	-- needs varies by 20 % between runs on this shared VM); 0.999-1.000 here,
+	-- idle or loaded (README).
 	it("advances a CPU-bound job's clock by the CPU it uses", function()
 		local v, c = spin_job(100)
-		assert.is_true(math.abs(v / c - 1) < 0.08, ("virtual %d cpu %d"):format(v, c))
+		assert.is_true(math.abs(v / c - 1) < 0.03, ("virtual %d cpu %d"):format(v, c))
 		-- two threads: the process's CPU time, both threads together
 		v, c = spin_job(100, { mode = "spin2" })
-		assert.is_true(math.abs(v / c - 1) < 0.25, ("2 threads: virtual %d cpu %d"):format(v, c))
+		assert.is_true(math.abs(v / c - 1) < 0.1, ("2 threads: virtual %d cpu %d"):format(v, c))
 	end)
 
 	it("halves a CPU-bound job's virtual duration at speed 2", function()
@@ -205,7 +206,7 @@ describe("kx.vtime", function()
 		local v2, c2 = spin_job(100, { speed = 2 })
 		local r = (v2 / c2) / (v1 / c1)
 		assert.is_true(math.abs(r - 0.5) < 0.02, ("speed 2 / speed 1: %.4f"):format(r))
-		assert.is_true(math.abs(v2 / c2 - 0.5) < 0.04, ("speed 2: %d / %d"):format(v2, c2))
+		assert.is_true(math.abs(v2 / c2 - 0.5) < 0.015, ("speed 2: %d / %d"):format(v2, c2))
 	end)
 
 	it("gives a CPU-bound job the same virtual time per CPU with busy loops competing", function()
@@ -217,10 +218,10 @@ describe("kx.vtime", function()
 		assert(ok, v2)
 		-- alone and loaded: the clock follows the CPU the job got, not the
 		-- real time it waited for it
-		assert.is_true(math.abs(v1 / c1 - 1) < 0.08, ("alone: %d / %d"):format(v1, c1))
-		assert.is_true(math.abs(v2 / c2 - 1) < 0.08, ("loaded: %d / %d"):format(v2, c2))
+		assert.is_true(math.abs(v1 / c1 - 1) < 0.03, ("alone: %d / %d"):format(v1, c1))
+		assert.is_true(math.abs(v2 / c2 - 1) < 0.03, ("loaded: %d / %d"):format(v2, c2))
 		local r = (v2 / c2) / (v1 / c1)
-		assert.is_true(math.abs(r - 1) < 0.05, ("loaded / alone: %.4f"):format(r))
+		assert.is_true(math.abs(r - 1) < 0.02, ("loaded / alone: %.4f"):format(r))
 	end)
 
 	it("runs one timeline's processes in turn, timelines side by side", function()
