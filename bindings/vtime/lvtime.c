@@ -341,15 +341,12 @@ static int p_now(lua_State *L)
 	return 1;
 }
 
-/* CPU ns its process tree has used under the experiment's control. */
+/* CPU ns its shares of the rounds were charged: its process CPU clock (its
+ * process tree's task-clock when it has children). */
 static int p_cpu(lua_State *L)
 {
 	struct lexp *x;
-	struct vt_proc *p = checkproc(L, &x);
-	uint64_t c;
-	if (p->perf_fd > 0 && read(p->perf_fd, &c, sizeof c) == (ssize_t)sizeof c)
-		p->cpu_ns = (int64_t)c;
-	lua_pushinteger(L, p->cpu_ns);
+	lua_pushinteger(L, checkproc(L, &x)->charged_ns);
 	return 1;
 }
 

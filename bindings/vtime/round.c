@@ -69,6 +69,7 @@ static int64_t used(struct vt_exp *e, struct vt_proc *p)
 	int64_t cpu = own - p->cpu_base;
 	if (own < 0 || (tree > cpu + cpu / 8 + 20000 && has_children(p->pid)))
 		cpu = tree;
+	p->share_cpu = cpu;
 	return (int64_t)((double)cpu / p->speed) + skip;
 }
 
@@ -149,6 +150,7 @@ static void tl_next(struct vt_exp *e, struct vt_timeline *tl)
 		p->carry = 0;
 		p->perf_base = perf_cpu(p);
 		p->last_cpu = p->perf_base;
+		p->runnable_cpu = -1;
 		p->idle_since = vt_mono_ns();
 		p->rearms = 0;
 		p->by_budget = 0;
@@ -192,6 +194,7 @@ static void member_done(struct vt_exp *e, struct vt_proc *p, int64_t used_v)
 {
 	struct vt_timeline *tl = tl_of(e, p);
 	int64_t end = p->acct_base + used_v; /* a credit counts as used */
+	p->charged_ns += p->share_cpu;
 	if (p->by_budget) {
 		/* ran past its share (the signal comes late) or short of it */
 		p->carry = end - p->q_end;
@@ -352,10 +355,13 @@ static int64_t check(struct vt_exp *e, struct vt_proc *p, int64_t now)
 		grace = WAKE_GRACE;
 	if (now - p->idle_since < grace)
 		return grace - (now - p->idle_since);
+	/* runnable at this CPU count: still so, since a task must run to
+	 * block (it waits for a CPU) */
+	if (p->runnable_cpu == cpu)
+		return p->period - (cpu - p->perf_base);
 	int ntasks = 0;
 	if (tree_runnable(p->pid, 0, &ntasks)) {
-		/* waits for a CPU: look at /proc again POLL_MAX_NS later */
-		p->idle_since = now + POLL_MAX_NS - grace;
+		p->runnable_cpu = cpu;
 		return p->period - (cpu - p->perf_base);
 	}
 	p->ntasks = ntasks > 0 ? ntasks : 0;

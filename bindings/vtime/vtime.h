@@ -53,6 +53,8 @@ struct vt_proc {
 	int slot;                /* index in shm->slot */
 	int perf_fd;             /* task-clock of its tree, SIGSTOP on overflow */
 	int64_t cpu_ns;          /* CPU of its tree counted so far (perf) */
+	int64_t charged_ns;      /* CPU its shares were charged (see round.c) */
+	int64_t share_cpu;       /* of which in its last share */
 	int64_t carry;           /* virtual ns run past its last share */
 	/* the current round */
 	enum vt_run run;
@@ -65,6 +67,7 @@ struct vt_proc {
 	int64_t period;          /* CPU ns armed in the counter */
 	int64_t last_cpu;        /* cpu_ns at the last poll */
 	int64_t idle_since;      /* real ns since when it used no CPU */
+	int64_t runnable_cpu;    /* cpu_ns when /proc last showed it runnable */
 	int rearms;              /* early stops resumed this share */
 	int by_budget;           /* stopped by its counter, not for blocking */
 	int ntasks;              /* threads when it blocked, 0: children too */
