@@ -368,6 +368,8 @@ static int e_stats(lua_State *L)
 	lua_setfield(L, -2, "early_stops");
 	lua_pushinteger(L, e->n_asleep);
 	lua_setfield(L, -2, "asleep_skipped");
+	lua_pushinteger(L, e->n_debt);
+	lua_setfield(L, -2, "debt_skipped");
 	return 1;
 }
 

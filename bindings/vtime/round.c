@@ -136,6 +136,7 @@ static void tl_next(struct vt_exp *e, struct vt_timeline *tl)
 		int64_t share = (end - tl->t) / waiting;
 		p->q_end = waiting == 1 ? end : tl->t + share;
 		if (p->carry >= p->q_end - tl->t) {
+			e->n_debt++;
 			p->carry -= p->q_end - tl->t;
 			tl->t = p->q_end;
 			p->run = VT_DONE;

@@ -94,6 +94,7 @@ struct vt_exp {
 	int64_t rounds_capped;   /* rounds ended by slice_cap */
 	int64_t n_budget, n_blocked, n_rearm; /* how shares ended, early stops */
 	int64_t n_asleep;        /* shares not run: every thread asleep */
+	int64_t n_debt;          /* shares not run: a debt covered them */
 	struct kxvt_shm *shm;    /* read-write mapping */
 	char shm_path[128];
 	char cg_path[200];       /* freezer cgroup directory, or "" */
