@@ -197,10 +197,16 @@ static void member_done(struct vt_exp *e, struct vt_proc *p, int64_t used_v)
 	int64_t end = p->acct_base + used_v; /* a credit counts as used */
 	p->charged_ns += p->share_cpu;
 	if (p->by_budget) {
-		/* ran past its share (the signal comes late) or short of it */
+		/* ran past its share (the signal comes late; other threads ran
+		 * too) or short of it.  A debt over two steps means the stop came
+		 * milliseconds late (seen now and then on this loaded VM, often
+		 * with a slow controller): the rest is forgiven rather than paid
+		 * for with whole rounds of no CPU */
 		p->carry = end - p->q_end;
 		if (p->carry < -e->step)
 			p->carry = -e->step;
+		if (p->carry > 2 * e->step)
+			p->carry = 2 * e->step;
 		tl->t = p->q_end;
 	} else {
 		p->carry = end > p->q_end ? end - p->q_end : 0;
