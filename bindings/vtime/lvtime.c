@@ -406,8 +406,8 @@ static int p_index(lua_State *L)
 		lua_pushinteger(L, p->pid);
 	} else if (!strcmp(k, "speed")) {
 		lua_pushnumber(L, p->speed);
-	} else if (!strcmp(k, "timeline")) {
-		lua_pushinteger(L, p->timeline);
+	} else if (!strcmp(k, "timeline")) { /* nil: a timeline of its own */
+		p->timeline >= 0 ? lua_pushinteger(L, p->timeline) : lua_pushnil(L);
 	} else if (!strcmp(k, "cpu_pinned")) {
 		p->cpu >= 0 ? lua_pushinteger(L, p->cpu) : lua_pushnil(L);
 	} else {
