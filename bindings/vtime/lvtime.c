@@ -1,15 +1,20 @@
 /*
  * lvtime.c - Lua binding kx.vtime (SPEC section 3).
  *
- *   vtime.experiment{step=ns, backend="auto"|"signal"|"freezer", slice=s}
- *       -> exp | nil, message      (slice: real seconds per round, 0.001)
- *   exp:spawn(argv, {speed=, env={K=V}, stdout=, stderr=}) -> proc | nil, msg
+ *   vtime.experiment{step=ns, backend="auto"|"signal"|"freezer"|
+ *                    "freezer-v1"|"freezer-v2", slice=s}
+ *       -> exp | nil, message      (slice: real seconds a round may last)
+ *   exp:spawn(argv, {speed=, timeline=, env={K=V}, stdout=, stderr=})
+ *       -> proc | nil, msg
  *   exp:freeze()  exp:advance(n) -> now  exp:run_until(vt) -> now
- *   exp:now()  exp:stop()  exp.backend  exp.step  exp.rounds
- *   proc.pid  proc:now()  proc:alive()  proc:status()
+ *   exp:now()  exp:stop()  exp:stats()  exp.backend  exp.step  exp.rounds
+ *   exp.cgroup
+ *   proc.pid  proc.speed  proc.timeline  proc.cpu_pinned  proc:now()
+ *   proc:cpu()  proc:alive()  proc:status()
  *   vtime.cleanup() -> removed cgroups
  *
- * advance suspends the calling task; rounds are driven by a libuv timer.
+ * advance suspends the calling task; rounds are driven from a libuv idle
+ * handle, at most ~5 ms of real time per loop iteration.
  */
 #include "vtime.h"
 
@@ -18,27 +23,35 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "kx.h"
 
 #define EXP_T "kx.vtime.experiment"
 #define PROC_T "kx.vtime.process"
 
+#define TURN_NS 5000000  /* real ns of rounds per loop iteration */
+
 struct lexp {
+	struct lexp *next, **prevp; /* live experiments (the atexit hook's) */
 	struct vt_exp *e;
-	uv_timer_t timer;
+	uv_idle_t idle;
 	int refs;            /* userdata + pending child watches + atexit */
 	kx_task *task;       /* the task in advance(), or NULL */
 	int64_t target;      /* round at which advance ends */
-	uint64_t slice_ms;
 };
 
 struct uexp { struct lexp *x; };
 struct uproc { struct lexp *x; int idx; };
 
+static struct lexp *live;
+
 static void lexp_closed(uv_handle_t *h)
 {
 	struct lexp *x = h->data;
+	*x->prevp = x->next;
+	if (x->next)
+		x->next->prevp = x->prevp;
 	vt_exp_free(x->e);
 	free(x);
 }
@@ -46,14 +59,15 @@ static void lexp_closed(uv_handle_t *h)
 static void lexp_unref(struct lexp *x)
 {
 	if (--x->refs == 0)
-		uv_close((uv_handle_t *)&x->timer, lexp_closed);
+		uv_close((uv_handle_t *)&x->idle, lexp_closed);
 }
 
 static void finish_advance(struct lexp *x)
 {
 	kx_task *t = x->task;
 	x->task = NULL;
-	uv_timer_stop(&x->timer);
+	uv_idle_stop(&x->idle);
+	vt_hold(x->e);
 	if (t) {
 		lua_State *T = kx_task_state(t);
 		lua_pushinteger(T, vt_now(x->e));
@@ -69,35 +83,41 @@ static int any_alive(struct vt_exp *e)
 	return 0;
 }
 
-/* End of a round: freeze, set the clock to round x step, next or done. */
-static void on_slice(uv_timer_t *h)
+/* Rounds until the target, TURN_NS of real time per loop iteration. */
+static void on_idle(uv_idle_t *h)
 {
 	struct lexp *x = h->data;
 	struct vt_exp *e = x->e;
-	vt_freeze(e);
-	e->round++;
-	vt_set_clock(e, e->round * e->step);
-	if (e->round >= x->target) {
-		finish_advance(x);
-		return;
+	int64_t t0 = vt_mono_ns();
+	for (;;) {
+		int64_t left = TURN_NS - (vt_mono_ns() - t0);
+		if (left <= 0)
+			return;
+		if (!e->in_round) {
+			if (e->round >= x->target) {
+				finish_advance(x);
+				return;
+			}
+			if (!any_alive(e)) { /* nobody to run: the clock jumps */
+				e->round = x->target;
+				vt_set_clock(e, e->round * e->step);
+				finish_advance(x);
+				return;
+			}
+			vt_round_begin(e);
+		}
+		if (!vt_round_poll(e, left))
+			return;
 	}
-	if (!any_alive(e)) { /* nobody to run: the clock jumps */
-		e->round = x->target;
-		vt_set_clock(e, e->round * e->step);
-		finish_advance(x);
-		return;
-	}
-	vt_thaw(e);
-	uv_timer_start(&x->timer, on_slice, x->slice_ms, 0);
 }
 
 static void advance_cancel(void *ud)
 {
 	struct lexp *x = ud;
 	x->task = NULL;
-	uv_timer_stop(&x->timer);
-	if (!x->e->frozen && !x->e->stopped)
-		vt_freeze(x->e);
+	uv_idle_stop(&x->idle);
+	if (x->e->in_round && !x->e->stopped)
+		vt_round_abort(x->e);
 }
 
 static struct lexp *checkexp(lua_State *L)
@@ -131,8 +151,7 @@ static int do_advance(lua_State *L, struct lexp *x, int64_t n)
 		lua_pushinteger(L, vt_now(e));
 		return 1;
 	}
-	vt_thaw(e);
-	uv_timer_start(&x->timer, on_slice, x->slice_ms, 0);
+	uv_idle_start(&x->idle, on_idle);
 	return kx_await(L, t, -1, advance_cancel, x);
 }
 
@@ -176,7 +195,7 @@ static int e_stop(lua_State *L)
 	if (x->task) {
 		kx_task *t = x->task;
 		x->task = NULL;
-		uv_timer_stop(&x->timer);
+		uv_idle_stop(&x->idle);
 		lua_State *T = kx_task_state(t);
 		lua_pushnil(T);
 		lua_pushstring(T, "experiment stopped");
@@ -208,6 +227,7 @@ static int e_spawn(lua_State *L)
 	int n = (int)luaL_len(L, 2);
 	luaL_argcheck(L, n >= 1, 2, "argv must have a program");
 	double speed = 1.0;
+	lua_Integer timeline = -1;
 	const char *out = NULL, *err = NULL;
 	if (!lua_isnoneornil(L, 3)) {
 		luaL_checktype(L, 3, LUA_TTABLE);
@@ -215,6 +235,11 @@ static int e_spawn(lua_State *L)
 			speed = luaL_checknumber(L, -1);
 		lua_pop(L, 1);
 		luaL_argcheck(L, speed > 0 && isfinite(speed), 3, "speed must be > 0");
+		if (lua_getfield(L, 3, "timeline") != LUA_TNIL)
+			timeline = luaL_checkinteger(L, -1);
+		lua_pop(L, 1);
+		luaL_argcheck(L, timeline >= -1 && timeline < (1 << 30), 3,
+		              "timeline must be an integer >= 0");
 		if (lua_getfield(L, 3, "stdout") != LUA_TNIL)
 			out = luaL_checkstring(L, -1);
 		if (lua_getfield(L, 3, "stderr") != LUA_TNIL)
@@ -249,8 +274,8 @@ static int e_spawn(lua_State *L)
 		env[k] = NULL;
 	}
 	char msg[512];
-	int idx = vt_spawn(x->e, argv, env, kx_libdir(), out, err, speed, msg,
-	                   sizeof msg);
+	struct vt_spawn_opts o = {speed, (int)timeline, out, err};
+	int idx = vt_spawn(x->e, argv, env, kx_libdir(), &o, msg, sizeof msg);
 	if (idx < 0)
 		return kx_fail(L, "%s", msg);
 	pid_t pid = x->e->procs[idx].pid;
@@ -281,6 +306,8 @@ static int e_index(lua_State *L)
 		lua_pushinteger(L, x->e->round);
 	else if (!strcmp(k, "backend"))
 		lua_pushstring(L, x->e->backend == VT_FREEZER ? "freezer" : "signal");
+	else if (!strcmp(k, "cgroup"))
+		x->e->cg_path[0] ? (void)lua_pushstring(L, x->e->cg_path) : lua_pushnil(L);
 	else {
 		luaL_getmetatable(L, EXP_T);
 		lua_getfield(L, -1, "__methods");
@@ -309,9 +336,40 @@ static struct vt_proc *checkproc(lua_State *L, struct lexp **xo)
 
 static int p_now(lua_State *L)
 {
+	struct uproc *u = luaL_checkudata(L, 1, PROC_T);
+	lua_pushinteger(L, vt_proc_now(u->x->e, u->idx));
+	return 1;
+}
+
+/* CPU ns its shares of the rounds were charged: its process CPU clock (its
+ * process tree's task-clock when it has children). */
+static int p_cpu(lua_State *L)
+{
 	struct lexp *x;
-	struct vt_proc *p = checkproc(L, &x);
-	lua_pushinteger(L, p->alive ? vt_now(x->e) : p->exit_vns);
+	lua_pushinteger(L, checkproc(L, &x)->charged_ns);
+	return 1;
+}
+
+static int e_stats(lua_State *L)
+{
+	struct vt_exp *e = checkexp(L)->e;
+	lua_createtable(L, 0, 3);
+	lua_pushinteger(L, e->round);
+	lua_setfield(L, -2, "rounds");
+	lua_pushinteger(L, e->rounds_capped);
+	lua_setfield(L, -2, "capped");
+	lua_pushinteger(L, e->overshoot);
+	lua_setfield(L, -2, "overshoot_ns");
+	lua_pushinteger(L, e->n_budget);
+	lua_setfield(L, -2, "budget_stops");
+	lua_pushinteger(L, e->n_blocked);
+	lua_setfield(L, -2, "blocked_stops");
+	lua_pushinteger(L, e->n_rearm);
+	lua_setfield(L, -2, "early_stops");
+	lua_pushinteger(L, e->n_asleep);
+	lua_setfield(L, -2, "asleep_skipped");
+	lua_pushinteger(L, e->n_debt);
+	lua_setfield(L, -2, "debt_skipped");
 	return 1;
 }
 
@@ -348,6 +406,10 @@ static int p_index(lua_State *L)
 		lua_pushinteger(L, p->pid);
 	} else if (!strcmp(k, "speed")) {
 		lua_pushnumber(L, p->speed);
+	} else if (!strcmp(k, "timeline")) { /* nil: a timeline of its own */
+		p->timeline >= 0 ? lua_pushinteger(L, p->timeline) : lua_pushnil(L);
+	} else if (!strcmp(k, "cpu_pinned")) {
+		p->cpu >= 0 ? lua_pushinteger(L, p->cpu) : lua_pushnil(L);
 	} else {
 		luaL_getmetatable(L, PROC_T);
 		lua_getfield(L, -1, "__methods");
@@ -372,12 +434,14 @@ static int l_experiment(lua_State *L)
 	lua_getfield(L, 1, "backend");
 	const char *backend = luaL_optstring(L, -1, "auto");
 	if (strcmp(backend, "auto") && strcmp(backend, "signal") &&
-	    strcmp(backend, "freezer"))
+	    strcmp(backend, "freezer") && strcmp(backend, "freezer-v1") &&
+	    strcmp(backend, "freezer-v2"))
 		return luaL_argerror(L, 1, lua_pushfstring(L,
-		    "unknown backend '%s' (signal, freezer, auto)", backend));
+		    "unknown backend '%s' (signal, freezer, freezer-v1, freezer-v2, auto)",
+		    backend));
 	lua_getfield(L, 1, "slice");
-	double slice = luaL_optnumber(L, -1, 0.001);
-	luaL_argcheck(L, slice > 0, 1, "slice must be > 0 seconds");
+	double slice = luaL_optnumber(L, -1, 0);
+	luaL_argcheck(L, lua_isnil(L, -1) || slice > 0, 1, "slice must be > 0 seconds");
 	char msg[512];
 	struct vt_exp *e = vt_exp_new((int64_t)stepn, backend, msg, sizeof msg);
 	if (!e)
@@ -385,9 +449,14 @@ static int l_experiment(lua_State *L)
 	struct lexp *x = calloc(1, sizeof *x);
 	x->e = e;
 	x->refs = 2; /* userdata, atexit */
-	x->slice_ms = (uint64_t)ceil(slice * 1000);
-	uv_timer_init(kx_loop(), &x->timer);
-	x->timer.data = x;
+	e->slice_cap = (int64_t)(slice * 1e9);
+	uv_idle_init(kx_loop(), &x->idle);
+	x->idle.data = x;
+	x->next = live;
+	if (live)
+		live->prevp = &x->next;
+	x->prevp = &live;
+	live = x;
 	kx_atexit(at_exit, x);
 	struct uexp *u = lua_newuserdatauv(L, sizeof *u, 0);
 	u->x = x;
@@ -409,9 +478,11 @@ static int l_cleanup(lua_State *L)
 
 static const luaL_Reg exp_methods[] = {
 	{"spawn", e_spawn}, {"freeze", e_freeze}, {"advance", e_advance},
-	{"run_until", e_run_until}, {"now", e_now}, {"stop", e_stop}, {NULL, NULL}};
+	{"run_until", e_run_until}, {"now", e_now}, {"stop", e_stop},
+	{"stats", e_stats}, {NULL, NULL}};
 static const luaL_Reg proc_methods[] = {
-	{"now", p_now}, {"alive", p_alive}, {"status", p_status}, {NULL, NULL}};
+	{"now", p_now}, {"cpu", p_cpu}, {"alive", p_alive}, {"status", p_status},
+	{NULL, NULL}};
 static const luaL_Reg funcs[] = {
 	{"experiment", l_experiment}, {"cleanup", l_cleanup}, {NULL, NULL}};
 

@@ -1,6 +1,6 @@
 # kx.vtime: virtual time (Kronos): controller, Lua binding, and the preload
 # library libkxvtime.so that gives dilated processes their virtual clock.
-KX_SRCS   += bindings/vtime/vtime.c bindings/vtime/lvtime.c
+KX_SRCS   += bindings/vtime/vtime.c bindings/vtime/round.c bindings/vtime/lvtime.c
 LUAOPEN   += kx.vtime
 EXTRA_TARGETS += $(BUILD)/lib/libkxvtime.so
 TEST_DEPS += $(BUILD)/lib/libkxvtime.so $(BUILD)/tests/vtime_clock
@@ -13,7 +13,7 @@ $(BUILD)/lib/libkxvtime.so: bindings/vtime/preload.c bindings/vtime/shm.h
 
 $(BUILD)/tests/vtime_clock: tests/vtime/vtime_clock.c
 	@mkdir -p $(dir $@)
-	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -o $@ $<
+	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -o $@ $< -lpthread
 
 # The same program linked statically: kx.vtime must refuse it at spawn.
 TEST_DEPS += $(BUILD)/tests/vtime_static

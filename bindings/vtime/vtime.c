@@ -9,11 +9,14 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <linux/perf_event.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -24,6 +27,29 @@
 #define FREEZER_ROOT "/sys/fs/cgroup/freezer"
 
 static int nexp;
+
+int64_t vt_mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Where cgroup2 is mounted (first in /proc/self/mounts), or 0. */
+static int cgroup2_root(char *out, size_t n)
+{
+	FILE *f = fopen("/proc/self/mounts", "re");
+	char dev[256], mnt[256], type[64];
+	int found = 0;
+	while (f && !found && fscanf(f, "%255s %255s %63s %*[^\n]", dev, mnt, type) == 3)
+		if (!strcmp(type, "cgroup2")) {
+			snprintf(out, n, "%s", mnt);
+			found = 1;
+		}
+	if (f)
+		fclose(f);
+	return found;
+}
 
 static void seterr(char *err, size_t n, const char *fmt, ...)
 {
@@ -57,30 +83,60 @@ static int read_str(const char *path, char *buf, size_t n)
 	return (int)k;
 }
 
-int vt_backend_parse(const char *name, enum vt_backend *out, char *err,
-                     size_t errlen)
+static int v1_ok(void)
 {
-	int freezer_ok = access(FREEZER_ROOT "/cgroup.procs", W_OK) == 0;
+	return access(FREEZER_ROOT "/cgroup.procs", W_OK) == 0;
+}
+
+static int v2_ok(char *why, size_t n)
+{
+	char root[256], path[300];
+	if (!cgroup2_root(root, sizeof root)) {
+		snprintf(why, n, "no cgroup2 hierarchy is mounted");
+		return 0;
+	}
+	snprintf(path, sizeof path, "%s/cgroup.procs", root);
+	if (access(path, W_OK) < 0) {
+		snprintf(why, n, "%s is not writable (%s)", path, strerror(errno));
+		return 0;
+	}
+	return 1; /* cgroup.freeze itself is checked in the experiment's cgroup */
+}
+
+int vt_backend_parse(const char *name, enum vt_backend *out,
+                     enum vt_cgver *cgver, char *err, size_t errlen)
+{
+	char why[300] = "";
+	*cgver = 0;
 	if (!strcmp(name, "signal")) {
 		*out = VT_SIGNAL;
 		return 1;
 	}
-	if (!strcmp(name, "freezer")) {
-		if (!freezer_ok) {
-			seterr(err, errlen, "vtime backend 'freezer' cannot run here: "
-			       "%s is not a writable cgroup v1 freezer hierarchy (%s)",
-			       FREEZER_ROOT, geteuid() ? "not root" : "not mounted");
-			return 0;
-		}
+	int want_v1 = !strcmp(name, "freezer") || !strcmp(name, "freezer-v1");
+	int want_v2 = !strcmp(name, "freezer") || !strcmp(name, "freezer-v2");
+	if (want_v1 || want_v2 || !strcmp(name, "auto")) {
 		*out = VT_FREEZER;
-		return 1;
+		if ((want_v1 || !want_v2) && v1_ok()) {
+			*cgver = VT_CGV1;
+			return 1;
+		}
+		if ((want_v2 || !want_v1) && v2_ok(why, sizeof why)) {
+			*cgver = VT_CGV2;
+			return 1;
+		}
+		if (!strcmp(name, "auto")) {
+			*out = VT_SIGNAL;
+			return 1;
+		}
+		seterr(err, errlen, "vtime backend '%s' cannot run here: %s%s%s%s", name,
+		       want_v1 ? FREEZER_ROOT " is not a writable cgroup v1 freezer "
+		                 "hierarchy" : "",
+		       want_v1 && want_v2 ? "; cgroup v2: " : "", want_v2 ? why : "",
+		       geteuid() ? " (not root)" : "");
+		return 0;
 	}
-	if (!strcmp(name, "auto")) {
-		*out = freezer_ok ? VT_FREEZER : VT_SIGNAL;
-		return 1;
-	}
-	seterr(err, errlen, "unknown vtime backend '%s' (signal, freezer, auto)",
-	       name);
+	seterr(err, errlen, "unknown vtime backend '%s' (signal, freezer, freezer-v1, "
+	       "freezer-v2, auto)", name);
 	return 0;
 }
 
@@ -93,7 +149,8 @@ struct vt_exp *vt_exp_new(int64_t step, const char *backend, char *err,
 		return NULL;
 	}
 	enum vt_backend b;
-	if (!vt_backend_parse(backend ? backend : "auto", &b, err, errlen))
+	enum vt_cgver cgver;
+	if (!vt_backend_parse(backend ? backend : "auto", &b, &cgver, err, errlen))
 		return NULL;
 	struct vt_exp *e = calloc(1, sizeof *e);
 	if (!e) {
@@ -102,11 +159,14 @@ struct vt_exp *vt_exp_new(int64_t step, const char *backend, char *err,
 	}
 	e->step = step;
 	e->backend = b;
+	e->cgver = cgver;
+	e->overshoot = 50000;
 	int n = nexp++;
 	snprintf(e->shm_path, sizeof e->shm_path, "/dev/shm/kxrun-vtime-%d-%d",
 	         (int)getpid(), n);
-	int fd = open(e->shm_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0 || ftruncate(fd, sizeof(struct kxvt_shm)) < 0) {
+	int fd = open(e->shm_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+	if (fd < 0 || fchmod(fd, 0666) < 0 ||
+	    ftruncate(fd, sizeof(struct kxvt_shm)) < 0) {
 		seterr(err, errlen, "vtime clock %s: %s", e->shm_path, strerror(errno));
 		if (fd >= 0)
 			close(fd), unlink(e->shm_path);
@@ -124,14 +184,27 @@ struct vt_exp *vt_exp_new(int64_t step, const char *backend, char *err,
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	e->shm->start_real_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-	e->shm->version = 1;
+	e->shm->step = step;
+	e->shm->nslots = KXVT_SLOTS;
+	e->shm->version = KXVT_VERSION;
 	__atomic_store_n(&e->shm->magic, KXVT_MAGIC, __ATOMIC_RELEASE);
 	if (b == VT_FREEZER) {
-		snprintf(e->cg_path, sizeof e->cg_path, FREEZER_ROOT "/kxrun-vtime-%d-%d",
+		char root[256] = FREEZER_ROOT, probe[300];
+		if (cgver == VT_CGV2)
+			cgroup2_root(root, sizeof root);
+		snprintf(e->cg_path, sizeof e->cg_path, "%s/kxrun-vtime-%d-%d", root,
 		         (int)getpid(), n);
-		if (mkdir(e->cg_path, 0755) < 0 && errno != EEXIST) {
-			seterr(err, errlen, "vtime freezer cgroup %s: %s", e->cg_path,
-			       strerror(errno));
+		const char *why = NULL;
+		if (mkdir(e->cg_path, 0755) < 0 && errno != EEXIST)
+			why = strerror(errno);
+		snprintf(probe, sizeof probe, "%s/%s", e->cg_path,
+		         cgver == VT_CGV2 ? "cgroup.freeze" : "freezer.state");
+		if (!why && access(probe, W_OK) < 0) {
+			why = "no freeze file (kernel without the cgroup v2 freezer)";
+			rmdir(e->cg_path);
+		}
+		if (why) {
+			seterr(err, errlen, "vtime freezer cgroup %s: %s", e->cg_path, why);
 			munmap(e->shm, sizeof *e->shm);
 			unlink(e->shm_path);
 			free(e);
@@ -241,17 +314,101 @@ static void wait_stopped(pid_t pid)
 	}
 }
 
+/* A task-clock counter on pid and everything it will start; its overflow
+ * (every `period` CPU ns of the main thread) sends SIGSTOP to the process
+ * group.  -1 and a message when the kernel refuses. */
+static int open_counter(pid_t pid, char *err, size_t errlen)
+{
+	struct perf_event_attr a;
+	memset(&a, 0, sizeof a);
+	a.size = sizeof a;
+	a.type = PERF_TYPE_SOFTWARE;
+	a.config = PERF_COUNT_SW_TASK_CLOCK;
+	a.sample_period = 1000000000;
+	a.inherit = 1;
+	a.wakeup_events = 1;
+	int fd = (int)syscall(SYS_perf_event_open, &a, pid, -1, -1,
+	                      PERF_FLAG_FD_CLOEXEC);
+	if (fd < 0) {
+		seterr(err, errlen, "perf_event_open(task-clock) for pid %d: %s "
+		       "(kx.vtime needs software perf events; see "
+		       "/proc/sys/kernel/perf_event_paranoid)", (int)pid, strerror(errno));
+		return -1;
+	}
+	struct f_owner_ex o = {F_OWNER_PGRP, pid};
+	if (fcntl(fd, F_SETOWN_EX, &o) < 0 || fcntl(fd, F_SETSIG, SIGSTOP) < 0 ||
+	    fcntl(fd, F_SETFL, O_ASYNC) < 0) {
+		seterr(err, errlen, "perf counter overflow signal: %s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Explicit timelines get a CPU each, in order of first use, while there are
+ * CPUs this process may use; later ones and own timelines float. */
+static int timeline_cpu(struct vt_exp *e, int timeline)
+{
+	if (timeline < 0)
+		return -1;
+	int idx = -1;
+	for (int i = 0; i < e->ntimelines_pinned; i++)
+		if (e->pin_timeline[i] == timeline)
+			idx = i;
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof set, &set) < 0)
+		return -1;
+	if (idx < 0) {
+		if (e->ntimelines_pinned >= CPU_COUNT(&set) ||
+		    e->ntimelines_pinned >= (int)(sizeof e->pin_timeline / sizeof(int)))
+			return -1;
+		idx = e->ntimelines_pinned;
+		e->pin_timeline[e->ntimelines_pinned++] = timeline;
+	}
+	for (int c = 0, k = 0; c < CPU_SETSIZE; c++)
+		if (CPU_ISSET(c, &set) && k++ == idx)
+			return c;
+	return -1;
+}
+
+static void slot_write(struct vt_exp *e, int i, int64_t vbase, int64_t vend,
+                       int64_t cpu_base)
+{
+	struct kxvt_slot *s = &e->shm->slot[i];
+	uint32_t q = s->seq;
+	__atomic_store_n(&s->seq, q + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	s->vbase = vbase;
+	s->vend = vend;
+	s->cpu_base = cpu_base;
+	__atomic_store_n(&s->seq, q + 2, __ATOMIC_RELEASE);
+}
+
+void vt_slot_resume(struct vt_exp *e, struct vt_proc *p, int64_t cpu_base)
+{
+	__atomic_store_n(&e->shm->slot[p->slot].skip, 0, __ATOMIC_RELEASE);
+	slot_write(e, p->slot, p->vbase, p->q_end, cpu_base);
+}
+
 int vt_spawn(struct vt_exp *e, char *const argv[], char *const env_extra[],
-             const char *libdir, const char *out, const char *errp,
-             double speed, char *err, size_t errlen)
+             const char *libdir, const struct vt_spawn_opts *o, char *err,
+             size_t errlen)
 {
 	char prog[PATH_MAX];
 	if (e->stopped) {
 		seterr(err, errlen, "experiment stopped");
 		return -1;
 	}
-	if (speed <= 0) {
-		seterr(err, errlen, "speed must be > 0 (got %g)", speed);
+	if (e->in_round) {
+		seterr(err, errlen, "spawn during a round: wait for advance to return");
+		return -1;
+	}
+	if (o->speed <= 0) {
+		seterr(err, errlen, "speed must be > 0 (got %g)", o->speed);
+		return -1;
+	}
+	if (e->nprocs >= KXVT_SLOTS) {
+		seterr(err, errlen, "at most %d processes per experiment", KXVT_SLOTS);
 		return -1;
 	}
 	if (vt_check_program(argv[0], prog, sizeof prog, err, errlen) < 0)
@@ -272,6 +429,8 @@ int vt_spawn(struct vt_exp *e, char *const argv[], char *const env_extra[],
 		e->procs = p;
 		e->cap = cap;
 	}
+	int slot = e->nprocs;
+	int cpu = timeline_cpu(e, o->timeline);
 	pid_t pid = fork();
 	if (pid < 0) {
 		seterr(err, errlen, "fork: %s", strerror(errno));
@@ -284,18 +443,20 @@ int vt_spawn(struct vt_exp *e, char *const argv[], char *const env_extra[],
 		sigemptyset(&all);
 		sigprocmask(SIG_SETMASK, &all, NULL);
 		const char *old = getenv("LD_PRELOAD");
-		char pre[PATH_MAX * 2];
+		char pre[PATH_MAX * 2], sl[16];
 		if (old && *old)
 			snprintf(pre, sizeof pre, "%s:%s", lib, old);
 		else
 			snprintf(pre, sizeof pre, "%s", lib);
 		setenv("LD_PRELOAD", pre, 1);
 		setenv("KXRUN_VTIME_SHM", e->shm_path, 1);
+		snprintf(sl, sizeof sl, "%d", slot);
+		setenv("KXRUN_VTIME_SLOT", sl, 1);
 		for (int i = 0; env_extra && env_extra[i]; i++)
 			putenv(env_extra[i]);
-		if (redirect(1, out) < 0 || redirect(2, errp) < 0)
+		if (redirect(1, o->out) < 0 || redirect(2, o->err) < 0)
 			_exit(126);
-		raise(SIGSTOP); /* starts at the first thaw */
+		raise(SIGSTOP); /* starts in its first round */
 		execv(prog, argv);
 		_exit(127);
 	}
@@ -306,39 +467,78 @@ int vt_spawn(struct vt_exp *e, char *const argv[], char *const env_extra[],
 		       st);
 		return -1;
 	}
+	int fd = open_counter(pid, err, errlen);
+	if (fd < 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &st, 0);
+		return -1;
+	}
+	if (cpu >= 0) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(cpu, &set);
+		sched_setaffinity(pid, sizeof set, &set); /* inherited by all it starts */
+	}
 	if (e->backend == VT_FREEZER) {
 		/* Joined by the parent once stopped (a child writing itself into a
-		 * frozen cgroup would freeze before it stops); frozen from now on,
-		 * its SIGCONT takes effect at the first thaw. */
-		char tasks[200], state[200], pidbuf[24];
+		 * frozen cgroup would freeze before it stops); it stays stopped too
+		 * until its first round resumes it. */
+		char tasks[240], pidbuf[24];
 		snprintf(tasks, sizeof tasks, "%s/cgroup.procs", e->cg_path);
-		snprintf(state, sizeof state, "%s/freezer.state", e->cg_path);
 		snprintf(pidbuf, sizeof pidbuf, "%d", (int)pid);
 		int rc = write_str(tasks, pidbuf);
 		if (rc < 0) {
+			close(fd);
 			kill(pid, SIGKILL);
 			waitpid(pid, &st, 0);
 			seterr(err, errlen, "%s: %s", tasks, strerror(-rc));
 			return -1;
 		}
-		write_str(state, "FROZEN");
-		kill(pid, SIGCONT);
 	}
+	struct kxvt_slot *s = &e->shm->slot[slot];
+	memset(s, 0, sizeof *s);
+	s->pid = pid;
+	s->speed = o->speed;
+	s->wake_at = INT64_MAX;
+	int64_t now = vt_now(e);
+	slot_write(e, slot, now, now, 0);
 	struct vt_proc *p = &e->procs[e->nprocs];
 	memset(p, 0, sizeof *p);
 	p->pid = pid;
-	p->speed = speed;
+	p->speed = o->speed;
+	p->timeline = o->timeline >= 0 ? o->timeline : -1 - slot;
+	p->cpu = cpu;
 	p->alive = 1;
+	p->slot = slot;
+	p->perf_fd = fd;
+	p->run = VT_DONE;
 	return e->nprocs++;
 }
 
-static void freezer_set(struct vt_exp *e, const char *want)
+void vt_cg_freeze(struct vt_exp *e, int frozen)
 {
-	char path[200], buf[64];
+	char path[240], ev[240], buf[512];
+	if (!e->cg_path[0] || e->cg_frozen == frozen)
+		return;
+	e->cg_frozen = frozen;
+	if (e->cgver == VT_CGV2) {
+		snprintf(path, sizeof path, "%s/cgroup.freeze", e->cg_path);
+		snprintf(ev, sizeof ev, "%s/cgroup.events", e->cg_path);
+		write_str(path, frozen ? "1" : "0");
+		const char *want = frozen ? "frozen 1" : "frozen 0";
+		struct timespec t = {0, 20 * 1000};
+		for (int i = 0; i < 25000; i++) { /* ~0.5 s at most */
+			if (read_str(ev, buf, sizeof buf) < 0 || strstr(buf, want))
+				return;
+			nanosleep(&t, NULL);
+		}
+		return;
+	}
+	const char *want = frozen ? "FROZEN" : "THAWED";
 	snprintf(path, sizeof path, "%s/freezer.state", e->cg_path);
 	write_str(path, want);
 	struct timespec t = {0, 20 * 1000};
-	for (int i = 0; i < 50000; i++) {
+	for (int i = 0; i < 25000; i++) {
 		if (read_str(path, buf, sizeof buf) < 0 || !strncmp(buf, want, strlen(want)))
 			return;
 		write_str(path, want);
@@ -348,29 +548,20 @@ static void freezer_set(struct vt_exp *e, const char *want)
 
 void vt_freeze(struct vt_exp *e)
 {
-	if (e->backend == VT_FREEZER) {
-		freezer_set(e, "FROZEN");
-	} else {
-		for (int i = 0; i < e->nprocs; i++)
-			if (e->procs[i].alive)
-				kill(-e->procs[i].pid, SIGSTOP);
-		for (int i = 0; i < e->nprocs; i++)
-			if (e->procs[i].alive)
-				wait_stopped(e->procs[i].pid);
-	}
+	for (int i = 0; i < e->nprocs; i++)
+		if (e->procs[i].alive)
+			kill(-e->procs[i].pid, SIGSTOP);
+	for (int i = 0; i < e->nprocs; i++)
+		if (e->procs[i].alive) {
+			siginfo_t si;
+			wait_stopped(e->procs[i].pid);
+			/* the stop report, if any, is not news for the next round */
+			waitid(P_PID, e->procs[i].pid, &si, WSTOPPED | WNOHANG);
+			e->procs[i].run = VT_DONE;
+		}
+	vt_cg_freeze(e, 1);
+	e->in_round = 0;
 	e->frozen = 1;
-}
-
-void vt_thaw(struct vt_exp *e)
-{
-	if (e->backend == VT_FREEZER) {
-		freezer_set(e, "THAWED");
-	} else {
-		for (int i = 0; i < e->nprocs; i++)
-			if (e->procs[i].alive)
-				kill(-e->procs[i].pid, SIGCONT);
-	}
-	e->frozen = 0;
 }
 
 void vt_set_clock(struct vt_exp *e, int64_t vns)
@@ -379,6 +570,11 @@ void vt_set_clock(struct vt_exp *e, int64_t vns)
 	__atomic_store_n(&e->shm->seq, s + 1, __ATOMIC_RELEASE);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	__atomic_store_n(&e->shm->vns, vns, __ATOMIC_RELEASE);
+	for (int i = 0; i < e->nprocs; i++)
+		if (e->procs[i].alive) {
+			e->procs[i].vbase = e->procs[i].q_end = vns;
+			slot_write(e, e->procs[i].slot, vns, vns, 0);
+		}
 	__atomic_store_n(&e->shm->seq, s + 2, __ATOMIC_RELEASE);
 	syscall(SYS_futex, &e->shm->seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
@@ -388,13 +584,38 @@ int64_t vt_now(const struct vt_exp *e)
 	return e->shm ? kxvt_read(e->shm, NULL) : 0;
 }
 
+int64_t vt_leader_cpu(pid_t pid)
+{
+	/* clock_getcpuclockid(), without its clock_getres() check: the
+	 * kernel's process CPU clock id, (~pid << 3) | CPUCLOCK_SCHED */
+	clockid_t c = (clockid_t)(((unsigned)~pid << 3) | 2);
+	struct timespec ts;
+	if (clock_gettime(c, &ts) < 0)
+		return -1;
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t vt_proc_now(struct vt_exp *e, int i)
+{
+	struct vt_proc *p = &e->procs[i];
+	if (!p->alive)
+		return p->exit_vns;
+	if (e->stopped)
+		return vt_now(e);
+	struct kxvt_slot_view v;
+	kxvt_slot_read(&e->shm->slot[p->slot], &v);
+	int64_t cpu = vt_leader_cpu(p->pid);
+	return kxvt_slot_clock(&v, e->shm->slot[p->slot].skip,
+	                       cpu < 0 ? 0 : cpu - v.cpu_base);
+}
+
 void vt_proc_exited(struct vt_exp *e, pid_t pid, int wstatus)
 {
 	for (int i = 0; i < e->nprocs; i++)
 		if (e->procs[i].pid == pid && e->procs[i].alive) {
+			e->procs[i].exit_vns = vt_proc_now(e, i);
 			e->procs[i].alive = 0;
 			e->procs[i].wstatus = wstatus;
-			e->procs[i].exit_vns = vt_now(e);
 		}
 }
 
@@ -403,13 +624,18 @@ void vt_exp_stop(struct vt_exp *e)
 	if (e->stopped)
 		return;
 	e->stopped = 1;
-	for (int i = 0; i < e->nprocs; i++)
+	e->in_round = 0;
+	for (int i = 0; i < e->nprocs; i++) {
 		if (e->procs[i].alive) {
 			kill(-e->procs[i].pid, SIGKILL);
 			kill(-e->procs[i].pid, SIGCONT);
 		}
+		if (e->procs[i].perf_fd > 0)
+			close(e->procs[i].perf_fd);
+		e->procs[i].perf_fd = -1;
+	}
 	if (e->cg_path[0]) {
-		freezer_set(e, "THAWED");
+		vt_cg_freeze(e, 0);
 		struct timespec t = {0, 1000 * 1000};
 		for (int i = 0; i < 500 && rmdir(e->cg_path) < 0 && errno == EBUSY; i++)
 			nanosleep(&t, NULL);
@@ -427,6 +653,7 @@ void vt_exp_free(struct vt_exp *e)
 	if (e->shm)
 		munmap(e->shm, sizeof *e->shm);
 	free(e->procs);
+	free(e->tl);
 	free(e);
 }
 
@@ -436,6 +663,28 @@ static int controller_dead(const char *name)
 	if (sscanf(name, "kxrun-vtime-%d-", &pid) != 1 || pid <= 0)
 		return 0;
 	return kill(pid, 0) < 0 && errno == ESRCH;
+}
+
+/* Kills the processes of a dead controller's cgroup, thaws and removes it. */
+static int cleanup_cgroup(const char *dir, int v2, char *err, size_t errlen)
+{
+	char path[340], buf[8192];
+	snprintf(path, sizeof path, "%s/cgroup.procs", dir);
+	int n = read_str(path, buf, sizeof buf);
+	for (char *s = n > 0 ? strtok(buf, "\n") : NULL; s; s = strtok(NULL, "\n")) {
+		kill(atoi(s), SIGKILL);
+		kill(atoi(s), SIGCONT);
+	}
+	snprintf(path, sizeof path, "%s/%s", dir, v2 ? "cgroup.freeze" : "freezer.state");
+	write_str(path, v2 ? "0" : "THAWED");
+	struct timespec t = {0, 1000 * 1000};
+	for (int i = 0; i < 500; i++) {
+		if (rmdir(dir) == 0)
+			return 1;
+		nanosleep(&t, NULL);
+	}
+	seterr(err, errlen, "could not remove %s: %s", dir, strerror(errno));
+	return 0;
 }
 
 int vt_cleanup(char *err, size_t errlen)
@@ -464,34 +713,21 @@ int vt_cleanup(char *err, size_t errlen)
 	}
 	if (d)
 		closedir(d);
-	d = opendir(FREEZER_ROOT);
-	while (d && (de = readdir(d))) {
-		if (strncmp(de->d_name, "kxrun-vtime-", 12) || !controller_dead(de->d_name))
+	char roots[2][256] = {FREEZER_ROOT, ""};
+	cgroup2_root(roots[1], sizeof roots[1]);
+	for (int v = 0; v < 2; v++) {
+		if (!roots[v][0] || !(d = opendir(roots[v])))
 			continue;
-		char dir[300], path[340], buf[8192];
-		snprintf(dir, sizeof dir, FREEZER_ROOT "/%s", de->d_name);
-		snprintf(path, sizeof path, "%s/cgroup.procs", dir);
-		int n = read_str(path, buf, sizeof buf);
-		for (char *s = n > 0 ? strtok(buf, "\n") : NULL; s; s = strtok(NULL, "\n"))
-			kill(atoi(s), SIGKILL);
-		snprintf(path, sizeof path, "%s/freezer.state", dir);
-		write_str(path, "THAWED");
-		struct timespec t = {0, 1000 * 1000};
-		int ok = 0;
-		for (int i = 0; i < 500; i++) {
-			if (rmdir(dir) == 0) {
-				ok = 1;
-				break;
-			}
-			nanosleep(&t, NULL);
+		while ((de = readdir(d))) {
+			if (strncmp(de->d_name, "kxrun-vtime-", 12) ||
+			    !controller_dead(de->d_name))
+				continue;
+			char dir[300];
+			snprintf(dir, sizeof dir, "%s/%s", roots[v], de->d_name);
+			removed += cleanup_cgroup(dir, v == 1, err, errlen);
 		}
-		if (ok)
-			removed++;
-		else
-			seterr(err, errlen, "could not remove %s: %s", dir, strerror(errno));
-	}
-	if (d)
 		closedir(d);
+	}
 	d = opendir("/dev/shm");
 	while (d && (de = readdir(d))) {
 		if (!strncmp(de->d_name, "kxrun-vtime-", 12) && controller_dead(de->d_name)) {

@@ -1,18 +1,34 @@
 /*
  * vtime.h - the kx.vtime controller core: experiments, dilated processes,
- * freeze/thaw backends and the shared virtual clock.  No Lua, no loop; the
- * binding (lvtime.c) drives rounds with libuv timers.
+ * CPU-proportional rounds, freeze backends and the shared clock (shm.h).
+ * No Lua, no loop; the binding (lvtime.c) calls vt_round_poll from the loop.
  *
  *   struct vt_exp *e = vt_exp_new(step_ns, "auto", err, sizeof err);
- *   pid_t pid = vt_spawn(e, argv, envp_extra, stdout_path, ..., err, n);
- *   vt_freeze(e);                         // every process stopped
- *   for each round: vt_thaw(e); <real slice>; vt_freeze(e);
- *                   vt_set_clock(e, e->round * step)
- *   vt_exp_stop(e);                       // kill all, remove shm/cgroup
+ *   int i = vt_spawn(e, argv, env_extra, libdir, &opts, err, n);
+ *   vt_freeze(e);                     // every process stopped, clocks equal
+ *   vt_round_begin(e);                // one round:
+ *   while (!vt_round_poll(e, 5e6)) ;  //   until every process is done
+ *   vt_exp_stop(e);                   // kill all, remove shm/cgroup
  *
- * Backends: VT_SIGNAL (SIGSTOP/SIGCONT to each process group) and
- * VT_FREEZER (cgroup v1 freezer: /sys/fs/cgroup/freezer/kxrun-vtime-<pid>-<n>).
- * "auto" = freezer when that hierarchy is writable, else signal.
+ * A round from R to E = R + step.  Processes are grouped in timelines (one
+ * per process unless spawned with the same timeline id); a timeline's
+ * members run one after the other, each for an equal share of what is left
+ * of [R, E), all timelines in parallel.  A member runs until its virtual
+ * clock reaches the end of its share: its CPU time since its resume (its
+ * process CPU clock; the perf task-clock of its whole tree when it has
+ * children) divided by its speed, plus virtual sleeps that ended inside its
+ * share.  A perf task-clock counter's overflow sends SIGSTOP to its process
+ * group (F_SETSIG); a member that blocks (every task of its tree sleeping,
+ * no CPU used) is stopped by the controller; one that exits is done.  What
+ * a member ran past its share (or short of it) is carried into its next
+ * one.  A member whose every thread sleeps past the round sits it out.
+ * When every timeline is done the clock moves to E and every slot reads E.
+ *
+ * Backends: VT_SIGNAL (SIGSTOP/SIGCONT only) and VT_FREEZER (the above, and
+ * the experiment's cgroup - v1 freezer.state or v2 cgroup.freeze - frozen
+ * whenever the experiment is frozen between advances (vt_freeze,
+ * vt_hold): it also holds children that left the process group.  Not at
+ * every round: one write costs ~5 ms on this kernel.)
  */
 #ifndef KX_VTIME_H
 #define KX_VTIME_H
@@ -22,32 +38,86 @@
 #include "shm.h"
 
 enum vt_backend { VT_SIGNAL = 1, VT_FREEZER = 2 };
+enum vt_cgver { VT_CGV1 = 1, VT_CGV2 = 2 };
+
+enum vt_run { VT_WAIT, VT_RUNNING, VT_STOPPING, VT_DONE };
 
 struct vt_proc {
 	pid_t pid;               /* also its process group id */
-	double speed;            /* recorded; not applied yet (see README) */
+	double speed;            /* virtual = cpu / speed */
+	int timeline;            /* id; processes of one timeline take turns */
+	int cpu;                 /* pinned CPU, or -1 */
 	int alive;
 	int wstatus;             /* raw wait status once !alive */
-	int64_t exit_vns;        /* virtual clock when its exit was seen */
+	int64_t exit_vns;        /* its virtual clock when its exit was seen */
+	int slot;                /* index in shm->slot */
+	int perf_fd;             /* task-clock of its tree, SIGSTOP on overflow */
+	int64_t cpu_ns;          /* CPU of its tree counted so far (perf) */
+	int64_t charged_ns;      /* CPU its shares were charged (see round.c) */
+	int64_t share_cpu;       /* of which in its last share */
+	int64_t carry;           /* virtual ns run past its last share */
+	/* the current round */
+	enum vt_run run;
+	int64_t q_start, q_end;  /* its share */
+	int64_t acct_base;       /* q_start + carry: what it has used is counted
+	                            from here (below q_start: a credit) */
+	int64_t vbase;           /* its clock when resumed */
+	int64_t perf_base;       /* cpu_ns when resumed */
+	int64_t cpu_base;        /* the leader's process CPU clock then */
+	int64_t period;          /* CPU ns armed in the counter */
+	int64_t last_cpu;        /* cpu_ns at the last poll */
+	int64_t idle_since;      /* real ns since when it used no CPU */
+	int64_t runnable_cpu;    /* cpu_ns when /proc last showed it runnable */
+	int rearms;              /* early stops resumed this share */
+	int by_budget;           /* stopped by its counter, not for blocking */
+	int ntasks;              /* threads when it blocked, 0: children too */
+};
+
+struct vt_timeline {
+	int id;
+	int64_t t;               /* virtual time its members have used up to */
+	int active;              /* index of the member running, or -1 */
+	int done;
 };
 
 struct vt_exp {
 	int64_t step;            /* virtual ns per round */
 	enum vt_backend backend;
-	int frozen;              /* freeze() called and not thawed since */
+	enum vt_cgver cgver;     /* freezer: which cgroup interface */
+	int frozen;              /* every process stopped, clocks at a boundary */
 	int stopped;             /* vt_exp_stop done */
+	int in_round;            /* between vt_round_begin and its end */
 	int64_t round;           /* rounds completed */
+	int64_t round_start_real;
+	int64_t slice_cap;       /* real ns a round may last, 0 = no cap */
+	int64_t overshoot;       /* mean CPU ns a counter stop comes late */
+	int64_t rounds_capped;   /* rounds ended by slice_cap */
+	int64_t n_budget, n_blocked, n_rearm; /* how shares ended, early stops */
+	int64_t n_asleep;        /* shares not run: every thread asleep */
+	int64_t n_debt;          /* shares not run: a debt covered them */
 	struct kxvt_shm *shm;    /* read-write mapping */
 	char shm_path[128];
-	char cg_path[160];       /* freezer cgroup directory, or "" */
+	char cg_path[200];       /* freezer cgroup directory, or "" */
+	int cg_frozen;           /* what was last written to it */
 	struct vt_proc *procs;
 	int nprocs, cap;
+	struct vt_timeline *tl;  /* the current round's timelines */
+	int ntl;
+	int ntimelines_pinned;   /* explicit timelines given a CPU so far */
+	int pin_timeline[64];    /* their ids, index = order of first use */
 };
 
-/* Parses "signal" | "freezer" | "auto"; 0 and a message naming what is
- * missing when it cannot run here. */
-int vt_backend_parse(const char *name, enum vt_backend *out, char *err,
-                     size_t errlen);
+struct vt_spawn_opts {
+	double speed;            /* > 0 */
+	int timeline;            /* >= 0 explicit id (pinned when CPUs allow),
+	                            -1: a timeline of its own */
+	const char *out, *err;   /* NULL = inherit, "null", or a path */
+};
+
+/* Parses "signal" | "freezer" | "auto" (also "freezer-v1", "freezer-v2");
+ * 0 and a message naming what is missing when it cannot run here. */
+int vt_backend_parse(const char *name, enum vt_backend *out,
+                     enum vt_cgver *cgver, char *err, size_t errlen);
 /* NULL and a message on failure (step <= 0, backend, shm). */
 struct vt_exp *vt_exp_new(int64_t step, const char *backend, char *err,
                           size_t errlen);
@@ -57,27 +127,42 @@ struct vt_exp *vt_exp_new(int64_t step, const char *backend, char *err,
 int vt_check_program(const char *prog, char *resolved, size_t rlen, char *err,
                      size_t errlen);
 /* Forks argv[0] (resolved) into its own process group (and cgroup) with
- * LD_PRELOAD=<libdir>/libkxvtime.so and KXRUN_VTIME_SHM set, extra env
- * "K=V" strings added; stdout/stderr: NULL = inherit, "null", or a path.
- * The child is stopped before exec (it starts at the next thaw).
- * Returns the index in e->procs, or -1 and a message. */
+ * LD_PRELOAD=<libdir>/libkxvtime.so, KXRUN_VTIME_SHM and KXRUN_VTIME_SLOT
+ * set, extra env "K=V" strings added, a task-clock counter attached.  The
+ * child is stopped before exec: its start-up is the first CPU it uses in
+ * its first round.  Returns the index in e->procs, or -1 and a message. */
 int vt_spawn(struct vt_exp *e, char *const argv[], char *const env_extra[],
-             const char *libdir, const char *out, const char *errp,
-             double speed, char *err, size_t errlen);
-/* Stops every live process and waits until each is stopped (signal: state
- * T in /proc; freezer: FROZEN). */
+             const char *libdir, const struct vt_spawn_opts *o, char *err,
+             size_t errlen);
+/* Stops every live process and waits until each is stopped. */
 void vt_freeze(struct vt_exp *e);
-void vt_thaw(struct vt_exp *e);
-/* Seqlock write of the virtual clock, then FUTEX_WAKE of every waiter. */
+/* Starts a round (e->frozen must be set). */
+void vt_round_begin(struct vt_exp *e);
+/* Drives the round for up to max_wait_ns of real time; 1 once it has ended
+ * (e->round incremented, clocks set, e->frozen), else 0. */
+int vt_round_poll(struct vt_exp *e, int64_t max_wait_ns);
+/* Between advances: the freezer backend freezes its cgroup. */
+void vt_hold(struct vt_exp *e);
+/* Ends a round now: stops whoever still runs (their share is cut short). */
+void vt_round_abort(struct vt_exp *e);
+/* Sets exp:now() and every slot to vns (a boundary), wakes sleepers. */
 void vt_set_clock(struct vt_exp *e, int64_t vns);
 int64_t vt_now(const struct vt_exp *e);
+/* Process i's virtual clock as the controller sees it. */
+int64_t vt_proc_now(struct vt_exp *e, int i);
 /* Records the exit of pid (from the child watch). */
 void vt_proc_exited(struct vt_exp *e, pid_t pid, int wstatus);
 /* Kills every process, removes shm and cgroup.  Twice is harmless. */
 void vt_exp_stop(struct vt_exp *e);
 void vt_exp_free(struct vt_exp *e);
-/* Thaws and removes leftover kxrun-vtime-* freezer cgroups (killing their
- * processes) and /dev/shm/kxrun-vtime-* files of dead controllers.
- * Returns the number of cgroups removed. */
+/* Thaws and removes leftover kxrun-vtime-* freezer cgroups (v1 and v2,
+ * killing their processes) and /dev/shm/kxrun-vtime-* files of dead
+ * controllers.  Returns the number of cgroups removed. */
 int vt_cleanup(char *err, size_t errlen);
+
+/* internal, shared by vtime.c and round.c */
+int64_t vt_mono_ns(void);
+void vt_cg_freeze(struct vt_exp *e, int frozen);
+int64_t vt_leader_cpu(pid_t pid);          /* its CLOCK_PROCESS_CPUTIME, -1 */
+void vt_slot_resume(struct vt_exp *e, struct vt_proc *p, int64_t cpu_base);
 #endif

@@ -1,4 +1,5 @@
--- kx.vtime: dilated processes see the experiment's virtual clock.
+-- kx.vtime: dilated processes see the experiment's virtual clock, which
+-- advances with the CPU time they use (bindings/vtime/README.md).
 local vtime = require "kx.vtime"
 
 local ROOT = os.getenv("ROOT") or "."
@@ -21,10 +22,47 @@ local function lines(path)
 	return t
 end
 
+local function fields(path)
+	local t = {}
+	for _, l in ipairs(lines(path)) do t[l[1]] = l[2] end
+	return t
+end
+
 local function freezer_ok()
 	local f = io.open("/sys/fs/cgroup/freezer/cgroup.procs", "a")
 	if f then f:close() return true end
 	return false
+end
+
+-- A v2 freezer needs a cgroup2 mount we may write and cgroup.freeze in a
+-- child cgroup: creating the experiment tells (nil, message) otherwise.
+local function v2_or_why()
+	local e, err = vtime.experiment{ step = MS, backend = "freezer-v2" }
+	if e then e:stop() return true end
+	return false, err
+end
+
+local function wait_exit(p)
+	for _ = 1, 100 do if not p:alive() then return end kx.sleep(0.01) end
+end
+
+-- Runs CLOCK's fixed CPU job ("spin") to its end; its virtual duration and
+-- the CPU time it measured itself.
+local function spin_job(units, opts)
+	local out = tmpfile()
+	local exp = assert(vtime.experiment{ step = MS, backend = "signal" })
+	opts = opts or {}
+	opts.stdout = out
+	local p = assert(exp:spawn({ CLOCK, tostring(units), opts.mode or "spin" }, opts))
+	exp:freeze()
+	local rounds = 0
+	while p:alive() and rounds < 5000 do exp:advance(10) rounds = rounds + 10 end
+	wait_exit(p)
+	local f = fields(out)
+	exp:stop()
+	os.remove(out)
+	assert.same({ code = 0 }, p:status())
+	return f["end"] - f.start, f.cpu
 end
 
 describe("kx.vtime", function()
@@ -36,135 +74,206 @@ describe("kx.vtime", function()
 		os.remove(out)
 	end)
 
-	for _, backend in ipairs{ "signal", "freezer" } do
-		it("gives a usleep loop whole steps of virtual time (" .. backend .. ")", function()
+	for _, backend in ipairs{ "signal", "freezer", "freezer-v2" } do
+		it("gives a usleep loop its virtual ms, every clock at exp:now() between rounds ("
+			.. backend .. ")", function()
 			if backend == "freezer" and not freezer_ok() then
 				pending("no writable cgroup v1 freezer")
 				return
 			end
-			exp = assert(vtime.experiment{ step = MS, backend = backend, slice = 0.005 })
-			assert.equal(backend, exp.backend)
-			-- others in the experiment too (a third joins an already frozen set)
-			assert(exp:spawn({ "sleep", "100" }))
-			assert(exp:spawn({ "sleep", "100" }))
+			if backend == "freezer-v2" then
+				local ok, why = v2_or_why()
+				if not ok then pending("cgroup v2 freezer: " .. why) return end
+			end
+			exp = assert(vtime.experiment{ step = MS, backend = backend })
+			assert.equal(backend == "signal" and "signal" or "freezer", exp.backend)
+			if backend == "freezer-v2" then assert.matches("kxrun%-vtime", exp.cgroup) end
+			-- others in the experiment too: one sleeping, one CPU-bound
+			local others = {
+				assert(exp:spawn({ "sleep", "100" })),
+				assert(exp:spawn({ CLOCK, "100000", "spin" }, { stdout = "null" })),
+			}
 			local p = assert(exp:spawn({ CLOCK }, { stdout = out }))
 			assert.is_true(p.pid > 0)
 			exp:freeze()
 			assert.equal(0, exp:now())
-			assert.equal(100 * MS, exp:advance(100))
-			assert.equal(100 * MS, exp:now())
+			for r = 1, 40 do
+				assert.equal(r * MS, exp:advance(1))
+				-- at a boundary every process's clock reads exp:now()
+				assert.equal(exp:now(), p:now())
+				for _, o in ipairs(others) do assert.equal(exp:now(), o:now()) end
+			end
+			assert.equal(100 * MS, exp:advance(60))
 			assert.equal(100, exp.rounds)
 			assert.is_true(p:alive())
 			assert.is_nil(p:status())
 			local t = lines(out)
-			assert.is_true(#t >= 50, "only " .. #t .. " lines")
+			assert.is_true(#t >= 30, "only " .. #t .. " lines")
 			assert.equal("start", t[1][1])
-			local last = t[#t][2]
-			assert.is_true(last > 0 and last <= exp:now())
-			for i = 1, #t do
-				-- every read happens inside a round: a round boundary value
-				assert.equal(0, t[i][2] % MS)
-				-- each usleep(1000) ends one virtual ms later, or a whole
-				-- round later when a loaded machine kept it from running
-				if i > 1 then
-					local d = t[i][2] - t[i - 1][2]
-					assert.is_true(d >= MS and d % MS == 0, "usleep took " .. d)
-				end
+			assert.is_true(t[#t][2] <= exp:now())
+			for i = 2, #t do
+				-- usleep(1000) ends 1 virtual ms later plus the CPU the loop
+				-- used (a printf: tens of us; the first one, with the lazy
+				-- binding of usleep, up to ~1 ms on a loaded machine)
+				local d = t[i][2] - t[i - 1][2]
+				assert.is_true(d >= MS and (i == 2 or d < 2 * MS), "usleep took " .. d)
 			end
 		end)
 	end
 
 	for _, how in ipairs{ "nanosleep", "poll", "select", "epoll", "ppoll", "pselect", "epoll_pwait", "thread" } do
 		it("lets " .. how .. " time out in virtual time (thread: usleep in a thread)", function()
-			-- 5 ms real per round: on a loaded machine a 1 ms slice may pass
-			-- without the process being scheduled (see README)
-			exp = assert(vtime.experiment{ step = MS, backend = "signal", slice = 0.005 })
+			exp = assert(vtime.experiment{ step = MS, backend = "signal" })
 			assert(exp:spawn({ CLOCK, "-1", how }, { stdout = out }))
 			exp:freeze()
 			exp:advance(60)
 			local t = lines(out)
 			assert.is_true(#t >= 20, "only " .. #t .. " lines")
 			for i = 2, #t do
-				-- never early; a timeout polled in 1 ms real slices may end a
-				-- few rounds late on a loaded machine (README)
+				-- never early; never later than the CPU of the loop (see above)
 				local d = t[i][2] - t[i - 1][2]
-				assert.is_true(d >= MS and d <= 4 * MS, how .. " waited " .. d)
-				assert.equal(0, t[i][2] % MS)
+				assert.is_true(d >= MS and (i == 2 or d < 2 * MS), how .. " waited " .. d)
 			end
 			assert.is_true(t[#t][2] <= exp:now())
 		end)
 	end
 
-	it("reads exp:now() at a round boundary", function()
+	it("sees a signal sent while frozen in the next rounds, at a clock past then", function()
 		exp = assert(vtime.experiment{ step = MS, backend = "signal" })
 		local p = assert(exp:spawn({ CLOCK }, { stdout = out }))
 		exp:freeze()
 		exp:advance(20)
 		local now = exp:now()
-		-- delivered while frozen: the handler runs in the next round, before
-		-- the clock moves again, so it sees the boundary value
+		-- pending while frozen: the handler runs when the process is resumed;
+		-- the loop prints it after its usleep, this round or the next
 		kx.exec{ "kill", "-USR1", tostring(p.pid) }
 		exp:advance(3)
 		local seen
 		for _, l in ipairs(lines(out)) do
 			if l[1] == "usr1" then seen = l[2] end
 		end
-		-- a round boundary value, never one from inside a round; on a
-		-- loaded machine the handler may run a round later than the first
 		assert.is_not_nil(seen)
-		assert.equal(0, seen % MS)
-		assert.is_true(seen >= now and seen <= exp:now())
+		assert.is_true(seen > now and seen < exp:now(), seen - now)
 	end)
 
-	it("finishes sleep 0.5 at step 10 ms after ~50 rounds, not before", function()
-		-- a 20 ms real slice so that the program's start-up fits in round 1
-		exp = assert(vtime.experiment{ step = 10 * MS, backend = "signal", slice = 0.02 })
+	it("finishes sleep 0.5 at step 10 ms in the round its deadline falls in", function()
+		exp = assert(vtime.experiment{ step = 10 * MS, backend = "signal" })
 		local p = assert(exp:spawn({ "sleep", "0.5" }))
 		exp:freeze()
 		local rounds = 0
 		while p:alive() and rounds < 80 do
 			exp:advance(1)
 			rounds = rounds + 1
-			if rounds < 49 then assert.is_true(p:alive(), "ended after " .. rounds) end
+			if rounds <= 50 then assert.is_true(p:alive(), "ended after " .. rounds) end
 		end
-		-- the child watch reports the exit from the loop: give it a moment
-		for _ = 1, 50 do if not p:alive() then break end kx.sleep(0.01) end
+		-- its deadline is 500 ms after its start-up CPU time: round 51 when
+		-- that is under 10 ms (as here, idle: 2-6 ms), else round 52
 		assert.is_false(p:alive())
-		assert.is_true(rounds >= 49 and rounds <= 52, rounds .. " rounds")
+		assert.is_true(rounds == 51 or rounds == 52, rounds .. " rounds")
 		assert.same({ code = 0 }, p:status())
-		-- its exit was seen in a round whose clock read >= 500 ms
 		assert.is_true(p:now() >= 500 * MS and p:now() <= rounds * 10 * MS, p:now())
 	end)
 
 	it("dilates the children of a dilated process", function()
-		exp = assert(vtime.experiment{ step = 10 * MS, backend = "signal", slice = 0.02 })
-		-- sh forks sleep: the child inherits LD_PRELOAD and the process group
+		exp = assert(vtime.experiment{ step = 10 * MS, backend = "signal" })
+		-- sh forks sleep: the child inherits LD_PRELOAD, the slot and the group
 		local p = assert(exp:spawn({ "sh", "-c", "sleep 0.2; exit 4" }))
 		exp:freeze()
 		local rounds = 0
 		while p:alive() and rounds < 60 do
 			exp:advance(1)
 			rounds = rounds + 1
-			if rounds < 20 then assert.is_true(p:alive(), "ended after " .. rounds) end
+			if rounds <= 20 then assert.is_true(p:alive(), "ended after " .. rounds) end
 		end
-		for _ = 1, 50 do if not p:alive() then break end kx.sleep(0.01) end
+		wait_exit(p)
 		assert.same({ code = 4 }, p:status())
-		assert.is_true(rounds >= 20 and rounds <= 26, rounds .. " rounds")
+		assert.is_true(rounds >= 21 and rounds <= 23, rounds .. " rounds")
 	end)
 
-	it("records an exit mid-run while the others go on", function()
+	-- Virtual time per CPU ns the job measured itself (the CPU a fixed job
+	-- needs varies by 20 % between runs on this shared VM): 0.999-1.000
+	-- here, idle or loaded; up to 1.04 (two threads 1.10) with the slower
+	-- ASAN controller (README: not understood), hence the margins.
+	it("advances a CPU-bound job's clock by the CPU it uses", function()
+		local v, c = spin_job(100)
+		assert.is_true(math.abs(v / c - 1) < 0.06, ("virtual %d cpu %d"):format(v, c))
+		-- two threads: the process's CPU time, both threads together
+		v, c = spin_job(100, { mode = "spin2" })
+		assert.is_true(math.abs(v / c - 1) < 0.15, ("2 threads: virtual %d cpu %d"):format(v, c))
+	end)
+
+	it("halves a CPU-bound job's virtual duration at speed 2", function()
+		local v1, c1 = spin_job(100)
+		local v2, c2 = spin_job(100, { speed = 2 })
+		local r = (v2 / c2) / (v1 / c1)
+		assert.is_true(math.abs(r - 0.5) < 0.02, ("speed 2 / speed 1: %.4f"):format(r))
+		assert.is_true(math.abs(v2 / c2 - 0.5) < 0.03, ("speed 2: %d / %d"):format(v2, c2))
+	end)
+
+	it("gives a CPU-bound job the same virtual time per CPU with busy loops competing", function()
+		local v1, c1 = spin_job(100)
+		local busy = {}
+		for i = 1, 2 do busy[i] = assert(kx.spawn{ "sh", "-c", "while :; do :; done" }) end
+		local ok, v2, c2 = pcall(spin_job, 100)
+		for _, b in ipairs(busy) do b:kill("KILL") end
+		assert(ok, v2)
+		-- alone and loaded: the clock follows the CPU the job got, not the
+		-- real time it waited for it
+		assert.is_true(math.abs(v1 / c1 - 1) < 0.06, ("alone: %d / %d"):format(v1, c1))
+		assert.is_true(math.abs(v2 / c2 - 1) < 0.06, ("loaded: %d / %d"):format(v2, c2))
+		local r = (v2 / c2) / (v1 / c1)
+		assert.is_true(math.abs(r - 1) < 0.03, ("loaded / alone: %.4f"):format(r))
+	end)
+
+	it("runs one timeline's processes in turn, timelines side by side", function()
+		local function pair(same)
+			local e = assert(vtime.experiment{ step = MS, backend = "signal" })
+			local a = assert(e:spawn({ CLOCK, "100000", "spin" }, { stdout = "null", timeline = 1 }))
+			local b = assert(e:spawn({ CLOCK, "100000", "spin" },
+				{ stdout = "null", timeline = same and 1 or 2 }))
+			e:freeze()
+			e:advance(10) -- start-up
+			local a0, b0 = a:cpu(), b:cpu()
+			e:advance(100)
+			local da, db = a:cpu() - a0, b:cpu() - b0
+			local pins = { a.cpu_pinned, b.cpu_pinned }
+			e:stop()
+			return da, db, pins
+		end
+		local budget = 100 * MS -- 100 rounds of 1 ms at speed 1
+		-- p:cpu(): the CPU its shares were charged (its process CPU clock)
+		local a, b, pins = pair(true)
+		-- one timeline: together one budget (99.9-100.1 % here; with the
+		-- ASAN controller 73-88 %, README), an equal share each
+		assert.is_true(math.abs(a + b - budget) < 0.3 * budget, ("same: %d + %d"):format(a, b))
+		assert.is_true(math.abs(a - b) < 0.1 * budget, ("same: %d vs %d"):format(a, b))
+		assert.equal(pins[1], pins[2])
+		a, b, pins = pair(false)
+		-- two timelines: a budget each, whatever the load
+		assert.is_true(math.abs(a - budget) < 0.15 * budget and math.abs(b - budget) < 0.15 * budget,
+			("two: %d, %d"):format(a, b))
+		if pins[1] then assert.are_not.equal(pins[1], pins[2]) end
+	end)
+
+	it("records an exit or a crash mid-round while the others go on", function()
 		exp = assert(vtime.experiment{ step = MS, backend = "signal" })
 		local a = assert(exp:spawn({ "sh", "-c", "exit 3" }))
+		local c = assert(exp:spawn({ "sh", "-c", "kill -SEGV $$" }))
 		local b = assert(exp:spawn({ CLOCK }, { stdout = out }))
+		local d = assert(exp:spawn({ CLOCK, "100000", "spin" }, { stdout = "null" }))
 		exp:freeze()
 		exp:advance(30)
-		for _ = 1, 50 do if not a:alive() then break end kx.sleep(0.01) end
+		assert.equal(30 * MS, exp:now())
+		wait_exit(a)
+		wait_exit(c)
 		assert.same({ code = 3 }, a:status())
-		assert.is_true(b:alive())
+		assert.same({ signal = 11 }, c:status())
+		assert.is_true(a:now() <= 30 * MS and a:now() > 0)
+		assert.is_true(b:alive() and d:alive())
 		local n1 = #lines(out)
 		exp:advance(20)
 		assert.is_true(#lines(out) > n1)
-		b = nil
+		assert.equal(exp:now(), d:now())
 	end)
 
 	it("stop kills every process; twice is harmless", function()
@@ -174,7 +283,7 @@ describe("kx.vtime", function()
 		exp:advance(5)
 		exp:stop()
 		exp:stop()
-		for _ = 1, 100 do if not p:alive() then break end kx.sleep(0.01) end
+		wait_exit(p)
 		assert.same({ signal = 9 }, p:status())
 		assert.has_error(function() exp:advance(1) end)
 	end)
@@ -188,6 +297,7 @@ describe("kx.vtime", function()
 		exp = assert(vtime.experiment{ step = MS, backend = "signal" })
 		assert.has_error(function() exp:spawn({ "sleep", "1" }, { speed = 0 }) end)
 		assert.has_error(function() exp:spawn({ "sleep", "1" }, { speed = -1 }) end)
+		assert.has_error(function() exp:spawn({ "sleep", "1" }, { timeline = -3 }) end)
 		local p, err = exp:spawn({ "/nonexistent/prog" })
 		assert.is_nil(p)
 		assert.matches("No such file", err)
@@ -199,5 +309,21 @@ describe("kx.vtime", function()
 		assert.matches("statically linked", err)
 		assert.has_error(function() exp:advance(1) end,
 			"advance before freeze: call exp:freeze() first")
+	end)
+
+	it("names what is missing when a freezer cannot run", function()
+		local ok, why = v2_or_why()
+		if ok then
+			-- v2 runs here; v1 named alone must still say what it lacks
+			if freezer_ok() then pending("both freezers run here") return end
+			local e, err = vtime.experiment{ step = MS, backend = "freezer-v1" }
+			assert.is_nil(e)
+			assert.matches("cgroup v1 freezer", err)
+		else
+			local e, err = vtime.experiment{ step = MS, backend = "freezer-v2" }
+			assert.is_nil(e)
+			assert.matches("cannot run here", err)
+			assert.is_string(why)
+		end
 	end)
 end)

@@ -1,7 +1,10 @@
 /* Test program for kx.vtime: prints CLOCK_MONOTONIC (ns) at start and after
  * every 1 ms wait; on SIGUSR1 prints "usr1 <ns>".  argv[1] = iterations
  * (default unlimited, -1), argv[2] = how it waits: usleep (default),
- * nanosleep, poll, select, epoll, ppoll, pselect, epoll_pwait (timeouts with nothing ready). */
+ * nanosleep, poll, select, epoll, ppoll, pselect, epoll_pwait (timeouts with
+ * nothing ready), thread (usleep in a second thread); "spin": argv[1] units
+ * of fixed CPU work (about a ms each), printing "start", "end" and the CPU
+ * time used ("cpu <ns>"); "spin2": the same work split over two threads. */
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -35,11 +38,49 @@ static void *thread_main(void *a)
 	return NULL;
 }
 
+static long long cputime(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static volatile unsigned long sink;
+
+static void *work(void *units)
+{
+	unsigned long x = 0;
+	for (long u = 0; u < (long)units; u++)
+		for (int i = 0; i < 400000; i++)
+			x = x * 2862933555777941757UL + 3037000493UL;
+	sink += x;
+	return NULL;
+}
+
+static int spin(int threads)
+{
+	long long c0 = cputime();
+	printf("start %lld\n", mono());
+	if (threads == 2) {
+		pthread_t t;
+		pthread_create(&t, NULL, work, (void *)(n / 2));
+		work((void *)(n - n / 2));
+		pthread_join(t, NULL);
+	} else {
+		work((void *)n);
+	}
+	printf("end %lld\n", mono());
+	printf("cpu %lld\n", cputime() - c0);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	n = argc > 1 ? atol(argv[1]) : -1;
 	how = argc > 2 ? argv[2] : "usleep";
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (!strcmp(how, "spin") || !strcmp(how, "spin2"))
+		return spin(!strcmp(how, "spin2") ? 2 : 1);
 	if (!strcmp(how, "thread")) { /* the same loop in a second thread */
 		pthread_t t;
 		pthread_create(&t, NULL, thread_main, NULL);
