@@ -55,6 +55,7 @@ struct rf_map {
 struct rf_ident {
 	uint32_t path;
 	uint32_t idlen;    /* 0: no build-id, size/mtime compared */
+	uint32_t regular, pad;
 	uint8_t id[32];
 	uint64_t size;
 	int64_t mtime;

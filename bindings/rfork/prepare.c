@@ -188,6 +188,8 @@ static uint32_t kind_of(const char *path, const char *perms, const struct rf_ide
 		return RF_MAP_SPECIAL;
 	if (prot_none)
 		return RF_MAP_NONE;
+	if (path[0] == '/' && id && !id->regular)
+		return RF_MAP_NONE;   /* a device: neither its file nor its memory carries over */
 	if (path[0] == '/' && id) {
 		size_t l = strlen(path);
 		int deleted = l > 10 && !strcmp(path + l - 10, " (deleted)");

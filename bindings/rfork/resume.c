@@ -58,11 +58,20 @@ static int single_threaded(void)
 	return threads == 1;
 }
 
+/* Files mapped again from disk here must be the parent's: by build-id for
+ * ELF files, else by size and mtime.  (What comes from the holder does not
+ * depend on local files.) */
 static int check_identity(const struct rf_desc *d, char *err, size_t errlen)
 {
 	const struct rf_ident *ids = rf_desc_idents(d);
+	const struct rf_map *m = rf_desc_maps(d);
 	for (uint32_t i = 0; i < d->nident; i++) {
 		const char *path = rf_desc_str(d, ids[i].path);
+		int mapped = 0;
+		for (uint32_t k = 0; k < d->nmaps && !mapped; k++)
+			mapped = m[k].kind == RF_MAP_FILE && m[k].path == ids[i].path;
+		if (!mapped)
+			continue;
 		struct rf_ident here;
 		if (rf_file_ident(path, &here) < 0) {
 			snprintf(err, errlen, "the parent's file %s does not exist here: %s",
