@@ -39,6 +39,7 @@ struct rf_snap {
 	void *blob;
 	size_t bloblen;
 	uint64_t sigmask;
+	struct rf_holder *handle;  /* the parent's: becomes the child's */
 };
 
 struct rf_holder {
@@ -348,12 +349,14 @@ static long child_comes_back(long index, struct rf_holder **out)
 		lseek(f->fd, f->pos, SEEK_SET);
 	}
 	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &s->sigmask, NULL, 8);
-	struct rf_holder *h = calloc(1, sizeof *h);
-	if (h) {
-		h->child = 1;
-		h->index = index;
-		h->snap = s;
-	}
+	/* The parent's handle, in this image too, becomes the child's. */
+	struct rf_holder *h = s->handle;
+	if (h->children)
+		munmap((void *)h->children, RF_PAGE);   /* a private copy here */
+	memset(h, 0, sizeof *h);
+	h->child = 1;
+	h->index = index;
+	h->snap = s;
 	*out = h;
 	return index;
 }
@@ -499,6 +502,7 @@ long rf_prepare(const struct rf_prepare_opts *o, struct rf_holder **out, char *e
 	cfg.desc = d;
 	cfg.children = h->children;
 	h->snap = s;
+	s->handle = h;
 	g_snap = s;
 
 	pid_t holder;
