@@ -88,17 +88,23 @@ const char *kx_libdir(void);
 /* Absolute path of the running kxrun binary. */
 const char *kx_exe(void);
 
+/* ---- remote fork (kx.rfork) ---------------------------------------------- */
+
 /* In the parent, at prepare, right before the snapshot: a malloc'd blob
  * describing host-level descriptors that must exist again in a resumed
  * child (libuv's global pipes/eventfds/epoll the parent's memory refers to).
- * NULL and a message on failure. */
+ * NULL and a message on failure (also outside a task: the child resumes
+ * inside the calling task). */
 void *kx_resume_capture(size_t *len, char *err, size_t errlen);
-/* In a resumed child right after the switch (memory = the parent's at prepare,
- * fd table = 0,1,2 plus the regular files rfork reopened at their numbers):
- * recreates the captured descriptors at their numbers, abandons the parent's
- * loop, starts a fresh one, forgets tracked process groups, cancels every
- * task but the calling one. 0, or -1 and a message. */
-int kx_reset_after_resume(lua_State *L, const void *blob, size_t len, char *err, size_t errlen);
+
+/* In a resumed child right after the switch (memory = the parent's at
+ * prepare, fd table = 0,1,2 plus the regular files rfork reopened at their
+ * numbers): recreates the captured descriptors at their numbers, abandons
+ * the parent's loop, starts a fresh one, forgets tracked process groups and
+ * exit hooks, cancels every task but the calling one.  0, or -1 and a
+ * message.  See host/resume.c for what survives and what does not. */
+int kx_reset_after_resume(lua_State *L, const void *blob, size_t len,
+			  char *err, size_t errlen);
 
 /* ---- small helpers shared by bindings ----------------------------------- */
 
