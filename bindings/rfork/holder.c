@@ -87,7 +87,7 @@ static int on_hello(const struct rf_holder_cfg *cfg, int fd)
 		if (rf_write_all(fd, &rep, sizeof rep) < 0 ||
 		    rf_write_all(fd, cfg->desc, cfg->desc->size) < 0)
 			return 0;
-		return 0;   /* done: the child connects again for pages */
+		return RF_ROLE_PAGES;   /* the child's pager goes on with it */
 	}
 	if (rf_write_all(fd, &rep, sizeof rep) < 0)
 		return 0;

@@ -173,10 +173,14 @@ struct rf_transport {
 	                           const uint8_t key[16], int role, int timeout_ms,
 	                           struct rf_desc **desc, uint32_t *index,
 	                           char *err, size_t errlen);
-	/* Reads npages pages of the image at addr into buf; 0 or -1 + err. */
+	/* A connection that fetched the descriptor serves pages afterwards
+	 * (the pager takes it over).  Reads npages pages of the image at addr
+	 * into buf; 0 or -1 + err. */
 	int (*read_pages)(struct rf_conn *c, uint64_t addr, void *buf,
 	                  uint32_t npages, char *err, size_t errlen);
 	void (*close)(struct rf_conn *c);
+	/* The descriptor a forked process must keep open to use c. */
+	int (*fd)(const struct rf_conn *c);
 };
 extern const struct rf_transport rf_tcp;
 

@@ -269,9 +269,15 @@ static void tcp_close(struct rf_conn *c)
 	free(c);
 }
 
+static int tcp_fd(const struct rf_conn *c)
+{
+	return c->fd;
+}
+
 const struct rf_transport rf_tcp = {
 	.name = "tcp",
 	.connect = tcp_connect,
 	.read_pages = tcp_read_pages,
 	.close = tcp_close,
+	.fd = tcp_fd,
 };
