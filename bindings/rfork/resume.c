@@ -281,8 +281,8 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex, char
 	double t0 = now_ms(), t_desc, t_ident, t_layout;
 	struct rf_desc *d = NULL;
 	uint32_t index = 0;
-	struct rf_conn *c = rf_tcp.connect(address, id, key, RF_ROLE_DESC, timeout_ms, &d,
-	                                   &index, err, errlen);
+	struct rf_conn *c = rf_tcp.connect(address, id, key, timeout_ms, &d, &index, err,
+	                                   errlen);
 	if (!c)
 		return -1;
 	int uffd = -1;
