@@ -61,6 +61,7 @@ int rf_file_ident(const char *path, struct rf_ident *id)
 		return -1;
 	}
 	id->idlen = 0;
+	id->regular = S_ISREG(st.st_mode);
 	memset(id->id, 0, sizeof id->id);
 	id->size = st.st_size;
 	id->mtime = st.st_mtim.tv_sec;

@@ -55,6 +55,7 @@ struct rf_map {
 struct rf_ident {
 	uint32_t path;
 	uint32_t idlen;    /* 0: no build-id, size/mtime compared */
+	uint32_t regular, pad;
 	uint8_t id[32];
 	uint64_t size;
 	int64_t mtime;
@@ -128,9 +129,10 @@ struct rf_restore {
 void rf_restorer(struct rf_restore *r) __attribute__((noreturn, visibility("hidden")));
 extern const char __start_rfork_restorer[], __stop_rfork_restorer[];
 
-/* ---- protocol ------------------------------------------------------------ */
+/* ---- protocol ------------------------------------------------------------
+ * A child connects once: hello -> reply + descriptor, then page requests on
+ * the same connection, from its pager, until it closes. */
 
-enum { RF_ROLE_DESC = 1, RF_ROLE_PAGES = 2 };
 enum { RF_OK = 0, RF_EAUTH = 1, RF_EID = 2, RF_EVERSION = 3, RF_ERANGE = 4,
        RF_EFULL = 5 };
 
@@ -138,13 +140,12 @@ struct rf_hello {
 	uint32_t magic, version;
 	uint64_t id;
 	uint8_t key[16];
-	uint32_t role, pad;
 };
 
 struct rf_reply {          /* answer to a hello */
 	uint32_t status;
-	uint32_t index;        /* RF_ROLE_DESC: the child's number */
-	uint64_t len;          /* RF_ROLE_DESC: descriptor bytes that follow */
+	uint32_t index;        /* the child's number */
+	uint64_t len;          /* descriptor bytes that follow */
 };
 
 struct rf_page_req {
@@ -166,16 +167,20 @@ struct rf_page_reply {
 struct rf_conn;
 struct rf_transport {
 	const char *name;
-	/* Connects and authenticates for role; RF_ROLE_DESC also receives the
-	 * descriptor (malloc'd, *desc) and the child's index. */
+	/* Connects, authenticates and receives the descriptor (malloc'd,
+	 * *desc) and the child's index. */
 	struct rf_conn *(*connect)(const char *address, uint64_t id,
-	                           const uint8_t key[16], int role, int timeout_ms,
+	                           const uint8_t key[16], int timeout_ms,
 	                           struct rf_desc **desc, uint32_t *index,
 	                           char *err, size_t errlen);
-	/* Reads npages pages of the image at addr into buf; 0 or -1 + err. */
+	/* A connection that fetched the descriptor serves pages afterwards
+	 * (the pager takes it over).  Reads npages pages of the image at addr
+	 * into buf; 0 or -1 + err. */
 	int (*read_pages)(struct rf_conn *c, uint64_t addr, void *buf,
 	                  uint32_t npages, char *err, size_t errlen);
 	void (*close)(struct rf_conn *c);
+	/* The descriptor a forked process must keep open to use c. */
+	int (*fd)(const struct rf_conn *c);
 };
 extern const struct rf_transport rf_tcp;
 

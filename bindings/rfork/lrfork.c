@@ -141,8 +141,11 @@ static int l_prepare(lua_State *L)
 	char err[512];
 	struct rf_holder *h;
 	long r = rf_prepare(&o, &h, err, sizeof err);
-	if (r < 0)
+	if (r < 0) {
+		free(u->w);
+		u->w = NULL;
 		return kx_fail(L, "rfork.prepare: %s", err);
+	}
 	if (r > 0) {
 		/* A resumed child: the parent's Lua state, our own process. */
 		free(u->w);   /* the parent's watch means nothing here */

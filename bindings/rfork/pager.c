@@ -142,8 +142,13 @@ static void install(int uffd, uint64_t addr, const char *buf, uint32_t n)
 			done += c.copy / RF_PAGE;
 		else if (errno == EEXIST)
 			done++, raced = 1;   /* present already: skip it */
-		else if (errno == EAGAIN)
-			continue;            /* the layout is changing: retry */
+		else if (errno == EAGAIN) {
+			/* The layout is changing: an event (unmap, remap, fork) waits
+			 * to be read, and its process waits for us.  Wake whoever
+			 * faulted: the access faults again after the event. */
+			wake(uffd, addr);
+			return;
+		}
 		else if (errno == ENOENT || errno == ESRCH)
 			return;              /* unmapped meanwhile, or the process is gone */
 		else

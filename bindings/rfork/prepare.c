@@ -39,6 +39,7 @@ struct rf_snap {
 	void *blob;
 	size_t bloblen;
 	uint64_t sigmask;
+	struct rf_holder *handle;  /* the parent's: becomes the child's */
 };
 
 struct rf_holder {
@@ -188,6 +189,8 @@ static uint32_t kind_of(const char *path, const char *perms, const struct rf_ide
 		return RF_MAP_SPECIAL;
 	if (prot_none)
 		return RF_MAP_NONE;
+	if (path[0] == '/' && id && !id->regular)
+		return RF_MAP_NONE;   /* a device: neither its file nor its memory carries over */
 	if (path[0] == '/' && id) {
 		size_t l = strlen(path);
 		int deleted = l > 10 && !strcmp(path + l - 10, " (deleted)");
@@ -346,12 +349,14 @@ static long child_comes_back(long index, struct rf_holder **out)
 		lseek(f->fd, f->pos, SEEK_SET);
 	}
 	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &s->sigmask, NULL, 8);
-	struct rf_holder *h = calloc(1, sizeof *h);
-	if (h) {
-		h->child = 1;
-		h->index = index;
-		h->snap = s;
-	}
+	/* The parent's handle, in this image too, becomes the child's. */
+	struct rf_holder *h = s->handle;
+	if (h->children)
+		munmap((void *)h->children, RF_PAGE);   /* a private copy here */
+	memset(h, 0, sizeof *h);
+	h->child = 1;
+	h->index = index;
+	h->snap = s;
 	*out = h;
 	return index;
 }
@@ -497,6 +502,7 @@ long rf_prepare(const struct rf_prepare_opts *o, struct rf_holder **out, char *e
 	cfg.desc = d;
 	cfg.children = h->children;
 	h->snap = s;
+	s->handle = h;
 	g_snap = s;
 
 	pid_t holder;

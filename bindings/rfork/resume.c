@@ -22,9 +22,17 @@
 #include <sys/rseq.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define HIGH_END 0x7ffffffff000ULL   /* 47-bit user address space */
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
 #define STACK_SIZE (256 * 1024)
 
 struct own_map {
@@ -58,11 +66,20 @@ static int single_threaded(void)
 	return threads == 1;
 }
 
+/* Files mapped again from disk here must be the parent's: by build-id for
+ * ELF files, else by size and mtime.  (What comes from the holder does not
+ * depend on local files.) */
 static int check_identity(const struct rf_desc *d, char *err, size_t errlen)
 {
 	const struct rf_ident *ids = rf_desc_idents(d);
+	const struct rf_map *m = rf_desc_maps(d);
 	for (uint32_t i = 0; i < d->nident; i++) {
 		const char *path = rf_desc_str(d, ids[i].path);
+		int mapped = 0;
+		for (uint32_t k = 0; k < d->nmaps && !mapped; k++)
+			mapped = m[k].kind == RF_MAP_FILE && m[k].path == ids[i].path;
+		if (!mapped)
+			continue;
 		struct rf_ident here;
 		if (rf_file_ident(path, &here) < 0) {
 			snprintf(err, errlen, "the parent's file %s does not exist here: %s",
@@ -170,10 +187,16 @@ static uint64_t free_range(const struct rf_desc *d, const struct own_map *own, i
 	return at + len + gap <= HIGH_END ? at : 0;
 }
 
+static int cmp_int(const void *a, const void *b)
+{
+	return *(const int *)a - *(const int *)b;
+}
+
 /* The pager: a grandchild in its own session (terminal signals are for the
- * child), connected to the holder before the point of no return. */
-static int start_pager(const char *address, uint64_t id, const uint8_t key[16], int uffd,
-                       const struct rf_desc *d, int timeout_ms, char *err, size_t errlen)
+ * child), taking over the connection that fetched the descriptor.  It is
+ * running before the point of no return. */
+static int start_pager(struct rf_conn *c, int uffd, const struct rf_desc *d, int timeout_ms,
+                       char *err, size_t errlen)
 {
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0) {
@@ -196,23 +219,16 @@ static int start_pager(const char *address, uint64_t id, const uint8_t key[16], 
 		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 		if (null >= 0)
 			dup2(null, 0), dup2(null, 1);
-		int lo = uffd < p[1] ? uffd : p[1], hi = uffd < p[1] ? p[1] : uffd;
-		if (lo > 3)
-			syscall(SYS_close_range, 3, lo - 1, 0);
-		if (hi > lo + 1)
-			syscall(SYS_close_range, lo + 1, hi - 1, 0);
-		syscall(SYS_close_range, hi + 1, ~0U, 0);
+		int keep[4] = {2, uffd, p[1], rf_tcp.fd(c)};
+		qsort(keep, 4, sizeof keep[0], cmp_int);
+		for (int i = 0; i < 4; i++) {
+			unsigned lo = keep[i] + 1, hi = i < 3 ? (unsigned)keep[i + 1] - 1 : ~0U;
+			if (lo <= hi)
+				syscall(SYS_close_range, lo, hi, 0);
+		}
 		setsid();
 		signal(SIGINT, SIG_DFL), signal(SIGTERM, SIG_DFL), signal(SIGHUP, SIG_DFL);
 		signal(SIGPIPE, SIG_IGN);
-		char perr[512];
-		struct rf_conn *c = rf_tcp.connect(address, id, key, RF_ROLE_PAGES, timeout_ms,
-		                                   NULL, NULL, perr, sizeof perr);
-		if (!c) {
-			if (write(p[1], perr, strlen(perr)) < 0)
-				_exit(1);
-			_exit(1);
-		}
 		rf_pager_main(uffd, child, d, c, p[1]);
 	}
 	close(p[1]);
@@ -223,12 +239,7 @@ static int start_pager(const char *address, uint64_t id, const uint8_t key[16], 
 	close(p[0]);
 	if (n == 1 && msg[0] == 0)
 		return 0;
-	if (n > 0) {
-		msg[n] = 0;
-		snprintf(err, errlen, "pager: %s", msg);
-	} else {
-		snprintf(err, errlen, "pager did not start");
-	}
+	snprintf(err, errlen, "the pager did not start");
 	return -1;
 }
 
@@ -266,13 +277,14 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex, char
 	const char *e = getenv("KXRUN_RFORK_TIMEOUT_MS");
 	int timeout_ms = e && atoi(e) > 0 ? atoi(e) : 10000;
 
+	int stats = getenv("KXRUN_RFORK_STATS") != NULL;
+	double t0 = now_ms(), t_desc, t_ident, t_layout;
 	struct rf_desc *d = NULL;
 	uint32_t index = 0;
-	struct rf_conn *c = rf_tcp.connect(address, id, key, RF_ROLE_DESC, timeout_ms, &d,
-	                                   &index, err, errlen);
+	struct rf_conn *c = rf_tcp.connect(address, id, key, timeout_ms, &d, &index, err,
+	                                   errlen);
 	if (!c)
 		return -1;
-	rf_tcp.close(c);
 	int uffd = -1;
 	struct own_map *own = NULL;
 	int nown = 0;
@@ -283,8 +295,10 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex, char
 		snprintf(err, errlen, "%s: malformed descriptor", address);
 		goto fail;
 	}
+	t_desc = now_ms();
 	if (check_identity(d, err, errlen) < 0)
 		goto fail;
+	t_ident = now_ms();
 	if ((uffd = open_uffd(err, errlen)) < 0)
 		goto fail;
 	if (own_maps(&own, &nown) < 0) {
@@ -372,10 +386,18 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex, char
 		munmap(base, region_len);
 		goto fail;
 	}
-	if (start_pager(address, id, key, uffd, d, timeout_ms, err, errlen) < 0) {
+	t_layout = now_ms();
+	if (start_pager(c, uffd, d, timeout_ms, err, errlen) < 0) {
 		munmap(base, region_len);
 		goto fail;
 	}
+	rf_tcp.close(c);   /* the pager's now */
+	c = NULL;
+	if (stats)
+		fprintf(stderr, "kxrun rfork: resume of child %u: descriptor %.1f ms, identity "
+		        "%.1f ms, userfaultfd and layout %.1f ms, pager %.1f ms; switching at "
+		        "%.3f ms (CLOCK_MONOTONIC)\n", index, t_desc - t0, t_ident - t_desc,
+		        t_layout - t_ident, now_ms() - t_layout, now_ms());
 
 	/* Point of no return. */
 	fflush(NULL);
@@ -398,6 +420,7 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex, char
 	                 : "memory");
 	__builtin_unreachable();
 fail:
+	rf_tcp.close(c);
 	if (uffd >= 0)
 		close(uffd);
 	free(own);

@@ -1,6 +1,6 @@
 /*
- * tcp.c - the TCP transport: a hello with id and key, then the descriptor
- * (role desc) or page requests answered with page bytes (role pages).
+ * tcp.c - the TCP transport: a hello with id and key, the descriptor, then
+ * page requests answered with page bytes on the same connection.
  */
 #include "internal.h"
 
@@ -166,13 +166,13 @@ static int connect_to(const char *address, int timeout_ms, char *err, size_t err
 }
 
 static struct rf_conn *tcp_connect(const char *address, uint64_t id, const uint8_t key[16],
-                                   int role, int timeout_ms, struct rf_desc **desc,
-                                   uint32_t *index, char *err, size_t errlen)
+                                   int timeout_ms, struct rf_desc **desc, uint32_t *index,
+                                   char *err, size_t errlen)
 {
 	int fd = connect_to(address, timeout_ms, err, errlen);
 	if (fd < 0)
 		return NULL;
-	struct rf_hello h = {.magic = RF_MAGIC, .version = RF_VERSION, .id = id, .role = role};
+	struct rf_hello h = {.magic = RF_MAGIC, .version = RF_VERSION, .id = id};
 	memcpy(h.key, key, 16);
 	struct rf_reply rep;
 	if (rf_write_all(fd, &h, sizeof h) < 0 ||
@@ -187,32 +187,24 @@ static struct rf_conn *tcp_connect(const char *address, uint64_t id, const uint8
 		close(fd);
 		return NULL;
 	}
-	if (role == RF_ROLE_DESC) {
-		if (rep.len < sizeof(struct rf_desc) || rep.len > (1u << 30)) {
-			snprintf(err, errlen, "%s: bad descriptor size %llu", address,
-			         (unsigned long long)rep.len);
-			close(fd);
-			return NULL;
-		}
-		struct rf_desc *d = malloc(rep.len);
-		if (!d || rf_read_all(fd, d, rep.len, timeout_ms) < 0) {
-			snprintf(err, errlen, "%s: descriptor: %s", address,
-			         d ? strerror(errno) : "out of memory");
-			free(d);
-			close(fd);
-			return NULL;
-		}
-		*desc = d;
-		*index = rep.index;
-	}
-	struct rf_conn *c = malloc(sizeof *c);
-	if (!c) {
-		snprintf(err, errlen, "out of memory");
+	if (rep.len < sizeof(struct rf_desc) || rep.len > (1u << 30)) {
+		snprintf(err, errlen, "%s: bad descriptor size %llu", address,
+		         (unsigned long long)rep.len);
 		close(fd);
-		if (role == RF_ROLE_DESC)
-			free(*desc);
 		return NULL;
 	}
+	struct rf_desc *d = malloc(rep.len);
+	struct rf_conn *c = malloc(sizeof *c);
+	if (!d || !c || rf_read_all(fd, d, rep.len, timeout_ms) < 0) {
+		snprintf(err, errlen, "%s: descriptor: %s", address,
+		         d && c ? strerror(errno) : "out of memory");
+		free(d);
+		free(c);
+		close(fd);
+		return NULL;
+	}
+	*desc = d;
+	*index = rep.index;
 	c->fd = fd;
 	c->timeout_ms = timeout_ms;
 	return c;
@@ -269,9 +261,15 @@ static void tcp_close(struct rf_conn *c)
 	free(c);
 }
 
+static int tcp_fd(const struct rf_conn *c)
+{
+	return c->fd;
+}
+
 const struct rf_transport rf_tcp = {
 	.name = "tcp",
 	.connect = tcp_connect,
 	.read_pages = tcp_read_pages,
 	.close = tcp_close,
+	.fd = tcp_fd,
 };

@@ -1,6 +1,6 @@
 -- A parent for tests/spec/rfork_spec.lua:  kxrun parent.lua FILE [MODE]
 -- Builds Lua state (tables, a closure, a coroutine, FILE open at offset 3),
--- prepares, prints "ADDRESS ID KEY", changes all of that state, and waits
+-- prepares, prints "ADDRESS ID KEY HOLDERPID", changes all of that state, and waits
 -- for its stdin to close ("children N" then).  A resumed child prints what
 -- it sees, one "name value" per line, and exits 0.  MODE "wait": the child
 -- first waits for a line on its own stdin; "exit": the parent exits right
@@ -43,7 +43,7 @@ if h.child then
 	io.stdout:flush()
 	os.exit(0)
 end
-print(h.address, h.id, h.key)
+print(h.address, h.id, h.key, h.pid)
 io.stdout:flush()
 if mode == "exit" then os.exit(0) end
 

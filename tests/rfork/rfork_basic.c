@@ -125,8 +125,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "prepare: %s\n", err);
 		return 2;
 	}
-	if (r > 0)
-		return check_child(r, fd);
+	if (r > 0) {
+		int bad = check_child(r, fd);
+		rf_close(h);
+		free(heap);
+		return bad;
+	}
 	printf("%s %s %s\n", rf_address(h), rf_id(h), rf_key(h));
 	fprintf(stderr, "prepare of %zu MiB: %.3f ms\n", heap_len >> 20, (t1 - t0) * 1e3);
 	fflush(stdout);

@@ -22,14 +22,15 @@ local function datafile()
 	return path
 end
 
--- Starts parent.lua; returns the process and its address, id, key.
+-- Starts parent.lua; returns the process and its address, id, key and
+-- holder's pid.
 local function start_parent(path, mode)
 	local p = assert(kx.spawn{ KXRUN, PARENT, path, mode, stdin = "pipe", stdout = "pipe" })
 	local line = p.stdout:read("l")
 	assert(line, "the parent printed nothing")
-	local address, id, key = line:match("^(%S+)\t(%x+)\t(%x+)$")
+	local address, id, key, pid = line:match("^(%S+)\t(%x+)\t(%x+)\t(%d+)$")
 	assert(address, "unexpected parent line: " .. line)
-	return p, address, id, key
+	return p, address, id, key, pid
 end
 
 local function stop_parent(p)
@@ -134,6 +135,35 @@ describe("kx.rfork", function()
 		local code, _, err = kx.exec{ KXRUN, "rfork", "resume", address, id, key }
 		assert.equal(1, code)
 		assert.matches("cannot connect", err)
+	end)
+
+	it("has the holder go when idle", function()
+		local h = assert(rfork.prepare{ listen = "127.0.0.1:0", idle = 1 })
+		local address, id, key = h.address, h.id, h.key
+		kx.sleep(3)
+		local code, _, err = kx.exec{ KXRUN, "rfork", "resume", address, id, key }
+		assert.equal(1, code)
+		assert.matches("cannot connect", err)
+		h:close()
+	end)
+
+	it("kills a child whose holder stops answering, within the request timeout", function()
+		if not uffd_ok() then pending("userfaultfd not permitted here") return end
+		local p, address, id, key, holder = start_parent(path, "wait")
+		local c = assert(kx.spawn{ "env", "KXRUN_RFORK_TIMEOUT_MS=1000", KXRUN, "rfork",
+			"resume", address, id, key, stdin = "pipe", stdout = "pipe", stderr = "pipe" })
+		kx.sleep(1)        -- resumed, waiting on its stdin
+		assert.equal(0, (kx.exec{ "kill", "-STOP", holder }))
+		local t0 = kx.now()
+		c.stdin:write("go\n")
+		c.stdin:close()
+		local err = c.stderr:read("a")
+		local st = c:wait()
+		kx.exec{ "kill", "-CONT", holder }
+		assert.equal(9, st.signal)
+		assert.matches("no answer from the holder in time", err)
+		assert.is_true(kx.now() - t0 < 30)
+		stop_parent(p)
 	end)
 
 	it("kills a child that touches pages after the parent went away", function()
