@@ -2,7 +2,7 @@
 RFORK_CORE := bindings/rfork/ctx.c bindings/rfork/restorer.c bindings/rfork/tcp.c \
               bindings/rfork/identity.c bindings/rfork/holder.c bindings/rfork/prepare.c \
               bindings/rfork/resume.c bindings/rfork/pager.c
-KX_SRCS   += $(RFORK_CORE) bindings/rfork/hostglue.c bindings/rfork/lrfork.c
+KX_SRCS   += $(RFORK_CORE) bindings/rfork/lrfork.c
 LUAOPEN   += kx.rfork
 TEST_DEPS += $(BUILD)/tests/rfork_basic
 
