@@ -347,6 +347,13 @@ static int64_t check(struct vt_exp *e, struct vt_proc *p, int64_t now)
 		}
 		return 0;
 	}
+	/* stopped by its counter or as blocked, but waiting in vfork() for a
+	 * child that the group's SIGSTOP stopped: it will never show it */
+	if ((p->run == VT_STOPPING || perf_cpu(p) - p->perf_base >= p->period) &&
+	    vt_in_vfork_wait(p->pid)) {
+		on_stopped(e, p);
+		return 0;
+	}
 	if (p->run != VT_RUNNING)
 		return 0;
 	int64_t cpu = perf_cpu(p);

@@ -303,12 +303,32 @@ static int proc_state(pid_t pid)
 	return p && p[1] && p[2] ? p[2] : 'X';
 }
 
+/* A process in vfork() (sh runs commands so) sleeps uninterruptibly until
+ * its child execs or exits: it never shows stopped, and when the child is
+ * stopped, its own stop is the child's. */
+int vt_in_vfork_wait(pid_t pid)
+{
+	char path[64], buf[64];
+	snprintf(path, sizeof path, "/proc/%d/wchan", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = 0;
+	/* where the wait is inlined differs between kernel versions */
+	return proc_state(pid) == 'D' && (!strcmp(buf, "kernel_clone") ||
+	       !strcmp(buf, "wait_for_vfork_done") || !strcmp(buf, "_do_fork"));
+}
+
 static void wait_stopped(pid_t pid)
 {
 	struct timespec t = {0, 20 * 1000};
 	for (int i = 0; i < 20000; i++) { /* ~0.5 s at most */
 		int s = proc_state(pid);
 		if (s == 'T' || s == 't' || s == 'Z' || s == 'X')
+			return;
+		if (s == 'D' && vt_in_vfork_wait(pid))
 			return;
 		nanosleep(&t, NULL);
 	}

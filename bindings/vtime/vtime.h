@@ -164,5 +164,6 @@ int vt_cleanup(char *err, size_t errlen);
 int64_t vt_mono_ns(void);
 void vt_cg_freeze(struct vt_exp *e, int frozen);
 int64_t vt_leader_cpu(pid_t pid);          /* its CLOCK_PROCESS_CPUTIME, -1 */
+int vt_in_vfork_wait(pid_t pid);           /* D, waiting for a vfork child */
 void vt_slot_resume(struct vt_exp *e, struct vt_proc *p, int64_t cpu_base);
 #endif
