@@ -47,16 +47,32 @@ local function with_load(fn)
 	return a, b
 end
 
-local v_alone, used, cpu = dilated()
-local v_loaded = with_load(dilated)
-local w_alone = plain()
-local w_loaded = with_load(plain)
-print(("fidelity (%s, step 1 ms, %s iterations):"):format(used, iters))
+-- Five runs of each, interleaved (alone, loaded, alone, ...) so that drift
+-- in the machine's own load hits both alike; medians are printed.
+local RUNS = 5
+local function median(t)
+	table.sort(t)
+	return t[(#t + 1) // 2]
+end
+local va, vl, wa, wl, cpus, used = {}, {}, {}, {}, {}, nil
+for i = 1, RUNS do
+	local v, c
+	v, used, c = dilated()
+	va[i], cpus[i] = v, c
+	vl[i] = with_load(dilated)
+	wa[i] = plain()
+	wl[i] = with_load(plain)
+end
+local v_alone, v_loaded, cpu = median(va), median(vl), median(cpus)
+local w_alone, w_loaded = median(wa), median(wl)
+local ratios = {}
+for i = 1, RUNS do ratios[i] = va[i] / cpus[i] end
+print(("fidelity (%s, step 1 ms, %s iterations, medians of %d runs):"):format(used, iters, RUNS))
 print(("  dilated: virtual %.1f ms alone, %.1f ms loaded  (loaded/alone %.2f, ideal 1.00)")
 	:format(v_alone / 1e6, v_loaded / 1e6, v_loaded / v_alone))
 print(("  plain (peer): wall %.1f ms alone, %.1f ms loaded  (loaded/alone %.2f)")
 	:format(w_alone / 1e6, w_loaded / 1e6, w_loaded / w_alone))
-print(("  dilated alone: virtual %.1f ms for %.1f ms of CPU (virtual/CPU %.2f, ideal 1.00 at speed 1)")
-	:format(v_alone / 1e6, cpu / 1e6, v_alone / cpu))
+print(("  dilated alone: virtual %.1f ms for %.1f ms of CPU (virtual/CPU %.3f, ideal 1.000 at speed 1)")
+	:format(v_alone / 1e6, cpu / 1e6, median(ratios)))
 print(("  load effect, dilated over plain: %.2f (ideal %.2f: none of the plain slowdown)")
 	:format((v_loaded / v_alone) / (w_loaded / w_alone), 1 / (w_loaded / w_alone)))
