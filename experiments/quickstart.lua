@@ -131,3 +131,32 @@ do
 	end
 	os.execute("rm -rf " .. dir)
 end
+
+-- 5. kx.rfork: this process's Lua state, resumed in another process that
+-- pulls its memory lazily (here on loopback; any host with the same kxrun).
+do
+	local rfork = require "kx.rfork"
+	local words = { "virtual", "time", "traces", "partitions", "forks" }
+	local h, err = rfork.prepare{ listen = "127.0.0.1:0", idle = 30 }
+	if h and h.child then
+		-- the child: the parent's table as it was at prepare, a fresh loop
+		local code = kx.exec{ "true" }
+		io.write(("rfork: child %d sees %d words, last %q; kx.exec in it: %d\n")
+			:format(h.index, #words, words[#words], code))
+		os.exit(0)
+	end
+	if not h then
+		print("rfork: " .. tostring(err) .. "; skipped")
+	else
+		words[#words + 1] = "after prepare"   -- the child must not see this
+		local t0 = kx.now()
+		local code, out, errs = kx.exec{ kx.exe, "rfork", "resume", h.address, h.id, h.key }
+		if code == 0 then
+			io.write(out)
+			print(("rfork: resumed and finished in %.3f s"):format(kx.now() - t0))
+		else
+			print(("rfork: resume failed (%s); skipped"):format((tostring(errs):gsub("%s+$", ""))))
+		end
+		h:close()
+	end
+end

@@ -35,14 +35,24 @@ void kx_shutdown(int code)
 }
 
 /* os.exit() and plain exit(): the same clean-up, in the host process only
- * (children forked by bindings inherit this handler). */
-static void at_exit(void)
+ * (children forked by bindings inherit this handler).  A resumed child
+ * (kx.rfork) ends here, before the libraries' destructors: they would join
+ * threads of the parent that do not exist in it (libuv's threadpool, an
+ * OpenCL runtime's workers) and wait forever. */
+static void at_exit(int status, void *ud)
 {
-	if (getpid() != kx_host.pid || exiting)
+	(void)ud;
+	if (getpid() != kx_host.pid)
 		return;
-	exiting = 1;
-	kx_terminate_children(SIGTERM, 2.0);
-	kx_run_atexit();
+	if (!exiting) {
+		exiting = 1;
+		kx_terminate_children(SIGTERM, 2.0);
+		kx_run_atexit();
+	}
+	if (kx_host.loop_gen > 0) {
+		fflush(NULL);
+		_exit(status);
+	}
 }
 
 lua_State *kx_host_init(void)
@@ -54,7 +64,7 @@ lua_State *kx_host_init(void)
 		return NULL;
 	kx_host.L = L;
 	luaL_openlibs(L);
-	atexit(at_exit);
+	on_exit(at_exit, NULL);
 	kx_signals_init(L);
 	kx_tasks_init(L);
 	return L;
