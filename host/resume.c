@@ -135,7 +135,8 @@ static int buf_add(struct buf *b, const void *data, size_t n)
 		b->p = p;
 		b->cap = cap;
 	}
-	memcpy(b->p + b->len, data, n);
+	if (n)   /* data may be NULL when there is nothing */
+		memcpy(b->p + b->len, data, n);
 	b->len += n;
 	return 0;
 }
