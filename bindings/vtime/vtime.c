@@ -531,6 +531,9 @@ int vt_spawn(struct vt_exp *e, char *const argv[], char *const env_extra[],
 	p->alive = 1;
 	p->slot = slot;
 	p->perf_fd = fd;
+	char status[64];
+	snprintf(status, sizeof status, "/proc/%d/status", (int)pid);
+	p->status_fd = open(status, O_RDONLY | O_CLOEXEC);
 	p->run = VT_DONE;
 	return e->nprocs++;
 }
@@ -653,6 +656,9 @@ void vt_exp_stop(struct vt_exp *e)
 		if (e->procs[i].perf_fd > 0)
 			close(e->procs[i].perf_fd);
 		e->procs[i].perf_fd = -1;
+		if (e->procs[i].status_fd > 0)
+			close(e->procs[i].status_fd);
+		e->procs[i].status_fd = -1;
 	}
 	if (e->cg_path[0]) {
 		vt_cg_freeze(e, 0);

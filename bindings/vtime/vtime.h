@@ -52,6 +52,8 @@ struct vt_proc {
 	int64_t exit_vns;        /* its virtual clock when its exit was seen */
 	int slot;                /* index in shm->slot */
 	int perf_fd;             /* task-clock of its tree, SIGSTOP on overflow */
+	int status_fd;           /* /proc/<pid>/status, kept open: read each
+	                            round it sits out (pending signals) */
 	int64_t cpu_ns;          /* CPU of its tree counted so far (perf) */
 	int64_t charged_ns;      /* CPU its shares were charged (see round.c) */
 	int64_t share_cpu;       /* of which in its last share */
