@@ -150,8 +150,15 @@ struct rf_reply {          /* answer to a hello */
 
 struct rf_page_req {
 	uint64_t addr;
-	uint32_t npages, pad;
+	uint32_t npages, flags;
 };
+
+/* flags RF_REQ_BATCH: npages (<= RF_BATCH_RANGES) ranges follow, each an
+ * rf_page_req; the answer is one rf_page_reply for their total (at most
+ * RF_BATCH_PAGES) and all their pages in order: one round trip. */
+#define RF_REQ_BATCH 1u
+#define RF_BATCH_RANGES 512
+#define RF_BATCH_PAGES 2048
 
 struct rf_page_reply {
 	uint32_t status, npages; /* npages * RF_PAGE bytes follow on RF_OK */
@@ -178,6 +185,11 @@ struct rf_transport {
 	 * into buf; 0 or -1 + err. */
 	int (*read_pages)(struct rf_conn *c, uint64_t addr, void *buf,
 	                  uint32_t npages, char *err, size_t errlen);
+	/* n ranges (addr, npages; n <= RF_BATCH_RANGES, RF_BATCH_PAGES pages
+	 * in all) in one request, their pages one after the other in buf.
+	 * 0 or -1 + err. */
+	int (*read_batch)(struct rf_conn *c, const struct rf_page_req *q, int n,
+	                  void *buf, char *err, size_t errlen);
 	void (*close)(struct rf_conn *c);
 	/* The descriptor a forked process must keep open to use c. */
 	int (*fd)(const struct rf_conn *c);
