@@ -186,8 +186,11 @@ struct rf_transport {
 	int (*read_pages)(struct rf_conn *c, uint64_t addr, void *buf,
 	                  uint32_t npages, char *err, size_t errlen);
 	/* n ranges (addr, npages; n <= RF_BATCH_RANGES, RF_BATCH_PAGES pages
-	 * in all) in one request, their pages one after the other in buf.
+	 * in all) asked for in one request; read_batch later reads their pages
+	 * one after the other into buf (nothing else may be asked between).
 	 * 0 or -1 + err. */
+	int (*send_batch)(struct rf_conn *c, const struct rf_page_req *q, int n,
+	                  char *err, size_t errlen);
 	int (*read_batch)(struct rf_conn *c, const struct rf_page_req *q, int n,
 	                  void *buf, char *err, size_t errlen);
 	void (*close)(struct rf_conn *c);
@@ -213,7 +216,12 @@ struct rf_holder_cfg {
 };
 void rf_holder_main(const struct rf_holder_cfg *cfg) __attribute__((noreturn));
 
-/* Pager (pager.c): serves the child's faults; never returns. */
+/* Pager (pager.c): asks for the prefetch batch on the connection the
+ * pager will take over (called by the resuming process right after the
+ * descriptor, so the holder answers while the pager starts); 0 or -1 +
+ * err.  rf_pager_main serves the child's faults; never returns. */
+int rf_prefetch_request(const struct rf_desc *d, struct rf_conn *conn, char *err,
+                        size_t errlen);
 void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d,
                    struct rf_conn *conn, int ready_fd) __attribute__((noreturn));
 

@@ -177,6 +177,7 @@ static struct {
 	long pages;
 	char *buf;
 	int pending;   /* fetched, to install at the first fault */
+	double t0;     /* when it was asked for */
 } pre;
 
 static int prefetched(uint64_t addr)
@@ -222,9 +223,21 @@ static void prefetch_around(uint64_t addr, uint64_t below, uint64_t above)
 	prefetch_add(a > s->cstart && a < addr ? a : s->cstart, b < s->cend && b > addr ? b : s->cend);
 }
 
-static void prefetch_fetch(const struct rf_desc *d, struct rf_conn *conn)
+static void setup_segs(const struct rf_desc *d)
 {
-	double t0 = now_s();
+	if (clients[0].nsegs)
+		return;   /* done by rf_prefetch_request before the fork */
+	const struct rf_map *m = rf_desc_maps(d);
+	for (uint32_t i = 0; i < d->nmaps; i++)
+		if (m[i].kind == RF_MAP_SERVE)
+			add_seg(&clients[0], m[i].start, m[i].end, m[i].start);
+}
+
+int rf_prefetch_request(const struct rf_desc *d, struct rf_conn *conn, char *err,
+                        size_t errlen)
+{
+	pre.t0 = now_s();
+	setup_segs(d);
 	prefetch_around(d->ctx.rsp, PREFETCH_STACK_BELOW, PREFETCH_STACK_ABOVE);
 	prefetch_around(d->fs_base, 1, 1);
 	prefetch_around(d->ctx_addr, 0, 1);
@@ -235,20 +248,24 @@ static void prefetch_fetch(const struct rf_desc *d, struct rf_conn *conn)
 			if (s->cend - s->cstart <= lim)
 				prefetch_add(s->cstart, s->cend);
 		}
+	return pre.n ? rf_tcp.send_batch(conn, pre.q, pre.n, err, errlen) : 0;
+}
+
+/* The answer to rf_prefetch_request, in the pager. */
+static void prefetch_fetch(struct rf_conn *conn)
+{
 	if (!pre.n)
 		return;
 	/* populated in one go: a first touch per page costs ~15 us on a VM */
 	pre.buf = mmap(NULL, pre.pages * RF_PAGE, PROT_READ | PROT_WRITE,
 	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	if (pre.buf == MAP_FAILED) {
-		pre.buf = NULL;
-		return;
-	}
+	if (pre.buf == MAP_FAILED)
+		kill_child("pager out of memory");
 	char err[256];
 	if (rf_tcp.read_batch(conn, pre.q, pre.n, pre.buf, err, sizeof err) < 0)
 		kill_child(err);
 	pre.pending = 1;
-	st.prefetch_s = now_s() - t0;
+	st.prefetch_s = now_s() - pre.t0;
 }
 
 static void prefetch_drop(void)
@@ -368,12 +385,9 @@ void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d, struct rf_con
                    int ready_fd)
 {
 	child_pid = child;
-	clients[0] = (struct client){.uffd = uffd};
+	clients[0].uffd = uffd;
 	nclients = 1;
-	const struct rf_map *m = rf_desc_maps(d);
-	for (uint32_t i = 0; i < d->nmaps; i++)
-		if (m[i].kind == RF_MAP_SERVE)
-			add_seg(&clients[0], m[i].start, m[i].end, m[i].start);
+	setup_segs(d);
 	st.on = getenv("KXRUN_RFORK_STATS") != NULL;
 	const char *e = getenv("KXRUN_RFORK_READAHEAD");
 	int ra = e ? atoi(e) : 16;
@@ -385,7 +399,7 @@ void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d, struct rf_con
 	if (!buf || pidfd < 0 || write(ready_fd, &ok, 1) != 1)
 		_exit(1);
 	close(ready_fd);
-	prefetch_fetch(d, conn);
+	prefetch_fetch(conn);
 	struct uffd_msg msgs[16];
 	struct pollfd pf[MAX_CLIENTS + 1];
 	double last_reap = now_s();

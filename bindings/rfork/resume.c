@@ -298,6 +298,9 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex, char
 		snprintf(err, errlen, "%s: malformed descriptor", address);
 		goto fail;
 	}
+	/* asked for now, answered while the rest is checked and the pager starts */
+	if (rf_prefetch_request(d, c, err, errlen) < 0)
+		goto fail;
 	t_desc = now_ms();
 	if (check_identity(d, err, errlen) < 0)
 		goto fail;
