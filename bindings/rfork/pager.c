@@ -167,7 +167,7 @@ static void install(int uffd, uint64_t addr, const char *buf, uint32_t n)
  * start) and the stack around the saved stack pointer: each costed a
  * round trip of its own.  Large mappings (the parent's data) stay lazy. */
 #define PREFETCH_MAX_PAGES RF_BATCH_PAGES   /* 8 MiB at most */
-#define PREFETCH_MAP_MAX (1UL << 20)        /* mappings up to 1 MiB are taken whole */
+#define PREFETCH_MAP_MAX (16UL << 10)       /* mappings up to 16 KiB are taken whole */
 #define PREFETCH_STACK_BELOW 8       /* pages below the saved rsp */
 #define PREFETCH_STACK_ABOVE 32      /* pages above it: the callers' frames */
 
