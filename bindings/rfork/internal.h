@@ -71,7 +71,7 @@ struct rf_mm {
 };
 
 #define RF_MAGIC 0x4b585246u   /* "KXRF" */
-#define RF_VERSION 1
+#define RF_VERSION 2   /* 2: batch requests */
 
 /* The descriptor: one flat block, offsets from its start. */
 struct rf_desc {

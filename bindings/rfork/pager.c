@@ -159,13 +159,14 @@ static void install(int uffd, uint64_t addr, const char *buf, uint32_t n)
 		wake(uffd, addr);
 }
 
-/* Prefetch: while the child is still switching to the parent's layout,
- * the pages it is most likely to need first are fetched in one batch and
- * installed at its first fault (its ranges are registered by then).  What
- * a resumed kxrun touches first is nearly all in small mappings (data and
- * RELRO of the executable and libraries, TLS, malloc's state, the heap's
- * start) and the stack around the saved stack pointer: each costed a
- * round trip of its own.  Large mappings (the parent's data) stay lazy. */
+/* Prefetch: the resuming process asks for a batch right after the
+ * descriptor (rf_prefetch_request); the pager reads the answer and
+ * installs it at the child's first fault (its ranges are registered by
+ * then).  What a resumed kxrun touches first is largely in tiny mappings
+ * (data, RELRO and .bss of the executable and libraries), the TLS page
+ * and the stack around the saved stack pointer: each costed a round trip
+ * of its own.  Larger mappings stay lazy: on a VM where a page copied
+ * through costs ~15-20 us, taking them whole (up to 1 MiB) was slower. */
 #define PREFETCH_MAX_PAGES RF_BATCH_PAGES   /* 8 MiB at most */
 #define PREFETCH_MAP_MAX (16UL << 10)       /* mappings up to 16 KiB are taken whole */
 #define PREFETCH_STACK_BELOW 8       /* pages below the saved rsp */
