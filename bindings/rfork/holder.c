@@ -88,37 +88,29 @@ static int on_hello(const struct rf_holder_cfg *cfg, int fd)
 	return 1;   /* the child's pager goes on with this connection */
 }
 
-static int on_page_request(const struct rf_holder_cfg *cfg, int fd)
+/* Scratch space for batches, mapped after the fork (not the parent's). */
+struct hscratch {
+	struct rf_page_req q[RF_BATCH_RANGES];
+	struct iovec iov[RF_BATCH_RANGES + 1];
+};
+
+/* Sends the iovecs whole (they are modified). */
+static int send_all(int fd, struct iovec *iov, int n)
 {
-	struct rf_page_req q;
-	if (rf_read_all(fd, &q, sizeof q, IO_TIMEOUT_MS) < 0)
-		return -1;
-	struct rf_page_reply a = {RF_OK, q.npages};
-	uint64_t len = (uint64_t)q.npages * RF_PAGE;
-	if (q.npages == 0 || q.npages > RF_MAX_PAGES || (q.addr & (RF_PAGE - 1)) ||
-	    !served_map(cfg->desc, q.addr, len)) {
-		a.status = RF_ERANGE;
-		return rf_write_all(fd, &a, sizeof a);
-	}
-	/* The pages go out of this process's own (copy-on-write) memory. */
-	/* header and pages in one go: one wakeup of the pager, not two */
-	struct iovec iov[2] = {{&a, sizeof a}, {(void *)(uintptr_t)q.addr, len}};
-	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
-	size_t total = sizeof a + len, sent = 0;
-	while (sent < total) {
+	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = n};
+	while (mh.msg_iovlen) {
 		/* raw: a sanitizer's interceptor would inspect (and object to)
 		 * the parent's memory, redzones and all */
-		ssize_t n = syscall(SYS_sendmsg, fd, &mh, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
+		ssize_t k = syscall(SYS_sendmsg, fd, &mh, MSG_NOSIGNAL);
+		if (k < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
+		if (k <= 0)
 			return -1;
-		sent += n;
-		while (n > 0 && mh.msg_iovlen) {   /* skip what went out */
-			size_t k = (size_t)n < mh.msg_iov->iov_len ? (size_t)n : mh.msg_iov->iov_len;
-			mh.msg_iov->iov_base = (char *)mh.msg_iov->iov_base + k;
-			mh.msg_iov->iov_len -= k;
-			n -= k;
+		while (k > 0 || (mh.msg_iovlen && !mh.msg_iov->iov_len)) {   /* skip what went out */
+			size_t m = (size_t)k < mh.msg_iov->iov_len ? (size_t)k : mh.msg_iov->iov_len;
+			mh.msg_iov->iov_base = (char *)mh.msg_iov->iov_base + m;
+			mh.msg_iov->iov_len -= m;
+			k -= m;
 			if (!mh.msg_iov->iov_len)
 				mh.msg_iov++, mh.msg_iovlen--;
 		}
@@ -126,11 +118,61 @@ static int on_page_request(const struct rf_holder_cfg *cfg, int fd)
 	return 0;
 }
 
+static int valid_range(const struct rf_holder_cfg *cfg, const struct rf_page_req *q)
+{
+	return q->npages && q->npages <= RF_MAX_PAGES && !(q->addr & (RF_PAGE - 1)) &&
+	       served_map(cfg->desc, q->addr, (uint64_t)q->npages * RF_PAGE);
+}
+
+/* A batch: n ranges follow the request; all of their pages in one answer. */
+static int on_batch(const struct rf_holder_cfg *cfg, int fd, uint32_t n, struct hscratch *sc)
+{
+	struct rf_page_reply a = {RF_OK, 0};
+	if (n == 0 || n > RF_BATCH_RANGES)
+		return -1;   /* the ranges cannot be skipped reliably: drop the connection */
+	if (rf_read_all(fd, sc->q, n * sizeof sc->q[0], IO_TIMEOUT_MS) < 0)
+		return -1;
+	sc->iov[0] = (struct iovec){&a, sizeof a};
+	for (uint32_t i = 0; i < n && a.status == RF_OK; i++) {
+		if (!valid_range(cfg, &sc->q[i]) || a.npages + sc->q[i].npages > RF_BATCH_PAGES)
+			a.status = RF_ERANGE;
+		a.npages += sc->q[i].npages;
+		sc->iov[i + 1] = (struct iovec){(void *)(uintptr_t)sc->q[i].addr,
+		                                (size_t)sc->q[i].npages * RF_PAGE};
+	}
+	if (a.status != RF_OK) {
+		a.npages = 0;
+		return rf_write_all(fd, &a, sizeof a);
+	}
+	return send_all(fd, sc->iov, n + 1);
+}
+
+static int on_page_request(const struct rf_holder_cfg *cfg, int fd, struct hscratch *sc)
+{
+	struct rf_page_req q;
+	if (rf_read_all(fd, &q, sizeof q, IO_TIMEOUT_MS) < 0)
+		return -1;
+	if (q.flags == RF_REQ_BATCH)
+		return on_batch(cfg, fd, q.npages, sc);
+	struct rf_page_reply a = {RF_OK, q.npages};
+	if (q.flags || !valid_range(cfg, &q)) {
+		a.status = RF_ERANGE;
+		return rf_write_all(fd, &a, sizeof a);
+	}
+	/* The pages go out of this process's own (copy-on-write) memory;
+	 * header and pages in one go: one wakeup of the pager, not two. */
+	struct iovec iov[2] = {{&a, sizeof a}, {(void *)(uintptr_t)q.addr,
+	                                        (size_t)q.npages * RF_PAGE}};
+	return send_all(fd, iov, 2);
+}
+
 void rf_holder_main(const struct rf_holder_cfg *cfg)
 {
 	struct hconn *cs = mmap(NULL, MAX_CONNS * sizeof *cs, PROT_READ | PROT_WRITE,
 	                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (cs == MAP_FAILED)
+	struct hscratch *sc = mmap(NULL, sizeof *sc, PROT_READ | PROT_WRITE,
+	                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (cs == MAP_FAILED || sc == MAP_FAILED)
 		_exit(1);
 	struct pollfd pf[MAX_CONNS + 1];
 	int n = 0;
@@ -157,7 +199,7 @@ void rf_holder_main(const struct rf_holder_cfg *cfg)
 			if (!cs[i].serving)
 				keep = cs[i].serving = on_hello(cfg, cs[i].fd);
 			else
-				keep = on_page_request(cfg, cs[i].fd) == 0;
+				keep = on_page_request(cfg, cs[i].fd, sc) == 0;
 			if (!keep) {
 				close(cs[i].fd);
 				cs[i] = cs[--n];

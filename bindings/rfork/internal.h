@@ -71,7 +71,7 @@ struct rf_mm {
 };
 
 #define RF_MAGIC 0x4b585246u   /* "KXRF" */
-#define RF_VERSION 1
+#define RF_VERSION 2   /* 2: batch requests */
 
 /* The descriptor: one flat block, offsets from its start. */
 struct rf_desc {
@@ -150,8 +150,15 @@ struct rf_reply {          /* answer to a hello */
 
 struct rf_page_req {
 	uint64_t addr;
-	uint32_t npages, pad;
+	uint32_t npages, flags;
 };
+
+/* flags RF_REQ_BATCH: npages (<= RF_BATCH_RANGES) ranges follow, each an
+ * rf_page_req; the answer is one rf_page_reply for their total (at most
+ * RF_BATCH_PAGES) and all their pages in order: one round trip. */
+#define RF_REQ_BATCH 1u
+#define RF_BATCH_RANGES 512
+#define RF_BATCH_PAGES 2048
 
 struct rf_page_reply {
 	uint32_t status, npages; /* npages * RF_PAGE bytes follow on RF_OK */
@@ -178,6 +185,14 @@ struct rf_transport {
 	 * into buf; 0 or -1 + err. */
 	int (*read_pages)(struct rf_conn *c, uint64_t addr, void *buf,
 	                  uint32_t npages, char *err, size_t errlen);
+	/* n ranges (addr, npages; n <= RF_BATCH_RANGES, RF_BATCH_PAGES pages
+	 * in all) asked for in one request; read_batch later reads their pages
+	 * one after the other into buf (nothing else may be asked between).
+	 * 0 or -1 + err. */
+	int (*send_batch)(struct rf_conn *c, const struct rf_page_req *q, int n,
+	                  char *err, size_t errlen);
+	int (*read_batch)(struct rf_conn *c, const struct rf_page_req *q, int n,
+	                  void *buf, char *err, size_t errlen);
 	void (*close)(struct rf_conn *c);
 	/* The descriptor a forked process must keep open to use c. */
 	int (*fd)(const struct rf_conn *c);
@@ -201,7 +216,12 @@ struct rf_holder_cfg {
 };
 void rf_holder_main(const struct rf_holder_cfg *cfg) __attribute__((noreturn));
 
-/* Pager (pager.c): serves the child's faults; never returns. */
+/* Pager (pager.c): asks for the prefetch batch on the connection the
+ * pager will take over (called by the resuming process right after the
+ * descriptor, so the holder answers while the pager starts); 0 or -1 +
+ * err.  rf_pager_main serves the child's faults; never returns. */
+int rf_prefetch_request(const struct rf_desc *d, struct rf_conn *conn, char *err,
+                        size_t errlen);
 void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d,
                    struct rf_conn *conn, int ready_fd) __attribute__((noreturn));
 

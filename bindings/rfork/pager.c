@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -46,8 +47,8 @@ static pid_t child_pid;
 /* KXRUN_RFORK_STATS=1: a line on stderr when the child ends. */
 static struct {
 	int on;
-	long faults, pages, zero, forks;
-	double fetch_s;
+	long faults, pages, zero, forks, prefetched;
+	double fetch_s, prefetch_s;
 } st;
 
 static double now_s(void)
@@ -158,12 +159,148 @@ static void install(int uffd, uint64_t addr, const char *buf, uint32_t n)
 		wake(uffd, addr);
 }
 
+/* Prefetch: the resuming process asks for a batch right after the
+ * descriptor (rf_prefetch_request); the pager reads the answer and
+ * installs it at the child's first fault (its ranges are registered by
+ * then).  What a resumed kxrun touches first is largely in tiny mappings
+ * (data, RELRO and .bss of the executable and libraries), the TLS page
+ * and the stack around the saved stack pointer: each costed a round trip
+ * of its own.  Larger mappings stay lazy: on a VM where a page copied
+ * through costs ~15-20 us, taking them whole (up to 1 MiB) was slower. */
+#define PREFETCH_MAX_PAGES RF_BATCH_PAGES   /* 8 MiB at most */
+#define PREFETCH_MAP_MAX (16UL << 10)       /* mappings up to 16 KiB are taken whole */
+#define PREFETCH_STACK_BELOW 8       /* pages below the saved rsp */
+#define PREFETCH_STACK_ABOVE 32      /* pages above it: the callers' frames */
+
+static struct {
+	struct rf_page_req *q;
+	int n, cap;
+	long pages;
+	char *buf;
+	int pending;   /* fetched, to install at the first fault */
+	double t0;     /* when it was asked for */
+} pre;
+
+static int prefetched(uint64_t addr)
+{
+	for (int i = 0; i < pre.n; i++)
+		if (addr >= pre.q[i].addr && addr < pre.q[i].addr + pre.q[i].npages * RF_PAGE)
+			return 1;
+	return 0;
+}
+
+/* Adds [a, b) of a served mapping (page aligned), minus what is there. */
+static void prefetch_add(uint64_t a, uint64_t b)
+{
+	for (uint64_t p = a; p < b && pre.pages < PREFETCH_MAX_PAGES; p += RF_PAGE) {
+		if (prefetched(p))
+			continue;
+		struct rf_page_req *last = pre.n ? &pre.q[pre.n - 1] : NULL;
+		if (last && last->addr + last->npages * RF_PAGE == p && last->npages < RF_MAX_PAGES &&
+		    find(&clients[0], p) == find(&clients[0], last->addr)) {
+			last->npages++;
+		} else {
+			if (pre.n == RF_BATCH_RANGES)
+				return;
+			if (pre.n == pre.cap) {
+				pre.cap = pre.cap ? pre.cap * 2 : 64;
+				pre.q = realloc(pre.q, pre.cap * sizeof *pre.q);
+				if (!pre.q)
+					kill_child("pager out of memory");
+			}
+			pre.q[pre.n++] = (struct rf_page_req){.addr = p, .npages = 1};
+		}
+		pre.pages++;
+	}
+}
+
+static void prefetch_around(uint64_t addr, uint64_t below, uint64_t above)
+{
+	struct seg *s = find(&clients[0], addr & ~(RF_PAGE - 1));
+	if (!s)
+		return;
+	uint64_t a = (addr & ~(RF_PAGE - 1)) - below * RF_PAGE, b = (addr & ~(RF_PAGE - 1)) +
+	             above * RF_PAGE;
+	prefetch_add(a > s->cstart && a < addr ? a : s->cstart, b < s->cend && b > addr ? b : s->cend);
+}
+
+static void setup_segs(const struct rf_desc *d)
+{
+	if (clients[0].nsegs)
+		return;   /* done by rf_prefetch_request before the fork */
+	const struct rf_map *m = rf_desc_maps(d);
+	for (uint32_t i = 0; i < d->nmaps; i++)
+		if (m[i].kind == RF_MAP_SERVE)
+			add_seg(&clients[0], m[i].start, m[i].end, m[i].start);
+}
+
+int rf_prefetch_request(const struct rf_desc *d, struct rf_conn *conn, char *err,
+                        size_t errlen)
+{
+	pre.t0 = now_s();
+	setup_segs(d);
+	prefetch_around(d->ctx.rsp, PREFETCH_STACK_BELOW, PREFETCH_STACK_ABOVE);
+	prefetch_around(d->fs_base, 1, 1);
+	prefetch_around(d->ctx_addr, 0, 1);
+	/* the smaller the mapping, the likelier each of its pages is needed */
+	for (uint64_t lim = 4 * RF_PAGE; lim <= PREFETCH_MAP_MAX; lim *= 4)
+		for (int i = 0; i < clients[0].nsegs; i++) {
+			struct seg *s = &clients[0].segs[i];
+			if (s->cend - s->cstart <= lim)
+				prefetch_add(s->cstart, s->cend);
+		}
+	return pre.n ? rf_tcp.send_batch(conn, pre.q, pre.n, err, errlen) : 0;
+}
+
+/* The answer to rf_prefetch_request, in the pager. */
+static void prefetch_fetch(struct rf_conn *conn)
+{
+	if (!pre.n)
+		return;
+	/* populated in one go: a first touch per page costs ~15 us on a VM */
+	pre.buf = mmap(NULL, pre.pages * RF_PAGE, PROT_READ | PROT_WRITE,
+	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (pre.buf == MAP_FAILED)
+		kill_child("pager out of memory");
+	char err[256];
+	if (rf_tcp.read_batch(conn, pre.q, pre.n, pre.buf, err, sizeof err) < 0)
+		kill_child(err);
+	pre.pending = 1;
+	st.prefetch_s = now_s() - pre.t0;
+}
+
+static void prefetch_drop(void)
+{
+	munmap(pre.buf, pre.pages * RF_PAGE);
+	pre.buf = NULL;
+	pre.pending = 0;
+}
+
+/* At the child's first fault, before anything else changed its layout. */
+static void prefetch_install(void)
+{
+	const char *at = pre.buf;
+	for (int i = 0; i < pre.n; i++) {
+		install(clients[0].uffd, pre.q[i].addr, at, pre.q[i].npages);
+		at += pre.q[i].npages * RF_PAGE;
+	}
+	st.prefetched = pre.pages;
+	prefetch_drop();
+}
+
 static void on_fault(struct client *c, struct rf_conn *conn, uint64_t addr, uint32_t ra,
                      char *buf)
 {
 	addr &= ~(RF_PAGE - 1);
 	struct seg *s = find(c, addr);
 	st.faults++;
+	if (c == &clients[0] && pre.pending) {
+		prefetch_install();
+		if (prefetched(addr)) {   /* there now; UFFDIO_COPY woke the child */
+			wake(c->uffd, addr);
+			return;
+		}
+	}
 	if (!s || !s->pstart) {
 		st.zero++;
 		zero_page(c->uffd, addr);
@@ -214,6 +351,8 @@ static void reap_forks(void)
 static void on_event(struct client *c, struct uffd_msg *u, struct rf_conn *conn, int ra,
                      char *buf)
 {
+	if (u->event != UFFD_EVENT_PAGEFAULT && pre.pending)
+		prefetch_drop();   /* the layout changed first: the batch may be stale */
 	switch (u->event) {
 	case UFFD_EVENT_PAGEFAULT:
 		on_fault(c, conn, u->arg.pagefault.address, ra, buf);
@@ -247,12 +386,9 @@ void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d, struct rf_con
                    int ready_fd)
 {
 	child_pid = child;
-	clients[0] = (struct client){.uffd = uffd};
+	clients[0].uffd = uffd;
 	nclients = 1;
-	const struct rf_map *m = rf_desc_maps(d);
-	for (uint32_t i = 0; i < d->nmaps; i++)
-		if (m[i].kind == RF_MAP_SERVE)
-			add_seg(&clients[0], m[i].start, m[i].end, m[i].start);
+	setup_segs(d);
 	st.on = getenv("KXRUN_RFORK_STATS") != NULL;
 	const char *e = getenv("KXRUN_RFORK_READAHEAD");
 	int ra = e ? atoi(e) : 16;
@@ -264,6 +400,7 @@ void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d, struct rf_con
 	if (!buf || pidfd < 0 || write(ready_fd, &ok, 1) != 1)
 		_exit(1);
 	close(ready_fd);
+	prefetch_fetch(conn);
 	struct uffd_msg msgs[16];
 	struct pollfd pf[MAX_CLIENTS + 1];
 	double last_reap = now_s();
@@ -278,8 +415,9 @@ void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d, struct rf_con
 			if (st.on)
 				fprintf(stderr, "kxrun rfork: pager of child %d: %ld faults, %ld pages "
 				        "fetched (%.1f ms waiting on the holder), %ld zero pages, "
-				        "%ld forks\n", child_pid, st.faults, st.pages,
-				        st.fetch_s * 1e3, st.zero, st.forks);
+				        "%ld forks; %ld pages prefetched (%d ranges) in %.1f ms\n", child_pid,
+				        st.faults, st.pages, st.fetch_s * 1e3, st.zero, st.forks,
+				        st.prefetched, pre.n, st.prefetch_s * 1e3);
 			_exit(0);
 		}
 		int n = nclients;   /* forks add clients at the end */

@@ -374,6 +374,8 @@ static void free_snap(struct rf_snap *s)
 	free(s);
 }
 
+#define HOLDER_STACK (256 * 1024)
+
 /* The holder: a raw clone (no atfork handlers: they would write into the
  * image it keeps), cut off from the parent's descriptors and signals. */
 static pid_t start_holder(struct rf_holder_cfg *cfg, pid_t parent)
@@ -395,7 +397,20 @@ static pid_t start_holder(struct rf_holder_cfg *cfg, pid_t parent)
 	if (lfd > 0)
 		syscall(SYS_close_range, 0, lfd - 1, 0);
 	syscall(SYS_close_range, lfd + 1, ~0U, 0);
-	rf_holder_main(cfg);
+	/* Its loop runs on a stack of its own: on the parent's, below the
+	 * saved rsp, its frames (and, under ASan, their poisoned shadow) would
+	 * be what children fetch there. */
+	char *stack = mmap(NULL, HOLDER_STACK, PROT_READ | PROT_WRITE,
+	                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (stack == MAP_FAILED)
+		_exit(1);
+	__asm__ volatile("movq %0, %%rsp\n"
+	                 "xorl %%ebp, %%ebp\n"
+	                 "callq *%1\n"
+	                 :
+	                 : "r"(stack + HOLDER_STACK), "r"(rf_holder_main), "D"(cfg)
+	                 : "memory");
+	__builtin_unreachable();
 }
 
 /* Reads the maps, saves the context and starts the holder, in a frame of

@@ -204,14 +204,17 @@ static int start_pager(struct rf_conn *c, int uffd, const struct rf_desc *d, int
 		return -1;
 	}
 	pid_t child = getpid();
-	pid_t mid = fork();
+	/* One copy of the memory, not two: the middle process shares ours
+	 * (vfork) and only makes the pager with a raw clone (no atfork
+	 * handlers, which would write into our shared state) and exits. */
+	pid_t mid = vfork();
 	if (mid < 0) {
-		snprintf(err, errlen, "fork: %s", strerror(errno));
+		snprintf(err, errlen, "vfork: %s", strerror(errno));
 		close(p[0]), close(p[1]);
 		return -1;
 	}
 	if (mid == 0) {
-		if (fork() != 0)
+		if (syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0) != 0)
 			_exit(0);
 		close(p[0]);
 		/* nothing of the old process stays open here (a pipe the child's
@@ -295,6 +298,9 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex, char
 		snprintf(err, errlen, "%s: malformed descriptor", address);
 		goto fail;
 	}
+	/* asked for now, answered while the rest is checked and the pager starts */
+	if (rf_prefetch_request(d, c, err, errlen) < 0)
+		goto fail;
 	t_desc = now_ms();
 	if (check_identity(d, err, errlen) < 0)
 		goto fail;

@@ -253,6 +253,47 @@ static int tcp_read_pages(struct rf_conn *c, uint64_t addr, void *buf, uint32_t 
 	return 0;
 }
 
+static int tcp_send_batch(struct rf_conn *c, const struct rf_page_req *q, int n, char *err,
+                          size_t errlen)
+{
+	struct rf_page_req head = {.npages = n, .flags = RF_REQ_BATCH};
+	struct iovec iov[2] = {{&head, sizeof head}, {(void *)q, n * sizeof *q}};
+	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+	/* a few KiB: the holder reads them all before it answers */
+	ssize_t sent = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+	if (sent != (ssize_t)(sizeof head + n * sizeof *q)) {
+		if (sent >= 0)
+			errno = EMSGSIZE;
+		snprintf(err, errlen, "page batch: %s", errno == EPIPE || errno == ECONNRESET
+		         ? "the holder closed the connection" : strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int tcp_read_batch(struct rf_conn *c, const struct rf_page_req *q, int n, void *buf,
+                          char *err, size_t errlen)
+{
+	uint64_t total = 0;
+	for (int i = 0; i < n; i++)
+		total += q[i].npages;
+	struct rf_page_reply a;
+	if (rf_read_all(c->fd, &a, sizeof a, c->timeout_ms) < 0 ||
+	    (a.status == RF_OK && a.npages == total &&
+	     rf_read_all(c->fd, buf, total * RF_PAGE, c->timeout_ms) < 0)) {
+		snprintf(err, errlen, "page batch: %s",
+		         errno == ECONNRESET ? "the holder closed the connection"
+		         : errno == ETIMEDOUT ? "no answer from the holder in time"
+		         : strerror(errno));
+		return -1;
+	}
+	if (a.status != RF_OK || a.npages != total) {
+		snprintf(err, errlen, "page batch: %s", status_text(a.status ? a.status : RF_ERANGE));
+		return -1;
+	}
+	return 0;
+}
+
 static void tcp_close(struct rf_conn *c)
 {
 	if (!c)
@@ -270,6 +311,8 @@ const struct rf_transport rf_tcp = {
 	.name = "tcp",
 	.connect = tcp_connect,
 	.read_pages = tcp_read_pages,
+	.send_batch = tcp_send_batch,
+	.read_batch = tcp_read_batch,
 	.close = tcp_close,
 	.fd = tcp_fd,
 };
