@@ -210,8 +210,6 @@ static void forget(struct tracked *p)
 	p->stat_fd = -1;
 }
 
-static void discover_children(struct tracer *t, pid_t pid, int threads);
-
 int tracer_watch(struct tracer *t, pid_t pid)
 {
 	struct proc_stat st;
@@ -219,12 +217,7 @@ int tracer_watch(struct tracer *t, pid_t pid)
 		return 0;
 	if (procfs_read_stat(pid, &st) < 0)
 		return -ESRCH;
-	if (!add(t, &st, -1))
-		return -ENOMEM;
-	/* the children it has now, at once: a loaded machine may delay the
-	 * first tick past their end */
-	discover_children(t, pid, st.threads);
-	return 0;
+	return add(t, &st, -1) ? 0 : -ENOMEM;
 }
 
 /* Already followed, or already ended (a zombie its parent has not reaped
