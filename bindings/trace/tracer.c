@@ -361,6 +361,10 @@ void tracer_tick(struct tracer *t)
 			continue;   /* its launcher or its exit event has the end */
 		p->read_ms = now;
 		sample_row(t, p, now, st.cpu_ms, st.rss_kb);
+		/* on a CPU now: it may run on without a context switch, so an
+		 * unchanged switch counter will not prove it idle */
+		if (st.state == 'R')
+			p->busy = 1;
 		if (procfs_ended(&st)) {
 			end_row(t, &t->procs[i], now);
 			continue;
