@@ -374,6 +374,13 @@ static int64_t check(struct vt_exp *e, struct vt_proc *p, int64_t now)
 	 * block (it waits for a CPU) */
 	if (p->runnable_cpu == cpu)
 		return p->period - (cpu - p->perf_base);
+	/* idle, waiting in vfork() for a child that is stopped (it would show
+	 * as "stopping" below forever): its share ends here; resumed, the
+	 * child goes on */
+	if (vt_in_vfork_wait(p->pid)) {
+		on_stopped(e, p);
+		return 0;
+	}
 	int ntasks = 0;
 	if (tree_runnable(p->pid, 0, &ntasks)) {
 		p->runnable_cpu = cpu;
