@@ -352,24 +352,18 @@ static int p_cpu(lua_State *L)
 
 static int e_stats(lua_State *L)
 {
-	struct vt_exp *e = checkexp(L)->e;
-	lua_createtable(L, 0, 3);
-	lua_pushinteger(L, e->round);
-	lua_setfield(L, -2, "rounds");
-	lua_pushinteger(L, e->rounds_capped);
-	lua_setfield(L, -2, "capped");
-	lua_pushinteger(L, e->overshoot);
-	lua_setfield(L, -2, "overshoot_ns");
-	lua_pushinteger(L, e->n_budget);
-	lua_setfield(L, -2, "budget_stops");
-	lua_pushinteger(L, e->n_blocked);
-	lua_setfield(L, -2, "blocked_stops");
-	lua_pushinteger(L, e->n_rearm);
-	lua_setfield(L, -2, "early_stops");
-	lua_pushinteger(L, e->n_asleep);
-	lua_setfield(L, -2, "asleep_skipped");
-	lua_pushinteger(L, e->n_debt);
-	lua_setfield(L, -2, "debt_skipped");
+	const struct vt_exp *e = checkexp(L)->e;
+	const struct { const char *name; int64_t value; } stats[] = {
+		{"rounds", e->round},           {"capped", e->rounds_capped},
+		{"overshoot_ns", e->overshoot}, {"budget_stops", e->n_budget},
+		{"blocked_stops", e->n_blocked}, {"early_stops", e->n_rearm},
+		{"asleep_skipped", e->n_asleep}, {"debt_skipped", e->n_debt},
+	};
+	lua_createtable(L, 0, (int)(sizeof stats / sizeof stats[0]));
+	for (size_t i = 0; i < sizeof stats / sizeof stats[0]; i++) {
+		lua_pushinteger(L, stats[i].value);
+		lua_setfield(L, -2, stats[i].name);
+	}
 	return 1;
 }
 
