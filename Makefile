@@ -26,7 +26,7 @@ KX_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -ldl -lpthread
 
 KX_SRCS       := $(filter-out host/main.c,$(wildcard host/*.c))
 KX_CFLAGS     :=
-LUAOPEN       := kx kx._resume_test
+LUAOPEN       := kx
 EXTRA_TARGETS :=
 TEST_DEPS     :=
 UNIT_LIBS     :=

@@ -688,6 +688,16 @@ int kx_open_task(lua_State *L)
 	return 0;
 }
 
+/* A resumed child: the ready queue's handle on the new loop. */
+static void tasks_resumed(void *ud)
+{
+	(void)ud;
+	memset(&ready_idle, 0, sizeof ready_idle);
+	uv_idle_init(kx_host.loop, &ready_idle);
+	if (ready_head)
+		uv_idle_start(&ready_idle, on_ready);
+}
+
 void kx_tasks_init(lua_State *L)
 {
 	static const luaL_Reg methods[] = {
@@ -704,6 +714,7 @@ void kx_tasks_init(lua_State *L)
 	lua_pop(L, 1);
 
 	uv_idle_init(kx_host.loop, &ready_idle);
+	kx_on_resume(tasks_resumed, NULL);
 	if (luaL_loadbuffer(L, coroutine_shim, sizeof coroutine_shim - 1,
 			    "=[kx coroutine]") != LUA_OK)
 		lua_error(L);
@@ -713,14 +724,10 @@ void kx_tasks_init(lua_State *L)
 	lua_call(L, 3, 0);
 }
 
-/* In a resumed child (resume.c): the ready queue's handle on the new loop;
- * the calling task becomes the main one, every other task is cancelled. */
+/* A resumed child, after the hooks: the calling task becomes the main one,
+ * every other task is cancelled. */
 void kx_tasks_after_resume(void)
 {
-	memset(&ready_idle, 0, sizeof ready_idle);
-	uv_idle_init(kx_host.loop, &ready_idle);
-	if (ready_head)
-		uv_idle_start(&ready_idle, on_ready);
 	if (current != kx_host.main) {
 		kx_host.main = current;
 		kx_host.main_is_tool = 0;

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kx.h"
+#include "hostside.h"
 
 #define HANDLE_T "kx.rfork.handle"
 
@@ -116,11 +116,6 @@ static int h_tostring(lua_State *L)
 	return 1;
 }
 
-static void *capture_host(size_t *len, char *err, size_t errlen)
-{
-	return kx_resume_capture(len, err, errlen);
-}
-
 static int l_prepare(lua_State *L)
 {
 	kx_checktask(L, "prepare");
@@ -137,7 +132,7 @@ static int l_prepare(lua_State *L)
 	if (!u->w)
 		return kx_fail(L, "out of memory");
 	luaL_setmetatable(L, HANDLE_T);
-	struct rf_prepare_opts o = {.listen = listen, .idle_s = idle, .capture = capture_host};
+	struct rf_prepare_opts o = {.listen = listen, .idle_s = idle, .capture = rf_host_capture};
 	char err[512];
 	struct rf_holder *h;
 	long r = rf_prepare(&o, &h, err, sizeof err);
@@ -155,7 +150,7 @@ static int l_prepare(lua_State *L)
 			return kx_fail(L, "rfork: resumed child: out of memory");
 		size_t len;
 		const void *blob = rf_resume_blob(h, &len);
-		if (kx_reset_after_resume(L, blob, len, err, sizeof err) < 0)
+		if (rf_host_reset(blob, len, err, sizeof err) < 0)
 			return kx_fail(L, "rfork: resumed child: %s", err);
 		return 1;
 	}
