@@ -1,7 +1,10 @@
 /*
  * stream.c - pipes to and from children as Lua objects: read("a"|"l"|"L"|n),
- * lines(), write(s), close().  Reading starts at once and buffers, so a
- * child never blocks on a full pipe while the script does something else.
+ * lines(), write(s), close().  Reading starts at once and buffers up to
+ * STREAM_BOUND bytes that nobody asked for yet; past that, the stream stops
+ * reading until the script reads, so the child blocks on a full pipe as it
+ * would on a real one (a script that forgets a pipe does not grow without
+ * limit).  A waiting read is always fed, however much it takes.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -11,6 +14,7 @@
 #include "host.h"
 
 #define STREAM_MT "kx.stream"
+#define STREAM_BOUND (1 << 20)
 
 enum read_mode { RM_ALL, RM_LINE, RM_LINE_NL, RM_COUNT };
 
@@ -18,6 +22,7 @@ struct kx_stream {
 	uv_pipe_t pipe;
 	int ref;          /* registry ref while the pipe is open */
 	int open, eof, closing;
+	int paused;       /* reading stopped at STREAM_BOUND */
 	int err;          /* a libuv error, or 0 */
 	char *buf;
 	size_t len, cap;
@@ -86,7 +91,30 @@ static int stream_take(struct kx_stream *s, lua_State *T, enum read_mode mode,
 	if (n)
 		memmove(s->buf, s->buf + n, s->len - n);
 	s->len -= n;
+	if (s->len == 0 && s->cap > 4 * STREAM_BOUND) {
+		free(s->buf);   /* a big read's room: not kept for nothing */
+		s->buf = NULL;
+		s->cap = 0;
+	}
 	return 1;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf);
+
+/* Reading goes on below the bound, or while someone waits for data. */
+static void stream_flow(struct kx_stream *s)
+{
+	if (s->eof || !s->open || s->closing || s->pipe.loop != kx_host.loop)
+		return;
+	int want = s->reader || s->len < STREAM_BOUND;
+	if (s->paused && want) {
+		s->paused = 0;
+		uv_read_start((uv_stream_t *)&s->pipe, on_alloc, on_read);
+	} else if (!s->paused && !want) {
+		s->paused = 1;
+		uv_read_stop((uv_stream_t *)&s->pipe);
+	}
 }
 
 static void stream_feed_reader(struct kx_stream *s)
@@ -133,6 +161,7 @@ static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
 		uv_read_stop(h);
 	}
 	stream_feed_reader(s);
+	stream_flow(s);
 }
 
 static void on_stream_closed(uv_handle_t *h)
@@ -159,7 +188,9 @@ void kx_stream_close(struct kx_stream *s)
 
 static void reader_cancel(void *ud)
 {
-	((struct kx_stream *)ud)->reader = NULL;
+	struct kx_stream *s = ud;
+	s->reader = NULL;
+	stream_flow(s);
 }
 
 /* stream:read([fmt]): "a" all (default), "l" line, "L" line with its
@@ -191,12 +222,15 @@ static int l_stream_read(lua_State *L)
 	if (s->pipe.loop != kx_host.loop)
 		return kx_fail(L, "%s", parent_stream);
 	int n = stream_take(s, L, mode, want);
-	if (n >= 0)
+	if (n >= 0) {
+		stream_flow(s);
 		return n;
+	}
 	kx_task *t = kx_checktask(L, "read");
 	s->reader = t;
 	s->mode = mode;
 	s->want = want;
+	stream_flow(s);
 	return kx_await(L, t, -1, reader_cancel, s);
 }
 
