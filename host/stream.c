@@ -354,8 +354,11 @@ void kx_open_stream(lua_State *L)
 		{"close", l_stream_close},
 		{NULL, NULL},
 	};
-	kx_newclass(L, STREAM_MT, methods, l_stream_gc);
-	lua_pushcfunction(L, l_stream_close);
-	lua_setfield(L, -2, "__close");
+	static const luaL_Reg meta[] = {
+		{"__gc", l_stream_gc},
+		{"__close", l_stream_close},
+		{NULL, NULL},
+	};
+	kx_defclass(L, &(struct kx_class){STREAM_MT, methods, NULL, meta});
 	lua_pop(L, 1);
 }

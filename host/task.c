@@ -706,11 +706,13 @@ void kx_tasks_init(lua_State *L)
 		{"status", l_task_status},
 		{NULL, NULL},
 	};
-	kx_newclass(L, TASK_MT, methods, l_task_gc);
-	lua_pushcfunction(L, l_task_close);
-	lua_setfield(L, -2, "__close");
-	lua_pushcfunction(L, l_task_tostring);
-	lua_setfield(L, -2, "__tostring");
+	static const luaL_Reg meta[] = {
+		{"__gc", l_task_gc},
+		{"__close", l_task_close},
+		{"__tostring", l_task_tostring},
+		{NULL, NULL},
+	};
+	kx_defclass(L, &(struct kx_class){TASK_MT, methods, NULL, meta});
 	lua_pop(L, 1);
 
 	uv_idle_init(kx_host.loop, &ready_idle);
