@@ -41,6 +41,11 @@ void kx_task_cancel_all(void);
 void kx_task_cancel(kx_task *t);
 int kx_main_status(void);
 lua_State *kx_running_thread(void); /* for the signal handler */
+
+/* nested.c: coroutine.resume/wrap for blocking calls in coroutines inside
+ * tasks (await_marker is what kx_await yields) */
+void kx_nested_init(lua_State *L, void *await_marker);
+lua_State *kx_nested_innermost(void);
 int kx_open_task(lua_State *L);   /* task methods into the kx table at -1 */
 
 /* stream.c: pipes of child processes */

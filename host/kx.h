@@ -56,7 +56,9 @@ int kx_await(lua_State *L, kx_task *t, double timeout_s, kx_cancel_fn cancel,
 lua_State *kx_task_state(kx_task *t);
 
 /* Makes t runnable with the n values on top of kx_task_state(t).  The task
- * runs from the loop (never inside the caller). */
+ * runs from the loop (never inside the caller).  Only a waiting task: a
+ * wake after the cancel function ran (or a second wake) is a bug, which
+ * `make asan` builds abort on; other builds drop the values. */
 void kx_wake(kx_task *t, int nvalues);
 
 /* Starts the function at stack index -(nargs+1) with nargs arguments as a new

@@ -1,4 +1,5 @@
 # kx.rfork: remote fork (MITOSIS) - C core, restorer, TCP transport, Lua binding.
+DEBS        += libibverbs-dev criu iproute2
 RFORK_CORE := bindings/rfork/ctx.c bindings/rfork/restorer.c bindings/rfork/tcp.c \
               bindings/rfork/identity.c bindings/rfork/holder.c bindings/rfork/prepare.c \
               bindings/rfork/resume.c bindings/rfork/pager.c

@@ -1,6 +1,6 @@
 # host/ is layered: no two of its files call each other, directly or round
-# a circle (read from the objects' symbols); the binary holds no test-only
-# module; no host file is over 800 lines.
+# a circle (read from the objects' symbols); what it exports is named kx_*;
+# the binary holds no test-only module; no host file is over 800 lines.
 . "$(dirname "$0")/lib.sh"
 : "${BUILD:=build}"
 cd "$ROOT" || fail "no ROOT"
@@ -43,9 +43,19 @@ for a in sorted(edges):
         if a in reach(b, {b}):
             print(f"{a} -> {b} ({', '.join(sorted(edges[a][b]))}) is on a circle")
             bad = 1
+# exported names: kx_*, besides Lua's luaopen_kx and main
+for arg in sys.argv[1:]:
+    src, obj = arg.split("=", 1)
+    for line in subprocess.run(["nm", "--defined-only", "-g", obj], capture_output=True,
+                               text=True, check=True).stdout.splitlines():
+        f = line.split()
+        if len(f) == 3 and f[1] in "TDBRC" and not f[2].startswith("kx_") \
+                and f[2] not in ("luaopen_kx", "main"):
+            print(f"{src} exports {f[2]}: host names start with kx_")
+            bad = 1
 sys.exit(bad)
 PY
-) || fail "host/ has file-level circles:
+) || fail "host/ is not layered:
 $out"
 
 "$KXRUN" -e 'assert(package.preload["kx._resume_test"] == nil, "kx._resume_test is in the binary")' ||
