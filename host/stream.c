@@ -42,6 +42,15 @@ static struct kx_stream *checkstream(lua_State *L, int i)
 	return luaL_checkudata(L, i, STREAM_MT);
 }
 
+/* As liolib: using a stream the script closed is a mistake, and raises. */
+static struct kx_stream *checkopen(lua_State *L, int i)
+{
+	struct kx_stream *s = checkstream(L, i);
+	if (!s->open || s->closing)
+		luaL_error(L, "attempt to use a closed stream");
+	return s;
+}
+
 /* Pushes what a pending read asked for, if it can be had now; returns the
  * number of values pushed onto T, or -1 when the read must go on waiting. */
 static int stream_take(struct kx_stream *s, lua_State *T, enum read_mode mode,
@@ -197,7 +206,7 @@ static void reader_cancel(void *ud)
  * newline, n bytes; nil at the end. */
 static int l_stream_read(lua_State *L)
 {
-	struct kx_stream *s = checkstream(L, 1);
+	struct kx_stream *s = checkopen(L, 1);
 	enum read_mode mode = RM_ALL;
 	size_t want = 0;
 
@@ -244,7 +253,7 @@ static int lines_iter(lua_State *L)
 
 static int l_stream_lines(lua_State *L)
 {
-	checkstream(L, 1);
+	checkopen(L, 1);
 	lua_settop(L, 1);
 	lua_pushcclosure(L, lines_iter, 1);
 	return 1;
@@ -278,14 +287,12 @@ static void writer_cancel(void *ud)
 /* stream:write(s) -> true | nil, err; waits until the data is handed over. */
 static int l_stream_write(lua_State *L)
 {
-	struct kx_stream *s = checkstream(L, 1);
+	struct kx_stream *s = checkopen(L, 1);
 	size_t len;
 	const char *data = luaL_checklstring(L, 2, &len);
 
 	if (s->pipe.loop != kx_host.loop)
 		return kx_fail(L, "%s", parent_stream);
-	if (!s->open || s->closing)
-		return kx_fail(L, "stream is closed");
 	if (s->writer || s->wref != LUA_NOREF)
 		return luaL_error(L, "stream already has a writer");
 	kx_task *t = kx_checktask(L, "write");

@@ -176,6 +176,20 @@ describe("Ctrl-C on a REPL line", function()
 	end)
 end)
 
+describe("a stream the script closed", function()
+	it("raises when used again, as a closed file does", function()
+		local p = assert(kx.spawn{ "cat", stdin = "pipe", stdout = "pipe" })
+		p.stdin:close()
+		assert.has_error(function() p.stdin:write("x") end, "attempt to use a closed stream")
+		assert.equal("", p.stdout:read("a"))
+		p.stdout:close()
+		assert.has_error(function() p.stdout:read("a") end, "attempt to use a closed stream")
+		assert.has_error(function() p.stdout:lines() end, "attempt to use a closed stream")
+		p.stdout:close()   -- twice is harmless
+		assert.same({ code = 0 }, p:wait())
+	end)
+end)
+
 describe("kx.spawn errors", function()
 	it("name the directory of a bad cwd and the program that cannot run", function()
 		local p, err = kx.spawn{ "true", cwd = "/nonexistent" }
