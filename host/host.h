@@ -39,6 +39,7 @@ int kx_task_finished(kx_task *t); /* done, failed or cancelled */
 int kx_task_failed(kx_task *t, const char **msg);
 void kx_task_cancel_all(void);
 void kx_task_cancel(kx_task *t);
+void kx_task_interrupted(kx_task *t); /* Ctrl-C in it: its cancel hooks run */
 int kx_main_status(void);
 lua_State *kx_running_thread(void); /* for the signal handler */
 

@@ -76,6 +76,9 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar)
 	int sig = kx_host.interrupted;
 	if (kx_host.repl && sig == SIGINT) {
 		kx_host.interrupted = 0;
+		/* the line is interrupted as if cancelled: what it spawned goes */
+		if (kx_current())
+			kx_task_interrupted(kx_current());
 		luaL_error(L, "interrupted");
 	}
 	kx_shutdown(128 + sig);

@@ -270,6 +270,13 @@ static void end_cancel_hooks(kx_task *t, int cancelled)
 	}
 }
 
+/* Ctrl-C interrupted the running task (an error it may catch): its cancel
+ * hooks run as if it had been cancelled. */
+void kx_task_interrupted(kx_task *t)
+{
+	end_cancel_hooks(t, 1);
+}
+
 /* ---- life and death ---------------------------------------------------- */
 
 static kx_task **checktask(lua_State *L, int i)

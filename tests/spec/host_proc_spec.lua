@@ -174,6 +174,22 @@ describe("Ctrl-C on a REPL line", function()
 		assert.same({ code = 0 }, r:wait(10))
 		assert.matches("still here", r.stdout:read("a"))
 	end)
+
+	it("also when the line is busy in Lua", function()
+		local f = tmpname()
+		local r = assert(kx.spawn{ kx.exe, "-i", stdin = "pipe", stdout = "pipe", stderr = "pipe" })
+		r.stdin:write('kx.spawn{"sh", "-c", "echo $$ > ' .. f .. '; exec sleep 556"} '
+			.. 'while true do end\n')
+		assert.is_true(eventually(10, function() return read_pid(f) ~= nil end))
+		local pid = read_pid(f)
+		os.remove(f)
+		r:kill("INT")
+		assert.is_true(eventually(5, function() return not alive(pid) end),
+			"the busy line's child outlived Ctrl-C")
+		r.stdin:close()
+		assert.same({ code = 0 }, r:wait(10))
+		assert.matches("interrupted", r.stderr:read("a"))
+	end)
 end)
 
 describe("a stream the script closed", function()
