@@ -274,9 +274,10 @@ function Exp:run(spec)
 			done = done + n
 		end
 	end
-	local resumed, t_start, measured = done, kx.now(), 0
-	if resumed > 0 then
-		kx.log.info("kx.lab: %s: %d of %d runs already in %s; continuing", self.name, resumed, total, self.dir)
+	local t_start, measured = kx.now(), 0
+	if done > 0 then
+		kx.log.info("kx.lab: %s: %d of %d runs already in %s; %s", self.name, done, total, self.dir,
+			done < total and "running the others" or "nothing left to run")
 	end
 	for i, pt in ipairs(points) do
 		local todo, left = {}, 0
@@ -332,7 +333,6 @@ function Exp:run(spec)
 			if spec.teardown then spec.teardown(pt) end
 		end
 	end
-	kx.progress(self.name .. "  done", total, total)
 	return self:finish()
 end
 
@@ -356,10 +356,10 @@ function Exp:finish(opts)
 	if not quiet and #self.summary.metrics > 0 then io.write(summary.text(self.summary)) end
 	if self.dir and self.params.report then
 		local path, err = lab.report(self.dir)
-		if path and not quiet then
-			io.write(("results: %s/  report: %s\n"):format(self.dir, path))
-		else
+		if not path then
 			kx.log.warn("kx.lab: no report: %s", err)
+		elseif not quiet then
+			io.write(("results: %s/  report: %s\n"):format(self.dir, path))
 		end
 	end
 	st:close()

@@ -174,7 +174,7 @@ local function metric_table(pg, sum, m)
 	local header, left = {}, {}
 	for _, a in ipairs(sum.axes) do header[#header + 1] = a left[#header] = true end
 	if #sum.systems > 0 then header[#header + 1] = "system" left[#header] = true end
-	for _, h in ipairs{ "n", "median", "95% CI of median", "mean", "stddev", "CoV", "min", "p5", "p95", "p99", "max" } do
+	for _, h in ipairs{ "runs", "median", "95% CI of median", "mean", "stddev", "CoV", "min", "p5", "p95", "p99", "max" } do
 		header[#header + 1] = h
 	end
 	if #sum.systems > 1 then header[#header + 1] = ("ratio to %s [95%% CI]"):format(sum.baseline) end

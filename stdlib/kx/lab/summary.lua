@@ -115,7 +115,7 @@ function M.text(sum)
 		local header = {}
 		for _, a in ipairs(sum.axes) do header[#header + 1] = a end
 		if #sum.systems > 0 then header[#header + 1] = "system" end
-		for _, h in ipairs{ "n", "median", "95% CI", "mean", "CoV", "min", "p95", "max" } do header[#header + 1] = h end
+		for _, h in ipairs{ "runs", "median", "95% CI", "mean", "CoV", "min", "p95", "max" } do header[#header + 1] = h end
 		local with_ratio = #sum.systems > 1
 		if with_ratio then header[#header + 1] = ("ratio to %s [95%% CI]"):format(sum.baseline) end
 		local rows = {}
