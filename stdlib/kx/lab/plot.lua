@@ -11,7 +11,8 @@
 --   plot.gantt{ title=, x = {...}, legend = { {name=, color=}, ... },
 --               rows = { {label=, bars = { {start=, stop=, wait=, label=, color=, failed=} }} } }
 --
--- A unit of "B" labels ticks as sizes (4K, 1M); x.log / y.log use a log scale.
+-- A unit of "B" labels ticks as sizes (4K, 1M); x.log / y.log use a log scale
+-- (ticks at powers of axis.base: 10, or 2 for sizes).
 -- Every chart has a title, labelled axes with units, and a legend when it
 -- has more than one series.
 local M = {}
@@ -75,7 +76,7 @@ local function scale(axis, lo, hi, p0, p1, count)
 	if lo == nil then lo, hi = 0, 1 end
 	local s = { ticks = {} }
 	if axis.log and lo > 0 then
-		local base = axis.unit == "B" and 2 or 10
+		local base = axis.base or (axis.unit == "B" and 2 or 10)
 		local e0 = math.floor(math.log(lo, base) + 1e-9)
 		local e1 = math.ceil(math.log(hi, base) - 1e-9)
 		if e1 == e0 then e1 = e0 + 1 end

@@ -112,10 +112,16 @@ local function group_name(g)
 	return s ~= "" and s or "all runs"
 end
 
+-- A log scale for positive values spanning 16x or more; base 2 when they
+-- are all powers of two.
 local function log_axis(values)
-	local lo, hi = math.huge, -math.huge
-	for _, v in ipairs(values) do lo, hi = math.min(lo, v), math.max(hi, v) end
-	return lo > 0 and hi / lo >= 16
+	local lo, hi, pow2 = math.huge, -math.huge, true
+	for _, v in ipairs(values) do
+		lo, hi = math.min(lo, v), math.max(hi, v)
+		local m = v > 0 and select(1, math.frexp(v))
+		pow2 = pow2 and m == 0.5
+	end
+	return lo > 0 and hi / lo >= 16, pow2 and 2 or nil
 end
 
 local function metric_plots(pg, sum, m, name, t0)
@@ -124,18 +130,21 @@ local function metric_plots(pg, sum, m, name, t0)
 	pg:open_plots()
 	local xa = numeric_axis(sum, m)
 	if xa then
-		local series, byname, xs = {}, {}, {}
+		local series, byname, xs, ys = {}, {}, {}, {}
 		for _, g in ipairs(m.groups) do
 			local sn = series_name(g, sum, xa)
 			local s = byname[sn]
 			if not s then s = { name = sn, points = {} } byname[sn] = s series[#series + 1] = s end
 			s.points[#s.points + 1] = { g.point[xa], g.summary.median, g.summary.ci_lo, g.summary.ci_hi }
 			xs[#xs + 1] = g.point[xa]
+			ys[#ys + 1] = g.summary.ci_lo or g.summary.median
+			ys[#ys + 1] = g.summary.ci_hi or g.summary.median
 		end
 		local d = sum.decls[xa] or {}
+		local xlog, xbase = log_axis(xs)
 		pg:plot(name .. "-line", "line", { title = ("%s against %s (median, 95%% CI)"):format(m.name, xa),
-			x = { label = xa, unit = d.type == "size" and "B" or d.type == "duration" and "s" or d.unit, log = log_axis(xs) },
-			y = yaxis, series = series })
+			x = { label = xa, unit = d.type == "size" and "B" or d.type == "duration" and "s" or d.unit, log = xlog, base = xbase },
+			y = { label = m.name, unit = m.unit, log = (log_axis(ys)) }, series = series })
 	else
 		local cats, catidx, series, byname = {}, {}, {}, {}
 		for _, g in ipairs(m.groups) do
