@@ -36,7 +36,7 @@ local CONTROL = {
 	{ "reps", type = "int", help = "measured runs of each point (and system)" },
 	{ "warmup", type = "int", help = "runs before a point's first measured one, not recorded" },
 	{ "budget", type = "duration", help = "time budget per point: no new run once it is spent" },
-	{ "out", type = "string", help = "results directory (results.jsonl, env.json, results.csv, report.html)" },
+	{ "out", type = "string", meta = "DIR", help = "results directory (results.jsonl, env.json, results.csv, report.html)" },
 	{ "report", type = "bool", help = "write report.html and plots/*.svg at the end" },
 }
 
@@ -55,6 +55,7 @@ end
 
 -- lab.experiment{ name=, about=, params={...}, metrics={name=unit}, reps=5,
 --   warmup=1, budget=, out=, baseline=, argv=, quiet= } -> experiment
+-- (quiet: no summary table at the end, for scripts that print their own)
 -- Parses the script's command line (or argv): --help prints the parameters
 -- and exits 0; a bad value prints one line naming it and exits 2 (with argv
 -- given, both raise an error instead).
@@ -79,7 +80,7 @@ function lab.experiment(def)
 	local defaults = { reps = def.reps or 5, warmup = def.warmup or 1, budget = def.budget,
 		out = out_default or nil, report = def.report ~= false }
 	for _, c in ipairs(CONTROL) do
-		local p = { c[1], type = c.type, help = c.help, default = defaults[c[1]] }
+		local p = { c[1], type = c.type, help = c.help, meta = c.meta, default = defaults[c[1]] }
 		list[#list + 1] = p
 	end
 	local decl = params.declare(list)
@@ -358,7 +359,9 @@ function Exp:finish(opts)
 		local path, err = lab.report(self.dir)
 		if not path then
 			kx.log.warn("kx.lab: no report: %s", err)
-		elseif not quiet then
+		elseif quiet then
+			kx.log.info("kx.lab: results in %s/, report %s", self.dir, path)
+		else
 			io.write(("results: %s/  report: %s\n"):format(self.dir, path))
 		end
 	end

@@ -87,7 +87,8 @@ local function declare_one(d, i)
 	end
 	local p = { name = d[1], type = d.type, default = d.default, help = d.help or "",
 		unit = d.unit, list = d.list and true or false, choices = d.choices,
-		positional = d.positional and true or false, required = d.required and true or false }
+		positional = d.positional and true or false, required = d.required and true or false,
+		meta = d.meta }
 	if p.type == nil then
 		p.type = type(p.default) == "number" and "number" or type(p.default) == "boolean" and "bool" or "string"
 	end
@@ -109,7 +110,8 @@ local function declare_one(d, i)
 	return p
 end
 
--- params.declare{ {name, type=, default=, unit=, help=, list=, choices=, positional=, required=}, ... }
+-- params.declare{ {name, type=, default=, unit=, help=, list=, choices=,
+--   positional=, required=, meta= (the value's name in --help)}, ... }
 function M.declare(list)
 	if type(list) ~= "table" then
 		error(("bad argument #1 to 'declare' (table expected, got %s)"):format(type(list)), 2)
@@ -267,7 +269,7 @@ function M.help(decl, usage, about)
 	for _, p in ipairs(decl) do
 		local s = p.section or "Parameters"
 		if not sections[s] then sections[s] = {} order[#order + 1] = s end
-		local meta = p.type == "choice" and table.concat(p.choices, "|") or METAVAR[p.type]
+		local meta = p.meta or p.type == "choice" and table.concat(p.choices, "|") or METAVAR[p.type]
 		if p.list then meta = meta .. ",..." end
 		local flag = "--" .. dashed(p.name) .. (meta ~= "" and " " .. meta or "")
 		local extra = {}

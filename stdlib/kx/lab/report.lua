@@ -21,7 +21,7 @@ table{border-collapse:collapse;margin:8px 0 14px;font-size:13px}
 th,td{border:1px solid #d6d6d6;padding:3px 8px;text-align:right;white-space:nowrap}
 th{background:#f1f3f5}td.l,th.l{text-align:left;white-space:normal}
 .plots{display:flex;flex-wrap:wrap;gap:10px}.plots svg{max-width:100%;height:auto;border:1px solid #eee}
-.note{color:#666;font-size:13px}.bad{color:#b00020;font-weight:bold}.ok{color:#1b7f3b;font-weight:bold}
+.wide{overflow-x:auto}.note{color:#666;font-size:13px}.bad{color:#b00020;font-weight:bold}.ok{color:#1b7f3b;font-weight:bold}
 ]]
 
 -- An HTML page being built, with its plots.
@@ -37,7 +37,7 @@ function Page:p(text, class) self:add(("<p%s>%s</p>"):format(class and (' class=
 -- A table: header list (names = false: no header row), rows of cells;
 -- cells are escaped, numbers formatted; left[i]: column i aligned left.
 function Page:table(header, rows, left)
-	local out = { "<table>" }
+	local out = { '<div class="wide"><table>' }
 	if header.names ~= false then
 		out[#out + 1] = "<tr>"
 		for i, h in ipairs(header) do
@@ -54,7 +54,7 @@ function Page:table(header, rows, left)
 		end
 		out[#out + 1] = "</tr>"
 	end
-	out[#out + 1] = "</table>"
+	out[#out + 1] = "</table></div>"
 	self:add(table.concat(out))
 end
 
@@ -253,12 +253,14 @@ function M.experiment(pg, dir)
 	if env.about then pg:p(env.about, "about") end
 	pg:p(("%d runs in %s; %d failed. Results: results.jsonl, results.csv; plots: plots/*.svg.")
 		:format(#rows, dir, #sum.failures), "note")
-	local t0
-	for _, r in ipairs(rows) do if r.t and (not t0 or r.t < t0) then t0 = r.t end end
 	for _, m in ipairs(sum.metrics) do
 		pg:h(2, m.name .. (m.unit and (" (" .. m.unit .. ")") or ""))
 		metric_table(pg, sum, m)
-		metric_plots(pg, sum, m, file_name(m.name .. (m.unit and ("_" .. m.unit) or "")), t0 or 0)
+		local t0 = math.huge
+		for _, g in ipairs(m.groups) do
+			for _, t in ipairs(g.times) do t0 = math.min(t0, t) end
+		end
+		metric_plots(pg, sum, m, file_name(m.name .. (m.unit and ("_" .. m.unit) or "")), t0)
 	end
 	if #sum.failures > 0 then
 		pg:h(2, "Failed runs")
