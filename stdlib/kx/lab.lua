@@ -411,8 +411,8 @@ function Exp:vtime(vexp, label)
 		end
 		return now
 	end
-	function rec:advance(n) return around(vexp.advance, n) end
-	function rec:run_until(vt) return around(vexp.run_until, vt) end
+	rec.advance = function(_, n) return around(vexp.advance, n) end
+	rec.run_until = function(_, vt) return around(vexp.run_until, vt) end
 	return rec
 end
 

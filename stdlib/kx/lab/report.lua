@@ -118,8 +118,8 @@ local function log_axis(values)
 	local lo, hi, pow2 = math.huge, -math.huge, true
 	for _, v in ipairs(values) do
 		lo, hi = math.min(lo, v), math.max(hi, v)
-		local m = v > 0 and select(1, math.frexp(v))
-		pow2 = pow2 and m == 0.5
+		local i = math.tointeger(v)
+		pow2 = pow2 and i ~= nil and i > 0 and i & (i - 1) == 0
 	end
 	return lo > 0 and hi / lo >= 16, pow2 and 2 or nil
 end
@@ -220,8 +220,6 @@ local function env_section(pg, env, rows, problems)
 	}
 	pg:table({ "", "", names = false }, kv, { true, true })
 	local values = {}
-	local d = {}
-	for _, p in ipairs(env.params or {}) do d[p.name] = p end
 	for _, p in ipairs(env.params or {}) do
 		values[#values + 1] = { p.name, params.format(p, (env.values or {})[p.name]), p.help or "" }
 	end
