@@ -35,12 +35,12 @@ static int l_progress(lua_State *L)
 	return 0;
 }
 
-/* kx.write_atomic(path, data) -> true | nil, message: the whole file
- * through a temporary name and rename(2), so it is complete or absent */
-static int l_write_atomic(lua_State *L)
+/* kx.write_file(path, data) -> true | nil, message: the file is replaced
+ * whole or not at all (kx_write_file_atomic). */
+static int l_write_file(lua_State *L)
 {
-	size_t len;
 	const char *path = luaL_checkstring(L, 1);
+	size_t len;
 	const char *data = luaL_checklstring(L, 2, &len);
 	char err[512];
 	if (kx_write_file_atomic(path, data, len, err, sizeof err) < 0)
@@ -62,7 +62,7 @@ int luaopen_kx(lua_State *L)
 		{"time", l_time},
 		{"progress", l_progress},
 		{"libdir", l_libdir},
-		{"write_atomic", l_write_atomic},
+		{"write_file", l_write_file},
 		{NULL, NULL},
 	};
 	luaL_newlib(L, fns);

@@ -2,7 +2,6 @@
 # a groff warning and names every built-in tool that `kxrun --help` lists.
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT" || fail "cd $ROOT"
-command -v groff >/dev/null || skip "groff missing (groff-base)"
 warn=$(groff -man -Tutf8 -ww -z docs/kxrun.1 2>&1)
 [ -z "$warn" ] || fail "groff warnings: $warn"
 page=$(groff -man -Tutf8 docs/kxrun.1 2>/dev/null | sed 's/.\x08//g')

@@ -3,7 +3,7 @@
 # PNG decoded with Python's zlib: enough pixels that are not the background,
 # in several colours).  Two controls show that both checks can fail.
 . "$(dirname "$0")/lib.sh"
-command -v chromium >/dev/null || skip "chromium is not installed (make deps installs it)"
+need chromium python3
 
 # shoot FILE PNG: renders FILE (an SVG file at its own size), prints the
 # console lines Chromium logged

@@ -3,6 +3,7 @@
 # again into the same directory ends with every run recorded exactly once,
 # and no run recorded before the kill is run again.
 . "$(dirname "$0")/lib.sh"
+need python3
 cat > "$T/sweep.lua" <<'EOF'
 local lab = require "kx.lab"
 local log = assert(io.open(os.getenv("CALLS"), "a"))

@@ -4,7 +4,7 @@
 # directory then requires it under kxrun (KXRUN_PATH, `luarocks path`, and
 # with nothing set for ~/.luarocks).
 . "$(dirname "$0")/lib.sh"
-command -v luarocks >/dev/null || skip "luarocks is not installed (make deps installs it)"
+need luarocks
 export HOME="$T/home"            # luarocks' cache and --local tree stay in $T
 mkdir -p "$HOME" "$T/src" "$T/elsewhere"
 LR="luarocks --lua-version 5.4"

@@ -13,6 +13,8 @@
 -- 1h; a bare number is seconds), bool, string, choice (one of `choices`).
 -- `list = true` takes `a,b,c` and gives a table.  `positional = true` also
 -- takes the next bare argument, in declaration order.
+local cli = require "kx.cli"
+
 local M = {}
 
 local SIZE = { [""] = 1, b = 1 }
@@ -169,65 +171,44 @@ end
 
 local function dashed(name) return (name:gsub("_", "-")) end
 
--- params.parse(decl, argv) -> values | nil, message (one line naming the
--- parameter) | "help".  argv is a list of strings (the script's arguments).
+-- params.parse(decl, argv) -> values, given | nil, message (one line naming
+-- the parameter) | "help".  argv is a list of strings (the script's
+-- arguments).  The syntax is kx.cli's, as every kxrun tool reads flags
+-- (--name value, --name=value, -- ends them, -h/--help anywhere); kx.lab
+-- adds --no-NAME for booleans and its typed values.
 function M.parse(decl, argv)
-	local values, given = {}, {}
-	for _, p in ipairs(decl) do values[p.name] = p.value end
-	local positional = {}
+	local flags, specs, positional = {}, {}, {}
 	for _, p in ipairs(decl) do
-		if p.positional then positional[#positional + 1] = p end
-	end
-	local function set(p, raw)
-		local v, err = M.convert(p, raw)
-		if v == nil then return nil, ("--%s: %s"):format(dashed(p.name), err) end
-		values[p.name], given[p.name] = v, true
-		return true
-	end
-	local i, npos, only_pos = 1, 0, false
-	while i <= #argv do
-		local a = argv[i]
-		if not only_pos and (a == "--help" or a == "-h") then return "help" end
-		if not only_pos and a == "--" then
-			only_pos = true
-		elseif not only_pos and a:match("^%-%-.") then
-			local name, raw = a:match("^%-%-([^=]+)=(.*)$")
-			name = (name or a:sub(3)):gsub("-", "_")
-			local p = decl.byname[name]
-			local negated = false
-			if not p and name:match("^no_") and not raw then
-				p = decl.byname[name:sub(4)]
-				negated = p and p.type == "bool"
-				if not negated then p = nil end
-			end
-			if not p then
-				return nil, ("unknown parameter --%s (see --help)"):format(dashed(name))
-			end
-			if negated then
-				raw = "false"
-			elseif raw == nil then
-				if p.type == "bool" and not (argv[i + 1] and parse.bool(argv[i + 1]) ~= nil) then
-					raw = "true"
-				else
-					raw = argv[i + 1]
-					if raw == nil then return nil, ("--%s needs a value"):format(dashed(p.name)) end
-					i = i + 1
-				end
-			end
-			local ok, err = set(p, raw)
-			if not ok then return nil, err end
-		else
-			npos = npos + 1
-			local p = positional[npos]
-			if not p then return nil, ("unexpected argument %q (parameters are given as --name=value; see --help)"):format(a) end
-			local ok, err = set(p, a)
-			if not ok then return nil, err end
+		flags[#flags + 1] = { dashed(p.name), type = p.type == "bool" and "boolean" or "string" }
+		if p.positional then
+			specs[#specs + 1] = "[" .. p.name:upper() .. "]"
+			positional[#positional + 1] = p
 		end
-		i = i + 1
 	end
+	local args = {}
+	for i, a in ipairs(argv) do
+		if a == "--" then table.move(argv, i, #argv, #args + 1, args) break end
+		local name = a:match("^%-%-no%-([^=]+)$")
+		local p = name and decl.byname[(name:gsub("-", "_"))]
+		args[#args + 1] = (p and p.type == "bool") and ("--" .. name .. "=false") or a
+	end
+	local opts, rest = cli.parse({ args = specs }, flags, args, 1)
+	if opts == "help" then return "help" end
+	if not opts then return nil, rest .. " (see --help)" end
+	local values, given = {}, {}
 	for _, p in ipairs(decl) do
-		if p.required and values[p.name] == nil then
+		local raw = opts[p.name]
+		if raw == nil and p.positional then
+			for i, q in ipairs(positional) do if q == p then raw = rest[i] end end
+		end
+		if raw ~= nil then
+			local v, err = M.convert(p, raw)
+			if v == nil then return nil, ("--%s: %s"):format(dashed(p.name), err) end
+			values[p.name], given[p.name] = v, true
+		elseif p.required then
 			return nil, ("--%s is required"):format(dashed(p.name))
+		else
+			values[p.name] = p.value
 		end
 	end
 	return values, given

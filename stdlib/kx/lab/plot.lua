@@ -420,7 +420,7 @@ function M.gantt(spec)
 end
 
 function M.save(path, svg)
-	return kx.write_atomic(path, svg)
+	return kx.write_file(path, svg)
 end
 
 return M

@@ -294,10 +294,10 @@ function M.write(dir, opts)
 	local ok, err = store.mkdir(dir .. "/plots")
 	if not ok then return nil, err end
 	for _, p in ipairs(pg.plots) do
-		ok, err = kx.write_atomic(("%s/plots/%s.svg"):format(dir, file_name(p.name)), p.svg)
+		ok, err = kx.write_file(("%s/plots/%s.svg"):format(dir, file_name(p.name)), p.svg)
 		if not ok then return nil, err end
 	end
-	ok, err = kx.write_atomic(out, pg:html())
+	ok, err = kx.write_file(out, pg:html())
 	if not ok then return nil, err end
 	return out
 end

@@ -89,7 +89,7 @@ function M.open(dir, name)
 	if torn then
 		-- keep every complete line; the cut one was never a measurement
 		local whole = text:match("^(.*\n)") or ""
-		local wok, werr = kx.write_atomic(path, whole)
+		local wok, werr = kx.write_file(path, whole)
 		if not wok then return nil, werr end
 		kx.log.warn("kx.lab: %s: dropped a line cut short by an interruption", path)
 	end
@@ -130,7 +130,7 @@ end
 function Store:write_env(env)
 	self.env = env
 	if not self.dir then return true end
-	return kx.write_atomic(self.dir .. "/env.json", json.encode(env, { indent = 2 }) .. "\n")
+	return kx.write_file(self.dir .. "/env.json", json.encode(env, { indent = 2 }) .. "\n")
 end
 
 -- ---- the machine ------------------------------------------------------------
@@ -293,7 +293,7 @@ function M.parse_csv(text)
 end
 
 function M.write_csv(dir, rows, order)
-	return kx.write_atomic(dir .. "/results.csv", M.csv(rows, order))
+	return kx.write_file(dir .. "/results.csv", M.csv(rows, order))
 end
 
 return M

@@ -1,21 +1,4 @@
 -- kxrun lab: a lab's library of experiment helpers, shared as a luarocks rock.
-local USAGE = [[
-usage: kxrun lab new NAME [DIR]
-
-Writes DIR (default ./NAME), a lab library ready to share as a rock:
-  NAME-0.1-1.rockspec        the rock: version, dependencies, its modules
-  lua/NAME/init.lua          require "NAME"
-  lua/NAME/timing.lua        require "NAME.timing" (an example helper)
-  experiments/example.lua    an experiment that uses it with kx.lab
-  README.md                  how to develop, pack, install and use it
-NAME: a Lua module name (letters, digits, _; starting with a letter).
-Then, in DIR:
-  KXRUN_PATH=$PWD/lua kxrun experiments/example.lua --reps 3
-  luarocks --lua-version 5.4 make --pack-binary-rock NAME-0.1-1.rockspec
-  luarocks --lua-version 5.4 --local install NAME-0.1-1.all.rock
-and any experiment, anywhere, can `require "NAME"` under kxrun.
-]]
-
 local ROCKSPEC = [[
 -- The rock of the lab library @NAME@ (luarocks: https://luarocks.org).
 -- Add a line to build.modules for each new file under lua/.
@@ -128,21 +111,17 @@ Then any experiment, in any directory, can `require "@NAME@"`.
 local function write(path, text)
 	local f = io.open(path, "r")
 	if f then f:close() return nil, path .. " exists (not overwritten)" end
-	return kx.write_atomic(path, text)
+	return kx.write_file(path, text)
 end
 
-local function new(name, dir)
-	if not name or not name:match("^%a[%w_]*$") then
-		io.stderr:write(("kxrun lab new: %q is not a Lua module name (letters, digits, _; a letter first)\n")
-			:format(tostring(name)))
-		return 2
+local function new(opts, args, tool)
+	local name = args[1]
+	if not name:match("^%a[%w_]*$") then
+		return tool:usage(("%q is not a Lua module name (letters, digits, _; a letter first)"):format(name))
 	end
-	dir = dir or name
+	local dir = args[2] or name
 	local code, _, err = kx.exec{ "mkdir", "-p", "--", dir .. "/lua/" .. name, dir .. "/experiments" }
-	if code ~= 0 then
-		io.stderr:write("kxrun lab new: ", (tostring(err):gsub("%s+$", "")), "\n")
-		return 1
-	end
+	if code ~= 0 then return nil, (tostring(err):gsub("%s+$", "")) end
 	local files = {
 		{ ("%s-0.1-1.rockspec"):format(name), ROCKSPEC },
 		{ ("lua/%s/init.lua"):format(name), INIT },
@@ -152,26 +131,33 @@ local function new(name, dir)
 	}
 	for _, f in ipairs(files) do
 		local ok, werr = write(dir .. "/" .. f[1], (f[2]:gsub("@NAME@", name)))
-		if not ok then
-			io.stderr:write("kxrun lab new: ", werr, "\n")
-			return 1
-		end
+		if not ok then return nil, werr end
 		print(dir .. "/" .. f[1])
 	end
 	return 0
 end
 
-return function(argv)
-	local cmd = argv[1]
-	if not cmd or cmd == "-h" or cmd == "--help" or cmd == "help" then
-		io.write(USAGE)
-		return cmd and 0 or 2
-	end
-	if cmd == "new" then
-		if argv[2] == "-h" or argv[2] == "--help" then io.write(USAGE) return 0 end
-		if #argv > 3 then io.stderr:write("kxrun lab new: too many arguments (NAME [DIR])\n") return 2 end
-		return new(argv[2], argv[3])
-	end
-	io.stderr:write(("kxrun lab: unknown command '%s' (see kxrun lab --help)\n"):format(cmd))
-	return 2
-end
+return require("kx.cli").tool{
+	name = "lab",
+	summary = "A lab's library of experiment helpers, shared as a luarocks rock.",
+	commands = {
+		{
+			name = "new",
+			args = { "NAME", "[DIR]" },
+			summary = "write DIR (default ./NAME), a lab library ready to share as a rock",
+			help = [[
+  NAME-0.1-1.rockspec        the rock: version, dependencies, its modules
+  lua/NAME/init.lua          require "NAME"
+  lua/NAME/timing.lua        require "NAME.timing" (an example helper)
+  experiments/example.lua    an experiment that uses it with kx.lab
+  README.md                  how to develop, pack, install and use it
+NAME: a Lua module name (letters, digits, _; a letter first).  Existing files
+are not overwritten.  Then, in DIR:
+  KXRUN_PATH=$PWD/lua kxrun experiments/example.lua --reps 3
+  luarocks --lua-version 5.4 make --pack-binary-rock NAME-0.1-1.rockspec
+  luarocks --lua-version 5.4 --local install NAME-0.1-1.all.rock
+and any experiment, anywhere, can `require "NAME"` under kxrun.]],
+			run = new,
+		},
+	},
+}
