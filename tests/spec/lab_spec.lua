@@ -7,7 +7,7 @@ local need = dofile((os.getenv("ROOT") or ".") .. "/tests/need.lua")
 local PY = "/usr/bin/python3"
 
 local function tmpdir()
-	local _, out = kx.exec{ "mktemp", "-d", "/tmp/kxrun-lab-spec.XXXXXX" }
+	local _, out = kx.exec{ "mktemp", "-d", (os.getenv("TMPDIR") or "/tmp") .. "/kxrun-lab-spec.XXXXXX" }
 	return (out:gsub("%s+$", ""))
 end
 

@@ -8,7 +8,7 @@ return require("kx.cli").tool{
 	flags = {
 		{ "output", "o", arg = "FILE", help = "write the page here instead of DIR/report.html" },
 	},
-	help = [[
+	epilog = [[
 It shows whatever DIR holds:
   results.jsonl, env.json   a kx.lab experiment: per metric a table (median,
                             bootstrap 95% CI, mean, stddev, CoV, min, p5,
