@@ -58,6 +58,9 @@ $(BUILD)/.deps: Makefile
 	@./host/deps.sh $(DEBS)
 	@mkdir -p $(BUILD) && touch $@
 
+# kxvt.ko and the VM test bed: make test-vm, make bench-vm.
+include kmod/kmod.mk
+
 # Libraries with a static archive are linked in: fewer objects for the
 # dynamic loader, half of kxrun's start-up against lua5.4's.
 STATIC_DIR  := /usr/lib/$(shell $(CC) -print-multiarch 2>/dev/null)
