@@ -38,6 +38,9 @@ STATIC_LIBS   := lua5.4 jansson
 # module's module.mk adds its own.
 DEBS := build-essential pkg-config liblua5.4-dev lua5.4 libuv1-dev libedit-dev \
         libjansson-dev libcmocka-dev lua-busted python3 util-linux procps
+# kx.lab (stdlib only, no binding): reports rendered in Chromium by its
+# tests, rocks installed through luarocks.
+DEBS += chromium luarocks
 
 MODULE_MKS := $(sort $(wildcard bindings/*/module.mk))
 include $(MODULE_MKS)
@@ -56,6 +59,9 @@ deps: $(BUILD)/.deps
 $(BUILD)/.deps: Makefile $(MODULE_MKS)
 	@./host/deps.sh $(sort $(DEBS))
 	@mkdir -p $(BUILD) && touch $@
+
+# kxvt.ko and the VM test bed: make test-vm, make bench-vm.
+include kmod/kmod.mk
 
 # Libraries with a static archive are linked in: fewer objects for the
 # dynamic loader, half of kxrun's start-up against lua5.4's.
@@ -128,8 +134,9 @@ asan:
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -DKX_CHECKS" test
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/kxrun
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/kxrun $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/kxrun
+	install -m 0644 docs/kxrun.1 $(DESTDIR)$(PREFIX)/share/man/man1/kxrun.1
 	for f in $(BUILD)/lib/*.so; do [ -e "$$f" ] || continue; \
 	    install -m 0644 "$$f" $(DESTDIR)$(PREFIX)/lib/kxrun/; done
 
