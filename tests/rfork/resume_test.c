@@ -15,7 +15,12 @@
  *   T.queue_work() -> true, worker_tid, loop_tid
  *       one uv_queue_work round trip (the threadpool path of bindings)
  *   T.getpid() -> pid
+ *   T.fds() -> { ["3"] = "pipe:", ["4"] = "anon_inode:", ... }
+ *       the calling process's descriptors above 2 and what they are (the
+ *       link target up to '['), read without starting a process (whose
+ *       pipes would be in the list)
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,6 +166,33 @@ static int l_getpid(lua_State *L)
 	return 1;
 }
 
+static int l_fds(lua_State *L)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	char path[64], target[256];
+	ssize_t n;
+
+	if (!d)
+		return luaL_error(L, "/proc/self/fd: %s", strerror(errno));
+	lua_newtable(L);
+	while ((e = readdir(d))) {
+		int fd = atoi(e->d_name);
+		if (fd <= 2 || fd == dirfd(d))
+			continue;
+		snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+		n = readlink(path, target, sizeof target - 1);
+		if (n < 0)
+			continue;
+		target[n] = 0;
+		target[strcspn(target, "[")] = 0;
+		lua_pushstring(L, target);
+		lua_setfield(L, -2, e->d_name);
+	}
+	closedir(d);
+	return 1;
+}
+
 int luaopen_kx__resume_test(lua_State *L)
 {
 	static const luaL_Reg fns[] = {
@@ -168,6 +200,7 @@ int luaopen_kx__resume_test(lua_State *L)
 		{"wait", l_wait},
 		{"queue_work", l_queue_work},
 		{"getpid", l_getpid},
+		{"fds", l_fds},
 		{NULL, NULL},
 	};
 	luaL_newlib(L, fns);
