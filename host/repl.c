@@ -152,7 +152,7 @@ static char *plain_line(size_t *len)
 			return NULL;
 		char *s = R.in + R.inpos;
 		size_t avail = R.inlen - R.inpos;
-		char *nl = memchr(s, '\n', avail);
+		char *nl = avail ? memchr(s, '\n', avail) : NULL;
 		if (nl || (R.eof && avail > 0)) {
 			size_t l = nl ? (size_t)(nl - s) : avail;
 			char *line = malloc(l + 1);
@@ -431,7 +431,8 @@ static void release_line(void)
 static void wait_line(void)
 {
 	while (R.line && !kx_task_finished(R.line) && !R.detached) {
-		if (!run_loop_once() && R.line && !kx_task_finished(R.line)) {
+		if (!run_loop_once() && !R.detached && R.line &&
+		    !kx_task_finished(R.line)) {
 			fflush(stdout);
 			fprintf(stderr, "the line waits for something that can "
 				"no longer happen: cancelled\n");
@@ -512,7 +513,8 @@ static void open_terminal(void)
 	el_set(R.el, EL_PROMPT, prompt_text);
 	el_set(R.el, EL_HIST, history, R.hist);
 	el_set(R.el, EL_GETCFN, tty_getc);
-	el_set(R.el, EL_ADDFN, "kx-complete", "complete a Lua name", complete);
+	/* the wide form keeps our strings (the narrow one copies and leaks) */
+	el_wset(R.el, EL_ADDFN, L"kx-complete", L"complete a Lua name", complete);
 	el_set(R.el, EL_BIND, "^I", "kx-complete", NULL);
 	el_source(R.el, NULL);   /* ~/.editrc */
 	kx_atexit(end_terminal, NULL);

@@ -154,4 +154,7 @@ kill -KILL "$(kxrun_pid kill)"
 wait_for kill '^EXIT=137$' "SIGKILL"
 grep -q 'via-kill' "$T/hist.kill" || fail "history after SIGKILL"
 ls "$T" | grep -q 'tmp' && fail "a temporary history file was left: $(ls "$T")"
+for s in paste keys exit term kill; do   # sanitizer builds (make asan) report here
+	screen $s | grep -E 'runtime error|Sanitizer' && fail "sanitizer report in the $s pane"
+done
 exit 0
