@@ -16,7 +16,6 @@
  * written after every line, so no way of leaving loses it.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <histedit.h>
 #include <locale.h>
 #include <stdio.h>
@@ -207,31 +206,35 @@ static int tty_getc(EditLine *el, wchar_t *wc)
 
 /* ---- history ------------------------------------------------------------ */
 
-/* Written after each line, so that whatever ends the session (Ctrl-D,
- * os.exit, a signal, a crash) finds it complete: libedit writes a temporary
- * file (mode 0600: a history may hold passwords), renamed over the old one
- * once on disk.  (kx_write_file_atomic wants the bytes, which libedit only
- * writes to a file of its own.) */
+/* Written whole after each line (kx_atomic_*), so that whatever ends the
+ * session (Ctrl-D, os.exit, a signal, a crash) finds it complete; mode 0600:
+ * a history may hold passwords. */
 static void save_history(void)
 {
 	HistEvent ev;
-	char tmp[sizeof R.history + 32];
+	struct kx_atomic a;
+	char err[512];
 	if (!R.hist || !R.history[0])
 		return;
-	snprintf(tmp, sizeof tmp, "%s.tmp.%d", R.history, (int)getpid());
-	int ok = history(R.hist, &ev, H_SAVE, tmp) >= 0;
-	int fd = ok ? open(tmp, O_RDONLY | O_CLOEXEC) : -1;
-	ok = fd >= 0 && fsync(fd) == 0;
-	if (fd >= 0)
-		close(fd);
-	if (ok && rename(tmp, R.history) == 0)
-		return;
-	int e = errno;
-	unlink(tmp);
+	if (kx_atomic_begin(&a, R.history, 0600, err, sizeof err) == 0) {
+		FILE *f = fdopen(a.fd, "w");
+		int ok = f && history(R.hist, &ev, H_SAVE_FP, f) >= 0 &&
+			 fflush(f) == 0 && fsync(a.fd) == 0;
+		if (f) {
+			fclose(f);
+			a.fd = -1;
+		}
+		if (ok && kx_atomic_commit(&a, err, sizeof err) == 0)
+			return;
+		if (!ok) {
+			snprintf(err, sizeof err, "%s: %s", R.history,
+				 strerror(errno ? errno : EIO));
+			kx_atomic_abort(&a);
+		}
+	}
 	static int warned;
 	if (!warned++)
-		fprintf(stderr, "kxrun: history not saved in %s: %s\n",
-			R.history, strerror(e));
+		fprintf(stderr, "kxrun: history not saved: %s\n", err);
 }
 
 static void add_history_line(const char *line)

@@ -4,8 +4,7 @@
 # and the history is on disk and the terminal restored whichever way the
 # session ends.
 . "$(dirname "$0")/lib.sh"
-command -v tmux >/dev/null 2>&1 ||
-	skip "tmux is not installed: the REPL was not tested on a terminal"
+need tty
 
 S=$T/tmux.sock
 trap 'tmux -S "$S" kill-server 2>/dev/null; rm -rf "$T"' EXIT
@@ -130,6 +129,7 @@ tm send-keys -t keys C-d
 wait_for keys '^EXIT=0$' "Ctrl-D leaves with status 0"
 wait_for keys '^MODES: icanon echo$' "terminal restored after Ctrl-D"
 grep -q 'via-ctrl-d' "$T/hist.keys" || fail "history after Ctrl-D"
+expect_eq "$(stat -c %a "$T/hist.keys")" 600 "the history file is private"
 
 start exit
 type_line exit 'print("via-exit")'
