@@ -37,7 +37,11 @@ int kx_task_failed(kx_task *t, const char **msg);
 void kx_task_cancel_all(void);
 void kx_task_cancel(kx_task *t);
 int kx_main_status(void);
-lua_State *kx_running_thread(void); /* for the signal handler */
+lua_State *kx_running_thread(void);
+
+/* coroutines.c: coroutine.resume/wrap that let tasks block inside them */
+void kx_coroutines_init(lua_State *L, void *await_marker);
+lua_State *kx_innermost_coroutine(void); /* for the signal handler */
 int kx_open_task(lua_State *L);   /* task methods into the kx table at -1 */
 
 /* stream.c: pipes of child processes */

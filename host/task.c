@@ -6,7 +6,7 @@
  * from an idle handle, so a task never runs inside another task's C call.
  *
  * Blocking calls may happen inside user coroutines nested in a task: the
- * coroutine.resume/wrap replacements installed here pass the host's await
+ * coroutine.resume/wrap replacements of coroutines.c pass the host's await
  * marker up to the task and hand the wake values back down.
  */
 #include <stdlib.h>
@@ -696,51 +696,6 @@ static int l_current(lua_State *L)
 	return 1;
 }
 
-/* The coroutines resumed inside the running task, innermost last, so that a
- * signal can interrupt a busy loop in a nested coroutine (a hook set on the
- * task's own thread would never run). */
-#define NESTED_MAX 200   /* Lua's own limit on nested C calls */
-static lua_State *nested[NESTED_MAX];
-static int nnested;
-
-static int l_enter(lua_State *L)
-{
-	if (nnested < NESTED_MAX)
-		nested[nnested] = lua_tothread(L, 1);
-	nnested++;
-	return 0;
-}
-
-static int l_leave(lua_State *L)
-{
-	if (nnested > 0)
-		nnested--;
-	return lua_gettop(L);
-}
-
-/* coroutine.resume/wrap that pass the host's await marker up to the task. */
-static const char coroutine_shim[] =
-	"local marker, enter, leave = ...\n"
-	"local create, resume0, yield, status = coroutine.create, "
-	"coroutine.resume, coroutine.yield, coroutine.status\n"
-	"local function resume(co, ...) enter(co) return leave(resume0(co, ...)) end\n"
-	"local function pass(co, ok, ...)\n"
-	"  if ok and select('#', ...) == 1 and ... == marker and "
-	"status(co) == 'suspended' then\n"
-	"    return pass(co, resume(co, yield(marker)))\n"
-	"  end\n"
-	"  return ok, ...\n"
-	"end\n"
-	"local function unwrap(ok, ...)\n"
-	"  if not ok then error((...), 0) end\n"
-	"  return ...\n"
-	"end\n"
-	"coroutine.resume = function(co, ...) return pass(co, resume(co, ...)) end\n"
-	"coroutine.wrap = function(f)\n"
-	"  local co = create(f)\n"
-	"  return function(...) return unwrap(pass(co, resume(co, ...))) end\n"
-	"end\n";
-
 int kx_open_task(lua_State *L)
 {
 	static const luaL_Reg fns[] = {
@@ -769,13 +724,7 @@ void kx_tasks_init(lua_State *L)
 	lua_pop(L, 1);
 
 	uv_idle_init(kx_host.loop, &ready_idle);
-	if (luaL_loadbuffer(L, coroutine_shim, sizeof coroutine_shim - 1,
-			    "=[kx coroutine]") != LUA_OK)
-		lua_error(L);
-	lua_pushlightuserdata(L, &await_marker);
-	lua_pushcfunction(L, l_enter);
-	lua_pushcfunction(L, l_leave);
-	lua_call(L, 3, 0);
+	kx_coroutines_init(L, &await_marker);
 }
 
 /* In a resumed child (resume.c): the ready queue's handle on the new loop;
@@ -820,9 +769,6 @@ int kx_main_status(void)
 /* For the signal handler: the thread to interrupt when Lua is busy. */
 lua_State *kx_running_thread(void)
 {
-	int n = nnested < NESTED_MAX ? nnested :
-		NESTED_MAX;
-	if (n > 0 && nested[n - 1])
-		return nested[n - 1];
-	return current ? current->co : NULL;
+	lua_State *co = kx_innermost_coroutine();
+	return co ? co : current ? current->co : NULL;
 }
