@@ -381,6 +381,18 @@ static int compile_pending(lua_State *L)
 	return luaL_loadbuffer(L, R.pending, R.len, "=stdin");
 }
 
+/* As lua.c does when the input ends inside a statement: its syntax error. */
+static void report_incomplete(void)
+{
+	lua_State *L = R.L;
+	if (compile_pending(L) != LUA_OK) {
+		fflush(stdout);
+		fprintf(stderr, "%s\n", lua_tostring(L, -1));
+	}
+	lua_pop(L, 1);
+	reset_pending();
+}
+
 static int push_runner(lua_State *L)
 {
 	lua_getglobal(L, "require");
@@ -581,8 +593,11 @@ int kx_repl(lua_State *L)
 				fputc('\n', stdout);
 			continue;
 		}
-		if (!line)
+		if (!line) {
+			if (R.len)   /* the input ended inside a statement */
+				report_incomplete();
 			break;
+		}
 		if (R.tty)
 			add_history_line(line);
 		append_pending(line, len);

@@ -320,6 +320,22 @@ describe("error values", function()
 	end)
 end)
 
+describe("the REPL without a terminal", function()
+	it("reports a statement cut by the end of its input, as lua does", function()
+		local code, out, err = kx.exec{ kx.exe, "-i", input = "print(1)\nfor i = 1, 2 do\nprint(i)\n" }
+		assert.are.equal(0, code)
+		assert.are.equal("1\n", out)
+		assert.matches("^stdin:2: 'end' expected %(to close 'for' at line 1%) near <eof>\n$", err)
+	end)
+
+	it("cancels a line that waits for what can no longer happen", function()
+		local code, out, err = kx.exec{ kx.exe, "-i", input = "kx.event():wait()\nprint('next')\n" }
+		assert.are.equal(0, code)
+		assert.are.equal("next\n", out)
+		assert.matches("can no longer happen", err)
+	end)
+end)
+
 describe("the REPL's helpers", function()
 	it("complete globals, fields and methods", function()
 		local complete = require("kx._repl").complete
