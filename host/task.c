@@ -6,9 +6,10 @@
  * from an idle handle, so a task never runs inside another task's C call.
  *
  * Blocking calls may happen inside user coroutines nested in a task: the
- * coroutine.resume/wrap replacements of coroutines.c pass the host's await
+ * coroutine.resume/wrap replacements of nested.c pass the host's await
  * marker up to the task and hand the wake values back down.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -223,6 +224,12 @@ int kx_await(lua_State *L, kx_task *t, double timeout_s, kx_cancel_fn cancel,
 void kx_wake(kx_task *t, int nvalues)
 {
 	if (t->state != T_WAITING) {
+#ifdef KX_CHECKS
+		/* a binding woke it twice, or after its cancel function ran */
+		fprintf(stderr, "kxrun: kx_wake on a task that is %s, not waiting\n",
+			state_names[t->state]);
+		abort();
+#endif
 		lua_pop(t->co, nvalues);
 		return;
 	}
@@ -265,6 +272,13 @@ static void end_cancel_hooks(kx_task *t, int cancelled)
 		h->fn(h->ud, cancelled);
 		free(h);
 	}
+}
+
+/* Ctrl-C interrupted the running task (an error it may catch): its cancel
+ * hooks run as if it had been cancelled. */
+void kx_task_interrupted(kx_task *t)
+{
+	end_cancel_hooks(t, 1);
 }
 
 /* ---- life and death ---------------------------------------------------- */
@@ -708,6 +722,16 @@ int kx_open_task(lua_State *L)
 	return 0;
 }
 
+/* A resumed child: the ready queue's handle on the new loop. */
+static void tasks_resumed(void *ud)
+{
+	(void)ud;
+	memset(&ready_idle, 0, sizeof ready_idle);
+	uv_idle_init(kx_host.loop, &ready_idle);
+	if (ready_head)
+		uv_idle_start(&ready_idle, on_ready);
+}
+
 void kx_tasks_init(lua_State *L)
 {
 	static const luaL_Reg methods[] = {
@@ -716,25 +740,24 @@ void kx_tasks_init(lua_State *L)
 		{"status", l_task_status},
 		{NULL, NULL},
 	};
-	kx_newclass(L, TASK_MT, methods, l_task_gc);
-	lua_pushcfunction(L, l_task_close);
-	lua_setfield(L, -2, "__close");
-	lua_pushcfunction(L, l_task_tostring);
-	lua_setfield(L, -2, "__tostring");
+	static const luaL_Reg meta[] = {
+		{"__gc", l_task_gc},
+		{"__close", l_task_close},
+		{"__tostring", l_task_tostring},
+		{NULL, NULL},
+	};
+	kx_defclass(L, &(struct kx_class){TASK_MT, methods, NULL, meta});
 	lua_pop(L, 1);
 
 	uv_idle_init(kx_host.loop, &ready_idle);
-	kx_coroutines_init(L, &await_marker);
+	kx_on_resume(tasks_resumed, NULL);
+	kx_nested_init(L, &await_marker);
 }
 
-/* In a resumed child (resume.c): the ready queue's handle on the new loop;
- * the calling task becomes the main one, every other task is cancelled. */
+/* A resumed child, after the hooks: the calling task becomes the main one,
+ * every other task is cancelled. */
 void kx_tasks_after_resume(void)
 {
-	memset(&ready_idle, 0, sizeof ready_idle);
-	uv_idle_init(kx_host.loop, &ready_idle);
-	if (ready_head)
-		uv_idle_start(&ready_idle, on_ready);
 	if (current != kx_host.main) {
 		kx_host.main = current;
 		kx_host.main_is_tool = 0;
@@ -769,6 +792,8 @@ int kx_main_status(void)
 /* For the signal handler: the thread to interrupt when Lua is busy. */
 lua_State *kx_running_thread(void)
 {
-	lua_State *co = kx_innermost_coroutine();
-	return co ? co : current ? current->co : NULL;
+	lua_State *co = kx_nested_innermost();
+	if (co)
+		return co;
+	return current ? current->co : NULL;
 }

@@ -1,11 +1,8 @@
 /*
- * coroutines.c - coroutine.resume and coroutine.wrap for code inside tasks.
- *
- * A blocking call yields the host's await marker (task.c); inside a user
- * coroutine nested in a task, these replacements pass the marker up to the
- * task and hand the wake values back down, so blocking works at any depth.
- * They also keep the stack of coroutines being resumed, for the signal
- * handler.
+ * nested.c - user coroutines inside tasks: coroutine.resume/wrap that pass
+ * the host's await marker up to the task (so a blocking call works inside
+ * them) and hand the wake values back down, and the innermost coroutine
+ * running now, for the signal handler.
  */
 #include "host.h"
 
@@ -31,7 +28,6 @@ static int l_leave(lua_State *L)
 	return lua_gettop(L);
 }
 
-/* coroutine.resume/wrap that pass the host's await marker up to the task. */
 static const char coroutine_shim[] =
 	"local marker, enter, leave = ...\n"
 	"local create, resume0, yield, status = coroutine.create, "
@@ -54,20 +50,19 @@ static const char coroutine_shim[] =
 	"  return function(...) return unwrap(pass(co, resume(co, ...))) end\n"
 	"end\n";
 
-/* Installs the replacements; marker is what a blocking call yields. */
-void kx_coroutines_init(lua_State *L, void *marker)
+void kx_nested_init(lua_State *L, void *await_marker)
 {
 	if (luaL_loadbuffer(L, coroutine_shim, sizeof coroutine_shim - 1,
 			    "=[kx coroutine]") != LUA_OK)
 		lua_error(L);
-	lua_pushlightuserdata(L, marker);
+	lua_pushlightuserdata(L, await_marker);
 	lua_pushcfunction(L, l_enter);
 	lua_pushcfunction(L, l_leave);
 	lua_call(L, 3, 0);
 }
 
-/* The innermost coroutine being resumed inside the running task, or NULL. */
-lua_State *kx_innermost_coroutine(void)
+/* Async-signal-safe: reads two plain variables. */
+lua_State *kx_nested_innermost(void)
 {
 	int n = nnested < NESTED_MAX ? nnested : NESTED_MAX;
 	return n > 0 ? nested[n - 1] : NULL;
