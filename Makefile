@@ -37,7 +37,7 @@ STATIC_LIBS   := lua5.4 jansson
 # Debian packages the host, its build and the test harness need; each
 # module's module.mk adds its own.
 DEBS := build-essential pkg-config liblua5.4-dev lua5.4 libuv1-dev libedit-dev \
-        libjansson-dev libcmocka-dev lua-busted python3 util-linux procps
+        libjansson-dev libcmocka-dev lua-busted python3 util-linux procps tmux
 # kx.lab (stdlib only, no binding): reports rendered in Chromium by its
 # tests, rocks installed through luarocks.
 DEBS += chromium luarocks

@@ -1,5 +1,5 @@
 /*
- * lrfork.c - Lua binding kx.rfork (SPEC section 7), a thin layer over rfork.h.
+ * lrfork.c - Lua binding kx.rfork (docs/MANUAL.md §5), a thin layer over rfork.h.
  *
  *   rfork.prepare{listen="HOST:PORT", idle=seconds} -> handle | nil, message
  *       (from a task).  Parent: h.child == false, h.id, h.key, h.address,
