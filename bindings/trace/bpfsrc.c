@@ -8,7 +8,7 @@
 
 #ifdef KX_TRACE_NO_BPF
 
-struct bpfsrc *bpfsrc_open(struct tracer *t, char *err, size_t errlen)
+struct trace_ebpf *trace_ebpf_open(struct tracer *t, char *err, size_t errlen)
 {
 	(void)t;
 	snprintf(err, errlen, "kxrun was built without BTF, so without its "
@@ -16,12 +16,12 @@ struct bpfsrc *bpfsrc_open(struct tracer *t, char *err, size_t errlen)
 	return NULL;
 }
 
-void bpfsrc_drain(struct bpfsrc *b)
+void trace_ebpf_drain(struct trace_ebpf *b)
 {
 	(void)b;
 }
 
-void bpfsrc_close(struct bpfsrc *b)
+void trace_ebpf_close(struct trace_ebpf *b)
 {
 	(void)b;
 }
@@ -34,7 +34,7 @@ void bpfsrc_close(struct bpfsrc *b)
 #include "trace.skel.h"
 #include "trace_event.h"
 
-struct bpfsrc {
+struct trace_ebpf {
 	uv_poll_t poll;   /* first: freed from its close callback */
 	struct trace_bpf *skel;
 	struct ring_buffer *rb;
@@ -43,25 +43,25 @@ struct bpfsrc {
 
 static int on_event(void *ctx, void *data, size_t len)
 {
-	struct bpfsrc *b = ctx;
+	struct trace_ebpf *b = ctx;
 	const struct kx_trace_event *e = data;
 	if (len < sizeof *e)
 		return 0;
-	double ts_ms = procfs_boot_ms() + (double)e->ts_ns / 1e6;
+	double ts_ms = trace_proc_boot_ms() + (double)e->ts_ns / 1e6;
 	char comm[sizeof e->comm + 1];
 	memcpy(comm, e->comm, sizeof e->comm);
 	comm[sizeof e->comm] = 0;
 	switch (e->type) {
 	case TRACE_FORK:
-		tracer_child(b->t, (pid_t)e->pid, (pid_t)e->ppid, ts_ms, comm,
+		trace_child(b->t, (pid_t)e->pid, (pid_t)e->ppid, ts_ms, comm,
 			     e->slot);
 		break;
 	case TRACE_EXEC:
-		tracer_exec(b->t, (pid_t)e->pid, comm);
+		trace_exec(b->t, (pid_t)e->pid, comm);
 		break;
 	case TRACE_EXIT:
 		/* the process's own time: its children have rows of their own */
-		tracer_exit(b->t, (pid_t)e->pid, ts_ms, (double)e->cpu_ns / 1e6);
+		trace_exit(b->t, (pid_t)e->pid, ts_ms, (double)e->cpu_ns / 1e6);
 		break;
 	}
 	return 0;
@@ -79,12 +79,12 @@ static void on_ready(uv_poll_t *h, int status, int events)
 {
 	(void)status;
 	(void)events;
-	bpfsrc_drain((struct bpfsrc *)h);
+	trace_ebpf_drain((struct trace_ebpf *)h);
 }
 
-struct bpfsrc *bpfsrc_open(struct tracer *t, char *err, size_t errlen)
+struct trace_ebpf *trace_ebpf_open(struct tracer *t, char *err, size_t errlen)
 {
-	struct bpfsrc *b = calloc(1, sizeof *b);
+	struct trace_ebpf *b = calloc(1, sizeof *b);
 	int r;
 	if (!b) {
 		snprintf(err, errlen, "out of memory");
@@ -132,7 +132,7 @@ fail:
 	return NULL;
 }
 
-void bpfsrc_drain(struct bpfsrc *b)
+void trace_ebpf_drain(struct trace_ebpf *b)
 {
 	if (b && b->rb)
 		ring_buffer__consume(b->rb);
@@ -143,11 +143,11 @@ static void closed(uv_handle_t *h)
 	free(h);
 }
 
-void bpfsrc_close(struct bpfsrc *b)
+void trace_ebpf_close(struct trace_ebpf *b)
 {
 	if (!b)
 		return;
-	bpfsrc_drain(b);
+	trace_ebpf_drain(b);
 	b->t->map_fd = -1;
 	b->t->switches = NULL;
 	b->t->lost_events = NULL;

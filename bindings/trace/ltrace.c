@@ -25,7 +25,7 @@ struct tracer_ud {
 	struct tracer t;
 	int ref;        /* held while the loop uses the memory */
 	int closed;
-	struct bpfsrc *bpf;
+	struct trace_ebpf *bpf;
 	const char *source;   /* "ebpf" or "proc" */
 	unsigned long long lost_events;   /* kept from the eBPF source at stop */
 	char note[256];       /* why not eBPF, when asked for auto */
@@ -33,7 +33,7 @@ struct tracer_ud {
 
 static void drain_bpf(void *ud)
 {
-	bpfsrc_drain(ud);
+	trace_ebpf_drain(ud);
 }
 
 static struct tracer_ud *check(lua_State *L)
@@ -74,25 +74,25 @@ static int l_tracer(lua_State *L)
 	memset(u, 0, sizeof *u);
 	u->ref = LUA_NOREF;
 	char err[512];
-	if (tracer_start(&u->t, samples, procs, interval, match, err,
+	if (trace_start(&u->t, samples, procs, interval, match, err,
 			 sizeof err) < 0) {
 		u->closed = 1;
 		luaL_setmetatable(L, TRACER_MT);
 		return kx_fail(L, "%s", err);
 	}
 	luaL_setmetatable(L, TRACER_MT);
-	tracer_set_sentinels(&u->t, sentinels);
+	trace_set_sentinels(&u->t, sentinels);
 	lua_pushvalue(L, -1);
 	u->ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	u->source = "proc";
 	if (strcmp(source, "proc") != 0) {
-		u->bpf = bpfsrc_open(&u->t, u->note, sizeof u->note);
+		u->bpf = trace_ebpf_open(&u->t, u->note, sizeof u->note);
 		if (u->bpf) {
 			u->source = "ebpf";
 			u->t.drain = drain_bpf;
 			u->t.drain_ud = u->bpf;
 		} else if (strcmp(source, "ebpf") == 0) {
-			tracer_stop(&u->t, on_closed);
+			trace_stop(&u->t, on_closed);
 			u->closed = 1;
 			return kx_fail(L, "%s", u->note);
 		}
@@ -119,7 +119,7 @@ static int l_watch(lua_State *L)
 	luaL_argcheck(L, pid > 0, 2, "pid must be positive");
 	if (!u->t.running)
 		return kx_fail(L, "the run is stopped");
-	if (tracer_watch(&u->t, (pid_t)pid) < 0)
+	if (trace_watch(&u->t, (pid_t)pid) < 0)
 		return kx_fail(L, "no process %d", (int)pid);
 	lua_pushboolean(L, 1);
 	return 1;
@@ -129,10 +129,10 @@ static int l_stop(lua_State *L)
 {
 	struct tracer_ud *u = check(L);
 	if (u->t.running) {
-		tracer_stop(&u->t, on_closed);
+		trace_stop(&u->t, on_closed);
 		if (u->t.lost_events)
 			u->lost_events = *u->t.lost_events;
-		bpfsrc_close(u->bpf);
+		trace_ebpf_close(u->bpf);
 		u->bpf = NULL;
 		u->closed = 1;
 	}
@@ -142,7 +142,7 @@ static int l_stop(lua_State *L)
 static int l_live(lua_State *L)
 {
 	struct tracer_ud *u = check(L);
-	lua_pushinteger(L, (lua_Integer)tracer_live(&u->t));
+	lua_pushinteger(L, (lua_Integer)trace_live(&u->t));
 	lua_pushinteger(L, (lua_Integer)u->t.rows);
 	unsigned long long lost = u->t.lost_events ? *u->t.lost_events :
 				  u->lost_events;
@@ -225,26 +225,26 @@ static void on_pidfd(uv_poll_t *h, int status, int events)
 	if (waitid(P_PID, (id_t)l->pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0 ||
 	    si.si_pid == 0)
 		return;
-	double end_ms = procfs_now_ms();
+	double end_ms = trace_proc_now_ms();
 	if (t->running && t->drain) {
 		/* its exit event follows its last switch, which may come a few
 		 * microseconds after its parent is told: wait for it briefly */
 		for (int i = 0; i < 50; i++) {
 			t->drain(t->drain_ud);
-			if (!tracer_following(t, l->pid))
+			if (!trace_following(t, l->pid))
 				break;
 			usleep(100);
 		}
 	}
-	struct proc_stat st;
-	if (t->running && procfs_read_stat(l->pid, &st) == 0)
-		tracer_finish(t, l->pid, &st);   /* no-op once ended by eBPF */
+	struct trace_proc_stat st;
+	if (t->running && trace_proc_read_stat(l->pid, &st) == 0)
+		trace_finish(t, l->pid, &st);   /* no-op once ended by eBPF */
 	int ws = 0;
 	struct rusage ru;
 	memset(&ru, 0, sizeof ru);
 	while (wait4(l->pid, &ws, 0, &ru) < 0 && errno == EINTR)
 		;
-	tracer_sentinel(t, l->pid, 0, 0);
+	trace_sentinel(t, l->pid, 0, 0);
 	kx_untrack_pgid(l->pid);
 	uv_poll_stop(h);
 	if (l->task) {
@@ -356,7 +356,7 @@ static int l_launch(lua_State *L)
 	fds[2] = open_stdio(L, 2, "stderr", 2);
 
 	int errpipe[2], gopipe[2];
-	double before_ms = procfs_now_ms();
+	double before_ms = trace_proc_now_ms();
 	if (pipe2(errpipe, O_CLOEXEC) < 0)
 		return kx_fail(L, "pipe: %s", strerror(errno));
 	if (pipe2(gopipe, O_CLOEXEC) < 0) {
@@ -404,11 +404,11 @@ failed:;
 			close(fds[i]);
 	close(errpipe[1]);
 	close(gopipe[0]);
-	if (tracer_watch(&u->t, pid) == 0)
+	if (trace_watch(&u->t, pid) == 0)
 		for (size_t i = u->t.nprocs; i > 0; i--)
 			if (u->t.procs[i - 1].pid == pid) {
 				u->t.procs[i - 1].launched = 1;
-				tracer_sentinel(&u->t, pid,
+				trace_sentinel(&u->t, pid,
 						u->t.procs[i - 1].start_ms, 1);
 				break;
 			}
@@ -423,18 +423,18 @@ failed:;
 	close(errpipe[0]);
 	if (got == sizeof child_errno) {
 		waitpid(pid, NULL, 0);
-		tracer_sentinel(&u->t, pid, 0, 0);
+		trace_sentinel(&u->t, pid, 0, 0);
 		return kx_fail(L, "exec %s: %s", argv[0], strerror(child_errno));
 	}
 
 	struct launch *l = calloc(1, sizeof *l);
-	struct proc_stat st;
+	struct trace_proc_stat st;
 	l->u = u;
 	l->pid = pid;
 	/* the kernel's start time has clock-tick precision (10 ms): keep it
 	 * within what we saw around fork() */
-	double after_ms = procfs_now_ms();
-	l->start_ms = procfs_read_stat(pid, &st) == 0 ? st.start_ms : after_ms;
+	double after_ms = trace_proc_now_ms();
+	l->start_ms = trace_proc_read_stat(pid, &st) == 0 ? st.start_ms : after_ms;
 	if (l->start_ms < before_ms)
 		l->start_ms = before_ms;
 	if (l->start_ms > after_ms)
@@ -444,7 +444,7 @@ failed:;
 	if (l->pidfd < 0 || uv_poll_init(kx_loop(), &l->poll, l->pidfd) < 0) {
 		kill(-pid, SIGKILL);
 		waitpid(pid, NULL, 0);
-		tracer_sentinel(&u->t, pid, 0, 0);
+		trace_sentinel(&u->t, pid, 0, 0);
 		free(l);
 		return kx_fail(L, "pidfd_open: %s", strerror(errno));
 	}
@@ -458,9 +458,9 @@ failed:;
 /* core.stat(pid) -> {pid, ppid, comm, state, start_ms, cpu_ms} | nil, err */
 static int l_stat(lua_State *L)
 {
-	struct proc_stat st;
+	struct trace_proc_stat st;
 	lua_Integer pid = luaL_checkinteger(L, 1);
-	if (pid <= 0 || procfs_read_stat((pid_t)pid, &st) < 0)
+	if (pid <= 0 || trace_proc_read_stat((pid_t)pid, &st) < 0)
 		return kx_fail(L, "no process %d", (int)pid);
 	lua_createtable(L, 0, 6);
 	lua_pushinteger(L, st.pid);
@@ -491,7 +491,7 @@ static int l_free_bytes(lua_State *L)
 
 static int l_now_ms(lua_State *L)
 {
-	lua_pushnumber(L, procfs_now_ms());
+	lua_pushnumber(L, trace_proc_now_ms());
 	return 1;
 }
 

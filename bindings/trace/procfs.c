@@ -17,12 +17,12 @@ static double ts_ms(clockid_t id)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-double procfs_now_ms(void)
+double trace_proc_now_ms(void)
 {
 	return ts_ms(CLOCK_REALTIME);
 }
 
-double procfs_boot_ms(void)
+double trace_proc_boot_ms(void)
 {
 	static double boot;
 	if (boot == 0) {
@@ -46,7 +46,7 @@ static long clk_tck(void)
 	return tck > 0 ? tck : 100;
 }
 
-int procfs_parse_stat(const char *text, struct proc_stat *st)
+int trace_proc_parse_stat(const char *text, struct trace_proc_stat *st)
 {
 	const char *open = strchr(text, '(');
 	const char *close = strrchr(text, ')');
@@ -81,7 +81,7 @@ int procfs_parse_stat(const char *text, struct proc_stat *st)
 	st->threads = threads;
 	st->cpu_ms = (double)(utime + stime) * tick_ms;
 	st->children_cpu_ms = (double)(cutime + cstime) * tick_ms;
-	st->start_ms = procfs_boot_ms() + (double)starttime * tick_ms;
+	st->start_ms = trace_proc_boot_ms() + (double)starttime * tick_ms;
 	return 0;
 }
 
@@ -99,7 +99,7 @@ static ssize_t read_small(const char *path, char *buf, size_t len)
 	return n;
 }
 
-int procfs_read_stat(pid_t pid, struct proc_stat *st)
+int trace_proc_read_stat(pid_t pid, struct trace_proc_stat *st)
 {
 	char path[64], buf[1024];
 	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
@@ -108,10 +108,10 @@ int procfs_read_stat(pid_t pid, struct proc_stat *st)
 		return (int)n;
 	if (n == 0)
 		return -ENOENT;
-	return procfs_parse_stat(buf, st);
+	return trace_proc_parse_stat(buf, st);
 }
 
-int procfs_open_stat(pid_t pid)
+int trace_proc_open_stat(pid_t pid)
 {
 	char path[64];
 	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
@@ -119,7 +119,7 @@ int procfs_open_stat(pid_t pid)
 	return fd < 0 ? -errno : fd;
 }
 
-int procfs_pread_stat(int fd, struct proc_stat *st)
+int trace_proc_pread_stat(int fd, struct trace_proc_stat *st)
 {
 	char buf[1024];
 	ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
@@ -128,10 +128,10 @@ int procfs_pread_stat(int fd, struct proc_stat *st)
 	if (n == 0)
 		return -ENOENT;
 	buf[n] = 0;
-	return procfs_parse_stat(buf, st);
+	return trace_proc_parse_stat(buf, st);
 }
 
-long procfs_rss_kb(pid_t pid)
+long trace_proc_rss_kb(pid_t pid)
 {
 	char path[64], buf[256];
 	long size, resident;
@@ -170,7 +170,7 @@ static int children_file(const char *path, pid_t *out, int n, int max)
 	return n;
 }
 
-int procfs_children(pid_t pid, int threads, pid_t *out, int max)
+int trace_proc_children(pid_t pid, int threads, pid_t *out, int max)
 {
 	char path[128];
 	int n = 0;

@@ -14,7 +14,7 @@
 
 #define MAX_CHILDREN 16384
 
-size_t tracer_json_string(char *out, size_t len, const char *s)
+size_t trace_json_string(char *out, size_t len, const char *s)
 {
 	size_t n = 0;
 	if (len < 3)
@@ -68,7 +68,7 @@ static struct tracked *find(struct tracer *t, pid_t pid)
 
 /* slot: the switch counter the eBPF program gave it (a fork it saw), or -1
  * to hand one out here (a root). */
-static struct tracked *add(struct tracer *t, const struct proc_stat *st,
+static struct tracked *add(struct tracer *t, const struct trace_proc_stat *st,
 			   long slot)
 {
 	if (t->nprocs == t->cap) {
@@ -86,7 +86,7 @@ static struct tracked *add(struct tracer *t, const struct proc_stat *st,
 	p->start_ms = st->start_ms;
 	p->last_ms = st->start_ms;
 	p->alive = 1;
-	p->stat_fd = procfs_open_stat(st->pid);
+	p->stat_fd = trace_proc_open_stat(st->pid);
 	snprintf(p->comm, sizeof p->comm, "%s", st->comm);
 	p->seen_switches = ~0ULL;   /* read at the next tick */
 	if (t->map_fd >= 0 && slot < 0) {
@@ -102,10 +102,10 @@ static struct tracked *add(struct tracer *t, const struct proc_stat *st,
 	return p;
 }
 
-void tracer_child(struct tracer *t, pid_t pid, pid_t ppid, double start_ms,
+void trace_child(struct tracer *t, pid_t pid, pid_t ppid, double start_ms,
 		  const char *comm, unsigned slot)
 {
-	struct proc_stat st;
+	struct trace_proc_stat st;
 	if (find(t, pid))
 		return;
 	memset(&st, 0, sizeof st);
@@ -116,26 +116,26 @@ void tracer_child(struct tracer *t, pid_t pid, pid_t ppid, double start_ms,
 	add(t, &st, slot);
 }
 
-static int in_launched_tree(struct tracer *t, const struct proc_stat *st);
+static int in_launched_tree(struct tracer *t, const struct trace_proc_stat *st);
 
-void tracer_exec(struct tracer *t, pid_t pid, const char *comm)
+void trace_exec(struct tracer *t, pid_t pid, const char *comm)
 {
 	struct tracked *p = find(t, pid);
-	struct proc_stat st;
+	struct trace_proc_stat st;
 	if (p) {
 		snprintf(p->comm, sizeof p->comm, "%s", comm);
 		return;
 	}
 	/* an exec anywhere: a new root when its name matches */
 	if (!t->has_match || regexec(&t->match, comm, 0, NULL, 0) != 0 ||
-	    pid == getpid() || procfs_read_stat(pid, &st) < 0 ||
+	    pid == getpid() || trace_proc_read_stat(pid, &st) < 0 ||
 	    (t->sentinels[0] && in_launched_tree(t, &st)))
 		return;
 	snprintf(st.comm, sizeof st.comm, "%s", comm);
 	add(t, &st, -1);
 }
 
-void tracer_exit(struct tracer *t, pid_t pid, double end_ms, double cpu_ms)
+void trace_exit(struct tracer *t, pid_t pid, double end_ms, double cpu_ms)
 {
 	struct tracked *p = find(t, pid);
 	if (!p)
@@ -189,7 +189,7 @@ static void flush_rows(struct tracer *t)
 static void end_row(struct tracer *t, struct tracked *p, double end_ms)
 {
 	char row[512], comm[160];
-	tracer_json_string(comm, sizeof comm, p->comm);
+	trace_json_string(comm, sizeof comm, p->comm);
 	int n = snprintf(row, sizeof row,
 			 "{\"pid\":%d,\"ppid\":%d,\"comm\":%s,\"start\":%.0f,"
 			 "\"end\":%.0f,\"cpu_ms\":%.3f}\n",
@@ -210,19 +210,19 @@ static void forget(struct tracked *p)
 	p->stat_fd = -1;
 }
 
-int tracer_watch(struct tracer *t, pid_t pid)
+int trace_watch(struct tracer *t, pid_t pid)
 {
-	struct proc_stat st;
+	struct trace_proc_stat st;
 	if (find(t, pid))
 		return 0;
-	if (procfs_read_stat(pid, &st) < 0)
+	if (trace_proc_read_stat(pid, &st) < 0)
 		return -ESRCH;
 	return add(t, &st, -1) ? 0 : -ENOMEM;
 }
 
 /* Already followed, or already ended (a zombie its parent has not reaped
  * is still listed among the children). */
-static int known(struct tracer *t, const struct proc_stat *st)
+static int known(struct tracer *t, const struct trace_proc_stat *st)
 {
 	for (size_t i = t->nprocs; i > 0; i--) {
 		const struct tracked *p = &t->procs[i - 1];
@@ -236,11 +236,11 @@ static int known(struct tracer *t, const struct proc_stat *st)
 static void discover_children(struct tracer *t, pid_t pid, int threads)
 {
 	static pid_t kids[MAX_CHILDREN];
-	int n = procfs_children(pid, threads, kids, MAX_CHILDREN);
+	int n = trace_proc_children(pid, threads, kids, MAX_CHILDREN);
 	for (int i = 0; i < n; i++) {
-		struct proc_stat st;
-		if (find(t, kids[i]) || procfs_read_stat(kids[i], &st) < 0 ||
-		    procfs_ended(&st) || known(t, &st))
+		struct trace_proc_stat st;
+		if (find(t, kids[i]) || trace_proc_read_stat(kids[i], &st) < 0 ||
+		    trace_proc_ended(&st) || known(t, &st))
 			continue;
 		struct tracked *c = add(t, &st, -1);
 		if (c)
@@ -248,12 +248,12 @@ static void discover_children(struct tracer *t, pid_t pid, int threads)
 	}
 }
 
-void tracer_set_sentinels(struct tracer *t, const char *dir)
+void trace_set_sentinels(struct tracer *t, const char *dir)
 {
 	snprintf(t->sentinels, sizeof t->sentinels, "%s", dir ? dir : "");
 }
 
-void tracer_sentinel(struct tracer *t, pid_t pid, double start_ms, int on)
+void trace_sentinel(struct tracer *t, pid_t pid, double start_ms, int on)
 {
 	char path[320], text[32];
 	if (!t->sentinels[0])
@@ -273,9 +273,9 @@ void tracer_sentinel(struct tracer *t, pid_t pid, double start_ms, int on)
 
 /* Whether pid or one of its ancestors is a command some tracer launched
  * (a PID file whose start time is that process's: pids are reused). */
-static int in_launched_tree(struct tracer *t, const struct proc_stat *st)
+static int in_launched_tree(struct tracer *t, const struct trace_proc_stat *st)
 {
-	struct proc_stat cur = *st;
+	struct trace_proc_stat cur = *st;
 	for (int hops = 0; hops < 64 && cur.pid > 1; hops++) {
 		char path[320], text[32];
 		snprintf(path, sizeof path, "%s/%d", t->sentinels, (int)cur.pid);
@@ -288,7 +288,7 @@ static int in_launched_tree(struct tracer *t, const struct proc_stat *st)
 			if (start - cur.start_ms < 20 && cur.start_ms - start < 20)
 				return 1;
 		}
-		if (cur.ppid <= 1 || procfs_read_stat(cur.ppid, &cur) < 0)
+		if (cur.ppid <= 1 || trace_proc_read_stat(cur.ppid, &cur) < 0)
 			break;
 	}
 	return 0;
@@ -304,9 +304,9 @@ static void discover_matches(struct tracer *t)
 		if (e->d_name[0] < '1' || e->d_name[0] > '9')
 			continue;
 		pid_t pid = (pid_t)atoi(e->d_name);
-		struct proc_stat st;
+		struct trace_proc_stat st;
 		if (pid == getpid() || find(t, pid) ||
-		    procfs_read_stat(pid, &st) < 0 || procfs_ended(&st) ||
+		    trace_proc_read_stat(pid, &st) < 0 || trace_proc_ended(&st) ||
 		    known(t, &st))
 			continue;
 		if (regexec(&t->match, st.comm, 0, NULL, 0) != 0)
@@ -318,11 +318,11 @@ static void discover_matches(struct tracer *t)
 	closedir(d);
 }
 
-void tracer_tick(struct tracer *t)
+void trace_tick(struct tracer *t)
 {
 	if (t->drain)
 		t->drain(t->drain_ud);   /* exits first: their ends are exact */
-	double now = procfs_now_ms();
+	double now = trace_proc_now_ms();
 	if (t->has_match && !(t->execs_reported && t->scanned))
 		discover_matches(t);   /* once, then exec events find them */
 	t->scanned = 1;
@@ -335,9 +335,9 @@ void tracer_tick(struct tracer *t)
 			unsigned long long c = t->switches[p->slot];
 			if (c == p->seen_switches && !p->busy) {
 				/* it has not run since its last row */
-				if (now - p->last_ms < IDLE_ROW_MS)
+				if (now - p->last_ms < TRACE_IDLE_ROW_MS)
 					continue;
-				if (now - p->read_ms < IDLE_READ_MS) {
+				if (now - p->read_ms < TRACE_IDLE_READ_MS) {
 					/* same CPU time; RSS as last read */
 					sample_row(t, p, now, p->cpu_ms, p->rss_kb);
 					continue;
@@ -345,9 +345,9 @@ void tracer_tick(struct tracer *t)
 			}
 			p->seen_switches = c;
 		}
-		struct proc_stat st;
-		int r = p->stat_fd >= 0 ? procfs_pread_stat(p->stat_fd, &st) :
-			procfs_read_stat(p->pid, &st);
+		struct trace_proc_stat st;
+		int r = p->stat_fd >= 0 ? trace_proc_pread_stat(p->stat_fd, &st) :
+			trace_proc_read_stat(p->pid, &st);
 		if (r < 0 || st.start_ms > p->start_ms + 20) {   /* gone */
 			if (!p->launched && t->map_fd < 0)
 				end_row(t, p, now);
@@ -357,7 +357,7 @@ void tracer_tick(struct tracer *t)
 				forget(p);
 			continue;
 		}
-		if (procfs_ended(&st) && (p->launched || t->map_fd >= 0))
+		if (trace_proc_ended(&st) && (p->launched || t->map_fd >= 0))
 			continue;   /* its launcher or its exit event has the end */
 		p->read_ms = now;
 		sample_row(t, p, now, st.cpu_ms, st.rss_kb);
@@ -365,7 +365,7 @@ void tracer_tick(struct tracer *t)
 		 * unchanged switch counter will not prove it idle */
 		if (st.state == 'R')
 			p->busy = 1;
-		if (procfs_ended(&st)) {
+		if (trace_proc_ended(&st)) {
 			end_row(t, &t->procs[i], now);
 			continue;
 		}
@@ -378,10 +378,10 @@ void tracer_tick(struct tracer *t)
 	flush_rows(t);
 }
 
-void tracer_finish(struct tracer *t, pid_t pid, const struct proc_stat *st)
+void trace_finish(struct tracer *t, pid_t pid, const struct trace_proc_stat *st)
 {
 	struct tracked *p = find(t, pid);
-	double now = procfs_now_ms();
+	double now = trace_proc_now_ms();
 	if (!p)
 		return;
 	/* the zombie's own time (all its threads); its children have rows of
@@ -393,10 +393,10 @@ void tracer_finish(struct tracer *t, pid_t pid, const struct proc_stat *st)
 
 static void on_tick(uv_timer_t *h)
 {
-	tracer_tick(h->data);
+	trace_tick(h->data);
 }
 
-int tracer_start(struct tracer *t, const char *samples_path,
+int trace_start(struct tracer *t, const char *samples_path,
 		 const char *procs_path, double interval_s, const char *match,
 		 char *err, size_t errlen)
 {
@@ -441,14 +441,14 @@ fail:;
 	return -e;
 }
 
-void tracer_stop(struct tracer *t, uv_close_cb closed)
+void trace_stop(struct tracer *t, uv_close_cb closed)
 {
 	if (!t->running)
 		return;
-	tracer_tick(t);
+	trace_tick(t);
 	t->running = 0;
 	uv_close((uv_handle_t *)&t->timer, closed);
-	double now = procfs_now_ms();
+	double now = trace_proc_now_ms();
 	for (size_t i = 0; i < t->nprocs; i++)
 		if (t->procs[i].alive && !t->procs[i].launched)
 			end_row(t, &t->procs[i], now);
@@ -468,12 +468,12 @@ void tracer_stop(struct tracer *t, uv_close_cb closed)
 	t->has_match = 0;
 }
 
-int tracer_following(struct tracer *t, pid_t pid)
+int trace_following(struct tracer *t, pid_t pid)
 {
 	return find(t, pid) != NULL;
 }
 
-size_t tracer_live(const struct tracer *t)
+size_t trace_live(const struct tracer *t)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < t->nprocs; i++)
