@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -18,6 +19,7 @@
 #include "tracer.h"
 
 #define TRACER_MT "kx.trace.tracer"
+#define LOCK_MT "kx.trace.lock"
 
 extern char **environ;
 
@@ -478,6 +480,78 @@ static int l_stat(lua_State *L)
 	return 1;
 }
 
+/* ---- a run's lock: one owner per run directory -------------------------- */
+
+/* core.lock(path) -> lock | nil, message, holder pid.  An flock(2) on path,
+ * held until lock:release() or collection: the kernel drops it when its
+ * holder dies, so a stale pid file can never pass for a live owner. */
+static int l_lock(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	int *fd = lua_newuserdatauv(L, sizeof *fd, 0);
+	*fd = -1;
+	luaL_setmetatable(L, LOCK_MT);
+	*fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (*fd < 0)
+		return kx_fail(L, "%s: %s", path, strerror(errno));
+	if (flock(*fd, LOCK_EX | LOCK_NB) == 0)
+		return 1;
+	int e = errno;
+	close(*fd);
+	*fd = -1;
+	if (e != EWOULDBLOCK)
+		return kx_fail(L, "%s: %s", path, strerror(e));
+	pid_t holder = trace_proc_flock_holder(path);
+	lua_pushnil(L);
+	lua_pushfstring(L, "%s is held by process %d", path, (int)holder);
+	lua_pushinteger(L, holder > 0 ? holder : 0);
+	return 3;
+}
+
+static int l_lock_release(lua_State *L)
+{
+	int *fd = luaL_checkudata(L, 1, LOCK_MT);
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+	return 0;
+}
+
+/* core.lock_holder(path) -> pid | nil: who holds the lock on path now */
+static int l_lock_holder(lua_State *L)
+{
+	pid_t pid = trace_proc_flock_holder(luaL_checkstring(L, 1));
+	if (pid <= 0)
+		return 0;
+	lua_pushinteger(L, pid);
+	return 1;
+}
+
+/* core.signal_holder(path, pid, signo) -> true | nil, message: signals pid
+ * only while it holds the lock on path.  The pidfd is taken before the
+ * check, so a pid reused after its holder died is never signalled. */
+static int l_signal_holder(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	lua_Integer pid = luaL_checkinteger(L, 2);
+	int sig = (int)luaL_checkinteger(L, 3);
+	luaL_argcheck(L, pid > 0, 2, "pid must be positive");
+	int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+	if (pidfd < 0)
+		return kx_fail(L, "process %d: %s", (int)pid, strerror(errno));
+	if (trace_proc_flock_holder(path) != (pid_t)pid) {
+		close(pidfd);
+		return kx_fail(L, "process %d does not hold %s", (int)pid, path);
+	}
+	int r = (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+	int e = errno;
+	close(pidfd);
+	if (r < 0)
+		return kx_fail(L, "process %d: %s", (int)pid, strerror(e));
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 /* core.free_bytes(path) -> bytes available to us on path's file system */
 static int l_free_bytes(lua_State *L)
 {
@@ -510,12 +584,21 @@ int luaopen_kx_trace_core(lua_State *L)
 		{"stat", l_stat},
 		{"now_ms", l_now_ms},
 		{"free_bytes", l_free_bytes},
+		{"lock", l_lock},
+		{"lock_holder", l_lock_holder},
+		{"signal_holder", l_signal_holder},
 		{NULL, NULL},
 	};
 	lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
 	mainL = lua_tothread(L, -1);
 	lua_pop(L, 1);
 	kx_newclass(L, TRACER_MT, methods, NULL);
+	lua_pop(L, 1);
+	static const luaL_Reg lock_methods[] = {
+		{"release", l_lock_release},
+		{NULL, NULL},
+	};
+	kx_newclass(L, LOCK_MT, lock_methods, l_lock_release);
 	lua_pop(L, 1);
 	luaL_newlib(L, fns);
 	return 1;

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -196,4 +198,31 @@ int trace_proc_children(pid_t pid, int threads, pid_t *out, int max)
 	}
 	closedir(d);
 	return n;
+}
+
+pid_t trace_proc_flock_holder(const char *path)
+{
+	struct stat st;
+	char line[256];
+	pid_t holder = 0;
+	if (stat(path, &st) < 0)
+		return -errno;
+	FILE *f = fopen("/proc/locks", "re");
+	if (!f)
+		return -errno;
+	/* "1: FLOCK  ADVISORY  WRITE 1234 00:2a:5678 0 EOF"; a waiter's line
+	 * reads "1: -> FLOCK ..." and is skipped */
+	while (!holder && fgets(line, sizeof line, f)) {
+		char kind[16];
+		int pid;
+		unsigned maj, min;
+		unsigned long ino;
+		if (sscanf(line, "%*d: %15s %*s %*s %d %x:%x:%lu", kind, &pid,
+			   &maj, &min, &ino) == 5 && strcmp(kind, "FLOCK") == 0 &&
+		    ino == (unsigned long)st.st_ino && maj == major(st.st_dev) &&
+		    min == minor(st.st_dev))
+			holder = (pid_t)pid;
+	}
+	fclose(f);
+	return holder;
 }

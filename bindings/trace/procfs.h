@@ -55,4 +55,8 @@ long trace_proc_rss_kb(pid_t pid);
  * (stat's num_threads; 1 reads the leader's list alone, 0 if unknown). */
 int trace_proc_children(pid_t pid, int threads, pid_t *out, int max);
 
+/* The process holding a flock(2) lock on path, from the kernel's table
+ * (/proc/locks): its pid, 0 when nobody holds one, or -errno. */
+pid_t trace_proc_flock_holder(const char *path);
+
 #endif

@@ -121,8 +121,21 @@ function trace.start(opts)
 		return nil, ("output directory %s is full (%d bytes free)"):format(dir, free)
 	end
 
+	-- one owner per run directory (trace exec joins a run and takes none)
+	local lock
+	if not opts.join then
+		local lerr, holder
+		lock, lerr, holder = core.lock(dir .. "/run.lock")
+		if not lock then
+			if holder then
+				return nil, ("a trace run already writes to %s (process %d)"):format(dir, holder)
+			end
+			return nil, lerr
+		end
+	end
+
 	local run = setmetatable({
-		dir = dir, interval = interval,
+		dir = dir, interval = interval, lock = lock,
 		node = opts.node, stage = opts.stage or "cloud", seq = 0,
 	}, Run)
 	run.facts = trace.node_facts(opts.node, run.stage)
@@ -136,7 +149,10 @@ function trace.start(opts)
 		-- leaves their trees to the tracer that launched them
 		sentinels = dir .. "/raw/pids",
 	}
-	if not tracer then return nil, terr end
+	if not tracer then
+		if lock then lock:release() end
+		return nil, terr
+	end
 	run.tracer = tracer
 	run.source, run.source_note = tracer:source()
 	if run.source_note and source == "auto" and not opts.quiet then
@@ -151,7 +167,11 @@ function trace.start(opts)
 	-- its run.json and its end
 	if not (opts.join and read_file(dir .. "/run.json")) then
 		local ok, werr = write_atomic(dir .. "/run.json", json.encode(meta, { indent = 2 }) .. "\n")
-		if not ok then run.tracer:stop() return nil, werr end
+		if not ok then
+			run.tracer:stop()
+			if lock then lock:release() end
+			return nil, werr
+		end
 		os.remove(dir .. "/raw/end.json")
 	end
 	return run
@@ -186,6 +206,12 @@ function Run:watch(pid)
 	return self.tracer:watch(pid)
 end
 
+-- trace.owner(dir) -> the pid of the process whose run writes to dir, or
+-- nil (from the kernel's lock table: a dead owner holds nothing).
+function trace.owner(dir)
+	return core.lock_holder(dir .. "/run.lock")
+end
+
 -- Processes followed now, and sample rows written so far.
 function Run:live()
 	return self.tracer:live()
@@ -197,8 +223,10 @@ function Run:stop()
 	self.tracer:stop()
 	local _, rows, lost = self.tracer:live()
 	if lost then kx.log.warn("kx.trace: %s: %s", self.dir, lost) end
-	return write_atomic(self.dir .. "/raw/end.json",
+	local ok, err = write_atomic(self.dir .. "/raw/end.json",
 		json.encode{ stopped_ms = math.floor(core.now_ms()), rows = rows, write_errors = lost } .. "\n")
+	if self.lock then self.lock:release() end
+	return ok, err
 end
 Run.__close = Run.stop
 Run.__tostring = function(r) return ("trace run %s (%s)"):format(r.dir, r.source) end

@@ -1,6 +1,8 @@
 # kxrun trace start|exec|stop|parse|export|verify, and a collector killed
 # with SIGKILL: whole lines on disk, parse works, the audit says truncated.
 . "$(dirname "$0")/lib.sh"
+# gone PID: true once no process PID exists (within 10 s)
+gone() { for _ in $(seq 1000); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.01; done; return 1; }
 cd "$T"
 RUN_ID=r1 PROC_MATCH='^sleep$' "$KXRUN" trace start >/dev/null || fail "trace start"
 sleep 0.6 &
@@ -22,7 +24,9 @@ expect_match "$(cat logs/r1/CTS/nodes.json)" '"cpu_freq_mhz"' "node facts"
 "$KXRUN" trace start --dir logs/k1 --interval-ms 10 --match '^sleep$' >/dev/null || fail "start k1"
 sleep 0.5 &
 sleep 0.3
-kill -9 "$(cat logs/k1/collector.pid)"
+k1=$(cat logs/k1/collector.pid)
+kill -9 "$k1" || fail "SIGKILL of collector $k1 not sent"
+gone "$k1" || fail "collector $k1 still alive after SIGKILL"
 wait
 "$KXRUN" trace parse logs/k1 > k1.out; rc=$?
 expect_eq "$rc" 1 "audit of a killed run fails"
@@ -33,6 +37,19 @@ for line in open(sys.argv[1]):
     json.loads(line)
 PY
 "$KXRUN" trace stop --dir nowhere 2>/dev/null && fail "stop without a collector succeeded"
+
+# a stale collector.pid whose pid now names another process: stop must
+# not signal it, and must say the collector died
+sleep 60 &
+other=$!
+trap 'kill "$other" 2>/dev/null; rm -rf "$T"' EXIT
+echo "$other" > logs/k1/collector.pid
+out=$("$KXRUN" trace stop --dir logs/k1 2>&1); rc=$?
+[ "$rc" -ne 0 ] || fail "stop of a dead collector exited 0: $out"
+expect_match "$out" "collector $other is not running" "a dead collector is reported"
+kill -0 "$other" 2>/dev/null || fail "stop killed an unrelated process ($other)"
+[ -e logs/k1/collector.pid ] && fail "the stale collector.pid was left"
+kill "$other"
 
 # the adapter's contract: TS_ENQUEUE from the worker, a source chosen
 TS_ENQUEUE=1000 "$KXRUN" trace exec --dir logs/e1 --source proc --trace-id q1 -- true || fail "exec with TS_ENQUEUE"

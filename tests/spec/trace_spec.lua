@@ -307,6 +307,18 @@ describe("kx.trace", function()
 		assert.has_error(function() trace.start{ dir = dir, source = "magic" } end)
 	end)
 
+	it("refuses a second run on a directory whose run is live, not one whose run stopped", function()
+		local run = assert(trace.start{ dir = dir .. "/run", source = "proc" })
+		local again, err = trace.start{ dir = dir .. "/run", source = "proc" }
+		assert.is_nil(again)
+		assert.matches("already writes to .*process %d+", err)
+		local self_pid = tonumber(io.open("/proc/self/stat"):read("a"):match("^%d+"))
+		assert.are.equal(self_pid, trace.owner(dir .. "/run"))
+		run:stop()
+		assert.is_nil(trace.owner(dir .. "/run"))
+		assert(trace.start{ dir = dir .. "/run", source = "proc" }):stop()
+	end)
+
 	it("returns nil and a message for a program that does not exist", function()
 		local run = assert(trace.start{ dir = dir .. "/run" })
 		local rec, err = run:exec{ "/no/such/program" }

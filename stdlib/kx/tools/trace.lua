@@ -1,5 +1,6 @@
 -- kxrun trace: Tracekit's collector workflow on kx.trace.
 local trace = require "kx.trace"
+local core = require "kx.trace.core"
 
 local USAGE = [[
 usage: kxrun trace start   [--run-id ID | --dir DIR] [--interval-ms N] [--match REGEX]
@@ -84,10 +85,11 @@ function commands.start(flags)
 	if not dir then return die("start: give --run-id, --dir or RUN_ID") end
 	local iv = interval(flags)
 	if not iv then return die("start: --interval-ms must be a number >= 10") end
-	local old = tonumber(read(dir .. "/collector.pid") or "")
-	if old and os.execute("kill -0 " .. old .. " 2>/dev/null") then
-		return die("start: a collector already runs for %s (pid %d)", dir, old)
+	local owner = trace.owner(dir)
+	if owner then
+		return die("start: a collector already runs for %s (pid %d)", dir, owner)
 	end
+	os.remove(dir .. "/collector.pid")   -- a dead collector's
 	local argv = { kx.exe, "trace", "collect", "--dir", dir, "--interval-ms", tostring(iv * 1000),
 		"--stage", flags.stage or os.getenv("STAGE") or "cloud" }
 	local node = flags.node or os.getenv("NODE_ID")
@@ -131,8 +133,8 @@ function commands.collect(flags)
 	local function finish()
 		if done then return end
 		done = true
-		run:stop()
 		os.remove(dir .. "/collector.pid")
+		run:stop()   -- lets go of the run: `stop` is waiting for that
 		os.exit(0)
 	end
 	kx.signal("TERM", finish)
@@ -145,18 +147,28 @@ function commands.stop(flags, pos)
 	if not dir then return die("stop: give --run-id, --dir or RUN_ID") end
 	local pid = tonumber(read(dir .. "/collector.pid") or "")
 	if not pid then return die("stop: no collector runs for %s (no collector.pid)", dir) end
-	if not os.execute("kill -TERM " .. pid .. " 2>/dev/null") then
+	-- the pid file may be stale and its pid reused: only the process that
+	-- holds the run's lock is the collector
+	local owner = trace.owner(dir)
+	if not owner then
 		os.remove(dir .. "/collector.pid")
-		return die("stop: collector %d was gone; the run may be truncated", pid)
+		return die("stop: collector %d is not running (it died; nothing was signalled); the run may be truncated", pid)
 	end
-	for _ = 1, 200 do
-		if not os.execute("kill -0 " .. pid .. " 2>/dev/null") then
+	if owner ~= pid then
+		return die("stop: %s is written by process %d, not by collector %d of collector.pid; nothing was signalled",
+			dir, owner, pid)
+	end
+	local ok, err = core.signal_holder(dir .. "/run.lock", pid, 15)
+	if not ok then return die("stop: %s", err) end
+	-- stopped once it has let go of the run (its end.json is written)
+	for _ = 1, 400 do
+		if not trace.owner(dir) then
 			print(("trace collector stopped (pid %d) -> %s"):format(pid, dir))
 			return 0
 		end
 		kx.sleep(0.025)
 	end
-	return die("stop: collector %d did not stop within 5 s", pid)
+	return die("stop: collector %d did not stop within 10 s", pid)
 end
 
 function commands.exec(flags, pos)
