@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,7 +69,8 @@ static int l_tracer(lua_State *L)
 	const char *source = luaL_optstring(L, -1, "auto");
 	lua_getfield(L, 1, "sentinels");
 	const char *sentinels = luaL_optstring(L, -1, NULL);
-	luaL_argcheck(L, interval >= 0.001, 1, "interval below 1 ms");
+	luaL_argcheck(L, interval >= 0.001 && isfinite(interval), 1,
+		      "interval must be finite and at least 1 ms");
 	luaL_argcheck(L, strcmp(source, "auto") == 0 || strcmp(source, "proc") == 0 ||
 		      strcmp(source, "ebpf") == 0, 1, "source must be auto, proc or ebpf");
 
@@ -552,6 +554,20 @@ static int l_signal_holder(lua_State *L)
 	return 1;
 }
 
+/* core.check_match(pattern) -> true | nil, message: whether the tracer
+ * would take pattern (POSIX extended, as regcomp reads it) */
+static int l_check_match(lua_State *L)
+{
+	const char *pattern = luaL_checkstring(L, 1);
+	regex_t re;
+	char err[256];
+	if (trace_compile_match(&re, pattern, err, sizeof err) < 0)
+		return kx_fail(L, "%s", err);
+	regfree(&re);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 /* core.free_bytes(path) -> bytes available to us on path's file system */
 static int l_free_bytes(lua_State *L)
 {
@@ -585,6 +601,7 @@ int luaopen_kx_trace_core(lua_State *L)
 		{"now_ms", l_now_ms},
 		{"free_bytes", l_free_bytes},
 		{"lock", l_lock},
+		{"check_match", l_check_match},
 		{"lock_holder", l_lock_holder},
 		{"signal_holder", l_signal_holder},
 		{NULL, NULL},

@@ -396,6 +396,18 @@ static void on_tick(uv_timer_t *h)
 	trace_tick(h->data);
 }
 
+int trace_compile_match(regex_t *re, const char *pattern, char *err,
+			size_t errlen)
+{
+	int r = regcomp(re, pattern, REG_EXTENDED | REG_NOSUB);
+	if (r == 0)
+		return 0;
+	char msg[128];
+	regerror(r, re, msg, sizeof msg);
+	snprintf(err, errlen, "bad match pattern '%s': %s", pattern, msg);
+	return -EINVAL;
+}
+
 int trace_start(struct tracer *t, const char *samples_path,
 		 const char *procs_path, double interval_s, const char *match,
 		 char *err, size_t errlen)
@@ -404,14 +416,8 @@ int trace_start(struct tracer *t, const char *samples_path,
 	t->samples_fd = t->procs_fd = -1;
 	t->map_fd = -1;
 	if (match && *match) {
-		int r = regcomp(&t->match, match, REG_EXTENDED | REG_NOSUB);
-		if (r) {
-			char msg[128];
-			regerror(r, &t->match, msg, sizeof msg);
-			snprintf(err, errlen, "bad match pattern '%s': %s", match,
-				 msg);
+		if (trace_compile_match(&t->match, match, err, errlen) < 0)
 			return -EINVAL;
-		}
 		t->has_match = 1;
 	}
 	t->samples_fd = open(samples_path, O_WRONLY | O_CREAT | O_APPEND |

@@ -83,6 +83,11 @@ int trace_start(struct tracer *t, const char *samples_path,
 		 const char *procs_path, double interval_s, const char *match,
 		 char *err, size_t errlen);
 
+/* Compiles a `match` pattern (POSIX extended) into re: 0, or -EINVAL with
+ * the reason in err. */
+int trace_compile_match(regex_t *re, const char *pattern, char *err,
+			size_t errlen);
+
 /* Uses dir for the PID files of launched commands (see sentinels). */
 void trace_set_sentinels(struct tracer *t, const char *dir);
 

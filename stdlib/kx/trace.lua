@@ -88,54 +88,50 @@ end
 local Run = {}
 Run.__index = Run
 
--- trace.start{dir=, interval=0.2, node=, stage=, match=, source="auto", join=false}
--- -> run | nil, message (nothing is started when the directory is unusable)
-function trace.start(opts)
-	if type(opts) ~= "table" then
-		error(("bad argument #1 to 'start' (table expected, got %s)"):format(type(opts)), 2)
-	end
-	local dir = opts.dir
-	if type(dir) ~= "string" or dir == "" then
-		error("bad argument #1 to 'start' (field 'dir' must be a directory name)", 2)
-	end
-	local interval = opts.interval or 0.2
-	if type(interval) ~= "number" or interval < 0.01 then
-		error("bad argument #1 to 'start' (field 'interval' must be a number >= 0.01 seconds)", 2)
-	end
-	local source = opts.source or "auto"
-	if source ~= "auto" and source ~= "proc" and source ~= "ebpf" then
-		error(("bad argument #1 to 'start' (source must be auto, proc or ebpf, got %s)"):format(tostring(source)), 2)
-	end
-	if not mkdir_p(dir .. "/raw/pids") then
-		return nil, ("cannot create %s/raw (permission or path)"):format(dir)
-	end
-	local probe = dir .. "/raw/.writable"
-	local f, err = io.open(probe, "w")
-	if not f or not f:write("x") or not f:close() then
-		os.remove(probe)
-		return nil, ("output directory %s is not writable: %s"):format(dir, tostring(err))
-	end
-	os.remove(probe)
-	local free = core.free_bytes(dir)
-	if free and free < 1 << 20 then
-		return nil, ("output directory %s is full (%d bytes free)"):format(dir, free)
-	end
+local function exists(path)
+	local f = io.open(path, "r")
+	if f then f:close() end
+	return f ~= nil
+end
 
+-- The paths among those a start may create that do not exist yet (dir's
+-- missing parents first): a failed start removes them again.
+local function missing(dir, inside)
+	local out, prefix = {}, dir:sub(1, 1) == "/" and "" or nil
+	for part in dir:gmatch("[^/]+") do
+		prefix = prefix and prefix .. "/" .. part or part
+		if not exists(prefix) then out[#out + 1] = prefix end
+	end
+	for _, name in ipairs(inside) do
+		if not exists(dir .. "/" .. name) then out[#out + 1] = dir .. "/" .. name end
+	end
+	return out
+end
+
+local function remove_all(paths)
+	for i = #paths, 1, -1 do os.remove(paths[i]) end
+end
+
+local function bad_field(field, what)
+	error(("bad argument #1 to 'start' (field '%s' %s)"):format(field, what), 3)
+end
+
+-- Lock, tracer and run.json of a started run (s holds what is open, so a
+-- failure anywhere can close it).
+local function open_run(s, dir, opts, interval, source)
 	-- one owner per run directory (trace exec joins a run and takes none)
-	local lock
 	if not opts.join then
-		local lerr, holder
-		lock, lerr, holder = core.lock(dir .. "/run.lock")
+		local lock, lerr, holder = core.lock(dir .. "/run.lock")
 		if not lock then
 			if holder then
 				return nil, ("a trace run already writes to %s (process %d)"):format(dir, holder)
 			end
 			return nil, lerr
 		end
+		s.lock = lock
 	end
-
 	local run = setmetatable({
-		dir = dir, interval = interval, lock = lock,
+		dir = dir, interval = interval, lock = s.lock,
 		node = opts.node, stage = opts.stage or "cloud", seq = 0,
 	}, Run)
 	run.facts = trace.node_facts(opts.node, run.stage)
@@ -149,15 +145,10 @@ function trace.start(opts)
 		-- leaves their trees to the tracer that launched them
 		sentinels = dir .. "/raw/pids",
 	}
-	if not tracer then
-		if lock then lock:release() end
-		return nil, terr
-	end
+	if not tracer then return nil, terr end
+	s.tracer = tracer
 	run.tracer = tracer
 	run.source, run.source_note = tracer:source()
-	if run.source_note and source == "auto" and not opts.quiet then
-		kx.log.warn("kx.trace: %s; sampling /proc instead", run.source_note)
-	end
 	local meta = {
 		run_id = run.run_id, node = run.facts, source = run.source,
 		interval_s = interval, started_ms = math.floor(core.now_ms()),
@@ -167,14 +158,69 @@ function trace.start(opts)
 	-- its run.json and its end
 	if not (opts.join and read_file(dir .. "/run.json")) then
 		local ok, werr = write_atomic(dir .. "/run.json", json.encode(meta, { indent = 2 }) .. "\n")
-		if not ok then
-			run.tracer:stop()
-			if lock then lock:release() end
-			return nil, werr
-		end
+		if not ok then return nil, werr end
 		os.remove(dir .. "/raw/end.json")
 	end
+	if run.source_note and source == "auto" and not opts.quiet then
+		kx.log.warn("kx.trace: %s; sampling /proc instead", run.source_note)
+	end
 	return run
+end
+
+-- trace.start{dir=, interval=0.2, node=, stage=, match=, source="auto", join=false}
+-- -> run | nil, message.  Everything is checked before anything starts; a
+-- start that fails leaves nothing behind (no tracer, no lock, no file).
+function trace.start(opts)
+	if type(opts) ~= "table" then
+		error(("bad argument #1 to 'start' (table expected, got %s)"):format(type(opts)), 2)
+	end
+	local dir = opts.dir
+	if type(dir) ~= "string" or dir == "" then bad_field("dir", "must be a directory name") end
+	local interval = opts.interval or 0.2
+	if type(interval) ~= "number" or not (interval >= 0.01 and interval < math.huge) then
+		bad_field("interval", "must be a finite number >= 0.01 seconds")
+	end
+	local source = opts.source or "auto"
+	if source ~= "auto" and source ~= "proc" and source ~= "ebpf" then
+		error(("bad argument #1 to 'start' (source must be auto, proc or ebpf, got %s)"):format(tostring(source)), 2)
+	end
+	for _, k in ipairs{ "node", "stage", "run_id", "match" } do
+		if opts[k] ~= nil and type(opts[k]) ~= "string" then
+			bad_field(k, ("must be a string, not a %s"):format(type(opts[k])))
+		end
+	end
+	if opts.match then
+		local ok, merr = core.check_match(opts.match)
+		if not ok then return nil, merr end
+	end
+
+	local made = missing(dir, { "raw", "raw/pids", "run.lock", "raw/proc_metrics.jsonl", "raw/procs.jsonl" })
+	if not mkdir_p(dir .. "/raw/pids") then
+		remove_all(made)
+		return nil, ("cannot create %s/raw (permission or path)"):format(dir)
+	end
+	local probe = dir .. "/raw/.writable"
+	local f, err = io.open(probe, "w")
+	if not f or not f:write("x") or not f:close() then
+		os.remove(probe)
+		remove_all(made)
+		return nil, ("output directory %s is not writable: %s"):format(dir, tostring(err))
+	end
+	os.remove(probe)
+	local free = core.free_bytes(dir)
+	if free and free < 1 << 20 then
+		remove_all(made)
+		return nil, ("output directory %s is full (%d bytes free)"):format(dir, free)
+	end
+
+	local opened = {}
+	local ok, run, rerr = pcall(open_run, opened, dir, opts, interval, source)
+	if ok and run then return run end
+	if opened.tracer then opened.tracer:stop() end
+	if opened.lock then opened.lock:release() end
+	remove_all(made)
+	if not ok then error(run, 0) end
+	return nil, rerr
 end
 
 -- run:exec{argv..., trace_id=, ts_enqueue=, cwd=, env=, stdin=, stdout=, stderr=}
@@ -182,6 +228,13 @@ end
 function Run:exec(t)
 	if type(t) ~= "table" or #t == 0 then
 		error("bad argument #1 to 'exec' (table with argv expected)", 2)
+	end
+	if t.trace_id ~= nil and type(t.trace_id) ~= "string" then
+		error(("bad argument #1 to 'exec' (field 'trace_id' must be a string, not a %s)"):format(type(t.trace_id)), 2)
+	end
+	if t.ts_enqueue ~= nil and (type(t.ts_enqueue) ~= "number" or not (math.abs(t.ts_enqueue) < math.huge)) then
+		error(("bad argument #1 to 'exec' (field 'ts_enqueue' must be a number, ms since the epoch, not %s)")
+			:format(tostring(t.ts_enqueue)), 2)
 	end
 	local enqueue = t.ts_enqueue or math.floor(core.now_ms())
 	local argv = {}

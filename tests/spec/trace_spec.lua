@@ -319,6 +319,40 @@ describe("kx.trace", function()
 		assert(trace.start{ dir = dir .. "/run", source = "proc" }):stop()
 	end)
 
+	it("checks every option before anything starts, and a failed start leaves nothing behind", function()
+		local function listing(d)
+			local p = io.popen("cd " .. d .. " 2>/dev/null && find . | sort")
+			local out = p:read("a")
+			p:close()
+			return out
+		end
+		local d = dir .. "/new/run"
+		for _, opts in ipairs{ { interval = math.huge }, { interval = 0 / 0 }, { interval = -1 },
+				{ interval = "1" }, { node = 5 }, { stage = {} }, { run_id = 1 }, { match = 7 } } do
+			opts.dir = d
+			assert.has_error(function() trace.start(opts) end)
+			assert.are.equal("", listing(dir .. "/new"), "a refused start left files: " .. tostring(opts.interval))
+		end
+		local run, err = trace.start{ dir = d, match = "((" }
+		assert.is_nil(run)
+		assert.matches("bad match pattern '%(%('", err)
+		assert.are.equal("", listing(dir .. "/new"), "a bad match left files")
+		-- in a directory that exists, nothing new either
+		assert(os.execute("mkdir -p " .. d .. " && echo x > " .. d .. "/mine"))
+		local before = listing(d)
+		assert.is_nil((trace.start{ dir = d, match = "((" }))
+		assert.has_error(function() trace.start{ dir = d, interval = math.huge } end)
+		assert.are.equal(before, listing(d))
+		assert.is_nil(trace.owner(d))
+		-- exec's fields are checked before the command runs
+		run = assert(trace.start{ dir = d, source = "proc" })
+		assert.has_error(function() run:exec{ "touch", dir .. "/ran", trace_id = 5 } end)
+		assert.has_error(function() run:exec{ "touch", dir .. "/ran", ts_enqueue = "abc" } end)
+		assert.has_error(function() run:exec{ "touch", dir .. "/ran", ts_enqueue = math.huge } end)
+		run:stop()
+		assert.is_nil(io.open(dir .. "/ran"), "a refused exec ran its command")
+	end)
+
 	it("returns nil and a message for a program that does not exist", function()
 		local run = assert(trace.start{ dir = dir .. "/run" })
 		local rec, err = run:exec{ "/no/such/program" }

@@ -64,9 +64,13 @@ local function run_dir(flags, pos)
 	return "logs/" .. id
 end
 
+-- The sampling interval in seconds, or nil and why not.
 local function interval(flags)
-	local ms = tonumber(flags["interval-ms"] or os.getenv("PROC_INTERVAL_MS") or 200)
-	if not ms or ms < 10 then return nil end
+	local text = flags["interval-ms"] or os.getenv("PROC_INTERVAL_MS") or "200"
+	local ms = tonumber(text)
+	if not ms or not (ms >= 10 and ms < math.huge) then
+		return nil, ("--interval-ms (PROC_INTERVAL_MS) must be a number >= 10, not '%s'"):format(text)
+	end
 	return ms / 1000
 end
 
@@ -83,8 +87,13 @@ local commands = {}
 function commands.start(flags)
 	local dir = run_dir(flags)
 	if not dir then return die("start: give --run-id, --dir or RUN_ID") end
-	local iv = interval(flags)
-	if not iv then return die("start: --interval-ms must be a number >= 10") end
+	local iv, ierr = interval(flags)
+	if not iv then return die("start: %s", ierr) end
+	local match = flags.match or os.getenv("PROC_MATCH")
+	if match and match ~= "" then
+		local ok, merr = core.check_match(match)
+		if not ok then return die("start: %s", merr) end
+	end
 	local owner = trace.owner(dir)
 	if owner then
 		return die("start: a collector already runs for %s (pid %d)", dir, owner)
@@ -94,7 +103,6 @@ function commands.start(flags)
 		"--stage", flags.stage or os.getenv("STAGE") or "cloud" }
 	local node = flags.node or os.getenv("NODE_ID")
 	if node then argv[#argv + 1] = "--node"; argv[#argv + 1] = node end
-	local match = flags.match or os.getenv("PROC_MATCH")
 	if match and match ~= "" then argv[#argv + 1] = "--match"; argv[#argv + 1] = match end
 	if flags.source then argv[#argv + 1] = "--source"; argv[#argv + 1] = flags.source end
 	os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'")
@@ -121,7 +129,9 @@ end
 -- The background collector itself (started by `start`).
 function commands.collect(flags)
 	local dir = run_dir(flags)
-	local run, err = trace.start{ dir = dir, interval = interval(flags) or 0.2, node = flags.node,
+	local iv, ierr = interval(flags)
+	if not iv then return die("collect: %s", ierr) end
+	local run, err = trace.start{ dir = dir, interval = iv, node = flags.node,
 		stage = flags.stage, match = flags.match, source = flags.source }
 	if not run then return die("collect: %s", err) end
 	local pid = io.open("/proc/self/stat"):read("a"):match("^%d+")
@@ -175,14 +185,21 @@ function commands.exec(flags, pos)
 	local dir = run_dir(flags)
 	if not dir then return die("exec: give --run-id, --dir or RUN_ID") end
 	if #pos == 0 then return die("exec: no command (kxrun trace exec [options] -- CMD ARGS)") end
+	local iv, ierr = interval(flags)
+	if not iv then return die("exec: %s", ierr) end
+	local enqueue_text = flags["ts-enqueue"] or os.getenv("TS_ENQUEUE")
+	local enqueue = enqueue_text and enqueue_text ~= "" and tonumber(enqueue_text)
+	if enqueue_text and enqueue_text ~= "" and not (enqueue and math.abs(enqueue) < math.huge) then
+		return die("exec: --ts-enqueue (TS_ENQUEUE) must be a time in ms since the epoch, not '%s'", enqueue_text)
+	end
 	-- appends to the run's files (a collector may write beside it)
-	local run, err = trace.start{ dir = dir, interval = interval(flags) or 0.2,
+	local run, err = trace.start{ dir = dir, interval = iv,
 		node = flags.node or os.getenv("NODE_ID"), stage = flags.stage or os.getenv("STAGE"), join = true,
 		source = flags.source }
 	if not run then return die("exec: %s", err) end
 	local spec = { table.unpack(pos) }
 	spec.trace_id = flags["trace-id"]
-	spec.ts_enqueue = tonumber(flags["ts-enqueue"] or os.getenv("TS_ENQUEUE") or "")
+	spec.ts_enqueue = enqueue or nil
 	local rec, xerr = run:exec(spec)
 	run.tracer:stop()
 	if not rec then return die("exec: %s", xerr) end
