@@ -215,6 +215,7 @@ static int parse_nodes(struct exporter *x, const char *path,
 		json_t *o = json_is_array(arr) ? json_array_get(arr, i) : arr;
 		struct node nd = { 0 };
 		const char *id = json_string_value(json_object_get(o, "node_id"));
+		const char *bad = NULL;
 		if (!json_is_object(o) || !id) {
 			od_err(x->err, x->errlen, "%s: node %zu: no node_id",
 			       path, i);
@@ -226,10 +227,33 @@ static int parse_nodes(struct exporter *x, const char *path,
 			       "missing or not positive", path, id);
 			goto out;
 		}
-		if (od_get_int(o, "cpu_cores", &nd.cores) < 0 || nd.cores < 1 ||
-		    od_get_int(o, "mem_mb", &nd.mem_mb) < 0 || nd.mem_mb < 0) {
-			od_err(x->err, x->errlen, "%s: node %s: cpu_cores or "
-			       "mem_mb missing or out of range", path, id);
+		int r = 0;
+		char range[64];
+		if (nd.freq_mhz > OD_MAX_FREQ_MHZ) {
+			bad = "cpu_freq_mhz", r = -2;
+			snprintf(range, sizeof(range), "up to %.0f MHz",
+				 OD_MAX_FREQ_MHZ);
+		} else if ((r = od_get_range(o, "cpu_cores", 1, OD_MAX_CORES,
+					     &nd.cores)) < 0) {
+			bad = "cpu_cores";
+			snprintf(range, sizeof(range), "1..%lld", OD_MAX_CORES);
+		} else if ((r = od_get_range(o, "mem_mb", 0, OD_MAX_MEM_MB,
+					     &nd.mem_mb)) < 0) {
+			bad = "mem_mb";
+			snprintf(range, sizeof(range), "0..%lld MiB",
+				 OD_MAX_MEM_MB);
+		}
+		if (bad) {
+			int line = od_key_line(path, bad, i, n);
+			char at[32] = "";
+			if (line)
+				snprintf(at, sizeof(at), ":%d", line);
+			if (r == -2)
+				od_err(x->err, x->errlen, "%s%s: node %s: %s out "
+				       "of range (%s)", path, at, id, bad, range);
+			else
+				od_err(x->err, x->errlen, "%s: node %s: %s "
+				       "missing or not a number", path, id, bad);
 			goto out;
 		}
 		struct node *nn = realloc(x->nodes, (x->nnodes + 1) * sizeof(*nn));
@@ -273,20 +297,28 @@ static int on_invocation(void *ud, json_t *o, const char *where)
 	if (!trace_id)
 		return od_err(x->err, x->errlen, "%s: trace_id missing or "
 			      "not a string", where);
-	if (od_get_int(o, "pid", &t.pid) < 0 || t.pid <= 0)
+	if (od_get_range(o, "pid", 1, OD_MAX_PID, &t.pid) < 0)
 		return od_err(x->err, x->errlen, "%s: pid missing or not a "
-			      "positive integer", where);
-	if (od_get_int(o, "ts_start", &t.ts_start) < 0 || t.ts_start < 0)
-		return od_err(x->err, x->errlen, "%s: ts_start missing or "
-			      "negative", where);
-	if (od_get_int(o, "ts_end", &t.ts_end) < 0)
+			      "positive integer up to %d", where, OD_MAX_PID);
+	if (od_get_range(o, "ts_start", 0, OD_MAX_MS, &t.ts_start) < 0)
+		return od_err(x->err, x->errlen, "%s: ts_start missing, "
+			      "negative or out of range", where);
+	int r = od_get_range(o, "ts_end", 0, OD_MAX_MS, &t.ts_end);
+	if (r == -2)
+		return od_err(x->err, x->errlen, "%s: ts_end out of range "
+			      "(0..%lld ms)", where, OD_MAX_MS);
+	if (r < 0)
 		return od_err(x->err, x->errlen, "%s: ts_end missing (task "
 			      "still running?)", where);
 	if (t.ts_end < t.ts_start)
 		return od_err(x->err, x->errlen, "%s: ts_end is before "
 			      "ts_start", where);
-	if (od_get_int(o, "ts_enqueue", &t.ts_enqueue) < 0)
+	r = od_get_int(o, "ts_enqueue", &t.ts_enqueue);
+	if (r == -1)
 		t.ts_enqueue = t.ts_start;
+	if (r == -2 || t.ts_enqueue > OD_MAX_MS)
+		return od_err(x->err, x->errlen, "%s: ts_enqueue out of range "
+			      "(0..%lld ms)", where, OD_MAX_MS);
 	if (t.ts_enqueue < 0)
 		return od_err(x->err, x->errlen, "%s: ts_enqueue negative",
 			      where);
@@ -326,12 +358,15 @@ static int on_proc(void *ud, json_t *o, const char *where)
 	struct procs *p = ud;
 	struct proc r = { .end = INT64_MAX };
 
-	if (od_get_int(o, "pid", &r.pid) < 0 || r.pid <= 0 ||
-	    od_get_int(o, "ppid", &r.ppid) < 0 || r.ppid < 0 ||
-	    od_get_int(o, "start", &r.start) < 0)
+	if (od_get_range(o, "pid", 1, OD_MAX_PID, &r.pid) < 0 ||
+	    od_get_range(o, "ppid", 0, OD_MAX_PID, &r.ppid) < 0 ||
+	    od_get_range(o, "start", 0, OD_MAX_MS, &r.start) < 0)
 		return od_err(p->x->err, p->x->errlen, "%s: pid, ppid or "
-			      "start missing or not integers", where);
-	od_get_int(o, "end", &r.end);
+			      "start missing, not integers or out of range",
+			      where);
+	if (od_get_range(o, "end", 0, OD_MAX_MS, &r.end) == -2)
+		return od_err(p->x->err, p->x->errlen, "%s: end out of range "
+			      "(0..%lld ms)", where, OD_MAX_MS);
 	if (r.end < r.start)
 		return od_err(p->x->err, p->x->errlen, "%s: end is before "
 			      "start", where);
@@ -389,13 +424,36 @@ static int on_sample(void *ud, const struct od_sample *s, const char *where)
 	int t;
 
 	x->sum->samples++;
-	if (!s->int_ok[OD_TS] || !s->int_ok[OD_PID] || !s->int_ok[OD_DT] ||
-	    !s->num_ok[OD_CPU] || !s->int_ok[OD_RSS])
+	if (!s->num_ok[OD_TS] || !s->num_ok[OD_PID] || !s->num_ok[OD_DT] ||
+	    !s->num_ok[OD_CPU] || !s->num_ok[OD_RSS])
 		return od_err(x->err, x->errlen, "%s: ts_ms, pid, dt_ms, "
 			      "cpu_ms or rss_kb missing or not numbers", where);
+	/* a number no integer holds exactly (beyond 9e15) */
+	static const struct { int k; const char *name; } ints[] = {
+		{ OD_TS, "ts_ms" }, { OD_PID, "pid" }, { OD_DT, "dt_ms" },
+		{ OD_RSS, "rss_kb" },
+	};
+	for (size_t k = 0; k < sizeof(ints) / sizeof(ints[0]); k++)
+		if (!s->int_ok[ints[k].k])
+			return od_err(x->err, x->errlen, "%s: %s out of range",
+				      where, ints[k].name);
 	if (dt < 0 || !(cpu >= 0) || isinf(cpu) || rss < 0 || pid <= 0)
 		return od_err(x->err, x->errlen, "%s: negative pid, dt_ms, "
 			      "cpu_ms or rss_kb", where);
+	if (ts < 0 || ts > OD_MAX_MS)
+		return od_err(x->err, x->errlen, "%s: ts_ms out of range "
+			      "(0..%lld ms)", where, OD_MAX_MS);
+	if (dt > OD_MAX_MS)
+		return od_err(x->err, x->errlen, "%s: dt_ms out of range "
+			      "(0..%lld ms)", where, OD_MAX_MS);
+	if (cpu > (double)OD_MAX_MS)
+		return od_err(x->err, x->errlen, "%s: cpu_ms out of range "
+			      "(0..%lld ms)", where, OD_MAX_MS);
+	if (rss > OD_MAX_RSS_KB || pid > OD_MAX_PID)
+		return od_err(x->err, x->errlen, "%s: %s out of range (%s)",
+			      where, pid > OD_MAX_PID ? "pid" : "rss_kb",
+			      pid > OD_MAX_PID ? "1..2147483647" :
+			      "0..2^40 KiB");
 	t = owner_of(x, pid, ts, dt);
 	if (t < 0 && s->int_ok[OD_PPID]) {
 		t = owner_of(x, s->i[OD_PPID], ts, dt);

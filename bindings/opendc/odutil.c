@@ -41,11 +41,41 @@ int od_get_int(json_t *o, const char *key, int64_t *v)
 	if (json_is_real(j)) {
 		double d = json_real_value(j);
 		if (!isfinite(d) || fabs(d) > 9e15)
-			return -1;
+			return -2;
 		*v = llround(d);
 		return 0;
 	}
 	return -1;
+}
+
+int od_get_range(json_t *o, const char *key, int64_t lo, int64_t hi,
+		 int64_t *v)
+{
+	int r = od_get_int(o, key, v);
+	if (r == 0 && (*v < lo || *v > hi))
+		return -2;
+	return r;
+}
+
+int od_key_line(const char *path, const char *key, size_t nth, size_t count)
+{
+	FILE *fp = fopen(path, "re");
+	char *line = NULL, quoted[128];
+	size_t cap = 0, seen = 0;
+	int lineno = 0, at = 0;
+
+	if (!fp)
+		return 0;
+	snprintf(quoted, sizeof(quoted), "\"%s\"", key);
+	while (getline(&line, &cap, fp) >= 0) {
+		lineno++;
+		for (char *p = line; (p = strstr(p, quoted)); p += strlen(quoted))
+			if (seen++ == nth)
+				at = lineno;
+	}
+	free(line);
+	fclose(fp);
+	return seen == count ? at : 0;
 }
 
 int64_t od_file_size(const char *path)

@@ -14,9 +14,19 @@ int od_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* A number field (integer, or real rounded to the nearest integer): 0, or
- * -1 when missing or not a number. */
+ * -1 when missing or not a number, -2 when a real is beyond +-9e15 (no
+ * integer holds it exactly). */
 int od_get_int(json_t *o, const char *key, int64_t *v);
 int od_get_num(json_t *o, const char *key, double *v);
+
+/* The same, within [lo, hi]: -2 when outside. */
+int od_get_range(json_t *o, const char *key, int64_t lo, int64_t hi,
+		 int64_t *v);
+
+/* The line of the nth (from 0) occurrence of "key" in the file at path,
+ * or 0 when there are not exactly `count` of them (then no line can be
+ * told for sure). */
+int od_key_line(const char *path, const char *key, size_t nth, size_t count);
 
 int64_t od_file_size(const char *path);
 

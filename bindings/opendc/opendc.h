@@ -51,6 +51,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* What a trace can hold.  A figure beyond is an error (FILE:LINE), never
+ * written: it would overflow the arithmetic of the export or OpenDC's own
+ * types (coreCount is an Int). */
+#define OD_MAX_MS	10000000000000LL	/* times, durations, CPU time:
+						 * up to the year 2286 */
+#define OD_MAX_PID	INT32_MAX
+#define OD_MAX_RSS_KB	(1LL << 40)		/* 1 PiB a process */
+#define OD_MAX_CORES	(1LL << 20)
+#define OD_MAX_MEM_MB	(1LL << 40)
+#define OD_MAX_FREQ_MHZ	1e6
+
 struct od_summary {
 	int64_t nodes, tasks, fragments;
 	int64_t samples;		/* rows of proc_metrics.jsonl */
