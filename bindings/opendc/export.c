@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "../parquet/parquet.h"
+#include "kx.h"
 #include "odutil.h"
 #include "samples.h"
 
@@ -649,6 +650,18 @@ static json_t *ids(struct exporter *x)
 	return a;
 }
 
+/* err names a path inside tmp: name it at its place in out instead. */
+static void rebase_err(char *err, size_t errlen, const char *tmp,
+		       const char *out)
+{
+	char *at = strstr(err, tmp), buf[1024];
+	if (!at)
+		return;
+	snprintf(buf, sizeof(buf), "%.*s%s%s", (int)(at - err), err, out,
+		 at + strlen(tmp));
+	snprintf(err, errlen, "%s", buf);
+}
+
 int od_export(const char *in_dir, const char *out_dir, struct od_summary *s,
 	      char *err, size_t errlen)
 {
@@ -658,20 +671,24 @@ int od_export(const char *in_dir, const char *out_dir, struct od_summary *s,
 		{ "duration", PQ_INT64, false, false },
 		{ "cpu_usage", PQ_DOUBLE, false, false },
 	};
+	static const char *const outputs[] = { "tasks.parquet",
+		"fragments.parquet", "topology.json", "ids.json", NULL };
 	struct pq_options o = od_parquet_options();
 	pq_writer *tasks = NULL;
-	char path[4096], **dirs;
+	char path[4096], tmp[4096] = "", **dirs;
 	int ndirs, rc = -1;
 
 	memset(s, 0, sizeof(*s));
 	dirs = node_dirs(in_dir, &ndirs, err, errlen);
 	if (!dirs)
 		return -1;
-	if (mkdir(out_dir, 0777) != 0 && errno != EEXIST) {
-		od_err(err, errlen, "%s: %s", out_dir, strerror(errno));
+	/* every file is written into a directory beside out, which takes
+	 * out's place once all are whole: all of them or none */
+	if (kx_tmpdir_beside(out_dir, tmp, sizeof(tmp), err, errlen) < 0) {
+		tmp[0] = 0;
 		goto out;
 	}
-	if (od_path(path, sizeof(path), "%s/fragments.parquet", out_dir) < 0) {
+	if (od_path(path, sizeof(path), "%s/fragments.parquet", tmp) < 0) {
 		od_err(err, errlen, "%s: path too long", out_dir);
 		goto out;
 	}
@@ -686,9 +703,8 @@ int od_export(const char *in_dir, const char *out_dir, struct od_summary *s,
 		if (export_node(&x, path, dirs[i]) < 0)
 			goto out;
 	}
-	if (write_tasks(&x, out_dir, &tasks) < 0)
+	if (write_tasks(&x, tmp, &tasks) < 0)
 		goto out;
-	/* Every input read and every row written: now the files appear. */
 	s->nodes = x.nnodes;
 	s->tasks = x.ntasks;
 	rc = pq_close(x.frags, err, errlen);
@@ -697,12 +713,18 @@ int od_export(const char *in_dir, const char *out_dir, struct od_summary *s,
 		rc = pq_close(tasks, err, errlen);
 	tasks = NULL;
 	if (rc == 0)
-		rc = write_json(&x, out_dir, "topology.json", topology(&x));
+		rc = write_json(&x, tmp, "topology.json", topology(&x));
 	if (rc == 0)
-		rc = write_json(&x, out_dir, "ids.json", ids(&x));
+		rc = write_json(&x, tmp, "ids.json", ids(&x));
+	if (rc == 0)
+		rc = kx_publish_dir(tmp, out_dir, outputs, err, errlen) < 0 ? -1 : 0;
 out:
 	pq_abort(x.frags);
 	pq_abort(tasks);
+	if (rc < 0 && tmp[0]) {
+		rebase_err(err, errlen, tmp, out_dir);
+		kx_discard_dir(tmp);
+	}
 	for (int i = 0; i < ndirs; i++)
 		free(dirs[i]);
 	free(dirs);

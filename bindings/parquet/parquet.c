@@ -191,7 +191,7 @@ pq_writer *pq_open(const char *path, const char *schema_name,
 	}
 	fd = mkstemp(w->tmp);
 	if (fd < 0) {
-		snprintf(err, errlen, "%s: %s", w->tmp, strerror(errno));
+		snprintf(err, errlen, "%s: %s", w->path, strerror(errno));
 		free(w->tmp);
 		w->tmp = NULL;
 		goto fail;
@@ -199,7 +199,7 @@ pq_writer *pq_open(const char *path, const char *schema_name,
 	fchmod(fd, 0644);
 	w->fp = fdopen(fd, "wb");
 	if (!w->fp || fwrite("PAR1", 1, 4, w->fp) != 4) {
-		snprintf(err, errlen, "%s: %s", w->tmp, strerror(errno));
+		snprintf(err, errlen, "%s: %s", w->path, strerror(errno));
 		if (!w->fp)
 			close(fd);
 		goto fail;
@@ -644,7 +644,7 @@ static void dict_page_header(struct tc_enc *e, const void *ud)
 static int write_all(pq_writer *w, const void *p, size_t n)
 {
 	if (n && fwrite(p, 1, n, w->fp) != n)
-		return fail(w, "%s: %s", w->tmp, strerror(errno));
+		return fail(w, "%s: %s", w->path, strerror(errno));
 	w->offset += n;
 	return 0;
 }
@@ -844,12 +844,12 @@ int pq_close(pq_writer *w, char *err, size_t errlen)
 			 write_all(w, &n, 4) == 0 &&
 			 write_all(w, "PAR1", 4) == 0) {
 			if (fflush(w->fp) != 0 || fsync(fileno(w->fp)) != 0)
-				fail(w, "%s: %s", w->tmp, strerror(errno));
+				fail(w, "%s: %s", w->path, strerror(errno));
 		}
 	}
 	tc_buf_free(&footer);
 	if (fclose(w->fp) != 0)
-		fail(w, "%s: %s", w->tmp, strerror(errno));
+		fail(w, "%s: %s", w->path, strerror(errno));
 	w->fp = NULL;
 	if (!w->failed && rename(w->tmp, w->path) != 0)
 		fail(w, "%s: %s", w->path, strerror(errno));

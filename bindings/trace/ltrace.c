@@ -568,6 +568,46 @@ static int l_check_match(lua_State *L)
 	return 1;
 }
 
+/* ---- CTS/ written whole or not at all ------------------------------------ */
+
+/* core.tmpdir_beside(path) -> a new empty directory beside path | nil, err */
+static int l_tmpdir_beside(lua_State *L)
+{
+	char tmp[4096], err[512];
+	if (kx_tmpdir_beside(luaL_checkstring(L, 1), tmp, sizeof tmp, err,
+			     sizeof err) < 0)
+		return kx_fail(L, "%s", err);
+	lua_pushstring(L, tmp);
+	return 1;
+}
+
+/* core.publish_dir(tmp, dir, {names...}) -> true | nil, err */
+static int l_publish_dir(lua_State *L)
+{
+	const char *tmp = luaL_checkstring(L, 1);
+	const char *dir = luaL_checkstring(L, 2);
+	luaL_checktype(L, 3, LUA_TTABLE);
+	int n = (int)lua_rawlen(L, 3);
+	const char **names = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *names, 0);
+	for (int i = 0; i < n; i++) {
+		lua_rawgeti(L, 3, i + 1);
+		names[i] = luaL_checkstring(L, -1);
+		lua_pop(L, 1);   /* the table keeps the string */
+	}
+	names[n] = NULL;
+	char err[512];
+	if (kx_publish_dir(tmp, dir, names, err, sizeof err) < 0)
+		return kx_fail(L, "%s", err);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static int l_discard_dir(lua_State *L)
+{
+	kx_discard_dir(luaL_checkstring(L, 1));
+	return 0;
+}
+
 /* core.free_bytes(path) -> bytes available to us on path's file system */
 static int l_free_bytes(lua_State *L)
 {
@@ -602,6 +642,9 @@ int luaopen_kx_trace_core(lua_State *L)
 		{"free_bytes", l_free_bytes},
 		{"lock", l_lock},
 		{"check_match", l_check_match},
+		{"tmpdir_beside", l_tmpdir_beside},
+		{"publish_dir", l_publish_dir},
+		{"discard_dir", l_discard_dir},
 		{"lock_holder", l_lock_holder},
 		{"signal_holder", l_signal_holder},
 		{NULL, NULL},

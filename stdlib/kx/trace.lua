@@ -42,6 +42,17 @@ local function write_atomic(path, text)
 	return os.rename(tmp, path)
 end
 
+-- A whole file (inside a directory that is published whole); the message
+-- is the system's, without the path.
+local function write_file(path, text)
+	local f, err = io.open(path, "w")
+	if not f then return nil, err:sub(#path + 3) end
+	local ok, werr = f:write(text)
+	if ok then ok, werr = f:close() else f:close() end
+	if not ok then return nil, werr end
+	return true
+end
+
 -- One JSON line appended with a single write(2).
 local function append_line(path, value)
 	local f, err = io.open(path, "a")
@@ -516,7 +527,6 @@ function trace.parse(dir)
 		return nil, ("%s is not a trace run directory (no run.json, raw/ or CTS/)"):format(dir)
 	end
 	local audit, inv, samples, procs, node = load_and_audit(dir)
-	if not mkdir_p(dir .. "/CTS") then return nil, "cannot create " .. dir .. "/CTS" end
 	local files = {
 		{ "invocations.jsonl", jsonl(inv) },
 		{ "proc_metrics.jsonl", jsonl(samples) },
@@ -524,9 +534,24 @@ function trace.parse(dir)
 		{ "nodes.json", json.encode(node or {}, { indent = 2 }) .. "\n" },
 		{ "audit_report.md", trace.report(audit, dir) },
 	}
-	for _, f in ipairs(files) do
-		local ok, err = write_atomic(dir .. "/CTS/" .. f[1], f[2])
-		if not ok then return nil, err end
+	-- all five files or none: written into a directory beside CTS/, which
+	-- then takes its place
+	local cts = dir .. "/CTS"
+	local tmp, terr = core.tmpdir_beside(cts)
+	if not tmp then return nil, terr end
+	local names = {}
+	for i, f in ipairs(files) do
+		names[i] = f[1]
+		local ok, err = write_file(tmp .. "/" .. f[1], f[2])
+		if not ok then
+			core.discard_dir(tmp)
+			return nil, ("%s/%s: %s"):format(cts, f[1], err)
+		end
+	end
+	local ok, err = core.publish_dir(tmp, cts, names)
+	if not ok then
+		core.discard_dir(tmp)
+		return nil, err
 	end
 	return audit
 end
