@@ -36,6 +36,9 @@ struct task {
 	int64_t tick_ts, tick_dt, tick_rss;
 	double tick_cores, last_usage, max_cores;
 	int64_t peak_rss_kib;
+	/* the largest peak_rss_kb of one of its processes at its end (the
+	 * kernel's figure): a task shorter than a tick has no sample */
+	int64_t exit_peak_kib;
 };
 
 /* pid -> task over a time window; chained per pid. */
@@ -323,6 +326,10 @@ static int on_invocation(void *ud, json_t *o, const char *where)
 	if (t.ts_enqueue < 0)
 		return od_err(x->err, x->errlen, "%s: ts_enqueue negative",
 			      where);
+	r = od_get_range(o, "peak_rss_kb", 0, OD_MAX_RSS_KB, &t.exit_peak_kib);
+	if (r == -2 || (r == -1 && json_object_get(o, "peak_rss_kb")))
+		return od_err(x->err, x->errlen, "%s: peak_rss_kb not a number "
+			      "in 0..2^40 KiB", where);
 	if (x->ntasks >= INT32_MAX)
 		return od_err(x->err, x->errlen, "%s: too many tasks", where);
 	if (x->ntasks + 1 > x->taskcap) {
@@ -345,7 +352,7 @@ static int on_invocation(void *ud, json_t *o, const char *where)
 }
 
 struct proc {
-	int64_t pid, ppid, start, end;
+	int64_t pid, ppid, start, end, peak_kib;
 };
 
 struct procs {
@@ -368,6 +375,10 @@ static int on_proc(void *ud, json_t *o, const char *where)
 	if (od_get_range(o, "end", 0, OD_MAX_MS, &r.end) == -2)
 		return od_err(p->x->err, p->x->errlen, "%s: end out of range "
 			      "(0..%lld ms)", where, OD_MAX_MS);
+	int k = od_get_range(o, "peak_rss_kb", 0, OD_MAX_RSS_KB, &r.peak_kib);
+	if (k == -2 || (k == -1 && json_object_get(o, "peak_rss_kb")))
+		return od_err(p->x->err, p->x->errlen, "%s: peak_rss_kb not a "
+			      "number in 0..2^40 KiB", where);
 	if (r.end < r.start)
 		return od_err(p->x->err, p->x->errlen, "%s: end is before "
 			      "start", where);
@@ -381,6 +392,12 @@ static int on_proc(void *ud, json_t *o, const char *where)
 	}
 	p->v[p->n++] = r;
 	return 0;
+}
+
+static void raise_exit_peak(struct task *t, int64_t kib)
+{
+	if (kib > t->exit_peak_kib)
+		t->exit_peak_kib = kib;
 }
 
 static int by_start(const void *a, const void *b)
@@ -403,11 +420,15 @@ static int load_procs(struct exporter *x, const char *path)
 		qsort(p.v, p.n, sizeof(*p.v), by_start);
 	for (size_t i = 0; rc == 0 && i < p.n; i++) {
 		const struct proc *r = &p.v[i];
-		if (owner_of(x, r->pid, r->start + 1, 1) >= 0)
-			continue;	/* a task's own pid */
-		int t = owner_of(x, r->ppid, r->start + 1, 1);
+		int t = owner_of(x, r->pid, r->start + 1, 1);
+		if (t >= 0) {		/* a task's own pid */
+			raise_exit_peak(&x->tasks[t], r->peak_kib);
+			continue;
+		}
+		t = owner_of(x, r->ppid, r->start + 1, 1);
 		if (t < 0)
 			continue;
+		raise_exit_peak(&x->tasks[t], r->peak_kib);
 		int64_t end = r->end < x->tasks[t].ts_end ? r->end
 							   : x->tasks[t].ts_end;
 		rc = add_owner(x, r->pid, t, r->start, end);
@@ -584,13 +605,15 @@ static int write_tasks(struct exporter *x, const char *out, pq_writer **w)
 			count = 1;
 		if (count > nd->cores)
 			count = nd->cores;
+		int64_t peak = t->peak_rss_kib > t->exit_peak_kib ?
+			       t->peak_rss_kib : t->exit_peak_kib;
 		if (pq_int32(*w, 0, id) < 0 ||
 		    pq_string(*w, 1, t->trace_id, strlen(t->trace_id)) < 0 ||
 		    pq_int64(*w, 2, t->ts_enqueue) < 0 ||
 		    pq_int64(*w, 3, t->ts_end - t->ts_start) < 0 ||
 		    pq_int32(*w, 4, (int32_t)count) < 0 ||
 		    pq_double(*w, 5, (double)count * nd->freq_mhz) < 0 ||
-		    pq_int64(*w, 6, (t->peak_rss_kib * 1024 + 500) / 1000) < 0 ||
+		    pq_int64(*w, 6, (peak * 1024 + 500) / 1000) < 0 ||
 		    pq_end_row(*w) < 0)
 			return od_err(x->err, x->errlen, "tasks.parquet: %s",
 				      pq_error(*w));

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bpfsrc.h"
 
@@ -39,6 +40,7 @@ struct trace_ebpf {
 	struct trace_bpf *skel;
 	struct ring_buffer *rb;
 	struct tracer *t;
+	long page_kb;
 };
 
 static int on_event(void *ctx, void *data, size_t len)
@@ -61,7 +63,8 @@ static int on_event(void *ctx, void *data, size_t len)
 		break;
 	case TRACE_EXIT:
 		/* the process's own time: its children have rows of their own */
-		trace_exit(b->t, (pid_t)e->pid, ts_ms, (double)e->cpu_ns / 1e6);
+		trace_exit(b->t, (pid_t)e->pid, ts_ms, (double)e->cpu_ns / 1e6,
+			   (long)e->maxrss_pages * b->page_kb);
 		break;
 	}
 	return 0;
@@ -92,6 +95,7 @@ struct trace_ebpf *trace_ebpf_open(struct tracer *t, char *err, size_t errlen)
 	}
 	libbpf_set_print(silent);
 	b->t = t;
+	b->page_kb = sysconf(_SC_PAGESIZE) / 1024;
 	b->skel = trace_bpf__open_and_load();
 	if (!b->skel) {
 		snprintf(err, errlen, "BPF load refused: %s (root and a kernel "

@@ -205,6 +205,10 @@ static void push_record(lua_State *T, struct launch *l, int ws,
 		       (double)ru->ru_stime.tv_sec * 1e3 +
 		       (double)ru->ru_stime.tv_usec / 1e3);
 	lua_setfield(T, -2, "cpu_ms");
+	/* its peak resident set, or that of the largest descendant it waited
+	 * for (KiB) */
+	lua_pushinteger(T, ru->ru_maxrss);
+	lua_setfield(T, -2, "peak_rss_kb");
 }
 
 static void launch_closed(uv_handle_t *h)
@@ -240,14 +244,18 @@ static void on_pidfd(uv_poll_t *h, int status, int events)
 			usleep(100);
 		}
 	}
+	/* the zombie's stat (its own CPU time) before wait4 reaps it; wait4
+	 * then gives its peak resident set (ru_maxrss) */
 	struct trace_proc_stat st;
-	if (t->running && trace_proc_read_stat(l->pid, &st) == 0)
-		trace_finish(t, l->pid, &st);   /* no-op once ended by eBPF */
+	int have_stat = t->running && trace_proc_read_stat(l->pid, &st) == 0;
 	int ws = 0;
 	struct rusage ru;
 	memset(&ru, 0, sizeof ru);
 	while (wait4(l->pid, &ws, 0, &ru) < 0 && errno == EINTR)
 		;
+	if (have_stat)
+		trace_finish(t, l->pid, &st, ru.ru_maxrss);   /* no-op once
+							       * ended by eBPF */
 	trace_sentinel(t, l->pid, 0, 0);
 	kx_untrack_pgid(l->pid);
 	uv_poll_stop(h);

@@ -133,6 +133,16 @@ int trace_proc_pread_stat(int fd, struct trace_proc_stat *st)
 	return trace_proc_parse_stat(buf, st);
 }
 
+long trace_proc_hwm_kb(pid_t pid)
+{
+	char path[64], buf[4096];
+	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+	if (read_small(path, buf, sizeof buf) <= 0)
+		return -1;
+	const char *at = strstr(buf, "\nVmHWM:");
+	return at ? strtol(at + 8, NULL, 10) : -1;
+}
+
 long trace_proc_rss_kb(pid_t pid)
 {
 	char path[64], buf[256];

@@ -47,6 +47,10 @@ int trace_proc_read_stat(pid_t pid, struct trace_proc_stat *st);
 int trace_proc_open_stat(pid_t pid);
 int trace_proc_pread_stat(int fd, struct trace_proc_stat *st);
 
+/* The peak resident set so far (VmHWM of /proc/PID/status) in KiB; -1 when
+ * gone. */
+long trace_proc_hwm_kb(pid_t pid);
+
 /* Resident set in KiB from /proc/PID/statm; -1 when gone. */
 long trace_proc_rss_kb(pid_t pid);
 

@@ -63,6 +63,7 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	e->ts_ns = bpf_ktime_get_boot_ns();
 	e->cpu_ns = 0;
 	e->children_cpu_ns = 0;
+	e->maxrss_pages = 0;
 	e->exit_code = 0;
 	e->slot = slot;
 	BPF_CORE_READ_STR_INTO(&e->comm, child, comm);
@@ -89,6 +90,7 @@ int BPF_PROG(on_exec, struct task_struct *p)
 	e->ts_ns = bpf_ktime_get_boot_ns();
 	e->cpu_ns = 0;
 	e->children_cpu_ns = 0;
+	e->maxrss_pages = 0;
 	e->exit_code = 0;
 	e->slot = 0;
 	BPF_CORE_READ_STR_INTO(&e->comm, p, comm);
@@ -145,6 +147,9 @@ static void emit_exit(struct task_struct *task)
 	e->children_cpu_ns = BPF_CORE_READ(task, signal, cutime) +
 			     BPF_CORE_READ(task, signal, cstime);
 	e->exit_code = BPF_CORE_READ(task, exit_code);
+	/* set by do_exit() when the group died, from the mm's high-water mark
+	 * (pages): the peak of a process too short for any sample */
+	e->maxrss_pages = BPF_CORE_READ(task, signal, maxrss);
 	e->slot = 0;
 	BPF_CORE_READ_STR_INTO(&e->comm, task, group_leader, comm);
 	bpf_ringbuf_submit(e, 0);

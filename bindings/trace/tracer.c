@@ -135,11 +135,19 @@ void trace_exec(struct tracer *t, pid_t pid, const char *comm)
 	add(t, &st, -1);
 }
 
-void trace_exit(struct tracer *t, pid_t pid, double end_ms, double cpu_ms)
+static void raise_peak(struct tracked *p, long kb)
+{
+	if (kb > p->peak_kb)
+		p->peak_kb = kb;
+}
+
+void trace_exit(struct tracer *t, pid_t pid, double end_ms, double cpu_ms,
+		long peak_kb)
 {
 	struct tracked *p = find(t, pid);
 	if (!p)
 		return;
+	raise_peak(p, peak_kb);
 	sample_row(t, p, end_ms, cpu_ms, 0);
 	flush_rows(t);
 	end_row(t, p, end_ms);
@@ -173,6 +181,7 @@ static void sample_row(struct tracer *t, struct tracked *p, double now,
 counted:
 	p->busy = used > 0;
 	p->rss_kb = rss_kb;
+	raise_peak(p, rss_kb);
 	p->cpu_ms = cpu_ms;
 	p->last_ms = now;
 	t->rows++;
@@ -192,9 +201,9 @@ static void end_row(struct tracer *t, struct tracked *p, double end_ms)
 	trace_json_string(comm, sizeof comm, p->comm);
 	int n = snprintf(row, sizeof row,
 			 "{\"pid\":%d,\"ppid\":%d,\"comm\":%s,\"start\":%.0f,"
-			 "\"end\":%.0f,\"cpu_ms\":%.3f}\n",
+			 "\"end\":%.0f,\"cpu_ms\":%.3f,\"peak_rss_kb\":%ld}\n",
 			 (int)p->pid, (int)p->ppid, comm, p->start_ms, end_ms,
-			 p->cpu_ms);
+			 p->cpu_ms, p->peak_kb);
 	write_row(t, t->procs_fd, row, (size_t)n);
 	p->alive = 0;
 	if (p->stat_fd >= 0)
@@ -359,6 +368,10 @@ void trace_tick(struct tracer *t)
 		}
 		if (trace_proc_ended(&st) && (p->launched || t->map_fd >= 0))
 			continue;   /* its launcher or its exit event has the end */
+		/* /proc source: its peak so far, whenever it ran (the kernel's
+		 * figure at its end is not to be had for a descendant) */
+		if (t->map_fd < 0 && (p->read_ms == 0 || st.cpu_ms != p->cpu_ms))
+			raise_peak(p, trace_proc_hwm_kb(p->pid));
 		p->read_ms = now;
 		sample_row(t, p, now, st.cpu_ms, st.rss_kb);
 		/* on a CPU now: it may run on without a context switch, so an
@@ -378,12 +391,14 @@ void trace_tick(struct tracer *t)
 	flush_rows(t);
 }
 
-void trace_finish(struct tracer *t, pid_t pid, const struct trace_proc_stat *st)
+void trace_finish(struct tracer *t, pid_t pid,
+		  const struct trace_proc_stat *st, long peak_kb)
 {
 	struct tracked *p = find(t, pid);
 	double now = trace_proc_now_ms();
 	if (!p)
 		return;
+	raise_peak(p, peak_kb);
 	/* the zombie's own time (all its threads); its children have rows of
 	 * their own */
 	sample_row(t, p, now, st->cpu_ms, 0);

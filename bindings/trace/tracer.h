@@ -4,7 +4,7 @@
  * A tracer owns two append-only JSON-lines files: samples
  * (ts_ms, pid, ppid, dt_ms, cpu_ms, rss_kb; cpu_ms is the CPU used since the
  * previous row of that pid) and process lives (pid, ppid, comm, start, end,
- * cpu_ms).  Each row is one write(2) on an O_APPEND descriptor, so a run
+ * cpu_ms, peak_rss_kb).  Each row is one write(2) on an O_APPEND descriptor, so a run
  * killed at any point leaves only whole lines.
  *
  * Roots come from tracer_launch (a command it starts itself), trace_watch
@@ -37,6 +37,9 @@ struct tracked {
 	unsigned long long seen_switches;   /* the counter at the last read */
 	int busy;            /* used CPU in its last window */
 	long rss_kb;         /* at its last row */
+	long peak_kb;        /* the largest resident set known of it: its
+			      * rows, VmHWM (/proc source), the kernel's
+			      * figure at its end */
 	double read_ms;      /* when /proc was last read for it */
 	int scan_children;   /* a root under eBPF: its existing tree is read
 			      * from /proc once, then forks are reported */
@@ -103,7 +106,8 @@ int trace_watch(struct tracer *t, pid_t pid);
 void trace_child(struct tracer *t, pid_t pid, pid_t ppid, double start_ms,
 		  const char *comm, unsigned slot);
 void trace_exec(struct tracer *t, pid_t pid, const char *comm);   /* any pid */
-void trace_exit(struct tracer *t, pid_t pid, double end_ms, double cpu_ms);
+void trace_exit(struct tracer *t, pid_t pid, double end_ms, double cpu_ms,
+		long peak_kb);
 
 /* A quiet process gets a row at least this often (ms); under eBPF, where its
  * switch counter proves it has not run, from the figures of its last row,
@@ -115,9 +119,10 @@ void trace_exit(struct tracer *t, pid_t pid, double end_ms, double cpu_ms);
 void trace_tick(struct tracer *t);
 
 /* Records the end of a launched process from its zombie's stat (its own
- * CPU time); nothing when its eBPF exit event has already ended it. */
+ * CPU time) and wait4's ru_maxrss (KiB); nothing when its eBPF exit event
+ * has already ended it. */
 void trace_finish(struct tracer *t, pid_t pid,
-		  const struct trace_proc_stat *st);
+		  const struct trace_proc_stat *st, long peak_kb);
 
 /* Stops sampling (a last tick first), ends the processes still followed,
  * closes the files and frees the list (rows stays); closed runs once the

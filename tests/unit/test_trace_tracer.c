@@ -146,10 +146,10 @@ static void test_burning_child_adds_up_to_the_kernel_figure(void **state)
 	}
 	struct trace_proc_stat st;
 	assert_int_equal(trace_proc_read_stat(pid, &st), 0);
-	trace_finish(&t, pid, &st);
 	struct rusage ru;
 	int ws;
 	assert_int_equal(wait4(pid, &ws, 0, &ru), pid);
+	trace_finish(&t, pid, &st, ru.ru_maxrss);
 	trace_stop(&t, on_closed);
 	uv_run(kx_loop(), UV_RUN_NOWAIT);
 
