@@ -17,6 +17,11 @@ struct trace_ebpf *trace_ebpf_open(struct tracer *t, char *err, size_t errlen)
 	return NULL;
 }
 
+const char *trace_ebpf_log(void)
+{
+	return "";
+}
+
 void trace_ebpf_drain(struct trace_ebpf *b)
 {
 	(void)b;
@@ -70,12 +75,77 @@ static int on_event(void *ctx, void *data, size_t len)
 	return 0;
 }
 
-static int silent(enum libbpf_print_level level, const char *fmt, va_list ap)
+/* What libbpf said during the last open (the verifier's log among it),
+ * for the error message and for KXRUN_LOG=debug.  Opens run on the loop
+ * thread only. */
+static char said[1 << 16];
+static size_t said_len;
+
+static int capture(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
 	(void)level;
-	(void)fmt;
-	(void)ap;
+	if (said_len < sizeof said - 1) {
+		int n = vsnprintf(said + said_len, sizeof said - said_len, fmt,
+				  ap);
+		if (n > 0)
+			said_len += (size_t)n < sizeof said - said_len ?
+				    (size_t)n : sizeof said - said_len - 1;
+	}
 	return 0;
+}
+
+const char *trace_ebpf_log(void)
+{
+	return said;
+}
+
+/* Why the program did not load, as precisely as can be told: the
+ * verifier's last words when it refused the program, else the missing
+ * privilege or kernel feature, else libbpf's last line. */
+static void explain(char *err, size_t errlen, int e)
+{
+	const char *begin = strstr(said, "-- BEGIN PROG LOAD LOG --");
+	const char *end = begin ? strstr(begin, "-- END PROG LOAD LOG --") : NULL;
+	if (begin && end) {
+		/* the program's name: "prog 'NAME': -- BEGIN ..." */
+		const char *name = begin;
+		while (name > said && name[-1] != '\n')
+			name--;
+		const char *q = strstr(name, "prog '");
+		int nlen = q && q < begin ? (int)strcspn(q + 6, "'") : 0;
+		/* its last lines, up to the END marker's line */
+		while (end > begin && end[-1] != '\n')
+			end--;
+		while (end > begin && (end[-1] == '\n' || end[-1] == ' '))
+			end--;
+		const char *tail = end;
+		for (int lines = 0; tail > begin && lines < 8; tail--)
+			if (tail[-1] == '\n')
+				lines++;
+		while (tail < end && *tail == '\n')
+			tail++;
+		int tlen = (int)(end - tail);
+		snprintf(err, errlen, "BPF load refused: the verifier rejected "
+			 "program '%.*s' (%s); its log ends:\n%.*s", nlen,
+			 q ? q + 6 : "", strerror(e), tlen, tail);
+	} else if (geteuid() != 0) {
+		snprintf(err, errlen, "BPF load refused: %s (not root: root is "
+			 "needed for eBPF)", strerror(e));
+	} else if (access("/sys/kernel/btf/vmlinux", R_OK) < 0) {
+		snprintf(err, errlen, "BPF load refused: %s (the kernel has no "
+			 "BTF: /sys/kernel/btf/vmlinux is missing)", strerror(e));
+	} else {
+		/* libbpf's last line */
+		size_t n = said_len;
+		while (n > 0 && said[n - 1] == '\n')
+			n--;
+		const char *last = said + n;
+		while (last > said && last[-1] != '\n')
+			last--;
+		snprintf(err, errlen, "BPF load refused: %s%s%.*s", strerror(e),
+			 last < said + n ? "; libbpf: " : "",
+			 (int)(said + n - last), last);
+	}
 }
 
 static void on_ready(uv_poll_t *h, int status, int events)
@@ -93,13 +163,14 @@ struct trace_ebpf *trace_ebpf_open(struct tracer *t, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	libbpf_set_print(silent);
+	said_len = 0;
+	said[0] = 0;
+	libbpf_set_print(capture);
 	b->t = t;
 	b->page_kb = sysconf(_SC_PAGESIZE) / 1024;
 	b->skel = trace_bpf__open_and_load();
 	if (!b->skel) {
-		snprintf(err, errlen, "BPF load refused: %s (root and a kernel "
-			 "with BTF are needed)", strerror(errno));
+		explain(err, errlen, errno);
 		goto fail;
 	}
 	r = trace_bpf__attach(b->skel);

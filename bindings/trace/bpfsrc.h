@@ -16,6 +16,10 @@ struct trace_ebpf;
  * reason in err when BPF cannot be used (not root, no BTF, refused...). */
 struct trace_ebpf *trace_ebpf_open(struct tracer *t, char *err, size_t errlen);
 
+/* What libbpf printed during the last trace_ebpf_open (the verifier's log
+ * when it refused the program): for KXRUN_LOG=debug. */
+const char *trace_ebpf_log(void);
+
 /* Drains pending events into the tracer now. */
 void trace_ebpf_drain(struct trace_ebpf *b);
 

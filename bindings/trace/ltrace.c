@@ -31,7 +31,7 @@ struct tracer_ud {
 	struct trace_ebpf *bpf;
 	const char *source;   /* "ebpf" or "proc" */
 	unsigned long long lost_events;   /* kept from the eBPF source at stop */
-	char note[256];       /* why not eBPF, when asked for auto */
+	char note[2048];      /* why not eBPF, when asked for auto */
 };
 
 static void drain_bpf(void *ud)
@@ -616,6 +616,14 @@ static int l_discard_dir(lua_State *L)
 	return 0;
 }
 
+/* core.bpf_log() -> what libbpf printed while loading the eBPF program
+ * last (the verifier's log when it refused it) */
+static int l_bpf_log(lua_State *L)
+{
+	lua_pushstring(L, trace_ebpf_log());
+	return 1;
+}
+
 /* core.free_bytes(path) -> bytes available to us on path's file system */
 static int l_free_bytes(lua_State *L)
 {
@@ -649,6 +657,7 @@ int luaopen_kx_trace_core(lua_State *L)
 		{"now_ms", l_now_ms},
 		{"free_bytes", l_free_bytes},
 		{"lock", l_lock},
+		{"bpf_log", l_bpf_log},
 		{"check_match", l_check_match},
 		{"tmpdir_beside", l_tmpdir_beside},
 		{"publish_dir", l_publish_dir},

@@ -10,6 +10,7 @@ LUAOPEN += kx.trace.core
 KX_CFLAGS += -I$(TRACE_GEN)
 
 ifeq ($(wildcard /sys/kernel/btf/vmlinux),)
+$(warning kx.trace: /sys/kernel/btf/vmlinux is missing (a kernel without BTF): building without the eBPF source; trace.start{source="ebpf"} will say so)
 KX_CFLAGS += -DKX_TRACE_NO_BPF
 else
 $(TRACE_GEN)/vmlinux.h:

@@ -156,6 +156,9 @@ local function open_run(s, dir, opts, interval, source)
 		-- leaves their trees to the tracer that launched them
 		sentinels = dir .. "/raw/pids",
 	}
+	if source ~= "proc" and core.bpf_log() ~= "" then
+		kx.log.debug("kx.trace: libbpf loading the eBPF program:\n%s", core.bpf_log())
+	end
 	if not tracer then return nil, terr end
 	s.tracer = tracer
 	run.tracer = tracer
