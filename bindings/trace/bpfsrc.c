@@ -197,6 +197,7 @@ struct trace_ebpf *trace_ebpf_open(struct tracer *t, char *err, size_t errlen)
 		b->skel->bss->report_all_execs = 1;
 		t->execs_reported = 1;
 	}
+	trace_follow_all(t);   /* those found before the program was there */
 	return b;
 fail:
 	if (b->rb)

@@ -86,6 +86,9 @@ static int l_tracer(lua_State *L)
 	}
 	luaL_setmetatable(L, TRACER_MT);
 	trace_set_sentinels(&u->t, sentinels);
+	/* before the eBPF program loads (slow on a loaded machine): what runs
+	 * now by the name asked for is found while it still runs */
+	trace_scan_matches(&u->t);
 	lua_pushvalue(L, -1);
 	u->ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	u->source = "proc";

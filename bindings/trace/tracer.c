@@ -66,6 +66,26 @@ static struct tracked *find(struct tracer *t, pid_t pid)
 	return NULL;
 }
 
+/* Into the eBPF program's map: its forks and exit are reported from now
+ * on; the children it already has are read from /proc at the next tick. */
+static void follow(struct tracer *t, struct tracked *p)
+{
+	__u32 key = (__u32)p->pid;
+	__u32 s = __atomic_fetch_add(t->next_slot, 1, __ATOMIC_RELAXED) &
+		  (KX_TRACE_SLOTS - 1);
+	bpf_map_update_elem(t->map_fd, &key, &s, BPF_ANY);
+	p->slot = s;
+	p->in_map = 1;
+	p->scan_children = 1;
+}
+
+void trace_follow_all(struct tracer *t)
+{
+	for (size_t i = 0; i < t->nprocs; i++)
+		if (t->procs[i].alive && !t->procs[i].in_map)
+			follow(t, &t->procs[i]);
+}
+
 /* slot: the switch counter the eBPF program gave it (a fork it saw), or -1
  * to hand one out here (a root). */
 static struct tracked *add(struct tracer *t, const struct trace_proc_stat *st,
@@ -90,14 +110,10 @@ static struct tracked *add(struct tracer *t, const struct trace_proc_stat *st,
 	snprintf(p->comm, sizeof p->comm, "%s", st->comm);
 	p->seen_switches = ~0ULL;   /* read at the next tick */
 	if (t->map_fd >= 0 && slot < 0) {
-		__u32 key = (__u32)st->pid;
-		__u32 s = __atomic_fetch_add(t->next_slot, 1, __ATOMIC_RELAXED) &
-			  (KX_TRACE_SLOTS - 1);
-		bpf_map_update_elem(t->map_fd, &key, &s, BPF_ANY);
-		p->slot = s;
-		p->scan_children = 1;
+		follow(t, p);
 	} else if (slot >= 0) {
 		p->slot = (unsigned)slot;
+		p->in_map = 1;   /* the program put it there at its fork */
 	}
 	return p;
 }
@@ -219,15 +235,6 @@ static void forget(struct tracked *p)
 	p->stat_fd = -1;
 }
 
-int trace_watch(struct tracer *t, pid_t pid)
-{
-	struct trace_proc_stat st;
-	if (find(t, pid))
-		return 0;
-	if (trace_proc_read_stat(pid, &st) < 0)
-		return -ESRCH;
-	return add(t, &st, -1) ? 0 : -ENOMEM;
-}
 
 /* Already followed, or already ended (a zombie its parent has not reaped
  * is still listed among the children). */
@@ -255,6 +262,25 @@ static void discover_children(struct tracer *t, pid_t pid, int threads)
 		if (c)
 			c->ppid = pid;
 	}
+}
+
+int trace_watch(struct tracer *t, pid_t pid)
+{
+	struct trace_proc_stat st;
+	if (find(t, pid))
+		return 0;
+	if (trace_proc_read_stat(pid, &st) < 0)
+		return -ESRCH;
+	/* followed first (under eBPF: in the map, so a fork from now on is
+	 * reported), then the tree it already has, from /proc, breadth first */
+	size_t first = t->nprocs;
+	if (!add(t, &st, -1))
+		return -ENOMEM;
+	for (size_t i = first; i < t->nprocs; i++) {
+		t->procs[i].scan_children = 0;
+		discover_children(t, t->procs[i].pid, 0);
+	}
+	return 0;
 }
 
 void trace_set_sentinels(struct tracer *t, const char *dir)
@@ -303,8 +329,10 @@ static int in_launched_tree(struct tracer *t, const struct trace_proc_stat *st)
 	return 0;
 }
 
-static void discover_matches(struct tracer *t)
+void trace_scan_matches(struct tracer *t)
 {
+	if (!t->has_match)
+		return;
 	DIR *d = opendir("/proc");
 	struct dirent *e;
 	if (!d)
@@ -333,14 +361,14 @@ void trace_tick(struct tracer *t)
 		t->drain(t->drain_ud);   /* exits first: their ends are exact */
 	double now = trace_proc_now_ms();
 	if (t->has_match && !(t->execs_reported && t->scanned))
-		discover_matches(t);   /* once, then exec events find them */
+		trace_scan_matches(t);   /* once, then exec events find them */
 	t->scanned = 1;
 	/* new entries are appended while we walk: walk by index */
 	for (size_t i = 0; i < t->nprocs; i++) {
 		struct tracked *p = &t->procs[i];
 		if (!p->alive)
 			continue;
-		if (t->switches) {
+		if (t->switches && !p->ended_ms) {
 			unsigned long long c = t->switches[p->slot];
 			if (c == p->seen_switches && !p->busy) {
 				/* it has not run since its last row */
@@ -357,29 +385,40 @@ void trace_tick(struct tracer *t)
 		struct trace_proc_stat st;
 		int r = p->stat_fd >= 0 ? trace_proc_pread_stat(p->stat_fd, &st) :
 			trace_proc_read_stat(p->pid, &st);
-		if (r < 0 || st.start_ms > p->start_ms + 20) {   /* gone */
-			if (!p->launched && t->map_fd < 0)
-				end_row(t, p, now);
-			else if (!p->launched)
-				continue;   /* its exit event has the exact end */
-			else
-				forget(p);
+		int gone = r < 0 || st.start_ms > p->start_ms + 20;
+		if (gone && p->launched) {
+			forget(p);   /* its launcher has written its end */
 			continue;
 		}
-		if (trace_proc_ended(&st) && (p->launched || t->map_fd >= 0))
-			continue;   /* its launcher or its exit event has the end */
+		if (!gone && trace_proc_ended(&st) && p->launched)
+			continue;   /* its launcher will write its end */
+		double at = now;
+		if ((gone || trace_proc_ended(&st)) && t->map_fd >= 0) {
+			/* its exit event has the exact end, unless it ended
+			 * before it was in the map (or the event was lost):
+			 * then, after a while, /proc has the end */
+			if (!p->ended_ms)
+				p->ended_ms = now;
+			if (now - p->ended_ms < TRACE_EXIT_WAIT_MS)
+				continue;
+			at = p->ended_ms;
+		}
+		if (gone) {
+			end_row(t, p, at);
+			continue;
+		}
 		/* /proc source: its peak so far, whenever it ran (the kernel's
 		 * figure at its end is not to be had for a descendant) */
 		if (t->map_fd < 0 && (p->read_ms == 0 || st.cpu_ms != p->cpu_ms))
 			raise_peak(p, trace_proc_hwm_kb(p->pid));
 		p->read_ms = now;
-		sample_row(t, p, now, st.cpu_ms, st.rss_kb);
+		sample_row(t, p, at, st.cpu_ms, st.rss_kb);
 		/* on a CPU now: it may run on without a context switch, so an
 		 * unchanged switch counter will not prove it idle */
 		if (st.state == 'R')
 			p->busy = 1;
 		if (trace_proc_ended(&st)) {
-			end_row(t, &t->procs[i], now);
+			end_row(t, &t->procs[i], at);
 			continue;
 		}
 		/* eBPF reports forks itself, once it follows a process */

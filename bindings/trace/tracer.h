@@ -43,6 +43,10 @@ struct tracked {
 	double read_ms;      /* when /proc was last read for it */
 	int scan_children;   /* a root under eBPF: its existing tree is read
 			      * from /proc once, then forks are reported */
+	int in_map;          /* in the eBPF program's map: its forks and its
+			      * exit are reported */
+	double ended_ms;     /* under eBPF, when /proc first showed it ended
+			      * with no exit event yet */
 };
 
 struct tracer {
@@ -97,9 +101,19 @@ void trace_set_sentinels(struct tracer *t, const char *dir);
 /* Marks pid (started at start_ms) as launched by this tracer, or unmarks. */
 void trace_sentinel(struct tracer *t, pid_t pid, double start_ms, int on);
 
-/* Follows pid and its descendants.  0, or -ESRCH when there is no such
- * process. */
+/* Follows pid and its descendants: the tree it has now is taken at once
+ * (a loaded machine may delay the first tick past its end).  0, or -ESRCH
+ * when there is no such process. */
 int trace_watch(struct tracer *t, pid_t pid);
+
+/* Looks for processes whose name matches now, without waiting for the
+ * first tick (a start under load may take long enough for them to end). */
+void trace_scan_matches(struct tracer *t);
+
+/* Under eBPF, once the program is attached: puts the processes followed
+ * so far (found from /proc) into its map, so their forks and exits are
+ * reported from now on. */
+void trace_follow_all(struct tracer *t);
 
 /* From the BPF source: a child forked by a followed process; an exec; an
  * exit with the kernel's final CPU time of the process (all its threads). */
@@ -114,6 +128,11 @@ void trace_exit(struct tracer *t, pid_t pid, double end_ms, double cpu_ms,
  * reading /proc for its RSS only this often. */
 #define TRACE_IDLE_ROW_MS 1000.0
 #define TRACE_IDLE_READ_MS 10000.0
+
+/* Under eBPF, a followed process seen ended in /proc whose exit event has
+ * not come this long after (it ended before it was in the map, or the ring
+ * buffer was full) is ended from /proc, as the /proc source would. */
+#define TRACE_EXIT_WAIT_MS 1000.0
 
 /* Samples every live process now (also called by the timer). */
 void trace_tick(struct tracer *t);

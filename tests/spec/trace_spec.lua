@@ -315,6 +315,47 @@ describe("kx.trace", function()
 		end)
 	end
 
+	it("ends a watched process that had ended already, from /proc, though no exit event comes (eBPF)", function()
+		-- `sleep 0.05` ends as a child of a process that never reaps it
+		local p = kx.spawn{ "sh", "-c", "sleep 0.05 & exec sleep 3" }
+		local zombie
+		for _ = 1, 500 do
+			local f = io.open("/proc/" .. p.pid .. "/task/" .. p.pid .. "/children")
+			local kid = f and tonumber(f:read("a"):match("%d+"))
+			if f then f:close() end
+			local st = kid and io.open("/proc/" .. kid .. "/stat")
+			if st then
+				if st:read("a"):match("%) Z ") then zombie = kid end
+				st:close()
+			end
+			if zombie then break end
+			kx.sleep(0.01)
+		end
+		assert.is_not_nil(zombie, "no zombie to watch")
+		local run = start_run{ dir = dir .. "/run", interval = 0.05, source = "ebpf" }
+		if not run then
+			p:kill()
+			return
+		end
+		assert.is_true(run:watch(zombie))
+		local ended
+		for _ = 1, 300 do   -- TRACE_EXIT_WAIT_MS (1 s) and a few ticks
+			kx.sleep(0.01)
+			for _, q in ipairs(lines(dir .. "/run/raw/procs.jsonl")) do
+				if q.pid == zombie then ended = q end
+			end
+			if ended then break end
+		end
+		run:stop()
+		p:kill()
+		assert.is_not_nil(ended, "the ended process was not ended before the run stopped")
+		assert.is_true(ended["end"] >= ended.start)
+		-- its rows lie within its life (the end is when it was seen ended)
+		for _, r in ipairs(lines(dir .. "/run/raw/proc_metrics.jsonl")) do
+			if r.pid == zombie then assert.is_true(r.ts_ms <= ended["end"]) end
+		end
+	end)
+
 	it("refuses an unusable output directory before starting anything", function()
 		local run, err = trace.start{ dir = "/proc/version/run" }
 		assert.is_nil(run)
