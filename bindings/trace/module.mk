@@ -4,7 +4,7 @@
 # program is left out and the tracer says so at run time.
 TRACE_GEN := $(BUILD)/gen/trace
 KX_SRCS += bindings/trace/procfs.c bindings/trace/tracer.c bindings/trace/ltrace.c \
-	bindings/trace/bpfsrc.c
+	bindings/trace/bpfsrc.c bindings/trace/lrundir.c
 KX_LIBS += -lbpf -lelf -lz
 LUAOPEN += kx.trace.core
 KX_CFLAGS += -I$(TRACE_GEN)
