@@ -2,9 +2,9 @@
 # them: each fails naming the file, and leaves nothing (an earlier export
 # stays as it was, byte for byte).
 . "$(dirname "$0")/lib.sh"
-[ "$(id -u)" = 0 ] || skip "needs root to mount a small tmpfs"
+need root tmpfs-mount
 mkdir "$T/small"
-mount -t tmpfs -o size=64k kxrun-trace-small "$T/small" || skip "cannot mount a tmpfs here"
+mount -t tmpfs -o size=64k kxrun-trace-small "$T/small" || fail "cannot mount a 64k tmpfs"
 trap 'umount "$T/small"; rm -rf "$T"' EXIT
 cd "$T"
 

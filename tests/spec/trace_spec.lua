@@ -17,23 +17,14 @@ local function lines(path)
 	return out
 end
 
--- Whether this host has what the eBPF source needs, decided by probing the
--- features themselves (root, BTF, the bpf() call), never by kxrun failing:
--- where they are there, a run that cannot load eBPF fails its test.
-local ebpf_missing
-do
-	local p = io.popen((os.getenv("ROOT") or ".") .. "/tests/trace/ebpf_probe.sh")
-	local why = p:read("a")
-	ebpf_missing = not p:close() and why:gsub("%s+$", "") or nil
-end
+local need = dofile((os.getenv("ROOT") or ".") .. "/tests/need.lua")
 
--- trace.start for a test: nil (the test pending, with the probe's reason)
--- when eBPF is asked for and the host lacks it
+-- trace.start for a test: nil (the test pending with the probe's reason)
+-- when eBPF is asked for and the machine lacks it (tests/features.sh bpf:
+-- root, BTF, the bpf() call); where it has it, a run that cannot load the
+-- program fails the test
 local function start_run(opts)
-	if opts.source == "ebpf" and ebpf_missing then
-		pending(ebpf_missing)
-		return nil
-	end
+	if opts.source == "ebpf" and not need("bpf") then return nil end
 	local run, err = trace.start(opts)
 	assert(run, ("trace.start{source=%s}: %s"):format(tostring(opts.source), tostring(err)))
 	assert.are.equal(opts.source or run.source, run.source)
@@ -111,10 +102,7 @@ describe("kx.trace", function()
 	end
 
 	it("adds a multithreaded ffmpeg's CPU up to the kernel's figure within 2% (eBPF)", function()
-		if kx.exec{ "ffmpeg", "-version" } ~= 0 then
-			pending("ffmpeg is not installed")
-			return
-		end
+		if not need("ffmpeg") then return end
 		local run = start_run{ dir = dir .. "/run", interval = 0.05, source = "ebpf" }
 		if not run then
 			return
