@@ -412,6 +412,8 @@ void trace_tick(struct tracer *t)
 		if (t->map_fd < 0 && (p->read_ms == 0 || st.cpu_ms != p->cpu_ms))
 			raise_peak(p, trace_proc_hwm_kb(p->pid));
 		p->read_ms = now;
+		/* its name now: a launched command's was kxrun's until exec */
+		snprintf(p->comm, sizeof p->comm, "%s", st.comm);
 		sample_row(t, p, at, st.cpu_ms, st.rss_kb);
 		/* on a CPU now: it may run on without a context switch, so an
 		 * unchanged switch counter will not prove it idle */
@@ -438,6 +440,7 @@ void trace_finish(struct tracer *t, pid_t pid,
 	if (!p)
 		return;
 	raise_peak(p, peak_kb);
+	snprintf(p->comm, sizeof p->comm, "%s", st->comm);
 	/* the zombie's own time (all its threads); its children have rows of
 	 * their own */
 	sample_row(t, p, now, st->cpu_ms, 0);
@@ -501,17 +504,47 @@ fail:;
 	return -e;
 }
 
+/* Whether a followed process has ended (in /proc) with no exit event yet. */
+static int awaiting_exit(const struct tracked *p)
+{
+	struct trace_proc_stat st;
+	if (!p->alive || p->launched || p->ended_ms)
+		return 0;   /* an ended_ms one will get none */
+	return trace_proc_read_stat(p->pid, &st) < 0 ||
+	       st.start_ms > p->start_ms + 20 || trace_proc_ended(&st);
+}
+
+/* Under eBPF, before the last tick: the exit events of processes that have
+ * ended, up to TRACE_EXIT_EVENT_WAIT_MS. */
+static void await_exits(struct tracer *t)
+{
+	double until = trace_proc_now_ms() + TRACE_EXIT_EVENT_WAIT_MS;
+	if (!t->drain || t->map_fd < 0)
+		return;
+	for (;;) {
+		int pending = 0;
+		t->drain(t->drain_ud);
+		for (size_t i = 0; i < t->nprocs && !pending; i++)
+			pending = awaiting_exit(&t->procs[i]);
+		if (!pending || trace_proc_now_ms() >= until)
+			return;
+		usleep(1000);
+	}
+}
+
 void trace_stop(struct tracer *t, uv_close_cb closed)
 {
 	if (!t->running)
 		return;
+	await_exits(t);
 	trace_tick(t);
 	t->running = 0;
 	uv_close((uv_handle_t *)&t->timer, closed);
 	double now = trace_proc_now_ms();
 	for (size_t i = 0; i < t->nprocs; i++)
 		if (t->procs[i].alive && !t->procs[i].launched)
-			end_row(t, &t->procs[i], now);
+			end_row(t, &t->procs[i], t->procs[i].ended_ms ?
+				t->procs[i].ended_ms : now);
 	flush_rows(t);
 	for (size_t i = 0; i < t->nprocs; i++)
 		forget(&t->procs[i]);

@@ -134,6 +134,12 @@ void trace_exit(struct tracer *t, pid_t pid, double end_ms, double cpu_ms,
  * buffer was full) is ended from /proc, as the /proc source would. */
 #define TRACE_EXIT_WAIT_MS 1000.0
 
+/* A process's exit event is sent at its last thread's final context
+ * switch, which on a loaded machine can wait behind other work for tens of
+ * ms after its parent was told: the launcher and trace_stop wait this long
+ * at most for it, so that the figures are the kernel's. */
+#define TRACE_EXIT_EVENT_WAIT_MS 500.0
+
 /* Samples every live process now (also called by the timer). */
 void trace_tick(struct tracer *t);
 

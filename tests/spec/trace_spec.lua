@@ -235,11 +235,14 @@ describe("kx.trace", function()
 		assert.are.equal("proc", run.source)
 		local rec = assert(run:exec{ "sh", "-c", "sleep 0.2 & wait" })
 		run:stop()
-		local kids = 0
+		local kids, comm = 0, nil
 		for _, p in ipairs(lines(dir .. "/run/raw/procs.jsonl")) do
 			if p.ppid == rec.pid then kids = kids + 1 end
+			if p.pid == rec.pid then comm = p.comm end
 		end
 		assert.are.equal(1, kids)
+		-- the command's own name, not that of the kxrun it was forked from
+		assert.are.equal("sh", comm)
 	end)
 
 	it("follows the descendants of a traced shell", function()
