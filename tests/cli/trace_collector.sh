@@ -64,6 +64,14 @@ expect_match "$out" "interval-ms.*'fast'" "a bad --interval-ms named"
 out=$("$KXRUN" trace start --dir logs/e3 --match '((' 2>&1) && fail "a bad --match was accepted"
 expect_match "$out" "bad match pattern" "a bad --match named"
 [ -e ran ] && fail "a refused exec ran its command"
+# usage errors exit 2, as for every kxrun TOOL (kx.cli); failures exit 1
+for cmd in "trace bogus" "trace start --dir logs/e3 --interval-ms 5" "trace exec --dir logs/e3" \
+	"trace export --input x" "opendc export --input x" "opendc verify"; do
+	# shellcheck disable=SC2086
+	"$KXRUN" $cmd >/dev/null 2>&1; rc=$?
+	expect_eq "$rc" 2 "kxrun $cmd"
+done
+"$KXRUN" opendc verify --input nowhere >/dev/null 2>&1; expect_eq "$?" 1 "verify of nothing"
 [ -e logs/e3 ] && fail "a refused command left a run directory"
 out=$("$KXRUN" trace start --dir logs/e2 --source magic 2>&1) && fail "a bad --source was accepted"
 expect_match "$out" 'source must be auto, ebpf or proc' "bad --source named"
