@@ -202,7 +202,8 @@ static int write_json(struct exporter *x, const char *out, const char *name,
 		free(text);
 		return od_err(x->err, x->errlen, "%s: path too long", out);
 	}
-	rc = od_write_atomic(path, text, strlen(text), x->err, x->errlen);
+	rc = kx_write_file_atomic(path, text, strlen(text), x->err, x->errlen) < 0 ?
+	     -1 : 0;
 	free(text);
 	return rc;
 }

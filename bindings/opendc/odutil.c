@@ -124,42 +124,6 @@ int od_each_line(const char *path,
 	return rc;
 }
 
-int od_write_atomic(const char *path, const void *buf, size_t len, char *err,
-		    size_t errlen)
-{
-	char tmp[4200];
-	int fd;
-
-	snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path);
-	fd = mkstemp(tmp);
-	if (fd < 0)
-		return od_err(err, errlen, "%s: %s", path, strerror(errno));
-	fchmod(fd, 0644);
-	for (size_t off = 0; off < len;) {
-		ssize_t w = write(fd, (const char *)buf + off, len - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			goto fail;
-		off += w;
-	}
-	if (fsync(fd) != 0 || close(fd) != 0) {
-		fd = -1;
-		goto fail;
-	}
-	if (rename(tmp, path) != 0) {
-		fd = -1;
-		goto fail;
-	}
-	return 0;
-fail:
-	od_err(err, errlen, "%s: %s", path, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	unlink(tmp);
-	return -1;
-}
-
 struct pq_options od_parquet_options(void)
 {
 	struct pq_options o = pq_defaults();

@@ -42,13 +42,6 @@ int od_each_line(const char *path,
 		 int (*fn)(void *ud, json_t *o, const char *where), void *ud,
 		 int64_t *bytes, char *err, size_t errlen);
 
-/* Whole file through a unique temporary name (mkstemp) and rename(2).  Not
- * kx_write_file_atomic: the export runs on a thread-pool worker, where the
- * host's functions must not be called (kx.h), and two exports may run at
- * once in one process. */
-int od_write_atomic(const char *path, const void *buf, size_t len, char *err,
-		    size_t errlen);
-
 /* Parquet settings of the export: SNAPPY (OpenDC's own traces use it and
  * parquet-java always has it), data pages v1, CRCs. */
 struct pq_options od_parquet_options(void);

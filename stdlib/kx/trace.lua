@@ -31,28 +31,6 @@ local function read_file(path)
 	return s
 end
 
--- Whole file through a temporary name: complete or absent.
-local function write_atomic(path, text)
-	local tmp = path .. ".tmp"
-	local f, err = io.open(tmp, "w")
-	if not f then return nil, err end
-	local ok, werr = f:write(text)
-	if ok then ok, werr = f:close() else f:close() end
-	if not ok then os.remove(tmp) return nil, werr end
-	return os.rename(tmp, path)
-end
-
--- A whole file (inside a directory that is published whole); the message
--- is the system's, without the path.
-local function write_file(path, text)
-	local f, err = io.open(path, "w")
-	if not f then return nil, err:sub(#path + 3) end
-	local ok, werr = f:write(text)
-	if ok then ok, werr = f:close() else f:close() end
-	if not ok then return nil, werr end
-	return true
-end
-
 -- One JSON line appended with a single write(2).
 local function append_line(path, value)
 	local f, err = io.open(path, "a")
@@ -171,7 +149,7 @@ local function open_run(s, dir, opts, interval, source)
 	-- joining a run (another process's collector writes beside us) keeps
 	-- its run.json and its end
 	if not (opts.join and read_file(dir .. "/run.json")) then
-		local ok, werr = write_atomic(dir .. "/run.json", json.encode(meta, { indent = 2 }) .. "\n")
+		local ok, werr = kx.write_file(dir .. "/run.json", json.encode(meta, { indent = 2 }) .. "\n")
 		if not ok then return nil, werr end
 		os.remove(dir .. "/raw/end.json")
 	end
@@ -290,7 +268,7 @@ function Run:stop()
 	self.tracer:stop()
 	local _, rows, lost = self.tracer:live()
 	if lost then kx.log.warn("kx.trace: %s: %s", self.dir, lost) end
-	local ok, err = write_atomic(self.dir .. "/raw/end.json",
+	local ok, err = kx.write_file(self.dir .. "/raw/end.json",
 		json.encode{ stopped_ms = math.floor(core.now_ms()), rows = rows, write_errors = lost } .. "\n")
 	if self.lock then self.lock:release() end
 	return ok, err
@@ -545,10 +523,11 @@ function trace.parse(dir)
 	local names = {}
 	for i, f in ipairs(files) do
 		names[i] = f[1]
-		local ok, err = write_file(tmp .. "/" .. f[1], f[2])
+		local ok, err = kx.write_file(tmp .. "/" .. f[1], f[2])
 		if not ok then
 			core.discard_dir(tmp)
-			return nil, ("%s/%s: %s"):format(cts, f[1], err)
+			-- named at its place in CTS/
+			return nil, (err:gsub(tmp:gsub("%p", "%%%0"), (cts:gsub("%%", "%%%%"))))
 		end
 	end
 	local ok, err = core.publish_dir(tmp, cts, names)
