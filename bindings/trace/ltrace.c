@@ -122,7 +122,7 @@ static int l_watch(lua_State *L)
 	lua_Integer pid = luaL_checkinteger(L, 2);
 	luaL_argcheck(L, pid > 0, 2, "pid must be positive");
 	if (!u->t.running)
-		return kx_fail(L, "the run is stopped");
+		return luaL_error(L, "the trace run is stopped");
 	if (trace_watch(&u->t, (pid_t)pid) < 0)
 		return kx_fail(L, "no process %d", (int)pid);
 	lua_pushboolean(L, 1);
@@ -360,7 +360,7 @@ static int l_launch(lua_State *L)
 	int argc = (int)lua_rawlen(L, 2);
 	luaL_argcheck(L, argc > 0, 2, "argv is empty");
 	if (!u->t.running)
-		return kx_fail(L, "the run is stopped");
+		return luaL_error(L, "the trace run is stopped");
 	kx_task *task = kx_checktask(L, "exec");
 
 	const char **argv = lua_newuserdatauv(L, (size_t)(argc + 1) * sizeof *argv, 0);
