@@ -6,6 +6,7 @@
 #define KX_HOST_H
 
 #include <signal.h>
+#include <wchar.h>
 
 #include "kx.h"
 
@@ -88,6 +89,14 @@ int luaopen_kx(lua_State *L);
 /* searcher.c */
 void kx_setup_package(lua_State *L, const char *script);
 int kx_has_tool(lua_State *L, const char *name);
+
+/* lineedit.c: the REPL's terminal (libedit, history, completion); source
+ * is where its characters come from */
+struct editline;
+void kx_edit_open(lua_State *L, int (*source)(struct editline *, wchar_t *));
+char *kx_edit_line(const char *prompt, size_t *len); /* malloc'd; NULL at the end */
+void kx_edit_add_history(const char *line);
+void kx_edit_close(void);
 
 /* repl.c */
 int kx_repl(lua_State *L);
