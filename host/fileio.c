@@ -90,6 +90,34 @@ static int fail(char *err, size_t errlen, int e, const char *what,
 	return -e;
 }
 
+/* mkdir -p (kx.h) */
+int kx_mkdir_p(const char *path, mode_t mode, char *err, size_t errlen)
+{
+	char buf[PATH_MAX];
+	size_t len = strlen(path);
+	if (len == 0 || len >= sizeof buf)
+		return fail(err, errlen, len ? ENAMETOOLONG : ENOENT, NULL, path);
+	memcpy(buf, path, len + 1);
+	/* each prefix ending before a '/', then the whole */
+	for (char *p = buf + 1;; p++) {
+		if (*p != '/' && *p != 0)
+			continue;
+		char c = *p;
+		*p = 0;
+		if (mkdir(buf, mode) < 0 && errno != EEXIST)
+			return fail(err, errlen, errno, "cannot create directory", buf);
+		*p = c;
+		if (!c)
+			break;
+	}
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return fail(err, errlen, errno, NULL, path);
+	if (!S_ISDIR(st.st_mode))
+		return fail(err, errlen, ENOTDIR, NULL, path);
+	return 0;
+}
+
 /* fsync of the directory holding path: the rename itself must survive a
  * crash.  File systems that cannot sync a directory (EINVAL) are fine. */
 static int sync_dir(const char *path, char *err, size_t errlen)

@@ -49,6 +49,20 @@ static int l_write_file(lua_State *L)
 	return 1;
 }
 
+/* kx.mkdir(path [, mode = 0755]) -> true | nil, message: mkdir -p
+ * (kx_mkdir_p), no shell. */
+static int l_mkdir(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	lua_Integer mode = luaL_optinteger(L, 2, 0755);
+	luaL_argcheck(L, mode >= 0 && mode <= 07777, 2, "mode out of range");
+	char err[512];
+	if (kx_mkdir_p(path, (mode_t)mode, err, sizeof err) < 0)
+		return kx_fail(L, "%s", err);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 static int l_libdir(lua_State *L)
 {
 	lua_pushstring(L, kx_libdir());
@@ -63,6 +77,7 @@ int luaopen_kx(lua_State *L)
 		{"progress", l_progress},
 		{"libdir", l_libdir},
 		{"write_file", l_write_file},
+		{"mkdir", l_mkdir},
 		{NULL, NULL},
 	};
 	luaL_newlib(L, fns);

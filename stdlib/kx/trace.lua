@@ -14,22 +14,7 @@ local json = kx.json
 
 local trace = {}
 
-local function shell_quote(s)
-	return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function mkdir_p(dir)
-	local ok = os.execute("mkdir -p " .. shell_quote(dir) .. " 2>/dev/null")
-	return ok
-end
-
-local function read_file(path)
-	local f = io.open(path, "r")
-	if not f then return nil end
-	local s = f:read("a")
-	f:close()
-	return s
-end
+local read_file = kx.read_file
 
 -- One JSON line appended with a single write(2).
 local function append_line(path, value)
@@ -187,9 +172,10 @@ function trace.start(opts)
 	end
 
 	local made = missing(dir, { "raw", "raw/pids", "run.lock", "raw/proc_metrics.jsonl", "raw/procs.jsonl" })
-	if not mkdir_p(dir .. "/raw/pids") then
+	local made_ok, merr = kx.mkdir(dir .. "/raw/pids")
+	if not made_ok then
 		remove_all(made)
-		return nil, ("cannot create %s/raw (permission or path)"):format(dir)
+		return nil, ("cannot create %s/raw (%s)"):format(dir, merr)
 	end
 	local probe = dir .. "/raw/.writable"
 	local f, err = io.open(probe, "w")
@@ -331,7 +317,7 @@ local function load_and_audit(dir)
 	local malformed = {}
 	local base = dir .. "/raw"
 	local meta = read_file(dir .. "/run.json")
-	if not read_file(base .. "/proc_metrics.jsonl") and not read_file(base .. "/invocations.jsonl") then
+	if not exists(base .. "/proc_metrics.jsonl") and not exists(base .. "/invocations.jsonl") then
 		base = dir .. "/CTS"
 	end
 	local inv = read_jsonl(base .. "/invocations.jsonl", malformed, "invocations.jsonl")
@@ -503,8 +489,8 @@ function trace.parse(dir)
 	if type(dir) ~= "string" then
 		error(("bad argument #1 to 'parse' (string expected, got %s)"):format(type(dir)), 2)
 	end
-	if not read_file(dir .. "/run.json") and not read_file(dir .. "/CTS/invocations.jsonl")
-		and not read_file(dir .. "/raw/proc_metrics.jsonl") then
+	if not exists(dir .. "/run.json") and not exists(dir .. "/CTS/invocations.jsonl")
+		and not exists(dir .. "/raw/proc_metrics.jsonl") then
 		return nil, ("%s is not a trace run directory (no run.json, raw/ or CTS/)"):format(dir)
 	end
 	local audit, inv, samples, procs, node = load_and_audit(dir)
