@@ -1,13 +1,8 @@
 -- The shared pieces the host gives every module and tool: kx.write_file,
--- kx.read_file, kx.mkdir and the kxrun TOOL flag parser (kx.cli).
+-- kx.read_file, kx.mkdir, kx.tmpdir and the kxrun TOOL flag parser (kx.cli).
 local cli = require "kx.cli"
 
-local function tmpdir()
-	local p = io.popen("mktemp -d /tmp/kxrun-spec.XXXXXX")
-	local d = p:read("l")
-	p:close()
-	return d
-end
+local function tmpdir() return assert(kx.tmpdir("spec")) end
 
 describe("kx.write_file", function()
 	local dir
@@ -51,6 +46,26 @@ describe("kx.read_file", function()
 		assert.is_nil(ok)
 		assert.matches("^/: ", err)
 		assert.has_error(function() kx.read_file() end, "bad argument #1 to 'read_file' (string expected, got nil)")
+	end)
+end)
+
+describe("kx.tmpdir", function()
+	it("makes a new private directory under TMPDIR", function()
+		local a, b = assert(kx.tmpdir("spec")), assert(kx.tmpdir("spec"))
+		finally(function() os.remove(a); os.remove(b) end)
+		assert.not_equal(a, b)
+		local base = os.getenv("TMPDIR") or "/tmp"
+		assert.equal(base .. "/kxrun-spec.", a:sub(1, #base + 12))
+		assert.equal("700\n", select(2, kx.exec{ "stat", "-c", "%a", a }))
+		local c = assert(kx.tmpdir())
+		os.remove(c)
+		assert.matches("^kxrun%-tmp%.", c:match("[^/]+$"))
+	end)
+
+	it("names the directory it could not create in", function()
+		local _, out = kx.exec{ kx.exe, "-e", "print(kx.tmpdir('x'))", env = { TMPDIR = "/nonexistent" } }
+		assert.equal("nil\tcannot create a directory in /nonexistent: No such file or directory\n", out)
+		assert.has_error(function() kx.tmpdir("a/b") end)
 	end)
 end)
 

@@ -6,17 +6,9 @@ local params, stats, store, plot = lab.params, lab.stats, lab.store, lab.plot
 local need = dofile((os.getenv("ROOT") or ".") .. "/tests/need.lua")
 local PY = "/usr/bin/python3"
 
-local function tmpdir()
-	local _, out = kx.exec{ "mktemp", "-d", (os.getenv("TMPDIR") or "/tmp") .. "/kxrun-lab-spec.XXXXXX" }
-	return (out:gsub("%s+$", ""))
-end
+local function tmpdir() return assert(kx.tmpdir("lab-spec")) end
 
-local function read(path)
-	local f = assert(io.open(path, "rb"))
-	local s = f:read("a")
-	f:close()
-	return s
-end
+local function read(path) return assert(kx.read_file(path)) end
 
 -- Runs a Python program with `input` on stdin; returns its stdout decoded as JSON.
 local function python(code, input)

@@ -1,12 +1,7 @@
 -- kx.trace with known workloads and known answers.
 local trace = require "kx.trace"
 
-local function tmpdir()
-	local d = os.tmpname()
-	os.remove(d)
-	assert(os.execute("mkdir -p " .. d))
-	return d
-end
+local function tmpdir() return assert(kx.tmpdir("trace-spec")) end
 
 local function lines(path)
 	local out = {}
