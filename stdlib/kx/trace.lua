@@ -214,6 +214,22 @@ function Run:exec(t)
 		error(("bad argument #1 to 'exec' (field 'ts_enqueue' must be a number, ms since the epoch, not %s)")
 			:format(tostring(t.ts_enqueue)), 2)
 	end
+	for _, k in ipairs{ "cwd", "stdin", "stdout", "stderr" } do
+		if t[k] ~= nil and type(t[k]) ~= "string" then
+			error(("bad argument #1 to 'exec' (field '%s': string expected, got %s)"):format(k, type(t[k])), 2)
+		end
+	end
+	if t.env ~= nil then
+		if type(t.env) ~= "table" then
+			error(("bad argument #1 to 'exec' (field 'env': table expected, got %s)"):format(type(t.env)), 2)
+		end
+		for k, v in pairs(t.env) do
+			if type(k) ~= "string" or not (type(v) == "string" or type(v) == "number" or type(v) == "boolean") then
+				error(("bad argument #1 to 'exec' (field 'env': %s = %s: a name and a string or false expected)")
+					:format(tostring(k), type(v)), 2)
+			end
+		end
+	end
 	local enqueue = t.ts_enqueue or math.floor(core.now_ms())
 	local argv = {}
 	for i = 1, #t do argv[i] = tostring(t[i]) end
