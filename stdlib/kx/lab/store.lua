@@ -171,6 +171,8 @@ end
 function M.number_text(v)
 	if math.type(v) == "integer" then return tostring(v) end
 	if v ~= v or v == math.huge or v == -math.huge then return tostring(v) end
+	-- a whole number as one ("100", not "1e+02", which is as short and as exact)
+	if v == math.floor(v) and math.abs(v) < 2 ^ 53 then return ("%.0f"):format(v) end
 	for digits = 1, 17 do
 		local s = ("%." .. digits .. "g"):format(v)
 		if tonumber(s) == v then return s end
