@@ -7,7 +7,7 @@
 --   kx.go(function() s:central{ weigher = "instances", order = "min" } end)
 --   s:submit{ "sh", "-c", "make -j2", cpu_units = 2 }
 --   local records = s:drain(); s:close()
-local core = require "kx.sched.core"
+local policy = require "kx.sched.policy"
 local runner = require "kx.sched.runner"
 
 local sched = {}
@@ -57,12 +57,6 @@ local function check_int(v, name, min, fname)
 	return math.tointeger(v)
 end
 
-local function weigher_of(w, fname)
-	if w ~= nil and w ~= "" and w ~= "instances" and w ~= "vcpu" then
-		error(("bad argument #1 to '%s' (unknown weigher '%s': instances or vcpu)"):format(fname, tostring(w)), 3)
-	end
-	return w
-end
 
 -- s:worker{node=, capacity=, allocation_ratio=1.0, parallel=0, binding="exclusive",
 --   cpuweight_per_vcpu=100, cpuset=, trace=run, logs=dir, reset_capacity=, clear_queue=}
@@ -80,7 +74,7 @@ function S:worker(o)
 	if type(ratio) ~= "number" or ratio <= 0 then
 		error("bad argument #1 to 'worker' (allocation_ratio must be a positive number)", 2)
 	end
-	local capacity = core.capacity(check_int(o.capacity, "capacity", 1, "worker") or 0, ratio, #cores)
+	local capacity = policy.capacity(check_int(o.capacity, "capacity", 1, "worker") or 0, ratio, #cores)
 	if binding == "exclusive" and capacity > #cores then
 		kx.log.warn("kx.sched: node %s: exclusive binding has %d cores; capacity %d lowered to %d",
 			id, #cores, capacity, #cores)
@@ -125,11 +119,11 @@ end
 -- the Redis central looks for nodes whose lease expired.
 function S:central(o)
 	o = o or {}
-	local order = o.order or "min"
-	if order ~= "min" and order ~= "max" then
-		error(("bad argument #1 to 'central' (order must be min or max, got %s)"):format(tostring(order)), 2)
-	end
-	return self.backend:central(weigher_of(o.weigher, "central"), order, {
+	local weigher, werr = policy.weigher(o.weigher)
+	if not weigher then error("bad argument #1 to 'central' (" .. werr .. ")", 2) end
+	local order, oerr = policy.order(o.order)
+	if not order then error("bad argument #1 to 'central' (" .. oerr .. ")", 2) end
+	return self.backend:central(weigher, order, {
 		heartbeat = o.heartbeat, max_attempts = check_int(o.max_attempts, "max_attempts", 1, "central") })
 end
 

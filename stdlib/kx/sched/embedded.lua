@@ -1,7 +1,8 @@
 -- kx.sched.embedded: the scheduler in-process, for one machine, no server.
--- The same policy (kx.sched.core) decides; the central and the workers are
--- tasks that wait on events, never on a timer.
-local core = require "kx.sched.core"
+-- The same policy as the Redis dispatch script (kx.sched.policy, one text)
+-- decides; the central and the workers are tasks that wait on events,
+-- never on a timer.
+local policy = require "kx.sched.policy"
 
 local E = {}
 E.__index = E
@@ -39,7 +40,7 @@ function E:add_node(node)
 	node.queue, node.wake = {}, kx.event()
 	self.by_id[node.id] = node
 	self.nodes[#self.nodes + 1] = node
-	table.sort(self.nodes, function(a, b) return a.id < b.id end)
+	table.sort(self.nodes, function(a, b) return policy.id_less(a.id, b.id) end)
 	self.changed:notify()
 end
 
@@ -47,10 +48,10 @@ end
 function E:dispatch_head(weigher, order)
 	local task = self.pending[self.head]
 	if not task then return false end
-	local i, ever = core.pick(self.nodes, task.cpu_units, weigher, order)
+	local i, largest = policy.pick(self.nodes, task.cpu_units, weigher, order)
 	if not i then
-		self.blocking = { id = task.id, cpu_units = task.cpu_units,
-			reason = ever and "waiting for capacity" or "larger than every node's capacity" }
+		self.blocking = { id = task.id, cpu_units = task.cpu_units, profile = task.profile, largest = largest,
+			reason = largest >= task.cpu_units and "waiting for capacity" or "larger than every node's capacity" }
 		return false
 	end
 	self.blocking = nil
