@@ -38,11 +38,14 @@ function sched.connect(url)
 	if url == nil then
 		backend = require("kx.sched.embedded").new()
 	else
+		local R = require "kx.sched.redis"
 		if type(url) ~= "string" or not url:match("^rediss?://") then
 			error(("bad argument #1 to 'connect' (redis://[:password@]host[:port][/db] expected, got %s)")
 				:format(tostring(url)), 2)
 		end
-		backend, err = require("kx.sched.redis").connect(url)
+		local ok, perr = R.parse_url(url)
+		if not ok then error("bad argument #1 to 'connect' (" .. perr .. ")", 2) end
+		backend, err = R.connect(url)
 		if not backend then return nil, err end
 	end
 	return setmetatable({ backend = backend, last_enqueue = 0, pid = kx.exe and
@@ -58,73 +61,121 @@ local function check_int(v, name, min, fname)
 end
 
 
+local function hostname()
+	local f = io.open("/proc/sys/kernel/hostname")
+	local h = f and f:read("l")
+	if f then f:close() end
+	return h or "localhost"
+end
+
+local function check_positive(v, name, fname, default)
+	if v == nil then return default end
+	if type(v) ~= "number" or v ~= v or v <= 0 or v == math.huge then
+		error(("bad argument #1 to '%s' (%s must be a positive number, got %s)"):format(fname, name, tostring(v)), 3)
+	end
+	return v
+end
+
 -- s:worker{node=, capacity=, allocation_ratio=1.0, parallel=0, binding="exclusive",
---   cpuweight_per_vcpu=100, cpuset=, trace=run, logs=dir, reset_capacity=, clear_queue=}
--- Runs tasks until s:close().
+--   cpuweight_per_vcpu=100, cpuset=, trace=run, logs=dir, reset_capacity=, clear_queue=,
+--   heartbeat=, lease=6, log=false}
+-- Runs tasks until s:close().  node defaults to $NODE_ID, then the hostname.
 function S:worker(o)
+	self:check_open("worker")
 	o = o or {}
-	local id = o.node or (io.open("/proc/sys/kernel/hostname"):read("l"))
+	local id = o.node or os.getenv("NODE_ID") or hostname()
+	if type(id) ~= "string" or id == "" then
+		error("bad argument #1 to 'worker' (node must be a non-empty string)", 2)
+	end
 	local binding = o.binding or "exclusive"
 	if binding ~= "exclusive" and binding ~= "shared" then
 		error(("bad argument #1 to 'worker' (binding must be exclusive or shared, got %s)"):format(tostring(binding)), 2)
 	end
-	local cores = o.cpuset and runner.parse_cpuset(o.cpuset) or runner.online_cores()
-	if #cores == 0 then error("bad argument #1 to 'worker' (empty cpuset)", 2) end
-	local ratio = o.allocation_ratio or 1.0
-	if type(ratio) ~= "number" or ratio <= 0 then
-		error("bad argument #1 to 'worker' (allocation_ratio must be a positive number)", 2)
+	local cores = runner.online_cores()
+	if o.cpuset then
+		local err
+		cores, err = runner.parse_cpuset(o.cpuset)
+		if not cores then error("bad argument #1 to 'worker' (" .. err .. ")", 2) end
+	end
+	local ratio = check_positive(o.allocation_ratio, "allocation_ratio", "worker", 1.0)
+	local lease = check_positive(o.lease, "lease", "worker", 6)
+	local heartbeat = check_positive(o.heartbeat, "heartbeat", "worker", lease / 3)
+	if heartbeat >= lease then
+		error(("bad argument #1 to 'worker' (heartbeat (%g s) must be shorter than the lease (%g s))")
+			:format(heartbeat, lease), 2)
 	end
 	local capacity = policy.capacity(check_int(o.capacity, "capacity", 1, "worker") or 0, ratio, #cores)
-	if binding == "exclusive" and capacity > #cores then
-		kx.log.warn("kx.sched: node %s: exclusive binding has %d cores; capacity %d lowered to %d",
-			id, #cores, capacity, #cores)
-		capacity = #cores
-	end
+	local parallel = check_int(o.parallel, "parallel", 0, "worker") or 0
 	local kind, why = runner.cgroups()
 	if not kind then kx.log.warn("kx.sched: node %s runs tasks unbound: %s", id, why) end
 	local stale = kind and runner.reap_stale() or 0
 	if stale > 0 then kx.log.warn("kx.sched: removed %d task cgroup(s) left by dead workers", stale) end
-	local node = {
-		id = id, capacity = capacity, parallel = check_int(o.parallel, "parallel", 0, "worker") or 0,
-		binding = binding, cpuweight_per_vcpu = o.cpuweight_per_vcpu or 100, trace = o.trace,
-		logs = o.logs, uid = ("%s-%s"):format(self.pid, tostring(id):gsub("[^%w_-]", "_")),
-		reset_capacity = o.reset_capacity, clear_queue = o.clear_queue,
-		heartbeat = o.heartbeat, lease = o.lease,
-	}
-	local free = {}
-	for _, c in ipairs(cores) do free[c] = true end
-	local function take(n)
-		local got = {}
-		for _, c in ipairs(cores) do
-			if #got == n then break end
-			if free[c] then got[#got + 1] = c; free[c] = false end
-		end
-		return got
+	local launcher = self.backend:launcher(id)
+	local uid = ("%s-%s"):format(self.pid, id:gsub("[^%w_-]", "_"))
+	local pool
+	if kind then
+		pool, why = runner.pool(uid, binding, math.min(capacity, 64), launcher)
+		if not pool then kx.log.warn("kx.sched: node %s runs tasks unbound: %s", id, why) end
 	end
-	self.backend:work(node, function(task)
-		local mine
-		local bound = task.cpuset and runner.parse_cpuset(task.cpuset)
-		if binding == "exclusive" and not bound then
-			mine = take(task.cpu_units)
-			bound = mine
-		end
-		local rec = runner.run(task, node, binding == "exclusive" and bound or nil)
-		for _, c in ipairs(mine or {}) do free[c] = true end
-		return rec
+	local out = o.log and (type(o.log) == "function" and o.log or function(line)
+		io.stdout:write(line, "\n")
+		io.stdout:flush()
 	end)
+	local node = {
+		id = id, capacity = capacity, parallel = parallel, binding = binding,
+		cpuweight_per_vcpu = o.cpuweight_per_vcpu or 100, trace = o.trace, logs = o.logs, uid = uid,
+		reset_capacity = o.reset_capacity, clear_queue = o.clear_queue,
+		heartbeat = heartbeat, lease = lease, launcher = launcher, pool = pool, cores = runner.cores(cores),
+	}
+	if out then
+		-- Tracekit's worker lines: "EXEC: cmd" and "task ok: in -> out"
+		node.on_end = function(task, rec)
+			local what = task.input and (tostring(task.input) .. " -> " .. tostring(task.output)) or tostring(task.id)
+			if rec.exit_code == 0 then
+				out("task ok: " .. what)
+			else
+				out(("task failed rc=%s: %s%s"):format(rec.exit_code or ("signal " .. tostring(rec.signal)), what,
+					rec.error and (" (" .. rec.error .. ")") or ""))
+			end
+		end
+	end
+	local ok, err = pcall(self.backend.work, self.backend, node, function(task, record)
+		if out then out("EXEC: " .. runner.shell_join(task.argv)) end
+		runner.run(task, node, record)
+	end)
+	if pool then pool:close() end
+	launcher:close()
+	if not ok then error(err, 0) end
 end
 
 -- s:central{weigher=nil|"instances"|"vcpu", order="min"|"max", heartbeat=1,
 --   max_attempts=3}: places tasks until s:close().  heartbeat: how often
 -- the Redis central looks for nodes whose lease expired.
 function S:central(o)
+	self:check_open("central")
 	o = o or {}
 	local weigher, werr = policy.weigher(o.weigher)
 	if not weigher then error("bad argument #1 to 'central' (" .. werr .. ")", 2) end
 	local order, oerr = policy.order(o.order)
 	if not order then error("bad argument #1 to 'central' (" .. oerr .. ")", 2) end
+	local log = o.log
+	if log and type(log) ~= "function" then
+		-- Tracekit's central line per decision
+		log = function(d)
+			if d.dead then
+				print("dead letter: " .. d.dead)
+			elseif d.blocked then
+				print(("blocked: head task %s can never start (larger than every node)"):format(d.blocked))
+			else
+				print(("dispatch -> node=%s input=%s output=%s cpu_units=%s cap_left=%s"):format(d.node,
+					tostring(d.input or d.id), tostring(d.output), d.cpu_units, d.cap_left))
+			end
+			io.stdout:flush()
+		end
+	end
 	return self.backend:central(weigher, order, {
-		heartbeat = o.heartbeat, max_attempts = check_int(o.max_attempts, "max_attempts", 1, "central") })
+		heartbeat = check_positive(o.heartbeat, "heartbeat", "central", nil),
+		max_attempts = check_int(o.max_attempts, "max_attempts", 1, "central"), log = log })
 end
 
 function S:next_enqueue()
@@ -134,19 +185,42 @@ function S:next_enqueue()
 	return now
 end
 
--- s:submit{argv..., cpu_units=1, cpuset=, trace_id=} -> task id
+function S:check_open(fname)
+	if self.closed then error(("'%s' on a closed scheduler"):format(fname), 3) end
+end
+
+-- s:submit{argv..., cpu_units=1, cpuset=, trace_id=, profile=, input=, output=,
+--   node=} -> task id.  node: straight to that node's queue (Tracekit's
+-- dispatcher without --pending), no central involved.
 function S:submit(t)
+	self:check_open("submit")
 	if type(t) ~= "table" or #t == 0 then
-		error(("bad argument #1 to 'submit' (table with argv expected, got %s)"):format(type(t)), 2)
+		error(("bad argument #1 to 'submit' (table with argv expected, got %s)"):format(
+			type(t) == "table" and "an empty table" or type(t)), 2)
 	end
 	local argv = {}
-	for i = 1, #t do argv[i] = tostring(t[i]) end
+	for i = 1, #t do
+		local a = t[i]
+		if type(a) ~= "string" and type(a) ~= "number" then
+			error(("bad argument #1 to 'submit' (argv[%d] is a %s, string expected)"):format(i, type(a)), 2)
+		end
+		argv[i] = tostring(a)
+	end
+	if t.cpuset ~= nil then
+		local ok, err = runner.parse_cpuset(t.cpuset)
+		if not ok then error("bad argument #1 to 'submit' (" .. err .. ")", 2) end
+	end
+	for _, k in ipairs{ "trace_id", "profile", "input", "output", "node" } do
+		if t[k] ~= nil and type(t[k]) ~= "string" and type(t[k]) ~= "number" then
+			error(("bad argument #1 to 'submit' (%s must be a string, got %s)"):format(k, type(t[k])), 2)
+		end
+	end
 	local task = {
 		argv = argv, cpu_units = check_int(t.cpu_units, "cpu_units", 1, "submit") or 1,
-		cpuset = t.cpuset, trace_id = t.trace_id, profile = t.profile,
+		cpuset = t.cpuset, trace_id = t.trace_id, profile = t.profile, input = t.input, output = t.output,
 		ts_enqueue = self:next_enqueue(),
 	}
-	return self.backend:push(task)
+	return self.backend:push(task, t.node and tostring(t.node))
 end
 
 -- A generator of 32-bit numbers that depends on nothing but the seed.
@@ -254,14 +328,18 @@ end
 -- (id, profile, node, argv, cpu_units, ts_enqueue, ts_dispatch, ts_start,
 -- ts_end, exit_code | signal, cpuset, attempts).
 function S:drain()
+	self:check_open("drain")
 	return self.backend:drain()
 end
 
 function S:status()
+	self:check_open("status")
 	return self.backend:status()
 end
 
 function S:close()
+	if self.closed then return end
+	self.closed = true
 	return self.backend:close()
 end
 S.__close = S.close

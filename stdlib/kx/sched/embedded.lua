@@ -52,6 +52,7 @@ function E:dispatch_head(weigher, order)
 	if not i then
 		self.blocking = { id = task.id, cpu_units = task.cpu_units, profile = task.profile, largest = largest,
 			reason = largest >= task.cpu_units and "waiting for capacity" or "larger than every node's capacity" }
+		if largest < task.cpu_units then self.finished:notify() end   -- drain may be waiting for it
 		return false
 	end
 	self.blocking = nil
@@ -73,8 +74,15 @@ function E:central(weigher, order)
 	end
 end
 
--- A worker's node hands tasks to run(task) (a function returning the
--- record) as they arrive, each in its own task; returns at close.
+-- The launcher of a worker: one process is the whole system, so no lock
+-- and no recorder.
+function E:launcher()
+	return assert(require("kx.sched.launch").start{})
+end
+
+-- A worker's node hands tasks to run(task, record) as they arrive, each in
+-- its own task; record(rec) is called the moment the command ends.
+-- Returns at close.
 function E:work(node, run)
 	self:add_node(node)
 	local running = {}
@@ -82,10 +90,13 @@ function E:work(node, run)
 		while #node.queue > 0 do
 			local task = table.remove(node.queue, 1)
 			running[task.id] = kx.go(function()
-				local rec = run(task)
-				node.running = node.running - 1
-				node.used = node.used - task.cpu_units
-				self:finish(task, rec)
+				run(task, function(rec)
+					node.running = node.running - 1
+					node.used = node.used - task.cpu_units
+					rec.node = node.id
+					self:finish(task, rec)
+					if node.on_end then node.on_end(task, rec, true) end
+				end)
 				running[task.id] = nil
 			end)
 		end
@@ -104,8 +115,19 @@ function E:finish(task, rec)
 	self.finished:notify()
 end
 
+-- Every record, or nil and why when the head can never start: it is
+-- larger than every node and nothing runs that could change that.
 function E:drain()
 	while self.outstanding > 0 do
+		local b = self.blocking
+		if b and #self.nodes > 0 and b.largest < b.cpu_units and self:queue_length() == self.outstanding then
+			local big
+			for _, n in ipairs(self.nodes) do
+				if n.alive and (not big or n.capacity > big.capacity) then big = n end
+			end
+			return nil, ("deadlock: task %s: %s needs %d units, the largest node has %d (%s); it can never start")
+				:format(b.id, b.profile or "a command", b.cpu_units, b.largest, big and big.id or "none")
+		end
 		self.finished:wait()
 	end
 	table.sort(self.records, function(a, b) return a.id < b.id end)

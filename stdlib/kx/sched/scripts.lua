@@ -39,6 +39,8 @@ local function collect(P, list, lost, max_attempts, out, reason)
 		local ok, t = pcall(cjson.decode, raw)
 		if not ok or type(t) ~= 'table' then
 			redis.call('RPUSH', P .. 'dead', cjson.encode({ task = raw, reason = 'not a task object' }))
+		elseif lost and t.id ~= nil and redis.call('HEXISTS', P .. 'done', tostring(t.id)) == 1 then
+			-- its completion is recorded: never run it again
 		else
 			if lost then t.attempts = (tonumber(t.attempts) or 0) + 1 end
 			if lost and t.attempts >= max_attempts then
@@ -228,25 +230,78 @@ redis.call('SET', P .. 'alive:' .. id, 1, 'PX', ARGV[3])
 return 1
 ]]
 
--- ARGV: P, node, raw task (as taken), task id, client, cpu_units, record JSON
--- -> 1 | 0 (the task is no longer the node's: it was given back meanwhile)
-M.finish = [[
-local P, id = ARGV[1], ARGV[2]
-if redis.call('LREM', P .. 'inflight:' .. id, 1, ARGV[3]) == 0 then return 0 end
-local node = P .. 'node:' .. id
-if redis.call('EXISTS', node) == 1 then
-	redis.call('HINCRBY', node, 'used', -tonumber(ARGV[6]))
-	redis.call('HINCRBY', node, 'running', -1)
+-- Shared by finish and bury: the node's entry for task `tid` at attempt
+-- `attempt` (the exact text `raw` when the caller has it), taken out of
+-- inflight:<node> with the node's counters given back.  Nil when the node
+-- no longer has that attempt (it was reaped and the task given back).
+local TAKE = [[
+local function take(P, id, tid, attempt, raw)
+	local list = P .. 'inflight:' .. id
+	local found
+	if raw ~= '' and redis.call('LREM', list, 1, raw) == 1 then
+		found = raw
+	else
+		for _, item in ipairs(redis.call('LRANGE', list, 0, -1)) do
+			local ok, t = pcall(cjson.decode, item)
+			if ok and type(t) == 'table' and tostring(t.id) == tid
+				and (tonumber(t.attempts) or 0) == attempt then
+				redis.call('LREM', list, 1, item)
+				found = item
+				break
+			end
+		end
+	end
+	if not found then return nil end
+	local ok, t = pcall(cjson.decode, found)
+	local units = ok and type(t) == 'table' and tonumber(t.cpu_units) or 0
+	local node = P .. 'node:' .. id
+	if redis.call('EXISTS', node) == 1 then
+		redis.call('HINCRBY', node, 'used', -units)
+		redis.call('HINCRBY', node, 'running', -1)
+	end
+	return found, ok and type(t) == 'table' and t or nil
 end
-redis.call('HSET', P .. 'done', ARGV[4], ARGV[7])
-redis.call('RPUSH', P .. 'fin:' .. ARGV[5], ARGV[4])
-redis.call('LPUSH', P .. 'wake', 1)
-redis.call('LTRIM', P .. 'wake', 0, 0)
+local function ended(P, tid, client, rec)
+	redis.call('HSET', P .. 'done', tid, rec)
+	redis.call('RPUSH', P .. 'fin:' .. client, tid)
+	redis.call('LPUSH', P .. 'wake', 1)
+	redis.call('LTRIM', P .. 'wake', 0, 0)
+end
+]]
+
+-- The record, first thing when a command ends, in one step: only while
+-- the node still holds this attempt of the task (fencing: a node that was
+-- reaped, or a stale copy of a re-run task, records nothing).
+-- ARGV: P, node, task id, attempt, client, record JSON [, raw task as taken]
+-- -> 1 | 0 (not this node's any more: the result is dropped)
+M.finish = TAKE .. [[
+local P, id, tid, attempt, client = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+if not take(P, id, tid, attempt, ARGV[7] or '') then return 0 end
+ended(P, tid, client, ARGV[6])
+return 1
+]]
+
+-- A task a worker cannot run as given (its JSON, as the worker's decoder
+-- reads it, is not a task): to `dead` with the reason, and recorded as
+-- failed for its client when it has an id.
+-- ARGV: P, node, raw task, reason -> 1 | 0
+M.bury = TAKE .. [[
+local P, id, raw, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local found, t = take(P, id, '', -1, raw)
+if not found then return 0 end
+redis.call('RPUSH', P .. 'dead', cjson.encode({ task = raw, reason = reason }))
+if t and t.id ~= nil then
+	ended(P, tostring(t.id), tostring(t.client or ''), cjson.encode({ id = t.id, node = id,
+		exit_code = -1, error = 'dead letter: ' .. reason, ts_enqueue = t.ts_enqueue,
+		profile = t.profile, client = t.client }))
+end
 return 1
 ]]
 
 -- ARGV: P, max_attempts [, node to leave]: nodes whose heartbeat expired
--- (or the one leaving) give their tasks back and leave the set.
+-- (or the one leaving) give their tasks back and leave the set.  A task
+-- already recorded (its completion written, e.g. by the recorder of a
+-- worker that died) is never given back.
 -- -> number of tasks given back
 M.reap = GIVE_BACK .. [[
 local P, max_attempts, leaving = ARGV[1], tonumber(ARGV[2]), ARGV[3]
@@ -264,6 +319,28 @@ for _, id in ipairs(redis.call('SMEMBERS', P .. 'nodes')) do
 	end
 end
 return total
+]]
+
+-- Tracekit's per-node queues (its dispatcher without --pending): the task
+-- goes straight to q:<node>, counted on the node as the central counts.
+-- ARGV: P, node, id, task JSON, cpu_units -> 1 (0: a retried submit)
+M.place = [[
+local P, id, tid = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('SADD', P .. 'known', tid) == 0 then return 0 end
+redis.call('RPUSH', P .. 'q:' .. id, ARGV[4])
+redis.call('HINCRBY', P .. 'node:' .. id, 'used', tonumber(ARGV[5]))
+redis.call('HINCRBY', P .. 'node:' .. id, 'running', 1)
+return 1
+]]
+
+-- ARGV: P, ids... -> the ids Redis does not know (lost with its data)
+M.lost = [[
+local P = ARGV[1]
+local out = {}
+for i = 2, #ARGV do
+	if redis.call('SISMEMBER', P .. 'known', ARGV[i]) == 0 then out[#out + 1] = ARGV[i] end
+end
+return out
 ]]
 
 -- ARGV: P -> JSON of the whole state (for status)

@@ -160,7 +160,11 @@ function commands.dispatch(flags)
 	local ids, err = s:dispatch(dispatch_opts(flags))
 	if not ids then return die("%s", err) end
 	print(("dispatched %d tasks"):format(#ids))
-	if flags.wait then summary(s:drain()) end
+	if flags.wait then
+		local recs, derr = s:drain()
+		if not recs then return die("%s", derr) end
+		summary(recs)
+	end
 	return 0
 end
 
@@ -202,10 +206,24 @@ function commands.run(flags)
 	local c = kx.go(function() s:central{ weigher = flags.weigher, order = flags["weigher-order"] } end)
 	local ids, err = s:dispatch(dispatch_opts(flags))
 	if not ids then s:close() return die("%s", err) end
-	summary(s:drain())
+	local recs, derr = s:drain()
 	s:close()
+	if not recs then w:wait(); c:wait(); return die("%s", derr) end
+	summary(recs)
 	w:wait(); c:wait()
 	if trace then trace:stop() end
+	return 0
+end
+
+-- What a dead worker's launcher hands over (see kx.sched.launch): the URL
+-- on the first line of stdin, then one finished task per line.  Not for
+-- users; the launcher runs it.
+commands._record = function()
+	local url = io.stdin:read("l")
+	local s = connect({ redis = url }, true)
+	local n = s.backend:record_orphans(io.stdin:lines())
+	if n > 0 then kx.log.warn("kx.sched: recorded %d result(s) of a worker that died", n) end
+	s:close()
 	return 0
 end
 
