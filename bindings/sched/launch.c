@@ -194,16 +194,35 @@ static void do_spawn(const struct launch_msg *m, char *payload, size_t len)
 		free(vec);
 		return;
 	}
-	/* argv is vec[0..argc), env after its NULL */
-	char **argv = vec, **envp = environ;
+	/* argv is vec[0..argc); the envc entries after it are added to the
+	 * launcher's environment (an entry of the same name replaced) */
+	char **argv = vec, **envp = environ, **merged = NULL;
+	char **extra = vec + m->argc;
 	if (m->envc) {
-		memmove(vec + m->argc + 1, vec + m->argc, m->envc * sizeof *vec);
-		vec[m->argc] = NULL;
-		envp = vec + m->argc + 1;
-		envp[m->envc] = NULL;
-	} else {
-		vec[m->argc] = NULL;
+		size_t ne = 0;
+		while (environ[ne])
+			ne++;
+		merged = calloc(ne + m->envc + 1, sizeof *merged);
+		if (!merged) {
+			reply(LAUNCH_FAILED, m->job, ENOMEM, STAGE_EXEC, 0, 0);
+			free(vec);
+			return;
+		}
+		size_t k2 = 0;
+		for (size_t i = 0; i < ne; i++) {
+			size_t nl = strcspn(environ[i], "=");
+			int replaced = 0;
+			for (uint32_t e = 0; e < m->envc && !replaced; e++)
+				replaced = strncmp(extra[e], environ[i], nl) == 0 && extra[e][nl] == '=';
+			if (!replaced)
+				merged[k2++] = environ[i];
+		}
+		for (uint32_t e = 0; e < m->envc; e++)
+			merged[k2++] = extra[e];
+		envp = merged;
 	}
+	/* extra's pointers are in merged now: argv ends where env began */
+	vec[m->argc] = NULL;
 	const char *path = getenv("PATH");
 	struct spawn sp = { .procs = strs[0], .io = { strs[1], strs[2], strs[3] }, .cwd = strs[4],
 			    .argv = argv, .envp = envp,
@@ -225,6 +244,7 @@ static void do_spawn(const struct launch_msg *m, char *payload, size_t len)
 		slot->tag = strdup(strs[5]);
 		reply(LAUNCH_STARTED, m->job, pid, 0, t, 0);
 	}
+	free(merged);
 	free(vec);
 }
 

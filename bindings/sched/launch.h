@@ -56,7 +56,8 @@ struct launch_msg {
 /* A spawn request's strings, each NUL-terminated, in this order: cgroup
  * procs file ("" for none), stdin, stdout, stderr (paths; "" = /dev/null),
  * cwd ("" = the launcher's), tag (handed to the recorder), then argc
- * arguments and envc environment entries (envc 0: the launcher's). */
+ * arguments and envc environment entries added to the launcher's
+ * environment (one of the same name replaced). */
 #define LAUNCH_SPAWN_FIXED 6
 
 /* What the stage names say in messages. */

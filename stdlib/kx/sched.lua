@@ -12,22 +12,12 @@ local runner = require "kx.sched.runner"
 
 local sched = {}
 
-local function ffmpeg(scale, codec, preset, threads)
-	return function(input, output)
-		return { "ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", input,
-			"-vf", "scale=" .. scale, "-c:v", codec, "-preset", preset,
-			"-threads", tostring(threads), "-an", output }
-	end
-end
+local D = require "kx.sched.dispatch"
 
--- Profiles: cpu_units and an ffmpeg command template (input, output) -> argv.
--- Add your own: sched.profiles.mine = { cpu_units = 3, argv = function(i, o) ... end }
-sched.profiles = {
-	fast1080p = { cpu_units = 2, argv = ffmpeg("1920:1080", "libx264", "fast", 2) },
-	medium480p = { cpu_units = 2, argv = ffmpeg("854:480", "libx264", "medium", 2) },
-	hevc1080p = { cpu_units = 4, argv = ffmpeg("1920:1080", "libx265", "medium", 4) },
-	light1c = { cpu_units = 1, argv = ffmpeg("640:360", "libx264", "veryfast", 1) },
-}
+-- Profiles: cpu_units and argv(input, output), Tracekit's ffmpeg command
+-- lines.  Add your own: sched.profiles.mine = { cpu_units = 3, argv = function(i, o) ... end }
+sched.profiles = D.profiles
+sched.sequence = D.sequence
 
 local S = {}
 S.__index = S
@@ -106,12 +96,16 @@ function S:worker(o)
 	end
 	local capacity = policy.capacity(check_int(o.capacity, "capacity", 1, "worker") or 0, ratio, #cores)
 	local parallel = check_int(o.parallel, "parallel", 0, "worker") or 0
+	-- the launcher first: it holds the node's lock, so an earlier worker of
+	-- this node (or its recorder) has finished before anything below
+	local launcher = self.backend:launcher(id)
 	local kind, why = runner.cgroups()
 	if not kind then kx.log.warn("kx.sched: node %s runs tasks unbound: %s", id, why) end
 	local stale = kind and runner.reap_stale() or 0
-	if stale > 0 then kx.log.warn("kx.sched: removed %d task cgroup(s) left by dead workers", stale) end
-	local launcher = self.backend:launcher(id)
-	local uid = ("%s-%s"):format(self.pid, id:gsub("[^%w_-]", "_"))
+	if stale > 0 then kx.log.warn("kx.sched: removed %d task cgroup(s) whose launcher was killed", stale) end
+	-- task cgroups carry the launcher's pid: it removes them when its worker
+	-- dies, and they are stale only once it is gone too
+	local uid = ("%d-%s"):format(launcher:pid(), id:gsub("[^%w_-]", "_"))
 	local pool
 	if kind then
 		pool, why = runner.pool(uid, binding, math.min(capacity, 64), launcher)
@@ -223,104 +217,145 @@ function S:submit(t)
 	return self.backend:push(task, t.node and tostring(t.node))
 end
 
--- A generator of 32-bit numbers that depends on nothing but the seed.
-local function xorshift(seed)
-	local x = (seed or 1) & 0xffffffff
-	if x == 0 then x = 0x9e3779b9 end
-	return function()
-		x = x ~ ((x << 13) & 0xffffffff)
-		x = x ~ (x >> 17)
-		x = x ~ ((x << 5) & 0xffffffff)
-		return x
+local MODES = { pulse = true, fifo = true, all = true }
+local POLICIES = { rr3 = true, ["duration-greedy"] = true, ["lpt-duration"] = true,
+	["duration-online"] = true, ["online-duration"] = true }
+
+local function check_num(v, name, min, default)
+	if v == nil then return default end
+	if type(v) ~= "number" or v ~= v or v < min or v == math.huge then
+		error(("bad argument #1 to 'dispatch' (%s must be a number >= %s, got %s)"):format(name, min, tostring(v)), 3)
 	end
+	return v
 end
 
--- The profile of each of `total` tasks for a mix {name = weight}: counts in
--- proportion (largest remainders), shuffled by the seed.
-function sched.sequence(mix, total, seed)
-	local names, sum = {}, 0
-	for name, w in pairs(mix) do
-		if not sched.profiles[name] then error(("unknown profile '%s'"):format(tostring(name)), 2) end
-		if type(w) ~= "number" or w < 0 then error(("weight of %s must be a number >= 0"):format(name), 2) end
-		names[#names + 1] = name
-		sum = sum + w
-	end
-	if sum <= 0 then error("mix has no positive weight", 2) end
-	table.sort(names)
-	local counts, given, rest = {}, 0, {}
-	for _, n in ipairs(names) do
-		local exact = total * mix[n] / sum
-		counts[n] = math.floor(exact)
-		given = given + counts[n]
-		rest[#rest + 1] = { n, exact - counts[n] }
-	end
-	table.sort(rest, function(a, b) return a[2] > b[2] or (a[2] == b[2] and a[1] < b[1]) end)
-	for i = 1, total - given do counts[rest[i][1]] = counts[rest[i][1]] + 1 end
-	local seq = {}
-	for _, n in ipairs(names) do for _ = 1, counts[n] do seq[#seq + 1] = n end end
-	local rand = xorshift(seed)
-	for i = #seq, 2, -1 do
-		local j = rand() % i + 1
-		seq[i], seq[j] = seq[j], seq[i]
-	end
-	return seq
-end
-
-local function list_inputs(dir)
-	local p = assert(kx.spawn{ "find", dir, "-maxdepth", "1", "-type", "f", stdout = "pipe", stderr = "null" })
-	local files = {}
-	for line in p.stdout:lines() do
-		if line:match("%.[mM][pPkKoO][4vV]$") or line:match("%.mkv$") or line:match("%.mov$") then
-			files[#files + 1] = line
-		end
-	end
-	p:wait()
-	table.sort(files)
-	return files
-end
-
--- s:dispatch{inputs=, outputs="outputs", mix=, total=, seed=, mode="pulse"|"all",
---   pulse_size=10, pulse_interval=0.1, commands=} -> array of task ids
+-- s:dispatch{inputs=, outputs="outputs", mix=, total=0, seed=, commands=, scale=, preset=, crf=,
+--   mode="pulse"|"fifo"|"all", pulse_size=10, pulse_interval=0.1 (s), pulse_spacing=0 (s),
+--   pending_max=6, batch_size=1, dribble_interval=1 (s),
+--   pending=, nodes=, policy="rr3"|"duration-greedy"|"duration-online", drip=, backlog_limit=1,
+--   log=function(line)} -> array of task ids | nil, why
+-- Tracekit's dispatcher: a seeded mix of `total` tasks (total 0: one per
+-- input), or one task per input with scale/preset/crf.  Through the central
+-- (pending) in pulses of pulse_size (pulse_spacing s apart inside a pulse,
+-- pulse_interval s between pulses), as FIFO dribbles that keep the pending
+-- queue under pending_max, or all at once; with nodes or policy (and not
+-- pending) straight to per-node queues as Tracekit does without --pending.
 function S:dispatch(o)
+	self:check_open("dispatch")
 	if type(o) ~= "table" then error("bad argument #1 to 'dispatch' (table expected)", 2) end
-	local tasks = {}
-	if o.commands then
-		for i, c in ipairs(o.commands) do
-			local argv = type(c) == "string" and { "sh", "-c", c } or c
-			tasks[i] = { argv = argv, cpu_units = argv.cpu_units or 1, profile = "command" }
-		end
-	else
-		if type(o.mix) ~= "table" then error("bad argument #1 to 'dispatch' (mix or commands expected)", 2) end
-		local total = check_int(o.total, "total", 0, "dispatch") or 0
-		local ok, seq = pcall(sched.sequence, o.mix, total, o.seed)
-		if not ok then error("bad argument #1 to 'dispatch' (" .. tostring(seq):gsub("^.-:%d+: ", "") .. ")", 2) end
-		local inputs = o.inputs and list_inputs(o.inputs) or {}
-		if #seq > 0 and #inputs == 0 then
-			return nil, ("no input videos in %s (kxrun sched gen-inputs makes some)"):format(tostring(o.inputs))
-		end
-		local outputs = o.outputs or "outputs"
-		os.execute("mkdir -p '" .. outputs:gsub("'", "'\\''") .. "'")
-		for i, name in ipairs(seq) do
-			local p = sched.profiles[name]
-			local input = inputs[(i - 1) % #inputs + 1]
-			local output = ("%s/%04d_%s.mp4"):format(outputs, i, name)
-			tasks[i] = { argv = p.argv(input, output), cpu_units = p.cpu_units, profile = name }
-		end
+	if not o.commands and o.mix ~= nil and type(o.mix) ~= "table" then
+		error("bad argument #1 to 'dispatch' (mix must be a table of profile = weight)", 2)
+	end
+	if not o.commands and not o.mix and not o.inputs then
+		error("bad argument #1 to 'dispatch' (mix, inputs or commands expected)", 2)
 	end
 	local mode = o.mode or "pulse"
-	if mode ~= "pulse" and mode ~= "all" then
-		error(("bad argument #1 to 'dispatch' (mode must be pulse or all, got %s)"):format(tostring(mode)), 2)
+	if not MODES[mode] then
+		error(("bad argument #1 to 'dispatch' (mode must be pulse, fifo or all, got %s)"):format(tostring(mode)), 2)
+	end
+	if o.policy ~= nil and not POLICIES[o.policy] then
+		error(("bad argument #1 to 'dispatch' (unknown policy '%s': rr3, duration-greedy, duration-online)")
+			:format(tostring(o.policy)), 2)
+	end
+	local plan = {
+		inputs = o.inputs, outputs = o.outputs, mix = o.mix, seed = o.seed, commands = o.commands,
+		total = check_int(o.total, "total", 0, "dispatch") or 0, scale = o.scale, preset = o.preset,
+		crf = o.crf, policy = o.policy,
+	}
+	local ok, tasks, err = pcall(D.plan, plan)
+	if not ok then error("bad argument #1 to 'dispatch' (" .. tostring(tasks):gsub("^.-:%d+: ", "") .. ")", 2) end
+	if not tasks then return nil, err end
+	local log = o.log or function() end
+	local ids = {}
+	local function submit(t)
+		local spec = { table.unpack(t.argv) }
+		spec.cpu_units, spec.profile, spec.input, spec.output, spec.node = t.cpu_units, t.profile, t.input,
+			t.output, t.node
+		ids[#ids + 1] = self:submit(spec)
+		kx.progress("dispatch", #ids, #tasks)
+	end
+	local direct = not o.pending and (o.nodes or o.policy) and not o.commands
+	if direct then
+		local nodes = o.nodes or { "cloud0", "cloud1", "cloud2" }
+		if #nodes == 0 then error("bad argument #1 to 'dispatch' (no nodes)", 2) end
+		local online = o.policy == "duration-online" or o.policy == "online-duration"
+		local limit = check_int(o.backlog_limit, "backlog_limit", 1, "dispatch") or 1
+		local batch = check_int(o.batch_size, "batch_size", 1, "dispatch") or 1
+		local pause = check_num(o.dribble_interval, "dribble_interval", 0, 1.0)
+		if not online then D.route(tasks, nodes, o.policy) end
+		if not online and not o.drip then
+			local per = {}
+			for _, t in ipairs(tasks) do submit(t); per[t.node] = (per[t.node] or 0) + 1 end
+			local parts = {}
+			for _, n in ipairs(nodes) do parts[#parts + 1] = ("%s=%d"):format(n, per[n] or 0) end
+			log(("enqueued %d tasks: %s"):format(#tasks, table.concat(parts, ", ")))
+			return ids
+		end
+		-- dribbling: batch_size at a time, every dribble_interval, to nodes
+		-- whose backlog is under backlog_limit (a task waits, never dropped)
+		local i, tag = 1, online and "[online]" or "[drip]"
+		while i <= #tasks do
+			local backlog = {}
+			for _, n in ipairs(nodes) do backlog[n] = self.backend:backlog(n) end
+			local sent = 0
+			while sent < batch and i <= #tasks do
+				local t, node = tasks[i], nil
+				if online then
+					for _, n in ipairs(nodes) do
+						if backlog[n] < limit and (not node or backlog[n] < backlog[node]) then node = n end
+					end
+				elseif backlog[t.node] < limit then
+					node = t.node
+				end
+				if not node then break end
+				t.node = node
+				submit(t)
+				backlog[node] = backlog[node] + 1
+				sent, i = sent + 1, i + 1
+			end
+			local parts = {}
+			for _, n in ipairs(nodes) do parts[#parts + 1] = n .. ":" .. backlog[n] end
+			log(("%s batch=%d, total=%d, backlog=%s"):format(tag, sent, #ids, table.concat(parts, ", ")))
+			if i <= #tasks then kx.sleep(pause) end
+		end
+		log(("%s done, total enqueued=%d"):format(tag, #ids))
+		return ids
+	end
+	if mode == "fifo" then
+		-- Tracekit's FIFO: batch_size every dribble_interval while the pending
+		-- queue is shorter than pending_max
+		local max = check_int(o.pending_max, "pending_max", 1, "dispatch") or 6
+		local batch = check_int(o.batch_size, "batch_size", 1, "dispatch") or 1
+		local pause = check_num(o.dribble_interval, "dribble_interval", 0, 1.0)
+		local i = 1
+		while i <= #tasks do
+			local qlen = self.backend:pending_length()
+			local sent = 0
+			while sent < batch and i <= #tasks and qlen < max do
+				submit(tasks[i])
+				qlen, sent, i = qlen + 1, sent + 1, i + 1
+			end
+			if sent > 0 then log(("[pending] enqueued batch=%d, total=%d, qlen=%d"):format(sent, #ids, qlen)) end
+			if i <= #tasks then kx.sleep(pause) end
+		end
+		log(("[pending] done, total enqueued=%d"):format(#ids))
+		return ids
 	end
 	local size = mode == "pulse" and (check_int(o.pulse_size, "pulse_size", 1, "dispatch") or 10) or #tasks
-	local interval = o.pulse_interval or 0.1
-	local ids = {}
-	for i, t in ipairs(tasks) do
-		local spec = { table.unpack(t.argv) }
-		spec.cpu_units, spec.profile = t.cpu_units, t.profile
-		ids[i] = self:submit(spec)
-		kx.progress("dispatch", i, #tasks)
-		if i % size == 0 and i < #tasks then kx.sleep(interval) end
+	local interval = check_num(o.pulse_interval, "pulse_interval", 0, 0.1)
+	local spacing = mode == "pulse" and check_num(o.pulse_spacing, "pulse_spacing", 0, 0) or 0
+	local i = 1
+	while i <= #tasks do
+		local sent = 0
+		while sent < size and i <= #tasks do
+			submit(tasks[i])
+			sent, i = sent + 1, i + 1
+			if spacing > 0 and sent < size and i <= #tasks then kx.sleep(spacing) end
+		end
+		if mode == "pulse" then log(("[pending-pulse] enqueued pulse=%d, total=%d"):format(sent, #ids)) end
+		if i <= #tasks then kx.sleep(interval) end
 	end
+	if mode == "pulse" then log(("[pending-pulse] done, total enqueued=%d"):format(#ids)) end
 	return ids
 end
 

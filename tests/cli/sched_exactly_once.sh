@@ -34,7 +34,7 @@ local central = assert(kx.spawn{ KX, "sched", "central", "--redis", url, stdout 
 	stderr = dir .. "/central.log" })
 start_worker("w1"); start_worker("w2")
 local s = assert(sched.connect(url))
-local killed_pids, by_recorder, mid_run, after_exit = {}, 0, 0, 0
+local by_recorder, mid_run, after_exit = 0, 0, 0
 math.randomseed(tonumber(os.getenv("SEED") or "") or math.floor(kx.time() * 1000))
 for run = 1, runs do
 	local rd = ("%s/r%d"):format(dir, run)
@@ -76,26 +76,25 @@ for run = 1, runs do
 	local st = p:wait(10)
 	assert(st and st.signal == 9, ("run %d: worker %s was not killed by SIGKILL: %s"):format(run, victim,
 		st and (st.code and "exit " .. st.code or "signal " .. tostring(st.signal)) or "still running"))
-	killed_pids[#killed_pids + 1] = p.pid
 	start_worker(victim)
 	local recs = assert(s:drain())
 	local seen = {}
 	for l in (read(rd .. "/done") or ""):gmatch("[^\n]+") do seen[l] = (seen[l] or 0) + 1 end
-	for k = 1, n do
-		assert(seen[tostring(k)] == 1, ("run %d (%s, killed %s): command %d completed %d times"):format(run, mode,
-			victim, k, seen[tostring(k)] or 0))
-	end
-	local mine = 0
+	local mine, why = 0, {}
 	for _, r in ipairs(recs) do
 		for k = 1, n do
 			if r.id == ids[k] then
 				mine = mine + 1
-				assert(r.exit_code == 0, ("run %d: task %d: exit %s %s"):format(run, k, tostring(r.exit_code),
-					tostring(r.error or r.signal)))
+				why[k] = kx.json.encode(r)
+				assert(r.exit_code == 0, ("run %d: task %d: %s"):format(run, k, why[k]))
 				if r.recorded_by then by_recorder = by_recorder + 1 end
 				if (r.attempts or 0) > 0 then mid_run = mid_run + 1 end
 			end
 		end
+	end
+	for k = 1, n do
+		assert(seen[tostring(k)] == 1, ("run %d (%s, killed %s): command %d completed %d times; record %s")
+			:format(run, mode, victim, k, seen[tostring(k)] or 0, tostring(why[k])))
 	end
 	assert(mine == n, ("run %d: %d records of %d"):format(run, mine, n))
 end
@@ -104,15 +103,17 @@ for _, p in pairs(workers) do p:kill("TERM") end
 for _, p in pairs(workers) do p:wait(20) end
 central:kill("TERM")
 central:wait(10)
--- what the killed workers' launchers and recorders removed: nothing left
+-- what the killed workers' launchers and recorders removed: no task cgroup
+-- of a launcher that is gone
 local deadline = kx.now() + 10
 local left
 repeat
 	left = {}
 	for _, root in ipairs{ "/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpuset" } do
-		for _, pid in ipairs(killed_pids) do
-			local code, out = kx.exec{ "find", root, "-maxdepth", "1", "-name", "kxrun-sched-" .. pid .. "-*" }
-			if code == 0 and out ~= "" then left[#left + 1] = out end
+		local code, out = kx.exec{ "find", root, "-maxdepth", "1", "-name", "kxrun-sched-*" }
+		for d in (code == 0 and out or ""):gmatch("[^\n]+") do
+			local pid = d:match("kxrun%-sched%-(%d+)%-")
+			if pid and not alive(pid) then left[#left + 1] = d end
 		end
 	end
 	if #left > 0 then kx.sleep(0.1) end

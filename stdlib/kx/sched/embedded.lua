@@ -18,14 +18,36 @@ function E.new()
 	}, E)
 end
 
-function E:push(task)
+-- Queues a task: at the tail of pending, or (node given: Tracekit's
+-- per-node queues) straight to that node's queue.
+function E:push(task, node)
+	local n = node and self.by_id[node]
+	if node and not n then
+		error(("no worker for node '%s' in this process"):format(node), 3)
+	end
 	self.next_id = self.next_id + 1
 	task.id = task.id or self.next_id
+	self.outstanding = self.outstanding + 1
+	if n then
+		n.running, n.used = n.running + 1, n.used + task.cpu_units
+		task.node, task.ts_dispatch = n.id, kx.time() * 1000
+		n.queue[#n.queue + 1] = task
+		n.wake:notify()
+		return task.id
+	end
 	self.tail = self.tail + 1
 	self.pending[self.tail] = task
-	self.outstanding = self.outstanding + 1
 	self.changed:notify()
 	return task.id
+end
+
+function E:pending_length()
+	return self:queue_length()
+end
+
+function E:backlog(node)
+	local n = self.by_id[node]
+	return n and #n.queue or 0
 end
 
 function E:queue_length()

@@ -163,8 +163,8 @@ local Pool = {}
 Pool.__index = Pool
 
 -- A pool for a node: its cgroups are made now (mkdir(2), no shell) and
--- named kxrun-sched-<worker pid>-<node>-<n>; the launcher removes them if the
--- worker dies.  nil, why when tasks cannot be bound here.
+-- named kxrun-sched-<launcher pid>-<node>-<n>; the launcher removes them
+-- when its worker is gone.  nil, why when tasks cannot be bound here.
 function M.pool(uid, binding, size, launcher)
 	local kind, v2 = M.cgroups()
 	if not kind then return nil, v2 end
@@ -207,7 +207,21 @@ local function procs_of(dir)
 	return pids
 end
 
--- A free, empty cgroup set up for the task; its cgroup.procs file.
+-- Writes the task's binding into dir.
+function Pool:setup(dir, cores, weight)
+	if self.binding == "exclusive" and cores then
+		return write(dir .. "/cpuset.cpus", M.format_cpuset(cores))
+	elseif self.binding == "shared" then
+		if self.kind == "v1" then
+			-- cpu.weight 100 is cpu.shares 1024
+			return write(dir .. "/cpu.shares", math.max(2, math.floor(weight * 1024 / 100)))
+		end
+		return write(dir .. "/cpu.weight", math.max(1, math.min(10000, weight)))
+	end
+	return true
+end
+
+-- A free, empty cgroup set up for the task: its cgroup.procs file and dir.
 function Pool:acquire(cores, weight)
 	local dir
 	-- cgroups still holding what a task left behind wait their turn
@@ -217,21 +231,19 @@ function Pool:acquire(cores, weight)
 			break
 		end
 	end
+	local ok, err
+	if dir then
+		ok, err = self:setup(dir, cores, weight)
+		if not ok and not io.open(dir .. "/cgroup.procs") then
+			-- something else removed it (a clean-up that took it for stale)
+			kx.log.warn("kx.sched: task cgroup %s was removed by something else; making another", dir)
+			dir = nil
+		end
+	end
 	if not dir then
-		local err
 		dir, err = self:make()
 		if not dir then return nil, err end
-	end
-	local ok, err = true, nil
-	if self.binding == "exclusive" and cores then
-		ok, err = write(dir .. "/cpuset.cpus", M.format_cpuset(cores))
-	elseif self.binding == "shared" then
-		if self.kind == "v1" then
-			-- cpu.weight 100 is cpu.shares 1024
-			ok, err = write(dir .. "/cpu.shares", math.max(2, math.floor(weight * 1024 / 100)))
-		else
-			ok, err = write(dir .. "/cpu.weight", math.max(1, math.min(10000, weight)))
-		end
+		ok, err = self:setup(dir, cores, weight)
 	end
 	if not ok then
 		self.free[#self.free + 1] = dir
@@ -261,8 +273,8 @@ function Pool:close()
 	self.all, self.free, self.busy = {}, {}, {}
 end
 
--- Removes the task cgroups (kxrun-sched-<pid>-...) of workers that are gone
--- and whose launcher could not remove them (it was killed too).  What still
+-- Removes the task cgroups (kxrun-sched-<launcher pid>-...) whose launcher
+-- is gone without removing them (it was killed too).  What still
 -- runs there belonged to a dead worker and is killed first.  Returns how
 -- many were removed.
 function M.reap_stale()
@@ -288,6 +300,16 @@ function M.reap_stale()
 end
 
 -- ---- running one task -----------------------------------------------------
+
+local STAGE, RUN_ID = os.getenv("STAGE") or "cloud", os.getenv("RUN_ID")
+
+function M.mkdir_p(dir)
+	local path = dir:sub(1, 1) == "/" and "" or "."
+	for part in dir:gmatch("[^/]+") do
+		path = path .. "/" .. part
+		launch.mkdir(path)
+	end
+end
 
 local function shell_quote(s)
 	s = tostring(s)
@@ -362,6 +384,13 @@ function M.run(task, node, record)
 		end
 		err = nil
 	end
+	if task.output then
+		-- Tracekit's worker makes the output's directory; a re-run starts
+		-- from no output (ffmpeg, without -y, would refuse the lost run's)
+		local d = tostring(task.output):match("^(.+)/[^/]*$")
+		if d then M.mkdir_p(d) end
+		if (tonumber(task.attempts) or 0) > 0 then os.remove(task.output) end
+	end
 	local log = node.logs and ("%s/%s.log"):format(node.logs, tostring(task.id):gsub("[^%w_.-]", "_")) or "null"
 	if node.trace then
 		local spec = wrap(task.argv, procs)
@@ -379,6 +408,9 @@ function M.run(task, node, record)
 	local spec = { table.unpack(task.argv) }
 	spec.cgroup, spec.stdout, spec.stderr, spec.stdin = procs, log, log, "null"
 	spec.tag = node.tag and node.tag(task, rec) or nil
+	-- what Tracekit's worker puts in its tasks' environment
+	spec.env = { NODE_ID = node.id, STAGE = STAGE, RUN_ID = RUN_ID, CPUSET = rec.cpuset,
+		TS_ENQUEUE = task.ts_enqueue and ("%d"):format(math.floor(task.ts_enqueue)) or nil }
 	local job, err = node.launcher:spawn(spec)
 	if not job then
 		rec.exit_code, rec.error, rec.ts_end = 127, err, kx.time() * 1000
