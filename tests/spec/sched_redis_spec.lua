@@ -16,9 +16,9 @@ local Redis = {}
 Redis.__index = Redis
 
 -- On a random port no one listens on; another one if the bind fails (the
--- machine is shared).
-function Redis.start(dir)
-	local self = setmetatable({ dir = dir, pw = "s3cret" }, Redis)
+-- machine is shared).  opts.persist = false: no AOF (a restart loses all).
+function Redis.start(dir, opts)
+	local self = setmetatable({ dir = dir, pw = "s3cret", persist = not (opts and opts.persist == false) }, Redis)
 	local err
 	for _ = 1, 10 do
 		repeat self.port = math.random(20000, 60000) until not client.probe("127.0.0.1", self.port, 1)
@@ -31,7 +31,7 @@ end
 
 function Redis:run()
 	self.proc = assert(kx.spawn{ "redis-server", "--port", tostring(self.port), "--bind", "127.0.0.1",
-		"--requirepass", self.pw, "--dir", self.dir, "--appendonly", "yes", "--appendfsync", "no",
+		"--requirepass", self.pw, "--dir", self.dir, "--appendonly", self.persist and "yes" or "no", "--appendfsync", "no",
 		"--save", "", stdout = self.dir .. "/redis.log", stderr = self.dir .. "/redis.log" })
 	for _ = 1, 200 do
 		if client.probe("127.0.0.1", self.port, 1) then return end
@@ -41,9 +41,22 @@ function Redis:run()
 	error("redis-server did not start: " .. tostring(read(self.dir .. "/redis.log")))
 end
 
+-- Fails unless the server really went (a fault test needs it down).
 function Redis:stop()
 	self.proc:kill("TERM")
-	self.proc:wait(10)
+	assert(self.proc:wait(10), "redis-server did not stop")
+	assert(not client.probe("127.0.0.1", self.port, 1), "something still answers on port " .. self.port)
+end
+
+-- Whether any node holds a task in flight (taken by its worker).
+function Redis:in_flight(prefix)
+	local c = self:raw()
+	local n = 0
+	for _, id in ipairs(c:call("SMEMBERS", (prefix or "kx:sched:") .. "nodes")) do
+		n = n + c:call("LLEN", (prefix or "kx:sched:") .. "inflight:" .. id)
+	end
+	c:close()
+	return n
 end
 
 function Redis:url(pw)
@@ -178,8 +191,13 @@ s:worker{ node = "a", capacity = 1, binding = "shared", lease = 1, heartbeat = 0
 		kx.go(function() s:central{ heartbeat = 0.2 } end)
 		local id = s:submit{ "sh", "-c", "echo started >> " .. out .. ".start; sleep 1; echo x >> " .. out }
 		wait_for(function() return lines(out .. ".start") == 1 end, 20, "the task to start on a")
+		assert.are.equal(1, redis:in_flight(), "worker a holds the task")
+		-- a's launcher (its child) owns a's task cgroups
+		local launcher = tonumber((read(("/proc/%d/task/%d/children"):format(victim.pid, victim.pid)) or ""):match("%d+"))
+		assert.is_truthy(launcher, "worker a has its launcher")
 		victim:kill("KILL")
-		victim:wait()
+		local st = victim:wait(10)
+		assert.are.equal(9, st and st.signal, "worker a was SIGKILLed")
 		kx.go(function() s:worker{ node = "b", capacity = 1, binding = "shared", lease = 1, heartbeat = 0.2 } end)
 		local recs = s:drain()
 		assert.are.equal(1, #recs)
@@ -194,11 +212,12 @@ s:worker{ node = "a", capacity = 1, binding = "shared", lease = 1, heartbeat = 0
 		assert.are.equal(1, #st.nodes)   -- a was reaped
 		assert.are.equal(0, st.nodes[1].used)
 		if runner.cgroups() == "v1" then
-			-- the killed worker's task cgroup went when worker b started
-			local ls = io.popen("ls -1 /sys/fs/cgroup/cpu")
-			local names = ls:read("a")
-			ls:close()
-			assert.is_nil(names:find("kxrun-sched-" .. victim.pid .. "-", 1, true), names)
+			-- the killed worker's launcher removed its task cgroups
+			wait_for(function()
+				local code, names = kx.exec{ "find", "/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpuset", "-maxdepth", "1",
+					"-name", "kxrun-sched-" .. launcher .. "-*" }
+				return code == 0 and names == ""
+			end, 10, "worker a's task cgroups to go")
 		end
 		s:close()
 	end)
@@ -210,7 +229,7 @@ s:worker{ node = "a", capacity = 1, binding = "shared", lease = 1, heartbeat = 0
 		for i = 1, 10 do
 			s:submit{ "sh", "-c", "echo x >> " .. dir .. "/r" .. i .. "; sleep 0.3", cpu_units = 1 }
 		end
-		kx.sleep(0.5)
+		wait_for(function() return redis:in_flight() > 0 end, 20, "a task in flight")
 		redis:stop()
 		kx.sleep(0.5)
 		redis:run()
@@ -230,7 +249,7 @@ s:worker{ node = "a", capacity = 1, binding = "shared", lease = 1, heartbeat = 0
 		for i = 1, 4 do
 			s:submit{ "sh", "-c", "echo x >> " .. dir .. "/o" .. i .. "; sleep 1" }
 		end
-		kx.sleep(0.4)
+		wait_for(function() return redis:in_flight() == 2 end, 20, "two tasks in flight")
 		redis:stop()
 		kx.sleep(2)   -- the heartbeats expire while redis is away
 		redis:run()
@@ -263,9 +282,10 @@ s:worker{ node = "a", capacity = 1, binding = "shared", lease = 1, heartbeat = 0
 		raw:close()
 	end)
 
-	it("gives concurrent exclusive tasks disjoint cpusets (read back from the cgroup)", function()
-		if runner.cgroups() ~= "v1" then
-			pending("no writable cgroup v1 cpuset here")
+	it("gives concurrent exclusive tasks disjoint cpusets (read back from the kernel)", function()
+		local kind, why = runner.cgroups()
+		if not kind then
+			pending(why)
 			return
 		end
 		local s = assert(sched.connect(redis:url()))
@@ -273,7 +293,7 @@ s:worker{ node = "a", capacity = 1, binding = "shared", lease = 1, heartbeat = 0
 		kx.go(function() s:worker{ node = "n1", binding = "exclusive" } end)
 		kx.go(function() s:central{} end)
 		for i = 1, 2 * cores do
-			s:submit{ "sh", "-c", "cat /sys/fs/cgroup/cpuset$(cat /proc/self/cpuset)/cpuset.cpus > "
+			s:submit{ "sh", "-c", "sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status > "
 				.. dir .. "/c" .. i .. "; sleep 0.2" }
 		end
 		local recs = s:drain()
@@ -290,6 +310,66 @@ s:worker{ node = "a", capacity = 1, binding = "shared", lease = 1, heartbeat = 0
 				end
 			end
 		end
+	end)
+
+	it("sends a task nested deeper than tasks are to the dead letters, with the reason", function()
+		local raw = redis:raw()
+		local deep = ("["):rep(150) .. ("]"):rep(150)
+		assert(raw:call("RPUSH", "kx:sched:pending", '{"id":"deep","argv":["true"],"cpu_units":1,"x":' .. deep .. '}'))
+		assert(raw:call("RPUSH", "kx:sched:pending", '{"id":"deeper","argv":["true"],"cpu_units":1,"x":'
+			.. ("["):rep(1500) .. ("]"):rep(1500) .. '}'))
+		local s = assert(sched.connect(redis:url()))
+		kx.go(function() s:worker{ node = "n1", capacity = 1, binding = "shared" } end)
+		kx.go(function() s:central{} end)
+		s:submit{ "true" }
+		local recs = s:drain()
+		assert.are.equal(0, recs[1].exit_code)
+		local dead = raw:call("LRANGE", "kx:sched:dead", 0, -1)
+		assert.are.equal(2, #dead)
+		assert.matches("nested deeper than 32 levels", kx.json.decode(dead[1]).reason)
+		assert.matches("nest", kx.json.decode(dead[2]).reason)
+		s:close()
+		raw:close()
+	end)
+
+	it("records a cpuset off the node as the embedded backend does, and keeps ?prefix= as given", function()
+		local s = assert(sched.connect(redis:url() .. "?prefix=p1:"))
+		kx.go(function() s:worker{ node = "n1", capacity = 1, binding = "shared" } end)
+		kx.go(function() s:central{} end)
+		s:submit{ "true", cpuset = "999" }
+		local recs = s:drain()
+		s:close()
+		assert.are.equal(-1, recs[1].exit_code)
+		assert.matches("cpuset 999: core 999 is not one of this node's cores", recs[1].error)
+		local raw = redis:raw()
+		local keys = raw:call("KEYS", "*")
+		raw:close()
+		assert.is_true(#keys > 0)
+		for _, k in ipairs(keys) do
+			assert.matches("^p1:[^:]", k)
+		end
+	end)
+
+	it("drain names the tasks a Redis restarted without persistence lost", function()
+		redis:stop()
+		redis = Redis.start(dir, { persist = false })
+		local s = assert(sched.connect(redis:url()))
+		s.backend.reconnect_for = 30
+		-- no worker: the tasks wait in Redis, and go with it
+		local a = s:submit{ "true" }
+		local b = s:submit{ "true" }
+		local done = {}
+		kx.go(function() done.recs, done.err, done.ids = s:drain() end)
+		kx.sleep(0.3)
+		redis:stop()
+		kx.sleep(0.5)
+		redis:run()
+		wait_for(function() return done.err or done.recs end, 30, "drain to return")
+		s:close()
+		assert.is_nil(done.recs)
+		assert.matches("lost 2 task%(s%) of this client", done.err)
+		assert.matches(a, done.err, 1, true)
+		assert.are.same({ a, b }, done.ids)
 	end)
 
 	it("decides on the server as the embedded backend does (random states, a locale that folds case)", function()

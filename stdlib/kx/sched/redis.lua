@@ -108,7 +108,7 @@ end
 -- re-opening it while the server is away (up to reconnect_for seconds),
 -- with a warning when it first goes and every warn_every seconds after.
 function R:with(name, fn)
-	local deadline
+	local deadline, lost
 	local delay = 0.05
 	while true do
 		local c = self.conns[name] or (name == "main" and self.conn)
@@ -120,7 +120,7 @@ function R:with(name, fn)
 			err = "not connected"
 		end
 		if self.closing and (name ~= "main" or self.workers == 0) then return nil, "closed" end
-		if c then c:close() end
+		if c then c:close(); lost = true end
 		self.conns[name] = nil
 		if name == "main" then self.conn = nil end
 		deadline = deadline or kx.now() + self.reconnect_for
@@ -131,7 +131,7 @@ function R:with(name, fn)
 		if nc then
 			if self.closing and (name ~= "main" or self.workers == 0) then nc:close(); return nil, "closed" end
 			if name == "main" then self.conn = nc else self.conns[name] = nc end
-			if c then
+			if lost then
 				self.generation = self.generation + 1
 				self.reopened = kx.now()
 				if self.down_since then

@@ -177,7 +177,7 @@ function M.pool(uid, binding, size, launcher)
 		if not ok then return nil, "cgroup v2: cannot enable cpu and cpuset: " .. err end
 	end
 	local self = setmetatable({ kind = kind, root = root, binding = binding, prefix = "kxrun-sched-" .. uid,
-		free = {}, busy = {}, all = {}, n = 0, launcher = launcher,
+		free = {}, busy = {}, all = {}, set = {}, n = 0, launcher = launcher,
 		mems = kind == "v1" and read(V1_CPUSET .. "/cpuset.mems") or nil }, Pool)
 	for _ = 1, size do
 		local dir, err = self:make()
@@ -208,35 +208,58 @@ local function procs_of(dir)
 end
 
 -- Writes the task's binding into dir.
+-- (what each dir was last set to is remembered: a write to cpuset.cpus
+-- costs the kernel a rebuild of its scheduling domains, so an equal one is
+-- skipped)
 function Pool:setup(dir, cores, weight)
+	local file, value
 	if self.binding == "exclusive" and cores then
-		return write(dir .. "/cpuset.cpus", M.format_cpuset(cores))
+		file, value = "/cpuset.cpus", M.format_cpuset(cores)
 	elseif self.binding == "shared" then
 		if self.kind == "v1" then
 			-- cpu.weight 100 is cpu.shares 1024
-			return write(dir .. "/cpu.shares", math.max(2, math.floor(weight * 1024 / 100)))
+			file, value = "/cpu.shares", math.max(2, math.floor(weight * 1024 / 100))
+		else
+			file, value = "/cpu.weight", math.max(1, math.min(10000, weight))
 		end
-		return write(dir .. "/cpu.weight", math.max(1, math.min(10000, weight)))
+	else
+		return true
 	end
-	return true
+	if self.set[dir] == value then return true end
+	self.set[dir] = nil
+	local ok, err = write(dir .. file, value)
+	if ok then self.set[dir] = value end
+	return ok, err
+end
+
+-- The value setup(dir, ...) would write, to find a dir already set so.
+function Pool:wanted(cores, weight)
+	if self.binding == "exclusive" and cores then return M.format_cpuset(cores) end
+	if self.binding == "shared" then
+		return self.kind == "v1" and math.max(2, math.floor(weight * 1024 / 100)) or math.max(1, math.min(10000, weight))
+	end
 end
 
 -- A free, empty cgroup set up for the task: its cgroup.procs file and dir.
 function Pool:acquire(cores, weight)
 	local dir
-	-- cgroups still holding what a task left behind wait their turn
+	-- a free one already set as wanted first; cgroups still holding what
+	-- a task left behind wait their turn
+	local want, pick = self:wanted(cores, weight), nil
 	for i = #self.free, 1, -1 do
-		if #procs_of(self.free[i]) == 0 then
-			dir = table.remove(self.free, i)
-			break
+		if (not pick or self.set[self.free[i]] == want) and #procs_of(self.free[i]) == 0 then
+			pick = i
+			if self.set[self.free[i]] == want then break end
 		end
 	end
+	if pick then dir = table.remove(self.free, pick) end
 	local ok, err
 	if dir then
 		ok, err = self:setup(dir, cores, weight)
 		if not ok and not io.open(dir .. "/cgroup.procs") then
 			-- something else removed it (a clean-up that took it for stale)
 			kx.log.warn("kx.sched: task cgroup %s was removed by something else; making another", dir)
+			self:forget(dir)
 			dir = nil
 		end
 	end
@@ -251,6 +274,14 @@ function Pool:acquire(cores, weight)
 	end
 	self.busy[dir] = true
 	return dir .. "/cgroup.procs", dir
+end
+
+-- dir is gone: not to be handed out again.
+function Pool:forget(dir)
+	self.busy[dir], self.set[dir] = nil, nil
+	for i, d in ipairs(self.all) do
+		if d == dir then table.remove(self.all, i) break end
+	end
 end
 
 -- Whatever the task left running in its cgroup goes with it.
@@ -411,7 +442,19 @@ function M.run(task, node, record)
 	-- what Tracekit's worker puts in its tasks' environment
 	spec.env = { NODE_ID = node.id, STAGE = STAGE, RUN_ID = RUN_ID, CPUSET = rec.cpuset,
 		TS_ENQUEUE = task.ts_enqueue and ("%d"):format(math.floor(task.ts_enqueue)) or nil }
-	local job, err = node.launcher:spawn(spec)
+	local job, err, stage = node.launcher:spawn(spec)
+	if not job and stage == "join cgroup" and node.pool then
+		-- its cgroup was removed under it (a clean-up that took it for
+		-- stale): a new one, once
+		kx.log.warn("kx.sched: task cgroup %s was removed by something else; making another", dir)
+		node.pool:forget(dir)
+		procs, dir = node.pool:acquire(node.binding == "exclusive" and bound or nil,
+			(node.cpuweight_per_vcpu or 100) * task.cpu_units)
+		if procs then
+			spec.cgroup = procs
+			job, err = node.launcher:spawn(spec)
+		end
+	end
 	if not job then
 		rec.exit_code, rec.error, rec.ts_end = 127, err, kx.time() * 1000
 		rec.ts_start = rec.ts_end

@@ -78,10 +78,10 @@ return 1
 -- Places heads one after the other, at most `max`, each decision whole
 -- before the next (a batch saves round trips, not atomicity).  The choice is
 -- kx.sched.policy's, whose text is embedded here.
--- -> {"empty", n, log} | {"dead", reason, n, log} | {"wait", id, ever, n, log}
---  | {"placed", id, node, n, log} (the last one; n = tasks placed by this
--- call; log = with log = 1, one JSON line per placement: id, node,
--- cpu_units, cap_left, input, output, profile)
+-- -> {"empty", "", 0, n, log} | {"dead", reason, 0, n, log}
+--  | {"wait", id, ever, n, log} | {"placed", id, node, n, log} (the last
+-- one); n = tasks placed by this call; log (with log = 1) one JSON line per
+-- placement: id, node, cpu_units, cap_left, input, output, profile
 M.dispatch = "local policy = (function()\n" .. policy.SOURCE .. "\nend)()\n" .. [[
 local P, w, order = ARGV[1], ARGV[2], ARGV[3]
 local max = tonumber(ARGV[4]) or 1
@@ -126,7 +126,7 @@ while n < max do
 	if not head then
 		flush()
 		redis.call('DEL', P .. 'blocking')
-		return { 'empty', n, log }
+		return { 'empty', '', 0, n, log }
 	end
 	local ok, t = pcall(cjson.decode, head)
 	local reason
@@ -154,7 +154,7 @@ while n < max do
 		flush()
 		redis.call('LPOP', P .. 'pending')
 		redis.call('RPUSH', P .. 'dead', cjson.encode({ task = head, reason = reason }))
-		return { 'dead', reason, n, log }
+		return { 'dead', reason, 0, n, log }
 	end
 	local i, largest = policy.pick(st, t.cpu_units, w, order)
 	if not i then
