@@ -26,6 +26,7 @@ end
 local PY = io.open("/usr/bin/python3") and "/usr/bin/python3" or "python3"
 local N = tonumber(os.getenv("N")) or 5000
 local NODES, LOW = 16, 200
+local GAP = (tonumber(os.getenv("GAP_MS")) or 20) / 1000   -- between tasks in the latency runs
 
 local dir = os.tmpname(); os.remove(dir); os.execute("mkdir -p " .. dir)
 local port, srv
@@ -151,17 +152,24 @@ local function ours_latency()
 	for i = 1, LOW do
 		local t = kx.time() * 1000
 		sent[s:submit{ "true" }] = t
-		kx.sleep(0.02)
+		kx.sleep(GAP)
 		kx.progress("kx.sched latency", i, LOW)
 	end
 	local recs = assert(s:drain())
 	s:close()
 	stop(worker)
 	stop(central)
-	local lat, bound = {}, 0
+	local lat, bound, to_dispatch, to_start = {}, 0, {}, {}
 	for _, r in ipairs(recs) do
 		lat[#lat + 1] = r.ts_start - sent[r.id]
+		to_dispatch[#to_dispatch + 1] = r.ts_dispatch - sent[r.id]
+		to_start[#to_start + 1] = r.ts_start - r.ts_dispatch
 		if r.cpuset then bound = bound + 1 end
+	end
+	if os.getenv("DETAIL") then
+		print(("  kx.sched parts (ms, median/p99): enqueue -> placed %.2f/%.2f, placed -> started %.2f/%.2f")
+			:format(percentile(to_dispatch, 0.5), percentile(to_dispatch, 0.99), percentile(to_start, 0.5),
+				percentile(to_start, 0.99)))
 	end
 	return percentile(lat, 0.5), percentile(lat, 0.99), bound
 end
@@ -185,7 +193,9 @@ local function tracekit_latency()
 		local log = dir .. "/tk-workers.log"
 		local central = start{ PY, TK .. "/tools/scheduler/scheduler_central.py", "--redis", url,
 			stdout = log, stderr = log }
-		local worker = start{ PY, TK .. "/tools/scheduler/worker.py", "--redis", url, "--capacity-units", "2",
+		-- 16 threads: its Python wrapper per task must not make it fall behind
+		-- (this measures latency, not its throughput)
+		local worker = start{ PY, TK .. "/tools/scheduler/worker.py", "--redis", url, "--capacity-units", "16",
 			"--outputs", dir .. "/outputs", env = env, stdout = log, stderr = log }
 		local deadline = kx.now() + 20
 		while not call("GET", "cap:tk1") do
@@ -200,7 +210,7 @@ local function tracekit_latency()
 			sent[out] = t
 			call("RPUSH", "q:pending", kx.json.encode{ input = "in.mp4", output = out, cpu_units = 1,
 				scale = "854:480", preset = "veryfast", vcodec = "h264", ts_enqueue = math.floor(t) })
-			kx.sleep(0.02)
+			kx.sleep(GAP)
 			kx.progress("Tracekit latency", i, LOW)
 		end
 		local lat = {}
@@ -240,7 +250,7 @@ local function tracekit_latency()
 	kx.sleep(0.2)
 	for i = 1, LOW do
 		tracekit.enqueue(call, { id = i, argv = { "true" }, cpu_units = 1, sent = kx.now() })
-		kx.sleep(0.02)
+		kx.sleep(GAP)
 	end
 	worker:wait()
 	stopping = true
@@ -250,6 +260,10 @@ local function tracekit_latency()
 end
 
 local ok, err = pcall(function()
+	local f = io.open("/proc/loadavg")
+	print(("load average at the start: %s (%d CPUs)"):format(f:read("l"):match("^(%S+ %S+ %S+)"),
+		#require("kx.sched.runner").online_cores()))
+	f:close()
 	local peer = TK and "Tracekit scheduler_central.py" or "Tracekit's central loop (model)"
 	local ours, n = ours_rate()
 	local theirs = tracekit_rate()
@@ -257,9 +271,9 @@ local ok, err = pcall(function()
 		:format(NODES, ours, n, peer, theirs, N, ours / theirs))
 	local om, o99, bound = ours_latency()
 	local tm, t99 = tracekit_latency()
-	print(("enqueue -> start, %d tasks 20 ms apart: kx.sched (kxrun sched central + worker, %d of %d tasks bound "
+	print(("enqueue -> start, %d tasks %g ms apart: kx.sched (kxrun sched central + worker, %d of %d tasks bound "
 		.. "to exclusive cpusets) median %.2f ms p99 %.2f ms; %s median %.2f ms p99 %.2f ms; median ratio %.0fx")
-		:format(LOW, bound, LOW, om, o99, TK and "Tracekit scheduler_central.py + worker.py"
+		:format(LOW, GAP * 1000, bound, LOW, om, o99, TK and "Tracekit scheduler_central.py + worker.py"
 			or "Tracekit's loop and a popping worker (model)", tm, t99, tm / om))
 end)
 for _, p in ipairs(procs) do p:kill("KILL") p:wait(5) end

@@ -177,7 +177,7 @@ function M.pool(uid, binding, size, launcher)
 		if not ok then return nil, "cgroup v2: cannot enable cpu and cpuset: " .. err end
 	end
 	local self = setmetatable({ kind = kind, root = root, binding = binding, prefix = "kxrun-sched-" .. uid,
-		free = {}, busy = {}, all = {}, set = {}, n = 0, launcher = launcher,
+		free = {}, busy = {}, all = {}, set = {}, dirty = {}, n = 0, launcher = launcher,
 		mems = kind == "v1" and read(V1_CPUSET .. "/cpuset.mems") or nil }, Pool)
 	for _ = 1, size do
 		local dir, err = self:make()
@@ -247,9 +247,11 @@ function Pool:acquire(cores, weight)
 	-- a task left behind wait their turn
 	local want, pick = self:wanted(cores, weight), nil
 	for i = #self.free, 1, -1 do
-		if (not pick or self.set[self.free[i]] == want) and #procs_of(self.free[i]) == 0 then
+		local d = self.free[i]
+		if (not pick or self.set[d] == want) and (not self.dirty[d] or #procs_of(d) == 0) then
+			self.dirty[d] = nil
 			pick = i
-			if self.set[self.free[i]] == want then break end
+			if self.set[d] == want then break end
 		end
 	end
 	if pick then dir = table.remove(self.free, pick) end
@@ -288,7 +290,10 @@ end
 function Pool:release(dir)
 	if not dir or not self.busy[dir] then return end
 	self.busy[dir] = nil
-	for _, pid in ipairs(procs_of(dir)) do launch.kill(pid, 9) end
+	local left = procs_of(dir)
+	for _, pid in ipairs(left) do launch.kill(pid, 9) end
+	-- what was killed may take a moment to leave: looked at again then
+	if #left > 0 then self.dirty[dir] = true end
 	self.free[#self.free + 1] = dir
 end
 
