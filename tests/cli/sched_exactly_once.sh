@@ -7,7 +7,7 @@
 # parent of that command's launcher and the command had exited), and the
 # test ends with no task cgroup, launcher or recorder of its own left.
 . "$(dirname "$0")/lib.sh"
-command -v redis-server >/dev/null || skip "redis-server is not installed"
+need redis
 RUNS=20
 [ -n "${KXRUN_TEST_LONG:-}" ] && RUNS=200
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

@@ -7,7 +7,7 @@
 # ?password= URLs and NODE_ID work; a head larger than every node is named.
 # Each fault is checked to have happened before recovery is checked.
 . "$(dirname "$0")/lib.sh"
-command -v redis-server >/dev/null || skip "redis-server is not installed"
+need redis
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 URL="redis://:kxpw@127.0.0.1:$PORT/0"
 R() { redis-cli -p "$PORT" -a kxpw --no-auth-warning "$@"; }
