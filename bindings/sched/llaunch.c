@@ -267,12 +267,8 @@ static int take_lock(const char *name)
 static int l_start(lua_State *L)
 {
 	luaL_checktype(L, 1, LUA_TTABLE);
-	const char *lock = NULL;
-	lua_getfield(L, 1, "lock");
-	if (!lua_isnil(L, -1))
-		lock = luaL_checkstring(L, -1);
-	lua_getfield(L, 1, "input");
-	const char *input = luaL_optstring(L, -1, "");
+	const char *lock = kx_optstringfield(L, 1, "lock", NULL);
+	const char *input = kx_optstringfield(L, 1, "input", "");
 	lua_getfield(L, 1, "recorder");
 	char **rec = NULL;
 	if (!lua_isnil(L, -1)) {
@@ -351,13 +347,6 @@ static void cancel_wait(void *ud)
 	((struct job *)ud)->waiter = NULL;
 }
 
-static const char *opt_field(lua_State *L, const char *k)
-{
-	lua_getfield(L, 1 + 1, k);
-	const char *s = lua_isnil(L, -1) ? "" : luaL_checkstring(L, -1);
-	lua_pop(L, 1);   /* the table keeps it */
-	return s;
-}
 
 /* l:spawn{argv..., cgroup=, stdin=, stdout=, stderr=, cwd=, env=, tag=} */
 static int l_spawn(lua_State *L)
@@ -374,7 +363,7 @@ static int l_spawn(lua_State *L)
 	static const char *const fixed[LAUNCH_SPAWN_FIXED] = { "cgroup", "stdin", "stdout",
 		"stderr", "cwd", "tag" };
 	for (int i = 0; i < LAUNCH_SPAWN_FIXED; i++) {
-		const char *v = opt_field(L, fixed[i]);
+		const char *v = kx_optstringfield(L, 2, fixed[i], "");
 		if (i >= 1 && i <= 3 && strcmp(v, "null") == 0)
 			v = "";
 		luaL_addstring(&b, v);
@@ -488,18 +477,15 @@ static int l_job_kill(lua_State *L)
 	return 0;
 }
 
-static int l_job_index(lua_State *L)
+static int l_job_pid(lua_State *L)
 {
-	struct job *j = check_job(L);
-	const char *k = luaL_checkstring(L, 2);
-	if (strcmp(k, "pid") == 0) {
-		lua_pushinteger(L, j->pid);
-	} else if (strcmp(k, "ts_start") == 0) {
-		lua_pushnumber(L, j->ts_start);
-	} else {
-		luaL_getmetafield(L, 1, "methods");
-		lua_getfield(L, -1, k);
-	}
+	lua_pushinteger(L, check_job(L)->pid);
+	return 1;
+}
+
+static int l_job_ts_start(lua_State *L)
+{
+	lua_pushnumber(L, check_job(L)->ts_start);
 	return 1;
 }
 
@@ -595,19 +581,19 @@ int luaopen_kx_sched_launch(lua_State *L)
 	static const luaL_Reg lmethods[] = {
 		{"spawn", l_spawn}, {"own", l_own}, {"pid", l_pid}, {"close", l_close}, {NULL, NULL},
 	};
+	static const luaL_Reg lmeta[] = { {"__gc", l_gc}, {NULL, NULL} };
 	static const luaL_Reg jmethods[] = {
 		{"wait", l_job_wait}, {"ack", l_job_ack}, {"kill", l_job_kill}, {NULL, NULL},
+	};
+	static const luaL_Reg jgetters[] = {
+		{"pid", l_job_pid}, {"ts_start", l_job_ts_start}, {NULL, NULL},
 	};
 	static const luaL_Reg fns[] = {
 		{"start", l_start}, {"mkdir", l_mkdir}, {"kill", l_kill}, {NULL, NULL},
 	};
-	kx_newclass(L, LAUNCHER_MT, lmethods, l_gc);
+	kx_defclass(L, &(struct kx_class){ LAUNCHER_MT, lmethods, NULL, lmeta });
 	lua_pop(L, 1);
-	kx_newclass(L, JOB_MT, jmethods, NULL);
-	luaL_newlib(L, jmethods);
-	lua_setfield(L, -2, "methods");
-	lua_pushcfunction(L, l_job_index);
-	lua_setfield(L, -2, "__index");
+	kx_defclass(L, &(struct kx_class){ JOB_MT, jmethods, jgetters, NULL });
 	lua_pop(L, 1);
 	main_state = L;
 	luaL_newlib(L, fns);

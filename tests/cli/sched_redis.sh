@@ -27,6 +27,7 @@ stop_redis() {
 in_flight() { R llen "kx:sched:inflight:$1" 2>/dev/null; }
 pids=()
 cleanup() {
+	[ -n "${KEEP:-}" ] && cp -r "$T" /tmp/sched-redis-kept
 	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
 	R shutdown nosave >/dev/null 2>&1
 	rm -rf "$T"

@@ -278,12 +278,19 @@ function Pool:acquire(cores, weight)
 	return dir .. "/cgroup.procs", dir
 end
 
--- dir is gone: not to be handed out again.
+-- dir is gone: not to be handed out again, nor any free one gone with it.
 function Pool:forget(dir)
-	self.busy[dir], self.set[dir] = nil, nil
-	for i, d in ipairs(self.all) do
-		if d == dir then table.remove(self.all, i) break end
+	local gone = { [dir] = true }
+	for _, d in ipairs(self.free) do
+		local f = io.open(d .. "/cgroup.procs")
+		if f then f:close() else gone[d] = true end
 	end
+	for _, list in ipairs{ self.all, self.free } do
+		for i = #list, 1, -1 do
+			if gone[list[i]] then table.remove(list, i) end
+		end
+	end
+	for d in pairs(gone) do self.busy[d], self.set[d], self.dirty[d] = nil, nil, nil end
 end
 
 -- Whatever the task left running in its cgroup goes with it.
