@@ -209,7 +209,7 @@ s:worker{ node = "a", capacity = 1, binding = "shared", lease = 1, heartbeat = 0
 		kx.sleep(1.2)   -- the killed run had a second left: it must not finish
 		assert.are.equal(1, lines(out), "the task's output written once")
 		assert.are.equal(2, lines(out .. ".start"))
-		local st = s:status()
+		st = s:status()
 		assert.are.equal(1, #st.nodes)   -- a was reaped
 		assert.are.equal(0, st.nodes[1].used)
 		if runner.cgroups() == "v1" then

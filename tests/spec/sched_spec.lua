@@ -194,19 +194,18 @@ describe("kx.sched embedded", function()
 			total = 0, mode = "all" })
 		assert.are.equal(3, #ids)
 		local t0 = kx.now()
-		ids = assert(s:dispatch{ inputs = dir .. "/in", outputs = dir .. "/out", total = 3, mix = { light1c = 1 },
+		assert(s:dispatch{ inputs = dir .. "/in", outputs = dir .. "/out", total = 3, mix = { light1c = 1 },
 			mode = "pulse", pulse_size = 2, pulse_spacing = 0.2, pulse_interval = 0.3 })
 		-- 2 tasks 0.2 s apart, 0.3 s, then the third
 		assert.is_true(kx.now() - t0 >= 0.5, "pulse timing " .. (kx.now() - t0))
 		local lines = {}
-		local n = 0
 		local fifo = kx.go(function()
 			return s:dispatch{ inputs = dir .. "/in", outputs = dir .. "/out", total = 4, mix = { light1c = 1 },
 				mode = "fifo", pending_max = 7, batch_size = 2, dribble_interval = 0.05,
 				log = function(l) lines[#lines + 1] = l end }
 		end)
 		kx.sleep(0.3)
-		n = s:status().pending
+		local n = s:status().pending
 		s:close()
 		fifo:cancel()
 		-- 6 were pending: FIFO adds only one (pending_max 7) and waits

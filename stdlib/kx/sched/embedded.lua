@@ -98,7 +98,7 @@ end
 
 -- The launcher of a worker: one process is the whole system, so no lock
 -- and no recorder.
-function E:launcher()
+function E.launcher()
 	return assert(require("kx.sched.launch").start{})
 end
 

@@ -108,7 +108,7 @@ end
 -- re-opening it while the server is away (up to reconnect_for seconds),
 -- with a warning when it first goes and every warn_every seconds after.
 function R:with(name, fn)
-	local deadline, lost
+	local deadline, lost, why
 	local delay = 0.05
 	while true do
 		local c = self.conns[name] or (name == "main" and self.conn)
@@ -124,7 +124,7 @@ function R:with(name, fn)
 		self.conns[name] = nil
 		if name == "main" then self.conn = nil end
 		deadline = deadline or kx.now() + self.reconnect_for
-		if kx.now() > deadline then return nil, err end
+		if kx.now() > deadline then return nil, why or err end
 		kx.sleep(delay)
 		delay = math.min(delay * 2, 1)
 		local nc, oerr = open(self.o)
@@ -141,7 +141,7 @@ function R:with(name, fn)
 				end
 			end
 		else
-			err = oerr
+			why = oerr
 			-- one warning per process when it goes, then every warn_every s
 			local now = kx.now()
 			self.down_since = self.down_since or now

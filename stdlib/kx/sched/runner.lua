@@ -410,7 +410,6 @@ function M.run(task, node, record)
 	end
 	rec.cpuset = bound and M.format_cpuset(bound) or nil
 	if node.pool and (bound or node.binding == "shared") then
-		local err
 		procs, dir = node.pool:acquire(node.binding == "exclusive" and bound or nil,
 			(node.cpuweight_per_vcpu or 100) * task.cpu_units)
 		if not procs then
@@ -425,7 +424,6 @@ function M.run(task, node, record)
 			rec.clamped = "cpuset not enforced under shared binding"
 			rec.cpuset = nil
 		end
-		err = nil
 	end
 	if task.output then
 		-- Tracekit's worker makes the output's directory; a re-run starts
