@@ -11,9 +11,10 @@ need redis
 RUNS=20
 [ -n "${KXRUN_TEST_LONG:-}" ] && RUNS=200
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
-	--dir "$T" --logfile "$T/redis.log" >/dev/null || fail "redis-server did not start"
-trap 'redis-cli -p "$PORT" shutdown nosave >/dev/null 2>&1; [ -n "${KEEP:-}" ] && echo "kept $T" || rm -rf "$T"' EXIT
+redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$T" --logfile "$T/redis.log" \
+	>/dev/null 2>&1 &
+RPID=$!
+trap 'redis-cli -p "$PORT" shutdown nosave >/dev/null 2>&1; wait $RPID; [ -n "${KEEP:-}" ] && echo "kept $T" || rm -rf "$T"' EXIT
 for _ in $(seq 100); do redis-cli -p "$PORT" ping 2>/dev/null | grep -q PONG && break; sleep 0.05; done
 
 cat > "$T/driver.lua" <<'LUA'

@@ -13,16 +13,20 @@ URL="redis://:kxpw@127.0.0.1:$PORT/0"
 R() { redis-cli -p "$PORT" -a kxpw --no-auth-warning "$@"; }
 # AOF with fsync left to the OS: a graceful restart keeps everything, and a
 # disk busy with other work cannot stall Redis past the short leases used here.
+# A child of this shell (not daemonized), so that stopping it reaps it.
 start_redis() {
 	redis-server --port "$PORT" --bind 127.0.0.1 --requirepass kxpw --dir "$T" --appendonly yes \
-		--appendfsync no --save '' --daemonize yes --logfile "$T/redis.log" >/dev/null || fail "redis-server did not start"
+		--appendfsync no --save '' --logfile "$T/redis.log" >/dev/null 2>&1 &
+	RPID=$!
 	for _ in $(seq 100); do R ping 2>/dev/null | grep -q PONG && return; sleep 0.05; done
 	fail "redis-server did not answer"
 }
+# Fails unless Redis really went.
 stop_redis() {
 	R shutdown >/dev/null 2>&1
-	for _ in $(seq 100); do R ping >/dev/null 2>&1 || return 0; sleep 0.05; done
-	fail "redis-server did not stop"
+	wait "$RPID" 2>/dev/null
+	R ping >/dev/null 2>&1 && fail "redis-server did not stop"
+	RPID=
 }
 in_flight() { R llen "kx:sched:inflight:$1" 2>/dev/null; }
 pids=()
@@ -30,6 +34,7 @@ cleanup() {
 	[ -n "${KEEP:-}" ] && cp -r "$T" /tmp/sched-redis-kept
 	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
 	R shutdown nosave >/dev/null 2>&1
+	[ -n "${RPID:-}" ] && wait "$RPID" 2>/dev/null
 	rm -rf "$T"
 }
 trap cleanup EXIT
