@@ -162,17 +162,27 @@ static void job_free(struct job *j)
 
 static char child_stack[64 * 1024] __attribute__((aligned(16)));
 
-static void do_spawn(const struct launch_msg *m, char *payload, size_t len)
+/* What starting one request came to. */
+struct started {
+	pid_t pid;
+	int err, stage;
+	int64_t t;
+	const char *tag;   /* in the payload */
+};
+
+/* Starts the command of a spawn request: clone (CLONE_VM | CLONE_VFORK)
+ * and exec.  In a zygote (extra = CLONE_PARENT) the command is born in the
+ * zygote's cgroup as the launcher's child, and joins nothing. */
+static void start_request(const struct launch_msg *m, char *payload, size_t len, int extra,
+			  struct started *r)
 {
 	char *strs[LAUNCH_SPAWN_FIXED];
 	size_t n = LAUNCH_SPAWN_FIXED + m->argc + m->envc;
 	char **vec = calloc(n + 2, sizeof *vec);
-	struct job *slot = NULL;
-	for (int i = 0; i < MAX_JOBS && !slot; i++)
-		if (!S.jobs[i].pid)
-			slot = &S.jobs[i];
-	if (!vec || !slot || m->argc == 0) {
-		reply(LAUNCH_FAILED, m->job, vec ? EAGAIN : ENOMEM, STAGE_EXEC, 0, 0);
+	memset(r, 0, sizeof *r);
+	r->stage = STAGE_EXEC;
+	if (!vec || m->argc == 0) {
+		r->err = vec ? EINVAL : ENOMEM;
 		free(vec);
 		return;
 	}
@@ -190,21 +200,21 @@ static void do_spawn(const struct launch_msg *m, char *payload, size_t len)
 		off += l + 1;
 	}
 	if (k != n) {
-		reply(LAUNCH_FAILED, m->job, EINVAL, STAGE_EXEC, 0, 0);
+		r->err = EINVAL;
 		free(vec);
 		return;
 	}
 	/* argv is vec[0..argc); the envc entries after it are added to the
 	 * launcher's environment (an entry of the same name replaced) */
 	char **argv = vec, **envp = environ, **merged = NULL;
-	char **extra = vec + m->argc;
+	char **added = vec + m->argc;
 	if (m->envc) {
 		size_t ne = 0;
 		while (environ[ne])
 			ne++;
 		merged = calloc(ne + m->envc + 1, sizeof *merged);
 		if (!merged) {
-			reply(LAUNCH_FAILED, m->job, ENOMEM, STAGE_EXEC, 0, 0);
+			r->err = ENOMEM;
 			free(vec);
 			return;
 		}
@@ -213,39 +223,186 @@ static void do_spawn(const struct launch_msg *m, char *payload, size_t len)
 			size_t nl = strcspn(environ[i], "=");
 			int replaced = 0;
 			for (uint32_t e = 0; e < m->envc && !replaced; e++)
-				replaced = strncmp(extra[e], environ[i], nl) == 0 && extra[e][nl] == '=';
+				replaced = strncmp(added[e], environ[i], nl) == 0 && added[e][nl] == '=';
 			if (!replaced)
 				merged[k2++] = environ[i];
 		}
 		for (uint32_t e = 0; e < m->envc; e++)
-			merged[k2++] = extra[e];
+			merged[k2++] = added[e];
 		envp = merged;
 	}
-	/* extra's pointers are in merged now: argv ends where env began */
+	/* added's pointers are in merged now: argv ends where env began */
 	vec[m->argc] = NULL;
 	const char *path = getenv("PATH");
-	struct spawn sp = { .procs = strs[0], .io = { strs[1], strs[2], strs[3] }, .cwd = strs[4],
-			    .argv = argv, .envp = envp,
+	struct spawn sp = { .procs = extra ? "" : strs[0], .io = { strs[1], strs[2], strs[3] },
+			    .cwd = strs[4], .argv = argv, .envp = envp,
 			    .path = path ? path : "/usr/local/bin:/usr/bin:/bin" };
 	sp.err = 0;
 	pid_t pid = clone(child_main, child_stack + sizeof child_stack,
-			  CLONE_VM | CLONE_VFORK | SIGCHLD, &sp);
-	int64_t t = now_us();
+			  CLONE_VM | CLONE_VFORK | SIGCHLD | extra, &sp);
+	r->t = now_us();
+	r->tag = strs[5];
 	if (pid < 0) {
-		reply(LAUNCH_FAILED, m->job, errno, STAGE_EXEC, 0, 0);
+		r->err = errno;
 	} else if (sp.err) {
-		/* it exited: reap it here, so SIGCHLD finds nothing of it */
-		waitpid(pid, NULL, 0);
-		reply(LAUNCH_FAILED, m->job, sp.err, sp.stage, 0, 0);
+		/* it exited; the launcher reaps it (it is the parent either way)
+		 * and finds no job for it */
+		if (!extra)
+			waitpid(pid, NULL, 0);
+		r->err = sp.err;
+		r->stage = sp.stage;
 	} else {
-		slot->id = m->job;
-		slot->pid = pid;
-		slot->ts_start = t;
-		slot->tag = strdup(strs[5]);
-		reply(LAUNCH_STARTED, m->job, pid, 0, t, 0);
+		r->pid = pid;
 	}
 	free(merged);
 	free(vec);
+}
+
+/* ---- zygotes: one per owned cgroup, living in it ---------------------------
+ *
+ * Moving a process into a cgroup v1 takes the kernel's global threadgroup
+ * lock for writing (an RCU grace period: up to tens of ms on a busy
+ * machine).  A command forked by a process already in the cgroup is born
+ * there: each owned cgroup has a zygote, moved in once, that clones the
+ * commands (CLONE_PARENT: they are still the launcher's children). */
+
+struct zygote {
+	pid_t pid;   /* 0: none (or dead) */
+	int sock;
+};
+static struct zygote zyg[MAX_OWNED];
+
+static _Noreturn void zygote_main(int sock, const char *dir)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	close(S.sock);
+	if (S.keep_fd >= 0)
+		close(S.keep_fd);
+	close(S.sfd);
+	char procs[PATH_MAX];
+	size_t dl = strlen(dir);
+	if (dl + sizeof "/cgroup.procs" > sizeof procs)
+		_exit(1);
+	memcpy(procs, dir, dl);
+	memcpy(procs + dl, "/cgroup.procs", sizeof "/cgroup.procs");
+	int fd = open(procs, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, "0", 1) != 1)
+		_exit(1);
+	close(fd);
+	for (;;) {
+		ssize_t n = recv(sock, S.buf, sizeof S.buf, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < (ssize_t)sizeof(struct launch_msg))
+			_exit(0);
+		struct launch_msg m;
+		memcpy(&m, S.buf, sizeof m);
+		struct started r;
+		start_request(&m, S.buf + sizeof m, (size_t)n - sizeof m, CLONE_PARENT, &r);
+		struct launch_msg out = { .type = r.err ? LAUNCH_FAILED : LAUNCH_STARTED, .job = m.job,
+					  .a = r.err ? r.err : r.pid, .b = r.stage, .t1 = r.t };
+		if (send(sock, &out, sizeof out, MSG_NOSIGNAL) < 0)
+			_exit(0);
+	}
+}
+
+static void zygote_start(int i)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return;
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(sv[0]);
+		zygote_main(sv[1], S.owned[i]);
+	}
+	close(sv[1]);
+	if (pid < 0) {
+		close(sv[0]);
+		return;
+	}
+	zyg[i].pid = pid;
+	zyg[i].sock = sv[0];
+}
+
+static void zygote_drop(int i)
+{
+	if (zyg[i].pid) {
+		kill(zyg[i].pid, SIGKILL);
+		close(zyg[i].sock);
+	}
+	zyg[i].pid = 0;
+}
+
+/* The zygote of the cgroup whose cgroup.procs is `procs`, or -1. */
+static int zygote_for(const char *procs)
+{
+	size_t pl = strlen(procs);
+	for (int i = 0; i < S.nowned; i++) {
+		if (!S.owned[i] || !zyg[i].pid)
+			continue;
+		size_t dl = strlen(S.owned[i]);
+		if (pl == dl + strlen("/cgroup.procs") && memcmp(procs, S.owned[i], dl) == 0 &&
+		    strcmp(procs + dl, "/cgroup.procs") == 0)
+			return i;
+	}
+	return -1;
+}
+
+/* Asks zygote i to start the request; 0, or -1 when it could not (then
+ * the launcher starts it itself). */
+static int zygote_spawn(int i, size_t n, struct started *r)
+{
+	if (send(zyg[i].sock, S.buf, n, MSG_NOSIGNAL) < 0) {
+		zygote_drop(i);
+		return -1;
+	}
+	struct pollfd p = { zyg[i].sock, POLLIN, 0 };
+	struct launch_msg out;
+	if (poll(&p, 1, 10000) <= 0 || recv(zyg[i].sock, &out, sizeof out, 0) != sizeof out) {
+		zygote_drop(i);
+		return -1;
+	}
+	memset(r, 0, sizeof *r);
+	r->t = out.t1;
+	if (out.type == LAUNCH_FAILED) {
+		r->err = out.a;
+		r->stage = out.b;
+	} else {
+		r->pid = out.a;
+	}
+	return 0;
+}
+
+static void do_spawn(const struct launch_msg *m, char *payload, size_t len, size_t n)
+{
+	int64_t received = now_us();
+	struct job *slot = NULL;
+	for (int i = 0; i < MAX_JOBS && !slot; i++)
+		if (!S.jobs[i].pid)
+			slot = &S.jobs[i];
+	if (!slot) {
+		reply(LAUNCH_FAILED, m->job, EAGAIN, STAGE_EXEC, 0, 0);
+		return;
+	}
+	struct started r;
+	int z = len > 0 ? zygote_for(payload) : -1;
+	if (z < 0 || zygote_spawn(z, n, &r) < 0)
+		start_request(m, payload, len, 0, &r);
+	if (r.err) {
+		reply(LAUNCH_FAILED, m->job, r.err, r.stage, 0, 0);
+		return;
+	}
+	/* the tag is the 6th string of the payload (the zygote's r.tag is in
+	 * its own memory) */
+	const char *tag = payload;
+	for (int i = 0; i < 5; i++)
+		tag += strlen(tag) + 1;
+	slot->id = m->job;
+	slot->pid = r.pid;
+	slot->ts_start = r.t;
+	slot->tag = strdup(tag);
+	reply(LAUNCH_STARTED, m->job, r.pid, 0, r.t, received);
 }
 
 static void reap(void)
@@ -256,6 +413,9 @@ static void reap(void)
 		pid_t pid = wait4(-1, &st, WNOHANG, &ru);
 		if (pid <= 0)
 			return;
+		for (int i = 0; i < S.nowned; i++)
+			if (zyg[i].pid == pid)
+				zygote_drop(i);
 		for (int i = 0; i < MAX_JOBS; i++) {
 			struct job *j = &S.jobs[i];
 			if (j->pid != pid || j->ended)
@@ -330,6 +490,8 @@ static void kill_cgroup(const char *dir)
 static _Noreturn void finish(void)
 {
 	int running = 0;
+	for (int i = 0; i < S.nowned; i++)
+		zygote_drop(i);
 	for (int i = 0; i < MAX_JOBS; i++) {
 		struct job *j = &S.jobs[i];
 		if (j->pid && !j->ended) {
@@ -427,7 +589,7 @@ static void on_message(ssize_t n)
 	struct job *j;
 	switch (m.type) {
 	case LAUNCH_SPAWN:
-		do_spawn(&m, payload, len);
+		do_spawn(&m, payload, len, (size_t)n);
 		break;
 	case LAUNCH_ACK:
 		if ((j = job_find(m.job)) && j->ended)
@@ -438,8 +600,12 @@ static void on_message(ssize_t n)
 			kill(-j->pid, m.a);
 		break;
 	case LAUNCH_OWN:
-		if (S.nowned < MAX_OWNED && len > 0 && payload[len - 1] == 0)
-			S.owned[S.nowned++] = strdup(payload);
+		if (S.nowned < MAX_OWNED && len > 0 && payload[len - 1] == 0) {
+			S.owned[S.nowned] = strdup(payload);
+			if (S.owned[S.nowned])
+				zygote_start(S.nowned);
+			S.nowned++;
+		}
 		break;
 	}
 }

@@ -35,7 +35,8 @@ enum launch_msg_type {
 	LAUNCH_KILL,        /* a = signal, to the job's process group */
 	LAUNCH_OWN,         /* payload: a cgroup directory to remove at the end */
 	/* launcher -> worker */
-	LAUNCH_STARTED,     /* a = pid, t1 = start (us since the epoch) */
+	LAUNCH_STARTED,     /* a = pid, t1 = start, t2 = request received (us
+	                       since the epoch) */
 	LAUNCH_FAILED,      /* a = errno, b = enum launch_stage */
 	LAUNCH_EXITED,      /* a = wait status, t1 = end (us), t2 = CPU (us) */
 };

@@ -7,7 +7,7 @@
  *                                  input = "redis://...\n", lock = "node-n1" })
  *   local job = assert(l:spawn{ "ffmpeg", ..., cgroup = ".../cgroup.procs",
  *                               stdout = "log", stderr = "log", tag = json })
- *   job.pid, job.ts_start                -- ms since the epoch
+ *   job.pid, job.ts_start, job.ts_request  -- ms since the epoch
  *   local st = job:wait()                -- {code = | signal =, ts_end =, cpu_ms =}
  *   job:ack()                            -- recorded: the launcher forgets it
  *   l:own(dir)                           -- removed when the worker is gone
@@ -58,6 +58,7 @@ struct job {
 	pid_t pid;
 	int err, stage, wstatus;
 	double ts_start, ts_end, cpu_ms;
+	double ts_request;   /* when the launcher got the request */
 	kx_task *waiter;
 	char argv0[64];
 };
@@ -133,6 +134,7 @@ static void job_event(struct job *j, const struct launch_msg *m)
 		j->state = JOB_RUNNING;
 		j->pid = m->a;
 		j->ts_start = (double)m->t1 / 1000.0;
+		j->ts_request = (double)m->t2 / 1000.0;
 		kx_track_pgid(j->pid);
 		if (t) {
 			lua_rawgeti(kx_task_state(t), LUA_REGISTRYINDEX, j->ref);
@@ -489,6 +491,14 @@ static int l_job_ts_start(lua_State *L)
 	return 1;
 }
 
+/* when the launcher read the request (ts_start - ts_request: the fork and
+ * exec; before it, the wake-up of the launcher) */
+static int l_job_ts_request(lua_State *L)
+{
+	lua_pushnumber(L, check_job(L)->ts_request);
+	return 1;
+}
+
 /* l:own(dir): the launcher removes dir (killing what is left in it) when
  * the worker is gone */
 static int l_own(lua_State *L)
@@ -586,7 +596,7 @@ int luaopen_kx_sched_launch(lua_State *L)
 		{"wait", l_job_wait}, {"ack", l_job_ack}, {"kill", l_job_kill}, {NULL, NULL},
 	};
 	static const luaL_Reg jgetters[] = {
-		{"pid", l_job_pid}, {"ts_start", l_job_ts_start}, {NULL, NULL},
+		{"pid", l_job_pid}, {"ts_start", l_job_ts_start}, {"ts_request", l_job_ts_request}, {NULL, NULL},
 	};
 	static const luaL_Reg fns[] = {
 		{"start", l_start}, {"mkdir", l_mkdir}, {"kill", l_kill}, {NULL, NULL},

@@ -162,6 +162,15 @@ end
 local Pool = {}
 Pool.__index = Pool
 
+local function procs_of(dir, except)
+	local pids = {}
+	for p in (read(dir .. "/cgroup.procs") or ""):gmatch("%d+") do
+		p = tonumber(p)
+		if p ~= except then pids[#pids + 1] = p end
+	end
+	return pids
+end
+
 -- A pool for a node: its cgroups are made now (mkdir(2), no shell) and
 -- named kxrun-sched-<launcher pid>-<node>-<n>; the launcher removes them
 -- when its worker is gone.  nil, why when tasks cannot be bound here.
@@ -177,7 +186,7 @@ function M.pool(uid, binding, size, launcher)
 		if not ok then return nil, "cgroup v2: cannot enable cpu and cpuset: " .. err end
 	end
 	local self = setmetatable({ kind = kind, root = root, binding = binding, prefix = "kxrun-sched-" .. uid,
-		free = {}, busy = {}, all = {}, set = {}, dirty = {}, n = 0, launcher = launcher,
+		free = {}, busy = {}, all = {}, set = {}, dirty = {}, zygote = {}, n = 0, launcher = launcher,
 		mems = kind == "v1" and read(V1_CPUSET .. "/cpuset.mems") or nil }, Pool)
 	for _ = 1, size do
 		local dir, err = self:make()
@@ -193,18 +202,24 @@ function Pool:make()
 	local ok, err, code = launch.mkdir(dir)
 	if not ok and code ~= "EEXIST" then return nil, "cannot make a task cgroup: " .. err end
 	self.all[#self.all + 1] = dir
-	if self.launcher then self.launcher:own(dir) end
 	if self.kind == "v1" and self.binding == "exclusive" then
+		-- a cpuset takes no process before it has memory nodes and cores
 		local wok, werr = write(dir .. "/cpuset.mems", self.mems or "0")
 		if not wok then return nil, werr end
+		wok, werr = write(dir .. "/cpuset.cpus", read(V1_CPUSET .. "/cpuset.cpus") or "0")
+		if not wok then return nil, werr end
+	end
+	if self.launcher then
+		-- the launcher puts a zygote there (tasks are then born in the
+		-- cgroup, not moved into it): its pid is the cgroup's one process
+		self.launcher:own(dir)
+		for _ = 1, 200 do
+			local pids = procs_of(dir)
+			if #pids > 0 then self.zygote[dir] = pids[1] break end
+			kx.sleep(0.005)
+		end
 	end
 	return dir
-end
-
-local function procs_of(dir)
-	local pids = {}
-	for p in (read(dir .. "/cgroup.procs") or ""):gmatch("%d+") do pids[#pids + 1] = tonumber(p) end
-	return pids
 end
 
 -- Writes the task's binding into dir.
@@ -248,7 +263,7 @@ function Pool:acquire(cores, weight)
 	local want, pick = self:wanted(cores, weight), nil
 	for i = #self.free, 1, -1 do
 		local d = self.free[i]
-		if (not pick or self.set[d] == want) and (not self.dirty[d] or #procs_of(d) == 0) then
+		if (not pick or self.set[d] == want) and (not self.dirty[d] or #procs_of(d, self.zygote[d]) == 0) then
 			self.dirty[d] = nil
 			pick = i
 			if self.set[d] == want then break end
@@ -290,14 +305,14 @@ function Pool:forget(dir)
 			if gone[list[i]] then table.remove(list, i) end
 		end
 	end
-	for d in pairs(gone) do self.busy[d], self.set[d], self.dirty[d] = nil, nil, nil end
+	for d in pairs(gone) do self.busy[d], self.set[d], self.dirty[d], self.zygote[d] = nil, nil, nil, nil end
 end
 
 -- Whatever the task left running in its cgroup goes with it.
 function Pool:release(dir)
 	if not dir or not self.busy[dir] then return end
 	self.busy[dir] = nil
-	local left = procs_of(dir)
+	local left = procs_of(dir, self.zygote[dir])
 	for _, pid in ipairs(left) do launch.kill(pid, 9) end
 	-- what was killed may take a moment to leave: looked at again then
 	if #left > 0 then self.dirty[dir] = true end
