@@ -5,10 +5,13 @@
  * every task for it and outlives it long enough that no result is lost:
  *
  *   - start: clone(CLONE_VM | CLONE_VFORK) + exec; before exec the task
- *     takes its own process group, asks for SIGKILL when the launcher dies,
- *     joins its cgroup with one write of "0" to cgroup.procs (so nothing of
- *     the task ever runs outside it) and opens its stdio.  No shell, and the
- *     worker's loop never waits on a fork, a mkdir or an rmdir.
+ *     takes its own process group, asks for SIGKILL when the launcher dies
+ *     and opens its stdio.  It is born in its cgroup: each cgroup the worker
+ *     owns (LAUNCH_OWN) gets a zygote, a process of the launcher's moved in
+ *     once, that clones the task with CLONE_PARENT; without one the task
+ *     joins the cgroup itself (one write of "0" to cgroup.procs) before
+ *     exec.  Either way nothing of the task runs outside it.  No shell, and
+ *     the worker's loop never waits on a fork, a mkdir or an rmdir.
  *   - end: the launcher reaps the task (wait4) and tells the worker, which
  *     records the result and then acknowledges it.
  *   - the worker dies (its end of the socket closes): every task still
