@@ -371,6 +371,38 @@ s:worker{ node = "a", capacity = 1, binding = "shared", lease = 1, heartbeat = 0
 		assert.are.same({ a, b }, done.ids)
 	end)
 
+	it("puts tasks straight on per-node queues (Tracekit without --pending), and the worker keeps to its capacity", function()
+		local s = assert(sched.connect(redis:url()))
+		kx.go(function() s:worker{ node = "n1", capacity = 1, binding = "shared" } end)
+		kx.go(function() s:worker{ node = "n2", capacity = 1, binding = "shared" } end)
+		wait_for(function() return #s:status().nodes == 2 end, 20, "two nodes")
+		-- no central runs: per-node queues need none
+		for _ = 1, 3 do s:submit{ "sleep", "0.2", node = "n1" } end
+		local recs = s:drain()
+		for i, a in ipairs(recs) do
+			assert.are.equal("n1", a.node)
+			assert.are.equal(0, a.exit_code)
+			for j = i + 1, #recs do
+				local b = recs[j]
+				assert.is_false(a.ts_start < b.ts_end and b.ts_start < a.ts_end, "two tasks at once on a 1-unit node")
+			end
+		end
+		-- the dispatcher's round robin over --nodes, one task per input
+		os.execute("mkdir -p " .. dir .. "/in && touch " .. dir .. "/in/a.mp4 " .. dir .. "/in/b.mp4 "
+			.. dir .. "/in/c.mp4 " .. dir .. "/in/d.mp4")
+		local lines = {}
+		local ids = assert(s:dispatch{ inputs = dir .. "/in", outputs = dir .. "/out", nodes = { "n1", "n2" },
+			policy = "rr3", log = function(l) lines[#lines + 1] = l end })
+		assert.are.equal(4, #ids)
+		assert.are.same({ "enqueued 4 tasks: n1=2, n2=2" }, lines)
+		recs = s:drain()
+		s:close()
+		local got = {}
+		for i = 4, 7 do got[#got + 1] = recs[i].node end
+		assert.are.same({ "n1", "n2", "n1", "n2" }, got)
+		assert.matches("_1280x720_crf28%.mp4$", recs[4].output)
+	end)
+
 	it("decides on the server as the embedded backend does (random states, a locale that folds case)", function()
 		local raw = redis:raw()
 		local sha = assert(raw:call("SCRIPT", "LOAD", require("kx.sched.scripts").dispatch))
