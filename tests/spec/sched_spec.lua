@@ -173,6 +173,22 @@ describe("kx.sched embedded", function()
 		assert.matches(("clamped: %d units on a node with %d cores"):format(cores + 2, cores), recs[1].clamped)
 	end)
 
+	it("keeps a node to its capacity when tasks are put straight on its queue", function()
+		local s = assert(sched.connect())
+		kx.go(function() s:worker{ node = "n1", capacity = 1, binding = "shared" } end)
+		kx.sleep(0.05)
+		for _ = 1, 3 do s:submit{ "sleep", "0.1", node = "n1" } end
+		local recs = s:drain()
+		s:close()
+		assert.are.equal(3, #recs)
+		for i, a in ipairs(recs) do
+			for j = i + 1, #recs do
+				local b = recs[j]
+				assert.is_false(a.ts_start < b.ts_end and b.ts_start < a.ts_end, "two tasks at once on a 1-unit node")
+			end
+		end
+	end)
+
 	it("uses Tracekit's exact ffmpeg command line for each profile", function()
 		local argv = sched.profiles.light1c.argv("in.mp4", "out.mp4")
 		assert.are.same({ "ffmpeg", "-i", "in.mp4", "-vf", "scale=854:480", "-c:v", "libx264", "-preset", "veryfast",

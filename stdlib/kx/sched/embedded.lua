@@ -108,21 +108,31 @@ end
 function E:work(node, run)
 	self:add_node(node)
 	local running = {}
+	-- tasks put straight on the node's queue bypass the central: the worker
+	-- keeps to its capacity and slots (what the central placed always fits)
+	local busy = { n = 0, units = 0 }
+	local function fits(task)
+		return busy.n == 0 or ((node.parallel <= 0 or busy.n < node.parallel)
+			and busy.units + task.cpu_units <= node.capacity)
+	end
 	while not self.closing or #node.queue > 0 do
-		while #node.queue > 0 do
+		while #node.queue > 0 and fits(node.queue[1]) do
 			local task = table.remove(node.queue, 1)
+			busy.n, busy.units = busy.n + 1, busy.units + task.cpu_units
 			running[task.id] = kx.go(function()
 				run(task, function(rec)
+					busy.n, busy.units = busy.n - 1, busy.units - task.cpu_units
 					node.running = node.running - 1
 					node.used = node.used - task.cpu_units
 					rec.node = node.id
 					self:finish(task, rec)
 					if node.on_end then node.on_end(task, rec, true) end
+					node.wake:notify()
 				end)
 				running[task.id] = nil
 			end)
 		end
-		if self.closing then break end
+		if self.closing and #node.queue == 0 then break end
 		node.wake:wait()
 	end
 	for _, t in pairs(running) do t:wait() end
