@@ -37,6 +37,9 @@ probe() {
 	cgroup1-freezer) v1 freezer ;;
 	cgroup1-cpuset) v1 cpuset ;;
 	cgroup1-cpu) v1 cpu ;;
+	locale-en_US)   # a locale whose collation folds case (en_US.UTF-8)
+		locale -a 2>/dev/null | grep -qix 'en_US.utf-\?8' ||
+			absent "the en_US.UTF-8 locale is not generated (apt-get install locales; locale-gen)" ;;
 	cgroup-cpu-binding)   # kx.sched can bind tasks: v1 cpuset and cpu, or a v2 with both controllers
 		if v1 cpuset >/dev/null && v1 cpu >/dev/null; then return 0; fi
 		local m

@@ -403,7 +403,34 @@ s:worker{ node = "a", capacity = 1, binding = "shared", lease = 1, heartbeat = 0
 		assert.matches("_1280x720_crf28%.mp4$", recs[4].output)
 	end)
 
-	it("decides on the server as the embedded backend does (random states, a locale that folds case)", function()
+	it("orders node ids by bytes on a Redis whose locale folds case", function()
+		if not need("locale-en_US") then return end
+		-- a second server, started under en_US.UTF-8 (Redis sets LC_COLLATE
+		-- from the environment; its Lua compares strings with strcoll)
+		local d2 = dir .. "/locale"
+		os.execute("mkdir -p " .. d2)
+		local r2 = setmetatable({ dir = d2, pw = "s3cret", persist = false }, Redis)
+		repeat r2.port = math.random(20000, 60000) until not client.probe("127.0.0.1", r2.port, 1)
+		r2.proc = assert(kx.spawn{ "env", "LC_ALL=en_US.UTF-8", "redis-server", "--port", tostring(r2.port),
+			"--bind", "127.0.0.1", "--requirepass", r2.pw, "--dir", d2, "--save", "", stdout = "null", stderr = "null" })
+		wait_for(function() return client.probe("127.0.0.1", r2.port, 1) end, 20, "the second redis")
+		local raw = r2:raw()
+		-- precondition: this server's Lua really collates (C would say true)
+		assert.are.equal("false", raw:call("EVAL", "return tostring('Node-z' < 'node-a')", 0))
+		local P = "kx:sched:"
+		for _, id in ipairs{ "node-b", "Node-z", "node-a" } do
+			raw:call("SADD", P .. "nodes", id)
+			raw:call("SET", P .. "alive:" .. id, 1)
+			raw:call("HSET", P .. "node:" .. id, "capacity", 4, "parallel", 0, "running", 0, "used", 0)
+		end
+		raw:call("RPUSH", P .. "pending", kx.json.encode{ id = "t", argv = { "true" }, cpu_units = 1 })
+		local r = assert(raw:call("EVAL", require("kx.sched.scripts").dispatch, 0, P, "", "min"))
+		assert.are.same({ "placed", "t", "Node-z" }, { r[1], r[2], r[3] })
+		raw:close()
+		r2:stop()
+	end)
+
+	it("decides on the server as the embedded backend does (random states, ids of mixed case)", function()
 		local raw = redis:raw()
 		local sha = assert(raw:call("SCRIPT", "LOAD", require("kx.sched.scripts").dispatch))
 		math.randomseed(7)
