@@ -93,6 +93,11 @@ struct kxgpu_snapshot {
 	struct kxgpu_partition *parts;  /* malloc'd; kxgpu_snapshot_free */
 };
 
+struct kxgpu_release {
+	const char *id;
+	uid_t caller;          /* only the owner or root (0) may */
+};
+
 struct kxgpu_request {
 	uint32_t device;
 	uint32_t ppm;          /* 1 .. KXGPU_PPM */

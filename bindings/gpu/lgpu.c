@@ -41,29 +41,6 @@ struct lpart {
 	int released;
 };
 
-/* gpu.state_dir(path): this process's ledger directory instead of the
- * default (for tests and experiments that must not touch the machine's). */
-static char dir_override[4096];
-
-/* The ledger of the current state directory (reopened if it changes). */
-kxgpu_ledger *kxgpu_lua_ledger(char *err, size_t errlen)
-{
-	static kxgpu_ledger *cached;
-	char dir[4096];
-
-	if (dir_override[0])
-		snprintf(dir, sizeof dir, "%s", dir_override);
-	else
-		kxgpu_default_dir(dir, sizeof dir);
-	if (cached && strcmp(kxgpu_ledger_dir(cached), dir) == 0)
-		return cached;
-	kxgpu_ledger_close(cached);
-	cached = NULL;
-	if (kxgpu_ledger_open(&cached, dir, err, errlen) != 0)
-		return NULL;
-	return cached;
-}
-
 #define LEDGER_OR_FAIL(L, l, err)                                   \
 	kxgpu_ledger *l = kxgpu_lua_ledger(err, sizeof err);        \
 	if (!l)                                                     \
@@ -507,30 +484,8 @@ static int l_usage(lua_State *L)
 	return 2;
 }
 
-/* gpu.state_dir() -> the ledger directory; gpu.state_dir(path) uses path
- * (the ledger directory itself) from now on; gpu.state_dir(false) goes back
- * to the default. */
-static int l_state_dir(lua_State *L)
-{
-	char dir[4096];
-
-	if (lua_isstring(L, 1)) {
-		size_t n;
-		const char *d = lua_tolstring(L, 1, &n);
-		luaL_argcheck(L, n > 0 && n < 4000, 1, "a directory name");
-		snprintf(dir_override, sizeof dir_override, "%s", d);
-	} else if (lua_isboolean(L, 1) && !lua_toboolean(L, 1)) {
-		dir_override[0] = 0;
-	}
-	if (dir_override[0])
-		lua_pushstring(L, dir_override);
-	else
-		lua_pushstring(L, kxgpu_default_dir(dir, sizeof dir));
-	return 1;
-}
-
 static const luaL_Reg funcs[] = {
-	{ "state_dir", l_state_dir },
+	{ "state_dir", kxgpu_state_dir },
 	{ "usage", l_usage },
 	{ "serve", kxgpu_serve },
 	{ "devices", l_devices },

@@ -12,8 +12,11 @@
 int kxgpu_exec(lua_State *L, const struct kxgpu_partition *p, int argidx);
 
 /* The ledger of the current state directory, opened once (NULL with a
- * message in err). */
+ * message in err); lstate.c. */
 kxgpu_ledger *kxgpu_lua_ledger(char *err, size_t errlen);
+
+/* gpu.state_dir([dir | false]) (lstate.c). */
+int kxgpu_state_dir(lua_State *L);
 
 /* gpu.serve(): the ledger daemon (lserve.c); never returns normally. */
 int kxgpu_serve(lua_State *L);

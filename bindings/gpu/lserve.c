@@ -7,10 +7,12 @@
  * task waits until it is cancelled (kxrun's SIGINT/SIGTERM); the socket is
  * removed then.
  */
+#include "devices.h"
 #include "lgpu.h"
 #include "remote.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -18,6 +20,78 @@
 #include <unistd.h>
 
 #include "kx.h"
+
+/* ---- one request --------------------------------------------------------- */
+
+void kxgpu_serve_request(kxgpu_ledger *l, const struct kxgpu_msg_req *req,
+                         uid_t uid, pid_t pid, struct kxgpu_msg_reply *rep,
+                         struct kxgpu_partition **parts)
+{
+	struct kxgpu_device devs[KXGPU_MAX_DEVICES];
+	struct kxgpu_snapshot snap;
+	char id[sizeof req->id + 1];
+	int n;
+
+	memset(rep, 0, sizeof *rep);
+	rep->magic = KXGPU_MSG_MAGIC;
+	*parts = NULL;
+	memcpy(id, req->id, sizeof req->id);
+	id[sizeof req->id] = 0;
+	if (req->magic != KXGPU_MSG_MAGIC) {
+		rep->rc = KXGPU_EINVAL;
+		snprintf(rep->err, sizeof rep->err, "bad request");
+		return;
+	}
+	switch (req->op) {
+	case KXGPU_OP_READ:
+	case KXGPU_OP_DEVICES:
+		rep->rc = req->op == KXGPU_OP_READ ?
+		          kxgpu_ledger_read(l, &snap, rep->err, sizeof rep->err) :
+		          kxgpu_ledger_devices(l, &snap, rep->err, sizeof rep->err);
+		if (rep->rc)
+			return;
+		rep->ndevices = snap.ndevices;
+		rep->probed_ms = snap.probed_ms;
+		memcpy(rep->devices, snap.devices, sizeof rep->devices);
+		rep->n = snap.n;
+		*parts = snap.parts;  /* the caller frees */
+		return;
+	case KXGPU_OP_PROBE:
+		n = kxgpu_probe_devices(devs, KXGPU_MAX_DEVICES, rep->err,
+		                        sizeof rep->err);
+		rep->rc = n < 0 ? KXGPU_ENODEV :
+		          kxgpu_ledger_set_devices(l, devs, (uint32_t)n, rep->err,
+		                                   sizeof rep->err);
+		return;
+	case KXGPU_OP_CREATE: {
+		struct kxgpu_request r = {
+			.device = req->device, .ppm = req->ppm,
+			.duration_ms = req->duration_ms, .caller = uid,
+			.owner = req->owner_set ? req->owner : uid, .pid = pid,
+		};
+		rep->rc = kxgpu_ledger_create(l, &r, &rep->part, rep->err,
+		                              sizeof rep->err);
+		return;
+	}
+	case KXGPU_OP_RELEASE:
+		rep->rc = kxgpu_ledger_release(l, id, uid, &rep->part, rep->err,
+		                               sizeof rep->err);
+		return;
+	case KXGPU_OP_FIND:
+		rep->rc = kxgpu_ledger_find(l, id, &rep->part, rep->err,
+		                            sizeof rep->err);
+		return;
+	case KXGPU_OP_AVAILABLE:
+		rep->rc = kxgpu_ledger_available(l, req->device, &rep->ppm,
+		                                 rep->err, sizeof rep->err);
+		return;
+	default:
+		rep->rc = KXGPU_EINVAL;
+		snprintf(rep->err, sizeof rep->err, "unknown request %u", req->op);
+	}
+}
+
+/* ---- the daemon ---------------------------------------------------------- */
 
 struct server {
 	uv_pipe_t pipe;

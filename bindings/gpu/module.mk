@@ -1,8 +1,10 @@
 # kx.gpu: GPU partitions (ledger, OpenCL device probe, Lua binding) and the
 # enforcement library libkxgpu.so preloaded into programs run in a partition.
-KX_SRCS   += bindings/gpu/ledger.c bindings/gpu/usage.c bindings/gpu/devices.c \
-             bindings/gpu/lgpu.c bindings/gpu/lexec.c \
-             bindings/gpu/remote.c bindings/gpu/lserve.c bindings/gpu/helpers.c
+KX_SRCS   += bindings/gpu/ledger.c bindings/gpu/ledger_file.c \
+             bindings/gpu/remote.c bindings/gpu/helpers.c \
+             bindings/gpu/usage.c bindings/gpu/devices.c \
+             bindings/gpu/lgpu.c bindings/gpu/lstate.c bindings/gpu/lexec.c \
+             bindings/gpu/lserve.c
 LUAOPEN   += kx.gpu
 EXTRA_TARGETS += $(BUILD)/lib/libkxgpu.so
 TEST_DEPS += $(BUILD)/tests/gpu_alloc
