@@ -29,6 +29,12 @@ const char *kxgpu_default_dir(char *buf, size_t len)
 	return buf;
 }
 
+/* A directory we may not make: no partition can exist there yet. */
+static int denied(int e)
+{
+	return e == EACCES || e == EPERM || e == EROFS;
+}
+
 /* mkdir -p, the last component world-writable so other users can lock and
  * replace the ledger in it. */
 static int make_dir(const char *dir, char *err, size_t errlen)
@@ -46,15 +52,17 @@ static int make_dir(const char *dir, char *err, size_t errlen)
 			continue;
 		*p = 0;
 		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-			return kxgpu_fail(err, errlen, KXGPU_EIO,
+			return kxgpu_fail(err, errlen, denied(errno) ?
+			                  KXGPU_EPERM : KXGPU_EIO,
 			                  "cannot create %s: %s", buf,
 			                  strerror(errno));
 		*p = '/';
 	}
 	if (mkdir(dir, 0777) != 0)
 		return errno == EEXIST ? 0 :
-		       kxgpu_fail(err, errlen, KXGPU_EIO, "cannot create %s: %s",
-		                  dir, strerror(errno));
+		       kxgpu_fail(err, errlen, denied(errno) ? KXGPU_EPERM :
+		                  KXGPU_EIO, "cannot create %s: %s", dir,
+		                  strerror(errno));
 	/* only when we made it: the daemon may have restricted it since */
 	if (chmod(dir, 0777) != 0)
 		return kxgpu_fail(err, errlen, KXGPU_EIO, "cannot chmod %s: %s",
@@ -106,18 +114,29 @@ int kxgpu_ledger_open(kxgpu_ledger **out, const char *dir, char *err,
 	if (strlen(dir) >= 4000)
 		return kxgpu_fail(err, errlen, KXGPU_EINVAL,
 		                  "state directory name too long");
-	rc = make_dir(dir, err, errlen);
-	if (rc)
-		return rc;
-	/* absolute: a program that changes directory still finds its usage
-	 * file, and every process names it alike */
-	if (!realpath(dir, real) || strlen(real) >= 4000)
-		return kxgpu_fail(err, errlen, KXGPU_EIO, "cannot resolve %s: %s",
-		                  dir, strerror(errno));
 	l = calloc(1, sizeof *l);
 	if (!l)
 		return kxgpu_fail(err, errlen, KXGPU_EIO, "out of memory");
 	l->lockfd = -1;
+	rc = make_dir(dir, l->absent, sizeof l->absent);
+	if (rc == KXGPU_EPERM) {
+		/* e.g. a user before root ever made /var/lib/kxrun */
+		l->ops = &kxgpu_absent_ops;
+		snprintf(l->dir, sizeof l->dir, "%s", dir);
+		*out = l;
+		return 0;
+	}
+	/* absolute: a program that changes directory still finds its usage
+	 * file, and every process names it alike */
+	if (rc || !realpath(dir, real) || strlen(real) >= 4000) {
+		if (!rc)
+			rc = kxgpu_fail(l->absent, sizeof l->absent, KXGPU_EIO,
+			                "cannot resolve %s: %s", dir,
+			                strerror(errno));
+		kxgpu_fail(err, errlen, rc, "%s", l->absent);
+		free(l);
+		return rc;
+	}
 	snprintf(l->dir, sizeof l->dir, "%s", real);
 	snprintf(l->path, sizeof l->path, "%s/ledger", real);
 	snprintf(l->sock, sizeof l->sock, "%s/%s", real, KXGPU_SOCKET_NAME);
@@ -238,3 +257,81 @@ int kxgpu_ledger_available(kxgpu_ledger *l, uint32_t device, uint32_t *ppm,
 {
 	return l->ops->available(l, device, ppm, err, errlen);
 }
+
+/* ---- no state directory ----------------------------------------------------
+ * Nothing was ever promised in a directory that does not exist: reads are
+ * empty, creating says why it cannot; device facts are kept for this
+ * process only. */
+
+static int absent_devices(kxgpu_ledger *l, struct kxgpu_snapshot *snap,
+                          char *err, size_t errlen)
+{
+	(void)err, (void)errlen;
+	snap->ndevices = l->ndevices;
+	snap->probed_ms = l->probed_ms;
+	memcpy(snap->devices, l->devices, sizeof snap->devices);
+	return 0;
+}
+
+static int absent_read(kxgpu_ledger *l, struct kxgpu_snapshot *snap,
+                       char *err, size_t errlen)
+{
+	absent_devices(l, snap, err, errlen);
+	snap->parts = calloc(1, sizeof *snap->parts);
+	return snap->parts ? 0 : kxgpu_fail(err, errlen, KXGPU_EIO,
+	                                    "out of memory");
+}
+
+static int absent_set_devices(kxgpu_ledger *l, const struct kxgpu_device *devs,
+                              uint32_t n, char *err, size_t errlen)
+{
+	(void)err, (void)errlen;
+	memset(l->devices, 0, sizeof l->devices);
+	memcpy(l->devices, devs, n * sizeof *devs);
+	l->ndevices = n;
+	l->probed_ms = kxgpu_now_ms();
+	return 0;
+}
+
+static int absent_create(kxgpu_ledger *l, const struct kxgpu_request *req,
+                         struct kxgpu_partition *out, char *err,
+                         size_t errlen)
+{
+	(void)req, (void)out;
+	return kxgpu_fail(err, errlen, KXGPU_EIO, "%s (the ledger's directory: "
+	                  "root makes it with any `kxrun gpu` command, or set "
+	                  "KXRUN_STATE_DIR)", l->absent);
+}
+
+static int absent_find(kxgpu_ledger *l, const char *id,
+                       struct kxgpu_partition *out, char *err, size_t errlen)
+{
+	(void)l, (void)out;
+	return kxgpu_fail(err, errlen, KXGPU_ENOENT, "Partition not found: %s",
+	                  id);
+}
+
+static int absent_release(kxgpu_ledger *l, const struct kxgpu_release *rel,
+                          struct kxgpu_partition *out, char *err,
+                          size_t errlen)
+{
+	return absent_find(l, rel->id, out, err, errlen);
+}
+
+static int absent_available(kxgpu_ledger *l, uint32_t device, uint32_t *ppm,
+                            char *err, size_t errlen)
+{
+	if (device >= l->ndevices)
+		return kxgpu_fail(err, errlen, KXGPU_ENODEV,
+		                  "Invalid device index: %u (%u device%s known)",
+		                  device, l->ndevices, l->ndevices == 1 ? "" : "s");
+	*ppm = KXGPU_PPM;
+	return 0;
+}
+
+const struct kxgpu_ledger_ops kxgpu_absent_ops = {
+	.read = absent_read, .devices = absent_devices,
+	.set_devices = absent_set_devices, .create = absent_create,
+	.release = absent_release, .find = absent_find,
+	.available = absent_available,
+};

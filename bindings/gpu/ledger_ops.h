@@ -44,7 +44,8 @@ struct kxgpu_ledger {
 	int lockfd;            /* file backend: <dir>/ledger.lock */
 	int serve;             /* the daemon's own: files 0600, usage files at
 	                        * create */
-	/* absent backend: devices probed in this process, never stored */
+	/* absent backend: why, and devices probed in this process */
+	char absent[KXGPU_ERRLEN];
 	uint32_t ndevices;
 	int64_t probed_ms;
 	struct kxgpu_device devices[KXGPU_MAX_DEVICES];

@@ -302,7 +302,13 @@ static int l_create(lua_State *L)
 		               "year (31622400 seconds)");
 	req.owner = req.caller;
 	if (lua_type(L, -1) == LUA_TNUMBER) {
-		req.owner = (uid_t)lua_tointeger(L, -1);
+		int isint;
+		lua_Integer uid = lua_tointegerx(L, -1, &isint);
+		/* (uid_t)-1 means "no uid" to the kernel */
+		if (!isint || uid < 0 || uid >= 0xffffffffLL)
+			return luaL_argerror(L, 1, "field 'user': a user name or a "
+			                     "uid from 0 to 4294967294");
+		req.owner = (uid_t)uid;
 	} else if (!lua_isnil(L, -1)) {
 		const char *u = luaL_checkstring(L, -1);
 		if (kxgpu_user_uid(u, &req.owner) != 0)

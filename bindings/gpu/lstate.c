@@ -39,13 +39,16 @@ int kxgpu_state_dir(lua_State *L)
 {
 	char dir[4096];
 
-	if (lua_isstring(L, 1)) {
+	if (lua_type(L, 1) == LUA_TSTRING) {
 		size_t n;
 		const char *d = lua_tolstring(L, 1, &n);
-		luaL_argcheck(L, n > 0 && n < 4000, 1, "a directory name");
+		luaL_argcheck(L, n > 0 && n < 4000 && strlen(d) == n, 1,
+		              "a directory name");
 		snprintf(dir_override, sizeof dir_override, "%s", d);
-	} else if (lua_isboolean(L, 1) && !lua_toboolean(L, 1)) {
+	} else if (lua_type(L, 1) == LUA_TBOOLEAN && !lua_toboolean(L, 1)) {
 		dir_override[0] = 0;
+	} else if (!lua_isnoneornil(L, 1)) {  /* not a number turned into ./5 */
+		return luaL_typeerror(L, 1, "string or false");
 	}
 	if (dir_override[0])
 		lua_pushstring(L, dir_override);

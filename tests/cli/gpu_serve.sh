@@ -10,7 +10,7 @@ NOBODY=$(id -un 65534)
 mkdir -p "$TOP/home" && chown 65534 "$TOP/home"
 as_nobody() { HOME=$TOP/home setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
 D=$TOP/gpu
-$K gpu devices >/dev/null || { echo "no OpenCL device here (pocl-opencl-icd missing)"; exit 77; }
+need_device
 $K gpu create 0 0.2 600 >/dev/null || die "root create before serve"
 
 $K gpu serve 2>"$TOP/serve.err" &

@@ -9,6 +9,7 @@ NOBODY=$(id -un 65534)
 as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
 # kxrun must be reachable by the other user
 as_nobody test -x "$K" || { echo "$K is not executable by uid 65534"; exit 77; }
+need_device
 
 $K gpu create 0 0.3 600 >/dev/null || die "root create"
 out=$(as_nobody $K gpu create 0 0.3 600) || die "second user cannot create: $out"
