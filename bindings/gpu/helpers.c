@@ -32,6 +32,11 @@ int64_t kxgpu_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int kxgpu_partition_ending(const struct kxgpu_partition *p, int64_t now)
+{
+	return p->released_ms != 0 || p->expires_ms <= now;
+}
+
 void kxgpu_usage_path(const kxgpu_ledger *l, const char *id, char *buf,
                       size_t len)
 {

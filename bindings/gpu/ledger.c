@@ -246,6 +246,16 @@ int kxgpu_ledger_release(kxgpu_ledger *l, const char *id, uid_t caller,
 	return l->ops->release(l, &rel, out, err, errlen);
 }
 
+int kxgpu_ledger_release_force(kxgpu_ledger *l, const char *id, uid_t caller,
+                               uint32_t grace_ms, struct kxgpu_partition *out,
+                               char *err, size_t errlen)
+{
+	struct kxgpu_release rel = { .id = id, .caller = caller, .force = 1,
+	                             .grace_ms = grace_ms };
+
+	return l->ops->release(l, &rel, out, err, errlen);
+}
+
 int kxgpu_ledger_find(kxgpu_ledger *l, const char *id,
                       struct kxgpu_partition *out, char *err, size_t errlen)
 {

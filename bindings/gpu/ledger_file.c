@@ -5,10 +5,12 @@
  * counter are written.  The format is described in ledger.h.
  */
 #include "ledger_ops.h"
+#include "members.h"
 #include "usage.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,10 @@ _Static_assert(sizeof(struct kxgpu_device) == 264, "device size is fixed");
 #define COUNTER_OFF 4608
 #define SLOTS_OFF   8192
 #define SLOT_SIZE   sizeof(struct kxgpu_partition)
+
+/* A runner's own SIGKILL comes at expiry + its grace; how late it may be
+ * (a loaded machine) before a read kills in its place. */
+#define RUNNER_SLACK_MS 2000
 
 struct file_header {
 	char magic[8];
@@ -240,6 +246,40 @@ static void free_slot(kxgpu_ledger *l, struct state *s, uint32_t i)
 	memset(&s->slots[i], 0, SLOT_SIZE);
 }
 
+/* Ends the programs of an ending partition that are due (ledger.h).
+ * Returns how many are left: not due yet, or not ours to signal. */
+static int end_due(kxgpu_ledger *l, const struct kxgpu_partition *r,
+                   int64_t now)
+{
+	struct kxgpu_members ms;
+	char path[4300];
+	int left = 0;
+
+	kxgpu_usage_path(l, r->id, path, sizeof path);
+	if (kxgpu_members_find(path, r->uid, &ms, NULL, 0) != 0)
+		return 0;  /* no /proc: nothing can be known or done */
+	for (int i = 0; i < ms.n; i++) {
+		const struct kxgpu_member *m = &ms.m[i];
+		int64_t due = r->released_ms ? r->released_ms + r->end_grace_ms :
+		                               r->expires_ms;
+
+		if (!r->released_ms && kxgpu_members_runner_alive(&ms, m->run))
+			due += ms.runs[m->run].grace_ms + RUNNER_SLACK_MS;
+		if (now < due || (kill(m->pid, SIGKILL) != 0 && errno == EPERM))
+			left++;
+	}
+	kxgpu_members_free(&ms);
+	return left;
+}
+
+/* A forced release whose caller is still expected to come back and
+ * release the record itself (so that it gets 0, not "not found"). */
+static int releasing(const struct kxgpu_partition *r, int64_t now)
+{
+	return r->released_ms &&
+	       now < r->released_ms + r->end_grace_ms + RUNNER_SLACK_MS;
+}
+
 /* Loads the ledger (making an empty one if absent), verifying every
  * checksum, and frees the slots of expired partitions. */
 static int load(kxgpu_ledger *l, struct state *s, char *err, size_t errlen)
@@ -290,7 +330,8 @@ static int load(kxgpu_ledger *l, struct state *s, char *err, size_t errlen)
 			return corrupt(l, err, errlen, "record checksum mismatch");
 		if (id_number(r->id) > maxid)
 			maxid = id_number(r->id);
-		if (r->expires_ms <= now) {
+		if (kxgpu_partition_ending(r, now) && end_due(l, r, now) == 0 &&
+		    !releasing(r, now)) {
 			free_slot(l, s, i);
 			rc = put_slot(s, i, err, errlen);
 			if (rc)
@@ -496,12 +537,14 @@ static int file_create(kxgpu_ledger *l, const struct kxgpu_request *req,
 	if (!rc && l->serve) {  /* users cannot create files here: make it now */
 		char path[4300];
 		kxgpu_usage_path(l, r->id, path, sizeof path);
-		rc = kxgpu_usage_init(path, r->bytes, r->expires_ms, err, errlen)
+		rc = kxgpu_usage_init(path, r->bytes, r->expires_ms, r->uid, err,
+		                      errlen)
 		     ? KXGPU_EIO : 0;
 	}
 	return finish(l, &s, rc, err, errlen);
 }
 
+/* The slot of id, ending or not; -1 when there is none. */
 static int find(const struct state *s, const char *id)
 {
 	for (uint32_t i = 0; i < s->nslots; i++)
@@ -511,9 +554,38 @@ static int find(const struct state *s, const char *id)
 	return -1;
 }
 
+/* Ends a partition's programs by force: SIGTERM at the first call (which
+ * makes it ending), SIGKILL once the grace is over. */
+static int force_end(struct state *s, uint32_t i, uint32_t grace_ms,
+                     const struct kxgpu_members *ms, char *err,
+                     size_t errlen)
+{
+	struct kxgpu_partition *r = &s->slots[i];
+	int64_t now = kxgpu_now_ms();
+	int sig = 0, rc;
+
+	if (!r->released_ms) {
+		r->released_ms = now;
+		r->end_grace_ms = grace_ms;
+		r->checksum = record_sum(r);
+		rc = put_slot(s, i, err, errlen);
+		if (rc)
+			return rc;
+		sig = SIGTERM;
+	} else if (now >= r->released_ms + r->end_grace_ms) {
+		sig = SIGKILL;
+	}
+	for (int k = 0; sig && k < ms->n; k++)
+		kill(ms->m[k].pid, sig);
+	return kxgpu_fail(err, errlen, KXGPU_EAGAIN, "Partition %s: ending "
+	                  "%d process%s", r->id, ms->n, ms->n == 1 ? "" : "es");
+}
+
 static int file_release(kxgpu_ledger *l, const struct kxgpu_release *rel,
                         struct kxgpu_partition *out, char *err, size_t errlen)
 {
+	struct kxgpu_members ms;
+	char path[4300], names[160];
 	struct state s;
 	int rc, i;
 
@@ -521,19 +593,35 @@ static int file_release(kxgpu_ledger *l, const struct kxgpu_release *rel,
 	if (rc)
 		return rc;
 	i = find(&s, rel->id);
-	if (i < 0) {
+	if (i < 0)
 		rc = kxgpu_fail(err, errlen, KXGPU_ENOENT, "Partition not found: %s",
-				rel->id);
-	} else if (rel->caller != 0 && rel->caller != s.slots[i].uid) {
+		                rel->id);
+	else if (rel->caller != 0 && rel->caller != s.slots[i].uid)
 		rc = kxgpu_fail(err, errlen, KXGPU_EPERM,
-				"Permission denied: partition owned by %s",
-				s.slots[i].owner);
-	} else {
-		if (out)
-			*out = s.slots[i];
+		                "Permission denied: partition owned by %s",
+		                s.slots[i].owner);
+	if (rc)
+		return finish(l, &s, rc, err, errlen);
+	if (out)
+		*out = s.slots[i];
+	kxgpu_usage_path(l, s.slots[i].id, path, sizeof path);
+	rc = kxgpu_members_find(path, s.slots[i].uid, &ms, err, errlen) ?
+	     KXGPU_EIO : 0;
+	if (rc) {
+		/* nothing to do */
+	} else if (ms.n == 0) {
 		free_slot(l, &s, (uint32_t)i);
 		rc = put_slot(&s, (uint32_t)i, err, errlen);
+	} else if (!rel->force) {
+		kxgpu_members_names(&ms, names, sizeof names);
+		rc = kxgpu_fail(err, errlen, KXGPU_EBUSY, "Partition %s has "
+		                "programs running in it: %s; end them first, or "
+		                "release it by force", rel->id,
+		                names[0] ? names : "its guard");
+	} else {
+		rc = force_end(&s, (uint32_t)i, rel->grace_ms, &ms, err, errlen);
 	}
+	kxgpu_members_free(&ms);
 	return finish(l, &s, rc, err, errlen);
 }
 
@@ -547,8 +635,9 @@ static int file_find(kxgpu_ledger *l, const char *id,
 	if (rc)
 		return rc;
 	i = find(&s, id);
-	if (i < 0)
-		rc = kxgpu_fail(err, errlen, KXGPU_ENOENT, "Partition not found: %s", id);
+	if (i < 0 || kxgpu_partition_ending(&s.slots[i], kxgpu_now_ms()))
+		rc = kxgpu_fail(err, errlen, KXGPU_ENOENT, "Partition not found: %s",
+		                id);
 	else
 		*out = s.slots[i];
 	return finish(l, &s, rc, err, errlen);

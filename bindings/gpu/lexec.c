@@ -4,16 +4,21 @@
  * The program gets libkxgpu.so in LD_PRELOAD and the partition's usage file
  * in KXGPU_USAGE (usage.h), so its device allocations are counted against
  * the partition together with every other process running in it.  It runs
- * in a process group of its own; a libuv timer set for the partition's
- * expiry sends SIGTERM to the group at that moment, and SIGKILL `grace`
- * seconds later (default 5).
+ * under kxgpu-guard (guard.c), the leader of a process group of its own, so
+ * that it dies with this kxrun even when kxrun is killed; the run is
+ * recorded in the usage file, so that whoever ends the partition finds it
+ * (members.h).  A libuv timer set for the partition's expiry sends SIGTERM
+ * to the group at that moment, and SIGKILL `grace` seconds later (default
+ * 5).
  */
 #include "lgpu.h"
+#include "members.h"
 #include "usage.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,11 +31,13 @@ extern char **environ;
 
 struct run {
 	kx_task *task;          /* NULL once the waiting task is gone */
-	pid_t pid;
+	pid_t pid;              /* the guard: leader of the program's group */
 	uv_timer_t term, kill;
 	int open_handles;
 	int expired;
 	uint64_t grace_ms;
+	kxgpu_usage usage;      /* where the run is recorded */
+	int slot;               /* its record there */
 };
 
 static void on_closed(uv_handle_t *h)
@@ -62,6 +69,8 @@ static void on_child_exit(pid_t pid, int wstatus, void *ud)
 	struct run *r = ud;
 
 	kx_untrack_pgid(pid);
+	kxgpu_usage_end_run(&r->usage, r->slot);
+	kxgpu_usage_detach(&r->usage);
 	uv_timer_stop(&r->term);
 	uv_timer_stop(&r->kill);
 	if (r->task) {
@@ -157,6 +166,95 @@ static char **build_env(lua_State *L, int opts, const char *preload,
 	return env;
 }
 
+/* Starts the guard with the program's argv after its own arguments:
+ * RUNNER_PID STATUS_FD (guard.c).  Returns its pid, or -errno with the
+ * reason in err. */
+static pid_t start_guard(lua_State *L, const char *guard, const char **argv,
+                         int n, char **env, int status_fd, char *err,
+                         size_t errlen)
+{
+	const char **gargv = lua_newuserdatauv(L, ((size_t)n + 4) *
+	                                       sizeof *gargv, 0);
+	char runner[16], fd[16];
+	int fds[2], e = 0;
+	pid_t pid;
+
+	snprintf(runner, sizeof runner, "%d", (int)getpid());
+	snprintf(fd, sizeof fd, "%d", status_fd);
+	gargv[0] = guard;
+	gargv[1] = runner;
+	gargv[2] = fd;
+	memcpy(gargv + 3, argv, ((size_t)n + 1) * sizeof *argv);
+	if (pipe2(fds, O_CLOEXEC) != 0) {
+		e = errno;
+		snprintf(err, errlen, "pipe: %s", strerror(e));
+		return -e;
+	}
+	pid = fork();
+	if (pid < 0) {
+		e = errno;
+		close(fds[0]);
+		close(fds[1]);
+		snprintf(err, errlen, "fork: %s", strerror(e));
+		return -e;
+	}
+	if (pid == 0) {
+		sigset_t none;
+		setpgid(0, 0);
+		for (int sig = 1; sig < NSIG; sig++)
+			if (sig != SIGKILL && sig != SIGSTOP)
+				signal(sig, SIG_DFL);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		fcntl(status_fd, F_SETFD, 0);  /* the guard's to write */
+		execve(guard, (char *const *)gargv, env);
+		e = errno;
+		if (write(fds[1], &e, sizeof e) < 0)
+			_exit(127);
+		_exit(127);
+	}
+	setpgid(pid, pid);  /* also here: no race with an early killpg */
+	close(fds[1]);
+	while (read(fds[0], &e, sizeof e) < 0 && errno == EINTR)
+		;
+	close(fds[0]);
+	if (e) {
+		waitpid(pid, NULL, 0);
+		snprintf(err, errlen, "cannot run %s: %s", guard, strerror(e));
+		return -e;
+	}
+	return pid;
+}
+
+/* The program's exec error from the guard (0: it started). */
+static int program_errno(int fd)
+{
+	int e = 0;
+
+	while (read(fd, &e, sizeof e) < 0 && errno == EINTR)
+		;
+	return e;
+}
+
+/* A run that cannot go on: its group killed and reaped, its record gone.
+ * Pushes nil, message. */
+static int abandon(lua_State *L, struct run *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	killpg(r->pid, SIGKILL);
+	waitpid(r->pid, NULL, 0);
+	kx_untrack_pgid(r->pid);
+	kxgpu_usage_end_run(&r->usage, r->slot);
+	kxgpu_usage_detach(&r->usage);
+	free(r);
+	lua_pushnil(L);
+	va_start(ap, fmt);
+	lua_pushvfstring(L, fmt, ap);
+	va_end(ap);
+	return 2;
+}
+
 int kxgpu_exec(lua_State *L, const struct kxgpu_partition *p, int argidx)
 {
 	kx_task *task = kx_checktask(L, "exec");
@@ -168,7 +266,8 @@ int kxgpu_exec(lua_State *L, const struct kxgpu_partition *p, int argidx)
 	kxgpu_ledger *l;
 	struct run *r;
 	char **env;
-	int n, fds[2], child_errno = 0;
+	int n, status[2], child_errno;
+	const char *guard;
 	pid_t pid;
 
 	luaL_checktype(L, argidx, LUA_TTABLE);
@@ -199,7 +298,7 @@ int kxgpu_exec(lua_State *L, const struct kxgpu_partition *p, int argidx)
 	if (left <= 0)
 		return kx_fail(L, "Partition not found: %s", cur.id);
 	kxgpu_usage_path(l, cur.id, usage, sizeof usage);
-	if (kxgpu_usage_init(usage, cur.bytes, cur.expires_ms, err,
+	if (kxgpu_usage_init(usage, cur.bytes, cur.expires_ms, cur.uid, err,
 	                     sizeof err) != 0)
 		return kx_fail(L, "%s", err);
 	lua_pushfstring(L, "%s/libkxgpu.so", kx_libdir());
@@ -207,47 +306,50 @@ int kxgpu_exec(lua_State *L, const struct kxgpu_partition *p, int argidx)
 		return kx_fail(L, "cannot use %s: %s (build it with make)",
 		               lua_tostring(L, -1), strerror(errno));
 	env = build_env(L, argidx, lua_tostring(L, -1), usage, cur.id);
-
-	if (pipe2(fds, O_CLOEXEC) != 0)
-		return kx_fail(L, "pipe: %s", strerror(errno));
-	pid = fork();
-	if (pid < 0) {
-		close(fds[0]);
-		close(fds[1]);
-		return kx_fail(L, "fork: %s", strerror(errno));
-	}
-	if (pid == 0) {
-		int e;
-		setpgid(0, 0);
-		signal(SIGPIPE, SIG_DFL);
-		execvpe(argv[0], (char *const *)argv, env);
-		e = errno;
-		if (write(fds[1], &e, sizeof e) < 0)
-			_exit(127);
-		_exit(127);
-	}
-	setpgid(pid, pid);  /* also here: no race with an early killpg */
-	close(fds[1]);
-	while (read(fds[0], &child_errno, sizeof child_errno) < 0 &&
-	       errno == EINTR)
-		;
-	close(fds[0]);
-	if (child_errno) {
-		waitpid(pid, NULL, 0);
-		return kx_fail(L, "cannot run %s: %s", argv[0],
-		               strerror(child_errno));
-	}
-	kx_track_pgid(pid);
+	guard = lua_pushfstring(L, "%s/" KXGPU_GUARD_NAME, kx_libdir());
+	if (access(guard, X_OK) != 0)
+		return kx_fail(L, "cannot use %s: %s (build it with make)", guard,
+		               strerror(errno));
 
 	r = calloc(1, sizeof *r);
-	if (!r) {
-		killpg(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-		kx_untrack_pgid(pid);
+	if (!r)
 		return kx_fail(L, "out of memory");
+	r->slot = -1;
+	if (kxgpu_usage_attach(&r->usage, usage, err, sizeof err) != 0 ||
+	    pipe2(status, O_CLOEXEC) != 0) {
+		if (r->usage.f)  /* else err says why attach failed */
+			snprintf(err, sizeof err, "pipe: %s", strerror(errno));
+		kxgpu_usage_detach(&r->usage);
+		free(r);
+		return kx_fail(L, "%s", err);
 	}
-	r->task = task;
+	pid = start_guard(L, guard, argv, n, env, status[1], err, sizeof err);
+	close(status[1]);
+	if (pid < 0) {
+		close(status[0]);
+		kxgpu_usage_detach(&r->usage);
+		free(r);
+		return kx_fail(L, "%s", err);
+	}
 	r->pid = pid;
+	kx_track_pgid(pid);
+	/* recorded before anything can end the partition without finding it */
+	r->slot = kxgpu_usage_add_run(&r->usage, pid, (uint32_t)(grace * 1000));
+	child_errno = program_errno(status[0]);
+	close(status[0]);
+	if (child_errno)
+		return abandon(L, r, "cannot run %s: %s", argv[0],
+		               strerror(child_errno));
+	if (r->slot < 0)
+		return abandon(L, r, "too many programs run in %s at once (%d)",
+		               cur.id, KXGPU_USAGE_RUNS);
+	/* ended (released, expired) since we looked: no room for it now */
+	if (kxgpu_ledger_find(l, cur.id, &cur, err, sizeof err) != 0)
+		return abandon(L, r, "%s", err);
+	if (kx_child_watch(pid, on_child_exit, r) != 0)
+		return abandon(L, r, "cannot watch the child process");
+
+	r->task = task;
 	r->grace_ms = (uint64_t)(grace * 1000);
 	r->open_handles = 2;
 	uv_timer_init(kx_loop(), &r->term);
@@ -257,14 +359,5 @@ int kxgpu_exec(lua_State *L, const struct kxgpu_partition *p, int argidx)
 	/* recomputed now: the loop's clock is monotonic, expiry is wall time */
 	left = cur.expires_ms - kxgpu_now_ms();
 	uv_timer_start(&r->term, on_term, left > 0 ? (uint64_t)left : 0, 0);
-	if (kx_child_watch(pid, on_child_exit, r) != 0) {
-		killpg(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-		kx_untrack_pgid(pid);
-		r->task = NULL;
-		uv_close((uv_handle_t *)&r->term, on_closed);
-		uv_close((uv_handle_t *)&r->kill, on_closed);
-		return kx_fail(L, "cannot watch the child process");
-	}
 	return kx_await(L, task, -1, on_cancel, r);
 }

@@ -124,8 +124,11 @@ static void push_partition_table(lua_State *L, const struct kxgpu_partition *p)
 	lua_setfield(L, -2, "created");
 	lua_pushnumber(L, p->expires_ms / 1e3);
 	lua_setfield(L, -2, "expires");
-	lua_pushnumber(L, left > 0 ? left / 1e3 : 0);
+	lua_pushnumber(L, left > 0 && !p->released_ms ? left / 1e3 : 0);
 	lua_setfield(L, -2, "remaining");
+	/* expired or released by force, its programs still ending */
+	lua_pushboolean(L, kxgpu_partition_ending(p, kxgpu_now_ms()));
+	lua_setfield(L, -2, "ending");
 }
 
 static int l_devices(lua_State *L)
@@ -352,20 +355,11 @@ static int l_open(lua_State *L)
 	return 1;
 }
 
-static int release_id(lua_State *L, const char *id)
-{
-	char err[KXGPU_ERRLEN];
-	LEDGER_OR_FAIL(L, l, err);
-
-	if (kxgpu_ledger_release(l, id, getuid(), NULL, err, sizeof err) != 0)
-		return kx_fail(L, "%s", err);
-	lua_pushboolean(L, 1);
-	return 1;
-}
-
 static int l_release(lua_State *L)
 {
-	return release_id(L, luaL_checkstring(L, 1));
+	int released;
+
+	return kxgpu_release(L, luaL_checkstring(L, 1), 2, &released);
 }
 
 /* ---- partition userdata ------------------------------------------------- */
@@ -384,37 +378,33 @@ static int p_remaining(lua_State *L)
 	return 1;
 }
 
-static int p_release(lua_State *L)
+/* Misuse of a released handle raises (liolib's rule for a closed file). */
+static struct lpart *checklive(lua_State *L)
 {
 	struct lpart *lp = checkpart(L);
 
-	int n;
-
 	if (lp->released)
-		return kx_fail(L, "Partition already released: %s", lp->p.id);
-	n = release_id(L, lp->p.id);
-	if (lua_toboolean(L, -n))
-		lp->released = 1;
-	return n;
+		luaL_error(L, "attempt to use a released partition (%s)", lp->p.id);
+	return lp;
 }
 
-/* <close>: releases, quietly when it is gone already (expired). */
+static int p_release(lua_State *L)
+{
+	struct lpart *lp = checklive(L);
+
+	return kxgpu_release(L, lp->p.id, 2, &lp->released);
+}
+
+/* <close>: released by force, nobody waiting; never raises (like a file's
+ * __close), a failure is reported on stderr. */
 static int p_close(lua_State *L)
 {
 	struct lpart *lp = checkpart(L);
-	char err[KXGPU_ERRLEN];
-	kxgpu_ledger *l;
-	int rc;
 
-	if (lp->released)
-		return 0;
-	lp->released = 1;
-	l = kxgpu_lua_ledger(err, sizeof err);
-	if (!l)
-		return luaL_error(L, "%s", err);
-	rc = kxgpu_ledger_release(l, lp->p.id, getuid(), NULL, err, sizeof err);
-	if (rc != 0 && rc != KXGPU_ENOENT)
-		return luaL_error(L, "%s", err);
+	if (!lp->released) {
+		lp->released = 1;
+		kxgpu_release_quietly(lp->p.id);
+	}
 	return 0;
 }
 
@@ -430,10 +420,8 @@ static int p_tostring(lua_State *L)
 
 static int p_exec(lua_State *L)
 {
-	struct lpart *lp = checkpart(L);
+	struct lpart *lp = checklive(L);
 
-	if (lp->released)
-		return kx_fail(L, "Partition already released: %s", lp->p.id);
 	return kxgpu_exec(L, &lp->p, 2);
 }
 
@@ -480,10 +468,10 @@ static int l_usage(lua_State *L)
 	if (kxgpu_ledger_find(l, id, &p, err, sizeof err) != 0)
 		return kx_fail(L, "%s", err);
 	kxgpu_usage_path(l, p.id, path, sizeof path);
-	if (kxgpu_usage_attach(&u, path, err, sizeof err) != 0) {
+	if (kxgpu_usage_attach_ro(&u, path, err, sizeof err) != 0) {
 		lua_pushinteger(L, 0);
-	} else {
-		lua_pushinteger(L, (lua_Integer)kxgpu_usage_total(&u));
+	} else {  /* read-only: another user's partition too */
+		lua_pushinteger(L, (lua_Integer)kxgpu_usage_held(&u));
 		kxgpu_usage_detach(&u);
 	}
 	lua_pushinteger(L, (lua_Integer)p.bytes);

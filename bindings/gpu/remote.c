@@ -153,7 +153,9 @@ static int remote_release(kxgpu_ledger *l, const struct kxgpu_release *rel,
                           struct kxgpu_partition *out, char *err,
                           size_t errlen)
 {
-	struct kxgpu_msg_req req = { .op = KXGPU_OP_RELEASE };
+	struct kxgpu_msg_req req = { .op = KXGPU_OP_RELEASE,
+	                             .force = (uint32_t)rel->force,
+	                             .grace_ms = rel->grace_ms };
 
 	return by_id(l, &req, rel->id, out, err, errlen);
 }

@@ -34,6 +34,8 @@ struct kxgpu_msg_req {
 	uint32_t owner_set;      /* create for `owner` (root only) */
 	uint32_t owner;
 	char id[24];
+	uint32_t force;          /* release: end its programs */
+	uint32_t grace_ms;
 };
 
 struct kxgpu_msg_reply {

@@ -31,6 +31,18 @@ as_nobody $K gpu list | grep -q "Owner: root" || die "list through the daemon"
 out=$(as_nobody $K gpu release partition_0001 2>&1); [ $? = 1 ] && [ "$out" = "Permission denied: partition owned by root" ] || die "$out"
 out=$(as_nobody $K gpu create 0 0.1 60 --user root 2>&1); [ $? = 1 ] &&
 	[ "$out" = "Permission denied: only administrators can create partitions for other users" ] || die "$out"
+# the usage files the daemon makes are their owner's: another user cannot
+# reset a partition's count (issue 13, item 9)
+$K gpu run partition_0001 -- true || die "root's run beside the daemon"
+[ "$(stat -c '%u %a' "$D/partition_0001.mem")" = "0 644" ] || die "root's .mem: $(stat -c '%u %a' "$D/partition_0001.mem")"
+[ "$(stat -c '%u %a' "$D/partition_0002.mem")" = "65534 644" ] || die "the user's .mem: $(stat -c '%u %a' "$D/partition_0002.mem")"
+as_nobody test -w "$D/partition_0001.mem" && die "a user can write root's partition count"
+as_nobody test -w "$D/partition_0002.mem" || die "the owner cannot write its partition count"
+setpriv --reuid=65533 --regid=65533 --clear-groups test -w "$D/partition_0002.mem" &&
+	die "a third user can write another's partition count"
+setpriv --reuid=65533 --regid=65533 --clear-groups sh -c ": >'$D/partition_0002.mem'" 2>/dev/null &&
+	die "a third user truncated another's partition count"
+[ "$(stat -c %s "$D/partition_0002.mem")" -gt 0 ] || die "the count was truncated"
 # the user's program runs in its partition with the usage file the daemon made
 out=$(as_nobody $K gpu run partition_0002 -- "$BUILD/tests/gpu_alloc" 1 2); rc=$?
 [ $rc = 0 ] || die "run through the daemon: $rc $out"

@@ -15,6 +15,13 @@ $K gpu create 0 0.3 600 >/dev/null || die "root create"
 out=$(as_nobody $K gpu create 0 0.3 600) || die "second user cannot create: $out"
 echo "$out" | grep -q "Assigned to user: $NOBODY (Created by: $NOBODY" || die "$out"
 as_nobody $K gpu list | grep -q "Owner: root" || die "second user cannot list"
+# a partition's usage count is its owner's, also when root runs in it first
+$K gpu run partition_0002 -- true || die "root runs in the user's partition"
+as_nobody $K gpu run partition_0002 -- true || die "the owner runs in its partition"
+[ "$(stat -c '%u %a' "$TOP/gpu/partition_0002.mem")" = "65534 644" ] ||
+	die "the user's .mem: $(stat -c '%u %a' "$TOP/gpu/partition_0002.mem")"
+setpriv --reuid=65533 --regid=65533 --clear-groups test -w "$TOP/gpu/partition_0002.mem" &&
+	die "a third user can write another's partition count"
 
 out=$(as_nobody $K gpu release partition_0001 2>&1); rc=$?
 [ $rc = 1 ] && [ "$out" = "Permission denied: partition owned by root" ] || die "release by other: $rc $out"

@@ -53,10 +53,18 @@ describe("kx.gpu", function()
 		assert.equal(p.id, l[1].id)
 		assert.equal(0.25, l[1].memory)
 		assert.is_true(p:release())
-		local ok, err = p:release()
-		assert.is_nil(ok)
-		assert.matches("already released", err)
+		-- misuse of a released handle raises, as with a closed file
+		assert.has_error(function() p:release() end,
+			"attempt to use a released partition (partition_0001)")
+		assert.has_error(function() p:exec{ "true" } end)
+		assert.equal(0, p:remaining())
 		assert.equal(0, #gpu.list())
+		-- a partition that is gone is a failure of the world: nil, message
+		local q = assert(gpu.create{ device = 0, memory = 0.25, duration = 60 })
+		assert.is_true(gpu.release(q.id))
+		local ok, err = q:release()
+		assert.is_nil(ok)
+		assert.equal("Partition not found: partition_0002", err)
 	end)
 
 	it("releases at the end of a <close> scope", function()
@@ -134,5 +142,72 @@ describe("kx.gpu", function()
 		assert.is_true(st.expired)
 		assert.is_true(kx.now() - t0 < 10)
 		assert.equal(0, #gpu.list())
+	end)
+
+	-- A program runs in the partition while another task releases it.
+	local function start(p, script)
+		local pidfile = top .. "/pid." .. p.id
+		local st
+		local t = kx.go(function()
+			st = p:exec{ "sh", "-c", "echo $$ >" .. pidfile .. "; " .. script, grace = 5 }
+		end)
+		for _ = 1, 400 do
+			local f = io.open(pidfile)
+			local pid = f and f:read("n")
+			if f then f:close() end
+			if pid then return pid, t, function() return st end end
+			kx.sleep(0.01)
+		end
+		error("the program did not start")
+	end
+	local function alive(pid)
+		local f = io.open("/proc/" .. pid .. "/stat")
+		if not f then return false end
+		local state = f:read("a"):match("%) (%a)")
+		f:close()
+		return state ~= "Z"
+	end
+
+	it("refuses to release while programs run in it, and ends them by force", function()
+		local p = assert(gpu.create{ device = 0, memory = 1.0, duration = 60 })
+		local pid, t, status = start(p, "exec sleep 77")
+		local ok, err = p:release()
+		assert.is_nil(ok)
+		assert.matches("^Partition partition_0001 has programs running in it: sleep %(pid " .. pid .. "%)", err)
+		assert.is_true(alive(pid))
+		-- the device is never promised twice
+		local q, qerr = gpu.create{ device = 0, memory = 1.0, duration = 60 }
+		assert.is_nil(q)
+		assert.matches("^Not enough available memory", qerr)
+		assert.is_true(p:release{ force = true, grace = 2 })
+		assert.is_false(alive(pid))
+		t:wait()
+		assert.equal(15, status().signal)   -- SIGTERM, within the grace
+		q = assert(gpu.create{ device = 0, memory = 1.0, duration = 60 })
+		assert.is_true(q:release())
+		assert.has_error(function() gpu.release("partition_0001", { grace = -1 }) end)
+	end)
+
+	it("kills what ignores SIGTERM after the grace, and <close> ends its programs", function()
+		local p = assert(gpu.create{ device = 0, memory = 0.5, duration = 60 })
+		local pid, t = start(p, "trap '' TERM; sleep 77")
+		local t0 = kx.now()
+		assert.is_true(gpu.release(p.id, { force = true, grace = 0.3 }))
+		assert.is_true(kx.now() - t0 >= 0.3)
+		assert.is_false(alive(pid))
+		t:wait()
+		local pid2, t2
+		do
+			local q <close> = assert(gpu.create{ device = 0, memory = 0.5, duration = 60 })
+			pid2, t2 = start(q, "exec sleep 77")
+		end   -- released here, by force, without waiting
+		t2:wait()
+		assert.is_false(alive(pid2))
+		for _ = 1, 200 do
+			if #gpu.list() == 0 then break end
+			kx.sleep(0.02)
+		end
+		assert.equal(0, #gpu.list())
+		assert.equal(100.0, gpu.available(0))
 	end)
 end)

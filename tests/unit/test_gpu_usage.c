@@ -47,11 +47,14 @@ static void test_limit_and_release(void **state)
 
 	(void)state;
 	assert_int_equal(kxgpu_usage_init(path, 10 * MIB, kxgpu_now_ms() + 60000,
+	                                  getuid(),
 	                                  err, sizeof err), 0);
 	/* a second init of the same partition keeps the count */
 	assert_int_equal(kxgpu_usage_init(path, 10 * MIB, kxgpu_now_ms() + 60000,
+	                                  getuid(),
 	                                  err, sizeof err), 0);
 	assert_int_equal(kxgpu_usage_init(path, 11 * MIB, kxgpu_now_ms() + 60000,
+	                                  getuid(),
 	                                  err, sizeof err), -1);
 	assert_int_equal(kxgpu_usage_attach(&u, path, err, sizeof err), 0);
 	assert_int_equal(kxgpu_usage_charge(&u, 6 * MIB), 0);
@@ -71,6 +74,7 @@ static void test_expired_refuses(void **state)
 
 	(void)state;
 	assert_int_equal(kxgpu_usage_init(path, 10 * MIB, kxgpu_now_ms() - 1,
+	                                  getuid(),
 	                                  err, sizeof err), 0);
 	assert_int_equal(kxgpu_usage_attach(&u, path, err, sizeof err), 0);
 	assert_int_equal(kxgpu_usage_charge(&u, 1), -1);
@@ -86,6 +90,7 @@ static void test_dead_member_reclaimed(void **state)
 
 	(void)state;
 	assert_int_equal(kxgpu_usage_init(path, 10 * MIB, kxgpu_now_ms() + 60000,
+	                                  getuid(),
 	                                  err, sizeof err), 0);
 	assert_int_equal(kxgpu_usage_attach(&u, path, err, sizeof err), 0);
 	assert_int_equal(kxgpu_usage_charge(&u, 2 * MIB), 0);
@@ -164,6 +169,7 @@ static void test_preload_enforces_opencl(void **state)
 	if (!have_device())
 		skip();
 	assert_int_equal(kxgpu_usage_init(path, 8 * MIB, kxgpu_now_ms() + 60000,
+	                                  getuid(),
 	                                  err, sizeof err), 0);
 	assert_int_equal(run_alloc("1 9", out, sizeof out), 3);
 	assert_non_null(strstr(out, "ok 7\n"));

@@ -12,7 +12,11 @@ Commands:
                        device (0 < memory <= 1), <duration> in seconds.
                        --user creates it for another user (root only).
   list                 List active partitions.
-  release <id>         Release a partition early (owner or root).
+  release [--force] [--grace <seconds>] <id>
+                       Release a partition early (owner or root).  While
+                       programs run in it, it is refused (they are named);
+                       --force ends them: SIGTERM, then SIGKILL after the
+                       grace (5 s).
   stats                Show every device with the memory partitions hold.
   available <device>   Print the percentage of the device still free.
   devices              Probe OpenCL and list its devices.
@@ -102,7 +106,8 @@ function commands.list(args)
 		out[#out + 1] = "ID: " .. p.id
 		out[#out + 1] = string.format("  Device: %d (%s)", p.device, p.device_name or "?")
 		out[#out + 1] = string.format("  Memory: %s%% (%d MB)", percent(p.ppm), mb(p.bytes))
-		out[#out + 1] = string.format("  Time remaining: %d seconds", math.floor(p.remaining))
+		out[#out + 1] = string.format("  Time remaining: %d seconds%s", math.floor(p.remaining),
+			p.ending and " (ending: its programs are being stopped)" or "")
 		out[#out + 1] = string.format("  Owner: %s (PID: %d)", p.owner, p.pid)
 		local used = gpu.usage(p.id)
 		if used and used > 0 then
@@ -113,10 +118,31 @@ function commands.list(args)
 end
 
 function commands.release(args)
-	if #args ~= 1 then return fail("Usage: kxrun gpu release <partition_id>") end
-	local ok, err = gpu.release(args[1])
-	if not ok then return fail(err) end
-	io.stdout:write("Released partition ", args[1], "\n")
+	local usage = "Usage: kxrun gpu release [--force] [--grace <seconds>] <partition_id>"
+	local id, opts = nil, {}
+	local i = 1
+	while i <= #args do
+		local a = args[i]
+		if a == "--force" then
+			opts.force = true
+		elseif a == "--grace" then
+			opts.grace = tonumber(args[i + 1] or "")
+			if not opts.grace or opts.grace < 0 then return fail("--grace needs seconds (>= 0)") end
+			i = i + 1
+		elseif id or a:sub(1, 1) == "-" then
+			return fail(usage)
+		else
+			id = a
+		end
+		i = i + 1
+	end
+	if not id then return fail(usage) end
+	local ok, err = gpu.release(id, opts)
+	if not ok then
+		if err:match("running in it") then err = err .. " (--force)" end
+		return fail(err)
+	end
+	io.stdout:write("Released partition ", id, "\n")
 end
 
 function commands.available(args)
@@ -195,6 +221,8 @@ function commands.run(args)
 	if not st then return fail(rerr) end
 	if st.expired then
 		io.stderr:write("Partition ", id, " expired: the command was stopped\n")
+	elseif st.signal and not gpu.open(id) then
+		io.stderr:write("Partition ", id, " was released: the command was stopped\n")
 	end
 	if st.signal then return 128 + st.signal end
 	return st.code
