@@ -50,7 +50,7 @@ DEBS := build-essential pkg-config liblua5.4-dev lua5.4 libuv1-dev libedit-dev \
         libjansson-dev libhiredis-dev libbpf-dev clang bpftool libelf-dev zlib1g-dev \
         ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libibverbs-dev \
         libcmocka-dev lua-busted redis-server libzstd-dev libsnappy-dev \
-        ffmpeg iproute2 util-linux procps python3 nodejs criu
+        ffmpeg iproute2 util-linux procps python3 nodejs criu clinfo
 
 deps: $(BUILD)/.deps
 $(BUILD)/.deps: Makefile

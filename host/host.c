@@ -55,6 +55,34 @@ static void at_exit(int status, void *ud)
 	}
 }
 
+/* ---- after a resume ---------------------------------------------------------- */
+
+struct resume_hook {
+	void (*fn)(void *);
+	void *ud;
+	struct resume_hook *next;
+};
+
+static struct resume_hook *resume_hooks, **resume_tail = &resume_hooks;
+
+void kx_on_resume(void (*fn)(void *ud), void *ud)
+{
+	struct resume_hook *h = malloc(sizeof *h);
+	if (!h)
+		abort();   /* at start-up: nothing sensible goes on without it */
+	h->fn = fn;
+	h->ud = ud;
+	h->next = NULL;
+	*resume_tail = h;
+	resume_tail = &h->next;
+}
+
+void kx_run_resume_hooks(void)
+{
+	for (struct resume_hook *h = resume_hooks; h; h = h->next)
+		h->fn(h->ud);
+}
+
 lua_State *kx_host_init(void)
 {
 	kx_host.pid = getpid();

@@ -37,22 +37,29 @@ int kx_task_failed(kx_task *t, const char **msg);
 void kx_task_cancel_all(void);
 void kx_task_cancel(kx_task *t);
 int kx_main_status(void);
-lua_State *kx_running_thread(void);
+lua_State *kx_running_thread(void); /* for the signal handler */
 int kx_open_task(lua_State *L);   /* task methods into the kx table at -1 */
 
 /* stream.c: pipes of child processes */
 struct kx_stream;
-struct kx_stream *kx_stream_new(lua_State *L);  /* pushes it */
-uv_stream_t *kx_stream_handle(struct kx_stream *s);
+/* A stream owning the pipe end fd; pushes it.  NULL (fd closed, nothing
+ * pushed, errno set) when libuv refuses the descriptor. */
+struct kx_stream *kx_stream_new(lua_State *L, int fd);
 void kx_stream_start_reading(struct kx_stream *s);
 void kx_stream_close(struct kx_stream *s);
 void kx_open_stream(lua_State *L);
 
 /* proc.c */
 int kx_open_proc(lua_State *L);
+
+/* children.c */
 void kx_terminate_children(int sig, double grace_s);
+void kx_kill_groups_now(void);        /* async-signal-safe */
+int kx_group_alive(pid_t pgid);
 
 /* signals.c */
+int kx_checksignal(lua_State *L, int arg, int def); /* number, "TERM", "SIGTERM" */
+const char *kx_signame(int sig);
 void kx_signals_init(lua_State *L);
 int kx_open_signal(lua_State *L);
 void kx_signals_close(void);
@@ -71,6 +78,7 @@ int kx_has_tool(lua_State *L, const char *name);
 
 /* repl.c */
 int kx_repl(lua_State *L);
+void kx_repl_interrupt(void);
 
 /* host.c: the state (the caller then sets up package paths and kx) */
 lua_State *kx_host_init(void);
@@ -79,6 +87,7 @@ lua_State *kx_host_init(void);
 void kx_report(const char *msg);
 void kx_shutdown(int code);
 void kx_run_atexit(void);
+void kx_run_resume_hooks(void);   /* kx_on_resume's, in order */
 
 /* resume.c: the old loop returns from uv_run once a resume replaced it;
  * this runs whichever loop is current until that one returns. */
@@ -86,7 +95,7 @@ void kx_run_loops(void);
 
 /* After a resume (resume.c calls them in this order): */
 void kx_signals_after_resume(void);  /* fresh async; parent's handlers gone */
-void kx_procs_after_resume(void);    /* parent's process groups forgotten */
+void kx_children_after_resume(void); /* parent's process groups forgotten */
 void kx_repl_after_resume(void);     /* the prompt belongs to the parent */
 void kx_forget_atexit(void);         /* parent's exit hooks dropped */
 void kx_workpool_after_resume(void); /* workers of the parent are gone */

@@ -727,10 +727,11 @@ int kx_reset_after_resume(lua_State *L, const void *blob, size_t len,
 	kx_host.exit_code = 0;
 	kx_host.interrupted = 0;
 	kx_signals_after_resume();
-	kx_procs_after_resume();
+	kx_children_after_resume();
 	kx_repl_after_resume();
 	kx_forget_atexit();
 	kx_workpool_after_resume();
+	kx_run_resume_hooks();
 	kx_tasks_after_resume();
 	pthread_sigmask(SIG_SETMASK, &saved, NULL);
 	return 0;

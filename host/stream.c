@@ -3,8 +3,10 @@
  * lines(), write(s), close().  Reading starts at once and buffers, so a
  * child never blocks on a full pipe while the script does something else.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "host.h"
 
@@ -282,7 +284,7 @@ static int l_stream_gc(lua_State *L)
 	return 0;
 }
 
-struct kx_stream *kx_stream_new(lua_State *L)
+struct kx_stream *kx_stream_new(lua_State *L, int fd)
 {
 	struct kx_stream *s = lua_newuserdatauv(L, sizeof *s, 0);
 	memset(s, 0, sizeof *s);
@@ -293,12 +295,15 @@ struct kx_stream *kx_stream_new(lua_State *L)
 	s->wref = LUA_NOREF;
 	lua_pushvalue(L, -1);
 	s->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	int r = uv_pipe_open(&s->pipe, fd);
+	if (r < 0) {
+		close(fd);
+		kx_stream_close(s);   /* the registry keeps it until closed */
+		lua_pop(L, 1);
+		errno = -r;
+		return NULL;
+	}
 	return s;
-}
-
-uv_stream_t *kx_stream_handle(struct kx_stream *s)
-{
-	return (uv_stream_t *)&s->pipe;
 }
 
 void kx_stream_start_reading(struct kx_stream *s)

@@ -52,6 +52,13 @@ struct kx_task {
 	kx_task *next_ready;
 	struct waiter *waiters;
 	int result_ref; /* table {n=, ...} of results, or the error string */
+	struct kx_cancel_hook *on_cancel;
+};
+
+struct kx_cancel_hook {
+	void (*fn)(void *ud, int cancelled);
+	void *ud;
+	struct kx_cancel_hook *next;
 };
 
 static char await_marker;    /* yielded by kx_await, up through coroutines */
@@ -221,6 +228,41 @@ void kx_wake(kx_task *t, int nvalues)
 	make_ready(t);
 }
 
+kx_cancel_hook *kx_on_cancel(kx_task *t, void (*fn)(void *ud, int cancelled),
+			     void *ud)
+{
+	kx_cancel_hook *h = malloc(sizeof *h);
+	if (!h)
+		return NULL;
+	h->fn = fn;
+	h->ud = ud;
+	h->next = t->on_cancel;
+	t->on_cancel = h;
+	return h;
+}
+
+void kx_cancel_hook_remove(kx_task *t, kx_cancel_hook *h)
+{
+	for (kx_cancel_hook **p = &t->on_cancel; *p; p = &(*p)->next) {
+		if (*p == h) {
+			*p = h->next;
+			free(h);
+			return;
+		}
+	}
+}
+
+/* The task's end: each cancel hook told whether it was cancelled. */
+static void end_cancel_hooks(kx_task *t, int cancelled)
+{
+	while (t->on_cancel) {
+		kx_cancel_hook *h = t->on_cancel;
+		t->on_cancel = h->next;
+		h->fn(h->ud, cancelled);
+		free(h);
+	}
+}
+
 /* ---- life and death ---------------------------------------------------- */
 
 static kx_task **checktask(lua_State *L, int i)
@@ -294,6 +336,7 @@ static void task_finish(kx_task *t, enum task_state st)
 	task_stop_timer(t);
 	t->state = st;
 	t->cancel = NULL;
+	end_cancel_hooks(t, 0);
 	if (t->result_ref == LUA_NOREF) {
 		lua_pushstring(L, st == T_CANCELLED ? "cancelled" : "failed");
 		t->result_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -339,6 +382,7 @@ static void task_fail(kx_task *t)
 	lua_State *L = kx_host.L;
 
 	if (lua_touserdata(t->co, -1) == &cancel_marker) {
+		end_cancel_hooks(t, 1);
 		close_thread(t->co);
 		task_finish(t, T_CANCELLED);
 		return;
@@ -407,6 +451,7 @@ void kx_task_cancel(kx_task *t)
 			cancel(t->cancel_ud);
 	}
 	task_stop_timer(t);
+	end_cancel_hooks(t, 1);
 	kx_task *prev = current;
 	current = t;          /* __close handlers run as this task */
 	close_thread(t->co);

@@ -41,9 +41,3 @@ EXTRA_TARGETS += $(BUILD)/tests/alloc_bench
 $(BUILD)/tests/alloc_bench: tests/gpu/alloc_bench.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -o $@ $< -lOpenCL
-
-# Does the ICD loader list a device?  The tests' skip probe (not kxrun).
-TEST_DEPS += $(BUILD)/tests/ocl_probe
-$(BUILD)/tests/ocl_probe: tests/gpu/ocl_probe.c
-	@mkdir -p $(dir $@)
-	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -o $@ $< -lOpenCL

@@ -3,12 +3,10 @@
 # root) lists nothing instead of failing "cannot create"; creating says why.
 . "$ROOT/tests/cli/gpu_lib.sh.inc"
 K=$KXRUN
-[ "$(id -u)" = 0 ] || { echo "needs root to switch users with setpriv"; exit 77; }
-command -v setpriv >/dev/null || { echo "setpriv (util-linux) missing"; exit 77; }
+need root setpriv nobody-exec
 mkdir -p "$TOP/home" && chown 65534 "$TOP/home"   # PoCL's cache
 S=$TOP/state; mkdir -m 755 "$S"   # root's: the other user cannot make $S/gpu
 as_nobody() { HOME=$TOP/home KXRUN_STATE_DIR=$S setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
-as_nobody test -x "$K" || { echo "$K is not executable by uid 65534"; exit 77; }
 need_device
 
 out=$(as_nobody $K gpu list) || die "list without a state directory: $out"

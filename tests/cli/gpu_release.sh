@@ -52,14 +52,4 @@ expect_fail $K gpu release partition_0003
 $K gpu release --force partition_0003 >/dev/null || die "release --force 3"
 gone "$SID" || die "the escaped program outlived the release"
 
-# only the owner or root ends them
-if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
-	$K gpu create 0 0.5 600 >/dev/null || die "create 4"
-	start_program partition_0004 "$TOP/sh4" 'sleep 80'
-	out=$(setpriv --reuid=65534 --regid=65534 --clear-groups $K gpu release --force partition_0004 2>&1)
-	[ $? = 1 ] && [ "$out" = "Permission denied: partition owned by root" ] || die "other user: $out"
-	alive "$SH" || die "another user's release ended the program"
-	$K gpu release --force partition_0004 >/dev/null || die "release 4"
-	wait "$RUNNER"
-fi
 echo ok

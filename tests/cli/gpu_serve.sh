@@ -3,8 +3,7 @@
 # socket and are identified by the kernel (SO_PEERCRED), not by what they say.
 . "$ROOT/tests/cli/gpu_lib.sh.inc"
 K=$KXRUN
-[ "$(id -u)" = 0 ] || { echo "needs root to run the daemon and switch users"; exit 77; }
-command -v setpriv >/dev/null || { echo "setpriv (util-linux) missing"; exit 77; }
+need root setpriv nobody-exec
 NOBODY=$(id -un 65534)
 # PoCL wants a writable cache under $HOME
 mkdir -p "$TOP/home" && chown 65534 "$TOP/home"

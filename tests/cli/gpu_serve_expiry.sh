@@ -6,11 +6,9 @@
 # the file itself.
 . "$ROOT/tests/cli/gpu_lib.sh.inc"
 K=$KXRUN
-[ "$(id -u)" = 0 ] || { echo "needs root to run the daemon and switch users"; exit 77; }
-command -v setpriv >/dev/null || { echo "setpriv (util-linux) missing"; exit 77; }
+need root setpriv nobody-exec
 mkdir -p "$TOP/home" && chown 65534 "$TOP/home"
 as_nobody() { HOME=$TOP/home setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
-as_nobody test -x "$K" || { echo "$K is not executable by uid 65534"; exit 77; }
 D=$TOP/gpu
 need_device
 chmod 777 "$TOP"   # the user's program writes its pid there
