@@ -18,6 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kx.h"
+
 #define LEDGER_MAGIC   "KXGPULG\n"
 #define LEDGER_VERSION 1u
 
@@ -105,36 +107,15 @@ static int corrupt(kxgpu_ledger *l, char *err, size_t errlen, const char *why)
 			  "start afresh)", l->path, why);
 }
 
+/* Whole positional reads and writes (host/kx.h): 0, or -1 with errno. */
 static int read_all(int fd, void *buf, size_t len, off_t off)
 {
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pread(fd, (char *)buf + done, len - done,
-		                  off + (off_t)done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		done += (size_t)n;
-	}
-	return 0;
+	return kx_pread_all(fd, buf, len, off) == (ssize_t)len ? 0 : -1;
 }
 
 static int write_all(int fd, const void *buf, size_t len, off_t off)
 {
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pwrite(fd, (const char *)buf + done, len - done,
-		                   off + (off_t)done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		done += (size_t)n;
-	}
-	return 0;
+	return kx_pwrite_all(fd, buf, len, off);
 }
 
 static void remove_usage(kxgpu_ledger *l, const char *id)
@@ -190,13 +171,13 @@ static uint32_t id_number(const char *id)
 	return *id ? 0 : n;
 }
 
-/* A new ledger: written whole to ledger.tmp, synced, renamed into place. */
+/* A new ledger: written whole beside it, synced, renamed into place
+ * (kx_atomic_*: complete or absent, even across a crash). */
 static int create_file(kxgpu_ledger *l, char *err, size_t errlen)
 {
 	struct file_header h;
 	struct counter c = { .next_id = 1 };
-	char tmp[4300];
-	int fd;
+	struct kx_atomic a;
 
 	memset(&h, 0, sizeof h);
 	memcpy(h.magic, LEDGER_MAGIC, 8);
@@ -205,29 +186,18 @@ static int create_file(kxgpu_ledger *l, char *err, size_t errlen)
 	h.record_size = SLOT_SIZE;
 	h.checksum = header_sum(&h);
 	c.checksum = counter_sum(&c);
-	snprintf(tmp, sizeof tmp, "%s.tmp", l->path);
-	unlink(tmp);  /* a crashed writer's, maybe another user's */
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return kxgpu_fail(err, errlen, KXGPU_EIO, "cannot create %s: %s", tmp,
-				  strerror(errno));
-	fchmod(fd, l->serve ? 0600 : 0666);
-	if (ftruncate(fd, SLOTS_OFF) != 0 || write_all(fd, &h, sizeof h, 0) != 0 ||
-	    write_all(fd, &c, sizeof c, COUNTER_OFF) != 0 || fsync(fd) != 0) {
+	if (kx_atomic_begin(&a, l->path, l->serve ? 0600 : 0666, err,
+	                    errlen) < 0)
+		return KXGPU_EIO;
+	if (ftruncate(a.fd, SLOTS_OFF) != 0 ||
+	    write_all(a.fd, &h, sizeof h, 0) != 0 ||
+	    write_all(a.fd, &c, sizeof c, COUNTER_OFF) != 0) {
 		int e = errno;
-		close(fd);
-		unlink(tmp);
-		return kxgpu_fail(err, errlen, KXGPU_EIO, "cannot write %s: %s", tmp,
-				  strerror(e));
+		kx_atomic_abort(&a);
+		return kxgpu_fail(err, errlen, KXGPU_EIO, "cannot write %s: %s",
+		                  l->path, strerror(e));
 	}
-	close(fd);
-	if (rename(tmp, l->path) != 0) {
-		int e = errno;
-		unlink(tmp);
-		return kxgpu_fail(err, errlen, KXGPU_EIO, "cannot create %s: %s", l->path,
-				  strerror(e));
-	}
-	return 0;
+	return kx_atomic_commit(&a, err, errlen) < 0 ? KXGPU_EIO : 0;
 }
 
 static int put_slot(struct state *s, uint32_t i, char *err, size_t errlen)

@@ -27,8 +27,6 @@
 
 #include "kx.h"
 
-extern char **environ;
-
 struct run {
 	kx_task *task;          /* NULL once the waiting task is gone */
 	pid_t pid;              /* the guard: leader of the program's group */
@@ -101,31 +99,34 @@ static void on_cancel(void *ud)
 	killpg(r->pid, SIGKILL);
 }
 
-/* Pushes a string kept alive by the anchor table at index anchor. */
-static char *keep(lua_State *L, int anchor)
+/* Pushes nothing; returns the string on top, popped into the anchor table
+ * at index anchor, which keeps it alive. */
+static const char *keep(lua_State *L, int anchor)
 {
-	char *s = (char *)lua_tostring(L, -1);
+	const char *s = lua_tostring(L, -1);
 
 	lua_rawseti(L, anchor, (lua_Integer)lua_rawlen(L, anchor) + 1);
 	return s;
 }
 
-/* environ without our variables, then ours, then the caller's env table.
- * Everything is anchored in a table left on the stack. */
-static char **build_env(lua_State *L, int opts, const char *preload,
-                        const char *usage, const char *id)
+/* The program's environment: kxrun's with the caller's env table applied,
+ * then ours, which win: the enforcement library first in LD_PRELOAD (the
+ * caller's LD_PRELOAD after it), the usage file, the partition.  The array
+ * from kx_env_new (free it), or NULL when out of memory. */
+static char **program_env(lua_State *L, int opts, const char *preload,
+                          const char *usage, const char *id)
 {
-	static const char *const ours[] = { "LD_PRELOAD=", "KXGPU_USAGE=",
-	                                    "KXRUN_GPU_PARTITION=" };
 	const char *old_preload = getenv("LD_PRELOAD");
-	size_t n = 0, extra = 0, k = 0;
+	const char **changes;
+	size_t extra = 0, k = 0;
 	int anchor, envt;
-	char **env;
 
-	while (environ[n])
-		n++;
+	lua_newtable(L);
+	anchor = lua_gettop(L);
 	lua_getfield(L, opts, "env");
 	envt = lua_gettop(L);
+	if (!lua_isnil(L, envt) && lua_type(L, envt) != LUA_TTABLE)
+		kx_fielderror(L, opts, "env", "a table of names and values");
 	if (lua_type(L, envt) == LUA_TTABLE) {
 		lua_pushnil(L);
 		while (lua_next(L, envt)) {
@@ -133,97 +134,63 @@ static char **build_env(lua_State *L, int opts, const char *preload,
 			lua_pop(L, 1);
 		}
 	}
-	lua_newtable(L);
-	anchor = lua_gettop(L);
-	env = lua_newuserdatauv(L, (n + extra + 4) * sizeof *env, 0);
+	changes = lua_newuserdatauv(L, (extra + 4) * sizeof *changes, 0);
 	lua_rawseti(L, anchor, 0);
-	for (size_t i = 0; i < n; i++) {
-		int skip = 0;
-		for (size_t j = 0; j < 3; j++)
-			skip |= strncmp(environ[i], ours[j], strlen(ours[j])) == 0;
-		if (!skip)
-			env[k++] = environ[i];
+	if (extra) {
+		lua_pushnil(L);
+		while (lua_next(L, envt)) {
+			if (lua_type(L, -2) != LUA_TSTRING ||
+			    (lua_type(L, -1) != LUA_TSTRING &&
+			     lua_type(L, -1) != LUA_TNUMBER))
+				kx_fielderror(L, opts, "env", "names and values "
+				              "must be strings");
+			if (strcmp(lua_tostring(L, -2), "LD_PRELOAD") == 0)
+				old_preload = lua_tostring(L, -1);
+			lua_pushfstring(L, "%s=%s", lua_tostring(L, -2),
+			                lua_tostring(L, -1));
+			changes[k++] = keep(L, anchor);
+			lua_pop(L, 1);
+		}
 	}
 	if (old_preload && *old_preload)
 		lua_pushfstring(L, "LD_PRELOAD=%s:%s", preload, old_preload);
 	else
 		lua_pushfstring(L, "LD_PRELOAD=%s", preload);
-	env[k++] = keep(L, anchor);
+	changes[k++] = keep(L, anchor);
 	lua_pushfstring(L, "KXGPU_USAGE=%s", usage);
-	env[k++] = keep(L, anchor);
+	changes[k++] = keep(L, anchor);
 	lua_pushfstring(L, "KXRUN_GPU_PARTITION=%s", id);
-	env[k++] = keep(L, anchor);
-	if (extra) {
-		lua_pushnil(L);
-		while (lua_next(L, envt)) {
-			lua_pushfstring(L, "%s=%s", luaL_checkstring(L, -2),
-			                luaL_checkstring(L, -1));
-			env[k++] = keep(L, anchor);
-			lua_pop(L, 1);
-		}
-	}
-	env[k] = NULL;
-	return env;
+	changes[k++] = keep(L, anchor);
+	changes[k] = NULL;
+	return kx_env_new(changes);
 }
 
-/* Starts the guard with the program's argv after its own arguments:
- * RUNNER_PID STATUS_FD (guard.c).  Returns its pid, or -errno with the
- * reason in err. */
+/* In the guard's process before exec: the status pipe is the guard's to
+ * write (async-signal-safe). */
+static int give_status_fd(void *ud)
+{
+	return fcntl(*(int *)ud, F_SETFD, 0) == 0 ? 0 : errno;
+}
+
+/* Starts the guard, the program's argv after its own arguments RUNNER_PID
+ * STATUS_FD (guard.c).  Returns its pid, or -errno with the reason in err. */
 static pid_t start_guard(lua_State *L, const char *guard, const char **argv,
-                         int n, char **env, int status_fd, char *err,
+                         int n, char **env, int *status_fd, char *err,
                          size_t errlen)
 {
 	const char **gargv = lua_newuserdatauv(L, ((size_t)n + 4) *
 	                                       sizeof *gargv, 0);
+	struct kx_spawn o = { .argv = gargv, .envp = (const char *const *)env,
+	                      .child_hook = give_status_fd, .ud = status_fd };
 	char runner[16], fd[16];
-	int fds[2], e = 0;
-	pid_t pid;
 
 	snprintf(runner, sizeof runner, "%d", (int)getpid());
-	snprintf(fd, sizeof fd, "%d", status_fd);
+	snprintf(fd, sizeof fd, "%d", *status_fd);
 	gargv[0] = guard;
 	gargv[1] = runner;
 	gargv[2] = fd;
 	memcpy(gargv + 3, argv, ((size_t)n + 1) * sizeof *argv);
-	if (pipe2(fds, O_CLOEXEC) != 0) {
-		e = errno;
-		snprintf(err, errlen, "pipe: %s", strerror(e));
-		return -e;
-	}
-	pid = fork();
-	if (pid < 0) {
-		e = errno;
-		close(fds[0]);
-		close(fds[1]);
-		snprintf(err, errlen, "fork: %s", strerror(e));
-		return -e;
-	}
-	if (pid == 0) {
-		sigset_t none;
-		setpgid(0, 0);
-		for (int sig = 1; sig < NSIG; sig++)
-			if (sig != SIGKILL && sig != SIGSTOP)
-				signal(sig, SIG_DFL);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		fcntl(status_fd, F_SETFD, 0);  /* the guard's to write */
-		execve(guard, (char *const *)gargv, env);
-		e = errno;
-		if (write(fds[1], &e, sizeof e) < 0)
-			_exit(127);
-		_exit(127);
-	}
-	setpgid(pid, pid);  /* also here: no race with an early killpg */
-	close(fds[1]);
-	while (read(fds[0], &e, sizeof e) < 0 && errno == EINTR)
-		;
-	close(fds[0]);
-	if (e) {
-		waitpid(pid, NULL, 0);
-		snprintf(err, errlen, "cannot run %s: %s", guard, strerror(e));
-		return -e;
-	}
-	return pid;
+	return kx_spawn(&o, err, errlen);
 }
 
 /* The program's exec error from the guard (0: it started). */
@@ -261,23 +228,21 @@ int kxgpu_exec(lua_State *L, const struct kxgpu_partition *p, int argidx)
 	char usage[4300], err[KXGPU_ERRLEN];
 	struct kxgpu_partition cur;
 	int64_t left;
-	double grace = 5;
+	double grace;
 	const char **argv;
 	kxgpu_ledger *l;
 	struct run *r;
 	char **env;
 	int n, status[2], child_errno;
-	const char *guard;
+	const char *guard, *preload;
 	pid_t pid;
 
 	luaL_checktype(L, argidx, LUA_TTABLE);
 	n = (int)luaL_len(L, argidx);
 	luaL_argcheck(L, n > 0, argidx, "a command is required");
-	if (lua_getfield(L, argidx, "grace") != LUA_TNIL)
-		grace = luaL_checknumber(L, -1);
-	lua_pop(L, 1);
-	luaL_argcheck(L, grace >= 0 && grace < 3600, argidx,
-	              "grace must be 0 to 3600 seconds");
+	grace = kx_optnumberfield(L, argidx, "grace", 5);
+	if (!(grace >= 0 && grace < 3600))
+		kx_fielderror(L, argidx, "grace", "0 to 3600 seconds");
 	argv = lua_newuserdatauv(L, ((size_t)n + 1) * sizeof *argv, 0);
 	for (int i = 0; i < n; i++) {
 		lua_rawgeti(L, argidx, i + 1);
@@ -305,15 +270,20 @@ int kxgpu_exec(lua_State *L, const struct kxgpu_partition *p, int argidx)
 	if (access(lua_tostring(L, -1), R_OK) != 0)
 		return kx_fail(L, "cannot use %s: %s (build it with make)",
 		               lua_tostring(L, -1), strerror(errno));
-	env = build_env(L, argidx, lua_tostring(L, -1), usage, cur.id);
+	preload = lua_tostring(L, -1);
 	guard = lua_pushfstring(L, "%s/" KXGPU_GUARD_NAME, kx_libdir());
 	if (access(guard, X_OK) != 0)
 		return kx_fail(L, "cannot use %s: %s (build it with make)", guard,
 		               strerror(errno));
+	env = program_env(L, argidx, preload, usage, cur.id);
+	if (!env)
+		return kx_fail(L, "out of memory");
 
 	r = calloc(1, sizeof *r);
-	if (!r)
+	if (!r) {
+		free(env);
 		return kx_fail(L, "out of memory");
+	}
 	r->slot = -1;
 	if (kxgpu_usage_attach(&r->usage, usage, err, sizeof err) != 0 ||
 	    pipe2(status, O_CLOEXEC) != 0) {
@@ -321,9 +291,11 @@ int kxgpu_exec(lua_State *L, const struct kxgpu_partition *p, int argidx)
 			snprintf(err, sizeof err, "pipe: %s", strerror(errno));
 		kxgpu_usage_detach(&r->usage);
 		free(r);
+		free(env);
 		return kx_fail(L, "%s", err);
 	}
-	pid = start_guard(L, guard, argv, n, env, status[1], err, sizeof err);
+	pid = start_guard(L, guard, argv, n, env, &status[1], err, sizeof err);
+	free(env);
 	close(status[1]);
 	if (pid < 0) {
 		close(status[0]);
@@ -331,8 +303,7 @@ int kxgpu_exec(lua_State *L, const struct kxgpu_partition *p, int argidx)
 		free(r);
 		return kx_fail(L, "%s", err);
 	}
-	r->pid = pid;
-	kx_track_pgid(pid);
+	r->pid = pid;  /* kx_spawn tracks its group */
 	/* recorded before anything can end the partition without finding it */
 	r->slot = kxgpu_usage_add_run(&r->usage, pid, (uint32_t)(grace * 1000));
 	child_errno = program_errno(status[0]);

@@ -432,28 +432,40 @@ static const luaL_Reg part_methods[] = {
 	{ NULL, NULL },
 };
 
-/* __index: methods first, then the record's fields. */
-static int p_index(lua_State *L)
+/* A field of the partition's record (a getter of the class). */
+static int p_field(lua_State *L)
 {
 	struct lpart *lp = checkpart(L);
 	const char *k = luaL_checkstring(L, 2);
 
-	lua_pushvalue(L, 2);
-	if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
-		return 1;
-	lua_pop(L, 1);
-	push_partition_table(L, &lp->p);
-	lua_pushstring(L, lp->device_name);
-	lua_setfield(L, -2, "device_name");
 	if (strcmp(k, "creator") == 0) {
 		char name[64];
 		kxgpu_user_name(lp->p.creator_uid, name, sizeof name);
 		lua_pushstring(L, name);
-		return 1;
+	} else if (strcmp(k, "device_name") == 0) {
+		lua_pushstring(L, lp->device_name);
+	} else {
+		push_partition_table(L, &lp->p);
+		lua_getfield(L, -1, k);
 	}
-	lua_getfield(L, -1, k);
 	return 1;
 }
+
+static const luaL_Reg part_getters[] = {
+	{ "id", p_field }, { "device", p_field }, { "device_name", p_field },
+	{ "memory", p_field }, { "ppm", p_field }, { "bytes", p_field },
+	{ "owner", p_field }, { "uid", p_field }, { "pid", p_field },
+	{ "creator", p_field }, { "creator_uid", p_field },
+	{ "created", p_field }, { "expires", p_field },
+	{ NULL, NULL },
+};
+
+/* no __gc: a partition outlives its userdata (and its process) */
+static const luaL_Reg part_meta[] = {
+	{ "__close", p_close },
+	{ "__tostring", p_tostring },
+	{ NULL, NULL },
+};
 
 /* gpu.usage(id) -> bytes the partition's programs hold now, its limit;
  * 0, limit when nothing ran in it yet. */
@@ -494,20 +506,9 @@ static const luaL_Reg funcs[] = {
 
 int luaopen_kx_gpu(lua_State *L)
 {
-	int top = lua_gettop(L);
-
-	/* no __gc: a partition outlives its userdata (and its process) */
-	kx_newclass(L, PARTITION_T, part_methods, NULL);
-	lua_settop(L, top);
-	luaL_getmetatable(L, PARTITION_T);
-	luaL_newlib(L, part_methods);
-	lua_pushcclosure(L, p_index, 1);
-	lua_setfield(L, -2, "__index");
-	lua_pushcfunction(L, p_close);
-	lua_setfield(L, -2, "__close");
-	lua_pushcfunction(L, p_tostring);
-	lua_setfield(L, -2, "__tostring");
-	lua_settop(L, top);
+	kx_defclass(L, &(struct kx_class){ PARTITION_T, part_methods,
+	                                   part_getters, part_meta });
+	lua_pop(L, 1);
 	luaL_newlib(L, funcs);
 	return 1;
 }

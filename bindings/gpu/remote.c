@@ -13,20 +13,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-static int io_all(int fd, void *buf, size_t len, int writing)
-{
-	size_t done = 0;
+#include "kx.h"
 
-	while (done < len) {
-		ssize_t n = writing ? write(fd, (char *)buf + done, len - done)
-		                    : read(fd, (char *)buf + done, len - done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		done += (size_t)n;
-	}
-	return 0;
+/* All of len bytes (host/kx.h's whole reads and writes): 0, or -1. */
+static int recv_all(int fd, void *buf, size_t len)
+{
+	return kx_read_all(fd, buf, len) == (ssize_t)len ? 0 : -1;
 }
 
 /* Sends req and reads the reply (and, for READ, the records into *parts,
@@ -54,8 +46,8 @@ static int call(kxgpu_ledger *l, const struct kxgpu_msg_req *req,
 		                  "serve` at %s: %s", l->sock, strerror(e));
 	}
 	r.magic = KXGPU_MSG_MAGIC;
-	if (io_all(fd, &r, sizeof r, 1) != 0 ||
-	    io_all(fd, rep, sizeof *rep, 0) != 0 ||
+	if (kx_write_all(fd, &r, sizeof r) != 0 ||
+	    recv_all(fd, rep, sizeof *rep) != 0 ||
 	    rep->magic != KXGPU_MSG_MAGIC) {
 		close(fd);
 		return kxgpu_fail(err, errlen, KXGPU_EIO, "`kxrun gpu serve` at %s "
@@ -63,7 +55,7 @@ static int call(kxgpu_ledger *l, const struct kxgpu_msg_req *req,
 	}
 	if (rep->n && parts) {
 		*parts = calloc(rep->n + 1, sizeof **parts);
-		if (!*parts || io_all(fd, *parts, rep->n * sizeof **parts, 0) != 0) {
+		if (!*parts || recv_all(fd, *parts, rep->n * sizeof **parts) != 0) {
 			free(*parts);
 			*parts = NULL;
 			close(fd);
