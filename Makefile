@@ -128,8 +128,10 @@ asan:
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/kxrun
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/kxrun
-	for f in $(BUILD)/lib/*.so; do [ -e "$$f" ] || continue; \
-	    install -m 0644 "$$f" $(DESTDIR)$(PREFIX)/lib/kxrun/; done
+	ln -sf kxrun $(DESTDIR)$(PREFIX)/bin/chronos   # kxrun gpu, by Chronos's name
+	for f in $(BUILD)/lib/*; do [ -f "$$f" ] || continue; \
+	    case $$f in *.so) m=0644 ;; *) m=0755 ;; esac; \
+	    install -m $$m "$$f" $(DESTDIR)$(PREFIX)/lib/kxrun/; done
 
 clean:
 	rm -rf build build-asan kxrun node_modules

@@ -19,9 +19,12 @@
  * between two writes leaves a readable ledger (the counter is never behind
  * the highest id found).
  *
- * The directory is made mode 0777 and its files 0666 so that a second user
- * works with a directory the first one made; without `kxrun gpu serve` every
- * user of the machine is trusted to go through this code.
+ * The directory is made mode 0777 and the ledger files 0666 so that a
+ * second user works with a directory the first one made; without `kxrun
+ * gpu serve` every user of the machine is trusted to go through this code.
+ * A ledger is opened with one of three backends (ledger_ops.h): the file,
+ * the daemon's socket (a user who may not write root's ledger), or none (a
+ * user who may not make the directory: nothing is promised there yet).
  *
  * A ledger whose size, magic or any checksum is wrong is reported as
  * KXGPU_ECORRUPT and never rewritten: move it away to start afresh.

@@ -4,17 +4,18 @@
  *   gpu.devices()            probe OpenCL (refreshes the ledger's cache)
  *   gpu.stats()              devices with their promised memory
  *   gpu.available(dev)       percent free (number), and the same in ppm
- *   gpu.list()               live partitions
+ *   gpu.list()               partitions (live, and ending: .ending)
  *   gpu.create{device=, memory=, duration=, user=}  -> partition
  *   gpu.open(id)             -> partition (an existing one)
- *   gpu.release(id)
+ *   gpu.release(id [, {force=, grace=}])            (lrelease.c)
  *   partition.id/.device/.memory/.bytes/.owner/.uid/.pid/.created/.expires
- *   partition:remaining(), partition:release(), partition:exec{argv...,
+ *   partition:remaining(), partition:release([opts]), partition:exec{argv...,
  *       grace=, env=}  -> {code=N} | {signal=N}, with expired=true when the
- *       partition's end stopped it
- *   local p <close> = gpu.create{...}   -- released at the end of the scope
+ *       partition's end stopped it (lexec.c)
+ *   local p <close> = gpu.create{...}   -- released (by force) at the end
  *
- * Recoverable failures return nil, message (Chronos's messages).
+ * Failures of the world return nil, message (Chronos's messages); misuse
+ * (bad arguments, a released handle) raises.
  */
 #include "devices.h"
 #include "lgpu.h"

@@ -3,9 +3,12 @@
  *
  * Root only.  Restricts the ledger to root (0600 files, 0755 directory),
  * listens on <dir>/serve.sock (0666) with libuv and answers one request per
- * connection, taking the caller's uid and pid from SO_PEERCRED.  The calling
- * task waits until it is cancelled (kxrun's SIGINT/SIGTERM); the socket is
- * removed then.
+ * connection, taking the caller's uid and pid from SO_PEERCRED.  It also
+ * reads the ledger at every partition's expiry (a timer, re-armed after each
+ * read and when the directory changes), which ends what still runs in
+ * partitions that are over: they end at their time with nobody running a
+ * command.  The calling task waits until it is cancelled (kxrun's
+ * SIGINT/SIGTERM); the socket is removed then.
  */
 #include "devices.h"
 #include "lgpu.h"
