@@ -286,14 +286,6 @@ void kxgpu_usage_uncharge(kxgpu_usage *u, uint64_t bytes)
 	atomic_fetch_sub(&u->f->total, take);
 }
 
-uint64_t kxgpu_usage_total(kxgpu_usage *u)
-{
-	if (!u->f)
-		return 0;
-	reclaim_dead(u->f, self_pid());
-	return atomic_load(&u->f->total);
-}
-
 uint64_t kxgpu_usage_held(const kxgpu_usage *u)
 {
 	uint64_t held = 0;

@@ -114,10 +114,8 @@ int kxgpu_usage_charge(kxgpu_usage *u, uint64_t bytes);
 /* Gives back bytes charged earlier by this process. */
 void kxgpu_usage_uncharge(kxgpu_usage *u, uint64_t bytes);
 
-/* Bytes charged by all members now (after reclaiming dead ones). */
-uint64_t kxgpu_usage_total(kxgpu_usage *u);
-
-/* The same without writing (a read-only mapping): dead members left out. */
+/* Bytes the members alive now hold, without writing (a read-only mapping
+ * will do): dead members are left out, not reclaimed. */
 uint64_t kxgpu_usage_held(const kxgpu_usage *u);
 
 #endif /* KX_GPU_USAGE_H */
