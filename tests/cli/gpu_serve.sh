@@ -45,7 +45,19 @@ setpriv --reuid=65533 --regid=65533 --clear-groups sh -c ": >'$D/partition_0002.
 # the user's program runs in its partition with the usage file the daemon made
 out=$(as_nobody $K gpu run partition_0002 -- "$BUILD/tests/gpu_alloc" 1 2); rc=$?
 [ $rc = 0 ] || die "run through the daemon: $rc $out"
-as_nobody $K gpu release partition_0002 >/dev/null || die "owner release through the daemon"
+# a release through the daemon while the user's program runs: refused,
+# naming it; by force the daemon (root) ends it
+chmod 777 "$TOP"
+as_nobody $K gpu run partition_0002 -- sh -c "echo \$\$ >'$TOP/sh'; exec sleep 82" 2>/dev/null &
+runner=$!
+wait_for test -s "$TOP/sh" || die "the user's program did not start"
+prog=$(cat "$TOP/sh")
+out=$(as_nobody $K gpu release partition_0002 2>&1); rc=$?
+[ $rc = 1 ] && [[ $out == *"has programs running in it: sleep (pid $prog)"* ]] || die "release through the daemon: $rc $out"
+alive "$prog" || die "a refused release ended the program"
+as_nobody $K gpu release --force partition_0002 >/dev/null || die "owner release --force through the daemon"
+gone "$prog" || die "release --force through the daemon left the program"
+wait "$runner"; [ $? = 143 ] || die "the user's run did not end by SIGTERM"
 $K gpu release partition_0001 >/dev/null || die "root release beside the daemon"
 
 stop
