@@ -51,11 +51,15 @@ DEBS := build-essential pkg-config liblua5.4-dev lua5.4 libuv1-dev libedit-dev \
         ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libibverbs-dev \
         libcmocka-dev lua-busted redis-server libzstd-dev libsnappy-dev \
         ffmpeg iproute2 util-linux procps python3 nodejs criu clinfo
+DEBS += chromium luarocks
 
 deps: $(BUILD)/.deps
 $(BUILD)/.deps: Makefile
 	@./host/deps.sh $(DEBS)
 	@mkdir -p $(BUILD) && touch $@
+
+# kxvt.ko and the VM test bed: make test-vm, make bench-vm.
+include kmod/kmod.mk
 
 # Libraries with a static archive are linked in: fewer objects for the
 # dynamic loader, half of kxrun's start-up against lua5.4's.
@@ -126,8 +130,9 @@ asan:
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" test
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/kxrun
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/kxrun $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/kxrun
+	install -m 0644 docs/kxrun.1 $(DESTDIR)$(PREFIX)/share/man/man1/kxrun.1
 	ln -sf kxrun $(DESTDIR)$(PREFIX)/bin/chronos   # kxrun gpu, by Chronos's name
 	for f in $(BUILD)/lib/*; do [ -f "$$f" ] || continue; \
 	    case $$f in *.so) m=0644 ;; *) m=0755 ;; esac; \

@@ -127,7 +127,9 @@ function Tool:help(cmd)
 	else
 		out[#out + 1] = ("usage: kxrun %s %s"):format(self.name, synopsis(self))
 		if self.summary then out[#out + 1] = "\n" .. wrap(self.summary, 0, 79) end
-		if self.help then out[#out + 1] = "\n" .. self.help:gsub("\n$", "") end
+		-- rawget: the tool's help text, not the help method its metatable gives
+		local text = rawget(self, "help")
+		if text then out[#out + 1] = "\n" .. text:gsub("\n$", "") end
 	end
 	local flags = {}
 	for _, f in ipairs((cmd or self).flags or {}) do flags[#flags + 1] = f end
