@@ -6,9 +6,10 @@
  * from an idle handle, so a task never runs inside another task's C call.
  *
  * Blocking calls may happen inside user coroutines nested in a task: the
- * coroutine.resume/wrap replacements installed here pass the host's await
+ * coroutine.resume/wrap replacements of nested.c pass the host's await
  * marker up to the task and hand the wake values back down.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -219,6 +220,12 @@ int kx_await(lua_State *L, kx_task *t, double timeout_s, kx_cancel_fn cancel,
 void kx_wake(kx_task *t, int nvalues)
 {
 	if (t->state != T_WAITING) {
+#ifdef KX_CHECKS
+		/* a binding woke it twice, or after its cancel function ran */
+		fprintf(stderr, "kxrun: kx_wake on a task that is %s, not waiting\n",
+			state_names[t->state]);
+		abort();
+#endif
 		lua_pop(t->co, nvalues);
 		return;
 	}
@@ -261,6 +268,13 @@ static void end_cancel_hooks(kx_task *t, int cancelled)
 		h->fn(h->ud, cancelled);
 		free(h);
 	}
+}
+
+/* Ctrl-C interrupted the running task (an error it may catch): its cancel
+ * hooks run as if it had been cancelled. */
+void kx_task_interrupted(kx_task *t)
+{
+	end_cancel_hooks(t, 1);
 }
 
 /* ---- life and death ---------------------------------------------------- */
@@ -631,51 +645,6 @@ static int l_current(lua_State *L)
 	return 1;
 }
 
-/* The coroutines resumed inside the running task, innermost last, so that a
- * signal can interrupt a busy loop in a nested coroutine (a hook set on the
- * task's own thread would never run). */
-#define NESTED_MAX 200   /* Lua's own limit on nested C calls */
-static lua_State *nested[NESTED_MAX];
-static int nnested;
-
-static int l_enter(lua_State *L)
-{
-	if (nnested < NESTED_MAX)
-		nested[nnested] = lua_tothread(L, 1);
-	nnested++;
-	return 0;
-}
-
-static int l_leave(lua_State *L)
-{
-	if (nnested > 0)
-		nnested--;
-	return lua_gettop(L);
-}
-
-/* coroutine.resume/wrap that pass the host's await marker up to the task. */
-static const char coroutine_shim[] =
-	"local marker, enter, leave = ...\n"
-	"local create, resume0, yield, status = coroutine.create, "
-	"coroutine.resume, coroutine.yield, coroutine.status\n"
-	"local function resume(co, ...) enter(co) return leave(resume0(co, ...)) end\n"
-	"local function pass(co, ok, ...)\n"
-	"  if ok and select('#', ...) == 1 and ... == marker and "
-	"status(co) == 'suspended' then\n"
-	"    return pass(co, resume(co, yield(marker)))\n"
-	"  end\n"
-	"  return ok, ...\n"
-	"end\n"
-	"local function unwrap(ok, ...)\n"
-	"  if not ok then error((...), 0) end\n"
-	"  return ...\n"
-	"end\n"
-	"coroutine.resume = function(co, ...) return pass(co, resume(co, ...)) end\n"
-	"coroutine.wrap = function(f)\n"
-	"  local co = create(f)\n"
-	"  return function(...) return unwrap(pass(co, resume(co, ...))) end\n"
-	"end\n";
-
 int kx_open_task(lua_State *L)
 {
 	static const luaL_Reg fns[] = {
@@ -688,6 +657,16 @@ int kx_open_task(lua_State *L)
 	return 0;
 }
 
+/* A resumed child: the ready queue's handle on the new loop. */
+static void tasks_resumed(void *ud)
+{
+	(void)ud;
+	memset(&ready_idle, 0, sizeof ready_idle);
+	uv_idle_init(kx_host.loop, &ready_idle);
+	if (ready_head)
+		uv_idle_start(&ready_idle, on_ready);
+}
+
 void kx_tasks_init(lua_State *L)
 {
 	static const luaL_Reg methods[] = {
@@ -696,31 +675,24 @@ void kx_tasks_init(lua_State *L)
 		{"status", l_task_status},
 		{NULL, NULL},
 	};
-	kx_newclass(L, TASK_MT, methods, l_task_gc);
-	lua_pushcfunction(L, l_task_close);
-	lua_setfield(L, -2, "__close");
-	lua_pushcfunction(L, l_task_tostring);
-	lua_setfield(L, -2, "__tostring");
+	static const luaL_Reg meta[] = {
+		{"__gc", l_task_gc},
+		{"__close", l_task_close},
+		{"__tostring", l_task_tostring},
+		{NULL, NULL},
+	};
+	kx_defclass(L, &(struct kx_class){TASK_MT, methods, NULL, meta});
 	lua_pop(L, 1);
 
 	uv_idle_init(kx_host.loop, &ready_idle);
-	if (luaL_loadbuffer(L, coroutine_shim, sizeof coroutine_shim - 1,
-			    "=[kx coroutine]") != LUA_OK)
-		lua_error(L);
-	lua_pushlightuserdata(L, &await_marker);
-	lua_pushcfunction(L, l_enter);
-	lua_pushcfunction(L, l_leave);
-	lua_call(L, 3, 0);
+	kx_on_resume(tasks_resumed, NULL);
+	kx_nested_init(L, &await_marker);
 }
 
-/* In a resumed child (resume.c): the ready queue's handle on the new loop;
- * the calling task becomes the main one, every other task is cancelled. */
+/* A resumed child, after the hooks: the calling task becomes the main one,
+ * every other task is cancelled. */
 void kx_tasks_after_resume(void)
 {
-	memset(&ready_idle, 0, sizeof ready_idle);
-	uv_idle_init(kx_host.loop, &ready_idle);
-	if (ready_head)
-		uv_idle_start(&ready_idle, on_ready);
 	if (current != kx_host.main) {
 		kx_host.main = current;
 		kx_host.main_is_tool = 0;
@@ -755,9 +727,8 @@ int kx_main_status(void)
 /* For the signal handler: the thread to interrupt when Lua is busy. */
 lua_State *kx_running_thread(void)
 {
-	int n = nnested < NESTED_MAX ? nnested :
-		NESTED_MAX;
-	if (n > 0 && nested[n - 1])
-		return nested[n - 1];
+	lua_State *co = kx_nested_innermost();
+	if (co)
+		return co;
 	return current ? current->co : NULL;
 }

@@ -1,13 +1,16 @@
 /*
- * resume_test.c - kx._resume_test, internal: tests the host's side of
- * kx.rfork without the rfork core, by making a child that is in the state
- * a resumed child is in right after the switch.
+ * resume_test.c - kx._resume_test, for the tests only (built as
+ * $(BUILD)/tests/lua/kx/_resume_test.so, loaded through package.cpath; it
+ * calls kxrun's own functions, which the binary exports): tests kxrun's
+ * side of kx.rfork (bindings/rfork/host*.c) without the rfork core, by
+ * making a child that is in the state a resumed child is in right after
+ * the switch.
  *
  *   T.fork() -> pid in the parent, 0 in the child
- *       From a task: kx_resume_capture(), then a raw fork system call (no
+ *       From a task: rf_host_capture(), then a raw fork system call (no
  *       pthread_atfork handlers run, glibc's cached thread id stays the
  *       parent's: as after a resume), then in the child every descriptor
- *       above 2 closed and kx_reset_after_resume() called.
+ *       above 2 closed and rf_host_reset() called.
  *   T.wait(pid) -> {code=N} | {signal=N}   a child made by T.fork
  *   T.queue_work() -> true, worker_tid, loop_tid
  *       one uv_queue_work round trip (the threadpool path of bindings)
@@ -21,14 +24,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "host.h"
+#include "hostside.h"
 
 static int l_fork(lua_State *L)
 {
 	char err[256];
 	size_t len;
 	kx_checktask(L, "fork");
-	void *blob = kx_resume_capture(&len, err, sizeof err);
+	void *blob = rf_host_capture(&len, err, sizeof err);
 	if (!blob)
 		return kx_fail(L, "%s", err);
 	fflush(NULL);
@@ -40,7 +43,7 @@ static int l_fork(lua_State *L)
 	}
 	if (pid == 0) {
 		close_range(3, ~0U, 0);
-		if (kx_reset_after_resume(L, blob, len, err, sizeof err) < 0) {
+		if (rf_host_reset(blob, len, err, sizeof err) < 0) {
 			fprintf(stderr, "kx._resume_test: reset: %s\n", err);
 			_exit(125);
 		}
