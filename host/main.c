@@ -82,10 +82,18 @@ static const char driver[] =
 	"  return script(table.unpack(args, 1, args.n))\n"
 	"end\n";
 
+/* A script to run: anything but a directory (a folder called "gpu" in the
+ * current directory does not hide `kxrun gpu`). */
 static int file_exists(const char *p)
 {
 	struct stat st;
-	return stat(p, &st) == 0;
+	if (stat(p, &st) != 0)
+		return 0;
+	if (S_ISDIR(st.st_mode)) {
+		errno = EISDIR;
+		return 0;
+	}
+	return 1;
 }
 
 /* A child resumed from a REPL line runs that line to its end, promptless. */
