@@ -8,7 +8,7 @@ local policy = require "kx.sched.policy"
 local runner = require "kx.sched.runner"
 
 local function tmpdir()
-	local d = os.tmpname(); os.remove(d); assert(os.execute("mkdir -p " .. d)); return d
+	return assert(kx.tmpdir("sched-spec"))
 end
 local function read(p) local f = io.open(p) if not f then return nil end local s = f:read("a") f:close() return s end
 local function lines(p) local n = 0 for _ in (read(p) or ""):gmatch("[^\n]+") do n = n + 1 end return n end
