@@ -17,9 +17,11 @@ local Redis = {}
 Redis.__index = Redis
 
 -- On a random port no one listens on; another one if the bind fails (the
--- machine is shared).  opts.persist = false: no AOF (a restart loses all).
+-- machine is shared).  opts.persist = false: no AOF (a restart loses all);
+-- opts.env: added to the server's environment.
 function Redis.start(dir, opts)
-	local self = setmetatable({ dir = dir, pw = "s3cret", persist = not (opts and opts.persist == false) }, Redis)
+	local self = setmetatable({ dir = dir, pw = "s3cret", persist = not (opts and opts.persist == false),
+		env = opts and opts.env }, Redis)
 	local err
 	for _ = 1, 10 do
 		repeat self.port = math.random(20000, 60000) until not client.probe("127.0.0.1", self.port, 1)
@@ -33,7 +35,7 @@ end
 function Redis:run()
 	self.proc = assert(kx.spawn{ "redis-server", "--port", tostring(self.port), "--bind", "127.0.0.1",
 		"--requirepass", self.pw, "--dir", self.dir, "--appendonly", self.persist and "yes" or "no", "--appendfsync", "no",
-		"--save", "", stdout = self.dir .. "/redis.log", stderr = self.dir .. "/redis.log" })
+		"--save", "", stdout = self.dir .. "/redis.log", stderr = self.dir .. "/redis.log", env = self.env })
 	for _ = 1, 200 do
 		if client.probe("127.0.0.1", self.port, 1) then return end
 		if self.proc:wait(0.02) then break end
@@ -408,12 +410,8 @@ s:worker{ node = "a", capacity = 1, binding = "shared", lease = 1, heartbeat = 0
 		-- a second server, started under en_US.UTF-8 (Redis sets LC_COLLATE
 		-- from the environment; its Lua compares strings with strcoll)
 		local d2 = dir .. "/locale"
-		os.execute("mkdir -p " .. d2)
-		local r2 = setmetatable({ dir = d2, pw = "s3cret", persist = false }, Redis)
-		repeat r2.port = math.random(20000, 60000) until not client.probe("127.0.0.1", r2.port, 1)
-		r2.proc = assert(kx.spawn{ "env", "LC_ALL=en_US.UTF-8", "redis-server", "--port", tostring(r2.port),
-			"--bind", "127.0.0.1", "--requirepass", r2.pw, "--dir", d2, "--save", "", stdout = "null", stderr = "null" })
-		wait_for(function() return client.probe("127.0.0.1", r2.port, 1) end, 20, "the second redis")
+		assert(kx.mkdir(d2))
+		local r2 = Redis.start(d2, { persist = false, env = { LC_ALL = "en_US.UTF-8" } })
 		local raw = r2:raw()
 		-- precondition: this server's Lua really collates (C would say true)
 		assert.are.equal("false", raw:call("EVAL", "return tostring('Node-z' < 'node-a')", 0))

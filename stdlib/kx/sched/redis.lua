@@ -256,8 +256,9 @@ function R:dispatch_loop(weigher, order, o)
 			for _, line in ipairs(r[5] or {}) do log(kx.json.decode(line)) end
 			if r[1] == "dead" then log{ dead = r[2] } end
 		end
-		if r[1] == "wait" and log and r[2] ~= last_blocking and r[3] == 0 then
-			log{ blocked = r[2] }
+		-- a head larger than every live node (none up yet is not that)
+		if r[1] == "wait" and log and r[2] ~= last_blocking and r[3] == 0 and (r[6] or 0) > 0 then
+			log{ blocked = r[2], units = r[7], largest = r[6] }
 		end
 		last_blocking = r[1] == "wait" and r[2] or nil
 		if r[1] == "wait" or r[1] == "empty" then

@@ -192,7 +192,7 @@ return 1
 -- lease_ms > 0 the central's policy is published in `central` for that long
 -- (submit places a task that finds pending empty by it).
 -- -> {"empty", "", 0, n, log} | {"dead", reason, 0, n, log}
---  | {"wait", id, ever, n, log} | {"placed", id, node, n, log} (the last
+--  | {"wait", id, ever, n, log, largest, units} | {"placed", id, node, n, log} (the last
 -- one); n = tasks placed by this call; log (with log = 1) one JSON line per
 -- placement, those submit made first: id, node, cpu_units, cap_left, input,
 -- output, profile
@@ -234,7 +234,7 @@ while n < max do
 		redis.call('SET', P .. 'blocking', cjson.encode({ id = t.id, cpu_units = t.cpu_units,
 			profile = t.profile, largest = largest,
 			reason = ever and 'waiting for capacity' or "larger than every node's capacity" }))
-		return { 'wait', tostring(t.id), ever and 1 or 0, n, log }
+		return { 'wait', tostring(t.id), ever and 1 or 0, n, log, largest, t.cpu_units }
 	end
 	redis.call('LPOP', P .. 'pending')
 	put(P, st[i], head, t, ts, want_log and log or nil)
