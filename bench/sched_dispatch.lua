@@ -189,9 +189,12 @@ local function ours_latency()
 		local t = { sent[r.id], r.ts_dispatch, r.ts_taken, r.ts_request, r.ts_start }
 		local v = { latency = r.ts_start - sent[r.id] }
 		lat[#lat + 1] = v.latency
+		-- (a worker of an older kxrun, or one that traces, notes fewer)
 		for i, h in ipairs(HOPS) do
-			v[h] = t[i + 1] - t[i]
-			parts[h][#parts[h] + 1] = v[h]
+			if t[i] and t[i + 1] then
+				v[h] = t[i + 1] - t[i]
+				parts[h][#parts[h] + 1] = v[h]
+			end
 		end
 		if r.cpuset then bound = bound + 1 end
 		exp:record{ point = { figure = "enqueue -> start" }, system = OURS, values = v,
@@ -199,7 +202,9 @@ local function ours_latency()
 	end
 	if P.detail then
 		local f = {}
-		for i, h in ipairs(HOPS) do f[i] = ("%.2f/%.2f"):format(q(parts[h], 0.5), q(parts[h], 0.99)) end
+		for i, h in ipairs(HOPS) do
+			f[i] = #parts[h] > 0 and ("%.2f/%.2f"):format(q(parts[h], 0.5), q(parts[h], 0.99)) or "-"
+		end
 		print(("  kx.sched hops (ms, median/p99): enqueue -> placed %s, placed -> the worker took it %s, "
 			.. "-> its zygote read the request %s, -> exec %s"):format(table.unpack(f)))
 	end
