@@ -23,7 +23,13 @@ local url, dir, runs = arg[1], arg[2], tonumber(arg[3])
 local KX = os.getenv("KXRUN")
 local function read(p) local f = io.open(p) if not f then return nil end local s = f:read("a") f:close() return s end
 local function ppid(pid) local s = read("/proc/" .. pid .. "/stat") return s and tonumber(s:match("%) %S+ (%d+)")) end
-local function alive(pid) local s = read("/proc/" .. pid .. "/stat") return s and not s:match("%) Z ") end
+-- A process that has not ended: not a zombie (Z), nor one its parent is
+-- reaping (X, after Z: counting it alive made a command that had ended look
+-- as if it had not, once in a few hundred runs)
+local function alive(pid)
+	local st = (read("/proc/" .. pid .. "/stat") or ""):match("%) (%a) ")
+	return st ~= nil and st ~= "Z" and st ~= "X" and st ~= "x"
+end
 
 local workers, started = {}, {}
 local s
@@ -113,8 +119,12 @@ for run = 1, runs do
 		victim = target
 		-- it sleeps 0.05-0.3 s: 20 s is a host that stopped it
 		deadline = kx.now() + 20
-		while alive(tpid) and kx.now() < deadline do kx.sleep(0.0005) end
-		if alive(tpid) then diagnose(("run %d: the command (pid %d) did not end"):format(run, tpid), tpid) end
+		local ended
+		repeat
+			ended = not alive(tpid)
+			if not ended then kx.sleep(0.0005) end
+		until ended or kx.now() >= deadline
+		if not ended then diagnose(("run %d: the command (pid %d) did not end"):format(run, tpid), tpid) end
 		after_exit = after_exit + 1
 	end
 	local p = workers[victim]
