@@ -23,6 +23,7 @@ rel=$(KXVM_DIR=$KXVM_DIR tests/vm/bed/kernel.sh --release) ||
 ktree=$KXVM_DIR/kernel/$rel
 stage=$(mktemp -d "$KXVM_DIR/stage.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
+chmod 755 "$stage" # the guest's /: every user may enter it
 declare -A seen=()
 
 is_elf() { [ "$(head -c 4 "$1" 2>/dev/null | od -An -c | tr -d ' ')" = '177ELF' ]; }
