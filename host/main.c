@@ -88,6 +88,13 @@ static int file_exists(const char *p)
 	return stat(p, &st) == 0;
 }
 
+/* A child resumed from a REPL line runs that line to its end, promptless. */
+static void repl_resumed(void *ud)
+{
+	(void)ud;
+	kx_repl_after_resume();
+}
+
 int main(int argc, char **argv)
 {
 	int interactive = 0, want_version = 0, script_at = 0, tool = 0;
@@ -98,6 +105,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "kxrun: cannot create the Lua state\n");
 		return 1;
 	}
+	kx_on_resume(repl_resumed, NULL);
+	kx_host.on_interrupt = kx_repl_interrupt;
 
 	/* options, as lua(1) takes them */
 	lua_newtable(L);   /* steps */

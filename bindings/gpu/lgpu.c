@@ -1,5 +1,5 @@
 /*
- * lgpu.c - Lua binding kx.gpu: GPU partitions (SPEC section 6).
+ * lgpu.c - Lua binding kx.gpu: GPU partitions (docs/MANUAL.md §5; manual: README.md here).
  *
  *   gpu.devices()            probe OpenCL (refreshes the ledger's cache)
  *   gpu.stats()              devices with their promised memory

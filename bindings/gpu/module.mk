@@ -1,5 +1,6 @@
 # kx.gpu: GPU partitions (ledger, OpenCL device probe, Lua binding) and the
 # enforcement library libkxgpu.so preloaded into programs run in a partition.
+DEBS        += ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo
 KX_SRCS   += bindings/gpu/ledger.c bindings/gpu/usage.c bindings/gpu/devices.c \
              bindings/gpu/lgpu.c bindings/gpu/lexec.c \
              bindings/gpu/remote.c bindings/gpu/lserve.c bindings/gpu/helpers.c

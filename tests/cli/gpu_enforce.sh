@@ -6,7 +6,7 @@
 K=$KXRUN
 ALLOC=$BUILD/tests/gpu_alloc
 [ -x "$ALLOC" ] || die "$ALLOC not built"
-$K gpu devices >/dev/null || { echo "no OpenCL device here (pocl-opencl-icd missing)"; exit 77; }
+need opencl
 $K gpu create 0 0.002 600 >/dev/null || die "create"
 N=$($K gpu list | sed -n 's/^  Memory: .* (\([0-9]*\) MB)$/\1/p')
 [ "$N" -ge 3 ] || die "partition of $N MB is too small for this test"

@@ -3,14 +3,13 @@
 # socket and are identified by the kernel (SO_PEERCRED), not by what they say.
 . "$ROOT/tests/cli/gpu_lib.sh.inc"
 K=$KXRUN
-[ "$(id -u)" = 0 ] || { echo "needs root to run the daemon and switch users"; exit 77; }
-command -v setpriv >/dev/null || { echo "setpriv (util-linux) missing"; exit 77; }
+need root setpriv nobody-exec
 NOBODY=$(id -un 65534)
 # PoCL wants a writable cache under $HOME
 mkdir -p "$TOP/home" && chown 65534 "$TOP/home"
 as_nobody() { HOME=$TOP/home setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
 D=$TOP/gpu
-$K gpu devices >/dev/null || { echo "no OpenCL device here (pocl-opencl-icd missing)"; exit 77; }
+need opencl
 $K gpu create 0 0.2 600 >/dev/null || die "root create before serve"
 
 $K gpu serve 2>"$TOP/serve.err" &

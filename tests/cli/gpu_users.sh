@@ -3,12 +3,9 @@
 # first made; only the owner or root releases; only root uses --user.
 . "$ROOT/tests/cli/gpu_lib.sh.inc"
 K=$KXRUN
-[ "$(id -u)" = 0 ] || { echo "needs root to switch users with setpriv"; exit 77; }
-command -v setpriv >/dev/null || { echo "setpriv (util-linux) missing"; exit 77; }
+need root setpriv nobody-exec
 NOBODY=$(id -un 65534)
 as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
-# kxrun must be reachable by the other user
-as_nobody test -x "$K" || { echo "$K is not executable by uid 65534"; exit 77; }
 
 $K gpu create 0 0.3 600 >/dev/null || die "root create"
 out=$(as_nobody $K gpu create 0 0.3 600) || die "second user cannot create: $out"

@@ -1,4 +1,4 @@
-# The command line of SPEC §2: options, arg, exit statuses, error format.
+# The command line (docs/MANUAL.md §2): options, arg, exit statuses, error format.
 . "$(dirname "$0")/lib.sh"
 
 out=$("$KXRUN" -v) ; expect_match "$out" '^kxrun [0-9.]+ \(Lua 5\.4' "-v"

@@ -2,10 +2,8 @@
 # /proc fallback under "auto"), an unwritable and a full output directory
 # (refused before anything starts, nothing written).
 . "$(dirname "$0")/lib.sh"
-[ "$(id -u)" = 0 ] || skip "needs root to switch users (setpriv) and mount a small tmpfs"
-command -v setpriv >/dev/null || skip "setpriv (util-linux) missing"
+need root setpriv nobody-exec tmpfs-mount
 as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
-as_nobody test -x "$KXRUN" || skip "$KXRUN is not executable by uid 65534"
 chmod 0777 "$T"
 cd "$T"
 
@@ -35,7 +33,7 @@ expect_match "$out" '^nil	cannot create ro/run' "unwritable directory refused"
 
 # full: a 256 KiB tmpfs filled up
 mkdir full
-mount -t tmpfs -o size=256k kxrun-trace-full full 2>/dev/null || skip "cannot mount a tmpfs here"
+mount -t tmpfs -o size=256k kxrun-trace-full full || fail "cannot mount a tmpfs"
 trap 'umount "$T/full" 2>/dev/null; rm -rf "$T"' EXIT
 dd if=/dev/zero of=full/filler bs=4k count=1000 2>/dev/null
 out=$("$KXRUN" -e 'local r, e = require("kx.trace").start{ dir = "full/run" } print(r, e)' 2>&1)

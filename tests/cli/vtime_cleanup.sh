@@ -14,12 +14,12 @@ ran=""
 for backend in signal freezer-v1 freezer-v2; do
 	case $backend in
 	freezer-v1) cgroot=/sys/fs/cgroup/freezer
-		if ! [ -w $cgroot/cgroup.procs ]; then
-			echo "freezer-v1: skipped, $cgroot is not a writable v1 freezer"; continue
+		if ! why=$(tests/features.sh cgroup1-freezer); then
+			echo "freezer-v1: not tested, $why"; continue
 		fi ;;
 	freezer-v2) cgroot=$v2root
-		if [ -z "$cgroot" ] || ! [ -w "$cgroot/cgroup.procs" ]; then
-			echo "freezer-v2: skipped, no writable cgroup2 mount"; continue
+		if ! why=$(tests/features.sh cgroup2); then
+			echo "freezer-v2: not tested, $why"; continue
 		fi ;;
 	*) cgroot=/nonexistent ;;
 	esac

@@ -1,5 +1,6 @@
 -- kx.trace with known workloads and known answers.
 local trace = require "kx.trace"
+local need = dofile((os.getenv("ROOT") or ".") .. "/tests/need.lua")
 
 local function tmpdir()
 	local d = os.tmpname()
@@ -48,10 +49,10 @@ describe("kx.trace", function()
 
 	for _, source in ipairs{ "proc", "ebpf" } do
 		it("adds a launched command's CPU up to the kernel's figure within 2% (" .. source .. ")", function()
+			if source == "ebpf" and not need("bpf") then return end
 			local run, err = trace.start{ dir = dir .. "/run", interval = 0.05, source = source }
 			if not run then
-				pending("eBPF source cannot load here: " .. tostring(err))
-				return
+				error("trace.start failed: " .. tostring(err))
 			end
 			local rec, pid, kernel = burn(run, 600, 1, "self")
 			run:stop()
@@ -68,10 +69,10 @@ describe("kx.trace", function()
 	-- while burning, or outliving the leader thread (pthread_exit)
 	for _, mode in ipairs{ "join", "group", "leader" } do
 		it("records a descendant's exact CPU at exit, threads ending by " .. mode .. " (eBPF)", function()
+			if not need("bpf") then return end
 			local run, err = trace.start{ dir = dir .. "/run", interval = 0.05, source = "ebpf" }
 			if not run then
-				pending("eBPF source cannot load here: " .. tostring(err))
-				return
+				error("trace.start failed: " .. tostring(err))
 			end
 			local rec, pid, kernel = burn(run, 250, 3, mode)
 			run:stop()
@@ -90,14 +91,11 @@ describe("kx.trace", function()
 	end
 
 	it("adds a multithreaded ffmpeg's CPU up to the kernel's figure within 2% (eBPF)", function()
-		if kx.exec{ "ffmpeg", "-version" } ~= 0 then
-			pending("ffmpeg is not installed")
-			return
-		end
+		if not need("ffmpeg") then return end
+		if not need("bpf") then return end
 		local run, err = trace.start{ dir = dir .. "/run", interval = 0.05, source = "ebpf" }
 		if not run then
-			pending("eBPF source cannot load here: " .. tostring(err))
-			return
+			error("trace.start failed: " .. tostring(err))
 		end
 		local rec = assert(run:exec{ "ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
 			"testsrc=duration=2:size=320x240:rate=25", "-c:v", "libx264", "-threads", "2",
@@ -109,10 +107,10 @@ describe("kx.trace", function()
 	end)
 
 	it("reads only processes that ran: a sleeper gets a row a second, a burner one a tick (eBPF)", function()
+		if not need("bpf") then return end
 		local run, err = trace.start{ dir = dir .. "/run", interval = 0.02, source = "ebpf" }
 		if not run then
-			pending("eBPF source cannot load here: " .. tostring(err))
-			return
+			error("trace.start failed: " .. tostring(err))
 		end
 		local out = dir .. "/burn.txt"
 		local rec = assert(run:exec{ "sh", "-c", "sleep 1.5 & " .. burner .. " 400 1 self > " .. out .. "; wait" })
@@ -139,6 +137,7 @@ describe("kx.trace", function()
 	end)
 
 	it("finds processes by name: one already running, and a short one from its exec (eBPF)", function()
+		if not need("bpf") then return end
 		local prog = dir .. "/kxmatchsleep"
 		assert(os.execute("cp /bin/sleep " .. prog))
 		local before = kx.spawn{ prog, "0.8" }
@@ -153,8 +152,7 @@ describe("kx.trace", function()
 			match = "^kxmatchsleep$" }
 		if not run then
 			before:kill()
-			pending("eBPF source cannot load here: " .. tostring(err))
-			return
+			error("trace.start failed: " .. tostring(err))
 		end
 		kx.sleep(0.05)
 		-- lives 30 ms, far less than the interval: only its exec can reveal it
@@ -206,10 +204,10 @@ describe("kx.trace", function()
 	end)
 
 	it("records 200 descendants of 5 ms each with start and end (eBPF source)", function()
+		if not need("bpf") then return end
 		local run, err = trace.start{ dir = dir .. "/run", interval = 0.2, source = "ebpf" }
 		if not run then
-			pending("eBPF source cannot load here: " .. tostring(err))
-			return
+			error("trace.start failed: " .. tostring(err))
 		end
 		assert.are.equal("ebpf", run.source)
 		local rec = assert(run:exec{ "sh", "-c", "for i in $(seq 200); do sleep 0.005 & done; wait" })
@@ -269,6 +267,7 @@ describe("kx.trace", function()
 
 	for _, source in ipairs{ "proc", "ebpf" } do
 		it("watches a process with the children it already has (" .. source .. ")", function()
+			if source == "ebpf" and not need("bpf") then return end
 			local p = kx.spawn{ "sh", "-c", "sleep 0.6 & sleep 0.6 & wait" }
 			for _ = 1, 200 do   -- its children are up (exec'd) before it is watched
 				local f = io.open("/proc/" .. p.pid .. "/task/" .. p.pid .. "/children")
@@ -284,8 +283,7 @@ describe("kx.trace", function()
 			local run, err = trace.start{ dir = dir .. "/run", interval = 0.05, source = source }
 			if not run then
 				p:kill()
-				pending("eBPF source cannot load here: " .. tostring(err))
-				return
+				error("trace.start failed: " .. tostring(err))
 			end
 			assert.is_true(run:watch(p.pid))
 			p:wait()

@@ -7,6 +7,8 @@ local BUILD = os.getenv("BUILD") or "build"
 local CLOCK = ROOT .. "/" .. BUILD .. "/tests/vtime_clock"
 local STATIC = ROOT .. "/" .. BUILD .. "/tests/vtime_static"
 local MS = 1000000
+local KXRUN = os.getenv("KXRUN") or "./kxrun"
+local need = dofile(ROOT .. "/tests/need.lua")
 
 local function tmpfile()
 	local _, out = kx.exec{ "mktemp", "/tmp/kxrun-vtime-spec.XXXXXX" }
@@ -28,18 +30,12 @@ local function fields(path)
 	return t
 end
 
-local function freezer_ok()
-	local f = io.open("/sys/fs/cgroup/freezer/cgroup.procs", "a")
-	if f then f:close() return true end
-	return false
-end
-
--- A v2 freezer needs a cgroup2 mount we may write and cgroup.freeze in a
--- child cgroup: creating the experiment tells (nil, message) otherwise.
-local function v2_or_why()
-	local e, err = vtime.experiment{ step = MS, backend = "freezer-v2" }
-	if e then e:stop() return true end
-	return false, err
+-- The cgroup2 mount point, where there is one.
+local function v2_mount()
+	for l in io.lines("/proc/mounts") do
+		local dir, fs = l:match("^%S+ (%S+) (%S+)")
+		if fs == "cgroup2" then return dir end
+	end
 end
 
 local function wait_exit(p)
@@ -77,14 +73,8 @@ describe("kx.vtime", function()
 	for _, backend in ipairs{ "signal", "freezer", "freezer-v2" } do
 		it("gives a usleep loop its virtual ms, every clock at exp:now() between rounds ("
 			.. backend .. ")", function()
-			if backend == "freezer" and not freezer_ok() then
-				pending("no writable cgroup v1 freezer")
-				return
-			end
-			if backend == "freezer-v2" then
-				local ok, why = v2_or_why()
-				if not ok then pending("cgroup v2 freezer: " .. why) return end
-			end
+			if backend == "freezer" and not need("cgroup1-freezer") then return end
+			if backend == "freezer-v2" and not need("cgroup2") then return end
 			exp = assert(vtime.experiment{ step = MS, backend = backend })
 			assert.equal(backend == "signal" and "signal" or "freezer", exp.backend)
 			if backend == "freezer-v2" then assert.matches("kxrun%-vtime", exp.cgroup) end
@@ -312,18 +302,19 @@ describe("kx.vtime", function()
 	end)
 
 	it("names what is missing when a freezer cannot run", function()
-		local ok, why = v2_or_why()
-		if ok then
-			-- v2 runs here; v1 named alone must still say what it lacks
-			if freezer_ok() then pending("both freezers run here") return end
-			local e, err = vtime.experiment{ step = MS, backend = "freezer-v1" }
-			assert.is_nil(e)
-			assert.matches("cgroup v1 freezer", err)
-		else
-			local e, err = vtime.experiment{ step = MS, backend = "freezer-v2" }
-			assert.is_nil(e)
-			assert.matches("cannot run here", err)
-			assert.is_string(why)
+		-- each freezer hidden under an empty tmpfs in a private mount namespace
+		if not need("root") then return end
+		local function without(dir, backend)
+			local code, out, err = kx.exec{ "unshare", "-m", "sh", "-c",
+				'mount -t tmpfs kxrun-hide "$0" && exec "$1" -e "$2"', dir, KXRUN,
+				("print(require('kx.vtime').experiment{ step = 1e6, backend = %q })"):format(backend) }
+			assert.equal(0, code, err)
+			return out
+		end
+		assert.matches("^nil\t.*cgroup v1 freezer", without("/sys/fs/cgroup/freezer", "freezer-v1"))
+		local v2 = v2_mount()
+		if v2 then
+			assert.matches("^nil\t.*cannot run here", without(v2, "freezer-v2"))
 		end
 	end)
 end)

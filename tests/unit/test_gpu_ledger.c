@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "../../bindings/gpu/ledger.h"
+#include "need.h"
 
 #define GIB (1024ull * 1024 * 1024)
 
@@ -324,8 +325,7 @@ static void test_second_user(void **state)
 	pid_t pid;
 	int st;
 
-	if (getuid() != 0)
-		skip();
+	NEED("root");
 	assert_int_equal(create(f->l, 0, "0.3", 60000, 0, 0, NULL), 0);
 	pid = fork();
 	assert_true(pid >= 0);

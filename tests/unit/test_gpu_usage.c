@@ -17,6 +17,7 @@
 
 #include "../../bindings/gpu/ledger.h"
 #include "../../bindings/gpu/usage.h"
+#include "need.h"
 
 #define MIB (1024ull * 1024)
 
@@ -147,8 +148,8 @@ static void test_preload_enforces_opencl(void **state)
 	const char *build = getenv("BUILD");
 
 	(void)state;
-	if (!have_tools())
-		skip();
+	NEED("opencl");
+	assert_true(have_tools());   /* make test builds both */
 	assert_int_equal(kxgpu_usage_init(path, 8 * MIB, kxgpu_now_ms() + 60000,
 	                                  err, sizeof err), 0);
 	assert_int_equal(run_alloc("1 9", out, sizeof out), 3);
