@@ -42,7 +42,7 @@ $(KXVT_KO): $(KMOD_SRC)
 KMOD_TOOLS := $(BUILD)/tests/kxvt_test $(BUILD)/tests/kxvt_clock
 $(BUILD)/tests/kxvt_test: tests/vm/kxvt_test.c kmod/kxvt.h
 	@mkdir -p $(dir $@)
-	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -Ikmod -o $@ $< -lpthread
+	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -Ikmod -o $@ $< -lpthread -lm
 $(BUILD)/tests/kxvt_clock: tests/vm/kxvt_clock.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -static -o $@ $<

@@ -289,7 +289,7 @@ static long kxvt_run(struct kxvt_exp *exp, void __user *arg)
 	}
 	for (i = 0; i < run.nshares; i++)
 		k += kxvt_start_share(exp->members[shares[i].id], &shares[i],
-				      local_clock(), kicks + k, nkicks - k);
+				      kicks + k, nkicks - k);
 	raw_spin_unlock_irqrestore(&exp->lock, flags);
 	if ((run.flags & KXVT_RUN_NEW_ROUND) && exp->vvar)
 		kxvt_time_round(exp);
@@ -405,7 +405,7 @@ static long kxvt_member(struct kxvt_exp *exp, void __user *arg)
 	mi.ntasks = m->ntasks;
 	mi.vclock = kxvt_vclock(m);
 	mi.running = m->state == KXVT_M_RUN;
-	mi.cpu_ns = m->cpu_total + (mi.running ? kxvt_used_now(m, local_clock()) : 0);
+	mi.cpu_ns = m->cpu_total + (mi.running ? kxvt_used_now(m) : 0);
 	raw_spin_unlock_irqrestore(&exp->lock, flags);
 	return copy_to_user(arg, &mi, sizeof(mi)) ? -EFAULT : 0;
 }

@@ -53,6 +53,7 @@ enum {
 	KXVT_DO_PUT,            /* write the clock answer to user memory */
 	KXVT_DO_CLEAR,          /* a select that timed out: clear its sets */
 	KXVT_DO_PARK,           /* park until its member may run */
+	KXVT_DO_ARM,            /* arm its budget timer on its own CPU */
 };
 
 /* A timed wait in progress (kxvt_task.tw_mode). */
@@ -71,8 +72,7 @@ struct kxvt_member {
 	struct list_head tasks;
 	int ntasks;             /* linked tasks */
 	int nactive;            /* of which KXVT_T_ACTIVE */
-	int noncpu;             /* of which on a CPU (run_start != 0) */
-	u64 oncpu_sum;          /* sum of their run_start */
+	int noncpu;             /* of which on a CPU */
 	enum kxvt_mstate state;
 	u32 end;                /* KXVT_END_* once done */
 	bool exhausted;         /* used its budget: its threads park */
@@ -81,10 +81,12 @@ struct kxvt_member {
 	/* the share */
 	s64 vbase, vend, budget;
 	u32 num, den;
-	s64 used;               /* CPU ns of threads that left the CPU */
+	s64 used;               /* CPU ns of the share, but for what its
+				   threads on a CPU ran since rt_in */
 	s64 skip;               /* virtual ns its sleeps jumped */
 	s64 result_used;        /* CPU ns when it ended */
 	s64 vfrozen;            /* its clock outside a share */
+	s64 vlast;              /* the last clock read in the share */
 	s64 cpu_total;          /* CPU ns of its ended shares */
 	wait_queue_head_t wq;   /* its parked and virtually sleeping threads */
 };
@@ -100,7 +102,9 @@ struct kxvt_task {
 					   wait loop: its switch-outs are not
 					   blocking (a share may have begun) */
 	enum kxvt_tstate state;
-	u64 run_start;                  /* local_clock() at switch-in, or 0 */
+	bool oncpu;
+	u64 rt_in;                      /* its runtime when it went on the CPU
+					   (or when the share began) */
 	struct hrtimer timer;           /* its member's budget, while on CPU */
 	struct callback_head work;      /* TWA_RESUME: the todo bits */
 	struct callback_head kick;      /* TWA_SIGNAL: interrupts a wait */
@@ -149,16 +153,17 @@ int kxvt_probes_get(void);
 void kxvt_probes_put(void);
 struct kxvt_task *kxvt_find(struct task_struct *p);
 s64 kxvt_vclock(struct kxvt_member *m);
-s64 kxvt_used_now(struct kxvt_member *m, u64 now);
+s64 kxvt_used_now(struct kxvt_member *m);
 bool kxvt_may_run(struct kxvt_member *m);
 void kxvt_queue(struct kxvt_task *t, int what);
 void kxvt_kick(struct kxvt_task *t, enum task_work_notify_mode mode);
 void kxvt_member_check(struct kxvt_member *m);
+void kxvt_running(struct kxvt_task *t);
 void kxvt_member_done(struct kxvt_member *m, u32 end);
 void kxvt_member_exhaust(struct kxvt_member *m);
 int kxvt_add_tasks(struct kxvt_member *m, struct task_struct *leader);
 int kxvt_start_share(struct kxvt_member *m, const struct kxvt_share *s,
-		     u64 now, struct kxvt_task **kicks, int nkicks);
+		     struct kxvt_task **kicks, int nkicks);
 int kxvt_release_members(struct kxvt_exp *exp, struct kxvt_task **out, int max);
 void kxvt_task_put(struct kxvt_task *t);
 void kxvt_exp_put(struct kxvt_exp *exp);

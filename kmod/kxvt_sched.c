@@ -148,27 +148,58 @@ struct kxvt_task *kxvt_find(struct task_struct *p)
 
 /* ---- clocks and shares (exp->lock held) ---------------------------------- */
 
-s64 kxvt_used_now(struct kxvt_member *m, u64 now)
+/*
+ * CPU time is the scheduler's own count (what CLOCK_*_CPUTIME_ID read):
+ * se.sum_exec_runtime, up to date whenever the task leaves a CPU, plus, for
+ * the current task, what it has run since se.exec_start by this CPU's
+ * sched clock.  Another CPU's clock is never read: where the TSC is
+ * unstable (a TCG guest: "TSCs unsynchronized") per-CPU sched clocks
+ * differ by milliseconds, and a remote read lost ~40 % of a busy member's
+ * CPU in 1 ms shares.  A task running elsewhere counts what the scheduler
+ * last accounted it (at most a tick behind).
+ */
+static u64 kxvt_runtime(struct task_struct *p, bool oncpu)
 {
-	return m->used + (s64)(m->noncpu * now - m->oncpu_sum);
+	u64 sum = READ_ONCE(p->se.sum_exec_runtime), now, start;
+
+	if (!oncpu || p != current)
+		return sum;
+	now = sched_clock_cpu(smp_processor_id());
+	start = READ_ONCE(p->se.exec_start);
+	return sum + (now > start ? now - start : 0);
 }
 
-static s64 kxvt_vclock_at(struct kxvt_member *m, u64 now)
+s64 kxvt_used_now(struct kxvt_member *m)
+{
+	struct kxvt_task *t;
+	s64 used = m->used;
+	int n = m->noncpu;
+
+	list_for_each_entry(t, &m->tasks, mnode) {
+		if (!n)
+			break;
+		if (t->oncpu) {
+			used += kxvt_runtime(t->task, true) - t->rt_in;
+			n--;
+		}
+	}
+	return used;
+}
+
+/* Its clock; it never steps back (remote runtime reads may race). */
+s64 kxvt_vclock(struct kxvt_member *m)
 {
 	s64 used, v;
 
 	if (m->state != KXVT_M_RUN)
 		return m->vfrozen;
-	used = kxvt_used_now(m, now);
+	used = kxvt_used_now(m);
 	v = m->vbase + m->skip;
 	if (used > 0)
 		v += mul_u64_u32_div(used, m->den, m->num);
-	return min(v, m->vend);
-}
-
-s64 kxvt_vclock(struct kxvt_member *m)
-{
-	return kxvt_vclock_at(m, local_clock());
+	v = clamp(v, m->vlast, m->vend);
+	m->vlast = v;
+	return v;
 }
 
 void kxvt_skip_to(struct kxvt_member *m, s64 deadline)
@@ -188,10 +219,9 @@ bool kxvt_may_run(struct kxvt_member *m)
 void kxvt_member_done(struct kxvt_member *m, u32 end)
 {
 	struct kxvt_exp *exp = m->exp;
-	u64 now = local_clock();
 
-	m->result_used = kxvt_used_now(m, now);
-	m->vfrozen = kxvt_vclock_at(m, now);
+	m->result_used = kxvt_used_now(m);
+	m->vfrozen = kxvt_vclock(m);
 	m->cpu_total += m->result_used;
 	m->state = KXVT_M_DONE;
 	m->end = end;
@@ -221,7 +251,7 @@ void kxvt_member_exhaust(struct kxvt_member *m)
 		if (t->state != KXVT_T_ACTIVE)
 			continue;
 		kxvt_queue(t, KXVT_DO_PARK);
-		if (t->run_start && t->task != current)
+		if (t->oncpu && t->task != current)
 			kick_process(t->task);
 	}
 	kxvt_member_check(m);
@@ -233,17 +263,31 @@ static s64 kxvt_slice(struct kxvt_member *m, s64 left)
 	return max_t(s64, left / max(m->noncpu, 1), KXVT_MIN_SLICE_NS);
 }
 
+/* The budget timer of t, on t's CPU (t is current there, or being switched
+ * in): its callback reads t's runtime by that CPU's clock. */
+static void kxvt_arm(struct kxvt_task *t)
+{
+	struct kxvt_member *m = t->m;
+	s64 left = m->budget - kxvt_used_now(m);
+
+	if (left <= 0)
+		kxvt_member_exhaust(m);
+	else
+		hrtimer_start(&t->timer, ns_to_ktime(kxvt_slice(m, left)),
+			      HRTIMER_MODE_REL_PINNED_HARD);
+}
+
 static enum hrtimer_restart kxvt_budget_fn(struct hrtimer *h)
 {
 	struct kxvt_task *t = container_of(h, struct kxvt_task, timer);
 	struct kxvt_member *m = t->m;
 	enum hrtimer_restart ret = HRTIMER_NORESTART;
 	s64 left;
-
 	raw_spin_lock(&m->exp->lock);
-	if (!t->linked || m->state != KXVT_M_RUN || m->exhausted)
+	/* re-armed meanwhile (a share started, the task came on a CPU) */
+	if (!t->linked || m->state != KXVT_M_RUN || m->exhausted || hrtimer_is_queued(h))
 		goto out;
-	left = m->budget - kxvt_used_now(m, local_clock());
+	left = m->budget - kxvt_used_now(m);
 	if (left > 0) {
 		hrtimer_forward_now(h, ns_to_ktime(kxvt_slice(m, left)));
 		ret = HRTIMER_RESTART;
@@ -259,7 +303,7 @@ out:
  * in a timed wait due in this share were put in kicks[] (referenced: the
  * caller interrupts them after unlocking). */
 int kxvt_start_share(struct kxvt_member *m, const struct kxvt_share *s,
-		     u64 now, struct kxvt_task **kicks, int nkicks)
+		     struct kxvt_task **kicks, int nkicks)
 {
 	struct kxvt_task *t;
 	int k = 0;
@@ -271,20 +315,22 @@ int kxvt_start_share(struct kxvt_member *m, const struct kxvt_share *s,
 	m->budget = s->budget_ns;
 	m->num = s->speed_num;
 	m->den = s->speed_den;
-	m->used = m->skip = 0;
-	m->oncpu_sum = (u64)m->noncpu * now;
+	/* what its threads ran after its last share ended (parking, a signal
+	 * handled between shares) counts in this one: no CPU goes uncounted */
+	m->used -= m->result_used;
+	m->result_used = m->skip = 0;
+	m->vlast = s->vbase;
 	m->exp->nrun++;
 	if (!m->ntasks) {
 		kxvt_member_done(m, KXVT_END_EXITED);
 		return 0;
 	}
 	list_for_each_entry(t, &m->tasks, mnode) {
-		if (t->run_start) {
+		if (t->oncpu) {
 			/* on a CPU now (leaving its park, say): no switch-in
-			 * will arm its timer; from here it may fire elsewhere */
-			t->run_start = now;
-			hrtimer_start(&t->timer, ns_to_ktime(kxvt_slice(m, m->budget)),
-				      HRTIMER_MODE_REL_HARD);
+			 * will arm its timer; it arms it itself, on its CPU */
+			kxvt_queue(t, KXVT_DO_ARM);
+			kick_process(t->task);
 		}
 		if (t->state == KXVT_T_PARKED ||
 		    (t->state == KXVT_T_ASLEEP && t->deadline < m->vend)) {
@@ -323,6 +369,16 @@ void kxvt_task_put(struct kxvt_task *t)
 		call_rcu(&t->rcu, kxvt_task_free_rcu);
 }
 
+/* t's own task runs this: whatever its state said, it is runnable (a
+ * wakeup the probes did not see would otherwise leave it "blocked"). */
+void kxvt_running(struct kxvt_task *t)
+{
+	if (t->linked && t->state == KXVT_T_BLOCKED) {
+		t->state = KXVT_T_ACTIVE;
+		t->m->nactive++;
+	}
+}
+
 /* Waits in a killable, no-load sleep until its member may run. */
 static void kxvt_park(struct kxvt_task *t)
 {
@@ -331,6 +387,7 @@ static void kxvt_park(struct kxvt_task *t)
 	DEFINE_WAIT(wait);
 
 	raw_spin_lock_irqsave(&m->exp->lock, flags);
+	kxvt_running(t);
 	if (!t->linked || kxvt_may_run(m) || t->state != KXVT_T_ACTIVE) {
 		raw_spin_unlock_irqrestore(&m->exp->lock, flags);
 		return;
@@ -358,6 +415,17 @@ static void kxvt_park(struct kxvt_task *t)
 	raw_spin_unlock_irqrestore(&m->exp->lock, flags);
 }
 
+static void kxvt_arm_self(struct kxvt_task *t)
+{
+	struct kxvt_member *m = t->m;
+	unsigned long flags;
+
+	raw_spin_lock_irqsave(&m->exp->lock, flags);
+	if (t->linked && t->oncpu && m->state == KXVT_M_RUN && !m->exhausted)
+		kxvt_arm(t);
+	raw_spin_unlock_irqrestore(&m->exp->lock, flags);
+}
+
 static void kxvt_work_fn(struct callback_head *cb)
 {
 	struct kxvt_task *t = container_of(cb, struct kxvt_task, work);
@@ -373,6 +441,8 @@ static void kxvt_work_fn(struct callback_head *cb)
 			kxvt_do_clear(t);
 		if (test_and_clear_bit(KXVT_DO_PARK, &t->todo))
 			kxvt_park(t);
+		if (test_and_clear_bit(KXVT_DO_ARM, &t->todo))
+			kxvt_arm_self(t);
 	}
 	kxvt_task_put(t);
 }
@@ -440,16 +510,15 @@ static void kxvt_link(struct kxvt_task *t, struct kxvt_member *m,
 
 /* Drops the task from its member (it exits, or on release); the caller
  * then drops the linked reference. */
-static void kxvt_unlink(struct kxvt_task *t, u64 now)
+static void kxvt_unlink(struct kxvt_task *t)
 {
 	struct kxvt_member *m = t->m;
 
 	hrtimer_try_to_cancel(&t->timer);
-	if (t->run_start) {
-		m->used += now - t->run_start;
-		m->oncpu_sum -= t->run_start;
+	if (t->oncpu) {
+		m->used += kxvt_runtime(t->task, true) - t->rt_in;
 		m->noncpu--;
-		t->run_start = 0;
+		t->oncpu = false;
 	}
 	if (t->state == KXVT_T_ACTIVE)
 		m->nactive--;
@@ -558,7 +627,8 @@ int kxvt_release_members(struct kxvt_exp *exp, struct kxvt_task **out, int max)
 
 /* ---- scheduler probes ----------------------------------------------------- */
 
-static void kxvt_switch_out(struct kxvt_task *t, u64 now, bool blocks)
+/* Its runtime is up to date here (the scheduler updated it on the way). */
+static void kxvt_switch_out(struct kxvt_task *t, bool blocks)
 {
 	struct kxvt_member *m = t->m;
 
@@ -566,11 +636,10 @@ static void kxvt_switch_out(struct kxvt_task *t, u64 now, bool blocks)
 	if (!t->linked)
 		goto out;
 	hrtimer_try_to_cancel(&t->timer);
-	if (t->run_start) {
-		m->used += now - t->run_start;
-		m->oncpu_sum -= t->run_start;
+	if (t->oncpu) {
+		m->used += READ_ONCE(t->task->se.sum_exec_runtime) - t->rt_in;
 		m->noncpu--;
-		t->run_start = 0;
+		t->oncpu = false;
 	}
 	if (blocks && t->state == KXVT_T_ACTIVE && !t->in_wait) {
 		t->state = KXVT_T_BLOCKED;
@@ -581,28 +650,22 @@ out:
 	raw_spin_unlock(&m->exp->lock);
 }
 
-static void kxvt_switch_in(struct kxvt_task *t, u64 now)
+static void kxvt_switch_in(struct kxvt_task *t)
 {
 	struct kxvt_member *m = t->m;
-	s64 left;
 
 	raw_spin_lock(&m->exp->lock);
 	if (!t->linked)
 		goto out;
-	t->run_start = now ?: 1;
-	m->oncpu_sum += t->run_start;
+	t->rt_in = READ_ONCE(t->task->se.sum_exec_runtime);
+	t->oncpu = true;
 	m->noncpu++;
 	if (t->state == KXVT_T_BLOCKED) { /* woken without a wakeup event */
 		t->state = KXVT_T_ACTIVE;
 		m->nactive++;
 	}
 	if (m->state == KXVT_M_RUN && !m->exhausted) {
-		left = m->budget - kxvt_used_now(m, now);
-		if (left <= 0)
-			kxvt_member_exhaust(m);
-		else
-			hrtimer_start(&t->timer, ns_to_ktime(kxvt_slice(m, left)),
-				      HRTIMER_MODE_REL_PINNED_HARD);
+		kxvt_arm(t);
 	} else if (!kxvt_may_run(m) && t->state == KXVT_T_ACTIVE) {
 		kxvt_queue(t, KXVT_DO_PARK);
 	}
@@ -616,19 +679,17 @@ static void kxvt_probe_switch(void *data, bool preempt,
 			      unsigned int prev_state)
 {
 	struct kxvt_task *t;
-	u64 now;
 
 	if (!atomic_read(&kxvt_ntasks))
 		return;
-	now = local_clock();
 	t = kxvt_find(prev);
 	/* prev->__state, not prev_state: a pending signal may have kept
 	 * the task runnable after prev_state was read */
 	if (t)
-		kxvt_switch_out(t, now, !preempt && READ_ONCE(prev->__state) != TASK_RUNNING);
+		kxvt_switch_out(t, !preempt && READ_ONCE(prev->__state) != TASK_RUNNING);
 	t = kxvt_find(next);
 	if (t)
-		kxvt_switch_in(t, now);
+		kxvt_switch_in(t);
 }
 
 static void kxvt_probe_wakeup(void *data, struct task_struct *p)
@@ -701,7 +762,7 @@ static void kxvt_probe_exit(void *data, struct task_struct *p)
 	m = t->m;
 	raw_spin_lock_irqsave(&m->exp->lock, flags);
 	if (t->linked) {
-		kxvt_unlink(t, local_clock());
+		kxvt_unlink(t);
 		unlinked = true;
 	}
 	raw_spin_unlock_irqrestore(&m->exp->lock, flags);

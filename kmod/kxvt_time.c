@@ -475,6 +475,7 @@ void kxvt_do_sleep(struct kxvt_task *t)
 	u32 ns;
 
 	raw_spin_lock_irqsave(&m->exp->lock, flags);
+	kxvt_running(t);
 	if (!t->linked || m->exp->dead || t->state != KXVT_T_ACTIVE)
 		goto out;
 	t->state = KXVT_T_ASLEEP;
@@ -505,6 +506,8 @@ void kxvt_do_sleep(struct kxvt_task *t)
 		t->state = KXVT_T_ACTIVE;
 		m->nactive++;
 	}
+	if (!kxvt_may_run(m))   /* a signal woke it between shares */
+		kxvt_queue(t, KXVT_DO_PARK);
 	if (!intr) {
 		kxvt_skip_to(m, t->deadline);
 	} else {

@@ -14,9 +14,12 @@
  *   kxvt_test clocks PROG HOW   PROG (kxvt_clock, static) as a member in a
  *       time namespace of its own, waiting HOW; its clocks must be virtual
  *   kxvt_test hold SECONDS      keeps an experiment open (rmmod refuses)
+ *   kxvt_test cpu STEP_US PROG ARGS...  PROG as a member in rounds until it
+ *       exits: the CPU charged to its shares against the scheduler's count
  * Exit status 0 when every check passed; a line "FAIL: ..." otherwise.
  */
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -25,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -554,6 +558,49 @@ static int cmd_release(const char *mode)
 	return failed;
 }
 
+/* Runs PROG as a member in rounds of STEP_US until it exits: the CPU its
+ * shares were charged against what wait4() says it used. */
+static int cmd_cpu(int64_t step_us, char **argv)
+{
+	int fd = open_dev();
+	struct kid k = start_kid("exec", 0, argv);
+	CHECK(add(fd, k.pid, 0) == 0, "ADD");
+	char path[64];
+	long long rt0 = 0;
+	snprintf(path, sizeof path, "/proc/%d/schedstat", k.pid);
+	FILE *f = fopen(path, "r");
+	if (!f || fscanf(f, "%lld", &rt0) != 1)
+		rt0 = 0;
+	if (f)
+		fclose(f);
+	go(&k);
+	static struct kxvt_result res[1];
+	int64_t step = step_us * 1000, charged = 0, r = 0, over = 0;
+	struct kxvt_member_info mi = {.id = 0};
+	for (; r < 100000 && !failed; r++) {
+		CHECK(round_all(fd, 1, r * step, step, res) == 0, "round %lld", (long long)r);
+		charged += res[0].used_ns;
+		over += res[0].overrun_ns;
+		if (ioctl(fd, KXVT_IOC_MEMBER, &mi) == 0 && !mi.ntasks)
+			break;
+	}
+	struct rusage ru;
+	int st;
+	wait4(k.pid, &st, 0, &ru);
+	int64_t cpu = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000LL +
+	              (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000LL;
+	cpu -= rt0; /* from its ADD on: what it used before is not a member's */
+	printf("rounds %lld charged %lld cpu %lld ratio %.4f overrun/round %lld\n", (long long)r,
+	       (long long)charged, (long long)cpu, (double)charged / cpu, (long long)(over / (r + 1)));
+	/* the scheduler's count against the shares': what is not charged to
+	 * a share is lost to virtual time (a stall in a share's last
+	 * accounting is at most the park path: tens of us) */
+	CHECK(cpu > 0 && fabs((double)charged / cpu - 1) < 0.02,
+	      "charged %lld of %lld CPU ns", (long long)charged, (long long)cpu);
+	close(fd);
+	return failed;
+}
+
 /* Holds an experiment with a parked member (rmmod must refuse). */
 static int cmd_hold(int seconds)
 {
@@ -592,6 +639,8 @@ int main(int argc, char **argv)
 		return cmd_fuzz(atol(argv[2]));
 	if (argc >= 3 && !strcmp(argv[1], "release"))
 		return cmd_release(argv[2]);
+	if (argc >= 4 && !strcmp(argv[1], "cpu"))
+		return cmd_cpu(atoll(argv[2]), argv + 3);
 	if (argc >= 3 && !strcmp(argv[1], "hold"))
 		return cmd_hold(atoi(argv[2]));
 	fprintf(stderr, "usage: see the head of tests/vm/kxvt_test.c\n");
