@@ -2,13 +2,14 @@
  * lvtime.c - Lua binding kx.vtime (docs/MANUAL.md §5; manual: README.md here).
  *
  *   vtime.experiment{step=ns, backend="auto"|"signal"|"freezer"|
- *                    "freezer-v1"|"freezer-v2", slice=s}
+ *                    "freezer-v1"|"freezer-v2"|"kmod", slice=s,
+ *                    budget="cpu"|"instructions"}
  *       -> exp | nil, message      (slice: real seconds a round may last)
  *   exp:spawn(argv, {speed=, timeline=, env={K=V}, stdout=, stderr=})
  *       -> proc | nil, msg
  *   exp:freeze()  exp:advance(n) -> now  exp:run_until(vt) -> now
  *   exp:now()  exp:stop()  exp:stats()  exp.backend  exp.step  exp.rounds
- *   exp.cgroup
+ *   exp.cgroup  exp.budget  exp.budget_note
  *   proc.pid  proc.speed  proc.timeline  proc.cpu_pinned  proc:now()
  *   proc:cpu()  proc:alive()  proc:status()
  *   vtime.cleanup() -> removed cgroups
@@ -305,7 +306,11 @@ static int e_index(lua_State *L)
 	else if (!strcmp(k, "rounds"))
 		lua_pushinteger(L, x->e->round);
 	else if (!strcmp(k, "backend"))
-		lua_pushstring(L, x->e->backend == VT_FREEZER ? "freezer" : "signal");
+		lua_pushstring(L, vt_backend_name(x->e));
+	else if (!strcmp(k, "budget")) /* what budgets count: CPU time for now */
+		lua_pushstring(L, "cpu");
+	else if (!strcmp(k, "budget_note")) /* why not instructions, when asked */
+		x->e->budget_note[0] ? (void)lua_pushstring(L, x->e->budget_note) : lua_pushnil(L);
 	else if (!strcmp(k, "cgroup"))
 		x->e->cg_path[0] ? (void)lua_pushstring(L, x->e->cg_path) : lua_pushnil(L);
 	else {
@@ -429,10 +434,15 @@ static int l_experiment(lua_State *L)
 	const char *backend = luaL_optstring(L, -1, "auto");
 	if (strcmp(backend, "auto") && strcmp(backend, "signal") &&
 	    strcmp(backend, "freezer") && strcmp(backend, "freezer-v1") &&
-	    strcmp(backend, "freezer-v2"))
+	    strcmp(backend, "freezer-v2") && strcmp(backend, "kmod"))
 		return luaL_argerror(L, 1, lua_pushfstring(L,
-		    "unknown backend '%s' (signal, freezer, freezer-v1, freezer-v2, auto)",
+		    "unknown backend '%s' (signal, freezer, freezer-v1, freezer-v2, kmod, auto)",
 		    backend));
+	lua_getfield(L, 1, "budget");
+	const char *budget = luaL_optstring(L, -1, "cpu");
+	if (strcmp(budget, "cpu") && strcmp(budget, "instructions"))
+		return luaL_argerror(L, 1, lua_pushfstring(L,
+		    "unknown budget '%s' (cpu, instructions)", budget));
 	lua_getfield(L, 1, "slice");
 	double slice = luaL_optnumber(L, -1, 0);
 	luaL_argcheck(L, lua_isnil(L, -1) || slice > 0, 1, "slice must be > 0 seconds");
@@ -440,6 +450,7 @@ static int l_experiment(lua_State *L)
 	struct vt_exp *e = vt_exp_new((int64_t)stepn, backend, msg, sizeof msg);
 	if (!e)
 		return kx_fail(L, "%s", msg);
+	vt_budget_choose(e, !strcmp(budget, "instructions"));
 	struct lexp *x = calloc(1, sizeof *x);
 	x->e = e;
 	x->refs = 2; /* userdata, atexit */

@@ -108,6 +108,13 @@ int vt_backend_parse(const char *name, enum vt_backend *out,
 {
 	char why[300] = "";
 	*cgver = 0;
+	if (!strcmp(name, "kmod") || (!strcmp(name, "auto") && vt_kmod_usable(NULL, 0))) {
+		*out = VT_KMOD;
+		if (vt_kmod_usable(why, sizeof why))
+			return 1;
+		seterr(err, errlen, "vtime backend 'kmod' cannot run here: %s", why);
+		return 0;
+	}
 	if (!strcmp(name, "signal")) {
 		*out = VT_SIGNAL;
 		return 1;
@@ -136,7 +143,7 @@ int vt_backend_parse(const char *name, enum vt_backend *out,
 		return 0;
 	}
 	seterr(err, errlen, "unknown vtime backend '%s' (signal, freezer, freezer-v1, "
-	       "freezer-v2, auto)", name);
+	       "freezer-v2, kmod, auto)", name);
 	return 0;
 }
 
@@ -159,6 +166,7 @@ struct vt_exp *vt_exp_new(int64_t step, const char *backend, char *err,
 	}
 	e->step = step;
 	e->backend = b;
+	e->kfd = e->timens_fd = -1;
 	e->cgver = cgver;
 	e->overshoot = 50000;
 	int n = nexp++;
@@ -188,6 +196,13 @@ struct vt_exp *vt_exp_new(int64_t step, const char *backend, char *err,
 	e->shm->nslots = KXVT_SLOTS;
 	e->shm->version = KXVT_VERSION;
 	__atomic_store_n(&e->shm->magic, KXVT_MAGIC, __ATOMIC_RELEASE);
+	if (b == VT_KMOD && vt_kmod_open(e, err, errlen) < 0) {
+		vt_kmod_stop(e);
+		munmap(e->shm, sizeof *e->shm);
+		unlink(e->shm_path);
+		free(e);
+		return NULL;
+	}
 	if (b == VT_FREEZER) {
 		char root[256] = FREEZER_ROOT, probe[300];
 		if (cgver == VT_CGV2)
@@ -214,8 +229,8 @@ struct vt_exp *vt_exp_new(int64_t step, const char *backend, char *err,
 	return e;
 }
 
-int vt_check_program(const char *prog, char *resolved, size_t rlen, char *err,
-                     size_t errlen)
+int vt_check_program(const char *prog, char *resolved, size_t rlen,
+                     int allow_static, char *err, size_t errlen)
 {
 	if (!prog || !*prog) {
 		seterr(err, errlen, "empty program name");
@@ -266,7 +281,7 @@ int vt_check_program(const char *prog, char *resolved, size_t rlen, char *err,
 			if (ph.p_type == PT_INTERP)
 				interp = 1;
 		}
-		if (!interp) {
+		if (!interp && !allow_static) {
 			seterr(err, errlen, "%s is statically linked: it cannot see virtual "
 			       "time through libkxvtime.so (LD_PRELOAD); refusing to dilate it",
 			       resolved);
@@ -280,7 +295,7 @@ int vt_check_program(const char *prog, char *resolved, size_t rlen, char *err,
 	return rc;
 }
 
-static int redirect(int target, const char *spec)
+int vt_redirect(int target, const char *spec)
 {
 	if (!spec || !strcmp(spec, "inherit"))
 		return 0;
@@ -410,6 +425,22 @@ void vt_slot_resume(struct vt_exp *e, struct vt_proc *p, int64_t cpu_base)
 	slot_write(e, p->slot, p->vbase, p->q_end, cpu_base);
 }
 
+/* Room in e->procs for one more process. */
+int vt_procs_reserve(struct vt_exp *e, char *err, size_t errlen)
+{
+	if (e->nprocs < e->cap)
+		return 0;
+	int cap = e->cap ? e->cap * 2 : 8;
+	void *p = realloc(e->procs, cap * sizeof *e->procs);
+	if (!p) {
+		seterr(err, errlen, "out of memory");
+		return -1;
+	}
+	e->procs = p;
+	e->cap = cap;
+	return 0;
+}
+
 int vt_spawn(struct vt_exp *e, char *const argv[], char *const env_extra[],
              const char *libdir, const struct vt_spawn_opts *o, char *err,
              size_t errlen)
@@ -431,7 +462,9 @@ int vt_spawn(struct vt_exp *e, char *const argv[], char *const env_extra[],
 		seterr(err, errlen, "at most %d processes per experiment", KXVT_SLOTS);
 		return -1;
 	}
-	if (vt_check_program(argv[0], prog, sizeof prog, err, errlen) < 0)
+	if (e->backend == VT_KMOD)
+		return vt_kmod_spawn(e, argv, env_extra, o, err, errlen);
+	if (vt_check_program(argv[0], prog, sizeof prog, 0, err, errlen) < 0)
 		return -1;
 	char lib[PATH_MAX];
 	snprintf(lib, sizeof lib, "%s/libkxvtime.so", libdir);
@@ -439,16 +472,8 @@ int vt_spawn(struct vt_exp *e, char *const argv[], char *const env_extra[],
 		seterr(err, errlen, "%s: %s (build it with make)", lib, strerror(errno));
 		return -1;
 	}
-	if (e->nprocs == e->cap) {
-		int cap = e->cap ? e->cap * 2 : 8;
-		void *p = realloc(e->procs, cap * sizeof *e->procs);
-		if (!p) {
-			seterr(err, errlen, "out of memory");
-			return -1;
-		}
-		e->procs = p;
-		e->cap = cap;
-	}
+	if (vt_procs_reserve(e, err, errlen) < 0)
+		return -1;
 	int slot = e->nprocs;
 	int cpu = timeline_cpu(e, o->timeline);
 	pid_t pid = fork();
@@ -474,7 +499,7 @@ int vt_spawn(struct vt_exp *e, char *const argv[], char *const env_extra[],
 		setenv("KXRUN_VTIME_SLOT", sl, 1);
 		for (int i = 0; env_extra && env_extra[i]; i++)
 			putenv(env_extra[i]);
-		if (redirect(1, o->out) < 0 || redirect(2, o->err) < 0)
+		if (vt_redirect(1, o->out) < 0 || vt_redirect(2, o->err) < 0)
 			_exit(126);
 		raise(SIGSTOP); /* starts in its first round */
 		execv(prog, argv);
@@ -571,6 +596,10 @@ void vt_cg_freeze(struct vt_exp *e, int frozen)
 
 void vt_freeze(struct vt_exp *e)
 {
+	if (e->backend == VT_KMOD) {
+		vt_kmod_freeze(e);
+		return;
+	}
 	for (int i = 0; i < e->nprocs; i++)
 		if (e->procs[i].alive)
 			kill(-e->procs[i].pid, SIGSTOP);
@@ -625,6 +654,8 @@ int64_t vt_proc_now(struct vt_exp *e, int i)
 		return p->exit_vns;
 	if (e->stopped)
 		return vt_now(e);
+	if (e->backend == VT_KMOD)
+		return vt_kmod_proc_now(e, i);
 	struct kxvt_slot_view v;
 	kxvt_slot_read(&e->shm->slot[p->slot], &v);
 	int64_t cpu = vt_leader_cpu(p->pid);
@@ -648,6 +679,7 @@ void vt_exp_stop(struct vt_exp *e)
 		return;
 	e->stopped = 1;
 	e->in_round = 0;
+	vt_kmod_stop(e); /* kmod: the module kills every member */
 	for (int i = 0; i < e->nprocs; i++) {
 		if (e->procs[i].alive) {
 			kill(-e->procs[i].pid, SIGKILL);
