@@ -293,8 +293,11 @@ static long kxvt_run(struct kxvt_exp *exp, void __user *arg)
 	raw_spin_unlock_irqrestore(&exp->lock, flags);
 	if ((run.flags & KXVT_RUN_NEW_ROUND) && exp->vvar)
 		kxvt_time_round(exp);
+	/* only where a thread waits to run: a member whose threads all sleep
+	 * past its share costs no wakeup (READ_ONCE: set under the lock above) */
 	for (i = 0; i < run.nshares; i++)
-		wake_up_all(&exp->members[shares[i].id]->wq);
+		if (READ_ONCE(exp->members[shares[i].id]->wake))
+			wake_up_all(&exp->members[shares[i].id]->wq);
 	for (i = 0; i < k; i++) {
 		kxvt_kick(kicks[i], TWA_SIGNAL);
 		kxvt_task_put(kicks[i]);

@@ -78,6 +78,7 @@ struct kxvt_member {
 	bool exhausted;         /* used its budget: its threads park */
 	bool aborted;
 	bool reported;          /* its end was returned by KXVT_IOC_WAIT */
+	bool wake;              /* its share woke parked or sleeping threads */
 	/* the share */
 	s64 vbase, vend, budget;
 	u32 num, den;

@@ -221,7 +221,8 @@ void kxvt_member_done(struct kxvt_member *m, u32 end)
 	struct kxvt_exp *exp = m->exp;
 
 	m->result_used = kxvt_used_now(m);
-	m->vfrozen = kxvt_vclock(m);
+	/* a share ended by its budget ends at its end, by definition */
+	m->vfrozen = end == KXVT_END_BUDGET ? m->vend : kxvt_vclock(m);
 	m->cpu_total += m->result_used;
 	m->state = KXVT_M_DONE;
 	m->end = end;
@@ -309,7 +310,7 @@ int kxvt_start_share(struct kxvt_member *m, const struct kxvt_share *s,
 	int k = 0;
 
 	m->state = KXVT_M_RUN;
-	m->exhausted = m->aborted = m->reported = false;
+	m->exhausted = m->aborted = m->reported = m->wake = false;
 	m->vbase = s->vbase;
 	m->vend = s->vend;
 	m->budget = s->budget_ns;
@@ -336,6 +337,7 @@ int kxvt_start_share(struct kxvt_member *m, const struct kxvt_share *s,
 		    (t->state == KXVT_T_ASLEEP && t->deadline < m->vend)) {
 			t->state = KXVT_T_ACTIVE;
 			m->nactive++;
+			m->wake = true;
 		} else if (t->state == KXVT_T_BLOCKED &&
 			   t->tw_mode == KXVT_TW_WAIT && t->deadline < m->vend &&
 			   k < nkicks) {

@@ -142,6 +142,10 @@ int vt_kmod_spawn(struct vt_exp *e, char *const argv[], char *const env_extra[],
 {
 	char prog[PATH_MAX];
 	int ready[2] = {-1, -1}, go[2] = {-1, -1};
+	if (e->nprocs >= KXVT_MAX_MEMBERS) {
+		seterr(err, errlen, "at most %d processes per experiment (kmod)", KXVT_MAX_MEMBERS);
+		return -1;
+	}
 	if (vt_check_program(argv[0], prog, sizeof prog, 1, err, errlen) < 0 ||
 	    vt_procs_reserve(e, err, errlen) < 0)
 		return -1;
@@ -187,12 +191,10 @@ int vt_kmod_spawn(struct vt_exp *e, char *const argv[], char *const env_extra[],
 	p->timeline = o->timeline >= 0 ? o->timeline : -1 - e->nprocs;
 	p->cpu = -1;
 	p->alive = 1;
-	p->slot = e->nprocs;
+	p->slot = -1; /* its clock is the module's, not the shared file's */
 	p->perf_fd = p->status_fd = -1;
 	p->run = VT_DONE;
 	p->kmod_id = add.id;
-	e->shm->slot[p->slot].pid = pid;
-	e->shm->slot[p->slot].speed = o->speed;
 	return e->nprocs++;
 killed:
 	kill(pid, SIGKILL);
@@ -209,30 +211,22 @@ fail:
 
 /* ---- rounds --------------------------------------------------------------- */
 
-static struct vt_timeline *tl_of(struct vt_exp *e, struct vt_proc *p)
-{
-	for (int i = 0; i < e->ntl; i++)
-		if (e->tl[i].id == p->timeline)
-			return &e->tl[i];
-	return NULL;
-}
-
-/* The next share of timeline tl: its next waiting member runs for an equal
- * part of what is left of the round; one whose debt covers it sits out.
- * Returns 1 and fills s, or 0 when the timeline is done. */
+/* The next share of timeline tl: its next waiting member (tl->active
+ * walks the timeline's chain) runs for an equal part of what is left of
+ * the round; one whose debt covers it sits out.  1 and fills s, or 0 when
+ * the timeline is done. */
 static int tl_next(struct vt_exp *e, struct vt_timeline *tl, struct kxvt_share *s)
 {
 	int64_t end = (e->round + 1) * e->step;
-	for (;;) {
-		int first = -1, waiting = 0;
-		for (int i = 0; i < e->nprocs; i++)
-			if (e->procs[i].timeline == tl->id && e->procs[i].run == VT_WAIT)
-				waiting++, first = first < 0 ? i : first;
-		if (first < 0) {
-			tl->done = 1;
-			return 0;
+	while (tl->active >= 0) {
+		struct vt_proc *p = &e->procs[tl->active];
+		if (p->run != VT_WAIT) {
+			tl->active = p->tl_link;
+			continue;
 		}
-		struct vt_proc *p = &e->procs[first];
+		int waiting = 0;
+		for (int i = tl->active; i >= 0; i = e->procs[i].tl_link)
+			waiting += e->procs[i].run == VT_WAIT;
 		p->q_end = waiting == 1 ? end : tl->t + (end - tl->t) / waiting;
 		if (p->carry >= p->q_end - tl->t) {
 			e->n_debt++;
@@ -246,7 +240,6 @@ static int tl_next(struct vt_exp *e, struct vt_timeline *tl, struct kxvt_share *
 		int64_t budget_v = p->q_end - tl->t - p->carry;
 		p->carry = 0;
 		p->run = VT_RUNNING;
-		tl->active = first;
 		*s = (struct kxvt_share){.id = p->kmod_id, .speed_den = SPEED_DEN,
 			.speed_num = (uint32_t)(p->speed * SPEED_DEN + 0.5),
 			.vbase = p->vbase, .vend = p->q_end,
@@ -257,6 +250,8 @@ static int tl_next(struct vt_exp *e, struct vt_timeline *tl, struct kxvt_share *
 			s->budget_ns = 1;
 		return 1;
 	}
+	tl->done = 1;
+	return 0;
 }
 
 static void run_shares(struct vt_exp *e, struct kxvt_share *s, int n, int new_round)
@@ -268,22 +263,36 @@ static void run_shares(struct vt_exp *e, struct kxvt_share *s, int n, int new_ro
 		fprintf(stderr, "kx.vtime (kmod): KXVT_IOC_RUN: %s\n", strerror(errno));
 }
 
+/* Timelines in one pass: a process without one is its own; the members of
+ * an explicit one are chained in spawn order. */
 void vt_kmod_round_begin(struct vt_exp *e)
 {
 	free(e->tl);
 	e->tl = calloc(e->nprocs ? e->nprocs : 1, sizeof *e->tl);
+	int *last = calloc(e->nprocs ? e->nprocs : 1, sizeof *last);
 	e->ntl = 0;
 	int64_t start = e->round * e->step;
 	for (int i = 0; i < e->nprocs; i++) {
 		struct vt_proc *p = &e->procs[i];
 		p->run = p->alive ? VT_WAIT : VT_DONE;
-		if (p->alive && !tl_of(e, p)) {
-			struct vt_timeline *t = &e->tl[e->ntl++];
-			t->id = p->timeline;
-			t->t = start;
-			t->active = -1;
+		p->tl_link = -1;
+		if (!p->alive)
+			continue;
+		int k = -1;
+		if (p->timeline >= 0) /* explicit: few of them */
+			for (int j = 0; j < e->ntl && k < 0; j++)
+				if (e->tl[j].id == p->timeline)
+					k = j;
+		if (k < 0) {
+			k = e->ntl++;
+			e->tl[k] = (struct vt_timeline){.id = p->timeline, .t = start, .active = i};
+		} else {
+			e->procs[last[k]].tl_link = i;
 		}
+		last[k] = i;
+		p->tl_idx = k;
 	}
+	free(last);
 	e->frozen = 0;
 	e->in_round = 1;
 	e->round_start_real = vt_mono_ns();
@@ -298,7 +307,7 @@ void vt_kmod_round_begin(struct vt_exp *e)
 /* How member p's share ended (round.c's member_done with exact counts). */
 static void share_ended(struct vt_exp *e, struct vt_proc *p, const struct kxvt_result *r)
 {
-	struct vt_timeline *tl = tl_of(e, p);
+	struct vt_timeline *tl = &e->tl[p->tl_idx];
 	int64_t used_v = (int64_t)((double)r->used_ns / p->speed);
 	p->charged_ns += r->used_ns;
 	p->share_cpu = r->used_ns;
@@ -368,7 +377,7 @@ int vt_kmod_round_poll(struct vt_exp *e, int64_t max_wait_ns)
 		for (uint32_t i = 0; i < w.nresults; i++) {
 			struct vt_proc *p = &e->procs[res[i].id];
 			share_ended(e, p, &res[i]);
-			n += tl_next(e, tl_of(e, p), &s[n]);
+			n += tl_next(e, &e->tl[p->tl_idx], &s[n]);
 		}
 		run_shares(e, s, n, 0);
 		if (!w.running && !n) { /* every timeline is done */

@@ -458,12 +458,12 @@ int vt_spawn(struct vt_exp *e, char *const argv[], char *const env_extra[],
 		seterr(err, errlen, "speed must be > 0 (got %g)", o->speed);
 		return -1;
 	}
+	if (e->backend == VT_KMOD) /* no clock slots: up to KXVT_MAX_MEMBERS */
+		return vt_kmod_spawn(e, argv, env_extra, o, err, errlen);
 	if (e->nprocs >= KXVT_SLOTS) {
 		seterr(err, errlen, "at most %d processes per experiment", KXVT_SLOTS);
 		return -1;
 	}
-	if (e->backend == VT_KMOD)
-		return vt_kmod_spawn(e, argv, env_extra, o, err, errlen);
 	if (vt_check_program(argv[0], prog, sizeof prog, 0, err, errlen) < 0)
 		return -1;
 	char lib[PATH_MAX];
@@ -625,7 +625,8 @@ void vt_set_clock(struct vt_exp *e, int64_t vns)
 	for (int i = 0; i < e->nprocs; i++)
 		if (e->procs[i].alive) {
 			e->procs[i].vbase = e->procs[i].q_end = vns;
-			slot_write(e, e->procs[i].slot, vns, vns, 0);
+			if (e->procs[i].slot >= 0) /* kmod: none */
+				slot_write(e, e->procs[i].slot, vns, vns, 0);
 		}
 	__atomic_store_n(&e->shm->seq, s + 2, __ATOMIC_RELEASE);
 	syscall(SYS_futex, &e->shm->seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);

@@ -74,6 +74,8 @@ struct vt_proc {
 	int by_budget;           /* stopped by its counter, not for blocking */
 	int ntasks;              /* threads when it blocked, 0: children too */
 	uint32_t kmod_id;        /* kmod: its member id in kxvt.ko */
+	int tl_idx, tl_link;     /* kmod: its timeline in e->tl this round, the
+	                            next member of that timeline (-1: none) */
 };
 
 struct vt_timeline {
