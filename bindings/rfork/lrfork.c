@@ -1,12 +1,16 @@
 /*
  * lrfork.c - Lua binding kx.rfork (SPEC section 7), a thin layer over rfork.h.
  *
- *   rfork.prepare{listen="HOST:PORT", idle=seconds} -> handle | nil, message
- *       (from a task).  Parent: h.child == false, h.id, h.key, h.address,
- *       h.children, h.pid (the holder), h:close().  In a resumed child the
- *       same call returns again with h.child == true and h.index.
- *   rfork.resume{address=, id=, key=} -> nil, message (does not return on
- *       success: the process becomes the child)
+ *   rfork.prepare{listen="HOST:PORT", idle=seconds, transport="tcp"|"rdma"|
+ *       "auto"} -> handle | nil, message (from a task).  Parent: h.child ==
+ *       false, h.id, h.key, h.address, h.children, h.pid (the holder),
+ *       h.transport, h.rdma (the RDMA agent: nil, "starting", "ready",
+ *       "failed"), h.transport_info, h:close().  In a resumed child the same
+ *       call returns again with h.child == true, h.index, h.transport and
+ *       h.transport_info.
+ *   rfork.resume{address=, id=, key=, transport="auto"|"rdma"|"tcp"} ->
+ *       nil, message (does not return on success: the process becomes the
+ *       child)
  */
 #include "rfork.h"
 
@@ -92,7 +96,19 @@ static int h_index(lua_State *L)
 		lua_pushinteger(L, rf_children(u->h));
 	else if (!strcmp(k, "pid") && !child)
 		lua_pushinteger(L, rf_holder_pid(u->h));
-	else
+	else if (!strcmp(k, "transport"))
+		lua_pushstring(L, rf_transport(u->h));
+	else if (!strcmp(k, "transport_info") || !strcmp(k, "rdma")) {
+		static const char *const agent_state[] = {NULL, "starting", "ready", "failed"};
+		int agent;
+		const char *info = rf_transport_info(u->h, &agent);
+		if (k[0] == 'r' && !child && agent_state[agent])
+			lua_pushstring(L, agent_state[agent]);
+		else if (k[0] == 't' && info[0])
+			lua_pushstring(L, info);
+		else
+			lua_pushnil(L);
+	} else
 		lua_pushnil(L);
 	return 1;
 }
@@ -121,6 +137,17 @@ static void *capture_host(size_t *len, char *err, size_t errlen)
 	return kx_resume_capture(len, err, errlen);
 }
 
+/* t.transport: "tcp", "rdma" or "auto" (def when absent). */
+static const char *check_transport(lua_State *L, const char *def)
+{
+	lua_getfield(L, 1, "transport");
+	const char *t = luaL_optstring(L, -1, def);
+	if (strcmp(t, "tcp") && strcmp(t, "rdma") && strcmp(t, "auto"))
+		luaL_argerror(L, 1, lua_pushfstring(L, "transport must be \"tcp\", \"rdma\" or "
+		              "\"auto\", not \"%s\"", t));
+	return t;
+}
+
 static int l_prepare(lua_State *L)
 {
 	kx_checktask(L, "prepare");
@@ -131,13 +158,15 @@ static int l_prepare(lua_State *L)
 	double idle = luaL_optnumber(L, -1, 600);
 	if (idle <= 0)
 		return luaL_argerror(L, 1, "idle must be > 0 seconds");
+	const char *transport = check_transport(L, "tcp");
 	struct lhandle *u = lua_newuserdatauv(L, sizeof *u, 0);
 	u->h = NULL;
 	u->w = calloc(1, sizeof *u->w);
 	if (!u->w)
 		return kx_fail(L, "out of memory");
 	luaL_setmetatable(L, HANDLE_T);
-	struct rf_prepare_opts o = {.listen = listen, .idle_s = idle, .capture = capture_host};
+	struct rf_prepare_opts o = {.listen = listen, .idle_s = idle, .capture = capture_host,
+	                            .transport = transport};
 	char err[512];
 	struct rf_holder *h;
 	long r = rf_prepare(&o, &h, err, sizeof err);
@@ -176,8 +205,9 @@ static int l_resume(lua_State *L)
 	const char *id = luaL_checkstring(L, -1);
 	lua_getfield(L, 1, "key");
 	const char *key = luaL_checkstring(L, -1);
+	const char *transport = check_transport(L, "auto");
 	char err[512];
-	rf_resume(address, id, key, err, sizeof err);
+	rf_resume(address, id, key, transport, err, sizeof err);
 	return kx_fail(L, "rfork.resume: %s", err);
 }
 

@@ -1,7 +1,10 @@
-# kx.rfork: remote fork (MITOSIS) - C core, restorer, TCP transport, Lua binding.
+# kx.rfork: remote fork (MITOSIS) - C core, restorer, TCP and RDMA transports,
+# Lua binding.  libibverbs is opened at run time (dlopen): only its headers
+# (libibverbs-dev) are needed to build.
 RFORK_CORE := bindings/rfork/ctx.c bindings/rfork/restorer.c bindings/rfork/tcp.c \
               bindings/rfork/identity.c bindings/rfork/holder.c bindings/rfork/prepare.c \
-              bindings/rfork/resume.c bindings/rfork/pager.c
+              bindings/rfork/resume.c bindings/rfork/pager.c bindings/rfork/verbs.c \
+              bindings/rfork/rdma.c bindings/rfork/agent.c
 KX_SRCS   += $(RFORK_CORE) bindings/rfork/lrfork.c
 LUAOPEN   += kx.rfork
 TEST_DEPS += $(BUILD)/tests/rfork_basic
@@ -25,4 +28,4 @@ $(BUILD)/bindings/rfork/restorer.o: bindings/rfork/restorer.c bindings/rfork/int
 # A small C program that prepares and resumes itself (no Lua, no host).
 $(BUILD)/tests/rfork_basic: tests/rfork/rfork_basic.c $(RFORK_CORE:%.c=$(BUILD)/%.o)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Ibindings/rfork $(LDFLAGS) -o $@ $^
+	$(CC) $(CFLAGS) -Ibindings/rfork $(LDFLAGS) -o $@ $^ -ldl

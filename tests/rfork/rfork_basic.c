@@ -11,6 +11,9 @@
  *                                and exits 0 (1 on a wrong state)
  *   rfork_basic exit-after-prepare MB
  *                                prepares, prints the line, exits at once
+ *
+ * RFORK_TRANSPORT (tcp, rdma, auto) is prepare's and resume's transport; a
+ * child says on stderr which one brought its pages.
  *                                (a child resumed then must fail cleanly)
  */
 #include "rfork.h"
@@ -92,7 +95,7 @@ int main(int argc, char **argv)
 		double t0 = now();
 		/* the child's memory is the parent's: the start time goes by stderr */
 		fprintf(stderr, "resume start %.6f\n", t0);
-		rf_resume(argv[2], argv[3], argv[4], err, sizeof err);
+		rf_resume(argv[2], argv[3], argv[4], getenv("RFORK_TRANSPORT"), err, sizeof err);
 		fprintf(stderr, "rfork_basic: resume: %s (%.3f s)\n", err, now() - t0);
 		return 2;
 	}
@@ -117,7 +120,8 @@ int main(int argc, char **argv)
 		forkdata[i] = (unsigned char)(i * 7 + 3);
 	counter++;
 	struct rf_holder *h;
-	struct rf_prepare_opts o = {.listen = "127.0.0.1:0", .idle_s = 120};
+	struct rf_prepare_opts o = {.listen = "127.0.0.1:0", .idle_s = 120,
+	                            .transport = getenv("RFORK_TRANSPORT")};
 	double t0 = now();
 	long r = rf_prepare(&o, &h, err, sizeof err);
 	double t1 = now();
@@ -126,11 +130,23 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (r > 0) {
+		int agent;
+		const char *info = rf_transport_info(h, &agent);
+		fprintf(stderr, "child %ld over %s%s%s\n", r, rf_transport(h), *info ? ": " : "", info);
 		int bad = check_child(r, fd);
 		rf_close(h);
 		free(heap);
 		return bad;
 	}
+	/* RFORK_TRANSPORT=rdma: children come once the holder's agent is ready */
+	int agent;
+	const char *info = rf_transport_info(h, &agent);
+	while (agent == RF_AGENT_STARTING) {
+		usleep(10000);
+		info = rf_transport_info(h, &agent);
+	}
+	if (agent == RF_AGENT_FAILED)
+		fprintf(stderr, "rfork_basic: the RDMA agent failed: %s\n", info);
 	printf("%s %s %s\n", rf_address(h), rf_id(h), rf_key(h));
 	fprintf(stderr, "prepare of %zu MiB: %.3f ms\n", heap_len >> 20, (t1 - t0) * 1e3);
 	fflush(stdout);
