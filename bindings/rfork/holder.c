@@ -310,7 +310,7 @@ void rf_holder_main(const struct rf_holder_cfg *cfg)
 		_exit(1);
 	struct hagent ag = {.fd = -1};
 	if (cfg->rdma) {
-		ag.fd = rf_agent_start(cfg);
+		ag.fd = cfg->agent_fd > 0 ? cfg->agent_fd : rf_agent_start(cfg);
 		if (ag.fd < 0)
 			agent_gone(cfg, &ag, cs, 0, "the holder cannot start its RDMA agent");
 	}

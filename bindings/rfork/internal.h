@@ -239,6 +239,8 @@ struct rf_holder_cfg {
 	struct rf_shared *shared;  /* the page shared with the parent */
 	double idle_s;
 	int rdma;                  /* start the RDMA agent (rdma.h) */
+	int agent_fd;              /* rdma: > 0, the agent's socket is given
+	                              (tests/unit/test_rfork_rdma.c plays it) */
 	char rdma_host[64];        /* the listening address: the agent's port
 	                              must reach it */
 };
