@@ -1,0 +1,69 @@
+# Sourced by the kx.rfork cases of the VM bed (tests/vm/rfork_*.sh), after
+# bed/lib.sh; not a case itself.
+# vm-mode: lib
+#
+# A case lists it and what it uses:
+#   # vm-modules: crc32_generic rdma_rxe
+#   # vm-files: tests/vm/rfork_lib.sh tests/rfork/parent.lua /usr/bin/rdma
+#       /usr/lib/x86_64-linux-gnu/libibverbs.so.1
+#       /usr/lib/x86_64-linux-gnu/libibverbs/librxe-rdmav34.so
+#       /etc/libibverbs.d/rxe.driver
+
+# Soft-RoCE on lo: rxe0, port 1 ACTIVE, GID ::ffff:127.0.0.1.
+rxe_up() {
+	vm_modprobe crc32_generic   # before rdma_rxe: "failed to init crc32 algorithm"
+	vm_modprobe rdma_rxe
+	ulimit -l unlimited
+	rdma link show rxe0 >/dev/null 2>&1 || rdma link add rxe0 type rxe netdev lo ||
+		fail "rdma link add rxe0 type rxe netdev lo"
+	i=0
+	while ! grep -q ACTIVE /sys/class/infiniband/rxe0/ports/1/state 2>/dev/null; do
+		i=$((i + 1)); [ $i -lt 50 ] || fail "rxe0 port 1 is not ACTIVE"
+		sleep 0.1
+	done
+}
+rxe_down() {
+	rdma link delete rxe0 2>/dev/null
+	i=0
+	while [ -e /sys/class/infiniband/rxe0 ]; do
+		i=$((i + 1)); [ $i -lt 50 ] || fail "rxe0 is still there"
+		sleep 0.1
+	done
+}
+
+# parent_start NAME [MODE]: tests/rfork/parent.lua in the background
+# (RFORK_TRANSPORT from the caller), its stdin a fifo held open by fd 7..;
+# sets A I K HOLDER from its first line.
+parent_start() {
+	printf 'abcdefghijklmnopqrstuvwxyz' > "$T/$1.data"
+	mkfifo "$T/$1.in"
+	/kx/kxrun /kx/tests/rfork/parent.lua "$T/$1.data" ${2:-} < "$T/$1.in" > "$T/$1.out" \
+		2> "$T/$1.err" &
+	PARENT=$!
+	exec 7> "$T/$1.in"
+	i=0
+	while [ ! -s "$T/$1.out" ]; do
+		i=$((i + 1))
+		[ $i -lt 600 ] || fail "parent $1 printed nothing: $(cat "$T/$1.err")"
+		kill -0 $PARENT 2>/dev/null || fail "parent $1 exited: $(cat "$T/$1.err")"
+		sleep 0.1
+	done
+	read -r A I K HOLDER < "$T/$1.out"
+}
+# parent_stop: closes its stdin; it prints "children N" and exits.
+parent_stop() {
+	exec 7>&-
+	wait $PARENT
+}
+
+# check_child OUT: the prepare-time state, as tests/spec/rfork_spec.lua
+# checks it over TCP.
+check_child() {
+	expect_match "$1" "$(printf 'n\t7')" "child's t.n"
+	expect_match "$1" "$(printf 'items\t20000\t180000')" "child's t.list"
+	expect_match "$1" "$(printf 'deep\tprepare')" "child's nested table"
+	expect_match "$1" "$(printf 'tick\t3')" "child's closure"
+	expect_match "$1" "$(printf 'gen\t30')" "child's coroutine"
+	expect_match "$1" "$(printf 'file\tdefg')" "child's file offset"
+	expect_match "$1" "$(printf 'alloc\t100000')" "child's Lua keeps running"
+}
