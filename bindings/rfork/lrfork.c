@@ -211,11 +211,14 @@ static int l_resume(lua_State *L)
 	return kx_fail(L, "rfork.resume: %s", err);
 }
 
+int rf_lua_bench(lua_State *L);   /* bench.c */
+
 int luaopen_kx_rfork(lua_State *L)
 {
 	static const luaL_Reg fns[] = {
 		{"prepare", l_prepare},
 		{"resume", l_resume},
+		{"_bench", rf_lua_bench},
 		{NULL, NULL},
 	};
 	luaL_newmetatable(L, HANDLE_T);

@@ -5,7 +5,7 @@ RFORK_CORE := bindings/rfork/ctx.c bindings/rfork/restorer.c bindings/rfork/tcp.
               bindings/rfork/identity.c bindings/rfork/holder.c bindings/rfork/prepare.c \
               bindings/rfork/resume.c bindings/rfork/pager.c bindings/rfork/verbs.c \
               bindings/rfork/rdma.c bindings/rfork/agent.c
-KX_SRCS   += $(RFORK_CORE) bindings/rfork/lrfork.c
+KX_SRCS   += $(RFORK_CORE) bindings/rfork/lrfork.c bindings/rfork/bench.c
 LUAOPEN   += kx.rfork
 TEST_DEPS += $(BUILD)/tests/rfork_basic
 

@@ -53,7 +53,25 @@ parent_start() {
 # parent_stop: closes its stdin; it prints "children N" and exits.
 parent_stop() {
 	exec 7>&-
+	wait_bounded $PARENT 60 "the parent"
 	wait $PARENT
+}
+
+# wait_bounded PID SECONDS WHAT: fails, showing where every process
+# sleeps, when PID is still there after SECONDS.
+wait_bounded() {
+	i=0
+	while kill -0 "$1" 2>/dev/null && [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" != Z ]; do
+		i=$((i + 1))
+		if [ $i -gt $(($2 * 10)) ]; then
+			for d in /proc/[0-9]*; do
+				c=$(tr '\0' ' ' < "$d/cmdline" 2>/dev/null)
+				[ -n "$c" ] && echo "${d#/proc/} $(cut -d' ' -f3,4 "$d/stat") $(cat "$d/wchan" 2>/dev/null) $c"
+			done
+			fail "$3 (pid $1) still there after $2 s"
+		fi
+		sleep 0.1
+	done
 }
 
 # check_child OUT: the prepare-time state, as tests/spec/rfork_spec.lua
@@ -66,4 +84,29 @@ check_child() {
 	expect_match "$1" "$(printf 'gen\t30')" "child's coroutine"
 	expect_match "$1" "$(printf 'file\tdefg')" "child's file offset"
 	expect_match "$1" "$(printf 'alloc\t100000')" "child's Lua keeps running"
+}
+
+# children_of PID: the pids whose parent is PID (the holder's RDMA agent).
+children_of() {
+	for d in /proc/[0-9]*; do
+		[ "$(cut -d' ' -f4 "$d/stat" 2>/dev/null)" = "$1" ] && echo "${d#/proc/}"
+	done
+}
+
+# resume_waiting NAME ARGS...: kxrun rfork resume ARGS in the background
+# (CHILD), stdin from a fifo held by fd 8, until it switched to the parent's
+# image (tests/rfork/parent.lua "wait" mode: it waits for a line before it
+# reads its tables).
+resume_waiting() {
+	n=$1; shift
+	mkfifo "$T/$n.in"
+	KXRUN_RFORK_STATS=1 /kx/kxrun rfork resume "$@" < "$T/$n.in" > "$T/$n.out" 2> "$T/$n.err" &
+	CHILD=$!
+	exec 8> "$T/$n.in"
+	i=0
+	while ! grep -q "switching at" "$T/$n.err" 2>/dev/null; do
+		i=$((i + 1))
+		[ $i -lt 600 ] || fail "$n did not resume: $(cat "$T/$n.err")"
+		sleep 0.1
+	done
 }
