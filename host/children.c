@@ -91,8 +91,9 @@ void kx_terminate_children(int sig, double grace_s)
 }
 
 /* A resumed child's groups are its own; the parent's are not its business. */
-void kx_children_after_resume(void)
+void kx_children_after_resume(void *ud)
 {
+	(void)ud;
 	for (int i = 0; i < ngroups; i++)
 		groups[i] = 0;
 	ngroups = 0;

@@ -21,7 +21,7 @@
  * the binding must never wake that task for that operation.
  *
  * Nothing here is thread-safe: call it from the loop thread only, except
- * the file helpers (kx_read_all ... kx_write_file_atomic), which are plain C.
+ * the file helpers (kx_read_all ... kx_discard_dir), which are plain C.
  */
 #ifndef KX_H
 #define KX_H
@@ -56,7 +56,9 @@ int kx_await(lua_State *L, kx_task *t, double timeout_s, kx_cancel_fn cancel,
 lua_State *kx_task_state(kx_task *t);
 
 /* Makes t runnable with the n values on top of kx_task_state(t).  The task
- * runs from the loop (never inside the caller). */
+ * runs from the loop (never inside the caller).  Only a waiting task: a
+ * wake after the cancel function ran (or a second wake) is a bug, which
+ * `make asan` builds abort on; other builds drop the values. */
 void kx_wake(kx_task *t, int nvalues);
 
 /* Starts the function at stack index -(nargs+1) with nargs arguments as a new
@@ -177,6 +179,12 @@ void kx_atexit(void (*fn)(void *ud), void *ud);
  * blocked; no Lua. */
 void kx_on_resume(void (*fn)(void *ud), void *ud);
 
+/* For the binding that makes such a process (kx.rfork, bindings/rfork/
+ * hostloop.c): fresh becomes the host's loop, the kx_on_resume hooks run,
+ * then every task but the calling one is cancelled and the calling one
+ * becomes the main task.  With every signal blocked. */
+void kx_resumed(uv_loop_t *fresh);
+
 /* Directory holding kxrun's helper libraries (libkxvtime.so, libkxgpu.so):
  * $KXRUN_LIBDIR, else <exe dir>/build/lib, else <exe dir>/../lib/kxrun. */
 const char *kx_libdir(void);
@@ -273,19 +281,22 @@ void kx_atomic_abort(struct kx_atomic *a);
 int kx_write_file_atomic(const char *path, const void *buf, size_t len,
                          char *err, size_t errlen);
 
-/* ---- remote fork (kx.rfork) ---------------------------------------------- */
-
-/* In the parent, at prepare, right before the snapshot: a malloc'd blob
- * describing host-level descriptors that must exist again in a resumed
- * child.  NULL and a message on failure (also outside a task: the child
- * resumes inside the calling task). */
-void *kx_resume_capture(size_t *len, char *err, size_t errlen);
-
-/* In a resumed child right after the switch: recreates the captured
- * descriptors, starts a fresh loop, runs the kx_on_resume hooks, cancels
- * every task but the calling one.  0, or -1 and a message. */
-int kx_reset_after_resume(lua_State *L, const void *blob, size_t len,
-			  char *err, size_t errlen);
+/* A directory made whole beside its place, then put there at once (plain
+ * C: callable from worker threads).  kx_tmpdir_beside creates
+ * "PARENT/.NAME.tmp.XXXXXX" for path PARENT/NAME into tmp (0, or -errno
+ * with err naming the parent).  After the files listed in names (a NULL-
+ * terminated list) are written there, kx_publish_dir syncs them and puts
+ * them at dir: dir absent or empty, by one rename; dir holding only such
+ * names (an earlier run's), by swapping the two directories in one step
+ * (renameat2 RENAME_EXCHANGE) and removing the old one; dir holding other
+ * files too, by renaming the new files in one by one.  0, or -errno with
+ * err naming the path that failed (tmp is left for the caller).
+ * kx_discard_dir removes a flat directory and its files. */
+int kx_tmpdir_beside(const char *path, char *tmp, size_t len, char *err,
+		     size_t errlen);
+int kx_publish_dir(const char *tmp, const char *dir, const char *const *names,
+		   char *err, size_t errlen);
+void kx_discard_dir(const char *dir);
 
 /* ---- output -------------------------------------------------------------- */
 

@@ -379,7 +379,9 @@ static int l_spawn(lua_State *L)
 		s.own[i] = s.parent_end[i] = -1;
 	s.o.argv = argv;
 	s.o.cwd = kx_optstringfield(L, 1, "cwd", NULL);
-	int detach = kx_optbooleanfield(L, 1, "detach", 0);
+	lua_getfield(L, 1, "detach");
+	int detach = lua_toboolean(L, -1);   /* any true value, as always */
+	lua_pop(L, 1);
 	s.o.flags = KX_SPAWN_SESSION | (detach ? KX_SPAWN_DETACH : 0);
 	if (lua_getfield(L, 1, "env") != LUA_TNIL) {
 		if (!lua_istable(L, -1))

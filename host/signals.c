@@ -76,6 +76,9 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar)
 	int sig = kx_host.interrupted;
 	if (kx_host.repl && sig == SIGINT) {
 		kx_host.interrupted = 0;
+		/* the line is interrupted as if cancelled: what it spawned goes */
+		if (kx_current())
+			kx_task_interrupted(kx_current());
 		luaL_error(L, "interrupted");
 	}
 	kx_shutdown(128 + sig);
@@ -112,9 +115,9 @@ static void on_sig_async(uv_async_t *h)
 		kx_go(L, 1, 0);
 		return;
 	}
-	if (kx_host.repl && sig == SIGINT) {
+	if (kx_host.repl && sig == SIGINT && kx_host.on_interrupt) {
 		kx_host.interrupted = 0;
-		kx_repl_interrupt();
+		kx_host.on_interrupt();
 		return;
 	}
 	kx_shutdown(128 + sig);
@@ -135,19 +138,21 @@ static void install_handlers(void)
 	signal(SIGPIPE, SIG_IGN);
 }
 
+/* A resumed child: the async on the new loop, our handlers installed again
+ * (the resuming process had its own, at its own addresses), and none of
+ * the parent's kx.signal handlers. */
+static void signals_after_resume(void *ud)
+{
+	(void)ud;
+	install_handlers();
+	user_handler[0] = user_handler[1] = LUA_NOREF;
+}
+
 void kx_signals_init(lua_State *L)
 {
 	(void)L;
 	install_handlers();
-}
-
-/* A resumed child: the async on the new loop, our handlers installed again
- * (the resuming process had its own, at its own addresses), and none of
- * the parent's kx.signal handlers. */
-void kx_signals_after_resume(void)
-{
-	install_handlers();
-	user_handler[0] = user_handler[1] = LUA_NOREF;
+	kx_on_resume(signals_after_resume, NULL);
 }
 
 /* ---- kx.signal(name, fn) ---------------------------------------------------- */

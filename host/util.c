@@ -1,7 +1,7 @@
 /*
  * util.c - small services the host offers to bindings: classes, failures,
- * progress lines, where kxrun and its libraries live, and
- * hooks run before exit.
+ * progress lines, where kxrun and its libraries live, hooks run
+ * before exit and after a resume, and the host's state.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +16,16 @@
 #include <unistd.h>
 
 #include "host.h"
+
+struct kx_host kx_host;
+
+void kx_report(const char *msg)
+{
+	fflush(stdout);
+	fprintf(stderr, "kxrun: %s\n", msg ? msg : "(no message)");
+	fflush(stderr);
+}
+
 
 static int default_tostring(lua_State *L)
 {
@@ -318,11 +328,40 @@ void kx_run_atexit(void)
 }
 
 /* A resumed child: the hooks were the parent's, for the parent's things. */
-void kx_forget_atexit(void)
+void kx_forget_atexit(void *ud)
 {
+	(void)ud;
 	while (exit_hooks) {
 		struct exit_hook *h = exit_hooks;
 		exit_hooks = h->next;
 		free(h);
 	}
+}
+
+/* ---- hooks after a resume ---------------------------------------------------- */
+
+struct resume_hook {
+	void (*fn)(void *);
+	void *ud;
+	struct resume_hook *next;
+};
+
+static struct resume_hook *resume_hooks, **resume_tail = &resume_hooks;
+
+void kx_on_resume(void (*fn)(void *ud), void *ud)
+{
+	struct resume_hook *h = malloc(sizeof *h);
+	if (!h)
+		abort();   /* at start-up: nothing sensible goes on without it */
+	h->fn = fn;
+	h->ud = ud;
+	h->next = NULL;
+	*resume_tail = h;
+	resume_tail = &h->next;
+}
+
+void kx_run_resume_hooks(void)
+{
+	for (struct resume_hook *h = resume_hooks; h; h = h->next)
+		h->fn(h->ud);
 }

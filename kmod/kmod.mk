@@ -14,7 +14,6 @@ KXVM_DIR ?= build/vm
 export KXVM_DIR
 KXVT_KO  := $(BUILD)/kmod/kxvt.ko
 KMOD_SRC := $(sort $(wildcard kmod/*.c kmod/*.h)) kmod/Kbuild
-KXVM_REL := $(shell tests/vm/bed/kernel.sh --release 2>/dev/null)
 
 DEBS += qemu-system-x86 busybox-static
 $(BUILD)/.deps: kmod/kmod.mk
@@ -53,7 +52,10 @@ bench-vm: all $(TEST_DEPS) $(KXVT_KO) $(KMOD_TOOLS)
 	@BUILD=$(BUILD) KXRUN=$(BIN) tests/vm/bed/run.sh --mode bench $(VM)
 
 # make test's VM smoke (tests/cli/vm_smoke.sh) needs the module where the
-# guest kernel is here.
-ifneq ($(KXVM_REL),)
-TEST_DEPS += $(KXVT_KO) $(KMOD_TOOLS)
-endif
+# guest kernel is here; on a new machine the kernel arrives with deps, in
+# this same make, so it is asked after deps rather than when this file is read.
+TEST_DEPS += vm-smoke-deps
+.PHONY: vm-smoke-deps
+vm-smoke-deps: | deps
+	@if tests/vm/bed/kernel.sh --release >/dev/null 2>&1; then \
+	    $(MAKE) --no-print-directory BUILD=$(BUILD) $(KXVT_KO) $(KMOD_TOOLS); fi

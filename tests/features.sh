@@ -76,8 +76,8 @@ probe() {
 	cc) have cc "build-essential" ;;
 	qemu)
 		have qemu-system-x86_64 "Debian qemu-system-x86" || return 1
-		ls "$BUILD"/vm/vmlinuz* /boot/vmlinuz-*-amd64 >/dev/null 2>&1 ||
-			absent "no Debian kernel image for the VM test bed (make deps installs linux-image-amd64)" ;;
+		KXVM_DIR=${KXVM_DIR:-$BUILD/vm} "$ROOT/tests/vm/bed/kernel.sh" --probe >/dev/null ||
+			absent "$(KXVM_DIR=${KXVM_DIR:-$BUILD/vm} "$ROOT/tests/vm/bed/kernel.sh" --probe)" ;;
 	*) echo "unknown feature '$1' (tests/features.sh --list)"; return 2 ;;
 	esac
 }

@@ -108,7 +108,9 @@ local function synopsis(cmd)
 	return table.concat(parts, " ")
 end
 
-function Tool:help(cmd)
+-- Prints the help of the tool, or of one of its commands (a plain function:
+-- `help` in a declaration is its text).
+local function print_help(self, cmd)
 	local out = {}
 	if cmd and cmd.name then
 		out[#out + 1] = ("usage: kxrun %s %s %s"):format(self.name, cmd.name, synopsis(cmd))
@@ -127,9 +129,7 @@ function Tool:help(cmd)
 	else
 		out[#out + 1] = ("usage: kxrun %s %s"):format(self.name, synopsis(self))
 		if self.summary then out[#out + 1] = "\n" .. wrap(self.summary, 0, 79) end
-		-- rawget: the tool's help text, not the help method its metatable gives
-		local text = rawget(self, "help")
-		if text then out[#out + 1] = "\n" .. text:gsub("\n$", "") end
+		if self.help then out[#out + 1] = "\n" .. self.help:gsub("\n$", "") end
 	end
 	local flags = {}
 	for _, f in ipairs((cmd or self).flags or {}) do flags[#flags + 1] = f end
@@ -281,12 +281,17 @@ end
 
 -- The tool's main function: function(argv) -> exit status.
 function cli.tool(decl)
+	for _, k in ipairs{ "usage", "fail" } do   -- Tool's methods, not fields
+		if rawget(decl, k) ~= nil then
+			error(("kx.cli.tool: '%s' is a method, not a field (help text goes in 'help')"):format(k), 2)
+		end
+	end
 	local tool = setmetatable(decl, Tool)
 	return function(argv)
 		local cmd, first = tool, 1
 		if tool.commands then
 			local name = argv[1]
-			if name == "-h" or name == "--help" or name == "help" then return tool:help() end
+			if name == "-h" or name == "--help" or name == "help" then return print_help(tool) end
 			if name == nil then
 				local names = {}
 				for _, c in ipairs(tool.commands) do names[#names + 1] = c.name end
@@ -303,7 +308,7 @@ function cli.tool(decl)
 			for _, f in ipairs(tool.flags or {}) do flags[#flags + 1] = f end
 		end
 		local opts, args = parse(cmd, flags, argv, first)
-		if opts == "help" then return tool:help(cmd ~= tool and cmd or nil) end
+		if opts == "help" then return print_help(tool, cmd ~= tool and cmd or nil) end
 		if not opts then
 			return tool:usage(cmd ~= tool and (cmd.name .. ": " .. args) or args)
 		end

@@ -7,9 +7,7 @@ set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 . tests/cli/lib.sh
-command -v qemu-system-x86_64 >/dev/null ||
-	skip "qemu-system-x86_64 is not installed (make deps installs qemu-system-x86)"
-why=$(tests/vm/bed/kernel.sh --probe) || skip "$why"
+need qemu
 : "${BUILD:=build}"
 [ -e "$BUILD/kmod/kxvt.ko" ] || fail "$BUILD/kmod/kxvt.ko is not built (make kmod)"
 out=$(BUILD=$BUILD KXRUN=$KXRUN tests/vm/bed/run.sh --mode smoke --quiet 2>&1)

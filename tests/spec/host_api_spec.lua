@@ -120,6 +120,16 @@ describe("kx.cli", function()
 		assert.is_true(ok)
 	end)
 
+	it("prints a command-less tool's help, with its text", function()
+		local solo = cli.tool{ name = "solo", args = { "FILE" }, help = "reads FILE",
+			flags = { { "out", "o", arg = "DIR", help = "where" } }, run = function() return 0 end }
+		assert.equal(0, capture(solo, { "--help" }))
+		assert.matches("usage: kxrun solo %[flags%] FILE", out)
+		assert.matches("reads FILE", out, 1, true)
+		assert.matches("%-o, %-%-out DIR +where", out)
+		assert.has_error(function() cli.tool{ name = "x", usage = "text" } end)
+	end)
+
 	it("prints --help from the declarations and exits 0", function()
 		assert.equal(0, capture(main, { "--help" }))
 		assert.matches("usage: kxrun demo COMMAND", out, 1, true)

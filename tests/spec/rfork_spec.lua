@@ -119,7 +119,7 @@ describe("kx.rfork", function()
 
 	it("takes transport = tcp | rdma | auto and says which it used", function()
 		assert.has_error(function() rfork.prepare{ transport = "pigeon" } end,
-			'bad argument #1 to \'prepare\' (transport must be "tcp", "rdma" or "auto", not "pigeon")')
+			'bad argument #1 to \'kx.rfork.prepare\' (field \'transport\': must be "tcp", "rdma" or "auto", not "pigeon")')
 		assert.has_error(function() rfork.resume{ address = "x:1", id = "0", key = "0",
 			transport = "udp" } end)
 		local h = assert(rfork.prepare{ listen = "127.0.0.1:0", transport = "tcp" })

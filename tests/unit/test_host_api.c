@@ -369,6 +369,29 @@ static void test_cancel_hooks_run_once(void **state)
 	assert_int_equal(hook_seen[0], 1);   /* the main one ended */
 }
 
+/* kx_wake on a task that is not waiting: an abort in `make asan` builds
+ * (KX_CHECKS), the values dropped otherwise. */
+static void test_wake_of_a_task_not_waiting(void **state)
+{
+	(void)state;
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		assert_int_equal(luaL_loadstring(L, "return 1"), LUA_OK);
+		kx_task *t = kx_go(L, 0, 0);   /* ready, not waiting */
+		lua_pushinteger(kx_task_state(t), 7);
+		kx_wake(t, 1);
+		_exit(lua_gettop(kx_task_state(t)) == 1 ? 0 : 3);
+	}
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+#ifdef KX_CHECKS
+	assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+#else
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+#endif
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -383,6 +406,7 @@ int main(void)
 		cmocka_unit_test(test_write_all_through_a_pipe),
 		cmocka_unit_test(test_class_with_getters_and_errors),
 		cmocka_unit_test(test_cancel_hooks_run_once),
+		cmocka_unit_test(test_wake_of_a_task_not_waiting),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
