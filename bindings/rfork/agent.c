@@ -103,8 +103,10 @@ static int copy_image(const struct rf_desc *d, struct image *im)
 				return -1;
 			im->n = rf_rdma_ranges_add(a, np, anon ? pm : NULL, a > m[i].start, RF_PAGE,
 			                           &im->len, im->r, im->n, MAX_RANGES);
-			if (im->n < 0)
+			if (im->n < 0) {
+				errno = E2BIG;   /* over a million ranges: a very fragmented image */
 				return -1;
+			}
 			a += np * RF_PAGE;
 		}
 	}
