@@ -19,7 +19,8 @@
  *                                "touched N pages in S s"
  *
  * RFORK_TRANSPORT (tcp, rdma, auto) is prepare's and resume's transport; a
- * child says on stderr which one brought its pages.
+ * child says on stderr which one brought its pages.  RFORK_LISTEN: the
+ * holder's address (127.0.0.1:0).
  *                                (a child resumed then must fail cleanly)
  */
 #include "rfork.h"
@@ -146,7 +147,8 @@ int main(int argc, char **argv)
 		forkdata[i] = (unsigned char)(i * 7 + 3);
 	counter++;
 	struct rf_holder *h;
-	struct rf_prepare_opts o = {.listen = "127.0.0.1:0", .idle_s = 120,
+	const char *listen = getenv("RFORK_LISTEN");
+	struct rf_prepare_opts o = {.listen = listen ? listen : "127.0.0.1:0", .idle_s = 120,
 	                            .transport = getenv("RFORK_TRANSPORT")};
 	double t0 = now();
 	long r = rf_prepare(&o, &h, err, sizeof err);

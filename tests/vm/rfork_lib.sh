@@ -9,8 +9,11 @@
 #       /usr/lib/x86_64-linux-gnu/libibverbs/librxe-rdmav34.so
 #       /etc/libibverbs.d/rxe.driver
 
-# Soft-RoCE on lo: rxe0, port 1 ACTIVE, GID ::ffff:127.0.0.1.
+# Soft-RoCE on lo: rxe0, port 1 ACTIVE, GID ::ffff:127.0.0.1.  With
+# RFORK_NIC=1 (a machine with a real RDMA NIC, outside the VM): nothing,
+# the machine's device is used.
 rxe_up() {
+	[ -n "${RFORK_NIC:-}" ] && { ulimit -l unlimited 2>/dev/null; return 0; }
 	vm_modprobe crc32_generic   # before rdma_rxe: "failed to init crc32 algorithm"
 	vm_modprobe rdma_rxe
 	ulimit -l unlimited
@@ -23,6 +26,7 @@ rxe_up() {
 	done
 }
 rxe_down() {
+	[ -n "${RFORK_NIC:-}" ] && return 0
 	rdma link delete rxe0 2>/dev/null
 	i=0
 	while [ -e /sys/class/infiniband/rxe0 ]; do

@@ -11,15 +11,24 @@
 #     64 MiB of strings; kxrun rfork resume started from a Lua driver);
 #   - experiments/rdma_rc_connection.lua: RC connection set-up and READ
 #     latency/throughput, 4 KiB to 1 MiB, beside TCP.
-# KXVM_BENCH_REPS (default 3) sets REPS (on the host: make bench-vm
-# KXVM_APPEND="kxvm.reps=5" is not read; edit the default here).
+# RFORK_BENCH_REPS (default 5) sets REPS.
+#
+# On a machine with a real RDMA NIC (outside the VM), from the repository
+# root after make and make test's build of build/tests/rfork_basic:
+#   RFORK_NIC=1 RFORK_LISTEN=NIC_IP:0 ROOT=$PWD KXRUN=$PWD/kxrun \
+#       sh tests/vm/rfork_rdma_bench.sh
+# (parent and children on that machine, through the NIC's loopback;
+# KXRUN_RFORK_RDMA_DEVICE=NAME:PORT:GID picks the port).
 # vm-mode: bench
 # vm-timeout: 2300
 # vm-modules: crc32_generic rdma_rxe
 # vm-files: tests/vm/rfork_lib.sh build/tests/rfork_basic experiments/rdma_rc_connection.lua /usr/bin/rdma /usr/lib/x86_64-linux-gnu/libibverbs.so.1 /usr/lib/x86_64-linux-gnu/libibverbs/librxe-rdmav34.so /etc/libibverbs.d/rxe.driver
-. /kx/tests/vm/bed/lib.sh
-. /kx/tests/vm/rfork_lib.sh
-REPS=${KXVM_BENCH_REPS:-3}
+ROOT=${ROOT:-/kx} KXRUN=${KXRUN:-/kx/kxrun}
+. "$ROOT/tests/vm/bed/lib.sh"
+. "$ROOT/tests/vm/rfork_lib.sh"
+cd "$ROOT" || exit 1
+REPS=${RFORK_BENCH_REPS:-5}
+export RFORK_LISTEN=${RFORK_LISTEN:-127.0.0.1:0}
 rxe_up
 
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -69,7 +78,7 @@ local rfork = require "kx.rfork"
 local big, s = {}, ("x"):rep(4096)
 while #s < (1 << 20) do s = s .. s end
 for i = 1, 64 do big[i] = s:sub(1, -8) .. ("%07d"):format(i) end
-local h = assert(rfork.prepare{ listen = "127.0.0.1:0", transport = "rdma" })
+local h = assert(rfork.prepare{ listen = os.getenv("RFORK_LISTEN"), transport = "rdma" })
 if h.child then
 	print(("%.6f"):format(kx.time()))
 	os.exit(0)
@@ -95,18 +104,18 @@ local r, t = median(lat.rdma), median(lat.tcp)
 print(("rfork resume to the first Lua statement: rdma %.1f ms, tcp %.1f ms (medians of %d); rdma/tcp %.2fx"):format(r, t, reps, r / t))
 LUA
 mkfifo "$T/lp.in"
-/kx/kxrun "$T/lat_parent.lua" < "$T/lp.in" > "$T/lp.out" 2> "$T/lp.err" &
+"$KXRUN" "$T/lat_parent.lua" < "$T/lp.in" > "$T/lp.out" 2> "$T/lp.err" &
 lp=$!
 exec 7> "$T/lp.in"
 i=0; while [ ! -s "$T/lp.out" ]; do i=$((i+1)); [ $i -lt 3000 ] || fail "Lua parent: $(cat "$T/lp.err")"; sleep 0.1; done
 read -r A I K S < "$T/lp.out"
 expect_eq "$S" ready "the Lua parent's agent"
-/kx/kxrun "$T/lat_driver.lua" $((REPS * 3)) "$A" "$I" "$K" || fail "resume latency driver"
+"$KXRUN" "$T/lat_driver.lua" $((REPS * 3)) "$A" "$I" "$K" || fail "resume latency driver"
 exec 7>&-
 wait $lp
 
 echo "-- experiments/rdma_rc_connection.lua"
-KXRUN_PROGRESS=0 /kx/kxrun /kx/experiments/rdma_rc_connection.lua --reps $REPS --connections 10 --reads 100 \
-	--image 32M --out "$T/rc" --no-report || fail "rdma_rc_connection"
+KXRUN_PROGRESS=0 "$KXRUN" experiments/rdma_rc_connection.lua --reps $REPS --connections 10 \
+	--reads 100 --image 32M --listen "$RFORK_LISTEN" --out "$T/rc" --no-report || fail "rdma_rc_connection"
 rxe_down
 exit 0
