@@ -11,7 +11,9 @@
 -- RDMA agent, when an RDMA port reaches 127.0.0.1 or --listen) serves them.
 -- Size 0 is connection set-up: a connection to the holder able to read
 -- pages, timed from the TCP connect (hello and descriptor; for rdma also
--- the queue pair, the exchange with the agent and one test READ): metrics
+-- opening the device, a queue pair, the exchange with the agent, the 1 MiB
+-- landing buffer registered and one test READ, as a resuming child does
+-- them; MITOSIS's figure is the bare queue pair connection): metrics
 -- `connect` (median per connection, ms), `rate` (connections/s) and, for
 -- rdma, `rc_connect` (the RDMA part alone, ms).  Other sizes: `read`
 -- (median per read, us) and `throughput` (MB/s, 10^6 bytes) of --reads
