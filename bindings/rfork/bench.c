@@ -46,8 +46,8 @@ static int parse_hex(const char *s, uint8_t *out, size_t n)
 
 /* One connection, upgraded when rdma; *t_rc: seconds of the upgrade. */
 static struct rf_conn *open_conn(const char *address, uint64_t id, const uint8_t key[16],
-                                 int rdma, const struct rf_transport **t, struct rf_desc **d,
-                                 double *t_rc, char *err, size_t errlen)
+                                 int rdma, uint32_t pages, const struct rf_transport **t,
+                                 struct rf_desc **d, double *t_rc, char *err, size_t errlen)
 {
 	uint32_t index;
 	struct rf_conn *c = rf_tcp.connect(address, id, key, 10000, d, &index, err, errlen);
@@ -59,7 +59,7 @@ static struct rf_conn *open_conn(const char *address, uint64_t id, const uint8_t
 	double t0 = now();
 	struct rf_conn *r = rf_parse_address(address, host, sizeof host, port, sizeof port, err,
 	                                     errlen) < 0 ? NULL
-	                    : rf_rdma_upgrade(c, *d, host, 1, 10000, &declined, err, errlen);
+	                    : rf_rdma_upgrade(c, *d, host, 1, 10000, pages, &declined, err, errlen);
 	*t_rc = now() - t0;
 	if (!r) {
 		rf_tcp.close(c);
@@ -117,7 +117,9 @@ int rf_lua_bench(lua_State *L)
 		lua_createtable(L, rdma ? (int)count : 0, 0);
 		for (lua_Integer i = 1; i <= count; i++) {
 			double t0 = now();
-			struct rf_conn *c = open_conn(address, id, key, rdma, &t, &d, &t_rc, err, sizeof err);
+			/* a landing buffer for the default read-ahead, as a child's */
+			struct rf_conn *c = open_conn(address, id, key, rdma, 16, &t, &d, &t_rc, err,
+			                              sizeof err);
 			if (!c)
 				goto fail;
 			lua_pushnumber(L, now() - t0);
@@ -131,11 +133,12 @@ int rf_lua_bench(lua_State *L)
 		}
 		return 2;
 	}
-	struct rf_conn *c = open_conn(address, id, key, rdma, &t, &d, &t_rc, err, sizeof err);
+	uint32_t npages = (uint32_t)(size / RF_PAGE);
+	struct rf_conn *c = open_conn(address, id, key, rdma, npages, &t, &d, &t_rc, err,
+	                              sizeof err);
 	if (!c)
 		goto fail;
 	const struct rf_map *m = largest_served(d);
-	uint32_t npages = (uint32_t)(size / RF_PAGE);
 	char *buf = t->buffer(c, npages, err, sizeof err);
 	if (!m || m->end - m->start < (uint64_t)size || !buf) {
 		if (buf)

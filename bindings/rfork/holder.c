@@ -184,11 +184,15 @@ static void agent_gone(const struct rf_holder_cfg *cfg, struct hagent *ag, struc
 		close(ag->fd);
 	ag->fd = -1;
 	waitpid(-1, NULL, WNOHANG);
-	for (int i = 0; i < n; i++)
-		if (cs[i].rdma == 1) {
+	for (int i = 0; i < n; i++) {
+		if (cs[i].rdma == 1)
 			decline(cs[i].fd, RF_RDMA_FAILED, why);
-			cs[i].rdma = 0;
+		if (cs[i].rdma == 2) {   /* their next READ would wait in vain */
+			uint8_t gone = RF_RDMA_GONE;
+			rf_write_all(cs[i].fd, &gone, 1);
 		}
+		cs[i].rdma = 0;
+	}
 }
 
 /* RF_REQ_RDMA on an authenticated connection: the child's endpoint goes to

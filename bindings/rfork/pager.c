@@ -387,13 +387,14 @@ static void on_event(struct client *c, struct uffd_msg *u, struct rf_conn *conn,
 /* RDMA instead of TCP when asked for; 0, or -1 + err when it must not go
  * on over TCP. */
 static int choose_transport(struct rf_conn **conn, const struct rf_desc *d,
-                            const struct rf_pager_opts *o, char *info, size_t infolen)
+                            const struct rf_pager_opts *o, uint32_t buf_pages, char *info,
+                            size_t infolen)
 {
 	if (!o->rdma)
 		return 0;
 	int declined;
 	struct rf_conn *r = rf_rdma_upgrade(*conn, d, o->host, o->required, o->timeout_ms,
-	                                    &declined, info, infolen);
+	                                    buf_pages, &declined, info, infolen);
 	if (r) {
 		*conn = r;
 		T = &rf_rdma;
@@ -418,9 +419,11 @@ void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d, struct rf_con
 	/* the answer to the resuming process: 0 and "TRANSPORT\tINFO", or
 	 * 1 and why it cannot go on */
 	char msg[320], info[256] = "";
-	int bad = choose_transport(&conn, d, o, info, sizeof info) < 0;
-	char *buf = bad ? NULL : T->buffer(conn, pre.pages > RF_MAX_PAGES ? pre.pages : RF_MAX_PAGES,
-	                                   info, sizeof info);
+	/* one buffer for the batch and the faults' read-ahead: populated (and,
+	 * for RDMA, registered) once */
+	uint32_t need = pre.pages > ra ? (uint32_t)pre.pages : (uint32_t)ra;
+	int bad = choose_transport(&conn, d, o, need, info, sizeof info) < 0;
+	char *buf = bad ? NULL : T->buffer(conn, need, info, sizeof info);
 	int pidfd = syscall(SYS_pidfd_open, child, 0);
 	if (!bad && (!buf || pidfd < 0)) {
 		bad = 1;

@@ -185,11 +185,15 @@ static int wait_for(struct rdma_conn *c, uint64_t id, char *err, size_t errlen)
 		int left = (int)((end - t + 999) / 1000);
 		if (poll(pf, 2, left) < 0 && errno != EINTR)
 			return failed(c, err, errlen, "RDMA: poll: %s", strerror(errno));
-		if (pf[1].revents) {
-			char b;
+		if (pf[1].revents) {   /* nothing is expected there meanwhile */
+			uint8_t b;
 			ssize_t k = recv(pf[1].fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
 			if (k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR))
 				return failed(c, err, errlen, "%s", "the holder closed the connection");
+			if (k == 1)
+				return failed(c, err, errlen, "%s", b == RF_RDMA_GONE
+				              ? "the holder's RDMA agent is gone (its queue pairs with it)"
+				              : "the holder sent something unasked");
 		}
 		if (pf[0].revents) {
 			struct ibv_cq *cq;
@@ -395,9 +399,10 @@ static int to_rts(struct rdma_conn *c, const struct rf_rdma_port *p, const struc
 	                         IBV_QP_DEST_QPN | IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC |
 	                         IBV_QP_MIN_RNR_TIMER);
 	if (!r) {
-		/* local ACK timeout 4.096 us * 2^17 = 0.5 s, 7 retries: a peer
-		 * gone shows as an error completion within seconds */
-		a = (struct ibv_qp_attr){.qp_state = IBV_QPS_RTS, .timeout = 17, .retry_cnt = 7,
+		/* local ACK timeout 4.096 us * 2^15 = 134 ms, 7 retries: a peer
+		 * gone shows as an error completion in about a second (a slow
+		 * answer only costs a retransmission) */
+		a = (struct ibv_qp_attr){.qp_state = IBV_QPS_RTS, .timeout = 15, .retry_cnt = 7,
 		                         .rnr_retry = 7, .sq_psn = me->psn,
 		                         .max_rd_atomic = peer->rd_atomic < me->rd_atomic
 		                                          ? peer->rd_atomic : me->rd_atomic};
@@ -451,8 +456,8 @@ static int exchange(struct rdma_conn *c, const struct rf_rdma_ep *me, int requir
 }
 
 struct rf_conn *rf_rdma_upgrade(struct rf_conn *tcp, const struct rf_desc *d, const char *host,
-                                int required, int timeout_ms, int *declined, char *err,
-                                size_t errlen)
+                                int required, int timeout_ms, uint32_t buf_pages,
+                                int *declined, char *err, size_t errlen)
 {
 	*declined = 0;
 	struct rf_rdma_port p;
@@ -504,7 +509,7 @@ struct rf_conn *rf_rdma_upgrade(struct rf_conn *tcp, const struct rf_desc *d, co
 	 * the agent leaves it usable (declined). */
 	*declined = 1;
 	if (to_rts(c, &p, &me, &info.ep, err, errlen) < 0 ||
-	    !rdma_buffer((struct rf_conn *)c, RF_MAX_PAGES, err, errlen))
+	    !rdma_buffer((struct rf_conn *)c, buf_pages ? buf_pages : 1, err, errlen))
 		goto fail;
 	/* one page as a test: the device must reach the agent */
 	for (uint32_t i = 0; i < c->nranges; i++)

@@ -54,6 +54,10 @@ struct rf_rdma_range {
 
 enum { RF_RDMA_OK = 0, RF_RDMA_NONE = 1, RF_RDMA_BUSY = 2, RF_RDMA_FAILED = 3 };
 
+/* The byte the holder sends, unasked, to its RDMA children when its agent
+ * is gone: their queue pairs have no peer any more. */
+#define RF_RDMA_GONE 0xA6
+
 struct rf_rdma_info {
 	uint32_t status;      /* RF_RDMA_* */
 	uint32_t nranges;
@@ -144,13 +148,15 @@ int rf_rdma_pick(const char *host, struct rf_rdma_port *p, struct ibv_context **
 
 /* Upgrades an authenticated TCP connection (the descriptor was read) to
  * RDMA: opens the port, connects a QP with the holder's agent, checks the
- * ranges and reads one page as a test.  required: wait for the agent (up
- * to timeout) instead of declining.  Returns the RDMA connection (it owns
- * tcp from then on), or NULL + err; *declined = 1 when the holder has no
- * RDMA to offer (the caller may go on over TCP). */
+ * ranges, registers a landing buffer of buf_pages pages and reads one page
+ * as a test.  required: wait for the agent (up to timeout) instead of
+ * declining.  Returns the RDMA connection (it owns tcp from then on), or
+ * NULL + err; *declined = 1 when the holder has no RDMA to offer or the
+ * port does not reach its agent (the caller may go on over TCP). */
 struct rf_conn *rf_rdma_upgrade(struct rf_conn *tcp, const struct rf_desc *d,
                                 const char *host, int required, int timeout_ms,
-                                int *declined, char *err, size_t errlen);
+                                uint32_t buf_pages, int *declined, char *err,
+                                size_t errlen);
 extern const struct rf_transport rf_rdma;
 
 /* ---- holder side (agent.c) ------------------------------------------------- */

@@ -254,11 +254,29 @@ static void holder_gives_rkeys_only_with_the_key(void **state)
 	assert_int_equal(h.type, RF_AG_RELEASE);
 	assert_int_equal(h.conn, id);
 
+	/* a child connected over RDMA when the agent fails is told at once */
+	int live = connect_to(port);
+	assert_int_equal(hello(live, KEY), RF_OK);
+	ask_rdma(live, 79);
+	assert_int_equal(rf_read_all(ag, &h, sizeof h, 5000), 0);
+	assert_int_equal(h.type, RF_AG_CONNECT);
+	assert_int_equal(rf_read_all(ag, &ep, sizeof ep, 5000), 0);
+	ch.conn = h.conn;
+	assert_int_equal(rf_write_all(ag, &ch, sizeof ch), 0);
+	assert_int_equal(rf_write_all(ag, &conn, sizeof conn), 0);
+	assert_int_equal(rf_read_all(live, &got, sizeof got, 5000), 0);
+	assert_int_equal(got.status, RF_RDMA_OK);
+	assert_int_equal(rf_read_all(live, gr, sizeof gr, 5000), 0);
+
 	/* the agent fails: children asking later are told why, with no rkey */
 	const char why[] = "the holder's agent cannot register 1 MiB on rxe0";
 	h = (struct rf_agent_msg){RF_AG_FAILED, sizeof why, 0, 0};
 	assert_int_equal(rf_write_all(ag, &h, sizeof h), 0);
 	assert_int_equal(rf_write_all(ag, why, sizeof why), 0);
+	uint8_t notice = 0;
+	assert_int_equal(rf_read_all(live, &notice, 1, 5000), 0);
+	assert_int_equal(notice, RF_RDMA_GONE);
+	close(live);
 	good = connect_to(port);
 	assert_int_equal(hello(good, KEY), RF_OK);
 	ask_rdma(good, 78);

@@ -1,5 +1,7 @@
 # Sourced by the kx.rfork cases of the VM bed (tests/vm/rfork_*.sh), after
-# bed/lib.sh; not a case itself.
+# bed/lib.sh; not a case itself.  A write to a child that was killed fails
+# (EPIPE) instead of killing the case.
+trap '' PIPE
 # vm-mode: lib
 #
 # A case lists it and what it uses:
@@ -17,7 +19,7 @@ rxe_up() {
 	vm_modprobe crc32_generic   # before rdma_rxe: "failed to init crc32 algorithm"
 	vm_modprobe rdma_rxe
 	ulimit -l unlimited
-	rdma link show rxe0 >/dev/null 2>&1 || rdma link add rxe0 type rxe netdev lo ||
+	[ -e /sys/class/infiniband/rxe0 ] || rdma link add rxe0 type rxe netdev lo ||
 		fail "rdma link add rxe0 type rxe netdev lo"
 	i=0
 	while ! grep -q ACTIVE /sys/class/infiniband/rxe0/ports/1/state 2>/dev/null; do
@@ -98,9 +100,9 @@ children_of() {
 }
 
 # resume_waiting NAME ARGS...: kxrun rfork resume ARGS in the background
-# (CHILD), stdin from a fifo held by fd 8, until it switched to the parent's
-# image (tests/rfork/parent.lua "wait" mode: it waits for a line before it
-# reads its tables).
+# (CHILD), stdin from a fifo held by fd 8, until it waits in the parent's
+# image for a line on that fifo (tests/rfork/parent.lua "wait" mode: before
+# it reads its tables).
 resume_waiting() {
 	n=$1; shift
 	mkfifo "$T/$n.in"
@@ -108,7 +110,8 @@ resume_waiting() {
 	CHILD=$!
 	exec 8> "$T/$n.in"
 	i=0
-	while ! grep -q "switching at" "$T/$n.err" 2>/dev/null; do
+	while ! grep -q "switching at" "$T/$n.err" 2>/dev/null ||
+	      ! grep -q "pipe_read" /proc/$CHILD/wchan 2>/dev/null; do
 		i=$((i + 1))
 		[ $i -lt 600 ] || fail "$n did not resume: $(cat "$T/$n.err")"
 		sleep 0.1

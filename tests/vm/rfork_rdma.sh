@@ -54,20 +54,15 @@ expect_match "$out" "cannot connect" "message with the parent gone"
 
 echo "-- the parent killed while a child waits to touch its pages"
 RFORK_TRANSPORT=rdma parent_start p4 wait
-mkfifo "$T/c4.in"
-KXRUN_RFORK_STATS=1 /kx/kxrun rfork resume --transport rdma "$A" "$I" "$K" < "$T/c4.in" \
-	> "$T/c4.out" 2> "$T/c4.err" &
-child=$!
-exec 8> "$T/c4.in"
-# switched to the parent's image, waiting for a line before it reads t.list
-i=0; while ! grep -q "switching at" "$T/c4.err" 2>/dev/null; do
-	i=$((i+1)); [ $i -lt 600 ] || fail "child 4 did not resume: $(cat "$T/c4.err")"; sleep 0.1; done
+resume_waiting c4 --transport rdma "$A" "$I" "$K"
+child=$CHILD
 kill -9 $PARENT
 wait $PARENT
 exec 7>&-
 i=0; while kill -0 "$HOLDER" 2>/dev/null; do i=$((i+1)); [ $i -lt 100 ] || fail "holder stays"; sleep 0.1; done
 echo go >&8
 exec 8>&-
+wait_bounded $child 60 "child 4"
 wait $child
 rc=$?
 expect_eq "$rc" 137 "child 4 killed (SIGKILL)"
