@@ -56,9 +56,11 @@ while h.rdma == "starting" do kx.sleep(0.01) end
 local systems = { "tcp" }
 if h.rdma == "ready" then
 	systems[2] = "rdma"
-	print(("rdma_rc_connection: RDMA over %s; TCP to %s"):format(h.transport_info, h.address))
+	print(("rdma_rc_connection: a %d MiB image; RDMA over %s; TCP to %s"):format(#image,
+		h.transport_info, h.address))
 else
-	print(("rdma_rc_connection: TCP only: %s"):format(h.transport_info or "no RDMA"))
+	print(("rdma_rc_connection: a %d MiB image; TCP only: %s"):format(#image,
+		h.transport_info or "no RDMA"))
 end
 
 local function measure(transport)

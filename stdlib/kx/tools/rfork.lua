@@ -10,7 +10,9 @@ return require("kx.cli").tool{
 			flags = {
 				{ "transport", "t", choices = { "auto", "rdma", "tcp" }, default = "auto",
 				  env = "KXRUN_RFORK_TRANSPORT", arg = "T",
-				  help = "what carries the pages: rdma (one-sided RDMA READs; an error when no RDMA port reaches the parent or its holder offers none), tcp, or auto (rdma when both sides can, else tcp)" },
+				  help = "what carries the pages: rdma (one-sided RDMA READs; an error when no "
+				      .. "RDMA port reaches the parent or its holder offers none), tcp, or auto "
+				      .. "(rdma when both sides can, else tcp)" },
 			},
 			help = [[
 The parent printed ADDRESS (HOST:PORT), ID and KEY (its handle's address, id
