@@ -214,6 +214,8 @@ struct rf_transport {
 	int (*fd)(const struct rf_conn *c);
 	/* What carries the pages: "tcp", or the RDMA device's name. */
 	const char *(*device)(const struct rf_conn *c);
+	/* How the pages read so far came, for KXRUN_RFORK_STATS ("" for TCP). */
+	void (*stats)(const struct rf_conn *c, char *buf, size_t len);
 };
 extern const struct rf_transport rf_tcp;
 

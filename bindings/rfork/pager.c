@@ -446,12 +446,14 @@ void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d, struct rf_con
 		if (r < 0 && errno != EINTR)
 			kill_child("poll failed");
 		if (pf[0].revents) {   /* the child has ended */
+			char how[160];
+			T->stats(conn, how, sizeof how);
 			if (st.on)
 				fprintf(stderr, "kxrun rfork: pager of child %d: %ld faults, %ld pages "
 				        "fetched (%.1f ms waiting on the holder), %ld zero pages, "
-				        "%ld forks; %ld pages prefetched (%d ranges) in %.1f ms\n", child_pid,
-				        st.faults, st.pages, st.fetch_s * 1e3, st.zero, st.forks,
-				        st.prefetched, pre.n, st.prefetch_s * 1e3);
+				        "%ld forks; %ld pages prefetched (%d ranges) in %.1f ms%s\n",
+				        child_pid, st.faults, st.pages, st.fetch_s * 1e3, st.zero, st.forks,
+				        st.prefetched, pre.n, st.prefetch_s * 1e3, how);
 			_exit(0);
 		}
 		int n = nclients;   /* forks add clients at the end */

@@ -37,6 +37,7 @@ struct rdma_conn {
 	uint32_t nranges, rkey;
 	uint64_t next_id;
 	int batch_n;   /* ranges of the batch asked for (send_batch) */
+	uint64_t pages[3];   /* read so far, by RF_PIECE_* */
 	char device[64];
 };
 
@@ -226,6 +227,7 @@ static int fetch(struct rdma_conn *c, const struct rf_page_req *q, int n, char *
 			return failed(c, err, errlen, "%s", "RDMA: request split too finely");
 		for (int k = 0; k < np; k++) {
 			size_t len = (size_t)pc[k].npages * RF_PAGE;
+			c->pages[pc[k].kind] += pc[k].npages;
 			if (pc[k].kind == RF_PIECE_ZERO) {
 				memset(at, 0, len);
 			} else if (pc[k].kind == RF_PIECE_TCP) {
@@ -367,6 +369,15 @@ static const char *rdma_name(const struct rf_conn *cc)
 	return ((const struct rdma_conn *)cc)->device;
 }
 
+static void rdma_stats(const struct rf_conn *cc, char *buf, size_t len)
+{
+	const struct rdma_conn *c = (const struct rdma_conn *)cc;
+	snprintf(buf, len, "; over %s: %llu pages by RDMA READ, %llu zeros, %llu over TCP",
+	         c->device, (unsigned long long)c->pages[RF_PIECE_RDMA],
+	         (unsigned long long)c->pages[RF_PIECE_ZERO],
+	         (unsigned long long)c->pages[RF_PIECE_TCP]);
+}
+
 const struct rf_transport rf_rdma = {
 	.name = "rdma",
 	.read_pages = rdma_read_pages,
@@ -376,6 +387,7 @@ const struct rf_transport rf_rdma = {
 	.close = rdma_close,
 	.fd = rdma_fd,
 	.device = rdma_name,
+	.stats = rdma_stats,
 };
 
 /* ---- connection ------------------------------------------------------------- */

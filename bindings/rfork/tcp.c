@@ -337,6 +337,13 @@ static const char *tcp_device(const struct rf_conn *c)
 	return "tcp";
 }
 
+static void tcp_stats(const struct rf_conn *c, char *buf, size_t len)
+{
+	(void)c;
+	if (len)
+		buf[0] = 0;
+}
+
 const struct rf_transport rf_tcp = {
 	.name = "tcp",
 	.connect = tcp_connect,
@@ -347,4 +354,5 @@ const struct rf_transport rf_tcp = {
 	.close = tcp_close,
 	.fd = tcp_fd,
 	.device = tcp_device,
+	.stats = tcp_stats,
 };

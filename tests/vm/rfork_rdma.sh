@@ -28,6 +28,9 @@ for n in 1 2 3; do
 	# the stats line: pages came, none of them over TCP is not claimed;
 	# the resume said it went over rdma
 	expect_match "$(cat "$T/c$n.err")" "over rdma: rxe0" "child $n's resume line"
+	# every page by RDMA READ (or known zero), none from the holder's CPU
+	expect_match "$(cat "$T/c$n.err")" "over rxe0: [1-9][0-9]* pages by RDMA READ, [0-9]+ zeros, 0 over TCP" \
+		"child $n's pages"
 	cat "$T/c$n.err"
 done
 expect_eq "$(echo $seen | tr ' ' '\n' | sort | tr '\n' ' ')" "1 2 3 " "children's indexes"
