@@ -358,6 +358,7 @@ static int e_stats(lua_State *L)
 		{"overshoot_ns", e->overshoot}, {"budget_stops", e->n_budget},
 		{"blocked_stops", e->n_blocked}, {"early_stops", e->n_rearm},
 		{"asleep_skipped", e->n_asleep}, {"debt_skipped", e->n_debt},
+		{"strays_continued", e->n_stray},
 	};
 	lua_createtable(L, 0, (int)(sizeof stats / sizeof stats[0]));
 	for (size_t i = 0; i < sizeof stats / sizeof stats[0]; i++) {

@@ -153,6 +153,7 @@ static void tl_next(struct vt_exp *e, struct vt_timeline *tl)
 		p->perf_base = perf_cpu(p);
 		p->last_cpu = p->perf_base;
 		p->runnable_cpu = -1;
+		p->stray_since = 0;
 		p->idle_since = vt_mono_ns();
 		p->rearms = 0;
 		p->by_budget = 0;
@@ -260,19 +261,22 @@ static void on_exit_seen(struct vt_exp *e, struct vt_proc *p, const siginfo_t *s
 	member_done(e, p, used_v);
 }
 
-/* 1 when a task of pid's tree (threads, children, recursively) may run, or
- * is stopping (its stop report is on its way).  *ntasks: pid's threads, 0
- * when it has children. */
-static int tree_runnable(pid_t pid, int depth, int *ntasks)
+/* What /proc shows of a process tree (threads, children, recursively). */
+enum tree { TREE_IDLE, TREE_STOPPED, TREE_RUNNABLE };
+
+/* TREE_RUNNABLE when a task of pid's tree may run; else TREE_STOPPED when
+ * one is stopped (T); else TREE_IDLE (every task sleeps, or is stopped by a
+ * tracer).  *ntasks: pid's threads, 0 when it has children. */
+static enum tree tree_state(pid_t pid, int depth, int *ntasks)
 {
 	char path[96], buf[4096];
 	snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
 	DIR *d = opendir(path);
 	if (!d)
-		return 0;
+		return TREE_IDLE;
 	struct dirent *de;
-	int run = 0;
-	while (!run && (de = readdir(d))) {
+	enum tree st = TREE_IDLE;
+	while (st != TREE_RUNNABLE && (de = readdir(d))) {
 		if (de->d_name[0] == '.')
 			continue;
 		if (depth == 0 && *ntasks >= 0)
@@ -285,10 +289,12 @@ static int tree_runnable(pid_t pid, int depth, int *ntasks)
 			close(fd);
 			buf[n > 0 ? n : 0] = 0;
 			char *c = strrchr(buf, ')');
-			if (c && c[1] && (c[2] == 'R' || c[2] == 'T' || c[2] == 't'))
-				run = 1;
+			if (c && c[1] && c[2] == 'R')
+				st = TREE_RUNNABLE;
+			else if (c && c[1] && c[2] == 'T')
+				st = TREE_STOPPED;
 		}
-		if (run || depth > 16)
+		if (st == TREE_RUNNABLE || depth > 16)
 			break;
 		snprintf(path, sizeof path, "/proc/%d/task/%s/children", (int)pid,
 		         de->d_name);
@@ -296,14 +302,31 @@ static int tree_runnable(pid_t pid, int depth, int *ntasks)
 			n = read(fd, buf, sizeof buf - 1);
 			close(fd);
 			buf[n > 0 ? n : 0] = 0;
-			for (char *s = strtok(buf, " \n"); s && !run; s = strtok(NULL, " \n")) {
+			for (char *s = strtok(buf, " \n"); s && st != TREE_RUNNABLE;
+			     s = strtok(NULL, " \n")) {
 				*ntasks = -1;
-				run = tree_runnable(atoi(s), depth + 1, ntasks);
+				enum tree c = tree_state(atoi(s), depth + 1, ntasks);
+				if (c > st)
+					st = c;
 			}
 		}
 	}
 	closedir(d);
-	return run;
+	return st;
+}
+
+/* SIGSTOP pending for p (any thread, or the process): a stop on its way. */
+static int stop_pending(struct vt_proc *p)
+{
+	char buf[2048];
+	if (p->status_fd <= 0)
+		return 0;
+	ssize_t n = pread(p->status_fd, buf, sizeof buf - 1, 0);
+	buf[n > 0 ? n : 0] = 0;
+	for (const char *k = buf; (k = strstr(k, "Pnd:")); k += 4)
+		if (strtoull(k + 4, NULL, 16) & (1ull << (SIGSTOP - 1)))
+			return 1;
+	return 0;
 }
 
 static int leader_state(pid_t pid)
@@ -382,9 +405,40 @@ static int64_t check(struct vt_exp *e, struct vt_proc *p, int64_t now)
 		return 0;
 	}
 	int ntasks = 0;
-	if (tree_runnable(p->pid, 0, &ntasks)) {
+	enum tree tree = tree_state(p->pid, 0, &ntasks);
+	if (tree == TREE_RUNNABLE) {
 		p->runnable_cpu = cpu;
+		p->stray_since = 0;
 		return p->period - (cpu - p->perf_base);
+	}
+	if (tree == TREE_STOPPED) {
+		/* Its leader was stopped and its report already taken: done. */
+		if (leader_state(p->pid) == 'T') {
+			on_stopped(e, p);
+			return 0;
+		}
+		/* A task stopped while its leader runs on, with no stop on its
+		 * way to the leader: a stray.  A process forked while its group
+		 * was stopped and continued is born stopped (the kernel hands a
+		 * fork in progress the group's SIGSTOP but not the SIGCONT,
+		 * which is ignored by default), and its parent then waits for it
+		 * forever.  Seen twice, IDLE_CONFIRM apart (a group stop reaches
+		 * every process within microseconds), it is continued. */
+		if (stop_pending(p)) {
+			p->stray_since = 0;
+			return IDLE_CONFIRM;
+		}
+		if (!p->stray_since) {
+			p->stray_since = now;
+			return IDLE_CONFIRM;
+		}
+		if (now - p->stray_since < IDLE_CONFIRM)
+			return IDLE_CONFIRM - (now - p->stray_since);
+		p->stray_since = 0;
+		p->idle_since = now;
+		e->n_stray++;
+		kill(-p->pid, SIGCONT);
+		return POLL_NS;
 	}
 	p->ntasks = ntasks > 0 ? ntasks : 0;
 	p->run = VT_STOPPING; /* blocked: stopped for the rest of the round */

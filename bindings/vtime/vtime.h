@@ -70,6 +70,7 @@ struct vt_proc {
 	int64_t last_cpu;        /* cpu_ns at the last poll */
 	int64_t idle_since;      /* real ns since when it used no CPU */
 	int64_t runnable_cpu;    /* cpu_ns when /proc last showed it runnable */
+	int64_t stray_since;     /* real ns a stray stopped task was seen, 0 */
 	int rearms;              /* early stops resumed this share */
 	int by_budget;           /* stopped by its counter, not for blocking */
 	int ntasks;              /* threads when it blocked, 0: children too */
@@ -97,6 +98,7 @@ struct vt_exp {
 	int64_t n_budget, n_blocked, n_rearm; /* how shares ended, early stops */
 	int64_t n_asleep;        /* shares not run: every thread asleep */
 	int64_t n_debt;          /* shares not run: a debt covered them */
+	int64_t n_stray;         /* stray stopped tasks continued (round.c) */
 	struct kxvt_shm *shm;    /* read-write mapping */
 	char shm_path[128];
 	char cg_path[200];       /* freezer cgroup directory, or "" */
