@@ -462,7 +462,7 @@ static int l_experiment(lua_State *L)
 static int l_cleanup(lua_State *L)
 {
 	char msg[512];
-	int n = vt_cleanup(msg, sizeof msg);
+	int n = vt_cleanup(NULL, NULL, msg, sizeof msg);
 	lua_pushinteger(L, n);
 	if (msg[0]) {
 		lua_pushstring(L, msg);

@@ -156,18 +156,49 @@ int64_t vt_now(const struct vt_exp *e);
 int64_t vt_proc_now(struct vt_exp *e, int i);
 /* Records the exit of pid (from the child watch). */
 void vt_proc_exited(struct vt_exp *e, pid_t pid, int wstatus);
-/* Kills every process, removes shm and cgroup.  Twice is harmless. */
+/* Kills every process the experiment ever ran, however it detached
+ * (cleanup.c), removes its clock file and cgroup.  Twice is harmless. */
 void vt_exp_stop(struct vt_exp *e);
 void vt_exp_free(struct vt_exp *e);
-/* Thaws and removes leftover kxrun-vtime-* freezer cgroups (v1 and v2,
- * killing their processes) and /dev/shm/kxrun-vtime-* files of dead
- * controllers.  Returns the number of cgroups removed. */
-int vt_cleanup(char *err, size_t errlen);
 
-/* internal, shared by vtime.c and round.c */
+/* What a sweep ended or removed, as a phrase ("process 12 (sleep)",
+ * "cgroup /sys/...", "clock file /dev/shm/..."), for messages. */
+typedef void (*vt_note_fn)(void *ud, const char *what);
+/* Ends what dead controllers left (their processes, found by the clock
+ * file named in their environment or by cgroup, kxrun-vtime-* cgroups of
+ * both roots, clock files), naming each to note (may be NULL).  A
+ * controller is dead when its pid is gone or was reused since.  Returns
+ * the number of cgroups removed; err says what could not be removed. */
+int vt_cleanup(vt_note_fn note, void *ud, char *err, size_t errlen);
+/* Blocks until process ctl (a controller) has died, then ends what it
+ * left as vt_cleanup does.  0, or -1 and a message. */
+int vt_supervise(pid_t ctl, vt_note_fn note, void *ud, char *err,
+                 size_t errlen);
+
+/* ---- internal, shared by the core's files ---- */
 int64_t vt_mono_ns(void);
-void vt_cg_freeze(struct vt_exp *e, int frozen);
+void vt_seterr(char *err, size_t n, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+int vt_read_file(const char *path, char *buf, size_t n);  /* bytes, -errno */
+int vt_write_file(const char *path, const char *s);       /* 0, -errno */
 int64_t vt_leader_cpu(pid_t pid);          /* its CLOCK_PROCESS_CPUTIME, -1 */
 int vt_in_vfork_wait(pid_t pid);           /* D, waiting for a vfork child */
+void vt_slot_write(struct vt_exp *e, int i, int64_t vbase, int64_t vend,
+                   int64_t cpu_base);
 void vt_slot_resume(struct vt_exp *e, struct vt_proc *p, int64_t cpu_base);
+
+/* cgroup.c: roots (KXRUN_VTIME_FREEZER_ROOT / KXRUN_VTIME_CGROUP2_ROOT
+ * override them), the experiment's cgroup */
+const char *vt_v1_root(void);
+int vt_v2_root(char *out, size_t n);       /* 0: no cgroup2 mount */
+int vt_cg_create(struct vt_exp *e, int n, char *err, size_t errlen);
+int vt_cg_join(struct vt_exp *e, pid_t pid, char *err, size_t errlen);
+void vt_cg_freeze(struct vt_exp *e, int frozen);
+struct vt_seen { pid_t pid[512]; int n; }; /* processes killed so far */
+int vt_cg_destroy(const char *dir, int v2, struct vt_seen *seen,
+                  vt_note_fn note, void *ud, char *err, size_t errlen);
+
+/* cleanup.c */
+void vt_kill_noted(pid_t pid, struct vt_seen *seen, vt_note_fn note, void *ud);
+void vt_exp_sweep(struct vt_exp *e, vt_note_fn note, void *ud);
 #endif
