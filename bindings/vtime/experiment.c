@@ -257,11 +257,8 @@ void vt_exp_stop(struct vt_exp *e)
 		return;
 	e->stopped = 1;
 	e->in_round = 0;
+	vt_exp_sweep(e, NULL, NULL);
 	for (int i = 0; i < e->nprocs; i++) {
-		if (e->procs[i].alive) {
-			kill(-e->procs[i].pid, SIGKILL);
-			kill(-e->procs[i].pid, SIGCONT);
-		}
 		if (e->procs[i].perf_fd > 0)
 			close(e->procs[i].perf_fd);
 		e->procs[i].perf_fd = -1;
@@ -269,15 +266,8 @@ void vt_exp_stop(struct vt_exp *e)
 			close(e->procs[i].status_fd);
 		e->procs[i].status_fd = -1;
 	}
-	if (e->cg_path[0]) {
-		vt_cg_freeze(e, 0);
-		struct timespec t = {0, 1000 * 1000};
-		for (int i = 0; i < 500 && rmdir(e->cg_path) < 0 && errno == EBUSY; i++)
-			nanosleep(&t, NULL);
-	}
-	if (e->shm) {
+	if (e->shm)
 		unlink(e->shm_path);
-	}
 }
 
 void vt_exp_free(struct vt_exp *e)

@@ -201,9 +201,6 @@ static int e_stop(lua_State *L)
 		lua_pushstring(T, "experiment stopped");
 		kx_wake(t, 2);
 	}
-	for (int i = 0; i < x->e->nprocs; i++)
-		if (x->e->procs[i].alive)
-			kx_untrack_pgid(x->e->procs[i].pid);
 	vt_exp_stop(x->e);
 	return 0;
 }
@@ -214,7 +211,6 @@ static void on_exit_cb(pid_t pid, int ws, void *ud)
 {
 	struct watch *w = ud;
 	vt_proc_exited(w->x->e, pid, ws);
-	kx_untrack_pgid(pid);
 	lexp_unref(w->x);
 	free(w);
 }
@@ -279,7 +275,6 @@ static int e_spawn(lua_State *L)
 	if (idx < 0)
 		return kx_fail(L, "%s", msg);
 	pid_t pid = x->e->procs[idx].pid;
-	kx_track_pgid(pid);
 	struct watch *w = malloc(sizeof *w);
 	w->x = x;
 	x->refs++;
@@ -413,6 +408,9 @@ static int p_index(lua_State *L)
 	return 1;
 }
 
+/* kxrun's exit ends the experiment, whatever way it comes (the host's
+ * process-group book is not used: the experiment's processes are more than
+ * its leaders' groups, and a killed controller's are the supervisor's). */
 static void at_exit(void *ud)
 {
 	struct lexp *x = ud;

@@ -42,6 +42,37 @@ local function v2_or_why()
 	return false, err
 end
 
+-- Pids of live (not zombie) `sleep` processes whose argument holds tag.
+local function running(tag)
+	local pids = {}
+	local ls = io.popen("ls /proc")
+	for pid in ls:lines() do
+		if pid:match("^%d+$") then
+			local f = io.open("/proc/" .. pid .. "/cmdline", "rb")
+			local cmd = f and f:read("a") or ""
+			if f then f:close() end
+			local st = io.open("/proc/" .. pid .. "/stat")
+			local state = (st and st:read("a") or ""):match("%) (%a)")
+			if st then st:close() end
+			if cmd:match("^sleep%z") and cmd:find(tag, 1, true) and state and state ~= "Z" then
+				pids[#pids + 1] = pid
+			end
+		end
+	end
+	ls:close()
+	return pids
+end
+
+-- The backends that run here (probed by creating an experiment).
+local function backends()
+	local out = { "signal" }
+	for _, b in ipairs{ "freezer-v1", "freezer-v2" } do
+		local e = vtime.experiment{ step = MS, backend = b }
+		if e then e:stop() out[#out + 1] = b end
+	end
+	return out
+end
+
 local function wait_exit(p)
 	for _ = 1, 100 do if not p:alive() then return end kx.sleep(0.01) end
 end
@@ -287,6 +318,31 @@ describe("kx.vtime", function()
 		assert.same({ signal = 9 }, p:status())
 		assert.has_error(function() exp:advance(1) end)
 	end)
+
+	for _, backend in ipairs(backends()) do
+		it("stop ends whatever the experiment ran, however it detached (" .. backend .. ")", function()
+			local tag = ("%d%03d"):format(os.time() % 100000, math.random(999))
+			exp = assert(vtime.experiment{ step = MS, backend = backend })
+			local cg = exp.cgroup
+			-- a child left behind by its exiting parent, a setsid one, a
+			-- double fork into a new session, and one of a live leader
+			-- (the leaders give them 20 virtual ms to start)
+			local wait = " sleep 0.02; exit 0"
+			assert(exp:spawn({ "sh", "-c", "sleep 1003." .. tag .. " &" .. wait }))
+			assert(exp:spawn({ "sh", "-c", "setsid sleep 1004." .. tag .. " &" .. wait }))
+			assert(exp:spawn({ "sh", "-c", "(setsid sh -c 'sleep 1005." .. tag .. " &' &);" .. wait }))
+			assert(exp:spawn({ "sh", "-c", "sleep 1006." .. tag .. " & sleep 1007." .. tag }))
+			exp:freeze()
+			for _ = 1, 200 do
+				exp:advance(5)
+				if #running(tag) >= 5 then break end
+			end
+			assert.equal(5, #running(tag), "the experiment's sleeps did not all start")
+			exp:stop()
+			assert.same({}, running(tag))
+			if cg then assert.is_nil(io.open(cg .. "/cgroup.procs"), cg .. " left") end
+		end)
+	end
 
 	it("rejects bad input", function()
 		assert.has_error(function() vtime.experiment{ step = 0 } end)
