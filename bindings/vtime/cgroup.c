@@ -178,19 +178,19 @@ void vt_cg_freeze(struct vt_exp *e, int frozen)
 
 /* Kills every process in cgroup dir (v2: also cgroup.kill where the kernel
  * has it, which takes what forks meanwhile), thaws it, and removes it once
- * empty (up to ~0.5 s).  Each process killed is named to note (once:
- * seen).  1 when
+ * empty (up to ~0.5 s).  Each process killed is named to n (once:
+ * seen; n may be NULL).  1 when
  * removed, else 0 and a message. */
 int vt_cg_destroy(const char *dir, int v2, struct vt_seen *seen,
-                  vt_note_fn note, void *ud, char *err, size_t errlen)
+                  const struct vt_noter *n, char *err, size_t errlen)
 {
 	char path[340], buf[8192];
 	struct timespec t = {0, 1000 * 1000};
 	for (int i = 0; i < 500; i++) {
 		snprintf(path, sizeof path, "%s/cgroup.procs", dir);
-		int n = vt_read_file(path, buf, sizeof buf);
-		for (char *s = n > 0 ? strtok(buf, "\n") : NULL; s; s = strtok(NULL, "\n"))
-			vt_kill_noted(atoi(s), seen, note, ud);
+		int len = vt_read_file(path, buf, sizeof buf);
+		for (char *s = len > 0 ? strtok(buf, "\n") : NULL; s; s = strtok(NULL, "\n"))
+			vt_kill_noted(atoi(s), seen, n);
 		if (v2) {
 			snprintf(path, sizeof path, "%s/cgroup.kill", dir);
 			vt_write_file(path, "1");

@@ -13,8 +13,10 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +30,7 @@
 
 /* SIGKILL (and SIGCONT, so that a stopped one goes) to pid, named to note
  * the first time. */
-void vt_kill_noted(pid_t pid, struct vt_seen *seen, vt_note_fn note, void *ud)
+void vt_kill_noted(pid_t pid, struct vt_seen *seen, const struct vt_noter *n)
 {
 	char path[64], comm[64] = "?", what[160];
 	if (pid <= 0 || pid == getpid())
@@ -46,9 +48,9 @@ void vt_kill_noted(pid_t pid, struct vt_seen *seen, vt_note_fn note, void *ud)
 	kill(pid, SIGCONT);
 	if (seen->n < (int)(sizeof seen->pid / sizeof seen->pid[0]))
 		seen->pid[seen->n++] = pid;
-	if (note) {
-		snprintf(what, sizeof what, "process %d (%s)", (int)pid, comm);
-		note(ud, what);
+	if (n && n->fn) {
+		snprintf(what, sizeof what, "ended process %d (%s)", (int)pid, comm);
+		n->fn(n->ud, n->ctl, what);
 	}
 }
 
@@ -70,8 +72,8 @@ static int env_mark(pid_t pid, char *name, size_t n)
 /* Kills every process whose clock file is `name` (or, name ending in '-',
  * starts with it), until a pass over /proc finds none: what they fork
  * meanwhile goes in the next pass.  Returns the number killed. */
-static int sweep(const char *name, struct vt_seen *seen, vt_note_fn note,
-                 void *ud)
+static int sweep(const char *name, struct vt_seen *seen,
+                 const struct vt_noter *n)
 {
 	size_t len = strlen(name);
 	int prefix = len && name[len - 1] == '-';
@@ -87,7 +89,7 @@ static int sweep(const char *name, struct vt_seen *seen, vt_note_fn note,
 				continue;
 			if (prefix ? strncmp(mark, name, len) : strcmp(mark, name))
 				continue;
-			vt_kill_noted(pid, seen, note, ud);
+			vt_kill_noted(pid, seen, n);
 			found = 1;
 		}
 		if (d)
@@ -100,7 +102,7 @@ static int sweep(const char *name, struct vt_seen *seen, vt_note_fn note,
 	return seen->n - before;
 }
 
-void vt_exp_sweep(struct vt_exp *e, vt_note_fn note, void *ud)
+void vt_exp_sweep(struct vt_exp *e)
 {
 	struct vt_seen seen = {0};
 	char err[300];
@@ -109,9 +111,9 @@ void vt_exp_sweep(struct vt_exp *e, vt_note_fn note, void *ud)
 			kill(-e->procs[i].pid, SIGKILL);
 			kill(-e->procs[i].pid, SIGCONT);
 		}
-	sweep(e->shm_path + strlen(SHM_DIR "/"), &seen, note, ud);
+	sweep(e->shm_path + strlen(SHM_DIR "/"), &seen, NULL);
 	if (e->cg_path[0] && vt_cg_destroy(e->cg_path, e->cgver == VT_CGV2, &seen,
-	                                   note, ud, err, sizeof err))
+	                                   NULL, err, sizeof err))
 		e->cg_path[0] = 0;
 }
 
@@ -162,10 +164,11 @@ static int dead_controller(const char *name, double since, pid_t *ctl)
 static void clear_controller(pid_t ctl, int *ncg, vt_note_fn note, void *ud,
                              char *err, size_t errlen)
 {
-	char prefix[64], path[600];
+	char prefix[64], path[600], what[640];
 	struct vt_seen seen = {0};
+	struct vt_noter n = {note, ud, ctl};
 	snprintf(prefix, sizeof prefix, "kxrun-vtime-%d-", (int)ctl);
-	sweep(prefix, &seen, note, ud);
+	sweep(prefix, &seen, &n);
 	char roots[2][256];
 	snprintf(roots[0], sizeof roots[0], "%s", vt_v1_root());
 	if (!vt_v2_root(roots[1], sizeof roots[1]))
@@ -177,13 +180,11 @@ static void clear_controller(pid_t ctl, int *ncg, vt_note_fn note, void *ud,
 			if (strncmp(de->d_name, prefix, strlen(prefix)))
 				continue;
 			snprintf(path, sizeof path, "%s/%s", roots[v], de->d_name);
-			if (vt_cg_destroy(path, v == 1, &seen, note, ud, err, errlen)) {
+			if (vt_cg_destroy(path, v == 1, &seen, &n, err, errlen)) {
 				(*ncg)++;
-				if (note) {
-					char what[620];
-					snprintf(what, sizeof what, "cgroup %s", path);
-					note(ud, what);
-				}
+				snprintf(what, sizeof what, "removed cgroup %s", path);
+				if (note)
+					note(ud, ctl, what);
 			}
 		}
 		if (d)
@@ -195,11 +196,9 @@ static void clear_controller(pid_t ctl, int *ncg, vt_note_fn note, void *ud,
 		if (strncmp(de->d_name, prefix, strlen(prefix)))
 			continue;
 		snprintf(path, sizeof path, SHM_DIR "/%s", de->d_name);
-		if (unlink(path) == 0 && note) {
-			char what[620];
-			snprintf(what, sizeof what, "clock file %s", path);
-			note(ud, what);
-		}
+		snprintf(what, sizeof what, "removed clock file %s", path);
+		if (unlink(path) == 0 && note)
+			note(ud, ctl, what);
 	}
 	if (d)
 		closedir(d);
@@ -262,21 +261,68 @@ int vt_cleanup(vt_note_fn note, void *ud, char *err, size_t errlen)
 	return ncg;
 }
 
-/* The supervisor: waits for the controller to die, then ends what it
- * left.  Runs in a process of its own (`kxrun vtime supervise PID`). */
-int vt_supervise(pid_t ctl, vt_note_fn note, void *ud, char *err, size_t errlen)
+/* The supervisor: waits for the controller (pidfd) to die, then ends what
+ * it left.  Runs in a process of its own (`kxrun vtime supervise`). */
+int vt_supervise(int pidfd, pid_t ctl, vt_note_fn note, void *ud, char *err,
+                 size_t errlen)
 {
-	int fd = (int)syscall(SYS_pidfd_open, ctl, 0);
-	if (fd < 0) {
-		vt_seterr(err, errlen, "pidfd_open(%d): %s", (int)ctl, strerror(errno));
-		return -1;
-	}
-	struct pollfd p = {fd, POLLIN, 0};
-	while (poll(&p, 1, -1) < 0 && errno == EINTR)
-		;
-	close(fd);
+	struct pollfd p = {pidfd, POLLIN, 0};
+	while (poll(&p, 1, -1) < 0)
+		if (errno != EINTR) {
+			vt_seterr(err, errlen, "poll on the controller's pidfd: %s",
+			          strerror(errno));
+			return -1;
+		}
+	close(pidfd);
 	int ncg = 0;
 	err[0] = 0;
 	clear_controller(ctl, &ncg, note, ud, err, errlen);
-	return 0;
+	return err[0] ? -1 : 0;
+}
+
+pid_t vt_supervisor_start(const char *exe, char *err, size_t errlen)
+{
+	extern char **environ;
+	int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	if (pidfd < 0) {
+		vt_seterr(err, errlen, "pidfd_open: %s", strerror(errno));
+		return -1;
+	}
+	/* a copy without close-on-exec for the supervisor, closed right after
+	 * (one thread forks here: no other child can inherit it) */
+	int fd = fcntl(pidfd, F_DUPFD, 10);
+	close(pidfd);
+	if (fd < 0) {
+		vt_seterr(err, errlen, "dup: %s", strerror(errno));
+		return -1;
+	}
+	char ctl[24], fdarg[24];
+	snprintf(ctl, sizeof ctl, "%d", (int)getpid());
+	snprintf(fdarg, sizeof fdarg, "%d", fd);
+	char *argv[] = {(char *)exe, "vtime", "supervise", ctl, fdarg, NULL};
+	posix_spawnattr_t a;
+	posix_spawn_file_actions_t fa;
+	sigset_t none, all;
+	sigemptyset(&none);
+	sigfillset(&all);
+	posix_spawnattr_init(&a);
+	/* its own session: a terminal's Ctrl-C or a kill of kxrun's group
+	 * does not reach it */
+	posix_spawnattr_setflags(&a, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+	                         POSIX_SPAWN_SETSIGDEF);
+	posix_spawnattr_setsigmask(&a, &none);
+	posix_spawnattr_setsigdefault(&a, &all);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	pid_t pid;
+	int rc = posix_spawn(&pid, exe, &fa, &a, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&a);
+	close(fd);
+	if (rc) {
+		vt_seterr(err, errlen, "%s: %s", exe, strerror(rc));
+		return -1;
+	}
+	return pid;
 }

@@ -257,7 +257,7 @@ void vt_exp_stop(struct vt_exp *e)
 		return;
 	e->stopped = 1;
 	e->in_round = 0;
-	vt_exp_sweep(e, NULL, NULL);
+	vt_exp_sweep(e);
 	for (int i = 0; i < e->nprocs; i++) {
 		if (e->procs[i].perf_fd > 0)
 			close(e->procs[i].perf_fd);

@@ -20,6 +20,7 @@
 
 #include <math.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -417,6 +418,90 @@ static void at_exit(void *ud)
 	vt_exp_stop(x->e);
 }
 
+/* Notes collected into the table at the top of the stack: {what, ctl}. */
+static void note_to_table(void *ud, pid_t ctl, const char *what)
+{
+	lua_State *L = ud;
+	lua_createtable(L, 2, 0);
+	lua_pushstring(L, what);
+	lua_rawseti(L, -2, 1);
+	lua_pushinteger(L, ctl);
+	lua_rawseti(L, -2, 2);
+	lua_rawseti(L, -2, (lua_Integer)luaL_len(L, -2) + 1);
+}
+
+/* "kxrun: vtime: killed controller 12: ended process 34 (sleep)" */
+static void note_to_stderr(void *ud, pid_t ctl, const char *what)
+{
+	fprintf(stderr, "kxrun: vtime: %s %d: %s\n", (const char *)ud, (int)ctl,
+	        what);
+}
+
+/* vtime.cleanup([fn]) -> cgroups removed [, error]; fn(what, controller_pid)
+ * for each thing ended or removed. */
+static int l_cleanup(lua_State *L)
+{
+	char msg[512];
+	if (!lua_isnoneornil(L, 1))
+		luaL_checktype(L, 1, LUA_TFUNCTION);
+	lua_settop(L, 1);
+	lua_newtable(L);
+	int n = vt_cleanup(note_to_table, L, msg, sizeof msg);
+	for (lua_Integer i = 1; !lua_isnil(L, 1) && i <= luaL_len(L, 2); i++) {
+		lua_pushvalue(L, 1);
+		lua_rawgeti(L, 2, i);
+		lua_rawgeti(L, -1, 1);
+		lua_rawgeti(L, -2, 2);
+		lua_remove(L, -3);
+		lua_call(L, 2, 0);
+	}
+	lua_pushinteger(L, n);
+	if (msg[0]) {
+		lua_pushstring(L, msg);
+		return 2;
+	}
+	return 1;
+}
+
+/* vtime._supervise(controller_pid, pidfd): the supervisor process's body
+ * (`kxrun vtime supervise`); what it ends is named on stderr. */
+static int l_supervise(lua_State *L)
+{
+	pid_t ctl = (pid_t)luaL_checkinteger(L, 1);
+	int fd = (int)luaL_checkinteger(L, 2);
+	char msg[512];
+	if (vt_supervise(fd, ctl, note_to_stderr, "killed controller", msg, sizeof msg) < 0)
+		return kx_fail(L, "%s", msg);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static void on_supervisor_exit(pid_t pid, int ws, void *ud)
+{
+	(void)pid, (void)ws, (void)ud;
+}
+
+/* Once per kxrun, before its first experiment: clear what dead controllers
+ * left (named on stderr) and start the supervisor that ends this one's
+ * processes if it dies without stopping them (SIGKILL). */
+static void first_experiment(void)
+{
+	static int done;
+	char msg[512];
+	if (done)
+		return;
+	done = 1;
+	vt_cleanup(note_to_stderr, "dead controller", msg, sizeof msg);
+	if (msg[0])
+		fprintf(stderr, "kxrun: vtime: %s\n", msg);
+	pid_t pid = vt_supervisor_start(kx_exe(), msg, sizeof msg);
+	if (pid < 0)
+		fprintf(stderr, "kxrun: vtime: no supervisor (%s): if kxrun is killed, "
+		        "`kxrun vtime cleanup` ends its dilated processes\n", msg);
+	else
+		kx_child_watch(pid, on_supervisor_exit, NULL);
+}
+
 static int l_experiment(lua_State *L)
 {
 	luaL_checktype(L, 1, LUA_TTABLE);
@@ -436,6 +521,7 @@ static int l_experiment(lua_State *L)
 	double slice = luaL_optnumber(L, -1, 0);
 	luaL_argcheck(L, lua_isnil(L, -1) || slice > 0, 1, "slice must be > 0 seconds");
 	char msg[512];
+	first_experiment();
 	struct vt_exp *e = vt_exp_new((int64_t)stepn, backend, msg, sizeof msg);
 	if (!e)
 		return kx_fail(L, "%s", msg);
@@ -457,18 +543,6 @@ static int l_experiment(lua_State *L)
 	return 1;
 }
 
-static int l_cleanup(lua_State *L)
-{
-	char msg[512];
-	int n = vt_cleanup(NULL, NULL, msg, sizeof msg);
-	lua_pushinteger(L, n);
-	if (msg[0]) {
-		lua_pushstring(L, msg);
-		return 2;
-	}
-	return 1;
-}
-
 static const luaL_Reg exp_methods[] = {
 	{"spawn", e_spawn}, {"freeze", e_freeze}, {"advance", e_advance},
 	{"run_until", e_run_until}, {"now", e_now}, {"stop", e_stop},
@@ -477,7 +551,8 @@ static const luaL_Reg proc_methods[] = {
 	{"now", p_now}, {"cpu", p_cpu}, {"alive", p_alive}, {"status", p_status},
 	{NULL, NULL}};
 static const luaL_Reg funcs[] = {
-	{"experiment", l_experiment}, {"cleanup", l_cleanup}, {NULL, NULL}};
+	{"experiment", l_experiment}, {"cleanup", l_cleanup},
+	{"_supervise", l_supervise}, {NULL, NULL}};
 
 int luaopen_kx_vtime(lua_State *L)
 {

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -196,12 +197,18 @@ int vt_spawn(struct vt_exp *e, char *const argv[], char *const env_extra[],
 	}
 	int slot = e->nprocs;
 	int cpu = timeline_cpu(e, o->timeline);
+	pid_t parent = getpid();
 	pid_t pid = fork();
 	if (pid < 0) {
 		vt_seterr(err, errlen, "fork: %s", strerror(errno));
 		return -1;
 	}
 	if (pid == 0) {
+		/* ends with its controller even before the supervisor could see
+		 * it (stopped before exec, its environment not yet its own) */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
 		setpgid(0, 0);
 		signal(SIGPIPE, SIG_DFL);
 		sigset_t all;

@@ -161,18 +161,23 @@ void vt_proc_exited(struct vt_exp *e, pid_t pid, int wstatus);
 void vt_exp_stop(struct vt_exp *e);
 void vt_exp_free(struct vt_exp *e);
 
-/* What a sweep ended or removed, as a phrase ("process 12 (sleep)",
- * "cgroup /sys/...", "clock file /dev/shm/..."), for messages. */
-typedef void (*vt_note_fn)(void *ud, const char *what);
+/* What a sweep ended or removed, as a phrase ("ended process 12 (sleep)",
+ * "removed cgroup /sys/...", "removed clock file /dev/shm/..."), and the
+ * controller it belonged to, for messages. */
+typedef void (*vt_note_fn)(void *ud, pid_t ctl, const char *what);
 /* Ends what dead controllers left (their processes, found by the clock
  * file named in their environment or by cgroup, kxrun-vtime-* cgroups of
  * both roots, clock files), naming each to note (may be NULL).  A
  * controller is dead when its pid is gone or was reused since.  Returns
  * the number of cgroups removed; err says what could not be removed. */
 int vt_cleanup(vt_note_fn note, void *ud, char *err, size_t errlen);
-/* Blocks until process ctl (a controller) has died, then ends what it
- * left as vt_cleanup does.  0, or -1 and a message. */
-int vt_supervise(pid_t ctl, vt_note_fn note, void *ud, char *err,
+/* The supervisor of this process's experiments: `exe vtime supervise PID
+ * FD` in a session of its own, FD a pidfd of this process.  Its pid, or -1
+ * and a message. */
+pid_t vt_supervisor_start(const char *exe, char *err, size_t errlen);
+/* The supervisor's work: blocks until the controller ctl (pidfd) has died,
+ * then ends what it left as vt_cleanup does.  0, or -1 and a message. */
+int vt_supervise(int pidfd, pid_t ctl, vt_note_fn note, void *ud, char *err,
                  size_t errlen);
 
 /* ---- internal, shared by the core's files ---- */
@@ -195,10 +200,12 @@ int vt_cg_create(struct vt_exp *e, int n, char *err, size_t errlen);
 int vt_cg_join(struct vt_exp *e, pid_t pid, char *err, size_t errlen);
 void vt_cg_freeze(struct vt_exp *e, int frozen);
 struct vt_seen { pid_t pid[512]; int n; }; /* processes killed so far */
+struct vt_noter;
 int vt_cg_destroy(const char *dir, int v2, struct vt_seen *seen,
-                  vt_note_fn note, void *ud, char *err, size_t errlen);
+                  const struct vt_noter *n, char *err, size_t errlen);
 
 /* cleanup.c */
-void vt_kill_noted(pid_t pid, struct vt_seen *seen, vt_note_fn note, void *ud);
-void vt_exp_sweep(struct vt_exp *e, vt_note_fn note, void *ud);
+struct vt_noter { vt_note_fn fn; void *ud; pid_t ctl; };
+void vt_kill_noted(pid_t pid, struct vt_seen *seen, const struct vt_noter *n);
+void vt_exp_sweep(struct vt_exp *e);
 #endif

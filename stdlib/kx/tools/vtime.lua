@@ -27,9 +27,9 @@ usage: kxrun vtime tracer (-c "CMD ARGS" | -f FILE) -r REL_SPEED [-i ID]
             missing, duplicate id); 2 on bad usage.
   run       run CMD dilated for ROUNDS rounds (default 1000) of STEP_NS virtual
             ns (default 1000000), then print the virtual time and its status
-  cleanup   thaw and remove leftover kxrun-vtime-* freezer cgroups of dead
-            controllers, kill the dilated processes they left (stopped or
-            frozen), remove their /dev/shm/kxrun-vtime-* clock files
+  cleanup   end what dead controllers (kxrun killed with SIGKILL, and its
+            supervisor too) left: their dilated processes, kxrun-vtime-*
+            cgroups and /dev/shm/kxrun-vtime-* clock files, one line each
 ]]
 
 local function usage_error(msg)
@@ -160,9 +160,17 @@ return function(argv)
 	end
 	if cmd == "tracer" then return tracer(argv) end
 	if cmd == "run" then return run(argv) end
+	if cmd == "supervise" then -- internal: started by kx.vtime (README)
+		local ok, err = require("kx.vtime")._supervise(math.tointeger(tonumber(argv[2])),
+			math.tointeger(tonumber(argv[3])))
+		if not ok then io.stderr:write("kxrun vtime supervise: ", err, "\n") return 1 end
+		return 0
+	end
 	if cmd == "cleanup" then
 		local vtime = require "kx.vtime"
-		local n, err = vtime.cleanup()
+		local n, err = vtime.cleanup(function(what, ctl)
+			print(("%s (dead controller %d)"):format(what, ctl))
+		end)
 		print(("removed %d cgroup(s)"):format(n))
 		if err then io.stderr:write("kxrun vtime cleanup: ", err, "\n") return 1 end
 		return 0
