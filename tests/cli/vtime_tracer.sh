@@ -48,8 +48,8 @@ EOC
 cat >"$T/orch.lua" <<EOS
 local kronos = require "kx.kronos"
 kx.sleep(0.3)  -- the tracer is already waiting
-assert(kronos.initializeExp(1, { backend = "signal" }))
-assert(kronos.synchronizeAndFreeze(20))
+assert(kronos.initializeExp(1, { backend = "signal" }) == 1)
+assert(kronos.synchronizeAndFreeze(20) == 1)
 local t = kronos.tracers()[1]
 assert(#t.pids == 2, "two processes under the tracer")
 kronos.progressBy(1000000, 100)
