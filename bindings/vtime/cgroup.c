@@ -70,6 +70,16 @@ static int v2_ok(char *why, size_t n)
 	return 1; /* cgroup.freeze itself is checked in the experiment's cgroup */
 }
 
+int vt_backend_known(const char *name)
+{
+	static const char *const names[] = {"signal", "freezer", "freezer-v1",
+	                                     "freezer-v2", "auto", NULL};
+	for (int i = 0; names[i]; i++)
+		if (!strcmp(name, names[i]))
+			return 1;
+	return 0;
+}
+
 int vt_backend_parse(const char *name, enum vt_backend *out,
                      enum vt_cgver *cgver, char *err, size_t errlen)
 {
@@ -83,8 +93,8 @@ int vt_backend_parse(const char *name, enum vt_backend *out,
 	int want_v2 = !strcmp(name, "freezer") || !strcmp(name, "freezer-v2");
 	int any = !strcmp(name, "auto");
 	if (!want_v1 && !want_v2 && !any) {
-		vt_seterr(err, errlen, "unknown vtime backend '%s' (signal, freezer, "
-		          "freezer-v1, freezer-v2, auto)", name);
+		vt_seterr(err, errlen, "unknown vtime backend '%s' (%s)", name,
+		          VT_BACKEND_NAMES);
 		return 0;
 	}
 	*out = VT_FREEZER;

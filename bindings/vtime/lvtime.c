@@ -19,6 +19,7 @@
 #include "vtime.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,11 +130,19 @@ static struct lexp *checkexp(lua_State *L)
 	return u->x;
 }
 
+/* Acting on a stopped experiment is a mistake: it raises (reading its
+ * clock, rounds and counters is not). */
+static struct lexp *checkexp_live(lua_State *L, const char *fname)
+{
+	struct lexp *x = checkexp(L);
+	if (x->e->stopped)
+		luaL_error(L, "%s: the experiment is stopped", fname);
+	return x;
+}
+
 static int do_advance(lua_State *L, struct lexp *x, int64_t n)
 {
 	struct vt_exp *e = x->e;
-	if (e->stopped)
-		return luaL_error(L, "advance: the experiment is stopped");
 	if (!e->frozen)
 		return luaL_error(L, "advance before freeze: call exp:freeze() first");
 	if (x->task)
@@ -158,7 +167,7 @@ static int do_advance(lua_State *L, struct lexp *x, int64_t n)
 
 static int e_advance(lua_State *L)
 {
-	struct lexp *x = checkexp(L);
+	struct lexp *x = checkexp_live(L, "advance");
 	lua_Integer n = luaL_checkinteger(L, 2);
 	luaL_argcheck(L, n >= 0, 2, "rounds must be >= 0");
 	return do_advance(L, x, n);
@@ -166,8 +175,9 @@ static int e_advance(lua_State *L)
 
 static int e_run_until(lua_State *L)
 {
-	struct lexp *x = checkexp(L);
+	struct lexp *x = checkexp_live(L, "run_until");
 	lua_Integer vt = luaL_checkinteger(L, 2);
+	luaL_argcheck(L, vt >= 0, 2, "virtual time must be >= 0 ns");
 	int64_t now = x->e->round * x->e->step;
 	int64_t n = vt > now ? (vt - now + x->e->step - 1) / x->e->step : 0;
 	return do_advance(L, x, n);
@@ -175,9 +185,7 @@ static int e_run_until(lua_State *L)
 
 static int e_freeze(lua_State *L)
 {
-	struct lexp *x = checkexp(L);
-	if (x->e->stopped)
-		return luaL_error(L, "freeze: the experiment is stopped");
+	struct lexp *x = checkexp_live(L, "freeze");
 	if (x->task)
 		return luaL_error(L, "freeze: an advance is in progress");
 	vt_freeze(x->e);
@@ -216,53 +224,125 @@ static void on_exit_cb(pid_t pid, int ws, void *ud)
 	free(w);
 }
 
+/* Argument errors name the option: "bad argument #2 to 'spawn' (field
+ * 'timeline': an integer >= 0 expected, got -1)". */
+static int opt_error(lua_State *L, int arg, const char *k, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	const char *msg = lua_pushvfstring(L, fmt, ap);
+	va_end(ap);
+	return luaL_argerror(L, arg, lua_pushfstring(L, "field '%s': %s", k, msg));
+}
+
+/* Every string key of the options table at arg is one of known (a typo
+ * must not pass silently); other keys are argv's (the one-table form). */
+static void check_keys(lua_State *L, int arg, const char *const known[])
+{
+	lua_pushnil(L);
+	while (lua_next(L, arg)) {
+		lua_pop(L, 1);
+		if (lua_type(L, -1) != LUA_TSTRING)
+			continue;
+		const char *k = lua_tostring(L, -1);
+		int ok = 0;
+		for (int i = 0; known[i] && !ok; i++)
+			ok = !strcmp(k, known[i]);
+		if (!ok)
+			luaL_argerror(L, arg, lua_pushfstring(L, "unknown option '%s'", k));
+	}
+}
+
+/* A number field > 0 and finite, or def when absent. */
+static double opt_positive(lua_State *L, int arg, const char *k, double def,
+                           const char *what)
+{
+	int t = lua_getfield(L, arg, k);
+	if (t == LUA_TNIL) {
+		lua_pop(L, 1);
+		return def;
+	}
+	double v = lua_tonumber(L, -1);
+	if (t != LUA_TNUMBER || !(v > 0) || !isfinite(v))
+		opt_error(L, arg, k, "%s, a number > 0 (got %s)", what,
+		          luaL_tolstring(L, -1, NULL));
+	lua_pop(L, 1);
+	return v;
+}
+
+static const char *opt_string(lua_State *L, int arg, const char *k)
+{
+	int t = lua_getfield(L, arg, k);
+	const char *v = lua_tostring(L, -1); /* stays alive in the table */
+	lua_pop(L, 1);
+	if (t != LUA_TNIL && t != LUA_TSTRING)
+		opt_error(L, arg, k, "string expected, got %s", lua_typename(L, t));
+	return t == LUA_TNIL ? NULL : v;
+}
+
+static const char *const spawn_opts[] = {"speed", "timeline", "env", "stdout",
+                                         "stderr", NULL};
+
+/* exp:spawn(argv, opts) or exp:spawn{argv..., opts...} */
 static int e_spawn(lua_State *L)
 {
-	struct lexp *x = checkexp(L);
+	struct lexp *x = checkexp_live(L, "spawn");
+	if (x->e->in_round || x->task)
+		return luaL_error(L, "spawn during an advance: wait for it to return");
 	luaL_checktype(L, 2, LUA_TTABLE);
 	lua_settop(L, 3);
+	int oi = lua_isnil(L, 3) ? 2 : 3; /* where the options are */
+	if (oi == 3)
+		luaL_checktype(L, 3, LUA_TTABLE);
 	int n = (int)luaL_len(L, 2);
 	luaL_argcheck(L, n >= 1, 2, "argv must have a program");
-	double speed = 1.0;
+	check_keys(L, oi, spawn_opts);
+	if (oi == 3)
+		check_keys(L, 2, (const char *const[]){NULL});
+	double speed = opt_positive(L, oi, "speed", 1.0, "relative CPU speed");
 	lua_Integer timeline = -1;
-	const char *out = NULL, *err = NULL;
-	if (!lua_isnoneornil(L, 3)) {
-		luaL_checktype(L, 3, LUA_TTABLE);
-		if (lua_getfield(L, 3, "speed") != LUA_TNIL)
-			speed = luaL_checknumber(L, -1);
-		lua_pop(L, 1);
-		luaL_argcheck(L, speed > 0 && isfinite(speed), 3, "speed must be > 0");
-		if (lua_getfield(L, 3, "timeline") != LUA_TNIL)
-			timeline = luaL_checkinteger(L, -1);
-		lua_pop(L, 1);
-		luaL_argcheck(L, timeline >= -1 && timeline < (1 << 30), 3,
-		              "timeline must be an integer >= 0");
-		if (lua_getfield(L, 3, "stdout") != LUA_TNIL)
-			out = luaL_checkstring(L, -1);
-		if (lua_getfield(L, 3, "stderr") != LUA_TNIL)
-			err = luaL_checkstring(L, -1);
-		lua_pop(L, 2);
+	int t = lua_getfield(L, oi, "timeline");
+	if (t != LUA_TNIL) {
+		int isint;
+		timeline = lua_tointegerx(L, -1, &isint);
+		if (!isint || timeline < 0 || timeline >= (1 << 30))
+			opt_error(L, oi, "timeline", "an integer >= 0 expected, got %s",
+			          luaL_tolstring(L, -1, NULL));
 	}
+	lua_pop(L, 1);
+	const char *out = opt_string(L, oi, "stdout");
+	const char *err = opt_string(L, oi, "stderr");
 	char **argv = lua_newuserdatauv(L, (n + 1) * sizeof(char *), 0);
 	for (int i = 1; i <= n; i++) {
 		lua_rawgeti(L, 2, i);
-		argv[i - 1] = (char *)luaL_checkstring(L, -1);
+		if (!lua_isstring(L, -1))
+			luaL_argerror(L, 2, lua_pushfstring(L, "argv[%d]: string expected, "
+			              "got %s", i, luaL_typename(L, -1)));
+		argv[i - 1] = (char *)lua_tostring(L, -1);
 		lua_pop(L, 1); /* the string stays in the table */
 	}
 	argv[n] = NULL;
 	int nenv = 0;
 	char **env = NULL;
-	if (!lua_isnoneornil(L, 3) && lua_getfield(L, 3, "env") == LUA_TTABLE) {
+	t = lua_getfield(L, oi, "env");
+	if (t != LUA_TNIL && t != LUA_TTABLE)
+		opt_error(L, oi, "env", "a table {NAME = value} expected, got %s",
+		          lua_typename(L, t));
+	if (t == LUA_TTABLE) {
 		int envi = lua_gettop(L);
 		lua_pushnil(L);
-		while (lua_next(L, envi))
+		while (lua_next(L, envi)) {
+			if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1))
+				opt_error(L, oi, "env", "names and values must be strings "
+				          "(got %s = %s)", luaL_typename(L, -2),
+				          luaL_typename(L, -1));
 			nenv++, lua_pop(L, 1);
+		}
 		env = lua_newuserdatauv(L, (nenv + 1) * sizeof(char *), 0);
 		int k = 0;
 		lua_pushnil(L);
 		while (lua_next(L, envi)) {
-			lua_pushfstring(L, "%s=%s", luaL_checkstring(L, -2),
-			                luaL_checkstring(L, -1));
+			lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
 			env[k++] = (char *)lua_tostring(L, -1);
 			lua_insert(L, envi); /* keep the string alive below */
 			envi++;
@@ -502,24 +582,25 @@ static void first_experiment(void)
 		kx_child_watch(pid, on_supervisor_exit, NULL);
 }
 
+static const char *const exp_opts[] = {"step", "backend", "slice", NULL};
+
 static int l_experiment(lua_State *L)
 {
 	luaL_checktype(L, 1, LUA_TTABLE);
-	lua_getfield(L, 1, "step");
-	int isnum;
-	lua_Number stepn = lua_tonumberx(L, -1, &isnum);
-	luaL_argcheck(L, isnum && stepn > 0, 1, "step must be > 0 (virtual ns per round)");
-	lua_getfield(L, 1, "backend");
-	const char *backend = luaL_optstring(L, -1, "auto");
-	if (strcmp(backend, "auto") && strcmp(backend, "signal") &&
-	    strcmp(backend, "freezer") && strcmp(backend, "freezer-v1") &&
-	    strcmp(backend, "freezer-v2"))
-		return luaL_argerror(L, 1, lua_pushfstring(L,
-		    "unknown backend '%s' (signal, freezer, freezer-v1, freezer-v2, auto)",
-		    backend));
-	lua_getfield(L, 1, "slice");
-	double slice = luaL_optnumber(L, -1, 0);
-	luaL_argcheck(L, lua_isnil(L, -1) || slice > 0, 1, "slice must be > 0 seconds");
+	check_keys(L, 1, exp_opts);
+	int isnum = lua_getfield(L, 1, "step") == LUA_TNUMBER;
+	lua_Number stepn = lua_tonumber(L, -1);
+	if (!isnum || !(stepn >= 1) || stepn >= 0x1p62 || stepn != floor(stepn))
+		opt_error(L, 1, "step", "virtual ns per round, an integer > 0 (got %s)",
+		          luaL_tolstring(L, -1, NULL));
+	lua_pop(L, 1);
+	const char *backend = opt_string(L, 1, "backend");
+	if (!backend)
+		backend = "auto";
+	if (!vt_backend_known(backend))
+		opt_error(L, 1, "backend", "unknown backend '%s' (%s)", backend,
+		          VT_BACKEND_NAMES);
+	double slice = opt_positive(L, 1, "slice", 0, "real seconds a round may last");
 	char msg[512];
 	first_experiment();
 	struct vt_exp *e = vt_exp_new((int64_t)stepn, backend, msg, sizeof msg);

@@ -118,6 +118,10 @@ struct vt_spawn_opts {
 	const char *out, *err;   /* NULL = inherit, "null", or a path */
 };
 
+/* The backends' names (a new backend adds its name here, in
+ * vt_backend_known and a branch of vt_backend_parse). */
+#define VT_BACKEND_NAMES "signal, freezer, freezer-v1, freezer-v2, auto"
+int vt_backend_known(const char *name);
 /* Parses "signal" | "freezer" | "auto" (also "freezer-v1", "freezer-v2");
  * 0 and a message naming what is missing when it cannot run here. */
 int vt_backend_parse(const char *name, enum vt_backend *out,

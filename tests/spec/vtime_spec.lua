@@ -83,8 +83,8 @@ local function spin_job(units, opts)
 	local out = tmpfile()
 	local exp = assert(vtime.experiment{ step = MS, backend = "signal" })
 	opts = opts or {}
-	opts.stdout = out
-	local p = assert(exp:spawn({ CLOCK, tostring(units), opts.mode or "spin" }, opts))
+	local p = assert(exp:spawn({ CLOCK, tostring(units), opts.mode or "spin" },
+		{ stdout = out, speed = opts.speed }))
 	exp:freeze()
 	local rounds = 0
 	while p:alive() and rounds < 5000 do exp:advance(10) rounds = rounds + 10 end
@@ -344,16 +344,38 @@ describe("kx.vtime", function()
 		end)
 	end
 
-	it("rejects bad input", function()
-		assert.has_error(function() vtime.experiment{ step = 0 } end)
-		assert.has_error(function() vtime.experiment{ step = -5 } end)
-		local ok, e = pcall(vtime.experiment, { step = 1, backend = "warp" })
-		assert.is_false(ok)
-		assert.matches("unknown backend 'warp'", e)
+	it("rejects bad input: argument errors raise naming the option", function()
+		local function raises(pattern, fn, ...)
+			local ok, e = pcall(fn, ...)
+			assert.is_false(ok, "accepted: " .. pattern)
+			assert.matches(pattern, e)
+		end
+		local step = "bad argument #1 to '[%w.]*experiment' %(field 'step': virtual ns per round, an integer > 0"
+		for _, bad in ipairs{ 0, -5, math.huge, -math.huge, 0 / 0, 1.5, "1e6x" } do
+			raises(step, vtime.experiment, { step = bad })
+		end
+		raises(step, vtime.experiment, {})
+		raises("field 'backend': unknown backend 'warp'", vtime.experiment, { step = 1, backend = "warp" })
+		raises("field 'backend': string expected, got number", vtime.experiment, { step = 1, backend = 5 })
+		raises("field 'slice': real seconds a round may last, a number > 0 %(got %-1%)",
+			vtime.experiment, { step = MS, slice = -1 })
+		raises("unknown option 'stpe'", vtime.experiment, { step = MS, stpe = 1 })
 		exp = assert(vtime.experiment{ step = MS, backend = "signal" })
-		assert.has_error(function() exp:spawn({ "sleep", "1" }, { speed = 0 }) end)
-		assert.has_error(function() exp:spawn({ "sleep", "1" }, { speed = -1 }) end)
-		assert.has_error(function() exp:spawn({ "sleep", "1" }, { timeline = -3 }) end)
+		local function spawn(...) return exp:spawn(...) end
+		for _, bad in ipairs{ 0, -1, math.huge, 0 / 0 } do
+			raises("bad argument #2 to 'spawn' %(field 'speed'", spawn, { "sleep", "1" }, { speed = bad })
+		end
+		for _, bad in ipairs{ -1, -3, 1.5, "x" } do
+			raises("bad argument #2 to 'spawn' %(field 'timeline': an integer >= 0 expected",
+				spawn, { "sleep", "1" }, { timeline = bad })
+		end
+		raises("field 'env': a table {NAME = value} expected, got number", spawn, { "sleep", "1" }, { env = 5 })
+		raises("field 'env': names and values must be strings", spawn, { "sleep", "1" }, { env = { true } })
+		raises("field 'stdout': string expected", spawn, { "sleep", "1" }, { stdout = 1 < 2 })
+		raises("unknown option 'sped'", spawn, { "sleep", "1" }, { sped = 2 })
+		raises("unknown option 'sped'", spawn, { "sleep", "1", sped = 2 })
+		raises("argv%[2%]: string expected, got table", spawn, { "sleep", {} })
+		raises("argv must have a program", spawn, {})
 		local p, err = exp:spawn({ "/nonexistent/prog" })
 		assert.is_nil(p)
 		assert.matches("No such file", err)
@@ -365,6 +387,18 @@ describe("kx.vtime", function()
 		assert.matches("statically linked", err)
 		assert.has_error(function() exp:advance(1) end,
 			"advance before freeze: call exp:freeze() first")
+		raises("rounds must be >= 0", function() exp:advance(-1) end)
+		-- the one-table form: argv and options together
+		p = assert(exp:spawn{ "sleep", "1", speed = 2, stdout = "null" })
+		assert.equal(2, p.speed)
+		-- a stopped experiment: acting raises, reading does not
+		exp:stop()
+		for _, name in ipairs{ "spawn", "freeze", "advance", "run_until" } do
+			raises(name .. ": the experiment is stopped", exp[name], exp, name == "spawn" and { "true" } or 1)
+		end
+		assert.is_number(exp:now())
+		assert.is_number(exp.rounds)
+		exp:stop()
 	end)
 
 	it("names what is missing when a freezer cannot run", function()

@@ -125,19 +125,40 @@ local function tracer(argv)
 	return st.code or 128 + st.signal
 end
 
+local BACKENDS = { signal = true, freezer = true, ["freezer-v1"] = true,
+	["freezer-v2"] = true, auto = true }
+
 local function run(argv)
 	local vtime = require "kx.vtime"
 	local step, rounds, backend, i = 1000000, 1000, "auto", 2
 	while argv[i] and argv[i] ~= "--" do
 		local o, v = argv[i], argv[i + 1]
-		if o == "-s" then step = tonumber(v)
-		elseif o == "-n" then rounds = math.tointeger(tonumber(v))
-		elseif o == "-b" then backend = v
-		else return usage_error("run: unknown option '" .. o .. "'") end
+		if o == "-h" or o == "--help" then io.write(USAGE) return 0 end
+		if o ~= "-s" and o ~= "-n" and o ~= "-b" then
+			return usage_error("run: unknown option '" .. o .. "'")
+		end
+		if v == nil then return usage_error("run: " .. o .. " needs a value") end
+		if o == "-s" then
+			step = math.tointeger(tonumber(v))
+			if not step or step <= 0 then
+				return usage_error("run: -s STEP_NS must be an integer > 0 (got '" .. v .. "')")
+			end
+		elseif o == "-n" then
+			rounds = math.tointeger(tonumber(v))
+			if not rounds or rounds < 1 then
+				return usage_error("run: -n ROUNDS must be an integer >= 1 (got '" .. v .. "')")
+			end
+		else
+			backend = v
+			if not BACKENDS[v] then
+				return usage_error("run: -b BACKEND must be one of signal, freezer, freezer-v1, "
+					.. "freezer-v2, auto (got '" .. v .. "')")
+			end
+		end
 		i = i + 2
 	end
 	local prog = table.move(argv, i + 1, #argv, 1, {})
-	if #prog == 0 or not step or not rounds then return usage_error("run: CMD, STEP_NS and ROUNDS needed") end
+	if #prog == 0 then return usage_error("run: no command after --") end
 	local exp, err = vtime.experiment{ step = step, backend = backend }
 	if not exp then io.stderr:write("kxrun vtime: ", err, "\n") return 1 end
 	local p, perr = exp:spawn(prog)

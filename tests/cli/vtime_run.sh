@@ -1,0 +1,28 @@
+#!/bin/bash
+# kxrun vtime run: bad options are usage errors (exit 2) naming the option;
+# a run prints the virtual time and exits with the command's status.
+set -u
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+source tests/cli/lib.sh
+
+usage() { # expected-message args...
+	local want=$1; shift
+	out=$("$KXRUN" vtime run "$@" 2>&1); rc=$?
+	expect_eq "$rc" 2 "exit of vtime run $*"
+	expect_match "$out" "$want" "message of vtime run $*"
+}
+usage "-n ROUNDS must be an integer >= 1 \(got '-1'\)" -n -1 -- true
+usage "-n ROUNDS must be an integer >= 1 \(got '0'\)" -n 0 -- true
+usage "-n ROUNDS must be an integer >= 1 \(got '1.5'\)" -n 1.5 -- true
+usage "-s STEP_NS must be an integer > 0 \(got '0'\)" -s 0 -- true
+usage "-s STEP_NS must be an integer > 0 \(got 'inf'\)" -s inf -- true
+usage "-b BACKEND must be one of signal, freezer" -b warp -- true
+usage "unknown option '-x'" -x 1 -- true
+usage "no command after --" -n 5 --
+usage "-n needs a value" -n
+
+out=$("$KXRUN" vtime run -s 1000000 -n 50 -b signal -- sh -c 'sleep 0.01; exit 3' 2>&1); rc=$?
+expect_eq "$rc" 3 "vtime run exit status ($out)"
+expect_match "$out" "^virtual [0-9]+ ns after [0-9]+ rounds \(signal\): exit 3$" "vtime run output"
+exit 0
