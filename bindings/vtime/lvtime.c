@@ -41,6 +41,9 @@ struct lexp {
 	int refs;            /* userdata + pending child watches + atexit */
 	kx_task *task;       /* the task in advance(), or NULL */
 	int64_t target;      /* round at which advance ends */
+	int64_t first;       /* round at which it started */
+	int64_t start_real;  /* real ns when it started */
+	int shown;           /* progress drawn for it */
 };
 
 struct uexp { struct lexp *x; };
@@ -64,8 +67,34 @@ static void lexp_unref(struct lexp *x)
 		uv_close((uv_handle_t *)&x->idle, lexp_closed);
 }
 
+/* A long advance shows its progress on a terminal (kx_progress: nothing
+ * when stderr is not one): rounds done of the call's, virtual and real
+ * time.  Only once it has run PROGRESS_AFTER_NS, so short calls stay
+ * silent; the line ends with the call. */
+#define PROGRESS_AFTER_NS 1000000000
+static void show_progress(struct lexp *x, int end)
+{
+	int64_t real = vt_mono_ns() - x->start_real;
+	if (!x->shown && (end || real < PROGRESS_AFTER_NS))
+		return;
+	x->shown = 1;
+	char label[160];
+	int64_t total = x->target - x->first, done = x->e->round - x->first;
+	if (end && done < total) { /* stopped early: the line ends here */
+		snprintf(label, sizeof label, "vtime: stopped after %lld of %lld rounds, "
+		         "%.6f s virtual, %.1f s real, rounds", (long long)done,
+		         (long long)total, vt_now(x->e) / 1e9, real / 1e9);
+		total = done;
+	} else {
+		snprintf(label, sizeof label, "vtime: %.6f s virtual, %.1f s real, "
+		         "rounds", vt_now(x->e) / 1e9, real / 1e9);
+	}
+	kx_progress(label, (double)done, (double)(total > 0 ? total : 1));
+}
+
 static void finish_advance(struct lexp *x)
 {
+	show_progress(x, 1);
 	kx_task *t = x->task;
 	x->task = NULL;
 	uv_idle_stop(&x->idle);
@@ -110,12 +139,14 @@ static void on_idle(uv_idle_t *h)
 		}
 		if (!vt_round_poll(e, left))
 			return;
+		show_progress(x, 0);
 	}
 }
 
 static void advance_cancel(void *ud)
 {
 	struct lexp *x = ud;
+	show_progress(x, 1);
 	x->task = NULL;
 	uv_idle_stop(&x->idle);
 	if (x->e->in_round && !x->e->stopped)
@@ -154,6 +185,9 @@ static int do_advance(lua_State *L, struct lexp *x, int64_t n)
 	kx_task *t = kx_checktask(L, "advance");
 	x->task = t;
 	x->target = e->round + n;
+	x->first = e->round;
+	x->start_real = vt_mono_ns();
+	x->shown = 0;
 	if (!any_alive(e)) {
 		e->round = x->target;
 		vt_set_clock(e, e->round * e->step);
@@ -203,6 +237,7 @@ static int e_stop(lua_State *L)
 	struct lexp *x = checkexp(L);
 	if (x->task) {
 		kx_task *t = x->task;
+		show_progress(x, 1);
 		x->task = NULL;
 		uv_idle_stop(&x->idle);
 		lua_State *T = kx_task_state(t);

@@ -164,7 +164,24 @@ local function run(argv)
 	local p, perr = exp:spawn(prog)
 	if not p then io.stderr:write("kxrun vtime: ", perr, "\n") exp:stop() return 1 end
 	exp:freeze()
-	while exp.rounds < rounds and p:alive() do exp:advance(1) end
+	-- progress on a terminal (kx.progress: nothing when piped) once the
+	-- run has taken a second
+	local t0, shown = kx.now(), false
+	local function label(what)
+		return ("vtime run: %s%.6f s virtual, %.1f s real, rounds"):format(what or "",
+			exp:now() / 1e9, kx.now() - t0)
+	end
+	while exp.rounds < rounds and p:alive() do
+		exp:advance(1)
+		if shown or kx.now() - t0 >= 1 then
+			shown = true
+			kx.progress(label(), exp.rounds, rounds)
+		end
+	end
+	if shown and exp.rounds < rounds then
+		kx.progress(label(("the command ended after %d of %d rounds, "):format(exp.rounds, rounds)),
+			exp.rounds, exp.rounds)
+	end
 	local st = p:status()
 	print(("virtual %d ns after %d rounds (%s): %s"):format(exp:now(), exp.rounds,
 		exp.backend, st and (st.code and "exit " .. st.code or "signal " .. st.signal)
