@@ -169,6 +169,37 @@ describe("kx.vtime", function()
 		end)
 	end
 
+	-- Threads and child processes work a varying while, then usleep(1000),
+	-- checking on the clock that the sleep lasted >= 1 ms; two busy loops
+	-- load the host; step 10 ms, so most deadlines fall inside a share and
+	-- the clock jumps to them.  A child's clock starts below what its
+	-- parent read (the floor it inherits): a jump measured from the floor
+	-- fell short by the difference (usleep(1000) took 768 us, 991 us).
+	it("never ends a sleep early, in threads and children, under load", function()
+		local busy = {}
+		for i = 1, 2 do busy[i] = assert(kx.spawn{ "sh", "-c", "while :; do :; done" }) end
+		local ok, err = pcall(function()
+			for _, mode in ipairs{ { "threads", "8", 8 * 100 }, { "fork", "4", 2 * 4 * 100 } } do
+				local e = assert(vtime.experiment{ step = 10 * MS, backend = "signal" })
+				exp = e
+				local p = assert(e:spawn({ CLOCK, "100", mode[1], mode[2] }, { stdout = out }))
+				e:freeze()
+				while p:alive() and e.rounds < 5000 do e:advance(10) end
+				wait_exit(p)
+				e:stop()
+				local early, sleeps = {}, 0
+				for l in io.lines(out) do
+					early[#early + 1] = l:match("^early (%d+)")
+					sleeps = sleeps + (math.tointeger(tonumber(l:match("^sleeps (%d+)"))) or 0)
+				end
+				assert.equal(mode[3], sleeps, mode[1])
+				assert.same({}, early, mode[1])
+			end
+		end)
+		for _, b in ipairs(busy) do b:kill("KILL") b:wait(5) end
+		assert(ok, err)
+	end)
+
 	it("sees a signal sent while frozen in the next rounds, at a clock past then", function()
 		exp = assert(vtime.experiment{ step = MS, backend = "signal" })
 		local p = assert(exp:spawn({ CLOCK }, { stdout = out }))
