@@ -469,7 +469,8 @@ static int e_stats(lua_State *L)
 		{"overshoot_ns", e->overshoot}, {"budget_stops", e->n_budget},
 		{"blocked_stops", e->n_blocked}, {"early_stops", e->n_rearm},
 		{"asleep_skipped", e->n_asleep}, {"debt_skipped", e->n_debt},
-		{"strays_continued", e->n_stray},
+		{"strays_continued", e->n_stray}, {"resume_cost_ns", e->resume_cost},
+		{"shares", e->n_shares},
 	};
 	lua_createtable(L, 0, (int)(sizeof stats / sizeof stats[0]));
 	for (size_t i = 0; i < sizeof stats / sizeof stats[0]; i++) {
@@ -617,7 +618,8 @@ static void first_experiment(void)
 		kx_child_watch(pid, on_supervisor_exit, NULL);
 }
 
-static const char *const exp_opts[] = {"step", "backend", "slice", NULL};
+static const char *const exp_opts[] = {"step", "backend", "slice",
+                                       "resume_cost", NULL};
 
 static int l_experiment(lua_State *L)
 {
@@ -636,6 +638,16 @@ static int l_experiment(lua_State *L)
 		opt_error(L, 1, "backend", "unknown backend '%s' (%s)", backend,
 		          VT_BACKEND_NAMES);
 	double slice = opt_positive(L, 1, "slice", 0, "real seconds a round may last");
+	int64_t resume_cost = -1;
+	int t = lua_getfield(L, 1, "resume_cost");
+	if (t != LUA_TNIL) {
+		int isint;
+		resume_cost = lua_tointegerx(L, -1, &isint);
+		if (!isint || resume_cost < 0 || resume_cost > 1000000000)
+			opt_error(L, 1, "resume_cost", "CPU ns, an integer >= 0 expected, got %s",
+			          luaL_tolstring(L, -1, NULL));
+	}
+	lua_pop(L, 1);
 	char msg[512];
 	first_experiment();
 	struct vt_exp *e = vt_exp_new((int64_t)stepn, backend, msg, sizeof msg);
@@ -645,6 +657,7 @@ static int l_experiment(lua_State *L)
 	x->e = e;
 	x->refs = 2; /* userdata, atexit */
 	e->slice_cap = (int64_t)(slice * 1e9);
+	e->resume_cost = resume_cost >= 0 ? resume_cost : vt_resume_cost();
 	uv_idle_init(kx_loop(), &x->idle);
 	x->idle.data = x;
 	x->next = live;

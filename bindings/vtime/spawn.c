@@ -102,7 +102,7 @@ static int redirect(int target, const char *spec)
 /* A task-clock counter on pid and everything it will start; its overflow
  * (every `period` CPU ns of the main thread) sends SIGSTOP to the process
  * group.  -1 and a message when the kernel refuses. */
-static int open_counter(pid_t pid, char *err, size_t errlen)
+int vt_open_counter(pid_t pid, char *err, size_t errlen)
 {
 	struct perf_event_attr a;
 	memset(&a, 0, sizeof a);
@@ -239,7 +239,7 @@ int vt_spawn(struct vt_exp *e, char *const argv[], char *const env_extra[],
 		       st);
 		return -1;
 	}
-	int fd = open_counter(pid, err, errlen);
+	int fd = vt_open_counter(pid, err, errlen);
 	if (fd < 0) {
 		kill(pid, SIGKILL);
 		waitpid(pid, &st, 0);

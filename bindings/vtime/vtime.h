@@ -68,6 +68,7 @@ struct vt_proc {
 	int64_t cpu_base;        /* the leader's process CPU clock then */
 	int64_t period;          /* CPU ns armed in the counter */
 	int64_t last_cpu;        /* cpu_ns at the last poll */
+	int64_t last_own;        /* the leader's CPU clock then */
 	int64_t idle_since;      /* real ns since when it used no CPU */
 	int64_t runnable_cpu;    /* cpu_ns when /proc last showed it runnable */
 	int64_t stray_since;     /* real ns a stray stopped task was seen, 0 */
@@ -94,11 +95,13 @@ struct vt_exp {
 	int64_t round_start_real;
 	int64_t slice_cap;       /* real ns a round may last, 0 = no cap */
 	int64_t overshoot;       /* mean CPU ns a counter stop comes late */
+	int64_t resume_cost;     /* CPU ns a stop and resume cost a process */
 	int64_t rounds_capped;   /* rounds ended by slice_cap */
 	int64_t n_budget, n_blocked, n_rearm; /* how shares ended, early stops */
 	int64_t n_asleep;        /* shares not run: every thread asleep */
 	int64_t n_debt;          /* shares not run: a debt covered them */
 	int64_t n_stray;         /* stray stopped tasks continued (round.c) */
+	int64_t n_shares;        /* shares run (resumes) */
 	struct kxvt_shm *shm;    /* read-write mapping */
 	char shm_path[128];
 	char cg_path[200];       /* freezer cgroup directory, or "" */
@@ -207,6 +210,12 @@ struct vt_seen { pid_t pid[512]; int n; }; /* processes killed so far */
 struct vt_noter;
 int vt_cg_destroy(const char *dir, int v2, struct vt_seen *seen,
                   const struct vt_noter *n, char *err, size_t errlen);
+
+/* spawn.c: the task-clock counter whose overflow stops pid's group */
+int vt_open_counter(pid_t pid, char *err, size_t errlen);
+/* calibrate.c: CPU ns a stop and a resume cost a process here, measured
+ * once (0 when it cannot be) */
+int64_t vt_resume_cost(void);
 
 /* cleanup.c */
 struct vt_noter { vt_note_fn fn; void *ud; pid_t ctl; };

@@ -81,8 +81,9 @@ end
 -- the CPU time it measured itself.
 local function spin_job(units, opts)
 	local out = tmpfile()
-	local exp = assert(vtime.experiment{ step = MS, backend = "signal" })
 	opts = opts or {}
+	local exp = assert(vtime.experiment{ step = opts.step or MS, backend = "signal",
+		resume_cost = opts.resume_cost or 0 })
 	local p = assert(exp:spawn({ CLOCK, tostring(units), opts.mode or "spin" },
 		{ stdout = out, speed = opts.speed }))
 	exp:freeze()
@@ -90,10 +91,11 @@ local function spin_job(units, opts)
 	while p:alive() and rounds < 5000 do exp:advance(10) rounds = rounds + 10 end
 	wait_exit(p)
 	local f = fields(out)
+	local shares = exp:stats().shares
 	exp:stop()
 	os.remove(out)
 	assert.same({ code = 0 }, p:status())
-	return f["end"] - f.start, f.cpu
+	return f["end"] - f.start, f.cpu, shares
 end
 
 describe("kx.vtime", function()
@@ -262,6 +264,22 @@ describe("kx.vtime", function()
 		-- two threads: the process's CPU time, both threads together
 		v, c = spin_job(100, { mode = "spin2" })
 		assert.is_true(math.abs(v / c - 1) < 0.15, ("2 threads: virtual %d cpu %d"):format(v, c))
+	end)
+
+	-- The CPU a stop and a resume cost the process (kernel work billed to
+	-- it) is taken out of its virtual time: resume_cost per share.
+	it("takes the stops' and resumes' own CPU out of virtual time", function()
+		local cost = 30000
+		local v, c, shares = spin_job(100, { step = 100000, resume_cost = cost })
+		local want = c - shares * cost
+		assert.is_true(shares >= 100, shares .. " shares")
+		assert.is_true(math.abs(v / want - 1) < 0.06,
+			("virtual %d, CPU %d - %d shares x %d = %d"):format(v, c, shares, cost, want))
+		-- measured when not given: a CPU time, at most half a 100 us share
+		local e = assert(vtime.experiment{ step = MS, backend = "signal" })
+		local measured = e:stats().resume_cost_ns
+		e:stop()
+		assert.is_true(measured >= 0 and measured <= 50000, measured)
 	end)
 
 	it("halves a CPU-bound job's virtual duration at speed 2", function()
