@@ -7,6 +7,7 @@ local BUILD = os.getenv("BUILD") or "build"
 local CLOCK = ROOT .. "/" .. BUILD .. "/tests/vtime_clock"
 local STATIC = ROOT .. "/" .. BUILD .. "/tests/vtime_static"
 local MS = 1000000
+local KXRUN_BIN = os.getenv("KXRUN") or kx.exe
 
 local function tmpfile()
 	local _, out = kx.exec{ "mktemp", "/tmp/kxrun-vtime-spec.XXXXXX" }
@@ -28,19 +29,8 @@ local function fields(path)
 	return t
 end
 
-local function freezer_ok()
-	local f = io.open("/sys/fs/cgroup/freezer/cgroup.procs", "a")
-	if f then f:close() return true end
-	return false
-end
-
--- A v2 freezer needs a cgroup2 mount we may write and cgroup.freeze in a
--- child cgroup: creating the experiment tells (nil, message) otherwise.
-local function v2_or_why()
-	local e, err = vtime.experiment{ step = MS, backend = "freezer-v2" }
-	if e then e:stop() return true end
-	return false, err
-end
+-- The features each backend needs, probed from the filesystem.
+local probe = dofile(ROOT .. "/tests/vtime/probe.lua")
 
 -- Pids of live (not zombie) `sleep` processes whose argument holds tag.
 local function running(tag)
@@ -61,16 +51,6 @@ local function running(tag)
 	end
 	ls:close()
 	return pids
-end
-
--- The backends that run here (probed by creating an experiment).
-local function backends()
-	local out = { "signal" }
-	for _, b in ipairs{ "freezer-v1", "freezer-v2" } do
-		local e = vtime.experiment{ step = MS, backend = b }
-		if e then e:stop() out[#out + 1] = b end
-	end
-	return out
 end
 
 local function wait_exit(p)
@@ -105,19 +85,17 @@ describe("kx.vtime", function()
 		if exp then exp:stop() end
 		exp = nil
 		os.remove(out)
+		-- every test leaves nothing: no process, cgroup or clock file
+		assert.same({}, probe.leftovers())
 	end)
 
 	for _, backend in ipairs{ "signal", "freezer", "freezer-v2" } do
 		it("gives a usleep loop its virtual ms, every clock at exp:now() between rounds ("
 			.. backend .. ")", function()
-			if backend == "freezer" and not freezer_ok() then
-				pending("no writable cgroup v1 freezer")
-				return
-			end
-			if backend == "freezer-v2" then
-				local ok, why = v2_or_why()
-				if not ok then pending("cgroup v2 freezer: " .. why) return end
-			end
+			local ok, why = true, nil
+			if backend == "freezer" then ok, why = probe.v1() end
+			if backend == "freezer-v2" then ok, why = probe.v2() end
+			if not ok then pending(why) return end
 			exp = assert(vtime.experiment{ step = MS, backend = backend })
 			assert.equal(backend == "signal" and "signal" or "freezer", exp.backend)
 			if backend == "freezer-v2" then assert.matches("kxrun%-vtime", exp.cgroup) end
@@ -368,7 +346,7 @@ describe("kx.vtime", function()
 		assert.has_error(function() exp:advance(1) end)
 	end)
 
-	for _, backend in ipairs(backends()) do
+	for _, backend in ipairs(probe.backends()) do
 		it("stop ends whatever the experiment ran, however it detached (" .. backend .. ")", function()
 			local tag = ("%d%03d"):format(os.time() % 100000, math.random(999))
 			exp = assert(vtime.experiment{ step = MS, backend = backend })
@@ -450,19 +428,38 @@ describe("kx.vtime", function()
 		exp:stop()
 	end)
 
+	-- The freezers' roots pointed (KXRUN_VTIME_FREEZER_ROOT,
+	-- KXRUN_VTIME_CGROUP2_ROOT) at what lacks what each needs.
 	it("names what is missing when a freezer cannot run", function()
-		local ok, why = v2_or_why()
-		if ok then
-			-- v2 runs here; v1 named alone must still say what it lacks
-			if freezer_ok() then pending("both freezers run here") return end
-			local e, err = vtime.experiment{ step = MS, backend = "freezer-v1" }
-			assert.is_nil(e)
-			assert.matches("cgroup v1 freezer", err)
-		else
-			local e, err = vtime.experiment{ step = MS, backend = "freezer-v2" }
-			assert.is_nil(e)
-			assert.matches("cannot run here", err)
-			assert.is_string(why)
+		local dir = tmpfile()
+		os.remove(dir)
+		assert(os.execute("mkdir " .. dir .. " && : > " .. dir .. "/cgroup.procs"))
+		local function try(backend, v1root, v2root)
+			local code, out, err = kx.exec{ KXRUN_BIN, "-e", ([[
+				local e, err = require("kx.vtime").experiment{ step = 1000000, backend = %q }
+				io.write(e and e.backend or "nil", "|", tostring(err)) if e then e:stop() end]]):format(backend),
+				env = { KXRUN_VTIME_FREEZER_ROOT = v1root, KXRUN_VTIME_CGROUP2_ROOT = v2root } }
+			assert.equal(0, code, err)
+			return out:match("^([^|]*)|(.*)$")
 		end
+		local b, err = try("freezer-v1", "/nonexistent/freezer", dir)
+		assert.equal("nil", b)
+		assert.matches("vtime backend 'freezer%-v1' cannot run here: /nonexistent/freezer is not a "
+			.. "writable cgroup v1 freezer hierarchy %(No such file or directory%)", err)
+		b, err = try("freezer-v2", dir, "/nonexistent/cgroup2")
+		assert.equal("nil", b)
+		assert.matches("cannot run here: /nonexistent/cgroup2/cgroup.procs is not writable", err)
+		-- a writable root whose cgroups have no cgroup.freeze
+		b, err = try("freezer-v2", dir, dir)
+		assert.equal("nil", b)
+		assert.matches("vtime freezer cgroup " .. dir:gsub("%p", "%%%0")
+			.. "/kxrun%-vtime%-%d+%-0: no cgroup.freeze %(kernel without the cgroup v2 freezer%)", err)
+		b, err = try("freezer", "/nonexistent/freezer", "/nonexistent/cgroup2")
+		assert.matches("/nonexistent/freezer is not a writable cgroup v1 freezer hierarchy.*; "
+			.. "cgroup v2: /nonexistent/cgroup2/cgroup.procs is not writable", err)
+		-- auto falls back to the signal backend
+		b = try("auto", "/nonexistent/freezer", "/nonexistent/cgroup2")
+		assert.equal("signal", b)
+		assert(os.execute("rm -rf " .. dir))
 	end)
 end)
