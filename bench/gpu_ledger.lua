@@ -7,8 +7,23 @@
 --   2. expiry signal delay: partition end -> SIGTERM seen by the program
 --      (goal < 100 ms) vs. a 1 s polling monitor like Chronos's.
 --   3. added cost per interposed allocation (goal < 1 us): clCreateBuffer +
---      clReleaseMemObject inside a partition vs. outside.
+--      clReleaseMemObject inside a partition vs. outside; and what starting
+--      a program in a partition costs beside kx.exec of the same program.
+-- `--out DIR` keeps every sample (results.jsonl, results.csv, report.html).
 local gpu = require "kx.gpu"
+local lab = require "kx.lab"
+
+local exp = lab.experiment{
+	name = "gpu_ledger",
+	about = "What a kx.gpu partition costs, beside what Chronos pays (OpenCL start-up, a 1 s monitor)",
+	params = {
+		{ "partitions", type = "int", default = 1000, help = "live partitions while create/list/release are timed" },
+		{ "samples", type = "int", default = 30, help = "timed create/list/release" },
+	},
+	out = false, quiet = true,
+}
+local P = exp.params
+local median = lab.stats.median
 
 local KX = arg and arg[-1] or "./kxrun"
 local BUILD = os.getenv("BUILD") or "build"
@@ -16,23 +31,13 @@ local _, top = kx.exec{ "mktemp", "-d", "/tmp/kxrun-gpu-bench.XXXXXX" }
 top = top:gsub("%s+$", "")
 gpu.state_dir(top .. "/gpu")
 
-local function report(what, ours, peer, unit, peer_name)
-	print(string.format("%-44s %10.3f %s   %-22s %10.3f %s   ratio %.1fx",
-		what, ours, unit, peer_name, peer, unit, peer / ours))
-end
-
-local function median(t)
-	table.sort(t)
-	return t[(#t + 1) // 2]
-end
-
 -- 1. ledger operations with 1000 live partitions -------------------------
 assert(gpu.devices(), "no OpenCL device")
-for _ = 1, 1000 do
+for _ = 1, P.partitions do
 	assert(gpu.create{ device = 0, memory = "0.000999", duration = 3600 })
 end
 local creates, lists, releases = {}, {}, {}
-for _ = 1, 30 do
+for _ = 1, P.samples do
 	local t0 = kx.now()
 	local p = assert(gpu.create{ device = 0, memory = "0.000999", duration = 3600 })
 	local t1 = kx.now()
@@ -40,7 +45,7 @@ for _ = 1, 30 do
 	local t2 = kx.now()
 	assert(p:release())
 	local t3 = kx.now()
-	assert(#l == 1001)
+	assert(#l == P.partitions + 1)
 	creates[#creates + 1] = (t1 - t0) * 1e3
 	lists[#lists + 1] = (t2 - t1) * 1e3
 	releases[#releases + 1] = (t3 - t2) * 1e3
@@ -63,11 +68,13 @@ local with_ocl = cmd_ms({ "devices" }, 7)
 local without = cmd_ms({ "available", "0" }, 7)
 local ocl_start = math.max(with_ocl - without, 0.001)
 
-print("kx.gpu ledger, 1000 live partitions (median of 30; OpenCL: median of 7 processes)")
-report("create (ms)", median(creates), ocl_start, "ms", "OpenCL start-up")
-report("list of 1001 (ms)", median(lists), ocl_start, "ms", "OpenCL start-up")
-report("release (ms)", median(releases), ocl_start, "ms", "OpenCL start-up")
-report("`kxrun gpu available 0` process (ms)", without, with_ocl, "ms", "`kxrun gpu devices`")
+print(("kx.gpu ledger, %d live partitions (median of %d; OpenCL: median of 7 processes)")
+	:format(P.partitions, P.samples))
+local ocl = { unit = "ms", peer = "OpenCL start-up" }
+exp:beside("create (ms)", creates, ocl_start, ocl)
+exp:beside(("list of %d (ms)"):format(P.partitions + 1), lists, ocl_start, ocl)
+exp:beside("release (ms)", releases, ocl_start, ocl)
+exp:beside("`kxrun gpu available 0` process (ms)", without, with_ocl, { unit = "ms", peer = "`kxrun gpu devices`" })
 
 -- 2. expiry signal delay ----------------------------------------------------
 gpu.state_dir(top .. "/gpu2")
@@ -104,8 +111,26 @@ for i = 1, 5 do
 	polled[#polled + 1] = (seen - expires) * 1e3
 end
 print("expiry (median of 5; the probe notes the time in its SIGTERM handler)")
-report("SIGTERM after expiry (ms)", math.max(median(delays), 0.001), median(polled), "ms",
-	"1 s polling monitor")
+exp:beside("SIGTERM after expiry (ms)", math.max(median(delays), 0.001), polled,
+	{ unit = "ms", peer = "1 s polling monitor" })
+
+-- 2b. starting a program in a partition: the guard (its group's leader, so
+-- that it dies with kxrun), the run's record and the preload, against
+-- kx.exec of the same program (a plain fork and exec from the same kxrun)
+local runs, plain_runs = {}, {}
+local rp = assert(gpu.create{ device = 0, memory = 0.1, duration = 600 })
+for _ = 1, 21 do
+	local t0 = kx.now()
+	assert(rp:exec{ "true" }.code == 0)
+	local t1 = kx.now()
+	assert(kx.exec{ "true" } == 0)
+	runs[#runs + 1] = (t1 - t0) * 1e3
+	plain_runs[#plain_runs + 1] = (kx.now() - t1) * 1e3
+end
+assert(rp:release())
+print("starting a program (median of 21 runs of true)")
+exp:beside("p:exec{ \"true\" } in a partition (ms)", runs, plain_runs,
+	{ unit = "ms", peer = "kx.exec{ \"true\" }" })
 
 -- 3. cost per interposed allocation ------------------------------------------
 local bench = BUILD .. "/tests/alloc_bench"
@@ -124,5 +149,8 @@ local added = ns(inside) - ns(plain)
 print("allocation (4 KiB clCreateBuffer + clReleaseMemObject on PoCL, best of 5 x 20000)")
 print(string.format("%-44s %10.1f ns   %-22s %10.1f ns   added %.1f ns per allocation",
 	"inside a partition", ns(inside), "outside", ns(plain), added))
+exp:record{ point = { figure = "allocation" }, system = "inside a partition", values = { time = ns(inside) }, units = { time = "ns" } }
+exp:record{ point = { figure = "allocation" }, system = "outside", values = { time = ns(plain) }, units = { time = "ns" } }
 
 kx.exec{ "rm", "-rf", top }
+exp:finish()

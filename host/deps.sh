@@ -18,7 +18,7 @@ echo "make deps: installing$missing" >&2
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq >/dev/null || { echo "make deps: apt-get update failed" >&2; exit 1; }
+$SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null || { echo "make deps: apt-get update failed" >&2; exit 1; }
 # shellcheck disable=SC2086
-$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null ||
+$SUDO apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends $missing >/dev/null ||
     { echo "make deps: could not install:$missing" >&2; exit 1; }

@@ -1,6 +1,7 @@
 /*
- * host.c - the host's state and its end: what kxrun does once, whatever
- * started it (the command line, or a unit test).
+ * host.c - the host's start and its loop: what kxrun does once, whatever
+ * started it (the command line, or a unit test), and the switch to a fresh
+ * loop in a resumed process.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,49 +11,27 @@
 
 #include "host.h"
 
-struct kx_host kx_host;
+/* ---- a resumed process (kx.rfork) --------------------------------------------- */
 
-void kx_report(const char *msg)
+void kx_resumed(uv_loop_t *fresh)
 {
-	fflush(stdout);
-	fprintf(stderr, "kxrun: %s\n", msg ? msg : "(no message)");
-	fflush(stderr);
+	kx_host.loop = fresh;
+	kx_host.loop_gen++;
+	kx_host.pid = getpid();
+	kx_host.stopping = 0;
+	kx_host.exit_code = 0;
+	kx_host.interrupted = 0;
+	kx_run_resume_hooks();
+	kx_tasks_after_resume();
 }
 
-static int exiting;
-
-/* The end, whichever way it comes: children's groups terminated, hooks run,
- * outputs flushed. */
-void kx_shutdown(int code)
+void kx_run_loops(void)
 {
-	if (exiting)
-		_exit(code);
-	exiting = 1;
-	kx_terminate_children(SIGTERM, 2.0);
-	kx_run_atexit();
-	fflush(NULL);
-	exit(code);
-}
-
-/* os.exit() and plain exit(): the same clean-up, in the host process only
- * (children forked by bindings inherit this handler).  A resumed child
- * (kx.rfork) ends here, before the libraries' destructors: they would join
- * threads of the parent that do not exist in it (libuv's threadpool, an
- * OpenCL runtime's workers) and wait forever. */
-static void at_exit(int status, void *ud)
-{
-	(void)ud;
-	if (getpid() != kx_host.pid)
-		return;
-	if (!exiting) {
-		exiting = 1;
-		kx_terminate_children(SIGTERM, 2.0);
-		kx_run_atexit();
-	}
-	if (kx_host.loop_gen > 0) {
-		fflush(NULL);
-		_exit(status);
-	}
+	uv_loop_t *ran;
+	do {
+		ran = kx_host.loop;
+		uv_run(ran, UV_RUN_DEFAULT);
+	} while (ran != kx_host.loop);
 }
 
 lua_State *kx_host_init(void)
@@ -64,7 +43,9 @@ lua_State *kx_host_init(void)
 		return NULL;
 	kx_host.L = L;
 	luaL_openlibs(L);
-	on_exit(at_exit, NULL);
+	kx_exit_init();
+	kx_on_resume(kx_forget_atexit, NULL);
+	kx_on_resume(kx_children_after_resume, NULL);
 	kx_signals_init(L);
 	kx_tasks_init(L);
 	return L;

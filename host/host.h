@@ -25,7 +25,10 @@ struct kx_host {
 	int live_tasks;        /* tasks not yet finished */
 	volatile sig_atomic_t interrupted; /* SIGINT/SIGTERM number, or 0 */
 	pid_t pid;             /* to tell forked children from the host */
-	unsigned loop_gen;     /* 0, +1 each time a resume replaced the loop */
+	void (*on_interrupt)(void); /* Ctrl-C while kx_host.repl: the front
+				     * end's (main.c sets the REPL's) */
+	unsigned loop_gen;     /* 0, +1 each time a resume replaced the loop
+				* (kx_resumed): this process is a resumed one */
 };
 
 extern struct kx_host kx_host;
@@ -36,23 +39,37 @@ int kx_task_finished(kx_task *t); /* done, failed or cancelled */
 int kx_task_failed(kx_task *t, const char **msg);
 void kx_task_cancel_all(void);
 void kx_task_cancel(kx_task *t);
+void kx_task_interrupted(kx_task *t); /* Ctrl-C in it: its cancel hooks run */
 int kx_main_status(void);
-lua_State *kx_running_thread(void);
+lua_State *kx_running_thread(void); /* for the signal handler */
+
+/* nested.c: coroutine.resume/wrap for blocking calls in coroutines inside
+ * tasks (await_marker is what kx_await yields) */
+void kx_nested_init(lua_State *L, void *await_marker);
+lua_State *kx_nested_innermost(void);
 int kx_open_task(lua_State *L);   /* task methods into the kx table at -1 */
 
 /* stream.c: pipes of child processes */
 struct kx_stream;
-struct kx_stream *kx_stream_new(lua_State *L);  /* pushes it */
-uv_stream_t *kx_stream_handle(struct kx_stream *s);
+/* A stream owning the pipe end fd; pushes it.  NULL (fd closed, nothing
+ * pushed, errno set) when libuv refuses the descriptor. */
+struct kx_stream *kx_stream_new(lua_State *L, int fd);
 void kx_stream_start_reading(struct kx_stream *s);
 void kx_stream_close(struct kx_stream *s);
 void kx_open_stream(lua_State *L);
 
 /* proc.c */
 int kx_open_proc(lua_State *L);
+
+/* children.c */
 void kx_terminate_children(int sig, double grace_s);
+void kx_kill_groups_now(void);        /* async-signal-safe */
+int kx_group_alive(pid_t pgid);
+void kx_children_after_resume(void *ud); /* parent's groups forgotten */
 
 /* signals.c */
+int kx_checksignal(lua_State *L, int arg, int def); /* number, "TERM", "SIGTERM" */
+const char *kx_signame(int sig);
 void kx_signals_init(lua_State *L);
 int kx_open_signal(lua_State *L);
 void kx_signals_close(void);
@@ -71,25 +88,30 @@ int kx_has_tool(lua_State *L, const char *name);
 
 /* repl.c */
 int kx_repl(lua_State *L);
+void kx_repl_interrupt(void);
+void kx_repl_after_resume(void);  /* the prompt stays the parent's */
 
 /* host.c: the state (the caller then sets up package paths and kx) */
 lua_State *kx_host_init(void);
 
-/* print an error (with traceback) the way the command line does */
+/* util.c: print an error (with traceback) the way the command line does */
 void kx_report(const char *msg);
-void kx_shutdown(int code);
 void kx_run_atexit(void);
 
-/* resume.c: the old loop returns from uv_run once a resume replaced it;
- * this runs whichever loop is current until that one returns. */
+/* exit.c: the end (children's groups, exit hooks, outputs); kx_exit_init
+ * makes os.exit() and exit() end the same way */
+void kx_shutdown(int code);
+void kx_exit_init(void);
+
+/* util.c: hooks of a resumed process */
+void kx_run_resume_hooks(void);   /* kx_on_resume's, in order */
+void kx_forget_atexit(void *ud);  /* the parent's exit hooks dropped */
+
+/* The host's only uv_run: runs whichever loop is current until the one
+ * that returned is still the current one (a resume replaces it). */
 void kx_run_loops(void);
 
-/* After a resume (resume.c calls them in this order): */
-void kx_signals_after_resume(void);  /* fresh async; parent's handlers gone */
-void kx_procs_after_resume(void);    /* parent's process groups forgotten */
-void kx_repl_after_resume(void);     /* the prompt belongs to the parent */
-void kx_forget_atexit(void);         /* parent's exit hooks dropped */
-void kx_workpool_after_resume(void); /* workers of the parent are gone */
-void kx_tasks_after_resume(void);    /* others cancelled; caller is main */
+/* task.c, after a resume's hooks: others cancelled, the caller is main */
+void kx_tasks_after_resume(void);
 
 #endif

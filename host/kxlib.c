@@ -35,6 +35,20 @@ static int l_progress(lua_State *L)
 	return 0;
 }
 
+/* kx.write_file(path, data) -> true | nil, message: the file is replaced
+ * whole or not at all (kx_write_file_atomic). */
+static int l_write_file(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	size_t len;
+	const char *data = luaL_checklstring(L, 2, &len);
+	char err[512];
+	if (kx_write_file_atomic(path, data, len, err, sizeof err) < 0)
+		return kx_fail(L, "%s", err);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 static int l_libdir(lua_State *L)
 {
 	lua_pushstring(L, kx_libdir());
@@ -48,6 +62,7 @@ int luaopen_kx(lua_State *L)
 		{"time", l_time},
 		{"progress", l_progress},
 		{"libdir", l_libdir},
+		{"write_file", l_write_file},
 		{NULL, NULL},
 	};
 	luaL_newlib(L, fns);

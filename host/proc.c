@@ -1,171 +1,26 @@
 /*
- * proc.c - child processes: kx.spawn, pipes, waiting, and the book of every
- * process group kxrun started, so none outlives it by accident.
+ * proc.c - kx.spawn: child processes as Lua objects, their pipes, waiting
+ * and signalling them.
  *
- * Each child runs in its own session (so its own process group); signals go
- * to the whole group so a shell's children go with it.
+ * Each child starts through kx_spawn in a session of its own (so its own
+ * process group, and no controlling terminal to stop it); signals go to the
+ * whole group so a shell's children go with it.  A child that a task
+ * spawned is terminated with its group when that task is cancelled
+ * (SIGTERM, SIGKILL after a grace), unless spawned with detach = true.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "host.h"
 
 #define PROC_MT "kx.process"
-
-extern char **environ;
-
-/* ---- process groups to terminate ------------------------------------------ */
-
-/* Plain arrays: the signal handler's last-resort path reads them. */
-#define MAX_GROUPS 4096
-static volatile pid_t groups[MAX_GROUPS];
-static volatile int ngroups;
-
-void kx_track_pgid(pid_t pgid)
-{
-	if (pgid <= 0)
-		return;
-	for (int i = 0; i < ngroups; i++)
-		if (groups[i] == pgid)
-			return;
-	for (int i = 0; i < ngroups; i++) {
-		if (groups[i] == 0) {
-			groups[i] = pgid;
-			return;
-		}
-	}
-	if (ngroups < MAX_GROUPS)
-		groups[ngroups++] = pgid;
-}
-
-void kx_untrack_pgid(pid_t pgid)
-{
-	for (int i = 0; i < ngroups; i++)
-		if (groups[i] == pgid)
-			groups[i] = 0;
-	while (ngroups > 0 && groups[ngroups - 1] == 0)
-		ngroups--;
-}
-
-/* Async-signal-safe: the second Ctrl-C's path. */
-void kx_kill_groups_now(void)
-{
-	for (int i = 0; i < ngroups; i++)
-		if (groups[i] > 0)
-			kill(-groups[i], SIGKILL);
-}
-
-static int group_alive(pid_t pgid)
-{
-	return kill(-pgid, 0) == 0 || errno == EPERM;
-}
-
-/* SIGTERM (or sig) to every group, up to grace_s for them to go, then
- * SIGKILL.  Reaps what it can meanwhile, since zombie leaders keep their
- * group alive. */
-void kx_terminate_children(int sig, double grace_s)
-{
-	int any = 0;
-	for (int i = 0; i < ngroups; i++) {
-		if (groups[i] > 0 && group_alive(groups[i])) {
-			kill(-groups[i], sig);
-			kill(-groups[i], SIGCONT); /* stopped ones must see it */
-			any = 1;
-		}
-	}
-	if (!any)
-		return;
-	struct timespec tick = {0, 5 * 1000 * 1000};
-	for (double waited = 0; waited < grace_s; waited += 0.005) {
-		while (waitpid(-1, NULL, WNOHANG) > 0)
-			;
-		int alive = 0;
-		for (int i = 0; i < ngroups; i++)
-			if (groups[i] > 0 && group_alive(groups[i]))
-				alive = 1;
-		if (!alive)
-			return;
-		nanosleep(&tick, NULL);
-	}
-	kx_kill_groups_now();
-	while (waitpid(-1, NULL, WNOHANG) > 0)
-		;
-}
-
-/* A resumed child's groups are its own; the parent's are not its business. */
-void kx_procs_after_resume(void)
-{
-	for (int i = 0; i < ngroups; i++)
-		groups[i] = 0;
-	ngroups = 0;
-}
-
-/* ---- children forked by bindings ------------------------------------------ */
-
-struct child_watch {
-	uv_poll_t poll;
-	int fd;
-	pid_t pid;
-	kx_child_cb cb;
-	void *ud;
-};
-
-static void child_watch_free(uv_handle_t *h)
-{
-	struct child_watch *w = h->data;
-	close(w->fd);
-	free(w);
-}
-
-static void on_child_ready(uv_poll_t *h, int status, int events)
-{
-	struct child_watch *w = h->data;
-	int ws = 0;
-	(void)status;
-	(void)events;
-	pid_t r = waitpid(w->pid, &ws, WNOHANG);
-	if (r == 0)
-		return;
-	if (r < 0)
-		ws = 0;   /* reaped elsewhere: report a plain exit */
-	uv_poll_stop(h);
-	uv_close((uv_handle_t *)h, child_watch_free);
-	w->cb(w->pid, ws, w->ud);
-}
-
-int kx_child_watch(pid_t pid, kx_child_cb cb, void *ud)
-{
-	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (fd < 0)
-		return -errno;
-	struct child_watch *w = calloc(1, sizeof *w);
-	if (!w) {
-		close(fd);
-		return -ENOMEM;
-	}
-	w->fd = fd;
-	w->pid = pid;
-	w->cb = cb;
-	w->ud = ud;
-	int r = uv_poll_init(kx_host.loop, &w->poll, fd);
-	if (r < 0) {
-		close(fd);
-		free(w);
-		return r;
-	}
-	w->poll.data = w;
-	uv_poll_start(&w->poll, UV_READABLE, on_child_ready);
-	return 0;
-}
-
-/* ---- processes ------------------------------------------------------------- */
+#define CANCEL_GRACE_MS 2000
 
 struct pwaiter {
 	kx_task *task;
@@ -173,15 +28,25 @@ struct pwaiter {
 	struct pwaiter *next;
 };
 
+/* SIGKILL for a cancelled task's child that outlives its grace. */
+struct grace {
+	uv_timer_t timer;
+	pid_t pgid;
+	struct proc *p;   /* NULL once the process is gone */
+};
+
 struct proc {
-	uv_process_t h;
-	int ref;          /* registry ref while the child runs */
 	pid_t pid;
+	uv_loop_t *loop;  /* the loop it was started on */
+	int ref;          /* registry ref while the child runs */
 	int exited;
-	int64_t code;
+	int code;
 	int sig;
 	int tracked;
 	struct pwaiter *waiters;
+	kx_task *owner;   /* the task that spawned it, until that one ends */
+	kx_cancel_hook *hook;
+	struct grace *grace;
 };
 
 static struct proc *checkproc(lua_State *L, int i)
@@ -202,25 +67,73 @@ static int push_status(lua_State *L, struct proc *p)
 	return 1;
 }
 
-static void on_proc_closed(uv_handle_t *h)
+static void grace_closed(uv_handle_t *h)
 {
-	struct proc *p = h->data;
-	luaL_unref(kx_host.L, LUA_REGISTRYINDEX, p->ref);
-	p->ref = LUA_NOREF;
+	free(h->data);
 }
 
-static void on_proc_exit(uv_process_t *h, int64_t code, int sig)
+static void grace_end(struct grace *g)
 {
-	struct proc *p = h->data;
+	if (g->p)
+		g->p->grace = NULL;
+	uv_close((uv_handle_t *)&g->timer, grace_closed);
+}
+
+static void on_grace(uv_timer_t *h)
+{
+	struct grace *g = h->data;
+	if (kx_group_alive(g->pgid))
+		kill(-g->pgid, SIGKILL);
+	grace_end(g);
+}
+
+/* The owner task's end: cancelled, the child's group is asked to go. */
+static void on_owner_end(void *ud, int cancelled)
+{
+	struct proc *p = ud;
+	p->hook = NULL;
+	p->owner = NULL;
+	if (!cancelled || p->exited || p->loop != kx_loop())
+		return;
+	kill(-p->pid, SIGTERM);
+	kill(-p->pid, SIGCONT);   /* a stopped one must see it */
+	struct grace *g = calloc(1, sizeof *g);
+	if (!g) {
+		kill(-p->pid, SIGKILL);
+		return;
+	}
+	g->pgid = p->pid;
+	g->p = p;
+	g->timer.data = g;
+	uv_timer_init(kx_loop(), &g->timer);
+	uv_timer_start(&g->timer, on_grace, CANCEL_GRACE_MS, 0);
+	p->grace = g;
+}
+
+static void on_proc_exit(pid_t pid, int ws, void *ud)
+{
+	struct proc *p = ud;
+	(void)pid;
 
 	p->exited = 1;
-	p->code = code;
-	p->sig = sig;
-	if (p->tracked) {
-		/* the group may live on without its leader; keep it tracked
-		 * only while it does */
-		if (!group_alive(p->pid))
-			kx_untrack_pgid(p->pid);
+	if (WIFSIGNALED(ws))
+		p->sig = WTERMSIG(ws);
+	else
+		p->code = WEXITSTATUS(ws);
+	int group = kx_group_alive(p->pid);
+	/* the group may live on without its leader: tracked while it does */
+	if (p->tracked && !group)
+		kx_untrack_pgid(p->pid);
+	if (p->hook)
+		kx_cancel_hook_remove(p->owner, p->hook);
+	p->hook = NULL;
+	p->owner = NULL;
+	if (p->grace) {
+		struct grace *g = p->grace;
+		g->p = NULL;
+		p->grace = NULL;
+		if (!group)
+			grace_end(g);
 	}
 	struct pwaiter *w = p->waiters;
 	p->waiters = NULL;
@@ -231,7 +144,8 @@ static void on_proc_exit(uv_process_t *h, int64_t code, int sig)
 		free(w);
 		w = next;
 	}
-	uv_close((uv_handle_t *)h, on_proc_closed);
+	luaL_unref(kx_host.L, LUA_REGISTRYINDEX, p->ref);
+	p->ref = LUA_NOREF;
 }
 
 static void pwaiter_cancel(void *ud)
@@ -246,6 +160,9 @@ static void pwaiter_cancel(void *ud)
 	free(w);
 }
 
+static const char parent_proc[] = "process %d was started by the parent "
+	"of this resumed process: %s";
+
 /* proc:wait([timeout_s]) -> {code=N} | {signal=N} | nil, "timeout" */
 static int l_proc_wait(lua_State *L)
 {
@@ -254,10 +171,9 @@ static int l_proc_wait(lua_State *L)
 
 	if (p->exited)
 		return push_status(L, p);
-	if (p->h.loop != kx_host.loop)
-		return kx_fail(L, "process %d was started by the parent of this "
-			       "resumed process: it cannot be waited for here",
-			       (int)p->pid);
+	if (p->loop != kx_loop())
+		return kx_fail(L, parent_proc, (int)p->pid,
+			       "it cannot be waited for here");
 	kx_task *t = kx_checktask(L, "wait");
 	struct pwaiter *w = malloc(sizeof *w);
 	if (!w)
@@ -269,60 +185,14 @@ static int l_proc_wait(lua_State *L)
 	return kx_await(L, t, timeout, pwaiter_cancel, w);
 }
 
-static const struct {
-	const char *name;
-	int sig;
-} signames[] = {
-	{"HUP", SIGHUP}, {"INT", SIGINT}, {"QUIT", SIGQUIT}, {"ILL", SIGILL},
-	{"TRAP", SIGTRAP}, {"ABRT", SIGABRT}, {"BUS", SIGBUS}, {"FPE", SIGFPE},
-	{"KILL", SIGKILL}, {"USR1", SIGUSR1}, {"SEGV", SIGSEGV},
-	{"USR2", SIGUSR2}, {"PIPE", SIGPIPE}, {"ALRM", SIGALRM},
-	{"TERM", SIGTERM}, {"CHLD", SIGCHLD}, {"CONT", SIGCONT},
-	{"STOP", SIGSTOP}, {"TSTP", SIGTSTP}, {"TTIN", SIGTTIN},
-	{"TTOU", SIGTTOU}, {"URG", SIGURG}, {"XCPU", SIGXCPU},
-	{"XFSZ", SIGXFSZ}, {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF},
-	{"WINCH", SIGWINCH}, {"IO", SIGIO}, {"PWR", SIGPWR}, {"SYS", SIGSYS},
-	{NULL, 0},
-};
-
-/* A signal given as a number, "TERM" or "SIGTERM". */
-int kx_checksignal(lua_State *L, int arg, int def)
-{
-	if (lua_isnoneornil(L, arg))
-		return def;
-	if (lua_type(L, arg) == LUA_TNUMBER) {
-		lua_Integer n = luaL_checkinteger(L, arg);
-		luaL_argcheck(L, n >= 0 && n < 65, arg, "no such signal");
-		return (int)n;
-	}
-	const char *s = luaL_checkstring(L, arg);
-	if (strncmp(s, "SIG", 3) == 0)
-		s += 3;
-	for (int i = 0; signames[i].name; i++)
-		if (strcmp(signames[i].name, s) == 0)
-			return signames[i].sig;
-	return luaL_argerror(L, arg, lua_pushfstring(L, "no signal named '%s'",
-						     lua_tostring(L, arg)));
-}
-
-const char *kx_signame(int sig)
-{
-	for (int i = 0; signames[i].name; i++)
-		if (signames[i].sig == sig)
-			return signames[i].name;
-	return "?";
-}
-
 /* proc:kill([sig]): to the child's whole process group; default SIGTERM. */
 static int l_proc_kill(lua_State *L)
 {
 	struct proc *p = checkproc(L, 1);
 	int sig = kx_checksignal(L, 2, SIGTERM);
-	if (p->h.loop != kx_host.loop)
-		return kx_fail(L, "process %d was started by the parent of this "
-			       "resumed process: not signalled from here",
-			       (int)p->pid);
-	if (p->exited && !group_alive(p->pid)) {
+	if (p->loop != kx_loop())
+		return kx_fail(L, parent_proc, (int)p->pid, "not signalled from here");
+	if (p->exited && !kx_group_alive(p->pid)) {
 		lua_pushboolean(L, 0);
 		return 1;
 	}
@@ -335,27 +205,29 @@ static int l_proc_kill(lua_State *L)
 	return 1;
 }
 
-static int l_proc_index(lua_State *L)
+static int l_proc_pid(lua_State *L)
 {
-	struct proc *p = checkproc(L, 1);
-	const char *k = luaL_checkstring(L, 2);
+	lua_pushinteger(L, checkproc(L, 1)->pid);
+	return 1;
+}
 
-	if (strcmp(k, "pid") == 0) {
-		lua_pushinteger(L, p->pid);
-		return 1;
-	}
-	if (strcmp(k, "stdin") == 0 || strcmp(k, "stdout") == 0 ||
-	    strcmp(k, "stderr") == 0) {
-		lua_getiuservalue(L, 1, 1);
-		lua_getfield(L, -1, k);
-		return 1;
-	}
-	if (strcmp(k, "status") == 0 && p->exited) {
+/* proc.stdin, proc.stdout, proc.stderr: its pipes (nil where none) */
+static int l_proc_stream(lua_State *L)
+{
+	checkproc(L, 1);
+	lua_getiuservalue(L, 1, 1);
+	lua_pushvalue(L, 2);
+	lua_rawget(L, -2);
+	return 1;
+}
+
+/* proc.status: once exited, a function giving its status (as wait) */
+static int l_proc_status(lua_State *L)
+{
+	if (checkproc(L, 1)->exited)
 		lua_pushcfunction(L, l_proc_wait);
-		return 1;
-	}
-	luaL_getmetafield(L, 1, "methods");
-	lua_getfield(L, -1, k);
+	else
+		lua_pushnil(L);
 	return 1;
 }
 
@@ -367,102 +239,116 @@ static int l_proc_tostring(lua_State *L)
 	else if (p->sig)
 		lua_pushfstring(L, "process %d (signal %d)", (int)p->pid, p->sig);
 	else
-		lua_pushfstring(L, "process %d (exit %d)", (int)p->pid,
-				(int)p->code);
+		lua_pushfstring(L, "process %d (exit %d)", (int)p->pid, p->code);
 	return 1;
 }
 
-/* Builds the environment: the current one with `env` applied on top
- * (value false removes a variable). */
-static char **make_env(lua_State *L, int t)
+/* ---- kx.spawn ------------------------------------------------------------------ */
+
+/* Everything spawn opened, closed whatever happens. */
+struct setup {
+	struct kx_spawn o;
+	int own[3];       /* descriptors to close after the spawn, or -1 */
+	int parent_end[3];/* our end of a "pipe", or -1 */
+	char **env;
+};
+
+static void setup_close(struct setup *s)
+{
+	for (int i = 0; i < 3; i++) {
+		if (s->own[i] >= 0)
+			close(s->own[i]);
+		if (s->parent_end[i] >= 0)
+			close(s->parent_end[i]);
+		s->own[i] = s->parent_end[i] = -1;
+	}
+	free(s->env);
+	s->env = NULL;
+}
+
+/* env = {NAME = value | false} over kxrun's environment, as kx_env_new
+ * changes; the strings are anchored in the table at keep. */
+static char **make_env(lua_State *L, int t, int keep)
 {
 	int n = 0;
-	while (environ[n])
+	lua_pushnil(L);
+	while (lua_next(L, t)) {
 		n++;
-	lua_newtable(L);   /* name -> "name=value" */
-	for (int i = 0; i < n; i++) {
-		const char *eq = strchr(environ[i], '=');
-		if (!eq)
-			continue;
-		lua_pushlstring(L, environ[i], (size_t)(eq - environ[i]));
-		lua_pushstring(L, environ[i]);
-		lua_rawset(L, -3);
+		lua_pop(L, 1);
 	}
+	const char **changes = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
+	lua_rawseti(L, keep, (lua_Integer)lua_rawlen(L, keep) + 1);
+	int i = 0;
 	lua_pushnil(L);
 	while (lua_next(L, t)) {
 		if (lua_type(L, -2) != LUA_TSTRING)
-			luaL_error(L, "bad 'env' to 'spawn' (names must be strings)");
-		lua_pushvalue(L, -2);
-		if (lua_toboolean(L, -2) == 0 && lua_type(L, -2) == LUA_TBOOLEAN) {
-			lua_pushnil(L);
-		} else {
-			if (!lua_isstring(L, -2))
-				luaL_error(L, "bad 'env' to 'spawn' (value of '%s' "
-					   "must be a string)", lua_tostring(L, -3));
-			lua_pushfstring(L, "%s=%s", lua_tostring(L, -3),
-					lua_tostring(L, -2));
-		}
-		lua_rawset(L, -5);
+			kx_fielderror(L, 1, "env", "names must be strings");
+		const char *k = lua_tostring(L, -2);
+		if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1))
+			lua_pushstring(L, k);   /* removes it */
+		else if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)
+			lua_pushfstring(L, "%s=%s", k, lua_tostring(L, -1));
+		else
+			kx_fielderror(L, 1, "env", lua_pushfstring(L, "value of '%s' "
+				      "must be a string or false", k));
+		changes[i++] = lua_tostring(L, -1);
+		lua_rawseti(L, keep, (lua_Integer)lua_rawlen(L, keep) + 1);
 		lua_pop(L, 1);
 	}
-	int count = 0;
-	lua_pushnil(L);
-	while (lua_next(L, -2)) {
-		count++;
-		lua_pop(L, 1);
-	}
-	char **env = lua_newuserdatauv(L, sizeof(char *) * (size_t)(count + 1), 0);
-	int i = 0;
-	lua_pushnil(L);
-	while (lua_next(L, -3)) {
-		env[i++] = (char *)lua_tostring(L, -1);
-		lua_pop(L, 1);
-	}
-	env[i] = NULL;
-	/* the table keeps the strings alive; leave table and array on the stack */
-	return env;
+	changes[i] = NULL;
+	return kx_env_new(changes);
 }
 
-struct stdio_spec {
-	int kind;   /* 0 inherit, 1 null/path fd, 2 pipe */
-	int fd;
-};
-
-static void stdio_parse(lua_State *L, int t, const char *field, int target,
-			struct stdio_spec *out)
+/* One of stdin/stdout/stderr: "inherit" (default), "null", "pipe", a path
+ * or a descriptor.  0, or -1 with a message pushed. */
+static int stdio_parse(lua_State *L, const char *field, int i, struct setup *s)
 {
-	lua_getfield(L, t, field);
-	out->kind = 0;
-	out->fd = -1;
-	if (lua_isnil(L, -1) || (lua_type(L, -1) == LUA_TSTRING &&
-				 strcmp(lua_tostring(L, -1), "inherit") == 0)) {
-		out->fd = target;
-	} else if (lua_type(L, -1) == LUA_TSTRING) {
-		const char *v = lua_tostring(L, -1);
-		if (strcmp(v, "pipe") == 0) {
-			out->kind = 2;
-		} else {
-			const char *path = strcmp(v, "null") == 0 ? "/dev/null" : v;
-			int flags = target == 0 ? O_RDONLY :
-				    O_WRONLY | O_CREAT | O_TRUNC;
-			int fd = open(path, flags | O_CLOEXEC, 0644);
-			if (fd < 0) {
-				lua_pop(L, 1);
-				lua_pushfstring(L, "%s: %s", path, strerror(errno));
-				out->kind = -1;
-				return;
-			}
-			out->kind = 1;
-			out->fd = fd;
+	int t = lua_getfield(L, 1, field);
+	if (t == LUA_TNIL || (t == LUA_TSTRING && !strcmp(lua_tostring(L, -1), "inherit"))) {
+		s->o.io[i] = KX_IO_INHERIT;
+	} else if (t == LUA_TSTRING && !strcmp(lua_tostring(L, -1), "null")) {
+		s->o.io[i] = KX_IO_NULL;
+	} else if (t == LUA_TSTRING && !strcmp(lua_tostring(L, -1), "pipe")) {
+		int fds[2];
+		if (pipe2(fds, O_CLOEXEC) < 0) {
+			lua_pushfstring(L, "pipe: %s", strerror(errno));
+			return -1;
 		}
-	} else if (lua_type(L, -1) == LUA_TNUMBER) {
-		out->fd = (int)lua_tointeger(L, -1);
+		s->own[i] = fds[i == 0 ? 0 : 1];
+		s->parent_end[i] = fds[i == 0 ? 1 : 0];
+		s->o.io[i] = KX_IO_FD;
+		s->o.fd[i] = s->own[i];
+	} else if (t == LUA_TSTRING) {
+		const char *path = lua_tostring(L, -1);
+		int flags = i == 0 ? O_RDONLY : O_WRONLY | O_CREAT | O_TRUNC;
+		int fd = open(path, flags | O_CLOEXEC, 0644);
+		if (fd < 0) {
+			lua_pushfstring(L, "%s '%s': %s", field, path, strerror(errno));
+			return -1;
+		}
+		s->own[i] = fd;
+		s->o.io[i] = KX_IO_FD;
+		s->o.fd[i] = fd;
+	} else if (lua_isinteger(L, -1)) {
+		s->o.io[i] = KX_IO_FD;
+		s->o.fd[i] = (int)lua_tointeger(L, -1);
 	} else {
-		luaL_error(L, "bad '%s' to 'spawn' (\"inherit\", \"null\", "
-			   "\"pipe\", a path or a descriptor expected, got %s)",
-			   field, luaL_typename(L, -1));
+		kx_fielderror(L, 1, field, lua_pushfstring(L, "\"inherit\", \"null\", "
+			      "\"pipe\", a path or a descriptor expected, got %s",
+			      luaL_typename(L, -1)));
 	}
 	lua_pop(L, 1);
+	return 0;
+}
+
+/* The helper's "…: No such file or directory" in libuv's words (as
+ * kx.spawn has always said it): its last part in lower case. */
+static const char *libuv_case(char *msg)
+{
+	char *c = strrchr(msg, ':');
+	if (c && c[1] == ' ')
+		c[2] = (char)tolower((unsigned char)c[2]);
+	return msg;
 }
 
 /* kx.spawn{argv..., env=, cwd=, stdin=, stdout=, stderr=, detach=}
@@ -473,97 +359,94 @@ static int l_spawn(lua_State *L)
 	luaL_checktype(L, 1, LUA_TTABLE);
 	int argc = (int)lua_rawlen(L, 1);
 	luaL_argcheck(L, argc > 0, 1, "argv is empty");
-	lua_newtable(L);   /* keeps the argv strings alive */
+	lua_newtable(L);   /* keeps strings alive */
 	int keep = lua_gettop(L);
-	char **argv = lua_newuserdatauv(L, sizeof(char *) * (size_t)(argc + 1), 0);
+	const char **argv = lua_newuserdatauv(L, sizeof(char *) * (size_t)(argc + 1), 0);
+	lua_rawseti(L, keep, 1);
 	for (int i = 1; i <= argc; i++) {
 		lua_rawgeti(L, 1, i);
 		if (!lua_isstring(L, -1))
-			return luaL_error(L, "bad argument #1 to 'spawn' (argv[%d] "
-					  "is a %s, string expected)", i,
-					  luaL_typename(L, -1));
-		argv[i - 1] = (char *)lua_tostring(L, -1);
-		lua_rawseti(L, keep, i);
+			return luaL_argerror(L, 1, lua_pushfstring(L, "argv[%d] is a %s, "
+					     "string expected", i, luaL_typename(L, -2)));
+		argv[i - 1] = lua_tostring(L, -1);
+		lua_rawseti(L, keep, i + 1);
 	}
 	argv[argc] = NULL;
 
-	uv_process_options_t o;
-	memset(&o, 0, sizeof o);
-	o.file = argv[0];
-	o.args = argv;
-	o.exit_cb = on_proc_exit;
-	o.flags = UV_PROCESS_DETACHED;
-
-	lua_getfield(L, 1, "cwd");
-	if (!lua_isnil(L, -1))
-		o.cwd = luaL_checkstring(L, -1);
-	lua_pop(L, 1);
-	lua_getfield(L, 1, "env");
-	if (!lua_isnil(L, -1)) {
-		luaL_argcheck(L, lua_istable(L, -1), 1, "'env' must be a table");
-		o.env = make_env(L, lua_gettop(L));
-	}
+	struct setup s;
+	memset(&s, 0, sizeof s);
+	for (int i = 0; i < 3; i++)
+		s.own[i] = s.parent_end[i] = -1;
+	s.o.argv = argv;
+	s.o.cwd = kx_optstringfield(L, 1, "cwd", NULL);
 	lua_getfield(L, 1, "detach");
-	int detach = lua_toboolean(L, -1);
+	int detach = lua_toboolean(L, -1);   /* any true value, as always */
 	lua_pop(L, 1);
-
-	struct stdio_spec io[3];
-	uv_stdio_container_t cont[3];
+	s.o.flags = KX_SPAWN_SESSION | (detach ? KX_SPAWN_DETACH : 0);
+	if (lua_getfield(L, 1, "env") != LUA_TNIL) {
+		if (!lua_istable(L, -1))
+			kx_fielderror(L, 1, "env", "table expected");
+		s.env = make_env(L, lua_gettop(L), keep);
+		if (!s.env)
+			return luaL_error(L, "out of memory");
+		s.o.envp = (const char *const *)s.env;
+	}
+	lua_pop(L, 1);
 	for (int i = 0; i < 3; i++) {
-		stdio_parse(L, 1, names[i], i, &io[i]);
-		if (io[i].kind < 0) {
-			for (int j = 0; j < i; j++)
-				if (io[j].kind == 1)
-					close(io[j].fd);
-			return kx_fail(L, "spawn %s: %s", argv[0],
-				       lua_tostring(L, -1));
+		if (stdio_parse(L, names[i], i, &s) < 0) {
+			setup_close(&s);
+			return kx_fail(L, "spawn %s: %s", argv[0], lua_tostring(L, -1));
 		}
+	}
+
+	char err[512];
+	pid_t pid = kx_spawn(&s.o, err, sizeof err);
+	for (int i = 0; i < 3; i++) {
+		if (s.own[i] >= 0)
+			close(s.own[i]);
+		s.own[i] = -1;
+	}
+	free(s.env);
+	s.env = NULL;
+	if (pid < 0) {
+		setup_close(&s);
+		return kx_fail(L, "%s", libuv_case(err));
 	}
 
 	struct proc *p = lua_newuserdatauv(L, sizeof *p, 1);
 	memset(p, 0, sizeof *p);
 	p->ref = LUA_NOREF;
+	p->pid = pid;
+	p->loop = kx_loop();
+	p->tracked = !detach;
 	luaL_setmetatable(L, PROC_MT);
 	int pidx = lua_gettop(L);
 	lua_newtable(L);   /* the process's streams */
 	struct kx_stream *streams[3] = {NULL, NULL, NULL};
 	for (int i = 0; i < 3; i++) {
-		if (io[i].kind == 2) {
-			streams[i] = kx_stream_new(L);
+		if (s.parent_end[i] < 0)
+			continue;
+		int fd = s.parent_end[i];
+		s.parent_end[i] = -1;
+		streams[i] = kx_stream_new(L, fd);
+		if (streams[i])
 			lua_setfield(L, -2, names[i]);
-			cont[i].flags = UV_CREATE_PIPE |
-					(i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE);
-			cont[i].data.stream = kx_stream_handle(streams[i]);
-		} else {
-			cont[i].flags = UV_INHERIT_FD;
-			cont[i].data.fd = io[i].fd;
-		}
 	}
 	lua_setiuservalue(L, pidx, 1);
-	o.stdio = cont;
-	o.stdio_count = 3;
-
-	p->h.data = p;
-	int r = uv_spawn(kx_host.loop, &p->h, &o);
-	for (int i = 0; i < 3; i++)
-		if (io[i].kind == 1)
-			close(io[i].fd);
-	if (r < 0) {
-		for (int i = 0; i < 3; i++)
-			if (streams[i])
-				kx_stream_close(streams[i]);
-		p->exited = 1;
-		lua_pushvalue(L, pidx);
-		p->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-		uv_close((uv_handle_t *)&p->h, on_proc_closed);
-		return kx_fail(L, "spawn %s: %s", argv[0], uv_strerror(r));
-	}
-	p->pid = p->h.pid;
 	lua_pushvalue(L, pidx);
 	p->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-	if (!detach) {
-		kx_track_pgid(p->pid);
-		p->tracked = 1;
+	int r = kx_child_watch(pid, on_proc_exit, p);
+	if (r < 0) {
+		kill(-pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		on_proc_exit(pid, SIGKILL, p);
+		return kx_fail(L, "spawn %s: cannot watch the child: %s", argv[0],
+			       strerror(-r));
+	}
+	kx_task *owner = kx_current();
+	if (!detach && owner) {
+		p->owner = owner;
+		p->hook = kx_on_cancel(owner, on_owner_end, p);
 	}
 	for (int i = 1; i < 3; i++)
 		if (streams[i])
@@ -574,19 +457,25 @@ static int l_spawn(lua_State *L)
 
 int kx_open_proc(lua_State *L)
 {
-	static const luaL_Reg proc_methods[] = {
+	static const luaL_Reg methods[] = {
 		{"wait", l_proc_wait},
 		{"kill", l_proc_kill},
 		{NULL, NULL},
 	};
+	static const luaL_Reg getters[] = {
+		{"pid", l_proc_pid},
+		{"stdin", l_proc_stream},
+		{"stdout", l_proc_stream},
+		{"stderr", l_proc_stream},
+		{"status", l_proc_status},
+		{NULL, NULL},
+	};
+	static const luaL_Reg meta[] = {
+		{"__tostring", l_proc_tostring},
+		{NULL, NULL},
+	};
 	kx_open_stream(L);
-	luaL_newmetatable(L, PROC_MT);
-	luaL_newlib(L, proc_methods);
-	lua_setfield(L, -2, "methods");
-	lua_pushcfunction(L, l_proc_index);
-	lua_setfield(L, -2, "__index");
-	lua_pushcfunction(L, l_proc_tostring);
-	lua_setfield(L, -2, "__tostring");
+	kx_defclass(L, &(struct kx_class){PROC_MT, methods, getters, meta});
 	lua_pop(L, 1);
 
 	lua_pushcfunction(L, l_spawn);

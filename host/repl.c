@@ -1,199 +1,101 @@
 /*
- * repl.c - the live prompt.  Input is read from the loop (libedit's callback
- * interface on a terminal, plain lines otherwise), so tasks, timers, rounds
- * and workers go on while the user types.  Each line runs as a task; an
- * expression prints its values; an incomplete statement continues on ">> ".
+ * repl.c - the live prompt.
+ *
+ * The REPL owns standard input: bytes are read from the loop into a buffer
+ * of its own, and lines are taken from that buffer, so a paste is never cut
+ * and a line may be as long as memory allows.  On a terminal, libedit edits
+ * the line (el_gets) and takes its characters from that buffer through
+ * EL_GETCFN; whenever the buffer is empty the loop runs, so tasks, timers,
+ * rounds and workers go on while the user types.  (libedit's readline
+ * callback interface, used before, wrote into freed memory on lines over
+ * 1 KB and lost pasted lines.)
+ *
+ * Each statement runs as a task (kx._repl.run prints its values or its
+ * error); the prompt comes back when it ends or Ctrl-C cancels it.  An
+ * incomplete statement continues on ">> ", as in lua.c.  The history is
+ * written after every line, so no way of leaving loses it.
  */
 #include <errno.h>
+#include <histedit.h>
+#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#include <editline/readline.h>
+#include <wchar.h>
 
 #include "host.h"
 
 #define EOF_MARK "<eof>"
+#define HISTORY_SIZE 1000
 
 static struct {
 	lua_State *L;
 	int tty;
+	EditLine *el;
+	History *hist;
+	char history[4096];   /* its file, or "" */
+	/* standard input, read ahead of the editor */
 	uv_poll_t input;
 	uv_idle_t file_input; /* stdin is a regular file: epoll refuses it */
 	int use_idle;
-	char *pending;        /* the statement so far */
-	size_t len;
-	kx_task *line;        /* the running line, or NULL */
-	int line_ref;
+	char *in;
+	size_t inpos, inlen, incap;
+	int got_input;        /* the watcher read something (or EOF) */
 	int eof;
-	int detached;         /* a resumed child: the prompt stays the parent's */
-	char history[4096];
-	/* non-terminal input */
-	char *inbuf;
-	size_t inlen, incap;
-	/* completion */
-	int comp_ref;
-	lua_Integer comp_i, comp_n;
+	int interrupt;        /* Ctrl-C at the prompt: drop the input */
+	int detached;         /* a resumed child: the prompt is the parent's */
+	int editing;          /* inside el_gets */
+	/* the statement being typed, and the one running */
+	int more;             /* continuing an incomplete statement */
+	char *pending;
+	size_t len;
+	kx_task *line;
+	int line_ref;
 } R;
 
-static void prompt(int more);
-static void feed_lines(void);
+/* ---- standard input ------------------------------------------------------- */
+
 static void input_stop(void);
-static void input_start(void);
-
-static void reset_pending(void)
-{
-	free(R.pending);
-	R.pending = NULL;
-	R.len = 0;
-}
-
-static void append_pending(const char *line)
-{
-	size_t l = strlen(line);
-	char *p = realloc(R.pending, R.len + l + 2);
-	if (!p)
-		abort();
-	R.pending = p;
-	if (R.len)
-		R.pending[R.len++] = '\n';
-	memcpy(R.pending + R.len, line, l + 1);
-	R.len += l;
-}
-
-/* Called by the line's task when it has printed its outcome. */
-static int l_line_done(lua_State *L)
-{
-	(void)L;
-	R.line = NULL;
-	luaL_unref(R.L, LUA_REGISTRYINDEX, R.line_ref);
-	R.line_ref = LUA_NOREF;
-	if (!R.detached)
-		prompt(0);
-	return 0;
-}
-
-/* A child resumed from a REPL line runs that line to its end, as a script
- * runs its main chunk; it reads no input (stdin is its own, the prompt's
- * handles were the parent's loop's). */
-void kx_repl_after_resume(void)
-{
-	R.detached = 1;
-}
-
-static const char line_driver[] =
-	"local f, done = ...\n"
-	"local show = require('kx._repl').show\n"
-	"local r = table.pack(xpcall(f, debug.traceback))\n"
-	"if r[1] then\n"
-	"  if r.n > 1 then show(table.unpack(r, 2, r.n)) end\n"
-	"else\n"
-	"  io.stdout:flush()\n"
-	"  io.stderr:write(tostring(r[2]), '\\n')\n"
-	"end\n"
-	"done()\n";
-
-/* Compiles the pending statement: "return " .. it first, as lua.c does. */
-static int compile_pending(lua_State *L)
-{
-	const char *ret = lua_pushfstring(L, "return %s;", R.pending);
-	if (luaL_loadbuffer(L, ret, strlen(ret), "=stdin") == LUA_OK) {
-		lua_remove(L, -2);
-		return LUA_OK;
-	}
-	lua_pop(L, 2);
-	return luaL_loadbuffer(L, R.pending, R.len, "=stdin");
-}
-
-static void run_line(void)
-{
-	lua_State *L = R.L;
-	int st = compile_pending(L);
-	if (st == LUA_ERRSYNTAX) {
-		size_t ml;
-		const char *msg = lua_tolstring(L, -1, &ml);
-		if (ml >= sizeof EOF_MARK - 1 &&
-		    strcmp(msg + ml - (sizeof EOF_MARK - 1), EOF_MARK) == 0) {
-			lua_pop(L, 1);
-			prompt(1);
-			return;
-		}
-	}
-	reset_pending();
-	if (st != LUA_OK) {
-		fprintf(stderr, "%s\n", lua_tostring(L, -1));
-		lua_pop(L, 1);
-		prompt(0);
-		return;
-	}
-	if (luaL_loadbuffer(L, line_driver, sizeof line_driver - 1,
-			    "=[repl]") != LUA_OK)
-		abort();
-	lua_insert(L, -2);
-	lua_pushcfunction(L, l_line_done);
-	R.line = kx_go(L, 2, 1);
-	R.line_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-}
-
-static void on_line(char *line)
-{
-	if (!line) {
-		R.eof = 1;
-		if (R.tty) {
-			rl_callback_handler_remove();
-			fputc('\n', stdout);
-		}
-		input_stop();
-		if (!R.line)
-			uv_stop(kx_host.loop);
-		return;
-	}
-	if (R.tty && *line)
-		add_history(line);
-	append_pending(line);
-	free(line);
-	if (R.tty)
-		rl_callback_handler_remove();
-	input_stop();
-	run_line();
-}
 
 static void read_input(void)
 {
-	if (R.tty) {
-		rl_callback_read_char();
-		return;
-	}
 	if (R.incap - R.inlen < 4096) {
-		R.incap = R.incap ? R.incap * 2 : 8192;
-		R.inbuf = realloc(R.inbuf, R.incap);
-		if (!R.inbuf)
-			abort();
+		if (R.inpos > 0) {
+			memmove(R.in, R.in + R.inpos, R.inlen - R.inpos);
+			R.inlen -= R.inpos;
+			R.inpos = 0;
+		}
+		if (R.incap - R.inlen < 4096) {
+			size_t cap = R.incap ? R.incap * 2 : 65536;
+			char *p = realloc(R.in, cap);
+			if (!p)
+				abort();
+			R.in = p;
+			R.incap = cap;
+		}
 	}
-	ssize_t n = read(0, R.inbuf + R.inlen, R.incap - R.inlen - 1);
+	ssize_t n = read(0, R.in + R.inlen, R.incap - R.inlen);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
-	if (n <= 0) {
-		if (R.inlen) {   /* a last line without its newline */
-			R.inbuf[R.inlen] = 0;
-			R.inlen = 0;
-			on_line(strdup(R.inbuf));
-			if (R.line)
-				return;
-		}
-		on_line(NULL);
-		return;
-	}
-	R.inlen += (size_t)n;
-	feed_lines();
+	if (n <= 0)
+		R.eof = 1;
+	else
+		R.inlen += (size_t)n;
+	R.got_input = 1;
+	input_stop();
 }
 
 static void on_input(uv_poll_t *h, int status, int events)
 {
 	(void)h;
-	(void)status;
 	(void)events;
+	if (status < 0) {
+		R.eof = 1;
+		R.got_input = 1;
+		input_stop();
+		return;
+	}
 	read_input();
 }
 
@@ -219,35 +121,341 @@ static void input_stop(void)
 		uv_poll_stop(&R.input);
 }
 
-/* Hands complete lines of non-terminal input over, one statement at a time. */
-static void feed_lines(void)
+/* Runs the loop once; a resumed child (kx.rfork from a line) leaves the
+ * prompt to its parent.  0 when nothing is left that could ever run. */
+static int run_loop_once(void)
 {
-	while (!R.line && !R.eof) {
-		char *nl = memchr(R.inbuf, '\n', R.inlen);
-		if (!nl)
-			break;
-		*nl = 0;
-		char *line = strdup(R.inbuf);
-		size_t used = (size_t)(nl - R.inbuf) + 1;
-		memmove(R.inbuf, R.inbuf + used, R.inlen - used);
-		R.inlen -= used;
-		on_line(line);
+	uv_loop_t *ran = kx_host.loop;
+	int alive = uv_run(ran, UV_RUN_ONCE);
+	if (ran != kx_host.loop)
+		R.detached = 1;
+	return alive;
+}
+
+/* Runs the loop until more input came, the input ended, or Ctrl-C. */
+static void wait_input(void)
+{
+	R.got_input = 0;
+	input_start();
+	while (!R.got_input && !R.interrupt && !R.detached)
+		run_loop_once();
+	input_stop();
+}
+
+/* The next line of non-terminal input, without its newline (malloc'd), or
+ * NULL at the end of the input. */
+static char *plain_line(size_t *len)
+{
+	for (;;) {
+		if (R.interrupt || R.detached)
+			return NULL;
+		char *s = R.in + R.inpos;
+		size_t avail = R.inlen - R.inpos;
+		char *nl = avail ? memchr(s, '\n', avail) : NULL;
+		if (nl || (R.eof && avail > 0)) {
+			size_t l = nl ? (size_t)(nl - s) : avail;
+			char *line = malloc(l + 1);
+			if (!line)
+				abort();
+			memcpy(line, s, l);
+			line[l] = 0;
+			R.inpos += nl ? l + 1 : l;
+			*len = l;
+			return line;
+		}
+		if (R.eof)
+			return NULL;
+		wait_input();
 	}
 }
 
-static void prompt(int more)
+/* libedit's source of characters: the buffer, UTF-8 decoded; the loop runs
+ * while it is empty.  -1 ends el_gets for Ctrl-C, 0 for the end. */
+static int tty_getc(EditLine *el, wchar_t *wc)
 {
-	if (R.eof) {
-		if (!R.line)
-			uv_stop(kx_host.loop);
+	(void)el;
+	for (;;) {
+		if (R.interrupt) {
+			errno = EINTR;
+			return -1;
+		}
+		if (R.detached)
+			return 0;
+		size_t avail = R.inlen - R.inpos;
+		if (avail > 0) {
+			mbstate_t st;
+			memset(&st, 0, sizeof st);
+			size_t n = mbrtowc(wc, R.in + R.inpos, avail, &st);
+			if (n == (size_t)-2 && !R.eof) {
+				wait_input();   /* the rest of the character */
+				continue;
+			}
+			if (n == (size_t)-1 || n == (size_t)-2 || n == 0) {
+				/* not UTF-8 (or NUL): the byte as it is */
+				*wc = (wchar_t)(unsigned char)R.in[R.inpos];
+				n = 1;
+			}
+			R.inpos += n;
+			return 1;
+		}
+		if (R.eof)
+			return 0;
+		wait_input();
+	}
+}
+
+/* ---- history ------------------------------------------------------------ */
+
+/* Written whole after each line (kx_atomic_*), so that whatever ends the
+ * session (Ctrl-D, os.exit, a signal, a crash) finds it complete; mode 0600:
+ * a history may hold passwords. */
+static void save_history(void)
+{
+	HistEvent ev;
+	struct kx_atomic a;
+	char err[512];
+	if (!R.hist || !R.history[0])
 		return;
+	if (kx_atomic_begin(&a, R.history, 0600, err, sizeof err) == 0) {
+		FILE *f = fdopen(a.fd, "w");
+		int ok = f && history(R.hist, &ev, H_SAVE_FP, f) >= 0 &&
+			 fflush(f) == 0 && fsync(a.fd) == 0;
+		if (f) {
+			fclose(f);
+			a.fd = -1;
+		}
+		if (ok && kx_atomic_commit(&a, err, sizeof err) == 0)
+			return;
+		if (!ok) {
+			snprintf(err, sizeof err, "%s: %s", R.history,
+				 strerror(errno ? errno : EIO));
+			kx_atomic_abort(&a);
+		}
+	}
+	static int warned;
+	if (!warned++)
+		fprintf(stderr, "kxrun: history not saved: %s\n", err);
+}
+
+static void add_history_line(const char *line)
+{
+	HistEvent ev;
+	if (!R.hist || !*line)
+		return;
+	history(R.hist, &ev, H_ENTER, line);
+	save_history();
+}
+
+/* ---- tab completion (candidates come from kx._repl.complete) -------------- */
+
+static int is_word_char(char c)
+{
+	return c == '_' || c == '.' || c == ':' || (c >= 'a' && c <= 'z') ||
+	       (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+static int call_complete(lua_State *L)
+{
+	lua_getglobal(L, "require");
+	lua_pushliteral(L, "kx._repl");
+	lua_call(L, 1, 1);
+	lua_getfield(L, -1, "complete");
+	lua_pushvalue(L, 1);
+	lua_call(L, 1, 1);
+	luaL_checktype(L, -1, LUA_TTABLE);
+	return 1;
+}
+
+/* Prints the candidates in columns under the line. */
+static void list_candidates(lua_State *L, int list, lua_Integer n)
+{
+	size_t width = 0;
+	int cols = 80;
+	for (lua_Integer i = 1; i <= n; i++) {
+		lua_rawgeti(L, list, i);
+		size_t l = lua_rawlen(L, -1);
+		if (l > width)
+			width = l;
+		lua_pop(L, 1);
+	}
+	el_get(R.el, EL_GETTC, "co", &cols, NULL);
+	width += 2;
+	size_t per_row = width < (size_t)cols ? (size_t)cols / width : 1;
+	fputc('\n', stdout);
+	for (lua_Integer i = 1; i <= n; i++) {
+		lua_rawgeti(L, list, i);
+		const char *s = lua_tostring(L, -1);
+		if (i == n || (size_t)i % per_row == 0)
+			fprintf(stdout, "%s\n", s ? s : "");
+		else
+			fprintf(stdout, "%-*s", (int)width, s ? s : "");
+		lua_pop(L, 1);
 	}
 	fflush(stdout);
-	if (R.tty)
-		rl_callback_handler_install(more ? ">> " : "> ", on_line);
-	input_start();
-	if (!R.tty)
-		feed_lines();
+}
+
+/* Tab: completes the word before the cursor as far as it is unique, and
+ * lists the candidates when it is not. */
+static unsigned char complete(EditLine *el, int ch)
+{
+	(void)ch;
+	lua_State *L = R.L;
+	const LineInfo *li = el_line(el);
+	const char *start = li->cursor;
+	while (start > li->buffer && is_word_char(start[-1]))
+		start--;
+	int top = lua_gettop(L);
+	lua_pushcfunction(L, call_complete);
+	lua_pushlstring(L, start, (size_t)(li->cursor - start));
+	if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+		lua_settop(L, top);
+		return CC_REFRESH_BEEP;
+	}
+	int list = lua_gettop(L);
+	lua_Integer n = (lua_Integer)lua_rawlen(L, list);
+	size_t wlen = (size_t)(li->cursor - start);
+	unsigned char r = CC_REFRESH;
+	if (n == 0) {
+		r = CC_REFRESH_BEEP;
+	} else {
+		/* the longest prefix common to every candidate */
+		lua_rawgeti(L, list, 1);
+		size_t common;
+		const char *first = lua_tolstring(L, -1, &common);
+		for (lua_Integer i = 2; i <= n && first; i++) {
+			lua_rawgeti(L, list, i);
+			size_t l;
+			const char *s = lua_tolstring(L, -1, &l);
+			size_t k = 0;
+			while (s && k < common && k < l && s[k] == first[k])
+				k++;
+			common = k;
+			lua_pop(L, 1);
+		}
+		if (first && common > wlen) {
+			char *add = strndup(first + wlen, common - wlen);
+			if (add && el_insertstr(el, add) != 0)
+				r = CC_REFRESH_BEEP;
+			free(add);
+		} else if (n > 1) {
+			list_candidates(L, list, n);
+			r = CC_REDISPLAY;
+		}
+	}
+	lua_settop(L, top);
+	return r;
+}
+
+/* ---- statements ------------------------------------------------------------- */
+
+static void reset_pending(void)
+{
+	free(R.pending);
+	R.pending = NULL;
+	R.len = 0;
+	R.more = 0;
+}
+
+static void append_pending(const char *line, size_t l)
+{
+	char *p = realloc(R.pending, R.len + l + 2);
+	if (!p)
+		abort();
+	R.pending = p;
+	if (R.len)
+		R.pending[R.len++] = '\n';
+	memcpy(R.pending + R.len, line, l);
+	R.len += l;
+	R.pending[R.len] = 0;
+}
+
+/* Compiles the pending statement: "return " .. it first, as lua.c does. */
+static int compile_pending(lua_State *L)
+{
+	const char *ret = lua_pushfstring(L, "return %s;", R.pending);
+	if (luaL_loadbuffer(L, ret, strlen(ret), "=stdin") == LUA_OK) {
+		lua_remove(L, -2);
+		return LUA_OK;
+	}
+	lua_pop(L, 2);
+	return luaL_loadbuffer(L, R.pending, R.len, "=stdin");
+}
+
+/* As lua.c does when the input ends inside a statement: its syntax error. */
+static void report_incomplete(void)
+{
+	lua_State *L = R.L;
+	if (compile_pending(L) != LUA_OK) {
+		fflush(stdout);
+		fprintf(stderr, "%s\n", lua_tostring(L, -1));
+	}
+	lua_pop(L, 1);
+	reset_pending();
+}
+
+static int push_runner(lua_State *L)
+{
+	lua_getglobal(L, "require");
+	lua_pushliteral(L, "kx._repl");
+	lua_call(L, 1, 1);
+	lua_getfield(L, -1, "run");
+	return 1;
+}
+
+/* Starts the pending statement as a task, or keeps it for more lines. */
+static void start_pending(void)
+{
+	lua_State *L = R.L;
+	int st = compile_pending(L);
+	if (st == LUA_ERRSYNTAX) {
+		size_t ml;
+		const char *msg = lua_tolstring(L, -1, &ml);
+		if (ml >= sizeof EOF_MARK - 1 &&
+		    strcmp(msg + ml - (sizeof EOF_MARK - 1), EOF_MARK) == 0) {
+			lua_pop(L, 1);
+			R.more = 1;
+			return;
+		}
+	}
+	reset_pending();
+	if (st != LUA_OK) {
+		fflush(stdout);
+		fprintf(stderr, "%s\n", lua_tostring(L, -1));
+		lua_pop(L, 1);
+		return;
+	}
+	lua_pushcfunction(L, push_runner);
+	if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
+		kx_report(lua_tostring(L, -1));
+		lua_pop(L, 2);
+		return;
+	}
+	lua_insert(L, -2);
+	R.line = kx_go(L, 1, 1);
+	R.line_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+static void release_line(void)
+{
+	R.line = NULL;
+	luaL_unref(R.L, LUA_REGISTRYINDEX, R.line_ref);
+	R.line_ref = LUA_NOREF;
+}
+
+/* Runs the loop until the running statement ends or is cancelled. */
+static void wait_line(void)
+{
+	while (R.line && !kx_task_finished(R.line) && !R.detached) {
+		if (!run_loop_once() && !R.detached && R.line &&
+		    !kx_task_finished(R.line)) {
+			fflush(stdout);
+			fprintf(stderr, "the line waits for something that can "
+				"no longer happen: cancelled\n");
+			kx_task_cancel(R.line);
+		}
+	}
+	if (R.line)
+		release_line();
 }
 
 /* Ctrl-C: cancels the running line, or drops the statement being typed. */
@@ -255,64 +463,98 @@ void kx_repl_interrupt(void)
 {
 	if (R.line) {
 		kx_task *t = R.line;
-		R.line = NULL;
+		release_line();
 		kx_task_cancel(t);
-		luaL_unref(R.L, LUA_REGISTRYINDEX, R.line_ref);
-		R.line_ref = LUA_NOREF;
+		fflush(stdout);
 		fprintf(stderr, "interrupted\n");
-		prompt(0);
 		return;
 	}
-	reset_pending();
-	if (R.tty) {
-		rl_callback_handler_remove();
-		fputc('\n', stdout);
-	}
-	prompt(0);
+	R.interrupt = 1;
 }
 
-/* ---- tab completion (candidates come from kx._repl.complete) -------------- */
-
-static char *next_candidate(const char *text, int state)
+/* A child resumed from a REPL line runs that line to its end, as a script
+ * runs its main chunk; it reads no input (stdin is its own, the prompt's
+ * handles were the parent's loop's). */
+void kx_repl_after_resume(void)
 {
-	lua_State *L = R.L;
-	if (state == 0) {
-		luaL_unref(L, LUA_REGISTRYINDEX, R.comp_ref);
-		R.comp_ref = LUA_NOREF;
-		R.comp_i = 0;
-		R.comp_n = 0;
-		lua_getglobal(L, "require");
-		lua_pushliteral(L, "kx._repl");
-		if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-			lua_pop(L, 1);
-			return NULL;
-		}
-		lua_getfield(L, -1, "complete");
-		lua_remove(L, -2);
-		lua_pushstring(L, text);
-		if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_istable(L, -1)) {
-			lua_pop(L, 1);
-			return NULL;
-		}
-		R.comp_n = (lua_Integer)lua_rawlen(L, -1);
-		R.comp_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	R.detached = 1;
+}
+
+/* ---- the terminal --------------------------------------------------------- */
+
+static char *prompt_text(EditLine *el)
+{
+	(void)el;
+	return R.more ? ">> " : "> ";
+}
+
+static void on_winch(uv_signal_t *h, int sig)
+{
+	(void)h;
+	(void)sig;
+	if (R.el)
+		el_resize(R.el);
+}
+
+static void end_terminal(void *ud)
+{
+	(void)ud;
+	if (R.el) {
+		if (R.editing)   /* leaving from the prompt (a signal) */
+			fputc('\n', stdout);
+		el_end(R.el);   /* the terminal back as it was */
+		R.el = NULL;
 	}
-	if (R.comp_i >= R.comp_n)
+	if (R.hist) {
+		history_end(R.hist);
+		R.hist = NULL;
+	}
+}
+
+static void open_terminal(void)
+{
+	HistEvent ev;
+	static uv_signal_t winch;
+
+	/* characters are decoded as UTF-8 unless the locale says otherwise */
+	if (!setlocale(LC_CTYPE, "") || MB_CUR_MAX == 1)
+		setlocale(LC_CTYPE, "C.UTF-8");
+	R.hist = history_init();
+	history(R.hist, &ev, H_SETSIZE, HISTORY_SIZE);
+	if (R.history[0])
+		history(R.hist, &ev, H_LOAD, R.history);
+	R.el = el_init("kxrun", stdin, stdout, stderr);
+	el_set(R.el, EL_EDITOR, "emacs");
+	el_set(R.el, EL_PROMPT, prompt_text);
+	el_set(R.el, EL_HIST, history, R.hist);
+	el_set(R.el, EL_GETCFN, tty_getc);
+	/* the wide form keeps our strings (the narrow one copies and leaks) */
+	el_wset(R.el, EL_ADDFN, L"kx-complete", L"complete a Lua name", complete);
+	el_set(R.el, EL_BIND, "^I", "kx-complete", NULL);
+	el_source(R.el, NULL);   /* ~/.editrc */
+	kx_atexit(end_terminal, NULL);
+	uv_signal_init(kx_host.loop, &winch);
+	uv_signal_start(&winch, on_winch, SIGWINCH);
+	uv_unref((uv_handle_t *)&winch);
+}
+
+/* The next line typed, without its newline (malloc'd); NULL at the end. */
+static char *tty_line(size_t *len)
+{
+	int n;
+	R.editing = 1;
+	const char *s = el_gets(R.el, &n);
+	R.editing = 0;
+	if (!s || n <= 0)
 		return NULL;
-	lua_rawgeti(L, LUA_REGISTRYINDEX, R.comp_ref);
-	lua_rawgeti(L, -1, ++R.comp_i);
-	char *s = strdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
-	lua_pop(L, 2);
-	return s;
-}
-
-static char **complete(const char *text, int start, int end)
-{
-	(void)start;
-	(void)end;
-	rl_attempted_completion_over = 1;
-	rl_completion_append_character = '\0';
-	return rl_completion_matches(text, next_candidate);
+	size_t l = (size_t)n;
+	while (l > 0 && (s[l - 1] == '\n' || s[l - 1] == '\r'))
+		l--;
+	char *line = strndup(s, l);
+	if (!line)
+		abort();
+	*len = strlen(line);
+	return line;
 }
 
 int kx_repl(lua_State *L)
@@ -321,37 +563,54 @@ int kx_repl(lua_State *L)
 	const char *home = getenv("HOME");
 
 	R.L = L;
-	R.line_ref = R.comp_ref = LUA_NOREF;
+	R.line_ref = LUA_NOREF;
 	R.tty = isatty(0);
 	kx_host.repl = 1;
 	if (hist && *hist)
 		snprintf(R.history, sizeof R.history, "%s", hist);
 	else if (home)
 		snprintf(R.history, sizeof R.history, "%s/.kxrun_history", home);
-	if (R.tty) {
-		printf("kxrun %s (%s): Ctrl-D leaves, Ctrl-C cancels a line\n",
-		       KX_VERSION, LUA_RELEASE);
-		rl_catch_signals = 0;
-		rl_readline_name = "kxrun";
-		rl_completer_word_break_characters =
-			" \t\n\"\\'`@$><=;|&{(,+-*/%^#~[]";
-		rl_attempted_completion_function = complete;
-		using_history();
-		if (R.history[0])
-			read_history(R.history);
-	}
-	kx_host.in_repl = 1;
 	if (uv_poll_init(kx_host.loop, &R.input, 0) < 0) {
 		R.use_idle = 1;
 		uv_idle_init(kx_host.loop, &R.file_input);
 	}
-	prompt(0);
-	kx_run_loops();
-	if (R.detached)
-		return kx_host.exit_code;
-	if (R.tty && R.history[0]) {
-		write_history(R.history);
-		history_truncate_file(R.history, 1000);
+	if (R.tty) {
+		printf("kxrun %s (%s): Ctrl-D leaves, Ctrl-C cancels a line\n",
+		       KX_VERSION, LUA_RELEASE);
+		open_terminal();
 	}
+	kx_host.in_repl = 1;
+	while (!R.detached) {
+		size_t len = 0;
+		fflush(stdout);
+		char *line = R.tty ? tty_line(&len) : plain_line(&len);
+		if (R.interrupt) {   /* Ctrl-C: a fresh prompt, input dropped */
+			R.interrupt = 0;
+			R.inpos = R.inlen;
+			free(line);
+			reset_pending();
+			if (R.tty)
+				fputc('\n', stdout);
+			continue;
+		}
+		if (!line) {
+			if (R.len)   /* the input ended inside a statement */
+				report_incomplete();
+			break;
+		}
+		if (R.tty)
+			add_history_line(line);
+		append_pending(line, len);
+		free(line);
+		start_pending();
+		wait_line();
+	}
+	if (R.tty && !R.detached)
+		fputc('\n', stdout);
+	if (R.detached) {   /* a resumed child: its line runs to the end */
+		kx_run_loops();
+		return kx_host.exit_code;
+	}
+	end_terminal(NULL);
 	return kx_host.exit_code;
 }

@@ -17,11 +17,49 @@
 #define SIGNAL_MT "kx.signal"
 #define TIMER_MT "kx.timer"
 
-int kx_checksignal(lua_State *L, int arg, int def);
-const char *kx_signame(int sig);
-void kx_kill_groups_now(void);
-lua_State *kx_running_thread(void);
-void kx_repl_interrupt(void);
+static const struct {
+	const char *name;
+	int sig;
+} signames[] = {
+	{"HUP", SIGHUP}, {"INT", SIGINT}, {"QUIT", SIGQUIT}, {"ILL", SIGILL},
+	{"TRAP", SIGTRAP}, {"ABRT", SIGABRT}, {"BUS", SIGBUS}, {"FPE", SIGFPE},
+	{"KILL", SIGKILL}, {"USR1", SIGUSR1}, {"SEGV", SIGSEGV},
+	{"USR2", SIGUSR2}, {"PIPE", SIGPIPE}, {"ALRM", SIGALRM},
+	{"TERM", SIGTERM}, {"CHLD", SIGCHLD}, {"CONT", SIGCONT},
+	{"STOP", SIGSTOP}, {"TSTP", SIGTSTP}, {"TTIN", SIGTTIN},
+	{"TTOU", SIGTTOU}, {"URG", SIGURG}, {"XCPU", SIGXCPU},
+	{"XFSZ", SIGXFSZ}, {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF},
+	{"WINCH", SIGWINCH}, {"IO", SIGIO}, {"PWR", SIGPWR}, {"SYS", SIGSYS},
+	{NULL, 0},
+};
+
+/* A signal given as a number, "TERM" or "SIGTERM". */
+int kx_checksignal(lua_State *L, int arg, int def)
+{
+	if (lua_isnoneornil(L, arg))
+		return def;
+	if (lua_type(L, arg) == LUA_TNUMBER) {
+		lua_Integer n = luaL_checkinteger(L, arg);
+		luaL_argcheck(L, n >= 0 && n < 65, arg, "no such signal");
+		return (int)n;
+	}
+	const char *s = luaL_checkstring(L, arg);
+	if (strncmp(s, "SIG", 3) == 0)
+		s += 3;
+	for (int i = 0; signames[i].name; i++)
+		if (strcmp(signames[i].name, s) == 0)
+			return signames[i].sig;
+	return luaL_argerror(L, arg, lua_pushfstring(L, "no signal named '%s'",
+						     lua_tostring(L, arg)));
+}
+
+const char *kx_signame(int sig)
+{
+	for (int i = 0; signames[i].name; i++)
+		if (signames[i].sig == sig)
+			return signames[i].name;
+	return "?";
+}
 
 static uv_async_t sig_async;
 static int user_handler[2] = {LUA_NOREF, LUA_NOREF}; /* INT, TERM */
@@ -38,6 +76,9 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar)
 	int sig = kx_host.interrupted;
 	if (kx_host.repl && sig == SIGINT) {
 		kx_host.interrupted = 0;
+		/* the line is interrupted as if cancelled: what it spawned goes */
+		if (kx_current())
+			kx_task_interrupted(kx_current());
 		luaL_error(L, "interrupted");
 	}
 	kx_shutdown(128 + sig);
@@ -74,9 +115,9 @@ static void on_sig_async(uv_async_t *h)
 		kx_go(L, 1, 0);
 		return;
 	}
-	if (kx_host.repl && sig == SIGINT) {
+	if (kx_host.repl && sig == SIGINT && kx_host.on_interrupt) {
 		kx_host.interrupted = 0;
-		kx_repl_interrupt();
+		kx_host.on_interrupt();
 		return;
 	}
 	kx_shutdown(128 + sig);
@@ -97,19 +138,21 @@ static void install_handlers(void)
 	signal(SIGPIPE, SIG_IGN);
 }
 
+/* A resumed child: the async on the new loop, our handlers installed again
+ * (the resuming process had its own, at its own addresses), and none of
+ * the parent's kx.signal handlers. */
+static void signals_after_resume(void *ud)
+{
+	(void)ud;
+	install_handlers();
+	user_handler[0] = user_handler[1] = LUA_NOREF;
+}
+
 void kx_signals_init(lua_State *L)
 {
 	(void)L;
 	install_handlers();
-}
-
-/* A resumed child: the async on the new loop, our handlers installed again
- * (the resuming process had its own, at its own addresses), and none of
- * the parent's kx.signal handlers. */
-void kx_signals_after_resume(void)
-{
-	install_handlers();
-	user_handler[0] = user_handler[1] = LUA_NOREF;
+	kx_on_resume(signals_after_resume, NULL);
 }
 
 /* ---- kx.signal(name, fn) ---------------------------------------------------- */

@@ -1,14 +1,20 @@
 /*
  * stream.c - pipes to and from children as Lua objects: read("a"|"l"|"L"|n),
- * lines(), write(s), close().  Reading starts at once and buffers, so a
- * child never blocks on a full pipe while the script does something else.
+ * lines(), write(s), close().  Reading starts at once and buffers up to
+ * STREAM_BOUND bytes that nobody asked for yet; past that, the stream stops
+ * reading until the script reads, so the child blocks on a full pipe as it
+ * would on a real one (a script that forgets a pipe does not grow without
+ * limit).  A waiting read is always fed, however much it takes.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "host.h"
 
 #define STREAM_MT "kx.stream"
+#define STREAM_BOUND (1 << 20)
 
 enum read_mode { RM_ALL, RM_LINE, RM_LINE_NL, RM_COUNT };
 
@@ -16,6 +22,7 @@ struct kx_stream {
 	uv_pipe_t pipe;
 	int ref;          /* registry ref while the pipe is open */
 	int open, eof, closing;
+	int paused;       /* reading stopped at STREAM_BOUND */
 	int err;          /* a libuv error, or 0 */
 	char *buf;
 	size_t len, cap;
@@ -33,6 +40,15 @@ static const char parent_stream[] =
 static struct kx_stream *checkstream(lua_State *L, int i)
 {
 	return luaL_checkudata(L, i, STREAM_MT);
+}
+
+/* As liolib: using a stream the script closed is a mistake, and raises. */
+static struct kx_stream *checkopen(lua_State *L, int i)
+{
+	struct kx_stream *s = checkstream(L, i);
+	if (!s->open || s->closing)
+		luaL_error(L, "attempt to use a closed stream");
+	return s;
 }
 
 /* Pushes what a pending read asked for, if it can be had now; returns the
@@ -84,7 +100,30 @@ static int stream_take(struct kx_stream *s, lua_State *T, enum read_mode mode,
 	if (n)
 		memmove(s->buf, s->buf + n, s->len - n);
 	s->len -= n;
+	if (s->len == 0 && s->cap > 4 * STREAM_BOUND) {
+		free(s->buf);   /* a big read's room: not kept for nothing */
+		s->buf = NULL;
+		s->cap = 0;
+	}
 	return 1;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf);
+
+/* Reading goes on below the bound, or while someone waits for data. */
+static void stream_flow(struct kx_stream *s)
+{
+	if (s->eof || !s->open || s->closing || s->pipe.loop != kx_host.loop)
+		return;
+	int want = s->reader || s->len < STREAM_BOUND;
+	if (s->paused && want) {
+		s->paused = 0;
+		uv_read_start((uv_stream_t *)&s->pipe, on_alloc, on_read);
+	} else if (!s->paused && !want) {
+		s->paused = 1;
+		uv_read_stop((uv_stream_t *)&s->pipe);
+	}
 }
 
 static void stream_feed_reader(struct kx_stream *s)
@@ -131,6 +170,7 @@ static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
 		uv_read_stop(h);
 	}
 	stream_feed_reader(s);
+	stream_flow(s);
 }
 
 static void on_stream_closed(uv_handle_t *h)
@@ -157,14 +197,16 @@ void kx_stream_close(struct kx_stream *s)
 
 static void reader_cancel(void *ud)
 {
-	((struct kx_stream *)ud)->reader = NULL;
+	struct kx_stream *s = ud;
+	s->reader = NULL;
+	stream_flow(s);
 }
 
 /* stream:read([fmt]): "a" all (default), "l" line, "L" line with its
  * newline, n bytes; nil at the end. */
 static int l_stream_read(lua_State *L)
 {
-	struct kx_stream *s = checkstream(L, 1);
+	struct kx_stream *s = checkopen(L, 1);
 	enum read_mode mode = RM_ALL;
 	size_t want = 0;
 
@@ -189,12 +231,15 @@ static int l_stream_read(lua_State *L)
 	if (s->pipe.loop != kx_host.loop)
 		return kx_fail(L, "%s", parent_stream);
 	int n = stream_take(s, L, mode, want);
-	if (n >= 0)
+	if (n >= 0) {
+		stream_flow(s);
 		return n;
+	}
 	kx_task *t = kx_checktask(L, "read");
 	s->reader = t;
 	s->mode = mode;
 	s->want = want;
+	stream_flow(s);
 	return kx_await(L, t, -1, reader_cancel, s);
 }
 
@@ -208,7 +253,7 @@ static int lines_iter(lua_State *L)
 
 static int l_stream_lines(lua_State *L)
 {
-	checkstream(L, 1);
+	checkopen(L, 1);
 	lua_settop(L, 1);
 	lua_pushcclosure(L, lines_iter, 1);
 	return 1;
@@ -242,14 +287,12 @@ static void writer_cancel(void *ud)
 /* stream:write(s) -> true | nil, err; waits until the data is handed over. */
 static int l_stream_write(lua_State *L)
 {
-	struct kx_stream *s = checkstream(L, 1);
+	struct kx_stream *s = checkopen(L, 1);
 	size_t len;
 	const char *data = luaL_checklstring(L, 2, &len);
 
 	if (s->pipe.loop != kx_host.loop)
 		return kx_fail(L, "%s", parent_stream);
-	if (!s->open || s->closing)
-		return kx_fail(L, "stream is closed");
 	if (s->writer || s->wref != LUA_NOREF)
 		return luaL_error(L, "stream already has a writer");
 	kx_task *t = kx_checktask(L, "write");
@@ -282,7 +325,7 @@ static int l_stream_gc(lua_State *L)
 	return 0;
 }
 
-struct kx_stream *kx_stream_new(lua_State *L)
+struct kx_stream *kx_stream_new(lua_State *L, int fd)
 {
 	struct kx_stream *s = lua_newuserdatauv(L, sizeof *s, 0);
 	memset(s, 0, sizeof *s);
@@ -293,12 +336,15 @@ struct kx_stream *kx_stream_new(lua_State *L)
 	s->wref = LUA_NOREF;
 	lua_pushvalue(L, -1);
 	s->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	int r = uv_pipe_open(&s->pipe, fd);
+	if (r < 0) {
+		close(fd);
+		kx_stream_close(s);   /* the registry keeps it until closed */
+		lua_pop(L, 1);
+		errno = -r;
+		return NULL;
+	}
 	return s;
-}
-
-uv_stream_t *kx_stream_handle(struct kx_stream *s)
-{
-	return (uv_stream_t *)&s->pipe;
 }
 
 void kx_stream_start_reading(struct kx_stream *s)
@@ -315,8 +361,11 @@ void kx_open_stream(lua_State *L)
 		{"close", l_stream_close},
 		{NULL, NULL},
 	};
-	kx_newclass(L, STREAM_MT, methods, l_stream_gc);
-	lua_pushcfunction(L, l_stream_close);
-	lua_setfield(L, -2, "__close");
+	static const luaL_Reg meta[] = {
+		{"__gc", l_stream_gc},
+		{"__close", l_stream_close},
+		{NULL, NULL},
+	};
+	kx_defclass(L, &(struct kx_class){STREAM_MT, methods, NULL, meta});
 	lua_pop(L, 1);
 }

@@ -6,9 +6,10 @@
  * from an idle handle, so a task never runs inside another task's C call.
  *
  * Blocking calls may happen inside user coroutines nested in a task: the
- * coroutine.resume/wrap replacements installed here pass the host's await
+ * coroutine.resume/wrap replacements of nested.c pass the host's await
  * marker up to the task and hand the wake values back down.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,7 +52,15 @@ struct kx_task {
 	enum timer_mode timer_mode;
 	kx_task *next_ready;
 	struct waiter *waiters;
-	int result_ref; /* table {n=, ...} of results, or the error string */
+	int result_ref; /* table {n=, ...} of results, or the error value */
+	int trace_ref;  /* traceback of a failed task */
+	struct kx_cancel_hook *on_cancel;
+};
+
+struct kx_cancel_hook {
+	void (*fn)(void *ud, int cancelled);
+	void *ud;
+	struct kx_cancel_hook *next;
 };
 
 static char await_marker;    /* yielded by kx_await, up through coroutines */
@@ -180,7 +189,10 @@ static void task_start_timer(kx_task *t, double seconds, enum timer_mode mode)
 	}
 	t->timer_mode = mode;
 	uv_update_time(kx_host.loop);   /* loop time is stale while tasks run */
-	uint64_t ms = seconds <= 0 ? 0 : (uint64_t)(seconds * 1000.0 + 0.5);
+	/* math.huge and the like: libuv clamps UINT64_MAX to "never" */
+	double ms_d = seconds * 1000.0 + 0.5;
+	uint64_t ms = !(seconds > 0) ? 0 : ms_d >= 1.8e19 ? UINT64_MAX :
+		(uint64_t)ms_d;
 	uv_timer_start(t->timer, on_task_timer, ms, 0);
 }
 
@@ -212,6 +224,12 @@ int kx_await(lua_State *L, kx_task *t, double timeout_s, kx_cancel_fn cancel,
 void kx_wake(kx_task *t, int nvalues)
 {
 	if (t->state != T_WAITING) {
+#ifdef KX_CHECKS
+		/* a binding woke it twice, or after its cancel function ran */
+		fprintf(stderr, "kxrun: kx_wake on a task that is %s, not waiting\n",
+			state_names[t->state]);
+		abort();
+#endif
 		lua_pop(t->co, nvalues);
 		return;
 	}
@@ -219,6 +237,48 @@ void kx_wake(kx_task *t, int nvalues)
 	t->cancel = NULL;
 	t->nargs = nvalues;
 	make_ready(t);
+}
+
+kx_cancel_hook *kx_on_cancel(kx_task *t, void (*fn)(void *ud, int cancelled),
+			     void *ud)
+{
+	kx_cancel_hook *h = malloc(sizeof *h);
+	if (!h)
+		return NULL;
+	h->fn = fn;
+	h->ud = ud;
+	h->next = t->on_cancel;
+	t->on_cancel = h;
+	return h;
+}
+
+void kx_cancel_hook_remove(kx_task *t, kx_cancel_hook *h)
+{
+	for (kx_cancel_hook **p = &t->on_cancel; *p; p = &(*p)->next) {
+		if (*p == h) {
+			*p = h->next;
+			free(h);
+			return;
+		}
+	}
+}
+
+/* The task's end: each cancel hook told whether it was cancelled. */
+static void end_cancel_hooks(kx_task *t, int cancelled)
+{
+	while (t->on_cancel) {
+		kx_cancel_hook *h = t->on_cancel;
+		t->on_cancel = h->next;
+		h->fn(h->ud, cancelled);
+		free(h);
+	}
+}
+
+/* Ctrl-C interrupted the running task (an error it may catch): its cancel
+ * hooks run as if it had been cancelled. */
+void kx_task_interrupted(kx_task *t)
+{
+	end_cancel_hooks(t, 1);
 }
 
 /* ---- life and death ---------------------------------------------------- */
@@ -238,7 +298,7 @@ kx_task *kx_go(lua_State *L, int nargs, int push)
 	t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	lua_xmove(L, t->co, nargs + 1);
 	t->nargs = nargs;
-	t->result_ref = LUA_NOREF;
+	t->result_ref = t->trace_ref = LUA_NOREF;
 
 	kx_task **ud = lua_newuserdatauv(L, sizeof *ud, 0);
 	*ud = t;
@@ -279,6 +339,11 @@ static void wake_waiters(kx_task *t)
 			lua_pushnil(T);
 			lua_xmove(L, T, 1);
 			n = 2;
+			if (t->state == T_FAILED) {
+				lua_rawgeti(L, LUA_REGISTRYINDEX, t->trace_ref);
+				lua_xmove(L, T, 1);
+				n = 3;
+			}
 		}
 		w->task->cancel = NULL;
 		kx_wake(w->task, n);
@@ -294,6 +359,7 @@ static void task_finish(kx_task *t, enum task_state st)
 	task_stop_timer(t);
 	t->state = st;
 	t->cancel = NULL;
+	end_cancel_hooks(t, 0);
 	if (t->result_ref == LUA_NOREF) {
 		lua_pushstring(L, st == T_CANCELLED ? "cancelled" : "failed");
 		t->result_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -307,49 +373,97 @@ static void task_finish(kx_task *t, enum task_state st)
 	maybe_stop();
 }
 
-static void close_thread(lua_State *co)
+static int tostring_call(lua_State *L)
 {
-#if LUA_VERSION_RELEASE_NUM >= 50406
-	lua_closethread(co, kx_host.L);
-#else
-	lua_resetthread(co);
-#endif
+	luaL_tolstring(L, 1, NULL);
+	return 1;
 }
 
-/* Error value of a failed task as a message with the task's traceback. */
-static void task_error_message(kx_task *t)
+/* Pushes the message of the error value at idx as lua.c shows one: a string
+ * or number as is, else what __tostring gives, else its type.  Never
+ * raises, whatever the value's __tostring does. */
+static const char *push_error_message(lua_State *L, int idx)
+{
+	idx = lua_absindex(L, idx);
+	if (lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER) {
+		lua_pushvalue(L, idx);
+		return lua_tostring(L, -1);
+	}
+	if (luaL_getmetafield(L, idx, "__tostring") == LUA_TNIL)
+		return lua_pushfstring(L, "(error object is a %s value)",
+				       luaL_typename(L, idx));
+	lua_pop(L, 1);
+	lua_pushcfunction(L, tostring_call);
+	lua_pushvalue(L, idx);
+	if (lua_pcall(L, 1, 1, 0) == LUA_OK)
+		return lua_tostring(L, -1);
+	const char *why = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) :
+		luaL_typename(L, -1);
+	const char *msg = lua_pushfstring(L, "(error object is a %s value whose "
+					  "__tostring failed: %s)",
+					  luaL_typename(L, idx), why);
+	lua_remove(L, -2);
+	return msg;
+}
+
+/* Runs the pending <close> handlers of a task's thread.  An error one of
+ * them raises is reported (the task's outcome stays what it was); the error
+ * the thread ended with, if any, is was_marker or the value at was_ref. */
+static void close_thread(kx_task *t, const void *was_marker, int was_ref,
+			 const char *while_doing)
 {
 	lua_State *co = t->co, *L = kx_host.L;
-	const char *msg;
-
-	if (lua_type(co, -1) == LUA_TSTRING) {
-		msg = lua_tostring(co, -1);
-	} else if (luaL_callmeta(co, -1, "__tostring") &&
-		   lua_type(co, -1) == LUA_TSTRING) {
-		msg = lua_tostring(co, -1);
-	} else {
-		msg = lua_pushfstring(co, "(error object is a %s value)",
-				      luaL_typename(co, -1));
+#if LUA_VERSION_RELEASE_NUM >= 50406
+	int st = lua_closethread(co, L);
+#else
+	int st = lua_resetthread(co);
+#endif
+	if (st == LUA_OK || lua_gettop(co) < 1)
+		return;
+	lua_xmove(co, L, 1);
+	int same = was_marker ? lua_touserdata(L, -1) == was_marker : 0;
+	if (was_ref != LUA_NOREF) {
+		lua_rawgeti(L, LUA_REGISTRYINDEX, was_ref);
+		same = lua_rawequal(L, -1, -2);
+		lua_pop(L, 1);
 	}
-	luaL_traceback(L, co, msg, 0);
+	if (!same) {
+		const char *msg = push_error_message(L, -1);
+		lua_pushfstring(L, "error in a <close> handler while %s: %s",
+				while_doing, msg);
+		kx_report(lua_tostring(L, -1));
+		lua_pop(L, 2);
+	}
+	lua_pop(L, 1);
 }
 
 static void task_fail(kx_task *t)
 {
-	lua_State *L = kx_host.L;
+	lua_State *L = kx_host.L, *co = t->co;
 
-	if (lua_touserdata(t->co, -1) == &cancel_marker) {
-		close_thread(t->co);
+	if (lua_touserdata(co, -1) == &cancel_marker) {
+		end_cancel_hooks(t, 1);
+		close_thread(t, &cancel_marker, LUA_NOREF, "cancelling a task");
 		task_finish(t, T_CANCELLED);
 		return;
 	}
-	task_error_message(t);
-	const char *msg = lua_tostring(L, -1);
+	/* a copy of the error value: the <close> handlers still get it */
+	lua_checkstack(co, 1);
+	lua_pushvalue(co, -1);
+	lua_xmove(co, L, 1);
+	int err = lua_gettop(L);
+	const char *msg = push_error_message(L, err);
+	luaL_traceback(L, co, NULL, 0);
 	int fatal = !t->waiters && !kx_host.repl;
-	if (!t->waiters)
-		kx_report(msg);
+	if (!t->waiters) {
+		lua_pushfstring(L, "%s\n%s", msg, lua_tostring(L, -1));
+		kx_report(lua_tostring(L, -1));
+		lua_pop(L, 1);
+	}
+	t->trace_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_pop(L, 1);   /* the message */
 	t->result_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-	close_thread(t->co);
+	close_thread(t, NULL, t->result_ref, "ending a failed task");
 	int is_main = t == kx_host.main;
 	task_finish(t, T_FAILED);
 	if (fatal || (is_main && !kx_host.repl)) {
@@ -407,9 +521,10 @@ void kx_task_cancel(kx_task *t)
 			cancel(t->cancel_ud);
 	}
 	task_stop_timer(t);
+	end_cancel_hooks(t, 1);
 	kx_task *prev = current;
 	current = t;          /* __close handlers run as this task */
-	close_thread(t->co);
+	close_thread(t, NULL, LUA_NOREF, "cancelling a task");
 	current = prev;
 	task_finish(t, T_CANCELLED);
 }
@@ -447,7 +562,8 @@ int kx_task_failed(kx_task *t, const char **msg)
 		return 0;
 	if (msg) {
 		lua_rawgeti(kx_host.L, LUA_REGISTRYINDEX, t->result_ref);
-		*msg = lua_tostring(kx_host.L, -1);
+		*msg = lua_type(kx_host.L, -1) == LUA_TSTRING ?
+			lua_tostring(kx_host.L, -1) : NULL;
 		lua_pop(kx_host.L, 1);
 	}
 	return 1;
@@ -474,7 +590,10 @@ static int push_outcome(lua_State *L, kx_task *t)
 	if (t->state != T_DONE) {
 		lua_pushnil(L);
 		lua_insert(L, -2);
-		return 2;
+		if (t->state != T_FAILED)
+			return 2;
+		lua_rawgeti(L, LUA_REGISTRYINDEX, t->trace_ref);
+		return 3;
 	}
 	lua_getfield(L, -1, "n");
 	int n = (int)lua_tointeger(L, -1);
@@ -487,7 +606,9 @@ static int push_outcome(lua_State *L, kx_task *t)
 	return n + 1;
 }
 
-/* task:wait([timeout_s]) -> true, results... | nil, err */
+/* task:wait([timeout_s]) -> true, results... | nil, err [, traceback]:
+ * err is the error value as raised (or "cancelled", "timeout") and the
+ * traceback of a failed task comes third. */
 static int l_task_wait(lua_State *L)
 {
 	kx_task *t = *checktask(L, 1);
@@ -530,6 +651,7 @@ static int l_task_gc(lua_State *L)
 		return 0;
 	*ud = NULL;
 	luaL_unref(L, LUA_REGISTRYINDEX, t->result_ref);
+	luaL_unref(L, LUA_REGISTRYINDEX, t->trace_ref);
 	if (t->timer && t->timer->loop != kx_host.loop)
 		free(t->timer);   /* of a retired loop: nothing refers to it */
 	else if (t->timer)
@@ -565,10 +687,12 @@ static int l_go(lua_State *L)
 	return 1;
 }
 
-/* kx.sleep(s): 0 gives the other ready tasks a turn. */
+/* kx.sleep(s): 0 gives the other ready tasks a turn; math.huge sleeps
+ * until the task is cancelled. */
 static int l_sleep(lua_State *L)
 {
 	double s = luaL_checknumber(L, 1);
+	luaL_argcheck(L, s == s, 1, "duration is not a number");
 	luaL_argcheck(L, s >= 0, 1, "negative duration");
 	kx_task *t = kx_checktask(L, "sleep");
 	t->state = T_WAITING;
@@ -586,51 +710,6 @@ static int l_current(lua_State *L)
 	return 1;
 }
 
-/* The coroutines resumed inside the running task, innermost last, so that a
- * signal can interrupt a busy loop in a nested coroutine (a hook set on the
- * task's own thread would never run). */
-#define NESTED_MAX 200   /* Lua's own limit on nested C calls */
-static lua_State *nested[NESTED_MAX];
-static int nnested;
-
-static int l_enter(lua_State *L)
-{
-	if (nnested < NESTED_MAX)
-		nested[nnested] = lua_tothread(L, 1);
-	nnested++;
-	return 0;
-}
-
-static int l_leave(lua_State *L)
-{
-	if (nnested > 0)
-		nnested--;
-	return lua_gettop(L);
-}
-
-/* coroutine.resume/wrap that pass the host's await marker up to the task. */
-static const char coroutine_shim[] =
-	"local marker, enter, leave = ...\n"
-	"local create, resume0, yield, status = coroutine.create, "
-	"coroutine.resume, coroutine.yield, coroutine.status\n"
-	"local function resume(co, ...) enter(co) return leave(resume0(co, ...)) end\n"
-	"local function pass(co, ok, ...)\n"
-	"  if ok and select('#', ...) == 1 and ... == marker and "
-	"status(co) == 'suspended' then\n"
-	"    return pass(co, resume(co, yield(marker)))\n"
-	"  end\n"
-	"  return ok, ...\n"
-	"end\n"
-	"local function unwrap(ok, ...)\n"
-	"  if not ok then error((...), 0) end\n"
-	"  return ...\n"
-	"end\n"
-	"coroutine.resume = function(co, ...) return pass(co, resume(co, ...)) end\n"
-	"coroutine.wrap = function(f)\n"
-	"  local co = create(f)\n"
-	"  return function(...) return unwrap(pass(co, resume(co, ...))) end\n"
-	"end\n";
-
 int kx_open_task(lua_State *L)
 {
 	static const luaL_Reg fns[] = {
@@ -643,6 +722,16 @@ int kx_open_task(lua_State *L)
 	return 0;
 }
 
+/* A resumed child: the ready queue's handle on the new loop. */
+static void tasks_resumed(void *ud)
+{
+	(void)ud;
+	memset(&ready_idle, 0, sizeof ready_idle);
+	uv_idle_init(kx_host.loop, &ready_idle);
+	if (ready_head)
+		uv_idle_start(&ready_idle, on_ready);
+}
+
 void kx_tasks_init(lua_State *L)
 {
 	static const luaL_Reg methods[] = {
@@ -651,31 +740,24 @@ void kx_tasks_init(lua_State *L)
 		{"status", l_task_status},
 		{NULL, NULL},
 	};
-	kx_newclass(L, TASK_MT, methods, l_task_gc);
-	lua_pushcfunction(L, l_task_close);
-	lua_setfield(L, -2, "__close");
-	lua_pushcfunction(L, l_task_tostring);
-	lua_setfield(L, -2, "__tostring");
+	static const luaL_Reg meta[] = {
+		{"__gc", l_task_gc},
+		{"__close", l_task_close},
+		{"__tostring", l_task_tostring},
+		{NULL, NULL},
+	};
+	kx_defclass(L, &(struct kx_class){TASK_MT, methods, NULL, meta});
 	lua_pop(L, 1);
 
 	uv_idle_init(kx_host.loop, &ready_idle);
-	if (luaL_loadbuffer(L, coroutine_shim, sizeof coroutine_shim - 1,
-			    "=[kx coroutine]") != LUA_OK)
-		lua_error(L);
-	lua_pushlightuserdata(L, &await_marker);
-	lua_pushcfunction(L, l_enter);
-	lua_pushcfunction(L, l_leave);
-	lua_call(L, 3, 0);
+	kx_on_resume(tasks_resumed, NULL);
+	kx_nested_init(L, &await_marker);
 }
 
-/* In a resumed child (resume.c): the ready queue's handle on the new loop;
- * the calling task becomes the main one, every other task is cancelled. */
+/* A resumed child, after the hooks: the calling task becomes the main one,
+ * every other task is cancelled. */
 void kx_tasks_after_resume(void)
 {
-	memset(&ready_idle, 0, sizeof ready_idle);
-	uv_idle_init(kx_host.loop, &ready_idle);
-	if (ready_head)
-		uv_idle_start(&ready_idle, on_ready);
 	if (current != kx_host.main) {
 		kx_host.main = current;
 		kx_host.main_is_tool = 0;
@@ -710,9 +792,8 @@ int kx_main_status(void)
 /* For the signal handler: the thread to interrupt when Lua is busy. */
 lua_State *kx_running_thread(void)
 {
-	int n = nnested < NESTED_MAX ? nnested :
-		NESTED_MAX;
-	if (n > 0 && nested[n - 1])
-		return nested[n - 1];
+	lua_State *co = kx_nested_innermost();
+	if (co)
+		return co;
 	return current ? current->co : NULL;
 }

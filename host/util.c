@@ -1,7 +1,7 @@
 /*
  * util.c - small services the host offers to bindings: classes, failures,
- * atomic files, progress lines, where kxrun and its libraries live, and
- * hooks run before exit.
+ * progress lines, where kxrun and its libraries live, hooks run
+ * before exit and after a resume, and the host's state.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +17,16 @@
 
 #include "host.h"
 
+struct kx_host kx_host;
+
+void kx_report(const char *msg)
+{
+	fflush(stdout);
+	fprintf(stderr, "kxrun: %s\n", msg ? msg : "(no message)");
+	fflush(stderr);
+}
+
+
 static int default_tostring(lua_State *L)
 {
 	lua_getfield(L, lua_upvalueindex(1), "__name");
@@ -24,23 +34,188 @@ static int default_tostring(lua_State *L)
 	return 1;
 }
 
+/* __index of a class with getters or a fallback: upvalues are the methods
+ * table, the getters table (name -> C function) and the fallback (or nil). */
+static int class_index(lua_State *L)
+{
+	lua_settop(L, 2);
+	lua_pushvalue(L, 2);
+	if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
+		return 1;
+	lua_pop(L, 1);
+	lua_pushvalue(L, 2);
+	if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) {
+		lua_insert(L, 1);
+		lua_call(L, 2, 1);
+		return 1;
+	}
+	lua_pop(L, 1);
+	switch (lua_type(L, lua_upvalueindex(3))) {
+	case LUA_TFUNCTION:
+		lua_pushvalue(L, lua_upvalueindex(3));
+		lua_insert(L, 1);
+		lua_call(L, 2, 1);
+		return 1;
+	case LUA_TTABLE:
+		lua_gettable(L, lua_upvalueindex(3));
+		return 1;
+	default:
+		lua_pushnil(L);
+		return 1;
+	}
+}
+
+static int has(const luaL_Reg *r, const char *name)
+{
+	for (; r && r->name; r++)
+		if (strcmp(r->name, name) == 0)
+			return 1;
+	return 0;
+}
+
+void kx_defclass(lua_State *L, const struct kx_class *c)
+{
+	luaL_newmetatable(L, c->name);
+	int mt = lua_gettop(L);
+	lua_newtable(L);
+	if (c->methods)
+		luaL_setfuncs(L, c->methods, 0);
+	for (const luaL_Reg *r = c->meta; r && r->name; r++) {
+		if (strcmp(r->name, "__index") == 0)
+			continue;
+		lua_pushcfunction(L, r->func);
+		lua_setfield(L, mt, r->name);
+	}
+	if (has(c->meta, "__gc") && !has(c->meta, "__close")) {
+		lua_getfield(L, mt, "__gc");
+		lua_setfield(L, mt, "__close");
+	}
+	if (!has(c->meta, "__tostring")) {
+		lua_pushvalue(L, mt);
+		lua_pushcclosure(L, default_tostring, 1);
+		lua_setfield(L, mt, "__tostring");
+	}
+	int fallback = 0;
+	for (const luaL_Reg *r = c->meta; r && r->name; r++)
+		if (strcmp(r->name, "__index") == 0) {
+			lua_pushcfunction(L, r->func);
+			fallback = 1;
+		}
+	if (!c->getters && !fallback) {
+		lua_setfield(L, mt, "__index");   /* the methods table itself */
+		return;
+	}
+	lua_newtable(L);
+	for (const luaL_Reg *r = c->getters; r && r->name; r++) {
+		lua_pushcfunction(L, r->func);
+		lua_setfield(L, -2, r->name);
+	}
+	if (fallback)
+		lua_rotate(L, -2, 1);   /* methods, getters, fallback */
+	else
+		lua_pushnil(L);
+	lua_pushcclosure(L, class_index, 3);
+	lua_setfield(L, mt, "__index");
+}
+
 void kx_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
 		 lua_CFunction gc)
 {
-	luaL_newmetatable(L, tname);
-	lua_newtable(L);
-	if (methods)
-		luaL_setfuncs(L, methods, 0);
-	lua_setfield(L, -2, "__index");
-	if (gc) {
-		lua_pushcfunction(L, gc);
-		lua_setfield(L, -2, "__gc");
-		lua_pushcfunction(L, gc);
-		lua_setfield(L, -2, "__close");
+	luaL_Reg meta[2] = {{"__gc", gc}, {NULL, NULL}};
+	struct kx_class c = {tname, methods, NULL, gc ? meta : NULL};
+	kx_defclass(L, &c);
+}
+
+/* ---- fields of option tables ------------------------------------------------ */
+
+int kx_fielderror(lua_State *L, int arg, const char *k, const char *msg)
+{
+	return luaL_argerror(L, arg, lua_pushfstring(L, "field '%s': %s", k, msg));
+}
+
+/* Pushes field k of the table at arg (nil when arg is none or nil). */
+static int getfield(lua_State *L, int arg, const char *k)
+{
+	if (lua_isnoneornil(L, arg)) {
+		lua_pushnil(L);
+		return LUA_TNIL;
 	}
-	lua_pushvalue(L, -1);
-	lua_pushcclosure(L, default_tostring, 1);
-	lua_setfield(L, -2, "__tostring");
+	luaL_checktype(L, arg, LUA_TTABLE);
+	return lua_getfield(L, arg, k);
+}
+
+static void field_type_error(lua_State *L, int arg, const char *k,
+			     const char *want)
+{
+	kx_fielderror(L, arg, k, lua_pushfstring(L, "%s expected, got %s", want,
+						 luaL_typename(L, -1)));
+}
+
+lua_Number kx_optnumberfield(lua_State *L, int arg, const char *k,
+			     lua_Number def)
+{
+	arg = lua_absindex(L, arg);
+	if (getfield(L, arg, k) == LUA_TNIL) {
+		lua_pop(L, 1);
+		return def;
+	}
+	int ok;
+	lua_Number n = lua_tonumberx(L, -1, &ok);
+	if (!ok)
+		field_type_error(L, arg, k, "number");
+	lua_pop(L, 1);
+	return n;
+}
+
+lua_Integer kx_optintegerfield(lua_State *L, int arg, const char *k,
+			       lua_Integer def)
+{
+	arg = lua_absindex(L, arg);
+	if (getfield(L, arg, k) == LUA_TNIL) {
+		lua_pop(L, 1);
+		return def;
+	}
+	int ok;
+	lua_Integer n = lua_tointegerx(L, -1, &ok);
+	if (!ok) {
+		if (lua_isnumber(L, -1))
+			kx_fielderror(L, arg, k, "number has no integer representation");
+		field_type_error(L, arg, k, "integer");
+	}
+	lua_pop(L, 1);
+	return n;
+}
+
+const char *kx_optstringfield(lua_State *L, int arg, const char *k,
+			      const char *def)
+{
+	arg = lua_absindex(L, arg);
+	int t = getfield(L, arg, k);
+	if (t == LUA_TNIL) {
+		lua_pop(L, 1);
+		return def;
+	}
+	/* only a string: a number's text would live on the stack alone */
+	if (t != LUA_TSTRING)
+		field_type_error(L, arg, k, "string");
+	const char *s = lua_tostring(L, -1);
+	lua_pop(L, 1);   /* the table holds it */
+	return s;
+}
+
+int kx_optbooleanfield(lua_State *L, int arg, const char *k, int def)
+{
+	arg = lua_absindex(L, arg);
+	int t = getfield(L, arg, k);
+	if (t == LUA_TNIL) {
+		lua_pop(L, 1);
+		return def;
+	}
+	if (t != LUA_TBOOLEAN)
+		field_type_error(L, arg, k, "boolean");
+	int b = lua_toboolean(L, -1);
+	lua_pop(L, 1);
+	return b;
 }
 
 int kx_fail(lua_State *L, const char *fmt, ...)
@@ -52,54 +227,6 @@ int kx_fail(lua_State *L, const char *fmt, ...)
 	lua_pushvfstring(L, fmt, ap);
 	va_end(ap);
 	return 2;
-}
-
-int kx_write_file_atomic(const char *path, const void *buf, size_t len,
-			 char *err, size_t errlen)
-{
-	char tmp[PATH_MAX];
-	int fd, e;
-	const char *p = buf;
-
-	if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >=
-	    (int)sizeof tmp) {
-		snprintf(err, errlen, "%s: path too long", path);
-		return -ENAMETOOLONG;
-	}
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		e = errno;
-		snprintf(err, errlen, "%s: %s", path, strerror(e));
-		return -e;
-	}
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			goto fail;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	if (fsync(fd) < 0)
-		goto fail;
-	if (close(fd) < 0) {
-		fd = -1;
-		goto fail;
-	}
-	if (rename(tmp, path) < 0) {
-		fd = -1;
-		goto fail;
-	}
-	return 0;
-fail:
-	e = errno;
-	if (fd >= 0)
-		close(fd);
-	unlink(tmp);
-	snprintf(err, errlen, "%s: %s", path, strerror(e));
-	return -e;
 }
 
 void kx_progress(const char *label, double done, double total)
@@ -201,11 +328,40 @@ void kx_run_atexit(void)
 }
 
 /* A resumed child: the hooks were the parent's, for the parent's things. */
-void kx_forget_atexit(void)
+void kx_forget_atexit(void *ud)
 {
+	(void)ud;
 	while (exit_hooks) {
 		struct exit_hook *h = exit_hooks;
 		exit_hooks = h->next;
 		free(h);
 	}
+}
+
+/* ---- hooks after a resume ---------------------------------------------------- */
+
+struct resume_hook {
+	void (*fn)(void *);
+	void *ud;
+	struct resume_hook *next;
+};
+
+static struct resume_hook *resume_hooks, **resume_tail = &resume_hooks;
+
+void kx_on_resume(void (*fn)(void *ud), void *ud)
+{
+	struct resume_hook *h = malloc(sizeof *h);
+	if (!h)
+		abort();   /* at start-up: nothing sensible goes on without it */
+	h->fn = fn;
+	h->ud = ud;
+	h->next = NULL;
+	*resume_tail = h;
+	resume_tail = &h->next;
+}
+
+void kx_run_resume_hooks(void)
+{
+	for (struct resume_hook *h = resume_hooks; h; h = h->next)
+		h->fn(h->ud);
 }

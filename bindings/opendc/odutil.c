@@ -41,11 +41,41 @@ int od_get_int(json_t *o, const char *key, int64_t *v)
 	if (json_is_real(j)) {
 		double d = json_real_value(j);
 		if (!isfinite(d) || fabs(d) > 9e15)
-			return -1;
+			return -2;
 		*v = llround(d);
 		return 0;
 	}
 	return -1;
+}
+
+int od_get_range(json_t *o, const char *key, int64_t lo, int64_t hi,
+		 int64_t *v)
+{
+	int r = od_get_int(o, key, v);
+	if (r == 0 && (*v < lo || *v > hi))
+		return -2;
+	return r;
+}
+
+int od_key_line(const char *path, const char *key, size_t nth, size_t count)
+{
+	FILE *fp = fopen(path, "re");
+	char *line = NULL, quoted[128];
+	size_t cap = 0, seen = 0;
+	int lineno = 0, at = 0;
+
+	if (!fp)
+		return 0;
+	snprintf(quoted, sizeof(quoted), "\"%s\"", key);
+	while (getline(&line, &cap, fp) >= 0) {
+		lineno++;
+		for (char *p = line; (p = strstr(p, quoted)); p += strlen(quoted))
+			if (seen++ == nth)
+				at = lineno;
+	}
+	free(line);
+	fclose(fp);
+	return seen == count ? at : 0;
 }
 
 int64_t od_file_size(const char *path)
@@ -92,42 +122,6 @@ int od_each_line(const char *path,
 	free(line);
 	fclose(fp);
 	return rc;
-}
-
-int od_write_atomic(const char *path, const void *buf, size_t len, char *err,
-		    size_t errlen)
-{
-	char tmp[4200];
-	int fd;
-
-	snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path);
-	fd = mkstemp(tmp);
-	if (fd < 0)
-		return od_err(err, errlen, "%s: %s", path, strerror(errno));
-	fchmod(fd, 0644);
-	for (size_t off = 0; off < len;) {
-		ssize_t w = write(fd, (const char *)buf + off, len - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			goto fail;
-		off += w;
-	}
-	if (fsync(fd) != 0 || close(fd) != 0) {
-		fd = -1;
-		goto fail;
-	}
-	if (rename(tmp, path) != 0) {
-		fd = -1;
-		goto fail;
-	}
-	return 0;
-fail:
-	od_err(err, errlen, "%s: %s", path, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	unlink(tmp);
-	return -1;
 }
 
 struct pq_options od_parquet_options(void)

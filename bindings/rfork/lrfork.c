@@ -1,5 +1,5 @@
 /*
- * lrfork.c - Lua binding kx.rfork (SPEC section 7), a thin layer over rfork.h.
+ * lrfork.c - Lua binding kx.rfork (docs/MANUAL.md §5), a thin layer over rfork.h.
  *
  *   rfork.prepare{listen="HOST:PORT", idle=seconds} -> handle | nil, message
  *       (from a task).  Parent: h.child == false, h.id, h.key, h.address,
@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kx.h"
+#include "hostside.h"
 
 #define HANDLE_T "kx.rfork.handle"
 
@@ -65,14 +65,12 @@ static int h_close(lua_State *L)
 	return 0;
 }
 
-static int h_index(lua_State *L)
+/* h.child, h.index (a child); h.id, h.key, h.address, h.children, h.pid
+ * (the parent's): nil once closed or where they do not apply */
+static int h_field(lua_State *L)
 {
 	struct lhandle *u = check_handle(L);
 	const char *k = luaL_checkstring(L, 2);
-	if (!strcmp(k, "close")) {
-		lua_pushcfunction(L, h_close);
-		return 1;
-	}
 	if (!u->h) {
 		lua_pushnil(L);
 		return 1;
@@ -116,28 +114,21 @@ static int h_tostring(lua_State *L)
 	return 1;
 }
 
-static void *capture_host(size_t *len, char *err, size_t errlen)
-{
-	return kx_resume_capture(len, err, errlen);
-}
-
 static int l_prepare(lua_State *L)
 {
 	kx_checktask(L, "prepare");
 	luaL_checktype(L, 1, LUA_TTABLE);
-	lua_getfield(L, 1, "listen");
-	const char *listen = luaL_optstring(L, -1, "127.0.0.1:0");
-	lua_getfield(L, 1, "idle");
-	double idle = luaL_optnumber(L, -1, 600);
+	const char *listen = kx_optstringfield(L, 1, "listen", "127.0.0.1:0");
+	double idle = kx_optnumberfield(L, 1, "idle", 600);
 	if (idle <= 0)
-		return luaL_argerror(L, 1, "idle must be > 0 seconds");
+		return kx_fielderror(L, 1, "idle", "must be > 0 seconds");
 	struct lhandle *u = lua_newuserdatauv(L, sizeof *u, 0);
 	u->h = NULL;
 	u->w = calloc(1, sizeof *u->w);
 	if (!u->w)
 		return kx_fail(L, "out of memory");
 	luaL_setmetatable(L, HANDLE_T);
-	struct rf_prepare_opts o = {.listen = listen, .idle_s = idle, .capture = capture_host};
+	struct rf_prepare_opts o = {.listen = listen, .idle_s = idle, .capture = rf_host_capture};
 	char err[512];
 	struct rf_holder *h;
 	long r = rf_prepare(&o, &h, err, sizeof err);
@@ -155,7 +146,7 @@ static int l_prepare(lua_State *L)
 			return kx_fail(L, "rfork: resumed child: out of memory");
 		size_t len;
 		const void *blob = rf_resume_blob(h, &len);
-		if (kx_reset_after_resume(L, blob, len, err, sizeof err) < 0)
+		if (rf_host_reset(blob, len, err, sizeof err) < 0)
 			return kx_fail(L, "rfork: resumed child: %s", err);
 		return 1;
 	}
@@ -170,12 +161,11 @@ static int l_prepare(lua_State *L)
 static int l_resume(lua_State *L)
 {
 	luaL_checktype(L, 1, LUA_TTABLE);
-	lua_getfield(L, 1, "address");
-	const char *address = luaL_checkstring(L, -1);
-	lua_getfield(L, 1, "id");
-	const char *id = luaL_checkstring(L, -1);
-	lua_getfield(L, 1, "key");
-	const char *key = luaL_checkstring(L, -1);
+	const char *f[3] = {"address", "id", "key"}, *v[3];
+	for (int i = 0; i < 3; i++)
+		if (!(v[i] = kx_optstringfield(L, 1, f[i], NULL)))
+			return kx_fielderror(L, 1, f[i], "string expected, got nil");
+	const char *address = v[0], *id = v[1], *key = v[2];
 	char err[512];
 	rf_resume(address, id, key, err, sizeof err);
 	return kx_fail(L, "rfork.resume: %s", err);
@@ -188,15 +178,16 @@ int luaopen_kx_rfork(lua_State *L)
 		{"resume", l_resume},
 		{NULL, NULL},
 	};
-	luaL_newmetatable(L, HANDLE_T);
-	lua_pushcfunction(L, h_index);
-	lua_setfield(L, -2, "__index");
-	lua_pushcfunction(L, h_gc);
-	lua_setfield(L, -2, "__gc");
-	lua_pushcfunction(L, h_gc);
-	lua_setfield(L, -2, "__close");
-	lua_pushcfunction(L, h_tostring);
-	lua_setfield(L, -2, "__tostring");
+	static const luaL_Reg methods[] = {{"close", h_close}, {NULL, NULL}};
+	static const luaL_Reg getters[] = {
+		{"child", h_field}, {"index", h_field}, {"id", h_field},
+		{"key", h_field}, {"address", h_field}, {"children", h_field},
+		{"pid", h_field}, {NULL, NULL},
+	};
+	static const luaL_Reg meta[] = {
+		{"__gc", h_gc}, {"__tostring", h_tostring}, {NULL, NULL},
+	};
+	kx_defclass(L, &(struct kx_class){HANDLE_T, methods, getters, meta});
 	lua_pop(L, 1);
 	luaL_newlib(L, fns);
 	return 1;

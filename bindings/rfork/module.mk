@@ -1,10 +1,23 @@
 # kx.rfork: remote fork (MITOSIS) - C core, restorer, TCP transport, Lua binding.
+DEBS        += libibverbs-dev criu iproute2
 RFORK_CORE := bindings/rfork/ctx.c bindings/rfork/restorer.c bindings/rfork/tcp.c \
               bindings/rfork/identity.c bindings/rfork/holder.c bindings/rfork/prepare.c \
               bindings/rfork/resume.c bindings/rfork/pager.c
-KX_SRCS   += $(RFORK_CORE) bindings/rfork/lrfork.c
+# kxrun's side of a resumed child (descriptors, loop, thread pool) and the
+# Lua binding; the core above knows nothing of kxrun.
+KX_SRCS   += $(RFORK_CORE) bindings/rfork/hostfds.c bindings/rfork/hostloop.c \
+             bindings/rfork/workpool.c bindings/rfork/lrfork.c
 LUAOPEN   += kx.rfork
-TEST_DEPS += $(BUILD)/tests/rfork_basic
+TEST_DEPS += $(BUILD)/tests/rfork_basic $(BUILD)/tests/lua/kx/_resume_test.so
+
+# kx._resume_test: a module only the tests load (package.cpath), which
+# makes a child in the state a resumed one is in; it uses kxrun's own
+# symbols (-rdynamic), so it links nothing.
+$(BUILD)/tests/lua/kx/_resume_test.so: tests/rfork/resume_test.c bindings/rfork/hostside.h host/kx.h | $(BUILD)/.deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Ibindings/rfork -shared -o $@ $<
+
+$(BUILD)/tests/unit/test_resume: override CFLAGS += -Ibindings/rfork
 
 # The restorer runs copied to another address with nothing else mapped:
 # no instrumentation, no calls out, no constants outside its section.  The

@@ -1,6 +1,6 @@
 /*
  * rfork.h - remote fork of a running process in user space (kx.rfork, the
- * C core; SPEC section 7).  x86-64 Linux only.
+ * C core; docs/MANUAL.md §5).  x86-64 Linux only.
  *
  * Parent side:
  *

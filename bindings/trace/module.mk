@@ -2,15 +2,18 @@
 # samples; launched commands recorded exactly.  The Lua half (runs, parse,
 # audit, CLI) is stdlib/kx/trace.lua.  Without BTF at build time the eBPF
 # program is left out and the tracer says so at run time.
+DEBS        += libbpf-dev clang bpftool libelf-dev zlib1g-dev ffmpeg
+STATIC_LIBS += bpf elf z
 TRACE_GEN := $(BUILD)/gen/trace
 KX_SRCS += bindings/trace/procfs.c bindings/trace/tracer.c bindings/trace/ltrace.c \
-	bindings/trace/bpfsrc.c
+	bindings/trace/bpfsrc.c bindings/trace/lrundir.c
 KX_LIBS += -lbpf -lelf -lz
 LUAOPEN += kx.trace.core
-KX_CFLAGS += -I$(TRACE_GEN)
+$(BUILD)/bindings/trace/%.o: override CFLAGS += -I$(TRACE_GEN)
 
 ifeq ($(wildcard /sys/kernel/btf/vmlinux),)
-KX_CFLAGS += -DKX_TRACE_NO_BPF
+$(warning kx.trace: /sys/kernel/btf/vmlinux is missing (a kernel without BTF): building without the eBPF source; trace.start{source="ebpf"} will say so)
+$(BUILD)/bindings/trace/%.o: override CFLAGS += -DKX_TRACE_NO_BPF
 else
 $(TRACE_GEN)/vmlinux.h:
 	@mkdir -p $(dir $@)

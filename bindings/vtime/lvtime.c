@@ -1,5 +1,5 @@
 /*
- * lvtime.c - Lua binding kx.vtime (SPEC section 3).
+ * lvtime.c - Lua binding kx.vtime (docs/MANUAL.md §5; manual: README.md here).
  *
  *   vtime.experiment{step=ns, backend="auto"|"signal"|"freezer"|
  *                    "freezer-v1"|"freezer-v2", slice=s}

@@ -15,12 +15,17 @@ return function(kx)
 		if t.input ~= nil then opts.stdin = "pipe" end
 		local p, err = kx.spawn(opts)
 		if not p then return nil, err end
+		-- both pipes read at once, and the input written meanwhile: a child
+		-- filling one pipe while we wait on another must not block for ever
+		local function drain(s) return s and s:read("a") end
+		local out_task <close> = kx.go(drain, p.stdout)
+		local err_task <close> = kx.go(drain, p.stderr)
 		if t.input ~= nil then
 			p.stdin:write(tostring(t.input))
 			p.stdin:close()
 		end
-		local out = p.stdout and p.stdout:read("a") or nil
-		local errs = p.stderr and p.stderr:read("a") or nil
+		local _, out = out_task:wait()
+		local _, errs = err_task:wait()
 		local st = p:wait()
 		return st.code or (128 + st.signal), out, errs
 	end

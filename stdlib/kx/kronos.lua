@@ -1,4 +1,4 @@
--- kx.kronos: Kronos's orchestrator API over kx.vtime (SPEC section 3).
+-- kx.kronos: Kronos's orchestrator API over kx.vtime (docs/MANUAL.md, §5).
 --
 --   local kronos = require "kx.kronos"
 --   if kronos.initializeExp(2) < 0 then os.exit(1) end -- listens for 2 tracers

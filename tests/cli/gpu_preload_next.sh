@@ -4,7 +4,7 @@
 # libc's, in either preload order (no recursion into itself).
 . "$ROOT/tests/cli/gpu_lib.sh.inc"
 LIB=$BUILD/lib/libkxgpu.so
-command -v cc >/dev/null || { echo "no C compiler to build the wrapper library"; exit 77; }
+need cc
 cat >"$TOP/next.c" <<'C'
 #define _GNU_SOURCE
 #include <dlfcn.h>

@@ -21,9 +21,7 @@ printf 'answer = 42\n' > "$T/s.lua"
 out=$(echo 'print(answer)' | "$KXRUN" -i "$T/s.lua") ; expect_eq "$out" "42" "-i after a script"
 
 # on a terminal (through script(1)): libedit prompt, tab completion, history
-if ! command -v script >/dev/null 2>&1; then
-	skip "script(1) from util-linux is missing: the terminal REPL was not tested"
-fi
+need tty
 out=$( (sleep 0.5; printf 'print(6*7)\nkx.spaw\t\n'; sleep 0.5) |
 	HOME=$T KXRUN_HISTORY= timeout 10 script -qec "$KXRUN" /dev/null | tr -d '\r')
 expect_match "$out" '> print\(6\*7\)' "prompt on a terminal"

@@ -47,6 +47,8 @@ J
 "$KXRUN" opendc verify --input "$T/out"
 node "$ROOT/tests/opendc/read.mjs" "$T/out/tasks.parquet" > "$T/tasks.json"
 node "$ROOT/tests/opendc/read.mjs" "$T/out/fragments.parquet" > "$T/frags.json"
+# every page's CRC, outside kxrun
+node "$ROOT/tests/opendc/check-crc.mjs" "$T/out/tasks.parquet" "$T/out/fragments.parquet" >/dev/null
 node "$ROOT/tests/opendc/read-arrow.mjs" "$T/out/tasks.parquet" "$T/out/fragments.parquet" > "$T/arrow.jsonl"
 python3 - "$T" <<'PY'
 import json, sys

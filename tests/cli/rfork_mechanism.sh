@@ -7,9 +7,7 @@ ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 . "$ROOT/tests/cli/lib.sh"
 BASIC=$ROOT/${BUILD:-build}/tests/rfork_basic
 [ -x "$BASIC" ] || fail "$BASIC not built (make test builds it)"
-if [ "$(id -u)" != 0 ] && [ "$(cat /proc/sys/vm/unprivileged_userfaultfd 2>/dev/null)" != 1 ]; then
-	skip "userfaultfd needs root or vm.unprivileged_userfaultfd=1"
-fi
+need userfaultfd
 chmod 755 "$T"
 cp "$BASIC" "$T/rb"
 printf '0123456789abcdef' > "$T/data"

@@ -6,16 +6,14 @@
 # the state as it was at prepare, and keep running Lua (kx.sleep, kx.exec:
 # the host's reset after resume).  A child resumed after the parent exited
 # must fail cleanly: non-zero exit, a message, no hang.
-# Skips while kx.rfork is not in the build, or without root / ip netns.
+# Skips without root, userfaultfd or network namespaces.
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 . tests/cli/lib.sh
 . tests/cli/lib_netns.sh
 
-"$KXRUN" -e 'require "kx.rfork"' >/dev/null 2>&1 ||
-	skip "kx.rfork is not in this build (the rfork core has not landed)"
-"$KXRUN" rfork --help >/dev/null 2>&1 || skip "no 'kxrun rfork' tool in this build"
+need userfaultfd
 netns_setup
 
 seq -f 'line%g' 1 100 >"$T/lines"

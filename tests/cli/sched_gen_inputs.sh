@@ -1,7 +1,7 @@
 # kxrun sched gen-inputs makes decodable synthetic videos for the ffmpeg
 # profiles; a bad number is refused with a clear message.
 . "$(dirname "$0")/lib.sh"
-command -v ffmpeg >/dev/null || skip "ffmpeg is not installed"
+need ffmpeg
 out=$("$KXRUN" sched gen-inputs --output "$T/in" --count 2 --duration 0.3 --size 160x90 2>&1) || fail "gen-inputs: $out"
 expect_eq "$(ls "$T/in" | wc -l)" 2 "two inputs"
 for f in "$T"/in/*.mp4; do

@@ -3,7 +3,7 @@
 # (its task is re-run once, its capacity comes back); a Redis restart
 # mid-run loses nothing; wrong password and Redis down give clear errors.
 . "$(dirname "$0")/lib.sh"
-command -v redis-server >/dev/null || skip "redis-server is not installed"
+need redis
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 URL="redis://:kxpw@127.0.0.1:$PORT/0"
 # AOF with fsync left to the OS: a graceful restart keeps everything, and a

@@ -2,10 +2,8 @@
 # /proc fallback under "auto"), an unwritable and a full output directory
 # (refused before anything starts, nothing written).
 . "$(dirname "$0")/lib.sh"
-[ "$(id -u)" = 0 ] || skip "needs root to switch users (setpriv) and mount a small tmpfs"
-command -v setpriv >/dev/null || skip "setpriv (util-linux) missing"
+need root setpriv nobody-exec tmpfs-mount
 as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
-as_nobody test -x "$KXRUN" || skip "$KXRUN is not executable by uid 65534"
 chmod 0777 "$T"
 cd "$T"
 
@@ -26,6 +24,11 @@ expect_match "$out" 'EBPF: BPF load refused: .*root' "eBPF refusal says why"
 expect_match "$out" 'AUTO: proc' "auto falls back to /proc"
 expect_match "$out" 'REC: 0' "the command ran under /proc tracing"
 expect_match "$(cat err.txt)" 'sampling /proc instead' "the fallback is announced"
+# KXRUN_LOG=debug: what libbpf said while failing, whole
+as_nobody env KXRUN_LOG=debug "$KXRUN" -e 'print(require("kx.trace").start{ dir = "dbg", source = "ebpf" })' \
+	>/dev/null 2>err.txt
+expect_match "$(cat err.txt)" 'DEBUG kx.trace: libbpf' "libbpf's log at KXRUN_LOG=debug"
+expect_match "$(cat err.txt)" 'libbpf: .*(Operation not permitted|-1)' "libbpf's own words"
 
 # unwritable: a directory of root's, mode 0555, for another user
 mkdir ro && chmod 0555 ro
@@ -35,7 +38,7 @@ expect_match "$out" '^nil	cannot create ro/run' "unwritable directory refused"
 
 # full: a 256 KiB tmpfs filled up
 mkdir full
-mount -t tmpfs -o size=256k kxrun-trace-full full 2>/dev/null || skip "cannot mount a tmpfs here"
+mount -t tmpfs -o size=256k kxrun-trace-full full || fail "cannot mount a tmpfs"
 trap 'umount "$T/full" 2>/dev/null; rm -rf "$T"' EXIT
 dd if=/dev/zero of=full/filler bs=4k count=1000 2>/dev/null
 out=$("$KXRUN" -e 'local r, e = require("kx.trace").start{ dir = "full/run" } print(r, e)' 2>&1)

@@ -11,9 +11,7 @@ ROOT=$PWD
 source tests/cli/lib.sh
 "$KXRUN" vtime --help | grep -q cleanup || fail "no help"
 
-# the backends whose features the machine has (probed, not asked of kx.vtime)
-backends=$("$KXRUN" tests/vtime/probe.lua)
-[ -n "$backends" ] || fail "the probe printed nothing"
+source tests/vtime/backends.sh
 
 # Live (not zombie) processes whose command line holds $1.
 alive() {

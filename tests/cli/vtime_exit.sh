@@ -8,9 +8,7 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 source tests/cli/lib.sh
 
-# the backends whose features the machine has (probed, not asked of kx.vtime)
-backends=$("$KXRUN" tests/vtime/probe.lua)
-[ -n "$backends" ] || fail "the probe printed nothing"
+source tests/vtime/backends.sh
 
 # Live (not zombie) sleeps whose argument ends in .$1
 sleeps() {

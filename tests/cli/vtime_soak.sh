@@ -9,10 +9,11 @@ set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 source tests/cli/lib.sh
-[ -x /usr/bin/python3 ] || skip "no /usr/bin/python3"
+need python3
+source tests/vtime/backends.sh
 n=30
 [ "${KXRUN_TEST_LONG:-}" = 1 ] && n=60
-timeout -k 5 $((n * 25)) "$KXRUN" tests/vtime/soak.lua $n 20 >"$T/out" 2>&1 &
+timeout -k 5 $((n * 25)) "$KXRUN" tests/vtime/soak.lua $n 20 "$backends" >"$T/out" 2>&1 &
 ctl=$!
 wait $ctl
 rc=$?

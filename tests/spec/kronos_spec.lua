@@ -3,7 +3,7 @@
 local kronos = require "kx.kronos"
 
 local ROOT = os.getenv("ROOT") or "."
-local probe = dofile(ROOT .. "/tests/vtime/probe.lua")
+local leftovers = dofile(ROOT .. "/tests/vtime/leftovers.lua")
 local BUILD = os.getenv("BUILD") or "build"
 local CLOCK = ROOT .. "/" .. BUILD .. "/tests/vtime_clock"
 local KXRUN = os.getenv("KXRUN") or kx.exe
@@ -36,7 +36,7 @@ describe("kx.kronos", function()
 		kronos.stopExp()
 		if dir then os.execute("rm -rf " .. dir) dir = nil end
 		-- every test leaves nothing: no process, cgroup or clock file
-		assert.same({}, probe.leftovers())
+		assert.same({}, leftovers())
 	end)
 
 	it("runs the orchestrator flow in-process and reports per tracer and pid", function()

@@ -1,9 +1,13 @@
--- The host's side of kx.rfork (host/resume.c), without the rfork core:
--- kx._resume_test.fork() makes a child in the state a resumed child is in
--- right after the switch (raw fork: no atfork handlers; every descriptor
--- above 2 closed), then runs kx_reset_after_resume in it.  Each case runs
--- a small kxrun script; the child and the parent report lines
--- "TAG {json}" on stdout.
+-- kxrun's side of kx.rfork (bindings/rfork/host*.c), without the rfork
+-- core: kx._resume_test.fork() makes a child in the state a resumed child
+-- is in right after the switch (raw fork: no atfork handlers; every
+-- descriptor above 2 closed), then runs rf_host_reset in it.  Each case
+-- runs a small kxrun script; the child and the parent report lines
+-- "TAG {json}" on stdout.  kx._resume_test is a test-only module
+-- ($BUILD/tests/lua/kx/_resume_test.so), not in the kxrun binary.
+local BUILD = os.getenv("BUILD") or "build"
+if BUILD:sub(1, 1) ~= "/" then BUILD = os.getenv("PWD") .. "/" .. BUILD end
+local CPATH = BUILD .. "/tests/lua/?.so;;"
 
 local PRELUDE = [[
 local T = require "kx._resume_test"
@@ -23,6 +27,7 @@ local function run(script, opts)
 	local argv = opts.repl and { kx.exe, "-i" } or { kx.exe, path }
 	argv.stdout, argv.stderr = "pipe", "pipe"
 	argv.stdin = opts.repl and path or "null"
+	argv.env = { LUA_CPATH_5_4 = CPATH }
 	local p = assert(kx.spawn(argv))
 	local st = p:wait(opts.timeout or 30)
 	if not st then
@@ -279,14 +284,7 @@ describe("a resumed child (simulated)", function()
 
 	it("keeps descriptors at the parent's numbers, of the same kinds", function()
 		local st, rep, _, err = run [[
-			local function fds()
-				local _, out = kx.exec{ "ls", "-l", "/proc/" .. T.getpid() .. "/fd" }
-				local t = {}
-				for n, target in out:gmatch(" (%d+) %-> ([^\n]*)") do
-					t[n] = target:match("^[^%[]*")
-				end
-				return t
-			end
+			local fds = T.fds   -- no process started: its pipes are not listed
 			local data = os.tmpname()
 			local f = io.open(data, "w") f:write(("x"):rep(1000), "TAIL") f:close()
 			f = io.open(data)

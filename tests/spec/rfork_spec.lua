@@ -7,11 +7,8 @@ local ROOT = os.getenv("ROOT") or "."
 local KXRUN = os.getenv("KXRUN") or (ROOT .. "/kxrun")
 local PARENT = ROOT .. "/tests/rfork/parent.lua"
 
-local function uffd_ok()
-	local code = kx.exec{ "sh", "-c", "[ \"$(id -u)\" = 0 ] || " ..
-		"[ \"$(cat /proc/sys/vm/unprivileged_userfaultfd)\" = 1 ]" }
-	return code == 0
-end
+local need = dofile((os.getenv("ROOT") or ".") .. "/tests/need.lua")
+local function uffd_ok() return need("userfaultfd") end
 
 local function datafile()
 	local _, out = kx.exec{ "mktemp", "/tmp/kxrun-rfork-spec.XXXXXX" }
@@ -77,7 +74,7 @@ describe("kx.rfork", function()
 	end)
 
 	it("resumes a child that sees the prepare-time state, not later changes", function()
-		if not uffd_ok() then pending("userfaultfd not permitted here") return end
+		if not uffd_ok() then return end
 		local p, address, id, key = start_parent(path)
 		local code, out, err = kx.exec{ KXRUN, "rfork", "resume", address, id, key }
 		assert.equal(0, code, err)
@@ -96,7 +93,7 @@ describe("kx.rfork", function()
 	end)
 
 	it("serves several children at once", function()
-		if not uffd_ok() then pending("userfaultfd not permitted here") return end
+		if not uffd_ok() then return end
 		local p, address, id, key = start_parent(path)
 		local done, results = 0, {}
 		for i = 1, 3 do
@@ -148,7 +145,7 @@ describe("kx.rfork", function()
 	end)
 
 	it("kills a child whose holder stops answering, within the request timeout", function()
-		if not uffd_ok() then pending("userfaultfd not permitted here") return end
+		if not uffd_ok() then return end
 		local p, address, id, key, holder = start_parent(path, "wait")
 		local c = assert(kx.spawn{ "env", "KXRUN_RFORK_TIMEOUT_MS=1000", KXRUN, "rfork",
 			"resume", address, id, key, stdin = "pipe", stdout = "pipe", stderr = "pipe" })
@@ -167,7 +164,7 @@ describe("kx.rfork", function()
 	end)
 
 	it("kills a child that touches pages after the parent went away", function()
-		if not uffd_ok() then pending("userfaultfd not permitted here") return end
+		if not uffd_ok() then return end
 		local p, address, id, key = start_parent(path, "wait")
 		local c = assert(kx.spawn{ KXRUN, "rfork", "resume", address, id, key,
 			stdin = "pipe", stdout = "pipe", stderr = "pipe" })

@@ -1,6 +1,7 @@
 -- kx.sched on a real redis-server, started here on a free loopback port with
 -- a password (and AOF, so a restart keeps the queues; fsync left to the OS so
 -- that a busy disk cannot stall Redis past the short leases), stopped after.
+local need = dofile((os.getenv("ROOT") or ".") .. "/tests/need.lua")
 local sched = require "kx.sched"
 local client = require "kx.sched.redis.client"
 local core = require "kx.sched.core"
@@ -264,10 +265,7 @@ s:worker{ node = "a", capacity = 1, binding = "shared", lease = 1, heartbeat = 0
 	end)
 
 	it("gives concurrent exclusive tasks disjoint cpusets (read back from the cgroup)", function()
-		if runner.cgroups() ~= "v1" then
-			pending("no writable cgroup v1 cpuset here")
-			return
-		end
+		if not need("cgroup1-cpuset") then return end
 		local s = assert(sched.connect(redis:url()))
 		local cores = #runner.online_cores()
 		kx.go(function() s:worker{ node = "n1", binding = "exclusive" } end)

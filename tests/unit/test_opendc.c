@@ -335,6 +335,40 @@ static void malformed_input_is_reported(void **state)
 	assert_non_null(strstr(err, "no CTS/ directory"));
 }
 
+/* Figures no trace can hold (they used to overflow into 0 or be written
+ * as they were): FILE:LINE and the field, as for other malformed input. */
+static void out_of_range_input_is_reported(void **state)
+{
+	(void)state;
+	expect_malformed("run/CTS/proc_metrics.jsonl",
+			 "{\"ts_ms\":1300,\"pid\":100,\"dt_ms\":200,\"cpu_ms\":100,\"rss_kb\":5000}\n"
+			 "{\"ts_ms\":1500,\"pid\":100,\"dt_ms\":200,\"cpu_ms\":100,\"rss_kb\":9223372036854775807}\n",
+			 "proc_metrics.jsonl:2: rss_kb out of range");
+	expect_malformed("run/CTS/proc_metrics.jsonl",
+			 "{\"ts_ms\":1300,\"pid\":100,\"dt_ms\":200,\"cpu_ms\":1e300,\"rss_kb\":5000}\n",
+			 "proc_metrics.jsonl:1: cpu_ms out of range");
+	expect_malformed("run/CTS/proc_metrics.jsonl",
+			 "{\"ts_ms\":1300,\"pid\":100,\"dt_ms\":1e17,\"cpu_ms\":1,\"rss_kb\":5000}\n",
+			 "proc_metrics.jsonl:1: dt_ms out of range");
+	expect_malformed("run/CTS/invocations.jsonl",
+			 "{\"trace_id\":\"t1\",\"pid\":100,\"ts_start\":1,\"ts_end\":2}\n"
+			 "{\"trace_id\":\"t2\",\"pid\":101,\"ts_start\":1,\"ts_end\":9000000000000000000}\n",
+			 "invocations.jsonl:2: ts_end out of range");
+	expect_malformed("run/CTS/invocations.jsonl",
+			 "{\"trace_id\":\"t1\",\"pid\":99999999999,\"ts_start\":1,\"ts_end\":2}\n",
+			 "invocations.jsonl:1: pid");
+	expect_malformed("run/CTS/nodes.json",
+			 "[\n {\"node_id\":\"n0\",\"cpu_cores\":4,\"mem_mb\":1,\"cpu_freq_mhz\":2000},\n"
+			 " {\"node_id\":\"n1\",\n  \"cpu_cores\":99999999999,\"mem_mb\":1,\"cpu_freq_mhz\":2000}\n]\n",
+			 "nodes.json:4: node n1: cpu_cores out of range");
+	expect_malformed("run/CTS/nodes.json",
+			 "{\"node_id\":\"n1\",\"cpu_cores\":4,\"mem_mb\":1e30,\"cpu_freq_mhz\":2000}\n",
+			 "nodes.json:1: node n1: mem_mb out of range");
+	expect_malformed("run/CTS/nodes.json",
+			 "{\"node_id\":\"n1\",\"cpu_cores\":4,\"mem_mb\":1,\"cpu_freq_mhz\":1e300}\n",
+			 "nodes.json:1: node n1: cpu_freq_mhz out of range");
+}
+
 /* Writes tasks.parquet and fragments.parquet by hand into root/v. */
 static void write_pair(enum pq_type dur_type, bool id_optional,
 		       const int64_t *frag_ids, const int64_t *frag_durs, int nf)
@@ -478,6 +512,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(export_fixture_with_procs_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(several_nodes_get_stable_unique_ids, setup, teardown),
 		cmocka_unit_test_setup_teardown(malformed_input_is_reported, setup, teardown),
+		cmocka_unit_test_setup_teardown(out_of_range_input_is_reported, setup, teardown),
 		cmocka_unit_test_setup_teardown(verify_names_the_first_problem, setup, teardown),
 		cmocka_unit_test(fast_sample_scanner_agrees_with_jansson),
 	};

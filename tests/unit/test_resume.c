@@ -1,4 +1,4 @@
-/* Units of the host's side of kx.rfork (host/resume.c) that need no child:
+/* Units of the host's side of kx.rfork (bindings/rfork/host*.c) that need no child:
  * capture only from a task, capture leaves pipe contents in place, reset
  * refuses blobs that are not one of this kxrun's before touching anything.
  * The children themselves are tested by tests/spec/resume_spec.lua. */
@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "host.h"
+#include "hostside.h"
 
 static lua_State *L;
 static char err[256];
@@ -48,7 +49,7 @@ static void test_capture_outside_a_task_fails(void **state)
 {
 	(void)state;
 	size_t len = 0;
-	assert_null(kx_resume_capture(&len, err, sizeof err));
+	assert_null(rf_host_capture(&len, err, sizeof err));
 	assert_non_null(strstr(err, "task"));
 }
 
@@ -58,7 +59,7 @@ static int capture_probe(lua_State *T)
 {
 	(void)T;
 	size_t len = 0;
-	void *blob = kx_resume_capture(&len, err, sizeof err);
+	void *blob = rf_host_capture(&len, err, sizeof err);
 	probe_result = blob != NULL && len > 0;
 	free(blob);
 	return 0;
@@ -89,8 +90,9 @@ static size_t bad_len;
 
 static int reset_probe(lua_State *T)
 {
-	probe_result = kx_reset_after_resume(T, bad_len ? bad_blob : NULL,
-					     bad_len, err, sizeof err);
+	(void)T;
+	probe_result = rf_host_reset(bad_len ? bad_blob : NULL, bad_len, err,
+				     sizeof err);
 	reset_error = err;
 	return 0;
 }
@@ -101,13 +103,14 @@ static size_t kept_len;
 static int capture_keep(lua_State *T)
 {
 	(void)T;
-	kept = kx_resume_capture(&kept_len, err, sizeof err);
+	kept = rf_host_capture(&kept_len, err, sizeof err);
 	return 0;
 }
 
 static int reset_kept(lua_State *T)
 {
-	probe_result = kx_reset_after_resume(T, kept, kept_len, err, sizeof err);
+	(void)T;
+	probe_result = rf_host_reset(kept, kept_len, err, sizeof err);
 	reset_error = err;
 	return 0;
 }

@@ -124,7 +124,7 @@ static void test_burning_child_adds_up_to_the_kernel_figure(void **state)
 	(void)state;
 	struct tracer t;
 	char err[256];
-	assert_int_equal(tracer_start(&t, samples, procs, 0.05, NULL, err,
+	assert_int_equal(trace_start(&t, samples, procs, 0.05, NULL, err,
 				      sizeof err), 0);
 	pid_t pid = fork();
 	if (pid == 0) {
@@ -134,7 +134,7 @@ static void test_burning_child_adds_up_to_the_kernel_figure(void **state)
 				x += (unsigned long)i;
 		_exit(0);
 	}
-	assert_int_equal(tracer_watch(&t, pid), 0);
+	assert_int_equal(trace_watch(&t, pid), 0);
 	siginfo_t si;
 	for (;;) {
 		memset(&si, 0, sizeof si);
@@ -142,15 +142,15 @@ static void test_burning_child_adds_up_to_the_kernel_figure(void **state)
 		if (si.si_pid == pid)
 			break;
 		usleep(50000);
-		tracer_tick(&t);
+		trace_tick(&t);
 	}
-	struct proc_stat st;
-	assert_int_equal(procfs_read_stat(pid, &st), 0);
-	tracer_finish(&t, pid, &st);
+	struct trace_proc_stat st;
+	assert_int_equal(trace_proc_read_stat(pid, &st), 0);
 	struct rusage ru;
 	int ws;
 	assert_int_equal(wait4(pid, &ws, 0, &ru), pid);
-	tracer_stop(&t, on_closed);
+	trace_finish(&t, pid, &st, ru.ru_maxrss);
+	trace_stop(&t, on_closed);
 	uv_run(kx_loop(), UV_RUN_NOWAIT);
 
 	struct sum s = { .pid = pid };
@@ -164,7 +164,7 @@ static void test_burning_child_adds_up_to_the_kernel_figure(void **state)
 			 kernel);
 	assert_int_equal(each_line(procs, find_end, &s), 1);
 	assert_true(s.end_ms > 0);
-	assert_int_equal(tracer_live(&t), 0);
+	assert_int_equal(trace_live(&t), 0);
 }
 
 /* A watched process killed and reaped between two ticks is ended at the
@@ -174,24 +174,24 @@ static void test_vanished_process_gets_an_end(void **state)
 	(void)state;
 	struct tracer t;
 	char err[256];
-	assert_int_equal(tracer_start(&t, samples, procs, 1.0, NULL, err,
+	assert_int_equal(trace_start(&t, samples, procs, 1.0, NULL, err,
 				      sizeof err), 0);
 	pid_t pid = fork();
 	if (pid == 0) {
 		pause();
 		_exit(0);
 	}
-	assert_int_equal(tracer_watch(&t, pid), 0);
-	tracer_tick(&t);
-	assert_int_equal(tracer_live(&t), 1);
+	assert_int_equal(trace_watch(&t, pid), 0);
+	trace_tick(&t);
+	assert_int_equal(trace_live(&t), 1);
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
-	tracer_tick(&t);
-	assert_int_equal(tracer_live(&t), 0);
+	trace_tick(&t);
+	assert_int_equal(trace_live(&t), 0);
 	unsigned long rows = t.rows;
-	tracer_tick(&t);
+	trace_tick(&t);
 	assert_int_equal(t.rows, rows);
-	tracer_stop(&t, on_closed);
+	trace_stop(&t, on_closed);
 	uv_run(kx_loop(), UV_RUN_NOWAIT);
 	struct sum s = { .pid = pid };
 	assert_int_equal(each_line(procs, find_end, &s), 1);
@@ -205,7 +205,7 @@ static void test_descendants_are_followed(void **state)
 	(void)state;
 	struct tracer t;
 	char err[256];
-	assert_int_equal(tracer_start(&t, samples, procs, 1.0, NULL, err,
+	assert_int_equal(trace_start(&t, samples, procs, 1.0, NULL, err,
 				      sizeof err), 0);
 	pid_t pid = fork();
 	if (pid == 0) {
@@ -217,18 +217,18 @@ static void test_descendants_are_followed(void **state)
 		pause();
 		_exit(0);
 	}
-	assert_int_equal(tracer_watch(&t, pid), 0);
-	for (int i = 0; i < 100 && tracer_live(&t) < 2; i++) {
+	assert_int_equal(trace_watch(&t, pid), 0);
+	for (int i = 0; i < 100 && trace_live(&t) < 2; i++) {
 		usleep(10000);
-		tracer_tick(&t);
+		trace_tick(&t);
 	}
-	assert_int_equal(tracer_live(&t), 2);
+	assert_int_equal(trace_live(&t), 2);
 	pid_t kids[4];
-	assert_int_equal(procfs_children(pid, 1, kids, 4), 1);
+	assert_int_equal(trace_proc_children(pid, 1, kids, 4), 1);
 	kill(kids[0], SIGKILL);
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
-	tracer_stop(&t, on_closed);
+	trace_stop(&t, on_closed);
 	uv_run(kx_loop(), UV_RUN_NOWAIT);
 	struct sum s = { .pid = kids[0] };
 	each_line(procs, find_end, &s);
@@ -240,16 +240,16 @@ static void test_refuses_bad_input(void **state)
 	(void)state;
 	struct tracer t;
 	char err[256];
-	assert_int_equal(tracer_start(&t, "/proc/version/x/s.jsonl", procs,
+	assert_int_equal(trace_start(&t, "/proc/version/x/s.jsonl", procs,
 				      0.2, NULL, err, sizeof err), -ENOTDIR);
 	assert_non_null(strstr(err, "/proc/version/x/s.jsonl"));
-	assert_int_equal(tracer_start(&t, samples, procs, 0.2, "(", err,
+	assert_int_equal(trace_start(&t, samples, procs, 0.2, "(", err,
 				      sizeof err), -EINVAL);
 	assert_non_null(strstr(err, "bad match pattern"));
-	assert_int_equal(tracer_start(&t, samples, procs, 0.2, NULL, err,
+	assert_int_equal(trace_start(&t, samples, procs, 0.2, NULL, err,
 				      sizeof err), 0);
-	assert_int_equal(tracer_watch(&t, 4194000), -ESRCH);
-	tracer_stop(&t, on_closed);
+	assert_int_equal(trace_watch(&t, 4194000), -ESRCH);
+	trace_stop(&t, on_closed);
 	uv_run(kx_loop(), UV_RUN_NOWAIT);
 }
 
@@ -257,7 +257,7 @@ static void test_json_string_escapes(void **state)
 {
 	(void)state;
 	char out[64];
-	tracer_json_string(out, sizeof out, "a\"b\\c\n\xe9");
+	trace_json_string(out, sizeof out, "a\"b\\c\n\xe9");
 	assert_string_equal(out, "\"a\\\"b\\\\c\\u000a\\u00e9\"");
 	json_error_t err;
 	json_t *o = json_loads(out, JSON_DECODE_ANY, &err);

@@ -1,13 +1,13 @@
 -- Soak: dilated programs behind shell shims, on a loaded host, must end.
---   kxrun tests/vtime/soak.lua N [LIMIT_S]
+--   kxrun tests/vtime/soak.lua N [LIMIT_S] [BACKENDS="signal"]
 -- Runs N experiments (step 1 ms, advance(10) until the process ends) with
 -- two busy loops on the host; each command is a shell shim that starts
 -- subshells and pipelines and then execs the real program (a `bash -c`
 -- wrapper, a nested-script shim like pyenv's, and the `python3` found on
--- PATH when that is itself a shim), backends taken in turn from those that
--- run here.  An experiment still running after LIMIT_S real seconds (20)
--- is a hang: the state of its processes (ps: state, wchan) and the
--- experiment's counters are printed and the script exits 1.  Exits 0 when
+-- PATH when that is itself a shim), BACKENDS taken in turn.  An
+-- experiment still running after LIMIT_S real seconds (20) is a hang:
+-- the state of its processes (ps: state, wchan) and the experiment's
+-- counters are printed and the script exits 1.  Exits 0 when
 -- every experiment ended with status 0.
 local vtime = require "kx.vtime"
 
@@ -47,8 +47,10 @@ local head = onpath ~= "" and io.open(onpath, "rb")
 if head and head:read(2) == "#!" then commands[#commands + 1] = { "python3", "-c", PROG } end
 if head then head:close() end
 
--- the backends whose features the machine has (probed, not asked of kx.vtime)
-local backends = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/probe.lua").backends()
+-- the backends to take in turn (tests/vtime/backends.sh: those whose
+-- features the machine has)
+local backends = {}
+for b in (arg[3] or "signal"):gmatch("%S+") do backends[#backends + 1] = b end
 
 local busy = {}
 for i = 1, 2 do busy[i] = assert(kx.spawn{ "sh", "-c", "while :; do :; done" }) end

@@ -1,18 +1,26 @@
 /*
- * resume_test.c - kx._resume_test, internal: tests the host's side of
- * kx.rfork without the rfork core, by making a child that is in the state
- * a resumed child is in right after the switch.
+ * resume_test.c - kx._resume_test, for the tests only (built as
+ * $(BUILD)/tests/lua/kx/_resume_test.so, loaded through package.cpath; it
+ * calls kxrun's own functions, which the binary exports): tests kxrun's
+ * side of kx.rfork (bindings/rfork/host*.c) without the rfork core, by
+ * making a child that is in the state a resumed child is in right after
+ * the switch.
  *
  *   T.fork() -> pid in the parent, 0 in the child
- *       From a task: kx_resume_capture(), then a raw fork system call (no
+ *       From a task: rf_host_capture(), then a raw fork system call (no
  *       pthread_atfork handlers run, glibc's cached thread id stays the
  *       parent's: as after a resume), then in the child every descriptor
- *       above 2 closed and kx_reset_after_resume() called.
+ *       above 2 closed and rf_host_reset() called.
  *   T.wait(pid) -> {code=N} | {signal=N}   a child made by T.fork
  *   T.queue_work() -> true, worker_tid, loop_tid
  *       one uv_queue_work round trip (the threadpool path of bindings)
  *   T.getpid() -> pid
+ *   T.fds() -> { ["3"] = "pipe:", ["4"] = "anon_inode:", ... }
+ *       the calling process's descriptors above 2 and what they are (the
+ *       link target up to '['), read without starting a process (whose
+ *       pipes would be in the list)
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,14 +29,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "host.h"
+#include "hostside.h"
 
 static int l_fork(lua_State *L)
 {
 	char err[256];
 	size_t len;
 	kx_checktask(L, "fork");
-	void *blob = kx_resume_capture(&len, err, sizeof err);
+	void *blob = rf_host_capture(&len, err, sizeof err);
 	if (!blob)
 		return kx_fail(L, "%s", err);
 	fflush(NULL);
@@ -40,7 +48,7 @@ static int l_fork(lua_State *L)
 	}
 	if (pid == 0) {
 		close_range(3, ~0U, 0);
-		if (kx_reset_after_resume(L, blob, len, err, sizeof err) < 0) {
+		if (rf_host_reset(blob, len, err, sizeof err) < 0) {
 			fprintf(stderr, "kx._resume_test: reset: %s\n", err);
 			_exit(125);
 		}
@@ -158,6 +166,33 @@ static int l_getpid(lua_State *L)
 	return 1;
 }
 
+static int l_fds(lua_State *L)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	char path[64], target[256];
+	ssize_t n;
+
+	if (!d)
+		return luaL_error(L, "/proc/self/fd: %s", strerror(errno));
+	lua_newtable(L);
+	while ((e = readdir(d))) {
+		int fd = atoi(e->d_name);
+		if (fd <= 2 || fd == dirfd(d))
+			continue;
+		snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+		n = readlink(path, target, sizeof target - 1);
+		if (n < 0)
+			continue;
+		target[n] = 0;
+		target[strcspn(target, "[")] = 0;
+		lua_pushstring(L, target);
+		lua_setfield(L, -2, e->d_name);
+	}
+	closedir(d);
+	return 1;
+}
+
 int luaopen_kx__resume_test(lua_State *L)
 {
 	static const luaL_Reg fns[] = {
@@ -165,6 +200,7 @@ int luaopen_kx__resume_test(lua_State *L)
 		{"wait", l_wait},
 		{"queue_work", l_queue_work},
 		{"getpid", l_getpid},
+		{"fds", l_fds},
 		{NULL, NULL},
 	};
 	luaL_newlib(L, fns);

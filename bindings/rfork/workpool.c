@@ -27,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host.h"
+#include "hostside.h"
 
 #define DEFAULT_WORKERS 4
 #define MAX_WORKERS 128
@@ -50,6 +50,8 @@ static struct {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.wake = PTHREAD_COND_INITIALIZER,
 };
+
+static int resumed;   /* this process is a resumed child */
 
 static void *libuv_symbol(const char *name)
 {
@@ -140,7 +142,7 @@ static int start_worker(void)
 int uv_queue_work(uv_loop_t *loop, uv_work_t *req, uv_work_cb work_cb,
 		  uv_after_work_cb after_work_cb)
 {
-	if (!kx_host.loop_gen) {
+	if (!resumed) {
 		static int (*libuv_queue_work)(uv_loop_t *, uv_work_t *,
 					       uv_work_cb, uv_after_work_cb);
 		if (!libuv_queue_work)
@@ -151,7 +153,7 @@ int uv_queue_work(uv_loop_t *loop, uv_work_t *req, uv_work_cb work_cb,
 	}
 	if (!work_cb)
 		return UV_EINVAL;
-	if (loop != kx_host.loop)
+	if (loop != kx_loop())
 		return UV_ENOTSUP;   /* the resumed child's pool serves kxrun's loop */
 	if (pool.loop != loop) {
 		memset(&pool.async, 0, sizeof pool.async);
@@ -192,7 +194,7 @@ int uv_queue_work(uv_loop_t *loop, uv_work_t *req, uv_work_cb work_cb,
 
 int uv_cancel(uv_req_t *req)
 {
-	if (!kx_host.loop_gen || req->type != UV_WORK) {
+	if (!resumed || req->type != UV_WORK) {
 		static int (*libuv_cancel)(uv_req_t *);
 		if (!libuv_cancel)
 			*(void **)&libuv_cancel = libuv_symbol("uv_cancel");
@@ -225,8 +227,9 @@ int uv_cancel(uv_req_t *req)
 /* A resumed child (again, maybe): the workers of the process it was
  * resumed from are gone, and so is the work they had; their tasks are
  * cancelled. */
-void kx_workpool_after_resume(void)
+void rf_workpool_reset(void)
 {
+	resumed = 1;
 	pthread_mutex_init(&pool.lock, NULL);
 	pthread_cond_init(&pool.wake, NULL);
 	while (pool.todo) {

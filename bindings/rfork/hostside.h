@@ -1,0 +1,35 @@
+/*
+ * hostside.h - kx.rfork's side of kxrun in a resumed child: the descriptors
+ * the host and libuv refer to (hostfds.c), the loop (hostloop.c) and the
+ * thread pool (workpool.c).  The rfork core (rfork.h) knows nothing of
+ * them: the Lua binding passes rf_host_capture as the prepare's capture
+ * and calls rf_host_reset in the child.
+ */
+#ifndef RFORK_HOSTSIDE_H
+#define RFORK_HOSTSIDE_H
+
+#include <stddef.h>
+
+#include "kx.h"
+
+/* In the parent, at prepare, from a task (the child resumes inside it): a
+ * malloc'd blob listing every descriptor above 2 and what it is.  NULL and
+ * a message on failure. */
+void *rf_host_capture(size_t *len, char *err, size_t errlen);
+
+/* In a resumed child right after the switch (memory = the parent's at
+ * prepare, fd table = 0, 1, 2 plus the regular files rfork reopened):
+ * re-creates the captured descriptors at their numbers, retires the
+ * parent's loop, starts a fresh one and hands it to the host (kx_resumed:
+ * kx_on_resume hooks, then every task but the calling one cancelled).
+ * 0, or -1 and a message. */
+int rf_host_reset(const void *blob, size_t len, char *err, size_t errlen);
+
+/* hostfds.c: the descriptors alone (rf_host_reset calls it). */
+int rf_host_fds(const void *blob, size_t len, char *err, size_t errlen);
+
+/* workpool.c: the parent's workers and their work are gone; from now on
+ * uv_queue_work is served by a pool of this process. */
+void rf_workpool_reset(void);
+
+#endif
