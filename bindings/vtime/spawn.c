@@ -5,6 +5,8 @@
  */
 #include "vtime.h"
 
+#include "kx.h"
+
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -86,17 +88,35 @@ int vt_check_program(const char *prog, char *resolved, size_t rlen, char *err,
 	return rc;
 }
 
-static int redirect(int target, const char *spec)
+/* stdout or stderr for kx_spawn: "inherit" (NULL), "null", or a file
+ * (opened here, before the fork).  0, or -1 and a message. */
+static int stdio_spec(const char *spec, const char *name, enum kx_io *io,
+                      int *fd, char *err, size_t errlen)
 {
+	*fd = -1;
+	*io = KX_IO_INHERIT;
 	if (!spec || !strcmp(spec, "inherit"))
 		return 0;
-	const char *path = !strcmp(spec, "null") ? "/dev/null" : spec;
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0)
+	if (!strcmp(spec, "null")) {
+		*io = KX_IO_NULL;
+		return 0;
+	}
+	*fd = open(spec, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (*fd < 0) {
+		vt_seterr(err, errlen, "%s '%s': %s", name, spec, strerror(errno));
 		return -1;
-	dup2(fd, target);
-	close(fd);
+	}
+	*io = KX_IO_FD;
 	return 0;
+}
+
+/* In the child (async-signal-safe): it dies with its controller, even
+ * before the supervisor could find it (stopped before exec, its
+ * environment not yet its own). */
+static int die_with_parent(void *ud)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	return getppid() != *(pid_t *)ud ? ESRCH : 0;
 }
 
 /* A task-clock counter on pid and everything it will start; its overflow
@@ -197,48 +217,50 @@ int vt_spawn(struct vt_exp *e, char *const argv[], char *const env_extra[],
 	}
 	int slot = e->nprocs;
 	int cpu = timeline_cpu(e, o->timeline);
+	/* the environment, made before the fork: the clock library first in
+	 * LD_PRELOAD, the clock file and slot, then the caller's variables */
+	char pre[PATH_MAX * 2 + 16], shm[160], sl[32];
+	const char *old = getenv("LD_PRELOAD");
+	snprintf(pre, sizeof pre, "LD_PRELOAD=%s%s%s", lib, old && *old ? ":" : "",
+	         old && *old ? old : "");
+	snprintf(shm, sizeof shm, "KXRUN_VTIME_SHM=%s", e->shm_path);
+	snprintf(sl, sizeof sl, "KXRUN_VTIME_SLOT=%d", slot);
+	int nextra = 0;
+	while (env_extra && env_extra[nextra])
+		nextra++;
+	const char **changes = calloc(nextra + 4, sizeof *changes);
+	char **envp = NULL;
+	if (changes) {
+		changes[0] = pre, changes[1] = shm, changes[2] = sl;
+		for (int i = 0; i < nextra; i++)
+			changes[3 + i] = env_extra[i];
+		envp = kx_env_new(changes);
+		free(changes);
+	}
+	if (!envp) {
+		vt_seterr(err, errlen, "out of memory");
+		return -1;
+	}
 	pid_t parent = getpid();
-	pid_t pid = fork();
-	if (pid < 0) {
-		vt_seterr(err, errlen, "fork: %s", strerror(errno));
+	struct kx_spawn so = {
+		.file = prog, .argv = (const char *const *)argv,
+		.envp = (const char *const *)envp,
+		/* stopped before exec: it starts in its first round; not the
+		 * host's to terminate (the experiment ends it, README) */
+		.flags = KX_SPAWN_STOPPED | KX_SPAWN_DETACH,
+		.child_hook = die_with_parent, .ud = &parent,
+	};
+	pid_t pid = -1;
+	if (stdio_spec(o->out, "stdout", &so.io[1], &so.fd[1], err, errlen) == 0 &&
+	    stdio_spec(o->err, "stderr", &so.io[2], &so.fd[2], err, errlen) == 0)
+		pid = kx_spawn(&so, err, errlen);
+	for (int i = 1; i <= 2; i++)
+		if (so.fd[i] >= 0)
+			close(so.fd[i]);
+	free(envp);
+	if (pid < 0)
 		return -1;
-	}
-	if (pid == 0) {
-		/* ends with its controller even before the supervisor could see
-		 * it (stopped before exec, its environment not yet its own) */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(127);
-		setpgid(0, 0);
-		signal(SIGPIPE, SIG_DFL);
-		sigset_t all;
-		sigemptyset(&all);
-		sigprocmask(SIG_SETMASK, &all, NULL);
-		const char *old = getenv("LD_PRELOAD");
-		char pre[PATH_MAX * 2], sl[16];
-		if (old && *old)
-			snprintf(pre, sizeof pre, "%s:%s", lib, old);
-		else
-			snprintf(pre, sizeof pre, "%s", lib);
-		setenv("LD_PRELOAD", pre, 1);
-		setenv("KXRUN_VTIME_SHM", e->shm_path, 1);
-		snprintf(sl, sizeof sl, "%d", slot);
-		setenv("KXRUN_VTIME_SLOT", sl, 1);
-		for (int i = 0; env_extra && env_extra[i]; i++)
-			putenv(env_extra[i]);
-		if (redirect(1, o->out) < 0 || redirect(2, o->err) < 0)
-			_exit(126);
-		raise(SIGSTOP); /* starts in its first round */
-		execv(prog, argv);
-		_exit(127);
-	}
-	setpgid(pid, pid);
 	int st;
-	if (waitpid(pid, &st, WUNTRACED) != pid || !WIFSTOPPED(st)) {
-		vt_seterr(err, errlen, "%s: the child failed before exec (status %d)", prog,
-		       st);
-		return -1;
-	}
 	int fd = vt_open_counter(pid, err, errlen);
 	if (fd < 0) {
 		kill(pid, SIGKILL);
