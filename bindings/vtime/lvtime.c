@@ -267,7 +267,7 @@ static int opt_error(lua_State *L, int arg, const char *k, const char *fmt, ...)
 	va_start(ap, fmt);
 	const char *msg = lua_pushvfstring(L, fmt, ap);
 	va_end(ap);
-	return luaL_argerror(L, arg, lua_pushfstring(L, "field '%s': %s", k, msg));
+	return kx_fielderror(L, arg, k, msg);
 }
 
 /* Every string key of the options table at arg is one of known (a typo
@@ -305,15 +305,6 @@ static double opt_positive(lua_State *L, int arg, const char *k, double def,
 	return v;
 }
 
-static const char *opt_string(lua_State *L, int arg, const char *k)
-{
-	int t = lua_getfield(L, arg, k);
-	const char *v = lua_tostring(L, -1); /* stays alive in the table */
-	lua_pop(L, 1);
-	if (t != LUA_TNIL && t != LUA_TSTRING)
-		opt_error(L, arg, k, "string expected, got %s", lua_typename(L, t));
-	return t == LUA_TNIL ? NULL : v;
-}
 
 static const char *const spawn_opts[] = {"speed", "timeline", "env", "stdout",
                                          "stderr", NULL};
@@ -345,8 +336,8 @@ static int e_spawn(lua_State *L)
 			          luaL_tolstring(L, -1, NULL));
 	}
 	lua_pop(L, 1);
-	const char *out = opt_string(L, oi, "stdout");
-	const char *err = opt_string(L, oi, "stderr");
+	const char *out = kx_optstringfield(L, oi, "stdout", NULL);
+	const char *err = kx_optstringfield(L, oi, "stderr", NULL);
 	char **argv = lua_newuserdatauv(L, (n + 1) * sizeof(char *), 0);
 	for (int i = 1; i <= n; i++) {
 		lua_rawgeti(L, 2, i);
@@ -407,23 +398,29 @@ static int e_spawn(lua_State *L)
 	return 1;
 }
 
-static int e_index(lua_State *L)
+/* getters: exp.step, exp.rounds, exp.backend, exp.cgroup */
+static int e_step(lua_State *L)
 {
-	struct lexp *x = checkexp(L);
-	const char *k = luaL_checkstring(L, 2);
-	if (!strcmp(k, "step"))
-		lua_pushinteger(L, x->e->step);
-	else if (!strcmp(k, "rounds"))
-		lua_pushinteger(L, x->e->round);
-	else if (!strcmp(k, "backend"))
-		lua_pushstring(L, x->e->backend == VT_FREEZER ? "freezer" : "signal");
-	else if (!strcmp(k, "cgroup"))
-		x->e->cg_path[0] ? (void)lua_pushstring(L, x->e->cg_path) : lua_pushnil(L);
-	else {
-		luaL_getmetatable(L, EXP_T);
-		lua_getfield(L, -1, "__methods");
-		lua_getfield(L, -1, k);
-	}
+	lua_pushinteger(L, checkexp(L)->e->step);
+	return 1;
+}
+
+static int e_rounds(lua_State *L)
+{
+	lua_pushinteger(L, checkexp(L)->e->round);
+	return 1;
+}
+
+static int e_backend(lua_State *L)
+{
+	lua_pushstring(L, checkexp(L)->e->backend == VT_FREEZER ? "freezer" : "signal");
+	return 1;
+}
+
+static int e_cgroup(lua_State *L)
+{
+	struct vt_exp *e = checkexp(L)->e;
+	e->cg_path[0] ? (void)lua_pushstring(L, e->cg_path) : lua_pushnil(L);
 	return 1;
 }
 
@@ -504,24 +501,35 @@ static int p_status(lua_State *L)
 	return 1;
 }
 
-static int p_index(lua_State *L)
+/* getters: proc.pid, proc.speed, proc.timeline (nil: a timeline of its
+ * own), proc.cpu_pinned (nil: not pinned) */
+static int p_pid(lua_State *L)
+{
+	struct lexp *x;
+	lua_pushinteger(L, checkproc(L, &x)->pid);
+	return 1;
+}
+
+static int p_speed(lua_State *L)
+{
+	struct lexp *x;
+	lua_pushnumber(L, checkproc(L, &x)->speed);
+	return 1;
+}
+
+static int p_timeline(lua_State *L)
 {
 	struct lexp *x;
 	struct vt_proc *p = checkproc(L, &x);
-	const char *k = luaL_checkstring(L, 2);
-	if (!strcmp(k, "pid")) {
-		lua_pushinteger(L, p->pid);
-	} else if (!strcmp(k, "speed")) {
-		lua_pushnumber(L, p->speed);
-	} else if (!strcmp(k, "timeline")) { /* nil: a timeline of its own */
-		p->timeline >= 0 ? lua_pushinteger(L, p->timeline) : lua_pushnil(L);
-	} else if (!strcmp(k, "cpu_pinned")) {
-		p->cpu >= 0 ? lua_pushinteger(L, p->cpu) : lua_pushnil(L);
-	} else {
-		luaL_getmetatable(L, PROC_T);
-		lua_getfield(L, -1, "__methods");
-		lua_getfield(L, -1, k);
-	}
+	p->timeline >= 0 ? lua_pushinteger(L, p->timeline) : lua_pushnil(L);
+	return 1;
+}
+
+static int p_cpu_pinned(lua_State *L)
+{
+	struct lexp *x;
+	struct vt_proc *p = checkproc(L, &x);
+	p->cpu >= 0 ? lua_pushinteger(L, p->cpu) : lua_pushnil(L);
 	return 1;
 }
 
@@ -631,9 +639,7 @@ static int l_experiment(lua_State *L)
 		opt_error(L, 1, "step", "virtual ns per round, an integer > 0 (got %s)",
 		          luaL_tolstring(L, -1, NULL));
 	lua_pop(L, 1);
-	const char *backend = opt_string(L, 1, "backend");
-	if (!backend)
-		backend = "auto";
+	const char *backend = kx_optstringfield(L, 1, "backend", "auto");
 	if (!vt_backend_known(backend))
 		opt_error(L, 1, "backend", "unknown backend '%s' (%s)", backend,
 		          VT_BACKEND_NAMES);
@@ -683,19 +689,19 @@ static const luaL_Reg funcs[] = {
 	{"experiment", l_experiment}, {"cleanup", l_cleanup},
 	{"_supervise", l_supervise}, {NULL, NULL}};
 
+static const luaL_Reg exp_getters[] = {
+	{"step", e_step}, {"rounds", e_rounds}, {"backend", e_backend},
+	{"cgroup", e_cgroup}, {NULL, NULL}};
+static const luaL_Reg exp_meta[] = {{"__gc", e_gc}, {NULL, NULL}};
+static const luaL_Reg proc_getters[] = {
+	{"pid", p_pid}, {"speed", p_speed}, {"timeline", p_timeline},
+	{"cpu_pinned", p_cpu_pinned}, {NULL, NULL}};
+
 int luaopen_kx_vtime(lua_State *L)
 {
-	kx_newclass(L, EXP_T, exp_methods, e_gc);
-	luaL_newlib(L, exp_methods);
-	lua_setfield(L, -2, "__methods");
-	lua_pushcfunction(L, e_index);
-	lua_setfield(L, -2, "__index");
+	kx_defclass(L, &(struct kx_class){EXP_T, exp_methods, exp_getters, exp_meta});
 	lua_pop(L, 1);
-	kx_newclass(L, PROC_T, proc_methods, NULL);
-	luaL_newlib(L, proc_methods);
-	lua_setfield(L, -2, "__methods");
-	lua_pushcfunction(L, p_index);
-	lua_setfield(L, -2, "__index");
+	kx_defclass(L, &(struct kx_class){PROC_T, proc_methods, proc_getters, NULL});
 	lua_pop(L, 1);
 	luaL_newlib(L, funcs);
 	return 1;
