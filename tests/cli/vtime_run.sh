@@ -16,13 +16,13 @@ usage() { # expected-message args...
 }
 usage "-n ROUNDS must be an integer >= 1 \(got '-1'\)" -n -1 -- true
 usage "-n ROUNDS must be an integer >= 1 \(got '0'\)" -n 0 -- true
-usage "-n ROUNDS must be an integer >= 1 \(got '1.5'\)" -n 1.5 -- true
+usage "flag '-n' wants an integer, got '1.5'" -n 1.5 -- true
 usage "-s STEP_NS must be an integer > 0 \(got '0'\)" -s 0 -- true
-usage "-s STEP_NS must be an integer > 0 \(got 'inf'\)" -s inf -- true
-usage "-b BACKEND must be one of signal, freezer" -b warp -- true
-usage "unknown option '-x'" -x 1 -- true
-usage "no command after --" -n 5 --
-usage "-n needs a value" -n
+usage "flag '-s' wants an integer, got 'inf'" -s inf -- true
+usage "flag '-b' wants one of auto, signal, freezer, freezer-v1, freezer-v2, got 'warp'" -b warp -- true
+usage "unknown flag '-x'" -x 1 -- true
+usage "missing CMD" -n 5 --
+usage "flag '-n' needs a value" -n
 
 out=$("$KXRUN" vtime run -s 1000000 -n 50 -b signal -- sh -c 'sleep 0.01; exit 3' 2>&1); rc=$?
 expect_eq "$rc" 3 "vtime run exit status ($out)"
