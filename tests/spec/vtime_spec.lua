@@ -35,6 +35,20 @@ local leftovers = dofile(ROOT .. "/tests/vtime/leftovers.lua")
 local FEATURE = { freezer = "cgroup1-freezer", ["freezer-v1"] = "cgroup1-freezer",
 	["freezer-v2"] = "cgroup2" }
 
+-- The state of an experiment's process group (ps: state, wchan) and its
+-- counters, for a failure's message.
+local function tree_state(e, pgid)
+	local f = io.popen(("ps -eo pid,ppid,pgid,stat,wchan:28,args | awk 'NR == 1 || $3 == %d'")
+		:format(pgid))
+	local out = f:read("a")
+	f:close()
+	local st, keys = e:stats(), {}
+	for k in pairs(st) do keys[#keys + 1] = k end
+	table.sort(keys)
+	for _, k in ipairs(keys) do out = out .. k .. "=" .. st[k] .. " " end
+	return out
+end
+
 -- Pids of live (not zombie) `sleep` processes whose argument holds tag.
 local function running(tag)
 	local pids = {}
@@ -228,7 +242,7 @@ describe("kx.vtime", function()
 			if rounds <= 20 then assert.is_true(p:alive(), "ended after " .. rounds) end
 		end
 		wait_exit(p)
-		assert.same({ code = 4 }, p:status())
+		assert.same({ code = 4 }, p:status(), not p:status() and tree_state(exp, p.pid) or nil)
 		assert.is_true(rounds >= 21 and rounds <= 23, rounds .. " rounds")
 	end)
 
