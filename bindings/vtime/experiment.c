@@ -159,8 +159,10 @@ static void wait_stopped(pid_t pid)
 	}
 }
 
+/* Writes a slot (the process is stopped) and starts a new share for its
+ * skip: the generation after this write, no ns. */
 void vt_slot_write(struct vt_exp *e, int i, int64_t vbase, int64_t vend,
-                       int64_t cpu_base)
+                   int64_t cpu_base)
 {
 	struct kxvt_slot *s = &e->shm->slot[i];
 	uint32_t q = s->seq;
@@ -169,12 +171,12 @@ void vt_slot_write(struct vt_exp *e, int i, int64_t vbase, int64_t vend,
 	s->vbase = vbase;
 	s->vend = vend;
 	s->cpu_base = cpu_base;
+	__atomic_store_n(&s->skip, kxvt_skip_pack(kxvt_gen(q + 2), 0), __ATOMIC_RELAXED);
 	__atomic_store_n(&s->seq, q + 2, __ATOMIC_RELEASE);
 }
 
 void vt_slot_resume(struct vt_exp *e, struct vt_proc *p, int64_t cpu_base)
 {
-	__atomic_store_n(&e->shm->slot[p->slot].skip, 0, __ATOMIC_RELEASE);
 	vt_slot_write(e, p->slot, p->vbase, p->q_end, cpu_base);
 }
 
@@ -237,7 +239,7 @@ int64_t vt_proc_now(struct vt_exp *e, int i)
 	struct kxvt_slot_view v;
 	kxvt_slot_read(&e->shm->slot[p->slot], &v);
 	int64_t cpu = vt_leader_cpu(p->pid);
-	return kxvt_slot_clock(&v, e->shm->slot[p->slot].skip,
+	return kxvt_slot_clock(&v, kxvt_skip_ns(e->shm->slot[p->slot].skip),
 	                       cpu < 0 ? 0 : cpu - v.cpu_base);
 }
 

@@ -635,9 +635,9 @@ static int l_experiment(lua_State *L)
 	check_keys(L, 1, exp_opts);
 	int isnum = lua_getfield(L, 1, "step") == LUA_TNUMBER;
 	lua_Number stepn = lua_tonumber(L, -1);
-	if (!isnum || !(stepn >= 1) || stepn >= 0x1p62 || stepn != floor(stepn))
-		opt_error(L, 1, "step", "virtual ns per round, an integer > 0 (got %s)",
-		          luaL_tolstring(L, -1, NULL));
+	if (!isnum || !(stepn >= 1) || stepn > 0x1p47 || stepn != floor(stepn))
+		opt_error(L, 1, "step", "virtual ns per round, an integer > 0 and "
+		          "<= 2^47 (got %s)", luaL_tolstring(L, -1, NULL));
 	lua_pop(L, 1);
 	const char *backend = kx_optstringfield(L, 1, "backend", "auto");
 	if (!vt_backend_known(backend))

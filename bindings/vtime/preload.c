@@ -129,12 +129,14 @@ static int64_t own_cpu(void)
 static int64_t vclock_raw(struct kxvt_slot_view *vo)
 {
 	struct kxvt_slot_view v;
-	int64_t cpu, skip;
+	int64_t cpu;
+	uint64_t skip;
 	do {
 		kxvt_slot_read(slot, &v);
 		cpu = own_cpu();
 		skip = __atomic_load_n(&slot->skip, __ATOMIC_ACQUIRE);
-	} while (__atomic_load_n(&slot->seq, __ATOMIC_ACQUIRE) != v.seq);
+	} while (__atomic_load_n(&slot->seq, __ATOMIC_ACQUIRE) != v.seq ||
+	         kxvt_skip_gen(skip) != kxvt_gen(v.seq));
 	int64_t base;
 	if (mypid == slot->pid) {
 		base = v.cpu_base;
@@ -147,7 +149,7 @@ static int64_t vclock_raw(struct kxvt_slot_view *vo)
 	}
 	if (vo)
 		*vo = v;
-	return kxvt_slot_clock(&v, skip, cpu - base);
+	return kxvt_slot_clock(&v, kxvt_skip_ns(skip), cpu - base);
 }
 
 /* The clock as the process reads it: never below an earlier read (the
@@ -215,9 +217,10 @@ API time_t time(time_t *t)
 
 /* A deadline inside this process's quantum is reached at once: the clock
  * jumps to it (skip), measured from the raw clock (the floor may stand
- * above it: a jump from the floor would fall short of the deadline).
- * A jump that a resume overtook (the slot changed meanwhile: skip was
- * reset) is taken back and done again.  1 when the deadline is reached. */
+ * above it: a jump from the floor would fall short of the deadline), and
+ * swapped into the share it was measured in only (skip's generation: a
+ * stop between the read and the write, then a resume, must not carry it
+ * into the next share).  1 when the deadline is reached. */
 static int deadline_reached(int64_t deadline)
 {
 	for (;;) {
@@ -232,10 +235,12 @@ static int deadline_reached(int64_t deadline)
 			return 1;
 		if (deadline >= v.vend)
 			return 0;
-		__atomic_fetch_add(&slot->skip, deadline - raw, __ATOMIC_ACQ_REL);
-		if (__atomic_load_n(&slot->seq, __ATOMIC_ACQUIRE) == v.seq)
-			return 1;
-		__atomic_fetch_sub(&slot->skip, deadline - raw, __ATOMIC_ACQ_REL);
+		uint64_t w = __atomic_load_n(&slot->skip, __ATOMIC_ACQUIRE);
+		while (kxvt_skip_gen(w) == kxvt_gen(v.seq))
+			if (__atomic_compare_exchange_n(&slot->skip, &w,
+			        kxvt_skip_pack(kxvt_gen(v.seq), kxvt_skip_ns(w) + deadline - raw),
+			        0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+				return 1;
 	}
 }
 

@@ -63,7 +63,8 @@ static int has_children(pid_t pid)
  * well ahead): then the counter. */
 static int64_t used(struct vt_exp *e, struct vt_proc *p)
 {
-	int64_t skip = __atomic_load_n(&e->shm->slot[p->slot].skip, __ATOMIC_ACQUIRE);
+	int64_t skip = kxvt_skip_ns(__atomic_load_n(&e->shm->slot[p->slot].skip,
+	                                            __ATOMIC_ACQUIRE));
 	int64_t tree = perf_cpu(p) - p->perf_base - e->resume_cost;
 	int64_t own = vt_leader_cpu(p->pid);
 	int64_t cpu = own - p->cpu_base;
