@@ -108,8 +108,9 @@ $(BUILD)/gen/stdlib.c: $(BUILD)/embed $(STDLIB_FILES)
 $(BUILD)/gen/%.o: $(BUILD)/gen/%.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-# cmocka units: each tests/unit/test_X.c links against libkx.a.
-$(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/libkx.a
+# cmocka units: each tests/unit/test_X.c links against libkx.a (and may
+# include the shared fixtures tests/unit/*.h).
+$(BUILD)/tests/unit/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(BUILD)/libkx.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libkx.a $(UNIT_LIBS) $(KX_LIBS) -lcmocka
 

@@ -281,6 +281,12 @@ void kx_atomic_abort(struct kx_atomic *a);
 int kx_write_file_atomic(const char *path, const void *buf, size_t len,
                          char *err, size_t errlen);
 
+/* mkdir -p: path and its missing parents, made with mode (less the umask);
+ * 0 when path is a directory already.  -errno, with err naming the part
+ * that failed ("a/b: cannot create directory: Permission denied", "a/b:
+ * Not a directory"). */
+int kx_mkdir_p(const char *path, mode_t mode, char *err, size_t errlen);
+
 /* A directory made whole beside its place, then put there at once (plain
  * C: callable from worker threads).  kx_tmpdir_beside creates
  * "PARENT/.NAME.tmp.XXXXXX" for path PARENT/NAME into tmp (0, or -errno

@@ -84,9 +84,10 @@ int64_t od_file_size(const char *path)
 	return stat(path, &st) == 0 ? st.st_size : 0;
 }
 
-int od_each_line(const char *path,
-		 int (*fn)(void *ud, json_t *o, const char *where), void *ud,
-		 int64_t *bytes, char *err, size_t errlen)
+int od_each_text_line(const char *path,
+		      int (*fn)(void *ud, const char *line, size_t n,
+				const char *where),
+		      void *ud, int64_t *bytes, char *err, size_t errlen)
 {
 	FILE *fp = fopen(path, "re");
 	char *line = NULL, where[4200];
@@ -99,29 +100,61 @@ int od_each_line(const char *path,
 		return od_err(err, errlen, "%s: %s", path, strerror(errno));
 	*bytes += od_file_size(path);
 	while (rc == 0 && (n = getline(&line, &cap, fp)) >= 0) {
-		json_error_t je;
-		json_t *o;
 		lineno++;
 		snprintf(where, sizeof(where), "%s:%ld", path, lineno);
 		if (strspn(line, " \t\r\n") == (size_t)n)
 			continue;
-		o = json_loadb(line, n, 0, &je);
-		if (!o) {
-			rc = od_err(err, errlen, "%s: invalid JSON: %s", where,
-				    je.text);
-			break;
-		}
-		if (!json_is_object(o))
-			rc = od_err(err, errlen, "%s: not a JSON object", where);
-		else
-			rc = fn(ud, o, where);
-		json_decref(o);
+		rc = fn(ud, line, (size_t)n, where);
 	}
 	if (rc == 0 && ferror(fp))
 		rc = od_err(err, errlen, "%s: %s", path, strerror(errno));
 	free(line);
 	fclose(fp);
 	return rc;
+}
+
+json_t *od_parse_object(const char *line, size_t n, const char *where,
+			char *err, size_t errlen)
+{
+	json_error_t je;
+	json_t *o = json_loadb(line, n, 0, &je);
+	if (!o) {
+		od_err(err, errlen, "%s: invalid JSON: %s", where, je.text);
+		return NULL;
+	}
+	if (!json_is_object(o)) {
+		json_decref(o);
+		od_err(err, errlen, "%s: not a JSON object", where);
+		return NULL;
+	}
+	return o;
+}
+
+struct each_object {
+	int (*fn)(void *ud, json_t *o, const char *where);
+	void *ud;
+	char *err;
+	size_t errlen;
+};
+
+static int on_object_line(void *ud, const char *line, size_t n,
+			  const char *where)
+{
+	struct each_object *e = ud;
+	json_t *o = od_parse_object(line, n, where, e->err, e->errlen);
+	if (!o)
+		return -1;
+	int rc = e->fn(e->ud, o, where);
+	json_decref(o);
+	return rc;
+}
+
+int od_each_line(const char *path,
+		 int (*fn)(void *ud, json_t *o, const char *where), void *ud,
+		 int64_t *bytes, char *err, size_t errlen)
+{
+	struct each_object e = { fn, ud, err, errlen };
+	return od_each_text_line(path, on_object_line, &e, bytes, err, errlen);
 }
 
 struct pq_options od_parquet_options(void)

@@ -34,6 +34,19 @@ int64_t od_file_size(const char *path);
 int od_path(char *buf, size_t n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Calls fn for each non-blank line of a file as text (n bytes, its newline
+ * included); `where` is "path:line".  Stops at the first non-zero return
+ * and returns it; adds the file's size to *bytes. */
+int od_each_text_line(const char *path,
+		      int (*fn)(void *ud, const char *line, size_t n,
+				const char *where),
+		      void *ud, int64_t *bytes, char *err, size_t errlen);
+
+/* The line parsed as a JSON object; NULL with err naming where ("invalid
+ * JSON: ...", "not a JSON object"). */
+json_t *od_parse_object(const char *line, size_t n, const char *where,
+			char *err, size_t errlen);
+
 /* Calls fn for each non-blank line of a JSON-lines file, parsed as an
  * object; `where` is "path:line".  Stops at the first failure; a line that
  * is not a JSON object is reported as path:line.  Adds the file's size to

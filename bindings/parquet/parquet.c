@@ -72,8 +72,6 @@ static void free_writer(pq_writer *w)
 	tc_buf_free(&w->body);
 	tc_buf_free(&w->packed);
 	free(w->schema_name);
-	free(w->path);
-	free(w->tmp);
 	free(w);
 }
 
@@ -87,12 +85,12 @@ pq_writer *pq_open(const char *path, const char *schema_name,
 		[PQ_TIMESTAMP_MS] = PQ_PT_INT64,
 	};
 	pq_writer *w = calloc(1, sizeof(*w));
-	int fd;
 
 	if (!w) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	w->file.fd = -1;
 	w->opt = opt ? *opt : pq_defaults();
 	if (w->opt.codec != PQ_UNCOMPRESSED && w->opt.codec != PQ_SNAPPY &&
 	    w->opt.codec != PQ_ZSTD) {
@@ -114,10 +112,7 @@ pq_writer *pq_open(const char *path, const char *schema_name,
 	w->ncols = ncols;
 	w->cols = calloc(ncols, sizeof(*w->cols));
 	w->schema_name = strdup(schema_name);
-	w->path = strdup(path);
-	if (!w->cols || !w->schema_name || !w->path ||
-	    asprintf(&w->tmp, "%s.tmp.XXXXXX", path) < 0) {
-		w->tmp = NULL;
+	if (!w->cols || !w->schema_name) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -131,29 +126,17 @@ pq_writer *pq_open(const char *path, const char *schema_name,
 		w->cols[i].spec.name = strdup(cols[i].name);
 		w->cols[i].physical = physical[cols[i].type];
 	}
-	fd = mkstemp(w->tmp);
-	if (fd < 0) {
-		snprintf(err, errlen, "%s: %s", w->path, strerror(errno));
-		free(w->tmp);
-		w->tmp = NULL;
+	if (kx_atomic_begin(&w->file, path, 0644, err, errlen) < 0)
 		goto fail;
-	}
-	fchmod(fd, 0644);
-	w->fp = fdopen(fd, "wb");
+	w->fp = fdopen(w->file.fd, "wb");
 	if (!w->fp || fwrite("PAR1", 1, 4, w->fp) != 4) {
-		snprintf(err, errlen, "%s: %s", w->path, strerror(errno));
-		if (!w->fp)
-			close(fd);
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		goto fail;
 	}
 	w->offset = 4;
 	return w;
 fail:
-	if (w->fp)
-		fclose(w->fp);
-	if (w->tmp)
-		unlink(w->tmp);
-	free_writer(w);
+	pq_abort(w);
 	return NULL;
 }
 
@@ -487,17 +470,19 @@ int pq_close(pq_writer *w, char *err, size_t errlen)
 			 pq_write_all(w, &n, 4) == 0 &&
 			 pq_write_all(w, "PAR1", 4) == 0) {
 			if (fflush(w->fp) != 0 || fsync(fileno(w->fp)) != 0)
-				pq_fail(w, "%s: %s", w->path, strerror(errno));
+				pq_fail(w, "%s: %s", w->file.path, strerror(errno));
 		}
 	}
 	tc_buf_free(&footer);
 	if (fclose(w->fp) != 0)
-		pq_fail(w, "%s: %s", w->path, strerror(errno));
+		pq_fail(w, "%s: %s", w->file.path, strerror(errno));
 	w->fp = NULL;
-	if (!w->failed && rename(w->tmp, w->path) != 0)
-		pq_fail(w, "%s: %s", w->path, strerror(errno));
+	w->file.fd = -1;	/* closed with fp, synced above */
+	char cerr[256];
+	if (!w->failed && kx_atomic_commit(&w->file, cerr, sizeof(cerr)) < 0)
+		pq_fail(w, "%s", cerr);
 	if (w->failed) {
-		unlink(w->tmp);
+		kx_atomic_abort(&w->file);
 		snprintf(err, errlen, "%s", w->err);
 	} else {
 		rc = 0;
@@ -510,8 +495,10 @@ void pq_abort(pq_writer *w)
 {
 	if (!w)
 		return;
-	if (w->fp)
+	if (w->fp) {
 		fclose(w->fp);
-	unlink(w->tmp);
+		w->file.fd = -1;
+	}
+	kx_atomic_abort(&w->file);
 	free_writer(w);
 }

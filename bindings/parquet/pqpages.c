@@ -180,7 +180,7 @@ static void dict_page_header(struct tc_enc *e, const void *ud)
 int pq_write_all(pq_writer *w, const void *p, size_t n)
 {
 	if (n && fwrite(p, 1, n, w->fp) != n)
-		return pq_fail(w, "%s: %s", w->path, strerror(errno));
+		return pq_fail(w, "%s: %s", w->file.path, strerror(errno));
 	w->offset += n;
 	return 0;
 }

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kx.h"
 #include "thrift.h"
 
 int pq_errf(char *err, size_t errlen, const char *fmt, ...)
@@ -24,16 +25,7 @@ int pq_errf(char *err, size_t errlen, const char *fmt, ...)
 
 int pq_read_at(int fd, void *buf, size_t n, int64_t off)
 {
-	size_t got = 0;
-	while (got < n) {
-		ssize_t r = pread(fd, (char *)buf + got, n - got, off + got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		got += r;
-	}
-	return 0;
+	return kx_pread_all(fd, buf, n, (off_t)off) == (ssize_t)n ? 0 : -1;
 }
 
 static char *dup_bin(const uint8_t *p, uint32_t n)

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "kx.h"
 #include "parquet.h"
 #include "thrift.h"
 
@@ -50,8 +51,8 @@ struct column {
 };
 
 struct pq_writer {
-	char *path, *tmp;
-	FILE *fp;
+	struct kx_atomic file;	/* written beside its path, renamed at close */
+	FILE *fp;		/* on file.fd */
 	int64_t offset;		/* bytes written so far */
 	char *schema_name;
 	struct pq_options opt;

@@ -145,8 +145,10 @@ static int l_publish_dir(lua_State *L)
 	int n = (int)lua_rawlen(L, 3);
 	const char **names = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *names, 0);
 	for (int i = 0; i < n; i++) {
-		lua_rawgeti(L, 3, i + 1);
-		names[i] = luaL_checkstring(L, -1);
+		if (lua_rawgeti(L, 3, i + 1) != LUA_TSTRING)
+			return luaL_argerror(L, 3, lua_pushfstring(L, "names[%d] is a "
+					     "%s, string expected", i + 1, luaL_typename(L, -1)));
+		names[i] = lua_tostring(L, -1);
 		lua_pop(L, 1);   /* the table keeps the string */
 	}
 	names[n] = NULL;

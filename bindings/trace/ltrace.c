@@ -54,18 +54,15 @@ static void on_closed(uv_handle_t *h)
 static int l_tracer(lua_State *L)
 {
 	luaL_checktype(L, 1, LUA_TTABLE);
-	lua_getfield(L, 1, "samples");
-	const char *samples = luaL_checkstring(L, -1);
-	lua_getfield(L, 1, "procs");
-	const char *procs = luaL_checkstring(L, -1);
-	lua_getfield(L, 1, "interval");
-	double interval = luaL_optnumber(L, -1, 0.2);
-	lua_getfield(L, 1, "match");
-	const char *match = luaL_optstring(L, -1, NULL);
-	lua_getfield(L, 1, "source");
-	const char *source = luaL_optstring(L, -1, "auto");
-	lua_getfield(L, 1, "sentinels");
-	const char *sentinels = luaL_optstring(L, -1, NULL);
+	const char *samples = kx_optstringfield(L, 1, "samples", NULL);
+	const char *procs = kx_optstringfield(L, 1, "procs", NULL);
+	if (!samples || !procs)
+		return kx_fielderror(L, 1, samples ? "procs" : "samples",
+				     "a file name expected");
+	double interval = kx_optnumberfield(L, 1, "interval", 0.2);
+	const char *match = kx_optstringfield(L, 1, "match", NULL);
+	const char *source = kx_optstringfield(L, 1, "source", "auto");
+	const char *sentinels = kx_optstringfield(L, 1, "sentinels", NULL);
 	luaL_argcheck(L, interval >= 0.001 && isfinite(interval), 1,
 		      "interval must be finite and at least 1 ms");
 	luaL_argcheck(L, strcmp(source, "auto") == 0 || strcmp(source, "proc") == 0 ||
@@ -313,12 +310,18 @@ static const char **env_changes(lua_State *L, int t)
 	size_t k = 0;
 	lua_pushnil(L);
 	while (lua_next(L, t)) {
-		const char *name = luaL_checkstring(L, -2);
+		if (lua_type(L, -2) != LUA_TSTRING)
+			kx_fielderror(L, 2, "env", "names must be strings");
+		const char *name = lua_tostring(L, -2);
 		if (lua_type(L, -1) == LUA_TBOOLEAN)
 			ch[k] = lua_pushstring(L, name);
-		else
+		else if (lua_isstring(L, -1))
 			ch[k] = lua_pushfstring(L, "%s=%s", name,
-						luaL_checkstring(L, -1));
+						lua_tostring(L, -1));
+		else
+			kx_fielderror(L, 2, "env", lua_pushfstring(L,
+				"value of '%s' is a %s, a string or false expected",
+				name, luaL_typename(L, -1)));
 		lua_rawseti(L, keep, (lua_Integer)++k);
 		lua_pop(L, 1);
 	}
@@ -331,9 +334,7 @@ static const char **env_changes(lua_State *L, int t)
 static int open_stdio(lua_State *L, int t, const char *field, int i,
 		      struct kx_spawn *o)
 {
-	lua_getfield(L, t, field);
-	const char *v = lua_tostring(L, -1);
-	lua_pop(L, 1);
+	const char *v = kx_optstringfield(L, t, field, NULL);
 	o->fd[i] = -1;
 	if (!v || strcmp(v, "inherit") == 0)
 		return 0;
@@ -366,7 +367,9 @@ static int l_launch(lua_State *L)
 	const char **argv = lua_newuserdatauv(L, (size_t)(argc + 1) * sizeof *argv, 0);
 	for (int i = 1; i <= argc; i++) {
 		lua_rawgeti(L, 2, i);
-		luaL_checkstring(L, -1);
+		if (!lua_isstring(L, -1))
+			return luaL_argerror(L, 2, lua_pushfstring(L, "argv[%d] is a "
+					     "%s, string expected", i, luaL_typename(L, -1)));
 		lua_rawseti(L, 2, i);   /* the string form stays in the table */
 		lua_rawgeti(L, 2, i);
 		argv[i - 1] = lua_tostring(L, -1);
@@ -374,8 +377,7 @@ static int l_launch(lua_State *L)
 	}
 	argv[argc] = NULL;
 	struct kx_spawn o = { .argv = argv, .flags = KX_SPAWN_STOPPED };
-	lua_getfield(L, 2, "cwd");
-	o.cwd = lua_tostring(L, -1);
+	o.cwd = kx_optstringfield(L, 2, "cwd", NULL);
 	char **envp = NULL;
 	lua_getfield(L, 2, "env");
 	if (lua_istable(L, -1)) {

@@ -14,22 +14,7 @@ local json = kx.json
 
 local trace = {}
 
-local function shell_quote(s)
-	return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function mkdir_p(dir)
-	local ok = os.execute("mkdir -p " .. shell_quote(dir) .. " 2>/dev/null")
-	return ok
-end
-
-local function read_file(path)
-	local f = io.open(path, "r")
-	if not f then return nil end
-	local s = f:read("a")
-	f:close()
-	return s
-end
+local read_file = kx.read_file
 
 -- One JSON line appended with a single write(2).
 local function append_line(path, value)
@@ -187,9 +172,10 @@ function trace.start(opts)
 	end
 
 	local made = missing(dir, { "raw", "raw/pids", "run.lock", "raw/proc_metrics.jsonl", "raw/procs.jsonl" })
-	if not mkdir_p(dir .. "/raw/pids") then
+	local made_ok, merr = kx.mkdir(dir .. "/raw/pids")
+	if not made_ok then
 		remove_all(made)
-		return nil, ("cannot create %s/raw (permission or path)"):format(dir)
+		return nil, ("cannot create %s/raw (%s)"):format(dir, merr)
 	end
 	local probe = dir .. "/raw/.writable"
 	local f, err = io.open(probe, "w")
@@ -227,6 +213,22 @@ function Run:exec(t)
 	if t.ts_enqueue ~= nil and (type(t.ts_enqueue) ~= "number" or not (math.abs(t.ts_enqueue) < math.huge)) then
 		error(("bad argument #1 to 'exec' (field 'ts_enqueue' must be a number, ms since the epoch, not %s)")
 			:format(tostring(t.ts_enqueue)), 2)
+	end
+	for _, k in ipairs{ "cwd", "stdin", "stdout", "stderr" } do
+		if t[k] ~= nil and type(t[k]) ~= "string" then
+			error(("bad argument #1 to 'exec' (field '%s': string expected, got %s)"):format(k, type(t[k])), 2)
+		end
+	end
+	if t.env ~= nil then
+		if type(t.env) ~= "table" then
+			error(("bad argument #1 to 'exec' (field 'env': table expected, got %s)"):format(type(t.env)), 2)
+		end
+		for k, v in pairs(t.env) do
+			if type(k) ~= "string" or not (type(v) == "string" or type(v) == "number" or type(v) == "boolean") then
+				error(("bad argument #1 to 'exec' (field 'env': %s = %s: a name and a string or false expected)")
+					:format(tostring(k), type(v)), 2)
+			end
+		end
 	end
 	local enqueue = t.ts_enqueue or math.floor(core.now_ms())
 	local argv = {}
@@ -331,7 +333,7 @@ local function load_and_audit(dir)
 	local malformed = {}
 	local base = dir .. "/raw"
 	local meta = read_file(dir .. "/run.json")
-	if not read_file(base .. "/proc_metrics.jsonl") and not read_file(base .. "/invocations.jsonl") then
+	if not exists(base .. "/proc_metrics.jsonl") and not exists(base .. "/invocations.jsonl") then
 		base = dir .. "/CTS"
 	end
 	local inv = read_jsonl(base .. "/invocations.jsonl", malformed, "invocations.jsonl")
@@ -503,8 +505,8 @@ function trace.parse(dir)
 	if type(dir) ~= "string" then
 		error(("bad argument #1 to 'parse' (string expected, got %s)"):format(type(dir)), 2)
 	end
-	if not read_file(dir .. "/run.json") and not read_file(dir .. "/CTS/invocations.jsonl")
-		and not read_file(dir .. "/raw/proc_metrics.jsonl") then
+	if not exists(dir .. "/run.json") and not exists(dir .. "/CTS/invocations.jsonl")
+		and not exists(dir .. "/raw/proc_metrics.jsonl") then
 		return nil, ("%s is not a trace run directory (no run.json, raw/ or CTS/)"):format(dir)
 	end
 	local audit, inv, samples, procs, node = load_and_audit(dir)

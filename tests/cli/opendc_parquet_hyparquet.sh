@@ -4,11 +4,10 @@
 # every value, the schema and the statistics compared.  Then every file read
 # again by parquet-wasm (Apache arrow-rs) and compared with hyparquet's rows.
 set -eu
-: "${ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}" "${BUILD:=build}"
+. "$(dirname "$0")/lib.sh"
+: "${BUILD:=build}"
 case $BUILD in /*) B=$BUILD ;; *) B=$ROOT/$BUILD ;; esac
 export KXRUN_NODE_DIR=$B/node
-T=$(mktemp -d /tmp/kxrun-opendc-pq.XXXXXX)
-trap 'rm -rf "$T"' EXIT
 for codec in none snappy zstd; do
 for pagev in 1 2; do
 for dict in 0 1; do

@@ -5,28 +5,13 @@
 // hyparquet itself reads the crc field but never checks it.
 // Prints {"file", "pages", "first_data_offset"} per file as a JSON line;
 // exits 1 naming the first page whose CRC is missing or wrong.
-import { createRequire } from 'node:module'
-import { pathToFileURL } from 'node:url'
 import { readFileSync } from 'node:fs'
 import { crc32 } from 'node:zlib'
+import { load, fail } from './lib.mjs'
 
-const dir = process.env.KXRUN_NODE_DIR ??
-  new URL('../../build/node/', import.meta.url).pathname
-const req = createRequire(dir + '/package.json')
-async function load(name) {
-  try {
-    return await import(pathToFileURL(req.resolve(name)))
-  } catch (e) {
-    console.error(`check-crc.mjs: ${name} is not installed in ${dir} (run make): ${e.message}`)
-    process.exit(3)
-  }
-}
 const { parquetMetadata } = await load('hyparquet')
 const { parquetHeader } = await load('hyparquet/src/column.js')
-if (typeof crc32 !== 'function') {
-  console.error('check-crc.mjs: this node has no zlib.crc32 (node >= 20.15 needed)')
-  process.exit(3)
-}
+if (typeof crc32 !== 'function') fail('this node has no zlib.crc32 (node >= 20.15 needed)', 3)
 
 let bad = 0
 for (const path of process.argv.slice(2)) {

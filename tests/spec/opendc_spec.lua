@@ -8,19 +8,14 @@ local function write(path, text)
 	f:close()
 end
 
-local function tmpdir()
-	local p = assert(io.popen("mktemp -d /tmp/kxrun-opendc-spec.XXXXXX"))
-	local d = p:read("l")
-	p:close()
-	return d
-end
+local function tmpdir() return assert(kx.tmpdir("opendc-spec")) end
 
 describe("kx.opendc", function()
 	local dir
 
 	before_each(function()
 		dir = tmpdir()
-		os.execute("mkdir -p " .. dir .. "/run/CTS")
+		assert(kx.mkdir(dir .. "/run/CTS"))
 		write(dir .. "/run/CTS/nodes.json",
 			'{"node_id":"n1","cpu_cores":2,"mem_mb":2048,"cpu_freq_mhz":2500}\n')
 		write(dir .. "/run/CTS/invocations.jsonl",

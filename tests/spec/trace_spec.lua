@@ -1,12 +1,7 @@
 -- kx.trace with known workloads and known answers.
 local trace = require "kx.trace"
 
-local function tmpdir()
-	local d = os.tmpname()
-	os.remove(d)
-	assert(os.execute("mkdir -p " .. d))
-	return d
-end
+local function tmpdir() return assert(kx.tmpdir("trace-spec")) end
 
 local function lines(path)
 	local out = {}
@@ -397,6 +392,16 @@ describe("kx.trace", function()
 		assert.has_error(function() run:exec{ "touch", dir .. "/ran", trace_id = 5 } end)
 		assert.has_error(function() run:exec{ "touch", dir .. "/ran", ts_enqueue = "abc" } end)
 		assert.has_error(function() run:exec{ "touch", dir .. "/ran", ts_enqueue = math.huge } end)
+		-- named by the caller's argument and field (they read "bad argument
+		-- #-2 to 'launch'", or a table cwd was silently ignored)
+		assert.has_error(function() run:exec{ "touch", dir .. "/ran", cwd = {} } end,
+			"bad argument #1 to 'exec' (field 'cwd': string expected, got table)")
+		assert.has_error(function() run:exec{ "touch", dir .. "/ran", stdout = 1 } end,
+			"bad argument #1 to 'exec' (field 'stdout': string expected, got number)")
+		assert.has_error(function() run:exec{ "touch", dir .. "/ran", env = { A = {} } } end,
+			"bad argument #1 to 'exec' (field 'env': A = table: a name and a string or false expected)")
+		assert.has_error(function() run:exec{ "touch", dir .. "/ran", env = "A=1" } end,
+			"bad argument #1 to 'exec' (field 'env': table expected, got string)")
 		run:stop()
 		assert.is_nil(io.open(dir .. "/ran"), "a refused exec ran its command")
 	end)

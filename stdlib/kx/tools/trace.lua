@@ -2,13 +2,7 @@
 local trace = require "kx.trace"
 local core = require "kx.trace.core"
 
-local function read(path)
-	local f = io.open(path)
-	if not f then return nil end
-	local s = f:read("a")
-	f:close()
-	return s
-end
+local read = kx.read_file
 
 -- The run's directory: --dir, else [DIR] where the command takes one, else
 -- logs/RUN_ID.
@@ -74,7 +68,8 @@ local function start(opts, args, tool)
 	if opts.node then argv[#argv + 1] = "--node"; argv[#argv + 1] = opts.node end
 	if opts.match then argv[#argv + 1] = "--match"; argv[#argv + 1] = opts.match end
 	if opts.source then argv[#argv + 1] = "--source"; argv[#argv + 1] = opts.source end
-	os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'")
+	local made, merr = kx.mkdir(dir)
+	if not made then return nil, "start: " .. merr end
 	argv.detach, argv.stdin, argv.stdout = true, "null", "null"
 	argv.stderr = dir .. "/collector.log"
 	local p, err = kx.spawn(argv)
