@@ -7,7 +7,8 @@
 --   2. expiry signal delay: partition end -> SIGTERM seen by the program
 --      (goal < 100 ms) vs. a 1 s polling monitor like Chronos's.
 --   3. added cost per interposed allocation (goal < 1 us): clCreateBuffer +
---      clReleaseMemObject inside a partition vs. outside.
+--      clReleaseMemObject inside a partition vs. outside; and what starting
+--      a program in a partition costs beside kx.exec of the same program.
 -- `--out DIR` keeps every sample (results.jsonl, results.csv, report.html).
 local gpu = require "kx.gpu"
 local lab = require "kx.lab"
@@ -112,6 +113,24 @@ end
 print("expiry (median of 5; the probe notes the time in its SIGTERM handler)")
 exp:beside("SIGTERM after expiry (ms)", math.max(median(delays), 0.001), polled,
 	{ unit = "ms", peer = "1 s polling monitor" })
+
+-- 2b. starting a program in a partition: the guard (its group's leader, so
+-- that it dies with kxrun), the run's record and the preload, against
+-- kx.exec of the same program (a plain fork and exec from the same kxrun)
+local runs, plain_runs = {}, {}
+local rp = assert(gpu.create{ device = 0, memory = 0.1, duration = 600 })
+for _ = 1, 21 do
+	local t0 = kx.now()
+	assert(rp:exec{ "true" }.code == 0)
+	local t1 = kx.now()
+	assert(kx.exec{ "true" } == 0)
+	runs[#runs + 1] = (t1 - t0) * 1e3
+	plain_runs[#plain_runs + 1] = (kx.now() - t1) * 1e3
+end
+assert(rp:release())
+print("starting a program (median of 21 runs of true)")
+exp:beside("p:exec{ \"true\" } in a partition (ms)", runs, plain_runs,
+	{ unit = "ms", peer = "kx.exec{ \"true\" }" })
 
 -- 3. cost per interposed allocation ------------------------------------------
 local bench = BUILD .. "/tests/alloc_bench"

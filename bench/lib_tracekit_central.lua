@@ -1,5 +1,6 @@
 -- A model of Tracekit's central scheduler loop (tools/scheduler/
--- scheduler_central.py as its README describes it), for bench/sched_dispatch.lua:
+-- scheduler_central.py, its KEYS cap:* path), for bench/sched_dispatch.lua
+-- when no Tracekit checkout is at hand (TRACEKIT_DIR):
 -- every cycle reads the head (LINDEX), scans the nodes (KEYS cap:*), reads
 -- each node's capacity (GET), writes the chosen node's new capacity (SET),
 -- pops the head (LPOP) and pushes it to the node's queue (RPUSH): six kinds
@@ -11,9 +12,10 @@ local M = {}
 
 M.PREFIX = "tk:"
 
--- Nodes "cap:<id>" with `capacity` units each.
-function M.setup(call, nodes, capacity)
-	for _, id in ipairs(nodes) do call("SET", M.PREFIX .. "cap:" .. id, capacity) end
+-- Nodes "cap:<id>" with `capacity` units each (under `prefix`, default the
+-- model's own; "" for Tracekit's real scripts).
+function M.setup(call, nodes, capacity, prefix)
+	for _, id in ipairs(nodes) do call("SET", (prefix or M.PREFIX) .. "cap:" .. id, capacity) end
 end
 
 function M.enqueue(call, task)

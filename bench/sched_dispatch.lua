@@ -1,16 +1,32 @@
--- kx.sched's Redis central against a model of Tracekit's central loop
--- (bench/lib_tracekit_central.lua), on the same redis-server in the same run.
---   rate:    N no-op tasks placed on 16 simulated nodes, tasks per second
---   latency: at low load (one task every 20 ms, one worker), enqueue -> the
---            worker has the task, median and p99
--- Tracekit's loop places N tasks (env N, 3000), kx.sched 10 N: its run would
--- otherwise be too short to time on a loaded machine.
+-- kx.sched against Tracekit's scheduler, on one redis-server, in the same run.
+--   rate:    no-op tasks placed on 16 nodes: kx.sched's central against
+--            Tracekit's scheduler_central.py (its KEYS cap:* path).
+--   latency: 200 tasks 20 ms apart, enqueue -> the command runs, with real
+--            workers binding tasks: `kxrun sched central` and a `kxrun sched
+--            worker` process (exclusive cpusets, cgroups) against Tracekit's
+--            scheduler_central.py and worker.py (its ffmpeg wrapper and
+--            taskset; "ffmpeg" is a stub that notes when it starts).
+-- Tracekit's scripts run when TRACEKIT_DIR names a Tracekit checkout (the
+-- directory with tools/scheduler/, and python3 with Debian's python3-redis
+-- and python3-psutil); otherwise a model of its central loop
+-- (bench/lib_tracekit_central.lua) and of its worker's pop stand in, and
+-- the figures say "model".
 local sched = require "kx.sched"
 local client = require "kx.sched.redis.client"
-local tracekit = dofile((arg and arg[0] or "bench/sched_dispatch.lua"):gsub("[^/]*$", "") .. "lib_tracekit_central.lua")
+local here = (arg and arg[0] or "bench/sched_dispatch.lua"):gsub("[^/]*$", "")
+local tracekit = dofile(here .. "lib_tracekit_central.lua")
 
-local N = tonumber(os.getenv("N")) or 3000
-local NODES, LOW = 16, 50
+local TK = os.getenv("TRACEKIT_DIR")
+if TK and TK ~= "" then
+	if io.open(TK .. "/Tracekit/tools/scheduler/worker.py") then TK = TK .. "/Tracekit" end
+	assert(io.open(TK .. "/tools/scheduler/scheduler_central.py"), "TRACEKIT_DIR: no tools/scheduler/ in " .. TK)
+else
+	TK = nil
+end
+local PY = io.open("/usr/bin/python3") and "/usr/bin/python3" or "python3"
+local N = tonumber(os.getenv("N")) or 5000
+local NODES, LOW = 16, 200
+local GAP = (tonumber(os.getenv("GAP_MS")) or 20) / 1000   -- between tasks in the latency runs
 
 local dir = os.tmpname(); os.remove(dir); os.execute("mkdir -p " .. dir)
 local port, srv
@@ -27,16 +43,13 @@ end
 assert(srv, "redis-server did not start")
 local url = ("redis://127.0.0.1:%d/0"):format(port)
 
-local function conn()
-	local c = client.new()
-	assert(c:open("127.0.0.1", port, 5))
-	return function(...)
-		local r, err = c:call(...)
-		if r == nil then error(err, 2) end
-		return r
-	end, c
+local c0 = client.new()
+assert(c0:open("127.0.0.1", port, 5))
+local function call(...)
+	local r, err = c0:call(...)
+	if r == nil then error(err, 2) end
+	return r
 end
-local call = conn()
 
 local node_ids = {}
 for i = 1, NODES do node_ids[i] = ("node%02d"):format(i) end
@@ -46,9 +59,20 @@ local function percentile(xs, p)
 	return xs[math.max(1, math.ceil(#xs * p))]
 end
 
+local procs = {}
+local function start(spec)
+	local p = assert(kx.spawn(spec))
+	procs[#procs + 1] = p
+	return p
+end
+local function stop(p, sig)
+	p:kill(sig or "TERM")
+	if not p:wait(10) then p:kill("KILL") p:wait(5) end
+end
+
 -- ---- rate: kx.sched ----------------------------------------------------
 local function ours_rate()
-	local N = 10 * N
+	local n = 6 * N
 	call("FLUSHALL")
 	local P = "kx:sched:"
 	for _, id in ipairs(node_ids) do
@@ -57,9 +81,9 @@ local function ours_rate()
 		call("SET", P .. "alive:" .. id, 1)
 	end
 	local batch = {}
-	for i = 1, N do
+	for i = 1, n do
 		batch[#batch + 1] = kx.json.encode{ id = "t" .. i, argv = { "true" }, cpu_units = 1, client = "bench" }
-		if #batch == 200 or i == N then call("RPUSH", P .. "pending", table.unpack(batch)) batch = {} end
+		if #batch == 200 or i == n then call("RPUSH", P .. "pending", table.unpack(batch)) batch = {} end
 	end
 	local s = assert(sched.connect(url))
 	local t0 = kx.now()
@@ -68,18 +92,33 @@ local function ours_rate()
 	local dt = kx.now() - t0
 	s:close()
 	central:wait()
-	return N / dt
+	return n / dt, n
 end
 
--- ---- rate: Tracekit's loop ----------------------------------------------
+-- ---- rate: Tracekit ----------------------------------------------------
 local function tracekit_rate()
 	call("FLUSHALL")
-	tracekit.setup(call, node_ids, 1000000)
-	local P = tracekit.PREFIX
+	local P = TK and "" or tracekit.PREFIX
+	tracekit.setup(call, node_ids, 1000000, P)
 	local batch = {}
 	for i = 1, N do
-		batch[#batch + 1] = kx.json.encode{ id = "t" .. i, argv = { "true" }, cpu_units = 1 }
+		batch[#batch + 1] = kx.json.encode{ id = "t" .. i, input = "in.mp4", output = "out.mp4", cpu_units = 1 }
 		if #batch == 200 or i == N then call("RPUSH", P .. "q:pending", table.unpack(batch)) batch = {} end
+	end
+	if TK then
+		local central = start{ PY, TK .. "/tools/scheduler/scheduler_central.py", "--redis", url,
+			stdout = dir .. "/tk-central.log", stderr = dir .. "/tk-central.log" }
+		-- from its first placement (python's start-up is not its rate)
+		while call("LLEN", "q:pending") == N do kx.sleep(0.001) end
+		local t0 = kx.now()
+		local left = N - 1
+		while left > 0 do
+			kx.sleep(0.002)
+			left = call("LLEN", "q:pending")
+		end
+		local dt = kx.now() - t0
+		stop(central)
+		return (N - 1) / dt
 	end
 	local popped, t_end = 0, nil
 	local function counted(...)
@@ -95,43 +134,112 @@ local function tracekit_rate()
 	return N / (t_end - t0)
 end
 
--- ---- latency: kx.sched --------------------------------------------------
+-- ---- latency: kx.sched with real workers ---------------------------------
 local function ours_latency()
 	call("FLUSHALL")
+	local log = dir .. "/kx-workers.log"
+	local central = start{ kx.exe, "sched", "central", "--redis", url, "--quiet", stdout = log, stderr = log }
+	local worker = start{ kx.exe, "sched", "worker", "--redis", url, "--node", "b1", "--cpu-binding", "exclusive",
+		"--quiet", stdout = log, stderr = log }
 	local s = assert(sched.connect(url))
-	local sent, taken = {}, {}
-	local w = kx.go(function()
-		s.backend:work({ id = "n1", capacity = 4, parallel = 0 }, function(task)
-			taken[task.id] = kx.now()
-			return { exit_code = 0 }
-		end)
-	end)
-	local c = kx.go(function() s:central{} end)
-	kx.sleep(0.2)
-	for _ = 1, LOW do
-		local t0 = kx.now()
-		sent[s:submit{ "true" }] = t0
-		kx.sleep(0.02)
+	-- the worker is up when its node is
+	local deadline = kx.now() + 20
+	while #s:status().nodes == 0 do
+		assert(kx.now() < deadline, "the kxrun worker did not register")
+		kx.sleep(0.05)
 	end
-	s:drain()
+	local sent = {}
+	for i = 1, LOW do
+		local t = kx.time() * 1000
+		sent[s:submit{ "true" }] = t
+		kx.sleep(GAP)
+		kx.progress("kx.sched latency", i, LOW)
+	end
+	local recs = assert(s:drain())
 	s:close()
-	w:wait(); c:wait()
-	local lat = {}
-	for id, t0 in pairs(sent) do lat[#lat + 1] = (taken[id] - t0) * 1000 end
-	return percentile(lat, 0.5), percentile(lat, 0.99)
+	stop(worker)
+	stop(central)
+	local lat, bound, to_dispatch, to_start = {}, 0, {}, {}
+	for _, r in ipairs(recs) do
+		lat[#lat + 1] = r.ts_start - sent[r.id]
+		to_dispatch[#to_dispatch + 1] = r.ts_dispatch - sent[r.id]
+		to_start[#to_start + 1] = r.ts_start - r.ts_dispatch
+		if r.cpuset then bound = bound + 1 end
+	end
+	if os.getenv("DETAIL") then
+		print(("  kx.sched parts (ms, median/p99): enqueue -> placed %.2f/%.2f, placed -> started %.2f/%.2f")
+			:format(percentile(to_dispatch, 0.5), percentile(to_dispatch, 0.99), percentile(to_start, 0.5),
+				percentile(to_start, 0.99)))
+	end
+	return percentile(lat, 0.5), percentile(lat, 0.99), bound
 end
 
--- ---- latency: Tracekit's loop -------------------------------------------
+-- ---- latency: Tracekit ----------------------------------------------------
 local function tracekit_latency()
 	call("FLUSHALL")
+	if TK then
+		-- "ffmpeg" on the worker's PATH notes when it starts and what it writes
+		local stub = dir .. "/stub"
+		os.execute("mkdir -p " .. stub .. " " .. dir .. "/outputs")
+		local starts = dir .. "/tk-starts"
+		local f = assert(io.open(stub .. "/ffmpeg", "w"))
+		f:write('#!/bin/bash\necho "${@: -1} $EPOCHREALTIME" >> ' .. starts .. "\n")
+		f:close()
+		os.execute("chmod +x " .. stub .. "/ffmpeg")
+		local env = {}
+		for _, k in ipairs{ "HOME", "LANG" } do env[k] = os.getenv(k) end
+		env.PATH = stub .. ":/usr/local/bin:/usr/bin:/bin"
+		env.NODE_ID, env.RUN_ID = "tk1", "kxrun-bench-" .. port
+		local log = dir .. "/tk-workers.log"
+		local central = start{ PY, TK .. "/tools/scheduler/scheduler_central.py", "--redis", url,
+			stdout = log, stderr = log }
+		-- 16 threads: its Python wrapper per task must not make it fall behind
+		-- (this measures latency, not its throughput)
+		local worker = start{ PY, TK .. "/tools/scheduler/worker.py", "--redis", url, "--capacity-units", "16",
+			"--outputs", dir .. "/outputs", env = env, stdout = log, stderr = log }
+		local deadline = kx.now() + 20
+		while not call("GET", "cap:tk1") do
+			assert(kx.now() < deadline, "Tracekit's worker did not register")
+			kx.sleep(0.05)
+		end
+		kx.sleep(0.5)   -- its threads start after it registers
+		local sent = {}
+		for i = 1, LOW do
+			local out = ("%s/outputs/o%04d.mp4"):format(dir, i)
+			local t = kx.time() * 1000
+			sent[out] = t
+			call("RPUSH", "q:pending", kx.json.encode{ input = "in.mp4", output = out, cpu_units = 1,
+				scale = "854:480", preset = "veryfast", vcodec = "h264", ts_enqueue = math.floor(t) })
+			kx.sleep(GAP)
+			kx.progress("Tracekit latency", i, LOW)
+		end
+		local lat = {}
+		deadline = kx.now() + 60
+		while #lat < LOW and kx.now() < deadline do
+			lat = {}
+			local fh = io.open(starts)
+			for line in fh and fh:lines() or function() end do
+				local out, at = line:match("^(%S+) ([%d.]+)$")
+				if out and sent[out] then lat[#lat + 1] = tonumber(at) * 1000 - sent[out] end
+			end
+			if fh then fh:close() end
+			if #lat < LOW then kx.sleep(0.2) end
+		end
+		stop(worker, "INT")
+		stop(central, "INT")
+		os.execute("rm -rf '" .. TK .. "/logs/" .. env.RUN_ID .. "'")
+		assert(#lat == LOW, ("Tracekit started %d of %d tasks"):format(#lat, LOW))
+		return percentile(lat, 0.5), percentile(lat, 0.99)
+	end
 	tracekit.setup(call, { "n1" }, 4)
 	local P = tracekit.PREFIX
-	local stop, lat = false, {}
-	local central = kx.go(function() tracekit.central(call, function() return stop end) end)
-	local wcall, wconn = conn()
+	local stopping, lat = false, {}
+	local central = kx.go(function() tracekit.central(call, function() return stopping end) end)
+	local wc = client.new()
+	assert(wc:open("127.0.0.1", port, 5))
 	local worker = kx.go(function()
 		while #lat < LOW do
-			local r = wcall("BLPOP", P .. "q:n1", 1)
+			local r = wc:call("BLPOP", P .. "q:n1", 1)
 			if r then
 				local t = kx.json.decode(r[2])
 				lat[#lat + 1] = (kx.now() - t.sent) * 1000
@@ -142,24 +250,34 @@ local function tracekit_latency()
 	kx.sleep(0.2)
 	for i = 1, LOW do
 		tracekit.enqueue(call, { id = i, argv = { "true" }, cpu_units = 1, sent = kx.now() })
-		kx.sleep(0.02)
+		kx.sleep(GAP)
 	end
 	worker:wait()
-	stop = true
+	stopping = true
 	central:wait()
-	wconn:close()
+	wc:close()
 	return percentile(lat, 0.5), percentile(lat, 0.99)
 end
 
 local ok, err = pcall(function()
-	local ours, theirs = ours_rate(), tracekit_rate()
-	print(("dispatch rate, no-op tasks on %d nodes: kx.sched %.0f tasks/s (%d tasks), Tracekit loop %.0f tasks/s (%d tasks), ratio %.1fx (goal 20x)")
-		:format(NODES, ours, 10 * N, theirs, N, ours / theirs))
-	local om, o99 = ours_latency()
+	local f = io.open("/proc/loadavg")
+	print(("load average at the start: %s (%d CPUs)"):format(f:read("l"):match("^(%S+ %S+ %S+)"),
+		#require("kx.sched.runner").online_cores()))
+	f:close()
+	local peer = TK and "Tracekit scheduler_central.py" or "Tracekit's central loop (model)"
+	local ours, n = ours_rate()
+	local theirs = tracekit_rate()
+	print(("dispatch rate, no-op tasks on %d nodes: kx.sched %.0f tasks/s (%d tasks), %s %.0f tasks/s (%d tasks), ratio %.0fx")
+		:format(NODES, ours, n, peer, theirs, N, ours / theirs))
+	local om, o99, bound = ours_latency()
 	local tm, t99 = tracekit_latency()
-	print(("enqueue -> start at low load (%d tasks, 20 ms apart): kx.sched median %.2f ms p99 %.2f ms; Tracekit loop median %.2f ms p99 %.2f ms; median ratio %.1fx")
-		:format(LOW, om, o99, tm, t99, tm / om))
+	print(("enqueue -> start, %d tasks %g ms apart: kx.sched (kxrun sched central + worker, %d of %d tasks bound "
+		.. "to exclusive cpusets) median %.2f ms p99 %.2f ms; %s median %.2f ms p99 %.2f ms; median ratio %.0fx")
+		:format(LOW, GAP * 1000, bound, LOW, om, o99, TK and "Tracekit scheduler_central.py + worker.py"
+			or "Tracekit's loop and a popping worker (model)", tm, t99, tm / om))
 end)
+for _, p in ipairs(procs) do p:kill("KILL") p:wait(5) end
+c0:close()
 srv:kill("TERM")
 srv:wait(5)
 os.execute("rm -rf " .. dir)

@@ -1,19 +1,35 @@
 -- trace_ffmpeg.lua: short synthetic videos made with ffmpeg's testsrc,
--- transcoded under tracing, parsed and audited.
---   kxrun experiments/trace_ffmpeg.lua [RUN_DIR] [N]
+-- transcoded under tracing, parsed and audited; each transcode's CPU as
+-- the trace's rows add it up, beside the kernel's own figure (wait4).
+--   kxrun experiments/trace_ffmpeg.lua [RUN_DIR] [N] [--out DIR]
+-- `kxrun report RUN_DIR` then draws the run (Gantt, CPU and RSS, audit);
+-- `--out DIR` keeps the per-transcode figures (results.jsonl, report.html).
+local lab = require "kx.lab"
 local trace = require "kx.trace"
-local dir = arg[1] or ("logs/ffmpeg-" .. os.date("%Y%m%d-%H%M%S"))
-local n = tonumber(arg[2]) or 3
+
+local exp = lab.experiment{
+	name = "trace_ffmpeg",
+	about = "ffmpeg transcodes under kx.trace: the rows' CPU against the kernel's (wait4), then the audit",
+	params = {
+		{ "run_dir", type = "string", positional = true, meta = "RUN_DIR",
+			default = "logs/ffmpeg-" .. os.date("%Y%m%d-%H%M%S"), help = "the trace run's directory" },
+		{ "n", type = "int", default = 3, positional = true, help = "transcodes, run at once" },
+	},
+	metrics = { cpu = "ms", wall = "ms" },
+	out = false, quiet = true, reps = 1, warmup = 0,
+}
+local dir, n = exp.params.run_dir, exp.params.n
 
 if kx.exec{ "ffmpeg", "-version" } ~= 0 then
 	io.stderr:write("ffmpeg is missing (apt-get install ffmpeg)\n")
 	os.exit(1)
 end
-os.execute("mkdir -p '" .. dir .. "/inputs' '" .. dir .. "/outputs'")
+assert(kx.mkdir(dir .. "/inputs"))
+assert(kx.mkdir(dir .. "/outputs"))
 for i = 1, n do
 	local code, _, err = kx.exec{ "ffmpeg", "-v", "error", "-y", "-f", "lavfi",
 		"-i", "testsrc=duration=2:size=320x240:rate=25", ("%s/inputs/in%d.mp4"):format(dir, i) }
-	if code ~= 0 then error("ffmpeg could not make an input: " .. err) end
+	if code ~= 0 then error("ffmpeg could not make an input: " .. tostring(err)) end
 	kx.progress("inputs", i, n)
 end
 
@@ -56,8 +72,13 @@ local function tree_cpu(root)
 end
 print(("source: %s"):format(run.source))
 print(("%-10s %8s %10s %12s %12s %6s"):format("trace_id", "pid", "wall ms", "cpu ms", "rows cpu ms", "exit"))
-for _, r in ipairs(recs) do
-	print(("%-10s %8d %10d %12.1f %12.1f %6s"):format(r.trace_id, r.pid, r.ts_end - r.ts_start, r.cpu_ms,
-		tree_cpu(r.pid), tostring(r.exit_code or ("sig" .. r.signal))))
+for i, r in ipairs(recs) do
+	local wall, rows = r.ts_end - r.ts_start, tree_cpu(r.pid)
+	print(("%-10s %8d %10d %12.1f %12.1f %6s"):format(r.trace_id, r.pid, wall, r.cpu_ms,
+		rows, tostring(r.exit_code or ("sig" .. r.signal))))
+	-- the transcodes are the repetitions: the summary's ratio is rows / wait4
+	exp:record{ system = "wait4", rep = i, values = { cpu = r.cpu_ms, wall = wall } }
+	exp:record{ system = "kx.trace rows", rep = i, values = { cpu = rows } }
 end
 io.write("\n", trace.report(audit, dir))
+exp:finish()

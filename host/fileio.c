@@ -15,11 +15,15 @@
 
 #include "kx.h"
 
-ssize_t kx_read_all(int fd, void *buf, size_t len)
+/* One loop for the four: off < 0 at the descriptor's offset (read, write),
+ * else at off (pread, pwrite). */
+static ssize_t read_loop(int fd, void *buf, size_t len, off_t off)
 {
 	size_t got = 0;
 	while (got < len) {
-		ssize_t n = read(fd, (char *)buf + got, len - got);
+		char *p = (char *)buf + got;
+		ssize_t n = off < 0 ? read(fd, p, len - got) :
+			pread(fd, p, len - got, off + (off_t)got);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -29,54 +33,50 @@ ssize_t kx_read_all(int fd, void *buf, size_t len)
 		got += (size_t)n;
 	}
 	return (ssize_t)got;
+}
+
+static int write_loop(int fd, const void *buf, size_t len, off_t off)
+{
+	size_t done = 0;
+	while (done < len) {
+		const char *p = (const char *)buf + done;
+		ssize_t n = off < 0 ? write(fd, p, len - done) :
+			pwrite(fd, p, len - done, off + (off_t)done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+ssize_t kx_read_all(int fd, void *buf, size_t len)
+{
+	return read_loop(fd, buf, len, -1);
 }
 
 int kx_write_all(int fd, const void *buf, size_t len)
 {
-	const char *p = buf;
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return write_loop(fd, buf, len, -1);
 }
 
 ssize_t kx_pread_all(int fd, void *buf, size_t len, off_t off)
 {
-	size_t got = 0;
-	while (got < len) {
-		ssize_t n = pread(fd, (char *)buf + got, len - got,
-				  off + (off_t)got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		if (n == 0)
-			break;
-		got += (size_t)n;
+	if (off < 0) {
+		errno = EINVAL;
+		return -1;
 	}
-	return (ssize_t)got;
+	return read_loop(fd, buf, len, off);
 }
 
 int kx_pwrite_all(int fd, const void *buf, size_t len, off_t off)
 {
-	const char *p = buf;
-	while (len > 0) {
-		ssize_t n = pwrite(fd, p, len, off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		p += n;
-		off += n;
-		len -= (size_t)n;
+	if (off < 0) {
+		errno = EINVAL;
+		return -1;
 	}
-	return 0;
+	return write_loop(fd, buf, len, off);
 }
 
 /* ---- atomic files --------------------------------------------------------- */
@@ -88,6 +88,34 @@ static int fail(char *err, size_t errlen, int e, const char *what,
 		snprintf(err, errlen, "%s%s%s: %s", path, what ? ": " : "",
 			 what ? what : "", strerror(e));
 	return -e;
+}
+
+/* mkdir -p (kx.h) */
+int kx_mkdir_p(const char *path, mode_t mode, char *err, size_t errlen)
+{
+	char buf[PATH_MAX];
+	size_t len = strlen(path);
+	if (len == 0 || len >= sizeof buf)
+		return fail(err, errlen, len ? ENAMETOOLONG : ENOENT, NULL, path);
+	memcpy(buf, path, len + 1);
+	/* each prefix ending before a '/', then the whole */
+	for (char *p = buf + 1;; p++) {
+		if (*p != '/' && *p != 0)
+			continue;
+		char c = *p;
+		*p = 0;
+		if (mkdir(buf, mode) < 0 && errno != EEXIST)
+			return fail(err, errlen, errno, "cannot create directory", buf);
+		*p = c;
+		if (!c)
+			break;
+	}
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return fail(err, errlen, errno, NULL, path);
+	if (!S_ISDIR(st.st_mode))
+		return fail(err, errlen, ENOTDIR, NULL, path);
+	return 0;
 }
 
 /* fsync of the directory holding path: the rename itself must survive a

@@ -48,5 +48,6 @@ lua_State *kx_host_init(void)
 	kx_on_resume(kx_children_after_resume, NULL);
 	kx_signals_init(L);
 	kx_tasks_init(L);
+	kx_tasklib_init(L);
 	return L;
 }

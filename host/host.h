@@ -6,6 +6,7 @@
 #define KX_HOST_H
 
 #include <signal.h>
+#include <wchar.h>
 
 #include "kx.h"
 
@@ -33,13 +34,17 @@ struct kx_host {
 
 extern struct kx_host kx_host;
 
-/* task.c */
+/* task.c (the scheduler; task.h lists the task files) */
 void kx_tasks_init(lua_State *L);
 int kx_task_finished(kx_task *t); /* done, failed or cancelled */
 int kx_task_failed(kx_task *t, const char **msg);
 void kx_task_cancel_all(void);
 void kx_task_cancel(kx_task *t);
+/* taskclose.c */
 void kx_task_interrupted(kx_task *t); /* Ctrl-C in it: its cancel hooks run */
+/* tasklib.c */
+void kx_tasklib_init(lua_State *L);   /* the kx.task class */
+int kx_open_task(lua_State *L);   /* kx.go, kx.sleep, kx.current into the kx table at -1 */
 int kx_main_status(void);
 lua_State *kx_running_thread(void); /* for the signal handler */
 
@@ -47,7 +52,6 @@ lua_State *kx_running_thread(void); /* for the signal handler */
  * tasks (await_marker is what kx_await yields) */
 void kx_nested_init(lua_State *L, void *await_marker);
 lua_State *kx_nested_innermost(void);
-int kx_open_task(lua_State *L);   /* task methods into the kx table at -1 */
 
 /* stream.c: pipes of child processes */
 struct kx_stream;
@@ -86,6 +90,14 @@ int luaopen_kx(lua_State *L);
 void kx_setup_package(lua_State *L, const char *script);
 int kx_has_tool(lua_State *L, const char *name);
 
+/* lineedit.c: the REPL's terminal (libedit, history, completion); source
+ * is where its characters come from */
+struct editline;
+void kx_edit_open(lua_State *L, int (*source)(struct editline *, wchar_t *));
+char *kx_edit_line(const char *prompt, size_t *len); /* malloc'd; NULL at the end */
+void kx_edit_add_history(const char *line);
+void kx_edit_close(void);
+
 /* repl.c */
 int kx_repl(lua_State *L);
 void kx_repl_interrupt(void);
@@ -111,7 +123,7 @@ void kx_forget_atexit(void *ud);  /* the parent's exit hooks dropped */
  * that returned is still the current one (a resume replaces it). */
 void kx_run_loops(void);
 
-/* task.c, after a resume's hooks: others cancelled, the caller is main */
+/* tasklib.c, after a resume's hooks: others cancelled, the caller is main */
 void kx_tasks_after_resume(void);
 
 #endif

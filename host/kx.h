@@ -21,7 +21,7 @@
  * the binding must never wake that task for that operation.
  *
  * Nothing here is thread-safe: call it from the loop thread only, except
- * the file helpers (kx_read_all ... kx_write_file_atomic), which are plain C.
+ * the file helpers (kx_read_all ... kx_discard_dir), which are plain C.
  */
 #ifndef KX_H
 #define KX_H
@@ -280,6 +280,29 @@ void kx_atomic_abort(struct kx_atomic *a);
  * set as given: the umask does not apply.) */
 int kx_write_file_atomic(const char *path, const void *buf, size_t len,
                          char *err, size_t errlen);
+
+/* mkdir -p: path and its missing parents, made with mode (less the umask);
+ * 0 when path is a directory already.  -errno, with err naming the part
+ * that failed ("a/b: cannot create directory: Permission denied", "a/b:
+ * Not a directory"). */
+int kx_mkdir_p(const char *path, mode_t mode, char *err, size_t errlen);
+
+/* A directory made whole beside its place, then put there at once (plain
+ * C: callable from worker threads).  kx_tmpdir_beside creates
+ * "PARENT/.NAME.tmp.XXXXXX" for path PARENT/NAME into tmp (0, or -errno
+ * with err naming the parent).  After the files listed in names (a NULL-
+ * terminated list) are written there, kx_publish_dir syncs them and puts
+ * them at dir: dir absent or empty, by one rename; dir holding only such
+ * names (an earlier run's), by swapping the two directories in one step
+ * (renameat2 RENAME_EXCHANGE) and removing the old one; dir holding other
+ * files too, by renaming the new files in one by one.  0, or -errno with
+ * err naming the path that failed (tmp is left for the caller).
+ * kx_discard_dir removes a flat directory and its files. */
+int kx_tmpdir_beside(const char *path, char *tmp, size_t len, char *err,
+		     size_t errlen);
+int kx_publish_dir(const char *tmp, const char *dir, const char *const *names,
+		   char *err, size_t errlen);
+void kx_discard_dir(const char *dir);
 
 /* ---- output -------------------------------------------------------------- */
 

@@ -2,6 +2,11 @@
  * kxlib.c - the core module `kx` (also the global `kx`): tasks, processes,
  * timers, signals, JSON and logging; its Lua half is stdlib/kx/_core.lua.
  */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "host.h"
@@ -49,6 +54,41 @@ static int l_write_file(lua_State *L)
 	return 1;
 }
 
+/* kx.mkdir(path [, mode = 0755]) -> true | nil, message: mkdir -p
+ * (kx_mkdir_p), no shell. */
+static int l_mkdir(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	lua_Integer mode = luaL_optinteger(L, 2, 0755);
+	luaL_argcheck(L, mode >= 0 && mode <= 07777, 2, "mode out of range");
+	char err[512];
+	if (kx_mkdir_p(path, (mode_t)mode, err, sizeof err) < 0)
+		return kx_fail(L, "%s", err);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* kx.tmpdir([name]) -> path | nil, message: a new directory
+ * $TMPDIR/kxrun-NAME.XXXXXX (TMPDIR, else /tmp), mode 0700; the caller
+ * removes it. */
+static int l_tmpdir(lua_State *L)
+{
+	const char *name = luaL_optstring(L, 1, "tmp");
+	luaL_argcheck(L, *name && !strchr(name, '/'), 1,
+		      "a name without '/' expected");
+	const char *t = getenv("TMPDIR");
+	const char *base = t && *t ? t : "/tmp";
+	char path[PATH_MAX];
+	if (snprintf(path, sizeof path, "%s/kxrun-%s.XXXXXX", base, name) >=
+	    (int)sizeof path)
+		return kx_fail(L, "%s: file name too long", base);
+	if (!mkdtemp(path))
+		return kx_fail(L, "cannot create a directory in %s: %s", base,
+			       strerror(errno));
+	lua_pushstring(L, path);
+	return 1;
+}
+
 static int l_libdir(lua_State *L)
 {
 	lua_pushstring(L, kx_libdir());
@@ -63,6 +103,8 @@ int luaopen_kx(lua_State *L)
 		{"progress", l_progress},
 		{"libdir", l_libdir},
 		{"write_file", l_write_file},
+		{"mkdir", l_mkdir},
+		{"tmpdir", l_tmpdir},
 		{NULL, NULL},
 	};
 	luaL_newlib(L, fns);

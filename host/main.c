@@ -82,10 +82,18 @@ static const char driver[] =
 	"  return script(table.unpack(args, 1, args.n))\n"
 	"end\n";
 
+/* A script to run: anything but a directory (a folder called "gpu" in the
+ * current directory does not hide `kxrun gpu`). */
 static int file_exists(const char *p)
 {
 	struct stat st;
-	return stat(p, &st) == 0;
+	if (stat(p, &st) != 0)
+		return 0;
+	if (S_ISDIR(st.st_mode)) {
+		errno = EISDIR;
+		return 0;
+	}
+	return 1;
 }
 
 /* A child resumed from a REPL line runs that line to its end, promptless. */
@@ -99,6 +107,10 @@ int main(int argc, char **argv)
 {
 	int interactive = 0, want_version = 0, script_at = 0, tool = 0;
 	int i;
+	/* called `chronos` (a link to kxrun): `kxrun gpu`, so that the Chronos
+	 * user guide's commands run as written */
+	const char *base = strrchr(argv[0], '/');
+	int chronos = strcmp(base ? base + 1 : argv[0], "chronos") == 0;
 
 	lua_State *L = kx_host_init();
 	if (!L) {
@@ -111,7 +123,7 @@ int main(int argc, char **argv)
 	/* options, as lua(1) takes them */
 	lua_newtable(L);   /* steps */
 	int steps = lua_gettop(L), nsteps = 0;
-	for (i = 1; i < argc; i++) {
+	for (i = 1; i < argc && !chronos; i++) {
 		const char *a = argv[i];
 		if (a[0] != '-' || strcmp(a, "-") == 0) {
 			script_at = i;
@@ -186,7 +198,7 @@ int main(int argc, char **argv)
 	lua_pop(L, 1);
 
 	int stdin_script = 0;
-	if (!script && nsteps == 0 && !want_version && !interactive) {
+	if (!script && nsteps == 0 && !want_version && !interactive && !chronos) {
 		if (isatty(0))
 			interactive = 1;
 		else
@@ -197,8 +209,8 @@ int main(int argc, char **argv)
 	if (luaL_loadbuffer(L, driver, sizeof driver - 1, "=[kxrun]") != LUA_OK)
 		return 1;
 	lua_pushvalue(L, steps);
-	if (script && !file_exists(script) && strcmp(script, "-") != 0 &&
-	    kx_has_tool(L, script)) {
+	if (chronos || (script && !file_exists(script) &&
+	    strcmp(script, "-") != 0 && kx_has_tool(L, script))) {
 		tool = 1;
 		lua_pushnil(L);
 	} else if (script || stdin_script) {
@@ -216,7 +228,7 @@ int main(int argc, char **argv)
 		lua_pushnil(L);
 	}
 	/* args of the script (or the tool) */
-	int first = script_at ? script_at + 1 : argc;
+	int first = chronos ? 1 : script_at ? script_at + 1 : argc;
 	lua_createtable(L, argc - first, 1);
 	for (i = first; i < argc; i++) {
 		lua_pushstring(L, argv[i]);
@@ -225,7 +237,7 @@ int main(int argc, char **argv)
 	lua_pushinteger(L, argc - first);
 	lua_setfield(L, -2, "n");
 	if (tool)
-		lua_pushstring(L, script);
+		lua_pushstring(L, chronos ? "gpu" : script);
 	else
 		lua_pushnil(L);
 

@@ -12,12 +12,11 @@
  *
  * Each statement runs as a task (kx._repl.run prints its values or its
  * error); the prompt comes back when it ends or Ctrl-C cancels it.  An
- * incomplete statement continues on ">> ", as in lua.c.  The history is
- * written after every line, so no way of leaving loses it.
+ * incomplete statement continues on ">> ", as in lua.c.  This file holds
+ * the input and the statements; the terminal's editor, history and tab
+ * completion are lineedit.c's.
  */
 #include <errno.h>
-#include <histedit.h>
-#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,14 +26,10 @@
 #include "host.h"
 
 #define EOF_MARK "<eof>"
-#define HISTORY_SIZE 1000
 
 static struct {
 	lua_State *L;
 	int tty;
-	EditLine *el;
-	History *hist;
-	char history[4096];   /* its file, or "" */
 	/* standard input, read ahead of the editor */
 	uv_poll_t input;
 	uv_idle_t file_input; /* stdin is a regular file: epoll refuses it */
@@ -45,7 +40,6 @@ static struct {
 	int eof;
 	int interrupt;        /* Ctrl-C at the prompt: drop the input */
 	int detached;         /* a resumed child: the prompt is the parent's */
-	int editing;          /* inside el_gets */
 	/* the statement being typed, and the one running */
 	int more;             /* continuing an incomplete statement */
 	char *pending;
@@ -171,7 +165,7 @@ static char *plain_line(size_t *len)
 
 /* libedit's source of characters: the buffer, UTF-8 decoded; the loop runs
  * while it is empty.  -1 ends el_gets for Ctrl-C, 0 for the end. */
-static int tty_getc(EditLine *el, wchar_t *wc)
+static int tty_getc(struct editline *el, wchar_t *wc)
 {
 	(void)el;
 	for (;;) {
@@ -202,148 +196,6 @@ static int tty_getc(EditLine *el, wchar_t *wc)
 			return 0;
 		wait_input();
 	}
-}
-
-/* ---- history ------------------------------------------------------------ */
-
-/* Written whole after each line (kx_atomic_*), so that whatever ends the
- * session (Ctrl-D, os.exit, a signal, a crash) finds it complete; mode 0600:
- * a history may hold passwords. */
-static void save_history(void)
-{
-	HistEvent ev;
-	struct kx_atomic a;
-	char err[512];
-	if (!R.hist || !R.history[0])
-		return;
-	if (kx_atomic_begin(&a, R.history, 0600, err, sizeof err) == 0) {
-		FILE *f = fdopen(a.fd, "w");
-		int ok = f && history(R.hist, &ev, H_SAVE_FP, f) >= 0 &&
-			 fflush(f) == 0 && fsync(a.fd) == 0;
-		if (f) {
-			fclose(f);
-			a.fd = -1;
-		}
-		if (ok && kx_atomic_commit(&a, err, sizeof err) == 0)
-			return;
-		if (!ok) {
-			snprintf(err, sizeof err, "%s: %s", R.history,
-				 strerror(errno ? errno : EIO));
-			kx_atomic_abort(&a);
-		}
-	}
-	static int warned;
-	if (!warned++)
-		fprintf(stderr, "kxrun: history not saved: %s\n", err);
-}
-
-static void add_history_line(const char *line)
-{
-	HistEvent ev;
-	if (!R.hist || !*line)
-		return;
-	history(R.hist, &ev, H_ENTER, line);
-	save_history();
-}
-
-/* ---- tab completion (candidates come from kx._repl.complete) -------------- */
-
-static int is_word_char(char c)
-{
-	return c == '_' || c == '.' || c == ':' || (c >= 'a' && c <= 'z') ||
-	       (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
-static int call_complete(lua_State *L)
-{
-	lua_getglobal(L, "require");
-	lua_pushliteral(L, "kx._repl");
-	lua_call(L, 1, 1);
-	lua_getfield(L, -1, "complete");
-	lua_pushvalue(L, 1);
-	lua_call(L, 1, 1);
-	luaL_checktype(L, -1, LUA_TTABLE);
-	return 1;
-}
-
-/* Prints the candidates in columns under the line. */
-static void list_candidates(lua_State *L, int list, lua_Integer n)
-{
-	size_t width = 0;
-	int cols = 80;
-	for (lua_Integer i = 1; i <= n; i++) {
-		lua_rawgeti(L, list, i);
-		size_t l = lua_rawlen(L, -1);
-		if (l > width)
-			width = l;
-		lua_pop(L, 1);
-	}
-	el_get(R.el, EL_GETTC, "co", &cols, NULL);
-	width += 2;
-	size_t per_row = width < (size_t)cols ? (size_t)cols / width : 1;
-	fputc('\n', stdout);
-	for (lua_Integer i = 1; i <= n; i++) {
-		lua_rawgeti(L, list, i);
-		const char *s = lua_tostring(L, -1);
-		if (i == n || (size_t)i % per_row == 0)
-			fprintf(stdout, "%s\n", s ? s : "");
-		else
-			fprintf(stdout, "%-*s", (int)width, s ? s : "");
-		lua_pop(L, 1);
-	}
-	fflush(stdout);
-}
-
-/* Tab: completes the word before the cursor as far as it is unique, and
- * lists the candidates when it is not. */
-static unsigned char complete(EditLine *el, int ch)
-{
-	(void)ch;
-	lua_State *L = R.L;
-	const LineInfo *li = el_line(el);
-	const char *start = li->cursor;
-	while (start > li->buffer && is_word_char(start[-1]))
-		start--;
-	int top = lua_gettop(L);
-	lua_pushcfunction(L, call_complete);
-	lua_pushlstring(L, start, (size_t)(li->cursor - start));
-	if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-		lua_settop(L, top);
-		return CC_REFRESH_BEEP;
-	}
-	int list = lua_gettop(L);
-	lua_Integer n = (lua_Integer)lua_rawlen(L, list);
-	size_t wlen = (size_t)(li->cursor - start);
-	unsigned char r = CC_REFRESH;
-	if (n == 0) {
-		r = CC_REFRESH_BEEP;
-	} else {
-		/* the longest prefix common to every candidate */
-		lua_rawgeti(L, list, 1);
-		size_t common;
-		const char *first = lua_tolstring(L, -1, &common);
-		for (lua_Integer i = 2; i <= n && first; i++) {
-			lua_rawgeti(L, list, i);
-			size_t l;
-			const char *s = lua_tolstring(L, -1, &l);
-			size_t k = 0;
-			while (s && k < common && k < l && s[k] == first[k])
-				k++;
-			common = k;
-			lua_pop(L, 1);
-		}
-		if (first && common > wlen) {
-			char *add = strndup(first + wlen, common - wlen);
-			if (add && el_insertstr(el, add) != 0)
-				r = CC_REFRESH_BEEP;
-			free(add);
-		} else if (n > 1) {
-			list_candidates(L, list, n);
-			r = CC_REDISPLAY;
-		}
-	}
-	lua_settop(L, top);
-	return r;
 }
 
 /* ---- statements ------------------------------------------------------------- */
@@ -480,96 +332,12 @@ void kx_repl_after_resume(void)
 	R.detached = 1;
 }
 
-/* ---- the terminal --------------------------------------------------------- */
-
-static char *prompt_text(EditLine *el)
-{
-	(void)el;
-	return R.more ? ">> " : "> ";
-}
-
-static void on_winch(uv_signal_t *h, int sig)
-{
-	(void)h;
-	(void)sig;
-	if (R.el)
-		el_resize(R.el);
-}
-
-static void end_terminal(void *ud)
-{
-	(void)ud;
-	if (R.el) {
-		if (R.editing)   /* leaving from the prompt (a signal) */
-			fputc('\n', stdout);
-		el_end(R.el);   /* the terminal back as it was */
-		R.el = NULL;
-	}
-	if (R.hist) {
-		history_end(R.hist);
-		R.hist = NULL;
-	}
-}
-
-static void open_terminal(void)
-{
-	HistEvent ev;
-	static uv_signal_t winch;
-
-	/* characters are decoded as UTF-8 unless the locale says otherwise */
-	if (!setlocale(LC_CTYPE, "") || MB_CUR_MAX == 1)
-		setlocale(LC_CTYPE, "C.UTF-8");
-	R.hist = history_init();
-	history(R.hist, &ev, H_SETSIZE, HISTORY_SIZE);
-	if (R.history[0])
-		history(R.hist, &ev, H_LOAD, R.history);
-	R.el = el_init("kxrun", stdin, stdout, stderr);
-	el_set(R.el, EL_EDITOR, "emacs");
-	el_set(R.el, EL_PROMPT, prompt_text);
-	el_set(R.el, EL_HIST, history, R.hist);
-	el_set(R.el, EL_GETCFN, tty_getc);
-	/* the wide form keeps our strings (the narrow one copies and leaks) */
-	el_wset(R.el, EL_ADDFN, L"kx-complete", L"complete a Lua name", complete);
-	el_set(R.el, EL_BIND, "^I", "kx-complete", NULL);
-	el_source(R.el, NULL);   /* ~/.editrc */
-	kx_atexit(end_terminal, NULL);
-	uv_signal_init(kx_host.loop, &winch);
-	uv_signal_start(&winch, on_winch, SIGWINCH);
-	uv_unref((uv_handle_t *)&winch);
-}
-
-/* The next line typed, without its newline (malloc'd); NULL at the end. */
-static char *tty_line(size_t *len)
-{
-	int n;
-	R.editing = 1;
-	const char *s = el_gets(R.el, &n);
-	R.editing = 0;
-	if (!s || n <= 0)
-		return NULL;
-	size_t l = (size_t)n;
-	while (l > 0 && (s[l - 1] == '\n' || s[l - 1] == '\r'))
-		l--;
-	char *line = strndup(s, l);
-	if (!line)
-		abort();
-	*len = strlen(line);
-	return line;
-}
-
 int kx_repl(lua_State *L)
 {
-	const char *hist = getenv("KXRUN_HISTORY");
-	const char *home = getenv("HOME");
-
 	R.L = L;
 	R.line_ref = LUA_NOREF;
 	R.tty = isatty(0);
 	kx_host.repl = 1;
-	if (hist && *hist)
-		snprintf(R.history, sizeof R.history, "%s", hist);
-	else if (home)
-		snprintf(R.history, sizeof R.history, "%s/.kxrun_history", home);
 	if (uv_poll_init(kx_host.loop, &R.input, 0) < 0) {
 		R.use_idle = 1;
 		uv_idle_init(kx_host.loop, &R.file_input);
@@ -577,13 +345,14 @@ int kx_repl(lua_State *L)
 	if (R.tty) {
 		printf("kxrun %s (%s): Ctrl-D leaves, Ctrl-C cancels a line\n",
 		       KX_VERSION, LUA_RELEASE);
-		open_terminal();
+		kx_edit_open(L, tty_getc);
 	}
 	kx_host.in_repl = 1;
 	while (!R.detached) {
 		size_t len = 0;
 		fflush(stdout);
-		char *line = R.tty ? tty_line(&len) : plain_line(&len);
+		char *line = R.tty ? kx_edit_line(R.more ? ">> " : "> ", &len) :
+			plain_line(&len);
 		if (R.interrupt) {   /* Ctrl-C: a fresh prompt, input dropped */
 			R.interrupt = 0;
 			R.inpos = R.inlen;
@@ -599,7 +368,7 @@ int kx_repl(lua_State *L)
 			break;
 		}
 		if (R.tty)
-			add_history_line(line);
+			kx_edit_add_history(line);
 		append_pending(line, len);
 		free(line);
 		start_pending();
@@ -611,6 +380,6 @@ int kx_repl(lua_State *L)
 		kx_run_loops();
 		return kx_host.exit_code;
 	}
-	end_terminal(NULL);
+	kx_edit_close();
 	return kx_host.exit_code;
 }

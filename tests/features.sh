@@ -37,6 +37,16 @@ probe() {
 	cgroup1-freezer) v1 freezer ;;
 	cgroup1-cpuset) v1 cpuset ;;
 	cgroup1-cpu) v1 cpu ;;
+	locale-en_US)   # a locale whose collation folds case (en_US.UTF-8)
+		locale -a 2>/dev/null | grep -qix 'en_US.utf-\?8' ||
+			absent "the en_US.UTF-8 locale is not generated (apt-get install locales; locale-gen)" ;;
+	cgroup-cpu-binding)   # kx.sched can bind tasks: v1 cpuset and cpu, or a v2 with both controllers
+		if v1 cpuset >/dev/null && v1 cpu >/dev/null; then return 0; fi
+		local m
+		m=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
+		[ -n "$m" ] && [ -w "$m/cgroup.procs" ] &&
+			grep -qw cpuset "$m/cgroup.controllers" 2>/dev/null && grep -qw cpu "$m/cgroup.controllers" ||
+			absent "no writable cgroup v1 cpuset and cpu hierarchies, nor a writable cgroup2 with the cpu and cpuset controllers" ;;
 	cgroup2)   # a writable unified hierarchy with cgroup.freeze
 		local m
 		m=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)

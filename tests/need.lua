@@ -22,21 +22,16 @@ local function probe(feature)
 	return cache[feature]
 end
 
--- busted's pending() is a global of the spec files' environment, not of
--- this chunk (dofile runs it in _G): found in the caller's _ENV.
-local function spec_pending()
-	for level = 3, 8 do
-		local info = debug.getinfo(level, "f")
-		if not info then break end
-		for i = 1, 255 do
-			local name, v = debug.getupvalue(info.func, i)
-			if not name then break end
-			if name == "_ENV" and type(v) == "table" and type(v.pending) == "function" then
-				return v.pending
-			end
-		end
+-- busted puts `pending` in the running test's environment, which this
+-- chunk (loaded with dofile) does not share: take it from the caller's.
+local function caller_pending()
+	local f = debug.getinfo(3, "f").func
+	for i = 1, math.huge do
+		local name, env = debug.getupvalue(f, i)
+		if not name then break end
+		if name == "_ENV" then return env.pending end
 	end
-	return pending
+	error("need() must be called in the body of a test (it)", 3)
 end
 
 return function(...)
@@ -49,7 +44,7 @@ return function(...)
 				f:write(("%s\t%s\t%s\n"):format(os.getenv("KXRUN_TEST_NAME") or "spec", feature, r))
 				f:close()
 			end
-			spec_pending()(feature .. " absent: " .. r)
+			caller_pending()(feature .. " absent: " .. r)
 			return false
 		end
 	end

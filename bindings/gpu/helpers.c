@@ -1,13 +1,48 @@
 /*
- * helpers.c - parsing and formatting shared by the ledger, the binding and
- * the CLI (declared in ledger.h): decimals without floats, user names.
+ * helpers.c - shared by the ledger's backends, the binding and the CLI
+ * (declared in ledger.h and ledger_ops.h): decimals without floats, user
+ * names, paths, time, error messages.
  */
-#include "ledger.h"
+#include "ledger_ops.h"
 
 #include <errno.h>
 #include <pwd.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
+
+int kxgpu_fail(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+int64_t kxgpu_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int kxgpu_partition_ending(const struct kxgpu_partition *p, int64_t now)
+{
+	return p->released_ms != 0 || p->expires_ms <= now;
+}
+
+void kxgpu_usage_path(const kxgpu_ledger *l, const char *id, char *buf,
+                      size_t len)
+{
+	snprintf(buf, len, "%s/%s.mem", l->dir, id);
+}
+
 
 /* "I[.F]" with at most maxdec decimals into an integer scaled by 10^maxdec. */
 static int parse_decimal(const char *s, int maxdec, uint64_t *out)

@@ -1,117 +1,22 @@
 /*
- * ledger.c - the GPU partition ledger: one file per machine, updated under
- * flock, written through a temporary file, fsync and rename.  See ledger.h.
+ * ledger.c - opening a ledger (choosing its backend, ledger_ops.h) and the
+ * public calls of ledger.h, which check what all backends share and
+ * dispatch.  The file format is in ledger_file.c, the daemon's socket in
+ * remote.c.
  */
-#include "ledger.h"
+#include "ledger_ops.h"
 #include "remote.h"
-#include "usage.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
-#define LEDGER_MAGIC   "KXGPULG\n"
-#define LEDGER_VERSION 1u
-#define DEFAULT_DIR    "/var/lib/kxrun/gpu"
-
-_Static_assert(sizeof(struct kxgpu_partition) == 128, "record size is fixed");
-_Static_assert(sizeof(struct kxgpu_device) == 264, "device size is fixed");
-
-/* Offsets in the file: header, counter block (sector-aligned), slots. */
-#define COUNTER_OFF 4608
-#define SLOTS_OFF   8192
-#define SLOT_SIZE   sizeof(struct kxgpu_partition)
-
-struct file_header {
-	char magic[8];
-	uint32_t version;
-	uint32_t slots_off;
-	uint32_t record_size;
-	uint32_t ndevices;
-	int64_t probed_ms;
-	struct kxgpu_device devices[KXGPU_MAX_DEVICES];
-	uint64_t checksum;      /* over the header with this field zero */
-};
-_Static_assert(sizeof(struct file_header) <= COUNTER_OFF, "header fits");
-
-struct counter {
-	uint32_t next_id;
-	uint32_t reserved;
-	uint64_t checksum;
-};
-
-struct kxgpu_ledger {
-	char dir[4096];
-	char path[4200];
-	char tmp[4200];
-	char sock[4200];
-	int lockfd;
-	int remote;     /* through the daemon (remote.h) */
-	int serve;      /* the daemon's own: files 0600, usage files at create */
-};
-
-/* The ledger as loaded, under the lock, with its file open for writing. */
-struct state {
-	int fd;
-	struct file_header h;
-	struct counter c;
-	uint32_t nslots;
-	struct kxgpu_partition *slots;  /* all slots, free ones zero */
-	int written;                    /* something to fdatasync */
-};
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
-
-int64_t kxgpu_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* 64-bit words mixed with a multiply and rotate: fast over 128 KB, and any
- * flipped, zeroed or truncated region changes it. */
-static uint64_t checksum(const void *a, size_t alen, const void *b,
-                         size_t blen)
-{
-	uint64_t h = 0x6a09e667f3bcc909ull, w;
-	const unsigned char *parts[2] = { a, b };
-	size_t lens[2] = { alen, blen };
-
-	for (int p = 0; p < 2; p++) {
-		size_t i = 0;
-		for (; i + 8 <= lens[p]; i += 8) {
-			memcpy(&w, parts[p] + i, 8);
-			h = (h ^ w) * 0x100000001b3ull;
-			h = (h << 29) | (h >> 35);
-		}
-		for (; i < lens[p]; i++)
-			h = (h ^ parts[p][i]) * 0x100000001b3ull;
-		h ^= lens[p];
-	}
-	return h;
-}
+#define DEFAULT_DIR "/var/lib/kxrun/gpu"
 
 const char *kxgpu_default_dir(char *buf, size_t len)
 {
@@ -124,6 +29,12 @@ const char *kxgpu_default_dir(char *buf, size_t len)
 	return buf;
 }
 
+/* A directory we may not make: no partition can exist there yet. */
+static int denied(int e)
+{
+	return e == EACCES || e == EPERM || e == EROFS;
+}
+
 /* mkdir -p, the last component world-writable so other users can lock and
  * replace the ledger in it. */
 static int make_dir(const char *dir, char *err, size_t errlen)
@@ -133,50 +44,39 @@ static int make_dir(const char *dir, char *err, size_t errlen)
 
 	if (stat(dir, &st) == 0)
 		return S_ISDIR(st.st_mode) ? 0 :
-		       fail(err, errlen, KXGPU_EIO, "%s is not a directory", dir);
+		       kxgpu_fail(err, errlen, KXGPU_EIO, "%s is not a directory",
+		                  dir);
 	snprintf(buf, sizeof buf, "%s", dir);
 	for (char *p = buf + 1; *p; p++) {
 		if (*p != '/')
 			continue;
 		*p = 0;
 		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-			return fail(err, errlen, KXGPU_EIO,
-			            "cannot create %s: %s", buf, strerror(errno));
+			return kxgpu_fail(err, errlen, denied(errno) ?
+			                  KXGPU_EPERM : KXGPU_EIO,
+			                  "cannot create %s: %s", buf,
+			                  strerror(errno));
 		*p = '/';
 	}
 	if (mkdir(dir, 0777) != 0)
 		return errno == EEXIST ? 0 :
-		       fail(err, errlen, KXGPU_EIO, "cannot create %s: %s", dir,
-		            strerror(errno));
+		       kxgpu_fail(err, errlen, denied(errno) ? KXGPU_EPERM :
+		                  KXGPU_EIO, "cannot create %s: %s", dir,
+		                  strerror(errno));
 	/* only when we made it: the daemon may have restricted it since */
 	if (chmod(dir, 0777) != 0)
-		return fail(err, errlen, KXGPU_EIO, "cannot chmod %s: %s", dir,
-		            strerror(errno));
+		return kxgpu_fail(err, errlen, KXGPU_EIO, "cannot chmod %s: %s",
+		                  dir, strerror(errno));
 	return 0;
 }
 
-int kxgpu_ledger_open(kxgpu_ledger **out, const char *dir, char *err,
-                      size_t errlen)
+/* The lock file, made by whoever comes first; the file backend if we may
+ * open it, else the daemon's socket when it is there. */
+static int choose_backend(kxgpu_ledger *l, char *err, size_t errlen)
 {
-	char buf[4096], lockpath[4200];
-	kxgpu_ledger *l;
-	int rc;
+	char lockpath[4200];
 
-	if (!dir)
-		dir = kxgpu_default_dir(buf, sizeof buf);
-	if (strlen(dir) >= 4000)
-		return fail(err, errlen, KXGPU_EINVAL, "state directory name too long");
-	rc = make_dir(dir, err, errlen);
-	if (rc)
-		return rc;
-	l = calloc(1, sizeof *l);
-	if (!l)
-		return fail(err, errlen, KXGPU_EIO, "out of memory");
-	snprintf(l->dir, sizeof l->dir, "%s", dir);
-	snprintf(l->path, sizeof l->path, "%s/ledger", dir);
-	snprintf(l->tmp, sizeof l->tmp, "%s/ledger.tmp", dir);
-	snprintf(lockpath, sizeof lockpath, "%s/ledger.lock", dir);
-	snprintf(l->sock, sizeof l->sock, "%s/%s", dir, KXGPU_SOCKET_NAME);
+	snprintf(lockpath, sizeof lockpath, "%s/ledger.lock", l->dir);
 	l->lockfd = open(lockpath, O_RDWR | O_CLOEXEC);
 	if (l->lockfd < 0 && errno == ENOENT) {
 		l->lockfd = open(lockpath, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
@@ -186,53 +86,67 @@ int kxgpu_ledger_open(kxgpu_ledger **out, const char *dir, char *err,
 		else if (errno == EEXIST)  /* another process made it just now */
 			l->lockfd = open(lockpath, O_RDWR | O_CLOEXEC);
 	}
-	if (l->lockfd < 0 && errno == EACCES) {
-		if (access(l->sock, F_OK) == 0) {
-			l->remote = 1;  /* root's ledger: ask the daemon */
-			*out = l;
-			return 0;
-		}
-		rc = fail(err, errlen, KXGPU_EIO, "cannot open %s: %s (the ledger "
-		          "belongs to `kxrun gpu serve`, which is not running)",
-		          lockpath, strerror(EACCES));
+	if (l->lockfd >= 0) {
+		l->ops = &kxgpu_file_ops;
+		return 0;
+	}
+	if (errno != EACCES)
+		return kxgpu_fail(err, errlen, KXGPU_EIO, "cannot open %s: %s",
+		                  lockpath, strerror(errno));
+	if (access(l->sock, F_OK) == 0) {
+		l->ops = &kxgpu_remote_ops;  /* root's ledger: ask the daemon */
+		return 0;
+	}
+	return kxgpu_fail(err, errlen, KXGPU_EIO, "cannot open %s: %s (the ledger "
+	                  "belongs to `kxrun gpu serve`, which is not running)",
+	                  lockpath, strerror(EACCES));
+}
+
+int kxgpu_ledger_open(kxgpu_ledger **out, const char *dir, char *err,
+                      size_t errlen)
+{
+	char buf[4096], real[PATH_MAX];
+	kxgpu_ledger *l;
+	int rc;
+
+	if (!dir)
+		dir = kxgpu_default_dir(buf, sizeof buf);
+	if (strlen(dir) >= 4000)
+		return kxgpu_fail(err, errlen, KXGPU_EINVAL,
+		                  "state directory name too long");
+	l = calloc(1, sizeof *l);
+	if (!l)
+		return kxgpu_fail(err, errlen, KXGPU_EIO, "out of memory");
+	l->lockfd = -1;
+	rc = make_dir(dir, l->absent, sizeof l->absent);
+	if (rc == KXGPU_EPERM) {
+		/* e.g. a user before root ever made /var/lib/kxrun */
+		l->ops = &kxgpu_absent_ops;
+		snprintf(l->dir, sizeof l->dir, "%s", dir);
+		*out = l;
+		return 0;
+	}
+	/* absolute: a program that changes directory still finds its usage
+	 * file, and every process names it alike */
+	if (rc || !realpath(dir, real) || strlen(real) >= 4000) {
+		if (!rc)
+			rc = kxgpu_fail(l->absent, sizeof l->absent, KXGPU_EIO,
+			                "cannot resolve %s: %s", dir,
+			                strerror(errno));
+		kxgpu_fail(err, errlen, rc, "%s", l->absent);
 		free(l);
 		return rc;
 	}
-	if (l->lockfd < 0) {
-		rc = fail(err, errlen, KXGPU_EIO, "cannot open %s: %s", lockpath,
-		          strerror(errno));
+	snprintf(l->dir, sizeof l->dir, "%s", real);
+	snprintf(l->path, sizeof l->path, "%s/ledger", real);
+	snprintf(l->sock, sizeof l->sock, "%s/%s", real, KXGPU_SOCKET_NAME);
+	rc = choose_backend(l, err, errlen);
+	if (rc) {
 		free(l);
 		return rc;
 	}
 	*out = l;
 	return 0;
-}
-
-int kxgpu_ledger_serve_mode(kxgpu_ledger *l, char *err, size_t errlen)
-{
-	struct kxgpu_snapshot snap;
-	char lockpath[4200];
-	int rc;
-
-	if (l->remote || geteuid() != 0)
-		return fail(err, errlen, KXGPU_EPERM,
-		            "Permission denied: kxrun gpu serve runs as root");
-	l->serve = 1;
-	rc = kxgpu_ledger_read(l, &snap, err, errlen);  /* makes the ledger */
-	if (rc)
-		return rc;
-	kxgpu_snapshot_free(&snap);
-	snprintf(lockpath, sizeof lockpath, "%s/ledger.lock", l->dir);
-	if (chmod(l->dir, 0755) != 0 || chmod(l->path, 0600) != 0 ||
-	    chmod(lockpath, 0600) != 0)
-		return fail(err, errlen, KXGPU_EIO, "cannot restrict %s: %s",
-		            l->dir, strerror(errno));
-	return 0;
-}
-
-const char *kxgpu_ledger_socket(const kxgpu_ledger *l)
-{
-	return l->sock;
 }
 
 void kxgpu_ledger_close(kxgpu_ledger *l)
@@ -244,351 +158,36 @@ void kxgpu_ledger_close(kxgpu_ledger *l)
 	free(l);
 }
 
+const char *kxgpu_ledger_socket(const kxgpu_ledger *l)
+{
+	return l->sock;
+}
+
 const char *kxgpu_ledger_dir(const kxgpu_ledger *l)
 {
 	return l->dir;
 }
 
-void kxgpu_usage_path(const kxgpu_ledger *l, const char *id, char *buf,
-                      size_t len)
+int kxgpu_ledger_serve_mode(kxgpu_ledger *l, char *err, size_t errlen)
 {
-	snprintf(buf, len, "%s/%s.mem", l->dir, id);
-}
-
-static int lock(kxgpu_ledger *l, char *err, size_t errlen)
-{
-	while (flock(l->lockfd, LOCK_EX) != 0)
-		if (errno != EINTR)
-			return fail(err, errlen, KXGPU_EIO, "cannot lock %s.lock: %s",
-			            l->path, strerror(errno));
-	return 0;
-}
-
-static void unlock(kxgpu_ledger *l)
-{
-	flock(l->lockfd, LOCK_UN);
-}
-
-static int corrupt(kxgpu_ledger *l, char *err, size_t errlen, const char *why)
-{
-	return fail(err, errlen, KXGPU_ECORRUPT,
-	            "ledger corrupted: %s: %s (left as it is; move it away to "
-	            "start afresh)", l->path, why);
-}
-
-static int read_all(int fd, void *buf, size_t len, off_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pread(fd, (char *)buf + done, len - done,
-		                  off + (off_t)done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		done += (size_t)n;
-	}
-	return 0;
-}
-
-static int write_all(int fd, const void *buf, size_t len, off_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pwrite(fd, (const char *)buf + done, len - done,
-		                   off + (off_t)done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		done += (size_t)n;
-	}
-	return 0;
-}
-
-static void remove_usage(kxgpu_ledger *l, const char *id)
-{
-	char path[4300];
-
-	kxgpu_usage_path(l, id, path, sizeof path);
-	unlink(path);
-}
-
-static uint64_t header_sum(struct file_header *h)
-{
-	uint64_t keep = h->checksum, sum;
-
-	h->checksum = 0;
-	sum = checksum(h, sizeof *h, NULL, 0);
-	h->checksum = keep;
-	return sum;
-}
-
-static uint64_t counter_sum(const struct counter *c)
-{
-	return checksum(&c->next_id, sizeof c->next_id, NULL, 0);
-}
-
-static uint64_t record_sum(struct kxgpu_partition *r)
-{
-	uint64_t keep = r->checksum, sum;
-
-	r->checksum = 0;
-	sum = checksum(r, sizeof *r, NULL, 0) | 1;  /* never 0 (= free) */
-	r->checksum = keep;
-	return sum;
-}
-
-static int is_free(const struct kxgpu_partition *r)
-{
-	static const struct kxgpu_partition zero;
-
-	return memcmp(r, &zero, sizeof zero) == 0;
-}
-
-/* 42 for "partition_0042" (0 for anything else); called per record on
- * every load, so no sscanf. */
-static uint32_t id_number(const char *id)
-{
-	uint32_t n = 0;
-
-	if (strncmp(id, "partition_", 10) != 0)
-		return 0;
-	for (id += 10; *id >= '0' && *id <= '9' && n < 400000000u; id++)
-		n = n * 10 + (uint32_t)(*id - '0');
-	return *id ? 0 : n;
-}
-
-/* A new ledger: written whole to ledger.tmp, synced, renamed into place. */
-static int create_file(kxgpu_ledger *l, char *err, size_t errlen)
-{
-	struct file_header h;
-	struct counter c = { .next_id = 1 };
-	int fd;
-
-	memset(&h, 0, sizeof h);
-	memcpy(h.magic, LEDGER_MAGIC, 8);
-	h.version = LEDGER_VERSION;
-	h.slots_off = SLOTS_OFF;
-	h.record_size = SLOT_SIZE;
-	h.checksum = header_sum(&h);
-	c.checksum = counter_sum(&c);
-	unlink(l->tmp);  /* a crashed writer's, maybe another user's */
-	fd = open(l->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return fail(err, errlen, KXGPU_EIO, "cannot create %s: %s", l->tmp,
-		            strerror(errno));
-	fchmod(fd, l->serve ? 0600 : 0666);
-	if (ftruncate(fd, SLOTS_OFF) != 0 || write_all(fd, &h, sizeof h, 0) != 0 ||
-	    write_all(fd, &c, sizeof c, COUNTER_OFF) != 0 || fsync(fd) != 0) {
-		int e = errno;
-		close(fd);
-		unlink(l->tmp);
-		return fail(err, errlen, KXGPU_EIO, "cannot write %s: %s", l->tmp,
-		            strerror(e));
-	}
-	close(fd);
-	if (rename(l->tmp, l->path) != 0) {
-		int e = errno;
-		unlink(l->tmp);
-		return fail(err, errlen, KXGPU_EIO, "cannot create %s: %s", l->path,
-		            strerror(e));
-	}
-	return 0;
-}
-
-static int put_slot(struct state *s, uint32_t i, char *err, size_t errlen)
-{
-	if (write_all(s->fd, &s->slots[i], SLOT_SIZE,
-	              SLOTS_OFF + (off_t)i * SLOT_SIZE) != 0)
-		return fail(err, errlen, KXGPU_EIO, "cannot write the ledger: %s",
-		            strerror(errno));
-	s->written = 1;
-	return 0;
-}
-
-static void free_slot(kxgpu_ledger *l, struct state *s, uint32_t i)
-{
-	remove_usage(l, s->slots[i].id);
-	memset(&s->slots[i], 0, SLOT_SIZE);
-}
-
-/* Loads the ledger (making an empty one if absent), verifying every
- * checksum, and frees the slots of expired partitions. */
-static int load(kxgpu_ledger *l, struct state *s, char *err, size_t errlen)
-{
-	struct stat st;
-	uint32_t maxid = 0;
-	int64_t now;
+	struct kxgpu_snapshot snap;
+	char lockpath[4200];
 	int rc;
 
-	memset(s, 0, sizeof *s);
-	s->fd = open(l->path, O_RDWR | O_CLOEXEC);
-	if (s->fd < 0 && errno == ENOENT) {
-		rc = create_file(l, err, errlen);
-		if (rc)
-			return rc;
-		s->fd = open(l->path, O_RDWR | O_CLOEXEC);
-	}
-	if (s->fd < 0)
-		return fail(err, errlen, KXGPU_EIO, "cannot open %s: %s", l->path,
-		            strerror(errno));
-	if (fstat(s->fd, &st) != 0 || st.st_size < SLOTS_OFF ||
-	    read_all(s->fd, &s->h, sizeof s->h, 0) != 0 ||
-	    read_all(s->fd, &s->c, sizeof s->c, COUNTER_OFF) != 0)
-		return corrupt(l, err, errlen, "shorter than its header");
-	if (memcmp(s->h.magic, LEDGER_MAGIC, 8) != 0 ||
-	    s->h.version != LEDGER_VERSION || s->h.slots_off != SLOTS_OFF ||
-	    s->h.record_size != SLOT_SIZE || s->h.ndevices > KXGPU_MAX_DEVICES ||
-	    header_sum(&s->h) != s->h.checksum)
-		return corrupt(l, err, errlen, "bad header (checksum mismatch)");
-	if (counter_sum(&s->c) != s->c.checksum || s->c.next_id == 0)
-		return corrupt(l, err, errlen, "bad counter (checksum mismatch)");
-	if ((st.st_size - SLOTS_OFF) % SLOT_SIZE != 0)
-		return corrupt(l, err, errlen, "size does not match its records");
-	s->nslots = (uint32_t)((st.st_size - SLOTS_OFF) / SLOT_SIZE);
-	s->slots = calloc(s->nslots + 1, SLOT_SIZE);
-	if (!s->slots)
-		return fail(err, errlen, KXGPU_EIO, "out of memory");
-	if (read_all(s->fd, s->slots, s->nslots * SLOT_SIZE, SLOTS_OFF) != 0)
-		return corrupt(l, err, errlen, "cannot read its records");
-	now = kxgpu_now_ms();
-	for (uint32_t i = 0; i < s->nslots; i++) {
-		struct kxgpu_partition *r = &s->slots[i];
-		if (is_free(r))
-			continue;
-		if (r->checksum != record_sum(r) || r->id[0] == 0 ||
-		    memchr(r->id, 0, sizeof r->id) == NULL ||
-		    memchr(r->owner, 0, sizeof r->owner) == NULL)
-			return corrupt(l, err, errlen, "record checksum mismatch");
-		if (id_number(r->id) > maxid)
-			maxid = id_number(r->id);
-		if (r->expires_ms <= now) {
-			free_slot(l, s, i);
-			rc = put_slot(s, i, err, errlen);
-			if (rc)
-				return rc;
-		}
-	}
-	/* a creator that died after writing its record but before the counter */
-	if (s->c.next_id <= maxid)
-		s->c.next_id = maxid + 1;
+	if (l->ops != &kxgpu_file_ops || geteuid() != 0)
+		return kxgpu_fail(err, errlen, KXGPU_EPERM,
+		                  "Permission denied: kxrun gpu serve runs as root");
+	l->serve = 1;
+	rc = kxgpu_ledger_read(l, &snap, err, errlen);  /* makes the ledger */
+	if (rc)
+		return rc;
+	kxgpu_snapshot_free(&snap);
+	snprintf(lockpath, sizeof lockpath, "%s/ledger.lock", l->dir);
+	if (chmod(l->dir, 0755) != 0 || chmod(l->path, 0600) != 0 ||
+	    chmod(lockpath, 0600) != 0)
+		return kxgpu_fail(err, errlen, KXGPU_EIO, "cannot restrict %s: %s",
+		                  l->dir, strerror(errno));
 	return 0;
-}
-
-/* Takes the lock and loads; on success the caller must call finish(). */
-static int begin(kxgpu_ledger *l, struct state *s, char *err, size_t errlen)
-{
-	int rc = lock(l, err, errlen);
-
-	if (rc)
-		return rc;
-	rc = load(l, s, err, errlen);
-	if (rc) {
-		if (s->fd >= 0)
-			close(s->fd);
-		free(s->slots);
-		unlock(l);
-	}
-	return rc;
-}
-
-/* Makes what was written durable (dropping free slots at the end, so the
- * file shrinks back after a busy day), unlocks, frees. */
-static int finish(kxgpu_ledger *l, struct state *s, int rc, char *err,
-                  size_t errlen)
-{
-	uint32_t used = s->nslots;
-
-	while (used > 0 && is_free(&s->slots[used - 1]))
-		used--;
-	if (s->written && used < s->nslots &&
-	    ftruncate(s->fd, SLOTS_OFF + (off_t)used * SLOT_SIZE) != 0 && !rc)
-		rc = fail(err, errlen, KXGPU_EIO, "cannot truncate %s: %s", l->path,
-		          strerror(errno));
-	if (s->written && fdatasync(s->fd) != 0 && !rc)
-		rc = fail(err, errlen, KXGPU_EIO, "cannot sync %s: %s", l->path,
-		          strerror(errno));
-	close(s->fd);
-	unlock(l);
-	free(s->slots);
-	return rc;
-}
-
-static int by_id(const void *a, const void *b)
-{
-	uint32_t x = id_number(((const struct kxgpu_partition *)a)->id);
-	uint32_t y = id_number(((const struct kxgpu_partition *)b)->id);
-
-	return x < y ? -1 : x > y;
-}
-
-int kxgpu_ledger_read(kxgpu_ledger *l, struct kxgpu_snapshot *snap, char *err,
-                      size_t errlen)
-{
-	struct state s;
-	int rc;
-
-	if (l->remote)
-		return kxgpu_remote_read(l->sock, snap, 0, err, errlen);
-
-	memset(snap, 0, sizeof *snap);
-	rc = begin(l, &s, err, errlen);
-	if (rc)
-		return rc;
-	snap->ndevices = s.h.ndevices;
-	snap->probed_ms = s.h.probed_ms;
-	memcpy(snap->devices, s.h.devices, sizeof snap->devices);
-	snap->parts = calloc(s.nslots + 1, sizeof *snap->parts);
-	if (!snap->parts) {
-		rc = fail(err, errlen, KXGPU_EIO, "out of memory");
-	} else {
-		for (uint32_t i = 0; i < s.nslots; i++)
-			if (!is_free(&s.slots[i]))
-				snap->parts[snap->n++] = s.slots[i];
-		qsort(snap->parts, snap->n, sizeof *snap->parts, by_id);
-	}
-	return finish(l, &s, rc, err, errlen);
-}
-
-int kxgpu_ledger_devices(kxgpu_ledger *l, struct kxgpu_snapshot *snap,
-                         char *err, size_t errlen)
-{
-	struct file_header h;
-	int fd, rc;
-
-	if (l->remote)
-		return kxgpu_remote_read(l->sock, snap, 1, err, errlen);
-
-	memset(snap, 0, sizeof *snap);
-	rc = lock(l, err, errlen);
-	if (rc)
-		return rc;
-	fd = open(l->path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT) {
-		unlock(l);
-		return 0;  /* no ledger yet: no devices known */
-	}
-	if (fd < 0)
-		rc = fail(err, errlen, KXGPU_EIO, "cannot open %s: %s", l->path,
-		          strerror(errno));
-	else if (read_all(fd, &h, sizeof h, 0) != 0)
-		rc = corrupt(l, err, errlen, "shorter than its header");
-	else if (memcmp(h.magic, LEDGER_MAGIC, 8) != 0 ||
-	         h.version != LEDGER_VERSION || h.ndevices > KXGPU_MAX_DEVICES ||
-	         header_sum(&h) != h.checksum)
-		rc = corrupt(l, err, errlen, "bad header (checksum mismatch)");
-	if (fd >= 0)
-		close(fd);
-	unlock(l);
-	if (!rc) {
-		snap->ndevices = h.ndevices;
-		snap->probed_ms = h.probed_ms;
-		memcpy(snap->devices, h.devices, sizeof snap->devices);
-	}
-	return rc;
 }
 
 void kxgpu_snapshot_free(struct kxgpu_snapshot *snap)
@@ -598,195 +197,151 @@ void kxgpu_snapshot_free(struct kxgpu_snapshot *snap)
 	snap->n = 0;
 }
 
+/* ---- dispatch ------------------------------------------------------------ */
+
+int kxgpu_ledger_read(kxgpu_ledger *l, struct kxgpu_snapshot *snap, char *err,
+                      size_t errlen)
+{
+	memset(snap, 0, sizeof *snap);
+	return l->ops->read(l, snap, err, errlen);
+}
+
+int kxgpu_ledger_devices(kxgpu_ledger *l, struct kxgpu_snapshot *snap,
+                         char *err, size_t errlen)
+{
+	memset(snap, 0, sizeof *snap);
+	return l->ops->devices(l, snap, err, errlen);
+}
+
 int kxgpu_ledger_set_devices(kxgpu_ledger *l, const struct kxgpu_device *devs,
                              uint32_t n, char *err, size_t errlen)
 {
-	struct state s;
-	int rc;
-
-	if (l->remote)  /* the daemon probes for itself */
-		return kxgpu_remote_probe(l->sock, err, errlen);
-
-	if (n > KXGPU_MAX_DEVICES)
-		n = KXGPU_MAX_DEVICES;
-	rc = begin(l, &s, err, errlen);
-	if (rc)
-		return rc;
-	memset(s.h.devices, 0, sizeof s.h.devices);
-	memcpy(s.h.devices, devs, n * sizeof *devs);
-	s.h.ndevices = n;
-	s.h.probed_ms = kxgpu_now_ms();
-	s.h.checksum = header_sum(&s.h);
-	if (write_all(s.fd, &s.h, sizeof s.h, 0) != 0)
-		rc = fail(err, errlen, KXGPU_EIO, "cannot write %s: %s", l->path,
-		          strerror(errno));
-	s.written = 1;
-	return finish(l, &s, rc, err, errlen);
-}
-
-static uint32_t used_ppm(const struct state *s, uint32_t device)
-{
-	uint64_t used = 0;
-
-	for (uint32_t i = 0; i < s->nslots; i++)
-		if (!is_free(&s->slots[i]) && s->slots[i].device == device)
-			used += s->slots[i].ppm;
-	return used > KXGPU_PPM ? KXGPU_PPM : (uint32_t)used;
+	return l->ops->set_devices(l, devs, n < KXGPU_MAX_DEVICES ? n :
+	                           KXGPU_MAX_DEVICES, err, errlen);
 }
 
 int kxgpu_ledger_create(kxgpu_ledger *l, const struct kxgpu_request *req,
                         struct kxgpu_partition *out, char *err, size_t errlen)
 {
-	struct kxgpu_partition *r;
-	struct state s;
-	uint32_t used, slot;
-	char a[16], b[16];
-	int rc;
-
-	if (l->remote)
-		return kxgpu_remote_create(l->sock, req, out, err, errlen);
-
 	if (req->ppm == 0 || req->ppm > KXGPU_PPM)
-		return fail(err, errlen, KXGPU_EINVAL,
-		            "Invalid memory fraction: must be > 0 and <= 1");
+		return kxgpu_fail(err, errlen, KXGPU_EINVAL,
+		                  "Invalid memory fraction: must be > 0 and <= 1");
 	if (req->duration_ms <= 0 || req->duration_ms > KXGPU_MAX_DURATION_MS)
-		return fail(err, errlen, KXGPU_EINVAL,
-		            "Invalid duration: must be > 0 and at most one year "
-		            "(31622400 seconds)");
+		return kxgpu_fail(err, errlen, KXGPU_EINVAL,
+		                  "Invalid duration: must be > 0 and at most one "
+		                  "year (31622400 seconds)");
 	if (req->owner != req->caller && req->caller != 0)
-		return fail(err, errlen, KXGPU_EPERM, "Permission denied: only "
-		            "administrators can create partitions for other users");
-	rc = begin(l, &s, err, errlen);
-	if (rc)
-		return rc;
-	if (req->device >= s.h.ndevices) {
-		rc = fail(err, errlen, KXGPU_ENODEV,
-		          "Invalid device index: %u (%u device%s known)",
-		          req->device, s.h.ndevices, s.h.ndevices == 1 ? "" : "s");
-		return finish(l, &s, rc, err, errlen);
-	}
-	used = used_ppm(&s, req->device);
-	if (req->ppm > KXGPU_PPM - used) {
-		kxgpu_format_percent(KXGPU_PPM - used, a, sizeof a);
-		kxgpu_format_percent(req->ppm, b, sizeof b);
-		rc = fail(err, errlen, KXGPU_ENOSPACE,
-		          "Not enough available memory: device %u has %s%% free, "
-		          "%s%% requested", req->device, a, b);
-		return finish(l, &s, rc, err, errlen);
-	}
-	if (s.c.next_id > 99999999) {
-		rc = fail(err, errlen, KXGPU_EIO, "partition numbers exhausted");
-		return finish(l, &s, rc, err, errlen);
-	}
-	for (slot = 0; slot < s.nslots && !is_free(&s.slots[slot]); slot++)
-		;  /* slot == nslots: append (slots has room for one more) */
-	r = &s.slots[slot];
-	memset(r, 0, sizeof *r);
-	snprintf(r->id, sizeof r->id, "partition_%04u", s.c.next_id++);
-	r->device = req->device;
-	r->ppm = req->ppm;
-	r->bytes = kxgpu_share_bytes(s.h.devices[req->device].memory, req->ppm);
-	r->uid = req->owner;
-	r->creator_uid = req->caller;
-	r->pid = req->pid;
-	kxgpu_user_name(req->owner, r->owner, sizeof r->owner);
-	r->created_ms = kxgpu_now_ms();
-	r->expires_ms = r->created_ms + req->duration_ms;
-	r->checksum = record_sum(r);
-	/* the record first: a crash before the counter is repaired on load */
-	rc = put_slot(&s, slot, err, errlen);
-	s.c.checksum = counter_sum(&s.c);
-	if (!rc && write_all(s.fd, &s.c, sizeof s.c, COUNTER_OFF) != 0)
-		rc = fail(err, errlen, KXGPU_EIO, "cannot write %s: %s", l->path,
-		          strerror(errno));
-	if (!rc && out)
-		*out = *r;
-	if (!rc && l->serve) {  /* users cannot create files here: make it now */
-		char path[4300];
-		kxgpu_usage_path(l, r->id, path, sizeof path);
-		rc = kxgpu_usage_init(path, r->bytes, r->expires_ms, err, errlen)
-		     ? KXGPU_EIO : 0;
-	}
-	return finish(l, &s, rc, err, errlen);
-}
-
-static int find(const struct state *s, const char *id)
-{
-	for (uint32_t i = 0; i < s->nslots; i++)
-		if (!is_free(&s->slots[i]) &&
-		    strncmp(s->slots[i].id, id, sizeof s->slots[i].id) == 0)
-			return (int)i;
-	return -1;
+		return kxgpu_fail(err, errlen, KXGPU_EPERM, "Permission denied: "
+		                  "only administrators can create partitions for "
+		                  "other users");
+	return l->ops->create(l, req, out, err, errlen);
 }
 
 int kxgpu_ledger_release(kxgpu_ledger *l, const char *id, uid_t caller,
                          struct kxgpu_partition *out, char *err,
                          size_t errlen)
 {
-	struct state s;
-	int rc, i;
+	struct kxgpu_release rel = { .id = id, .caller = caller };
 
-	if (l->remote)
-		return kxgpu_remote_id(l->sock, KXGPU_OP_RELEASE, id, out, err,
-		                       errlen);
+	return l->ops->release(l, &rel, out, err, errlen);
+}
 
-	rc = begin(l, &s, err, errlen);
-	if (rc)
-		return rc;
-	i = find(&s, id);
-	if (i < 0) {
-		rc = fail(err, errlen, KXGPU_ENOENT, "Partition not found: %s", id);
-	} else if (caller != 0 && caller != s.slots[i].uid) {
-		rc = fail(err, errlen, KXGPU_EPERM,
-		          "Permission denied: partition owned by %s",
-		          s.slots[i].owner);
-	} else {
-		if (out)
-			*out = s.slots[i];
-		free_slot(l, &s, (uint32_t)i);
-		rc = put_slot(&s, (uint32_t)i, err, errlen);
-	}
-	return finish(l, &s, rc, err, errlen);
+int kxgpu_ledger_release_force(kxgpu_ledger *l, const char *id, uid_t caller,
+                               uint32_t grace_ms, struct kxgpu_partition *out,
+                               char *err, size_t errlen)
+{
+	struct kxgpu_release rel = { .id = id, .caller = caller, .force = 1,
+	                             .grace_ms = grace_ms };
+
+	return l->ops->release(l, &rel, out, err, errlen);
 }
 
 int kxgpu_ledger_find(kxgpu_ledger *l, const char *id,
                       struct kxgpu_partition *out, char *err, size_t errlen)
 {
-	struct state s;
-	int rc, i;
-
-	if (l->remote)
-		return kxgpu_remote_id(l->sock, KXGPU_OP_FIND, id, out, err,
-		                       errlen);
-
-	rc = begin(l, &s, err, errlen);
-	if (rc)
-		return rc;
-	i = find(&s, id);
-	if (i < 0)
-		rc = fail(err, errlen, KXGPU_ENOENT, "Partition not found: %s", id);
-	else
-		*out = s.slots[i];
-	return finish(l, &s, rc, err, errlen);
+	return l->ops->find(l, id, out, err, errlen);
 }
 
 int kxgpu_ledger_available(kxgpu_ledger *l, uint32_t device, uint32_t *ppm,
                            char *err, size_t errlen)
 {
-	struct state s;
-	int rc;
-
-	if (l->remote)
-		return kxgpu_remote_available(l->sock, device, ppm, err, errlen);
-
-	rc = begin(l, &s, err, errlen);
-	if (rc)
-		return rc;
-	if (device >= s.h.ndevices)
-		rc = fail(err, errlen, KXGPU_ENODEV,
-		          "Invalid device index: %u (%u device%s known)", device,
-		          s.h.ndevices, s.h.ndevices == 1 ? "" : "s");
-	else
-		*ppm = KXGPU_PPM - used_ppm(&s, device);
-	return finish(l, &s, rc, err, errlen);
+	return l->ops->available(l, device, ppm, err, errlen);
 }
+
+/* ---- no state directory ----------------------------------------------------
+ * Nothing was ever promised in a directory that does not exist: reads are
+ * empty, creating says why it cannot; device facts are kept for this
+ * process only. */
+
+static int absent_devices(kxgpu_ledger *l, struct kxgpu_snapshot *snap,
+                          char *err, size_t errlen)
+{
+	(void)err, (void)errlen;
+	snap->ndevices = l->ndevices;
+	snap->probed_ms = l->probed_ms;
+	memcpy(snap->devices, l->devices, sizeof snap->devices);
+	return 0;
+}
+
+static int absent_read(kxgpu_ledger *l, struct kxgpu_snapshot *snap,
+                       char *err, size_t errlen)
+{
+	absent_devices(l, snap, err, errlen);
+	snap->parts = calloc(1, sizeof *snap->parts);
+	return snap->parts ? 0 : kxgpu_fail(err, errlen, KXGPU_EIO,
+	                                    "out of memory");
+}
+
+static int absent_set_devices(kxgpu_ledger *l, const struct kxgpu_device *devs,
+                              uint32_t n, char *err, size_t errlen)
+{
+	(void)err, (void)errlen;
+	memset(l->devices, 0, sizeof l->devices);
+	memcpy(l->devices, devs, n * sizeof *devs);
+	l->ndevices = n;
+	l->probed_ms = kxgpu_now_ms();
+	return 0;
+}
+
+static int absent_create(kxgpu_ledger *l, const struct kxgpu_request *req,
+                         struct kxgpu_partition *out, char *err,
+                         size_t errlen)
+{
+	(void)req, (void)out;
+	return kxgpu_fail(err, errlen, KXGPU_EIO, "%s (the ledger's directory: "
+	                  "root makes it with any `kxrun gpu` command, or set "
+	                  "KXRUN_STATE_DIR)", l->absent);
+}
+
+static int absent_find(kxgpu_ledger *l, const char *id,
+                       struct kxgpu_partition *out, char *err, size_t errlen)
+{
+	(void)l, (void)out;
+	return kxgpu_fail(err, errlen, KXGPU_ENOENT, "Partition not found: %s",
+	                  id);
+}
+
+static int absent_release(kxgpu_ledger *l, const struct kxgpu_release *rel,
+                          struct kxgpu_partition *out, char *err,
+                          size_t errlen)
+{
+	return absent_find(l, rel->id, out, err, errlen);
+}
+
+static int absent_available(kxgpu_ledger *l, uint32_t device, uint32_t *ppm,
+                            char *err, size_t errlen)
+{
+	if (device >= l->ndevices)
+		return kxgpu_fail(err, errlen, KXGPU_ENODEV,
+		                  "Invalid device index: %u (%u device%s known)",
+		                  device, l->ndevices, l->ndevices == 1 ? "" : "s");
+	*ppm = KXGPU_PPM;
+	return 0;
+}
+
+const struct kxgpu_ledger_ops kxgpu_absent_ops = {
+	.read = absent_read, .devices = absent_devices,
+	.set_devices = absent_set_devices, .create = absent_create,
+	.release = absent_release, .find = absent_find,
+	.available = absent_available,
+};

@@ -19,18 +19,30 @@
  * between two writes leaves a readable ledger (the counter is never behind
  * the highest id found).
  *
- * The directory is made mode 0777 and its files 0666 so that a second user
- * works with a directory the first one made; without `kxrun gpu serve` every
- * user of the machine is trusted to go through this code.
+ * The directory is made mode 0777 and the ledger files 0666 so that a
+ * second user works with a directory the first one made; without `kxrun
+ * gpu serve` every user of the machine is trusted to go through this code.
+ * A ledger is opened with one of three backends (ledger_ops.h): the file,
+ * the daemon's socket (a user who may not write root's ledger), or none (a
+ * user who may not make the directory: nothing is promised there yet).
  *
  * A ledger whose size, magic or any checksum is wrong is reported as
  * KXGPU_ECORRUPT and never rewritten: move it away to start afresh.
  *
  * Amounts are integers: a partition's share is in parts per million of its
  * device (KXGPU_PPM = 100%), its bytes are memory * ppm / 10^6 rounded down.
- * Times are milliseconds of CLOCK_REALTIME.  Every read drops the records
- * whose expiry has passed (and removes their .mem files), so expiry needs no
- * monitor and holds after the creator is gone.
+ * Times are milliseconds of CLOCK_REALTIME.
+ *
+ * A partition's programs never outlive it, and its share is never promised
+ * again while they run.  A partition that expired, or is being released by
+ * force, is "ending": no program starts in it, and its record (with its
+ * share) stays until its programs (members.h) are gone.  Every read ends the
+ * programs of ending partitions that are due: those of a `run` whose kxrun
+ * still waits for them get that kxrun's grace after expiry (it signals them
+ * itself), those of a forced release the grace it gave; all others are
+ * killed at once (SIGKILL: their runner was killed).  Then the record and
+ * its .mem file go.  So expiry needs no monitor and holds after the creator
+ * and the runner are gone.
  *
  * Functions return 0 or a negative KXGPU_E* code with a message in err.
  */
@@ -54,6 +66,8 @@ enum {
 	KXGPU_ECORRUPT = -5,  /* the ledger file is damaged */
 	KXGPU_EIO      = -6,  /* a system call failed */
 	KXGPU_ENODEV   = -7,  /* device index out of range */
+	KXGPU_EBUSY    = -8,  /* programs run in it: release by force */
+	KXGPU_EAGAIN   = -9,  /* a forced release is ending them: call again */
 };
 
 /* Facts about one OpenCL device, as cached in the ledger. */
@@ -80,7 +94,9 @@ struct kxgpu_partition {
 	int64_t created_ms;
 	int64_t expires_ms;
 	uint32_t creator_uid;
-	uint8_t reserved[20];
+	uint32_t end_grace_ms; /* released by force: SIGKILL after this */
+	int64_t released_ms;   /* when a forced release began ending it, or 0 */
+	uint8_t reserved[8];
 	uint64_t checksum;     /* of this record in the file; 0 in a free slot */
 };
 
@@ -91,6 +107,13 @@ struct kxgpu_snapshot {
 	struct kxgpu_device devices[KXGPU_MAX_DEVICES];
 	uint32_t n;            /* live partitions, in id (creation) order */
 	struct kxgpu_partition *parts;  /* malloc'd; kxgpu_snapshot_free */
+};
+
+struct kxgpu_release {
+	const char *id;
+	uid_t caller;          /* only the owner or root (0) may */
+	int force;             /* end its programs (else refuse, naming them) */
+	uint32_t grace_ms;     /* with force: SIGTERM, SIGKILL this much later */
 };
 
 struct kxgpu_request {
@@ -122,7 +145,8 @@ int kxgpu_ledger_serve_mode(kxgpu_ledger *l, char *err, size_t errlen);
 const char *kxgpu_ledger_socket(const kxgpu_ledger *l);
 const char *kxgpu_ledger_dir(const kxgpu_ledger *l);
 
-/* Reads the ledger (dropping expired records, which rewrites it). */
+/* Reads the ledger: live and ending partitions (ending the programs that
+ * are due, dropping the records that are over, which rewrites it). */
 int kxgpu_ledger_read(kxgpu_ledger *l, struct kxgpu_snapshot *snap, char *err,
                       size_t errlen);
 void kxgpu_snapshot_free(struct kxgpu_snapshot *snap);
@@ -142,12 +166,23 @@ int kxgpu_ledger_create(kxgpu_ledger *l, const struct kxgpu_request *req,
                         struct kxgpu_partition *out, char *err, size_t errlen);
 
 /* Releases id; only its owner or root (caller 0) may.  Fills *out if not
- * NULL with the record released. */
+ * NULL with the record.  While programs run in it, KXGPU_EBUSY with a
+ * message naming them ("sh (pid 12), ..."), and nothing changes. */
 int kxgpu_ledger_release(kxgpu_ledger *l, const char *id, uid_t caller,
                          struct kxgpu_partition *out, char *err,
                          size_t errlen);
 
-/* Finds a live partition. */
+/* Releases id by force: the first call makes it ending and sends its
+ * programs SIGTERM, a call grace_ms later SIGKILL; KXGPU_EAGAIN while they
+ * run (call again), 0 once they are gone and the partition is released. */
+int kxgpu_ledger_release_force(kxgpu_ledger *l, const char *id, uid_t caller,
+                               uint32_t grace_ms, struct kxgpu_partition *out,
+                               char *err, size_t errlen);
+
+/* Whether p takes no new program: expired, or being released by force. */
+int kxgpu_partition_ending(const struct kxgpu_partition *p, int64_t now);
+
+/* Finds a live partition (not an ending one). */
 int kxgpu_ledger_find(kxgpu_ledger *l, const char *id,
                       struct kxgpu_partition *out, char *err, size_t errlen);
 

@@ -4,17 +4,18 @@
  *   gpu.devices()            probe OpenCL (refreshes the ledger's cache)
  *   gpu.stats()              devices with their promised memory
  *   gpu.available(dev)       percent free (number), and the same in ppm
- *   gpu.list()               live partitions
+ *   gpu.list()               partitions (live, and ending: .ending)
  *   gpu.create{device=, memory=, duration=, user=}  -> partition
  *   gpu.open(id)             -> partition (an existing one)
- *   gpu.release(id)
+ *   gpu.release(id [, {force=, grace=}])            (lrelease.c)
  *   partition.id/.device/.memory/.bytes/.owner/.uid/.pid/.created/.expires
- *   partition:remaining(), partition:release(), partition:exec{argv...,
+ *   partition:remaining(), partition:release([opts]), partition:exec{argv...,
  *       grace=, env=}  -> {code=N} | {signal=N}, with expired=true when the
- *       partition's end stopped it
- *   local p <close> = gpu.create{...}   -- released at the end of the scope
+ *       partition's end stopped it (lexec.c)
+ *   local p <close> = gpu.create{...}   -- released (by force) at the end
  *
- * Recoverable failures return nil, message (Chronos's messages).
+ * Failures of the world return nil, message (Chronos's messages); misuse
+ * (bad arguments, a released handle) raises.
  */
 #include "devices.h"
 #include "lgpu.h"
@@ -40,29 +41,6 @@ struct lpart {
 	char device_name[96];
 	int released;
 };
-
-/* gpu.state_dir(path): this process's ledger directory instead of the
- * default (for tests and experiments that must not touch the machine's). */
-static char dir_override[4096];
-
-/* The ledger of the current state directory (reopened if it changes). */
-kxgpu_ledger *kxgpu_lua_ledger(char *err, size_t errlen)
-{
-	static kxgpu_ledger *cached;
-	char dir[4096];
-
-	if (dir_override[0])
-		snprintf(dir, sizeof dir, "%s", dir_override);
-	else
-		kxgpu_default_dir(dir, sizeof dir);
-	if (cached && strcmp(kxgpu_ledger_dir(cached), dir) == 0)
-		return cached;
-	kxgpu_ledger_close(cached);
-	cached = NULL;
-	if (kxgpu_ledger_open(&cached, dir, err, errlen) != 0)
-		return NULL;
-	return cached;
-}
 
 #define LEDGER_OR_FAIL(L, l, err)                                   \
 	kxgpu_ledger *l = kxgpu_lua_ledger(err, sizeof err);        \
@@ -147,8 +125,11 @@ static void push_partition_table(lua_State *L, const struct kxgpu_partition *p)
 	lua_setfield(L, -2, "created");
 	lua_pushnumber(L, p->expires_ms / 1e3);
 	lua_setfield(L, -2, "expires");
-	lua_pushnumber(L, left > 0 ? left / 1e3 : 0);
+	lua_pushnumber(L, left > 0 && !p->released_ms ? left / 1e3 : 0);
 	lua_setfield(L, -2, "remaining");
+	/* expired or released by force, its programs still ending */
+	lua_pushboolean(L, kxgpu_partition_ending(p, kxgpu_now_ms()));
+	lua_setfield(L, -2, "ending");
 }
 
 static int l_devices(lua_State *L)
@@ -325,7 +306,13 @@ static int l_create(lua_State *L)
 		               "year (31622400 seconds)");
 	req.owner = req.caller;
 	if (lua_type(L, -1) == LUA_TNUMBER) {
-		req.owner = (uid_t)lua_tointeger(L, -1);
+		int isint;
+		lua_Integer uid = lua_tointegerx(L, -1, &isint);
+		/* (uid_t)-1 means "no uid" to the kernel */
+		if (!isint || uid < 0 || uid >= 0xffffffffLL)
+			return luaL_argerror(L, 1, "field 'user': a user name or a "
+			                     "uid from 0 to 4294967294");
+		req.owner = (uid_t)uid;
 	} else if (!lua_isnil(L, -1)) {
 		const char *u = luaL_checkstring(L, -1);
 		if (kxgpu_user_uid(u, &req.owner) != 0)
@@ -369,20 +356,11 @@ static int l_open(lua_State *L)
 	return 1;
 }
 
-static int release_id(lua_State *L, const char *id)
-{
-	char err[KXGPU_ERRLEN];
-	LEDGER_OR_FAIL(L, l, err);
-
-	if (kxgpu_ledger_release(l, id, getuid(), NULL, err, sizeof err) != 0)
-		return kx_fail(L, "%s", err);
-	lua_pushboolean(L, 1);
-	return 1;
-}
-
 static int l_release(lua_State *L)
 {
-	return release_id(L, luaL_checkstring(L, 1));
+	int released;
+
+	return kxgpu_release(L, luaL_checkstring(L, 1), 2, &released);
 }
 
 /* ---- partition userdata ------------------------------------------------- */
@@ -401,37 +379,33 @@ static int p_remaining(lua_State *L)
 	return 1;
 }
 
-static int p_release(lua_State *L)
+/* Misuse of a released handle raises (liolib's rule for a closed file). */
+static struct lpart *checklive(lua_State *L)
 {
 	struct lpart *lp = checkpart(L);
 
-	int n;
-
 	if (lp->released)
-		return kx_fail(L, "Partition already released: %s", lp->p.id);
-	n = release_id(L, lp->p.id);
-	if (lua_toboolean(L, -n))
-		lp->released = 1;
-	return n;
+		luaL_error(L, "attempt to use a released partition (%s)", lp->p.id);
+	return lp;
 }
 
-/* <close>: releases, quietly when it is gone already (expired). */
+static int p_release(lua_State *L)
+{
+	struct lpart *lp = checklive(L);
+
+	return kxgpu_release(L, lp->p.id, 2, &lp->released);
+}
+
+/* <close>: released by force, nobody waiting; never raises (like a file's
+ * __close), a failure is reported on stderr. */
 static int p_close(lua_State *L)
 {
 	struct lpart *lp = checkpart(L);
-	char err[KXGPU_ERRLEN];
-	kxgpu_ledger *l;
-	int rc;
 
-	if (lp->released)
-		return 0;
-	lp->released = 1;
-	l = kxgpu_lua_ledger(err, sizeof err);
-	if (!l)
-		return luaL_error(L, "%s", err);
-	rc = kxgpu_ledger_release(l, lp->p.id, getuid(), NULL, err, sizeof err);
-	if (rc != 0 && rc != KXGPU_ENOENT)
-		return luaL_error(L, "%s", err);
+	if (!lp->released) {
+		lp->released = 1;
+		kxgpu_release_quietly(lp->p.id);
+	}
 	return 0;
 }
 
@@ -447,10 +421,8 @@ static int p_tostring(lua_State *L)
 
 static int p_exec(lua_State *L)
 {
-	struct lpart *lp = checkpart(L);
+	struct lpart *lp = checklive(L);
 
-	if (lp->released)
-		return kx_fail(L, "Partition already released: %s", lp->p.id);
 	return kxgpu_exec(L, &lp->p, 2);
 }
 
@@ -461,28 +433,40 @@ static const luaL_Reg part_methods[] = {
 	{ NULL, NULL },
 };
 
-/* __index: methods first, then the record's fields. */
-static int p_index(lua_State *L)
+/* A field of the partition's record (a getter of the class). */
+static int p_field(lua_State *L)
 {
 	struct lpart *lp = checkpart(L);
 	const char *k = luaL_checkstring(L, 2);
 
-	lua_pushvalue(L, 2);
-	if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
-		return 1;
-	lua_pop(L, 1);
-	push_partition_table(L, &lp->p);
-	lua_pushstring(L, lp->device_name);
-	lua_setfield(L, -2, "device_name");
 	if (strcmp(k, "creator") == 0) {
 		char name[64];
 		kxgpu_user_name(lp->p.creator_uid, name, sizeof name);
 		lua_pushstring(L, name);
-		return 1;
+	} else if (strcmp(k, "device_name") == 0) {
+		lua_pushstring(L, lp->device_name);
+	} else {
+		push_partition_table(L, &lp->p);
+		lua_getfield(L, -1, k);
 	}
-	lua_getfield(L, -1, k);
 	return 1;
 }
+
+static const luaL_Reg part_getters[] = {
+	{ "id", p_field }, { "device", p_field }, { "device_name", p_field },
+	{ "memory", p_field }, { "ppm", p_field }, { "bytes", p_field },
+	{ "owner", p_field }, { "uid", p_field }, { "pid", p_field },
+	{ "creator", p_field }, { "creator_uid", p_field },
+	{ "created", p_field }, { "expires", p_field },
+	{ NULL, NULL },
+};
+
+/* no __gc: a partition outlives its userdata (and its process) */
+static const luaL_Reg part_meta[] = {
+	{ "__close", p_close },
+	{ "__tostring", p_tostring },
+	{ NULL, NULL },
+};
 
 /* gpu.usage(id) -> bytes the partition's programs hold now, its limit;
  * 0, limit when nothing ran in it yet. */
@@ -497,40 +481,18 @@ static int l_usage(lua_State *L)
 	if (kxgpu_ledger_find(l, id, &p, err, sizeof err) != 0)
 		return kx_fail(L, "%s", err);
 	kxgpu_usage_path(l, p.id, path, sizeof path);
-	if (kxgpu_usage_attach(&u, path, err, sizeof err) != 0) {
+	if (kxgpu_usage_attach_ro(&u, path, err, sizeof err) != 0) {
 		lua_pushinteger(L, 0);
-	} else {
-		lua_pushinteger(L, (lua_Integer)kxgpu_usage_total(&u));
+	} else {  /* read-only: another user's partition too */
+		lua_pushinteger(L, (lua_Integer)kxgpu_usage_held(&u));
 		kxgpu_usage_detach(&u);
 	}
 	lua_pushinteger(L, (lua_Integer)p.bytes);
 	return 2;
 }
 
-/* gpu.state_dir() -> the ledger directory; gpu.state_dir(path) uses path
- * (the ledger directory itself) from now on; gpu.state_dir(false) goes back
- * to the default. */
-static int l_state_dir(lua_State *L)
-{
-	char dir[4096];
-
-	if (lua_isstring(L, 1)) {
-		size_t n;
-		const char *d = lua_tolstring(L, 1, &n);
-		luaL_argcheck(L, n > 0 && n < 4000, 1, "a directory name");
-		snprintf(dir_override, sizeof dir_override, "%s", d);
-	} else if (lua_isboolean(L, 1) && !lua_toboolean(L, 1)) {
-		dir_override[0] = 0;
-	}
-	if (dir_override[0])
-		lua_pushstring(L, dir_override);
-	else
-		lua_pushstring(L, kxgpu_default_dir(dir, sizeof dir));
-	return 1;
-}
-
 static const luaL_Reg funcs[] = {
-	{ "state_dir", l_state_dir },
+	{ "state_dir", kxgpu_state_dir },
 	{ "usage", l_usage },
 	{ "serve", kxgpu_serve },
 	{ "devices", l_devices },
@@ -545,20 +507,9 @@ static const luaL_Reg funcs[] = {
 
 int luaopen_kx_gpu(lua_State *L)
 {
-	int top = lua_gettop(L);
-
-	/* no __gc: a partition outlives its userdata (and its process) */
-	kx_newclass(L, PARTITION_T, part_methods, NULL);
-	lua_settop(L, top);
-	luaL_getmetatable(L, PARTITION_T);
-	luaL_newlib(L, part_methods);
-	lua_pushcclosure(L, p_index, 1);
-	lua_setfield(L, -2, "__index");
-	lua_pushcfunction(L, p_close);
-	lua_setfield(L, -2, "__close");
-	lua_pushcfunction(L, p_tostring);
-	lua_setfield(L, -2, "__tostring");
-	lua_settop(L, top);
+	kx_defclass(L, &(struct kx_class){ PARTITION_T, part_methods,
+	                                   part_getters, part_meta });
+	lua_pop(L, 1);
 	luaL_newlib(L, funcs);
 	return 1;
 }

@@ -3,14 +3,20 @@
  *
  * Root only.  Restricts the ledger to root (0600 files, 0755 directory),
  * listens on <dir>/serve.sock (0666) with libuv and answers one request per
- * connection, taking the caller's uid and pid from SO_PEERCRED.  The calling
- * task waits until it is cancelled (kxrun's SIGINT/SIGTERM); the socket is
- * removed then.
+ * connection, taking the caller's uid and pid from SO_PEERCRED.  It also
+ * reads the ledger at every partition's expiry (a timer, re-armed after each
+ * read and when the directory changes), which ends what still runs in
+ * partitions that are over: they end at their time with nobody running a
+ * command.  The calling task waits until it is cancelled (kxrun's
+ * SIGINT/SIGTERM); the socket is removed then.
  */
+#include "devices.h"
 #include "lgpu.h"
 #include "remote.h"
 
 #include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -19,11 +25,141 @@
 
 #include "kx.h"
 
+/* ---- one request --------------------------------------------------------- */
+
+void kxgpu_serve_request(kxgpu_ledger *l, const struct kxgpu_msg_req *req,
+                         uid_t uid, pid_t pid, struct kxgpu_msg_reply *rep,
+                         struct kxgpu_partition **parts)
+{
+	struct kxgpu_device devs[KXGPU_MAX_DEVICES];
+	struct kxgpu_snapshot snap;
+	char id[sizeof req->id + 1];
+	int n;
+
+	memset(rep, 0, sizeof *rep);
+	rep->magic = KXGPU_MSG_MAGIC;
+	*parts = NULL;
+	memcpy(id, req->id, sizeof req->id);
+	id[sizeof req->id] = 0;
+	if (req->magic != KXGPU_MSG_MAGIC) {
+		rep->rc = KXGPU_EINVAL;
+		snprintf(rep->err, sizeof rep->err, "bad request");
+		return;
+	}
+	switch (req->op) {
+	case KXGPU_OP_READ:
+	case KXGPU_OP_DEVICES:
+		rep->rc = req->op == KXGPU_OP_READ ?
+		          kxgpu_ledger_read(l, &snap, rep->err, sizeof rep->err) :
+		          kxgpu_ledger_devices(l, &snap, rep->err, sizeof rep->err);
+		if (rep->rc)
+			return;
+		rep->ndevices = snap.ndevices;
+		rep->probed_ms = snap.probed_ms;
+		memcpy(rep->devices, snap.devices, sizeof rep->devices);
+		rep->n = snap.n;
+		*parts = snap.parts;  /* the caller frees */
+		return;
+	case KXGPU_OP_PROBE:
+		n = kxgpu_probe_devices(devs, KXGPU_MAX_DEVICES, rep->err,
+		                        sizeof rep->err);
+		rep->rc = n < 0 ? KXGPU_ENODEV :
+		          kxgpu_ledger_set_devices(l, devs, (uint32_t)n, rep->err,
+		                                   sizeof rep->err);
+		return;
+	case KXGPU_OP_CREATE: {
+		struct kxgpu_request r = {
+			.device = req->device, .ppm = req->ppm,
+			.duration_ms = req->duration_ms, .caller = uid,
+			.owner = req->owner_set ? req->owner : uid, .pid = pid,
+		};
+		rep->rc = kxgpu_ledger_create(l, &r, &rep->part, rep->err,
+		                              sizeof rep->err);
+		return;
+	}
+	case KXGPU_OP_RELEASE:
+		rep->rc = req->force ?
+		          kxgpu_ledger_release_force(l, id, uid, req->grace_ms,
+		                                     &rep->part, rep->err,
+		                                     sizeof rep->err) :
+		          kxgpu_ledger_release(l, id, uid, &rep->part, rep->err,
+		                               sizeof rep->err);
+		return;
+	case KXGPU_OP_FIND:
+		rep->rc = kxgpu_ledger_find(l, id, &rep->part, rep->err,
+		                            sizeof rep->err);
+		return;
+	case KXGPU_OP_AVAILABLE:
+		rep->rc = kxgpu_ledger_available(l, req->device, &rep->ppm,
+		                                 rep->err, sizeof rep->err);
+		return;
+	default:
+		rep->rc = KXGPU_EINVAL;
+		snprintf(rep->err, sizeof rep->err, "unknown request %u", req->op);
+	}
+}
+
+/* ---- the daemon ---------------------------------------------------------- */
+
 struct server {
 	uv_pipe_t pipe;
+	uv_timer_t sweep;       /* reads the ledger when something is due */
+	uv_fs_event_t watch;    /* the directory: root may create directly */
+	int open_handles;
 	kxgpu_ledger *l;
 	char sock[4200];
 };
+
+/* While a partition is ending its programs, the ledger is read this often
+ * (each read ends those that are due). */
+#define ENDING_POLL_MS 500
+
+static void on_sweep(uv_timer_t *t);
+
+/* Reads the ledger now, which ends the programs of partitions that are
+ * over, and again at the next expiry: partitions end at their time even
+ * when nobody runs a command. */
+static void sweep(struct server *srv)
+{
+	struct kxgpu_snapshot s;
+	char err[KXGPU_ERRLEN];
+	int64_t now = kxgpu_now_ms(), next = INT64_MAX;
+
+	if (kxgpu_ledger_read(srv->l, &s, err, sizeof err) != 0) {
+		fprintf(stderr, "kxrun gpu serve: %s\n", err);
+		next = now + 5000;  /* try again */
+	} else {
+		for (uint32_t i = 0; i < s.n; i++) {
+			int64_t at = kxgpu_partition_ending(&s.parts[i], now) ?
+			             now + ENDING_POLL_MS : s.parts[i].expires_ms;
+			if (at < next)
+				next = at;
+		}
+		kxgpu_snapshot_free(&s);
+	}
+	if (next == INT64_MAX)
+		uv_timer_stop(&srv->sweep);
+	else
+		uv_timer_start(&srv->sweep, on_sweep,
+		               next > now ? (uint64_t)(next - now) : 0, 0);
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+	sweep(t->data);
+}
+
+/* Something changed in the ledger's directory (root works on the file
+ * itself): look again soon, after the burst of writes. */
+static void on_change(uv_fs_event_t *w, const char *name, int events,
+                      int status)
+{
+	struct server *srv = w->data;
+
+	(void)events, (void)status;
+	if (name && strcmp(name, "ledger") == 0)
+		uv_timer_start(&srv->sweep, on_sweep, 20, 0);
+}
 
 struct conn {
 	uv_pipe_t pipe;
@@ -89,6 +225,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	}
 	kxgpu_serve_request(c->srv->l, &c->req, cred.uid, cred.pid, &c->rep,
 	                    &c->parts);
+	if (c->req.op == KXGPU_OP_CREATE || c->req.op == KXGPU_OP_RELEASE)
+		sweep(c->srv);  /* a new expiry to wait for, or one ending */
 	out[0] = uv_buf_init((char *)&c->rep, sizeof c->rep);
 	out[1] = uv_buf_init((char *)c->parts, c->rep.n * sizeof *c->parts);
 	c->w.data = c;
@@ -118,9 +256,13 @@ static struct server *active;  /* its socket goes when kxrun exits */
 
 static void server_closed(uv_handle_t *h)
 {
-	if (active == h->data)
+	struct server *srv = h->data;
+
+	if (--srv->open_handles > 0)
+		return;
+	if (active == srv)
 		active = NULL;
-	free(h->data);
+	free(srv);
 }
 
 static void unlink_at_exit(void *ud)
@@ -139,6 +281,8 @@ static void server_stop(void *ud)
 	unlink(srv->sock);
 	srv->sock[0] = 0;
 	uv_close((uv_handle_t *)&srv->pipe, server_closed);
+	uv_close((uv_handle_t *)&srv->sweep, server_closed);
+	uv_close((uv_handle_t *)&srv->watch, server_closed);
 }
 
 int kxgpu_serve(lua_State *L)
@@ -160,7 +304,10 @@ int kxgpu_serve(lua_State *L)
 	srv->l = l;
 	snprintf(srv->sock, sizeof srv->sock, "%s", kxgpu_ledger_socket(l));
 	uv_pipe_init(kx_loop(), &srv->pipe, 0);
-	srv->pipe.data = srv;
+	uv_timer_init(kx_loop(), &srv->sweep);
+	uv_fs_event_init(kx_loop(), &srv->watch);
+	srv->pipe.data = srv->sweep.data = srv->watch.data = srv;
+	srv->open_handles = 3;
 	unlink(srv->sock);  /* a daemon that died leaves its socket */
 	rc = uv_pipe_bind(&srv->pipe, srv->sock);
 	if (!rc)
@@ -170,6 +317,8 @@ int kxgpu_serve(lua_State *L)
 		                rc ? uv_strerror(rc) : strerror(errno));
 		unlink(srv->sock);
 		uv_close((uv_handle_t *)&srv->pipe, server_closed);
+		uv_close((uv_handle_t *)&srv->sweep, server_closed);
+		uv_close((uv_handle_t *)&srv->watch, server_closed);
 		lua_pushnil(L);
 		lua_insert(L, -2);
 		return 2;
@@ -180,5 +329,8 @@ int kxgpu_serve(lua_State *L)
 			kx_atexit(unlink_at_exit, NULL);
 	}
 	active = srv;
+	/* without it, partitions root makes directly end at the next request */
+	uv_fs_event_start(&srv->watch, on_change, kxgpu_ledger_dir(l), 0);
+	sweep(srv);
 	return kx_await(L, task, -1, server_stop, srv);
 }

@@ -17,55 +17,84 @@
 
 #define USAGE_MAGIC "KXGPUMEM"
 
-static uint64_t start_time(pid_t pid)
+int kxgpu_proc_read(pid_t pid, struct kxgpu_proc *p)
 {
-	char path[64], buf[1024], *p;
+	char path[64], buf[1024], *open_paren, *close_paren;
 	unsigned long long st = 0;
+	int pgrp = 0;
 	ssize_t n;
+	size_t len;
 	int fd;
 
 	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return 0;
+		return -1;
 	n = read(fd, buf, sizeof buf - 1);
 	close(fd);
 	if (n <= 0)
-		return 0;
+		return -1;
 	buf[n] = 0;
-	p = strrchr(buf, ')');  /* the command name may hold spaces */
-	if (!p)
-		return 0;
-	/* field 3 (state) follows ") "; start time is field 22 */
-	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u "
-	           "%*d %*d %*d %*d %*d %*d %llu", &st) != 1)
-		return 0;
-	return st;
+	/* the command name may hold spaces and parentheses */
+	open_paren = strchr(buf, '(');
+	close_paren = strrchr(buf, ')');
+	if (!open_paren || !close_paren || close_paren < open_paren)
+		return -1;
+	/* field 3 (state) follows ") ", pgrp is field 5, start time field 22 */
+	if (sscanf(close_paren + 2, "%c %*d %d %*d %*d %*d %*u %*u %*u %*u %*u "
+	           "%*u %*u %*d %*d %*d %*d %*d %*d %llu", &p->state, &pgrp,
+	           &st) != 3)
+		return -1;
+	len = (size_t)(close_paren - open_paren - 1);
+	if (len >= sizeof p->comm)
+		len = sizeof p->comm - 1;
+	memcpy(p->comm, open_paren + 1, len);
+	p->comm[len] = 0;
+	p->pgrp = pgrp;
+	p->start = st;
+	return 0;
 }
 
-static int alive(pid_t pid, uint64_t start)
+static uint64_t start_time(pid_t pid)
 {
-	uint64_t now;
+	struct kxgpu_proc p;
 
-	if (kill(pid, 0) != 0 && errno == ESRCH)
+	return kxgpu_proc_read(pid, &p) == 0 ? p.start : 0;
+}
+
+int kxgpu_proc_alive(pid_t pid, uint64_t start)
+{
+	struct kxgpu_proc p;
+
+	if (pid <= 0 || (kill(pid, 0) != 0 && errno == ESRCH))
 		return 0;
-	now = start_time(pid);
-	return now == 0 || start == 0 || now == start;  /* unknown: alive */
+	if (kxgpu_proc_read(pid, &p) != 0)
+		return kill(pid, 0) == 0 || errno == EPERM;  /* unknown: alive */
+	return p.state != 'Z' && p.state != 'X' &&
+	       (start == 0 || p.start == start);
 }
 
 int kxgpu_usage_init(const char *path, uint64_t limit, int64_t expires_ms,
-                     char *err, size_t errlen)
+                     uid_t owner, char *err, size_t errlen)
 {
 	struct kxgpu_usage_file *f;
 	struct stat st;
 	int fd, rc = 0;
 
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
 		return -1;
 	}
-	fchmod(fd, 0666);
+	/* the owner's: its programs write it, other users may only read it */
+	if (fstat(fd, &st) == 0 && st.st_size == 0 &&
+	    ((geteuid() == 0 && fchown(fd, owner, (gid_t)-1) != 0) ||
+	     fchmod(fd, 0644) != 0)) {
+		snprintf(err, errlen, "cannot give %s to uid %u: %s", path,
+		         (unsigned)owner, strerror(errno));
+		close(fd);
+		return -1;
+	}
 	while (flock(fd, LOCK_EX) != 0 && errno == EINTR)
 		;
 	if (fstat(fd, &st) != 0 ||
@@ -94,14 +123,14 @@ int kxgpu_usage_init(const char *path, uint64_t limit, int64_t expires_ms,
 	return rc;
 }
 
-int kxgpu_usage_attach(kxgpu_usage *u, const char *path, char *err,
-                       size_t errlen)
+static int attach(kxgpu_usage *u, const char *path, int writable,
+                  char *err, size_t errlen)
 {
 	struct stat st;
 	int fd;
 
 	memset(u, 0, sizeof *u);
-	fd = open(path, O_RDWR | O_CLOEXEC);
+	fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 	if (fd < 0) {
 		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
 		return -1;
@@ -111,7 +140,8 @@ int kxgpu_usage_attach(kxgpu_usage *u, const char *path, char *err,
 		close(fd);
 		return -1;
 	}
-	u->f = mmap(NULL, sizeof *u->f, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	u->f = mmap(NULL, sizeof *u->f, PROT_READ | (writable ? PROT_WRITE : 0),
+	            MAP_SHARED, fd, 0);
 	close(fd);
 	if (u->f == MAP_FAILED || memcmp(u->f->magic, USAGE_MAGIC, 8) != 0) {
 		snprintf(err, errlen, "cannot map %s or it is not a usage file", path);
@@ -121,6 +151,18 @@ int kxgpu_usage_attach(kxgpu_usage *u, const char *path, char *err,
 		return -1;
 	}
 	return 0;
+}
+
+int kxgpu_usage_attach(kxgpu_usage *u, const char *path, char *err,
+                       size_t errlen)
+{
+	return attach(u, path, 1, err, errlen);
+}
+
+int kxgpu_usage_attach_ro(kxgpu_usage *u, const char *path, char *err,
+                          size_t errlen)
+{
+	return attach(u, path, 0, err, errlen);
 }
 
 void kxgpu_usage_detach(kxgpu_usage *u)
@@ -140,7 +182,8 @@ static uint64_t reclaim_dead(struct kxgpu_usage_file *f, pid_t self)
 		int32_t pid = atomic_load(&s->pid);
 		uint64_t b;
 
-		if (pid <= 0 || pid == self || alive(pid, atomic_load(&s->start)))
+		if (pid <= 0 || pid == self ||
+		    kxgpu_proc_alive(pid, atomic_load(&s->start)))
 			continue;
 		if (!atomic_compare_exchange_strong(&s->pid, &pid, -1))
 			continue;  /* someone else reclaims it */
@@ -243,10 +286,51 @@ void kxgpu_usage_uncharge(kxgpu_usage *u, uint64_t bytes)
 	atomic_fetch_sub(&u->f->total, take);
 }
 
-uint64_t kxgpu_usage_total(kxgpu_usage *u)
+uint64_t kxgpu_usage_held(const kxgpu_usage *u)
 {
-	if (!u->f)
-		return 0;
-	reclaim_dead(u->f, self_pid());
-	return atomic_load(&u->f->total);
+	uint64_t held = 0;
+
+	for (int i = 0; u->f && i < KXGPU_USAGE_SLOTS; i++) {
+		const struct kxgpu_usage_slot *s = &u->f->slots[i];
+		int32_t pid = atomic_load(&s->pid);
+
+		if (pid > 0 && kxgpu_proc_alive(pid, atomic_load(&s->start)))
+			held += atomic_load(&s->bytes);
+	}
+	return held;
+}
+
+int kxgpu_usage_add_run(kxgpu_usage *u, pid_t pgid, uint32_t grace_ms)
+{
+	pid_t self = getpid();
+
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < KXGPU_USAGE_RUNS; i++) {
+			struct kxgpu_usage_run *r = &u->f->runs[i];
+			int32_t cur = atomic_load(&r->pgid);
+
+			/* the second round takes runs that are over: their
+			 * group's leader and their runner both gone */
+			if (cur != 0 && (round == 0 || cur < 0 ||
+			    kxgpu_proc_alive(cur, r->pgid_start) ||
+			    kxgpu_proc_alive(r->runner, r->runner_start)))
+				continue;
+			if (!atomic_compare_exchange_strong(&r->pgid, &cur, -1))
+				continue;
+			r->runner = self;
+			r->runner_start = start_time(self);
+			r->pgid_start = start_time(pgid);
+			r->grace_ms = grace_ms;
+			atomic_fetch_add(&u->f->runs_ever, 1);
+			atomic_store(&r->pgid, pgid);  /* last: complete */
+			return i;
+		}
+	}
+	return -1;
+}
+
+void kxgpu_usage_end_run(kxgpu_usage *u, int i)
+{
+	if (u->f && i >= 0 && i < KXGPU_USAGE_RUNS)
+		atomic_store(&u->f->runs[i].pgid, 0);
 }

@@ -1,65 +1,20 @@
-/* export.c - CTS traces to OpenDC tasks/fragments (see opendc.h). */
-#include "opendc.h"
+/* export.c - CTS traces to OpenDC tasks/fragments (see opendc.h): owners
+ * of pids, fragments, the output files (the CTS files are read in cts.c). */
+#include "exporter.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <jansson.h>
 
-#include "../parquet/parquet.h"
+#include "kx.h"
 #include "odutil.h"
-#include "samples.h"
 
-struct node {
-	char *dir;		/* directory name (for several nodes) */
-	char *node_id;
-	int64_t cores, mem_mb;
-	double freq_mhz;
-};
-
-struct task {
-	char *trace_id;
-	int node;		/* index into nodes */
-	int64_t pid, ts_enqueue, ts_start, ts_end;
-	/* fragment state */
-	int64_t cursor, nfrag;
-	bool in_tick;
-	int64_t tick_ts, tick_dt, tick_rss;
-	double tick_cores, last_usage, max_cores;
-	int64_t peak_rss_kib;
-};
-
-/* pid -> task over a time window; chained per pid. */
-struct owner {
-	int64_t pid, from, to;
-	int task, next;
-};
-
-struct exporter {
-	struct node *nodes;
-	int nnodes;
-	struct task *tasks;
-	int ntasks, taskcap;
-	struct owner *owners;
-	int nowners, ownercap;
-	int *heads;		/* hash of pid -> first owner, -1 empty */
-	int nheads;
-	pq_writer *frags;
-	struct od_summary *sum;
-	char *err;
-	size_t errlen;
-};
-
-static int add_owner(struct exporter *x, int64_t pid, int task, int64_t from,
-		     int64_t to)
+int od_add_owner(struct exporter *x, int64_t pid, int task, int64_t from,
+		 int64_t to)
 {
 	if (x->nowners + 1 > x->ownercap) {
 		int cap = x->ownercap ? x->ownercap * 2 : 256;
@@ -92,7 +47,7 @@ static int add_owner(struct exporter *x, int64_t pid, int task, int64_t from,
 }
 
 /* The task owning pid for a sample covering (ts - dt, ts], or -1. */
-static int owner_of(struct exporter *x, int64_t pid, int64_t ts, int64_t dt)
+int od_owner_of(struct exporter *x, int64_t pid, int64_t ts, int64_t dt)
 {
 	if (!x->nheads)
 		return -1;
@@ -105,7 +60,7 @@ static int owner_of(struct exporter *x, int64_t pid, int64_t ts, int64_t dt)
 	return -1;
 }
 
-static void reset_owners(struct exporter *x)
+void od_reset_owners(struct exporter *x)
 {
 	x->nowners = 0;
 	for (int i = 0; i < x->nheads; i++)
@@ -149,8 +104,8 @@ static int end_tick(struct exporter *x, int id)
 	return 0;
 }
 
-static int add_sample(struct exporter *x, int id, int64_t ts, int64_t dt,
-		      double cpu_ms, int64_t rss_kib)
+int od_add_sample(struct exporter *x, int id, int64_t ts, int64_t dt,
+		  double cpu_ms, int64_t rss_kib)
 {
 	struct task *t = &x->tasks[id];
 	double cores = dt > 0 ? cpu_ms / (double)dt : 0;
@@ -174,7 +129,7 @@ static int add_sample(struct exporter *x, int id, int64_t ts, int64_t dt,
 }
 
 /* After the node's last sample: close every task of the node. */
-static int finish_tasks(struct exporter *x, int first)
+int od_finish_tasks(struct exporter *x, int first)
 {
 	for (int id = first; id < x->ntasks; id++) {
 		struct task *t = &x->tasks[id];
@@ -188,314 +143,6 @@ static int finish_tasks(struct exporter *x, int first)
 		}
 	}
 	return 0;
-}
-
-/* ---- input -------------------------------------------------------------- */
-
-static int parse_nodes(struct exporter *x, const char *path,
-		       const char *dirname)
-{
-	json_error_t je;
-	json_t *root = json_load_file(path, 0, &je), *arr;
-	int rc = -1;
-
-	if (!root)
-		return od_err(x->err, x->errlen, "%s:%d: %s", path, je.line,
-			      je.text);
-	x->sum->input_bytes += od_file_size(path);
-	arr = root;
-	if (json_is_object(root) && json_is_array(json_object_get(root, "nodes")))
-		arr = json_object_get(root, "nodes");
-	size_t n = json_is_array(arr) ? json_array_size(arr) : 1;
-	if (n == 0) {
-		od_err(x->err, x->errlen, "%s: no node", path);
-		goto out;
-	}
-	for (size_t i = 0; i < n; i++) {
-		json_t *o = json_is_array(arr) ? json_array_get(arr, i) : arr;
-		struct node nd = { 0 };
-		const char *id = json_string_value(json_object_get(o, "node_id"));
-		if (!json_is_object(o) || !id) {
-			od_err(x->err, x->errlen, "%s: node %zu: no node_id",
-			       path, i);
-			goto out;
-		}
-		if (od_get_num(o, "cpu_freq_mhz", &nd.freq_mhz) < 0 ||
-		    !(nd.freq_mhz > 0)) {
-			od_err(x->err, x->errlen, "%s: node %s: cpu_freq_mhz "
-			       "missing or not positive", path, id);
-			goto out;
-		}
-		if (od_get_int(o, "cpu_cores", &nd.cores) < 0 || nd.cores < 1 ||
-		    od_get_int(o, "mem_mb", &nd.mem_mb) < 0 || nd.mem_mb < 0) {
-			od_err(x->err, x->errlen, "%s: node %s: cpu_cores or "
-			       "mem_mb missing or out of range", path, id);
-			goto out;
-		}
-		struct node *nn = realloc(x->nodes, (x->nnodes + 1) * sizeof(*nn));
-		if (!nn) {
-			od_err(x->err, x->errlen, "out of memory");
-			goto out;
-		}
-		x->nodes = nn;
-		nd.node_id = strdup(id);
-		nd.dir = strdup(dirname);
-		x->nodes[x->nnodes++] = nd;
-	}
-	rc = 0;
-out:
-	json_decref(root);
-	return rc;
-}
-
-/* Node index for an invocation of the directory whose nodes start at
- * first: the one named by node_id, else the directory's first. */
-static int node_for(struct exporter *x, int first, const char *node_id)
-{
-	for (int i = first; node_id && i < x->nnodes; i++)
-		if (!strcmp(x->nodes[i].node_id, node_id))
-			return i;
-	return first;
-}
-
-struct inv_ctx {
-	struct exporter *x;
-	int first_node;
-};
-
-static int on_invocation(void *ud, json_t *o, const char *where)
-{
-	struct inv_ctx *c = ud;
-	struct exporter *x = c->x;
-	struct task t = { 0 };
-	const char *trace_id = json_string_value(json_object_get(o, "trace_id"));
-
-	if (!trace_id)
-		return od_err(x->err, x->errlen, "%s: trace_id missing or "
-			      "not a string", where);
-	if (od_get_int(o, "pid", &t.pid) < 0 || t.pid <= 0)
-		return od_err(x->err, x->errlen, "%s: pid missing or not a "
-			      "positive integer", where);
-	if (od_get_int(o, "ts_start", &t.ts_start) < 0 || t.ts_start < 0)
-		return od_err(x->err, x->errlen, "%s: ts_start missing or "
-			      "negative", where);
-	if (od_get_int(o, "ts_end", &t.ts_end) < 0)
-		return od_err(x->err, x->errlen, "%s: ts_end missing (task "
-			      "still running?)", where);
-	if (t.ts_end < t.ts_start)
-		return od_err(x->err, x->errlen, "%s: ts_end is before "
-			      "ts_start", where);
-	if (od_get_int(o, "ts_enqueue", &t.ts_enqueue) < 0)
-		t.ts_enqueue = t.ts_start;
-	if (t.ts_enqueue < 0)
-		return od_err(x->err, x->errlen, "%s: ts_enqueue negative",
-			      where);
-	if (x->ntasks >= INT32_MAX)
-		return od_err(x->err, x->errlen, "%s: too many tasks", where);
-	if (x->ntasks + 1 > x->taskcap) {
-		int cap = x->taskcap ? x->taskcap * 2 : 256;
-		struct task *n = realloc(x->tasks, cap * sizeof(*n));
-		if (!n)
-			return od_err(x->err, x->errlen, "out of memory");
-		x->tasks = n;
-		x->taskcap = cap;
-	}
-	t.trace_id = strdup(trace_id);
-	t.node = node_for(x, c->first_node,
-			  json_string_value(json_object_get(o, "node_id")));
-	t.cursor = t.ts_start;
-	x->tasks[x->ntasks++] = t;
-	if (!t.trace_id ||
-	    add_owner(x, t.pid, x->ntasks - 1, t.ts_start, t.ts_end) < 0)
-		return od_err(x->err, x->errlen, "out of memory");
-	return 0;
-}
-
-struct proc {
-	int64_t pid, ppid, start, end;
-};
-
-struct procs {
-	struct exporter *x;
-	struct proc *v;
-	size_t n, cap;
-};
-
-static int on_proc(void *ud, json_t *o, const char *where)
-{
-	struct procs *p = ud;
-	struct proc r = { .end = INT64_MAX };
-
-	if (od_get_int(o, "pid", &r.pid) < 0 || r.pid <= 0 ||
-	    od_get_int(o, "ppid", &r.ppid) < 0 || r.ppid < 0 ||
-	    od_get_int(o, "start", &r.start) < 0)
-		return od_err(p->x->err, p->x->errlen, "%s: pid, ppid or "
-			      "start missing or not integers", where);
-	od_get_int(o, "end", &r.end);
-	if (r.end < r.start)
-		return od_err(p->x->err, p->x->errlen, "%s: end is before "
-			      "start", where);
-	if (p->n + 1 > p->cap) {
-		size_t cap = p->cap ? p->cap * 2 : 256;
-		struct proc *v = realloc(p->v, cap * sizeof(*v));
-		if (!v)
-			return od_err(p->x->err, p->x->errlen, "out of memory");
-		p->v = v;
-		p->cap = cap;
-	}
-	p->v[p->n++] = r;
-	return 0;
-}
-
-static int by_start(const void *a, const void *b)
-{
-	const struct proc *p = a, *q = b;
-	return p->start < q->start ? -1 : p->start > q->start;
-}
-
-/* Descendants of the tasks' pids, parents first (by start time). */
-static int load_procs(struct exporter *x, const char *path)
-{
-	struct procs p = { .x = x };
-	int rc;
-
-	if (access(path, F_OK) != 0)
-		return 0;
-	rc = od_each_line(path, on_proc, &p, &x->sum->input_bytes, x->err,
-			  x->errlen);
-	if (rc == 0)
-		qsort(p.v, p.n, sizeof(*p.v), by_start);
-	for (size_t i = 0; rc == 0 && i < p.n; i++) {
-		const struct proc *r = &p.v[i];
-		if (owner_of(x, r->pid, r->start + 1, 1) >= 0)
-			continue;	/* a task's own pid */
-		int t = owner_of(x, r->ppid, r->start + 1, 1);
-		if (t < 0)
-			continue;
-		int64_t end = r->end < x->tasks[t].ts_end ? r->end
-							   : x->tasks[t].ts_end;
-		rc = add_owner(x, r->pid, t, r->start, end);
-	}
-	free(p.v);
-	return rc;
-}
-
-static int on_sample(void *ud, const struct od_sample *s, const char *where)
-{
-	struct exporter *x = ud;
-	int64_t ts = s->i[OD_TS], pid = s->i[OD_PID], dt = s->i[OD_DT];
-	int64_t rss = s->i[OD_RSS];
-	double cpu = s->num[OD_CPU];
-	int t;
-
-	x->sum->samples++;
-	if (!s->int_ok[OD_TS] || !s->int_ok[OD_PID] || !s->int_ok[OD_DT] ||
-	    !s->num_ok[OD_CPU] || !s->int_ok[OD_RSS])
-		return od_err(x->err, x->errlen, "%s: ts_ms, pid, dt_ms, "
-			      "cpu_ms or rss_kb missing or not numbers", where);
-	if (dt < 0 || !(cpu >= 0) || isinf(cpu) || rss < 0 || pid <= 0)
-		return od_err(x->err, x->errlen, "%s: negative pid, dt_ms, "
-			      "cpu_ms or rss_kb", where);
-	t = owner_of(x, pid, ts, dt);
-	if (t < 0 && s->int_ok[OD_PPID]) {
-		t = owner_of(x, s->i[OD_PPID], ts, dt);
-		if (t >= 0 && add_owner(x, pid, t, ts - dt - 1,
-					x->tasks[t].ts_end) < 0)
-			return -1;
-	}
-	if (t < 0)
-		return 0;
-	return add_sample(x, t, ts, dt, cpu, rss);
-}
-
-/* One node directory: DIR/CTS/{nodes.json,invocations.jsonl,...}. */
-static int export_node(struct exporter *x, const char *dir,
-		       const char *dirname)
-{
-	char path[4096];
-	struct inv_ctx ic = { x, x->nnodes };
-	int first_task = x->ntasks;
-
-	if (od_path(path, sizeof(path), "%s/CTS/nodes.json", dir) < 0)
-		return od_err(x->err, x->errlen, "%s: path too long", dir);
-	if (parse_nodes(x, path, dirname) < 0)
-		return -1;
-	if (od_path(path, sizeof(path), "%s/CTS/invocations.jsonl", dir) < 0)
-		return od_err(x->err, x->errlen, "%s: path too long", dir);
-	if (od_each_line(path, on_invocation, &ic, &x->sum->input_bytes,
-			 x->err, x->errlen) < 0)
-		return -1;
-	if (od_path(path, sizeof(path), "%s/CTS/procs.jsonl", dir) < 0)
-		return od_err(x->err, x->errlen, "%s: path too long", dir);
-	if (load_procs(x, path) < 0)
-		return -1;
-	if (od_path(path, sizeof(path), "%s/CTS/proc_metrics.jsonl", dir) < 0)
-		return od_err(x->err, x->errlen, "%s: path too long", dir);
-	if (od_each_sample(path, on_sample, x, &x->sum->input_bytes, x->err,
-			   x->errlen) < 0)
-		return -1;
-	if (finish_tasks(x, first_task) < 0)
-		return -1;
-	reset_owners(x);
-	return 0;
-}
-
-static int by_name(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* DIR itself when it has CTS/, else its subdirectories that have one. */
-static char **node_dirs(const char *in, int *n, char *err, size_t errlen)
-{
-	char path[4096], **v = NULL;
-	struct stat st;
-	DIR *d;
-	struct dirent *e;
-
-	*n = 0;
-	if (od_path(path, sizeof(path), "%s/CTS", in) < 0) {
-		od_err(err, errlen, "%s: path too long", in);
-		return NULL;
-	}
-	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-		v = calloc(1, sizeof(*v));
-		if (v && (v[0] = strdup("."))) {
-			*n = 1;
-			return v;
-		}
-		free(v);
-		od_err(err, errlen, "out of memory");
-		return NULL;
-	}
-	d = opendir(in);
-	if (!d) {
-		od_err(err, errlen, "%s: %s", in, strerror(errno));
-		return NULL;
-	}
-	while ((e = readdir(d))) {
-		if (e->d_name[0] == '.')
-			continue;
-		if (od_path(path, sizeof(path), "%s/%s/CTS", in, e->d_name) < 0 ||
-		    stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-			continue;
-		char **nv = realloc(v, (*n + 1) * sizeof(*v));
-		if (!nv || !(nv[*n] = strdup(e->d_name))) {
-			v = nv ? nv : v;
-			break;
-		}
-		v = nv;
-		(*n)++;
-	}
-	closedir(d);
-	if (*n == 0) {
-		od_err(err, errlen, "%s: no CTS/ directory in it or in its "
-		       "subdirectories", in);
-		free(v);
-		return NULL;
-	}
-	qsort(v, *n, sizeof(*v), by_name);
-	return v;
 }
 
 static int write_tasks(struct exporter *x, const char *out, pq_writer **w)
@@ -525,13 +172,15 @@ static int write_tasks(struct exporter *x, const char *out, pq_writer **w)
 			count = 1;
 		if (count > nd->cores)
 			count = nd->cores;
+		int64_t peak = t->peak_rss_kib > t->exit_peak_kib ?
+			       t->peak_rss_kib : t->exit_peak_kib;
 		if (pq_int32(*w, 0, id) < 0 ||
 		    pq_string(*w, 1, t->trace_id, strlen(t->trace_id)) < 0 ||
 		    pq_int64(*w, 2, t->ts_enqueue) < 0 ||
 		    pq_int64(*w, 3, t->ts_end - t->ts_start) < 0 ||
 		    pq_int32(*w, 4, (int32_t)count) < 0 ||
 		    pq_double(*w, 5, (double)count * nd->freq_mhz) < 0 ||
-		    pq_int64(*w, 6, (t->peak_rss_kib * 1024 + 500) / 1000) < 0 ||
+		    pq_int64(*w, 6, (peak * 1024 + 500) / 1000) < 0 ||
 		    pq_end_row(*w) < 0)
 			return od_err(x->err, x->errlen, "tasks.parquet: %s",
 				      pq_error(*w));
@@ -553,7 +202,8 @@ static int write_json(struct exporter *x, const char *out, const char *name,
 		free(text);
 		return od_err(x->err, x->errlen, "%s: path too long", out);
 	}
-	rc = od_write_atomic(path, text, strlen(text), x->err, x->errlen);
+	rc = kx_write_file_atomic(path, text, strlen(text), x->err, x->errlen) < 0 ?
+	     -1 : 0;
 	free(text);
 	return rc;
 }
@@ -591,6 +241,18 @@ static json_t *ids(struct exporter *x)
 	return a;
 }
 
+/* err names a path inside tmp: name it at its place in out instead. */
+static void rebase_err(char *err, size_t errlen, const char *tmp,
+		       const char *out)
+{
+	char *at = strstr(err, tmp), buf[1024];
+	if (!at)
+		return;
+	snprintf(buf, sizeof(buf), "%.*s%s%s", (int)(at - err), err, out,
+		 at + strlen(tmp));
+	snprintf(err, errlen, "%s", buf);
+}
+
 int od_export(const char *in_dir, const char *out_dir, struct od_summary *s,
 	      char *err, size_t errlen)
 {
@@ -600,20 +262,24 @@ int od_export(const char *in_dir, const char *out_dir, struct od_summary *s,
 		{ "duration", PQ_INT64, false, false },
 		{ "cpu_usage", PQ_DOUBLE, false, false },
 	};
+	static const char *const outputs[] = { "tasks.parquet",
+		"fragments.parquet", "topology.json", "ids.json", NULL };
 	struct pq_options o = od_parquet_options();
 	pq_writer *tasks = NULL;
-	char path[4096], **dirs;
+	char path[4096], tmp[4096] = "", **dirs;
 	int ndirs, rc = -1;
 
 	memset(s, 0, sizeof(*s));
-	dirs = node_dirs(in_dir, &ndirs, err, errlen);
+	dirs = od_node_dirs(in_dir, &ndirs, err, errlen);
 	if (!dirs)
 		return -1;
-	if (mkdir(out_dir, 0777) != 0 && errno != EEXIST) {
-		od_err(err, errlen, "%s: %s", out_dir, strerror(errno));
+	/* every file is written into a directory beside out, which takes
+	 * out's place once all are whole: all of them or none */
+	if (kx_tmpdir_beside(out_dir, tmp, sizeof(tmp), err, errlen) < 0) {
+		tmp[0] = 0;
 		goto out;
 	}
-	if (od_path(path, sizeof(path), "%s/fragments.parquet", out_dir) < 0) {
+	if (od_path(path, sizeof(path), "%s/fragments.parquet", tmp) < 0) {
 		od_err(err, errlen, "%s: path too long", out_dir);
 		goto out;
 	}
@@ -625,12 +291,11 @@ int od_export(const char *in_dir, const char *out_dir, struct od_summary *s,
 			od_err(err, errlen, "%s: path too long", in_dir);
 			goto out;
 		}
-		if (export_node(&x, path, dirs[i]) < 0)
+		if (od_export_node(&x, path, dirs[i]) < 0)
 			goto out;
 	}
-	if (write_tasks(&x, out_dir, &tasks) < 0)
+	if (write_tasks(&x, tmp, &tasks) < 0)
 		goto out;
-	/* Every input read and every row written: now the files appear. */
 	s->nodes = x.nnodes;
 	s->tasks = x.ntasks;
 	rc = pq_close(x.frags, err, errlen);
@@ -639,12 +304,18 @@ int od_export(const char *in_dir, const char *out_dir, struct od_summary *s,
 		rc = pq_close(tasks, err, errlen);
 	tasks = NULL;
 	if (rc == 0)
-		rc = write_json(&x, out_dir, "topology.json", topology(&x));
+		rc = write_json(&x, tmp, "topology.json", topology(&x));
 	if (rc == 0)
-		rc = write_json(&x, out_dir, "ids.json", ids(&x));
+		rc = write_json(&x, tmp, "ids.json", ids(&x));
+	if (rc == 0)
+		rc = kx_publish_dir(tmp, out_dir, outputs, err, errlen) < 0 ? -1 : 0;
 out:
 	pq_abort(x.frags);
 	pq_abort(tasks);
+	if (rc < 0 && tmp[0]) {
+		rebase_err(err, errlen, tmp, out_dir);
+		kx_discard_dir(tmp);
+	}
 	for (int i = 0; i < ndirs; i++)
 		free(dirs[i]);
 	free(dirs);

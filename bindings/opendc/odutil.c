@@ -41,11 +41,41 @@ int od_get_int(json_t *o, const char *key, int64_t *v)
 	if (json_is_real(j)) {
 		double d = json_real_value(j);
 		if (!isfinite(d) || fabs(d) > 9e15)
-			return -1;
+			return -2;
 		*v = llround(d);
 		return 0;
 	}
 	return -1;
+}
+
+int od_get_range(json_t *o, const char *key, int64_t lo, int64_t hi,
+		 int64_t *v)
+{
+	int r = od_get_int(o, key, v);
+	if (r == 0 && (*v < lo || *v > hi))
+		return -2;
+	return r;
+}
+
+int od_key_line(const char *path, const char *key, size_t nth, size_t count)
+{
+	FILE *fp = fopen(path, "re");
+	char *line = NULL, quoted[128];
+	size_t cap = 0, seen = 0;
+	int lineno = 0, at = 0;
+
+	if (!fp)
+		return 0;
+	snprintf(quoted, sizeof(quoted), "\"%s\"", key);
+	while (getline(&line, &cap, fp) >= 0) {
+		lineno++;
+		for (char *p = line; (p = strstr(p, quoted)); p += strlen(quoted))
+			if (seen++ == nth)
+				at = lineno;
+	}
+	free(line);
+	fclose(fp);
+	return seen == count ? at : 0;
 }
 
 int64_t od_file_size(const char *path)
@@ -54,9 +84,10 @@ int64_t od_file_size(const char *path)
 	return stat(path, &st) == 0 ? st.st_size : 0;
 }
 
-int od_each_line(const char *path,
-		 int (*fn)(void *ud, json_t *o, const char *where), void *ud,
-		 int64_t *bytes, char *err, size_t errlen)
+int od_each_text_line(const char *path,
+		      int (*fn)(void *ud, const char *line, size_t n,
+				const char *where),
+		      void *ud, int64_t *bytes, char *err, size_t errlen)
 {
 	FILE *fp = fopen(path, "re");
 	char *line = NULL, where[4200];
@@ -69,23 +100,11 @@ int od_each_line(const char *path,
 		return od_err(err, errlen, "%s: %s", path, strerror(errno));
 	*bytes += od_file_size(path);
 	while (rc == 0 && (n = getline(&line, &cap, fp)) >= 0) {
-		json_error_t je;
-		json_t *o;
 		lineno++;
 		snprintf(where, sizeof(where), "%s:%ld", path, lineno);
 		if (strspn(line, " \t\r\n") == (size_t)n)
 			continue;
-		o = json_loadb(line, n, 0, &je);
-		if (!o) {
-			rc = od_err(err, errlen, "%s: invalid JSON: %s", where,
-				    je.text);
-			break;
-		}
-		if (!json_is_object(o))
-			rc = od_err(err, errlen, "%s: not a JSON object", where);
-		else
-			rc = fn(ud, o, where);
-		json_decref(o);
+		rc = fn(ud, line, (size_t)n, where);
 	}
 	if (rc == 0 && ferror(fp))
 		rc = od_err(err, errlen, "%s: %s", path, strerror(errno));
@@ -94,40 +113,48 @@ int od_each_line(const char *path,
 	return rc;
 }
 
-int od_write_atomic(const char *path, const void *buf, size_t len, char *err,
-		    size_t errlen)
+json_t *od_parse_object(const char *line, size_t n, const char *where,
+			char *err, size_t errlen)
 {
-	char tmp[4200];
-	int fd;
+	json_error_t je;
+	json_t *o = json_loadb(line, n, 0, &je);
+	if (!o) {
+		od_err(err, errlen, "%s: invalid JSON: %s", where, je.text);
+		return NULL;
+	}
+	if (!json_is_object(o)) {
+		json_decref(o);
+		od_err(err, errlen, "%s: not a JSON object", where);
+		return NULL;
+	}
+	return o;
+}
 
-	snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path);
-	fd = mkstemp(tmp);
-	if (fd < 0)
-		return od_err(err, errlen, "%s: %s", path, strerror(errno));
-	fchmod(fd, 0644);
-	for (size_t off = 0; off < len;) {
-		ssize_t w = write(fd, (const char *)buf + off, len - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			goto fail;
-		off += w;
-	}
-	if (fsync(fd) != 0 || close(fd) != 0) {
-		fd = -1;
-		goto fail;
-	}
-	if (rename(tmp, path) != 0) {
-		fd = -1;
-		goto fail;
-	}
-	return 0;
-fail:
-	od_err(err, errlen, "%s: %s", path, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	unlink(tmp);
-	return -1;
+struct each_object {
+	int (*fn)(void *ud, json_t *o, const char *where);
+	void *ud;
+	char *err;
+	size_t errlen;
+};
+
+static int on_object_line(void *ud, const char *line, size_t n,
+			  const char *where)
+{
+	struct each_object *e = ud;
+	json_t *o = od_parse_object(line, n, where, e->err, e->errlen);
+	if (!o)
+		return -1;
+	int rc = e->fn(e->ud, o, where);
+	json_decref(o);
+	return rc;
+}
+
+int od_each_line(const char *path,
+		 int (*fn)(void *ud, json_t *o, const char *where), void *ud,
+		 int64_t *bytes, char *err, size_t errlen)
+{
+	struct each_object e = { fn, ud, err, errlen };
+	return od_each_text_line(path, on_object_line, &e, bytes, err, errlen);
 }
 
 struct pq_options od_parquet_options(void)

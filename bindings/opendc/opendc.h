@@ -8,7 +8,8 @@
  *   proc_metrics.jsonl ts_ms, pid, dt_ms, cpu_ms, rss_kb [, ppid]
  *   nodes.json         node_id, cpu_cores, mem_mb, cpu_freq_mhz (an object,
  *                      an array of them, or {"nodes": [...]})
- *   procs.jsonl        optional: pid, ppid, start, end (process tree)
+ *   procs.jsonl        optional: pid, ppid, start, end, peak_rss_kb
+ *                      (process tree, each process's peak memory)
  *
  * Output, in OUT/ (created when missing):
  *   tasks.parquet      message resource: id INT32, name STRING OPTIONAL
@@ -39,7 +40,9 @@
  * samples gets one fragment of usage 0.  cpu_usage = cores busy x the node's
  * cpu_freq_mhz (no cap).  cpu_count = the most cores busy in one tick,
  * rounded up (1 at least, the node's cores at most); mem_capacity = the
- * largest RSS summed over the task's processes in one tick, KiB -> KB.
+ * larger of the largest RSS summed over the task's processes in one tick
+ * and the largest peak_rss_kb of one of them (procs.jsonl, or the
+ * invocation's own), KiB -> KB.
  *
  * Memory: samples are streamed; invocations, process records and one small
  * state per task are held.  Malformed input is reported as FILE:LINE: what,
@@ -50,6 +53,17 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* What a trace can hold.  A figure beyond is an error (FILE:LINE), never
+ * written: it would overflow the arithmetic of the export or OpenDC's own
+ * types (coreCount is an Int). */
+#define OD_MAX_MS	10000000000000LL	/* times, durations, CPU time:
+						 * up to the year 2286 */
+#define OD_MAX_PID	INT32_MAX
+#define OD_MAX_RSS_KB	(1LL << 40)		/* 1 PiB a process */
+#define OD_MAX_CORES	(1LL << 20)
+#define OD_MAX_MEM_MB	(1LL << 40)
+#define OD_MAX_FREQ_MHZ	1e6
 
 struct od_summary {
 	int64_t nodes, tasks, fragments;

@@ -1,9 +1,7 @@
 /* samples.c - fast reading of proc_metrics.jsonl (see samples.h). */
 #include "samples.h"
 
-#include <errno.h>
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -191,50 +189,34 @@ void od_sample_from_json(json_t *o, struct od_sample *s)
 	}
 }
 
+struct each_sample {
+	int (*fn)(void *ud, const struct od_sample *s, const char *where);
+	void *ud;
+	char *err;
+	size_t errlen;
+};
+
+static int on_sample_line(void *ud, const char *line, size_t n,
+			  const char *where)
+{
+	struct each_sample *e = ud;
+	struct od_sample s;
+	if (od_sample_fast(line, n, &s))
+		return e->fn(e->ud, &s, where);
+	json_t *o = od_parse_object(line, n, where, e->err, e->errlen);
+	if (!o)
+		return -1;
+	od_sample_from_json(o, &s);
+	int rc = e->fn(e->ud, &s, where);
+	json_decref(o);
+	return rc;
+}
+
 int od_each_sample(const char *path,
 		   int (*fn)(void *ud, const struct od_sample *s,
 			     const char *where),
 		   void *ud, int64_t *bytes, char *err, size_t errlen)
 {
-	FILE *fp = fopen(path, "re");
-	char *line = NULL, where[4200];
-	size_t cap = 0;
-	ssize_t n;
-	long lineno = 0;
-	int rc = 0;
-	struct od_sample s;
-
-	if (!fp)
-		return od_err(err, errlen, "%s: %s", path, strerror(errno));
-	*bytes += od_file_size(path);
-	while (rc == 0 && (n = getline(&line, &cap, fp)) >= 0) {
-		json_error_t je;
-		json_t *o;
-		lineno++;
-		snprintf(where, sizeof(where), "%s:%ld", path, lineno);
-		if (strspn(line, " \t\r\n") == (size_t)n)
-			continue;
-		if (od_sample_fast(line, n, &s)) {
-			rc = fn(ud, &s, where);
-			continue;
-		}
-		o = json_loadb(line, n, 0, &je);
-		if (!o) {
-			rc = od_err(err, errlen, "%s: invalid JSON: %s", where,
-				    je.text);
-			break;
-		}
-		if (!json_is_object(o)) {
-			rc = od_err(err, errlen, "%s: not a JSON object", where);
-		} else {
-			od_sample_from_json(o, &s);
-			rc = fn(ud, &s, where);
-		}
-		json_decref(o);
-	}
-	if (rc == 0 && ferror(fp))
-		rc = od_err(err, errlen, "%s: %s", path, strerror(errno));
-	free(line);
-	fclose(fp);
-	return rc;
+	struct each_sample e = { fn, ud, err, errlen };
+	return od_each_text_line(path, on_sample_line, &e, bytes, err, errlen);
 }

@@ -1,7 +1,8 @@
 # Parquet writer/reader: a C unit of its own, used by bindings/opendc.
 DEBS        += libzstd-dev libsnappy-dev zlib1g-dev
 STATIC_LIBS += zstd z
-KX_SRCS += bindings/parquet/parquet.c bindings/parquet/pqread.c \
+KX_SRCS += bindings/parquet/parquet.c bindings/parquet/pqpages.c bindings/parquet/pqread.c \
+           bindings/parquet/pqcolumn.c \
            bindings/parquet/thrift.c bindings/parquet/rle.c bindings/parquet/snappy_dl.c
 KX_LIBS += -lzstd -lz
 

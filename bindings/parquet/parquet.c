@@ -1,5 +1,6 @@
-/* parquet.c - streaming Parquet writer (see parquet.h). */
-#include "parquet.h"
+/* parquet.c - streaming Parquet writer: open, values, rows, footer, close
+ * (see parquet.h; pages and row groups in pqpages.c). */
+#include "pqwriter.h"
 
 #include <errno.h>
 #include <math.h>
@@ -10,63 +11,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "snappy_dl.h"
-#include <zlib.h>
-#include <zstd.h>
-
-#include "rle.h"
-#include "thrift.h"
-
-#define STATS_MAX_STRING 256	/* longer min/max strings: no min/max */
-
-struct column {
-	struct pq_column spec;
-	int physical;
-
-	/* the page being filled */
-	struct tc_buf plain;	/* PLAIN values (PLAIN columns) */
-	uint32_t *idx;		/* dictionary indices (dictionary columns) */
-	size_t nidx, idxcap;
-	uint32_t *def;		/* definition levels, one per row */
-	size_t nrows, defcap;
-	int64_t page_nulls;
-
-	/* the row group's dictionary: PLAIN-encoded entries */
-	struct tc_buf dict;
-	size_t *dict_off;	/* where each entry's raw bytes start */
-	uint32_t *dict_len;
-	size_t ndict, dictcap;
-	uint32_t *slots;	/* open addressing: entry + 1, 0 = free */
-	size_t nslots;
-
-	/* the row group's pages, stored form, headers included */
-	struct tc_buf chunk;
-	int64_t chunk_values, chunk_nulls, chunk_uncompressed;
-
-	/* chunk statistics */
-	bool has_minmax, stats_off;
-	int64_t imin, imax;
-	double dmin, dmax;
-	struct tc_buf smin, smax;
-
-	bool done_this_row;
-};
-
-struct pq_writer {
-	char *path, *tmp;
-	FILE *fp;
-	int64_t offset;		/* bytes written so far */
-	char *schema_name;
-	struct pq_options opt;
-	int ncols;
-	struct column *cols;
-	int64_t rows, rg_rows;
-	struct tc_buf rowgroups;	/* encoded RowGroup structs */
-	uint32_t nrowgroups;
-	struct tc_buf levels, values, body, packed;	/* page assembly */
-	bool failed;
-	char err[256];
-};
 
 struct pq_options pq_defaults(void)
 {
@@ -83,9 +27,7 @@ struct pq_options pq_defaults(void)
 	};
 }
 
-static int fail(pq_writer *w, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static int fail(pq_writer *w, const char *fmt, ...)
+int pq_fail(pq_writer *w, const char *fmt, ...)
 {
 	va_list ap;
 	if (w->failed)
@@ -130,8 +72,6 @@ static void free_writer(pq_writer *w)
 	tc_buf_free(&w->body);
 	tc_buf_free(&w->packed);
 	free(w->schema_name);
-	free(w->path);
-	free(w->tmp);
 	free(w);
 }
 
@@ -145,12 +85,12 @@ pq_writer *pq_open(const char *path, const char *schema_name,
 		[PQ_TIMESTAMP_MS] = PQ_PT_INT64,
 	};
 	pq_writer *w = calloc(1, sizeof(*w));
-	int fd;
 
 	if (!w) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	w->file.fd = -1;
 	w->opt = opt ? *opt : pq_defaults();
 	if (w->opt.codec != PQ_UNCOMPRESSED && w->opt.codec != PQ_SNAPPY &&
 	    w->opt.codec != PQ_ZSTD) {
@@ -172,10 +112,7 @@ pq_writer *pq_open(const char *path, const char *schema_name,
 	w->ncols = ncols;
 	w->cols = calloc(ncols, sizeof(*w->cols));
 	w->schema_name = strdup(schema_name);
-	w->path = strdup(path);
-	if (!w->cols || !w->schema_name || !w->path ||
-	    asprintf(&w->tmp, "%s.tmp.XXXXXX", path) < 0) {
-		w->tmp = NULL;
+	if (!w->cols || !w->schema_name) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -189,29 +126,17 @@ pq_writer *pq_open(const char *path, const char *schema_name,
 		w->cols[i].spec.name = strdup(cols[i].name);
 		w->cols[i].physical = physical[cols[i].type];
 	}
-	fd = mkstemp(w->tmp);
-	if (fd < 0) {
-		snprintf(err, errlen, "%s: %s", w->tmp, strerror(errno));
-		free(w->tmp);
-		w->tmp = NULL;
+	if (kx_atomic_begin(&w->file, path, 0644, err, errlen) < 0)
 		goto fail;
-	}
-	fchmod(fd, 0644);
-	w->fp = fdopen(fd, "wb");
+	w->fp = fdopen(w->file.fd, "wb");
 	if (!w->fp || fwrite("PAR1", 1, 4, w->fp) != 4) {
-		snprintf(err, errlen, "%s: %s", w->tmp, strerror(errno));
-		if (!w->fp)
-			close(fd);
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		goto fail;
 	}
 	w->offset = 4;
 	return w;
 fail:
-	if (w->fp)
-		fclose(w->fp);
-	if (w->tmp)
-		unlink(w->tmp);
-	free_writer(w);
+	pq_abort(w);
 	return NULL;
 }
 
@@ -299,8 +224,6 @@ static size_t page_value_bytes(const struct column *c)
 	return c->spec.dictionary ? c->nidx * 4 : c->plain.len;
 }
 
-static int flush_page(pq_writer *w, struct column *c);
-static int flush_row_group(pq_writer *w);
 
 static struct column *begin_value(pq_writer *w, int col, bool null)
 {
@@ -308,20 +231,20 @@ static struct column *begin_value(pq_writer *w, int col, bool null)
 	if (w->failed)
 		return NULL;
 	if (col < 0 || col >= w->ncols) {
-		fail(w, "no column %d", col);
+		pq_fail(w, "no column %d", col);
 		return NULL;
 	}
 	c = &w->cols[col];
 	if (c->done_this_row) {
-		fail(w, "column %s: two values in one row", c->spec.name);
+		pq_fail(w, "column %s: two values in one row", c->spec.name);
 		return NULL;
 	}
 	if (null && !c->spec.optional) {
-		fail(w, "column %s is REQUIRED: null value", c->spec.name);
+		pq_fail(w, "column %s is REQUIRED: null value", c->spec.name);
 		return NULL;
 	}
 	if (grow((void **)&c->def, &c->defcap, c->nrows + 1, 4) < 0) {
-		fail(w, "out of memory");
+		pq_fail(w, "out of memory");
 		return NULL;
 	}
 	c->def[c->nrows++] = null ? 0 : 1;
@@ -339,7 +262,7 @@ static int add_raw(pq_writer *w, struct column *c, const void *raw, size_t n)
 		int64_t e = dict_index(c, raw, n);
 		if (e < 0 || grow((void **)&c->idx, &c->idxcap, c->nidx + 1,
 				  4) < 0)
-			return fail(w, "out of memory");
+			return pq_fail(w, "out of memory");
 		c->idx[c->nidx++] = (uint32_t)e;
 	} else {
 		if (c->physical == PQ_PT_BYTE_ARRAY) {
@@ -348,7 +271,7 @@ static int add_raw(pq_writer *w, struct column *c, const void *raw, size_t n)
 		}
 		tc_buf_put(&c->plain, raw, n);
 		if (c->plain.failed)
-			return fail(w, "out of memory");
+			return pq_fail(w, "out of memory");
 	}
 	return 0;
 }
@@ -360,7 +283,7 @@ static int check_type(pq_writer *w, struct column *c, enum pq_type t)
 	if (c->spec.type == PQ_TIMESTAMP_MS && t == PQ_INT64)
 		return 0;
 	if (c->spec.type != t)
-		return fail(w, "column %s is %s, not %s", c->spec.name,
+		return pq_fail(w, "column %s is %s, not %s", c->spec.name,
 			    names[c->spec.type], names[t]);
 	return 0;
 }
@@ -425,7 +348,7 @@ int pq_string(pq_writer *w, int col, const char *s, size_t len)
 	if (!c || check_type(w, c, PQ_STRING) < 0)
 		return -1;
 	if (len > INT32_MAX)
-		return fail(w, "column %s: string too long", c->spec.name);
+		return pq_fail(w, "column %s: string too long", c->spec.name);
 	if (len > STATS_MAX_STRING)
 		c->stats_off = true;
 	if (!c->stats_off) {
@@ -456,11 +379,11 @@ int pq_end_row(pq_writer *w)
 	for (int i = 0; i < w->ncols; i++) {
 		struct column *c = &w->cols[i];
 		if (!c->done_this_row)
-			return fail(w, "column %s: no value in row %lld",
+			return pq_fail(w, "column %s: no value in row %lld",
 				    c->spec.name, (long long)w->rows);
 		c->done_this_row = false;
 		if (page_value_bytes(c) + c->nrows / 8 >= w->opt.page_bytes &&
-		    flush_page(w, c) < 0)
+		    pq_flush_page(w, c) < 0)
 			return -1;
 		held += c->chunk.len + c->dict.len;
 		if (c->dict.len >= w->opt.dict_bytes)
@@ -470,304 +393,7 @@ int pq_end_row(pq_writer *w)
 	w->rg_rows++;
 	if (w->rg_rows >= (int64_t)w->opt.row_group_rows ||
 	    held >= w->opt.row_group_bytes)
-		return flush_row_group(w);
-	return 0;
-}
-
-/* ---- pages -------------------------------------------------------------- */
-
-/* Compresses src into w->packed; the stored bytes. */
-static int compress_page(pq_writer *w, const uint8_t *src, size_t n)
-{
-	struct tc_buf *out = &w->packed;
-	size_t cap;
-
-	out->len = 0;
-	switch (w->opt.codec) {
-	case PQ_UNCOMPRESSED:
-		tc_buf_put(out, src, n);
-		return out->failed ? fail(w, "out of memory") : 0;
-	case PQ_SNAPPY:
-		if (!pq_snappy())
-			return fail(w, "snappy: libsnappy.so.1 cannot be loaded");
-		cap = pq_snappy()->max_compressed_length(n);
-		break;
-	default:
-		cap = ZSTD_compressBound(n);
-	}
-	if (cap > out->cap) {
-		uint8_t *d = realloc(out->data, cap);
-		if (!d)
-			return fail(w, "out of memory");
-		out->data = d;
-		out->cap = cap;
-	}
-	if (w->opt.codec == PQ_SNAPPY) {
-		size_t len = cap;
-		if (pq_snappy()->compress((const char *)src, n, (char *)out->data,
-					  &len) != SNAPPY_OK)
-			return fail(w, "snappy compression failed");
-		out->len = len;
-	} else {
-		size_t r = ZSTD_compress(out->data, cap, src, n,
-					 w->opt.zstd_level);
-		if (ZSTD_isError(r))
-			return fail(w, "zstd: %s", ZSTD_getErrorName(r));
-		out->len = r;
-	}
-	return 0;
-}
-
-/* Appends a page header and its stored body to the column's chunk. */
-static void put_page(pq_writer *w, struct tc_buf *dst, int64_t *uncomp,
-		     int type, size_t uncompressed, const uint8_t *body, size_t stored,
-		     void (*sub)(struct tc_enc *, const void *), const void *ud)
-{
-	struct tc_buf hdr = { 0 };
-	struct tc_enc e;
-
-	tc_enc_init(&e, &hdr);
-	tc_field_i32(&e, 1, type);
-	tc_field_i32(&e, 2, (int32_t)uncompressed);
-	tc_field_i32(&e, 3, (int32_t)stored);
-	if (w->opt.crc)
-		tc_field_i32(&e, 4, (int32_t)crc32(0, body, (uInt)stored));
-	sub(&e, ud);
-	tc_struct_end(&e);
-	tc_buf_put(dst, hdr.data, hdr.len);
-	tc_buf_put(dst, body, stored);
-	*uncomp += hdr.len + uncompressed;
-	if (hdr.failed)
-		dst->failed = true;
-	tc_buf_free(&hdr);
-}
-
-struct data_page_info {
-	int64_t values, nulls;
-	int encoding;
-	size_t def_bytes;	/* v2: bytes of levels ahead of the values */
-	bool compressed;
-};
-
-static void data_page_v1(struct tc_enc *e, const void *ud)
-{
-	const struct data_page_info *p = ud;
-	tc_field_struct_begin(e, 5);
-	tc_field_i32(e, 1, (int32_t)p->values);
-	tc_field_i32(e, 2, p->encoding);
-	tc_field_i32(e, 3, PQ_ENC_RLE);
-	tc_field_i32(e, 4, PQ_ENC_RLE);
-	tc_struct_end(e);
-}
-
-static void data_page_v2(struct tc_enc *e, const void *ud)
-{
-	const struct data_page_info *p = ud;
-	tc_field_struct_begin(e, 8);
-	tc_field_i32(e, 1, (int32_t)p->values);
-	tc_field_i32(e, 2, (int32_t)p->nulls);
-	tc_field_i32(e, 3, (int32_t)p->values);	/* rows: flat schema */
-	tc_field_i32(e, 4, p->encoding);
-	tc_field_i32(e, 5, (int32_t)p->def_bytes);
-	tc_field_i32(e, 6, 0);
-	tc_field_bool(e, 7, p->compressed);
-	tc_struct_end(e);
-}
-
-static int flush_page(pq_writer *w, struct column *c)
-{
-	struct data_page_info info = {
-		.values = (int64_t)c->nrows,
-		.nulls = c->page_nulls,
-		.encoding = c->spec.dictionary ? PQ_ENC_RLE_DICTIONARY
-					       : PQ_ENC_PLAIN,
-		.compressed = w->opt.codec != PQ_UNCOMPRESSED,
-	};
-	struct tc_buf *lv = &w->levels, *val = &w->values, *body = &w->body;
-
-	if (c->nrows == 0)
-		return 0;
-	lv->len = val->len = body->len = 0;
-	if (c->spec.optional)
-		pq_rle_encode(lv, c->def, c->nrows, 1);
-	if (c->spec.dictionary) {
-		uint8_t width = (uint8_t)pq_bit_width(
-		    c->ndict ? (uint32_t)c->ndict - 1 : 0);
-		tc_buf_put(val, &width, 1);
-		pq_rle_encode(val, c->idx, c->nidx, width);
-	} else {
-		tc_buf_put(val, c->plain.data, c->plain.len);
-	}
-	if (w->opt.page_version == 1) {
-		if (c->spec.optional) {
-			uint32_t n = (uint32_t)lv->len;
-			tc_buf_put(body, &n, 4);
-			tc_buf_put(body, lv->data, lv->len);
-		}
-		tc_buf_put(body, val->data, val->len);
-		if (lv->failed || val->failed || body->failed)
-			return fail(w, "out of memory");
-		if (compress_page(w, body->data, body->len) < 0)
-			return -1;
-		put_page(w, &c->chunk, &c->chunk_uncompressed, 0, body->len,
-			 w->packed.data, w->packed.len, data_page_v1, &info);
-	} else {
-		/* v2: levels stay uncompressed ahead of the values. */
-		if (lv->failed || val->failed)
-			return fail(w, "out of memory");
-		if (compress_page(w, val->data, val->len) < 0)
-			return -1;
-		info.def_bytes = lv->len;
-		tc_buf_put(body, lv->data, lv->len);
-		tc_buf_put(body, w->packed.data, w->packed.len);
-		put_page(w, &c->chunk, &c->chunk_uncompressed, 3,
-			 lv->len + val->len, body->data, body->len,
-			 data_page_v2, &info);
-	}
-	if (body->failed || c->chunk.failed)
-		return fail(w, "out of memory");
-	c->chunk_values += c->nrows;
-	c->nrows = c->nidx = c->plain.len = 0;
-	c->page_nulls = 0;
-	return 0;
-}
-
-static void dict_page_header(struct tc_enc *e, const void *ud)
-{
-	const struct column *c = ud;
-	tc_field_struct_begin(e, 7);
-	tc_field_i32(e, 1, (int32_t)c->ndict);
-	tc_field_i32(e, 2, PQ_ENC_PLAIN);
-	tc_struct_end(e);
-}
-
-static int write_all(pq_writer *w, const void *p, size_t n)
-{
-	if (n && fwrite(p, 1, n, w->fp) != n)
-		return fail(w, "%s: %s", w->tmp, strerror(errno));
-	w->offset += n;
-	return 0;
-}
-
-static void encode_stat(const struct column *c, struct tc_enc *e, int id,
-			bool max)
-{
-	int32_t i32;
-	int64_t i64;
-	double d;
-
-	switch (c->physical) {
-	case PQ_PT_INT32:
-		i32 = (int32_t)(max ? c->imax : c->imin);
-		tc_field_binary(e, id, &i32, 4);
-		break;
-	case PQ_PT_INT64:
-		i64 = max ? c->imax : c->imin;
-		tc_field_binary(e, id, &i64, 8);
-		break;
-	case PQ_PT_DOUBLE:
-		d = max ? c->dmax : c->dmin;
-		tc_field_binary(e, id, &d, 8);
-		break;
-	default:
-		tc_field_binary(e, id, max ? c->smax.data : c->smin.data,
-				max ? c->smax.len : c->smin.len);
-	}
-}
-
-/* Writes one column's chunk and its ColumnChunk entry. */
-static int write_chunk(pq_writer *w, struct column *c, struct tc_enc *e,
-		       int64_t *uncomp_total, int64_t *comp_total)
-{
-	int64_t start = w->offset, dict_off = -1, data_off, uncomp = 0;
-
-	if (c->spec.dictionary) {
-		w->body.len = 0;
-		if (compress_page(w, c->dict.data, c->dict.len) < 0)
-			return -1;
-		put_page(w, &w->body, &uncomp, 2, c->dict.len, w->packed.data,
-			 w->packed.len, dict_page_header, c);
-		if (w->body.failed)
-			return fail(w, "out of memory");
-		dict_off = w->offset;
-		if (write_all(w, w->body.data, w->body.len) < 0)
-			return -1;
-	}
-	data_off = w->offset;
-	if (write_all(w, c->chunk.data, c->chunk.len) < 0)
-		return -1;
-	uncomp += c->chunk_uncompressed;
-
-	tc_struct_begin(e);
-	tc_field_i64(e, 2, start);
-	tc_field_struct_begin(e, 3);
-	tc_field_i32(e, 1, c->physical);
-	tc_field_list_begin(e, 2, TC_I32, c->spec.dictionary ? 3 : 2);
-	tc_elem_i32(e, PQ_ENC_PLAIN);
-	tc_elem_i32(e, PQ_ENC_RLE);
-	if (c->spec.dictionary)
-		tc_elem_i32(e, PQ_ENC_RLE_DICTIONARY);
-	tc_field_list_begin(e, 3, TC_BINARY, 1);
-	tc_elem_string(e, c->spec.name);
-	tc_field_i32(e, 4, w->opt.codec);
-	tc_field_i64(e, 5, c->chunk_values);
-	tc_field_i64(e, 6, uncomp);
-	tc_field_i64(e, 7, w->offset - start);
-	tc_field_i64(e, 9, data_off);
-	if (dict_off >= 0)
-		tc_field_i64(e, 11, dict_off);
-	tc_field_struct_begin(e, 12);
-	tc_field_i64(e, 3, c->chunk_nulls);
-	if (c->has_minmax && !c->stats_off) {
-		encode_stat(c, e, 5, true);
-		encode_stat(c, e, 6, false);
-	}
-	tc_struct_end(e);	/* Statistics */
-	tc_struct_end(e);	/* ColumnMetaData */
-	tc_struct_end(e);	/* ColumnChunk */
-
-	*uncomp_total += uncomp;
-	*comp_total += w->offset - start;
-	return 0;
-}
-
-static void reset_chunk(struct column *c)
-{
-	c->chunk.len = c->dict.len = 0;
-	c->ndict = 0;
-	if (c->slots)
-		memset(c->slots, 0, c->nslots * sizeof(*c->slots));
-	c->chunk_values = c->chunk_nulls = c->chunk_uncompressed = 0;
-	c->has_minmax = c->stats_off = false;
-}
-
-static int flush_row_group(pq_writer *w)
-{
-	struct tc_enc e;
-	int64_t start = w->offset, uncomp = 0, comp = 0;
-
-	if (w->rg_rows == 0)
-		return 0;
-	for (int i = 0; i < w->ncols; i++)
-		if (flush_page(w, &w->cols[i]) < 0)
-			return -1;
-	tc_enc_init(&e, &w->rowgroups);
-	tc_struct_begin(&e);
-	tc_field_list_begin(&e, 1, TC_STRUCT, (uint32_t)w->ncols);
-	for (int i = 0; i < w->ncols; i++) {
-		if (write_chunk(w, &w->cols[i], &e, &uncomp, &comp) < 0)
-			return -1;
-		reset_chunk(&w->cols[i]);
-	}
-	tc_field_i64(&e, 2, uncomp);
-	tc_field_i64(&e, 3, w->rg_rows);
-	tc_field_i64(&e, 5, start);
-	tc_field_i64(&e, 6, comp);
-	tc_struct_end(&e);
-	if (w->rowgroups.failed)
-		return fail(w, "out of memory");
-	w->nrowgroups++;
-	w->rg_rows = 0;
+		return pq_flush_row_group(w);
 	return 0;
 }
 
@@ -834,27 +460,29 @@ int pq_close(pq_writer *w, char *err, size_t errlen)
 
 	for (int i = 0; i < w->ncols && !w->failed; i++)
 		if (w->cols[i].done_this_row)
-			fail(w, "row %lld not ended", (long long)w->rows);
-	if (!w->failed && flush_row_group(w) == 0) {
+			pq_fail(w, "row %lld not ended", (long long)w->rows);
+	if (!w->failed && pq_flush_row_group(w) == 0) {
 		encode_footer(w, &footer);
 		uint32_t n = (uint32_t)footer.len;
 		if (footer.failed)
-			fail(w, "out of memory");
-		else if (write_all(w, footer.data, footer.len) == 0 &&
-			 write_all(w, &n, 4) == 0 &&
-			 write_all(w, "PAR1", 4) == 0) {
+			pq_fail(w, "out of memory");
+		else if (pq_write_all(w, footer.data, footer.len) == 0 &&
+			 pq_write_all(w, &n, 4) == 0 &&
+			 pq_write_all(w, "PAR1", 4) == 0) {
 			if (fflush(w->fp) != 0 || fsync(fileno(w->fp)) != 0)
-				fail(w, "%s: %s", w->tmp, strerror(errno));
+				pq_fail(w, "%s: %s", w->file.path, strerror(errno));
 		}
 	}
 	tc_buf_free(&footer);
 	if (fclose(w->fp) != 0)
-		fail(w, "%s: %s", w->tmp, strerror(errno));
+		pq_fail(w, "%s: %s", w->file.path, strerror(errno));
 	w->fp = NULL;
-	if (!w->failed && rename(w->tmp, w->path) != 0)
-		fail(w, "%s: %s", w->path, strerror(errno));
+	w->file.fd = -1;	/* closed with fp, synced above */
+	char cerr[256];
+	if (!w->failed && kx_atomic_commit(&w->file, cerr, sizeof(cerr)) < 0)
+		pq_fail(w, "%s", cerr);
 	if (w->failed) {
-		unlink(w->tmp);
+		kx_atomic_abort(&w->file);
 		snprintf(err, errlen, "%s", w->err);
 	} else {
 		rc = 0;
@@ -867,8 +495,10 @@ void pq_abort(pq_writer *w)
 {
 	if (!w)
 		return;
-	if (w->fp)
+	if (w->fp) {
 		fclose(w->fp);
-	unlink(w->tmp);
+		w->file.fd = -1;
+	}
+	kx_atomic_abort(&w->file);
 	free_writer(w);
 }

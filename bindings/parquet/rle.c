@@ -1,17 +1,6 @@
 /* rle.c - RLE/bit-packed hybrid (see rle.h). */
 #include "rle.h"
 
-static void put_varint(struct tc_buf *out, uint64_t v)
-{
-	uint8_t b[10];
-	int n = 0;
-	while (v >= 0x80) {
-		b[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	b[n++] = (uint8_t)v;
-	tc_buf_put(out, b, n);
-}
 
 int pq_bit_width(uint32_t max)
 {
@@ -29,7 +18,7 @@ static void emit_packed(struct tc_buf *out, const uint32_t *v, size_t n,
 
 	if (n == 0)
 		return;
-	put_varint(out, groups << 1 | 1);
+	tc_buf_varint(out, groups << 1 | 1);
 	for (size_t g = 0; g < groups; g++) {
 		uint64_t acc = 0;
 		int bits = 0, nb = 0;
@@ -54,7 +43,7 @@ static void emit_run(struct tc_buf *out, uint32_t value, size_t count,
 	uint8_t b[4];
 	int nb = (width + 7) / 8;
 
-	put_varint(out, (uint64_t)count << 1);
+	tc_buf_varint(out, (uint64_t)count << 1);
 	for (int k = 0; k < nb; k++)
 		b[k] = (uint8_t)(value >> (8 * k));
 	tc_buf_put(out, b, nb);

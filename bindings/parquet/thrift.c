@@ -37,7 +37,7 @@ static void put_byte(struct tc_enc *e, uint8_t v)
 	tc_buf_put(e->out, &v, 1);
 }
 
-static void put_varint(struct tc_enc *e, uint64_t v)
+void tc_buf_varint(struct tc_buf *out, uint64_t v)
 {
 	uint8_t b[10];
 	int n = 0;
@@ -46,7 +46,12 @@ static void put_varint(struct tc_enc *e, uint64_t v)
 		v >>= 7;
 	}
 	b[n++] = (uint8_t)v;
-	tc_buf_put(e->out, b, n);
+	tc_buf_put(out, b, n);
+}
+
+static void put_varint(struct tc_enc *e, uint64_t v)
+{
+	tc_buf_varint(e->out, v);
 }
 
 static uint64_t zigzag(int64_t v)

@@ -26,6 +26,8 @@ struct tc_buf {
 };
 
 void tc_buf_put(struct tc_buf *b, const void *p, size_t n);
+/* v as an unsigned LEB128 varint (Thrift compact, RLE run headers). */
+void tc_buf_varint(struct tc_buf *b, uint64_t v);
 void tc_buf_free(struct tc_buf *b);
 
 #define TC_MAX_DEPTH 16

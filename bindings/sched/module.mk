@@ -1,7 +1,7 @@
-# kx.sched: Tracekit's FIFO + first-fit policy in C (policy.c), its Lua
-# binding kx.sched.core, a Redis connection on the loop (rclient.c,
-# kx.sched.redis.client); backends and CLI in stdlib/kx/sched*.lua.
+# kx.sched: a Redis connection on the loop (rclient.c, kx.sched.redis.client),
+# the task launcher (launch.c, its worker side llaunch.c: kx.sched.launch);
+# the policy, the backends and the CLI are Lua (stdlib/kx/sched*.lua).
 DEBS        += libhiredis-dev redis-server ffmpeg
-KX_SRCS += bindings/sched/policy.c bindings/sched/lsched.c bindings/sched/rclient.c
+KX_SRCS += bindings/sched/rclient.c bindings/sched/launch.c bindings/sched/llaunch.c
 KX_LIBS += -lhiredis
-LUAOPEN += kx.sched.core kx.sched.redis.client
+LUAOPEN += kx.sched.redis.client kx.sched.launch

@@ -10,16 +10,20 @@
 
 #include "tracer.h"
 
-struct bpfsrc;
+struct trace_ebpf;
 
 /* Loads and attaches the program and feeds t from its events.  NULL with a
  * reason in err when BPF cannot be used (not root, no BTF, refused...). */
-struct bpfsrc *bpfsrc_open(struct tracer *t, char *err, size_t errlen);
+struct trace_ebpf *trace_ebpf_open(struct tracer *t, char *err, size_t errlen);
+
+/* What libbpf printed during the last trace_ebpf_open (the verifier's log
+ * when it refused the program): for KXRUN_LOG=debug. */
+const char *trace_ebpf_log(void);
 
 /* Drains pending events into the tracer now. */
-void bpfsrc_drain(struct bpfsrc *b);
+void trace_ebpf_drain(struct trace_ebpf *b);
 
 /* Detaches and frees (after its loop handle is closed). */
-void bpfsrc_close(struct bpfsrc *b);
+void trace_ebpf_close(struct trace_ebpf *b);
 
 #endif

@@ -4,36 +4,36 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "kx.h"
 #include "bpfsrc.h"
+#include "lrundir.h"
 #include "tracer.h"
 
 #define TRACER_MT "kx.trace.tracer"
-
-extern char **environ;
 
 struct tracer_ud {
 	struct tracer t;
 	int ref;        /* held while the loop uses the memory */
 	int closed;
-	struct bpfsrc *bpf;
+	struct trace_ebpf *bpf;
 	const char *source;   /* "ebpf" or "proc" */
 	unsigned long long lost_events;   /* kept from the eBPF source at stop */
-	char note[256];       /* why not eBPF, when asked for auto */
+	char note[2048];      /* why not eBPF, when asked for auto */
 };
 
 static void drain_bpf(void *ud)
 {
-	bpfsrc_drain(ud);
+	trace_ebpf_drain(ud);
 }
 
 static struct tracer_ud *check(lua_State *L)
@@ -54,19 +54,17 @@ static void on_closed(uv_handle_t *h)
 static int l_tracer(lua_State *L)
 {
 	luaL_checktype(L, 1, LUA_TTABLE);
-	lua_getfield(L, 1, "samples");
-	const char *samples = luaL_checkstring(L, -1);
-	lua_getfield(L, 1, "procs");
-	const char *procs = luaL_checkstring(L, -1);
-	lua_getfield(L, 1, "interval");
-	double interval = luaL_optnumber(L, -1, 0.2);
-	lua_getfield(L, 1, "match");
-	const char *match = luaL_optstring(L, -1, NULL);
-	lua_getfield(L, 1, "source");
-	const char *source = luaL_optstring(L, -1, "auto");
-	lua_getfield(L, 1, "sentinels");
-	const char *sentinels = luaL_optstring(L, -1, NULL);
-	luaL_argcheck(L, interval >= 0.001, 1, "interval below 1 ms");
+	const char *samples = kx_optstringfield(L, 1, "samples", NULL);
+	const char *procs = kx_optstringfield(L, 1, "procs", NULL);
+	if (!samples || !procs)
+		return kx_fielderror(L, 1, samples ? "procs" : "samples",
+				     "a file name expected");
+	double interval = kx_optnumberfield(L, 1, "interval", 0.2);
+	const char *match = kx_optstringfield(L, 1, "match", NULL);
+	const char *source = kx_optstringfield(L, 1, "source", "auto");
+	const char *sentinels = kx_optstringfield(L, 1, "sentinels", NULL);
+	luaL_argcheck(L, interval >= 0.001 && isfinite(interval), 1,
+		      "interval must be finite and at least 1 ms");
 	luaL_argcheck(L, strcmp(source, "auto") == 0 || strcmp(source, "proc") == 0 ||
 		      strcmp(source, "ebpf") == 0, 1, "source must be auto, proc or ebpf");
 
@@ -74,25 +72,28 @@ static int l_tracer(lua_State *L)
 	memset(u, 0, sizeof *u);
 	u->ref = LUA_NOREF;
 	char err[512];
-	if (tracer_start(&u->t, samples, procs, interval, match, err,
+	if (trace_start(&u->t, samples, procs, interval, match, err,
 			 sizeof err) < 0) {
 		u->closed = 1;
 		luaL_setmetatable(L, TRACER_MT);
 		return kx_fail(L, "%s", err);
 	}
 	luaL_setmetatable(L, TRACER_MT);
-	tracer_set_sentinels(&u->t, sentinels);
+	trace_set_sentinels(&u->t, sentinels);
+	/* before the eBPF program loads (slow on a loaded machine): what runs
+	 * now by the name asked for is found while it still runs */
+	trace_scan_matches(&u->t);
 	lua_pushvalue(L, -1);
 	u->ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	u->source = "proc";
 	if (strcmp(source, "proc") != 0) {
-		u->bpf = bpfsrc_open(&u->t, u->note, sizeof u->note);
+		u->bpf = trace_ebpf_open(&u->t, u->note, sizeof u->note);
 		if (u->bpf) {
 			u->source = "ebpf";
 			u->t.drain = drain_bpf;
 			u->t.drain_ud = u->bpf;
 		} else if (strcmp(source, "ebpf") == 0) {
-			tracer_stop(&u->t, on_closed);
+			trace_stop(&u->t, on_closed);
 			u->closed = 1;
 			return kx_fail(L, "%s", u->note);
 		}
@@ -118,8 +119,8 @@ static int l_watch(lua_State *L)
 	lua_Integer pid = luaL_checkinteger(L, 2);
 	luaL_argcheck(L, pid > 0, 2, "pid must be positive");
 	if (!u->t.running)
-		return kx_fail(L, "the run is stopped");
-	if (tracer_watch(&u->t, (pid_t)pid) < 0)
+		return luaL_error(L, "the trace run is stopped");
+	if (trace_watch(&u->t, (pid_t)pid) < 0)
 		return kx_fail(L, "no process %d", (int)pid);
 	lua_pushboolean(L, 1);
 	return 1;
@@ -129,10 +130,10 @@ static int l_stop(lua_State *L)
 {
 	struct tracer_ud *u = check(L);
 	if (u->t.running) {
-		tracer_stop(&u->t, on_closed);
+		trace_stop(&u->t, on_closed);
 		if (u->t.lost_events)
 			u->lost_events = *u->t.lost_events;
-		bpfsrc_close(u->bpf);
+		trace_ebpf_close(u->bpf);
 		u->bpf = NULL;
 		u->closed = 1;
 	}
@@ -142,7 +143,7 @@ static int l_stop(lua_State *L)
 static int l_live(lua_State *L)
 {
 	struct tracer_ud *u = check(L);
-	lua_pushinteger(L, (lua_Integer)tracer_live(&u->t));
+	lua_pushinteger(L, (lua_Integer)trace_live(&u->t));
 	lua_pushinteger(L, (lua_Integer)u->t.rows);
 	unsigned long long lost = u->t.lost_events ? *u->t.lost_events :
 				  u->lost_events;
@@ -168,7 +169,10 @@ static int l_live(lua_State *L)
 /* ---- launching a traced command ----------------------------------------- */
 
 struct launch {
-	uv_poll_t poll;   /* first: the close callback frees the struct */
+	uv_poll_t poll;   /* readable: the command has ended */
+	uv_timer_t wait;  /* for its exit event (see finish) */
+	int open_handles;
+	double ended_ms;  /* when it was first seen ended */
 	int pidfd;
 	struct tracer_ud *u;
 	int tracer_ref;   /* keeps the tracer while the child lives */
@@ -201,23 +205,76 @@ static void push_record(lua_State *T, struct launch *l, int ws,
 		       (double)ru->ru_stime.tv_sec * 1e3 +
 		       (double)ru->ru_stime.tv_usec / 1e3);
 	lua_setfield(T, -2, "cpu_ms");
+	/* its peak resident set, or that of the largest descendant it waited
+	 * for (KiB) */
+	lua_pushinteger(T, ru->ru_maxrss);
+	lua_setfield(T, -2, "peak_rss_kb");
 }
 
 static void launch_closed(uv_handle_t *h)
 {
-	struct launch *l = (struct launch *)h;
+	struct launch *l = h->data;
+	if (--l->open_handles > 0)
+		return;
 	close(l->pidfd);
 	luaL_unref(mainL, LUA_REGISTRYINDEX, l->tracer_ref);
 	free(l);
 }
 
-/* Readable pidfd: the child is a zombie.  Its end comes from the eBPF exit
- * event when there is one (drained first), else from its stat read before
- * it is reaped; wait4 gives the kernel's figure for the record. */
+static void finish(struct launch *l);
+
+static void on_wait(uv_timer_t *h)
+{
+	finish(h->data);
+}
+
+/* The command has ended (a zombie).  Its end comes from the eBPF exit
+ * event when there is one, else from its stat read before it is reaped;
+ * wait4 gives the kernel's figure for the record.  The exit event is sent
+ * at its last thread's final switch, which may come after its parent was
+ * told (tens of ms on a loaded machine): finish looks again every 2 ms, up
+ * to TRACE_EXIT_EVENT_WAIT_MS, without holding up the loop. */
+static void finish(struct launch *l)
+{
+	struct tracer *t = &l->u->t;
+	double now = trace_proc_now_ms();
+	if (!l->ended_ms)
+		l->ended_ms = now;
+	if (t->running && t->drain) {
+		t->drain(t->drain_ud);
+		if (trace_following(t, l->pid) &&
+		    now - l->ended_ms < TRACE_EXIT_EVENT_WAIT_MS) {
+			uv_poll_stop(&l->poll);
+			uv_timer_start(&l->wait, on_wait, 2, 0);
+			return;
+		}
+	}
+	/* the zombie's stat (its own CPU time) before wait4 reaps it; wait4
+	 * then gives its peak resident set (ru_maxrss) */
+	struct trace_proc_stat st;
+	int have_stat = t->running && trace_proc_read_stat(l->pid, &st) == 0;
+	int ws = 0;
+	struct rusage ru;
+	memset(&ru, 0, sizeof ru);
+	while (wait4(l->pid, &ws, 0, &ru) < 0 && errno == EINTR)
+		;
+	if (have_stat)   /* no-op once ended by its eBPF event */
+		trace_finish(t, l->pid, &st, ru.ru_maxrss);
+	trace_sentinel(t, l->pid, 0, 0);
+	kx_untrack_pgid(l->pid);
+	uv_poll_stop(&l->poll);
+	if (l->task) {
+		push_record(kx_task_state(l->task), l, ws, &ru, l->ended_ms);
+		kx_wake(l->task, 1);
+		l->task = NULL;
+	}
+	uv_close((uv_handle_t *)&l->poll, launch_closed);
+	uv_close((uv_handle_t *)&l->wait, launch_closed);
+}
+
 static void on_pidfd(uv_poll_t *h, int status, int events)
 {
-	struct launch *l = (struct launch *)h;
-	struct tracer *t = &l->u->t;
+	struct launch *l = h->data;
 	siginfo_t si;
 	(void)status;
 	(void)events;
@@ -225,34 +282,7 @@ static void on_pidfd(uv_poll_t *h, int status, int events)
 	if (waitid(P_PID, (id_t)l->pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0 ||
 	    si.si_pid == 0)
 		return;
-	double end_ms = procfs_now_ms();
-	if (t->running && t->drain) {
-		/* its exit event follows its last switch, which may come a few
-		 * microseconds after its parent is told: wait for it briefly */
-		for (int i = 0; i < 50; i++) {
-			t->drain(t->drain_ud);
-			if (!tracer_following(t, l->pid))
-				break;
-			usleep(100);
-		}
-	}
-	struct proc_stat st;
-	if (t->running && procfs_read_stat(l->pid, &st) == 0)
-		tracer_finish(t, l->pid, &st);   /* no-op once ended by eBPF */
-	int ws = 0;
-	struct rusage ru;
-	memset(&ru, 0, sizeof ru);
-	while (wait4(l->pid, &ws, 0, &ru) < 0 && errno == EINTR)
-		;
-	tracer_sentinel(t, l->pid, 0, 0);
-	kx_untrack_pgid(l->pid);
-	uv_poll_stop(h);
-	if (l->task) {
-		push_record(kx_task_state(l->task), l, ws, &ru, end_ms);
-		kx_wake(l->task, 1);
-		l->task = NULL;
-	}
-	uv_close((uv_handle_t *)h, launch_closed);
+	finish(l);
 }
 
 /* The waiting task was cancelled: the command goes with it. */
@@ -263,68 +293,67 @@ static void launch_cancel(void *ud)
 	kill(-l->pid, SIGTERM);
 }
 
-/* env: the current environment with the table's entries applied. */
-static char **build_env(lua_State *L, int t)
+/* env = {NAME = value | false}: kx_env_new's changes ("NAME=VALUE" sets,
+ * "NAME" removes), kept alive in a table at the top of the stack. */
+static const char **env_changes(lua_State *L, int t)
 {
-	size_t n = 0, extra = 0;
-	while (environ[n])
+	size_t n = 0;
+	lua_pushnil(L);
+	while (lua_next(L, t)) {
 		n++;
-	if (t) {
-		lua_pushnil(L);
-		while (lua_next(L, t)) {
-			extra++;
-			lua_pop(L, 1);
-		}
+		lua_pop(L, 1);
 	}
-	lua_newtable(L);   /* keeps the "K=V" strings alive */
+	lua_createtable(L, (int)n, 0);
 	int keep = lua_gettop(L);
-	char **env = lua_newuserdatauv(L, (n + extra + 1) * sizeof *env, 0);
+	const char **ch = lua_newuserdatauv(L, (n + 1) * sizeof *ch, 0);
+	lua_rawseti(L, keep, 0);
 	size_t k = 0;
-	for (size_t i = 0; i < n; i++) {
-		int overridden = 0;
-		if (t) {
-			const char *eq = strchr(environ[i], '=');
-			size_t nl = eq ? (size_t)(eq - environ[i]) : strlen(environ[i]);
-			lua_pushlstring(L, environ[i], nl);
-			overridden = lua_rawget(L, t) != LUA_TNIL;
-			lua_pop(L, 1);
-		}
-		if (!overridden)
-			env[k++] = environ[i];
+	lua_pushnil(L);
+	while (lua_next(L, t)) {
+		if (lua_type(L, -2) != LUA_TSTRING)
+			kx_fielderror(L, 2, "env", "names must be strings");
+		const char *name = lua_tostring(L, -2);
+		if (lua_type(L, -1) == LUA_TBOOLEAN)
+			ch[k] = lua_pushstring(L, name);
+		else if (lua_isstring(L, -1))
+			ch[k] = lua_pushfstring(L, "%s=%s", name,
+						lua_tostring(L, -1));
+		else
+			kx_fielderror(L, 2, "env", lua_pushfstring(L,
+				"value of '%s' is a %s, a string or false expected",
+				name, luaL_typename(L, -1)));
+		lua_rawseti(L, keep, (lua_Integer)++k);
+		lua_pop(L, 1);
 	}
-	if (t) {
-		lua_pushnil(L);
-		while (lua_next(L, t)) {
-			if (lua_type(L, -1) != LUA_TBOOLEAN) {
-				const char *kv = lua_pushfstring(L, "%s=%s",
-					luaL_checkstring(L, -2), luaL_checkstring(L, -1));
-				lua_rawseti(L, keep, (lua_Integer)(k + 1));
-				env[k++] = (char *)kv;
-			}
-			lua_pop(L, 1);
-		}
-	}
-	env[k] = NULL;
-	return env;
+	ch[k] = NULL;
+	return ch;
 }
 
-static int open_stdio(lua_State *L, int t, const char *field, int target)
+/* stdin/stdout/stderr = "inherit" | "null" | PATH into o->io[i], o->fd[i]
+ * (the descriptor to close once spawned, or -1). */
+static int open_stdio(lua_State *L, int t, const char *field, int i,
+		      struct kx_spawn *o)
 {
-	lua_getfield(L, t, field);
-	const char *v = lua_tostring(L, -1);
-	lua_pop(L, 1);
+	const char *v = kx_optstringfield(L, t, field, NULL);
+	o->fd[i] = -1;
 	if (!v || strcmp(v, "inherit") == 0)
-		return -1;
-	const char *path = strcmp(v, "null") == 0 ? "/dev/null" : v;
-	int fd = open(path, target == 0 ? O_RDONLY :
-		      O_WRONLY | O_CREAT | O_TRUNC, 0644);   /* no CLOEXEC: dup2'd */
-	if (fd < 0)
-		luaL_error(L, "%s: %s", path, strerror(errno));
-	return fd;
+		return 0;
+	if (strcmp(v, "null") == 0) {
+		o->io[i] = KX_IO_NULL;
+		return 0;
+	}
+	o->fd[i] = open(v, i == 0 ? O_RDONLY | O_CLOEXEC :
+			O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (o->fd[i] < 0)
+		return -errno;
+	o->io[i] = KX_IO_FD;
+	return 0;
 }
 
 /* tracer:launch{argv..., cwd=, env=, stdin=, stdout=, stderr=}
- * -> {pid, ts_start, ts_end, exit_code | signal, cpu_ms} | nil, err */
+ * -> {pid, ts_start, ts_end, exit_code | signal, cpu_ms, peak_rss_kb} |
+ * nil, err.  The command is started stopped (kx_spawn), followed, then let
+ * go: none of its forks is missed. */
 static int l_launch(lua_State *L)
 {
 	struct tracer_ud *u = check(L);
@@ -332,167 +361,93 @@ static int l_launch(lua_State *L)
 	int argc = (int)lua_rawlen(L, 2);
 	luaL_argcheck(L, argc > 0, 2, "argv is empty");
 	if (!u->t.running)
-		return kx_fail(L, "the run is stopped");
+		return luaL_error(L, "the trace run is stopped");
 	kx_task *task = kx_checktask(L, "exec");
 
-	char **argv = lua_newuserdatauv(L, (size_t)(argc + 1) * sizeof *argv, 0);
+	const char **argv = lua_newuserdatauv(L, (size_t)(argc + 1) * sizeof *argv, 0);
 	for (int i = 1; i <= argc; i++) {
 		lua_rawgeti(L, 2, i);
-		argv[i - 1] = (char *)luaL_checkstring(L, -1);
+		if (!lua_isstring(L, -1))
+			return luaL_argerror(L, 2, lua_pushfstring(L, "argv[%d] is a "
+					     "%s, string expected", i, luaL_typename(L, -1)));
 		lua_rawseti(L, 2, i);   /* the string form stays in the table */
 		lua_rawgeti(L, 2, i);
-		argv[i - 1] = (char *)lua_tostring(L, -1);
+		argv[i - 1] = lua_tostring(L, -1);
 		lua_pop(L, 1);
 	}
 	argv[argc] = NULL;
-	lua_getfield(L, 2, "cwd");
-	const char *cwd = lua_tostring(L, -1);
+	struct kx_spawn o = { .argv = argv, .flags = KX_SPAWN_STOPPED };
+	o.cwd = kx_optstringfield(L, 2, "cwd", NULL);
+	char **envp = NULL;
 	lua_getfield(L, 2, "env");
-	int envt = lua_istable(L, -1) ? lua_gettop(L) : 0;
-	char **envp = build_env(L, envt);
-	int fds[3];
-	fds[0] = open_stdio(L, 2, "stdin", 0);
-	fds[1] = open_stdio(L, 2, "stdout", 1);
-	fds[2] = open_stdio(L, 2, "stderr", 2);
-
-	int errpipe[2], gopipe[2];
-	double before_ms = procfs_now_ms();
-	if (pipe2(errpipe, O_CLOEXEC) < 0)
-		return kx_fail(L, "pipe: %s", strerror(errno));
-	if (pipe2(gopipe, O_CLOEXEC) < 0) {
-		close(errpipe[0]);
-		close(errpipe[1]);
-		return kx_fail(L, "pipe: %s", strerror(errno));
+	if (lua_istable(L, -1)) {
+		envp = kx_env_new(env_changes(L, lua_gettop(L)));
+		if (!envp)
+			return kx_fail(L, "out of memory");
+		o.envp = (const char *const *)envp;
 	}
-	pid_t pid = fork();
-	if (pid < 0) {
-		int e = errno;
-		close(errpipe[0]);
-		close(errpipe[1]);
-		close(gopipe[0]);
-		close(gopipe[1]);
-		return kx_fail(L, "fork: %s", strerror(e));
-	}
-	if (pid == 0) {
-		/* only async-signal-safe calls from here on */
-		sigset_t none;
-		setpgid(0, 0);
-		signal(SIGPIPE, SIG_DFL);
-		signal(SIGINT, SIG_DFL);
-		signal(SIGTERM, SIG_DFL);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		for (int i = 0; i < 3; i++)
-			if (fds[i] >= 0 && dup2(fds[i], i) < 0)
-				goto failed;
-		if (cwd && chdir(cwd) < 0)
-			goto failed;
-		/* wait until the parent follows us, so no fork of ours is missed */
-		char go;
-		close(gopipe[1]);
-		while (read(gopipe[0], &go, 1) < 0 && errno == EINTR)
-			;
-		execvpe(argv[0], argv, envp);
-failed:;
-		int e = errno;
-		if (write(errpipe[1], &e, sizeof e) < 0)
-			_exit(127);
-		_exit(127);
-	}
+	static const char *const fields[] = { "stdin", "stdout", "stderr" };
+	char err[512] = "";
+	pid_t pid = 0;
+	for (int i = 0; i < 3 && !pid; i++)
+		if ((pid = open_stdio(L, 2, fields[i], i, &o)) < 0) {
+			lua_getfield(L, 2, fields[i]);
+			snprintf(err, sizeof err, "%s: %s", lua_tostring(L, -1),
+				 strerror(-pid));
+		}
+	double before_ms = trace_proc_now_ms();
+	if (!pid)
+		pid = kx_spawn(&o, err, sizeof err);
+	free(envp);
 	for (int i = 0; i < 3; i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
-	close(errpipe[1]);
-	close(gopipe[0]);
-	if (tracer_watch(&u->t, pid) == 0)
+		if (o.io[i] == KX_IO_FD)
+			close(o.fd[i]);
+	if (pid < 0)
+		return kx_fail(L, "%s", err);
+	/* stopped before exec: followed now, then let go */
+	if (trace_watch(&u->t, pid) == 0)
 		for (size_t i = u->t.nprocs; i > 0; i--)
 			if (u->t.procs[i - 1].pid == pid) {
 				u->t.procs[i - 1].launched = 1;
-				tracer_sentinel(&u->t, pid,
-						u->t.procs[i - 1].start_ms, 1);
+				trace_sentinel(&u->t, pid,
+					       u->t.procs[i - 1].start_ms, 1);
 				break;
 			}
-	if (write(gopipe[1], "g", 1) < 0)
-		kill(pid, SIGKILL);
-	close(gopipe[1]);
-	int child_errno = 0;
-	ssize_t got;
-	while ((got = read(errpipe[0], &child_errno, sizeof child_errno)) < 0 &&
-	       errno == EINTR)
-		;
-	close(errpipe[0]);
-	if (got == sizeof child_errno) {
-		waitpid(pid, NULL, 0);
-		tracer_sentinel(&u->t, pid, 0, 0);
-		return kx_fail(L, "exec %s: %s", argv[0], strerror(child_errno));
-	}
 
 	struct launch *l = calloc(1, sizeof *l);
-	struct proc_stat st;
-	l->u = u;
-	l->pid = pid;
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (!l || pidfd < 0 || uv_poll_init(kx_loop(), &l->poll, pidfd) < 0) {
+		int e = l ? errno : ENOMEM;
+		kill(-pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		kx_untrack_pgid(pid);
+		trace_sentinel(&u->t, pid, 0, 0);
+		if (pidfd >= 0)
+			close(pidfd);
+		free(l);
+		return kx_fail(L, "pidfd_open: %s", strerror(e));
+	}
 	/* the kernel's start time has clock-tick precision (10 ms): keep it
-	 * within what we saw around fork() */
-	double after_ms = procfs_now_ms();
-	l->start_ms = procfs_read_stat(pid, &st) == 0 ? st.start_ms : after_ms;
+	 * within what we saw around the fork */
+	struct trace_proc_stat st;
+	double after_ms = trace_proc_now_ms();
+	uv_timer_init(kx_loop(), &l->wait);   /* cannot fail */
+	l->poll.data = l->wait.data = l;
+	l->open_handles = 2;
+	l->pidfd = pidfd;
+	l->pid = pid;
+	l->u = u;
+	l->start_ms = trace_proc_read_stat(pid, &st) == 0 ? st.start_ms : after_ms;
 	if (l->start_ms < before_ms)
 		l->start_ms = before_ms;
 	if (l->start_ms > after_ms)
 		l->start_ms = after_ms;
-	kx_track_pgid(pid);
-	l->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (l->pidfd < 0 || uv_poll_init(kx_loop(), &l->poll, l->pidfd) < 0) {
-		kill(-pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-		tracer_sentinel(&u->t, pid, 0, 0);
-		free(l);
-		return kx_fail(L, "pidfd_open: %s", strerror(errno));
-	}
+	kill(pid, SIGCONT);
 	lua_pushvalue(L, 1);
 	l->tracer_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	l->task = task;
 	uv_poll_start(&l->poll, UV_READABLE, on_pidfd);
 	return kx_await(L, task, -1, launch_cancel, l);
-}
-
-/* core.stat(pid) -> {pid, ppid, comm, state, start_ms, cpu_ms} | nil, err */
-static int l_stat(lua_State *L)
-{
-	struct proc_stat st;
-	lua_Integer pid = luaL_checkinteger(L, 1);
-	if (pid <= 0 || procfs_read_stat((pid_t)pid, &st) < 0)
-		return kx_fail(L, "no process %d", (int)pid);
-	lua_createtable(L, 0, 6);
-	lua_pushinteger(L, st.pid);
-	lua_setfield(L, -2, "pid");
-	lua_pushinteger(L, st.ppid);
-	lua_setfield(L, -2, "ppid");
-	lua_pushstring(L, st.comm);
-	lua_setfield(L, -2, "comm");
-	lua_pushlstring(L, &st.state, 1);
-	lua_setfield(L, -2, "state");
-	lua_pushnumber(L, st.start_ms);
-	lua_setfield(L, -2, "start_ms");
-	lua_pushnumber(L, st.cpu_ms);
-	lua_setfield(L, -2, "cpu_ms");
-	return 1;
-}
-
-/* core.free_bytes(path) -> bytes available to us on path's file system */
-static int l_free_bytes(lua_State *L)
-{
-	struct statvfs v;
-	const char *path = luaL_checkstring(L, 1);
-	if (statvfs(path, &v) < 0)
-		return kx_fail(L, "%s: %s", path, strerror(errno));
-	lua_pushinteger(L, (lua_Integer)v.f_bavail * (lua_Integer)v.f_frsize);
-	return 1;
-}
-
-static int l_now_ms(lua_State *L)
-{
-	lua_pushnumber(L, procfs_now_ms());
-	return 1;
 }
 
 int luaopen_kx_trace_core(lua_State *L)
@@ -507,9 +462,6 @@ int luaopen_kx_trace_core(lua_State *L)
 	};
 	static const luaL_Reg fns[] = {
 		{"tracer", l_tracer},
-		{"stat", l_stat},
-		{"now_ms", l_now_ms},
-		{"free_bytes", l_free_bytes},
 		{NULL, NULL},
 	};
 	lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
@@ -518,5 +470,6 @@ int luaopen_kx_trace_core(lua_State *L)
 	kx_newclass(L, TRACER_MT, methods, NULL);
 	lua_pop(L, 1);
 	luaL_newlib(L, fns);
+	trace_rundir_open(L);
 	return 1;
 }

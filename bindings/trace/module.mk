@@ -6,12 +6,13 @@ DEBS        += libbpf-dev clang bpftool libelf-dev zlib1g-dev ffmpeg
 STATIC_LIBS += bpf elf z
 TRACE_GEN := $(BUILD)/gen/trace
 KX_SRCS += bindings/trace/procfs.c bindings/trace/tracer.c bindings/trace/ltrace.c \
-	bindings/trace/bpfsrc.c
+	bindings/trace/bpfsrc.c bindings/trace/lrundir.c
 KX_LIBS += -lbpf -lelf -lz
 LUAOPEN += kx.trace.core
 $(BUILD)/bindings/trace/%.o: override CFLAGS += -I$(TRACE_GEN)
 
 ifeq ($(wildcard /sys/kernel/btf/vmlinux),)
+$(warning kx.trace: /sys/kernel/btf/vmlinux is missing (a kernel without BTF): building without the eBPF source; trace.start{source="ebpf"} will say so)
 $(BUILD)/bindings/trace/%.o: override CFLAGS += -DKX_TRACE_NO_BPF
 else
 $(TRACE_GEN)/vmlinux.h:

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -17,12 +19,12 @@ static double ts_ms(clockid_t id)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-double procfs_now_ms(void)
+double trace_proc_now_ms(void)
 {
 	return ts_ms(CLOCK_REALTIME);
 }
 
-double procfs_boot_ms(void)
+double trace_proc_boot_ms(void)
 {
 	static double boot;
 	if (boot == 0) {
@@ -46,7 +48,7 @@ static long clk_tck(void)
 	return tck > 0 ? tck : 100;
 }
 
-int procfs_parse_stat(const char *text, struct proc_stat *st)
+int trace_proc_parse_stat(const char *text, struct trace_proc_stat *st)
 {
 	const char *open = strchr(text, '(');
 	const char *close = strrchr(text, ')');
@@ -81,7 +83,7 @@ int procfs_parse_stat(const char *text, struct proc_stat *st)
 	st->threads = threads;
 	st->cpu_ms = (double)(utime + stime) * tick_ms;
 	st->children_cpu_ms = (double)(cutime + cstime) * tick_ms;
-	st->start_ms = procfs_boot_ms() + (double)starttime * tick_ms;
+	st->start_ms = trace_proc_boot_ms() + (double)starttime * tick_ms;
 	return 0;
 }
 
@@ -99,7 +101,7 @@ static ssize_t read_small(const char *path, char *buf, size_t len)
 	return n;
 }
 
-int procfs_read_stat(pid_t pid, struct proc_stat *st)
+int trace_proc_read_stat(pid_t pid, struct trace_proc_stat *st)
 {
 	char path[64], buf[1024];
 	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
@@ -108,10 +110,10 @@ int procfs_read_stat(pid_t pid, struct proc_stat *st)
 		return (int)n;
 	if (n == 0)
 		return -ENOENT;
-	return procfs_parse_stat(buf, st);
+	return trace_proc_parse_stat(buf, st);
 }
 
-int procfs_open_stat(pid_t pid)
+int trace_proc_open_stat(pid_t pid)
 {
 	char path[64];
 	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
@@ -119,7 +121,7 @@ int procfs_open_stat(pid_t pid)
 	return fd < 0 ? -errno : fd;
 }
 
-int procfs_pread_stat(int fd, struct proc_stat *st)
+int trace_proc_pread_stat(int fd, struct trace_proc_stat *st)
 {
 	char buf[1024];
 	ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
@@ -128,10 +130,20 @@ int procfs_pread_stat(int fd, struct proc_stat *st)
 	if (n == 0)
 		return -ENOENT;
 	buf[n] = 0;
-	return procfs_parse_stat(buf, st);
+	return trace_proc_parse_stat(buf, st);
 }
 
-long procfs_rss_kb(pid_t pid)
+long trace_proc_hwm_kb(pid_t pid)
+{
+	char path[64], buf[4096];
+	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+	if (read_small(path, buf, sizeof buf) <= 0)
+		return -1;
+	const char *at = strstr(buf, "\nVmHWM:");
+	return at ? strtol(at + 8, NULL, 10) : -1;
+}
+
+long trace_proc_rss_kb(pid_t pid)
 {
 	char path[64], buf[256];
 	long size, resident;
@@ -170,7 +182,7 @@ static int children_file(const char *path, pid_t *out, int n, int max)
 	return n;
 }
 
-int procfs_children(pid_t pid, int threads, pid_t *out, int max)
+int trace_proc_children(pid_t pid, int threads, pid_t *out, int max)
 {
 	char path[128];
 	int n = 0;
@@ -196,4 +208,31 @@ int procfs_children(pid_t pid, int threads, pid_t *out, int max)
 	}
 	closedir(d);
 	return n;
+}
+
+pid_t trace_proc_flock_holder(const char *path)
+{
+	struct stat st;
+	char line[256];
+	pid_t holder = 0;
+	if (stat(path, &st) < 0)
+		return -errno;
+	FILE *f = fopen("/proc/locks", "re");
+	if (!f)
+		return -errno;
+	/* "1: FLOCK  ADVISORY  WRITE 1234 00:2a:5678 0 EOF"; a waiter's line
+	 * reads "1: -> FLOCK ..." and is skipped */
+	while (!holder && fgets(line, sizeof line, f)) {
+		char kind[16];
+		int pid;
+		unsigned maj, min;
+		unsigned long ino;
+		if (sscanf(line, "%*d: %15s %*s %*s %d %x:%x:%lu", kind, &pid,
+			   &maj, &min, &ino) == 5 && strcmp(kind, "FLOCK") == 0 &&
+		    ino == (unsigned long)st.st_ino && maj == major(st.st_dev) &&
+		    min == minor(st.st_dev))
+			holder = (pid_t)pid;
+	}
+	fclose(f);
+	return holder;
 }

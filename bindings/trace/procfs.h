@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-struct proc_stat {
+struct trace_proc_stat {
 	pid_t pid, ppid;
 	char state;             /* R S D Z T ... (of the leader thread) */
 	int threads;            /* num_threads */
@@ -25,34 +25,42 @@ struct proc_stat {
 
 /* Ended: a zombie with no thread left.  A process whose leader thread left
  * first (pthread_exit) shows state Z while its other threads run on. */
-static inline int procfs_ended(const struct proc_stat *st)
+static inline int trace_proc_ended(const struct trace_proc_stat *st)
 {
 	return st->state == 'Z' && st->threads <= 1;
 }
 
 /* Boot time, ms since the epoch. */
-double procfs_boot_ms(void);
+double trace_proc_boot_ms(void);
 
 /* Wall clock, ms since the epoch. */
-double procfs_now_ms(void);
+double trace_proc_now_ms(void);
 
 /* Parses the text of /proc/PID/stat (comm may hold spaces and parens). */
-int procfs_parse_stat(const char *text, struct proc_stat *st);
+int trace_proc_parse_stat(const char *text, struct trace_proc_stat *st);
 
 /* Reads /proc/PID/stat; 0, or -errno (ENOENT once the process is gone). */
-int procfs_read_stat(pid_t pid, struct proc_stat *st);
+int trace_proc_read_stat(pid_t pid, struct trace_proc_stat *st);
 
 /* The same through a descriptor kept open on /proc/PID/stat (pread at 0
  * gives fresh figures: one system call a sample). */
-int procfs_open_stat(pid_t pid);
-int procfs_pread_stat(int fd, struct proc_stat *st);
+int trace_proc_open_stat(pid_t pid);
+int trace_proc_pread_stat(int fd, struct trace_proc_stat *st);
+
+/* The peak resident set so far (VmHWM of /proc/PID/status) in KiB; -1 when
+ * gone. */
+long trace_proc_hwm_kb(pid_t pid);
 
 /* Resident set in KiB from /proc/PID/statm; -1 when gone. */
-long procfs_rss_kb(pid_t pid);
+long trace_proc_rss_kb(pid_t pid);
 
 /* Children of every thread of pid (from /proc/PID/task/TID/children): up
  * to max into out; returns how many, or -errno.  threads: how many it has
  * (stat's num_threads; 1 reads the leader's list alone, 0 if unknown). */
-int procfs_children(pid_t pid, int threads, pid_t *out, int max);
+int trace_proc_children(pid_t pid, int threads, pid_t *out, int max);
+
+/* The process holding a flock(2) lock on path, from the kernel's table
+ * (/proc/locks): its pid, 0 when nobody holds one, or -errno. */
+pid_t trace_proc_flock_holder(const char *path);
 
 #endif

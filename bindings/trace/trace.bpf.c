@@ -63,6 +63,7 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	e->ts_ns = bpf_ktime_get_boot_ns();
 	e->cpu_ns = 0;
 	e->children_cpu_ns = 0;
+	e->maxrss_pages = 0;
 	e->exit_code = 0;
 	e->slot = slot;
 	BPF_CORE_READ_STR_INTO(&e->comm, child, comm);
@@ -89,6 +90,7 @@ int BPF_PROG(on_exec, struct task_struct *p)
 	e->ts_ns = bpf_ktime_get_boot_ns();
 	e->cpu_ns = 0;
 	e->children_cpu_ns = 0;
+	e->maxrss_pages = 0;
 	e->exit_code = 0;
 	e->slot = 0;
 	BPF_CORE_READ_STR_INTO(&e->comm, p, comm);
@@ -99,23 +101,44 @@ int BPF_PROG(on_exec, struct task_struct *p)
 /* The CPU time of the whole thread group, as thread_group_cputime() sums it:
  * what released threads left in signal->sum_sched_runtime plus the runtime
  * of every thread still on the group's list (this one, the leader, and any
- * thread still on its way out). */
+ * thread still on its way out).  The list is walked by bpf_loop(): the
+ * verifier checks its body once, not once per iteration (an unrolled walk
+ * of 1024 threads, in two programs, took 130 ms of CPU to load, a second on
+ * a saturated machine: everything that ended meanwhile went unseen). */
 #define MAX_THREADS 1024
+
+struct thread_walk {
+	struct list_head *head, *pos;
+	unsigned long off;   /* of thread_node in task_struct */
+	__u64 ns;
+};
+
+static long add_thread(__u64 i, void *ctx)
+{
+	struct thread_walk *w = ctx;
+	struct list_head *pos = w->pos;   /* not CO-RE: our own struct */
+	struct task_struct *t;
+
+	if (!pos || pos == w->head)
+		return 1;   /* the end of the list */
+	t = (void *)((char *)pos - w->off);
+	w->ns += BPF_CORE_READ(t, se.sum_exec_runtime);
+	w->pos = BPF_CORE_READ(pos, next);
+	return 0;
+}
 
 static __u64 group_cpu_ns(struct task_struct *task)
 {
 	struct signal_struct *sig = BPF_CORE_READ(task, signal);
-	struct list_head *head = &sig->thread_head;
-	struct list_head *pos = BPF_CORE_READ(sig, thread_head.next);
-	__u64 ns = BPF_CORE_READ(sig, sum_sched_runtime);
-	unsigned long off = bpf_core_field_offset(struct task_struct, thread_node);
+	struct thread_walk w = {
+		.head = &sig->thread_head,
+		.pos = BPF_CORE_READ(sig, thread_head.next),
+		.off = bpf_core_field_offset(struct task_struct, thread_node),
+		.ns = BPF_CORE_READ(sig, sum_sched_runtime),
+	};
 
-	for (int i = 0; i < MAX_THREADS && pos && pos != head; i++) {
-		struct task_struct *t = (void *)((char *)pos - off);
-		ns += BPF_CORE_READ(t, se.sum_exec_runtime);
-		pos = BPF_CORE_READ(pos, next);
-	}
-	return ns;
+	bpf_loop(MAX_THREADS, add_thread, &w, 0);
+	return w.ns;
 }
 
 /* Threads that ended their process (key: thread id, value: tgid), until
@@ -145,6 +168,9 @@ static void emit_exit(struct task_struct *task)
 	e->children_cpu_ns = BPF_CORE_READ(task, signal, cutime) +
 			     BPF_CORE_READ(task, signal, cstime);
 	e->exit_code = BPF_CORE_READ(task, exit_code);
+	/* set by do_exit() when the group died, from the mm's high-water mark
+	 * (pages): the peak of a process too short for any sample */
+	e->maxrss_pages = BPF_CORE_READ(task, signal, maxrss);
 	e->slot = 0;
 	BPF_CORE_READ_STR_INTO(&e->comm, task, group_leader, comm);
 	bpf_ringbuf_submit(e, 0);

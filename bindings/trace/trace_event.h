@@ -12,6 +12,7 @@ struct kx_trace_event {
 	unsigned long long ts_ns;   /* CLOCK_BOOTTIME */
 	unsigned long long cpu_ns;
 	unsigned long long children_cpu_ns;
+	unsigned long long maxrss_pages;   /* exit: its peak resident set */
 	unsigned int slot;          /* fork: the child's switch counter */
 	char comm[16];
 };

@@ -14,7 +14,7 @@
 
 #define MAX_CHILDREN 16384
 
-size_t tracer_json_string(char *out, size_t len, const char *s)
+size_t trace_json_string(char *out, size_t len, const char *s)
 {
 	size_t n = 0;
 	if (len < 3)
@@ -66,9 +66,29 @@ static struct tracked *find(struct tracer *t, pid_t pid)
 	return NULL;
 }
 
+/* Into the eBPF program's map: its forks and exit are reported from now
+ * on; the children it already has are read from /proc at the next tick. */
+static void follow(struct tracer *t, struct tracked *p)
+{
+	__u32 key = (__u32)p->pid;
+	__u32 s = __atomic_fetch_add(t->next_slot, 1, __ATOMIC_RELAXED) &
+		  (KX_TRACE_SLOTS - 1);
+	bpf_map_update_elem(t->map_fd, &key, &s, BPF_ANY);
+	p->slot = s;
+	p->in_map = 1;
+	p->scan_children = 1;
+}
+
+void trace_follow_all(struct tracer *t)
+{
+	for (size_t i = 0; i < t->nprocs; i++)
+		if (t->procs[i].alive && !t->procs[i].in_map)
+			follow(t, &t->procs[i]);
+}
+
 /* slot: the switch counter the eBPF program gave it (a fork it saw), or -1
  * to hand one out here (a root). */
-static struct tracked *add(struct tracer *t, const struct proc_stat *st,
+static struct tracked *add(struct tracer *t, const struct trace_proc_stat *st,
 			   long slot)
 {
 	if (t->nprocs == t->cap) {
@@ -86,26 +106,22 @@ static struct tracked *add(struct tracer *t, const struct proc_stat *st,
 	p->start_ms = st->start_ms;
 	p->last_ms = st->start_ms;
 	p->alive = 1;
-	p->stat_fd = procfs_open_stat(st->pid);
+	p->stat_fd = trace_proc_open_stat(st->pid);
 	snprintf(p->comm, sizeof p->comm, "%s", st->comm);
 	p->seen_switches = ~0ULL;   /* read at the next tick */
 	if (t->map_fd >= 0 && slot < 0) {
-		__u32 key = (__u32)st->pid;
-		__u32 s = __atomic_fetch_add(t->next_slot, 1, __ATOMIC_RELAXED) &
-			  (KX_TRACE_SLOTS - 1);
-		bpf_map_update_elem(t->map_fd, &key, &s, BPF_ANY);
-		p->slot = s;
-		p->scan_children = 1;
+		follow(t, p);
 	} else if (slot >= 0) {
 		p->slot = (unsigned)slot;
+		p->in_map = 1;   /* the program put it there at its fork */
 	}
 	return p;
 }
 
-void tracer_child(struct tracer *t, pid_t pid, pid_t ppid, double start_ms,
+void trace_child(struct tracer *t, pid_t pid, pid_t ppid, double start_ms,
 		  const char *comm, unsigned slot)
 {
-	struct proc_stat st;
+	struct trace_proc_stat st;
 	if (find(t, pid))
 		return;
 	memset(&st, 0, sizeof st);
@@ -116,30 +132,38 @@ void tracer_child(struct tracer *t, pid_t pid, pid_t ppid, double start_ms,
 	add(t, &st, slot);
 }
 
-static int in_launched_tree(struct tracer *t, const struct proc_stat *st);
+static int in_launched_tree(struct tracer *t, const struct trace_proc_stat *st);
 
-void tracer_exec(struct tracer *t, pid_t pid, const char *comm)
+void trace_exec(struct tracer *t, pid_t pid, const char *comm)
 {
 	struct tracked *p = find(t, pid);
-	struct proc_stat st;
+	struct trace_proc_stat st;
 	if (p) {
 		snprintf(p->comm, sizeof p->comm, "%s", comm);
 		return;
 	}
 	/* an exec anywhere: a new root when its name matches */
 	if (!t->has_match || regexec(&t->match, comm, 0, NULL, 0) != 0 ||
-	    pid == getpid() || procfs_read_stat(pid, &st) < 0 ||
+	    pid == getpid() || trace_proc_read_stat(pid, &st) < 0 ||
 	    (t->sentinels[0] && in_launched_tree(t, &st)))
 		return;
 	snprintf(st.comm, sizeof st.comm, "%s", comm);
 	add(t, &st, -1);
 }
 
-void tracer_exit(struct tracer *t, pid_t pid, double end_ms, double cpu_ms)
+static void raise_peak(struct tracked *p, long kb)
+{
+	if (kb > p->peak_kb)
+		p->peak_kb = kb;
+}
+
+void trace_exit(struct tracer *t, pid_t pid, double end_ms, double cpu_ms,
+		long peak_kb)
 {
 	struct tracked *p = find(t, pid);
 	if (!p)
 		return;
+	raise_peak(p, peak_kb);
 	sample_row(t, p, end_ms, cpu_ms, 0);
 	flush_rows(t);
 	end_row(t, p, end_ms);
@@ -173,6 +197,7 @@ static void sample_row(struct tracer *t, struct tracked *p, double now,
 counted:
 	p->busy = used > 0;
 	p->rss_kb = rss_kb;
+	raise_peak(p, rss_kb);
 	p->cpu_ms = cpu_ms;
 	p->last_ms = now;
 	t->rows++;
@@ -189,12 +214,12 @@ static void flush_rows(struct tracer *t)
 static void end_row(struct tracer *t, struct tracked *p, double end_ms)
 {
 	char row[512], comm[160];
-	tracer_json_string(comm, sizeof comm, p->comm);
+	trace_json_string(comm, sizeof comm, p->comm);
 	int n = snprintf(row, sizeof row,
 			 "{\"pid\":%d,\"ppid\":%d,\"comm\":%s,\"start\":%.0f,"
-			 "\"end\":%.0f,\"cpu_ms\":%.3f}\n",
+			 "\"end\":%.0f,\"cpu_ms\":%.3f,\"peak_rss_kb\":%ld}\n",
 			 (int)p->pid, (int)p->ppid, comm, p->start_ms, end_ms,
-			 p->cpu_ms);
+			 p->cpu_ms, p->peak_kb);
 	write_row(t, t->procs_fd, row, (size_t)n);
 	p->alive = 0;
 	if (p->stat_fd >= 0)
@@ -210,19 +235,10 @@ static void forget(struct tracked *p)
 	p->stat_fd = -1;
 }
 
-int tracer_watch(struct tracer *t, pid_t pid)
-{
-	struct proc_stat st;
-	if (find(t, pid))
-		return 0;
-	if (procfs_read_stat(pid, &st) < 0)
-		return -ESRCH;
-	return add(t, &st, -1) ? 0 : -ENOMEM;
-}
 
 /* Already followed, or already ended (a zombie its parent has not reaped
  * is still listed among the children). */
-static int known(struct tracer *t, const struct proc_stat *st)
+static int known(struct tracer *t, const struct trace_proc_stat *st)
 {
 	for (size_t i = t->nprocs; i > 0; i--) {
 		const struct tracked *p = &t->procs[i - 1];
@@ -236,11 +252,11 @@ static int known(struct tracer *t, const struct proc_stat *st)
 static void discover_children(struct tracer *t, pid_t pid, int threads)
 {
 	static pid_t kids[MAX_CHILDREN];
-	int n = procfs_children(pid, threads, kids, MAX_CHILDREN);
+	int n = trace_proc_children(pid, threads, kids, MAX_CHILDREN);
 	for (int i = 0; i < n; i++) {
-		struct proc_stat st;
-		if (find(t, kids[i]) || procfs_read_stat(kids[i], &st) < 0 ||
-		    procfs_ended(&st) || known(t, &st))
+		struct trace_proc_stat st;
+		if (find(t, kids[i]) || trace_proc_read_stat(kids[i], &st) < 0 ||
+		    trace_proc_ended(&st) || known(t, &st))
 			continue;
 		struct tracked *c = add(t, &st, -1);
 		if (c)
@@ -248,12 +264,31 @@ static void discover_children(struct tracer *t, pid_t pid, int threads)
 	}
 }
 
-void tracer_set_sentinels(struct tracer *t, const char *dir)
+int trace_watch(struct tracer *t, pid_t pid)
+{
+	struct trace_proc_stat st;
+	if (find(t, pid))
+		return 0;
+	if (trace_proc_read_stat(pid, &st) < 0)
+		return -ESRCH;
+	/* followed first (under eBPF: in the map, so a fork from now on is
+	 * reported), then the tree it already has, from /proc, breadth first */
+	size_t first = t->nprocs;
+	if (!add(t, &st, -1))
+		return -ENOMEM;
+	for (size_t i = first; i < t->nprocs; i++) {
+		t->procs[i].scan_children = 0;
+		discover_children(t, t->procs[i].pid, 0);
+	}
+	return 0;
+}
+
+void trace_set_sentinels(struct tracer *t, const char *dir)
 {
 	snprintf(t->sentinels, sizeof t->sentinels, "%s", dir ? dir : "");
 }
 
-void tracer_sentinel(struct tracer *t, pid_t pid, double start_ms, int on)
+void trace_sentinel(struct tracer *t, pid_t pid, double start_ms, int on)
 {
 	char path[320], text[32];
 	if (!t->sentinels[0])
@@ -273,9 +308,9 @@ void tracer_sentinel(struct tracer *t, pid_t pid, double start_ms, int on)
 
 /* Whether pid or one of its ancestors is a command some tracer launched
  * (a PID file whose start time is that process's: pids are reused). */
-static int in_launched_tree(struct tracer *t, const struct proc_stat *st)
+static int in_launched_tree(struct tracer *t, const struct trace_proc_stat *st)
 {
-	struct proc_stat cur = *st;
+	struct trace_proc_stat cur = *st;
 	for (int hops = 0; hops < 64 && cur.pid > 1; hops++) {
 		char path[320], text[32];
 		snprintf(path, sizeof path, "%s/%d", t->sentinels, (int)cur.pid);
@@ -288,14 +323,16 @@ static int in_launched_tree(struct tracer *t, const struct proc_stat *st)
 			if (start - cur.start_ms < 20 && cur.start_ms - start < 20)
 				return 1;
 		}
-		if (cur.ppid <= 1 || procfs_read_stat(cur.ppid, &cur) < 0)
+		if (cur.ppid <= 1 || trace_proc_read_stat(cur.ppid, &cur) < 0)
 			break;
 	}
 	return 0;
 }
 
-static void discover_matches(struct tracer *t)
+void trace_scan_matches(struct tracer *t)
 {
+	if (!t->has_match)
+		return;
 	DIR *d = opendir("/proc");
 	struct dirent *e;
 	if (!d)
@@ -304,9 +341,9 @@ static void discover_matches(struct tracer *t)
 		if (e->d_name[0] < '1' || e->d_name[0] > '9')
 			continue;
 		pid_t pid = (pid_t)atoi(e->d_name);
-		struct proc_stat st;
+		struct trace_proc_stat st;
 		if (pid == getpid() || find(t, pid) ||
-		    procfs_read_stat(pid, &st) < 0 || procfs_ended(&st) ||
+		    trace_proc_read_stat(pid, &st) < 0 || trace_proc_ended(&st) ||
 		    known(t, &st))
 			continue;
 		if (regexec(&t->match, st.comm, 0, NULL, 0) != 0)
@@ -318,26 +355,26 @@ static void discover_matches(struct tracer *t)
 	closedir(d);
 }
 
-void tracer_tick(struct tracer *t)
+void trace_tick(struct tracer *t)
 {
 	if (t->drain)
 		t->drain(t->drain_ud);   /* exits first: their ends are exact */
-	double now = procfs_now_ms();
+	double now = trace_proc_now_ms();
 	if (t->has_match && !(t->execs_reported && t->scanned))
-		discover_matches(t);   /* once, then exec events find them */
+		trace_scan_matches(t);   /* once, then exec events find them */
 	t->scanned = 1;
 	/* new entries are appended while we walk: walk by index */
 	for (size_t i = 0; i < t->nprocs; i++) {
 		struct tracked *p = &t->procs[i];
 		if (!p->alive)
 			continue;
-		if (t->switches) {
+		if (t->switches && !p->ended_ms) {
 			unsigned long long c = t->switches[p->slot];
 			if (c == p->seen_switches && !p->busy) {
 				/* it has not run since its last row */
-				if (now - p->last_ms < IDLE_ROW_MS)
+				if (now - p->last_ms < TRACE_IDLE_ROW_MS)
 					continue;
-				if (now - p->read_ms < IDLE_READ_MS) {
+				if (now - p->read_ms < TRACE_IDLE_READ_MS) {
 					/* same CPU time; RSS as last read */
 					sample_row(t, p, now, p->cpu_ms, p->rss_kb);
 					continue;
@@ -345,28 +382,45 @@ void tracer_tick(struct tracer *t)
 			}
 			p->seen_switches = c;
 		}
-		struct proc_stat st;
-		int r = p->stat_fd >= 0 ? procfs_pread_stat(p->stat_fd, &st) :
-			procfs_read_stat(p->pid, &st);
-		if (r < 0 || st.start_ms > p->start_ms + 20) {   /* gone */
-			if (!p->launched && t->map_fd < 0)
-				end_row(t, p, now);
-			else if (!p->launched)
-				continue;   /* its exit event has the exact end */
-			else
-				forget(p);
+		struct trace_proc_stat st;
+		int r = p->stat_fd >= 0 ? trace_proc_pread_stat(p->stat_fd, &st) :
+			trace_proc_read_stat(p->pid, &st);
+		int gone = r < 0 || st.start_ms > p->start_ms + 20;
+		if (gone && p->launched) {
+			forget(p);   /* its launcher has written its end */
 			continue;
 		}
-		if (procfs_ended(&st) && (p->launched || t->map_fd >= 0))
-			continue;   /* its launcher or its exit event has the end */
+		if (!gone && trace_proc_ended(&st) && p->launched)
+			continue;   /* its launcher will write its end */
+		double at = now;
+		if ((gone || trace_proc_ended(&st)) && t->map_fd >= 0) {
+			/* its exit event has the exact end, unless it ended
+			 * before it was in the map (or the event was lost):
+			 * then, after a while, /proc has the end */
+			if (!p->ended_ms)
+				p->ended_ms = now;
+			if (now - p->ended_ms < TRACE_EXIT_WAIT_MS)
+				continue;
+			at = p->ended_ms;
+		}
+		if (gone) {
+			end_row(t, p, at);
+			continue;
+		}
+		/* /proc source: its peak so far, whenever it ran (the kernel's
+		 * figure at its end is not to be had for a descendant) */
+		if (t->map_fd < 0 && (p->read_ms == 0 || st.cpu_ms != p->cpu_ms))
+			raise_peak(p, trace_proc_hwm_kb(p->pid));
 		p->read_ms = now;
-		sample_row(t, p, now, st.cpu_ms, st.rss_kb);
+		/* its name now: a launched command's was kxrun's until exec */
+		snprintf(p->comm, sizeof p->comm, "%s", st.comm);
+		sample_row(t, p, at, st.cpu_ms, st.rss_kb);
 		/* on a CPU now: it may run on without a context switch, so an
 		 * unchanged switch counter will not prove it idle */
 		if (st.state == 'R')
 			p->busy = 1;
-		if (procfs_ended(&st)) {
-			end_row(t, &t->procs[i], now);
+		if (trace_proc_ended(&st)) {
+			end_row(t, &t->procs[i], at);
 			continue;
 		}
 		/* eBPF reports forks itself, once it follows a process */
@@ -378,12 +432,15 @@ void tracer_tick(struct tracer *t)
 	flush_rows(t);
 }
 
-void tracer_finish(struct tracer *t, pid_t pid, const struct proc_stat *st)
+void trace_finish(struct tracer *t, pid_t pid,
+		  const struct trace_proc_stat *st, long peak_kb)
 {
 	struct tracked *p = find(t, pid);
-	double now = procfs_now_ms();
+	double now = trace_proc_now_ms();
 	if (!p)
 		return;
+	raise_peak(p, peak_kb);
+	snprintf(p->comm, sizeof p->comm, "%s", st->comm);
 	/* the zombie's own time (all its threads); its children have rows of
 	 * their own */
 	sample_row(t, p, now, st->cpu_ms, 0);
@@ -393,10 +450,22 @@ void tracer_finish(struct tracer *t, pid_t pid, const struct proc_stat *st)
 
 static void on_tick(uv_timer_t *h)
 {
-	tracer_tick(h->data);
+	trace_tick(h->data);
 }
 
-int tracer_start(struct tracer *t, const char *samples_path,
+int trace_compile_match(regex_t *re, const char *pattern, char *err,
+			size_t errlen)
+{
+	int r = regcomp(re, pattern, REG_EXTENDED | REG_NOSUB);
+	if (r == 0)
+		return 0;
+	char msg[128];
+	regerror(r, re, msg, sizeof msg);
+	snprintf(err, errlen, "bad match pattern '%s': %s", pattern, msg);
+	return -EINVAL;
+}
+
+int trace_start(struct tracer *t, const char *samples_path,
 		 const char *procs_path, double interval_s, const char *match,
 		 char *err, size_t errlen)
 {
@@ -404,14 +473,8 @@ int tracer_start(struct tracer *t, const char *samples_path,
 	t->samples_fd = t->procs_fd = -1;
 	t->map_fd = -1;
 	if (match && *match) {
-		int r = regcomp(&t->match, match, REG_EXTENDED | REG_NOSUB);
-		if (r) {
-			char msg[128];
-			regerror(r, &t->match, msg, sizeof msg);
-			snprintf(err, errlen, "bad match pattern '%s': %s", match,
-				 msg);
+		if (trace_compile_match(&t->match, match, err, errlen) < 0)
 			return -EINVAL;
-		}
 		t->has_match = 1;
 	}
 	t->samples_fd = open(samples_path, O_WRONLY | O_CREAT | O_APPEND |
@@ -441,17 +504,47 @@ fail:;
 	return -e;
 }
 
-void tracer_stop(struct tracer *t, uv_close_cb closed)
+/* Whether a followed process has ended (in /proc) with no exit event yet. */
+static int awaiting_exit(const struct tracked *p)
+{
+	struct trace_proc_stat st;
+	if (!p->alive || p->launched || p->ended_ms)
+		return 0;   /* an ended_ms one will get none */
+	return trace_proc_read_stat(p->pid, &st) < 0 ||
+	       st.start_ms > p->start_ms + 20 || trace_proc_ended(&st);
+}
+
+/* Under eBPF, before the last tick: the exit events of processes that have
+ * ended, up to TRACE_EXIT_EVENT_WAIT_MS. */
+static void await_exits(struct tracer *t)
+{
+	double until = trace_proc_now_ms() + TRACE_EXIT_EVENT_WAIT_MS;
+	if (!t->drain || t->map_fd < 0)
+		return;
+	for (;;) {
+		int pending = 0;
+		t->drain(t->drain_ud);
+		for (size_t i = 0; i < t->nprocs && !pending; i++)
+			pending = awaiting_exit(&t->procs[i]);
+		if (!pending || trace_proc_now_ms() >= until)
+			return;
+		usleep(1000);
+	}
+}
+
+void trace_stop(struct tracer *t, uv_close_cb closed)
 {
 	if (!t->running)
 		return;
-	tracer_tick(t);
+	await_exits(t);
+	trace_tick(t);
 	t->running = 0;
 	uv_close((uv_handle_t *)&t->timer, closed);
-	double now = procfs_now_ms();
+	double now = trace_proc_now_ms();
 	for (size_t i = 0; i < t->nprocs; i++)
 		if (t->procs[i].alive && !t->procs[i].launched)
-			end_row(t, &t->procs[i], now);
+			end_row(t, &t->procs[i], t->procs[i].ended_ms ?
+				t->procs[i].ended_ms : now);
 	flush_rows(t);
 	for (size_t i = 0; i < t->nprocs; i++)
 		forget(&t->procs[i]);
@@ -468,12 +561,12 @@ void tracer_stop(struct tracer *t, uv_close_cb closed)
 	t->has_match = 0;
 }
 
-int tracer_following(struct tracer *t, pid_t pid)
+int trace_following(struct tracer *t, pid_t pid)
 {
 	return find(t, pid) != NULL;
 }
 
-size_t tracer_live(const struct tracer *t)
+size_t trace_live(const struct tracer *t)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < t->nprocs; i++)

@@ -3,7 +3,7 @@
  * (kmod/kxvt.h, kmod/README.md).
  *
  * The experiment is an open /dev/kxvt.  A spawned process enters the
- * experiment's time namespace (the first one makes it), waits on a pipe
+ * experiment's time namespace (the first one makes it), stops before exec
  * until the module has it as a member, then execs: no LD_PRELOAD, so
  * statically linked programs are accepted; the module answers their clock
  * reads and runs their sleeps and timeouts in virtual time.  A round is
@@ -21,33 +21,26 @@
 #include <limits.h>
 #include <sched.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../../kmod/kxvt.h"
+#include "kx.h"
 
 #define SPEED_DEN (1u << 20)    /* speed as a fraction: num / SPEED_DEN */
-
-static void seterr(char *err, size_t n, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, n, fmt, ap);
-	va_end(ap);
-}
 
 int vt_kmod_usable(char *why, size_t n)
 {
 	int fd = open(KXVT_DEVICE, O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
 		if (why)
-			seterr(why, n, "%s: %s (load kxvt.ko: kmod/README.md)", KXVT_DEVICE,
+			vt_seterr(why, n, "%s: %s (load kxvt.ko: kmod/README.md)", KXVT_DEVICE,
 			       strerror(errno));
 		return 0;
 	}
@@ -66,11 +59,11 @@ int vt_kmod_open(struct vt_exp *e, char *err, size_t errlen)
 	struct kxvt_info info;
 	e->kfd = open(KXVT_DEVICE, O_RDWR | O_CLOEXEC);
 	if (e->kfd < 0 || ioctl(e->kfd, KXVT_IOC_INFO, &info) < 0) {
-		seterr(err, errlen, "vtime backend 'kmod': %s: %s", KXVT_DEVICE, strerror(errno));
+		vt_seterr(err, errlen, "vtime backend 'kmod': %s: %s", KXVT_DEVICE, strerror(errno));
 		return -1;
 	}
 	if (info.api_version != KXVT_API_VERSION || !(info.caps & KXVT_CAP_CLOCKS)) {
-		seterr(err, errlen, "vtime backend 'kmod': %s speaks another version of "
+		vt_seterr(err, errlen, "vtime backend 'kmod': %s speaks another version of "
 		       "kxvt.h (rebuild kxvt.ko)", KXVT_DEVICE);
 		return -1;
 	}
@@ -78,7 +71,7 @@ int vt_kmod_open(struct vt_exp *e, char *err, size_t errlen)
 	struct kxvt_config cfg = {.flags = KXVT_CFG_CLOCKS, .release = KXVT_RELEASE_KILL,
 	                          .realtime_base = e->shm->start_real_ns};
 	if (ioctl(e->kfd, KXVT_IOC_CONFIG, &cfg) < 0) {
-		seterr(err, errlen, "vtime backend 'kmod': configuring %s: %s", KXVT_DEVICE,
+		vt_seterr(err, errlen, "vtime backend 'kmod': configuring %s: %s", KXVT_DEVICE,
 		       strerror(errno));
 		return -1;
 	}
@@ -101,89 +94,92 @@ void vt_budget_choose(struct vt_exp *e, int instructions)
 	                        "CPU time (kmod/README.md)");
 }
 
-/* The child, between fork and exec: its own process group, the
- * experiment's time namespace, added by the parent before it runs on. */
-static void child(struct vt_exp *e, const char *prog, char *const argv[],
-                  char *const env_extra[], const struct vt_spawn_opts *o,
-                  int ready, int go)
+/* In the child (kx_spawn's hook, async-signal-safe): killed with its
+ * controller, in the experiment's time namespace (the first child makes
+ * it).  It then stops before exec (KX_SPAWN_STOPPED) until it is added. */
+struct kmod_child {
+	pid_t parent;
+	int timens_fd;
+};
+
+static int kmod_child_hook(void *ud)
 {
-	setpgid(0, 0);
-	signal(SIGPIPE, SIG_DFL);
-	sigset_t all;
-	sigemptyset(&all);
-	sigprocmask(SIG_SETMASK, &all, NULL);
-	for (int i = 0; env_extra && env_extra[i]; i++)
-		putenv(env_extra[i]);
-	int ns = e->timens_fd, rc = 0;
+	const struct kmod_child *c = ud;
+	int ns = c->timens_fd;
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != c->parent)
+		return ESRCH;
 	if (ns < 0 && (unshare(CLONE_NEWTIME) < 0 ||
 	               (ns = open("/proc/self/ns/time_for_children", O_RDONLY | O_CLOEXEC)) < 0))
-		rc = errno;
-	if (!rc && setns(ns, CLONE_NEWTIME) < 0)
-		rc = errno;
-	if (!rc && vt_redirect(1, o->out) < 0)
-		rc = errno;
-	if (!rc && vt_redirect(2, o->err) < 0)
-		rc = errno;
-	if (rc) {
-		if (write(ready, &rc, sizeof rc) < 0)
-			_exit(126);
-		_exit(126);
-	}
-	close(ready); /* EOF: it may be added */
-	char c;
-	if (read(go, &c, 1) != 1)
-		_exit(126);
-	execv(prog, argv);
-	_exit(127);
+		return errno;
+	return setns(ns, CLONE_NEWTIME) < 0 ? errno : 0;
 }
 
+/* No LD_PRELOAD: the module answers the clocks, so statically linked
+ * programs are accepted.  Stopped once before exec (kx_spawn), added to
+ * the experiment, continued: it parks on its way to exec until its first
+ * share. */
 int vt_kmod_spawn(struct vt_exp *e, char *const argv[], char *const env_extra[],
                   const struct vt_spawn_opts *o, char *err, size_t errlen)
 {
 	char prog[PATH_MAX];
-	int ready[2] = {-1, -1}, go[2] = {-1, -1};
 	if (e->nprocs >= KXVT_MAX_MEMBERS) {
-		seterr(err, errlen, "at most %d processes per experiment (kmod)", KXVT_MAX_MEMBERS);
+		vt_seterr(err, errlen, "at most %d processes per experiment (kmod)", KXVT_MAX_MEMBERS);
 		return -1;
 	}
 	if (vt_check_program(argv[0], prog, sizeof prog, 1, err, errlen) < 0 ||
 	    vt_procs_reserve(e, err, errlen) < 0)
 		return -1;
-	if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0) {
-		seterr(err, errlen, "pipe: %s", strerror(errno));
-		goto fail;
+	/* KXRUN_VTIME_SHM only names the experiment (cleanup and the tests
+	 * find its processes by it); no library reads it */
+	char shm[160];
+	snprintf(shm, sizeof shm, "KXRUN_VTIME_SHM=%s", e->shm_path);
+	int nextra = 0;
+	while (env_extra && env_extra[nextra])
+		nextra++;
+	const char **changes = calloc(nextra + 2, sizeof *changes);
+	char **envp = NULL;
+	if (changes) {
+		changes[0] = shm;
+		for (int i = 0; i < nextra; i++)
+			changes[1 + i] = env_extra[i];
+		envp = kx_env_new(changes);
+		free(changes);
 	}
-	pid_t pid = fork();
-	if (pid < 0) {
-		seterr(err, errlen, "fork: %s", strerror(errno));
-		goto fail;
+	if (!envp) {
+		vt_seterr(err, errlen, "out of memory");
+		return -1;
 	}
-	if (pid == 0)
-		child(e, prog, argv, env_extra, o, ready[1], go[0]);
-	setpgid(pid, pid);
-	close(ready[1]);
-	close(go[0]);
-	int rc = 0, st;
-	if (read(ready[0], &rc, sizeof rc) > 0) {
-		seterr(err, errlen, "%s: the child failed before exec: %s", prog, strerror(rc));
-		goto killed;
-	}
+	struct kmod_child c = {getpid(), e->timens_fd};
+	struct kx_spawn so = {
+		.file = prog, .argv = (const char *const *)argv,
+		.envp = (const char *const *)envp,
+		.flags = KX_SPAWN_STOPPED | KX_SPAWN_DETACH, /* the module ends it */
+		.child_hook = kmod_child_hook, .ud = &c,
+	};
+	pid_t pid = -1;
+	if (vt_stdio_spec(o->out, "stdout", &so.io[1], &so.fd[1], err, errlen) == 0 &&
+	    vt_stdio_spec(o->err, "stderr", &so.io[2], &so.fd[2], err, errlen) == 0)
+		pid = kx_spawn(&so, err, errlen);
+	for (int i = 1; i <= 2; i++)
+		if (so.fd[i] >= 0)
+			close(so.fd[i]);
+	free(envp);
+	if (pid < 0)
+		return -1;
 	struct kxvt_add add = {.pid = pid, .vnow = vt_now(e)};
 	if (ioctl(e->kfd, KXVT_IOC_ADD, &add) < 0) {
-		seterr(err, errlen, "%s: kxvt.ko refused the process: %s", prog, strerror(errno));
-		goto killed;
+		vt_seterr(err, errlen, "%s: kxvt.ko refused the process: %s", prog, strerror(errno));
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		return -1;
 	}
 	if (e->timens_fd < 0) {
 		char path[64];
 		snprintf(path, sizeof path, "/proc/%d/ns/time", (int)pid);
 		e->timens_fd = open(path, O_RDONLY | O_CLOEXEC);
 	}
-	if (write(go[1], "g", 1) != 1) {
-		seterr(err, errlen, "%s: %s", prog, strerror(errno));
-		goto killed;
-	}
-	close(ready[0]);
-	close(go[1]);
+	kill(pid, SIGCONT);
 	struct vt_proc *p = &e->procs[e->nprocs];
 	memset(p, 0, sizeof *p);
 	p->pid = pid;
@@ -196,17 +192,6 @@ int vt_kmod_spawn(struct vt_exp *e, char *const argv[], char *const env_extra[],
 	p->run = VT_DONE;
 	p->kmod_id = add.id;
 	return e->nprocs++;
-killed:
-	kill(pid, SIGKILL);
-	waitpid(pid, &st, 0);
-fail:
-	for (int i = 0; i < 2; i++) {
-		if (ready[i] >= 0)
-			close(ready[i]);
-		if (go[i] >= 0)
-			close(go[i]);
-	}
-	return -1;
 }
 
 /* ---- rounds --------------------------------------------------------------- */

@@ -1,4 +1,4 @@
--- The Lua half of the core module `kx`: kx.exec and kx.log.
+-- The Lua half of the core module `kx`: kx.exec, kx.read_file and kx.log.
 -- Called once with the module table by luaopen_kx.
 return function(kx)
 	-- kx.exec{argv..., input=, env=, cwd=} -> code, stdout, stderr
@@ -28,6 +28,20 @@ return function(kx)
 		local _, errs = err_task:wait()
 		local st = p:wait()
 		return st.code or (128 + st.signal), out, errs
+	end
+
+	-- kx.read_file(path) -> the whole file | nil, message (kx.write_file's
+	-- other half)
+	function kx.read_file(path)
+		if type(path) ~= "string" then
+			error(("bad argument #1 to 'read_file' (string expected, got %s)"):format(type(path)), 2)
+		end
+		local f, err = io.open(path, "rb")
+		if not f then return nil, err end
+		local data, rerr = f:read("a")
+		f:close()
+		if not data then return nil, ("%s: %s"):format(path, rerr) end
+		return data
 	end
 
 	local levels = { debug = 10, info = 20, warn = 30, error = 40 }

@@ -93,7 +93,12 @@ function lab.experiment(def)
 	local values, err = params.parse(decl, argv)
 	if values == "help" then
 		if def.argv then error("help", 2) end
-		io.write(params.help(decl, ("usage: kxrun %s [--name=value ...]"):format(script or name), def.about))
+		local args = {}
+		for _, p in ipairs(decl) do
+			if p.positional then args[#args + 1] = ("[%s]"):format(p.meta or p.name:upper()) end
+		end
+		args[#args + 1] = "[--name=value ...]"
+		io.write(params.help(decl, ("usage: kxrun %s %s"):format(script or name, table.concat(args, " ")), def.about))
 		os.exit(0)
 	end
 	if not values then fail(def, err) end

@@ -14,33 +14,7 @@ local json = kx.json
 
 local trace = {}
 
-local function shell_quote(s)
-	return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function mkdir_p(dir)
-	local ok = os.execute("mkdir -p " .. shell_quote(dir) .. " 2>/dev/null")
-	return ok
-end
-
-local function read_file(path)
-	local f = io.open(path, "r")
-	if not f then return nil end
-	local s = f:read("a")
-	f:close()
-	return s
-end
-
--- Whole file through a temporary name: complete or absent.
-local function write_atomic(path, text)
-	local tmp = path .. ".tmp"
-	local f, err = io.open(tmp, "w")
-	if not f then return nil, err end
-	local ok, werr = f:write(text)
-	if ok then ok, werr = f:close() else f:close() end
-	if not ok then os.remove(tmp) return nil, werr end
-	return os.rename(tmp, path)
-end
+local read_file = kx.read_file
 
 -- One JSON line appended with a single write(2).
 local function append_line(path, value)
@@ -88,41 +62,50 @@ end
 local Run = {}
 Run.__index = Run
 
--- trace.start{dir=, interval=0.2, node=, stage=, match=, source="auto", join=false}
--- -> run | nil, message (nothing is started when the directory is unusable)
-function trace.start(opts)
-	if type(opts) ~= "table" then
-		error(("bad argument #1 to 'start' (table expected, got %s)"):format(type(opts)), 2)
-	end
-	local dir = opts.dir
-	if type(dir) ~= "string" or dir == "" then
-		error("bad argument #1 to 'start' (field 'dir' must be a directory name)", 2)
-	end
-	local interval = opts.interval or 0.2
-	if type(interval) ~= "number" or interval < 0.01 then
-		error("bad argument #1 to 'start' (field 'interval' must be a number >= 0.01 seconds)", 2)
-	end
-	local source = opts.source or "auto"
-	if source ~= "auto" and source ~= "proc" and source ~= "ebpf" then
-		error(("bad argument #1 to 'start' (source must be auto, proc or ebpf, got %s)"):format(tostring(source)), 2)
-	end
-	if not mkdir_p(dir .. "/raw/pids") then
-		return nil, ("cannot create %s/raw (permission or path)"):format(dir)
-	end
-	local probe = dir .. "/raw/.writable"
-	local f, err = io.open(probe, "w")
-	if not f or not f:write("x") or not f:close() then
-		os.remove(probe)
-		return nil, ("output directory %s is not writable: %s"):format(dir, tostring(err))
-	end
-	os.remove(probe)
-	local free = core.free_bytes(dir)
-	if free and free < 1 << 20 then
-		return nil, ("output directory %s is full (%d bytes free)"):format(dir, free)
-	end
+local function exists(path)
+	local f = io.open(path, "r")
+	if f then f:close() end
+	return f ~= nil
+end
 
+-- The paths among those a start may create that do not exist yet (dir's
+-- missing parents first): a failed start removes them again.
+local function missing(dir, inside)
+	local out, prefix = {}, dir:sub(1, 1) == "/" and "" or nil
+	for part in dir:gmatch("[^/]+") do
+		prefix = prefix and prefix .. "/" .. part or part
+		if not exists(prefix) then out[#out + 1] = prefix end
+	end
+	for _, name in ipairs(inside) do
+		if not exists(dir .. "/" .. name) then out[#out + 1] = dir .. "/" .. name end
+	end
+	return out
+end
+
+local function remove_all(paths)
+	for i = #paths, 1, -1 do os.remove(paths[i]) end
+end
+
+local function bad_field(field, what)
+	error(("bad argument #1 to 'start' (field '%s' %s)"):format(field, what), 3)
+end
+
+-- Lock, tracer and run.json of a started run (s holds what is open, so a
+-- failure anywhere can close it).
+local function open_run(s, dir, opts, interval, source)
+	-- one owner per run directory (trace exec joins a run and takes none)
+	if not opts.join then
+		local lock, lerr, holder = core.lock(dir .. "/run.lock")
+		if not lock then
+			if holder then
+				return nil, ("a trace run already writes to %s (process %d)"):format(dir, holder)
+			end
+			return nil, lerr
+		end
+		s.lock = lock
+	end
 	local run = setmetatable({
-		dir = dir, interval = interval,
+		dir = dir, interval = interval, lock = s.lock,
 		node = opts.node, stage = opts.stage or "cloud", seq = 0,
 	}, Run)
 	run.facts = trace.node_facts(opts.node, run.stage)
@@ -136,12 +119,13 @@ function trace.start(opts)
 		-- leaves their trees to the tracer that launched them
 		sentinels = dir .. "/raw/pids",
 	}
+	if source ~= "proc" and core.bpf_log() ~= "" then
+		kx.log.debug("kx.trace: libbpf loading the eBPF program:\n%s", core.bpf_log())
+	end
 	if not tracer then return nil, terr end
+	s.tracer = tracer
 	run.tracer = tracer
 	run.source, run.source_note = tracer:source()
-	if run.source_note and source == "auto" and not opts.quiet then
-		kx.log.warn("kx.trace: %s; sampling /proc instead", run.source_note)
-	end
 	local meta = {
 		run_id = run.run_id, node = run.facts, source = run.source,
 		interval_s = interval, started_ms = math.floor(core.now_ms()),
@@ -150,11 +134,71 @@ function trace.start(opts)
 	-- joining a run (another process's collector writes beside us) keeps
 	-- its run.json and its end
 	if not (opts.join and read_file(dir .. "/run.json")) then
-		local ok, werr = write_atomic(dir .. "/run.json", json.encode(meta, { indent = 2 }) .. "\n")
-		if not ok then run.tracer:stop() return nil, werr end
+		local ok, werr = kx.write_file(dir .. "/run.json", json.encode(meta, { indent = 2 }) .. "\n")
+		if not ok then return nil, werr end
 		os.remove(dir .. "/raw/end.json")
 	end
+	if run.source_note and source == "auto" and not opts.quiet then
+		kx.log.warn("kx.trace: %s; sampling /proc instead", run.source_note)
+	end
 	return run
+end
+
+-- trace.start{dir=, interval=0.2, node=, stage=, match=, source="auto", join=false}
+-- -> run | nil, message.  Everything is checked before anything starts; a
+-- start that fails leaves nothing behind (no tracer, no lock, no file).
+function trace.start(opts)
+	if type(opts) ~= "table" then
+		error(("bad argument #1 to 'start' (table expected, got %s)"):format(type(opts)), 2)
+	end
+	local dir = opts.dir
+	if type(dir) ~= "string" or dir == "" then bad_field("dir", "must be a directory name") end
+	local interval = opts.interval or 0.2
+	if type(interval) ~= "number" or not (interval >= 0.01 and interval < math.huge) then
+		bad_field("interval", "must be a finite number >= 0.01 seconds")
+	end
+	local source = opts.source or "auto"
+	if source ~= "auto" and source ~= "proc" and source ~= "ebpf" then
+		error(("bad argument #1 to 'start' (source must be auto, proc or ebpf, got %s)"):format(tostring(source)), 2)
+	end
+	for _, k in ipairs{ "node", "stage", "run_id", "match" } do
+		if opts[k] ~= nil and type(opts[k]) ~= "string" then
+			bad_field(k, ("must be a string, not a %s"):format(type(opts[k])))
+		end
+	end
+	if opts.match then
+		local ok, merr = core.check_match(opts.match)
+		if not ok then return nil, merr end
+	end
+
+	local made = missing(dir, { "raw", "raw/pids", "run.lock", "raw/proc_metrics.jsonl", "raw/procs.jsonl" })
+	local made_ok, merr = kx.mkdir(dir .. "/raw/pids")
+	if not made_ok then
+		remove_all(made)
+		return nil, ("cannot create %s/raw (%s)"):format(dir, merr)
+	end
+	local probe = dir .. "/raw/.writable"
+	local f, err = io.open(probe, "w")
+	if not f or not f:write("x") or not f:close() then
+		os.remove(probe)
+		remove_all(made)
+		return nil, ("output directory %s is not writable: %s"):format(dir, tostring(err))
+	end
+	os.remove(probe)
+	local free = core.free_bytes(dir)
+	if free and free < 1 << 20 then
+		remove_all(made)
+		return nil, ("output directory %s is full (%d bytes free)"):format(dir, free)
+	end
+
+	local opened = {}
+	local ok, run, rerr = pcall(open_run, opened, dir, opts, interval, source)
+	if ok and run then return run end
+	if opened.tracer then opened.tracer:stop() end
+	if opened.lock then opened.lock:release() end
+	remove_all(made)
+	if not ok then error(run, 0) end
+	return nil, rerr
 end
 
 -- run:exec{argv..., trace_id=, ts_enqueue=, cwd=, env=, stdin=, stdout=, stderr=}
@@ -162,6 +206,29 @@ end
 function Run:exec(t)
 	if type(t) ~= "table" or #t == 0 then
 		error("bad argument #1 to 'exec' (table with argv expected)", 2)
+	end
+	if t.trace_id ~= nil and type(t.trace_id) ~= "string" then
+		error(("bad argument #1 to 'exec' (field 'trace_id' must be a string, not a %s)"):format(type(t.trace_id)), 2)
+	end
+	if t.ts_enqueue ~= nil and (type(t.ts_enqueue) ~= "number" or not (math.abs(t.ts_enqueue) < math.huge)) then
+		error(("bad argument #1 to 'exec' (field 'ts_enqueue' must be a number, ms since the epoch, not %s)")
+			:format(tostring(t.ts_enqueue)), 2)
+	end
+	for _, k in ipairs{ "cwd", "stdin", "stdout", "stderr" } do
+		if t[k] ~= nil and type(t[k]) ~= "string" then
+			error(("bad argument #1 to 'exec' (field '%s': string expected, got %s)"):format(k, type(t[k])), 2)
+		end
+	end
+	if t.env ~= nil then
+		if type(t.env) ~= "table" then
+			error(("bad argument #1 to 'exec' (field 'env': table expected, got %s)"):format(type(t.env)), 2)
+		end
+		for k, v in pairs(t.env) do
+			if type(k) ~= "string" or not (type(v) == "string" or type(v) == "number" or type(v) == "boolean") then
+				error(("bad argument #1 to 'exec' (field 'env': %s = %s: a name and a string or false expected)")
+					:format(tostring(k), type(v)), 2)
+			end
+		end
 	end
 	local enqueue = t.ts_enqueue or math.floor(core.now_ms())
 	local argv = {}
@@ -186,6 +253,12 @@ function Run:watch(pid)
 	return self.tracer:watch(pid)
 end
 
+-- trace.owner(dir) -> the pid of the process whose run writes to dir, or
+-- nil (from the kernel's lock table: a dead owner holds nothing).
+function trace.owner(dir)
+	return core.lock_holder(dir .. "/run.lock")
+end
+
 -- Processes followed now, and sample rows written so far.
 function Run:live()
 	return self.tracer:live()
@@ -197,8 +270,10 @@ function Run:stop()
 	self.tracer:stop()
 	local _, rows, lost = self.tracer:live()
 	if lost then kx.log.warn("kx.trace: %s: %s", self.dir, lost) end
-	return write_atomic(self.dir .. "/raw/end.json",
+	local ok, err = kx.write_file(self.dir .. "/raw/end.json",
 		json.encode{ stopped_ms = math.floor(core.now_ms()), rows = rows, write_errors = lost } .. "\n")
+	if self.lock then self.lock:release() end
+	return ok, err
 end
 Run.__close = Run.stop
 Run.__tostring = function(r) return ("trace run %s (%s)"):format(r.dir, r.source) end
@@ -258,7 +333,7 @@ local function load_and_audit(dir)
 	local malformed = {}
 	local base = dir .. "/raw"
 	local meta = read_file(dir .. "/run.json")
-	if not read_file(base .. "/proc_metrics.jsonl") and not read_file(base .. "/invocations.jsonl") then
+	if not exists(base .. "/proc_metrics.jsonl") and not exists(base .. "/invocations.jsonl") then
 		base = dir .. "/CTS"
 	end
 	local inv = read_jsonl(base .. "/invocations.jsonl", malformed, "invocations.jsonl")
@@ -430,12 +505,11 @@ function trace.parse(dir)
 	if type(dir) ~= "string" then
 		error(("bad argument #1 to 'parse' (string expected, got %s)"):format(type(dir)), 2)
 	end
-	if not read_file(dir .. "/run.json") and not read_file(dir .. "/CTS/invocations.jsonl")
-		and not read_file(dir .. "/raw/proc_metrics.jsonl") then
+	if not exists(dir .. "/run.json") and not exists(dir .. "/CTS/invocations.jsonl")
+		and not exists(dir .. "/raw/proc_metrics.jsonl") then
 		return nil, ("%s is not a trace run directory (no run.json, raw/ or CTS/)"):format(dir)
 	end
 	local audit, inv, samples, procs, node = load_and_audit(dir)
-	if not mkdir_p(dir .. "/CTS") then return nil, "cannot create " .. dir .. "/CTS" end
 	local files = {
 		{ "invocations.jsonl", jsonl(inv) },
 		{ "proc_metrics.jsonl", jsonl(samples) },
@@ -443,9 +517,25 @@ function trace.parse(dir)
 		{ "nodes.json", json.encode(node or {}, { indent = 2 }) .. "\n" },
 		{ "audit_report.md", trace.report(audit, dir) },
 	}
-	for _, f in ipairs(files) do
-		local ok, err = write_atomic(dir .. "/CTS/" .. f[1], f[2])
-		if not ok then return nil, err end
+	-- all five files or none: written into a directory beside CTS/, which
+	-- then takes its place
+	local cts = dir .. "/CTS"
+	local tmp, terr = core.tmpdir_beside(cts)
+	if not tmp then return nil, terr end
+	local names = {}
+	for i, f in ipairs(files) do
+		names[i] = f[1]
+		local ok, err = kx.write_file(tmp .. "/" .. f[1], f[2])
+		if not ok then
+			core.discard_dir(tmp)
+			-- named at its place in CTS/
+			return nil, (err:gsub(tmp:gsub("%p", "%%%0"), (cts:gsub("%%", "%%%%"))))
+		end
+	end
+	local ok, err = core.publish_dir(tmp, cts, names)
+	if not ok then
+		core.discard_dir(tmp)
+		return nil, err
 	end
 	return audit
 end

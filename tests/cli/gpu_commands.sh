@@ -3,6 +3,7 @@
 # every bad input answered with exit 1 and a message on stderr only.
 . "$ROOT/tests/cli/gpu_lib.sh.inc"
 K=$KXRUN
+need_device
 
 out=$($K gpu available 0) || die "available failed"
 [ "$out" = "100.00" ] || die "available printed '$out'"

@@ -3,7 +3,7 @@
 # is promised exactly 100%, no id is given twice.
 . "$ROOT/tests/cli/gpu_lib.sh.inc"
 K=$KXRUN
-need opencl
+need_device
 for i in $(seq 1 20); do
 	( $K gpu create 0 0.1 600 >"$TOP/out.$i" 2>"$TOP/err.$i"; echo $? >"$TOP/rc.$i" ) &
 done

@@ -2,7 +2,7 @@
 # A damaged ledger is reported and left as it is, never silently reset.
 . "$ROOT/tests/cli/gpu_lib.sh.inc"
 K=$KXRUN
-need opencl
+need_device
 $K gpu create 0 0.4 600 >/dev/null || die "create"
 L=$TOP/gpu/ledger
 size=$(stat -c %s "$L")

@@ -6,7 +6,7 @@
 K=$KXRUN
 ALLOC=$BUILD/tests/gpu_alloc
 [ -x "$ALLOC" ] || die "$ALLOC not built"
-need opencl
+need_device
 $K gpu create 0 0.002 600 >/dev/null || die "create"
 N=$($K gpu list | sed -n 's/^  Memory: .* (\([0-9]*\) MB)$/\1/p')
 [ "$N" -ge 3 ] || die "partition of $N MB is too small for this test"
@@ -29,9 +29,16 @@ grep -q '^held 2$' "$TOP/holder" || die "holder: $(cat "$TOP/holder")"
 $K gpu list | grep -q "^  Memory usage: 2 MB of $N MB$" || die "list usage: $($K gpu list)"
 out=$($K gpu run partition_0001 -- "$ALLOC" 1 $N); rc=$?
 [ $rc = 3 ] && echo "$out" | grep -q "^refused $((N - 2))" || die "shared limit: $rc $out"
-# the holder crashes (SIGKILL to its program): its 2 MB come back
-kill -KILL "$(pgrep -P "$holder")"
-wait "$holder"
+# the holder crashes (SIGKILL to its program): its 2 MB come back.  First
+# that the fault happened: the process killed is the program holding them,
+# and it died of that SIGKILL.
+prog=$(sed -n 's/^pid \([0-9]*\)$/\1/p' "$TOP/holder")
+[ -n "$prog" ] && [ "$(readlink "/proc/$prog/exe")" = "$(readlink -f "$ALLOC")" ] ||
+	die "the holder's program is not running as gpu_alloc: pid '$prog', $(cat "$TOP/holder")"
+kill -KILL "$prog" || die "kill -KILL $prog failed"
+wait "$holder"; rc=$?
+[ $rc = 137 ] || die "the holder exited $rc, not 137: its program did not die of SIGKILL"
+[ -e "/proc/$prog" ] && die "pid $prog is still there after SIGKILL"
 out=$($K gpu run partition_0001 -- "$ALLOC" 1 $N) || die "share of the dead member not reclaimed: $out"
 
 # only the owner (or root) runs in a partition; unknown ids fail

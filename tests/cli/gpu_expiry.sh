@@ -5,7 +5,7 @@
 . "$ROOT/tests/cli/gpu_lib.sh.inc"
 K=$KXRUN
 ALLOC=$BUILD/tests/gpu_alloc
-need opencl
+need_device
 
 # the creator (a kxrun process) is gone at once: the partition stays
 $K gpu create 0 0.5 2 >/dev/null || die "create"

@@ -18,8 +18,7 @@ echo "$out" | grep -q "No active partitions" || die "$out"
 noocl $K gpu help >/dev/null || die "help without OpenCL"
 
 # learn the devices once (PoCL), then work without OpenCL at all
-need opencl
-$K gpu devices >/dev/null || die "gpu devices with PoCL"
+need_device
 noocl $K gpu create 0 0.5 60 >/dev/null || die "create from cached facts"
 [ "$(noocl $K gpu available 0)" = "50.00" ] || die "available from cached facts"
 noocl $K gpu list | grep -q partition_0001 || die "list"

@@ -14,6 +14,12 @@ cli leaves 'sleep 321 & disown; exit 0'
 cat >"$T/tests/spec/one_spec.lua" <<'LUA'
 describe("one", function() it("passes", function() end) end)
 LUA
+cat >"$T/tests/spec/absent_spec.lua" <<'LUA'
+local need = dofile((os.getenv("ROOT") or ".") .. "/tests/need.lua")
+describe("absent", function()
+	it("needs ffmpeg", function() if not need("ffmpeg") then return end error("ran") end)
+end)
+LUA
 cat >"$T/tests/spec/crash_spec.lua" <<'LUA'
 describe("crash", function() it("passes", function() end) end)
 LUA
@@ -25,7 +31,7 @@ case "\$*" in *crash_spec*) kill -9 \$\$ ;; esac
 exit \$rc
 EOS
 chmod +x "$T/kxrun"
-out=$(cd "$ROOT" && KXRUN=$T/kxrun KXRUN_TESTS_DIR=$T/tests BUILD=$T/build tests/run.sh 2>&1); rc=$?
+out=$(cd "$ROOT" && KXRUN_FEATURES_ABSENT=ffmpeg KXRUN=$T/kxrun KXRUN_TESTS_DIR=$T/tests BUILD=$T/build tests/run.sh 2>&1); rc=$?
 echo "$out"
 [ "$rc" != 0 ] || fail "the run passed"
 expect_match "$out" "cli pass: ok" "a passing test"
@@ -33,10 +39,13 @@ expect_match "$out" "failed: cli bare_skip: exit 77 without a feature probe" "a 
 expect_match "$out" "failed: cli false_skip: skipped, but feature 'redis' is present here" "a skip of a present feature"
 expect_match "$out" "spec one_spec: 1 success / 0 failures" "one success"
 printf '%s\n' "$out" | grep -q "failed: spec one_spec" && fail "one success counted as a failure"
+expect_match "$out" "spec absent_spec: 0 successes / 0 failures / 0 errors / 1 pending" "a spec whose feature is absent"
+expect_match "$out" "spec absent_spec: ffmpeg absent: declared absent by KXRUN_FEATURES_ABSENT" "its reason"
+printf '%s\n' "$out" | grep -q "failed: spec absent_spec" && fail "a legitimate skip failed the run"
 expect_match "$out" "failed: spec crash_spec: exit [1-9]" "a crash after the summary"
 expect_match "$out" "failed: leftovers: process .*sleep 321 is still running" "a leftover process"
-expect_match "$out" "4 passed, [0-9]+ failed, 2 skipped" "the summary"
-# (other work on the machine may add kxrun cgroups of its own to the list)
-expect_eq "$(printf '%s\n' "$out" | grep '^failed: ' | grep -vc 'kxrun cgroups left')" 4 "failures"
+expect_match "$out" "4 passed, [0-9]+ failed, 3 skipped" "the summary"
+# three tests fail (other work on this machine may add leftovers of its own)
+expect_eq "$(printf '%s\n' "$out" | grep '^failed: ' | grep -vc '^failed: leftovers')" 3 "failed tests"
 pgrep -f "sleep 321" >/dev/null && fail "the leftover sleep was not killed"
 exit 0

@@ -56,4 +56,8 @@ kill -0 "$(cat "$T/pid")" 2>/dev/null && fail "the child of the failed run is st
 # a file argument that exists wins over a tool name
 mkdir -p "$T/cwd" && printf 'print("file wins")\n' > "$T/cwd/trace"
 out=$(cd "$T/cwd" && "$KXRUN" trace) ; expect_eq "$out" "file wins" "file over tool"
+# ... but a directory of that name does not hide the tool
+mkdir -p "$T/cwd2/gpu"
+out=$(cd "$T/cwd2" && KXRUN_STATE_DIR=$T/state "$KXRUN" gpu list) || fail "a directory hid kxrun gpu: $out"
+out=$("$KXRUN" "$T/cwd2" 2>&1); expect_match "$out" "cannot open .*cwd2 \(Is a directory\)" "a directory as the script"
 exit 0

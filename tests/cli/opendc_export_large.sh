@@ -3,11 +3,10 @@
 # bounded memory (peak RSS well under the input's size), verify, and
 # hyparquet finds every task with fragments adding up to its duration.
 set -eu
-: "${ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}" "${BUILD:=build}" "${KXRUN:=$ROOT/kxrun}"
+. "$(dirname "$0")/lib.sh"
+: "${BUILD:=build}"
 case $BUILD in /*) B=$BUILD ;; *) B=$ROOT/$BUILD ;; esac
 export KXRUN_NODE_DIR=$B/node
-T=$(mktemp -d /tmp/kxrun-opendc-large.XXXXXX)
-trap 'rm -rf "$T"' EXIT
 n=200000
 [ "${KXRUN_TEST_LONG:-}" = 1 ] && n=1000000
 python3 "$ROOT/tests/opendc/gen_cts.py" "$T/run" $n

@@ -6,11 +6,10 @@
 # found through ppid), clipping at ts_end, tail, a task without samples,
 # unique ids across nodes.
 set -eu
-: "${ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}" "${BUILD:=build}" "${KXRUN:=$ROOT/kxrun}"
+. "$(dirname "$0")/lib.sh"
+: "${BUILD:=build}"
 case $BUILD in /*) B=$BUILD ;; *) B=$ROOT/$BUILD ;; esac
 export KXRUN_NODE_DIR=$B/node
-T=$(mktemp -d /tmp/kxrun-opendc-cli.XXXXXX)
-trap 'rm -rf "$T"' EXIT
 mkdir -p "$T/run/node-a/CTS" "$T/run/node-b/CTS"
 cat > "$T/run/node-a/CTS/nodes.json" <<'J'
 {"node_id":"n1","stage":"cloud","cpu_cores":4,"mem_mb":15872,"cpu_model":"x","cpu_freq_mhz":3000.5}
@@ -47,6 +46,8 @@ J
 "$KXRUN" opendc verify --input "$T/out"
 node "$ROOT/tests/opendc/read.mjs" "$T/out/tasks.parquet" > "$T/tasks.json"
 node "$ROOT/tests/opendc/read.mjs" "$T/out/fragments.parquet" > "$T/frags.json"
+# every page's CRC, outside kxrun
+node "$ROOT/tests/opendc/check-crc.mjs" "$T/out/tasks.parquet" "$T/out/fragments.parquet" >/dev/null
 node "$ROOT/tests/opendc/read-arrow.mjs" "$T/out/tasks.parquet" "$T/out/fragments.parquet" > "$T/arrow.jsonl"
 python3 - "$T" <<'PY'
 import json, sys

@@ -2,10 +2,7 @@
 # Malformed CTS input: kxrun opendc export exits non-zero naming FILE:LINE
 # and writes nothing; a damaged export fails kxrun opendc verify.
 set -u
-: "${ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}" "${KXRUN:=$ROOT/kxrun}"
-T=$(mktemp -d /tmp/kxrun-opendc-bad.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+. "$(dirname "$0")/lib.sh"
 mkdir -p "$T/run/CTS"
 echo '{"node_id":"n1","cpu_cores":2,"mem_mb":100,"cpu_freq_mhz":2000}' > "$T/run/CTS/nodes.json"
 printf '%s\n' '{"trace_id":"a","pid":10,"ts_start":100,"ts_end":200}' \

@@ -4,11 +4,10 @@
 # every value, the schema and the statistics compared.  Then every file read
 # again by parquet-wasm (Apache arrow-rs) and compared with hyparquet's rows.
 set -eu
-: "${ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}" "${BUILD:=build}"
+. "$(dirname "$0")/lib.sh"
+: "${BUILD:=build}"
 case $BUILD in /*) B=$BUILD ;; *) B=$ROOT/$BUILD ;; esac
 export KXRUN_NODE_DIR=$B/node
-T=$(mktemp -d /tmp/kxrun-opendc-pq.XXXXXX)
-trap 'rm -rf "$T"' EXIT
 for codec in none snappy zstd; do
 for pagev in 1 2; do
 for dict in 0 1; do
@@ -71,6 +70,29 @@ for a, f in zip(arrow, files):
     if [x["nullable"] for x in a["fields"]] != [opt] * 4:
         sys.exit(f"{f}: nullability {a['fields']}")
 PY
+# Every page's CRC, checked outside kxrun (hyparquet's header decoder,
+# Node's zlib CRC-32); then a byte of a page flipped must be caught.
+# shellcheck disable=SC2086
+node "$ROOT/tests/opendc/check-crc.mjs" $files > "$T/crc.jsonl"
+python3 - "$T/crc.jsonl" <<'PY'
+import json, sys
+for l in open(sys.argv[1]):
+    d = json.loads(l)
+    if d["pages"] < 3:
+        sys.exit(f"{d['file']}: only {d['pages']} pages checked")
+PY
+f=$(ls "$T"/snappy-1-1-0.parquet)
+off=$(python3 -c 'import json,sys; print(next(d["first_data_offset"] for d in map(json.loads, open(sys.argv[1])) if d["file"] == sys.argv[2]))' "$T/crc.jsonl" "$f")
+python3 - "$f" "$off" <<'PY'
+import sys
+b = bytearray(open(sys.argv[1], "rb").read())
+b[int(sys.argv[2])] ^= 0x01
+open(sys.argv[1] + ".bad", "wb").write(b)
+PY
+if node "$ROOT/tests/opendc/check-crc.mjs" "$f.bad" > /dev/null 2> "$T/crc.err"; then
+	echo "FAIL: a flipped page byte passed the CRC check"; exit 1
+fi
+grep -q "CRC .* in the header" "$T/crc.err" || { cat "$T/crc.err"; echo "FAIL: the CRC check failed for another reason"; exit 1; }
 # An empty file is a valid file.
 "$B/tests/pqgen" "$T/empty.parquet" zstd 1 1 1 0 1000
 node "$ROOT/tests/opendc/read.mjs" "$T/empty.parquet" | python3 -c '

@@ -8,6 +8,6 @@ for f in "$T"/in/*.mp4; do
 	frames=$(ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames -of csv=p=0 "$f")
 	[ "${frames:-0}" -ge 5 ] || fail "$f has ${frames:-no} frames"
 done
-out=$("$KXRUN" sched gen-inputs --output "$T/in" --count lots 2>&1); expect_eq "$?" 1 "bad --count"
-expect_match "$out" "count must be a number" "bad --count message"
+out=$("$KXRUN" sched gen-inputs --output "$T/in" --count lots 2>&1); expect_eq "$?" 2 "bad --count"
+expect_match "$out" "'--count' wants an integer, got 'lots'" "bad --count message"
 exit 0

@@ -24,6 +24,11 @@ expect_match "$out" 'EBPF: BPF load refused: .*root' "eBPF refusal says why"
 expect_match "$out" 'AUTO: proc' "auto falls back to /proc"
 expect_match "$out" 'REC: 0' "the command ran under /proc tracing"
 expect_match "$(cat err.txt)" 'sampling /proc instead' "the fallback is announced"
+# KXRUN_LOG=debug: what libbpf said while failing, whole
+as_nobody env KXRUN_LOG=debug "$KXRUN" -e 'print(require("kx.trace").start{ dir = "dbg", source = "ebpf" })' \
+	>/dev/null 2>err.txt
+expect_match "$(cat err.txt)" 'DEBUG kx.trace: libbpf' "libbpf's log at KXRUN_LOG=debug"
+expect_match "$(cat err.txt)" 'libbpf: .*(Operation not permitted|-1)' "libbpf's own words"
 
 # unwritable: a directory of root's, mode 0555, for another user
 mkdir ro && chmod 0555 ro

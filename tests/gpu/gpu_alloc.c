@@ -5,7 +5,8 @@
  *   gpu_alloc [--svm] MB COUNT [HOLD_S]
  *
  * Creates up to COUNT buffers (or SVM blocks) of MB MiB on the first device,
- * printing "ok I" for each, and "refused I: ERROR" at the first failure.
+ * printing "ok I" for each, and "refused I: ERROR" at the first failure,
+ * then "pid P" (its process id, for tests that kill it) and "held N".
  * Then holds them HOLD_S seconds (or until SIGTERM, printing "terminated"),
  * releases them, and prints "done N" (N = number allocated).
  * Exit status 0 if all COUNT succeeded, 3 if one was refused, 1 on set-up
@@ -86,7 +87,7 @@ int main(int argc, char **argv)
 		printf("ok %d\n", i);
 		n++;
 	}
-	printf("held %d\n", n);
+	printf("pid %d\nheld %d\n", (int)getpid(), n);
 	for (double t = 0; t < hold && !terminated; t += 0.01)
 		usleep(10000);
 	if (terminated)

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../../bindings/gpu/usage.h"
 
@@ -22,7 +23,7 @@ int main(int argc, char **argv)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	if (kxgpu_usage_init(argv[1], strtoull(argv[2], NULL, 10),
 	                     (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
-	                     atoll(argv[3]) * 1000, err, sizeof err) != 0) {
+	                     atoll(argv[3]) * 1000, getuid(), err, sizeof err) != 0) {
 		fprintf(stderr, "usage_init: %s\n", err);
 		return 1;
 	}

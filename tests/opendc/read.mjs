@@ -1,30 +1,13 @@
 // read.mjs FILE - dumps a Parquet file as JSON with hyparquet, a reader
 // kxrun did not write: { schema, num_rows, row_groups, rows }.
 // INT64 values print as numbers when exact, else as strings.
-// The packages live where `make` installed them (build/node, from this
-// directory's package-lock.json), or in $KXRUN_NODE_DIR.
-import { createRequire } from 'node:module'
-import { pathToFileURL } from 'node:url'
+import { load, fail, printJSON } from './lib.mjs'
 
-const dir = process.env.KXRUN_NODE_DIR ??
-  new URL('../../build/node/', import.meta.url).pathname
-const req = createRequire(dir + '/package.json')
-async function load(name) {
-  try {
-    return await import(pathToFileURL(req.resolve(name)))
-  } catch (e) {
-    console.error(`read.mjs: ${name} is not installed in ${dir} (run make): ${e.message}`)
-    process.exit(3)
-  }
-}
 const { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } = await load('hyparquet')
 const { compressors } = await load('hyparquet-compressors')
 
 const path = process.argv[2]
-if (!path) {
-  console.error('usage: node read.mjs FILE.parquet')
-  process.exit(2)
-}
+if (!path) fail('usage: node read.mjs FILE.parquet', 2)
 const file = await asyncBufferFromFile(path)
 const meta = await parquetMetadataAsync(file)
 const rows = await parquetReadObjects({ file, compressors })
@@ -59,7 +42,4 @@ const out = {
   rows: rows.map(r => Object.fromEntries(Object.entries(r).map(
     ([k, v]) => [k, v instanceof Date ? { timestamp_ms: v.getTime() } : v]))),
 }
-const big = (k, v) => typeof v === 'bigint'
-  ? (v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString())
-  : v
-process.stdout.write(JSON.stringify(out, big) + '\n')
+printJSON(out)

@@ -1,13 +1,8 @@
--- The shared pieces the host gives every module and tool: kx.write_file and
--- the kxrun TOOL flag parser (kx.cli).
+-- The shared pieces the host gives every module and tool: kx.write_file,
+-- kx.read_file, kx.mkdir, kx.tmpdir and the kxrun TOOL flag parser (kx.cli).
 local cli = require "kx.cli"
 
-local function tmpdir()
-	local p = io.popen("mktemp -d /tmp/kxrun-spec.XXXXXX")
-	local d = p:read("l")
-	p:close()
-	return d
-end
+local function tmpdir() return assert(kx.tmpdir("spec")) end
 
 describe("kx.write_file", function()
 	local dir
@@ -30,6 +25,74 @@ describe("kx.write_file", function()
 		assert.matches(dir .. "/no/such/x", err, 1, true)
 		assert.matches("No such file", err)
 		assert.has_error(function() kx.write_file(dir .. "/b") end)
+	end)
+end)
+
+describe("kx.read_file", function()
+	it("reads back what kx.write_file wrote, bytes as they are", function()
+		local dir = tmpdir()
+		finally(function() os.execute("rm -rf " .. dir) end)
+		local data = "a\0b\r\n" .. ("x"):rep(100000)
+		assert.is_true(kx.write_file(dir .. "/f", data))
+		assert.equal(data, kx.read_file(dir .. "/f"))
+		assert.equal("", (assert(kx.write_file(dir .. "/e", "")) and kx.read_file(dir .. "/e")))
+	end)
+
+	it("returns nil and a message naming the path", function()
+		local ok, err = kx.read_file("/nonexistent/kx-read")
+		assert.is_nil(ok)
+		assert.equal("/nonexistent/kx-read: No such file or directory", err)
+		ok, err = kx.read_file("/")
+		assert.is_nil(ok)
+		assert.matches("^/: ", err)
+		assert.has_error(function() kx.read_file() end, "bad argument #1 to 'read_file' (string expected, got nil)")
+	end)
+end)
+
+describe("kx.tmpdir", function()
+	it("makes a new private directory under TMPDIR", function()
+		local a, b = assert(kx.tmpdir("spec")), assert(kx.tmpdir("spec"))
+		finally(function() os.remove(a); os.remove(b) end)
+		assert.not_equal(a, b)
+		local base = os.getenv("TMPDIR") or "/tmp"
+		assert.equal(base .. "/kxrun-spec.", a:sub(1, #base + 12))
+		assert.equal("700\n", select(2, kx.exec{ "stat", "-c", "%a", a }))
+		local c = assert(kx.tmpdir())
+		os.remove(c)
+		assert.matches("^kxrun%-tmp%.", c:match("[^/]+$"))
+	end)
+
+	it("names the directory it could not create in", function()
+		local _, out = kx.exec{ kx.exe, "-e", "print(kx.tmpdir('x'))", env = { TMPDIR = "/nonexistent" } }
+		assert.equal("nil\tcannot create a directory in /nonexistent: No such file or directory\n", out)
+		assert.has_error(function() kx.tmpdir("a/b") end)
+	end)
+end)
+
+describe("kx.mkdir", function()
+	local dir
+	before_each(function() dir = tmpdir() end)
+	after_each(function() os.execute("rm -rf " .. dir) end)
+
+	it("makes a directory and its missing parents, and is content when it exists", function()
+		local d = dir .. "/a b/'c'/d"
+		assert.is_true(kx.mkdir(d))
+		assert.is_true(kx.mkdir(d))
+		assert.is_true(kx.mkdir(d .. "/"))
+		assert.equal(0, (kx.exec{ "test", "-d", d }))
+		assert.is_true(kx.mkdir(dir .. "/m", tonumber("700", 8)))
+		assert.equal("700\n", select(2, kx.exec{ "stat", "-c", "%a", dir .. "/m" }))
+	end)
+
+	it("returns nil and a message naming the part that failed", function()
+		assert.is_true(kx.write_file(dir .. "/file", "x"))
+		local ok, err = kx.mkdir(dir .. "/file/sub/x")
+		assert.is_nil(ok)
+		assert.equal(dir .. "/file/sub: cannot create directory: Not a directory", err)
+		ok, err = kx.mkdir(dir .. "/file")
+		assert.is_nil(ok)
+		assert.equal(dir .. "/file: Not a directory", err)
+		assert.has_error(function() kx.mkdir(dir .. "/x", -1) end)
 	end)
 end)
 
@@ -150,7 +213,7 @@ describe("kxrun TOOL exit statuses", function()
 		assert.equal("kxrun rfork: resume: missing ID (see kxrun rfork --help)\n", e)
 		code, o = kx.exec{ kx.exe, "rfork", "--help" }
 		assert.equal(0, code)
-		assert.matches("resume ADDRESS ID KEY", o)
+		assert.matches("resume %[flags%] ADDRESS ID KEY", o)
 		code, _, e = kx.exec{ kx.exe, "rfork", "resume", "127.0.0.1:1", "1", "00" }
 		assert.equal(1, code)
 		assert.matches("^kxrun rfork: ", e)

@@ -150,9 +150,7 @@ describe("kx processes", function()
 	end)
 
 	it("apply env, cwd and file redirections", function()
-		local dir = os.tmpname()
-		os.remove(dir)
-		assert(os.execute("mkdir -p " .. dir))
+		local dir = assert(kx.tmpdir("spec"))
 		local p = kx.spawn{ "sh", "-c", "echo $KX_TEST_VAR; pwd", env = { KX_TEST_VAR = "v1" },
 			cwd = dir, stdout = dir .. "/out.txt" }
 		assert.are.same({ code = 0 }, p:wait())

@@ -6,17 +6,9 @@ local params, stats, store, plot = lab.params, lab.stats, lab.store, lab.plot
 local need = dofile((os.getenv("ROOT") or ".") .. "/tests/need.lua")
 local PY = "/usr/bin/python3"
 
-local function tmpdir()
-	local _, out = kx.exec{ "mktemp", "-d", (os.getenv("TMPDIR") or "/tmp") .. "/kxrun-lab-spec.XXXXXX" }
-	return (out:gsub("%s+$", ""))
-end
+local function tmpdir() return assert(kx.tmpdir("lab-spec")) end
 
-local function read(path)
-	local f = assert(io.open(path, "rb"))
-	local s = f:read("a")
-	f:close()
-	return s
-end
+local function read(path) return assert(kx.read_file(path)) end
 
 -- Runs a Python program with `input` on stdin; returns its stdout decoded as JSON.
 local function python(code, input)
@@ -370,6 +362,10 @@ print(json.dumps(list(csv.DictReader(open(sys.argv[1], newline="")))))
 		local parsed = assert(store.parse_csv(read(dir .. "/out/results.csv")))
 		assert.are.equal(#rows + 1, #parsed)
 		assert.are.equal('a "quoted", odd\nvalue', parsed[2][2])
+		-- whole numbers read as such (100.0 was written "1e+02")
+		assert.are.same({ "100", "1500", "-3", "0.1", "1e-300", "0.3333333333333333" },
+			{ store.number_text(100.0), store.number_text(1500.0), store.number_text(-3.0),
+				store.number_text(0.1), store.number_text(1e-300), store.number_text(1 / 3) })
 	end)
 end)
 

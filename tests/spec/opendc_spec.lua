@@ -8,19 +8,14 @@ local function write(path, text)
 	f:close()
 end
 
-local function tmpdir()
-	local p = assert(io.popen("mktemp -d /tmp/kxrun-opendc-spec.XXXXXX"))
-	local d = p:read("l")
-	p:close()
-	return d
-end
+local function tmpdir() return assert(kx.tmpdir("opendc-spec")) end
 
 describe("kx.opendc", function()
 	local dir
 
 	before_each(function()
 		dir = tmpdir()
-		os.execute("mkdir -p " .. dir .. "/run/CTS")
+		assert(kx.mkdir(dir .. "/run/CTS"))
 		write(dir .. "/run/CTS/nodes.json",
 			'{"node_id":"n1","cpu_cores":2,"mem_mb":2048,"cpu_freq_mhz":2500}\n')
 		write(dir .. "/run/CTS/invocations.jsonl",
@@ -49,11 +44,19 @@ describe("kx.opendc", function()
 	end)
 
 	it("runs beside other tasks", function()
-		local ticks = 0
-		local t = kx.every(0.001, function() ticks = ticks + 1 end)
-		local s = assert(opendc.export(dir .. "/run", dir .. "/out"))
+		-- 200k samples: an export of a few hundred ms, on the thread pool
+		-- while this task waits; the loop goes on meanwhile (in place, it
+		-- would block it and no tick could come during the export)
+		local root = os.getenv("ROOT") or "."
+		assert(os.execute(("python3 %s/tests/opendc/gen_cts.py %s/big 200000"):format(root, dir)))
+		local exporting, during = false, 0
+		local t = kx.every(0.001, function() if exporting then during = during + 1 end end)
+		exporting = true
+		local s = assert(opendc.export(dir .. "/big", dir .. "/out"))
+		exporting = false
 		t:stop()
-		assert.equal(1, s.tasks)
+		assert.equal(2000, s.tasks)
+		assert.is_true(during >= 3, ("the loop ran %d times during the export"):format(during))
 	end)
 
 	it("returns nil and FILE:LINE for malformed input", function()

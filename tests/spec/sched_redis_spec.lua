@@ -4,7 +4,7 @@
 local need = dofile((os.getenv("ROOT") or ".") .. "/tests/need.lua")
 local sched = require "kx.sched"
 local client = require "kx.sched.redis.client"
-local core = require "kx.sched.core"
+local policy = require "kx.sched.policy"
 local runner = require "kx.sched.runner"
 
 local function tmpdir()
@@ -17,9 +17,9 @@ local Redis = {}
 Redis.__index = Redis
 
 -- On a random port no one listens on; another one if the bind fails (the
--- machine is shared).
-function Redis.start(dir)
-	local self = setmetatable({ dir = dir, pw = "s3cret" }, Redis)
+-- machine is shared).  opts.persist = false: no AOF (a restart loses all).
+function Redis.start(dir, opts)
+	local self = setmetatable({ dir = dir, pw = "s3cret", persist = not (opts and opts.persist == false) }, Redis)
 	local err
 	for _ = 1, 10 do
 		repeat self.port = math.random(20000, 60000) until not client.probe("127.0.0.1", self.port, 1)
@@ -32,7 +32,7 @@ end
 
 function Redis:run()
 	self.proc = assert(kx.spawn{ "redis-server", "--port", tostring(self.port), "--bind", "127.0.0.1",
-		"--requirepass", self.pw, "--dir", self.dir, "--appendonly", "yes", "--appendfsync", "no",
+		"--requirepass", self.pw, "--dir", self.dir, "--appendonly", self.persist and "yes" or "no", "--appendfsync", "no",
 		"--save", "", stdout = self.dir .. "/redis.log", stderr = self.dir .. "/redis.log" })
 	for _ = 1, 200 do
 		if client.probe("127.0.0.1", self.port, 1) then return end
@@ -42,9 +42,22 @@ function Redis:run()
 	error("redis-server did not start: " .. tostring(read(self.dir .. "/redis.log")))
 end
 
+-- Fails unless the server really went (a fault test needs it down).
 function Redis:stop()
 	self.proc:kill("TERM")
-	self.proc:wait(10)
+	assert(self.proc:wait(10), "redis-server did not stop")
+	assert(not client.probe("127.0.0.1", self.port, 1), "something still answers on port " .. self.port)
+end
+
+-- Whether any node holds a task in flight (taken by its worker).
+function Redis:in_flight(prefix)
+	local c = self:raw()
+	local n = 0
+	for _, id in ipairs(c:call("SMEMBERS", (prefix or "kx:sched:") .. "nodes")) do
+		n = n + c:call("LLEN", (prefix or "kx:sched:") .. "inflight:" .. id)
+	end
+	c:close()
+	return n
 end
 
 function Redis:url(pw)
@@ -179,8 +192,13 @@ s:worker{ node = "a", capacity = 1, binding = "shared", lease = 1, heartbeat = 0
 		kx.go(function() s:central{ heartbeat = 0.2 } end)
 		local id = s:submit{ "sh", "-c", "echo started >> " .. out .. ".start; sleep 1; echo x >> " .. out }
 		wait_for(function() return lines(out .. ".start") == 1 end, 20, "the task to start on a")
+		assert.are.equal(1, redis:in_flight(), "worker a holds the task")
+		-- a's launcher (its child) owns a's task cgroups
+		local launcher = tonumber((read(("/proc/%d/task/%d/children"):format(victim.pid, victim.pid)) or ""):match("%d+"))
+		assert.is_truthy(launcher, "worker a has its launcher")
 		victim:kill("KILL")
-		victim:wait()
+		local st = victim:wait(10)
+		assert.are.equal(9, st and st.signal, "worker a was SIGKILLed")
 		kx.go(function() s:worker{ node = "b", capacity = 1, binding = "shared", lease = 1, heartbeat = 0.2 } end)
 		local recs = s:drain()
 		assert.are.equal(1, #recs)
@@ -191,15 +209,16 @@ s:worker{ node = "a", capacity = 1, binding = "shared", lease = 1, heartbeat = 0
 		kx.sleep(1.2)   -- the killed run had a second left: it must not finish
 		assert.are.equal(1, lines(out), "the task's output written once")
 		assert.are.equal(2, lines(out .. ".start"))
-		local st = s:status()
+		st = s:status()
 		assert.are.equal(1, #st.nodes)   -- a was reaped
 		assert.are.equal(0, st.nodes[1].used)
 		if runner.cgroups() == "v1" then
-			-- the killed worker's task cgroup went when worker b started
-			local ls = io.popen("ls -1 /sys/fs/cgroup/cpu")
-			local names = ls:read("a")
-			ls:close()
-			assert.is_nil(names:find("kxrun-sched-" .. victim.pid .. "-", 1, true), names)
+			-- the killed worker's launcher removed its task cgroups
+			wait_for(function()
+				local code, names = kx.exec{ "find", "/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpuset", "-maxdepth", "1",
+					"-name", "kxrun-sched-" .. launcher .. "-*" }
+				return code == 0 and names == ""
+			end, 10, "worker a's task cgroups to go")
 		end
 		s:close()
 	end)
@@ -211,7 +230,7 @@ s:worker{ node = "a", capacity = 1, binding = "shared", lease = 1, heartbeat = 0
 		for i = 1, 10 do
 			s:submit{ "sh", "-c", "echo x >> " .. dir .. "/r" .. i .. "; sleep 0.3", cpu_units = 1 }
 		end
-		kx.sleep(0.5)
+		wait_for(function() return redis:in_flight() > 0 end, 20, "a task in flight")
 		redis:stop()
 		kx.sleep(0.5)
 		redis:run()
@@ -231,7 +250,7 @@ s:worker{ node = "a", capacity = 1, binding = "shared", lease = 1, heartbeat = 0
 		for i = 1, 4 do
 			s:submit{ "sh", "-c", "echo x >> " .. dir .. "/o" .. i .. "; sleep 1" }
 		end
-		kx.sleep(0.4)
+		wait_for(function() return redis:in_flight() == 2 end, 20, "two tasks in flight")
 		redis:stop()
 		kx.sleep(2)   -- the heartbeats expire while redis is away
 		redis:run()
@@ -264,14 +283,16 @@ s:worker{ node = "a", capacity = 1, binding = "shared", lease = 1, heartbeat = 0
 		raw:close()
 	end)
 
-	it("gives concurrent exclusive tasks disjoint cpusets (read back from the cgroup)", function()
-		if not need("cgroup1-cpuset") then return end
+	it("gives concurrent exclusive tasks disjoint cpusets (read back from the kernel)", function()
+		-- cgroup v1 cpuset, or the v2 path where the unified hierarchy has
+		-- the cpuset and cpu controllers
+		if not need("cgroup-cpu-binding") then return end
 		local s = assert(sched.connect(redis:url()))
 		local cores = #runner.online_cores()
 		kx.go(function() s:worker{ node = "n1", binding = "exclusive" } end)
 		kx.go(function() s:central{} end)
 		for i = 1, 2 * cores do
-			s:submit{ "sh", "-c", "cat /sys/fs/cgroup/cpuset$(cat /proc/self/cpuset)/cpuset.cpus > "
+			s:submit{ "sh", "-c", "sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status > "
 				.. dir .. "/c" .. i .. "; sleep 0.2" }
 		end
 		local recs = s:drain()
@@ -290,7 +311,126 @@ s:worker{ node = "a", capacity = 1, binding = "shared", lease = 1, heartbeat = 0
 		end
 	end)
 
-	it("decides as the C policy does (script and sched_pick on random states)", function()
+	it("sends a task nested deeper than tasks are to the dead letters, with the reason", function()
+		local raw = redis:raw()
+		local deep = ("["):rep(150) .. ("]"):rep(150)
+		assert(raw:call("RPUSH", "kx:sched:pending", '{"id":"deep","argv":["true"],"cpu_units":1,"x":' .. deep .. '}'))
+		assert(raw:call("RPUSH", "kx:sched:pending", '{"id":"deeper","argv":["true"],"cpu_units":1,"x":'
+			.. ("["):rep(1500) .. ("]"):rep(1500) .. '}'))
+		local s = assert(sched.connect(redis:url()))
+		kx.go(function() s:worker{ node = "n1", capacity = 1, binding = "shared" } end)
+		kx.go(function() s:central{} end)
+		s:submit{ "true" }
+		local recs = s:drain()
+		assert.are.equal(0, recs[1].exit_code)
+		local dead = raw:call("LRANGE", "kx:sched:dead", 0, -1)
+		assert.are.equal(2, #dead)
+		assert.matches("nested deeper than 32 levels", kx.json.decode(dead[1]).reason)
+		assert.matches("nest", kx.json.decode(dead[2]).reason)
+		s:close()
+		raw:close()
+	end)
+
+	it("records a cpuset off the node as the embedded backend does, and keeps ?prefix= as given", function()
+		local s = assert(sched.connect(redis:url() .. "?prefix=p1:"))
+		kx.go(function() s:worker{ node = "n1", capacity = 1, binding = "shared" } end)
+		kx.go(function() s:central{} end)
+		s:submit{ "true", cpuset = "999" }
+		local recs = s:drain()
+		s:close()
+		assert.are.equal(-1, recs[1].exit_code)
+		assert.matches("cpuset 999: core 999 is not one of this node's cores", recs[1].error)
+		local raw = redis:raw()
+		local keys = raw:call("KEYS", "*")
+		raw:close()
+		assert.is_true(#keys > 0)
+		for _, k in ipairs(keys) do
+			assert.matches("^p1:[^:]", k)
+		end
+	end)
+
+	it("drain names the tasks a Redis restarted without persistence lost", function()
+		redis:stop()
+		redis = Redis.start(dir, { persist = false })
+		local s = assert(sched.connect(redis:url()))
+		s.backend.reconnect_for = 30
+		-- no worker: the tasks wait in Redis, and go with it
+		local a = s:submit{ "true" }
+		local b = s:submit{ "true" }
+		local done = {}
+		kx.go(function() done.recs, done.err, done.ids = s:drain() end)
+		kx.sleep(0.3)
+		redis:stop()
+		kx.sleep(0.5)
+		redis:run()
+		wait_for(function() return done.err or done.recs end, 30, "drain to return")
+		s:close()
+		assert.is_nil(done.recs)
+		assert.matches("lost 2 task%(s%) of this client", done.err)
+		assert.matches(a, done.err, 1, true)
+		assert.are.same({ a, b }, done.ids)
+	end)
+
+	it("puts tasks straight on per-node queues (Tracekit without --pending), and the worker keeps to its capacity", function()
+		local s = assert(sched.connect(redis:url()))
+		kx.go(function() s:worker{ node = "n1", capacity = 1, binding = "shared" } end)
+		kx.go(function() s:worker{ node = "n2", capacity = 1, binding = "shared" } end)
+		wait_for(function() return #s:status().nodes == 2 end, 20, "two nodes")
+		-- no central runs: per-node queues need none
+		for _ = 1, 3 do s:submit{ "sleep", "0.2", node = "n1" } end
+		local recs = s:drain()
+		for i, a in ipairs(recs) do
+			assert.are.equal("n1", a.node)
+			assert.are.equal(0, a.exit_code)
+			for j = i + 1, #recs do
+				local b = recs[j]
+				assert.is_false(a.ts_start < b.ts_end and b.ts_start < a.ts_end, "two tasks at once on a 1-unit node")
+			end
+		end
+		-- the dispatcher's round robin over --nodes, one task per input
+		os.execute("mkdir -p " .. dir .. "/in && touch " .. dir .. "/in/a.mp4 " .. dir .. "/in/b.mp4 "
+			.. dir .. "/in/c.mp4 " .. dir .. "/in/d.mp4")
+		local lines = {}
+		local ids = assert(s:dispatch{ inputs = dir .. "/in", outputs = dir .. "/out", nodes = { "n1", "n2" },
+			policy = "rr3", log = function(l) lines[#lines + 1] = l end })
+		assert.are.equal(4, #ids)
+		assert.are.same({ "enqueued 4 tasks: n1=2, n2=2" }, lines)
+		recs = s:drain()
+		s:close()
+		local got = {}
+		for i = 4, 7 do got[#got + 1] = recs[i].node end
+		assert.are.same({ "n1", "n2", "n1", "n2" }, got)
+		assert.matches("_1280x720_crf28%.mp4$", recs[4].output)
+	end)
+
+	it("orders node ids by bytes on a Redis whose locale folds case", function()
+		if not need("locale-en_US") then return end
+		-- a second server, started under en_US.UTF-8 (Redis sets LC_COLLATE
+		-- from the environment; its Lua compares strings with strcoll)
+		local d2 = dir .. "/locale"
+		os.execute("mkdir -p " .. d2)
+		local r2 = setmetatable({ dir = d2, pw = "s3cret", persist = false }, Redis)
+		repeat r2.port = math.random(20000, 60000) until not client.probe("127.0.0.1", r2.port, 1)
+		r2.proc = assert(kx.spawn{ "env", "LC_ALL=en_US.UTF-8", "redis-server", "--port", tostring(r2.port),
+			"--bind", "127.0.0.1", "--requirepass", r2.pw, "--dir", d2, "--save", "", stdout = "null", stderr = "null" })
+		wait_for(function() return client.probe("127.0.0.1", r2.port, 1) end, 20, "the second redis")
+		local raw = r2:raw()
+		-- precondition: this server's Lua really collates (C would say true)
+		assert.are.equal("false", raw:call("EVAL", "return tostring('Node-z' < 'node-a')", 0))
+		local P = "kx:sched:"
+		for _, id in ipairs{ "node-b", "Node-z", "node-a" } do
+			raw:call("SADD", P .. "nodes", id)
+			raw:call("SET", P .. "alive:" .. id, 1)
+			raw:call("HSET", P .. "node:" .. id, "capacity", 4, "parallel", 0, "running", 0, "used", 0)
+		end
+		raw:call("RPUSH", P .. "pending", kx.json.encode{ id = "t", argv = { "true" }, cpu_units = 1 })
+		local r = assert(raw:call("EVAL", require("kx.sched.scripts").dispatch, 0, P, "", "min"))
+		assert.are.same({ "placed", "t", "Node-z" }, { r[1], r[2], r[3] })
+		raw:close()
+		r2:stop()
+	end)
+
+	it("decides on the server as the embedded backend does (random states, ids of mixed case)", function()
 		local raw = redis:raw()
 		local sha = assert(raw:call("SCRIPT", "LOAD", require("kx.sched.scripts").dispatch))
 		math.randomseed(7)
@@ -299,7 +439,8 @@ s:worker{ node = "a", capacity = 1, binding = "shared", lease = 1, heartbeat = 0
 			local nodes = {}
 			for i = 1, math.random(1, 5) do
 				local cap = math.random(1, 6)
-				local n = { id = "n" .. math.random(1, 9) .. i, capacity = cap, parallel = math.random(0, 3) }
+				local n = { id = ({ "n", "N", "node-", "Node-" })[math.random(4)] .. math.random(1, 12) .. i,
+					capacity = cap, parallel = math.random(0, 3) }
 				n.running = math.random(0, 3)
 				n.used = math.random(0, cap)
 				nodes[#nodes + 1] = n
@@ -313,7 +454,7 @@ s:worker{ node = "a", capacity = 1, binding = "shared", lease = 1, heartbeat = 0
 			local order = math.random(2) == 1 and "min" or "max"
 			raw:call("RPUSH", "kx:sched:pending", kx.json.encode{ id = "t", argv = { "true" }, cpu_units = units })
 			local r = assert(raw:call("EVALSHA", sha, 0, "kx:sched:", w, order))
-			local i = core.pick(nodes, units, w, order)
+			local i = policy.pick(nodes, units, w, order)
 			local want = i and nodes[i].id or nil
 			assert.are.equal(want, r[1] == "placed" and r[3] or nil, "case " .. case)
 		end

@@ -7,16 +7,7 @@ local BUILD = os.getenv("BUILD") or "build"
 local CLOCK = ROOT .. "/" .. BUILD .. "/tests/vtime_clock"
 local STATIC = ROOT .. "/" .. BUILD .. "/tests/vtime_static"
 local MS = 1000000
-local KXRUN = os.getenv("KXRUN") or "./kxrun"
-local need = dofile(ROOT .. "/tests/need.lua")
--- The backend of the tests that are not about one: the VM bed runs this
--- spec again on "kmod" (tests/vm/vtime_spec_kmod.sh).
-local BACKEND = os.getenv("KXRUN_SPEC_VTIME_BACKEND") or "signal"
--- How many times slower than a native machine programs start here (the VM
--- bed's TCG guest translates each new program's code: 20-130 ms of CPU):
--- the rounds a start-up may take scale with it; never-early bounds and
--- clock equalities do not (see check_waits for lateness).
-local SLOW = tonumber(os.getenv("KXRUN_SPEC_SLOW")) or 1
+local KXRUN_BIN = os.getenv("KXRUN") or kx.exe
 
 local function tmpfile()
 	local _, out = kx.exec{ "mktemp", "/tmp/kxrun-vtime-spec.XXXXXX" }
@@ -38,19 +29,60 @@ local function fields(path)
 	return t
 end
 
--- The cgroup2 mount point, where there is one.
-local function v2_mount()
-	for l in io.lines("/proc/mounts") do
-		local dir, fs = l:match("^%S+ (%S+) (%S+)")
-		if fs == "cgroup2" then return dir end
+local need = dofile(ROOT .. "/tests/need.lua")
+-- The backend of the tests that are not about one: the VM bed runs this
+-- spec again on "kmod" (tests/vm/vtime_spec_kmod.sh).
+local BACKEND = os.getenv("KXRUN_SPEC_VTIME_BACKEND") or "signal"
+-- How many times slower than a native machine programs start here (the VM
+-- bed's TCG guest translates each new program's code, and a vCPU its
+-- loaded host deschedules counts as CPU time): the rounds a start-up may
+-- take scale with it; never-early bounds and clock equalities do not (see
+-- check_waits for lateness).
+local SLOW = tonumber(os.getenv("KXRUN_SPEC_SLOW")) or 1
+local leftovers = dofile(ROOT .. "/tests/vtime/leftovers.lua")
+-- each backend's feature (tests/features.sh)
+local FEATURE = { freezer = "cgroup1-freezer", ["freezer-v1"] = "cgroup1-freezer",
+	["freezer-v2"] = "cgroup2", kmod = "kxvt" }
+
+-- The state of an experiment's process group (ps: state, wchan) and its
+-- counters, for a failure's message.
+local function tree_state(e, pgid)
+	local f = io.popen(("ps -eo pid,ppid,pgid,stat,wchan:28,args | awk 'NR == 1 || $3 == %d'")
+		:format(pgid))
+	local out = f:read("a")
+	f:close()
+	local st, keys = e:stats(), {}
+	for k in pairs(st) do keys[#keys + 1] = k end
+	table.sort(keys)
+	for _, k in ipairs(keys) do out = out .. k .. "=" .. st[k] .. " " end
+	return out
+end
+
+-- Pids of live (not zombie) `sleep` processes whose argument holds tag.
+local function running(tag)
+	local pids = {}
+	local ls = io.popen("ls /proc")
+	for pid in ls:lines() do
+		if pid:match("^%d+$") then
+			local f = io.open("/proc/" .. pid .. "/cmdline", "rb")
+			local cmd = f and f:read("a") or ""
+			if f then f:close() end
+			local st = io.open("/proc/" .. pid .. "/stat")
+			local state = (st and st:read("a") or ""):match("%) (%a)")
+			if st then st:close() end
+			if cmd:match("^sleep%z") and cmd:find(tag, 1, true) and state and state ~= "Z" then
+				pids[#pids + 1] = pid
+			end
+		end
 	end
+	ls:close()
+	return pids
 end
 
 -- Lines "K V" of a wait loop (vtime_clock): each wait of 1 ms took 1
 -- virtual ms or more, never less, and less than 2 (the loop's own CPU on
 -- top: tens of us), but for its first (lazy binding) and, where SLOW > 1,
--- up to a third (a TCG guest's vCPU descheduled by its loaded host shows
--- as CPU time, of the loop and carried as a debt).
+-- up to a third (a TCG guest's descheduled vCPU counts as the loop's CPU).
 local function check_waits(t, what)
 	local late = 0
 	for i = 2, #t do
@@ -70,19 +102,21 @@ end
 -- the CPU time it measured itself.
 local function spin_job(units, opts)
 	local out = tmpfile()
-	local exp = assert(vtime.experiment{ step = MS, backend = BACKEND })
 	opts = opts or {}
-	opts.stdout = out
-	local p = assert(exp:spawn({ CLOCK, tostring(units), opts.mode or "spin" }, opts))
+	local exp = assert(vtime.experiment{ step = opts.step or MS,
+		backend = opts.backend or BACKEND, resume_cost = opts.resume_cost or 0 })
+	local p = assert(exp:spawn({ CLOCK, tostring(units), opts.mode or "spin" },
+		{ stdout = out, speed = opts.speed }))
 	exp:freeze()
 	local rounds = 0
 	while p:alive() and rounds < 5000 do exp:advance(10) rounds = rounds + 10 end
 	wait_exit(p)
 	local f = fields(out)
+	local shares = exp:stats().shares
 	exp:stop()
 	os.remove(out)
 	assert.same({ code = 0 }, p:status())
-	return f["end"] - f.start, f.cpu
+	return f["end"] - f.start, f.cpu, shares
 end
 
 describe("kx.vtime", function()
@@ -92,14 +126,14 @@ describe("kx.vtime", function()
 		if exp then exp:stop() end
 		exp = nil
 		os.remove(out)
+		-- every test leaves nothing: no process, cgroup or clock file
+		assert.same({}, leftovers())
 	end)
 
 	for _, backend in ipairs{ "signal", "freezer", "freezer-v2", "kmod" } do
 		it("gives a usleep loop its virtual ms, every clock at exp:now() between rounds ("
 			.. backend .. ")", function()
-			if backend == "freezer" and not need("cgroup1-freezer") then return end
-			if backend == "freezer-v2" and not need("cgroup2") then return end
-			if backend == "kmod" and not need("kxvt") then return end
+			if FEATURE[backend] and not need(FEATURE[backend]) then return end
 			exp = assert(vtime.experiment{ step = MS, backend = backend })
 			assert.equal(backend:match("^freezer") and "freezer" or backend, exp.backend)
 			if backend == "freezer-v2" then assert.matches("kxrun%-vtime", exp.cgroup) end
@@ -147,6 +181,37 @@ describe("kx.vtime", function()
 			assert.is_true(t[#t][2] <= exp:now())
 		end)
 	end
+
+	-- Threads and child processes work a varying while, then usleep(1000),
+	-- checking on the clock that the sleep lasted >= 1 ms; two busy loops
+	-- load the host; step 10 ms, so most deadlines fall inside a share and
+	-- the clock jumps to them.  A child's clock starts below what its
+	-- parent read (the floor it inherits): a jump measured from the floor
+	-- fell short by the difference (usleep(1000) took 768 us, 991 us).
+	it("never ends a sleep early, in threads and children, under load", function()
+		local busy = {}
+		for i = 1, 2 do busy[i] = assert(kx.spawn{ "sh", "-c", "while :; do :; done" }) end
+		local ok, err = pcall(function()
+			for _, mode in ipairs{ { "threads", "8", 8 * 100 }, { "fork", "4", 2 * 4 * 100 } } do
+				local e = assert(vtime.experiment{ step = 10 * MS, backend = BACKEND })
+				exp = e
+				local p = assert(e:spawn({ CLOCK, "100", mode[1], mode[2] }, { stdout = out }))
+				e:freeze()
+				while p:alive() and e.rounds < 5000 do e:advance(10) end
+				wait_exit(p)
+				e:stop()
+				local early, sleeps = {}, 0
+				for l in io.lines(out) do
+					early[#early + 1] = l:match("^early (%d+)")
+					sleeps = sleeps + (math.tointeger(tonumber(l:match("^sleeps (%d+)"))) or 0)
+				end
+				assert.equal(mode[3], sleeps, mode[1])
+				assert.same({}, early, mode[1])
+			end
+		end)
+		for _, b in ipairs(busy) do b:kill("KILL") b:wait(5) end
+		assert(ok, err)
+	end)
 
 	it("sees a signal sent while frozen in the next rounds, at a clock past then", function()
 		exp = assert(vtime.experiment{ step = MS, backend = BACKEND })
@@ -196,7 +261,7 @@ describe("kx.vtime", function()
 			if rounds <= 20 then assert.is_true(p:alive(), "ended after " .. rounds) end
 		end
 		wait_exit(p)
-		assert.same({ code = 4 }, p:status())
+		assert.same({ code = 4 }, p:status(), not p:status() and tree_state(exp, p.pid) or nil)
 		assert.is_true(rounds >= 21 and rounds <= 22 + SLOW, rounds .. " rounds")
 	end)
 
@@ -211,6 +276,23 @@ describe("kx.vtime", function()
 		-- two threads: the process's CPU time, both threads together
 		v, c = spin_job(100, { mode = "spin2" })
 		assert.is_true(math.abs(v / c - 1) < 0.15, ("2 threads: virtual %d cpu %d"):format(v, c))
+	end)
+
+	-- The CPU a stop and a resume cost the process (kernel work billed to
+	-- it) is taken out of its virtual time: resume_cost per share.
+	it("takes the stops' and resumes' own CPU out of virtual time (signal)", function()
+		if not need("cpu-time") then return end
+		local cost = 30000
+		local v, c, shares = spin_job(100, { step = 100000, resume_cost = cost, backend = "signal" })
+		local want = c - shares * cost
+		assert.is_true(shares >= 100, shares .. " shares")
+		assert.is_true(math.abs(v / want - 1) < 0.06,
+			("virtual %d, CPU %d - %d shares x %d = %d"):format(v, c, shares, cost, want))
+		-- measured when not given: a CPU time, at most half a 100 us share
+		local e = assert(vtime.experiment{ step = MS, backend = "signal" })
+		local measured = e:stats().resume_cost_ns
+		e:stop()
+		assert.is_true(measured >= 0 and measured <= 50000, measured)
 	end)
 
 	it("halves a CPU-bound job's virtual duration at speed 2", function()
@@ -303,16 +385,68 @@ describe("kx.vtime", function()
 		assert.has_error(function() exp:advance(1) end)
 	end)
 
-	it("rejects bad input", function()
-		assert.has_error(function() vtime.experiment{ step = 0 } end)
-		assert.has_error(function() vtime.experiment{ step = -5 } end)
-		local ok, e = pcall(vtime.experiment, { step = 1, backend = "warp" })
-		assert.is_false(ok)
-		assert.matches("unknown backend 'warp'", e)
+	for _, backend in ipairs{ "signal", "freezer-v1", "freezer-v2", "kmod" } do
+		it("stop ends whatever the experiment ran, however it detached (" .. backend .. ")", function()
+			if FEATURE[backend] and not need(FEATURE[backend]) then return end
+			local tag = ("%d%03d"):format(os.time() % 100000, math.random(999))
+			exp = assert(vtime.experiment{ step = MS, backend = backend })
+			local cg = exp.cgroup
+			-- a child left behind by its exiting parent, a setsid one, a
+			-- double fork into a new session, and one of a live leader
+			-- (the leaders give them 20 virtual ms to start)
+			local wait = " sleep 0.02; exit 0"
+			assert(exp:spawn({ "sh", "-c", "sleep 1003." .. tag .. " &" .. wait }))
+			assert(exp:spawn({ "sh", "-c", "setsid sleep 1004." .. tag .. " &" .. wait }))
+			assert(exp:spawn({ "sh", "-c", "(setsid sh -c 'sleep 1005." .. tag .. " &' &);" .. wait }))
+			assert(exp:spawn({ "sh", "-c", "sleep 1006." .. tag .. " & sleep 1007." .. tag }))
+			exp:freeze()
+			for _ = 1, 200 * SLOW do
+				exp:advance(5)
+				if #running(tag) >= 5 then break end
+			end
+			assert.equal(5, #running(tag), "the experiment's sleeps did not all start")
+			exp:stop()
+			for _ = 1, 100 do -- kmod: the module's SIGKILLs land as they land
+				if #running(tag) == 0 then break end
+				kx.sleep(0.01)
+			end
+			assert.same({}, running(tag))
+			if cg then assert.is_nil(io.open(cg .. "/cgroup.procs"), cg .. " left") end
+		end)
+	end
+
+	it("rejects bad input: argument errors raise naming the option", function()
+		local function raises(pattern, fn, ...)
+			local ok, e = pcall(fn, ...)
+			assert.is_false(ok, "accepted: " .. pattern)
+			assert.matches(pattern, e)
+		end
+		local step = "bad argument #1 to '[%w.]*experiment' %(field 'step': virtual ns per round, an integer > 0"
+		for _, bad in ipairs{ 0, -5, math.huge, -math.huge, 0 / 0, 1.5, "1e6x" } do
+			raises(step, vtime.experiment, { step = bad })
+		end
+		raises(step, vtime.experiment, {})
+		raises("field 'backend': unknown backend 'warp'", vtime.experiment, { step = 1, backend = "warp" })
+		raises("field 'backend': string expected, got number", vtime.experiment, { step = 1, backend = 5 })
+		raises("field 'slice': real seconds a round may last, a number > 0 %(got %-1%)",
+			vtime.experiment, { step = MS, slice = -1 })
+		raises("unknown option 'stpe'", vtime.experiment, { step = MS, stpe = 1 })
 		exp = assert(vtime.experiment{ step = MS, backend = BACKEND })
-		assert.has_error(function() exp:spawn({ "sleep", "1" }, { speed = 0 }) end)
-		assert.has_error(function() exp:spawn({ "sleep", "1" }, { speed = -1 }) end)
-		assert.has_error(function() exp:spawn({ "sleep", "1" }, { timeline = -3 }) end)
+		local function spawn(...) return exp:spawn(...) end
+		for _, bad in ipairs{ 0, -1, math.huge, 0 / 0 } do
+			raises("bad argument #2 to 'spawn' %(field 'speed'", spawn, { "sleep", "1" }, { speed = bad })
+		end
+		for _, bad in ipairs{ -1, -3, 1.5, "x" } do
+			raises("bad argument #2 to 'spawn' %(field 'timeline': an integer >= 0 expected",
+				spawn, { "sleep", "1" }, { timeline = bad })
+		end
+		raises("field 'env': a table {NAME = value} expected, got number", spawn, { "sleep", "1" }, { env = 5 })
+		raises("field 'env': names and values must be strings", spawn, { "sleep", "1" }, { env = { true } })
+		raises("field 'stdout': string expected", spawn, { "sleep", "1" }, { stdout = 1 < 2 })
+		raises("unknown option 'sped'", spawn, { "sleep", "1" }, { sped = 2 })
+		raises("unknown option 'sped'", spawn, { "sleep", "1", sped = 2 })
+		raises("argv%[2%]: string expected, got table", spawn, { "sleep", {} })
+		raises("argv must have a program", spawn, {})
 		local p, err = exp:spawn({ "/nonexistent/prog" })
 		assert.is_nil(p)
 		assert.matches("No such file", err)
@@ -328,6 +462,18 @@ describe("kx.vtime", function()
 		end
 		assert.has_error(function() exp:advance(1) end,
 			"advance before freeze: call exp:freeze() first")
+		raises("rounds must be >= 0", function() exp:advance(-1) end)
+		-- the one-table form: argv and options together
+		p = assert(exp:spawn{ "sleep", "1", speed = 2, stdout = "null" })
+		assert.equal(2, p.speed)
+		-- a stopped experiment: acting raises, reading does not
+		exp:stop()
+		for _, name in ipairs{ "spawn", "freeze", "advance", "run_until" } do
+			raises(name .. ": the experiment is stopped", exp[name], exp, name == "spawn" and { "true" } or 1)
+		end
+		assert.is_number(exp:now())
+		assert.is_number(exp.rounds)
+		exp:stop()
 	end)
 
 	it("runs a statically linked program on kmod, which auto picks where /dev/kxvt is", function()
@@ -355,20 +501,38 @@ describe("kx.vtime", function()
 		assert.has_error(function() vtime.experiment{ step = MS, budget = "cycles" } end)
 	end)
 
+	-- The freezers' roots pointed (KXRUN_VTIME_FREEZER_ROOT,
+	-- KXRUN_VTIME_CGROUP2_ROOT) at what lacks what each needs.
 	it("names what is missing when a freezer cannot run", function()
-		-- each freezer hidden under an empty tmpfs in a private mount namespace
-		if not need("root") then return end
-		local function without(dir, backend)
-			local code, out, err = kx.exec{ "unshare", "-m", "sh", "-c",
-				'mount -t tmpfs kxrun-hide "$0" && exec "$1" -e "$2"', dir, KXRUN,
-				("print(require('kx.vtime').experiment{ step = 1e6, backend = %q })"):format(backend) }
+		local dir = tmpfile()
+		os.remove(dir)
+		assert(os.execute("mkdir " .. dir .. " && : > " .. dir .. "/cgroup.procs"))
+		local function try(backend, v1root, v2root)
+			local code, out, err = kx.exec{ KXRUN_BIN, "-e", ([[
+				local e, err = require("kx.vtime").experiment{ step = 1000000, backend = %q }
+				io.write(e and e.backend or "nil", "|", tostring(err)) if e then e:stop() end]]):format(backend),
+				env = { KXRUN_VTIME_FREEZER_ROOT = v1root, KXRUN_VTIME_CGROUP2_ROOT = v2root } }
 			assert.equal(0, code, err)
-			return out
+			return out:match("^([^|]*)|(.*)$")
 		end
-		assert.matches("^nil\t.*cgroup v1 freezer", without("/sys/fs/cgroup/freezer", "freezer-v1"))
-		local v2 = v2_mount()
-		if v2 then
-			assert.matches("^nil\t.*cannot run here", without(v2, "freezer-v2"))
-		end
+		local b, err = try("freezer-v1", "/nonexistent/freezer", dir)
+		assert.equal("nil", b)
+		assert.matches("vtime backend 'freezer%-v1' cannot run here: /nonexistent/freezer is not a "
+			.. "writable cgroup v1 freezer hierarchy %(No such file or directory%)", err)
+		b, err = try("freezer-v2", dir, "/nonexistent/cgroup2")
+		assert.equal("nil", b)
+		assert.matches("cannot run here: /nonexistent/cgroup2/cgroup.procs is not writable", err)
+		-- a writable root whose cgroups have no cgroup.freeze
+		b, err = try("freezer-v2", dir, dir)
+		assert.equal("nil", b)
+		assert.matches("vtime freezer cgroup " .. dir:gsub("%p", "%%%0")
+			.. "/kxrun%-vtime%-%d+%-0: no cgroup.freeze %(kernel without the cgroup v2 freezer%)", err)
+		b, err = try("freezer", "/nonexistent/freezer", "/nonexistent/cgroup2")
+		assert.matches("/nonexistent/freezer is not a writable cgroup v1 freezer hierarchy.*; "
+			.. "cgroup v2: /nonexistent/cgroup2/cgroup.procs is not writable", err)
+		-- auto falls back to the signal backend
+		b = try("auto", "/nonexistent/freezer", "/nonexistent/cgroup2")
+		assert.equal("signal", b)
+		assert(os.execute("rm -rf " .. dir))
 	end)
 end)

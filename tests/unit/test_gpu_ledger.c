@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "../../bindings/gpu/ledger.h"
+#include "../../bindings/gpu/usage.h"
 #include "need.h"
 
 #define GIB (1024ull * 1024 * 1024)
@@ -455,6 +456,160 @@ static void test_file_shrinks(void **state)
 	assert_int_equal(st1.st_size, st2.st_size);
 }
 
+/* ---- programs in a partition ------------------------------------------- */
+
+/* Starts `sleep 30` as a program of partition p (KXGPU_USAGE in its
+ * environment, a process group of its own), recorded as a run whose
+ * runner is this process, or a runner that is gone already (dead_runner). */
+static pid_t start_member(struct fixture *f, const struct kxgpu_partition *p,
+                          int dead_runner, uint32_t grace_ms)
+{
+	char path[300], env[320], exe[64], buf[64];
+	kxgpu_usage u;
+	pid_t pid, runner;
+	int st;
+
+	snprintf(path, sizeof path, "%s/%s.mem", f->dir, p->id);
+	assert_int_equal(kxgpu_usage_init(path, p->bytes, p->expires_ms,
+	                                  getuid(), err, sizeof err), 0);
+	snprintf(env, sizeof env, "KXGPU_USAGE=%s", path);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char *envp[] = { env, NULL };
+		setpgid(0, 0);
+		execle("/bin/sleep", "sleep", "30", (char *)NULL, envp);
+		_exit(127);
+	}
+	setpgid(pid, pid);
+	/* the run recorded by its runner: this process, or one that exits */
+	runner = dead_runner ? fork() : 0;
+	if (runner == 0) {
+		int ok = kxgpu_usage_attach(&u, path, err, sizeof err) == 0 &&
+		         kxgpu_usage_add_run(&u, pid, grace_ms) >= 0;
+		kxgpu_usage_detach(&u);
+		if (dead_runner)
+			_exit(ok ? 0 : 1);  /* no cmocka in a child */
+		assert_true(ok);
+	} else {
+		assert_int_equal(waitpid(runner, &st, 0), runner);
+		assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	/* it is a member once sleep runs with that environment */
+	snprintf(exe, sizeof exe, "/proc/%d/exe", (int)pid);
+	for (int i = 0; i < 500; i++) {
+		ssize_t n = readlink(exe, buf, sizeof buf - 1);
+		if (n > 0 && (buf[n] = 0, strstr(buf, "sleep")))
+			return pid;
+		usleep(10000);
+	}
+	fail_msg("sleep did not start");
+	return -1;
+}
+
+/* Whether pid was reaped here within 5 s (it died). */
+static int reaped(pid_t pid, int *sig)
+{
+	int st;
+
+	for (int i = 0; i < 500; i++) {
+		if (waitpid(pid, &st, WNOHANG) == pid) {
+			*sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+			return 1;
+		}
+		usleep(10000);
+	}
+	return 0;
+}
+
+static uint32_t available(kxgpu_ledger *l)
+{
+	uint32_t ppm = 0;
+
+	assert_int_equal(kxgpu_ledger_available(l, 0, &ppm, err, sizeof err), 0);
+	return ppm;
+}
+
+/* A release while a program runs is refused, naming it, and the share is
+ * not promised again; by force it gets SIGTERM and the release completes. */
+static void test_release_with_programs(void **state)
+{
+	struct fixture *f = *state;
+	struct kxgpu_partition p;
+	char want[64];
+	pid_t pid;
+	int sig = 0, rc = 0;
+
+	assert_int_equal(create(f->l, 0, "1", 60000, getuid(), getuid(), &p), 0);
+	pid = start_member(f, &p, 0, 5000);
+	assert_int_equal(kxgpu_ledger_release(f->l, p.id, getuid(), NULL, err,
+	                                      sizeof err), KXGPU_EBUSY);
+	snprintf(want, sizeof want, "sleep (pid %d)", (int)pid);
+	assert_non_null(strstr(err, want));
+	assert_int_equal(kill(pid, 0), 0);
+	assert_int_equal(available(f->l), 0);
+	assert_int_equal(create(f->l, 0, "0.1", 60000, getuid(), getuid(), NULL),
+	                 KXGPU_ENOSPACE);
+	/* another user may not force it */
+	assert_int_equal(kxgpu_ledger_release_force(f->l, p.id, getuid() + 1, 0,
+	                                            NULL, err, sizeof err),
+	                 KXGPU_EPERM);
+	assert_int_equal(kxgpu_ledger_release_force(f->l, p.id, getuid(), 5000,
+	                                            NULL, err, sizeof err),
+	                 KXGPU_EAGAIN);
+	assert_true(reaped(pid, &sig));
+	assert_int_equal(sig, SIGTERM);
+	/* ending: no program starts in it, its share still counted */
+	assert_int_equal(kxgpu_ledger_find(f->l, p.id, &p, err, sizeof err),
+	                 KXGPU_ENOENT);
+	assert_int_equal(available(f->l), 0);
+	for (int i = 0; i < 100; i++) {
+		rc = kxgpu_ledger_release_force(f->l, p.id, getuid(), 5000, NULL,
+		                                err, sizeof err);
+		if (rc != KXGPU_EAGAIN)
+			break;
+		usleep(10000);
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(available(f->l), KXGPU_PPM);
+}
+
+/* Expiry ends the programs whose runner is gone at the next read; those of
+ * a runner that is still there get its grace (it signals them itself). */
+static void test_expiry_ends_programs(void **state)
+{
+	struct fixture *f = *state;
+	struct kxgpu_partition p, q;
+	struct kxgpu_snapshot s;
+	pid_t orphan, kept;
+	int sig = 0;
+
+	assert_int_equal(create(f->l, 0, "0.5", 300, getuid(), getuid(), &p), 0);
+	assert_int_equal(create(f->l, 0, "0.5", 300, getuid(), getuid(), &q), 0);
+	orphan = start_member(f, &p, 1, 5000);
+	kept = start_member(f, &q, 0, 0);
+	while (kxgpu_now_ms() <= q.expires_ms)
+		usleep(10000);
+	assert_int_equal(kxgpu_ledger_read(f->l, &s, err, sizeof err), 0);
+	assert_true(reaped(orphan, &sig));
+	assert_int_equal(sig, SIGKILL);
+	/* the other one is still ending, its share still counted */
+	assert_int_equal(s.n, 1);
+	assert_string_equal(s.parts[0].id, q.id);
+	kxgpu_snapshot_free(&s);
+	assert_int_equal(kill(kept, 0), 0);
+	assert_int_equal(available(f->l), 500000);
+	/* past the runner's grace (and the slack for a late runner) */
+	while (kxgpu_now_ms() <= q.expires_ms + 2100)
+		usleep(20000);
+	assert_int_equal(kxgpu_ledger_read(f->l, &s, err, sizeof err), 0);
+	assert_int_equal(s.n, 0);
+	kxgpu_snapshot_free(&s);
+	assert_true(reaped(kept, &sig));
+	assert_int_equal(sig, SIGKILL);
+	assert_int_equal(available(f->l), KXGPU_PPM);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -469,6 +624,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_corruption_detected, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_counter_behind_repaired, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file_shrinks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_release_with_programs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_expiry_ends_programs, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

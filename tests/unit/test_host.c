@@ -12,17 +12,16 @@
 #include <cmocka.h>
 
 #include "host.h"
+#include "host_fixture.h"
 #include "stdlib_embed.h"
+#include "tmpdir.h"
 
 static lua_State *L;
 
 static int setup(void **state)
 {
 	(void)state;
-	L = kx_host_init();
-	kx_setup_package(L, NULL);
-	luaL_requiref(L, "kx", luaopen_kx, 1);
-	lua_pop(L, 1);
+	L = kx_test_host();
 	return L ? 0 : -1;
 }
 
@@ -30,11 +29,8 @@ static int setup(void **state)
 static kx_task *run_task(const char *code)
 {
 	assert_int_equal(luaL_loadstring(L, code), LUA_OK);
-	kx_task *t = kx_go(L, 0, 1);
+	kx_task *t = kx_test_run_main(L, 1);
 	lua_setglobal(L, "__t");
-	kx_host.main = t;
-	kx_host.stopping = 0;
-	uv_run(kx_loop(), UV_RUN_DEFAULT);
 	return t;
 }
 
@@ -73,8 +69,8 @@ static void test_waiting_on_a_failed_task(void **state)
 static void test_atomic_file(void **state)
 {
 	(void)state;
-	char dir[] = "/tmp/kxrun-unit-XXXXXX", path[256], err[256];
-	assert_non_null(mkdtemp(dir));
+	char dir[256], path[512], err[256];
+	assert_int_equal(kx_test_tmpdir(dir, sizeof dir, "unit"), 0);
 	snprintf(path, sizeof path, "%s/out.json", dir);
 	assert_int_equal(kx_write_file_atomic(path, "{}\n", 3, err, sizeof err), 0);
 	FILE *f = fopen(path, "r");
@@ -86,8 +82,7 @@ static void test_atomic_file(void **state)
 	snprintf(path, sizeof path, "%s/no/such/dir/x", dir);
 	assert_true(kx_write_file_atomic(path, "x", 1, err, sizeof err) < 0);
 	assert_non_null(strstr(err, "No such file"));
-	snprintf(path, sizeof path, "rm -rf %s", dir);
-	assert_int_equal(system(path), 0);
+	assert_int_equal(kx_test_rmtree(dir), 0);
 }
 
 static void test_libdir_from_environment(void **state)

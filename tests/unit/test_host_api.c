@@ -18,19 +18,17 @@
 #include <cmocka.h>
 
 #include "host.h"
+#include "host_fixture.h"
+#include "tmpdir.h"
 
 static lua_State *L;
-static char dir[64];
+static char dir[256];
 
 static int setup(void **state)
 {
 	(void)state;
-	L = kx_host_init();
-	kx_setup_package(L, NULL);
-	luaL_requiref(L, "kx", luaopen_kx, 1);
-	lua_pop(L, 1);
-	snprintf(dir, sizeof dir, "/tmp/kxrun-unit-XXXXXX");
-	if (!mkdtemp(dir))
+	L = kx_test_host();
+	if (kx_test_tmpdir(dir, sizeof dir, "unit") < 0)
 		return -1;
 	return L ? 0 : -1;
 }
@@ -38,9 +36,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return kx_test_rmtree(dir);
 }
 
 static int wait_code(pid_t pid)
@@ -54,7 +50,7 @@ static int wait_code(pid_t pid)
 /* Runs argv with stdout into a file; returns its exit code, output in out. */
 static int run_capture(struct kx_spawn *o, char *out, size_t n)
 {
-	char path[128], err[256];
+	char path[512], err[256];
 	snprintf(path, sizeof path, "%s/out", dir);
 	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	assert_true(fd >= 0);
@@ -112,7 +108,7 @@ static void test_spawn_stdio_cwd_env(void **state)
 static void test_spawn_script_without_interpreter(void **state)
 {
 	(void)state;
-	char path[128], out[64];
+	char path[512], out[64];
 	snprintf(path, sizeof path, "%s/script", dir);
 	FILE *f = fopen(path, "w");
 	fputs("echo from-sh\n", f);
@@ -210,7 +206,7 @@ static void test_env_new_sets_and_removes(void **state)
 static void test_atomic_replace_and_abort(void **state)
 {
 	(void)state;
-	char path[128], err[256], buf[16];
+	char path[512], err[256], buf[16];
 	snprintf(path, sizeof path, "%s/data", dir);
 	assert_int_equal(kx_write_file_atomic(path, "first", 5, err, sizeof err), 0);
 	struct kx_atomic a;
@@ -229,7 +225,7 @@ static void test_atomic_replace_and_abort(void **state)
 	assert_int_equal(st.st_mode & 0777, 0600);
 	assert_int_equal(st.st_size, 6);
 	/* nothing left beside it */
-	char cmd[200];
+	char cmd[600];
 	snprintf(cmd, sizeof cmd, "test $(ls %s | grep -c tmp) = 0", dir);
 	assert_int_equal(system(cmd), 0);
 	/* a directory that cannot be written: the error names the path */
@@ -360,10 +356,7 @@ static void test_cancel_hooks_run_once(void **state)
 		"kx.sleep(0)\n"
 		"t:cancel()\n"
 		"u:cancel()\n"), LUA_OK);
-	kx_task *t = kx_go(L, 0, 0);
-	kx_host.main = t;
-	kx_host.stopping = 0;
-	uv_run(kx_loop(), UV_RUN_DEFAULT);
+	kx_task *t = kx_test_run_main(L, 0);
 	assert_false(kx_task_failed(t, NULL));
 	assert_int_equal(hook_seen[1], 2);   /* t and u cancelled */
 	assert_int_equal(hook_seen[0], 1);   /* the main one ended */

@@ -17,12 +17,13 @@
 #include "../../bindings/opendc/opendc.h"
 #include "../../bindings/opendc/samples.h"
 #include "../../bindings/parquet/parquet.h"
+#include "tmpdir.h"
 
-static char root[64];
+static char root[512];
 
 static void put(const char *rel, const char *text)
 {
-	char path[256], dir[256];
+	char path[512], dir[512];
 	snprintf(path, sizeof(path), "%s/%s", root, rel);
 	snprintf(dir, sizeof(dir), "%s", path);
 	for (char *p = dir + strlen(root) + 1; (p = strchr(p, '/')); p++) {
@@ -39,17 +40,14 @@ static void put(const char *rel, const char *text)
 static int setup(void **state)
 {
 	(void)state;
-	strcpy(root, "/tmp/kxrun-opendc-XXXXXX");
-	assert_non_null(mkdtemp(root));
+	assert_int_equal(kx_test_tmpdir(root, sizeof(root), "opendc"), 0);
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	char cmd[128];
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-	assert_int_equal(system(cmd), 0);
+	assert_int_equal(kx_test_rmtree(root), 0);
 	return 0;
 }
 
@@ -93,7 +91,7 @@ static const struct frag want_frags[] = {
 /* Fragments of the export, per id in file order. */
 static int read_frags(const char *out, struct frag *f, int max)
 {
-	char path[256], err[256];
+	char path[512], err[256];
 	int n = 0;
 	snprintf(path, sizeof(path), "%s/fragments.parquet", out);
 	struct pq_file *p = pq_read_open(path, err, sizeof(err));
@@ -130,7 +128,7 @@ static void check_fixture_export(const char *out)
 		assert_true(got[i].usage == want_frags[i].usage);
 	}
 
-	char path[256], err[256];
+	char path[512], err[256];
 	snprintf(path, sizeof(path), "%s/tasks.parquet", out);
 	struct pq_file *p = pq_read_open(path, err, sizeof(err));
 	assert_non_null(p);
@@ -160,14 +158,14 @@ static void check_fixture_export(const char *out)
 static void export_fixture_with_ppid(void **state)
 {
 	(void)state;
-	char out[128], err[512];
+	char out[512], err[512];
 	struct od_summary s;
 	struct od_verify v;
 	put("run/CTS/nodes.json", NODES);
 	put("run/CTS/invocations.jsonl", INVOCATIONS);
 	put("run/CTS/proc_metrics.jsonl", SAMPLES_PPID);
 	snprintf(out, sizeof(out), "%s/out", root);
-	char in[128];
+	char in[512];
 	snprintf(in, sizeof(in), "%s/run", root);
 	if (od_export(in, out, &s, err, sizeof(err)) < 0)
 		fail_msg("%s", err);
@@ -182,7 +180,7 @@ static void export_fixture_with_ppid(void **state)
 	assert_int_equal(v.fragments, 10);
 
 	/* topology.json with units, ids.json with the mapping */
-	char path[256];
+	char path[512];
 	snprintf(path, sizeof(path), "%s/topology.json", out);
 	FILE *f = fopen(path, "r");
 	char buf[2048] = { 0 };
@@ -202,7 +200,7 @@ static void export_fixture_with_ppid(void **state)
 static void export_fixture_with_procs_file(void **state)
 {
 	(void)state;
-	char in[128], out[128], err[512];
+	char in[512], out[512], err[512];
 	struct od_summary s;
 	/* the same samples without ppid, the tree in procs.jsonl instead */
 	char *samples = strdup(SAMPLES_PPID), *p = strstr(samples, "\"ppid\":300,");
@@ -236,7 +234,7 @@ static void export_fixture_with_procs_file(void **state)
 static void several_nodes_get_stable_unique_ids(void **state)
 {
 	(void)state;
-	char in[128], out[128], err[512];
+	char in[512], out[512], err[512];
 	struct od_summary s;
 	struct od_verify v;
 	put("run/b/CTS/nodes.json",
@@ -268,7 +266,7 @@ static void several_nodes_get_stable_unique_ids(void **state)
 	assert_int_equal(got[10].duration, 50);
 	assert_true(got[10].usage == 2000);
 	assert_int_equal(got[11].duration, 50);
-	char path[256], buf[4096] = { 0 };
+	char path[512], buf[4096] = { 0 };
 	snprintf(path, sizeof(path), "%s/ids.json", out);
 	FILE *f = fopen(path, "r");
 	assert_true(fread(buf, 1, sizeof(buf) - 1, f) > 0);
@@ -282,7 +280,7 @@ static void several_nodes_get_stable_unique_ids(void **state)
 static void expect_malformed(const char *rel, const char *text,
 			     const char *want)
 {
-	char in[128], out[128], err[512], cmd[300];
+	char in[512], out[512], err[512], cmd[512];
 	struct od_summary s;
 	put("run/CTS/nodes.json", NODES);
 	put("run/CTS/invocations.jsonl", INVOCATIONS);
@@ -320,7 +318,7 @@ static void malformed_input_is_reported(void **state)
 			 "{\"node_id\":\"n1\",\"cpu_cores\":4,\"mem_mb\":1}",
 			 "cpu_freq_mhz missing");
 	expect_malformed("run/CTS/nodes.json", "{\"node_id\":", "nodes.json:1");
-	char path[128], out[128], err[512];
+	char path[512], out[512], err[512];
 	struct od_summary s;
 	put("run/CTS/nodes.json", NODES);
 	snprintf(path, sizeof(path), "%s/run/CTS/proc_metrics.jsonl", root);
@@ -333,6 +331,40 @@ static void malformed_input_is_reported(void **state)
 	mkdir(path, 0755);
 	assert_int_equal(od_export(path, out, &s, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "no CTS/ directory"));
+}
+
+/* Figures no trace can hold (they used to overflow into 0 or be written
+ * as they were): FILE:LINE and the field, as for other malformed input. */
+static void out_of_range_input_is_reported(void **state)
+{
+	(void)state;
+	expect_malformed("run/CTS/proc_metrics.jsonl",
+			 "{\"ts_ms\":1300,\"pid\":100,\"dt_ms\":200,\"cpu_ms\":100,\"rss_kb\":5000}\n"
+			 "{\"ts_ms\":1500,\"pid\":100,\"dt_ms\":200,\"cpu_ms\":100,\"rss_kb\":9223372036854775807}\n",
+			 "proc_metrics.jsonl:2: rss_kb out of range");
+	expect_malformed("run/CTS/proc_metrics.jsonl",
+			 "{\"ts_ms\":1300,\"pid\":100,\"dt_ms\":200,\"cpu_ms\":1e300,\"rss_kb\":5000}\n",
+			 "proc_metrics.jsonl:1: cpu_ms out of range");
+	expect_malformed("run/CTS/proc_metrics.jsonl",
+			 "{\"ts_ms\":1300,\"pid\":100,\"dt_ms\":1e17,\"cpu_ms\":1,\"rss_kb\":5000}\n",
+			 "proc_metrics.jsonl:1: dt_ms out of range");
+	expect_malformed("run/CTS/invocations.jsonl",
+			 "{\"trace_id\":\"t1\",\"pid\":100,\"ts_start\":1,\"ts_end\":2}\n"
+			 "{\"trace_id\":\"t2\",\"pid\":101,\"ts_start\":1,\"ts_end\":9000000000000000000}\n",
+			 "invocations.jsonl:2: ts_end out of range");
+	expect_malformed("run/CTS/invocations.jsonl",
+			 "{\"trace_id\":\"t1\",\"pid\":99999999999,\"ts_start\":1,\"ts_end\":2}\n",
+			 "invocations.jsonl:1: pid");
+	expect_malformed("run/CTS/nodes.json",
+			 "[\n {\"node_id\":\"n0\",\"cpu_cores\":4,\"mem_mb\":1,\"cpu_freq_mhz\":2000},\n"
+			 " {\"node_id\":\"n1\",\n  \"cpu_cores\":99999999999,\"mem_mb\":1,\"cpu_freq_mhz\":2000}\n]\n",
+			 "nodes.json:4: node n1: cpu_cores out of range");
+	expect_malformed("run/CTS/nodes.json",
+			 "{\"node_id\":\"n1\",\"cpu_cores\":4,\"mem_mb\":1e30,\"cpu_freq_mhz\":2000}\n",
+			 "nodes.json:1: node n1: mem_mb out of range");
+	expect_malformed("run/CTS/nodes.json",
+			 "{\"node_id\":\"n1\",\"cpu_cores\":4,\"mem_mb\":1,\"cpu_freq_mhz\":1e300}\n",
+			 "nodes.json:1: node n1: cpu_freq_mhz out of range");
 }
 
 /* Writes tasks.parquet and fragments.parquet by hand into root/v. */
@@ -353,7 +385,7 @@ static void write_pair(enum pq_type dur_type, bool id_optional,
 		{ "duration", PQ_INT64, false, false },
 		{ "cpu_usage", PQ_DOUBLE, false, false },
 	};
-	char path[128], err[256];
+	char path[512], err[256];
 	snprintf(path, sizeof(path), "%s/v", root);
 	mkdir(path, 0755);
 	snprintf(path, sizeof(path), "%s/v/tasks.parquet", root);
@@ -385,7 +417,7 @@ static void write_pair(enum pq_type dur_type, bool id_optional,
 
 static void expect_verify(const char *want)
 {
-	char dir[128], err[512];
+	char dir[512], err[512];
 	struct od_verify v;
 	snprintf(dir, sizeof(dir), "%s/v", root);
 	int rc = od_verify(dir, &v, err, sizeof(err));
@@ -421,7 +453,7 @@ static void verify_names_the_first_problem(void **state)
 	int64_t neg[] = { 0, 1, 1 }, dn[] = { 100, 110, -10 };
 	write_pair(PQ_INT64, false, neg, dn, 3);
 	expect_verify("row 2 (id 1): duration negative");
-	char path[128];
+	char path[512];
 	snprintf(path, sizeof(path), "%s/v/tasks.parquet", root);
 	unlink(path);
 	expect_verify("tasks.parquet: No such file");
@@ -478,6 +510,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(export_fixture_with_procs_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(several_nodes_get_stable_unique_ids, setup, teardown),
 		cmocka_unit_test_setup_teardown(malformed_input_is_reported, setup, teardown),
+		cmocka_unit_test_setup_teardown(out_of_range_input_is_reported, setup, teardown),
 		cmocka_unit_test_setup_teardown(verify_names_the_first_problem, setup, teardown),
 		cmocka_unit_test(fast_sample_scanner_agrees_with_jansson),
 	};

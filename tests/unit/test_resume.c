@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "host.h"
+#include "host_fixture.h"
 #include "hostside.h"
 
 static lua_State *L;
@@ -23,10 +24,7 @@ static int probe_result;
 static int setup(void **state)
 {
 	(void)state;
-	L = kx_host_init();
-	kx_setup_package(L, NULL);
-	luaL_requiref(L, "kx", luaopen_kx, 1);
-	lua_pop(L, 1);
+	L = kx_test_host();
 	return L ? 0 : -1;
 }
 
@@ -37,10 +35,7 @@ static void run_in_task(const char *name, lua_CFunction fn)
 	char code[64];
 	snprintf(code, sizeof code, "%s()", name);
 	assert_int_equal(luaL_loadstring(L, code), LUA_OK);
-	kx_task *t = kx_go(L, 0, 0);
-	kx_host.main = t;
-	kx_host.stopping = 0;
-	uv_run(kx_loop(), UV_RUN_DEFAULT);
+	kx_task *t = kx_test_run_main(L, 0);
 	assert_true(kx_task_finished(t));
 	assert_false(kx_task_failed(t, NULL));
 }

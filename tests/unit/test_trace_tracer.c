@@ -19,12 +19,28 @@
 
 #include "host.h"
 #include "../../bindings/trace/tracer.h"
+#include "tmpdir.h"
 
-static char dir[64], samples[128], procs[128];
+static char dir[512], samples[512], procs[512];
 
 static void on_closed(uv_handle_t *h)
 {
 	(void)h;
+}
+
+/* A tracer writing the fixture's two files, ticking every interval_s. */
+static void start(struct tracer *t, double interval_s)
+{
+	char err[256];
+	assert_int_equal(trace_start(t, samples, procs, interval_s, NULL, err,
+				      sizeof err), 0);
+}
+
+/* Stopped, its files closed. */
+static void stop(struct tracer *t)
+{
+	trace_stop(t, on_closed);
+	uv_run(kx_loop(), UV_RUN_NOWAIT);
 }
 
 static int setup(void **state)
@@ -32,8 +48,7 @@ static int setup(void **state)
 	(void)state;
 	if (!kx_host_init())
 		return -1;
-	snprintf(dir, sizeof dir, "/tmp/kxrun-trace-unit.XXXXXX");
-	if (!mkdtemp(dir))
+	if (kx_test_tmpdir(dir, sizeof dir, "trace-unit") < 0)
 		return -1;
 	snprintf(samples, sizeof samples, "%s/proc_metrics.jsonl", dir);
 	snprintf(procs, sizeof procs, "%s/procs.jsonl", dir);
@@ -123,9 +138,7 @@ static void test_burning_child_adds_up_to_the_kernel_figure(void **state)
 {
 	(void)state;
 	struct tracer t;
-	char err[256];
-	assert_int_equal(tracer_start(&t, samples, procs, 0.05, NULL, err,
-				      sizeof err), 0);
+	start(&t, 0.05);
 	pid_t pid = fork();
 	if (pid == 0) {
 		volatile unsigned long x = 0;
@@ -134,7 +147,7 @@ static void test_burning_child_adds_up_to_the_kernel_figure(void **state)
 				x += (unsigned long)i;
 		_exit(0);
 	}
-	assert_int_equal(tracer_watch(&t, pid), 0);
+	assert_int_equal(trace_watch(&t, pid), 0);
 	siginfo_t si;
 	for (;;) {
 		memset(&si, 0, sizeof si);
@@ -142,16 +155,15 @@ static void test_burning_child_adds_up_to_the_kernel_figure(void **state)
 		if (si.si_pid == pid)
 			break;
 		usleep(50000);
-		tracer_tick(&t);
+		trace_tick(&t);
 	}
-	struct proc_stat st;
-	assert_int_equal(procfs_read_stat(pid, &st), 0);
-	tracer_finish(&t, pid, &st);
+	struct trace_proc_stat st;
+	assert_int_equal(trace_proc_read_stat(pid, &st), 0);
 	struct rusage ru;
 	int ws;
 	assert_int_equal(wait4(pid, &ws, 0, &ru), pid);
-	tracer_stop(&t, on_closed);
-	uv_run(kx_loop(), UV_RUN_NOWAIT);
+	trace_finish(&t, pid, &st, ru.ru_maxrss);
+	stop(&t);
 
 	struct sum s = { .pid = pid };
 	each_line(samples, add_cpu, &s);
@@ -164,7 +176,7 @@ static void test_burning_child_adds_up_to_the_kernel_figure(void **state)
 			 kernel);
 	assert_int_equal(each_line(procs, find_end, &s), 1);
 	assert_true(s.end_ms > 0);
-	assert_int_equal(tracer_live(&t), 0);
+	assert_int_equal(trace_live(&t), 0);
 }
 
 /* A watched process killed and reaped between two ticks is ended at the
@@ -173,26 +185,23 @@ static void test_vanished_process_gets_an_end(void **state)
 {
 	(void)state;
 	struct tracer t;
-	char err[256];
-	assert_int_equal(tracer_start(&t, samples, procs, 1.0, NULL, err,
-				      sizeof err), 0);
+	start(&t, 1.0);
 	pid_t pid = fork();
 	if (pid == 0) {
 		pause();
 		_exit(0);
 	}
-	assert_int_equal(tracer_watch(&t, pid), 0);
-	tracer_tick(&t);
-	assert_int_equal(tracer_live(&t), 1);
+	assert_int_equal(trace_watch(&t, pid), 0);
+	trace_tick(&t);
+	assert_int_equal(trace_live(&t), 1);
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
-	tracer_tick(&t);
-	assert_int_equal(tracer_live(&t), 0);
+	trace_tick(&t);
+	assert_int_equal(trace_live(&t), 0);
 	unsigned long rows = t.rows;
-	tracer_tick(&t);
+	trace_tick(&t);
 	assert_int_equal(t.rows, rows);
-	tracer_stop(&t, on_closed);
-	uv_run(kx_loop(), UV_RUN_NOWAIT);
+	stop(&t);
 	struct sum s = { .pid = pid };
 	assert_int_equal(each_line(procs, find_end, &s), 1);
 	assert_true(s.end_ms > 0);
@@ -204,9 +213,7 @@ static void test_descendants_are_followed(void **state)
 {
 	(void)state;
 	struct tracer t;
-	char err[256];
-	assert_int_equal(tracer_start(&t, samples, procs, 1.0, NULL, err,
-				      sizeof err), 0);
+	start(&t, 1.0);
 	pid_t pid = fork();
 	if (pid == 0) {
 		pid_t kid = fork();
@@ -217,19 +224,18 @@ static void test_descendants_are_followed(void **state)
 		pause();
 		_exit(0);
 	}
-	assert_int_equal(tracer_watch(&t, pid), 0);
-	for (int i = 0; i < 100 && tracer_live(&t) < 2; i++) {
+	assert_int_equal(trace_watch(&t, pid), 0);
+	for (int i = 0; i < 100 && trace_live(&t) < 2; i++) {
 		usleep(10000);
-		tracer_tick(&t);
+		trace_tick(&t);
 	}
-	assert_int_equal(tracer_live(&t), 2);
+	assert_int_equal(trace_live(&t), 2);
 	pid_t kids[4];
-	assert_int_equal(procfs_children(pid, 1, kids, 4), 1);
+	assert_int_equal(trace_proc_children(pid, 1, kids, 4), 1);
 	kill(kids[0], SIGKILL);
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
-	tracer_stop(&t, on_closed);
-	uv_run(kx_loop(), UV_RUN_NOWAIT);
+	stop(&t);
 	struct sum s = { .pid = kids[0] };
 	each_line(procs, find_end, &s);
 	assert_true(s.end_ms > 0);
@@ -240,24 +246,22 @@ static void test_refuses_bad_input(void **state)
 	(void)state;
 	struct tracer t;
 	char err[256];
-	assert_int_equal(tracer_start(&t, "/proc/version/x/s.jsonl", procs,
+	assert_int_equal(trace_start(&t, "/proc/version/x/s.jsonl", procs,
 				      0.2, NULL, err, sizeof err), -ENOTDIR);
 	assert_non_null(strstr(err, "/proc/version/x/s.jsonl"));
-	assert_int_equal(tracer_start(&t, samples, procs, 0.2, "(", err,
+	assert_int_equal(trace_start(&t, samples, procs, 0.2, "(", err,
 				      sizeof err), -EINVAL);
 	assert_non_null(strstr(err, "bad match pattern"));
-	assert_int_equal(tracer_start(&t, samples, procs, 0.2, NULL, err,
-				      sizeof err), 0);
-	assert_int_equal(tracer_watch(&t, 4194000), -ESRCH);
-	tracer_stop(&t, on_closed);
-	uv_run(kx_loop(), UV_RUN_NOWAIT);
+	start(&t, 0.2);
+	assert_int_equal(trace_watch(&t, 4194000), -ESRCH);
+	stop(&t);
 }
 
 static void test_json_string_escapes(void **state)
 {
 	(void)state;
-	char out[64];
-	tracer_json_string(out, sizeof out, "a\"b\\c\n\xe9");
+	char out[512];
+	trace_json_string(out, sizeof out, "a\"b\\c\n\xe9");
 	assert_string_equal(out, "\"a\\\"b\\\\c\\u000a\\u00e9\"");
 	json_error_t err;
 	json_t *o = json_loads(out, JSON_DECODE_ANY, &err);

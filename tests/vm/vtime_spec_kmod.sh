@@ -4,7 +4,7 @@
 # with kxrun as its Lua, KXRUN_SPEC_VTIME_BACKEND=kmod.  The tests of the
 # other backends run in this guest too.
 # vm-timeout: 900
-# vm-files: tests/spec/vtime_spec.lua tests/spec/kronos_spec.lua tests/need.lua tests/features.sh
+# vm-files: tests/spec/vtime_spec.lua tests/spec/kronos_spec.lua tests/need.lua tests/features.sh tests/vtime/leftovers.lua
 # vm-files: build/tests/vtime_clock build/tests/vtime_static
 # vm-files: /usr/bin/busted /usr/share/lua /usr/lib/x86_64-linux-gnu/lua /bin/bash
 # vm-files: /usr/bin/sleep /usr/bin/dash
@@ -25,8 +25,8 @@ sleep 0.01; sh -c true
 # The user-space backends' own tests run on the host (make test): here their
 # SIGSTOP lands ~10 ms late (signals across TCG vCPUs), which they do not
 # allow for.
-$KXRUN /usr/bin/busted -o utfTerminal --filter-out='between rounds %(signal%)' \
-	--filter-out='between rounds %(freezer' --filter-out='names what is missing when a freezer' \
+$KXRUN /usr/bin/busted -o utfTerminal --filter-out='%(signal%)' --filter-out='%(freezer' \
+	--filter-out='names what is missing when a freezer' \
 	tests/spec/vtime_spec.lua tests/spec/kronos_spec.lua > "$T/out" 2>&1
 rc=$?
 grep -vE '^[●◼✱ ]*$' "$T/out"

@@ -173,6 +173,12 @@ function Canvas:frame(spec, xaxis, yaxis, xs, ys)
 		:format(num(self.x0), num(self.y0), num(self.x1 - self.x0), num(self.y1 - self.y0)))
 end
 
+-- An error bar from lo to hi (pixels) at x, with 8-pixel caps.
+function Canvas:error_bar(x, lo, hi, color, width)
+	self:add(('<path d="M%s %sV%sM%s %sH%sM%s %sH%s" stroke="%s" stroke-width="%s" fill="none"/>'):format(
+		num(x), num(lo), num(hi), num(x - 4), num(lo), num(x + 4), num(x - 4), num(hi), num(x + 4), color, width))
+end
+
 function Canvas:svg(spec)
 	local head = ('<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" '
 		.. 'font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12" role="img">'
@@ -185,6 +191,11 @@ local function names_of(series)
 	local out = {}
 	for i, s in ipairs(series or {}) do out[i] = tostring(s.name or ("series " .. i)) end
 	return out
+end
+
+-- " [lo, hi]" after a tooltip's value, or "" without an interval.
+local function interval_tip(axis, lo, hi)
+	return lo and hi and (" [%s, %s]"):format(tick_label(axis, lo), tick_label(axis, hi)) or ""
 end
 
 local function extent(lo, hi, v)
@@ -240,13 +251,9 @@ function M.line(spec)
 		end
 		for _, p in ipairs(pts) do
 			local x, y = xs.map(p[1]), ys.map(p[2])
-			if p[3] and p[4] then
-				local ylo_, yhi_ = ys.map(p[3]), ys.map(p[4])
-				c:add(('<path d="M%s %sV%sM%s %sH%sM%s %sH%s" stroke="%s" stroke-width="1.5" fill="none"/>'):format(
-					num(x), num(ylo_), num(yhi_), num(x - 4), num(ylo_), num(x + 4), num(x - 4), num(yhi_), num(x + 4), color))
-			end
+			if p[3] and p[4] then c:error_bar(x, ys.map(p[3]), ys.map(p[4]), color, 1.5) end
 			local tip = ("%s: %s → %s"):format(s.name or "", tick_label(xa, p[1]), tick_label(ya, p[2]))
-			if p[3] and p[4] then tip = tip .. (" [%s, %s]"):format(tick_label(ya, p[3]), tick_label(ya, p[4])) end
+				.. interval_tip(ya, p[3], p[4])
 			c:add(('<circle cx="%s" cy="%s" r="3.5" fill="%s"><title>%s</title></circle>'):format(num(x), num(y), color, esc(tip)))
 		end
 	end
@@ -284,15 +291,10 @@ function M.bar(spec)
 				local color = M.palette[(i - 1) % #M.palette + 1]
 				local x = gx + group * 0.1 + (i - 1) * bw
 				local base, top = ys.map(math.max(ys.lo, 0)), ys.map(v[1])
-				local tip = ("%s, %s: %s"):format(s.name or "", cat, tick_label(ya, v[1]))
-				if v[2] and v[3] then tip = tip .. (" [%s, %s]"):format(tick_label(ya, v[2]), tick_label(ya, v[3])) end
+				local tip = ("%s, %s: %s"):format(s.name or "", cat, tick_label(ya, v[1])) .. interval_tip(ya, v[2], v[3])
 				c:add(('<rect x="%s" y="%s" width="%s" height="%s" fill="%s"><title>%s</title></rect>'):format(
 					num(x), num(math.min(base, top)), num(math.max(bw - 2, 1)), num(math.abs(base - top)), color, esc(tip)))
-				if v[2] and v[3] then
-					local mx, lo, hi = x + bw / 2 - 1, ys.map(v[2]), ys.map(v[3])
-					c:add(('<path d="M%s %sV%sM%s %sH%sM%s %sH%s" stroke="#222" stroke-width="1.2" fill="none"/>'):format(
-						num(mx), num(lo), num(hi), num(mx - 4), num(lo), num(mx + 4), num(mx - 4), num(hi), num(mx + 4)))
-				end
+				if v[2] and v[3] then c:error_bar(x + bw / 2 - 1, ys.map(v[2]), ys.map(v[3]), "#222", 1.2) end
 			end
 		end
 	end

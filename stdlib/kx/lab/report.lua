@@ -279,8 +279,8 @@ function M.write(dir, opts)
 	end
 	dir = dir:gsub("/+$", "")
 	local runs = require "kx.lab.runs"
-	local has_results = store.read_file(dir .. "/results.jsonl") ~= nil
-	local has_vtime = store.read_file(dir .. "/vtime.jsonl") ~= nil
+	local has_results = kx.read_file(dir .. "/results.jsonl") ~= nil
+	local has_vtime = kx.read_file(dir .. "/vtime.jsonl") ~= nil
 	local has_trace = runs.is_trace(dir)
 	if not (has_results or has_vtime or has_trace) then
 		return nil, ("%s has no results.jsonl (kx.lab), vtime.jsonl (kx.vtime rounds) nor run.json, raw/ or CTS/ (kx.trace)"):format(dir)
@@ -291,7 +291,7 @@ function M.write(dir, opts)
 	if has_trace then runs.trace(pg, dir, not (has_results or has_vtime)) end
 	if env then env() end
 	local out = opts and opts.output or (dir .. "/report.html")
-	local ok, err = store.mkdir(dir .. "/plots")
+	local ok, err = kx.mkdir(dir .. "/plots")
 	if not ok then return nil, err end
 	for _, p in ipairs(pg.plots) do
 		ok, err = kx.write_file(("%s/plots/%s.svg"):format(dir, file_name(p.name)), p.svg)

@@ -10,13 +10,17 @@ local json = kx.json
 local M = {}
 
 local function jsonl(path)
-	local text = store.read_file(path)
+	local text = kx.read_file(path)
 	if not text then return nil end
 	local rows, problems = store.parse_jsonl(text, path:match("[^/]+$"))
 	return rows, problems
 end
 
-local function exists(path) return store.read_file(path) ~= nil end
+local function exists(path)
+	local f = io.open(path, "r")
+	if f then f:close() end
+	return f ~= nil
+end
 
 function M.is_trace(dir)
 	return exists(dir .. "/run.json") or exists(dir .. "/raw/invocations.jsonl")
@@ -93,7 +97,7 @@ local function audit_rows(md)
 end
 
 local function audit(pg, dir)
-	local md = store.read_file(dir .. "/CTS/audit_report.md")
+	local md = kx.read_file(dir .. "/CTS/audit_report.md")
 	local rows, overall
 	if md then
 		overall = md:match("Overall: %*%*(%u+)%*%*")
@@ -138,11 +142,11 @@ function M.trace(pg, dir, top)
 	local inv = jsonl(base .. "/invocations.jsonl") or {}
 	local samples = jsonl(base .. "/proc_metrics.jsonl") or {}
 	local procs = jsonl(base .. "/procs.jsonl") or {}
-	local meta = json.decode(store.read_file(dir .. "/run.json") or "null")
+	local meta = json.decode(kx.read_file(dir .. "/run.json") or "null")
 	meta = type(meta) == "table" and meta or {}
 	if top then pg.title = (meta.run_id or dir) .. " — kx.trace run" pg:h(1, "kx.trace run " .. (meta.run_id or dir)) end
 	pg:h(2, "Trace run")
-	local node = meta.node or json.decode(store.read_file(dir .. "/CTS/nodes.json") or "null") or {}
+	local node = meta.node or json.decode(kx.read_file(dir .. "/CTS/nodes.json") or "null") or {}
 	if node[1] then node = node[1] end
 	pg:table({ "", "", names = false }, {
 		{ "directory", dir }, { "files read", base:match("[^/]+$") .. "/" },

@@ -15,20 +15,7 @@ local json = kx.json
 
 local M = {}
 
-local function read_file(path)
-	local f = io.open(path, "rb")
-	if not f then return nil end
-	local s = f:read("a")
-	f:close()
-	return s
-end
-M.read_file = read_file
-
-function M.mkdir(dir)
-	local code, _, err = kx.exec{ "mkdir", "-p", "--", dir }
-	if code ~= 0 then return nil, ("cannot create %s: %s"):format(dir, (tostring(err):gsub("%s+$", ""))) end
-	return true
-end
+local read_file = kx.read_file
 
 -- The identity of a point (and system) for resuming: canonical JSON.
 function M.key(point, system)
@@ -73,7 +60,7 @@ Store.__index = Store
 function M.open(dir, name)
 	local st = setmetatable({ dir = dir, rows = {} }, Store)
 	if not dir then return st end
-	local ok, err = M.mkdir(dir)
+	local ok, err = kx.mkdir(dir)
 	if not ok then return nil, err end
 	local envtext = read_file(dir .. "/env.json")
 	local env = envtext and json.decode(envtext)
@@ -184,6 +171,8 @@ end
 function M.number_text(v)
 	if math.type(v) == "integer" then return tostring(v) end
 	if v ~= v or v == math.huge or v == -math.huge then return tostring(v) end
+	-- a whole number as one ("100", not "1e+02", which is as short and as exact)
+	if v == math.floor(v) and math.abs(v) < 2 ^ 53 then return ("%.0f"):format(v) end
 	for digits = 1, 17 do
 		local s = ("%." .. digits .. "g"):format(v)
 		if tonumber(s) == v then return s end

@@ -1,7 +1,8 @@
 -- kx.sched.embedded: the scheduler in-process, for one machine, no server.
--- The same policy (kx.sched.core) decides; the central and the workers are
--- tasks that wait on events, never on a timer.
-local core = require "kx.sched.core"
+-- The same policy as the Redis dispatch script (kx.sched.policy, one text)
+-- decides; the central and the workers are tasks that wait on events,
+-- never on a timer.
+local policy = require "kx.sched.policy"
 
 local E = {}
 E.__index = E
@@ -17,14 +18,36 @@ function E.new()
 	}, E)
 end
 
-function E:push(task)
+-- Queues a task: at the tail of pending, or (node given: Tracekit's
+-- per-node queues) straight to that node's queue.
+function E:push(task, node)
+	local n = node and self.by_id[node]
+	if node and not n then
+		error(("no worker for node '%s' in this process"):format(node), 3)
+	end
 	self.next_id = self.next_id + 1
 	task.id = task.id or self.next_id
+	self.outstanding = self.outstanding + 1
+	if n then
+		n.running, n.used = n.running + 1, n.used + task.cpu_units
+		task.node, task.ts_dispatch = n.id, kx.time() * 1000
+		n.queue[#n.queue + 1] = task
+		n.wake:notify()
+		return task.id
+	end
 	self.tail = self.tail + 1
 	self.pending[self.tail] = task
-	self.outstanding = self.outstanding + 1
 	self.changed:notify()
 	return task.id
+end
+
+function E:pending_length()
+	return self:queue_length()
+end
+
+function E:backlog(node)
+	local n = self.by_id[node]
+	return n and #n.queue or 0
 end
 
 function E:queue_length()
@@ -39,7 +62,7 @@ function E:add_node(node)
 	node.queue, node.wake = {}, kx.event()
 	self.by_id[node.id] = node
 	self.nodes[#self.nodes + 1] = node
-	table.sort(self.nodes, function(a, b) return a.id < b.id end)
+	table.sort(self.nodes, function(a, b) return policy.id_less(a.id, b.id) end)
 	self.changed:notify()
 end
 
@@ -47,10 +70,11 @@ end
 function E:dispatch_head(weigher, order)
 	local task = self.pending[self.head]
 	if not task then return false end
-	local i, ever = core.pick(self.nodes, task.cpu_units, weigher, order)
+	local i, largest = policy.pick(self.nodes, task.cpu_units, weigher, order)
 	if not i then
-		self.blocking = { id = task.id, cpu_units = task.cpu_units,
-			reason = ever and "waiting for capacity" or "larger than every node's capacity" }
+		self.blocking = { id = task.id, cpu_units = task.cpu_units, profile = task.profile, largest = largest,
+			reason = largest >= task.cpu_units and "waiting for capacity" or "larger than every node's capacity" }
+		if largest < task.cpu_units then self.finished:notify() end   -- drain may be waiting for it
 		return false
 	end
 	self.blocking = nil
@@ -72,23 +96,43 @@ function E:central(weigher, order)
 	end
 end
 
--- A worker's node hands tasks to run(task) (a function returning the
--- record) as they arrive, each in its own task; returns at close.
+-- The launcher of a worker: one process is the whole system, so no lock
+-- and no recorder.
+function E.launcher()
+	return assert(require("kx.sched.launch").start{})
+end
+
+-- A worker's node hands tasks to run(task, record) as they arrive, each in
+-- its own task; record(rec) is called the moment the command ends.
+-- Returns at close.
 function E:work(node, run)
 	self:add_node(node)
 	local running = {}
+	-- tasks put straight on the node's queue bypass the central: the worker
+	-- keeps to its capacity and slots (what the central placed always fits)
+	local busy = { n = 0, units = 0 }
+	local function fits(task)
+		return busy.n == 0 or ((node.parallel <= 0 or busy.n < node.parallel)
+			and busy.units + task.cpu_units <= node.capacity)
+	end
 	while not self.closing or #node.queue > 0 do
-		while #node.queue > 0 do
+		while #node.queue > 0 and fits(node.queue[1]) do
 			local task = table.remove(node.queue, 1)
+			busy.n, busy.units = busy.n + 1, busy.units + task.cpu_units
 			running[task.id] = kx.go(function()
-				local rec = run(task)
-				node.running = node.running - 1
-				node.used = node.used - task.cpu_units
-				self:finish(task, rec)
+				run(task, function(rec)
+					busy.n, busy.units = busy.n - 1, busy.units - task.cpu_units
+					node.running = node.running - 1
+					node.used = node.used - task.cpu_units
+					rec.node = node.id
+					self:finish(task, rec)
+					if node.on_end then node.on_end(task, rec, true) end
+					node.wake:notify()
+				end)
 				running[task.id] = nil
 			end)
 		end
-		if self.closing then break end
+		if self.closing and #node.queue == 0 then break end
 		node.wake:wait()
 	end
 	for _, t in pairs(running) do t:wait() end
@@ -103,8 +147,19 @@ function E:finish(task, rec)
 	self.finished:notify()
 end
 
+-- Every record, or nil and why when the head can never start: it is
+-- larger than every node and nothing runs that could change that.
 function E:drain()
 	while self.outstanding > 0 do
+		local b = self.blocking
+		if b and #self.nodes > 0 and b.largest < b.cpu_units and self:queue_length() == self.outstanding then
+			local big
+			for _, n in ipairs(self.nodes) do
+				if n.alive and (not big or n.capacity > big.capacity) then big = n end
+			end
+			return nil, ("deadlock: task %s: %s needs %d units, the largest node has %d (%s); it can never start")
+				:format(b.id, b.profile or "a command", b.cpu_units, b.largest, big and big.id or "none")
+		end
 		self.finished:wait()
 	end
 	table.sort(self.records, function(a, b) return a.id < b.id end)

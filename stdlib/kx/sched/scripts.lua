@@ -16,7 +16,12 @@
 --   dead             malformed tasks, with the reason
 --   blocking         the head that cannot be placed, and why
 --   wake             one-element list the central blocks on (BLPOP)
+local policy = require "kx.sched.policy"
+
 local M = {}
+
+-- Task JSON nested deeper than this goes to `dead` (see dispatch).
+local MAX_DEPTH = 32
 
 -- Shared by the scripts that give tasks back (reaper, worker start, leave).
 local GIVE_BACK = [[
@@ -34,6 +39,8 @@ local function collect(P, list, lost, max_attempts, out, reason)
 		local ok, t = pcall(cjson.decode, raw)
 		if not ok or type(t) ~= 'table' then
 			redis.call('RPUSH', P .. 'dead', cjson.encode({ task = raw, reason = 'not a task object' }))
+		elseif lost and t.id ~= nil and redis.call('HEXISTS', P .. 'done', tostring(t.id)) == 1 then
+			-- its completion is recorded: never run it again
 		else
 			if lost then t.attempts = (tonumber(t.attempts) or 0) + 1 end
 			if lost and t.attempts >= max_attempts then
@@ -66,35 +73,51 @@ end
 return 1
 ]]
 
--- ARGV: P, weigher ("" | instances | vcpu), order (min | max) [, max = 1]
+-- ARGV: P, weigher (a name of policy.weighers), order (min | max)
+--   [, max = 1 [, log = 0]]
 -- Places heads one after the other, at most `max`, each decision whole
--- before the next (a batch saves round trips, not atomicity).
--- -> {"empty", n} | {"dead", reason, n} | {"wait", id, ever, n}
---  | {"placed", id, node, n} (the last one; n = tasks placed by this call)
--- The choice mirrors bindings/sched/policy.c (sched_pick); the spec holds
--- the two to the same answers.
-M.dispatch = [[
+-- before the next (a batch saves round trips, not atomicity).  The choice is
+-- kx.sched.policy's, whose text is embedded here.
+-- -> {"empty", "", 0, n, log} | {"dead", reason, 0, n, log}
+--  | {"wait", id, ever, n, log} | {"placed", id, node, n, log} (the last
+-- one); n = tasks placed by this call; log (with log = 1) one JSON line per
+-- placement: id, node, cpu_units, cap_left, input, output, profile
+M.dispatch = "local policy = (function()\n" .. policy.SOURCE .. "\nend)()\n" .. [[
 local P, w, order = ARGV[1], ARGV[2], ARGV[3]
 local max = tonumber(ARGV[4]) or 1
-local ids = redis.call('SMEMBERS', P .. 'nodes')
-table.sort(ids)
+local want_log = ARGV[5] == '1'
+if policy.weighers[w] == nil or policy.orders[order] == nil then
+	return redis.error_reply('unknown weigher or order: ' .. tostring(w) .. ', ' .. tostring(order))
+end
 local st = {}
-for _, id in ipairs(ids) do
+for _, id in ipairs(redis.call('SMEMBERS', P .. 'nodes')) do
 	if redis.call('EXISTS', P .. 'alive:' .. id) == 1 then
 		local h = redis.call('HMGET', P .. 'node:' .. id, 'capacity', 'parallel', 'running', 'used')
-		st[#st + 1] = { id = id, cap = tonumber(h[1]) or 0, par = tonumber(h[2]) or 0,
-			run = tonumber(h[3]) or 0, used = tonumber(h[4]) or 0 }
+		st[#st + 1] = { id = id, capacity = tonumber(h[1]) or 0, parallel = tonumber(h[2]) or 0,
+			running = tonumber(h[3]) or 0, used = tonumber(h[4]) or 0 }
 	end
 end
-local n = 0
+local n, log = 0, {}
 local last
 -- counters go back to the hashes once, at the end (still one atomic step)
 local function flush()
 	for _, s in ipairs(st) do
 		if s.dirty then
-			redis.call('HSET', P .. 'node:' .. s.id, 'used', s.used, 'running', s.run)
+			redis.call('HSET', P .. 'node:' .. s.id, 'used', s.used, 'running', s.running)
 		end
 	end
+end
+-- tasks are flat objects: anything nested this deep is not one (and
+-- would exceed the JSON depth a worker's decoder accepts)
+local MAX_DEPTH = ]] .. MAX_DEPTH .. [[
+
+local function too_deep(v, d)
+	if type(v) ~= 'table' then return false end
+	if d > MAX_DEPTH then return true end
+	for _, x in pairs(v) do
+		if too_deep(x, d + 1) then return true end
+	end
+	return false
 end
 local now = redis.call('TIME')
 local ts = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -103,7 +126,7 @@ while n < max do
 	if not head then
 		flush()
 		redis.call('DEL', P .. 'blocking')
-		return { 'empty', n }
+		return { 'empty', '', 0, n, log }
 	end
 	local ok, t = pcall(cjson.decode, head)
 	local reason
@@ -111,39 +134,40 @@ while n < max do
 		reason = 'not JSON: ' .. tostring(t)
 	elseif type(t) ~= 'table' then
 		reason = 'not a JSON object'
+	elseif too_deep(t, 1) then
+		reason = 'nested deeper than ' .. MAX_DEPTH .. ' levels (a task is a flat object)'
 	elseif t.id == nil then
 		reason = 'no id'
 	elseif type(t.argv) ~= 'table' or #t.argv == 0 then
 		reason = 'argv must be a non-empty array'
 	elseif type(t.cpu_units) ~= 'number' or t.cpu_units < 1 or t.cpu_units ~= math.floor(t.cpu_units) then
 		reason = 'cpu_units must be an integer >= 1'
+	else
+		for _, a in ipairs(t.argv) do
+			if type(a) ~= 'string' and type(a) ~= 'number' then
+				reason = 'argv must be an array of strings'
+				break
+			end
+		end
 	end
 	if reason then
 		flush()
 		redis.call('LPOP', P .. 'pending')
 		redis.call('RPUSH', P .. 'dead', cjson.encode({ task = head, reason = reason }))
-		return { 'dead', reason, n }
+		return { 'dead', reason, 0, n, log }
 	end
-	local best, ever = nil, false
-	for _, s in ipairs(st) do
-		if s.cap >= t.cpu_units then ever = true end
-		if (s.par <= 0 or s.run < s.par) and s.cap - s.used >= t.cpu_units then
-			local v = 0
-			if w == 'instances' then v = s.run elseif w == 'vcpu' then v = s.used end
-			if best == nil or (order == 'max' and v > best.v) or (order ~= 'max' and v < best.v) then
-				best = s
-				best.v = v
-			end
-		end
-	end
-	if not best then
+	local i, largest = policy.pick(st, t.cpu_units, w, order)
+	if not i then
 		flush()
+		local ever = largest >= t.cpu_units
 		redis.call('SET', P .. 'blocking', cjson.encode({ id = t.id, cpu_units = t.cpu_units,
+			profile = t.profile, largest = largest,
 			reason = ever and 'waiting for capacity' or "larger than every node's capacity" }))
-		return { 'wait', tostring(t.id), ever and 1 or 0, n }
+		return { 'wait', tostring(t.id), ever and 1 or 0, n, log }
 	end
+	local best = st[i]
 	redis.call('LPOP', P .. 'pending')
-	best.used, best.run, best.dirty = best.used + t.cpu_units, best.run + 1, true
+	best.used, best.running, best.dirty = best.used + t.cpu_units, best.running + 1, true
 	-- the task as submitted plus node and ts_dispatch (no re-encoding: the
 	-- head is a JSON object, so it ends with '}')
 	local body = string.match(head, '^(.*)}%s*$')
@@ -155,7 +179,11 @@ while n < max do
 			',"ts_dispatch":' .. string.format('%d', ts) .. '}')
 	end
 	n = n + 1
-	last = { 'placed', tostring(t.id), best.id, n }
+	if want_log then
+		log[#log + 1] = cjson.encode({ id = t.id, node = best.id, cpu_units = t.cpu_units,
+			cap_left = best.capacity - best.used, input = t.input, output = t.output, profile = t.profile })
+	end
+	last = { 'placed', tostring(t.id), best.id, n, log }
 end
 flush()
 redis.call('DEL', P .. 'blocking')
@@ -202,25 +230,78 @@ redis.call('SET', P .. 'alive:' .. id, 1, 'PX', ARGV[3])
 return 1
 ]]
 
--- ARGV: P, node, raw task (as taken), task id, client, cpu_units, record JSON
--- -> 1 | 0 (the task is no longer the node's: it was given back meanwhile)
-M.finish = [[
-local P, id = ARGV[1], ARGV[2]
-if redis.call('LREM', P .. 'inflight:' .. id, 1, ARGV[3]) == 0 then return 0 end
-local node = P .. 'node:' .. id
-if redis.call('EXISTS', node) == 1 then
-	redis.call('HINCRBY', node, 'used', -tonumber(ARGV[6]))
-	redis.call('HINCRBY', node, 'running', -1)
+-- Shared by finish and bury: the node's entry for task `tid` at attempt
+-- `attempt` (the exact text `raw` when the caller has it), taken out of
+-- inflight:<node> with the node's counters given back.  Nil when the node
+-- no longer has that attempt (it was reaped and the task given back).
+local TAKE = [[
+local function take(P, id, tid, attempt, raw)
+	local list = P .. 'inflight:' .. id
+	local found
+	if raw ~= '' and redis.call('LREM', list, 1, raw) == 1 then
+		found = raw
+	else
+		for _, item in ipairs(redis.call('LRANGE', list, 0, -1)) do
+			local ok, t = pcall(cjson.decode, item)
+			if ok and type(t) == 'table' and tostring(t.id) == tid
+				and (tonumber(t.attempts) or 0) == attempt then
+				redis.call('LREM', list, 1, item)
+				found = item
+				break
+			end
+		end
+	end
+	if not found then return nil end
+	local ok, t = pcall(cjson.decode, found)
+	local units = ok and type(t) == 'table' and tonumber(t.cpu_units) or 0
+	local node = P .. 'node:' .. id
+	if redis.call('EXISTS', node) == 1 then
+		redis.call('HINCRBY', node, 'used', -units)
+		redis.call('HINCRBY', node, 'running', -1)
+	end
+	return found, ok and type(t) == 'table' and t or nil
 end
-redis.call('HSET', P .. 'done', ARGV[4], ARGV[7])
-redis.call('RPUSH', P .. 'fin:' .. ARGV[5], ARGV[4])
-redis.call('LPUSH', P .. 'wake', 1)
-redis.call('LTRIM', P .. 'wake', 0, 0)
+local function ended(P, tid, client, rec)
+	redis.call('HSET', P .. 'done', tid, rec)
+	redis.call('RPUSH', P .. 'fin:' .. client, tid)
+	redis.call('LPUSH', P .. 'wake', 1)
+	redis.call('LTRIM', P .. 'wake', 0, 0)
+end
+]]
+
+-- The record, first thing when a command ends, in one step: only while
+-- the node still holds this attempt of the task (fencing: a node that was
+-- reaped, or a stale copy of a re-run task, records nothing).
+-- ARGV: P, node, task id, attempt, client, record JSON [, raw task as taken]
+-- -> 1 | 0 (not this node's any more: the result is dropped)
+M.finish = TAKE .. [[
+local P, id, tid, attempt, client = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+if not take(P, id, tid, attempt, ARGV[7] or '') then return 0 end
+ended(P, tid, client, ARGV[6])
+return 1
+]]
+
+-- A task a worker cannot run as given (its JSON, as the worker's decoder
+-- reads it, is not a task): to `dead` with the reason, and recorded as
+-- failed for its client when it has an id.
+-- ARGV: P, node, raw task, reason -> 1 | 0
+M.bury = TAKE .. [[
+local P, id, raw, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local found, t = take(P, id, '', -1, raw)
+if not found then return 0 end
+redis.call('RPUSH', P .. 'dead', cjson.encode({ task = raw, reason = reason }))
+if t and t.id ~= nil then
+	ended(P, tostring(t.id), tostring(t.client or ''), cjson.encode({ id = t.id, node = id,
+		exit_code = -1, error = 'dead letter: ' .. reason, ts_enqueue = t.ts_enqueue,
+		profile = t.profile, client = t.client }))
+end
 return 1
 ]]
 
 -- ARGV: P, max_attempts [, node to leave]: nodes whose heartbeat expired
--- (or the one leaving) give their tasks back and leave the set.
+-- (or the one leaving) give their tasks back and leave the set.  A task
+-- already recorded (its completion written, e.g. by the recorder of a
+-- worker that died) is never given back.
 -- -> number of tasks given back
 M.reap = GIVE_BACK .. [[
 local P, max_attempts, leaving = ARGV[1], tonumber(ARGV[2]), ARGV[3]
@@ -238,6 +319,28 @@ for _, id in ipairs(redis.call('SMEMBERS', P .. 'nodes')) do
 	end
 end
 return total
+]]
+
+-- Tracekit's per-node queues (its dispatcher without --pending): the task
+-- goes straight to q:<node>, counted on the node as the central counts.
+-- ARGV: P, node, id, task JSON, cpu_units -> 1 (0: a retried submit)
+M.place = [[
+local P, id, tid = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('SADD', P .. 'known', tid) == 0 then return 0 end
+redis.call('RPUSH', P .. 'q:' .. id, ARGV[4])
+redis.call('HINCRBY', P .. 'node:' .. id, 'used', tonumber(ARGV[5]))
+redis.call('HINCRBY', P .. 'node:' .. id, 'running', 1)
+return 1
+]]
+
+-- ARGV: P, ids... -> the ids Redis does not know (lost with its data)
+M.lost = [[
+local P = ARGV[1]
+local out = {}
+for i = 2, #ARGV do
+	if redis.call('SISMEMBER', P .. 'known', ARGV[i]) == 0 then out[#out + 1] = ARGV[i] end
+end
+return out
 ]]
 
 -- ARGV: P -> JSON of the whole state (for status)

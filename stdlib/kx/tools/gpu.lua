@@ -1,10 +1,16 @@
--- kxrun gpu: time-limited GPU memory partitions (Chronos's command line).
--- Output follows the Chronos user guide; failures print the message on
--- stderr and exit 1.  Only `stats` and `devices` start OpenCL.
+-- kxrun gpu (also a link named `chronos`): time-limited GPU memory
+-- partitions, with Chronos's command line.  Flags and arguments go through
+-- kx.cli's parser like every kxrun tool's, but the outputs and the exit
+-- status are Chronos's: what its user guide shows on stdout, every failure
+-- (a bad command line too) exit 1 with the message alone on stderr.  Only
+-- `stats` and `devices` start OpenCL.
 local gpu = require "kx.gpu"
+local cli = require "kx.cli"
+
+local PROG = arg and arg[0] and arg[0]:match("[^/]*$") == "chronos" and "chronos" or "kxrun gpu"
 
 local USAGE = [[
-Usage: kxrun gpu <command> [arguments]
+Usage: PROG <command> [arguments]
 
 Commands:
   create <device> <memory> <duration> [--user <user>]
@@ -12,27 +18,35 @@ Commands:
                        device (0 < memory <= 1), <duration> in seconds.
                        --user creates it for another user (root only).
   list                 List active partitions.
-  release <id>         Release a partition early (owner or root).
+  release [--force] [--grace <seconds>] <id>
+                       Release a partition early (owner or root).  While
+                       programs run in it, it is refused (they are named);
+                       --force ends them: SIGTERM, then SIGKILL after the
+                       grace (5 s).
   stats                Show every device with the memory partitions hold.
   available <device>   Print the percentage of the device still free.
   devices              Probe OpenCL and list its devices.
   run <id> [--grace <seconds>] -- <command> [args...]
                        Run a command in a partition: its device allocations
                        are limited to the partition's memory; at expiry it
-                       gets SIGTERM, then SIGKILL after the grace (5 s).
+                       gets SIGTERM, then SIGKILL after the grace (5 s).  It
+                       dies with this command, even one killed by SIGKILL.
   serve                Own the ledger for several users (root): the ledger
                        becomes root's (0600) and users' commands go through
-                       a unix socket that identifies them by SO_PEERCRED.
+                       a unix socket that identifies them by SO_PEERCRED;
+                       partitions end at their time with nobody running.
   help                 Show this help.
 
 Examples:
-  kxrun gpu create 0 0.5 3600          # 50% of device 0 for one hour
-  kxrun gpu create 0 0.3 28800 --user alice
-  kxrun gpu available 0                # prints e.g. 75.00
-  kxrun gpu run partition_0001 -- ./train
+  PROG create 0 0.5 3600          # 50% of device 0 for one hour
+  PROG create 0 0.3 28800 --user alice
+  PROG available 0                # prints e.g. 75.00
+  PROG run partition_0001 -- ./train
+  PROG release --force partition_0001
 
 State: $KXRUN_STATE_DIR/gpu (default /var/lib/kxrun/gpu).
 ]]
+USAGE = USAGE:gsub("PROG", PROG)
 
 local function fail(msg)
 	io.stderr:write(msg, "\n")
@@ -53,47 +67,43 @@ end
 local function mb(bytes) return bytes // (1024 * 1024) end
 
 local function device_index(s)
-	local d = s and s:match("^%d+$") and tonumber(s)
-	return d
+	return s:match("^%d+$") and tonumber(s)
 end
 
-local commands = {}
+local grace_flag = { "grace", type = "number", arg = "SECONDS" }
 
-function commands.create(args)
-	local pos, user = {}, nil
-	local i = 1
-	while i <= #args do
-		local a = args[i]
-		if a == "--user" then
-			user = args[i + 1]
-			if not user then return fail("--user needs a user name") end
-			i = i + 2
-		elseif a:match("^%-%-user=") then
-			user = a:sub(8)
-			i = i + 1
-		else
-			pos[#pos + 1] = a
-			i = i + 1
-		end
-	end
-	if #pos ~= 3 then
-		return fail("Usage: kxrun gpu create <device> <memory> <duration> [--user <user>]")
-	end
-	local dev = device_index(pos[1])
-	if not dev then return fail("Invalid device index: " .. pos[1]) end
-	local p, err = gpu.create{ device = dev, memory = pos[2], duration = pos[3], user = user }
+-- Each command: its usage line, what kx.cli's parser takes, what it does.
+local commands = {
+	{ name = "create", usage = "create <device> <memory> <duration> [--user <user>]",
+	  args = { "DEVICE", "MEMORY", "DURATION" }, flags = { { "user", type = "string" } } },
+	{ name = "list", usage = "list" },
+	{ name = "release", usage = "release [--force] [--grace <seconds>] <partition_id>",
+	  args = { "ID" }, flags = { { "force", type = "boolean" }, grace_flag } },
+	{ name = "stats", usage = "stats" },
+	{ name = "available", usage = "available <device>", args = { "DEVICE" } },
+	{ name = "devices", usage = "devices" },
+	{ name = "run", usage = "run <id> [--grace <seconds>] -- <command> [args...]",
+	  args = { "ID", "COMMAND..." }, flags = { grace_flag } },
+	{ name = "serve", usage = "serve" },
+}
+
+local run = {}
+
+function run.create(opts, args)
+	local dev = device_index(args[1])
+	if not dev then return fail("Invalid device index: " .. args[1]) end
+	local p, err = gpu.create{ device = dev, memory = args[2], duration = args[3], user = opts.user }
 	if not p then return fail(err) end
 	local seconds = math.floor(p.expires - p.created + 0.5)
 	io.stdout:write(string.format(
 		"Created partition %s on device %d (%s) with %d MB for %s seconds\n",
 		p.id, p.device, p.device_name, mb(p.bytes),
-		seconds >= 1 and tostring(seconds) or pos[3]))
+		seconds >= 1 and tostring(seconds) or args[3]))
 	io.stdout:write(string.format("Assigned to user: %s (Created by: %s, PID: %d)\n",
 		p.owner, p.creator, p.pid))
 end
 
-function commands.list(args)
-	if #args > 0 then return fail("Usage: kxrun gpu list") end
+function run.list()
 	local parts, err = gpu.list()
 	if not parts then return fail(err) end
 	local out = { "Active partitions:", "-----------------" }
@@ -102,7 +112,8 @@ function commands.list(args)
 		out[#out + 1] = "ID: " .. p.id
 		out[#out + 1] = string.format("  Device: %d (%s)", p.device, p.device_name or "?")
 		out[#out + 1] = string.format("  Memory: %s%% (%d MB)", percent(p.ppm), mb(p.bytes))
-		out[#out + 1] = string.format("  Time remaining: %d seconds", math.floor(p.remaining))
+		out[#out + 1] = string.format("  Time remaining: %d seconds%s", math.floor(p.remaining),
+			p.ending and " (ending: its programs are being stopped)" or "")
 		out[#out + 1] = string.format("  Owner: %s (PID: %d)", p.owner, p.pid)
 		local used = gpu.usage(p.id)
 		if used and used > 0 then
@@ -112,15 +123,16 @@ function commands.list(args)
 	io.stdout:write(table.concat(out, "\n"), "\n")
 end
 
-function commands.release(args)
-	if #args ~= 1 then return fail("Usage: kxrun gpu release <partition_id>") end
-	local ok, err = gpu.release(args[1])
-	if not ok then return fail(err) end
+function run.release(opts, args)
+	local ok, err = gpu.release(args[1], { force = opts.force, grace = opts.grace })
+	if not ok then
+		if err:match("running in it") then err = err .. " (--force)" end
+		return fail(err)
+	end
 	io.stdout:write("Released partition ", args[1], "\n")
 end
 
-function commands.available(args)
-	if #args ~= 1 then return fail("Usage: kxrun gpu available <device>") end
+function run.available(_, args)
 	local dev = device_index(args[1])
 	if not dev then return fail("Invalid device index: " .. args[1]) end
 	local pct, ppm = gpu.available(dev)
@@ -128,8 +140,7 @@ function commands.available(args)
 	io.stdout:write(two_decimals(ppm), "\n")
 end
 
-function commands.stats(args)
-	if #args > 0 then return fail("Usage: kxrun gpu stats") end
+function run.stats()
 	local devs, warn = gpu.stats()
 	if not devs then return fail(warn) end
 	if warn then io.stderr:write("warning: device facts as last probed: ", warn, "\n") end
@@ -150,8 +161,7 @@ function commands.stats(args)
 	io.stdout:write(table.concat(out, "\n"), "\n")
 end
 
-function commands.devices(args)
-	if #args > 0 then return fail("Usage: kxrun gpu devices") end
+function run.devices()
 	local devs, err = gpu.devices()
 	if not devs then return fail(err) end
 	local out = {}
@@ -166,69 +176,52 @@ function commands.devices(args)
 	if #out > 0 then io.stdout:write(table.concat(out, "\n"), "\n") end
 end
 
-function commands.run(args)
-	local id, grace, cmd = nil, nil, {}
-	local i = 1
-	while i <= #args do
-		local a = args[i]
-		if a == "--" then
-			table.move(args, i + 1, #args, 1, cmd)
-			break
-		elseif a == "--grace" then
-			grace = tonumber(args[i + 1] or "")
-			if not grace or grace < 0 then return fail("--grace needs seconds (>= 0)") end
-			i = i + 2
-		elseif not id then
-			id = a
-			i = i + 1
-		else
-			return fail("Usage: kxrun gpu run <id> [--grace <seconds>] -- <command> [args...]")
-		end
-	end
-	if not id or #cmd == 0 then
-		return fail("Usage: kxrun gpu run <id> [--grace <seconds>] -- <command> [args...]")
-	end
+function run.run(opts, args)
+	local id = args[1]
+	local cmd = table.move(args, 2, #args, 1, {})
+	if opts.grace and opts.grace < 0 then return fail("--grace needs seconds (>= 0)") end
 	local p, err = gpu.open(id)
 	if not p then return fail(err) end
-	cmd.grace = grace
+	cmd.grace = opts.grace
 	local st, rerr = p:exec(cmd)
 	if not st then return fail(rerr) end
 	if st.expired then
 		io.stderr:write("Partition ", id, " expired: the command was stopped\n")
+	elseif st.signal and not gpu.open(id) then
+		io.stderr:write("Partition ", id, " was released: the command was stopped\n")
 	end
 	if st.signal then return 128 + st.signal end
 	return st.code
 end
 
-function commands.serve(args)
-	if #args > 0 then return fail("Usage: kxrun gpu serve") end
-	io.stderr:write("kxrun gpu serve: ledger ", gpu.state_dir(), "\n")
+function run.serve()
+	io.stderr:write(PROG, " serve: ledger ", gpu.state_dir(), "\n")
 	local ok, err = gpu.serve()
 	if not ok then return fail(err) end
 end
 
-function commands.help()
-	io.stdout:write(USAGE)
-end
-
 return function(argv)
-	local cmd = argv[1]
-	if cmd == nil then
+	local name = argv[1]
+	if name == nil then
 		io.stderr:write(USAGE)
 		return 1
 	end
-	if cmd == "--help" or cmd == "-h" then cmd = "help" end
-	local f = commands[cmd]
-	if not f then
-		return fail("Unknown command: " .. cmd .. " (kxrun gpu help lists them)")
+	if name == "help" or name == "--help" or name == "-h" then
+		io.stdout:write(USAGE)
+		return 0
 	end
-	local args = table.move(argv, 2, #argv, 1, {})
-	for _, a in ipairs(args) do
-		if a == "--help" or a == "-h" then
-			io.stdout:write(USAGE)
-			return 0
-		end
-		if a == "--" then break end
+	local cmd
+	for _, c in ipairs(commands) do if c.name == name then cmd = c end end
+	if not cmd then
+		return fail("Unknown command: " .. name .. " (" .. PROG .. " help lists them)")
 	end
-	return f(args) or 0
+	local opts, args = cli.parse(cmd, cmd.flags or {}, argv, 2)
+	if opts == "help" then
+		io.stdout:write(USAGE)
+		return 0
+	end
+	if not opts then
+		return fail("Usage: " .. PROG .. " " .. cmd.usage .. " (" .. args .. ")")
+	end
+	return run[name](opts, args) or 0
 end

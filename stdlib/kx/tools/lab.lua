@@ -120,8 +120,10 @@ local function new(opts, args, tool)
 		return tool:usage(("%q is not a Lua module name (letters, digits, _; a letter first)"):format(name))
 	end
 	local dir = args[2] or name
-	local code, _, err = kx.exec{ "mkdir", "-p", "--", dir .. "/lua/" .. name, dir .. "/experiments" }
-	if code ~= 0 then return nil, (tostring(err):gsub("%s+$", "")) end
+	for _, d in ipairs{ dir .. "/lua/" .. name, dir .. "/experiments" } do
+		local ok, err = kx.mkdir(d)
+		if not ok then return nil, err end
+	end
 	local files = {
 		{ ("%s-0.1-1.rockspec"):format(name), ROCKSPEC },
 		{ ("lua/%s/init.lua"):format(name), INIT },

@@ -1,138 +1,110 @@
--- kxrun trace: Tracekit's collector workflow on kx.trace.
+-- kxrun trace: Tracekit's collector workflow on kx.trace (flags by kx.cli).
 local trace = require "kx.trace"
+local core = require "kx.trace.core"
 
-local USAGE = [[
-usage: kxrun trace start   [--run-id ID | --dir DIR] [--interval-ms N] [--match REGEX]
-                           [--node ID] [--stage STAGE] [--source auto|ebpf|proc]
-       kxrun trace stop    [--run-id ID | --dir DIR]
-       kxrun trace exec    [--run-id ID | --dir DIR] [--trace-id T] [--ts-enqueue MS]
-                           [--source auto|ebpf|proc] -- CMD ARGS...
-       kxrun trace parse   [--run-id ID | --dir DIR | DIR]
-       kxrun trace export  --input DIR --output OUT
-       kxrun trace verify  --input OUT
+local read = kx.read_file
 
-start runs a background collector for the run (samples of processes whose
-name matches --match, and of everything `trace exec` launches) until `stop`.
-exec runs one command traced (its whole process tree) and records its
-invocation; it exits with the command's status.  parse writes DIR/CTS/
-(invocations.jsonl, proc_metrics.jsonl, nodes.json, audit_report.md) and
-prints the audit; it exits 1 when the audit fails.  export/verify write and
-check OpenDC's tasks.parquet, fragments.parquet and topology.json.
-A run's directory is logs/RUN_ID unless --dir is given.
-Environment (as Tracekit's Makefile): RUN_ID, NODE_ID, STAGE,
-PROC_INTERVAL_MS (default 200), PROC_MATCH; TS_ENQUEUE (ms since the epoch) for
-exec, as Tracekit's worker hands it to its adapter.
-]]
-
-local function die(fmt, ...)
-	io.stderr:write("kxrun trace: ", fmt:format(...), "\n")
-	return 1
+-- The run's directory: --dir, else [DIR] where the command takes one, else
+-- logs/RUN_ID.
+local function run_dir(opts, args)
+	if opts.dir then return opts.dir end
+	if args and args[1] and not opts.run_id then return args[1] end
+	local id = opts.run_id or os.getenv("RUN_ID")
+	if id and id ~= "" then return "logs/" .. id end
 end
 
--- --flag VALUE pairs up to "--"; the rest are positional.
-local function parse_flags(argv, first)
-	local flags, pos, i = {}, {}, first
-	while i <= #argv do
-		local a = argv[i]
-		if a == "--" then
-			for j = i + 1, #argv do pos[#pos + 1] = argv[j] end
-			break
-		elseif a == "-h" or a == "--help" then
-			flags.help = true
-		elseif a:match("^%-%-") then
-			local k, v = a:match("^%-%-([%w-]+)=(.*)$")
-			if not k then
-				k, v = a:sub(3), argv[i + 1]
-				if v == nil then return nil, "option --" .. k .. " needs a value" end
-				i = i + 1
-			end
-			flags[k] = v
-		else
-			pos[#pos + 1] = a
-		end
-		i = i + 1
+-- What every command that starts a tracer checks before anything runs:
+-- the directory, the interval (seconds), the source, the pattern.
+local function checked(opts, args, tool, what)
+	local dir = run_dir(opts, args)
+	if not dir then return nil, tool:usage(what .. ": give --run-id, --dir or RUN_ID") end
+	local ms = opts.interval_ms
+	if not (ms >= 10 and ms < math.huge) then
+		return nil, tool:usage(("%s: --interval-ms (PROC_INTERVAL_MS) must be a number >= 10, not '%s'")
+			:format(what, tostring(ms)))
 	end
-	return flags, pos
-end
-
-local function run_dir(flags, pos)
-	if flags.dir then return flags.dir end
-	if pos and pos[1] and not flags["run-id"] then return pos[1] end
-	local id = flags["run-id"] or os.getenv("RUN_ID")
-	if not id or id == "" then return nil end
-	return "logs/" .. id
-end
-
-local function interval(flags)
-	local ms = tonumber(flags["interval-ms"] or os.getenv("PROC_INTERVAL_MS") or 200)
-	if not ms or ms < 10 then return nil end
-	return ms / 1000
-end
-
-local function read(path)
-	local f = io.open(path)
-	if not f then return nil end
-	local s = f:read("a")
-	f:close()
-	return s
-end
-
-local commands = {}
-
-function commands.start(flags)
-	local dir = run_dir(flags)
-	if not dir then return die("start: give --run-id, --dir or RUN_ID") end
-	local iv = interval(flags)
-	if not iv then return die("start: --interval-ms must be a number >= 10") end
-	local old = tonumber(read(dir .. "/collector.pid") or "")
-	if old and os.execute("kill -0 " .. old .. " 2>/dev/null") then
-		return die("start: a collector already runs for %s (pid %d)", dir, old)
+	if opts.source and not ({ auto = 1, ebpf = 1, proc = 1 })[opts.source] then
+		return nil, tool:usage(("%s: --source must be auto, ebpf or proc, not '%s'"):format(what, opts.source))
 	end
+	if opts.match == "" then opts.match = nil end
+	if opts.match then
+		local ok, merr = core.check_match(opts.match)
+		if not ok then return nil, tool:usage(what .. ": " .. merr) end
+	end
+	return dir, ms / 1000
+end
+
+local run_flags = {
+	{ "run-id", arg = "ID", help = "the run's directory is logs/ID (default $RUN_ID)" },
+	{ "dir", arg = "DIR", help = "the run's directory (instead of logs/ID)" },
+}
+local function with(...)
+	local out = {}
+	for _, l in ipairs{ run_flags, ... } do
+		for _, f in ipairs(l) do out[#out + 1] = f end
+	end
+	return out
+end
+local tracer_flags = {
+	{ "interval-ms", type = "number", arg = "MS", default = 200, env = "PROC_INTERVAL_MS",
+	  help = "sampling interval (>= 10)" },
+	{ "source", arg = "auto|ebpf|proc", help = "where the figures come from (default auto: eBPF where it loads)" },
+	{ "node", arg = "ID", env = "NODE_ID", help = "node id in the records (default: the host name)" },
+	{ "stage", arg = "STAGE", env = "STAGE", default = "cloud", help = "stage in the records" },
+}
+local match_flag = { { "match", arg = "REGEX", env = "PROC_MATCH",
+	help = "also follow processes whose name matches (POSIX extended)" } }
+
+local function start(opts, args, tool)
+	local dir, iv = checked(opts, args, tool, "start")
+	if not dir then return iv end
+	local owner = trace.owner(dir)
+	if owner then
+		return nil, ("start: a collector already runs for %s (pid %d)"):format(dir, owner)
+	end
+	os.remove(dir .. "/collector.pid")   -- a dead collector's
 	local argv = { kx.exe, "trace", "collect", "--dir", dir, "--interval-ms", tostring(iv * 1000),
-		"--stage", flags.stage or os.getenv("STAGE") or "cloud" }
-	local node = flags.node or os.getenv("NODE_ID")
-	if node then argv[#argv + 1] = "--node"; argv[#argv + 1] = node end
-	local match = flags.match or os.getenv("PROC_MATCH")
-	if match and match ~= "" then argv[#argv + 1] = "--match"; argv[#argv + 1] = match end
-	if flags.source then argv[#argv + 1] = "--source"; argv[#argv + 1] = flags.source end
-	os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'")
+		"--stage", opts.stage }
+	if opts.node then argv[#argv + 1] = "--node"; argv[#argv + 1] = opts.node end
+	if opts.match then argv[#argv + 1] = "--match"; argv[#argv + 1] = opts.match end
+	if opts.source then argv[#argv + 1] = "--source"; argv[#argv + 1] = opts.source end
+	local made, merr = kx.mkdir(dir)
+	if not made then return nil, "start: " .. merr end
 	argv.detach, argv.stdin, argv.stdout = true, "null", "null"
 	argv.stderr = dir .. "/collector.log"
 	local p, err = kx.spawn(argv)
-	if not p then return die("start: %s", err) end
+	if not p then return nil, "start: " .. err end
 	-- it is up once its run.json and pid file are there
-	for _ = 1, 200 do
+	for _ = 1, 400 do
 		if tonumber(read(dir .. "/collector.pid") or "") == p.pid then
 			print(("trace collector started (pid %d, interval %.3fs) -> %s"):format(p.pid, iv, dir))
 			return 0
 		end
 		local st = p:wait(0.025)
 		if st then
-			return die("start: the collector exited (%s): %s", st.code or st.signal,
+			return nil, ("start: the collector exited (%s): %s"):format(st.code or st.signal,
 				(read(dir .. "/collector.log") or ""):gsub("%s+$", ""))
 		end
 	end
 	p:kill()
-	return die("start: the collector did not come up; see %s/collector.log", dir)
+	return nil, ("start: the collector did not come up; see %s/collector.log"):format(dir)
 end
 
 -- The background collector itself (started by `start`).
-function commands.collect(flags)
-	local dir = run_dir(flags)
-	local run, err = trace.start{ dir = dir, interval = interval(flags) or 0.2, node = flags.node,
-		stage = flags.stage, match = flags.match, source = flags.source }
-	if not run then return die("collect: %s", err) end
+local function collect(opts, args, tool)
+	local dir, iv = checked(opts, args, tool, "collect")
+	if not dir then return iv end
+	local run, err = trace.start{ dir = dir, interval = iv, node = opts.node,
+		stage = opts.stage, match = opts.match, source = opts.source }
+	if not run then return nil, "collect: " .. err end
 	local pid = io.open("/proc/self/stat"):read("a"):match("^%d+")
-	local f = assert(io.open(dir .. "/collector.pid.tmp", "w"))
-	f:write(pid, "\n")
-	f:close()
-	os.rename(dir .. "/collector.pid.tmp", dir .. "/collector.pid")
+	assert(kx.write_file(dir .. "/collector.pid", pid .. "\n"))
 	local done = false
 	local function finish()
 		if done then return end
 		done = true
-		run:stop()
 		os.remove(dir .. "/collector.pid")
+		run:stop()   -- lets go of the run: `stop` is waiting for that
 		os.exit(0)
 	end
 	kx.signal("TERM", finish)
@@ -140,83 +112,122 @@ function commands.collect(flags)
 	while true do kx.sleep(3600) end
 end
 
-function commands.stop(flags, pos)
-	local dir = run_dir(flags, pos)
-	if not dir then return die("stop: give --run-id, --dir or RUN_ID") end
+local function stop(opts, args, tool)
+	local dir = run_dir(opts, args)
+	if not dir then return tool:usage("stop: give --run-id, --dir or RUN_ID") end
 	local pid = tonumber(read(dir .. "/collector.pid") or "")
-	if not pid then return die("stop: no collector runs for %s (no collector.pid)", dir) end
-	if not os.execute("kill -TERM " .. pid .. " 2>/dev/null") then
+	if not pid then return nil, ("stop: no collector runs for %s (no collector.pid)"):format(dir) end
+	-- the pid file may be stale and its pid reused: only the process that
+	-- holds the run's lock is the collector
+	local owner = trace.owner(dir)
+	if not owner then
 		os.remove(dir .. "/collector.pid")
-		return die("stop: collector %d was gone; the run may be truncated", pid)
+		return nil, ("stop: collector %d is not running (it died; nothing was signalled); the run may be truncated")
+			:format(pid)
 	end
-	for _ = 1, 200 do
-		if not os.execute("kill -0 " .. pid .. " 2>/dev/null") then
+	if owner ~= pid then
+		return nil, ("stop: %s is written by process %d, not by collector %d of collector.pid; nothing was signalled")
+			:format(dir, owner, pid)
+	end
+	local ok, err = core.signal_holder(dir .. "/run.lock", pid, 15)
+	if not ok then return nil, "stop: " .. err end
+	-- stopped once it has let go of the run (its end.json is written)
+	for _ = 1, 400 do
+		if not trace.owner(dir) then
 			print(("trace collector stopped (pid %d) -> %s"):format(pid, dir))
 			return 0
 		end
 		kx.sleep(0.025)
 	end
-	return die("stop: collector %d did not stop within 5 s", pid)
+	return nil, ("stop: collector %d did not stop within 10 s"):format(pid)
 end
 
-function commands.exec(flags, pos)
-	local dir = run_dir(flags)
-	if not dir then return die("exec: give --run-id, --dir or RUN_ID") end
-	if #pos == 0 then return die("exec: no command (kxrun trace exec [options] -- CMD ARGS)") end
+local function exec(opts, args, tool)
+	local dir, iv = checked(opts, nil, tool, "exec")
+	if not dir then return iv end
+	local enqueue = opts.ts_enqueue
+	if enqueue and not (math.abs(enqueue) < math.huge) then
+		return tool:usage(("exec: --ts-enqueue (TS_ENQUEUE) must be a time in ms since the epoch, not '%s'")
+			:format(tostring(enqueue)))
+	end
 	-- appends to the run's files (a collector may write beside it)
-	local run, err = trace.start{ dir = dir, interval = interval(flags) or 0.2,
-		node = flags.node or os.getenv("NODE_ID"), stage = flags.stage or os.getenv("STAGE"), join = true,
-		source = flags.source }
-	if not run then return die("exec: %s", err) end
-	local spec = { table.unpack(pos) }
-	spec.trace_id = flags["trace-id"]
-	spec.ts_enqueue = tonumber(flags["ts-enqueue"] or os.getenv("TS_ENQUEUE") or "")
+	local run, err = trace.start{ dir = dir, interval = iv, node = opts.node, stage = opts.stage,
+		join = true, source = opts.source }
+	if not run then return nil, "exec: " .. err end
+	local spec = { table.unpack(args) }
+	spec.trace_id = opts.trace_id
+	spec.ts_enqueue = enqueue
 	local rec, xerr = run:exec(spec)
 	run.tracer:stop()
-	if not rec then return die("exec: %s", xerr) end
+	if not rec then return nil, "exec: " .. xerr end
 	return rec.exit_code or (128 + rec.signal)
 end
 
-function commands.parse(flags, pos)
-	local dir = run_dir(flags, pos)
-	if not dir then return die("parse: give a run directory") end
+local function parse(opts, args, tool)
+	local dir = run_dir(opts, args)
+	if not dir then return tool:usage("parse: give a run directory") end
 	local audit, err = trace.parse(dir)
-	if not audit then return die("parse: %s", err) end
+	if not audit then return nil, "parse: " .. err end
 	io.write(trace.report(audit, dir))
 	print(("wrote %s/CTS/"):format(dir))
-	return audit.ok and 0 or 1
+	return audit.ok
 end
 
-function commands.export(flags)
-	if not flags.input or not flags.output then return die("export: give --input DIR --output OUT") end
-	local r, err = trace.export_opendc(flags.input, flags.output)
-	if not r then return die("export: %s", err) end
-	print(("exported %d tasks, %d fragments -> %s"):format(r.tasks or 0, r.fragments or 0, flags.output))
+local function export(opts)
+	local r, err = trace.export_opendc(opts.input, opts.output)
+	if not r then return nil, "export: " .. err end
+	print(("exported %d tasks, %d fragments -> %s"):format(r.tasks or 0, r.fragments or 0, opts.output))
 	return 0
 end
 
-function commands.verify(flags, pos)
-	local dir = flags.input or pos[1]
-	if not dir then return die("verify: give --input OUT") end
+local function verify(opts, args, tool)
+	local dir = opts.input or args[1]
+	if not dir then return tool:usage("verify: give --input OUT") end
 	local r, err = trace.verify_opendc(dir)
-	if not r then return die("verify: %s", err) end
+	if not r then return nil, "verify: " .. err end
 	print(("%s: OK (%d tasks, %d fragments)"):format(dir, r.tasks or 0, r.fragments or 0))
 	return 0
 end
 
-return function(argv)
-	local cmd = argv[1]
-	if not cmd or cmd == "-h" or cmd == "--help" or cmd == "help" then
-		io.write(USAGE)
-		return cmd and 0 or 1
-	end
-	local fn = commands[cmd]
-	if not fn then return die("unknown command '%s' (see kxrun trace --help)", cmd) end
-	local flags, pos = parse_flags(argv, 2)
-	if not flags then return die("%s", pos) end
-	if flags.source and not ({ auto = 1, ebpf = 1, proc = 1 })[flags.source] then
-		return die("%s: --source must be auto, ebpf or proc, not '%s'", cmd, flags.source)
-	end
-	if flags.help then io.write(USAGE) return 0 end
-	return fn(flags, pos)
-end
+return require("kx.cli").tool{
+	name = "trace",
+	summary = "Tracekit's collector workflow: per-process traces of a run, its invocations, the audit and the OpenDC export (kx.trace).",
+	commands = {
+		{ name = "start", flags = with(tracer_flags, match_flag), run = start,
+		  summary = "start a background collector for the run",
+		  help = [[
+The collector samples the processes whose name matches --match, and
+everything `trace exec` launches into the run, until `trace stop`.  One
+collector per run directory; it holds DIR/run.lock while it runs.]] },
+		{ name = "stop", flags = with(), args = { "[DIR]" }, run = stop,
+		  summary = "stop the run's collector",
+		  help = [[
+Signals the collector only while it holds the run's lock (a stale
+collector.pid whose pid was reused is never signalled); a collector that
+died is reported as such and stop exits 1.]] },
+		{ name = "exec", flags = with(tracer_flags, {
+			{ "trace-id", arg = "T", help = "the invocation's trace_id (default RUN-N)" },
+			{ "ts-enqueue", type = "number", arg = "MS", env = "TS_ENQUEUE",
+			  help = "when the task was queued, ms since the epoch (as Tracekit's worker hands it to its adapter)" },
+		  }), args = { "CMD..." }, run = exec,
+		  summary = "run one command traced (its whole process tree) and record its invocation; exits with the command's status" },
+		{ name = "parse", flags = with(), args = { "[DIR]" }, run = parse,
+		  summary = "write DIR/CTS/ and print the audit; exits 1 when the audit fails",
+		  help = [[
+Writes invocations.jsonl, proc_metrics.jsonl, procs.jsonl, nodes.json and
+audit_report.md into DIR/CTS/, all of them or none.]] },
+		{ name = "export", run = export,
+		  flags = { { "input", arg = "DIR", required = true, help = "a run directory with CTS/" },
+			    { "output", arg = "OUT", required = true, help = "where the OpenDC files go" } },
+		  summary = "write OpenDC's tasks.parquet, fragments.parquet, topology.json (and ids.json)" },
+		{ name = "verify", args = { "[OUT]" }, run = verify,
+		  flags = { { "input", arg = "OUT", help = "an export's directory" } },
+		  summary = "check an export the way OpenDC reads it" },
+		{ name = "collect", flags = with(tracer_flags, match_flag), run = collect,
+		  summary = "the collector itself (what `start` runs in the background)" },
+	},
+	epilog = [[
+A run's directory is logs/RUN_ID unless --dir is given.  Environment (as
+Tracekit's Makefile): RUN_ID, NODE_ID, STAGE, PROC_INTERVAL_MS (default 200),
+PROC_MATCH; TS_ENQUEUE (ms since the epoch) for exec.]],
+}
