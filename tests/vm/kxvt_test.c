@@ -562,8 +562,10 @@ static int cmd_release(const char *mode)
  * shares were charged against what wait4() says it used. */
 static int cmd_cpu(int64_t step_us, char **argv)
 {
-	int fd = open_dev();
-	struct kid k = start_kid("exec", 0, argv);
+	int fd = open_dev(), clocks = getenv("KXVT_CLOCKS") != NULL;
+	struct kxvt_config cfg = {.flags = clocks ? KXVT_CFG_CLOCKS : 0};
+	CHECK(ioctl(fd, KXVT_IOC_CONFIG, &cfg) == 0, "CONFIG");
+	struct kid k = start_kid("exec", clocks, argv);
 	CHECK(add(fd, k.pid, 0) == 0, "ADD");
 	char path[64];
 	long long rt0 = 0;
