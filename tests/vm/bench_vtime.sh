@@ -18,7 +18,7 @@ mkdir -p "$T/bin" && ln -s /usr/bin/dash "$T/bin/sh" && ln -s /usr/bin/sleep "$T
 export PATH="$T/bin:$PATH"
 ulimit -n 65536   # the user-space backends hold descriptors per process
 build/bench/vtime_spin 1000 > /dev/null; sleep 0.01   # TCG translates them once
-echo "== host load when the guest started: $(cat /proc/loadavg 2>/dev/null)"
+echo "== the guest's load average at the start: $(cat /proc/loadavg 2>/dev/null)"
 # fidelity and slowdown first: the round costs leave hundreds of processes
 # dying, which would run beside them
 echo "== fidelity"
