@@ -26,18 +26,21 @@ os.remove(dir)
 os.execute("mkdir -p " .. dir)
 local sock = dir .. "/vtime.sock"
 
-assert(kronos.initializeExp(#cmds, { step = step, sock = sock }))
+local rc, err = kronos.initializeExp(#cmds, { step = step, sock = sock })
+if rc < 0 then error("Kronos initialization failed: " .. err) end
 local tracers = {}
 for i, c in ipairs(cmds) do
 	tracers[i] = assert(kx.spawn{ kx.exe, "vtime", "tracer", "-c", c[1], "-r", tostring(c[2]),
 		"-i", tostring(i), env = { KXRUN_VTIME_SOCK = sock }, stdout = "pipe", stderr = "pipe" })
 end
 local t0 = kx.now()
-assert(kronos.synchronizeAndFreeze(30))
+while kronos.synchronizeAndFreeze(30) <= 0 do
+	print("Kronos >> Synchronize and Freeze failed. Retrying")
+end
 print(("%d tracers registered and frozen in %.3f s; virtual time %d ns")
 	:format(#cmds, kx.now() - t0, kronos.getCurrentVirtualTime()))
 t0 = kx.now()
-kronos.progressBy(step, rounds)
+if kronos.progressBy(step, rounds) < 0 then error("progressBy failed") end
 print(("progressBy(%d, %d): virtual time %.3f ms after %.3f s real")
 	:format(step, rounds, kronos.getCurrentVirtualTime() / 1e6, kx.now() - t0))
 for i = 1, #cmds do

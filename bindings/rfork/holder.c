@@ -6,7 +6,7 @@
  * syscalls on its own stack and on a private mapping made after the fork
  * (errno in the parent's thread-local block is the one exception).
  */
-#include "internal.h"
+#include "rdma.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,6 +28,16 @@
 struct hconn {
 	int fd;
 	int serving;   /* 0: hello not yet read; 1: page requests */
+	uint32_t id;   /* its number for the RDMA agent */
+	int rdma;      /* 1: asked the agent; 2: connected there */
+};
+
+/* The RDMA agent (agent.c), as the holder sees it. */
+struct hagent {
+	int fd;                       /* -1: none (or gone) */
+	struct rf_rdma_info ready;    /* status, rkey, ranges count */
+	struct rf_rdma_range *ranges; /* mapped when READY came */
+	uint64_t ranges_len;
 };
 
 static double now_s(void)
@@ -80,7 +91,7 @@ static int on_hello(const struct rf_holder_cfg *cfg, int fd)
 		rf_write_all(fd, &rep, sizeof rep);
 		return 0;
 	}
-	rep.index = (uint32_t)__atomic_add_fetch(cfg->children, 1, __ATOMIC_SEQ_CST);
+	rep.index = (uint32_t)__atomic_add_fetch(&cfg->shared->children, 1, __ATOMIC_SEQ_CST);
 	rep.len = cfg->desc->size;
 	if (rf_write_all(fd, &rep, sizeof rep) < 0 ||
 	    rf_write_all(fd, cfg->desc, cfg->desc->size) < 0)
@@ -147,13 +158,140 @@ static int on_batch(const struct rf_holder_cfg *cfg, int fd, uint32_t n, struct 
 	return send_all(fd, sc->iov, n + 1);
 }
 
-static int on_page_request(const struct rf_holder_cfg *cfg, int fd, struct hscratch *sc)
+/* ---- RDMA: requests forwarded to the agent --------------------------------- */
+
+static void copy_msg(char *to, size_t cap, const char *from)
 {
+	size_t i = 0;   /* no stdio here */
+	for (; i + 1 < cap && from[i]; i++)
+		to[i] = from[i];
+	to[i] = 0;
+}
+
+static int decline(int fd, uint32_t status, const char *msg)
+{
+	struct rf_rdma_info a = {.status = status};
+	copy_msg(a.msg, sizeof a.msg, msg);
+	return rf_write_all(fd, &a, sizeof a);
+}
+
+static void agent_gone(const struct rf_holder_cfg *cfg, struct hagent *ag, struct hconn *cs,
+                       int n, const char *why)
+{
+	copy_msg(cfg->shared->rdma_msg, sizeof cfg->shared->rdma_msg, why);
+	__atomic_store_n(&cfg->shared->rdma, RF_AGENT_FAILED, __ATOMIC_SEQ_CST);
+	if (ag->fd >= 0)
+		close(ag->fd);
+	ag->fd = -1;
+	waitpid(-1, NULL, WNOHANG);
+	for (int i = 0; i < n; i++) {
+		if (cs[i].rdma == 1)
+			decline(cs[i].fd, RF_RDMA_FAILED, why);
+		if (cs[i].rdma == 2) {   /* their next READ would wait in vain */
+			uint8_t gone = RF_RDMA_GONE;
+			rf_write_all(cs[i].fd, &gone, 1);
+		}
+		cs[i].rdma = 0;
+	}
+}
+
+/* RF_REQ_RDMA on an authenticated connection: the child's endpoint goes to
+ * the agent, whose answer (on_agent) goes back with the rkey and ranges. */
+static int on_rdma_request(const struct rf_holder_cfg *cfg, struct hconn *c, int required,
+                           struct hagent *ag)
+{
+	struct rf_rdma_ep ep;
+	if (rf_read_all(c->fd, &ep, sizeof ep, IO_TIMEOUT_MS) < 0 || c->rdma)
+		return -1;
+	int st = __atomic_load_n(&cfg->shared->rdma, __ATOMIC_SEQ_CST);
+	if (st == RF_AGENT_NONE)
+		return decline(c->fd, RF_RDMA_NONE, "the parent prepared for TCP only "
+		               "(transport = \"tcp\")");
+	if (st == RF_AGENT_FAILED || ag->fd < 0)
+		return decline(c->fd, RF_RDMA_FAILED, cfg->shared->rdma_msg);
+	if (st == RF_AGENT_STARTING && !required)
+		return decline(c->fd, RF_RDMA_BUSY, "the holder's RDMA agent is still copying "
+		               "the image");
+	struct rf_agent_msg h = {RF_AG_CONNECT, sizeof ep, c->id, 0};
+	if (rf_write_all(ag->fd, &h, sizeof h) < 0 || rf_write_all(ag->fd, &ep, sizeof ep) < 0)
+		return decline(c->fd, RF_RDMA_FAILED, "the holder's RDMA agent is gone");
+	c->rdma = 1;
+	return 0;
+}
+
+static void on_agent(const struct rf_holder_cfg *cfg, struct hagent *ag, struct hconn *cs, int n)
+{
+	struct rf_agent_msg h;
+	struct rf_rdma_info info;
+	char why[sizeof cfg->shared->rdma_msg];
+	if (rf_read_all(ag->fd, &h, sizeof h, IO_TIMEOUT_MS) < 0) {
+		agent_gone(cfg, ag, cs, n, "the holder's RDMA agent exited");
+		return;
+	}
+	if (h.type == RF_AG_FAILED && h.len <= sizeof why &&
+	    rf_read_all(ag->fd, why, h.len, IO_TIMEOUT_MS) == 0) {
+		why[sizeof why - 1] = 0;
+		agent_gone(cfg, ag, cs, n, why);
+	} else if (h.type == RF_AG_READY && h.len >= sizeof info && !ag->ranges &&
+	           rf_read_all(ag->fd, &info, sizeof info, IO_TIMEOUT_MS) == 0 &&
+	           h.len - sizeof info == (uint64_t)info.nranges * sizeof *ag->ranges) {
+		ag->ranges_len = h.len - sizeof info;
+		ag->ranges = mmap(NULL, ag->ranges_len + 1, PROT_READ | PROT_WRITE,
+		                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (ag->ranges == MAP_FAILED || rf_read_all(ag->fd, ag->ranges, ag->ranges_len,
+		                                            IO_TIMEOUT_MS) < 0) {
+			ag->ranges = NULL;
+			agent_gone(cfg, ag, cs, n, "the holder cannot keep the RDMA agent's ranges");
+			return;
+		}
+		ag->ready = info;
+		copy_msg(cfg->shared->rdma_msg, sizeof cfg->shared->rdma_msg, info.msg);
+		__atomic_store_n(&cfg->shared->rdma, RF_AGENT_READY, __ATOMIC_SEQ_CST);
+	} else if (h.type == RF_AG_CONNECTED && h.len == sizeof info &&
+	           rf_read_all(ag->fd, &info, sizeof info, IO_TIMEOUT_MS) == 0) {
+		int i = 0;
+		while (i < n && cs[i].id != h.conn)
+			i++;
+		if (i == n || cs[i].rdma != 1) {   /* gone meanwhile */
+			struct rf_agent_msg rel = {RF_AG_RELEASE, 0, h.conn, 0};
+			if (info.status == RF_RDMA_OK)
+				rf_write_all(ag->fd, &rel, sizeof rel);
+			return;
+		}
+		cs[i].rdma = info.status == RF_RDMA_OK ? 2 : 0;
+		if (info.status != RF_RDMA_OK) {
+			rf_write_all(cs[i].fd, &info, sizeof info);
+			return;
+		}
+		info.nranges = ag->ready.nranges;
+		struct iovec iov[2] = {{&info, sizeof info}, {ag->ranges, ag->ranges_len}};
+		send_all(cs[i].fd, iov, 2);   /* a failure shows at its next poll */
+	} else {
+		agent_gone(cfg, ag, cs, n, "the holder's RDMA agent sent nonsense");
+	}
+}
+
+static void conn_closed(struct hagent *ag, const struct hconn *c)
+{
+	struct rf_agent_msg rel = {RF_AG_RELEASE, 0, c->id, 0};
+	if (c->rdma && ag->fd >= 0)
+		rf_write_all(ag->fd, &rel, sizeof rel);
+	close(c->fd);
+}
+
+/* ---- the loop ------------------------------------------------------------------ */
+
+static int on_page_request(const struct rf_holder_cfg *cfg, struct hconn *c, struct hscratch *sc,
+                           struct hagent *ag)
+{
+	int fd = c->fd;
 	struct rf_page_req q;
 	if (rf_read_all(fd, &q, sizeof q, IO_TIMEOUT_MS) < 0)
 		return -1;
 	if (q.flags == RF_REQ_BATCH)
 		return on_batch(cfg, fd, q.npages, sc);
+	if (q.flags == RF_REQ_RDMA)
+		return on_rdma_request(cfg, c, q.npages != 0, ag);
 	struct rf_page_reply a = {RF_OK, q.npages};
 	if (q.flags || !valid_range(cfg, &q)) {
 		a.status = RF_ERANGE;
@@ -174,15 +312,23 @@ void rf_holder_main(const struct rf_holder_cfg *cfg)
 	                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (cs == MAP_FAILED || sc == MAP_FAILED)
 		_exit(1);
-	struct pollfd pf[MAX_CONNS + 1];
+	struct hagent ag = {.fd = -1};
+	if (cfg->rdma) {
+		ag.fd = cfg->agent_fd > 0 ? cfg->agent_fd : rf_agent_start(cfg);
+		if (ag.fd < 0)
+			agent_gone(cfg, &ag, cs, 0, "the holder cannot start its RDMA agent");
+	}
+	struct pollfd pf[MAX_CONNS + 2];
 	int n = 0;
+	uint32_t next_id = 0;
 	double idle_s = cfg->idle_s > 0 ? cfg->idle_s : 600, last = now_s();
 	struct timeval tv = {IO_TIMEOUT_MS / 1000, 0};
 	for (;;) {
 		pf[0] = (struct pollfd){cfg->listen_fd, POLLIN, 0};
 		for (int i = 0; i < n; i++)
 			pf[i + 1] = (struct pollfd){cs[i].fd, POLLIN, 0};
-		int r = poll(pf, n + 1, 1000);
+		pf[n + 1] = (struct pollfd){ag.fd, POLLIN, 0};   /* -1: ignored */
+		int r = poll(pf, n + 2, 1000);
 		if (r < 0 && errno != EINTR)
 			_exit(1);
 		double t = now_s();
@@ -192,6 +338,8 @@ void rf_holder_main(const struct rf_holder_cfg *cfg)
 			continue;
 		}
 		last = t;
+		if (ag.fd >= 0 && pf[n + 1].revents)
+			on_agent(cfg, &ag, cs, n);
 		for (int i = n - 1; i >= 0; i--) {
 			if (!pf[i + 1].revents)
 				continue;
@@ -199,9 +347,9 @@ void rf_holder_main(const struct rf_holder_cfg *cfg)
 			if (!cs[i].serving)
 				keep = cs[i].serving = on_hello(cfg, cs[i].fd);
 			else
-				keep = on_page_request(cfg, cs[i].fd, sc) == 0;
+				keep = on_page_request(cfg, &cs[i], sc, &ag) == 0;
 			if (!keep) {
-				close(cs[i].fd);
+				conn_closed(&ag, &cs[i]);
 				cs[i] = cs[--n];
 			}
 		}
@@ -215,7 +363,7 @@ void rf_holder_main(const struct rf_holder_cfg *cfg)
 				int one = 1;
 				setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 				setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-				cs[n++] = (struct hconn){fd, 0};
+				cs[n++] = (struct hconn){.fd = fd, .id = ++next_id};
 			}
 		}
 	}

@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "rfork.h"
+
 #define RF_PAGE 4096UL
 
 /* Registers of the thread that called rf_prepare, as rf_ctx_save left them.
@@ -71,7 +73,7 @@ struct rf_mm {
 };
 
 #define RF_MAGIC 0x4b585246u   /* "KXRF" */
-#define RF_VERSION 2   /* 2: batch requests */
+#define RF_VERSION 3   /* 2: batch requests; 3: RDMA */
 
 /* The descriptor: one flat block, offsets from its start. */
 struct rf_desc {
@@ -80,6 +82,8 @@ struct rf_desc {
 	uint32_t nident, ident_off;
 	uint32_t strings_off, strings_len;
 	uint32_t rseq_len, rseq_sig, have_mm;
+	uint32_t resumed;                  /* the parent is a resumed child */
+	uint32_t rdma;                     /* its holder has an RDMA agent */
 	uint64_t ctx_addr;                 /* parent's struct rf_ctx */
 	struct rf_ctx ctx;
 	uint64_t fs_base, rseq_addr;
@@ -120,6 +124,8 @@ struct rf_restore {
 	uint32_t nspecial;
 	struct rf_special_move special[4];
 	uint64_t index;               /* returned by rf_ctx_save in the child */
+	char transport[8];            /* read back by the child: "tcp", "rdma" */
+	char transport_info[240];     /* the device, or why not RDMA */
 	const struct rf_desc *desc;   /* copy inside the region */
 	char msg[RF_MSG_N][80];
 };
@@ -128,6 +134,13 @@ struct rf_restore {
  * region and entered on the region's stack; never returns. */
 void rf_restorer(struct rf_restore *r) __attribute__((noreturn, visibility("hidden")));
 extern const char __start_rfork_restorer[], __stop_rfork_restorer[];
+
+/* Where the argument block starts in the restorer's range: after the
+ * code, page aligned. */
+static inline size_t rf_restorer_code_len(void)
+{
+	return (__stop_rfork_restorer - __start_rfork_restorer + RF_PAGE - 1) & ~(RF_PAGE - 1);
+}
 
 /* ---- protocol ------------------------------------------------------------
  * A child connects once: hello -> reply + descriptor, then page requests on
@@ -168,9 +181,9 @@ struct rf_page_reply {
 
 /* ---- transport ------------------------------------------------------------ */
 
-/* A connection to a holder.  TCP today; an RDMA RC transport would fetch
- * the descriptor the same way and implement read_pages with one-sided
- * READs of the registered image. */
+/* A connection to a holder: TCP (tcp.c), or RDMA RC (rdma.c: a TCP
+ * connection that fetched the descriptor, upgraded; pages by one-sided
+ * READs of the holder's registered image). */
 struct rf_conn;
 struct rf_transport {
 	const char *name;
@@ -193,9 +206,16 @@ struct rf_transport {
 	                  char *err, size_t errlen);
 	int (*read_batch)(struct rf_conn *c, const struct rf_page_req *q, int n,
 	                  void *buf, char *err, size_t errlen);
+	/* A buffer of at least npages pages for read_pages/read_batch (RDMA:
+	 * registered memory); the same one until a larger one is asked for. */
+	void *(*buffer)(struct rf_conn *c, uint64_t npages, char *err, size_t errlen);
 	void (*close)(struct rf_conn *c);
 	/* The descriptor a forked process must keep open to use c. */
 	int (*fd)(const struct rf_conn *c);
+	/* What carries the pages: "tcp", or the RDMA device's name. */
+	const char *(*device)(const struct rf_conn *c);
+	/* How the pages read so far came, for KXRUN_RFORK_STATS ("" for TCP). */
+	void (*stats)(const struct rf_conn *c, char *buf, size_t len);
 };
 extern const struct rf_transport rf_tcp;
 
@@ -205,25 +225,45 @@ int rf_parse_address(const char *address, char *host, size_t hostlen,
 int rf_write_all(int fd, const void *buf, size_t len);
 int rf_read_all(int fd, void *buf, size_t len, int timeout_ms);
 
-/* The holder's loop (holder.c); never returns. */
+/* The page the parent shares with its holder (written by the holder). */
+struct rf_shared {
+	long children;       /* children resumed (atomic) */
+	int rdma;            /* RF_AGENT_*: the holder's RDMA agent */
+	char rdma_msg[240];  /* its device when ready, why when it failed */
+};
+
+/* What the holder serves; its loop (holder.c) never returns. */
 struct rf_holder_cfg {
 	int listen_fd;
 	uint64_t id;
 	uint8_t key[16];
 	const struct rf_desc *desc;
-	volatile long *children;   /* shared page: incremented per child */
+	struct rf_shared *shared;  /* the page shared with the parent */
 	double idle_s;
+	int rdma;                  /* start the RDMA agent (rdma.h) */
+	int agent_fd;              /* rdma: > 0, the agent's socket is given
+	                              (tests/unit/test_rfork_rdma.c plays it) */
+	char rdma_host[64];        /* the listening address: the agent's port
+	                              must reach it */
 };
 void rf_holder_main(const struct rf_holder_cfg *cfg) __attribute__((noreturn));
 
-/* Pager (pager.c): asks for the prefetch batch on the connection the
- * pager will take over (called by the resuming process right after the
- * descriptor, so the holder answers while the pager starts); 0 or -1 +
- * err.  rf_pager_main serves the child's faults; never returns. */
-int rf_prefetch_request(const struct rf_desc *d, struct rf_conn *conn, char *err,
+/* Pager (pager.c): rf_prefetch_request picks the prefetch batch and, with
+ * send, asks for it on the TCP connection the pager will take over (called
+ * by the resuming process right after the descriptor, so the holder answers
+ * while the pager starts); else the pager asks.  0 or -1 + err.
+ * rf_pager_main serves the child's faults; first it upgrades the connection
+ * to RDMA when o->rdma, and writes to ready_fd a status byte (0: going on)
+ * and "TRANSPORT\tINFO" or why not.  Never returns. */
+struct rf_pager_opts {
+	int rdma, required;   /* try RDMA; fail rather than use TCP */
+	const char *host;     /* the holder's */
+	int timeout_ms;
+};
+int rf_prefetch_request(const struct rf_desc *d, struct rf_conn *conn, int send, char *err,
                         size_t errlen);
-void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d,
-                   struct rf_conn *conn, int ready_fd) __attribute__((noreturn));
+void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d, struct rf_conn *conn,
+                   int ready_fd, const struct rf_pager_opts *o) __attribute__((noreturn));
 
 /* Identity of a file (identity.c): 0, or -1 when it cannot be read. */
 int rf_file_ident(const char *path, struct rf_ident *id);

@@ -1,12 +1,17 @@
 /*
  * lrfork.c - Lua binding kx.rfork (docs/MANUAL.md §5), a thin layer over rfork.h.
  *
- *   rfork.prepare{listen="HOST:PORT", idle=seconds} -> handle | nil, message
- *       (from a task).  Parent: h.child == false, h.id, h.key, h.address,
- *       h.children, h.pid (the holder), h:close().  In a resumed child the
- *       same call returns again with h.child == true and h.index.
- *   rfork.resume{address=, id=, key=} -> nil, message (does not return on
- *       success: the process becomes the child)
+ *   rfork.prepare{listen="HOST:PORT", idle=seconds, transport="tcp"|"rdma"|
+ *       "auto"} -> handle | nil, message (from a task).  Parent: h.child ==
+ *       false, h.id, h.key, h.address, h.children, h.pid (the holder),
+ *       h.transport, h.rdma (the RDMA agent: nil, "starting", "ready",
+ *       "failed"), h.transport_info, h:close().  In a resumed child the same
+ *       call returns again with h.child == true, h.index, h.transport and
+ *       h.transport_info.
+ *   rfork.resume{address=, id=, key=, transport="auto"|"rdma"|"tcp"} ->
+ *       nil, message (does not return on success: the process becomes the
+ *       child)
+ *   rfork._bench{...}: the transports measured alone (bench.c)
  */
 #include "rfork.h"
 
@@ -90,7 +95,19 @@ static int h_field(lua_State *L)
 		lua_pushinteger(L, rf_children(u->h));
 	else if (!strcmp(k, "pid") && !child)
 		lua_pushinteger(L, rf_holder_pid(u->h));
-	else
+	else if (!strcmp(k, "transport"))
+		lua_pushstring(L, rf_transport(u->h));
+	else if (!strcmp(k, "transport_info") || !strcmp(k, "rdma")) {
+		static const char *const agent_state[] = {NULL, "starting", "ready", "failed"};
+		int agent;
+		const char *info = rf_transport_info(u->h, &agent);
+		if (k[0] == 'r' && !child && agent_state[agent])
+			lua_pushstring(L, agent_state[agent]);
+		else if (k[0] == 't' && info[0])
+			lua_pushstring(L, info);
+		else
+			lua_pushnil(L);
+	} else
 		lua_pushnil(L);
 	return 1;
 }
@@ -114,6 +131,16 @@ static int h_tostring(lua_State *L)
 	return 1;
 }
 
+/* t.transport: "tcp", "rdma" or "auto" (def when absent). */
+static const char *check_transport(lua_State *L, const char *def)
+{
+	const char *t = kx_optstringfield(L, 1, "transport", def);
+	if (strcmp(t, "tcp") && strcmp(t, "rdma") && strcmp(t, "auto"))
+		kx_fielderror(L, 1, "transport", lua_pushfstring(L, "must be \"tcp\", \"rdma\" "
+		              "or \"auto\", not \"%s\"", t));
+	return t;
+}
+
 static int l_prepare(lua_State *L)
 {
 	kx_checktask(L, "prepare");
@@ -122,13 +149,15 @@ static int l_prepare(lua_State *L)
 	double idle = kx_optnumberfield(L, 1, "idle", 600);
 	if (idle <= 0)
 		return kx_fielderror(L, 1, "idle", "must be > 0 seconds");
+	const char *transport = check_transport(L, "tcp");
 	struct lhandle *u = lua_newuserdatauv(L, sizeof *u, 0);
 	u->h = NULL;
 	u->w = calloc(1, sizeof *u->w);
 	if (!u->w)
 		return kx_fail(L, "out of memory");
 	luaL_setmetatable(L, HANDLE_T);
-	struct rf_prepare_opts o = {.listen = listen, .idle_s = idle, .capture = rf_host_capture};
+	struct rf_prepare_opts o = {.listen = listen, .idle_s = idle, .capture = rf_host_capture,
+	                            .transport = transport};
 	char err[512];
 	struct rf_holder *h;
 	long r = rf_prepare(&o, &h, err, sizeof err);
@@ -166,23 +195,28 @@ static int l_resume(lua_State *L)
 		if (!(v[i] = kx_optstringfield(L, 1, f[i], NULL)))
 			return kx_fielderror(L, 1, f[i], "string expected, got nil");
 	const char *address = v[0], *id = v[1], *key = v[2];
+	const char *transport = check_transport(L, "auto");
 	char err[512];
-	rf_resume(address, id, key, err, sizeof err);
+	rf_resume(address, id, key, transport, err, sizeof err);
 	return kx_fail(L, "rfork.resume: %s", err);
 }
+
+int rf_lua_bench(lua_State *L);   /* bench.c */
 
 int luaopen_kx_rfork(lua_State *L)
 {
 	static const luaL_Reg fns[] = {
 		{"prepare", l_prepare},
 		{"resume", l_resume},
+		{"_bench", rf_lua_bench},
 		{NULL, NULL},
 	};
 	static const luaL_Reg methods[] = {{"close", h_close}, {NULL, NULL}};
 	static const luaL_Reg getters[] = {
 		{"child", h_field}, {"index", h_field}, {"id", h_field},
 		{"key", h_field}, {"address", h_field}, {"children", h_field},
-		{"pid", h_field}, {NULL, NULL},
+		{"pid", h_field}, {"transport", h_field}, {"transport_info", h_field},
+		{"rdma", h_field}, {NULL, NULL},
 	};
 	static const luaL_Reg meta[] = {
 		{"__gc", h_gc}, {"__tostring", h_tostring}, {NULL, NULL},

@@ -1,12 +1,15 @@
-# kx.rfork: remote fork (MITOSIS) - C core, restorer, TCP transport, Lua binding.
+# kx.rfork: remote fork (MITOSIS) - C core, restorer, TCP and RDMA transports,
+# Lua binding.  libibverbs is opened at run time (dlopen): only its headers
+# (libibverbs-dev) are needed to build.
 DEBS        += libibverbs-dev criu iproute2
 RFORK_CORE := bindings/rfork/ctx.c bindings/rfork/restorer.c bindings/rfork/tcp.c \
               bindings/rfork/identity.c bindings/rfork/holder.c bindings/rfork/prepare.c \
-              bindings/rfork/resume.c bindings/rfork/pager.c
-# kxrun's side of a resumed child (descriptors, loop, thread pool) and the
-# Lua binding; the core above knows nothing of kxrun.
+              bindings/rfork/resume.c bindings/rfork/pager.c bindings/rfork/verbs.c \
+              bindings/rfork/rdma.c bindings/rfork/agent.c
+# kxrun's side of a resumed child (descriptors, loop, thread pool), the Lua
+# binding and its bench helper; the core above knows nothing of kxrun.
 KX_SRCS   += $(RFORK_CORE) bindings/rfork/hostfds.c bindings/rfork/hostloop.c \
-             bindings/rfork/workpool.c bindings/rfork/lrfork.c
+             bindings/rfork/workpool.c bindings/rfork/lrfork.c bindings/rfork/bench.c
 LUAOPEN   += kx.rfork
 TEST_DEPS += $(BUILD)/tests/rfork_basic $(BUILD)/tests/lua/kx/_resume_test.so
 
@@ -38,4 +41,4 @@ $(BUILD)/bindings/rfork/restorer.o: bindings/rfork/restorer.c bindings/rfork/int
 # A small C program that prepares and resumes itself (no Lua, no host).
 $(BUILD)/tests/rfork_basic: tests/rfork/rfork_basic.c $(RFORK_CORE:%.c=$(BUILD)/%.o)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Ibindings/rfork $(LDFLAGS) -o $@ $^
+	$(CC) $(CFLAGS) -Ibindings/rfork $(LDFLAGS) -o $@ $^ -ldl

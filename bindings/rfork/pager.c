@@ -11,7 +11,7 @@
  * memory goes away (exec or exit).  If the holder does not answer, the
  * child is killed with a message: it must never hang or run on wrong memory.
  */
-#include "internal.h"
+#include "rdma.h"
 
 #include <errno.h>
 #include <linux/userfaultfd.h>
@@ -43,6 +43,7 @@ struct client {
 static struct client clients[MAX_CLIENTS];
 static int nclients;
 static pid_t child_pid;
+static const struct rf_transport *T = &rf_tcp;   /* or rf_rdma */
 
 /* KXRUN_RFORK_STATS=1: a line on stderr when the child ends. */
 static struct {
@@ -176,7 +177,8 @@ static struct {
 	struct rf_page_req *q;
 	int n, cap;
 	long pages;
-	char *buf;
+	char *buf;     /* the transport's buffer, shared with faults */
+	int sent;      /* asked for already (TCP, by the resuming process) */
 	int pending;   /* fetched, to install at the first fault */
 	double t0;     /* when it was asked for */
 } pre;
@@ -234,7 +236,7 @@ static void setup_segs(const struct rf_desc *d)
 			add_seg(&clients[0], m[i].start, m[i].end, m[i].start);
 }
 
-int rf_prefetch_request(const struct rf_desc *d, struct rf_conn *conn, char *err,
+int rf_prefetch_request(const struct rf_desc *d, struct rf_conn *conn, int send, char *err,
                         size_t errlen)
 {
 	pre.t0 = now_s();
@@ -249,21 +251,22 @@ int rf_prefetch_request(const struct rf_desc *d, struct rf_conn *conn, char *err
 			if (s->cend - s->cstart <= lim)
 				prefetch_add(s->cstart, s->cend);
 		}
-	return pre.n ? rf_tcp.send_batch(conn, pre.q, pre.n, err, errlen) : 0;
+	if (!send || !pre.n)
+		return 0;
+	pre.sent = 1;
+	return rf_tcp.send_batch(conn, pre.q, pre.n, err, errlen);
 }
 
-/* The answer to rf_prefetch_request, in the pager. */
-static void prefetch_fetch(struct rf_conn *conn)
+/* The answer to rf_prefetch_request, in the pager, into buf. */
+static void prefetch_fetch(struct rf_conn *conn, char *buf)
 {
 	if (!pre.n)
 		return;
-	/* populated in one go: a first touch per page costs ~15 us on a VM */
-	pre.buf = mmap(NULL, pre.pages * RF_PAGE, PROT_READ | PROT_WRITE,
-	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	if (pre.buf == MAP_FAILED)
-		kill_child("pager out of memory");
 	char err[256];
-	if (rf_tcp.read_batch(conn, pre.q, pre.n, pre.buf, err, sizeof err) < 0)
+	if (!pre.sent && T->send_batch(conn, pre.q, pre.n, err, sizeof err) < 0)
+		kill_child(err);
+	pre.buf = buf;
+	if (T->read_batch(conn, pre.q, pre.n, pre.buf, err, sizeof err) < 0)
 		kill_child(err);
 	pre.pending = 1;
 	st.prefetch_s = now_s() - pre.t0;
@@ -271,8 +274,7 @@ static void prefetch_fetch(struct rf_conn *conn)
 
 static void prefetch_drop(void)
 {
-	munmap(pre.buf, pre.pages * RF_PAGE);
-	pre.buf = NULL;
+	pre.buf = NULL;   /* the transport's buffer: faults reuse it */
 	pre.pending = 0;
 }
 
@@ -311,7 +313,7 @@ static void on_fault(struct client *c, struct rf_conn *conn, uint64_t addr, uint
 		n = ra;
 	char err[256];
 	double t0 = st.on ? now_s() : 0;
-	if (rf_tcp.read_pages(conn, s->pstart + (addr - s->cstart), buf, n, err, sizeof err) < 0)
+	if (T->read_pages(conn, s->pstart + (addr - s->cstart), buf, n, err, sizeof err) < 0)
 		kill_child(err);
 	if (st.on)
 		st.fetch_s += now_s() - t0;
@@ -382,8 +384,28 @@ static void on_event(struct client *c, struct uffd_msg *u, struct rf_conn *conn,
 	}
 }
 
+/* RDMA instead of TCP when asked for; 0, or -1 + err when it must not go
+ * on over TCP. */
+static int choose_transport(struct rf_conn **conn, const struct rf_desc *d,
+                            const struct rf_pager_opts *o, uint32_t buf_pages, char *info,
+                            size_t infolen)
+{
+	if (!o->rdma)
+		return 0;
+	int declined;
+	struct rf_conn *r = rf_rdma_upgrade(*conn, d, o->host, o->required, o->timeout_ms,
+	                                    buf_pages, &declined, info, infolen);
+	if (r) {
+		*conn = r;
+		T = &rf_rdma;
+		snprintf(info, infolen, "%s", T->device(r));
+		return 0;
+	}
+	return o->required || !declined ? -1 : 0;   /* else TCP, info says why */
+}
+
 void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d, struct rf_conn *conn,
-                   int ready_fd)
+                   int ready_fd, const struct rf_pager_opts *o)
 {
 	child_pid = child;
 	clients[0].uffd = uffd;
@@ -394,13 +416,25 @@ void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d, struct rf_con
 	int ra = e ? atoi(e) : 16;
 	if (ra < 1 || ra > RF_MAX_PAGES)
 		ra = 16;
-	char *buf = malloc(RF_MAX_PAGES * RF_PAGE);
+	/* the answer to the resuming process: 0 and "TRANSPORT\tINFO", or
+	 * 1 and why it cannot go on */
+	char msg[320], info[256] = "";
+	/* one buffer for the batch and the faults' read-ahead: populated (and,
+	 * for RDMA, registered) once */
+	uint32_t need = pre.pages > ra ? (uint32_t)pre.pages : (uint32_t)ra;
+	int bad = choose_transport(&conn, d, o, need, info, sizeof info) < 0;
+	char *buf = bad ? NULL : T->buffer(conn, need, info, sizeof info);
 	int pidfd = syscall(SYS_pidfd_open, child, 0);
-	char ok = 0;
-	if (!buf || pidfd < 0 || write(ready_fd, &ok, 1) != 1)
+	if (!bad && (!buf || pidfd < 0)) {
+		bad = 1;
+		if (pidfd < 0)
+			snprintf(info, sizeof info, "pidfd_open: %s", strerror(errno));
+	}
+	int len = snprintf(msg, sizeof msg, "%c%s\t%s", bad, bad ? "" : T->name, info);
+	if (write(ready_fd, msg, len) != len || bad)
 		_exit(1);
 	close(ready_fd);
-	prefetch_fetch(conn);
+	prefetch_fetch(conn, buf);
 	struct uffd_msg msgs[16];
 	struct pollfd pf[MAX_CLIENTS + 1];
 	double last_reap = now_s();
@@ -412,12 +446,14 @@ void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d, struct rf_con
 		if (r < 0 && errno != EINTR)
 			kill_child("poll failed");
 		if (pf[0].revents) {   /* the child has ended */
+			char how[160];
+			T->stats(conn, how, sizeof how);
 			if (st.on)
 				fprintf(stderr, "kxrun rfork: pager of child %d: %ld faults, %ld pages "
 				        "fetched (%.1f ms waiting on the holder), %ld zero pages, "
-				        "%ld forks; %ld pages prefetched (%d ranges) in %.1f ms\n", child_pid,
-				        st.faults, st.pages, st.fetch_s * 1e3, st.zero, st.forks,
-				        st.prefetched, pre.n, st.prefetch_s * 1e3);
+				        "%ld forks; %ld pages prefetched (%d ranges) in %.1f ms%s\n",
+				        child_pid, st.faults, st.pages, st.fetch_s * 1e3, st.zero, st.forks,
+				        st.prefetched, pre.n, st.prefetch_s * 1e3, how);
 			_exit(0);
 		}
 		int n = nclients;   /* forks add clients at the end */

@@ -3,7 +3,7 @@
  * resumed child does when it comes back out of it.
  */
 #include "rfork.h"
-#include "internal.h"
+#include "rdma.h"
 
 #include <asm/prctl.h>
 #include <dirent.h>
@@ -46,10 +46,16 @@ struct rf_holder {
 	int child;
 	long index;
 	pid_t pid;
-	volatile long *children;   /* shared with the holder */
+	struct rf_shared *shared;  /* written by the holder */
 	struct rf_snap *snap;
 	char id[17], key[33], address[300];
+	char transport[8];         /* "tcp" or "rdma": parent: what the holder
+	                              offers; child: what brought its pages */
+	char transport_info[240];  /* the device, or why not RDMA */
 };
+
+/* 1 in a process that was resumed: its absent pages are not zeros. */
+static int g_resumed;
 
 /* The snapshot being prepared: the one global a resumed child reads (its
  * locals are whatever the parent's frame held at the fork). */
@@ -328,12 +334,43 @@ static void hex(char *out, const uint8_t *b, size_t n)
 		sprintf(out + 2 * i, "%02x", b[i]);
 }
 
+/* "tcp", "rdma" (an RDMA port must reach the listening address: else an
+ * error) or "auto" (RDMA when one does, else TCP, saying why). */
+static int choose_transport(const struct rf_prepare_opts *o, struct rf_holder *h,
+                            struct rf_holder_cfg *cfg, char *err, size_t errlen)
+{
+	const char *t = o->transport ? o->transport : "tcp";
+	snprintf(h->transport, sizeof h->transport, "tcp");
+	if (!strcmp(t, "tcp"))
+		return 0;
+	if (strcmp(t, "rdma") && strcmp(t, "auto")) {
+		snprintf(err, errlen, "transport must be \"tcp\", \"rdma\" or \"auto\", not \"%s\"", t);
+		return -1;
+	}
+	char port[16], why[200];
+	struct rf_rdma_port p;
+	if (rf_parse_address(h->address, cfg->rdma_host, sizeof cfg->rdma_host, port, sizeof port,
+	                     err, errlen) < 0)
+		return -1;
+	if (rf_rdma_pick(cfg->rdma_host, &p, NULL, why, sizeof why) < 0) {
+		if (!strcmp(t, "rdma")) {
+			snprintf(err, errlen, "transport rdma: %s", why);
+			return -1;
+		}
+		snprintf(h->transport_info, sizeof h->transport_info, "%s", why);
+		return 0;
+	}
+	cfg->rdma = 1;
+	snprintf(h->transport, sizeof h->transport, "rdma");
+	snprintf(h->transport_info, sizeof h->transport_info, "%s port %d", p.name, p.port);
+	return 0;
+}
+
 /* ---- the resumed child ---------------------------------------------------- */
 
 static long child_comes_back(long index, struct rf_holder **out)
 {
 	struct rf_snap *s = g_snap;
-	munmap((void *)(uintptr_t)s->ctx.region, s->ctx.region_len);
 	for (int i = 0; i < s->nfiles; i++) {
 		struct rf_file *f = &s->files[i];
 		int fd = open(f->path, f->flags & ~(O_CREAT | O_EXCL | O_TRUNC));
@@ -351,12 +388,19 @@ static long child_comes_back(long index, struct rf_holder **out)
 	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &s->sigmask, NULL, 8);
 	/* The parent's handle, in this image too, becomes the child's. */
 	struct rf_holder *h = s->handle;
-	if (h->children)
-		munmap((void *)h->children, RF_PAGE);   /* a private copy here */
+	if (h->shared)
+		munmap(h->shared, RF_PAGE);   /* a private copy here */
 	memset(h, 0, sizeof *h);
 	h->child = 1;
 	h->index = index;
 	h->snap = s;
+	/* what the resuming process used, in its restorer block (still mapped) */
+	const struct rf_restore *r = (const struct rf_restore *)(uintptr_t)(s->ctx.region +
+	                                                                   rf_restorer_code_len());
+	snprintf(h->transport, sizeof h->transport, "%s", r->transport);
+	snprintf(h->transport_info, sizeof h->transport_info, "%s", r->transport_info);
+	munmap((void *)(uintptr_t)s->ctx.region, s->ctx.region_len);
+	g_resumed = 1;
 	*out = h;
 	return index;
 }
@@ -455,6 +499,8 @@ long rf_prepare(const struct rf_prepare_opts *o, struct rf_holder **out, char *e
 	if (lfd < 0)
 		goto fail;
 	struct rf_holder_cfg cfg = {.listen_fd = lfd, .idle_s = o->idle_s};
+	if (choose_transport(o, h, &cfg, err, errlen) < 0)
+		goto fail;
 	if (getrandom(&cfg.id, sizeof cfg.id, 0) != sizeof cfg.id ||
 	    getrandom(cfg.key, sizeof cfg.key, 0) != sizeof cfg.key) {
 		snprintf(err, errlen, "getrandom: %s", strerror(errno));
@@ -482,9 +528,9 @@ long rf_prepare(const struct rf_prepare_opts *o, struct rf_holder **out, char *e
 	dcap = sizeof *d + 16 + lines * (sizeof(struct rf_map) + sizeof(struct rf_ident)) + textcap;
 	text = malloc(textcap);
 	d = calloc(1, dcap);
-	h->children = mmap(NULL, RF_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (!text || !d || h->children == MAP_FAILED) {
-		h->children = NULL;
+	h->shared = mmap(NULL, RF_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (!text || !d || h->shared == MAP_FAILED) {
+		h->shared = NULL;
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -515,7 +561,10 @@ long rf_prepare(const struct rf_prepare_opts *o, struct rf_holder **out, char *e
 	capture_mm(d);
 	d->ctx_addr = (uintptr_t)&s->ctx;
 	cfg.desc = d;
-	cfg.children = h->children;
+	cfg.shared = h->shared;
+	h->shared->rdma = cfg.rdma ? RF_AGENT_STARTING : RF_AGENT_NONE;
+	d->rdma = cfg.rdma;
+	d->resumed = g_resumed;
 	h->snap = s;
 	s->handle = h;
 	g_snap = s;
@@ -535,8 +584,8 @@ long rf_prepare(const struct rf_prepare_opts *o, struct rf_holder **out, char *e
 fail:
 	if (lfd >= 0)
 		close(lfd);
-	if (h && h->children)
-		munmap((void *)h->children, RF_PAGE);
+	if (h && h->shared)
+		munmap(h->shared, RF_PAGE);
 	free(text);
 	free(d);
 	free(h);
@@ -550,10 +599,21 @@ const char *rf_key(const struct rf_holder *h) { return h->key; }
 const char *rf_address(const struct rf_holder *h) { return h->address; }
 long rf_children(const struct rf_holder *h)
 {
-	return h->children ? __atomic_load_n(h->children, __ATOMIC_SEQ_CST) : 0;
+	return h->shared ? __atomic_load_n(&h->shared->children, __ATOMIC_SEQ_CST) : 0;
 }
 pid_t rf_holder_pid(const struct rf_holder *h) { return h->pid; }
 int rf_is_child(const struct rf_holder *h) { return h->child; }
+const char *rf_transport(const struct rf_holder *h) { return h->transport; }
+
+const char *rf_transport_info(const struct rf_holder *h, int *agent)
+{
+	*agent = RF_AGENT_NONE;
+	if (h->child || !h->shared)
+		return h->transport_info;
+	*agent = __atomic_load_n(&h->shared->rdma, __ATOMIC_SEQ_CST);
+	return *agent == RF_AGENT_READY || *agent == RF_AGENT_FAILED ? h->shared->rdma_msg
+	                                                             : h->transport_info;
+}
 long rf_index(const struct rf_holder *h) { return h->index; }
 
 const void *rf_resume_blob(const struct rf_holder *h, size_t *len)
@@ -576,8 +636,8 @@ void rf_close(struct rf_holder *h)
 			kill(h->pid, SIGKILL);
 			waitpid(h->pid, NULL, 0);
 		}
-		if (h->children)
-			munmap((void *)h->children, RF_PAGE);
+		if (h->shared)
+			munmap(h->shared, RF_PAGE);
 		free_snap(h->snap);
 	}
 	free(h);

@@ -7,7 +7,7 @@
  * restorer takes over on its own stack.
  */
 #include "rfork.h"
-#include "internal.h"
+#include "rdma.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -195,8 +195,9 @@ static int cmp_int(const void *a, const void *b)
 /* The pager: a grandchild in its own session (terminal signals are for the
  * child), taking over the connection that fetched the descriptor.  It is
  * running before the point of no return. */
-static int start_pager(struct rf_conn *c, int uffd, const struct rf_desc *d, int timeout_ms,
-                       char *err, size_t errlen)
+static int start_pager(struct rf_conn *c, int uffd, const struct rf_desc *d,
+                       const struct rf_pager_opts *po, struct rf_restore *r, char *err,
+                       size_t errlen)
 {
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0) {
@@ -232,18 +233,66 @@ static int start_pager(struct rf_conn *c, int uffd, const struct rf_desc *d, int
 		setsid();
 		signal(SIGINT, SIG_DFL), signal(SIGTERM, SIG_DFL), signal(SIGHUP, SIG_DFL);
 		signal(SIGPIPE, SIG_IGN);
-		rf_pager_main(uffd, child, d, c, p[1]);
+		rf_pager_main(uffd, child, d, c, p[1], po);
 	}
 	close(p[1]);
 	waitpid(mid, NULL, 0);
+	/* the pager's first word: 0 and "TRANSPORT\tINFO", or 1 and why not */
 	char msg[512];
 	struct pollfd pf = {p[0], POLLIN, 0};
-	ssize_t n = poll(&pf, 1, timeout_ms + 1000) == 1 ? read(p[0], msg, sizeof msg - 1) : -1;
+	ssize_t n = poll(&pf, 1, 2 * po->timeout_ms + 1000) == 1 ? read(p[0], msg, sizeof msg - 1)
+	                                                          : -1;
 	close(p[0]);
-	if (n == 1 && msg[0] == 0)
+	msg[n > 0 ? n : 0] = 0;
+	char *tab = n > 1 ? memchr(msg + 1, '\t', n - 1) : NULL;
+	if (n > 1 && msg[0] == 0 && tab) {
+		*tab = 0;
+		snprintf(r->transport, sizeof r->transport, "%s", msg + 1);
+		if (tab[1])
+			snprintf(r->transport_info, sizeof r->transport_info, "%s", tab + 1);
 		return 0;
-	snprintf(err, errlen, "the pager did not start");
+	}
+	snprintf(err, errlen, "%s", n > 1 && tab ? tab + 1 : "the pager did not start");
 	return -1;
+}
+
+/* The transport asked for (NULL: "auto") against what the parent offers;
+ * fills po (and r->transport_info with why not RDMA).  0 or -1 + err. */
+static int choose_transport(const char *t, const char *address, const struct rf_desc *d,
+                            struct rf_pager_opts *po, char *host, size_t hostlen,
+                            struct rf_restore *r, char *err, size_t errlen)
+{
+	t = t ? t : "auto";
+	int rdma = !strcmp(t, "rdma"), autom = !strcmp(t, "auto");
+	if (!rdma && !autom && strcmp(t, "tcp")) {
+		snprintf(err, errlen, "transport must be \"auto\", \"rdma\" or \"tcp\", not \"%s\"", t);
+		return -1;
+	}
+	char port[16], why[240];
+	if (rf_parse_address(address, host, hostlen, port, sizeof port, err, errlen) < 0)
+		return -1;
+	po->host = host;
+	if (!rdma && !(autom && d->rdma)) {
+		if (autom)
+			snprintf(r->transport_info, sizeof r->transport_info, "the parent prepared for "
+			         "TCP only");
+		return 0;
+	}
+	struct rf_rdma_port p;
+	if (!d->rdma)
+		snprintf(why, sizeof why, "the parent prepared for TCP only (rfork.prepare's "
+		         "transport = \"tcp\")");
+	if (!d->rdma || rf_rdma_pick(host, &p, NULL, why, sizeof why) < 0) {
+		if (rdma) {
+			snprintf(err, errlen, "transport rdma: %s", why);
+			return -1;
+		}
+		snprintf(r->transport_info, sizeof r->transport_info, "%s", why);
+		return 0;
+	}
+	po->rdma = 1;
+	po->required = rdma;
+	return 0;
 }
 
 static void set_msgs(struct rf_restore *r)
@@ -260,8 +309,8 @@ static void set_msgs(struct rf_restore *r)
 		snprintf(r->msg[i], sizeof r->msg[i], "%s", m[i]);
 }
 
-int rf_resume(const char *address, const char *id_hex, const char *key_hex, char *err,
-              size_t errlen)
+int rf_resume(const char *address, const char *id_hex, const char *key_hex,
+              const char *transport, char *err, size_t errlen)
 {
 	uint8_t key[16], idb[8];
 	if (parse_hex(key_hex, key, 16) < 0) {
@@ -298,8 +347,16 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex, char
 		snprintf(err, errlen, "%s: malformed descriptor", address);
 		goto fail;
 	}
-	/* asked for now, answered while the rest is checked and the pager starts */
-	if (rf_prefetch_request(d, c, err, errlen) < 0)
+	/* what is chosen and said here goes to the restorer block, for the child */
+	struct rf_restore chosen = {0};
+	struct rf_pager_opts po = {.timeout_ms = timeout_ms};
+	char host[256];
+	if (choose_transport(transport, address, d, &po, host, sizeof host, &chosen, err,
+	                     errlen) < 0)
+		goto fail;
+	/* over TCP asked for now, answered while the rest is checked and the
+	 * pager starts; over RDMA the pager reads it */
+	if (rf_prefetch_request(d, c, !po.rdma, err, errlen) < 0)
 		goto fail;
 	t_desc = now_ms();
 	if (check_identity(d, err, errlen) < 0)
@@ -352,8 +409,7 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex, char
 		}
 	}
 
-	size_t code_len = (__stop_rfork_restorer - __start_rfork_restorer + RF_PAGE - 1) &
-	                  ~(RF_PAGE - 1);
+	size_t code_len = rf_restorer_code_len();
 	size_t args_len = (sizeof(struct rf_restore) + 64 + d->size + RF_PAGE - 1) & ~(RF_PAGE - 1);
 	uint64_t region_len = code_len + args_len + STACK_SIZE + scratch_len;
 	uint64_t region = free_range(d, own, nown, region_len);
@@ -386,6 +442,7 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex, char
 	}
 	r->index = index;
 	r->desc = dcopy;
+	memcpy(r->transport_info, chosen.transport_info, sizeof r->transport_info);
 	set_msgs(r);
 	if (mprotect(base, code_len, PROT_READ | PROT_EXEC) < 0) {
 		snprintf(err, errlen, "mprotect: %s", strerror(errno));
@@ -393,7 +450,7 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex, char
 		goto fail;
 	}
 	t_layout = now_ms();
-	if (start_pager(c, uffd, d, timeout_ms, err, errlen) < 0) {
+	if (start_pager(c, uffd, d, &po, r, err, errlen) < 0) {
 		munmap(base, region_len);
 		goto fail;
 	}
@@ -401,9 +458,10 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex, char
 	c = NULL;
 	if (stats)
 		fprintf(stderr, "kxrun rfork: resume of child %u: descriptor %.1f ms, identity "
-		        "%.1f ms, userfaultfd and layout %.1f ms, pager %.1f ms; switching at "
-		        "%.3f ms (CLOCK_MONOTONIC)\n", index, t_desc - t0, t_ident - t_desc,
-		        t_layout - t_ident, now_ms() - t_layout, now_ms());
+		        "%.1f ms, userfaultfd and layout %.1f ms, pager %.1f ms (over %s%s%s); "
+		        "switching at %.3f ms (CLOCK_MONOTONIC)\n", index, t_desc - t0,
+		        t_ident - t_desc, t_layout - t_ident, now_ms() - t_layout, r->transport,
+		        r->transport_info[0] ? ": " : "", r->transport_info, now_ms());
 
 	/* Point of no return. */
 	fflush(NULL);

@@ -56,6 +56,11 @@ struct rf_prepare_opts {
 	 * the image (handed back by rf_resume_blob in the child), or NULL and
 	 * a message.  May be NULL. */
 	void *(*capture)(size_t *len, char *err, size_t errlen);
+	/* "tcp" (NULL), "rdma" (an RDMA port must reach the listening
+	 * address, else an error) or "auto" (RDMA when one does).  With RDMA
+	 * the holder starts an agent that copies the image once, registers
+	 * it and lets children read it with one-sided RDMA READs. */
+	const char *transport;
 };
 
 long rf_prepare(const struct rf_prepare_opts *o, struct rf_holder **out,
@@ -68,6 +73,13 @@ const char *rf_key(const struct rf_holder *h);
 const char *rf_address(const struct rf_holder *h);
 long rf_children(const struct rf_holder *h);
 pid_t rf_holder_pid(const struct rf_holder *h);
+
+/* What carries the pages: parent: "tcp" or "rdma" (the holder has an RDMA
+ * agent); child: what its resume used.  rf_transport_info: the device, or
+ * why not RDMA; in the parent *agent tells where the agent is. */
+enum { RF_AGENT_NONE, RF_AGENT_STARTING, RF_AGENT_READY, RF_AGENT_FAILED };
+const char *rf_transport(const struct rf_holder *h);
+const char *rf_transport_info(const struct rf_holder *h, int *agent);
 
 /* Child side: 1 in a resumed child, its index (1, 2, ...) and the capture
  * blob taken at prepare (NULL, 0 when there was none). */
@@ -84,12 +96,16 @@ void rf_holder_exited(struct rf_holder *h);
 void rf_close(struct rf_holder *h);
 
 /* Resumes the snapshot served at address (see above).  key_hex: 32 hex
- * digits.  Returns -1 with a message; does not return on success. */
+ * digits.  transport: "auto" (NULL: RDMA when the parent's holder offers
+ * it and a local port reaches it, else TCP), "rdma" (else an error) or
+ * "tcp".  Returns -1 with a message; does not return on success. */
 int rf_resume(const char *address, const char *id, const char *key_hex,
-              char *err, size_t errlen);
+              const char *transport, char *err, size_t errlen);
 
 /* Tunables read from the environment by rf_resume (defaults in brackets):
  *   KXRUN_RFORK_TIMEOUT_MS  each request to the holder [10000]
- *   KXRUN_RFORK_READAHEAD   pages fetched per fault, 1..256 [16]        */
+ *   KXRUN_RFORK_READAHEAD   pages fetched per fault, 1..256 [16]
+ *   KXRUN_RFORK_RDMA_DEVICE NAME[:PORT[:GID_INDEX]]: the RDMA port to use
+ *                           (also read by rf_prepare's holder)           */
 
 #endif /* KX_RFORK_H */

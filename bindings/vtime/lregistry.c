@@ -416,20 +416,14 @@ static int s_close(lua_State *L)
 	return 0;
 }
 
-static int s_index(lua_State *L)
+/* getter: server.path (nil once closed) */
+static int s_path(lua_State *L)
 {
 	struct userver *u = luaL_checkudata(L, 1, SERVER_T);
-	const char *k = luaL_checkstring(L, 2);
-	if (!strcmp(k, "path")) {
-		if (u->s)
-			lua_pushstring(L, u->s->path);
-		else
-			lua_pushnil(L);
-		return 1;
-	}
-	luaL_getmetatable(L, SERVER_T);
-	lua_getfield(L, -1, "__methods");
-	lua_getfield(L, -1, k);
+	if (u->s)
+		lua_pushstring(L, u->s->path);
+	else
+		lua_pushnil(L);
 	return 1;
 }
 
@@ -550,11 +544,9 @@ int luaopen_kx_vtime_registry(lua_State *L)
 		{"killgroup", l_killgroup}, {"chdir", l_chdir}, {"getcwd", l_getcwd},
 		{NULL, NULL},
 	};
-	kx_newclass(L, SERVER_T, methods, s_close);
-	lua_getfield(L, -1, "__index");
-	lua_setfield(L, -2, "__methods");
-	lua_pushcfunction(L, s_index);
-	lua_setfield(L, -2, "__index");
+	static const luaL_Reg getters[] = {{"path", s_path}, {NULL, NULL}};
+	static const luaL_Reg meta[] = {{"__gc", s_close}, {NULL, NULL}};
+	kx_defclass(L, &(struct kx_class){SERVER_T, methods, getters, meta});
 	lua_pop(L, 1);
 	luaL_newlib(L, funcs);
 	return 1;

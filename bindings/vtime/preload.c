@@ -37,8 +37,7 @@ static pid_t mypid;
  * first read after each resume of the slot. */
 static uint32_t lazy_seq = 1;
 static int64_t lazy_base;
-/* The highest value this process has read: its clock never steps back
- * (README: a rare step back was seen in a two-thread program). */
+/* The highest value this process has read: its clock never steps back. */
 static int64_t floor_ns;
 
 static int (*real_clock_gettime)(clockid_t, struct timespec *);
@@ -122,14 +121,23 @@ static int64_t own_cpu(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* This process's virtual clock (MONOTONIC base); the slot's view in *vo. */
-static int64_t vclock(struct kxvt_slot_view *vo)
+/* This process's raw virtual clock (MONOTONIC base) and the slot's view it
+ * was read with (*vo).  The view, the CPU time and skip are one snapshot:
+ * a read that a stop interrupts and a resume follows (the slot changed:
+ * another round) is done again, else it would return the old round's
+ * value in the new one. */
+static int64_t vclock_raw(struct kxvt_slot_view *vo)
 {
-	if (!slot)
-		return kxvt_read(shm, NULL);
 	struct kxvt_slot_view v;
-	kxvt_slot_read(slot, &v);
-	int64_t cpu = own_cpu(), base;
+	int64_t cpu;
+	uint64_t skip;
+	do {
+		kxvt_slot_read(slot, &v);
+		cpu = own_cpu();
+		skip = __atomic_load_n(&slot->skip, __ATOMIC_ACQUIRE);
+	} while (__atomic_load_n(&slot->seq, __ATOMIC_ACQUIRE) != v.seq ||
+	         kxvt_skip_gen(skip) != kxvt_gen(v.seq));
+	int64_t base;
 	if (mypid == slot->pid) {
 		base = v.cpu_base;
 	} else {
@@ -141,12 +149,30 @@ static int64_t vclock(struct kxvt_slot_view *vo)
 	}
 	if (vo)
 		*vo = v;
-	int64_t c = kxvt_slot_clock(&v, __atomic_load_n(&slot->skip, __ATOMIC_ACQUIRE),
-	                            cpu - base);
-	int64_t f = __atomic_load_n(&floor_ns, __ATOMIC_RELAXED);
+	return kxvt_slot_clock(&v, kxvt_skip_ns(skip), cpu - base);
+}
+
+/* The clock as the process reads it: never below an earlier read (the
+ * floor: a child's own clock starts below what its parent read, threads
+ * read the CPU time in some order).  A read below the floor because a
+ * resume came in between (the slot changed) is done again. */
+static int64_t vclock(struct kxvt_slot_view *vo)
+{
+	if (!slot)
+		return kxvt_read(shm, NULL);
+	struct kxvt_slot_view v;
+	int64_t c, f;
+	for (;;) {
+		c = vclock_raw(&v);
+		f = __atomic_load_n(&floor_ns, __ATOMIC_RELAXED);
+		if (c >= f || __atomic_load_n(&slot->seq, __ATOMIC_ACQUIRE) == v.seq)
+			break;
+	}
 	while (c > f && !__atomic_compare_exchange_n(&floor_ns, &f, c, 0,
 	                                             __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		;
+	if (vo)
+		*vo = v;
 	return c > f ? c : f;
 }
 
@@ -190,17 +216,32 @@ API time_t time(time_t *t)
 }
 
 /* A deadline inside this process's quantum is reached at once: the clock
- * jumps to it (skip).  1 when the deadline has been reached. */
+ * jumps to it (skip), measured from the raw clock (the floor may stand
+ * above it: a jump from the floor would fall short of the deadline), and
+ * swapped into the share it was measured in only (skip's generation: a
+ * stop between the read and the write, then a resume, must not carry it
+ * into the next share).  1 when the deadline is reached. */
 static int deadline_reached(int64_t deadline)
 {
-	struct kxvt_slot_view v;
-	int64_t now = vclock(&v);
-	if (now >= deadline)
-		return 1;
-	if (!slot || deadline >= v.vend)
-		return 0;
-	__atomic_fetch_add(&slot->skip, deadline - now, __ATOMIC_ACQ_REL);
-	return 1;
+	for (;;) {
+		struct kxvt_slot_view v;
+		int64_t now = vclock(&v);
+		if (now >= deadline)
+			return 1;
+		if (!slot || deadline >= v.vend)
+			return 0;
+		int64_t raw = vclock_raw(&v);
+		if (raw >= deadline)
+			return 1;
+		if (deadline >= v.vend)
+			return 0;
+		uint64_t w = __atomic_load_n(&slot->skip, __ATOMIC_ACQUIRE);
+		while (kxvt_skip_gen(w) == kxvt_gen(v.seq))
+			if (__atomic_compare_exchange_n(&slot->skip, &w,
+			        kxvt_skip_pack(kxvt_gen(v.seq), kxvt_skip_ns(w) + deadline - raw),
+			        0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+				return 1;
+	}
 }
 
 /* A thread waits for a later round: tell the controller why it blocks.

@@ -346,23 +346,34 @@ int vtreg_tracer(const char *path, double wait_s,
 		free(m);
 		return -1;
 	}
+	/* SIGINT/SIGTERM/SIGHUP end the tracer; the loop's own handlers never
+	 * run while it blocks here, so take them through a signalfd, blocked
+	 * before the request goes out: the orchestrator may signal it as soon
+	 * as it has registered. */
+	sigset_t sigs, old;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
+	sigprocmask(SIG_BLOCK, &sigs, &old);
+	int sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
 	int sock = connect_retry(path, wait_s, err, errlen);
 	if (sock < 0) {
 		free(m);
-		return -1;
+		goto unblock;
 	}
 	int out[2], errp[2];
 	if (pipe2(out, O_CLOEXEC) < 0) {
 		seterr(err, errlen, "pipe: %s", strerror(errno));
 		close(sock);
 		free(m);
-		return -1;
+		goto unblock;
 	}
 	if (pipe2(errp, O_CLOEXEC) < 0) {
 		seterr(err, errlen, "pipe: %s", strerror(errno));
 		close(out[0]), close(out[1]), close(sock);
 		free(m);
-		return -1;
+		goto unblock;
 	}
 	int ends[2] = { out[1], errp[1] };
 	int rc = vtreg_send(sock, m->buf, m->len, ends, 2);
@@ -373,17 +384,8 @@ int vtreg_tracer(const char *path, double wait_s,
 	if (rc < 0) {
 		seterr(err, errlen, "%s: sending the request: %s", path, strerror(-rc));
 		close(sock), close(fds[0]), close(fds[1]);
-		return -1;
+		goto unblock;
 	}
-	/* SIGINT/SIGTERM/SIGHUP end the tracer; the loop's own handlers never
-	 * run while it blocks here, so take them through a signalfd. */
-	sigset_t sigs, old;
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGHUP);
-	sigprocmask(SIG_BLOCK, &sigs, &old);
-	int sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
 	int status = -1, done = 0;
 	char *buf = malloc(4096);
 	while (!done) {
@@ -438,4 +440,9 @@ int vtreg_tracer(const char *path, double wait_s,
 		close(sfd);
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	return status;
+unblock:
+	if (sfd >= 0)
+		close(sfd);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	return -1;
 }

@@ -63,10 +63,15 @@ static int has_children(pid_t pid)
  * well ahead): then the counter. */
 static int64_t used(struct vt_exp *e, struct vt_proc *p)
 {
-	int64_t skip = __atomic_load_n(&e->shm->slot[p->slot].skip, __ATOMIC_ACQUIRE);
-	int64_t tree = perf_cpu(p) - p->perf_base;
+	int64_t skip = kxvt_skip_ns(__atomic_load_n(&e->shm->slot[p->slot].skip,
+	                                            __ATOMIC_ACQUIRE));
+	int64_t tree = perf_cpu(p) - p->perf_base - e->resume_cost;
 	int64_t own = vt_leader_cpu(p->pid);
 	int64_t cpu = own - p->cpu_base;
+	if (cpu < 0)
+		cpu = 0;
+	if (tree < 0)
+		tree = 0;
 	if (own < 0 || (tree > cpu + cpu / 8 + 20000 && has_children(p->pid)))
 		cpu = tree;
 	p->share_cpu = cpu;
@@ -153,14 +158,17 @@ static void tl_next(struct vt_exp *e, struct vt_timeline *tl)
 		p->perf_base = perf_cpu(p);
 		p->last_cpu = p->perf_base;
 		p->runnable_cpu = -1;
+		p->stray_since = 0;
 		p->idle_since = vt_mono_ns();
 		p->rearms = 0;
 		p->by_budget = 0;
 		p->ntasks = 0;
-		arm(e, p, (int64_t)((double)budget_v * p->speed));
+		arm(e, p, (int64_t)((double)budget_v * p->speed) + e->resume_cost);
 		int64_t cpu = vt_leader_cpu(p->pid);
-		p->cpu_base = cpu < 0 ? 0 : cpu;
+		p->last_own = cpu;
+		p->cpu_base = (cpu < 0 ? 0 : cpu) + e->resume_cost;
 		vt_slot_resume(e, p, p->cpu_base);
+		e->n_shares++;
 		p->run = VT_RUNNING;
 		tl->active = first;
 		kill(-p->pid, SIGCONT);
@@ -170,6 +178,10 @@ static void tl_next(struct vt_exp *e, struct vt_timeline *tl)
 
 void vt_round_begin(struct vt_exp *e)
 {
+	if (e->backend == VT_KMOD) {
+		vt_kmod_round_begin(e);
+		return;
+	}
 	free(e->tl);
 	e->tl = calloc(e->nprocs ? e->nprocs : 1, sizeof *e->tl);
 	e->ntl = 0;
@@ -260,19 +272,22 @@ static void on_exit_seen(struct vt_exp *e, struct vt_proc *p, const siginfo_t *s
 	member_done(e, p, used_v);
 }
 
-/* 1 when a task of pid's tree (threads, children, recursively) may run, or
- * is stopping (its stop report is on its way).  *ntasks: pid's threads, 0
- * when it has children. */
-static int tree_runnable(pid_t pid, int depth, int *ntasks)
+/* What /proc shows of a process tree (threads, children, recursively). */
+enum tree { TREE_IDLE, TREE_STOPPED, TREE_RUNNABLE };
+
+/* TREE_RUNNABLE when a task of pid's tree may run; else TREE_STOPPED when
+ * one is stopped (T); else TREE_IDLE (every task sleeps, or is stopped by a
+ * tracer).  *ntasks: pid's threads, 0 when it has children. */
+static enum tree tree_state(pid_t pid, int depth, int *ntasks)
 {
 	char path[96], buf[4096];
 	snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
 	DIR *d = opendir(path);
 	if (!d)
-		return 0;
+		return TREE_IDLE;
 	struct dirent *de;
-	int run = 0;
-	while (!run && (de = readdir(d))) {
+	enum tree st = TREE_IDLE;
+	while (st != TREE_RUNNABLE && (de = readdir(d))) {
 		if (de->d_name[0] == '.')
 			continue;
 		if (depth == 0 && *ntasks >= 0)
@@ -285,10 +300,12 @@ static int tree_runnable(pid_t pid, int depth, int *ntasks)
 			close(fd);
 			buf[n > 0 ? n : 0] = 0;
 			char *c = strrchr(buf, ')');
-			if (c && c[1] && (c[2] == 'R' || c[2] == 'T' || c[2] == 't'))
-				run = 1;
+			if (c && c[1] && c[2] == 'R')
+				st = TREE_RUNNABLE;
+			else if (c && c[1] && c[2] == 'T')
+				st = TREE_STOPPED;
 		}
-		if (run || depth > 16)
+		if (st == TREE_RUNNABLE || depth > 16)
 			break;
 		snprintf(path, sizeof path, "/proc/%d/task/%s/children", (int)pid,
 		         de->d_name);
@@ -296,14 +313,31 @@ static int tree_runnable(pid_t pid, int depth, int *ntasks)
 			n = read(fd, buf, sizeof buf - 1);
 			close(fd);
 			buf[n > 0 ? n : 0] = 0;
-			for (char *s = strtok(buf, " \n"); s && !run; s = strtok(NULL, " \n")) {
+			for (char *s = strtok(buf, " \n"); s && st != TREE_RUNNABLE;
+			     s = strtok(NULL, " \n")) {
 				*ntasks = -1;
-				run = tree_runnable(atoi(s), depth + 1, ntasks);
+				enum tree c = tree_state(atoi(s), depth + 1, ntasks);
+				if (c > st)
+					st = c;
 			}
 		}
 	}
 	closedir(d);
-	return run;
+	return st;
+}
+
+/* SIGSTOP pending for p (any thread, or the process): a stop on its way. */
+static int stop_pending(struct vt_proc *p)
+{
+	char buf[2048];
+	if (p->status_fd <= 0)
+		return 0;
+	ssize_t n = pread(p->status_fd, buf, sizeof buf - 1, 0);
+	buf[n > 0 ? n : 0] = 0;
+	for (const char *k = buf; (k = strstr(k, "Pnd:")); k += 4)
+		if (strtoull(k + 4, NULL, 16) & (1ull << (SIGSTOP - 1)))
+			return 1;
+	return 0;
 }
 
 static int leader_state(pid_t pid)
@@ -348,15 +382,25 @@ static int64_t check(struct vt_exp *e, struct vt_proc *p, int64_t now)
 		}
 		return 0;
 	}
-	/* stopped by its counter or as blocked, but waiting in vfork() for a
-	 * child that the group's SIGSTOP stopped: it will never show it */
-	if ((p->run == VT_STOPPING || perf_cpu(p) - p->perf_base >= p->period) &&
-	    vt_in_vfork_wait(p->pid)) {
+	/* stopped as blocked, but waiting in vfork() for a child that the
+	 * group's SIGSTOP stopped: it will never show it (stopped by its
+	 * counter so: the idle path below sees it) */
+	if (p->run == VT_STOPPING && vt_in_vfork_wait(p->pid)) {
 		on_stopped(e, p);
 		return 0;
 	}
 	if (p->run != VT_RUNNING)
 		return 0;
+	/* Using CPU?  Its own CPU clock first: reading the counter of a
+	 * running task interrupts it (an IPI, a VM exit here), time billed to
+	 * it and so to its virtual clock (+5 % at 4000 reads a second); the
+	 * tree's counter only when its own clock stands (children). */
+	int64_t own = vt_leader_cpu(p->pid);
+	if (own != p->last_own) {
+		p->last_own = own;
+		p->idle_since = now;
+		return p->period - (own - p->cpu_base);
+	}
 	int64_t cpu = perf_cpu(p);
 	if (cpu != p->last_cpu) {
 		p->last_cpu = cpu;
@@ -382,9 +426,40 @@ static int64_t check(struct vt_exp *e, struct vt_proc *p, int64_t now)
 		return 0;
 	}
 	int ntasks = 0;
-	if (tree_runnable(p->pid, 0, &ntasks)) {
+	enum tree tree = tree_state(p->pid, 0, &ntasks);
+	if (tree == TREE_RUNNABLE) {
 		p->runnable_cpu = cpu;
+		p->stray_since = 0;
 		return p->period - (cpu - p->perf_base);
+	}
+	if (tree == TREE_STOPPED) {
+		/* Its leader was stopped and its report already taken: done. */
+		if (leader_state(p->pid) == 'T') {
+			on_stopped(e, p);
+			return 0;
+		}
+		/* A task stopped while its leader runs on, with no stop on its
+		 * way to the leader: a stray.  A process forked while its group
+		 * was stopped and continued is born stopped (the kernel hands a
+		 * fork in progress the group's SIGSTOP but not the SIGCONT,
+		 * which is ignored by default), and its parent then waits for it
+		 * forever.  Seen twice, IDLE_CONFIRM apart (a group stop reaches
+		 * every process within microseconds), it is continued. */
+		if (stop_pending(p)) {
+			p->stray_since = 0;
+			return IDLE_CONFIRM;
+		}
+		if (!p->stray_since) {
+			p->stray_since = now;
+			return IDLE_CONFIRM;
+		}
+		if (now - p->stray_since < IDLE_CONFIRM)
+			return IDLE_CONFIRM - (now - p->stray_since);
+		p->stray_since = 0;
+		p->idle_since = now;
+		e->n_stray++;
+		kill(-p->pid, SIGCONT);
+		return POLL_NS;
 	}
 	p->ntasks = ntasks > 0 ? ntasks : 0;
 	p->run = VT_STOPPING; /* blocked: stopped for the rest of the round */
@@ -407,6 +482,8 @@ static void round_end(struct vt_exp *e)
 
 void vt_round_abort(struct vt_exp *e)
 {
+	if (e->backend == VT_KMOD)
+		vt_kmod_round_abort(e);
 	if (!e->in_round)
 		return;
 	for (int i = 0; i < e->nprocs; i++) {
@@ -430,6 +507,8 @@ void vt_round_abort(struct vt_exp *e)
 
 int vt_round_poll(struct vt_exp *e, int64_t max_wait_ns)
 {
+	if (e->backend == VT_KMOD)
+		return vt_kmod_round_poll(e, max_wait_ns);
 	if (!e->in_round)
 		return 1;
 	int64_t t0 = vt_mono_ns();

@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #define KXVT_MAGIC 0x4b585654u /* "KXVT" */
-#define KXVT_VERSION 2
+#define KXVT_VERSION 3
 #define KXVT_SLOTS 256
 
 struct kxvt_slot {
@@ -35,7 +35,9 @@ struct kxvt_slot {
 	int64_t vbase;             /* clock when the process was last resumed */
 	int64_t vend;              /* the clock never reads past this */
 	int64_t cpu_base;          /* pid's CPU time (ns) at vbase */
-	int64_t skip;              /* written by the process: sleeps that ended */
+	uint64_t skip;             /* sleeps that ended in this share (the
+	                              process adds, the controller resets):
+	                              kxvt_skip_pack(generation, ns) */
 	int32_t parked;            /* threads in a virtual wait (process) */
 	int32_t asleep;            /* of which in a sleep only the clock ends */
 	int64_t wake_at;           /* earliest deadline of a parked thread */
@@ -89,6 +91,31 @@ static inline void kxvt_slot_read(const volatile struct kxvt_slot *s,
 		b = __atomic_load_n(&s->seq, __ATOMIC_RELAXED);
 	} while ((a & 1) || a != b);
 	v->seq = a;
+}
+
+/* skip carries the generation of the slot it belongs to (its seqlock
+ * counter / 2, low 16 bits) beside the ns, so that a jump the process
+ * makes is compare-and-swapped into the share it measured, never into the
+ * next one (a stop may fall between its read and its write). */
+#define KXVT_SKIP_BITS 48
+static inline uint64_t kxvt_gen(uint32_t seq)
+{
+	return (seq >> 1) & 0xffff;
+}
+
+static inline uint64_t kxvt_skip_pack(uint64_t gen, int64_t ns)
+{
+	return gen << KXVT_SKIP_BITS | ((uint64_t)ns & ((1ull << KXVT_SKIP_BITS) - 1));
+}
+
+static inline int64_t kxvt_skip_ns(uint64_t w)
+{
+	return (int64_t)(w & ((1ull << KXVT_SKIP_BITS) - 1));
+}
+
+static inline uint64_t kxvt_skip_gen(uint64_t w)
+{
+	return w >> KXVT_SKIP_BITS;
 }
 
 /* The clock formula above; cpu_used = cpu - cpu_base (clamped at 0). */

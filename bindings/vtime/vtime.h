@@ -37,7 +37,9 @@
 
 #include "shm.h"
 
-enum vt_backend { VT_SIGNAL = 1, VT_FREEZER = 2 };
+enum kx_io; /* host/kx.h */
+
+enum vt_backend { VT_SIGNAL = 1, VT_FREEZER = 2, VT_KMOD = 3 };
 enum vt_cgver { VT_CGV1 = 1, VT_CGV2 = 2 };
 
 enum vt_run { VT_WAIT, VT_RUNNING, VT_STOPPING, VT_DONE };
@@ -68,11 +70,16 @@ struct vt_proc {
 	int64_t cpu_base;        /* the leader's process CPU clock then */
 	int64_t period;          /* CPU ns armed in the counter */
 	int64_t last_cpu;        /* cpu_ns at the last poll */
+	int64_t last_own;        /* the leader's CPU clock then */
 	int64_t idle_since;      /* real ns since when it used no CPU */
 	int64_t runnable_cpu;    /* cpu_ns when /proc last showed it runnable */
+	int64_t stray_since;     /* real ns a stray stopped task was seen, 0 */
 	int rearms;              /* early stops resumed this share */
 	int by_budget;           /* stopped by its counter, not for blocking */
 	int ntasks;              /* threads when it blocked, 0: children too */
+	uint32_t kmod_id;        /* kmod: its member id in kxvt.ko */
+	int tl_idx, tl_link;     /* kmod: its timeline in e->tl this round, the
+	                            next member of that timeline (-1: none) */
 };
 
 struct vt_timeline {
@@ -93,10 +100,13 @@ struct vt_exp {
 	int64_t round_start_real;
 	int64_t slice_cap;       /* real ns a round may last, 0 = no cap */
 	int64_t overshoot;       /* mean CPU ns a counter stop comes late */
+	int64_t resume_cost;     /* CPU ns a stop and resume cost a process */
 	int64_t rounds_capped;   /* rounds ended by slice_cap */
 	int64_t n_budget, n_blocked, n_rearm; /* how shares ended, early stops */
 	int64_t n_asleep;        /* shares not run: every thread asleep */
 	int64_t n_debt;          /* shares not run: a debt covered them */
+	int64_t n_stray;         /* stray stopped tasks continued (round.c) */
+	int64_t n_shares;        /* shares run (resumes) */
 	struct kxvt_shm *shm;    /* read-write mapping */
 	char shm_path[128];
 	char cg_path[200];       /* freezer cgroup directory, or "" */
@@ -105,6 +115,9 @@ struct vt_exp {
 	int nprocs, cap;
 	struct vt_timeline *tl;  /* the current round's timelines */
 	int ntl;
+	int kfd, timens_fd;      /* kmod: /dev/kxvt, the members' time namespace */
+	int kmod_pmu;            /* kmod: the module found a hardware PMU */
+	char budget_note[128];   /* why budgets count CPU time, or "" */
 	int ntimelines_pinned;   /* explicit timelines given a CPU so far */
 	int pin_timeline[64];    /* their ids, index = order of first use */
 };
@@ -116,7 +129,12 @@ struct vt_spawn_opts {
 	const char *out, *err;   /* NULL = inherit, "null", or a path */
 };
 
-/* Parses "signal" | "freezer" | "auto" (also "freezer-v1", "freezer-v2");
+/* The backends' names (a new backend adds its name here, in
+ * vt_backend_known and a branch of vt_backend_parse). */
+#define VT_BACKEND_NAMES "signal, freezer, freezer-v1, freezer-v2, kmod, auto"
+int vt_backend_known(const char *name);
+/* Parses "signal" | "freezer" | "kmod" | "auto" (also "freezer-v1",
+ * "freezer-v2"; "auto" is kmod where /dev/kxvt opens, else as before);
  * 0 and a message naming what is missing when it cannot run here. */
 int vt_backend_parse(const char *name, enum vt_backend *out,
                      enum vt_cgver *cgver, char *err, size_t errlen);
@@ -124,10 +142,10 @@ int vt_backend_parse(const char *name, enum vt_backend *out,
 struct vt_exp *vt_exp_new(int64_t step, const char *backend, char *err,
                           size_t errlen);
 /* Checks that path (searched in PATH when it has no '/') exists, is
- * executable and is not a statically linked ELF (no PT_INTERP); fills
- * resolved.  0, or -1 and a message. */
-int vt_check_program(const char *prog, char *resolved, size_t rlen, char *err,
-                     size_t errlen);
+ * executable and, unless allow_static, is not a statically linked ELF (no
+ * PT_INTERP); fills resolved.  0, or -1 and a message. */
+int vt_check_program(const char *prog, char *resolved, size_t rlen,
+                     int allow_static, char *err, size_t errlen);
 /* Forks argv[0] (resolved) into its own process group (and cgroup) with
  * LD_PRELOAD=<libdir>/libkxvtime.so, KXRUN_VTIME_SHM and KXRUN_VTIME_SLOT
  * set, extra env "K=V" strings added, a task-clock counter attached.  The
@@ -154,18 +172,81 @@ int64_t vt_now(const struct vt_exp *e);
 int64_t vt_proc_now(struct vt_exp *e, int i);
 /* Records the exit of pid (from the child watch). */
 void vt_proc_exited(struct vt_exp *e, pid_t pid, int wstatus);
-/* Kills every process, removes shm and cgroup.  Twice is harmless. */
+/* Kills every process the experiment ever ran, however it detached
+ * (cleanup.c), removes its clock file and cgroup.  Twice is harmless. */
 void vt_exp_stop(struct vt_exp *e);
 void vt_exp_free(struct vt_exp *e);
-/* Thaws and removes leftover kxrun-vtime-* freezer cgroups (v1 and v2,
- * killing their processes) and /dev/shm/kxrun-vtime-* files of dead
- * controllers.  Returns the number of cgroups removed. */
-int vt_cleanup(char *err, size_t errlen);
 
-/* internal, shared by vtime.c and round.c */
+/* What a sweep ended or removed, as a phrase ("ended process 12 (sleep)",
+ * "removed cgroup /sys/...", "removed clock file /dev/shm/..."), and the
+ * controller it belonged to, for messages. */
+typedef void (*vt_note_fn)(void *ud, pid_t ctl, const char *what);
+/* Ends what dead controllers left (their processes, found by the clock
+ * file named in their environment or by cgroup, kxrun-vtime-* cgroups of
+ * both roots, clock files), naming each to note (may be NULL).  A
+ * controller is dead when its pid is gone or was reused since.  Returns
+ * the number of cgroups removed; err says what could not be removed. */
+int vt_cleanup(vt_note_fn note, void *ud, char *err, size_t errlen);
+/* The supervisor of this process's experiments: `exe vtime supervise PID
+ * FD` in a session of its own, FD a pidfd of this process.  Its pid, or -1
+ * and a message. */
+pid_t vt_supervisor_start(const char *exe, char *err, size_t errlen);
+/* The supervisor's work: blocks until the controller ctl (pidfd) has died,
+ * then ends what it left as vt_cleanup does.  0, or -1 and a message. */
+int vt_supervise(int pidfd, pid_t ctl, vt_note_fn note, void *ud, char *err,
+                 size_t errlen);
+
+/* ---- internal, shared by the core's files ---- */
 int64_t vt_mono_ns(void);
-void vt_cg_freeze(struct vt_exp *e, int frozen);
+void vt_seterr(char *err, size_t n, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+int vt_read_file(const char *path, char *buf, size_t n);  /* bytes, -errno */
+int vt_write_file(const char *path, const char *s);       /* 0, -errno */
 int64_t vt_leader_cpu(pid_t pid);          /* its CLOCK_PROCESS_CPUTIME, -1 */
 int vt_in_vfork_wait(pid_t pid);           /* D, waiting for a vfork child */
+void vt_slot_write(struct vt_exp *e, int i, int64_t vbase, int64_t vend,
+                   int64_t cpu_base);
 void vt_slot_resume(struct vt_exp *e, struct vt_proc *p, int64_t cpu_base);
+
+/* cgroup.c: roots (KXRUN_VTIME_FREEZER_ROOT / KXRUN_VTIME_CGROUP2_ROOT
+ * override them), the experiment's cgroup */
+const char *vt_v1_root(void);
+int vt_v2_root(char *out, size_t n);       /* 0: no cgroup2 mount */
+int vt_cg_create(struct vt_exp *e, int n, char *err, size_t errlen);
+int vt_cg_join(struct vt_exp *e, pid_t pid, char *err, size_t errlen);
+void vt_cg_freeze(struct vt_exp *e, int frozen);
+struct vt_seen { pid_t pid[512]; int n; }; /* processes killed so far */
+struct vt_noter;
+int vt_cg_destroy(const char *dir, int v2, struct vt_seen *seen,
+                  const struct vt_noter *n, char *err, size_t errlen);
+
+/* spawn.c: the task-clock counter whose overflow stops pid's group; room
+ * in e->procs for one more; a stdout/stderr spec ("inherit", "null", a
+ * path) as kx_spawn stdio */
+int vt_open_counter(pid_t pid, char *err, size_t errlen);
+int vt_procs_reserve(struct vt_exp *e, char *err, size_t errlen);
+int vt_stdio_spec(const char *spec, const char *name, enum kx_io *io, int *fd,
+                  char *err, size_t errlen);
+
+/* kmod_backend.c: backend "kmod", rounds run by kxvt.ko (kmod/kxvt.h) */
+int vt_kmod_usable(char *why, size_t n);
+const char *vt_backend_name(const struct vt_exp *e);
+void vt_budget_choose(struct vt_exp *e, int instructions);
+int vt_kmod_open(struct vt_exp *e, char *err, size_t errlen);
+int vt_kmod_spawn(struct vt_exp *e, char *const argv[], char *const env_extra[],
+                  const struct vt_spawn_opts *o, char *err, size_t errlen);
+void vt_kmod_round_begin(struct vt_exp *e);
+int vt_kmod_round_poll(struct vt_exp *e, int64_t max_wait_ns);
+void vt_kmod_round_abort(struct vt_exp *e);
+void vt_kmod_freeze(struct vt_exp *e);
+int64_t vt_kmod_proc_now(struct vt_exp *e, int i);
+void vt_kmod_stop(struct vt_exp *e);
+/* calibrate.c: CPU ns a stop and a resume cost a process here, measured
+ * once (0 when it cannot be) */
+int64_t vt_resume_cost(void);
+
+/* cleanup.c */
+struct vt_noter { vt_note_fn fn; void *ud; pid_t ctl; };
+void vt_kill_noted(pid_t pid, struct vt_seen *seen, const struct vt_noter *n);
+void vt_exp_sweep(struct vt_exp *e);
 #endif

@@ -1,13 +1,19 @@
 -- kx.kronos: Kronos's orchestrator API over kx.vtime (docs/MANUAL.md, §5).
 --
 --   local kronos = require "kx.kronos"
---   kronos.initializeExp(2)               -- listens for 2 tracers
+--   if kronos.initializeExp(2) < 0 then os.exit(1) end -- listens for 2 tracers
 --   -- elsewhere: kxrun vtime tracer -c "./server -p 9000" -r 1.0 -i 1
 --   --            kxrun vtime tracer -c "./client" -r 1.0 -i 2
---   kronos.synchronizeAndFreeze()         -- waits for both, freezes them
+--   while kronos.synchronizeAndFreeze() <= 0 do end -- waits for both, freezes
 --   kronos.progressBy(1000000, 100)       -- 100 rounds of 1 ms virtual
 --   print(kronos.getCurrentVirtualTime())
 --   kronos.stopExp()                      -- kills the commands, ends tracers
+--
+-- Return values are Kronos's: 1 on success; initializeExp, progressBy and
+-- stopExp give -1 on failure, synchronizeAndFreeze 0 when the tracers did
+-- not all register in time and -1 when the experiment went away; the
+-- message is the second value.  Bad arguments and calls out of order
+-- (progressBy before initializeExp) raise.
 --
 -- Tracers (`kxrun vtime tracer`, separate processes) register over a Unix
 -- socket (kx.vtime.registry; its path: KXRUN_VTIME_SOCK, else
@@ -20,6 +26,11 @@ local vtime = require "kx.vtime"
 local registry = require "kx.vtime.registry"
 
 local M = {}
+
+-- Raises as luaL_argerror does, naming the function and the argument.
+local function argerror(fname, i, msg)
+	error(("bad argument #%d to '%s' (%s)"):format(i, fname, msg), 3)
+end
 -- The running experiment: exp, expected, tracers[id] = {id=, procs={},
 -- conn=, tracer_pid=, status=}, bypid[pid] = proc, server, timer, joined.
 local S = nil
@@ -156,12 +167,19 @@ end
 -- per round), sock (socket path), listen (false: no socket, startTracer only).
 function M.initializeExp(n, opts)
 	assert(not S, "initializeExp: an experiment is already running (stopExp first)")
-	n = math.tointeger(n)
-	assert(n and n >= 0, "initializeExp: expected a number of tracers >= 0")
+	local k = math.tointeger(n)
+	if not k or k < 0 then
+		argerror("initializeExp", 1, ("number of tracers must be an integer >= 0 (got %s)")
+			:format(tostring(n)))
+	end
+	n = k
+	if opts ~= nil and type(opts) ~= "table" then
+		argerror("initializeExp", 2, "table expected, got " .. type(opts))
+	end
 	opts = opts or {}
 	local e, err = vtime.experiment{ step = opts.step or 1000000,
 		backend = opts.backend or "auto", slice = opts.slice }
-	if not e then return nil, err end
+	if not e then return -1, err end
 	local s = { exp = e, expected = n, tracers = {}, bypid = {}, joined = kx.event() }
 	if opts.listen ~= false then
 		local path, srv, lerr = opts.sock, nil, nil
@@ -173,13 +191,13 @@ function M.initializeExp(n, opts)
 		end
 		if not srv then
 			e:stop()
-			return nil, "initializeExp: " .. lerr
+			return -1, "initializeExp: " .. lerr
 		end
 		s.server = srv
 		s.timer = kx.every(0.01, function() if S == s then report_exits(s) end end)
 	end
 	S = s
-	return true
+	return 1
 end
 
 -- Starts cmd (a string, split as a shell would without expansions, or an
@@ -204,6 +222,10 @@ function M.synchronizeAndFreeze(timeout)
 	assert(S, "synchronizeAndFreeze: call initializeExp first")
 	if type(timeout) == "table" then timeout = timeout.timeout end
 	timeout = timeout or 60
+	if type(timeout) ~= "number" or timeout ~= timeout or timeout < 0 then
+		argerror("synchronizeAndFreeze", 1, ("timeout must be a number of seconds >= 0 (got %s)")
+			:format(tostring(timeout)))
+	end
 	local s, deadline = S, kx.now() + timeout
 	local function count()
 		local k = 0
@@ -213,27 +235,34 @@ function M.synchronizeAndFreeze(timeout)
 	while count() < s.expected do
 		local left = deadline - kx.now()
 		if left <= 0 or not s.joined:wait(left) or S ~= s then
-			if S ~= s then return nil, "synchronizeAndFreeze: the experiment was stopped" end
-			return nil, ("synchronizeAndFreeze: %d of %d tracers registered after %g s")
+			if S ~= s then return -1, "synchronizeAndFreeze: the experiment was stopped" end
+			return 0, ("synchronizeAndFreeze: %d of %d tracers registered after %g s")
 				:format(count(), s.expected, timeout)
 		end
 	end
 	s.exp:freeze()
-	return true
+	return 1
 end
 
 -- Kronos: rounds of duration_ns each.  The experiment's step was fixed at
 -- initializeExp; another duration runs the equivalent virtual time in
--- rounds of the experiment's step.
+-- rounds of the experiment's step.  1 and the virtual time, or -1 and a
+-- message (the experiment was stopped meanwhile).
 function M.progressBy(duration_ns, rounds)
 	assert(S, "progressBy: call initializeExp first")
-	duration_ns = math.tointeger(duration_ns)
-	rounds = math.tointeger(rounds or 1)
-	assert(duration_ns and duration_ns > 0, "progressBy: duration must be > 0 ns")
-	assert(rounds and rounds >= 0, "progressBy: rounds must be >= 0")
-	local now = S.exp:run_until(S.exp:now() + duration_ns * rounds)
-	report_exits(S)
-	return now
+	local d, r = math.tointeger(duration_ns), math.tointeger(rounds or 1)
+	if not d or d <= 0 then
+		argerror("progressBy", 1, ("duration must be an integer > 0 ns (got %s)")
+			:format(tostring(duration_ns)))
+	end
+	if not r or r < 0 then
+		argerror("progressBy", 2, ("rounds must be an integer >= 0 (got %s)"):format(tostring(rounds)))
+	end
+	local s = S
+	local now, err = s.exp:run_until(s.exp:now() + d * r)
+	if not now then return -1, "progressBy: " .. tostring(err) end
+	report_exits(s)
+	return 1, now
 end
 
 function M.getCurrentVirtualTime()
@@ -274,7 +303,7 @@ end
 -- its commands' status), closes the socket.  Twice is harmless.
 function M.stopExp()
 	local s = S
-	if not s then return true end
+	if not s then return 1 end
 	S = nil
 	s.exp:stop()
 	if s.server then
@@ -289,7 +318,7 @@ function M.stopExp()
 		s.server:close()
 	end
 	s.joined:notify()
-	return true
+	return 1
 end
 
 return M

@@ -8,7 +8,7 @@ ROOT=$PWD
 source tests/cli/lib.sh
 export KXRUN_VTIME_SOCK=$T/vtime.sock
 
-"$KXRUN" vtime tracer --help | grep -q -- "-f FILE" || fail "tracer --help"
+"$KXRUN" vtime tracer --help | grep -q -- "-f, --file FILE" || fail "tracer --help"
 "$KXRUN" vtime --help | grep -q "tracer" || fail "vtime --help names tracer"
 
 usage() { # expected-message args...
@@ -17,15 +17,16 @@ usage() { # expected-message args...
 	expect_eq "$rc" 2 "exit of tracer $*"
 	expect_match "$out" "$want" "message of tracer $*"
 }
-usage "unknown option '-x'" -c true -r 1 -x 3
+usage "unknown flag '-x'" -c true -r 1 -x 3
 usage "give one of -c CMD or -f FILE" -r 1
 usage "give one of -c CMD or -f FILE" -c true -f /dev/null -r 1
 usage "REL_SPEED must be a number > 0" -c true -r 0
 usage "REL_SPEED must be a number > 0" -c true -r -2
-usage "REL_SPEED must be a number > 0" -c true
-usage "REL_SPEED must be a number > 0" -c true -r fast
+usage "flag '--speed' is required" -c true
+usage "flag '-r' wants a number, got 'fast'" -c true -r fast
 usage "needs a value" -c true -r
-usage "TIMELINE must be an integer" -c true -r 1 -t x
+usage "flag '-t' wants an integer, got 'x'" -c true -r 1 -t x
+usage "TIMELINE must be an integer >= 0" -c true -r 1 -t -1
 usage "unterminated quote" -c "echo 'a" -r 1
 printf '# only a comment\n\n' >"$T/empty"
 usage "holds no command" -f "$T/empty" -r 1
@@ -48,8 +49,8 @@ EOC
 cat >"$T/orch.lua" <<EOS
 local kronos = require "kx.kronos"
 kx.sleep(0.3)  -- the tracer is already waiting
-assert(kronos.initializeExp(1, { backend = "signal" }))
-assert(kronos.synchronizeAndFreeze(20))
+assert(kronos.initializeExp(1, { backend = "signal" }) == 1)
+assert(kronos.synchronizeAndFreeze(20) == 1)
 local t = kronos.tracers()[1]
 assert(#t.pids == 2, "two processes under the tracer")
 kronos.progressBy(1000000, 100)

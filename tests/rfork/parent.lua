@@ -4,7 +4,8 @@
 -- for its stdin to close ("children N" then).  A resumed child prints what
 -- it sees, one "name value" per line, and exits 0.  MODE "wait": the child
 -- first waits for a line on its own stdin; "exit": the parent exits right
--- after printing.
+-- after printing.  RFORK_TRANSPORT: prepare's transport (tcp when unset);
+-- with RDMA the line comes once the holder's agent is ready (or failed).
 local rfork = require "kx.rfork"
 local path, mode = arg[1], arg[2]
 
@@ -23,9 +24,10 @@ gen() gen()
 local f = assert(io.open(path))
 f:read(3)
 
-local h = assert(rfork.prepare{ listen = "127.0.0.1:0" })
+local h = assert(rfork.prepare{ listen = "127.0.0.1:0", transport = os.getenv("RFORK_TRANSPORT") })
 if h.child then
 	if mode == "wait" then io.read("l") end
+	print("transport", h.transport, h.transport_info or "-")
 	local sum = 0
 	for i = 1, #t.list do sum = sum + #t.list[i] end
 	print("child", h.index)
@@ -43,6 +45,8 @@ if h.child then
 	io.stdout:flush()
 	os.exit(0)
 end
+while h.rdma == "starting" do kx.sleep(0.01) end
+if h.rdma == "failed" then io.stderr:write("parent: the RDMA agent failed: ", h.transport_info, "\n") end
 print(h.address, h.id, h.key, h.pid)
 io.stdout:flush()
 if mode == "exit" then os.exit(0) end

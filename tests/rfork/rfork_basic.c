@@ -11,6 +11,16 @@
  *                                and exits 0 (1 on a wrong state)
  *   rfork_basic exit-after-prepare MB
  *                                prepares, prints the line, exits at once
+ *   rfork_basic hold MB          prepares MB MiB of heap and changes nothing
+ *                                after it (a benchmark's parent: "holder PID"
+ *                                on stderr); its child reads a percentage P
+ *                                on its stdin, reads the first P% of the
+ *                                heap's pages (checking them) and prints
+ *                                "touched N pages in S s"
+ *
+ * RFORK_TRANSPORT (tcp, rdma, auto) is prepare's and resume's transport; a
+ * child says on stderr which one brought its pages.  RFORK_LISTEN: the
+ * holder's address (127.0.0.1:0).
  *                                (a child resumed then must fail cleanly)
  */
 #include "rfork.h"
@@ -27,6 +37,7 @@ static volatile long counter = 41;
 static unsigned char *heap;
 static size_t heap_len;
 static char tag[64] = "prepare-time";
+static int hold;   /* "hold" mode: the child touches what it is told */
 /* touched first by a process the child forks: served through the fork's
  * own userfaultfd */
 static unsigned char forkdata[64 * 4096];
@@ -36,6 +47,24 @@ static double now(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* A "hold" parent's child: the first P% of the heap's pages. */
+static int touch_child(void)
+{
+	double pct = 0;
+	if (scanf("%lf", &pct) != 1 || pct < 0 || pct > 100) {
+		fprintf(stderr, "touch: no percentage on stdin\n");
+		return 2;
+	}
+	size_t pages = (size_t)(heap_len / 4096 * pct / 100), bad = 0;
+	double t0 = now();
+	for (size_t p = 0; p < pages; p++)
+		bad += heap[p * 4096] != (unsigned char)(p * 4096 * 31 + 7);
+	double t = now() - t0;
+	printf("touched %zu pages in %.6f s\n", pages, t);
+	fflush(stdout);
+	return bad != 0;
 }
 
 static int check_child(long index, int fd)
@@ -92,15 +121,16 @@ int main(int argc, char **argv)
 		double t0 = now();
 		/* the child's memory is the parent's: the start time goes by stderr */
 		fprintf(stderr, "resume start %.6f\n", t0);
-		rf_resume(argv[2], argv[3], argv[4], err, sizeof err);
+		rf_resume(argv[2], argv[3], argv[4], getenv("RFORK_TRANSPORT"), err, sizeof err);
 		fprintf(stderr, "rfork_basic: resume: %s (%.3f s)\n", err, now() - t0);
 		return 2;
 	}
 	if (argc < 3) {
 		fprintf(stderr, "usage: rfork_basic parent MB FILE | resume ADDRESS ID KEY | "
-		        "exit-after-prepare MB\n");
+		        "exit-after-prepare MB | hold MB\n");
 		return 2;
 	}
+	hold = !strcmp(argv[1], "hold");
 	heap_len = (size_t)atol(argv[2]) << 20;
 	heap = malloc(heap_len ? heap_len : 1);
 	for (size_t i = 0; i < heap_len; i++)
@@ -117,7 +147,9 @@ int main(int argc, char **argv)
 		forkdata[i] = (unsigned char)(i * 7 + 3);
 	counter++;
 	struct rf_holder *h;
-	struct rf_prepare_opts o = {.listen = "127.0.0.1:0", .idle_s = 120};
+	const char *listen = getenv("RFORK_LISTEN");
+	struct rf_prepare_opts o = {.listen = listen ? listen : "127.0.0.1:0", .idle_s = 120,
+	                            .transport = getenv("RFORK_TRANSPORT")};
 	double t0 = now();
 	long r = rf_prepare(&o, &h, err, sizeof err);
 	double t1 = now();
@@ -126,16 +158,36 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (r > 0) {
-		int bad = check_child(r, fd);
+		int agent;
+		const char *info = rf_transport_info(h, &agent);
+		fprintf(stderr, "child %ld over %s%s%s\n", r, rf_transport(h), *info ? ": " : "", info);
+		int bad = hold ? touch_child() : check_child(r, fd);
 		rf_close(h);
 		free(heap);
 		return bad;
 	}
+	/* RFORK_TRANSPORT=rdma: children come once the holder's agent is ready */
+	int agent;
+	const char *info = rf_transport_info(h, &agent);
+	while (agent == RF_AGENT_STARTING) {
+		usleep(10000);
+		info = rf_transport_info(h, &agent);
+	}
+	if (agent == RF_AGENT_FAILED)
+		fprintf(stderr, "rfork_basic: the RDMA agent failed: %s\n", info);
 	printf("%s %s %s\n", rf_address(h), rf_id(h), rf_key(h));
 	fprintf(stderr, "prepare of %zu MiB: %.3f ms\n", heap_len >> 20, (t1 - t0) * 1e3);
 	fflush(stdout);
 	if (!strcmp(argv[1], "exit-after-prepare"))
 		return 0;
+	if (hold) {
+		fprintf(stderr, "holder %d\n", (int)rf_holder_pid(h));
+		char c;
+		while (read(0, &c, 1) > 0)
+			;
+		rf_close(h);
+		return 0;
+	}
 	/* the parent goes on changing everything; children must not see it */
 	counter = -1;
 	strcpy(tag, "changed");

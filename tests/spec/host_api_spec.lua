@@ -213,7 +213,7 @@ describe("kxrun TOOL exit statuses", function()
 		assert.equal("kxrun rfork: resume: missing ID (see kxrun rfork --help)\n", e)
 		code, o = kx.exec{ kx.exe, "rfork", "--help" }
 		assert.equal(0, code)
-		assert.matches("resume ADDRESS ID KEY", o)
+		assert.matches("resume %[flags%] ADDRESS ID KEY", o)
 		code, _, e = kx.exec{ kx.exe, "rfork", "resume", "127.0.0.1:1", "1", "00" }
 		assert.equal(1, code)
 		assert.matches("^kxrun rfork: ", e)

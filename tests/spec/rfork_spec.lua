@@ -89,6 +89,8 @@ describe("kx.rfork", function()
 		assert.equal("30", t.gen)
 		assert.equal("defg", t.file)
 		assert.equal("100000", t.alloc)
+		-- a parent prepared for TCP: "auto" (the default) takes TCP and says why
+		assert.equal("tcp\tthe parent prepared for TCP only", t.transport)
 		assert.matches("children\t1", stop_parent(p))
 	end)
 
@@ -113,6 +115,54 @@ describe("kx.rfork", function()
 		end
 		assert.same({ ["1"] = true, ["2"] = true, ["3"] = true }, seen)
 		assert.matches("children\t3", stop_parent(p))
+	end)
+
+	it("takes transport = tcp | rdma | auto and says which it used", function()
+		local ok, perr = pcall(rfork.prepare, { transport = "pigeon" })
+		assert.is_false(ok)
+		assert.truthy(perr:find([[(field 'transport': must be "tcp", "rdma" or "auto", not "pigeon")]], 1, true), perr)
+		assert.has_error(function() rfork.resume{ address = "x:1", id = "0", key = "0",
+			transport = "udp" } end)
+		local h = assert(rfork.prepare{ listen = "127.0.0.1:0", transport = "tcp" })
+		assert.equal("tcp", h.transport)
+		assert.is_nil(h.rdma)
+		h:close()
+		-- RDMA needs a device whose port reaches the listening address; this
+		-- is decided by what the machine has, as libibverbs would see it
+		local devices = kx.exec{ "sh", "-c", "ls /sys/class/infiniband 2>/dev/null | grep -q ." } == 0
+		local r, err = rfork.prepare{ listen = "127.0.0.1:0", transport = "rdma", idle = 5 }
+		if devices then
+			if r then
+				assert.equal("rdma", r.transport)
+				r:close()
+			end
+		else
+			assert.is_nil(r)
+			assert.matches("^rfork.prepare: transport rdma: ", err)
+			assert.matches("RDMA", err)
+		end
+		local a = assert(rfork.prepare{ listen = "127.0.0.1:0", transport = "auto", idle = 5 })
+		if not devices then
+			assert.equal("tcp", a.transport)
+			assert.is_nil(a.rdma)
+			assert.matches("RDMA", a.transport_info)
+		end
+		a:close()
+	end)
+
+	it("refuses --transport rdma against a parent prepared for TCP, before resuming", function()
+		if not uffd_ok() then return end
+		local p, address, id, key = start_parent(path)
+		local code, out, err = kx.exec{ KXRUN, "rfork", "resume", "--transport", "rdma",
+			address, id, key }
+		assert.equal(1, code)
+		assert.equal("", out)
+		assert.matches("transport rdma: the parent prepared for TCP only", err)
+		-- and --transport tcp resumes it
+		code, out, err = kx.exec{ KXRUN, "rfork", "resume", "-t", "tcp", address, id, key }
+		assert.equal(0, code, err)
+		assert.equal("tcp\t-", parse(out).transport)
+		stop_parent(p)
 	end)
 
 	it("refuses a wrong key", function()

@@ -4,7 +4,12 @@
  * nanosleep, poll, select, epoll, ppoll, pselect, epoll_pwait (timeouts with
  * nothing ready), thread (usleep in a second thread); "spin": argv[1] units
  * of fixed CPU work (about a ms each), printing "start", "end" and the CPU
- * time used ("cpu <ns>"); "spin2": the same work split over two threads. */
+ * time used ("cpu <ns>"); "spin2": the same work split over two threads;
+ * "threads": argv[3] threads (default 8), each argv[1] times some CPU work
+ * then usleep(1000), checking the sleep took >= 1 ms on the clock: prints
+ * "early <ns>" for each that did not, then "sleeps <count>"; "fork": the
+ * same in argv[3] child processes (default 2) forked after some CPU work
+ * of the parent's (a child's clock starts below its parent's). */
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -14,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t got_usr1;
@@ -29,6 +35,28 @@ static long long mono(void)
 static long n;
 static const char *how;
 static int loop(void);
+
+static volatile long early_count, sleeps;
+
+/* work of i-dependent length (up to ~0.4 ms), then a 1 ms sleep that
+ * must not end early on the clock */
+static void *sleeper(void *arg)
+{
+	unsigned long x = (unsigned long)arg;
+	for (long i = 0; i < n; i++) {
+		for (long k = 0; k < (long)((x + i * 7919) % 100) * 1000; k++)
+			x = x * 2862933555777941757UL + 3037000493UL;
+		long long t0 = mono();
+		usleep(1000);
+		long long d = mono() - t0;
+		if (d < 1000000) {
+			printf("early %lld\n", d);
+			__atomic_add_fetch(&early_count, 1, __ATOMIC_RELAXED);
+		}
+		__atomic_add_fetch(&sleeps, 1, __ATOMIC_RELAXED);
+	}
+	return (void *)x;
+}
 
 static void *thread_main(void *a)
 {
@@ -81,6 +109,32 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (!strcmp(how, "spin") || !strcmp(how, "spin2"))
 		return spin(!strcmp(how, "spin2") ? 2 : 1);
+	if (!strcmp(how, "fork")) {
+		int nc = argc > 3 ? atoi(argv[3]) : 2;
+		for (int i = 0; i < nc; i++) {
+			sleeper((void *)(long)(i + 1)); /* the parent works and sleeps */
+			pid_t pid = fork();
+			if (pid == 0) {
+				sleeps = 0;
+				sleeper((void *)(long)(i + 7));
+				printf("sleeps %ld\n", sleeps);
+				_exit(0);
+			}
+			waitpid(pid, NULL, 0);
+		}
+		printf("sleeps %ld\n", sleeps);
+		return 0;
+	}
+	if (!strcmp(how, "threads")) {
+		int nt = argc > 3 ? atoi(argv[3]) : 8;
+		pthread_t t[64];
+		for (int i = 0; i < nt && i < 64; i++)
+			pthread_create(&t[i], NULL, sleeper, (void *)(long)(i + 1));
+		for (int i = 0; i < nt && i < 64; i++)
+			pthread_join(t[i], NULL);
+		printf("sleeps %ld\n", sleeps);
+		return 0;
+	}
 	if (!strcmp(how, "thread")) { /* the same loop in a second thread */
 		pthread_t t;
 		pthread_create(&t, NULL, thread_main, NULL);

@@ -7,20 +7,32 @@ return require("kx.cli").tool{
 			name = "resume",
 			args = { "ADDRESS", "ID", "KEY" },
 			summary = "become a child of the parent that called rfork.prepare{}",
+			flags = {
+				{ "transport", "t", choices = { "auto", "rdma", "tcp" }, default = "auto",
+				  env = "KXRUN_RFORK_TRANSPORT", arg = "T",
+				  help = "what carries the pages: rdma (one-sided RDMA READs; an error when no "
+				      .. "RDMA port reaches the parent or its holder offers none), tcp, or auto "
+				      .. "(rdma when both sides can, else tcp)" },
+			},
 			help = [[
 The parent printed ADDRESS (HOST:PORT), ID and KEY (its handle's address, id
 and key).  This process is replaced by the parent's Lua state as it was at
 prepare, and prepare returns there again with h.child == true.  Pages of the
 parent's memory are fetched on first touch (userfaultfd: root, or
-vm.unprivileged_userfaultfd=1).  Exits 1 with a message when the parent
-cannot be resumed here.]],
-			run = function(_, args)
+vm.unprivileged_userfaultfd=1), over RDMA when the parent prepared with
+transport "rdma" or "auto" and a local RDMA port reaches it (the child's
+handle says which: h.transport, h.transport_info).  Exits 1 with a message
+when the parent cannot be resumed here.]],
+			run = function(opts, args)
 				local rfork = require "kx.rfork"
-				return rfork.resume{ address = args[1], id = args[2], key = args[3] }
+				return rfork.resume{ address = args[1], id = args[2], key = args[3],
+				                     transport = opts.transport }
 			end,
 		},
 	},
-	epilog = [[
+	epilog = [=[
 Environment: KXRUN_RFORK_TIMEOUT_MS (each request to the parent, 10000),
-KXRUN_RFORK_READAHEAD (pages per fault, 16).]],
+KXRUN_RFORK_READAHEAD (pages per fault, 16), KXRUN_RFORK_RDMA_DEVICE
+(NAME[:PORT[:GID_INDEX]]: the RDMA port to use), KXRUN_RFORK_STATS=1 (the
+resume's stages and the pages fetched, on stderr).]=],
 }

@@ -1,42 +1,5 @@
--- kxrun vtime: virtual-time helpers (kx.vtime).
-local USAGE = [[
-usage: kxrun vtime tracer (-c "CMD ARGS" | -f FILE) -r REL_SPEED [-i ID]
-                          [-t TIMELINE] [-w WAIT_S] [-s SOCKET]
-       kxrun vtime run [-s STEP_NS] [-n ROUNDS] [-b BACKEND] -- CMD ARGS...
-       kxrun vtime cleanup
-       kxrun vtime --help
-
-  tracer    Kronos's tracer: registers its command(s) with the experiment an
-            orchestrator started (kronos.initializeExp), which runs them as
-            dilated processes; their stdout/stderr come out here, and the
-            tracer exits with their status (128+N for signal N; killed by
-            stopExp: 137) once they end or the experiment stops.
-              -c CMD     one command line (words split on blanks, '' and ""
-                         quote, no other shell syntax)
-              -f FILE    a file of command lines, one per line (blank lines
-                         and lines starting with # skipped), all dilated
-                         under this tracer
-              -r SPEED   relative CPU speed, > 0 (2.0: work appears to take
-                         half as long in virtual time)
-              -i ID      tracer id (default: the next free number)
-              -t N       timeline (passed on to the experiment)
-              -w WAIT_S  how long to wait for the experiment's socket (10)
-              -s SOCKET  the socket (default $KXRUN_VTIME_SOCK, else
-                         /run/kxrun/vtime.sock as root)
-            Exit 1 when nobody listens, or the experiment refuses (program
-            missing, duplicate id); 2 on bad usage.
-  run       run CMD dilated for ROUNDS rounds (default 1000) of STEP_NS virtual
-            ns (default 1000000), then print the virtual time and its status
-  cleanup   thaw and remove leftover kxrun-vtime-* freezer cgroups of dead
-            controllers, kill the dilated processes they left (stopped or
-            frozen), remove their /dev/shm/kxrun-vtime-* clock files
-]]
-
-local function usage_error(msg)
-	io.stderr:write("kxrun vtime: ", msg, "\n", USAGE)
-	return 2
-end
-
+-- kxrun vtime: virtual-time helpers (kx.vtime): Kronos's tracer, a quick
+-- dilated run, and the cleanup of what dead controllers left.
 -- The environment of this process, as "K=V" strings.
 local function environ()
 	local f = io.open("/proc/self/environ", "rb")
@@ -64,48 +27,36 @@ local function resolve(prog)
 	return prog
 end
 
-local function tracer(argv)
+-- Kronos's tracer: registers its command(s) with an orchestrator's
+-- experiment and relays their output and status.
+local function tracer(o, _, tool)
 	local kronos = require "kx.kronos"
 	local registry = require "kx.vtime.registry"
-	local o, i = {}, 2
-	local flags = { ["-c"] = "cmd", ["-f"] = "file", ["-r"] = "speed", ["-i"] = "id",
-		["-t"] = "timeline", ["-w"] = "wait", ["-s"] = "sock" }
-	while argv[i] do
-		if argv[i] == "-h" or argv[i] == "--help" then io.write(USAGE) return 0 end
-		local key = flags[argv[i]]
-		if not key then return usage_error("tracer: unknown option '" .. argv[i] .. "'") end
-		if argv[i + 1] == nil then return usage_error("tracer: " .. argv[i] .. " needs a value") end
-		o[key] = argv[i + 1]
-		i = i + 2
-	end
 	if (o.cmd == nil) == (o.file == nil) then
-		return usage_error("tracer: give one of -c CMD or -f FILE")
+		return tool:usage("tracer: give one of -c CMD or -f FILE")
 	end
-	local speed = tonumber(o.speed)
-	if not speed or speed <= 0 or speed ~= speed or speed == math.huge then
-		return usage_error("tracer: -r REL_SPEED must be a number > 0")
+	if not (o.speed > 0 and o.speed < math.huge) then
+		return tool:usage("tracer: -r REL_SPEED must be a number > 0")
 	end
-	local timeline = math.tointeger(tonumber(o.timeline or 0))
-	if not timeline or timeline < 0 then return usage_error("tracer: -t TIMELINE must be an integer >= 0") end
-	local wait = tonumber(o.wait or 10)
-	if not wait or wait < 0 then return usage_error("tracer: -w WAIT_S must be >= 0") end
+	if o.timeline < 0 then return tool:usage("tracer: -t TIMELINE must be an integer >= 0") end
+	if not (o.wait >= 0) then return tool:usage("tracer: -w WAIT_S must be >= 0") end
 	local lines = {}
 	if o.cmd then
 		lines[1] = o.cmd
 	else
 		local f, err = io.open(o.file)
-		if not f then io.stderr:write("kxrun vtime tracer: ", err, "\n") return 1 end
+		if not f then return nil, "tracer: " .. err end
 		for line in f:lines() do
 			if line:match("%S") and not line:match("^%s*#") then lines[#lines + 1] = line end
 		end
 		f:close()
-		if #lines == 0 then return usage_error("tracer: " .. o.file .. " holds no command") end
+		if #lines == 0 then return tool:usage("tracer: " .. o.file .. " holds no command") end
 	end
 	local cmds = {}
 	for k, line in ipairs(lines) do
 		local words, err = kronos.splitCommand(line)
-		if not words then return usage_error("tracer: " .. err) end
-		if #words == 0 then return usage_error("tracer: empty command") end
+		if not words then return tool:usage("tracer: " .. err) end
+		if #words == 0 then return tool:usage("tracer: empty command") end
 		words[1] = resolve(words[1])
 		cmds[k] = words
 	end
@@ -113,37 +64,47 @@ local function tracer(argv)
 	if not path then
 		local err
 		path, err = registry.path()
-		if not path then io.stderr:write("kxrun vtime tracer: ", err, "\n") return 1 end
+		if not path then return nil, "tracer: " .. err end
 	end
-	local st, err = registry.tracer{ path = path, wait = wait, id = o.id or "",
-		speed = speed, timeline = timeline, cwd = assert(registry.getcwd()),
+	local st, err = registry.tracer{ path = path, wait = o.wait, id = o.id or "",
+		speed = o.speed, timeline = o.timeline, cwd = assert(registry.getcwd()),
 		env = environ(), cmds = cmds }
-	if not st then
-		io.stderr:write("kxrun vtime tracer: ", err, "\n")
-		return 1
-	end
+	if not st then return nil, "tracer: " .. err end
 	return st.code or 128 + st.signal
 end
 
-local function run(argv)
+-- CMD dilated for ROUNDS rounds (or until it ends); prints the virtual time.
+local function run(o, prog, tool)
 	local vtime = require "kx.vtime"
-	local step, rounds, backend, i = 1000000, 1000, "auto", 2
-	while argv[i] and argv[i] ~= "--" do
-		local o, v = argv[i], argv[i + 1]
-		if o == "-s" then step = tonumber(v)
-		elseif o == "-n" then rounds = math.tointeger(tonumber(v))
-		elseif o == "-b" then backend = v
-		else return usage_error("run: unknown option '" .. o .. "'") end
-		i = i + 2
+	if o.step <= 0 then
+		return tool:usage(("run: -s STEP_NS must be an integer > 0 (got '%d')"):format(o.step))
 	end
-	local prog = table.move(argv, i + 1, #argv, 1, {})
-	if #prog == 0 or not step or not rounds then return usage_error("run: CMD, STEP_NS and ROUNDS needed") end
-	local exp, err = vtime.experiment{ step = step, backend = backend }
-	if not exp then io.stderr:write("kxrun vtime: ", err, "\n") return 1 end
+	if o.rounds < 1 then
+		return tool:usage(("run: -n ROUNDS must be an integer >= 1 (got '%d')"):format(o.rounds))
+	end
+	local exp, err = vtime.experiment{ step = o.step, backend = o.backend }
+	if not exp then return nil, err end
 	local p, perr = exp:spawn(prog)
-	if not p then io.stderr:write("kxrun vtime: ", perr, "\n") exp:stop() return 1 end
+	if not p then exp:stop() return nil, perr end
 	exp:freeze()
-	while exp.rounds < rounds and p:alive() do exp:advance(1) end
+	-- progress on a terminal (kx.progress: nothing when piped) once the
+	-- run has taken a second
+	local rounds, t0, shown = o.rounds, kx.now(), false
+	local function label(what)
+		return ("vtime run: %s%.6f s virtual, %.1f s real, rounds"):format(what or "",
+			exp:now() / 1e9, kx.now() - t0)
+	end
+	while exp.rounds < rounds and p:alive() do
+		exp:advance(1)
+		if shown or kx.now() - t0 >= 1 then
+			shown = true
+			kx.progress(label(), exp.rounds, rounds)
+		end
+	end
+	if shown and exp.rounds < rounds then
+		kx.progress(label(("the command ended after %d of %d rounds, "):format(exp.rounds, rounds)),
+			exp.rounds, exp.rounds)
+	end
 	local st = p:status()
 	print(("virtual %d ns after %d rounds (%s): %s"):format(exp:now(), exp.rounds,
 		exp.backend, st and (st.code and "exit " .. st.code or "signal " .. st.signal)
@@ -152,20 +113,72 @@ local function run(argv)
 	return st and st.code or 0
 end
 
-return function(argv)
-	local cmd = argv[1]
-	if cmd == nil or cmd == "--help" or cmd == "-h" or cmd == "help" then
-		io.write(USAGE)
-		return cmd == nil and 2 or 0
-	end
-	if cmd == "tracer" then return tracer(argv) end
-	if cmd == "run" then return run(argv) end
-	if cmd == "cleanup" then
-		local vtime = require "kx.vtime"
-		local n, err = vtime.cleanup()
-		print(("removed %d cgroup(s)"):format(n))
-		if err then io.stderr:write("kxrun vtime cleanup: ", err, "\n") return 1 end
-		return 0
-	end
-	return usage_error("unknown command '" .. cmd .. "'")
-end
+return require("kx.cli").tool{
+	name = "vtime",
+	summary = "Virtual time (kx.vtime): Kronos's tracer, dilated runs, cleanup.",
+	commands = {
+		{
+			name = "tracer",
+			summary = "Kronos's tracer: run commands dilated in an orchestrator's experiment",
+			help = [[
+Registers its command(s) with the experiment an orchestrator started
+(kronos.initializeExp), which runs them as dilated processes; their stdout
+and stderr come out here, and the tracer exits with their status (128+N for
+signal N; killed by stopExp: 137) once they end or the experiment stops.
+Exit 1 when nobody listens, or the experiment refuses (program missing,
+duplicate id); 2 on bad usage.]],
+			flags = {
+				{ "cmd", "c", arg = "CMD", help = "one command line (words split on blanks, '' and \"\" quote, no other shell syntax)" },
+				{ "file", "f", arg = "FILE", help = "a file of command lines, one per line (blank lines and # lines skipped), all dilated under this tracer" },
+				{ "speed", "r", type = "number", arg = "REL_SPEED", required = true, help = "relative CPU speed, > 0 (2.0: work appears to take half as long in virtual time)" },
+				{ "id", "i", arg = "ID", help = "tracer id (default: the next free number)" },
+				{ "timeline", "t", type = "integer", arg = "N", default = 0, help = "timeline (passed on to the experiment)" },
+				{ "wait", "w", type = "number", arg = "WAIT_S", default = 10, help = "how long to wait for the experiment's socket" },
+				{ "sock", "s", arg = "SOCKET", help = "the socket (default $KXRUN_VTIME_SOCK, else /run/kxrun/vtime.sock as root)" },
+			},
+			run = tracer,
+		},
+		{
+			name = "run",
+			args = { "CMD..." },
+			summary = "run CMD dilated for ROUNDS rounds, print its virtual time and status",
+			help = [[
+Runs CMD (after --) dilated for ROUNDS rounds of STEP_NS virtual ns, or
+until it ends; prints the virtual time and its status, and exits with its
+exit code.  Progress on a terminal once it has taken a second.]],
+			flags = {
+				{ "step", "s", type = "integer", arg = "STEP_NS", default = 1000000, help = "virtual ns per round" },
+				{ "rounds", "n", type = "integer", arg = "ROUNDS", default = 1000, help = "rounds at most" },
+				{ "backend", "b", choices = { "auto", "signal", "freezer", "freezer-v1", "freezer-v2" }, default = "auto", help = "how processes are frozen" },
+			},
+			run = run,
+		},
+		{
+			name = "cleanup",
+			summary = "end what dead controllers left (processes, kxrun-vtime-* cgroups, clock files)",
+			help = [[
+A controller (kxrun) killed with SIGKILL has its processes ended by its
+supervisor; if that was killed too, this ends them, removes its
+kxrun-vtime-* cgroups (v1 and v2) and /dev/shm/kxrun-vtime-* clock files,
+one line each, then "removed N cgroup(s)".]],
+			run = function()
+				local vtime = require "kx.vtime"
+				local n, err = vtime.cleanup(function(what, ctl)
+					print(("%s (dead controller %d)"):format(what, ctl))
+				end)
+				print(("removed %d cgroup(s)"):format(n))
+				if err then return nil, "cleanup: " .. err end
+				return 0
+			end,
+		},
+		{
+			name = "supervise",
+			args = { "PID", "FD" },
+			summary = "internal: kx.vtime's supervisor of controller PID (pidfd FD)",
+			run = function(_, args)
+				return require("kx.vtime")._supervise(math.tointeger(tonumber(args[1])),
+					math.tointeger(tonumber(args[2])))
+			end,
+		},
+	},
+}
