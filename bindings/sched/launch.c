@@ -469,7 +469,24 @@ static _Noreturn void finish(void)
 			;
 		nanosleep(&tick, NULL);
 	}
-	int fd = -1;
+	int fd = -1, killed = 0, results = 0;
+	for (int i = 0; i < MAX_JOBS; i++) {
+		struct job *j = &S.jobs[i];
+		killed += j->pid && j->killed;
+		results += j->pid && j->ended && !j->killed;
+	}
+	if (killed || results) {
+		/* one line in the worker's log: what became of its tasks */
+		char line[160], *p = line;
+		static const char a[] = "kx.sched launcher: the worker is gone: ", b[] = " task(s) killed, ",
+			c[] = " result(s) to record\n";
+		memcpy(p, a, sizeof a - 1); p += sizeof a - 1;
+		p = put_int(p, killed);
+		memcpy(p, b, sizeof b - 1); p += sizeof b - 1;
+		p = put_int(p, results);
+		memcpy(p, c, sizeof c - 1); p += sizeof c - 1;
+		write_all(2, line, (size_t)(p - line));
+	}
 	for (int i = 0; i < MAX_JOBS; i++) {
 		struct job *j = &S.jobs[i];
 		if (!j->pid || !j->ended || j->killed)

@@ -429,6 +429,10 @@ function R:record_orphans(lines)
 			rec.recorded_by = "launcher of a worker that died"
 			local r = self:must_eval("record task " .. tostring(t.id), "finish", t.node, tostring(t.id), t.attempt,
 				t.client or "", kx.json.encode(rec), "")
+			if r == 0 then
+				kx.log.warn("kx.sched: task %s (attempt %d on %s) had been given back before its result came: "
+					.. "dropped", tostring(t.id), t.attempt, tostring(t.node))
+			end
 			n = n + r
 		end
 	end
