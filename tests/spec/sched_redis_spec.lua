@@ -124,6 +124,25 @@ describe("kx.sched on redis", function()
 		assert.are.equal(0, st.pending)
 	end)
 
+	it("lets a closed client's workers and central end at once when redis goes right after", function()
+		-- a script that closes and stops its server (every spec here does)
+		-- must not stay behind retrying the leaving worker's last script
+		for _, server_first in ipairs{ false, true } do
+			local s = assert(sched.connect(redis:url()))
+			local w = kx.go(function() s:worker{ node = "n1", capacity = 1, binding = "shared", heartbeat = 0.1 } end)
+			local c = kx.go(function() s:central{ heartbeat = 0.1 } end)
+			s:submit{ "true" }
+			assert.are.equal(1, #s:drain())
+			if server_first then redis:stop(); kx.sleep(0.3); s:close() else s:close(); redis:stop() end
+			local t0 = kx.now()
+			assert.is_true((w:wait(20)), "the worker ended")
+			assert.is_true((c:wait(20)), "the central ended")
+			assert.is_true(kx.now() - t0 < 5, ("they ended %.1f s after the %s went"):format(kx.now() - t0,
+				server_first and "client" or "server"))
+			redis:run()   -- for the next round and after_each
+		end
+	end)
+
 	it("gives clear errors for a wrong password and a server that is not there", function()
 		local s, err = sched.connect(redis:url("wrong"))
 		assert.is_nil(s)

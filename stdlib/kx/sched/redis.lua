@@ -99,7 +99,7 @@ function R.connect(url)
 	if not c then return nil, cerr end
 	local self = setmetatable({ o = o, conn = c, P = o.prefix, closing = false, conns = {},
 		client = ("%d-%d"):format(math.floor(kx.time() * 1000), math.random(1, 1 << 30)),
-		seq = 0, outstanding = {}, submitted = {}, workers = 0, centrals = 0, generation = 0,
+		seq = 0, outstanding = {}, submitted = {}, workers = 0, centrals = 0, recording = 0, generation = 0,
 		reconnect_for = 120, max_attempts = 3, grace = 10, warn_every = 10 }, R)
 	return self
 end
@@ -107,6 +107,9 @@ end
 -- Runs fn(conn) on the connection in slot `name` (one per blocking waiter),
 -- re-opening it while the server is away (up to reconnect_for seconds),
 -- with a warning when it first goes and every warn_every seconds after.
+-- Once the client is closed only a result being recorded waits for the
+-- server to come back; anything else (a leaving worker's reap, a
+-- heartbeat) is tried on the connection there is, once.
 function R:with(name, fn)
 	local deadline, lost, why
 	local delay = 0.05
@@ -119,7 +122,7 @@ function R:with(name, fn)
 		else
 			err = "not connected"
 		end
-		if self.closing and (name ~= "main" or self.workers == 0) then return nil, "closed" end
+		if self.closing and (name ~= "main" or self.recording == 0) then return nil, "closed" end
 		if c then c:close(); lost = true end
 		self.conns[name] = nil
 		if name == "main" then self.conn = nil end
@@ -129,7 +132,7 @@ function R:with(name, fn)
 		delay = math.min(delay * 2, 1)
 		local nc, oerr = open(self.o)
 		if nc then
-			if self.closing and (name ~= "main" or self.workers == 0) then nc:close(); return nil, "closed" end
+			if self.closing and (name ~= "main" or self.recording == 0) then nc:close(); return nil, "closed" end
 			if name == "main" then self.conn = nc else self.conns[name] = nc end
 			if lost then
 				self.generation = self.generation + 1
@@ -387,7 +390,9 @@ function R:work(node, run)
 						js = kx.json.encode{ id = task.id, node = id, exit_code = rec.exit_code, signal = rec.signal,
 							ts_start = rec.ts_start, ts_end = rec.ts_end, error = "record cannot be encoded: " .. js }
 					end
+					self.recording = self.recording + 1
 					local r, err = self:eval("finish", id, tostring(task.id), attempt, task.client or "", js, raw)
+					self.recording = self.recording - 1
 					if r == 0 then
 						kx.log.warn("kx.sched: node %s: task %s had been given back; its result is dropped", id, task.id)
 					elseif not r then
