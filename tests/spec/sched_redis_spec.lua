@@ -90,8 +90,11 @@ describe("kx.sched on redis", function()
 		redis = Redis.start(dir)
 	end)
 	after_each(function()
-		redis:stop()
+		-- the directory goes even when the server would not stop
+		local ok, err = pcall(redis.stop, redis)
+		if not ok then redis.proc:kill("KILL"); redis.proc:wait(5) end
 		os.execute("rm -rf " .. dir)
+		assert(ok, err)
 	end)
 
 	it("runs every submitted task exactly once", function()
