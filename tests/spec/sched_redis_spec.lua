@@ -146,6 +146,24 @@ describe("kx.sched on redis", function()
 		end
 	end)
 
+	it("notices at once a server that dies with a command unread (the peer resets the connection)", function()
+		local c = redis:raw()
+		redis.proc:kill("STOP")   -- the PING stays unread in the server's socket...
+		local t = kx.go(function() return c:timed(10, "PING") end)
+		kx.sleep(0.2)
+		redis.proc:kill("KILL")   -- ...so the kernel answers with a reset, not a FIN
+		redis.proc:kill("CONT")
+		redis.proc:wait(10)
+		local t0 = kx.now()
+		local _, r, err = t:wait(15)
+		assert.is_nil(r)
+		assert.matches("connection lost", err)
+		assert.is_true(kx.now() - t0 < 2, ("noticed after %.1f s"):format(kx.now() - t0))
+		assert.is_false(c:connected())
+		c:close()
+		redis:run()   -- for after_each
+	end)
+
 	it("gives clear errors for a wrong password and a server that is not there", function()
 		local s, err = sched.connect(redis:url("wrong"))
 		assert.is_nil(s)

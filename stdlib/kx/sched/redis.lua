@@ -122,6 +122,7 @@ function R:with(name, fn)
 		else
 			err = "not connected"
 		end
+		if os.getenv("DBG") then kx.log.warn("with %s closing=%s err=%s rec=%d %s", name, tostring(self.closing), tostring(err), self.recording, debug.traceback()) end
 		if self.closing and (name ~= "main" or self.recording == 0) then return nil, "closed" end
 		if c then c:close(); lost = true end
 		self.conns[name] = nil
