@@ -46,7 +46,9 @@
 #define SHARES 20              /* per block */
 #define FREE_NS 8000000        /* real ns of a free run, before each block and after */
 #define GUESS_NS 10000         /* until the first measurement of this boot */
-#define KEEP_S 3600            /* a kept value older: measured again */
+#define KEEP_S 600             /* a value older: measured again (the load it
+                                  was measured under may be gone: 5.6-7.5 us
+                                  beside two busy loops here, 8-10.5 us not) */
 
 /* The child: its own run time, added up where it reads its clock. */
 static void spin(volatile int64_t *user)
@@ -195,6 +197,7 @@ static int64_t measure(char *err, size_t errlen)
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static int64_t cost = GUESS_NS;
 static enum vt_cost_source source = VT_COST_NONE;
+static time_t measured_at;     /* of cost */
 
 int vt_calibration_path(char *buf, size_t n)
 {
@@ -278,10 +281,23 @@ static void *measure_thread(void *ud)
 		cache_write(v, err, sizeof err);
 	pthread_mutex_lock(&lock);
 	if (v >= 0)
-		cost = v;
+		cost = v, measured_at = time(NULL);
 	source = v >= 0 ? VT_COST_MEASURED : VT_COST_GUESS;
 	pthread_mutex_unlock(&lock);
 	return NULL;
+}
+
+/* (locked) */
+static void start_measuring(void)
+{
+	pthread_t t;
+	pthread_attr_t a;
+	source = VT_COST_MEASURING;
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &a, measure_thread, NULL) != 0)
+		source = VT_COST_GUESS;
+	pthread_attr_destroy(&a);
 }
 
 int64_t vt_resume_cost(enum vt_cost_source *src)
@@ -289,21 +305,14 @@ int64_t vt_resume_cost(enum vt_cost_source *src)
 	pthread_mutex_lock(&lock);
 	if (source == VT_COST_NONE) {
 		int64_t v = GUESS_NS;
-		time_t when = 0;
-		pthread_t t;
-		pthread_attr_t a;
-		if (cache_read(&v, &when) && time(NULL) - when < KEEP_S) {
+		if (cache_read(&v, &measured_at))
 			source = VT_COST_CACHED;
-		} else { /* the load it was measured under may be gone */
-			source = VT_COST_MEASURING;
-			pthread_attr_init(&a);
-			pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-			if (pthread_create(&t, &a, measure_thread, NULL) != 0)
-				source = VT_COST_GUESS;
-			pthread_attr_destroy(&a);
-		}
 		cost = v;
 	}
+	if (source == VT_COST_NONE ||
+	    ((source == VT_COST_CACHED || source == VT_COST_MEASURED) &&
+	     time(NULL) - measured_at >= KEEP_S))
+		start_measuring(); /* meanwhile: the value there is, or a guess */
 	int64_t v = cost;
 	*src = source;
 	pthread_mutex_unlock(&lock);
@@ -317,7 +326,7 @@ int64_t vt_calibrate(char *err, size_t errlen)
 		return -1;
 	pthread_mutex_lock(&lock);
 	if (source != VT_COST_MEASURING) { /* else its thread sets it soon */
-		cost = v;
+		cost = v, measured_at = time(NULL);
 		source = VT_COST_MEASURED;
 	}
 	pthread_mutex_unlock(&lock);

@@ -24,6 +24,7 @@
 #define MAX_REARMS 8
 #define ONE_TASK_SLACK 50000    /* counter over the leader thread's clock, one task */
 #define BATCH_NS 10000000       /* virtual ns a lone process's share may span */
+#define BATCH_AFTER_NS 20000000 /* ... once it has been charged this much */
 
 static int64_t perf_cpu(struct vt_proc *p)
 {
@@ -222,7 +223,7 @@ static int single_task(pid_t pid)
  * per round.  A task it starts meanwhile ends the batch (busy), but
  * keeps the batch's counter period (an inherited counter keeps the one it
  * was made with), so its own overflows stop the process less often: not
- * in a process's first share, where programs start their threads. */
+ * before BATCH_AFTER_NS of its CPU, when programs start their threads. */
 static int64_t batch_rounds(struct vt_exp *e)
 {
 	int64_t n = e->advance_to - e->round;
@@ -237,18 +238,24 @@ static int64_t batch_rounds(struct vt_exp *e)
 				return 1;
 			lone = i;
 		}
-	return lone >= 0 && e->procs[lone].charged_ns > 0 &&
+	return lone >= 0 && e->procs[lone].charged_ns >= BATCH_AFTER_NS &&
 	       single_task(e->procs[lone].pid) ? n : 1;
 }
 
-/* The resume cost measured at last (calibrate.c): what the shares charged
- * with the provisional one were charged too much or too little is carried
- * into each process's next shares, so that its clock catches up. */
-static void cost_arrived(struct vt_exp *e)
+/* The resume cost (calibrate.c), unless pinned: measured again every few
+ * minutes, in the background; what the shares charged meanwhile with the
+ * value there was were charged too much or too little is carried into
+ * each process's next shares once the new one comes, so that its clock
+ * catches up. */
+static void resume_cost(struct vt_exp *e)
 {
 	enum vt_cost_source src;
+	if (e->cost_source == VT_COST_PINNED)
+		return;
 	int64_t c = vt_resume_cost(&src);
-	if (src == VT_COST_MEASURING)
+	int arrived = e->cost_source == VT_COST_MEASURING && src != VT_COST_MEASURING;
+	e->cost_source = src;
+	if (!arrived)
 		return;
 	for (int i = 0; i < e->nprocs; i++) {
 		struct vt_proc *p = &e->procs[i];
@@ -258,13 +265,11 @@ static void cost_arrived(struct vt_exp *e)
 		p->provisional = 0;
 	}
 	e->resume_cost = c;
-	e->cost_source = src;
 }
 
 void vt_round_begin(struct vt_exp *e)
 {
-	if (e->cost_source == VT_COST_MEASURING)
-		cost_arrived(e);
+	resume_cost(e);
 	e->batch = batch_rounds(e);
 	e->reached = 0;
 	free(e->tl);

@@ -247,7 +247,8 @@ int vt_open_counter(pid_t pid, char *err, size_t errlen);
 /* calibrate.c: CPU ns a resume costs a process here.  The first call
  * takes the value kept for this boot and CPU model or starts measuring it
  * in a thread (*src VT_COST_MEASURING: a provisional value until later
- * calls say otherwise; also when the kept one is over an hour old).
+ * calls say otherwise; also when the value is over 10 minutes old, as
+ * long experiments go on: they correct what they charged meanwhile).
  * vt_calibrate measures it now (~0.1 s) and keeps it: the value (err says
  * why it could not be kept, else ""), or -1 and a message.
  * vt_calibration_path: the file (0, -1). */

@@ -179,7 +179,7 @@ Measures the CPU a resume costs a dilated process on this machine (~0.1 s:
 a spinning child stopped and resumed by its counter, against the same
 child run free), prints it and keeps it in the calibration file, which
 every kxrun of this boot and CPU model then takes (the first experiment of
-a boot without one, or whose value is over an hour old, measures it in
+a boot without one, or whose value is over 10 minutes old, measures it in
 the background).  --show prints the
 kept value without measuring.]],
 			flags = {
