@@ -41,7 +41,10 @@ local exp = lab.experiment{
 	out = false, quiet = true,
 }
 local P = exp.params
-local SPIN = (os.getenv("BUILD") or "build") .. "/bench/vtime_spin"
+-- the build directory (BUILD, else build/ of this script's repository)
+local BUILD = os.getenv("BUILD") or "build"
+if BUILD:sub(1, 1) ~= "/" then BUILD = (arg[0]:match("^(.*)/bench/[^/]*$") or ".") .. "/" .. BUILD end
+local SPIN = BUILD .. "/bench/vtime_spin"
 assert(io.open(SPIN), SPIN .. " missing: run make")
 if P.iterations < 1 then io.stderr:write("kxrun: vtime_fidelity: ITERATIONS must be > 0\n") os.exit(2) end
 if P.runs < 2 then io.stderr:write("kxrun: vtime_fidelity: RUNS must be >= 2 (a CoV)\n") os.exit(2) end

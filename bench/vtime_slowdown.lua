@@ -24,7 +24,10 @@ local exp = lab.experiment{
 	out = false, quiet = true,
 }
 local P = exp.params
-local SPIN = (os.getenv("BUILD") or "build") .. "/bench/vtime_spin"
+-- the build directory (BUILD, else build/ of this script's repository)
+local BUILD = os.getenv("BUILD") or "build"
+if BUILD:sub(1, 1) ~= "/" then BUILD = (arg[0]:match("^(.*)/bench/[^/]*$") or ".") .. "/" .. BUILD end
+local SPIN = BUILD .. "/bench/vtime_spin"
 assert(io.open(SPIN), SPIN .. " missing: run make")
 local STEP = math.tointeger(math.floor(P.step * 1e9 + 0.5))
 if P.iterations < 1 or P.processes < 1 or STEP < 1 then

@@ -28,7 +28,10 @@ if P.rounds < 1 or P.step < 1 or P.calls < 1 then
 	os.exit(2)
 end
 local rounds, step = P.rounds, P.step
-local bin = (os.getenv("BUILD") or "build") .. "/experiments/"
+-- the build directory (BUILD, else build/ of this script's repository)
+local BUILD = os.getenv("BUILD") or "build"
+if BUILD:sub(1, 1) ~= "/" then BUILD = (arg[0]:match("^(.*)/experiments/[^/]*$") or ".") .. "/" .. BUILD end
+local bin = BUILD .. "/experiments/"
 local port = tostring(math.random(20000, 60000))
 
 -- The processes to dilate, one tracer each: {command line, relative speed}.

@@ -29,7 +29,10 @@ local function bad(msg) io.stderr:write(("kxrun: vtime_pingpong.lua: %s\n"):form
 if P.count < 1 then bad("--count: must be at least 1") end
 if P.step < 1 then bad("--step: must be at least 1 ns") end
 if P.interval < 0 then bad("--interval: must be 0 or more") end
-local bin = (os.getenv("BUILD") or "build") .. "/experiments/"
+-- the build directory (BUILD, else build/ of this script's repository)
+local BUILD = os.getenv("BUILD") or "build"
+if BUILD:sub(1, 1) ~= "/" then BUILD = (arg[0]:match("^(.*)/experiments/[^/]*$") or ".") .. "/" .. BUILD end
+local bin = BUILD .. "/experiments/"
 local SERVER, CLIENT = bin .. "pingpong_server", bin .. "pingpong_client"
 assert(io.open(SERVER), SERVER .. " missing: run make")
 math.randomseed(os.time() ~ math.floor(kx.now() * 1e6))
