@@ -92,13 +92,17 @@ describe("kx.vtime CPU accounting", function()
 		if not need("cycle-counter") then return end
 		calibrated()
 		local base = plain()
+		-- in lockstep at 100 us, a stop and a resume every other round (a
+		-- counter period is 200 us at least): a resume cost that the load
+		-- moves by a few us is a few % (the ASAN controller, beside other
+		-- tests: up to 6-8 %); before the stops' paths were taken out, 26 %
 		for _, case in ipairs{
-			{ step = 100 * US, lockstep = true }, { step = 100 * US },
+			{ step = 100 * US, lockstep = true, margin = 0.09 }, { step = 100 * US },
 			{ step = MS, lockstep = true }, { step = 10 * MS },
 		} do
 			local r, st = dilated(case)
 			local what = ("step %d us%s"):format(case.step // US, case.lockstep and ", lockstep" or "")
-			assert.is_true(math.abs(r / base - 1) < 0.05,
+			assert.is_true(math.abs(r / base - 1) < (case.margin or 0.05),
 				("%s: %.3f of a plain run's CPU (%d shares)"):format(what, r / base, st.shares))
 		end
 	end)
@@ -109,13 +113,16 @@ describe("kx.vtime CPU accounting", function()
 		local r0, st0 = dilated{ step = 100 * US, lockstep = true, resume_cost = 0 }
 		local cost = 40 * US
 		local r1, st1, run1 = dilated{ step = 100 * US, lockstep = true, resume_cost = cost }
-		-- the stops' paths (20-60 us each here) were counted and not charged
+		-- the stops' paths (20-80 us each here) were counted and not charged:
+		-- with no resume cost taken out either, 1.04-1.10 (1.26 when they
+		-- were charged)
 		assert.is_true(st0.stop_cpu_ns > st0.budget_stops * 5 * US,
 			("%d ns of stop paths over %d stops"):format(st0.stop_cpu_ns, st0.budget_stops))
+		assert.is_true(r0 / base < 1.15, ("resume_cost = 0: %.3f"):format(r0 / base))
 		-- resume_cost = 40 us: 40 us less charged per share
 		local want = st1.shares * cost / run1 / base
 		local got = (r0 - r1) / base
-		assert.is_true(math.abs(got - want) < 0.03,
+		assert.is_true(math.abs(got - want) < 0.05,
 			("resume_cost took %.3f of the job out, %d shares x 40 us: %.3f"):format(got,
 				st1.shares, want))
 	end)
