@@ -269,6 +269,10 @@ static void resume_cost(struct vt_exp *e)
 
 void vt_round_begin(struct vt_exp *e)
 {
+	if (e->backend == VT_KMOD) {
+		vt_kmod_round_begin(e);
+		return;
+	}
 	resume_cost(e);
 	e->batch = batch_rounds(e);
 	e->reached = 0;
@@ -647,6 +651,8 @@ static void round_end(struct vt_exp *e)
 
 void vt_round_abort(struct vt_exp *e)
 {
+	if (e->backend == VT_KMOD)
+		vt_kmod_round_abort(e);
 	if (!e->in_round)
 		return;
 	for (int i = 0; i < e->nprocs; i++) {
@@ -678,6 +684,8 @@ void vt_round_abort(struct vt_exp *e)
 
 int vt_round_poll(struct vt_exp *e, int64_t max_wait_ns)
 {
+	if (e->backend == VT_KMOD)
+		return vt_kmod_round_poll(e, max_wait_ns);
 	if (!e->in_round)
 		return 1;
 	int64_t t0 = vt_mono_ns();

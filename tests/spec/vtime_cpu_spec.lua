@@ -89,7 +89,7 @@ describe("kx.vtime CPU accounting", function()
 	after_each(function() assert.same({}, leftovers()) end)
 
 	it("charges a CPU-bound job what it costs run plainly, at steps from 100 us to 10 ms", function()
-		if not need("cycle-counter") then return end
+		if not need("cycle-counter", "cpu-time") then return end
 		calibrated()
 		local base = plain()
 		-- in lockstep at 100 us, a stop and a resume every other round (a
@@ -108,7 +108,7 @@ describe("kx.vtime CPU accounting", function()
 	end)
 
 	it("takes each stop's path and the resume cost out of virtual time", function()
-		if not need("cycle-counter") then return end
+		if not need("cycle-counter", "cpu-time") then return end
 		local base = plain()
 		local r0, st0 = dilated{ step = 100 * US, lockstep = true, resume_cost = 0 }
 		local cost = 40 * US
@@ -128,7 +128,7 @@ describe("kx.vtime CPU accounting", function()
 	end)
 
 	it("charges the same loaded by two busy loops as alone", function()
-		if not need("cycle-counter") then return end
+		if not need("cycle-counter", "cpu-time") then return end
 		local base = plain()
 		local alone = dilated{ step = MS }
 		local busy = {}
@@ -142,7 +142,7 @@ describe("kx.vtime CPU accounting", function()
 	end)
 
 	it("halves a CPU-bound job's virtual duration at speed 2", function()
-		if not need("cycle-counter") then return end
+		if not need("cycle-counter", "cpu-time") then return end
 		local r1 = dilated{ step = MS }
 		local r2 = dilated{ step = MS, speed = 2 }
 		assert.is_true(math.abs(r2 / r1 - 0.5) < 0.02, ("speed 2 / speed 1: %.4f"):format(r2 / r1))
@@ -153,7 +153,7 @@ describe("kx.vtime CPU accounting", function()
 	-- threads first); the clock still moves by whole rounds, to the
 	-- advance's end.
 	it("runs a lone process's rounds in one share, and not beside another", function()
-		if not need("cycle-counter") then return end
+		if not need("cycle-counter", "cpu-time") then return end
 		for _, lockstep in ipairs{ false, true } do
 			local exp = assert(vtime.experiment{ step = 100 * US, backend = "signal" })
 			if lockstep then assert(exp:spawn({ "sleep", "1000" })) end
