@@ -32,7 +32,7 @@ local rounds, step = P.rounds, P.step
 local BUILD = os.getenv("BUILD") or "build"
 if BUILD:sub(1, 1) ~= "/" then BUILD = (arg[0]:match("^(.*)/experiments/[^/]*$") or ".") .. "/" .. BUILD end
 local bin = BUILD .. "/experiments/"
-local port = tostring(math.random(20000, 60000))
+local port = tostring(dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/pingpong/port.lua")())
 
 -- The processes to dilate, one tracer each: {command line, relative speed}.
 local cmds = {

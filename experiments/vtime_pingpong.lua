@@ -34,6 +34,7 @@ local BUILD = os.getenv("BUILD") or "build"
 if BUILD:sub(1, 1) ~= "/" then BUILD = (arg[0]:match("^(.*)/experiments/[^/]*$") or ".") .. "/" .. BUILD end
 local bin = BUILD .. "/experiments/"
 local SERVER, CLIENT = bin .. "pingpong_server", bin .. "pingpong_client"
+local free_port = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/pingpong/port.lua")
 assert(io.open(SERVER), SERVER .. " missing: run make")
 math.randomseed(os.time() ~ math.floor(kx.now() * 1e6))
 
@@ -57,7 +58,7 @@ local args = { tostring(P.count), "64", tostring(P.interval) }
 
 -- 1. dilated: both ends in one experiment, advanced round by round
 local vexp = assert(vtime.experiment{ step = P.step, backend = P.backend })
-local port = tostring(math.random(20000, 60000))
+local port = tostring(free_port())
 assert(vexp:spawn({ SERVER, port }, { stdout = tmp .. ".srv" }))
 local cli = assert(vexp:spawn({ CLIENT, port, table.unpack(args) }, { stdout = tmp .. ".cli" }))
 vexp:freeze()
@@ -82,7 +83,7 @@ for i = 1, P.count do
 end
 
 -- 2. the peer: the same exchange, not dilated
-port = tostring(math.random(20000, 60000))
+port = tostring(free_port())
 local ps = assert(kx.spawn{ SERVER, port, stdout = "null" })
 local code, pout = kx.exec{ CLIENT, port, table.unpack(args) }
 ps:wait(5)
