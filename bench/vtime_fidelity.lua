@@ -31,7 +31,7 @@ local exp = lab.experiment{
 	about = "A CPU-bound job's virtual duration at speed 1 against its plain CPU time, by step and load",
 	params = {
 		{ "iterations", type = "int", default = 400000000, positional = true, help = "the job's loop count" },
-		{ "backend", type = "choice", choices = { "auto", "signal", "freezer", "freezer-v1", "freezer-v2" },
+		{ "backend", type = "choice", choices = { "auto", "signal", "freezer", "freezer-v1", "freezer-v2", "kmod" },
 			default = "auto", positional = true, help = "how processes are frozen" },
 		{ "runs", type = "int", default = 10, positional = true, help = "runs per figure, interleaved" },
 		{ "parts", type = "string", default = "12", positional = true, help = "1: overhead by step, 2: load" },

@@ -15,7 +15,7 @@ local exp = lab.experiment{
 	about = "Wall over virtual time of CPU-bound dilated processes, against the same jobs run plainly",
 	params = {
 		{ "iterations", type = "int", default = 200000000, positional = true, help = "each job's loop count" },
-		{ "backend", type = "choice", choices = { "auto", "signal", "freezer", "freezer-v1", "freezer-v2" },
+		{ "backend", type = "choice", choices = { "auto", "signal", "freezer", "freezer-v1", "freezer-v2", "kmod" },
 			default = "auto", positional = true, help = "how processes are frozen" },
 		{ "processes", type = "int", default = 8, help = "dilated jobs" },
 		{ "step", type = "duration", default = "1ms", help = "virtual time per round" },

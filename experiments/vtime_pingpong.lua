@@ -18,7 +18,7 @@ local exp = lab.experiment{
 		{ "count", type = "int", default = 20, positional = true, help = "pings" },
 		{ "step", type = "int", default = 100000, positional = true, meta = "NS", help = "virtual ns per round" },
 		{ "interval", type = "int", default = 1000, positional = true, meta = "US", help = "us between pings" },
-		{ "backend", type = "choice", choices = { "auto", "signal", "freezer", "freezer-v1", "freezer-v2" },
+		{ "backend", type = "choice", choices = { "auto", "signal", "freezer", "freezer-v1", "freezer-v2", "kmod" },
 			default = "auto", positional = true, help = "how processes are frozen" },
 	},
 	metrics = { rtt = "us" },

@@ -16,6 +16,12 @@ for s in bench/vtime_fidelity.lua bench/vtime_rounds.lua bench/vtime_slowdown.lu
 	expect_match "$out" "^usage: kxrun $s" "$s --help"
 	expect_match "$out" "--out DIR" "$s --help"
 done
+# every backend the module has, kmod too (tests/vm/bench_vtime.sh passes it)
+for s in bench/vtime_fidelity.lua bench/vtime_slowdown.lua experiments/vtime_pingpong.lua; do
+	expect_match "$("$KXRUN" "$s" --help 2>&1)" "[|]kmod" "$s --help: backend kmod"
+done
+out=$("$KXRUN" vtime run -b kmod -n 1 -- true 2>&1); rc=$?
+[ "$rc" != 2 ] || fail "vtime run -b kmod: a usage error ($out)"
 out=$("$KXRUN" bench/vtime_rounds.lua --procs eight 2>&1); rc=$?
 expect_eq "$rc" 2 "a bad value"
 expect_eq "$(printf '%s\n' "$out" | wc -l)" 1 "a bad value: one line ($out)"

@@ -149,7 +149,7 @@ exit code.  Progress on a terminal once it has taken a second.]],
 			flags = {
 				{ "step", "s", type = "integer", arg = "STEP_NS", default = 1000000, help = "virtual ns per round" },
 				{ "rounds", "n", type = "integer", arg = "ROUNDS", default = 1000, help = "rounds at most" },
-				{ "backend", "b", choices = { "auto", "signal", "freezer", "freezer-v1", "freezer-v2" }, default = "auto", help = "how processes are frozen" },
+				{ "backend", "b", choices = { "auto", "signal", "freezer", "freezer-v1", "freezer-v2", "kmod" }, default = "auto", help = "how processes are frozen" },
 			},
 			run = run,
 		},
