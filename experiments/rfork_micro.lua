@@ -3,6 +3,7 @@
 --
 --   kxrun experiments/rfork_micro.lua [--sizes 1M,16M,64M,256M,1G]
 --        [--netns] [--children 8] [--entries 1000000] [--json FILE]
+--        [--out DIR]
 --
 -- For each working-set size: the time rfork.prepare takes in a parent
 -- holding that much memory (MITOSIS bench_prepare_time), the latency from
@@ -16,54 +17,49 @@
 -- --netns: the parent runs in one network namespace and the children in
 -- another, joined by a veth pair (needs root and ip(8)); otherwise both use
 -- the loopback.  Sizes take K, M, G suffixes; 4G needs ~10 GB free.
+-- (--help lists every parameter; --out DIR keeps every figure in
+-- results.jsonl and writes report.html; --json FILE writes them as one
+-- JSON object, as before.)
+local lab = require "kx.lab"
+
+local exp = lab.experiment{
+	name = "rfork_micro",
+	about = "kx.rfork: prepare, resume and touch times per working set, and the fork-function demo",
+	params = {
+		{ "sizes", type = "size", list = true, default = "1M,16M,64M,256M,1G", help = "working sets of the parent" },
+		{ "netns", type = "bool", default = false, help = "children in another network namespace (veth; root, ip(8))" },
+		{ "children", type = "int", default = 8, help = "fork-function: children resumed at once" },
+		{ "entries", type = "int", default = 1000000, help = "fork-function: entries of the table" },
+		{ "json", type = "string", meta = "FILE", help = "also write the results as one JSON object to FILE" },
+	},
+	metrics = { prepare = "ms", resume = "ms", touch_1pct = "ms", touch_10pct = "ms", touch_100pct = "ms" },
+	out = false, quiet = true,
+}
+local P = exp.params
+local function bad(msg) io.stderr:write("kxrun: rfork_micro.lua: ", msg, "\n") os.exit(2) end
+if P.children < 1 then bad("--children: must be at least 1") end
+if P.entries < 1 then bad("--entries: must be at least 1") end
 
 local ok, rfork = pcall(require, "kx.rfork")
 if not ok then
-	io.stderr:write("rfork_micro: kx.rfork is not in this build of kxrun ",
-		"(the rfork core has not landed): nothing to measure\n")
+	io.stderr:write("rfork_micro: kx.rfork is not in this build of kxrun: nothing to measure\n")
 	os.exit(2)
 end
 
-local function usage(msg)
-	if msg then io.stderr:write("rfork_micro: ", msg, "\n") end
-	io.stderr:write("usage: kxrun experiments/rfork_micro.lua [--sizes 1M,16M,64M,256M,1G] ",
-		"[--netns] [--children N] [--entries N] [--json FILE]\n")
-	os.exit(msg and 2 or 0)
-end
-
-local opts = { sizes = "1M,16M,64M,256M,1G", children = 8, entries = 1000000 }
-do
-	local i = 1
-	while i <= #arg do
-		local a = arg[i]
-		if a == "--sizes" or a == "--children" or a == "--entries" or a == "--json" then
-			opts[a:sub(3)] = arg[i + 1] or usage(a .. " needs a value")
-			i = i + 1
-		elseif a == "--netns" then
-			opts.netns = true
-		elseif a == "-h" or a == "--help" then
-			usage()
-		else
-			usage("unknown argument " .. a)
-		end
-		i = i + 1
+local function label(bytes)
+	for _, u in ipairs{ { "G", 1 << 30 }, { "M", 1 << 20 }, { "K", 1 << 10 } } do
+		if bytes >= u[2] and bytes % u[2] == 0 then return ("%d%s"):format(bytes // u[2], u[1]) end
 	end
-end
-
-local function parse_size(s)
-	local n, unit = s:match("^(%d+)([KMG]?)B?$")
-	if not n then usage("bad size '" .. s .. "' (e.g. 512K, 64M, 1G)") end
-	return math.tointeger(n) * ({ [""] = 1, K = 1024, M = 1024 ^ 2, G = 1024 ^ 3 })[unit]
+	return tostring(bytes)
 end
 local sizes = {}
-for s in opts.sizes:gmatch("[^,]+") do sizes[#sizes + 1] = { label = s, bytes = parse_size(s) } end
-local nchildren = math.tointeger(tonumber(opts.children)) or usage("--children: a number")
-local nentries = math.tointeger(tonumber(opts.entries)) or usage("--entries: a number")
+for _, bytes in ipairs(P.sizes) do sizes[#sizes + 1] = { label = label(bytes), bytes = bytes } end
+local nchildren, nentries = P.children, P.entries
 
 -- ---- namespaces: re-run this script inside A, children go to B -------------
 
 local NS_B, LISTEN = os.getenv("KX_RFORK_NS_B"), os.getenv("KX_RFORK_LISTEN") or "127.0.0.1"
-if opts.netns and not NS_B then
+if P.netns and not NS_B then
 	local tag = "kxm" .. math.random(10000, 99999)
 	local a, b, sub = tag .. "a", tag .. "b", math.random(20, 220)
 	local addr_a = ("10.232.%d.1"):format(sub)
@@ -265,12 +261,18 @@ table.sort(lat)
 print(("fork-function: table of %d entries loaded once in %.1f ms; %d children resumed at once "
 	.. "answered in %.1f ms (median %.1f ms, max %.1f ms each); cold start to one answer %.1f ms "
 	.. "(ratio cold/resumed median %.1fx)"):format(ff.entries, ff.load_ms, nchildren, ff.all_ms,
-	lat[(#lat + 1) // 2], lat[#lat], ff.cold_ms, ff.cold_ms / lat[(#lat + 1) // 2]))
+	lab.stats.median(lat), lat[#lat], ff.cold_ms, ff.cold_ms / lab.stats.median(lat)))
 
-if opts.json then
-	local tmp = opts.json .. ".tmp"
-	local f = assert(io.open(tmp, "w"))
-	f:write(kx.json.encode(results), "\n")
-	f:close()
-	assert(os.rename(tmp, opts.json))
+for _, r in ipairs(results.sizes) do
+	exp:record{ point = { size = r.size }, system = "kx.rfork", values = { prepare = r.prepare_ms,
+		resume = r.resume_ms, touch_1pct = r.touch[1].exec_ms, touch_10pct = r.touch[2].exec_ms,
+		touch_100pct = r.touch[3].exec_ms } }
+end
+exp:beside(("fork-function, %d entries, %d children"):format(ff.entries, nchildren), lat, ff.cold_ms,
+	{ unit = "ms", ours = "resumed child", peer = "cold start" })
+exp:finish()
+
+if P.json then
+	local wok, werr = kx.write_file(P.json, kx.json.encode(results) .. "\n")
+	if not wok then bad("--json: " .. tostring(werr)) end
 end
