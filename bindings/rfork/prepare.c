@@ -498,7 +498,7 @@ long rf_prepare(const struct rf_prepare_opts *o, struct rf_holder **out, char *e
 	                err, errlen);
 	if (lfd < 0)
 		goto fail;
-	struct rf_holder_cfg cfg = {.listen_fd = lfd, .idle_s = o->idle_s};
+	struct rf_holder_cfg cfg = {.listen_fd = lfd, .idle_s = o->idle_s, .learn = !o->no_learn};
 	if (choose_transport(o, h, &cfg, err, errlen) < 0)
 		goto fail;
 	if (getrandom(&cfg.id, sizeof cfg.id, 0) != sizeof cfg.id ||

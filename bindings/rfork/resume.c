@@ -332,9 +332,10 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex,
 	int stats = getenv("KXRUN_RFORK_STATS") != NULL;
 	double t0 = now_ms(), t_desc, t_ident, t_layout;
 	struct rf_desc *d = NULL;
-	uint32_t index = 0;
-	struct rf_conn *c = rf_tcp.connect(address, id, key, timeout_ms, &d, &index, err,
-	                                   errlen);
+	struct rf_page_req *learned = NULL;
+	uint32_t index = 0, nlearned = 0;
+	struct rf_conn *c = rf_tcp.connect(address, id, key, timeout_ms, &d, &index, &learned,
+	                                   &nlearned, err, errlen);
 	if (!c)
 		return -1;
 	int uffd = -1;
@@ -356,7 +357,7 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex,
 		goto fail;
 	/* over TCP asked for now, answered while the rest is checked and the
 	 * pager starts; over RDMA the pager reads it */
-	if (rf_prefetch_request(d, c, !po.rdma, err, errlen) < 0)
+	if (rf_prefetch_request(d, c, learned, nlearned, !po.rdma, err, errlen) < 0)
 		goto fail;
 	t_desc = now_ms();
 	if (check_identity(d, err, errlen) < 0)
@@ -489,5 +490,6 @@ fail:
 		close(uffd);
 	free(own);
 	free(d);
+	free(learned);
 	return -1;
 }

@@ -61,6 +61,9 @@ struct rf_prepare_opts {
 	 * the holder starts an agent that copies the image once, registers
 	 * it and lets children read it with one-sided RDMA READs. */
 	const char *transport;
+	/* 1: the holder does not learn the working set of its children (each
+	 * child is prefetched a static guess only; for measuring). */
+	int no_learn;
 };
 
 long rf_prepare(const struct rf_prepare_opts *o, struct rf_holder **out,
