@@ -221,11 +221,17 @@ static void install(int uffd, uint64_t addr, const char *src, uint32_t n)
 		wake(uffd, addr);
 }
 
+/* The page a sequential window holds back, or 0. */
+static uint64_t marker_of(const struct flight *f)
+{
+	return f->seq && f->npages >= 8 ? f->caddr + (uint64_t)(f->npages / 2) * RF_PAGE : 0;
+}
+
 /* Installs n pages of a window at addr, holding back its marker page. */
 static void install_window(struct client *c, const struct flight *f, uint64_t addr,
                            const char *src, uint32_t n)
 {
-	uint64_t m = f->seq && f->npages >= 8 ? f->caddr + (uint64_t)(f->npages / 2) * RF_PAGE : 0;
+	uint64_t m = marker_of(f);
 	if (!m || m < addr || m >= addr + (uint64_t)n * RF_PAGE) {
 		install(c->uffd, addr, src, n);
 		return;
@@ -249,16 +255,17 @@ static void install_window(struct client *c, const struct flight *f, uint64_t ad
 
 static void read_answer(void);
 
-static int in_flight(const struct client *c, uint64_t addr)
+/* The answer in flight that brings c's page at addr, or NULL. */
+static struct flight *in_flight(const struct client *c, uint64_t addr)
 {
 	for (int i = 0; i < fl_n; i++) {
-		const struct flight *f = &fl[(fl_head + i) % MAX_FLIGHT];
+		struct flight *f = &fl[(fl_head + i) % MAX_FLIGHT];
 		if (f->client == c->id && !f->dropped &&
 		    addr >= f->caddr + (uint64_t)f->done * RF_PAGE &&
 		    addr < f->caddr + (uint64_t)f->npages * RF_PAGE)
-			return 1;
+			return f;
 	}
-	return 0;
+	return NULL;
 }
 
 /* The first address at or after addr that c has in flight, or end. */
@@ -414,8 +421,17 @@ static void on_fault(struct client *c, uint64_t addr)
 		fetch_next(c);
 		return;
 	}
-	if ((c == &clients[0] && batch_brings(addr)) || in_flight(c, addr))
+	if (c == &clients[0] && batch_brings(addr))
 		return;   /* on its way: installing it wakes the child */
+	struct flight *f = in_flight(c, addr);
+	if (f) {
+		uint64_t m = marker_of(f);
+		if (m && addr >= m) {   /* past the marker already: no page held back, */
+			f->seq = 0;         /* the next window asked for now */
+			fetch_next(c);
+		}
+		return;
+	}
 	int seq = addr == c->next;
 	uint32_t n = !seq ? ra_base : c->win * 2 < ra_max ? c->win * 2 : ra_max;
 	uint64_t end = flight_after(c, addr, s->cend);

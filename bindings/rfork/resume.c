@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/rseq.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -231,6 +232,7 @@ static int start_pager(struct rf_conn *c, int uffd, const struct rf_desc *d,
 				syscall(SYS_close_range, lo, hi, 0);
 		}
 		setsid();
+		prctl(PR_SET_NAME, "kxrun-pager");   /* what ps and top show */
 		signal(SIGINT, SIG_DFL), signal(SIGTERM, SIG_DFL), signal(SIGHUP, SIG_DFL);
 		signal(SIGPIPE, SIG_IGN);
 		rf_pager_main(uffd, child, d, c, p[1], po);
