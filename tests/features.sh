@@ -57,6 +57,10 @@ probe() {
 		local ok=0; [ -e "$d/cgroup.freeze" ] && ok=1
 		rmdir "$d"
 		[ $ok = 1 ] || absent "cgroup2 at $m has no cgroup.freeze (kernel < 5.2)" ;;
+	thp)   # transparent huge pages for memory that asks (madvise or always)
+		[ -r /sys/kernel/mm/transparent_hugepage/enabled ] || { absent "the kernel has no transparent huge pages"; return; }
+		grep -q '\[never\]' /sys/kernel/mm/transparent_hugepage/enabled &&
+			absent "transparent huge pages are off (/sys/kernel/mm/transparent_hugepage/enabled: never)" ;;
 	userfaultfd)
 		[ -e /proc/sys/vm/unprivileged_userfaultfd ] || { absent "the kernel has no userfaultfd"; return; }
 		[ "$(id -u)" = 0 ] || [ "$(cat /proc/sys/vm/unprivileged_userfaultfd)" = 1 ] ||
@@ -92,7 +96,7 @@ probe() {
 	esac
 }
 
-FEATURES="root btf bpf opencl cgroup1-freezer cgroup1-cpuset cgroup1-cpu cgroup2 userfaultfd netns tmpfs-mount setpriv nobody-exec redis ffmpeg python3 node tty chromium luarocks cc qemu"
+FEATURES="root btf bpf opencl cgroup1-freezer cgroup1-cpuset cgroup1-cpu cgroup2 thp userfaultfd netns tmpfs-mount setpriv nobody-exec redis ffmpeg python3 node tty chromium luarocks cc qemu"
 
 if [ "${1:-}" = --list ]; then
 	for f in $FEATURES; do

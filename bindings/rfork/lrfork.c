@@ -202,6 +202,7 @@ static int l_resume(lua_State *L)
 }
 
 int rf_lua_bench(lua_State *L);   /* bench.c */
+void rf_huge_alloc(lua_State *L);  /* hugealloc.c */
 
 int luaopen_kx_rfork(lua_State *L)
 {
@@ -223,6 +224,7 @@ int luaopen_kx_rfork(lua_State *L)
 	};
 	kx_defclass(L, &(struct kx_class){HANDLE_T, methods, getters, meta});
 	lua_pop(L, 1);
+	rf_huge_alloc(L);   /* big blocks in huge pages: a prepare copies few page tables */
 	luaL_newlib(L, fns);
 	return 1;
 }
