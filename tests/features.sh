@@ -59,7 +59,7 @@ probe() {
 		[ $ok = 1 ] || absent "cgroup2 at $m has no cgroup.freeze (kernel < 5.2)" ;;
 	thp)   # transparent huge pages for memory that asks (madvise or always)
 		[ -r /sys/kernel/mm/transparent_hugepage/enabled ] || { absent "the kernel has no transparent huge pages"; return; }
-		grep -q '\[never\]' /sys/kernel/mm/transparent_hugepage/enabled &&
+		! grep -q '\[never\]' /sys/kernel/mm/transparent_hugepage/enabled ||
 			absent "transparent huge pages are off (/sys/kernel/mm/transparent_hugepage/enabled: never)" ;;
 	userfaultfd)
 		[ -e /proc/sys/vm/unprivileged_userfaultfd ] || { absent "the kernel has no userfaultfd"; return; }
