@@ -110,8 +110,7 @@ static inline __attribute__((always_inline)) const char *rf_desc_str(const struc
 
 /* Messages the restorer prints before exit_group(127) (it has no string
  * constants of its own: they would live outside its section). */
-enum { RF_MSG_MUNMAP, RF_MSG_SPECIAL, RF_MSG_OPEN, RF_MSG_MMAP, RF_MSG_REGISTER,
-       RF_MSG_FS, RF_MSG_N };
+enum { RF_MSG_MUNMAP, RF_MSG_SPECIAL, RF_MSG_MMAP, RF_MSG_REGISTER, RF_MSG_FS, RF_MSG_N };
 
 struct rf_special_move {
 	uint64_t cur, len, scratch, dest;
@@ -127,6 +126,8 @@ struct rf_restore {
 	char transport[8];            /* read back by the child: "tcp", "rdma" */
 	char transport_info[240];     /* the device, or why not RDMA */
 	const struct rf_desc *desc;   /* copy inside the region */
+	const int32_t *fds;           /* per map: the open file an RF_MAP_FILE maps */
+	uint64_t stack_top;           /* the restorer's stack, in the region */
 	char msg[RF_MSG_N][80];
 };
 
@@ -306,9 +307,11 @@ int rf_prefetch_request(const struct rf_desc *d, struct rf_conn *conn,
                         char *err, size_t errlen);
 const struct rf_prefetch *rf_prefetch_plan(void);
 
-/* Pager (pager.c): serves the child's faults; first it upgrades the
- * connection to RDMA when o->rdma, and writes to ready_fd a status byte
- * (0: going on) and "TRANSPORT\tINFO" or why not.  Never returns. */
+/* Pager (pager.c): serves the child's faults.  With o->rdma it first
+ * upgrades the connection and writes to ready_fd a status byte (0: going
+ * on) and "TRANSPORT\tINFO" or why not, which the resuming process waits
+ * for; over TCP nobody waits (a fault waits for the pager instead) and a
+ * pager that cannot start kills the child, saying why.  Never returns. */
 struct rf_pager_opts {
 	int rdma, required;   /* try RDMA; fail rather than use TCP */
 	const char *host;     /* the holder's */
@@ -317,7 +320,26 @@ struct rf_pager_opts {
 void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d, struct rf_conn *conn,
                    int ready_fd, const struct rf_pager_opts *o) __attribute__((noreturn));
 
-/* Identity of a file (identity.c): 0, or -1 when it cannot be read. */
+/* A container being entered (container.c): R makes the cgroups and
+ * namespaces and forks; rf_container_start returns 0 in C (the child to
+ * be), and in R only with an error (C's, before its switch; R exits as C
+ * did otherwise).  C calls rf_container_finish right before the switch
+ * (lo, host name, mounts, cgroups) and rf_container_failed on an error. */
+struct rf_ctrun {
+	int pipe;              /* C: where an error goes */
+	int ngroups;
+	char groups[3][256];   /* cgroup directories */
+	int procs[3];          /* their cgroup.procs, open */
+};
+int rf_container_start(const struct rf_container *ct, struct rf_ctrun *run, char *err,
+                       size_t errlen);
+int rf_container_finish(const struct rf_container *ct, struct rf_ctrun *run, char *err,
+                        size_t errlen);
+void rf_container_failed(struct rf_ctrun *run, const char *err) __attribute__((noreturn));
+
+/* Identity of a file (identity.c), by path or of an open descriptor: 0,
+ * or -1 when it cannot be read. */
 int rf_file_ident(const char *path, struct rf_ident *id);
+int rf_file_ident_fd(int fd, struct rf_ident *id);
 
 #endif /* KX_RFORK_INTERNAL_H */

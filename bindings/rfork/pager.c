@@ -611,9 +611,14 @@ void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d, struct rf_con
 		if (pidfd < 0)
 			snprintf(info, sizeof info, "pidfd_open: %s", strerror(errno));
 	}
-	int len = snprintf(msg, sizeof msg, "%c%s\t%s", bad, bad ? "" : T->name, info);
-	if (write(ready_fd, msg, len) != len || bad)
-		_exit(1);
+	if (!o->rdma) {   /* nobody waits for the word: the child is on its way */
+		if (bad)
+			kill_child(info);
+	} else {
+		int len = snprintf(msg, sizeof msg, "%c%s\t%s", bad, bad ? "" : T->name, info);
+		if (write(ready_fd, msg, len) != len || bad)
+			_exit(1);
+	}
 	close(ready_fd);
 	if (pre.p->n) {
 		char err[256];

@@ -121,7 +121,7 @@ int main(int argc, char **argv)
 		double t0 = now();
 		/* the child's memory is the parent's: the start time goes by stderr */
 		fprintf(stderr, "resume start %.6f\n", t0);
-		rf_resume(argv[2], argv[3], argv[4], getenv("RFORK_TRANSPORT"), err, sizeof err);
+		rf_resume(argv[2], argv[3], argv[4], getenv("RFORK_TRANSPORT"), NULL, err, sizeof err);
 		fprintf(stderr, "rfork_basic: resume: %s (%.3f s)\n", err, now() - t0);
 		return 2;
 	}
