@@ -37,6 +37,7 @@ probe() {
 	cgroup1-freezer) v1 freezer ;;
 	cgroup1-cpuset) v1 cpuset ;;
 	cgroup1-cpu) v1 cpu ;;
+	cgroup1-memory) v1 memory ;;
 	locale-en_US)   # a locale whose collation folds case (en_US.UTF-8)
 		locale -a 2>/dev/null | grep -qix 'en_US.utf-\?8' ||
 			absent "the en_US.UTF-8 locale is not generated (apt-get install locales; locale-gen)" ;;
@@ -96,7 +97,7 @@ probe() {
 	esac
 }
 
-FEATURES="root btf bpf opencl cgroup1-freezer cgroup1-cpuset cgroup1-cpu cgroup2 thp userfaultfd netns tmpfs-mount setpriv nobody-exec redis ffmpeg python3 node tty chromium luarocks cc qemu"
+FEATURES="root btf bpf opencl cgroup1-freezer cgroup1-cpuset cgroup1-cpu cgroup1-memory cgroup2 thp userfaultfd netns tmpfs-mount setpriv nobody-exec redis ffmpeg python3 node tty chromium luarocks cc qemu"
 
 if [ "${1:-}" = --list ]; then
 	for f in $FEATURES; do
