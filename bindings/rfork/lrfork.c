@@ -2,7 +2,7 @@
  * lrfork.c - Lua binding kx.rfork (docs/MANUAL.md §5), a thin layer over rfork.h.
  *
  *   rfork.prepare{listen="HOST:PORT", idle=seconds, transport="tcp"|"rdma"|
- *       "auto"} -> handle | nil, message (from a task).  Parent: h.child ==
+ *       "auto", learn=true} -> handle | nil, message (from a task).  Parent: h.child ==
  *       false, h.id, h.key, h.address, h.children, h.pid (the holder),
  *       h.transport, h.rdma (the RDMA agent: nil, "starting", "ready",
  *       "failed"), h.transport_info, h:close().  In a resumed child the same
@@ -151,6 +151,7 @@ static int l_prepare(lua_State *L)
 	if (idle <= 0)
 		return kx_fielderror(L, 1, "idle", "must be > 0 seconds");
 	const char *transport = check_transport(L, "tcp");
+	int learn = kx_optbooleanfield(L, 1, "learn", 1);
 	struct lhandle *u = lua_newuserdatauv(L, sizeof *u, 0);
 	u->h = NULL;
 	u->w = calloc(1, sizeof *u->w);
@@ -158,7 +159,7 @@ static int l_prepare(lua_State *L)
 		return kx_fail(L, "out of memory");
 	luaL_setmetatable(L, HANDLE_T);
 	struct rf_prepare_opts o = {.listen = listen, .idle_s = idle, .capture = rf_host_capture,
-	                            .transport = transport};
+	                            .transport = transport, .no_learn = !learn};
 	char err[512];
 	struct rf_holder *h;
 	long r = rf_prepare(&o, &h, err, sizeof err);

@@ -43,6 +43,13 @@ $(BUILD)/bindings/rfork/restorer.o: bindings/rfork/restorer.c bindings/rfork/int
 	    objdump -r -j rfork_restorer $@.tmp; rm -f $@.tmp; exit 1; fi
 	@mv $@.tmp $@
 
+# The benchmark's spawner (bench/rfork.lua, the README's recipe): whole
+# processes, N times, C at once.
+EXTRA_TARGETS += $(BUILD)/bench/rfork_spawn
+$(BUILD)/bench/rfork_spawn: bench/rfork_spawn.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
+
 # A small C program that prepares and resumes itself (no Lua, no host).
 $(BUILD)/tests/rfork_basic: tests/rfork/rfork_basic.c $(RFORK_CORE:%.c=$(BUILD)/%.o)
 	@mkdir -p $(dir $@)
