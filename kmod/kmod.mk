@@ -36,11 +36,16 @@ $(KXVT_KO): $(KMOD_SRC)
 	    -C $$src/linux-headers-$${rel%-amd64}-common O=$$src/linux-headers-$$rel \
 	    M=$(abspath $(BUILD)/kmod) modules
 
-# The module's test driver (ioctl checks, fuzz) and benchmark, run in the guest.
-KMOD_TOOLS := $(BUILD)/tests/kxvt_test
+# The guest's helpers: the module's test driver (ioctl checks, fuzz,
+# rounds) and a statically linked member for the clock tests (no
+# LD_PRELOAD can reach it).
+KMOD_TOOLS := $(BUILD)/tests/kxvt_test $(BUILD)/tests/kxvt_clock
 $(BUILD)/tests/kxvt_test: tests/vm/kxvt_test.c kmod/kxvt.h
 	@mkdir -p $(dir $@)
-	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -Ikmod -o $@ $< -lpthread
+	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -Ikmod -o $@ $< -lpthread -lm
+$(BUILD)/tests/kxvt_clock: tests/vm/kxvt_clock.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -static -o $@ $<
 
 .PHONY: kmod test-vm bench-vm
 kmod: $(KXVT_KO)

@@ -88,12 +88,16 @@ struct kxvt_share {
 	__s64 budget_ns;        /* CPU ns its threads may use together */
 };
 
+#define KXVT_RUN_NEW_ROUND 1   /* the first shares of a round: needs every
+                                  earlier share reported; members without a
+                                  share read `now` until theirs */
+
 struct kxvt_run {
 	__u64 shares;           /* struct kxvt_share[nshares] */
 	__u32 nshares;
-	__u32 flags;            /* 0 */
-	__s64 now;              /* the round's start: the clock of members
-	                           without a share (and of COARSE reads, time()) */
+	__u32 flags;            /* KXVT_RUN_NEW_ROUND */
+	__s64 now;              /* the round's start (with KXVT_RUN_NEW_ROUND;
+	                           also what COARSE clocks and time() read) */
 };
 
 #define KXVT_END_BUDGET  1      /* used its budget */

@@ -93,11 +93,18 @@ probe() {
 		have qemu-system-x86_64 "Debian qemu-system-x86" || return 1
 		KXVM_DIR=${KXVM_DIR:-$BUILD/vm} "$ROOT/tests/vm/bed/kernel.sh" --probe >/dev/null ||
 			absent "$(KXVM_DIR=${KXVM_DIR:-$BUILD/vm} "$ROOT/tests/vm/bed/kernel.sh" --probe)" ;;
+	cpu-time)   # CPU clocks count what a program ran: not under QEMU's TCG,
+		# whose vCPUs, descheduled by a loaded host, are charged as CPU
+		if grep -q "^model name.*QEMU Virtual CPU" /proc/cpuinfo; then
+			absent "QEMU TCG emulation: a vCPU descheduled by the host counts as CPU time"
+		fi ;;
+	kxvt) [ -c /dev/kxvt ] ||   # kxvt.ko loaded: in the VM bed (make test-vm)
+		absent "no /dev/kxvt: kxvt.ko is not loaded (this kernel may load no modules; make test-vm runs it)" ;;
 	*) echo "unknown feature '$1' (tests/features.sh --list)"; return 2 ;;
 	esac
 }
 
-FEATURES="root btf bpf opencl cgroup1-freezer cgroup1-cpuset cgroup1-cpu cgroup1-memory cgroup2 thp userfaultfd netns tmpfs-mount setpriv nobody-exec redis ffmpeg python3 node tty chromium luarocks cc qemu"
+FEATURES="root btf bpf opencl cgroup1-freezer cgroup1-cpuset cgroup1-cpu cgroup1-memory cgroup2 thp userfaultfd netns tmpfs-mount setpriv nobody-exec redis ffmpeg python3 node tty chromium luarocks cc qemu kxvt cpu-time"
 
 if [ "${1:-}" = --list ]; then
 	for f in $FEATURES; do

@@ -58,10 +58,12 @@ kx_cgroups >"$LOG/before.cgroups"
 tmp_entries >"$LOG/before.tmp"
 
 # -- cmocka units ------------------------------------------------------------
-for t in "$BUILD"/tests/unit/test_*; do
-	[ -x "$t" ] || continue
-	name=$(basename "$t")
+for src in "$TESTS"/unit/test_*.c; do
+	[ -e "$src" ] || continue
+	name=$(basename "$src" .c)
+	t=$BUILD/tests/unit/$name
 	want "$name" || continue
+	[ -x "$t" ] || { fail_test "unit $name" "$t is not built"; continue; }
 	out="$LOG/$name.out"
 	KXRUN_TEST_NAME="unit $name" timeout 300 "$t" >"$out" 2>&1
 	rc=$?

@@ -73,7 +73,7 @@ static int v2_ok(char *why, size_t n)
 int vt_backend_known(const char *name)
 {
 	static const char *const names[] = {"signal", "freezer", "freezer-v1",
-	                                     "freezer-v2", "auto", NULL};
+	                                     "freezer-v2", "kmod", "auto", NULL};
 	for (int i = 0; names[i]; i++)
 		if (!strcmp(name, names[i]))
 			return 1;
@@ -85,6 +85,13 @@ int vt_backend_parse(const char *name, enum vt_backend *out,
 {
 	char why1[400] = "", why2[400] = "";
 	*cgver = 0;
+	if (!strcmp(name, "kmod") || (!strcmp(name, "auto") && vt_kmod_usable(NULL, 0))) {
+		*out = VT_KMOD;
+		if (vt_kmod_usable(why1, sizeof why1))
+			return 1;
+		vt_seterr(err, errlen, "vtime backend 'kmod' cannot run here: %s", why1);
+		return 0;
+	}
 	if (!strcmp(name, "signal")) {
 		*out = VT_SIGNAL;
 		return 1;

@@ -80,6 +80,7 @@ struct vt_exp *vt_exp_new(int64_t step, const char *backend, char *err,
 	}
 	e->step = step;
 	e->backend = b;
+	e->kfd = e->timens_fd = -1;
 	e->cgver = cgver;
 	e->overshoot = 50000;
 	int n = nexp++;
@@ -109,7 +110,9 @@ struct vt_exp *vt_exp_new(int64_t step, const char *backend, char *err,
 	e->shm->nslots = KXVT_SLOTS;
 	e->shm->version = KXVT_VERSION;
 	__atomic_store_n(&e->shm->magic, KXVT_MAGIC, __ATOMIC_RELEASE);
-	if (b == VT_FREEZER && vt_cg_create(e, n, err, errlen) < 0) {
+	if ((b == VT_FREEZER && vt_cg_create(e, n, err, errlen) < 0) ||
+	    (b == VT_KMOD && vt_kmod_open(e, err, errlen) < 0)) {
+		vt_kmod_stop(e);
 		munmap(e->shm, sizeof *e->shm);
 		unlink(e->shm_path);
 		free(e);
@@ -182,6 +185,10 @@ void vt_slot_resume(struct vt_exp *e, struct vt_proc *p, int64_t cpu_base)
 
 void vt_freeze(struct vt_exp *e)
 {
+	if (e->backend == VT_KMOD) {
+		vt_kmod_freeze(e);
+		return;
+	}
 	for (int i = 0; i < e->nprocs; i++)
 		if (e->procs[i].alive)
 			kill(-e->procs[i].pid, SIGSTOP);
@@ -207,7 +214,8 @@ void vt_set_clock(struct vt_exp *e, int64_t vns)
 	for (int i = 0; i < e->nprocs; i++)
 		if (e->procs[i].alive) {
 			e->procs[i].vbase = e->procs[i].q_end = vns;
-			vt_slot_write(e, e->procs[i].slot, vns, vns, 0);
+			if (e->procs[i].slot >= 0) /* kmod: none */
+				vt_slot_write(e, e->procs[i].slot, vns, vns, 0);
 		}
 	__atomic_store_n(&e->shm->seq, s + 2, __ATOMIC_RELEASE);
 	syscall(SYS_futex, &e->shm->seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
@@ -236,6 +244,8 @@ int64_t vt_proc_now(struct vt_exp *e, int i)
 		return p->exit_vns;
 	if (e->stopped)
 		return vt_now(e);
+	if (e->backend == VT_KMOD)
+		return vt_kmod_proc_now(e, i);
 	struct kxvt_slot_view v;
 	kxvt_slot_read(&e->shm->slot[p->slot], &v);
 	int64_t cpu = vt_leader_cpu(p->pid);
@@ -259,6 +269,7 @@ void vt_exp_stop(struct vt_exp *e)
 		return;
 	e->stopped = 1;
 	e->in_round = 0;
+	vt_kmod_stop(e); /* kmod: the module kills every member */
 	vt_exp_sweep(e);
 	for (int i = 0; i < e->nprocs; i++) {
 		if (e->procs[i].perf_fd > 0)

@@ -2,13 +2,14 @@
  * lvtime.c - Lua binding kx.vtime (docs/MANUAL.md §5; manual: README.md here).
  *
  *   vtime.experiment{step=ns, backend="auto"|"signal"|"freezer"|
- *                    "freezer-v1"|"freezer-v2", slice=s}
+ *                    "freezer-v1"|"freezer-v2"|"kmod", slice=s,
+ *                    budget="cpu"|"instructions"}
  *       -> exp | nil, message      (slice: real seconds a round may last)
  *   exp:spawn(argv, {speed=, timeline=, env={K=V}, stdout=, stderr=})
  *       -> proc | nil, msg
  *   exp:freeze()  exp:advance(n) -> now  exp:run_until(vt) -> now
  *   exp:now()  exp:stop()  exp:stats()  exp.backend  exp.step  exp.rounds
- *   exp.cgroup
+ *   exp.cgroup  exp.budget  exp.budget_note
  *   proc.pid  proc.speed  proc.timeline  proc.cpu_pinned  proc:now()
  *   proc:cpu()  proc:alive()  proc:status()
  *   vtime.cleanup() -> removed cgroups
@@ -413,7 +414,23 @@ static int e_rounds(lua_State *L)
 
 static int e_backend(lua_State *L)
 {
-	lua_pushstring(L, checkexp(L)->e->backend == VT_FREEZER ? "freezer" : "signal");
+	lua_pushstring(L, vt_backend_name(checkexp(L)->e));
+	return 1;
+}
+
+/* what budgets count (CPU time: instruction budgets are not built), and
+ * why not instructions when they were asked for (kmod_backend.c) */
+static int e_budget(lua_State *L)
+{
+	checkexp(L);
+	lua_pushstring(L, "cpu");
+	return 1;
+}
+
+static int e_budget_note(lua_State *L)
+{
+	struct vt_exp *e = checkexp(L)->e;
+	e->budget_note[0] ? (void)lua_pushstring(L, e->budget_note) : lua_pushnil(L);
 	return 1;
 }
 
@@ -627,7 +644,7 @@ static void first_experiment(void)
 }
 
 static const char *const exp_opts[] = {"step", "backend", "slice",
-                                       "resume_cost", NULL};
+                                       "resume_cost", "budget", NULL};
 
 static int l_experiment(lua_State *L)
 {
@@ -644,6 +661,9 @@ static int l_experiment(lua_State *L)
 		opt_error(L, 1, "backend", "unknown backend '%s' (%s)", backend,
 		          VT_BACKEND_NAMES);
 	double slice = opt_positive(L, 1, "slice", 0, "real seconds a round may last");
+	const char *budget = kx_optstringfield(L, 1, "budget", "cpu");
+	if (strcmp(budget, "cpu") && strcmp(budget, "instructions"))
+		opt_error(L, 1, "budget", "unknown budget '%s' (cpu, instructions)", budget);
 	int64_t resume_cost = -1;
 	int t = lua_getfield(L, 1, "resume_cost");
 	if (t != LUA_TNIL) {
@@ -659,6 +679,7 @@ static int l_experiment(lua_State *L)
 	struct vt_exp *e = vt_exp_new((int64_t)stepn, backend, msg, sizeof msg);
 	if (!e)
 		return kx_fail(L, "%s", msg);
+	vt_budget_choose(e, !strcmp(budget, "instructions"));
 	struct lexp *x = calloc(1, sizeof *x);
 	x->e = e;
 	x->refs = 2; /* userdata, atexit */
@@ -691,7 +712,8 @@ static const luaL_Reg funcs[] = {
 
 static const luaL_Reg exp_getters[] = {
 	{"step", e_step}, {"rounds", e_rounds}, {"backend", e_backend},
-	{"cgroup", e_cgroup}, {NULL, NULL}};
+	{"cgroup", e_cgroup}, {"budget", e_budget}, {"budget_note", e_budget_note},
+	{NULL, NULL}};
 static const luaL_Reg exp_meta[] = {{"__gc", e_gc}, {NULL, NULL}};
 static const luaL_Reg proc_getters[] = {
 	{"pid", p_pid}, {"speed", p_speed}, {"timeline", p_timeline},

@@ -2,7 +2,7 @@
 # library libkxvtime.so that gives dilated processes their virtual clock.
 KX_SRCS   += bindings/vtime/experiment.c bindings/vtime/spawn.c bindings/vtime/round.c \
              bindings/vtime/cgroup.c bindings/vtime/cleanup.c bindings/vtime/calibrate.c \
-             bindings/vtime/lvtime.c
+             bindings/vtime/lvtime.c bindings/vtime/kmod_backend.c
 LUAOPEN   += kx.vtime
 EXTRA_TARGETS += $(BUILD)/lib/libkxvtime.so
 TEST_DEPS += $(BUILD)/lib/libkxvtime.so $(BUILD)/tests/vtime_clock

@@ -178,6 +178,10 @@ static void tl_next(struct vt_exp *e, struct vt_timeline *tl)
 
 void vt_round_begin(struct vt_exp *e)
 {
+	if (e->backend == VT_KMOD) {
+		vt_kmod_round_begin(e);
+		return;
+	}
 	free(e->tl);
 	e->tl = calloc(e->nprocs ? e->nprocs : 1, sizeof *e->tl);
 	e->ntl = 0;
@@ -478,6 +482,8 @@ static void round_end(struct vt_exp *e)
 
 void vt_round_abort(struct vt_exp *e)
 {
+	if (e->backend == VT_KMOD)
+		vt_kmod_round_abort(e);
 	if (!e->in_round)
 		return;
 	for (int i = 0; i < e->nprocs; i++) {
@@ -501,6 +507,8 @@ void vt_round_abort(struct vt_exp *e)
 
 int vt_round_poll(struct vt_exp *e, int64_t max_wait_ns)
 {
+	if (e->backend == VT_KMOD)
+		return vt_kmod_round_poll(e, max_wait_ns);
 	if (!e->in_round)
 		return 1;
 	int64_t t0 = vt_mono_ns();

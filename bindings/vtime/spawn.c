@@ -22,8 +22,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-int vt_check_program(const char *prog, char *resolved, size_t rlen, char *err,
-                     size_t errlen)
+int vt_check_program(const char *prog, char *resolved, size_t rlen,
+                     int allow_static, char *err, size_t errlen)
 {
 	if (!prog || !*prog) {
 		vt_seterr(err, errlen, "empty program name");
@@ -74,7 +74,7 @@ int vt_check_program(const char *prog, char *resolved, size_t rlen, char *err,
 			if (ph.p_type == PT_INTERP)
 				interp = 1;
 		}
-		if (!interp) {
+		if (!interp && !allow_static) {
 			vt_seterr(err, errlen, "%s is statically linked: it cannot see virtual "
 			       "time through libkxvtime.so (LD_PRELOAD); refusing to dilate it",
 			       resolved);
@@ -90,8 +90,8 @@ int vt_check_program(const char *prog, char *resolved, size_t rlen, char *err,
 
 /* stdout or stderr for kx_spawn: "inherit" (NULL), "null", or a file
  * (opened here, before the fork).  0, or -1 and a message. */
-static int stdio_spec(const char *spec, const char *name, enum kx_io *io,
-                      int *fd, char *err, size_t errlen)
+int vt_stdio_spec(const char *spec, const char *name, enum kx_io *io, int *fd,
+                  char *err, size_t errlen)
 {
 	*fd = -1;
 	*io = KX_IO_INHERIT;
@@ -176,6 +176,21 @@ static int timeline_cpu(struct vt_exp *e, int timeline)
 	return -1;
 }
 
+int vt_procs_reserve(struct vt_exp *e, char *err, size_t errlen)
+{
+	if (e->nprocs < e->cap)
+		return 0;
+	int cap = e->cap ? e->cap * 2 : 8;
+	void *p = realloc(e->procs, cap * sizeof *e->procs);
+	if (!p) {
+		vt_seterr(err, errlen, "out of memory");
+		return -1;
+	}
+	e->procs = p;
+	e->cap = cap;
+	return 0;
+}
+
 int vt_spawn(struct vt_exp *e, char *const argv[], char *const env_extra[],
              const char *libdir, const struct vt_spawn_opts *o, char *err,
              size_t errlen)
@@ -193,11 +208,13 @@ int vt_spawn(struct vt_exp *e, char *const argv[], char *const env_extra[],
 		vt_seterr(err, errlen, "speed must be > 0 (got %g)", o->speed);
 		return -1;
 	}
+	if (e->backend == VT_KMOD) /* no clock slots: up to KXVT_MAX_MEMBERS */
+		return vt_kmod_spawn(e, argv, env_extra, o, err, errlen);
 	if (e->nprocs >= KXVT_SLOTS) {
 		vt_seterr(err, errlen, "at most %d processes per experiment", KXVT_SLOTS);
 		return -1;
 	}
-	if (vt_check_program(argv[0], prog, sizeof prog, err, errlen) < 0)
+	if (vt_check_program(argv[0], prog, sizeof prog, 0, err, errlen) < 0)
 		return -1;
 	char lib[PATH_MAX];
 	snprintf(lib, sizeof lib, "%s/libkxvtime.so", libdir);
@@ -205,16 +222,8 @@ int vt_spawn(struct vt_exp *e, char *const argv[], char *const env_extra[],
 		vt_seterr(err, errlen, "%s: %s (build it with make)", lib, strerror(errno));
 		return -1;
 	}
-	if (e->nprocs == e->cap) {
-		int cap = e->cap ? e->cap * 2 : 8;
-		void *p = realloc(e->procs, cap * sizeof *e->procs);
-		if (!p) {
-			vt_seterr(err, errlen, "out of memory");
-			return -1;
-		}
-		e->procs = p;
-		e->cap = cap;
-	}
+	if (vt_procs_reserve(e, err, errlen) < 0)
+		return -1;
 	int slot = e->nprocs;
 	int cpu = timeline_cpu(e, o->timeline);
 	/* the environment, made before the fork: the clock library first in
@@ -251,8 +260,8 @@ int vt_spawn(struct vt_exp *e, char *const argv[], char *const env_extra[],
 		.child_hook = die_with_parent, .ud = &parent,
 	};
 	pid_t pid = -1;
-	if (stdio_spec(o->out, "stdout", &so.io[1], &so.fd[1], err, errlen) == 0 &&
-	    stdio_spec(o->err, "stderr", &so.io[2], &so.fd[2], err, errlen) == 0)
+	if (vt_stdio_spec(o->out, "stdout", &so.io[1], &so.fd[1], err, errlen) == 0 &&
+	    vt_stdio_spec(o->err, "stderr", &so.io[2], &so.fd[2], err, errlen) == 0)
 		pid = kx_spawn(&so, err, errlen);
 	for (int i = 1; i <= 2; i++)
 		if (so.fd[i] >= 0)

@@ -37,7 +37,9 @@
 
 #include "shm.h"
 
-enum vt_backend { VT_SIGNAL = 1, VT_FREEZER = 2 };
+enum kx_io; /* host/kx.h */
+
+enum vt_backend { VT_SIGNAL = 1, VT_FREEZER = 2, VT_KMOD = 3 };
 enum vt_cgver { VT_CGV1 = 1, VT_CGV2 = 2 };
 
 enum vt_run { VT_WAIT, VT_RUNNING, VT_STOPPING, VT_DONE };
@@ -75,6 +77,9 @@ struct vt_proc {
 	int rearms;              /* early stops resumed this share */
 	int by_budget;           /* stopped by its counter, not for blocking */
 	int ntasks;              /* threads when it blocked, 0: children too */
+	uint32_t kmod_id;        /* kmod: its member id in kxvt.ko */
+	int tl_idx, tl_link;     /* kmod: its timeline in e->tl this round, the
+	                            next member of that timeline (-1: none) */
 };
 
 struct vt_timeline {
@@ -110,6 +115,9 @@ struct vt_exp {
 	int nprocs, cap;
 	struct vt_timeline *tl;  /* the current round's timelines */
 	int ntl;
+	int kfd, timens_fd;      /* kmod: /dev/kxvt, the members' time namespace */
+	int kmod_pmu;            /* kmod: the module found a hardware PMU */
+	char budget_note[128];   /* why budgets count CPU time, or "" */
 	int ntimelines_pinned;   /* explicit timelines given a CPU so far */
 	int pin_timeline[64];    /* their ids, index = order of first use */
 };
@@ -123,9 +131,10 @@ struct vt_spawn_opts {
 
 /* The backends' names (a new backend adds its name here, in
  * vt_backend_known and a branch of vt_backend_parse). */
-#define VT_BACKEND_NAMES "signal, freezer, freezer-v1, freezer-v2, auto"
+#define VT_BACKEND_NAMES "signal, freezer, freezer-v1, freezer-v2, kmod, auto"
 int vt_backend_known(const char *name);
-/* Parses "signal" | "freezer" | "auto" (also "freezer-v1", "freezer-v2");
+/* Parses "signal" | "freezer" | "kmod" | "auto" (also "freezer-v1",
+ * "freezer-v2"; "auto" is kmod where /dev/kxvt opens, else as before);
  * 0 and a message naming what is missing when it cannot run here. */
 int vt_backend_parse(const char *name, enum vt_backend *out,
                      enum vt_cgver *cgver, char *err, size_t errlen);
@@ -133,10 +142,10 @@ int vt_backend_parse(const char *name, enum vt_backend *out,
 struct vt_exp *vt_exp_new(int64_t step, const char *backend, char *err,
                           size_t errlen);
 /* Checks that path (searched in PATH when it has no '/') exists, is
- * executable and is not a statically linked ELF (no PT_INTERP); fills
- * resolved.  0, or -1 and a message. */
-int vt_check_program(const char *prog, char *resolved, size_t rlen, char *err,
-                     size_t errlen);
+ * executable and, unless allow_static, is not a statically linked ELF (no
+ * PT_INTERP); fills resolved.  0, or -1 and a message. */
+int vt_check_program(const char *prog, char *resolved, size_t rlen,
+                     int allow_static, char *err, size_t errlen);
 /* Forks argv[0] (resolved) into its own process group (and cgroup) with
  * LD_PRELOAD=<libdir>/libkxvtime.so, KXRUN_VTIME_SHM and KXRUN_VTIME_SLOT
  * set, extra env "K=V" strings added, a task-clock counter attached.  The
@@ -211,8 +220,27 @@ struct vt_noter;
 int vt_cg_destroy(const char *dir, int v2, struct vt_seen *seen,
                   const struct vt_noter *n, char *err, size_t errlen);
 
-/* spawn.c: the task-clock counter whose overflow stops pid's group */
+/* spawn.c: the task-clock counter whose overflow stops pid's group; room
+ * in e->procs for one more; a stdout/stderr spec ("inherit", "null", a
+ * path) as kx_spawn stdio */
 int vt_open_counter(pid_t pid, char *err, size_t errlen);
+int vt_procs_reserve(struct vt_exp *e, char *err, size_t errlen);
+int vt_stdio_spec(const char *spec, const char *name, enum kx_io *io, int *fd,
+                  char *err, size_t errlen);
+
+/* kmod_backend.c: backend "kmod", rounds run by kxvt.ko (kmod/kxvt.h) */
+int vt_kmod_usable(char *why, size_t n);
+const char *vt_backend_name(const struct vt_exp *e);
+void vt_budget_choose(struct vt_exp *e, int instructions);
+int vt_kmod_open(struct vt_exp *e, char *err, size_t errlen);
+int vt_kmod_spawn(struct vt_exp *e, char *const argv[], char *const env_extra[],
+                  const struct vt_spawn_opts *o, char *err, size_t errlen);
+void vt_kmod_round_begin(struct vt_exp *e);
+int vt_kmod_round_poll(struct vt_exp *e, int64_t max_wait_ns);
+void vt_kmod_round_abort(struct vt_exp *e);
+void vt_kmod_freeze(struct vt_exp *e);
+int64_t vt_kmod_proc_now(struct vt_exp *e, int i);
+void vt_kmod_stop(struct vt_exp *e);
 /* calibrate.c: CPU ns a stop and a resume cost a process here, measured
  * once (0 when it cannot be) */
 int64_t vt_resume_cost(void);

@@ -23,6 +23,7 @@ rel=$(KXVM_DIR=$KXVM_DIR tests/vm/bed/kernel.sh --release) ||
 ktree=$KXVM_DIR/kernel/$rel
 stage=$(mktemp -d "$KXVM_DIR/stage.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
+chmod 755 "$stage" # the guest's /: every user may enter it
 declare -A seen=()
 
 is_elf() { [ "$(head -c 4 "$1" 2>/dev/null | od -An -c | tr -d ' ')" = '177ELF' ]; }
@@ -114,6 +115,13 @@ for c in tests/vm/*.sh; do
 	fi
 	chosen+=("$name")
 	put "$c" "/kx/tests/vm/$name.sh"
+	missing=""
+	for f in $(header vm-files "$c"); do [ -e "$f" ] || missing="$missing $f"; done
+	if [ -n "$missing" ]; then # the guest fails this case, the others run
+		echo "initramfs.sh: $name needs what is not here:$missing" >&2
+		echo "$missing" > "$stage/kx/tests/vm/$name.missing"
+		continue
+	fi
 	for f in $(header vm-files "$c"); do add "$f"; done
 	for m in $(header vm-modules "$c"); do add_module "$m"; done
 	for d in $(header vm-debs "$c"); do add_deb "$d"; done

@@ -17,13 +17,21 @@ vm_modprobe() {
 	done < "/kx/modules/$1.list"
 }
 
-# kxvt.ko, built from kmod/ against the guest kernel.
+# kxvt.ko, built from kmod/ against the guest kernel; a case that loads it
+# unloads it on its way out, whatever happens (the next case starts clean).
 kxvt_load() {
 	[ -e /kx/kmod/kxvt.ko ] || fail "kxvt.ko is not in the initramfs"
 	[ -d /sys/module/kxvt ] || insmod /kx/kmod/kxvt.ko "$@" || fail "insmod kxvt.ko $*"
 	[ -c /dev/kxvt ] || fail "no /dev/kxvt after insmod"
+	trap 'rm -rf "$T"; kxvt_unload quiet' EXIT
 }
+# Experiments are freed after their last task is (RCU): allow a moment.
 kxvt_unload() {
-	[ -d /sys/module/kxvt ] || return 0
-	rmmod kxvt || fail "rmmod kxvt"
+	for i in $(seq 50); do
+		[ -d /sys/module/kxvt ] || return 0
+		rmmod kxvt 2>/dev/null && return 0
+		sleep 0.1
+	done
+	[ "${1:-}" = quiet ] && return 1
+	fail "rmmod kxvt: $(rmmod kxvt 2>&1)"
 }

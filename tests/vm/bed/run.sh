@@ -43,10 +43,10 @@ tests/vm/bed/initramfs.sh "$initrd" "$mode" "$@" || exit 1
 echo "kxvm: booting $rel (qemu TCG, $KXVM_SMP vCPUs, $KXVM_MEM MiB), time limit $timeout s" >&2
 start=$(date +%s)
 timeout -k 5 "$timeout" qemu-system-x86_64 -accel tcg -smp "$KXVM_SMP" -m "$KXVM_MEM" \
-	-nodefaults -display none -no-reboot -serial stdio \
+	-nodefaults -display none -no-reboot -serial stdio ${KXVM_QEMU_ARGS:-} \
 	-kernel "$img" -initrd "$initrd" \
 	-append "console=ttyS0 quiet panic=-1 kxvm.mode=$mode ${KXVM_APPEND:-}" </dev/null 2>&1 |
-	tr -d '\r' | sed -u 's/\x1b\[[0-9;?]*[a-zA-Z]//g; s/\x1bc//g' | tee "$log" |
+	sed -u 's/\r//g; s/\x1b\[[0-9;?]*[a-zA-Z]//g; s/\x1bc//g' | tee "$log" |
 	if [ $quiet = 1 ]; then grep --line-buffered -E '^(vm-case .*: [A-Zo]|kxvm:)'; else cat; fi
 qrc=${PIPESTATUS[0]}
 took=$(( $(date +%s) - start ))
