@@ -49,15 +49,24 @@ struct seg {
 	uint64_t cstart, cend, pstart;
 };
 
+#define NSTREAMS 4
 /* One process served: the resumed child (clients[0]) or one it forked. */
 struct client {
 	int uffd;
 	uint32_t id;            /* flights name their client by it */
 	struct seg *segs;
 	int nsegs, capsegs;
-	uint64_t next;          /* right after its last window: a fault there is sequential */
-	uint32_t win;           /* pages of its last window */
+	/* Sequential runs read at once (a program reading two arrays, or
+	 * ASan's shadow beside the data), each on its own: next is right
+	 * after its last window (a fault there is sequential), win the pages
+	 * of that window; a new run takes the place of the oldest. */
+	struct stream {
+		uint64_t next;
+		uint32_t win;
+	} streams[NSTREAMS];
+	int oldest;
 	uint64_t marker;        /* the page of a sequential window held back (0: none) */
+	int marker_stream;      /* the run it belongs to */
 	char *marker_page;      /* its contents */
 };
 
@@ -78,6 +87,7 @@ struct flight {
 	uint64_t caddr;         /* child address of its first page */
 	uint32_t npages, done;  /* pages asked for, pages read */
 	int header, seq, dropped;
+	int stream;             /* the sequential run of its client it extends */
 };
 #define MAX_FLIGHT 64
 static struct flight fl[MAX_FLIGHT];
@@ -248,6 +258,7 @@ static void install_window(struct client *c, const struct flight *f, uint64_t ad
 	install(c->uffd, addr, src, k);
 	memcpy(c->marker_page, src + (uint64_t)k * RF_PAGE, RF_PAGE);
 	c->marker = m;
+	c->marker_stream = f->stream;
 	install(c->uffd, m + RF_PAGE, src + (uint64_t)(k + 1) * RF_PAGE, n - k - 1);
 }
 
@@ -281,7 +292,8 @@ static uint64_t flight_after(const struct client *c, uint64_t addr, uint64_t end
 
 /* n pages of c at addr (inside segment s): asked for (TCP), or read and
  * installed at once (RDMA). */
-static void fetch(struct client *c, struct seg *s, uint64_t addr, uint32_t n, int seq)
+static void fetch(struct client *c, struct seg *s, uint64_t addr, uint32_t n, int seq,
+                  int stream)
 {
 	char err[256];
 	uint64_t paddr = s->pstart + (addr - s->cstart);
@@ -302,24 +314,25 @@ static void fetch(struct client *c, struct seg *s, uint64_t addr, uint32_t n, in
 	if (T->send_req(conn, paddr, n, err, sizeof err) < 0)
 		kill_child(err);
 	fl[(fl_head + fl_n++) % MAX_FLIGHT] = (struct flight){
-		.client = c->id, .caddr = addr, .npages = n, .seq = seq};
+		.client = c->id, .caddr = addr, .npages = n, .seq = seq, .stream = stream};
 }
 
-/* The next sequential window of c, from c->next, twice the last. */
-static void fetch_next(struct client *c)
+/* The next sequential window of run i of c, twice the last. */
+static void fetch_next(struct client *c, int i)
 {
-	struct seg *s = find(c, c->next);
-	if (!s || !s->pstart || in_flight(c, c->next))
+	struct stream *r = &c->streams[i];
+	struct seg *s = find(c, r->next);
+	if (!s || !s->pstart || in_flight(c, r->next))
 		return;
-	uint32_t n = c->win * 2 < ra_max ? c->win * 2 : ra_max;
-	uint64_t end = flight_after(c, c->next, s->cend);
-	if ((end - c->next) / RF_PAGE < n)
-		n = (end - c->next) / RF_PAGE;
+	uint32_t n = r->win * 2 < ra_max ? r->win * 2 : ra_max;
+	uint64_t end = flight_after(c, r->next, s->cend);
+	if ((end - r->next) / RF_PAGE < n)
+		n = (end - r->next) / RF_PAGE;
 	if (!n)
 		return;
-	c->win = n;
-	fetch(c, s, c->next, n, 1);
-	c->next += (uint64_t)n * RF_PAGE;
+	r->win = n;
+	fetch(c, s, r->next, n, 1, i);
+	r->next += (uint64_t)n * RF_PAGE;
 }
 
 /* One step of the answer at the head: its header, or a chunk of its pages
@@ -418,7 +431,7 @@ static void on_fault(struct client *c, uint64_t addr)
 		install(c->uffd, addr, c->marker_page, 1);
 		c->marker = 0;
 		st.markers++;
-		fetch_next(c);
+		fetch_next(c, c->marker_stream);
 		return;
 	}
 	if (c == &clients[0] && batch_brings(addr))
@@ -428,18 +441,26 @@ static void on_fault(struct client *c, uint64_t addr)
 		uint64_t m = marker_of(f);
 		if (m && addr >= m) {   /* past the marker already: no page held back, */
 			f->seq = 0;         /* the next window asked for now */
-			fetch_next(c);
+			fetch_next(c, f->stream);
 		}
 		return;
 	}
-	int seq = addr == c->next;
-	uint32_t n = !seq ? ra_base : c->win * 2 < ra_max ? c->win * 2 : ra_max;
+	int i = 0;
+	while (i < NSTREAMS && c->streams[i].next != addr)
+		i++;
+	int seq = i < NSTREAMS;
+	if (!seq) {   /* a new run, in place of the oldest */
+		i = c->oldest;
+		c->oldest = (c->oldest + 1) % NSTREAMS;
+	}
+	struct stream *r = &c->streams[i];
+	uint32_t n = !seq ? ra_base : r->win * 2 < ra_max ? r->win * 2 : ra_max;
 	uint64_t end = flight_after(c, addr, s->cend);
 	if ((end - addr) / RF_PAGE < n)
 		n = (end - addr) / RF_PAGE;
-	c->win = n;
-	c->next = addr + (uint64_t)n * RF_PAGE;
-	fetch(c, s, addr, n, seq);
+	r->win = n;
+	r->next = addr + (uint64_t)n * RF_PAGE;
+	fetch(c, s, addr, n, seq, i);
 }
 
 static int overlaps(uint64_t a, uint64_t n, uint64_t lo, uint64_t hi)
@@ -473,8 +494,9 @@ static void forget_asked(struct client *c, uint64_t lo, uint64_t hi)
 	}
 	if (c->marker >= lo && c->marker < hi)
 		c->marker = 0;
-	if (c->next > lo && c->next <= hi)
-		c->next = 0;
+	for (int i = 0; i < NSTREAMS; i++)
+		if (c->streams[i].next > lo && c->streams[i].next <= hi)
+			c->streams[i].next = 0;
 }
 
 static void drop_client(int i)
