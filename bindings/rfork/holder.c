@@ -13,9 +13,10 @@
  * mid-request or stops reading its pages holds up nobody but itself; it is
  * dropped after HELLO_TIMEOUT_S (hello) or IO_TIMEOUT_S (no progress).
  * Answers go out of the image itself (sendmsg from its pages: no copy
- * here).  The holder logs what it serves each child and merges the logs of
- * the first RF_LEARN_CHILDREN into the learned working set (learn.c) that
- * every later child gets with its descriptor.
+ * here).  The holder logs the first page of each range it serves a child
+ * (the page it faulted on) and merges the logs of the first
+ * RF_LEARN_CHILDREN into the learned working set (learn.c) that every
+ * later child gets with its descriptor.
  */
 #include "holder.h"
 
@@ -220,7 +221,10 @@ static int on_hello(struct holder *H, struct hconn *c)
 }
 
 /* A served range (page aligned, one mapping, a plain request's size), its
- * pages at iov, logged for the learned set. */
+ * pages at iov; its first page (the one the child faulted on, or a
+ * window's start) logged for the learned set: logging whole read-ahead
+ * windows made a lookup child's set ~1000 pages instead of ~150 for the
+ * same faults. */
 static int serve_range(struct holder *H, struct hconn *c, const struct rf_page_req *q,
                        struct iovec *iov)
 {
@@ -231,7 +235,7 @@ static int serve_range(struct holder *H, struct hconn *c, const struct rf_page_r
 		return -1;
 	*iov = (struct iovec){(void *)(uintptr_t)q->addr, (size_t)q->npages * RF_PAGE};
 	if (c->learning && rf_log_add(c->log, &c->nlog, RF_LEARN_RANGES, m->start, q->addr,
-	                              q->npages) < 0)
+	                              1) < 0)
 		c->learning = 0;   /* a log that overflows says little of a start */
 	return 0;
 }
