@@ -49,7 +49,7 @@ struct seg {
 	uint64_t cstart, cend, pstart;
 };
 
-#define NSTREAMS 4
+#define NSTREAMS 8
 /* One process served: the resumed child (clients[0]) or one it forked. */
 struct client {
 	int uffd;

@@ -35,7 +35,7 @@ child 100 KXRUN_RFORK_STATS=1
 expect_match "$(cat "$T/cerr")" "largest 1024; [1-9][0-9]* read-ahead markers hit" "read-ahead"
 child 10
 child 1
-# three sequential runs read at once (ASan adds its shadow to the data): each
+# three sequential runs read at once (six under ASan, with their shadow): each
 # grows its own windows (one run per client made each fault start over)
 child "100 3" KXRUN_RFORK_STATS=1
 expect_match "$(cat "$T/cerr")" "largest 1024; [1-9][0-9]* read-ahead markers hit" "read-ahead, 3 runs"
