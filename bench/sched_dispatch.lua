@@ -1,34 +1,58 @@
 -- kx.sched against Tracekit's scheduler, on one redis-server, in the same run.
 --   rate:    no-op tasks placed on 16 nodes: kx.sched's central against
 --            Tracekit's scheduler_central.py (its KEYS cap:* path).
---   latency: 200 tasks 20 ms apart, enqueue -> the command runs, with real
---            workers binding tasks: `kxrun sched central` and a `kxrun sched
---            worker` process (exclusive cpusets, cgroups) against Tracekit's
---            scheduler_central.py and worker.py (its ffmpeg wrapper and
---            taskset; "ffmpeg" is a stub that notes when it starts).
--- Tracekit's scripts run when TRACEKIT_DIR names a Tracekit checkout (the
--- directory with tools/scheduler/, and python3 with Debian's python3-redis
--- and python3-psutil); otherwise a model of its central loop
+--   latency: --tasks tasks --gap apart, enqueue -> the command runs, with
+--            real workers binding tasks: `kxrun sched central` and a `kxrun
+--            sched worker` process (exclusive cpusets, cgroups) against
+--            Tracekit's scheduler_central.py and worker.py (its ffmpeg wrapper
+--            and taskset; "ffmpeg" is a stub that notes when it starts).
+-- Tracekit's scripts run when --tracekit (or TRACEKIT_DIR) names a Tracekit
+-- checkout (the directory with tools/scheduler/, and python3 with Debian's
+-- python3-redis and python3-psutil); otherwise a model of its central loop
 -- (bench/lib_tracekit_central.lua) and of its worker's pop stand in, and
--- the figures say "model".
+-- the figures say "model".  `--out DIR` keeps every sample (results.jsonl,
+-- results.csv, report.html); `--detail` (or DETAIL=1) splits kx.sched's
+-- latency into its hops.
+local lab = require "kx.lab"
 local sched = require "kx.sched"
 local client = require "kx.sched.redis.client"
 local here = (arg and arg[0] or "bench/sched_dispatch.lua"):gsub("[^/]*$", "")
 local tracekit = dofile(here .. "lib_tracekit_central.lua")
 
-local TK = os.getenv("TRACEKIT_DIR")
-if TK and TK ~= "" then
+local exp = lab.experiment{
+	name = "sched_dispatch",
+	about = "kx.sched's dispatch rate and enqueue -> start with real workers, beside Tracekit's scheduler",
+	params = {
+		{ "n", type = "int", default = tonumber(os.getenv("N")) or 5000,
+		  help = "tasks in Tracekit's dispatch-rate run; kx.sched places 6x as many (or N=)" },
+		{ "tasks", type = "int", default = 200, help = "tasks in each latency run" },
+		{ "gap", type = "duration", default = (tonumber(os.getenv("GAP_MS")) or 20) / 1000,
+		  help = "between the tasks of a latency run (or GAP_MS=, in ms)" },
+		{ "binding", type = "choice", choices = { "exclusive", "shared" }, default = "exclusive",
+		  help = "the kxrun worker's --cpu-binding" },
+		{ "tracekit", type = "string", default = os.getenv("TRACEKIT_DIR"), meta = "DIR",
+		  help = "a Tracekit checkout: its real scripts run beside (or TRACEKIT_DIR=); without, a model" },
+		{ "detail", type = "bool", default = (os.getenv("DETAIL") or "") ~= "",
+		  help = "print kx.sched's latency hop by hop (or DETAIL=1)" },
+	},
+	out = false, quiet = true, reps = 1, warmup = 0,
+}
+local P = exp.params
+local q = lab.stats.quantile
+
+local TK = P.tracekit ~= "" and P.tracekit or nil
+if TK then
 	if io.open(TK .. "/Tracekit/tools/scheduler/worker.py") then TK = TK .. "/Tracekit" end
-	assert(io.open(TK .. "/tools/scheduler/scheduler_central.py"), "TRACEKIT_DIR: no tools/scheduler/ in " .. TK)
-else
-	TK = nil
+	if not io.open(TK .. "/tools/scheduler/scheduler_central.py") then
+		io.stderr:write(("kxrun: %s: --tracekit: no tools/scheduler/ in %s\n"):format(arg[0], TK))
+		os.exit(2)
+	end
 end
 local PY = io.open("/usr/bin/python3") and "/usr/bin/python3" or "python3"
-local N = tonumber(os.getenv("N")) or 5000
-local NODES, LOW = 16, 200
-local GAP = (tonumber(os.getenv("GAP_MS")) or 20) / 1000   -- between tasks in the latency runs
+local N, LOW, GAP = P.n, P.tasks, P.gap
+local NODES = 16
 
-local dir = os.tmpname(); os.remove(dir); os.execute("mkdir -p " .. dir)
+local dir = assert(kx.tmpdir("sched-bench"))
 local port, srv
 for _ = 1, 10 do
 	repeat port = math.random(20000, 60000) until not client.probe("127.0.0.1", port, 1)
@@ -53,11 +77,6 @@ end
 
 local node_ids = {}
 for i = 1, NODES do node_ids[i] = ("node%02d"):format(i) end
-
-local function percentile(xs, p)
-	table.sort(xs)
-	return xs[math.max(1, math.ceil(#xs * p))]
-end
 
 local procs = {}
 local function start(spec)
@@ -135,11 +154,12 @@ local function tracekit_rate()
 end
 
 -- ---- latency: kx.sched with real workers ---------------------------------
+local OURS = "kx.sched"
 local function ours_latency()
 	call("FLUSHALL")
 	local log = dir .. "/kx-workers.log"
 	local central = start{ kx.exe, "sched", "central", "--redis", url, "--quiet", stdout = log, stderr = log }
-	local worker = start{ kx.exe, "sched", "worker", "--redis", url, "--node", "b1", "--cpu-binding", "exclusive",
+	local worker = start{ kx.exe, "sched", "worker", "--redis", url, "--node", "b1", "--cpu-binding", P.binding,
 		"--quiet", stdout = log, stderr = log }
 	local s = assert(sched.connect(url))
 	-- the worker is up when its node is
@@ -159,19 +179,36 @@ local function ours_latency()
 	s:close()
 	stop(worker)
 	stop(central)
-	local lat, bound, to_dispatch, to_start = {}, 0, {}, {}
+	-- hop by hop, each in the clock of the machine (one machine here):
+	-- the client's enqueue, Redis's placement (ts_dispatch), the worker took
+	-- it (ts_taken), the zygote read the request (ts_request), exec
+	local lat, bound = {}, 0
+	local HOPS = { "placed", "taken", "request", "exec" }
+	local parts = { placed = {}, taken = {}, request = {}, exec = {} }
 	for _, r in ipairs(recs) do
-		lat[#lat + 1] = r.ts_start - sent[r.id]
-		to_dispatch[#to_dispatch + 1] = r.ts_dispatch - sent[r.id]
-		to_start[#to_start + 1] = r.ts_start - r.ts_dispatch
+		local t = { sent[r.id], r.ts_dispatch, r.ts_taken, r.ts_request, r.ts_start }
+		local v = { latency = r.ts_start - sent[r.id] }
+		lat[#lat + 1] = v.latency
+		-- (a worker of an older kxrun, or one that traces, notes fewer)
+		for i, h in ipairs(HOPS) do
+			if t[i] and t[i + 1] then
+				v[h] = t[i + 1] - t[i]
+				parts[h][#parts[h] + 1] = v[h]
+			end
+		end
 		if r.cpuset then bound = bound + 1 end
+		exp:record{ point = { figure = "enqueue -> start" }, system = OURS, values = v,
+			units = { latency = "ms", placed = "ms", taken = "ms", request = "ms", exec = "ms" } }
 	end
-	if os.getenv("DETAIL") then
-		print(("  kx.sched parts (ms, median/p99): enqueue -> placed %.2f/%.2f, placed -> started %.2f/%.2f")
-			:format(percentile(to_dispatch, 0.5), percentile(to_dispatch, 0.99), percentile(to_start, 0.5),
-				percentile(to_start, 0.99)))
+	if P.detail then
+		local f = {}
+		for i, h in ipairs(HOPS) do
+			f[i] = #parts[h] > 0 and ("%.2f/%.2f"):format(q(parts[h], 0.5), q(parts[h], 0.99)) or "-"
+		end
+		print(("  kx.sched hops (ms, median/p99): enqueue -> placed %s, placed -> the worker took it %s, "
+			.. "-> its zygote read the request %s, -> exec %s"):format(table.unpack(f)))
 	end
-	return percentile(lat, 0.5), percentile(lat, 0.99), bound
+	return q(lat, 0.5), q(lat, 0.99), bound
 end
 
 -- ---- latency: Tracekit ----------------------------------------------------
@@ -180,12 +217,10 @@ local function tracekit_latency()
 	if TK then
 		-- "ffmpeg" on the worker's PATH notes when it starts and what it writes
 		local stub = dir .. "/stub"
-		os.execute("mkdir -p " .. stub .. " " .. dir .. "/outputs")
+		assert(kx.mkdir(stub) and kx.mkdir(dir .. "/outputs"))
 		local starts = dir .. "/tk-starts"
-		local f = assert(io.open(stub .. "/ffmpeg", "w"))
-		f:write('#!/bin/bash\necho "${@: -1} $EPOCHREALTIME" >> ' .. starts .. "\n")
-		f:close()
-		os.execute("chmod +x " .. stub .. "/ffmpeg")
+		assert(kx.write_file(stub .. "/ffmpeg", '#!/bin/bash\necho "${@: -1} $EPOCHREALTIME" >> ' .. starts .. "\n"))
+		assert(kx.exec{ "chmod", "+x", stub .. "/ffmpeg" } == 0)
 		local env = {}
 		for _, k in ipairs{ "HOME", "LANG" } do env[k] = os.getenv(k) end
 		env.PATH = stub .. ":/usr/local/bin:/usr/bin:/bin"
@@ -227,9 +262,9 @@ local function tracekit_latency()
 		end
 		stop(worker, "INT")
 		stop(central, "INT")
-		os.execute("rm -rf '" .. TK .. "/logs/" .. env.RUN_ID .. "'")
+		kx.exec{ "rm", "-rf", TK .. "/logs/" .. env.RUN_ID }
 		assert(#lat == LOW, ("Tracekit started %d of %d tasks"):format(#lat, LOW))
-		return percentile(lat, 0.5), percentile(lat, 0.99)
+		return lat
 	end
 	tracekit.setup(call, { "n1" }, 4)
 	local P = tracekit.PREFIX
@@ -256,29 +291,45 @@ local function tracekit_latency()
 	stopping = true
 	central:wait()
 	wc:close()
-	return percentile(lat, 0.5), percentile(lat, 0.99)
+	return lat
+end
+
+local function loadavg()
+	local f = io.open("/proc/loadavg")
+	local l = f:read("l"):match("^(%S+ %S+ %S+)")
+	f:close()
+	return l
 end
 
 local ok, err = pcall(function()
-	local f = io.open("/proc/loadavg")
-	print(("load average at the start: %s (%d CPUs)"):format(f:read("l"):match("^(%S+ %S+ %S+)"),
-		#require("kx.sched.runner").online_cores()))
-	f:close()
+	print(("load average at the start: %s (%d CPUs)"):format(loadavg(), #require("kx.sched.runner").online_cores()))
 	local peer = TK and "Tracekit scheduler_central.py" or "Tracekit's central loop (model)"
 	local ours, n = ours_rate()
 	local theirs = tracekit_rate()
+	for _, r in ipairs{ { OURS, ours }, { peer, theirs } } do
+		exp:record{ point = { figure = "dispatch rate" }, system = r[1], values = { rate = r[2] },
+			units = { rate = "tasks/s" } }
+	end
 	print(("dispatch rate, no-op tasks on %d nodes: kx.sched %.0f tasks/s (%d tasks), %s %.0f tasks/s (%d tasks), ratio %.0fx")
 		:format(NODES, ours, n, peer, theirs, N, ours / theirs))
 	local om, o99, bound = ours_latency()
-	local tm, t99 = tracekit_latency()
+	local lat = tracekit_latency()
+	local tpeer = TK and "Tracekit scheduler_central.py + worker.py" or "Tracekit's loop and a popping worker (model)"
+	for _, v in ipairs(lat) do
+		exp:record{ point = { figure = "enqueue -> start" }, system = tpeer, values = { latency = v },
+			units = { latency = "ms" } }
+	end
+	local tm, t99 = q(lat, 0.5), q(lat, 0.99)
 	print(("enqueue -> start, %d tasks %g ms apart: kx.sched (kxrun sched central + worker, %d of %d tasks bound "
-		.. "to exclusive cpusets) median %.2f ms p99 %.2f ms; %s median %.2f ms p99 %.2f ms; median ratio %.0fx")
-		:format(LOW, GAP * 1000, bound, LOW, om, o99, TK and "Tracekit scheduler_central.py + worker.py"
-			or "Tracekit's loop and a popping worker (model)", tm, t99, tm / om))
+		.. "to %s) median %.2f ms p99 %.2f ms; %s median %.2f ms p99 %.2f ms; median ratio %.0fx")
+		:format(LOW, GAP * 1000, bound, LOW, P.binding == "exclusive" and "exclusive cpusets" or "cpu weights",
+			om, o99, tpeer, tm, t99, tm / om))
+	print(("load average at the end: %s"):format(loadavg()))
 end)
 for _, p in ipairs(procs) do p:kill("KILL") p:wait(5) end
 c0:close()
 srv:kill("TERM")
 srv:wait(5)
-os.execute("rm -rf " .. dir)
+kx.exec{ "rm", "-rf", dir }
 if not ok then error(err, 0) end
+exp:finish()

@@ -89,6 +89,12 @@ probe() {
 	chromium) have chromium "Debian chromium" ;;
 	luarocks) have luarocks "Debian luarocks" ;;
 	cc) have cc "build-essential" ;;
+	cycle-counter)   # a counter user code reads directly (bench/vtime_spin.c)
+		case $(uname -m) in
+		x86_64|i?86) grep -qw tsc /proc/cpuinfo || absent "the CPU has no time-stamp counter (tsc in /proc/cpuinfo)" ;;
+		aarch64) ;;
+		*) absent "no cycle counter bench/vtime_spin.c reads on $(uname -m)" ;;
+		esac ;;
 	qemu)
 		have qemu-system-x86_64 "Debian qemu-system-x86" || return 1
 		KXVM_DIR=${KXVM_DIR:-$BUILD/vm} "$ROOT/tests/vm/bed/kernel.sh" --probe >/dev/null ||
@@ -104,7 +110,7 @@ probe() {
 	esac
 }
 
-FEATURES="root btf bpf opencl cgroup1-freezer cgroup1-cpuset cgroup1-cpu cgroup1-memory cgroup2 thp userfaultfd netns tmpfs-mount setpriv nobody-exec redis ffmpeg python3 node tty chromium luarocks cc qemu kxvt cpu-time"
+FEATURES="root btf bpf opencl cgroup1-freezer cgroup1-cpuset cgroup1-cpu cgroup1-memory cgroup2 thp userfaultfd netns tmpfs-mount setpriv nobody-exec redis ffmpeg python3 node tty chromium luarocks cc cycle-counter qemu kxvt cpu-time"
 
 if [ "${1:-}" = --list ]; then
 	for f in $FEATURES; do

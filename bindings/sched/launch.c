@@ -1,4 +1,5 @@
-/* launch.c - the task launcher process (see launch.h). */
+/* launch.c - the task launcher process (see launch.h); the zygotes and the
+ * start of one command are in zygote.c. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -8,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "launch.h"
+#include "zygote.h"
 
 extern char **environ;
 
@@ -29,6 +29,7 @@ const char *launch_stage_name(int stage)
 
 #define MAX_JOBS 4096
 #define MAX_OWNED 1024
+#define MAX_EARLY 256
 
 struct job {
 	uint32_t id;
@@ -40,32 +41,32 @@ struct job {
 	char *tag;
 };
 
+/* A child reaped before its zygote's note named it (it ended at once). */
+struct early {
+	pid_t pid;
+	int wstatus;
+	int64_t ts_end, cpu_us;
+};
+
+/* An owned cgroup and its zygote. */
+struct owned {
+	char *dir;         /* NULL: removed */
+	pid_t zpid;        /* 0: no zygote (any more) */
+	int notes;         /* the zygote's notes come here (-1: closed) */
+};
+
 /* The launcher's whole state: it is a single-threaded process. */
 static struct {
 	int sock, sfd, keep_fd;
 	char *const *recorder;
 	const char *recorder_input;
 	struct job jobs[MAX_JOBS];
-	char *owned[MAX_OWNED];
+	struct early early[MAX_EARLY];
+	int nearly;
+	struct owned owned[MAX_OWNED];
 	int nowned;
-	char buf[LAUNCH_MSG_MAX];
+	char buf[sizeof(struct launch_msg) + LAUNCH_MSG_MAX];
 } S;
-
-/* What the child of clone() needs; it writes err and stage back (the
- * memory is shared until it execs). */
-struct spawn {
-	const char *procs, *io[3], *cwd;
-	char **argv, **envp;
-	const char *path;       /* $PATH for the search */
-	volatile int err, stage;
-};
-
-static int64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static void reply(uint32_t type, uint32_t job, int32_t a, int32_t b, int64_t t1, int64_t t2)
 {
@@ -73,77 +74,6 @@ static void reply(uint32_t type, uint32_t job, int32_t a, int32_t b, int64_t t1,
 	/* the worker may be gone: no SIGPIPE, and nothing else to do */
 	while (send(S.sock, &m, sizeof m, MSG_NOSIGNAL) < 0 && errno == EINTR)
 		;
-}
-
-static void fail_child(struct spawn *sp, int stage)
-{
-	sp->err = errno;
-	sp->stage = stage;
-	_exit(127);
-}
-
-/* The child, between clone and exec: system calls only. */
-static int child_main(void *arg)
-{
-	struct spawn *sp = arg;
-	sigset_t none;
-	setpgid(0, 0);
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (sp->procs[0]) {
-		int fd = open(sp->procs, O_WRONLY | O_CLOEXEC);
-		if (fd < 0 || write(fd, "0", 1) != 1)
-			fail_child(sp, STAGE_CGROUP);
-		close(fd);
-	}
-	for (int i = 0; i < 3; i++) {
-		const char *p = sp->io[i][0] ? sp->io[i] : "/dev/null";
-		int fd = open(p, i == 0 ? O_RDONLY : O_WRONLY | O_CREAT | O_APPEND, 0644);
-		if (fd < 0)
-			fail_child(sp, STAGE_STDIN + i);
-		if (fd != i) {
-			dup2(fd, i);
-			close(fd);
-		}
-	}
-	if (sp->cwd[0] && chdir(sp->cwd) < 0)
-		fail_child(sp, STAGE_CWD);
-	close_range(3, ~0U, 0);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	const char *file = sp->argv[0];
-	if (strchr(file, '/')) {
-		execve(file, sp->argv, sp->envp);
-		fail_child(sp, STAGE_EXEC);
-	}
-	/* $PATH search as execvp does it: EACCES is kept if nothing better */
-	char buf[PATH_MAX];
-	int seen_eacces = 0;
-	size_t flen = strlen(file);
-	for (const char *p = sp->path; ; ) {
-		const char *end = strchr(p, ':');
-		size_t dlen = end ? (size_t)(end - p) : strlen(p);
-		if (dlen + flen + 2 <= sizeof buf) {
-			if (dlen == 0) {
-				buf[0] = '.';
-				dlen = 1;
-			} else {
-				memcpy(buf, p, dlen);
-			}
-			buf[dlen] = '/';
-			memcpy(buf + dlen + 1, file, flen + 1);
-			execve(buf, sp->argv, sp->envp);
-			if (errno == EACCES)
-				seen_eacces = 1;
-			else if (errno != ENOENT && errno != ENOTDIR)
-				fail_child(sp, STAGE_EXEC);
-		}
-		if (!end)
-			break;
-		p = end + 1;
-	}
-	errno = seen_eacces ? EACCES : ENOENT;
-	fail_child(sp, STAGE_EXEC);
-	return 127;
 }
 
 static struct job *job_find(uint32_t id)
@@ -160,248 +90,206 @@ static void job_free(struct job *j)
 	memset(j, 0, sizeof *j);
 }
 
-static char child_stack[64 * 1024] __attribute__((aligned(16)));
-
-/* What starting one request came to. */
-struct started {
-	pid_t pid;
-	int err, stage;
-	int64_t t;
-	const char *tag;   /* in the payload */
-};
-
-/* Starts the command of a spawn request: clone (CLONE_VM | CLONE_VFORK)
- * and exec.  In a zygote (extra = CLONE_PARENT) the command is born in the
- * zygote's cgroup as the launcher's child, and joins nothing. */
-static void start_request(const struct launch_msg *m, char *payload, size_t len, int extra,
-			  struct started *r)
+static struct job *job_slot(void)
 {
-	char *strs[LAUNCH_SPAWN_FIXED];
-	size_t n = LAUNCH_SPAWN_FIXED + m->argc + m->envc;
-	char **vec = calloc(n + 2, sizeof *vec);
-	memset(r, 0, sizeof *r);
-	r->stage = STAGE_EXEC;
-	if (!vec || m->argc == 0) {
-		r->err = vec ? EINVAL : ENOMEM;
-		free(vec);
-		return;
-	}
-	/* split the payload into its strings */
-	size_t k = 0;
-	for (size_t off = 0; off < len && k < n; k++) {
-		char *s = payload + off;
-		size_t l = strnlen(s, len - off);
-		if (off + l == len)
-			break;   /* not terminated */
-		if (k < LAUNCH_SPAWN_FIXED)
-			strs[k] = s;
-		else
-			vec[k - LAUNCH_SPAWN_FIXED] = s;
-		off += l + 1;
-	}
-	if (k != n) {
-		r->err = EINVAL;
-		free(vec);
-		return;
-	}
-	/* argv is vec[0..argc); the envc entries after it are added to the
-	 * launcher's environment (an entry of the same name replaced) */
-	char **argv = vec, **envp = environ, **merged = NULL;
-	char **added = vec + m->argc;
-	if (m->envc) {
-		size_t ne = 0;
-		while (environ[ne])
-			ne++;
-		merged = calloc(ne + m->envc + 1, sizeof *merged);
-		if (!merged) {
-			r->err = ENOMEM;
-			free(vec);
-			return;
-		}
-		size_t k2 = 0;
-		for (size_t i = 0; i < ne; i++) {
-			size_t nl = strcspn(environ[i], "=");
-			int replaced = 0;
-			for (uint32_t e = 0; e < m->envc && !replaced; e++)
-				replaced = strncmp(added[e], environ[i], nl) == 0 && added[e][nl] == '=';
-			if (!replaced)
-				merged[k2++] = environ[i];
-		}
-		for (uint32_t e = 0; e < m->envc; e++)
-			merged[k2++] = added[e];
-		envp = merged;
-	}
-	/* added's pointers are in merged now: argv ends where env began */
-	vec[m->argc] = NULL;
-	const char *path = getenv("PATH");
-	struct spawn sp = { .procs = extra ? "" : strs[0], .io = { strs[1], strs[2], strs[3] },
-			    .cwd = strs[4], .argv = argv, .envp = envp,
-			    .path = path ? path : "/usr/local/bin:/usr/bin:/bin" };
-	sp.err = 0;
-	pid_t pid = clone(child_main, child_stack + sizeof child_stack,
-			  CLONE_VM | CLONE_VFORK | SIGCHLD | extra, &sp);
-	r->t = now_us();
-	r->tag = strs[5];
-	if (pid < 0) {
-		r->err = errno;
-	} else if (sp.err) {
-		/* it exited; the launcher reaps it (it is the parent either way)
-		 * and finds no job for it */
-		if (!extra)
-			waitpid(pid, NULL, 0);
-		r->err = sp.err;
-		r->stage = sp.stage;
-	} else {
-		r->pid = pid;
-	}
-	free(merged);
-	free(vec);
+	for (int i = 0; i < MAX_JOBS; i++)
+		if (!S.jobs[i].pid)
+			return &S.jobs[i];
+	return NULL;
 }
 
-/* ---- zygotes: one per owned cgroup, living in it ---------------------------
+static struct job *job_new(uint32_t id, pid_t pid, int64_t ts_start, const char *tag)
+{
+	struct job *j = job_slot();
+	if (!j || !(j->tag = strdup(tag)))
+		return NULL;
+	j->id = id;
+	j->pid = pid;
+	j->ts_start = ts_start;
+	return j;
+}
+
+static void job_ended(struct job *j, int st, int64_t ts_end, int64_t cpu_us)
+{
+	j->ended = 1;
+	j->wstatus = st;
+	j->ts_end = ts_end;
+	j->cpu_us = cpu_us;
+	reply(LAUNCH_EXITED, j->id, st, 0, ts_end, cpu_us);
+}
+
+/* ---- zygotes ---------------------------------------------------------------
  *
  * Moving a process into a cgroup v1 takes the kernel's global threadgroup
  * lock for writing (an RCU grace period: up to tens of ms on a busy
  * machine).  A command forked by a process already in the cgroup is born
- * there: each owned cgroup has a zygote, moved in once, that clones the
- * commands (CLONE_PARENT: they are still the launcher's children). */
+ * there: each owned cgroup has a zygote, moved in once.  The worker sends
+ * it requests directly (one wake-up: worker -> zygote); its notes tell the
+ * launcher what it started. */
 
-struct zygote {
-	pid_t pid;   /* 0: none (or dead) */
-	int sock;
-};
-static struct zygote zyg[MAX_OWNED];
-
-static _Noreturn void zygote_main(int sock, const char *dir)
-{
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	close(S.sock);
-	if (S.keep_fd >= 0)
-		close(S.keep_fd);
-	close(S.sfd);
-	char procs[PATH_MAX];
-	size_t dl = strlen(dir);
-	if (dl + sizeof "/cgroup.procs" > sizeof procs)
-		_exit(1);
-	memcpy(procs, dir, dl);
-	memcpy(procs + dl, "/cgroup.procs", sizeof "/cgroup.procs");
-	int fd = open(procs, O_WRONLY | O_CLOEXEC);
-	if (fd < 0 || write(fd, "0", 1) != 1)
-		_exit(1);
-	close(fd);
-	for (;;) {
-		ssize_t n = recv(sock, S.buf, sizeof S.buf, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < (ssize_t)sizeof(struct launch_msg))
-			_exit(0);
-		struct launch_msg m;
-		memcpy(&m, S.buf, sizeof m);
-		struct started r;
-		start_request(&m, S.buf + sizeof m, (size_t)n - sizeof m, CLONE_PARENT, &r);
-		struct launch_msg out = { .type = r.err ? LAUNCH_FAILED : LAUNCH_STARTED, .job = m.job,
-					  .a = r.err ? r.err : r.pid, .b = r.stage, .t1 = r.t };
-		if (send(sock, &out, sizeof out, MSG_NOSIGNAL) < 0)
-			_exit(0);
-	}
-}
-
+/* Forks the zygote of owned cgroup i and hands the worker its request
+ * socket (LAUNCH_ZYGOTE with the descriptor).  Without one the worker asks
+ * the launcher, which starts the command itself. */
 static void zygote_start(int i)
 {
-	int sv[2];
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+	struct owned *o = &S.owned[i];
+	int notes[2], req[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, notes) < 0)
 		return;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, req) < 0) {
+		close(notes[0]);
+		close(notes[1]);
+		return;
+	}
+	int big = LAUNCH_MSG_MAX + 4096;
+	setsockopt(notes[1], SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+	setsockopt(notes[0], SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+	setsockopt(req[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+	setsockopt(req[1], SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
 	pid_t pid = fork();
-	if (pid == 0) {
-		close(sv[0]);
-		zygote_main(sv[1], S.owned[i]);
-	}
-	close(sv[1]);
+	if (pid == 0)
+		zygote_main(notes[1], req[1], o->dir);
+	close(notes[1]);
+	close(req[1]);
 	if (pid < 0) {
-		close(sv[0]);
+		close(notes[0]);
+		close(req[0]);
 		return;
 	}
-	zyg[i].pid = pid;
-	zyg[i].sock = sv[0];
+	o->zpid = pid;
+	o->notes = notes[0];
+	struct launch_msg m = { .type = LAUNCH_ZYGOTE, .a = pid };
+	size_t dl = strlen(o->dir) + 1;
+	struct iovec iov[2] = { { &m, sizeof m }, { o->dir, dl } };
+	union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int))]; } c;
+	memset(&c, 0, sizeof c);
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2, .msg_control = c.b,
+			     .msg_controllen = sizeof c.b };
+	struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
+	h->cmsg_level = SOL_SOCKET;
+	h->cmsg_type = SCM_RIGHTS;
+	h->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(h), &req[0], sizeof(int));
+	while (sendmsg(S.sock, &mh, MSG_NOSIGNAL) < 0 && errno == EINTR)
+		;
+	close(req[0]);   /* the worker's now: it alone holds the zygote's input */
 }
 
-static void zygote_drop(int i)
+/* A child whose zygote's note has not come yet: kept until it does (an
+ * entry of the same pid is older, so stale). */
+static struct early *early_take(pid_t pid, struct early *out);
+static void early_add(pid_t pid, int st, int64_t ts_end, int64_t cpu_us)
 {
-	if (zyg[i].pid) {
-		kill(zyg[i].pid, SIGKILL);
-		close(zyg[i].sock);
+	struct early old;
+	early_take(pid, &old);
+	if (S.nearly == MAX_EARLY)
+		memmove(S.early, S.early + 1, sizeof S.early[0] * --S.nearly);
+	S.early[S.nearly++] = (struct early){ pid, st, ts_end, cpu_us };
+}
+
+static struct early *early_take(pid_t pid, struct early *out)
+{
+	for (int i = 0; i < S.nearly; i++) {
+		if (S.early[i].pid == pid) {
+			*out = S.early[i];
+			S.early[i] = S.early[--S.nearly];
+			return out;
+		}
 	}
-	zyg[i].pid = 0;
+	return NULL;
 }
 
-/* The zygote of the cgroup whose cgroup.procs is `procs`, or -1. */
-static int zygote_for(const char *procs)
+/* One note of owned[i]'s zygote (n bytes in S.buf). */
+static void on_note(ssize_t n)
 {
-	size_t pl = strlen(procs);
-	for (int i = 0; i < S.nowned; i++) {
-		if (!S.owned[i] || !zyg[i].pid)
+	struct launch_msg m;
+	if ((size_t)n < sizeof m)
+		return;
+	memcpy(&m, S.buf, sizeof m);
+	struct early e;
+	if (m.type == LAUNCH_FAILED) {
+		/* the child that failed before exec is ours to reap */
+		pid_t dead = (pid_t)m.t2;
+		if (dead > 0 && !early_take(dead, &e))
+			waitpid(dead, NULL, 0);
+		reply(LAUNCH_FAILED, m.job, m.a, m.b, 0, 0);
+		return;
+	}
+	if (m.type != LAUNCH_STARTED)
+		return;
+	S.buf[n < (ssize_t)sizeof S.buf ? n : (ssize_t)sizeof S.buf - 1] = 0;
+	struct job *j = job_new(m.job, m.a, m.t1, S.buf + sizeof m);
+	if (!j) {
+		/* no room to keep it: it cannot be accounted for, so it goes */
+		kill(-m.a, SIGKILL);
+		kill(m.a, SIGKILL);
+		reply(LAUNCH_FAILED, m.job, EAGAIN, STAGE_EXEC, 0, 0);
+		return;
+	}
+	reply(LAUNCH_STARTED, m.job, m.a, 0, m.t1, m.t2);
+	if (early_take(m.a, &e)) {
+		/* ours only if that pid is reaped for good: an entry left by a
+		 * command nobody noted (its zygote killed at that moment) would
+		 * have a pid used again since */
+		siginfo_t si = { 0 };
+		if (waitid(P_PID, (id_t)m.a, &si, WEXITED | WNOHANG | WNOWAIT) < 0 && errno == ECHILD)
+			job_ended(j, e.wstatus, e.ts_end, e.cpu_us);
+	}
+}
+
+/* Reads every note owned[i]'s zygote has written so far; 0 at its end. */
+static int read_notes(int i)
+{
+	for (;;) {
+		ssize_t n = recv(S.owned[i].notes, S.buf, sizeof S.buf, MSG_DONTWAIT);
+		if (n > 0) {
+			on_note(n);
 			continue;
-		size_t dl = strlen(S.owned[i]);
-		if (pl == dl + strlen("/cgroup.procs") && memcmp(procs, S.owned[i], dl) == 0 &&
-		    strcmp(procs + dl, "/cgroup.procs") == 0)
-			return i;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		return n < 0 && errno == EAGAIN;
 	}
-	return -1;
 }
 
-/* Asks zygote i to start the request; 0, or -1 when it could not (then
- * the launcher starts it itself). */
-static int zygote_spawn(int i, size_t n, struct started *r)
+/* Owned[i]'s zygote is gone: what it noted counts, the worker hears it
+ * (requests it sent and that were not noted go to the launcher). */
+static void zygote_gone(int i, int tell)
 {
-	if (send(zyg[i].sock, S.buf, n, MSG_NOSIGNAL) < 0) {
-		zygote_drop(i);
-		return -1;
+	struct owned *o = &S.owned[i];
+	if (o->notes >= 0) {
+		read_notes(i);
+		close(o->notes);
+		o->notes = -1;
 	}
-	struct pollfd p = { zyg[i].sock, POLLIN, 0 };
-	struct launch_msg out;
-	if (poll(&p, 1, 10000) <= 0 || recv(zyg[i].sock, &out, sizeof out, 0) != sizeof out) {
-		zygote_drop(i);
-		return -1;
-	}
-	memset(r, 0, sizeof *r);
-	r->t = out.t1;
-	if (out.type == LAUNCH_FAILED) {
-		r->err = out.a;
-		r->stage = out.b;
-	} else {
-		r->pid = out.a;
-	}
-	return 0;
+	if (o->zpid && tell)
+		reply(LAUNCH_ZYGOTE_GONE, 0, o->zpid, 0, 0, 0);
+	o->zpid = 0;
 }
 
-static void do_spawn(const struct launch_msg *m, char *payload, size_t len, size_t n)
+/* ---- the launcher's own starts (no zygote) ------------------------------- */
+
+static void do_spawn(const struct launch_msg *m, char *payload, size_t len)
 {
-	int64_t received = now_us();
-	struct job *slot = NULL;
-	for (int i = 0; i < MAX_JOBS && !slot; i++)
-		if (!S.jobs[i].pid)
-			slot = &S.jobs[i];
-	if (!slot) {
+	int64_t received = launch_now_us();
+	if (!job_slot()) {
 		reply(LAUNCH_FAILED, m->job, EAGAIN, STAGE_EXEC, 0, 0);
 		return;
 	}
 	struct started r;
-	int z = len > 0 ? zygote_for(payload) : -1;
-	if (z < 0 || zygote_spawn(z, n, &r) < 0)
-		start_request(m, payload, len, 0, &r);
+	launch_start(m, payload, len, 0, &r);
+	if (r.dead)
+		waitpid(r.dead, NULL, 0);
 	if (r.err) {
 		reply(LAUNCH_FAILED, m->job, r.err, r.stage, 0, 0);
 		return;
 	}
-	/* the tag is the 6th string of the payload (the zygote's r.tag is in
-	 * its own memory) */
-	const char *tag = payload;
-	for (int i = 0; i < 5; i++)
-		tag += strlen(tag) + 1;
-	slot->id = m->job;
-	slot->pid = r.pid;
-	slot->ts_start = r.t;
-	slot->tag = strdup(tag);
+	if (!job_new(m->job, r.pid, r.t, r.tag)) {
+		kill(-r.pid, SIGKILL);
+		kill(r.pid, SIGKILL);
+		reply(LAUNCH_FAILED, m->job, EAGAIN, STAGE_EXEC, 0, 0);
+		return;
+	}
 	reply(LAUNCH_STARTED, m->job, r.pid, 0, r.t, received);
 }
 
@@ -413,21 +301,25 @@ static void reap(void)
 		pid_t pid = wait4(-1, &st, WNOHANG, &ru);
 		if (pid <= 0)
 			return;
-		for (int i = 0; i < S.nowned; i++)
-			if (zyg[i].pid == pid)
-				zygote_drop(i);
-		for (int i = 0; i < MAX_JOBS; i++) {
-			struct job *j = &S.jobs[i];
-			if (j->pid != pid || j->ended)
-				continue;
-			j->ended = 1;
-			j->wstatus = st;
-			j->ts_end = now_us();
-			j->cpu_us = (int64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 +
-				    ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
-			reply(LAUNCH_EXITED, j->id, st, 0, j->ts_end, j->cpu_us);
-			break;
+		int64_t now = launch_now_us();
+		int64_t cpu = (int64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 +
+			      ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
+		int known = 0;
+		for (int i = 0; i < S.nowned && !known; i++) {
+			if (S.owned[i].zpid == pid) {
+				zygote_gone(i, 1);
+				known = 1;
+			}
 		}
+		for (int i = 0; i < MAX_JOBS && !known; i++) {
+			struct job *j = &S.jobs[i];
+			if (j->pid == pid && !j->ended) {
+				job_ended(j, st, now, cpu);
+				known = 1;
+			}
+		}
+		if (!known)
+			early_add(pid, st, now, cpu);
 	}
 }
 
@@ -485,13 +377,46 @@ static void kill_cgroup(const char *dir)
 	}
 }
 
+/* The zygotes end once the worker's ends of their sockets are closed (the
+ * worker died), each after noting what it started; their notes are read
+ * meanwhile, so every command started is a job here.  A zygote that does
+ * not end in time (the launcher was told to go while the worker lives) is
+ * killed. */
+static void zygotes_end(void)
+{
+	struct timespec tick = { 0, 2 * 1000 * 1000 };
+	for (int tries = 0; tries < 250; tries++) {
+		int left = 0;
+		for (int i = 0; i < S.nowned; i++) {
+			if (!S.owned[i].zpid)
+				continue;
+			read_notes(i);
+			pid_t r = waitpid(S.owned[i].zpid, NULL, WNOHANG);
+			if (r == S.owned[i].zpid || (r < 0 && errno == ECHILD))
+				zygote_gone(i, 0);
+			else
+				left++;
+		}
+		if (!left)
+			return;
+		nanosleep(&tick, NULL);
+	}
+	for (int i = 0; i < S.nowned; i++) {
+		if (S.owned[i].zpid) {
+			kill(S.owned[i].zpid, SIGKILL);
+			waitpid(S.owned[i].zpid, NULL, 0);
+			zygote_gone(i, 0);
+		}
+	}
+}
+
 /* The worker is gone (or told us to go): nothing of its tasks survives it,
  * except the results that ended on their own, which go to the recorder. */
 static _Noreturn void finish(void)
 {
+	zygotes_end();
+	reap();
 	int running = 0;
-	for (int i = 0; i < S.nowned; i++)
-		zygote_drop(i);
 	for (int i = 0; i < MAX_JOBS; i++) {
 		struct job *j = &S.jobs[i];
 		if (j->pid && !j->ended) {
@@ -517,7 +442,7 @@ static _Noreturn void finish(void)
 			if (j->pid == pid && !j->ended) {
 				j->ended = 1;
 				j->wstatus = st;
-				j->ts_end = now_us();
+				j->ts_end = launch_now_us();
 				running--;
 				/* it may have ended on its own just before the kill */
 				if (!(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL))
@@ -529,19 +454,39 @@ static _Noreturn void finish(void)
 	for (int tries = 0; tries < 200; tries++) {
 		int left = 0;
 		for (int i = 0; i < S.nowned; i++) {
-			if (!S.owned[i])
+			char *dir = S.owned[i].dir;
+			if (!dir)
 				continue;
-			kill_cgroup(S.owned[i]);
-			if (rmdir(S.owned[i]) == 0 || errno == ENOENT)
-				S.owned[i] = NULL;
+			kill_cgroup(dir);
+			if (rmdir(dir) == 0 || errno == ENOENT)
+				S.owned[i].dir = NULL;
 			else
 				left = 1;
 		}
 		if (!left)
 			break;
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
 		nanosleep(&tick, NULL);
 	}
-	int fd = -1;
+	int fd = -1, killed = 0, results = 0;
+	for (int i = 0; i < MAX_JOBS; i++) {
+		struct job *j = &S.jobs[i];
+		killed += j->pid && j->killed;
+		results += j->pid && j->ended && !j->killed;
+	}
+	if (killed || results) {
+		/* one line in the worker's log: what became of its tasks */
+		char line[160], *p = line;
+		static const char a[] = "kx.sched launcher: the worker is gone: ", b[] = " task(s) killed, ",
+			c[] = " result(s) to record\n";
+		memcpy(p, a, sizeof a - 1); p += sizeof a - 1;
+		p = put_int(p, killed);
+		memcpy(p, b, sizeof b - 1); p += sizeof b - 1;
+		p = put_int(p, results);
+		memcpy(p, c, sizeof c - 1); p += sizeof c - 1;
+		write_all(2, line, (size_t)(p - line));
+	}
 	for (int i = 0; i < MAX_JOBS; i++) {
 		struct job *j = &S.jobs[i];
 		if (!j->pid || !j->ended || j->killed)
@@ -589,7 +534,7 @@ static void on_message(ssize_t n)
 	struct job *j;
 	switch (m.type) {
 	case LAUNCH_SPAWN:
-		do_spawn(&m, payload, len, (size_t)n);
+		do_spawn(&m, payload, len);
 		break;
 	case LAUNCH_ACK:
 		if ((j = job_find(m.job)) && j->ended)
@@ -601,10 +546,12 @@ static void on_message(ssize_t n)
 		break;
 	case LAUNCH_OWN:
 		if (S.nowned < MAX_OWNED && len > 0 && payload[len - 1] == 0) {
-			S.owned[S.nowned] = strdup(payload);
-			if (S.owned[S.nowned])
-				zygote_start(S.nowned);
+			struct owned *o = &S.owned[S.nowned];
+			o->dir = strdup(payload);
+			o->notes = -1;
 			S.nowned++;
+			if (o->dir)
+				zygote_start(S.nowned - 1);
 		}
 		break;
 	}
@@ -612,13 +559,28 @@ static void on_message(ssize_t n)
 
 static _Noreturn void launcher_main(void)
 {
+	struct pollfd p[2 + MAX_OWNED];
+	int idx[MAX_OWNED];
 	for (;;) {
-		struct pollfd p[2] = { { S.sock, POLLIN, 0 }, { S.sfd, POLLIN, 0 } };
-		if (poll(p, 2, -1) < 0) {
+		int np = 2;
+		p[0] = (struct pollfd){ S.sock, POLLIN, 0 };
+		p[1] = (struct pollfd){ S.sfd, POLLIN, 0 };
+		for (int i = 0; i < S.nowned; i++) {
+			if (S.owned[i].notes >= 0) {
+				idx[np - 2] = i;
+				p[np++] = (struct pollfd){ S.owned[i].notes, POLLIN, 0 };
+			}
+		}
+		if (poll(p, (nfds_t)np, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			finish();
 		}
+		/* notes first: a command that ended at once is then a job when
+		 * its exit is reaped */
+		for (int k = 2; k < np; k++)
+			if (p[k].revents)
+				read_notes(idx[k - 2]);
 		if (p[1].revents & POLLIN) {
 			struct signalfd_siginfo si;
 			while (read(S.sfd, &si, sizeof si) == sizeof si) {

@@ -7,11 +7,15 @@
  *   - start: clone(CLONE_VM | CLONE_VFORK) + exec; before exec the task
  *     takes its own process group, asks for SIGKILL when the launcher dies
  *     and opens its stdio.  It is born in its cgroup: each cgroup the worker
- *     owns (LAUNCH_OWN) gets a zygote, a process of the launcher's moved in
- *     once, that clones the task with CLONE_PARENT; without one the task
- *     joins the cgroup itself (one write of "0" to cgroup.procs) before
- *     exec.  Either way nothing of the task runs outside it.  No shell, and
- *     the worker's loop never waits on a fork, a mkdir or an rmdir.
+ *     owns (LAUNCH_OWN) gets a zygote (zygote.h), a process of the
+ *     launcher's moved in once, whose request socket the worker is handed
+ *     (LAUNCH_ZYGOTE): the worker sends it the request, it clones the task
+ *     with CLONE_PARENT (the launcher's child) and notes the start to the
+ *     launcher, which tells the worker.  Without a zygote the worker sends
+ *     the request to the launcher and the task joins the cgroup itself (one
+ *     write of "0" to cgroup.procs) before exec.  Either way nothing of the
+ *     task runs outside it.  No shell, and the worker's loop never waits on
+ *     a fork, a mkdir or an rmdir.
  *   - end: the launcher reaps the task (wait4) and tells the worker, which
  *     records the result and then acknowledges it.
  *   - the worker dies (its end of the socket closes): every task still
@@ -22,8 +26,9 @@
  *     them where the worker would have).  So a command that completed is
  *     never run again because its worker died before recording it.
  *
- * Messages go over a SOCK_SEQPACKET pair; the launcher runs only system
- * calls and its own code (it is a fork of a threaded process).
+ * Messages go over SOCK_SEQPACKET pairs; the launcher and its zygotes run
+ * only system calls and their own code (they are forks of a threaded
+ * process).
  */
 #ifndef KX_SCHED_LAUNCH_H
 #define KX_SCHED_LAUNCH_H
@@ -39,9 +44,16 @@ enum launch_msg_type {
 	LAUNCH_OWN,         /* payload: a cgroup directory to remove at the end */
 	/* launcher -> worker */
 	LAUNCH_STARTED,     /* a = pid, t1 = start, t2 = request received (us
-	                       since the epoch) */
-	LAUNCH_FAILED,      /* a = errno, b = enum launch_stage */
+	                       since the epoch); from a zygote to the launcher
+	                       the same, with the request's tag as payload */
+	LAUNCH_FAILED,      /* a = errno, b = enum launch_stage; from a zygote
+	                       t2 = the pid of the child that failed */
 	LAUNCH_EXITED,      /* a = wait status, t1 = end (us), t2 = CPU (us) */
+	LAUNCH_ZYGOTE,      /* a = the zygote's pid, payload: the cgroup it
+	                       lives in; the descriptor of its request socket
+	                       comes with it (SCM_RIGHTS) */
+	LAUNCH_ZYGOTE_GONE, /* a = the zygote's pid: requests sent to it and
+	                       not answered go to the launcher */
 };
 
 enum launch_stage { STAGE_EXEC, STAGE_CGROUP, STAGE_STDIN, STAGE_STDOUT,

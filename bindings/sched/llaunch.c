@@ -12,7 +12,7 @@
  *   job:ack()                            -- recorded: the launcher forgets it
  *   l:own(dir)                           -- removed when the worker is gone
  *   l:close()
- *   launch.mkdir(path), launch.kill(pid, sig)
+ *   launch.mkdir(path), launch.kill(pid, sig), launch.cpu()
  *
  * spawn returns nil, message when the command cannot start ("ffmpeg: No
  * such file or directory"), with the stage as a third value.  A lock name
@@ -20,6 +20,7 @@
  * the recorder of a dead one) makes start return nil, "held".
  */
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,14 @@
 
 struct job;
 
+/* A zygote's request socket (LAUNCH_ZYGOTE): spawn requests for its
+ * cgroup go there, not through the launcher. */
+struct zygote {
+	pid_t pid;
+	int fd;
+	char *procs;         /* its cgroup's cgroup.procs */
+};
+
 /* Outside Lua memory: the poll handle closes asynchronously. */
 struct launcher {
 	uv_poll_t poll;
@@ -46,6 +55,8 @@ struct launcher {
 	uint32_t next_id;
 	struct job **jobs;   /* jobs not yet ended, by slot */
 	int njobs, cap;
+	struct zygote *zyg;
+	int nzyg;
 	char why[160];
 };
 
@@ -55,6 +66,9 @@ struct job {
 	struct launcher *l;
 	uint32_t id;
 	int state, ref;
+	pid_t via;           /* the zygote it was sent to (0: the launcher) */
+	char *req;           /* the request, until it is answered */
+	size_t reqlen;
 	pid_t pid;
 	int err, stage, wstatus;
 	double ts_start, ts_end, cpu_ms;
@@ -125,10 +139,18 @@ static void job_unref(lua_State *L, struct job *j)
 /* For registry references dropped from loop callbacks (one state). */
 static lua_State *main_state;
 
+static void job_answered(struct job *j)
+{
+	free(j->req);
+	j->req = NULL;
+}
+
 static void job_event(struct job *j, const struct launch_msg *m)
 {
 	kx_task *t = j->waiter;
 	j->waiter = NULL;
+	if (m->type == LAUNCH_STARTED || m->type == LAUNCH_FAILED)
+		job_answered(j);
 	switch (m->type) {
 	case LAUNCH_STARTED:
 		j->state = JOB_RUNNING;
@@ -167,6 +189,74 @@ static void job_event(struct job *j, const struct launch_msg *m)
 	job_unref(main_state, j);
 }
 
+static void zygotes_close(struct launcher *l)
+{
+	for (int i = 0; i < l->nzyg; i++) {
+		close(l->zyg[i].fd);
+		free(l->zyg[i].procs);
+	}
+	free(l->zyg);
+	l->zyg = NULL;
+	l->nzyg = 0;
+}
+
+/* Sends m + payload on fd; 0 or an errno. */
+static int send_on(int fd, const struct launch_msg *m, const char *payload, size_t len)
+{
+	struct iovec iov[2] = { { (void *)m, sizeof *m }, { (void *)payload, len } };
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = len ? 2 : 1 };
+	while (sendmsg(fd, &mh, MSG_NOSIGNAL) < 0) {
+		if (errno != EINTR)
+			return errno;
+	}
+	return 0;
+}
+
+static void zygote_add(struct launcher *l, pid_t pid, int fd, const char *dir)
+{
+	struct zygote *z = realloc(l->zyg, sizeof *z * (size_t)(l->nzyg + 1));
+	char *procs = malloc(strlen(dir) + sizeof "/cgroup.procs");
+	if (!z || !procs) {
+		if (z)
+			l->zyg = z;
+		free(procs);
+		close(fd);
+		return;
+	}
+	l->zyg = z;
+	strcpy(procs, dir);
+	strcat(procs, "/cgroup.procs");
+	l->zyg[l->nzyg++] = (struct zygote){ pid, fd, procs };
+}
+
+static void launcher_lost(struct launcher *l, const char *why);
+
+/* The zygote `pid` is gone: requests sent to it and not answered go to the
+ * launcher (it noted every start before the launcher said so). */
+static void zygote_gone(struct launcher *l, pid_t pid)
+{
+	for (int i = 0; i < l->nzyg; i++) {
+		if (l->zyg[i].pid == pid) {
+			close(l->zyg[i].fd);
+			free(l->zyg[i].procs);
+			l->zyg[i] = l->zyg[--l->nzyg];
+			break;
+		}
+	}
+	for (int i = 0; i < l->njobs; i++) {
+		struct job *j = l->jobs[i];
+		if (j->state != JOB_STARTING || j->via != pid || !j->req)
+			continue;
+		j->via = 0;
+		int e = send_on(l->sock, (const struct launch_msg *)j->req, j->req + sizeof(struct launch_msg),
+				j->reqlen - sizeof(struct launch_msg));
+		if (e) {
+			launcher_lost(l, strerror(e));
+			return;
+		}
+	}
+}
+
 /* The launcher went away: every waiter hears why. */
 static void launcher_lost(struct launcher *l, const char *why)
 {
@@ -176,9 +266,11 @@ static void launcher_lost(struct launcher *l, const char *why)
 	snprintf(l->why, sizeof l->why, "the task launcher died (%s)", why);
 	if (l->polling)
 		uv_close((uv_handle_t *)&l->poll, poll_closed);
+	zygotes_close(l);
 	while (l->njobs > 0) {
 		struct job *j = l->jobs[0];
 		job_detach(l, j);
+		job_answered(j);
 		j->state = JOB_FAILED;
 		if (j->waiter) {
 			lua_State *T = kx_task_state(j->waiter);
@@ -201,15 +293,41 @@ static void on_readable(uv_poll_t *h, int status, int events)
 	}
 	for (;;) {
 		struct launch_msg m;
-		ssize_t n = recv(l->sock, &m, sizeof m, MSG_DONTWAIT);
+		char dir[4096];
+		struct iovec iov[2] = { { &m, sizeof m }, { dir, sizeof dir - 1 } };
+		union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int))]; } c;
+		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2, .msg_control = c.b,
+				     .msg_controllen = sizeof c.b };
+		ssize_t n = recvmsg(l->sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			return;
 		if (n <= 0) {
 			launcher_lost(l, n == 0 ? "its socket closed" : strerror(errno));
 			return;
 		}
-		if ((size_t)n < sizeof m)
+		int fd = -1;
+		struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
+		if (h && h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS)
+			memcpy(&fd, CMSG_DATA(h), sizeof fd);
+		if ((size_t)n < sizeof m) {
+			if (fd >= 0)
+				close(fd);
 			continue;
+		}
+		if (m.type == LAUNCH_ZYGOTE) {
+			dir[n - sizeof m] = 0;
+			if (fd >= 0)
+				zygote_add(l, m.a, fd, dir);
+			continue;
+		}
+		if (fd >= 0)
+			close(fd);
+		if (m.type == LAUNCH_ZYGOTE_GONE) {
+			zygote_gone(l, m.a);
+			if (l->dead)
+				return;
+			continue;
+		}
 		for (int i = 0; i < l->njobs; i++) {
 			if (l->jobs[i]->id == m.job) {
 				job_event(l->jobs[i], &m);
@@ -330,16 +448,9 @@ static int l_start(lua_State *L)
 static void send_msg(lua_State *L, struct launcher *l, struct launch_msg *m,
 		     const char *payload, size_t len)
 {
-	char buf[sizeof *m + LAUNCH_MSG_MAX];
-	if (len > LAUNCH_MSG_MAX)
-		luaL_error(L, "command line too long for the launcher (%d bytes at most)", LAUNCH_MSG_MAX);
-	memcpy(buf, m, sizeof *m);
-	if (len)
-		memcpy(buf + sizeof *m, payload, len);
-	while (send(l->sock, buf, sizeof *m + len, MSG_NOSIGNAL) < 0) {
-		if (errno == EINTR)
-			continue;
-		launcher_lost(l, strerror(errno));
+	int e = send_on(l->sock, m, payload, len);
+	if (e) {
+		launcher_lost(l, strerror(e));
 		luaL_error(L, "%s", l->why);
 	}
 }
@@ -424,7 +535,25 @@ static int l_spawn(lua_State *L)
 	}
 	struct launch_msg m = { .type = LAUNCH_SPAWN, .job = j->id, .argc = (uint32_t)argc,
 				.envc = (uint32_t)envc };
-	send_msg(L, l, &m, payload, len);
+	if (len > LAUNCH_MSG_MAX)
+		return luaL_error(L, "command line too long for the launcher (%d bytes at most)", LAUNCH_MSG_MAX);
+	/* to the zygote of its cgroup when there is one (the request is kept
+	 * until answered, in case the zygote goes first), else the launcher */
+	struct zygote *z = NULL;
+	for (int i = 0; payload[0] && i < l->nzyg && !z; i++)
+		if (strcmp(l->zyg[i].procs, payload) == 0)
+			z = &l->zyg[i];
+	if (z && (j->req = malloc(sizeof m + len))) {
+		memcpy(j->req, &m, sizeof m);
+		memcpy(j->req + sizeof m, payload, len);
+		j->reqlen = sizeof m + len;
+		if (send_on(z->fd, &m, payload, len) == 0)
+			j->via = z->pid;
+	}
+	if (!j->via) {
+		job_answered(j);
+		send_msg(L, l, &m, payload, len);
+	}
 	l->jobs[l->njobs++] = j;
 	j->ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	j->waiter = t;
@@ -528,6 +657,7 @@ static void launcher_close(struct launcher *l)
 		uv_close((uv_handle_t *)&l->poll, poll_closed);
 	l->dead = 1;
 	snprintf(l->why, sizeof l->why, "the launcher is closed");
+	zygotes_close(l);
 	close(l->sock);   /* the launcher sees the end and goes */
 	l->sock = -1;
 	if (l->lock_fd >= 0)
@@ -574,6 +704,13 @@ static int l_mkdir(lua_State *L)
 	return 1;
 }
 
+/* launch.cpu() -> the CPU this process runs on now */
+static int l_cpu(lua_State *L)
+{
+	lua_pushinteger(L, sched_getcpu());
+	return 1;
+}
+
 /* launch.kill(pid, sig) -> true | nil, message */
 static int l_kill(lua_State *L)
 {
@@ -599,7 +736,7 @@ int luaopen_kx_sched_launch(lua_State *L)
 		{"pid", l_job_pid}, {"ts_start", l_job_ts_start}, {"ts_request", l_job_ts_request}, {NULL, NULL},
 	};
 	static const luaL_Reg fns[] = {
-		{"start", l_start}, {"mkdir", l_mkdir}, {"kill", l_kill}, {NULL, NULL},
+		{"start", l_start}, {"mkdir", l_mkdir}, {"kill", l_kill}, {"cpu", l_cpu}, {NULL, NULL},
 	};
 	kx_defclass(L, &(struct kx_class){ LAUNCHER_MT, lmethods, NULL, lmeta });
 	lua_pop(L, 1);

@@ -1,6 +1,6 @@
 /*
  * rclient.c - kx.sched.redis.client: a Redis connection on the kxrun loop (hiredis
- * 0.14 with its libuv adapter).  A call suspends only the calling task; the
+ * 0.14, attached to libuv by the adapter below).  A call suspends only the calling task; the
  * reply wakes it from the loop, so a worker waiting in BLMOVE or a central in
  * BLPOP never blocks the others.  A blocking command holds its connection
  * until the reply: give each blocking waiter a connection of its own.
@@ -25,7 +25,6 @@
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
-#include <hiredis/adapters/libuv.h>
 
 #include "kx.h"
 
@@ -54,6 +53,75 @@ static void rconn_maybe_free(struct rconn *c)
 {
 	if (c->collected && !c->ac && c->pending == 0 && !c->freeing_ac)
 		free(c);
+}
+
+/* ---- hiredis on the libuv loop ------------------------------------------------
+ * Not hiredis's adapters/libuv.h: its poll callback returns on an error
+ * status, and libuv stops the poll on POLLERR, so a connection reset by a
+ * server that died with a command unread hung every pending call until its
+ * timeout (30 s for kx.sched's calls).  Here an error is handed to hiredis
+ * as a read: the read fails and hiredis disconnects, with the reason. */
+struct uvpoll {
+	redisAsyncContext *ac;   /* NULL once hiredis let go of it */
+	uv_poll_t handle;
+	int events;
+};
+
+static void uvpoll_ready(uv_poll_t *h, int status, int events)
+{
+	struct uvpoll *p = h->data;
+	if (status < 0)
+		events = UV_READABLE;
+	if (p->ac && (events & UV_READABLE))
+		redisAsyncHandleRead(p->ac);
+	if (p->ac && (events & UV_WRITABLE))
+		redisAsyncHandleWrite(p->ac);
+}
+
+static void uvpoll_update(struct uvpoll *p, int add, int remove)
+{
+	p->events = (p->events | add) & ~remove;
+	if (p->events)
+		uv_poll_start(&p->handle, p->events, uvpoll_ready);
+	else
+		uv_poll_stop(&p->handle);
+}
+
+static void uvpoll_add_read(void *p) { uvpoll_update(p, UV_READABLE, 0); }
+static void uvpoll_del_read(void *p) { uvpoll_update(p, 0, UV_READABLE); }
+static void uvpoll_add_write(void *p) { uvpoll_update(p, UV_WRITABLE, 0); }
+static void uvpoll_del_write(void *p) { uvpoll_update(p, 0, UV_WRITABLE); }
+
+static void uvpoll_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void uvpoll_cleanup(void *data)
+{
+	struct uvpoll *p = data;
+	p->ac = NULL;
+	uv_close((uv_handle_t *)&p->handle, uvpoll_closed);
+}
+
+static int uvpoll_attach(redisAsyncContext *ac, uv_loop_t *loop)
+{
+	struct uvpoll *p = calloc(1, sizeof *p);
+	if (!p)
+		return REDIS_ERR;
+	if (uv_poll_init(loop, &p->handle, ac->c.fd) != 0) {
+		free(p);
+		return REDIS_ERR;
+	}
+	p->ac = ac;
+	p->handle.data = p;
+	ac->ev.data = p;
+	ac->ev.addRead = uvpoll_add_read;
+	ac->ev.delRead = uvpoll_del_read;
+	ac->ev.addWrite = uvpoll_add_write;
+	ac->ev.delWrite = uvpoll_del_write;
+	ac->ev.cleanup = uvpoll_cleanup;
+	return REDIS_OK;
 }
 
 static void push_reply(lua_State *T, const redisReply *r)
@@ -168,9 +236,8 @@ static void cancel_connect(void *ud)
 	}
 }
 
-/* A TCP connect through libuv, to learn whether the server is there: the
- * hiredis 0.14 libuv adapter drops poll errors, so a refused connect would
- * otherwise never report. */
+/* A TCP connect through libuv, to learn whether the server is there
+ * (nothing is sent: no handshake, no password needed). */
 struct probe {
 	uv_tcp_t tcp;
 	uv_connect_t req;
@@ -258,7 +325,7 @@ static int l_open(lua_State *L)
 		return 2;
 	}
 	ac->data = c;
-	if (redisLibuvAttach(ac, kx_loop()) != REDIS_OK) {
+	if (uvpoll_attach(ac, kx_loop()) != REDIS_OK) {
 		redisAsyncFree(ac);
 		return kx_fail(L, "cannot attach a redis connection to the loop");
 	}

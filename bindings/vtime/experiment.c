@@ -237,6 +237,16 @@ int64_t vt_leader_cpu(pid_t pid)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+int64_t vt_thread_cpu(pid_t tid)
+{
+	/* the same for one thread: CPUCLOCK_PERTHREAD_MASK */
+	clockid_t c = (clockid_t)(((unsigned)~tid << 3) | 4 | 2);
+	struct timespec ts;
+	if (clock_gettime(c, &ts) < 0)
+		return -1;
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 int64_t vt_proc_now(struct vt_exp *e, int i)
 {
 	struct vt_proc *p = &e->procs[i];

@@ -185,7 +185,7 @@ static int do_advance(lua_State *L, struct lexp *x, int64_t n)
 	}
 	kx_task *t = kx_checktask(L, "advance");
 	x->task = t;
-	x->target = e->round + n;
+	x->target = e->advance_to = e->round + n;
 	x->first = e->round;
 	x->start_real = vt_mono_ns();
 	x->shown = 0;
@@ -484,7 +484,9 @@ static int e_stats(lua_State *L)
 		{"blocked_stops", e->n_blocked}, {"early_stops", e->n_rearm},
 		{"asleep_skipped", e->n_asleep}, {"debt_skipped", e->n_debt},
 		{"strays_continued", e->n_stray}, {"resume_cost_ns", e->resume_cost},
-		{"shares", e->n_shares},
+		{"shares", e->n_shares}, {"stop_cpu_ns", e->stop_cpu},
+		{"resume_cost_measuring", e->cost_source == VT_COST_MEASURING},
+		{"batched_rounds", e->n_batched},
 	};
 	lua_createtable(L, 0, (int)(sizeof stats / sizeof stats[0]));
 	for (size_t i = 0; i < sizeof stats / sizeof stats[0]; i++) {
@@ -617,6 +619,55 @@ static int l_supervise(lua_State *L)
 	return 1;
 }
 
+static const char *const cost_sources[] = {
+	[VT_COST_NONE] = "none", [VT_COST_GUESS] = "guess",
+	[VT_COST_MEASURING] = "measuring", [VT_COST_CACHED] = "cached",
+	[VT_COST_MEASURED] = "measured", [VT_COST_PINNED] = "pinned",
+};
+
+/* {resume_cost_ns=, source=, file=}: the value an experiment made now
+ * takes and where it comes from. */
+static void push_calibration(lua_State *L, int64_t v, enum vt_cost_source src)
+{
+	char path[512];
+	lua_createtable(L, 0, 3);
+	lua_pushinteger(L, v);
+	lua_setfield(L, -2, "resume_cost_ns");
+	lua_pushstring(L, cost_sources[src]);
+	lua_setfield(L, -2, "source");
+	if (vt_calibration_path(path, sizeof path) == 0) {
+		lua_pushstring(L, path);
+		lua_setfield(L, -2, "file");
+	}
+}
+
+/* vtime.calibration() -> {resume_cost_ns, source, file}; starts measuring
+ * in the background when this boot has no value yet. */
+static int l_calibration(lua_State *L)
+{
+	enum vt_cost_source src;
+	int64_t v = vt_resume_cost(&src);
+	push_calibration(L, v, src);
+	return 1;
+}
+
+/* vtime.calibrate() -> {resume_cost_ns, source = "measured", file,
+ * not_kept = why} | nil, message: measures now (~0.1 s, blocking) and
+ * keeps the value in the file. */
+static int l_calibrate(lua_State *L)
+{
+	char msg[512];
+	int64_t v = vt_calibrate(msg, sizeof msg);
+	if (v < 0)
+		return kx_fail(L, "%s", msg);
+	push_calibration(L, v, VT_COST_MEASURED);
+	if (msg[0]) {
+		lua_pushstring(L, msg);
+		lua_setfield(L, -2, "not_kept");
+	}
+	return 1;
+}
+
 static void on_supervisor_exit(pid_t pid, int ws, void *ud)
 {
 	(void)pid, (void)ws, (void)ud;
@@ -684,7 +735,12 @@ static int l_experiment(lua_State *L)
 	x->e = e;
 	x->refs = 2; /* userdata, atexit */
 	e->slice_cap = (int64_t)(slice * 1e9);
-	e->resume_cost = resume_cost >= 0 ? resume_cost : vt_resume_cost();
+	if (resume_cost >= 0) {
+		e->resume_cost = resume_cost;
+		e->cost_source = VT_COST_PINNED;
+	} else {
+		e->resume_cost = vt_resume_cost(&e->cost_source);
+	}
 	uv_idle_init(kx_loop(), &x->idle);
 	x->idle.data = x;
 	x->next = live;
@@ -708,6 +764,7 @@ static const luaL_Reg proc_methods[] = {
 	{NULL, NULL}};
 static const luaL_Reg funcs[] = {
 	{"experiment", l_experiment}, {"cleanup", l_cleanup},
+	{"calibration", l_calibration}, {"calibrate", l_calibrate},
 	{"_supervise", l_supervise}, {NULL, NULL}};
 
 static const luaL_Reg exp_getters[] = {

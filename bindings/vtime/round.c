@@ -16,15 +16,15 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The counter refires every period until the SIGSTOP lands (~100 us on
- * this VM); at the kernel's floor of 10 us its timer interrupts starved a
- * CPU here (soft lockup).  Shorter budgets overrun and are carried. */
-#define MIN_PERIOD 200000
 #define IDLE_CONFIRM 50000      /* real ns without CPU before a /proc look */
 #define WAKE_GRACE 3000000      /* ... when a parked thread's deadline is due */
 #define POLL_NS 20000           /* between looks at running processes ... */
-#define POLL_MAX_NS 250000      /* ... up to this while all use CPU */
+#define POLL_MAX_NS 250000      /* ... up to this at first while all use CPU, */
+#define POLL_BACKOFF_NS 10000000 /* doubling up to this while they still do */
 #define MAX_REARMS 8
+#define ONE_TASK_SLACK 50000    /* counter over the leader thread's clock, one task */
+#define BATCH_NS 10000000       /* virtual ns a lone process's share may span */
+#define BATCH_AFTER_NS 20000000 /* ... once it has been charged this much */
 
 static int64_t perf_cpu(struct vt_proc *p)
 {
@@ -34,14 +34,26 @@ static int64_t perf_cpu(struct vt_proc *p)
 	return p->cpu_ns;
 }
 
-static void arm(struct vt_exp *e, struct vt_proc *p, int64_t cpu_budget)
+/* The counter overflows, and so stops p, once its tree has used cpu_budget
+ * more CPU ns: the work of its share.  What the stop then costs (the
+ * overflow interrupt, SIGSTOP's delivery, the stop: 20-50 us here, all in
+ * the kernel) is counted past the overflow and not charged (past_overflow). */
+static void arm(struct vt_proc *p, int64_t cpu_budget)
 {
-	int64_t period = cpu_budget - e->overshoot;
-	if (period < MIN_PERIOD)
-		period = MIN_PERIOD;
+	int64_t period = cpu_budget < VT_MIN_PERIOD ? VT_MIN_PERIOD : cpu_budget;
 	uint64_t v = (uint64_t)period;
 	ioctl(p->perf_fd, PERF_EVENT_IOC_PERIOD, &v);
 	p->period = period;
+	p->armed_at = p->cpu_ns;
+}
+
+/* CPU ns the counter ran past its overflow (0 when it did not overflow):
+ * the stop's own path.  No instruction of the process runs after the
+ * overflow (the signal is taken on the way back to user mode). */
+static int64_t past_overflow(const struct vt_proc *p)
+{
+	int64_t past = p->cpu_ns - (p->armed_at + p->period);
+	return past > 0 ? past : 0;
 }
 
 static int has_children(pid_t pid)
@@ -56,24 +68,23 @@ static int has_children(pid_t pid)
 	return n == 1;
 }
 
-/* Virtual ns p has used since it was resumed.  The CPU is the leader's
- * process CPU clock, the one its own clock reads (the task-clock counter
- * also bills the interrupts that hit it: up to ~10 % more on this loaded
- * VM), unless it has children (and the counter, which counts them too, is
- * well ahead): then the counter. */
-static int64_t used(struct vt_exp *e, struct vt_proc *p)
+/* Virtual ns p has used since it was resumed: the CPU its tree's counter
+ * counted (all its threads and children), less what the controller cost
+ * it: the resume (resume_cost, measured in the counter's terms, which are
+ * not quite its process CPU clock's: calibrate.c), a counter stop's path
+ * past the overflow (past), and, for a process stopped as blocked, its
+ * stop (what it used is read when it was found blocked).  So a share
+ * stopped by its counter is charged its period less resume_cost, however
+ * long its stop took. */
+static int64_t used(struct vt_exp *e, struct vt_proc *p, int64_t past)
 {
 	int64_t skip = kxvt_skip_ns(__atomic_load_n(&e->shm->slot[p->slot].skip,
 	                                            __ATOMIC_ACQUIRE));
-	int64_t tree = perf_cpu(p) - p->perf_base - e->resume_cost;
-	int64_t own = vt_leader_cpu(p->pid);
-	int64_t cpu = own - p->cpu_base;
+	int blocked = p->run == VT_STOPPING;
+	int64_t cpu = (blocked ? p->last_cpu : perf_cpu(p)) - p->perf_base - past -
+	              e->resume_cost;
 	if (cpu < 0)
 		cpu = 0;
-	if (tree < 0)
-		tree = 0;
-	if (own < 0 || (tree > cpu + cpu / 8 + 20000 && has_children(p->pid)))
-		cpu = tree;
 	p->share_cpu = cpu;
 	return (int64_t)((double)cpu / p->speed) + skip;
 }
@@ -119,7 +130,7 @@ static int asleep_past(struct vt_exp *e, struct vt_proc *p, int64_t end)
  * of the round; members whose carry covers their share sit it out. */
 static void tl_next(struct vt_exp *e, struct vt_timeline *tl)
 {
-	int64_t end = (e->round + 1) * e->step;
+	int64_t end = (e->round + e->batch) * e->step;
 	tl->active = -1;
 	for (;;) {
 		int first = -1, waiting = 0;
@@ -145,6 +156,8 @@ static void tl_next(struct vt_exp *e, struct vt_timeline *tl)
 			e->n_debt++;
 			p->carry -= p->q_end - tl->t;
 			tl->t = p->q_end;
+			if (tl->t > e->reached)
+				e->reached = tl->t;
 			p->run = VT_DONE;
 			continue;
 		}
@@ -157,23 +170,101 @@ static void tl_next(struct vt_exp *e, struct vt_timeline *tl)
 		p->carry = 0;
 		p->perf_base = perf_cpu(p);
 		p->last_cpu = p->perf_base;
+		p->counter_stale = 0;
 		p->runnable_cpu = -1;
 		p->stray_since = 0;
 		p->idle_since = vt_mono_ns();
 		p->rearms = 0;
-		p->by_budget = 0;
 		p->ntasks = 0;
-		arm(e, p, (int64_t)((double)budget_v * p->speed) + e->resume_cost);
+		p->poll_ns = POLL_MAX_NS;
+		arm(p, (int64_t)((double)budget_v * p->speed) + e->resume_cost);
+		/* one that used its whole share last time will likely again:
+		 * not looked at before its counter can have stopped it (a look
+		 * from its CPU costs it an interrupt and two context switches,
+		 * ~20 us here) */
+		p->resumed = p->idle_since;
+		p->look_at = p->by_budget ? p->idle_since + p->period + e->overshoot : 0;
+		p->by_budget = 0;
 		int64_t cpu = vt_leader_cpu(p->pid);
+		p->lead_base = vt_thread_cpu(p->pid);
 		p->last_own = cpu;
 		p->cpu_base = (cpu < 0 ? 0 : cpu) + e->resume_cost;
 		vt_slot_resume(e, p, p->cpu_base);
 		e->n_shares++;
+		if (e->cost_source == VT_COST_MEASURING)
+			p->provisional++;
 		p->run = VT_RUNNING;
 		tl->active = first;
 		kill(-p->pid, SIGCONT);
 		return;
 	}
+}
+
+/* One task: one thread, no children. */
+static int single_task(pid_t pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	if (vt_read_file(path, buf, sizeof buf) <= 0)
+		return 0;
+	const char *c = strrchr(buf, ')');
+	int field = 2;
+	for (; c && *c && field < 20; c++)
+		if (*c == ' ')
+			field++;
+	return c && atoi(c) == 1 && !has_children(pid);
+}
+
+/* Rounds the coming round may span.  Lockstep rounds are there so that
+ * processes see each other at the same virtual time; a process alone in
+ * the experiment, one task that cannot park a second thread meanwhile,
+ * has nobody to meet: it runs up to BATCH_NS of rounds (within the
+ * advance) in one share, and pays one stop and resume for them, not one
+ * per round.  A task it starts meanwhile ends the batch (busy), but
+ * keeps the batch's counter period (an inherited counter keeps the one it
+ * was made with), so its own overflows stop the process less often: not
+ * before BATCH_AFTER_NS of its CPU, when programs start their threads. */
+static int64_t batch_rounds(struct vt_exp *e)
+{
+	int64_t n = e->advance_to - e->round;
+	if (n > BATCH_NS / e->step)
+		n = BATCH_NS / e->step;
+	if (n <= 1 || e->slice_cap > 0)
+		return 1;
+	int lone = -1;
+	for (int i = 0; i < e->nprocs; i++)
+		if (e->procs[i].alive) {
+			if (lone >= 0)
+				return 1;
+			lone = i;
+		}
+	return lone >= 0 && e->procs[lone].charged_ns >= BATCH_AFTER_NS &&
+	       single_task(e->procs[lone].pid) ? n : 1;
+}
+
+/* The resume cost (calibrate.c), unless pinned: measured again every few
+ * minutes, in the background; what the shares charged meanwhile with the
+ * value there was were charged too much or too little is carried into
+ * each process's next shares once the new one comes, so that its clock
+ * catches up. */
+static void resume_cost(struct vt_exp *e)
+{
+	enum vt_cost_source src;
+	if (e->cost_source == VT_COST_PINNED)
+		return;
+	int64_t c = vt_resume_cost(&src);
+	int arrived = e->cost_source == VT_COST_MEASURING && src != VT_COST_MEASURING;
+	e->cost_source = src;
+	if (!arrived)
+		return;
+	for (int i = 0; i < e->nprocs; i++) {
+		struct vt_proc *p = &e->procs[i];
+		int64_t over = p->provisional * (c - e->resume_cost);
+		p->carry -= (int64_t)((double)over / p->speed);
+		p->charged_ns -= over;
+		p->provisional = 0;
+	}
+	e->resume_cost = c;
 }
 
 void vt_round_begin(struct vt_exp *e)
@@ -182,6 +273,9 @@ void vt_round_begin(struct vt_exp *e)
 		vt_kmod_round_begin(e);
 		return;
 	}
+	resume_cost(e);
+	e->batch = batch_rounds(e);
+	e->reached = 0;
 	free(e->tl);
 	e->tl = calloc(e->nprocs ? e->nprocs : 1, sizeof *e->tl);
 	e->ntl = 0;
@@ -210,46 +304,61 @@ static void member_done(struct vt_exp *e, struct vt_proc *p, int64_t used_v)
 	int64_t end = p->acct_base + used_v; /* a credit counts as used */
 	p->charged_ns += p->share_cpu;
 	if (p->by_budget) {
-		/* ran past its share (the signal comes late; other threads ran
-		 * too) or short of it.  A debt over two steps means the stop came
-		 * milliseconds late (seen now and then on this loaded VM, often
-		 * with a slow controller): the rest is forgiven rather than paid
-		 * for with whole rounds of no CPU */
+		/* ran past its share (its other threads and children ran too,
+		 * their inherited counters on periods of their own; a budget
+		 * under VT_MIN_PERIOD) or short of it.  A debt is paid in full,
+		 * by rounds sat out: it is CPU its tree used (a late stop's path,
+		 * which it was not, is not charged: past_overflow).  A credit is
+		 * kept up to a step. */
 		p->carry = end - p->q_end;
 		if (p->carry < -e->step)
 			p->carry = -e->step;
-		if (p->carry > 2 * e->step)
-			p->carry = 2 * e->step;
 		tl->t = p->q_end;
 	} else {
 		p->carry = end > p->q_end ? end - p->q_end : 0;
 		tl->t = end < p->q_start ? p->q_start : end < p->q_end ? end : p->q_end;
 	}
+	if (tl->t > e->reached)
+		e->reached = tl->t;
 	p->run = VT_DONE;
 	tl_next(e, tl);
 }
 
 static void on_stopped(struct vt_exp *e, struct vt_proc *p)
 {
-	int64_t used_v = used(e, p);
+	/* the stop's path past the overflow, when the counter stopped it:
+	 * exact when its leader thread alone ran in the share (its own CPU
+	 * clock is the counter's count, within what the two clocks differ
+	 * by), and so learnt (a sample at most 4 times the mean: an
+	 * outlier); when other threads or children ran too, each on an
+	 * inherited counter with a period of its own, what the sum counted
+	 * past the leader's period is their work too: the mean path at most */
+	int64_t past = 0;
+	if (p->run == VT_RUNNING) {
+		perf_cpu(p);
+		past = past_overflow(p);
+		int64_t others = p->cpu_ns - p->perf_base - (vt_thread_cpu(p->pid) - p->lead_base);
+		if (others > ONE_TASK_SLACK) {
+			if (past > e->overshoot)
+				past = e->overshoot;
+		} else if (past > 0 && p->rearms == 0) {
+			e->overshoot = (e->overshoot * 7 +
+			                (past < 4 * e->overshoot ? past : 4 * e->overshoot)) / 8;
+		}
+	}
+	int64_t used_v = used(e, p, past);
 	if (p->run == VT_RUNNING) { /* its counter stopped it (or someone else) */
-		int64_t ran = p->cpu_ns - p->perf_base;
 		int64_t left_cpu = (int64_t)((double)(p->q_end - p->acct_base - used_v) *
 		                             p->speed);
-		if (left_cpu > 2 * e->overshoot + MIN_PERIOD && p->rearms < MAX_REARMS) {
+		if (left_cpu > 2 * e->overshoot + VT_MIN_PERIOD && p->rearms < MAX_REARMS) {
 			/* early: a child's or thread's own counter, or a stray SIGSTOP */
 			p->rearms++;
 			e->n_rearm++;
-			arm(e, p, left_cpu);
+			arm(p, left_cpu);
 			kill(-p->pid, SIGCONT);
 			return;
 		}
-		if (p->rearms == 0) {
-			int64_t late = ran - p->period;
-			if (late < 0)
-				late = 0;
-			e->overshoot = (e->overshoot * 7 + late) / 8;
-		}
+		e->stop_cpu += past;
 		p->by_budget = 1;
 		e->n_budget++;
 	} else {
@@ -260,7 +369,7 @@ static void on_stopped(struct vt_exp *e, struct vt_proc *p)
 
 static void on_exit_seen(struct vt_exp *e, struct vt_proc *p, const siginfo_t *si)
 {
-	int64_t used_v = used(e, p);
+	int64_t used_v = used(e, p, 0);
 	int64_t end = p->vbase + used_v;
 	p->exit_vns = end < p->q_end ? end : p->q_end;
 	p->alive = 0;
@@ -354,6 +463,43 @@ static int leader_state(pid_t pid)
 	return c && c[1] && c[2] ? c[2] : 'X';
 }
 
+/* p has used cpu ns of its share, ran ran ns of them since the last look
+ * (real ns ago): look again once it may have used its budget, but after
+ * at most its poll interval, which doubles while it keeps using the CPU
+ * (each look is a wake-up of the controller, on p's CPU as often as not:
+ * an interrupt and two context switches billed to p).  One that used
+ * less than half the time may block any moment (or wakes now and then
+ * and sleeps between: a look must see it idle to find it blocked): at
+ * most POLL_MAX_NS.  In a batch, a second task (thread, child) ends the
+ * batch: p is stopped now, its share ending where it is, as a blocked
+ * one's. */
+static int64_t busy(struct vt_exp *e, struct vt_proc *p, int64_t now,
+                    int64_t cpu, int64_t ran, int64_t ago)
+{
+	if (e->batch > 1 && !single_task(p->pid)) {
+		p->last_cpu = perf_cpu(p); /* what it used: read as a blocked one's */
+		p->run = VT_STOPPING;
+		kill(-p->pid, SIGSTOP);
+		return 0;
+	}
+	int64_t left = p->period - cpu + e->overshoot;
+	if (2 * ran < ago) {
+		p->poll_ns = POLL_MAX_NS;
+		return left < POLL_MAX_NS ? left : POLL_MAX_NS;
+	}
+	if (p->look_at) {
+		/* CPU-bound: look when its counter will have stopped it at the
+		 * rate it has had the CPU (others' load shares it) */
+		double real = (double)(now - p->resumed);
+		int64_t wait = cpu > 0 ? (int64_t)((double)left * real / (double)cpu) : left;
+		return wait < POLL_BACKOFF_NS ? wait : POLL_BACKOFF_NS;
+	}
+	int64_t wait = left < p->poll_ns ? left : p->poll_ns;
+	if (p->poll_ns < POLL_BACKOFF_NS)
+		p->poll_ns *= 2;
+	return wait;
+}
+
 /* Looks at a running process; returns the real ns it cannot end its share
  * in by its budget (the CPU it has left), 0 when it may be about to. */
 static int64_t check(struct vt_exp *e, struct vt_proc *p, int64_t now)
@@ -361,7 +507,7 @@ static int64_t check(struct vt_exp *e, struct vt_proc *p, int64_t now)
 	siginfo_t si;
 	memset(&si, 0, sizeof si);
 	if (!p->alive) { /* reaped by the child watch between two polls */
-		member_done(e, p, used(e, p));
+		member_done(e, p, used(e, p, 0));
 		return 0;
 	}
 	int w = waitid(P_PID, p->pid, &si, WSTOPPED | WEXITED | WNOHANG | WNOWAIT);
@@ -391,21 +537,32 @@ static int64_t check(struct vt_exp *e, struct vt_proc *p, int64_t now)
 	}
 	if (p->run != VT_RUNNING)
 		return 0;
+	if (now < p->look_at)
+		return p->look_at - now;
 	/* Using CPU?  Its own CPU clock first: reading the counter of a
 	 * running task interrupts it (an IPI, a VM exit here), time billed to
 	 * it and so to its virtual clock (+5 % at 4000 reads a second); the
 	 * tree's counter only when its own clock stands (children). */
-	int64_t own = vt_leader_cpu(p->pid);
+	int64_t own = vt_leader_cpu(p->pid), ago = now - p->idle_since;
 	if (own != p->last_own) {
+		int64_t ran = own - p->last_own;
 		p->last_own = own;
 		p->idle_since = now;
-		return p->period - (own - p->cpu_base);
+		p->counter_stale = 1; /* not read meanwhile: it moved too */
+		return busy(e, p, now, own - p->cpu_base + e->resume_cost, ran, ago);
 	}
+	/* its children used CPU since the last look (the counter moved while
+	 * its own clock stood) */
 	int64_t cpu = perf_cpu(p);
 	if (cpu != p->last_cpu) {
+		int64_t ran = cpu - p->last_cpu;
+		int stale = p->counter_stale;
 		p->last_cpu = cpu;
-		p->idle_since = now;
-		return p->period - (cpu - p->perf_base);
+		p->counter_stale = 0;
+		if (!stale) {
+			p->idle_since = now;
+			return busy(e, p, now, cpu - p->perf_base, ran, ago);
+		}
 	}
 	struct kxvt_slot *s = &e->shm->slot[p->slot];
 	int64_t grace = IDLE_CONFIRM;
@@ -417,7 +574,7 @@ static int64_t check(struct vt_exp *e, struct vt_proc *p, int64_t now)
 	/* runnable at this CPU count: still so, since a task must run to
 	 * block (it waits for a CPU) */
 	if (p->runnable_cpu == cpu)
-		return p->period - (cpu - p->perf_base);
+		return POLL_MAX_NS;
 	/* idle, waiting in vfork() for a child that is stopped (it would show
 	 * as "stopping" below forever): its share ends here; resumed, the
 	 * child goes on */
@@ -430,7 +587,7 @@ static int64_t check(struct vt_exp *e, struct vt_proc *p, int64_t now)
 	if (tree == TREE_RUNNABLE) {
 		p->runnable_cpu = cpu;
 		p->stray_since = 0;
-		return p->period - (cpu - p->perf_base);
+		return POLL_MAX_NS;
 	}
 	if (tree == TREE_STOPPED) {
 		/* Its leader was stopped and its report already taken: done. */
@@ -472,9 +629,21 @@ void vt_hold(struct vt_exp *e)
 	vt_cg_freeze(e, 1);
 }
 
+/* Rounds the round that is ending covered: one, or in a batch those up to
+ * where its process's share reached (it may have blocked or exited in any
+ * of them). */
+static int64_t rounds_covered(const struct vt_exp *e)
+{
+	int64_t n = (e->reached - e->round * e->step + e->step - 1) / e->step;
+	return n < 1 ? 1 : n > e->batch ? e->batch : n;
+}
+
 static void round_end(struct vt_exp *e)
 {
-	e->round++;
+	int64_t n = rounds_covered(e);
+	if (n > 1)
+		e->n_batched += n;
+	e->round += n;
 	vt_set_clock(e, e->round * e->step);
 	e->in_round = 0;
 	e->frozen = 1;
@@ -494,10 +663,18 @@ void vt_round_abort(struct vt_exp *e)
 		}
 	}
 	vt_freeze(e); /* waits for every stop */
+	/* where each got to (stopped: the same both times it is read) */
+	for (int i = 0; i < e->nprocs; i++) {
+		struct vt_proc *p = &e->procs[i];
+		int64_t t = p->alive && p->by_budget ? p->acct_base + used(e, p, 0) : 0;
+		if (t > e->reached)
+			e->reached = t < p->q_end ? t : p->q_end;
+	}
+	int64_t end = (e->round + rounds_covered(e)) * e->step;
 	for (int i = 0; i < e->nprocs; i++) {
 		struct vt_proc *p = &e->procs[i];
 		if (p->alive && p->by_budget) {
-			int64_t c = p->acct_base + used(e, p) - p->q_end;
+			int64_t c = p->acct_base + used(e, p, 0) - end;
 			p->carry = c < -e->step ? -e->step : c;
 		}
 	}
@@ -515,9 +692,9 @@ int vt_round_poll(struct vt_exp *e, int64_t max_wait_ns)
 	for (;;) {
 		int64_t now = vt_mono_ns();
 		/* a process using CPU cannot end its share by its budget before
-		 * it has had the CPU it has left: look again then, at most
-		 * POLL_MAX_NS later (it may block or exit meanwhile) */
-		int64_t wait = POLL_MAX_NS;
+		 * it has had the CPU it has left: look again then, at most its
+		 * poll interval later (it may block or exit meanwhile; busy) */
+		int64_t wait = POLL_BACKOFF_NS;
 		for (int i = 0; i < e->nprocs; i++) {
 			enum vt_run r = e->procs[i].run;
 			if (r == VT_RUNNING || r == VT_STOPPING) {

@@ -44,6 +44,16 @@ enum vt_cgver { VT_CGV1 = 1, VT_CGV2 = 2 };
 
 enum vt_run { VT_WAIT, VT_RUNNING, VT_STOPPING, VT_DONE };
 
+/* Where an experiment's resume cost comes from (calibrate.c). */
+enum vt_cost_source {
+	VT_COST_NONE,      /* not asked for yet */
+	VT_COST_GUESS,     /* could not be measured: a guess */
+	VT_COST_MEASURING, /* provisional, being measured (corrected after) */
+	VT_COST_CACHED,    /* measured earlier in this boot */
+	VT_COST_MEASURED,  /* measured by this kxrun */
+	VT_COST_PINNED,    /* given by the user */
+};
+
 struct vt_proc {
 	pid_t pid;               /* also its process group id */
 	double speed;            /* virtual = cpu / speed */
@@ -58,6 +68,7 @@ struct vt_proc {
 	                            round it sits out (pending signals) */
 	int64_t cpu_ns;          /* CPU of its tree counted so far (perf) */
 	int64_t charged_ns;      /* CPU its shares were charged (see round.c) */
+	int64_t provisional;     /* shares charged a provisional resume cost */
 	int64_t share_cpu;       /* of which in its last share */
 	int64_t carry;           /* virtual ns run past its last share */
 	/* the current round */
@@ -68,8 +79,15 @@ struct vt_proc {
 	int64_t vbase;           /* its clock when resumed */
 	int64_t perf_base;       /* cpu_ns when resumed */
 	int64_t cpu_base;        /* the leader's process CPU clock then */
-	int64_t period;          /* CPU ns armed in the counter */
+	int64_t period;          /* CPU ns armed in the counter ... */
+	int64_t armed_at;        /* ... when it read this (cpu_ns) */
+	int64_t poll_ns;         /* between looks while it uses CPU: backs off */
+	int64_t look_at;         /* real ns before which it is not looked at */
+	int64_t resumed;         /* real ns when it was resumed */
+	int64_t lead_base;       /* its leader thread's CPU clock then */
+
 	int64_t last_cpu;        /* cpu_ns at the last poll */
+	int counter_stale;       /* its own clock moved since last_cpu */
 	int64_t last_own;        /* the leader's CPU clock then */
 	int64_t idle_since;      /* real ns since when it used no CPU */
 	int64_t runnable_cpu;    /* cpu_ns when /proc last showed it runnable */
@@ -98,9 +116,17 @@ struct vt_exp {
 	int in_round;            /* between vt_round_begin and its end */
 	int64_t round;           /* rounds completed */
 	int64_t round_start_real;
+	int64_t advance_to;      /* round the current advance ends at */
+	int64_t batch;           /* rounds the current round spans: a lone
+	                            process runs them in one share */
+	int64_t reached;         /* virtual time its timelines reached */
+	int64_t n_batched;       /* rounds run so */
 	int64_t slice_cap;       /* real ns a round may last, 0 = no cap */
-	int64_t overshoot;       /* mean CPU ns a counter stop comes late */
-	int64_t resume_cost;     /* CPU ns a stop and resume cost a process */
+	int64_t overshoot;       /* mean CPU ns from a counter's overflow to
+	                            the stop (the stop's path: not charged) */
+	int64_t stop_cpu;        /* CPU ns not charged as stops' paths */
+	int64_t resume_cost;     /* CPU ns a resume costs a process */
+	enum vt_cost_source cost_source;
 	int64_t rounds_capped;   /* rounds ended by slice_cap */
 	int64_t n_budget, n_blocked, n_rearm; /* how shares ended, early stops */
 	int64_t n_asleep;        /* shares not run: every thread asleep */
@@ -203,6 +229,7 @@ void vt_seterr(char *err, size_t n, const char *fmt, ...)
 int vt_read_file(const char *path, char *buf, size_t n);  /* bytes, -errno */
 int vt_write_file(const char *path, const char *s);       /* 0, -errno */
 int64_t vt_leader_cpu(pid_t pid);          /* its CLOCK_PROCESS_CPUTIME, -1 */
+int64_t vt_thread_cpu(pid_t tid);          /* that thread's alone, -1 */
 int vt_in_vfork_wait(pid_t pid);           /* D, waiting for a vfork child */
 void vt_slot_write(struct vt_exp *e, int i, int64_t vbase, int64_t vend,
                    int64_t cpu_base);
@@ -241,9 +268,21 @@ void vt_kmod_round_abort(struct vt_exp *e);
 void vt_kmod_freeze(struct vt_exp *e);
 int64_t vt_kmod_proc_now(struct vt_exp *e, int i);
 void vt_kmod_stop(struct vt_exp *e);
-/* calibrate.c: CPU ns a stop and a resume cost a process here, measured
- * once (0 when it cannot be) */
-int64_t vt_resume_cost(void);
+/* The shortest counter period: at the kernel's floor of 10 us its timer
+ * interrupts starved a CPU on this VM (soft lockup); a shorter share
+ * overruns and is carried (round.c). */
+#define VT_MIN_PERIOD 200000
+/* calibrate.c: CPU ns a resume costs a process here.  The first call
+ * takes the value kept for this boot and CPU model or starts measuring it
+ * in a thread (*src VT_COST_MEASURING: a provisional value until later
+ * calls say otherwise; also when the value is over 10 minutes old, as
+ * long experiments go on: they correct what they charged meanwhile).
+ * vt_calibrate measures it now (~0.1 s) and keeps it: the value (err says
+ * why it could not be kept, else ""), or -1 and a message.
+ * vt_calibration_path: the file (0, -1). */
+int64_t vt_resume_cost(enum vt_cost_source *src);
+int64_t vt_calibrate(char *err, size_t errlen);
+int vt_calibration_path(char *buf, size_t n);
 
 /* cleanup.c */
 struct vt_noter { vt_note_fn fn; void *ud; pid_t ctl; };

@@ -269,6 +269,12 @@ function M.getCurrentVirtualTime()
 	return S and S.exp:now() or 0
 end
 
+-- The kx.vtime experiment under the running one (an addition: its stats,
+-- kx.lab's exp:vtime), or nil.
+function M.experiment()
+	return S and S.exp or nil
+end
+
 -- pid: a dilated process, or a tracer process (its first command's clock).
 function M.getCurrentTimePid(pid)
 	if not S then return nil end

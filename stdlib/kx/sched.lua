@@ -159,7 +159,8 @@ function S:central(o)
 			if d.dead then
 				print("dead letter: " .. d.dead)
 			elseif d.blocked then
-				print(("blocked: head task %s can never start (larger than every node)"):format(d.blocked))
+				print(("blocked: head task %s needs %s units, the largest node has %s: it cannot start until a "
+					.. "larger node comes"):format(d.blocked, tostring(d.units), tostring(d.largest)))
 			else
 				print(("dispatch -> node=%s input=%s output=%s cpu_units=%s cap_left=%s"):format(d.node,
 					tostring(d.input or d.id), tostring(d.output), d.cpu_units, d.cap_left))

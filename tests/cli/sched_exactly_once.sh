@@ -23,18 +23,67 @@ local url, dir, runs = arg[1], arg[2], tonumber(arg[3])
 local KX = os.getenv("KXRUN")
 local function read(p) local f = io.open(p) if not f then return nil end local s = f:read("a") f:close() return s end
 local function ppid(pid) local s = read("/proc/" .. pid .. "/stat") return s and tonumber(s:match("%) %S+ (%d+)")) end
-local function alive(pid) local s = read("/proc/" .. pid .. "/stat") return s and not s:match("%) Z ") end
+-- A process that has not ended: not a zombie (Z), nor one its parent is
+-- reaping (X, after Z: counting it alive made a command that had ended look
+-- as if it had not, once in a few hundred runs)
+local function alive(pid)
+	local st = (read("/proc/" .. pid .. "/stat") or ""):match("%) (%a) ")
+	return st ~= nil and st ~= "Z" and st ~= "X" and st ~= "x"
+end
 
-local workers = {}
+local workers, started = {}, {}
+local s
+-- A failure says what the machine looked like: the process tree under this
+-- driver (state, wait channel, age), the task's /proc entries, the queues
+-- and the workers' logs.
+local function diagnose(msg, pid)
+	local out = { "FAIL: " .. msg, "-- processes under the driver (pid ppid pgid stat wchan age args):" }
+	local _, ps = kx.exec{ "ps", "-eo", "pid=,ppid=,pgid=,stat=,wchan:22=,etimes=,args=" }
+	local kids, rows = { [tonumber(read("/proc/self/stat"):match("^%d+"))] = true }, {}
+	for line in (ps or ""):gmatch("[^\n]+") do
+		local p, pp = line:match("^%s*(%d+)%s+(%d+)")
+		if p then rows[#rows + 1] = { tonumber(p), tonumber(pp), line } end
+	end
+	for _ = 1, 6 do
+		for _, r in ipairs(rows) do if kids[r[2]] then kids[r[1]] = true end end
+	end
+	for _, r in ipairs(rows) do if kids[r[1]] or r[1] == pid then out[#out + 1] = r[3] end end
+	if pid then
+		for _, f in ipairs{ "stat", "status", "cgroup", "wchan", "stack" } do
+			out[#out + 1] = ("-- /proc/%d/%s:"):format(pid, f)
+			out[#out + 1] = (read(("/proc/%d/%s"):format(pid, f)) or "(none)"):gsub("\n+$", "")
+		end
+	end
+	local ok, st = pcall(function() return kx.json.encode(s:status()) end)
+	out[#out + 1] = "-- status: " .. tostring(st)
+	local logs = { "central.log" }
+	for name, n in pairs(started) do
+		for i = math.max(1, n - 1), n do
+			logs[#logs + 1] = ("%s-%d.err"):format(name, i)
+			logs[#logs + 1] = ("%s-%d.out"):format(name, i)
+		end
+	end
+	for _, name in ipairs(logs) do
+		out[#out + 1] = "-- " .. name .. " (last 30 lines):"
+		local lines = {}
+		for l in (read(dir .. "/" .. name) or ""):gmatch("[^\n]+") do lines[#lines + 1] = l end
+		for i = math.max(1, #lines - 29), #lines do out[#out + 1] = lines[i] end
+	end
+	error(table.concat(out, "\n"), 0)
+end
+-- each worker started has its own log files (name-N.out, name-N.err): a
+-- restarted one does not write over the one it replaces
 local function start_worker(name)
+	started[name] = (started[name] or 0) + 1
+	local log = ("%s/%s-%d"):format(dir, name, started[name])
 	workers[name] = assert(kx.spawn{ KX, "sched", "worker", "--redis", url, "--node", name, "--capacity-units", "2",
 		"--parallel", "2", "--cpu-binding", "shared", "--heartbeat", "0.2", "--lease", "1",
-		stdout = dir .. "/" .. name .. ".log", stderr = dir .. "/" .. name .. ".log" })
+		stdout = log .. ".out", stderr = log .. ".err" })
 end
 local central = assert(kx.spawn{ KX, "sched", "central", "--redis", url, stdout = dir .. "/central.log",
 	stderr = dir .. "/central.log" })
 start_worker("w1"); start_worker("w2")
-local s = assert(sched.connect(url))
+s = assert(sched.connect(url))
 local by_recorder, mid_run, after_exit = 0, 0, 0
 math.randomseed(tonumber(os.getenv("SEED") or "") or math.floor(kx.time() * 1000))
 for run = 1, runs do
@@ -53,7 +102,7 @@ for run = 1, runs do
 		-- the first command to end: note its worker while it runs (task ->
 		-- launcher -> worker), then kill that worker the moment it exited
 		local target, tpid
-		local deadline = kx.now() + 20
+		local deadline = kx.now() + 60
 		while not target and kx.now() < deadline do
 			for k = 1, n do
 				local pid = tonumber(read(rd .. "/pid." .. k) or "")
@@ -66,10 +115,16 @@ for run = 1, runs do
 			end
 			kx.sleep(0.001)
 		end
-		assert(target, "run " .. run .. ": no task seen running")
+		if not target then diagnose("run " .. run .. ": no task seen running in 60 s") end
 		victim = target
-		while alive(tpid) and kx.now() < deadline do kx.sleep(0.0005) end
-		assert(not alive(tpid), "run " .. run .. ": the command did not end")
+		-- it sleeps 0.05-0.3 s: 20 s is a host that stopped it
+		deadline = kx.now() + 20
+		local ended
+		repeat
+			ended = not alive(tpid)
+			if not ended then kx.sleep(0.0005) end
+		until ended or kx.now() >= deadline
+		if not ended then diagnose(("run %d: the command (pid %d) did not end"):format(run, tpid), tpid) end
 		after_exit = after_exit + 1
 	end
 	local p = workers[victim]
@@ -78,7 +133,10 @@ for run = 1, runs do
 	assert(st and st.signal == 9, ("run %d: worker %s was not killed by SIGKILL: %s"):format(run, victim,
 		st and (st.code and "exit " .. st.code or "signal " .. tostring(st.signal)) or "still running"))
 	start_worker(victim)
-	local recs = assert(s:drain())
+	local drain = kx.go(function() return assert(s:drain()) end)
+	local dok, recs = drain:wait(60)
+	if not dok then diagnose(("run %d (%s, killed %s): drain did not end in 60 s: %s"):format(run, mode, victim,
+		tostring(recs))) end
 	local seen = {}
 	for l in (read(rd .. "/done") or ""):gmatch("[^\n]+") do seen[l] = (seen[l] or 0) + 1 end
 	local mine, why = 0, {}
@@ -87,17 +145,19 @@ for run = 1, runs do
 			if r.id == ids[k] then
 				mine = mine + 1
 				why[k] = kx.json.encode(r)
-				assert(r.exit_code == 0, ("run %d: task %d: %s"):format(run, k, why[k]))
+				if r.exit_code ~= 0 then diagnose(("run %d: task %d: %s"):format(run, k, why[k])) end
 				if r.recorded_by then by_recorder = by_recorder + 1 end
 				if (r.attempts or 0) > 0 then mid_run = mid_run + 1 end
 			end
 		end
 	end
 	for k = 1, n do
-		assert(seen[tostring(k)] == 1, ("run %d (%s, killed %s): command %d completed %d times; record %s")
-			:format(run, mode, victim, k, seen[tostring(k)] or 0, tostring(why[k])))
+		if seen[tostring(k)] ~= 1 then
+			diagnose(("run %d (%s, killed %s): command %d completed %d times; record %s")
+				:format(run, mode, victim, k, seen[tostring(k)] or 0, tostring(why[k])))
+		end
 	end
-	assert(mine == n, ("run %d: %d records of %d"):format(run, mine, n))
+	if mine ~= n then diagnose(("run %d: %d records of %d"):format(run, mine, n)) end
 end
 s:close()
 for _, p in pairs(workers) do p:kill("TERM") end
@@ -124,6 +184,12 @@ print(("%d runs: exactly once; %d killed right after a command exited, %d result
 	.. "launcher, %d tasks re-run after their worker died mid-run"):format(runs, after_exit, by_recorder, mid_run))
 assert(mid_run > 0, "no run killed a worker mid-task: the random kills proved nothing")
 LUA
-timeout 900 "$KXRUN" "$T/driver.lua" "redis://127.0.0.1:$PORT/0" "$T" "$RUNS" || fail "exactly-once driver (logs in the worker lines above)"
-pgrep -f "sched _record" >/dev/null && fail "a recorder is still running"
+# every process of this test (driver, workers, launchers, zygotes, tasks,
+# recorders) carries the mark in its environment: what is left is ours,
+# not another test's running beside this one
+KXRUN_SCHED_EXACTLY_ONCE=$T timeout 900 "$KXRUN" "$T/driver.lua" "redis://127.0.0.1:$PORT/0" "$T" "$RUNS" || fail "exactly-once driver (see above)"
+ours() { grep -lsz "^KXRUN_SCHED_EXACTLY_ONCE=$T\$" /proc/[0-9]*/environ | sed 's|/proc/\([0-9]*\)/environ|\1|'; }
+for _ in $(seq 100); do [ -z "$(ours)" ] && break; sleep 0.1; done
+left=$(ours)
+[ -z "$left" ] || fail "processes of this test still running: $(ps -o pid=,stat=,args= -p "$(echo $left | tr ' ' ,)")"
 exit 0

@@ -4,7 +4,8 @@
 # re-run once, its capacity comes back, its cgroups go); Redis restarted
 # while a task is in flight loses nothing, and the outage is reported once,
 # then every 10 s; wrong password and Redis down give clear errors;
-# ?password= URLs and NODE_ID work; a head larger than every node is named.
+# ?password= URLs and NODE_ID work; a head larger than every node is named
+# (by status, and once by the central).
 # Each fault is checked to have happened before recovery is checked.
 . "$(dirname "$0")/lib.sh"
 need redis
@@ -123,6 +124,11 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 expect_match "$out" "head blocking: .* needs 64 units: larger than every node" "blocking head reported"
+for _ in $(seq 100); do grep -q "^blocked: " "$T/central.log" && break; sleep 0.1; done
+expect_match "$(grep '^blocked: ' "$T/central.log")" \
+	"^blocked: head task [^ ]+ needs 64 units, the largest node has 2: it cannot start until a larger node comes$" \
+	"the central names the head, its size and the largest node"
+expect_eq "$(grep -c '^blocked: ' "$T/central.log")" 1 "the central says it once"
 
 # 5. kxrun sched run names a task larger than every node (embedded, one node)
 mkdir -p "$T/in" && : > "$T/in/a.mp4"

@@ -6,7 +6,7 @@
 # they had ended by then.)
 . "$(dirname "$0")/lib.sh"
 sources=proc
-if why=$("$ROOT/tests/features.sh" bpf); then sources="proc ebpf"; else echo "eBPF part not run: $why"; fi
+if have bpf; then sources="proc ebpf"; fi
 busy=""
 trap 'for p in $busy; do kill "$p" 2>/dev/null; done; wait; rm -rf "$T"' EXIT
 for _ in $(seq 10); do

@@ -8,7 +8,7 @@ case $BUILD in /*) B=$BUILD ;; *) B=$ROOT/$BUILD ;; esac
 export KXRUN_NODE_DIR=$B/node
 cd "$T"
 sources=proc
-if why=$("$ROOT/tests/features.sh" bpf); then sources="proc ebpf"; else echo "eBPF part not run: $why"; fi
+if have bpf; then sources="proc ebpf"; fi
 cat > short.lua <<'LUA'
 local trace = require "kx.trace"
 local source, burn = arg[1], arg[2]

@@ -19,7 +19,7 @@ usage "-n ROUNDS must be an integer >= 1 \(got '0'\)" -n 0 -- true
 usage "flag '-n' wants an integer, got '1.5'" -n 1.5 -- true
 usage "-s STEP_NS must be an integer > 0 \(got '0'\)" -s 0 -- true
 usage "flag '-s' wants an integer, got 'inf'" -s inf -- true
-usage "flag '-b' wants one of auto, signal, freezer, freezer-v1, freezer-v2, got 'warp'" -b warp -- true
+usage "flag '-b' wants one of auto, signal, freezer, freezer-v1, freezer-v2, kmod, got 'warp'" -b warp -- true
 usage "unknown flag '-x'" -x 1 -- true
 usage "missing CMD" -n 5 --
 usage "flag '-n' needs a value" -n

@@ -19,6 +19,12 @@ expect_eq "$rc" 0 "kronos_orchestrator exit ($out)"
 expect_match "$out" "3 tracers registered and frozen" "registration"
 expect_match "$out" "virtual time 200.000 ms" "virtual time after progressBy"
 for i in 1 2 3; do expect_match "$out" "tracer $i \(.*\) exit 0" "tracer $i status"; done
+# the server's port lies outside the kernel's ephemeral range: a client's
+# port there in TIME_WAIT refused the server's bind now and then
+port=$(printf '%s\n' "$out" | sed -n 's/^tracer 1 (.*pingpong_server \([0-9]*\)).*/\1/p')
+read -r lo hi </proc/sys/net/ipv4/ip_local_port_range
+[ -n "$port" ] && { [ "$port" -lt "$lo" ] || [ "$port" -gt "$hi" ]; } ||
+	fail "server port '$port' is in the ephemeral range $lo-$hi"
 expect_match "$out" "\| server: client closed after 5 reads" "server output"
 expect_eq "$(printf '%s\n' "$out" | grep -Ec '^  \| rtt [0-9]+ [0-9]+$')" 5 "client rtt lines via its tracer"
 exit 0

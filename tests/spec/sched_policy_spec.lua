@@ -92,8 +92,27 @@ local function stub_redis(state)
 		LINDEX = function(k, i) return list(k)[i + 1] or false end,
 		LPOP = function(k) return table.remove(list(k), 1) or false end,
 		RPUSH = function(k, ...) for _, v in ipairs{ ... } do table.insert(list(k), v) end return #list(k) end,
-		DEL = function(k) kv[k], lists[k], hashes[k] = nil, nil, nil return 1 end,
+		LPUSH = function(k, ...) for _, v in ipairs{ ... } do table.insert(list(k), 1, v) end return #list(k) end,
+		LTRIM = function(k, a, b)
+			assert(a == 0 and b == 0, "stub redis: LTRIM k 0 0 only")
+			lists[k] = { list(k)[1] }
+			return "OK"
+		end,
+		LLEN = function(k) return #list(k) end,
+		LRANGE = function(k, a, b)
+			assert(a == 0 and b == -1, "stub redis: LRANGE k 0 -1 only")
+			return { table.unpack(list(k)) }
+		end,
+		DEL = function(...) for _, k in ipairs{ ... } do kv[k], lists[k], hashes[k] = nil, nil, nil end return 1 end,
+		-- (the expiry of SET k v PX ms is not modelled)
 		SET = function(k, v) kv[k] = v return "OK" end,
+		GET = function(k) return kv[k] or false end,
+		SADD = function(k, m)
+			sets[k] = sets[k] or {}
+			if sets[k][m] then return 0 end
+			sets[k][m] = true
+			return 1
+		end,
 	}
 	return {
 		call = function(cmd, ...)
@@ -104,15 +123,16 @@ local function stub_redis(state)
 	}
 end
 
--- Runs the dispatch script text as Redis would, with ARGV, on a stub.
-local function run_script(state, argv)
+-- Runs a script's text (dispatch unless named) as Redis would, with ARGV,
+-- on a stub.
+local function run_script(state, argv, name)
 	local env = {
 		redis = stub_redis(state), ARGV = argv, KEYS = {},
 		cjson = { encode = kx.json.encode, decode = kx.json.decode },
 		pairs = pairs, ipairs = ipairs, tonumber = tonumber, tostring = tostring, type = type,
 		pcall = pcall, string = string, math = math, table = table,
 	}
-	local fn = assert(load(scripts.dispatch, "=dispatch", "t", env))
+	local fn = assert(load(scripts[name or "dispatch"], "=" .. (name or "dispatch"), "t", env))
 	return fn()
 end
 
@@ -154,6 +174,22 @@ describe("kx.sched policy", function()
 				assert.are.equal(case.largest, b.largest)
 				assert.are.equal(case.units <= case.largest and "waiting for capacity"
 					or "larger than every node's capacity", b.reason)
+			end
+			-- submit on the same state, pending empty and a central's policy
+			-- published: the same node at once, or queued for the central
+			st = state_of(case)
+			local task = table.remove(st.lists[P .. "pending"])
+			st.kv[P .. "central"] = kx.json.encode{ weigher = case.weigher, order = case.order, log = false }
+			r = run_script(st, { P, "t1", task }, "submit")
+			assert.are.equal(case.want and 2 or 1, r, "submit's answer")
+			if case.want then
+				assert.are.equal(1, #st.lists[P .. "q:" .. case.want], "submit placed it")
+				assert.are.equal(0, #st.lists[P .. "pending"])
+				assert.are.equal(tostring(case.units + (function()
+					for _, x in ipairs(case.nodes) do if x.id == case.want then return x.used end end
+				end)()), st.hashes[P .. "node:" .. case.want].used)
+			else
+				assert.are.same({ task }, st.lists[P .. "pending"], "submit left it to the central")
 			end
 		end)
 	end
@@ -210,5 +246,51 @@ describe("kx.sched policy", function()
 		assert.are.same({ "t1", "n1", 1, 2 }, { first.id, first.node, first.cpu_units, first.cap_left })
 		assert.are.equal(0, kx.json.decode(r[5][2]).cap_left)
 		assert.are.equal(2, #st.lists[P .. "pending"])
+	end)
+
+	it("places a submitted task at once only as the central would: an empty queue, a central's policy", function()
+		local function fresh()
+			local st = state_of{ nodes = { node("n1", 2, 0, 0, 0), node("n2", 2, 0, 1, 1) }, units = 1 }
+			st.lists[P .. "pending"] = {}
+			return st
+		end
+		local task = kx.json.encode{ id = "t9", argv = { "true" }, cpu_units = 1, input = "in.mp4" }
+		-- no central: the task waits in pending (and wakes a central to come)
+		local st = fresh()
+		assert.are.equal(1, run_script(st, { P, "t9", task }, "submit"))
+		assert.are.same({ task }, st.lists[P .. "pending"])
+		assert.are.same({ 1 }, st.lists[P .. "wake"])
+		-- a retried submit is a no-op
+		assert.are.equal(1, run_script(st, { P, "t9", task }, "submit"))
+		assert.are.equal(1, #st.lists[P .. "pending"])
+		-- a head already waits: behind it (strict FIFO), though n1 has room
+		st = fresh()
+		st.kv[P .. "central"] = kx.json.encode{ weigher = "instances", order = "min", log = false }
+		st.lists[P .. "pending"] = { kx.json.encode{ id = "t0", argv = { "true" }, cpu_units = 9 } }
+		assert.are.equal(1, run_script(st, { P, "t9", task }, "submit"))
+		assert.are.equal(2, #st.lists[P .. "pending"])
+		assert.are.equal(task, st.lists[P .. "pending"][2])
+		-- a central publishes its policy with each dispatch; submit then
+		-- places by it (instances min: n1, no task running) and leaves the
+		-- decision's line for the central, which prints it first
+		st = fresh()
+		local r = run_script(st, { P, "instances", "min", "64", "1", "3000" })
+		assert.are.equal("empty", r[1])
+		assert.are.same({ weigher = "instances", order = "min", log = true }, kx.json.decode(st.kv[P .. "central"]))
+		assert.are.equal(2, run_script(st, { P, "t9", task }, "submit"))
+		local placed = kx.json.decode(st.lists[P .. "q:n1"][1])
+		assert.are.same({ "t9", "n1" }, { placed.id, placed.node })
+		assert.is_number(placed.ts_dispatch)
+		r = run_script(st, { P, "instances", "min", "64", "1", "3000" })
+		assert.are.equal(1, #r[5])
+		local line = kx.json.decode(r[5][1])
+		assert.are.same({ "t9", "n1", 1, 1, "in.mp4" }, { line.id, line.node, line.cpu_units, line.cap_left, line.input })
+		assert.is_nil(st.lists[P .. "log"], "the central took the line")
+		-- a task that is not one is left for the central to bury
+		st = fresh()
+		st.kv[P .. "central"] = kx.json.encode{ weigher = "", order = "min", log = false }
+		assert.are.equal(1, run_script(st, { P, "t8", '{"id":"t8","argv":[]}' }, "submit"))
+		r = run_script(st, { P, "", "min", "64", "0", "3000" })
+		assert.are.same({ "dead", "argv must be a non-empty array" }, { r[1], r[2] })
 	end)
 end)

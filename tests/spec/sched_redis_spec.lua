@@ -8,7 +8,7 @@ local policy = require "kx.sched.policy"
 local runner = require "kx.sched.runner"
 
 local function tmpdir()
-	local d = os.tmpname(); os.remove(d); assert(os.execute("mkdir -p " .. d)); return d
+	return assert(kx.tmpdir("sched-spec"))
 end
 local function read(p) local f = io.open(p) if not f then return nil end local s = f:read("a") f:close() return s end
 local function lines(p) local n = 0 for _ in (read(p) or ""):gmatch("[^\n]+") do n = n + 1 end return n end
@@ -17,9 +17,11 @@ local Redis = {}
 Redis.__index = Redis
 
 -- On a random port no one listens on; another one if the bind fails (the
--- machine is shared).  opts.persist = false: no AOF (a restart loses all).
+-- machine is shared).  opts.persist = false: no AOF (a restart loses all);
+-- opts.env: added to the server's environment.
 function Redis.start(dir, opts)
-	local self = setmetatable({ dir = dir, pw = "s3cret", persist = not (opts and opts.persist == false) }, Redis)
+	local self = setmetatable({ dir = dir, pw = "s3cret", persist = not (opts and opts.persist == false),
+		env = opts and opts.env }, Redis)
 	local err
 	for _ = 1, 10 do
 		repeat self.port = math.random(20000, 60000) until not client.probe("127.0.0.1", self.port, 1)
@@ -33,7 +35,7 @@ end
 function Redis:run()
 	self.proc = assert(kx.spawn{ "redis-server", "--port", tostring(self.port), "--bind", "127.0.0.1",
 		"--requirepass", self.pw, "--dir", self.dir, "--appendonly", self.persist and "yes" or "no", "--appendfsync", "no",
-		"--save", "", stdout = self.dir .. "/redis.log", stderr = self.dir .. "/redis.log" })
+		"--save", "", stdout = self.dir .. "/redis.log", stderr = self.dir .. "/redis.log", env = self.env })
 	for _ = 1, 200 do
 		if client.probe("127.0.0.1", self.port, 1) then return end
 		if self.proc:wait(0.02) then break end
@@ -88,8 +90,11 @@ describe("kx.sched on redis", function()
 		redis = Redis.start(dir)
 	end)
 	after_each(function()
-		redis:stop()
+		-- the directory goes even when the server would not stop
+		local ok, err = pcall(redis.stop, redis)
+		if not ok then redis.proc:kill("KILL"); redis.proc:wait(5) end
 		os.execute("rm -rf " .. dir)
+		assert(ok, err)
 	end)
 
 	it("runs every submitted task exactly once", function()
@@ -120,6 +125,43 @@ describe("kx.sched on redis", function()
 			assert.are.equal(0, n.running)
 		end
 		assert.are.equal(0, st.pending)
+	end)
+
+	it("lets a closed client's workers and central end at once when redis goes right after", function()
+		-- a script that closes and stops its server (every spec here does)
+		-- must not stay behind retrying the leaving worker's last script
+		for _, server_first in ipairs{ false, true } do
+			local s = assert(sched.connect(redis:url()))
+			local w = kx.go(function() s:worker{ node = "n1", capacity = 1, binding = "shared", heartbeat = 0.1 } end)
+			local c = kx.go(function() s:central{ heartbeat = 0.1 } end)
+			s:submit{ "true" }
+			assert.are.equal(1, #s:drain())
+			if server_first then redis:stop(); kx.sleep(0.3); s:close() else s:close(); redis:stop() end
+			local t0 = kx.now()
+			assert.is_true((w:wait(20)), "the worker ended")
+			assert.is_true((c:wait(20)), "the central ended")
+			assert.is_true(kx.now() - t0 < 5, ("they ended %.1f s after the %s went"):format(kx.now() - t0,
+				server_first and "client" or "server"))
+			redis:run()   -- for the next round and after_each
+		end
+	end)
+
+	it("notices at once a server that dies with a command unread (the peer resets the connection)", function()
+		local c = redis:raw()
+		redis.proc:kill("STOP")   -- the PING stays unread in the server's socket...
+		local t = kx.go(function() return c:timed(10, "PING") end)
+		kx.sleep(0.2)
+		redis.proc:kill("KILL")   -- ...so the kernel answers with a reset, not a FIN
+		redis.proc:kill("CONT")
+		redis.proc:wait(10)
+		local t0 = kx.now()
+		local _, r, err = t:wait(15)
+		assert.is_nil(r)
+		assert.matches("connection lost", err)
+		assert.is_true(kx.now() - t0 < 2, ("noticed after %.1f s"):format(kx.now() - t0))
+		assert.is_false(c:connected())
+		c:close()
+		redis:run()   -- for after_each
 	end)
 
 	it("gives clear errors for a wrong password and a server that is not there", function()
@@ -408,12 +450,8 @@ s:worker{ node = "a", capacity = 1, binding = "shared", lease = 1, heartbeat = 0
 		-- a second server, started under en_US.UTF-8 (Redis sets LC_COLLATE
 		-- from the environment; its Lua compares strings with strcoll)
 		local d2 = dir .. "/locale"
-		os.execute("mkdir -p " .. d2)
-		local r2 = setmetatable({ dir = d2, pw = "s3cret", persist = false }, Redis)
-		repeat r2.port = math.random(20000, 60000) until not client.probe("127.0.0.1", r2.port, 1)
-		r2.proc = assert(kx.spawn{ "env", "LC_ALL=en_US.UTF-8", "redis-server", "--port", tostring(r2.port),
-			"--bind", "127.0.0.1", "--requirepass", r2.pw, "--dir", d2, "--save", "", stdout = "null", stderr = "null" })
-		wait_for(function() return client.probe("127.0.0.1", r2.port, 1) end, 20, "the second redis")
+		assert(kx.mkdir(d2))
+		local r2 = Redis.start(d2, { persist = false, env = { LC_ALL = "en_US.UTF-8" } })
 		local raw = r2:raw()
 		-- precondition: this server's Lua really collates (C would say true)
 		assert.are.equal("false", raw:call("EVAL", "return tostring('Node-z' < 'node-a')", 0))

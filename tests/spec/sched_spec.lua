@@ -4,7 +4,7 @@ local sched = require "kx.sched"
 local runner = require "kx.sched.runner"
 
 local function tmpdir()
-	local d = os.tmpname(); os.remove(d); assert(os.execute("mkdir -p " .. d)); return d
+	return assert(kx.tmpdir("sched-spec"))
 end
 
 local function read(p) local f = io.open(p) if not f then return nil end local s = f:read("a") f:close() return s end
@@ -79,6 +79,43 @@ describe("kx.sched embedded", function()
 				end
 			end
 		end
+		os.execute("rm -rf " .. dir)
+	end)
+
+	it("starts a task in its cgroup after the cgroup's zygote was killed (through the launcher)", function()
+		if not need("cgroup-cpu-binding") then return end
+		local dir = tmpdir()
+		local s = assert(sched.connect())
+		-- capacity 1: one cgroup in the pool, so both tasks get the same one
+		kx.go(function() s:worker{ node = "z1", capacity = 1, binding = "shared" } end)
+		kx.go(function() s:central{} end)
+		local kind, v2 = runner.cgroups()
+		local function cgroup_of(file)
+			for line in read(file):gmatch("[^\n]+") do
+				local ctl, path = line:match("^%d+:([^:]*):(/kxrun%-sched%-.*)$")
+				if path and (kind == "v2" or ctl:find("cpu", 1, true)) then return path end
+			end
+		end
+		s:submit{ "sh", "-c", "cat /proc/self/cgroup > " .. dir .. "/cg1" }
+		local recs = assert(s:drain())
+		assert.are.equal(0, recs[1].exit_code)
+		local cg = assert(cgroup_of(dir .. "/cg1"), "the task ran in a task cgroup")
+		local path = (kind == "v1" and "/sys/fs/cgroup/cpu" or v2) .. cg
+		-- its zygote is the one process left there; killed (precondition:
+		-- it is gone and the cgroup is empty)
+		local zygote = tonumber(read(path .. "/cgroup.procs"):match("^(%d+)\n$"))
+		assert.is_number(zygote, "one zygote in " .. path)
+		assert.is_true(require("kx.sched.launch").kill(zygote, 9))
+		for _ = 1, 200 do
+			if read(path .. "/cgroup.procs") == "" then break end
+			kx.sleep(0.01)
+		end
+		assert.are.equal("", read(path .. "/cgroup.procs"), "the zygote is gone")
+		s:submit{ "sh", "-c", "cat /proc/self/cgroup > " .. dir .. "/cg2" }
+		recs = assert(s:drain())
+		s:close()
+		assert.are.equal(0, recs[2].exit_code)
+		assert.are.equal(cg, cgroup_of(dir .. "/cg2"), "the second task ran in the same cgroup")
 		os.execute("rm -rf " .. dir)
 	end)
 

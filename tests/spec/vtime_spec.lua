@@ -278,47 +278,7 @@ describe("kx.vtime", function()
 		assert.is_true(math.abs(v / c - 1) < 0.15, ("2 threads: virtual %d cpu %d"):format(v, c))
 	end)
 
-	-- The CPU a stop and a resume cost the process (kernel work billed to
-	-- it) is taken out of its virtual time: resume_cost per share.
-	it("takes the stops' and resumes' own CPU out of virtual time (signal)", function()
-		if not need("cpu-time") then return end
-		local cost = 30000
-		local v, c, shares = spin_job(100, { step = 100000, resume_cost = cost, backend = "signal" })
-		local want = c - shares * cost
-		assert.is_true(shares >= 100, shares .. " shares")
-		assert.is_true(math.abs(v / want - 1) < 0.06,
-			("virtual %d, CPU %d - %d shares x %d = %d"):format(v, c, shares, cost, want))
-		-- measured when not given: a CPU time, at most half a 100 us share
-		local e = assert(vtime.experiment{ step = MS, backend = "signal" })
-		local measured = e:stats().resume_cost_ns
-		e:stop()
-		assert.is_true(measured >= 0 and measured <= 50000, measured)
-	end)
-
-	it("halves a CPU-bound job's virtual duration at speed 2", function()
-		if not need("cpu-time") then return end
-		local v1, c1 = spin_job(100)
-		local v2, c2 = spin_job(100, { speed = 2 })
-		local r = (v2 / c2) / (v1 / c1)
-		assert.is_true(math.abs(r - 0.5) < 0.02, ("speed 2 / speed 1: %.4f"):format(r))
-		assert.is_true(math.abs(v2 / c2 - 0.5) < 0.03, ("speed 2: %d / %d"):format(v2, c2))
-	end)
-
-	it("gives a CPU-bound job the same virtual time per CPU with busy loops competing", function()
-		if not need("cpu-time") then return end
-		local v1, c1 = spin_job(100)
-		local busy = {}
-		for i = 1, 2 do busy[i] = assert(kx.spawn{ "sh", "-c", "while :; do :; done" }) end
-		local ok, v2, c2 = pcall(spin_job, 100)
-		for _, b in ipairs(busy) do b:kill("KILL") end
-		assert(ok, v2)
-		-- alone and loaded: the clock follows the CPU the job got, not the
-		-- real time it waited for it
-		assert.is_true(math.abs(v1 / c1 - 1) < 0.06, ("alone: %d / %d"):format(v1, c1))
-		assert.is_true(math.abs(v2 / c2 - 1) < 0.06, ("loaded: %d / %d"):format(v2, c2))
-		local r = (v2 / c2) / (v1 / c1)
-		assert.is_true(math.abs(r - 1) < 0.03, ("loaded / alone: %.4f"):format(r))
-	end)
+	-- The controller's own costs taken out, speed, load: vtime_cpu_spec.lua.
 
 	it("runs one timeline's processes in turn, timelines side by side", function()
 		if not need("cpu-time") then return end

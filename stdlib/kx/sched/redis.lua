@@ -99,7 +99,7 @@ function R.connect(url)
 	if not c then return nil, cerr end
 	local self = setmetatable({ o = o, conn = c, P = o.prefix, closing = false, conns = {},
 		client = ("%d-%d"):format(math.floor(kx.time() * 1000), math.random(1, 1 << 30)),
-		seq = 0, outstanding = {}, submitted = {}, workers = 0, generation = 0,
+		seq = 0, outstanding = {}, submitted = {}, workers = 0, centrals = 0, recording = 0, generation = 0,
 		reconnect_for = 120, max_attempts = 3, grace = 10, warn_every = 10 }, R)
 	return self
 end
@@ -107,6 +107,9 @@ end
 -- Runs fn(conn) on the connection in slot `name` (one per blocking waiter),
 -- re-opening it while the server is away (up to reconnect_for seconds),
 -- with a warning when it first goes and every warn_every seconds after.
+-- Once the client is closed only a result being recorded waits for the
+-- server to come back; anything else (a leaving worker's reap, a
+-- heartbeat) is tried on the connection there is, once.
 function R:with(name, fn)
 	local deadline, lost, why
 	local delay = 0.05
@@ -119,7 +122,8 @@ function R:with(name, fn)
 		else
 			err = "not connected"
 		end
-		if self.closing and (name ~= "main" or self.workers == 0) then return nil, "closed" end
+		if os.getenv("DBG") then kx.log.warn("with %s closing=%s err=%s rec=%d %s", name, tostring(self.closing), tostring(err), self.recording, debug.traceback()) end
+		if self.closing and (name ~= "main" or self.recording == 0) then return nil, "closed" end
 		if c then c:close(); lost = true end
 		self.conns[name] = nil
 		if name == "main" then self.conn = nil end
@@ -129,7 +133,7 @@ function R:with(name, fn)
 		delay = math.min(delay * 2, 1)
 		local nc, oerr = open(self.o)
 		if nc then
-			if self.closing and (name ~= "main" or self.workers == 0) then nc:close(); return nil, "closed" end
+			if self.closing and (name ~= "main" or self.recording == 0) then nc:close(); return nil, "closed" end
 			if name == "main" then self.conn = nc else self.conns[name] = nc end
 			if lost then
 				self.generation = self.generation + 1
@@ -216,6 +220,17 @@ end
 -- pop's timeout (one heartbeat) runs the reaper.  o.log(line) gets one
 -- line per decision when given.
 function R:central(weigher, order, o)
+	self.centrals = self.centrals + 1
+	local ok, err = pcall(self.dispatch_loop, self, weigher, order, o)
+	-- submit places nothing more in this central's name
+	local c = self.conn
+	if c and c:connected() then c:timed(5, "DEL", self.P .. "central") end
+	self.centrals = self.centrals - 1
+	self:release()
+	if not ok then error(err, 0) end
+end
+
+function R:dispatch_loop(weigher, order, o)
 	local P = self.P
 	local period = o and o.heartbeat or self.heartbeat or 1
 	if o and o.max_attempts then self.max_attempts = o.max_attempts end
@@ -233,7 +248,10 @@ function R:central(weigher, order, o)
 				if n and n > 0 then kx.log.warn("kx.sched: %d task(s) of lost nodes given back", n) end
 			end
 		end
-		local r, err = self:eval("dispatch", weigher or "", order or "min", 64, log and 1 or 0)
+		-- (the policy published for submit lasts three periods: a central that
+		-- stopped answering stops deciding for submit soon after)
+		local r, err = self:eval("dispatch", weigher or "", order or "min", 64, log and 1 or 0,
+			math.floor(math.max(3, 3 * period) * 1000))
 		if r == nil then
 			if self.closing then break end
 			error("kx.sched: central: " .. err, 0)
@@ -242,8 +260,9 @@ function R:central(weigher, order, o)
 			for _, line in ipairs(r[5] or {}) do log(kx.json.decode(line)) end
 			if r[1] == "dead" then log{ dead = r[2] } end
 		end
-		if r[1] == "wait" and log and r[2] ~= last_blocking and r[3] == 0 then
-			log{ blocked = r[2] }
+		-- a head larger than every live node (none up yet is not that)
+		if r[1] == "wait" and log and r[2] ~= last_blocking and r[3] == 0 and (r[6] or 0) > 0 then
+			log{ blocked = r[2], units = r[7], largest = r[6] }
 		end
 		last_blocking = r[1] == "wait" and r[2] or nil
 		if r[1] == "wait" or r[1] == "empty" then
@@ -345,8 +364,10 @@ function R:work(node, run)
 		local raw = self:with(slot, function(c)
 			return c:timed(beat + 10, "BLMOVE", P .. "q:" .. id, P .. "inflight:" .. id, "LEFT", "RIGHT", beat)
 		end)
+		local taken = kx.time() * 1000
 		local ok, task = false, nil
 		if raw then ok, task = pcall(kx.json.decode, raw) end
+		if ok and type(task) == "table" then task.ts_taken = taken end
 		if raw and (not ok or type(task) ~= "table" or type(task.argv) ~= "table") then
 			local why = not ok and ("cannot decode: " .. tostring(task)) or "not a task object"
 			kx.log.error("kx.sched: node %s: a task goes to the dead letters: %s", id, why)
@@ -360,7 +381,7 @@ function R:work(node, run)
 			busy.n, busy.units = busy.n + 1, busy.units + units
 			local attempt = math.tointeger(task.attempts) or 0
 			local t = kx.go(function()
-				run(task, function(rec)
+				local rok, rerr = pcall(run, task, function(rec)
 					busy.n, busy.units = busy.n - 1, busy.units - units
 					freed:notify()
 					for k, v in pairs(task) do if rec[k] == nil then rec[k] = v end end
@@ -370,7 +391,9 @@ function R:work(node, run)
 						js = kx.json.encode{ id = task.id, node = id, exit_code = rec.exit_code, signal = rec.signal,
 							ts_start = rec.ts_start, ts_end = rec.ts_end, error = "record cannot be encoded: " .. js }
 					end
+					self.recording = self.recording + 1
 					local r, err = self:eval("finish", id, tostring(task.id), attempt, task.client or "", js, raw)
+					self.recording = self.recording - 1
 					if r == 0 then
 						kx.log.warn("kx.sched: node %s: task %s had been given back; its result is dropped", id, task.id)
 					elseif not r then
@@ -378,9 +401,12 @@ function R:work(node, run)
 					end
 					if node.on_end then node.on_end(task, rec, r == 1) end
 				end)
+				if not rok then kx.log.error("kx.sched: node %s: task %s: %s", id, task.id, rerr) end
+				tasks[kx.current()] = nil
 			end)
 			tasks[t] = true
-			kx.go(function() t:wait(); tasks[t] = nil end)
+			-- its start request goes out before this loop asks Redis for the next
+			kx.sleep(0)
 		end
 	end
 	for t in pairs(tasks) do t:wait() end
@@ -409,6 +435,10 @@ function R:record_orphans(lines)
 			rec.recorded_by = "launcher of a worker that died"
 			local r = self:must_eval("record task " .. tostring(t.id), "finish", t.node, tostring(t.id), t.attempt,
 				t.client or "", kx.json.encode(rec), "")
+			if r == 0 then
+				kx.log.warn("kx.sched: task %s (attempt %d on %s) had been given back before its result came: "
+					.. "dropped", tostring(t.id), t.attempt, tostring(t.node))
+			end
 			n = n + r
 		end
 	end
@@ -496,7 +526,7 @@ end
 function R:clear()
 	local P = self.P
 	local function call(...) return self:must_call("clear", ...) end
-	local keys = { "pending", "known", "nodes", "done", "dead", "blocking", "wake" }
+	local keys = { "pending", "known", "nodes", "done", "dead", "blocking", "wake", "central", "log" }
 	for i, k in ipairs(keys) do keys[i] = P .. k end
 	local cursor = "0"
 	repeat
@@ -516,9 +546,9 @@ function R:clear()
 end
 
 -- The main connection stays until this process's workers have recorded
--- their last tasks.
+-- their last tasks and its central has withdrawn its policy.
 function R:release()
-	if self.closing and self.workers == 0 and self.conn then
+	if self.closing and self.workers == 0 and self.centrals == 0 and self.conn then
 		self.conn:close()
 		self.conn = nil
 	end

@@ -121,10 +121,16 @@ end
 -- The `units` least-used cores (their own while there are enough free);
 -- with fewer cores than units, or only shared ones, the task is clamped:
 -- returns the cores and why it is not what it asked for (nil when it is).
-function Cores:take(units)
+-- Among cores used alike, `busy` (the CPU the worker runs on) comes last:
+-- the task's zygote, pinned to the task's cores, starts it there at once
+-- instead of waiting for the worker to finish its turn on that CPU
+-- (measured: 0.24 ms from request to exec on the other core, 0.6-0.9 ms on
+-- the worker's own).
+function Cores:take(units, busy)
 	local order = { table.unpack(self.list) }
 	table.sort(order, function(a, b)
 		if self.use[a] ~= self.use[b] then return self.use[a] < self.use[b] end
+		if (a == busy) ~= (b == busy) then return b == busy end
 		return a < b
 	end)
 	local got, shared = {}, false
@@ -420,7 +426,7 @@ function M.run(task, node, record)
 		if err then return fail(err) end
 		bound = cores
 	elseif node.binding == "exclusive" then
-		mine, rec.clamped = node.cores:take(task.cpu_units)
+		mine, rec.clamped = node.cores:take(task.cpu_units, launch.cpu())
 		bound = mine
 	end
 	rec.cpuset = bound and M.format_cpuset(bound) or nil
@@ -487,7 +493,7 @@ function M.run(task, node, record)
 		record(rec)
 		return
 	end
-	rec.pid, rec.ts_start = job.pid, job.ts_start
+	rec.pid, rec.ts_start, rec.ts_request = job.pid, job.ts_start, job.ts_request
 	if node.jobs then node.jobs[job] = true end
 	local st, werr = job:wait()
 	if node.jobs then node.jobs[job] = nil end

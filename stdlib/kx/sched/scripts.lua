@@ -62,51 +62,10 @@ local function push_head(P, out)
 end
 ]]
 
--- ARGV: P, id, task JSON
-M.submit = [[
-local P = ARGV[1]
-if redis.call('SADD', P .. 'known', ARGV[2]) == 1 then
-	redis.call('RPUSH', P .. 'pending', ARGV[3])
-	redis.call('LPUSH', P .. 'wake', 1)
-	redis.call('LTRIM', P .. 'wake', 0, 0)
-end
-return 1
-]]
-
--- ARGV: P, weigher (a name of policy.weighers), order (min | max)
---   [, max = 1 [, log = 0]]
--- Places heads one after the other, at most `max`, each decision whole
--- before the next (a batch saves round trips, not atomicity).  The choice is
--- kx.sched.policy's, whose text is embedded here.
--- -> {"empty", "", 0, n, log} | {"dead", reason, 0, n, log}
---  | {"wait", id, ever, n, log} | {"placed", id, node, n, log} (the last
--- one); n = tasks placed by this call; log (with log = 1) one JSON line per
--- placement: id, node, cpu_units, cap_left, input, output, profile
-M.dispatch = "local policy = (function()\n" .. policy.SOURCE .. "\nend)()\n" .. [[
-local P, w, order = ARGV[1], ARGV[2], ARGV[3]
-local max = tonumber(ARGV[4]) or 1
-local want_log = ARGV[5] == '1'
-if policy.weighers[w] == nil or policy.orders[order] == nil then
-	return redis.error_reply('unknown weigher or order: ' .. tostring(w) .. ', ' .. tostring(order))
-end
-local st = {}
-for _, id in ipairs(redis.call('SMEMBERS', P .. 'nodes')) do
-	if redis.call('EXISTS', P .. 'alive:' .. id) == 1 then
-		local h = redis.call('HMGET', P .. 'node:' .. id, 'capacity', 'parallel', 'running', 'used')
-		st[#st + 1] = { id = id, capacity = tonumber(h[1]) or 0, parallel = tonumber(h[2]) or 0,
-			running = tonumber(h[3]) or 0, used = tonumber(h[4]) or 0 }
-	end
-end
-local n, log = 0, {}
-local last
--- counters go back to the hashes once, at the end (still one atomic step)
-local function flush()
-	for _, s in ipairs(st) do
-		if s.dirty then
-			redis.call('HSET', P .. 'node:' .. s.id, 'used', s.used, 'running', s.running)
-		end
-	end
-end
+-- One placement, shared by the central's dispatch and by submit: the live
+-- nodes, the checks a head must pass, and putting it on a node's queue.
+-- The choice is kx.sched.policy's, whose text is embedded here.
+local PLACE = "local policy = (function()\n" .. policy.SOURCE .. "\nend)()\n" .. [[
 -- tasks are flat objects: anything nested this deep is not one (and
 -- would exceed the JSON depth a worker's decoder accepts)
 local MAX_DEPTH = ]] .. MAX_DEPTH .. [[
@@ -119,73 +78,170 @@ local function too_deep(v, d)
 	end
 	return false
 end
-local now = redis.call('TIME')
-local ts = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+
+-- The task in JSON text `head`, or nil and why it is not one.
+local function check(head)
+	local ok, t = pcall(cjson.decode, head)
+	if not ok then return nil, 'not JSON: ' .. tostring(t) end
+	if type(t) ~= 'table' then return nil, 'not a JSON object' end
+	if too_deep(t, 1) then return nil, 'nested deeper than ' .. MAX_DEPTH .. ' levels (a task is a flat object)' end
+	if t.id == nil then return nil, 'no id' end
+	if type(t.argv) ~= 'table' or #t.argv == 0 then return nil, 'argv must be a non-empty array' end
+	if type(t.cpu_units) ~= 'number' or t.cpu_units < 1 or t.cpu_units ~= math.floor(t.cpu_units) then
+		return nil, 'cpu_units must be an integer >= 1'
+	end
+	for _, a in ipairs(t.argv) do
+		if type(a) ~= 'string' and type(a) ~= 'number' then return nil, 'argv must be an array of strings' end
+	end
+	return t
+end
+
+-- The live nodes' state, for policy.pick.
+local function live_nodes(P)
+	local st = {}
+	for _, id in ipairs(redis.call('SMEMBERS', P .. 'nodes')) do
+		if redis.call('EXISTS', P .. 'alive:' .. id) == 1 then
+			local h = redis.call('HMGET', P .. 'node:' .. id, 'capacity', 'parallel', 'running', 'used')
+			st[#st + 1] = { id = id, capacity = tonumber(h[1]) or 0, parallel = tonumber(h[2]) or 0,
+				running = tonumber(h[3]) or 0, used = tonumber(h[4]) or 0 }
+		end
+	end
+	return st
+end
+
+-- Counters go back to the hashes once, at the end (still one atomic step).
+local function flush(P, st)
+	for _, s in ipairs(st) do
+		if s.dirty then
+			redis.call('HSET', P .. 'node:' .. s.id, 'used', s.used, 'running', s.running)
+		end
+	end
+end
+
+-- ms since the epoch, to the microsecond, from the server's clock.
+local function now_ms()
+	local now = redis.call('TIME')
+	return tonumber(now[1]) * 1000 + tonumber(now[2]) / 1000
+end
+
+-- Task t (JSON text head) goes on node `best`'s queue with node and
+-- ts_dispatch; its log line (id, node, cpu_units, cap_left, input, output,
+-- profile) is appended to `log` when given.
+local function put(P, best, head, t, ts, log)
+	best.used, best.running, best.dirty = best.used + t.cpu_units, best.running + 1, true
+	if t.node ~= nil or t.ts_dispatch ~= nil then
+		t.node, t.ts_dispatch = best.id, ts
+		redis.call('RPUSH', P .. 'q:' .. best.id, cjson.encode(t))
+	else
+		-- the task as submitted plus node and ts_dispatch (no re-encoding: the
+		-- head is a JSON object, so it ends with '}')
+		redis.call('RPUSH', P .. 'q:' .. best.id, string.match(head, '^(.*)}%s*$') .. ',"node":' ..
+			cjson.encode(best.id) .. ',"ts_dispatch":' .. string.format('%.3f', ts) .. '}')
+	end
+	if log then
+		log[#log + 1] = cjson.encode({ id = t.id, node = best.id, cpu_units = t.cpu_units,
+			cap_left = best.capacity - best.used, input = t.input, output = t.output, profile = t.profile })
+	end
+end
+
+local function wake(P)
+	redis.call('LPUSH', P .. 'wake', 1)
+	redis.call('LTRIM', P .. 'wake', 0, 0)
+end
+]]
+
+-- A submitted task goes to the tail of pending.  When pending is empty the
+-- task is its head, and a central runs (it publishes its weigher, order and
+-- log wish in `central` while it does), the task is placed here and now, as
+-- that central would place it next: one script instead of a wake-up of the
+-- central and another script (the same decision; a task that does not fit,
+-- or is not a task, is left to the central).  Decisions made here are
+-- logged for the central in `log`.
+-- ARGV: P, id, task JSON -> 1 (queued, or a retried submit) | 2 (placed)
+M.submit = PLACE .. [[
+local P, head = ARGV[1], ARGV[3]
+if redis.call('SADD', P .. 'known', ARGV[2]) == 0 then return 1 end
+local central = redis.call('GET', P .. 'central')
+if central and redis.call('LLEN', P .. 'pending') == 0 then
+	local ok, c = pcall(cjson.decode, central)
+	local t = check(head)
+	if ok and type(c) == 'table' and t and policy.weighers[c.weigher] ~= nil and policy.orders[c.order] ~= nil then
+		local st = live_nodes(P)
+		local i = policy.pick(st, t.cpu_units, c.weigher, c.order)
+		if i then
+			local log = c.log and {} or nil
+			put(P, st[i], head, t, now_ms(), log)
+			flush(P, st)
+			if log then
+				redis.call('RPUSH', P .. 'log', log[1])
+				wake(P)
+			end
+			return 2
+		end
+	end
+end
+redis.call('RPUSH', P .. 'pending', head)
+wake(P)
+return 1
+]]
+
+-- ARGV: P, weigher (a name of policy.weighers), order (min | max)
+--   [, max = 1 [, log = 0 [, lease_ms = 0]]]
+-- Places heads one after the other, at most `max`, each decision whole
+-- before the next (a batch saves round trips, not atomicity).  With
+-- lease_ms > 0 the central's policy is published in `central` for that long
+-- (submit places a task that finds pending empty by it).
+-- -> {"empty", "", 0, n, log} | {"dead", reason, 0, n, log}
+--  | {"wait", id, ever, n, log, largest, units} | {"placed", id, node, n, log} (the last
+-- one); n = tasks placed by this call; log (with log = 1) one JSON line per
+-- placement, those submit made first: id, node, cpu_units, cap_left, input,
+-- output, profile
+M.dispatch = PLACE .. [[
+local P, w, order = ARGV[1], ARGV[2], ARGV[3]
+local max = tonumber(ARGV[4]) or 1
+local want_log = ARGV[5] == '1'
+local lease = tonumber(ARGV[6]) or 0
+if policy.weighers[w] == nil or policy.orders[order] == nil then
+	return redis.error_reply('unknown weigher or order: ' .. tostring(w) .. ', ' .. tostring(order))
+end
+if lease > 0 then
+	redis.call('SET', P .. 'central', cjson.encode({ weigher = w, order = order, log = want_log }), 'PX', lease)
+end
+local log = {}
+if want_log then log = redis.call('LRANGE', P .. 'log', 0, -1) end
+redis.call('DEL', P .. 'log')
+local st = live_nodes(P)
+local n, last = 0, nil
+local ts = now_ms()
 while n < max do
 	local head = redis.call('LINDEX', P .. 'pending', 0)
 	if not head then
-		flush()
+		flush(P, st)
 		redis.call('DEL', P .. 'blocking')
 		return { 'empty', '', 0, n, log }
 	end
-	local ok, t = pcall(cjson.decode, head)
-	local reason
-	if not ok then
-		reason = 'not JSON: ' .. tostring(t)
-	elseif type(t) ~= 'table' then
-		reason = 'not a JSON object'
-	elseif too_deep(t, 1) then
-		reason = 'nested deeper than ' .. MAX_DEPTH .. ' levels (a task is a flat object)'
-	elseif t.id == nil then
-		reason = 'no id'
-	elseif type(t.argv) ~= 'table' or #t.argv == 0 then
-		reason = 'argv must be a non-empty array'
-	elseif type(t.cpu_units) ~= 'number' or t.cpu_units < 1 or t.cpu_units ~= math.floor(t.cpu_units) then
-		reason = 'cpu_units must be an integer >= 1'
-	else
-		for _, a in ipairs(t.argv) do
-			if type(a) ~= 'string' and type(a) ~= 'number' then
-				reason = 'argv must be an array of strings'
-				break
-			end
-		end
-	end
+	local t, reason = check(head)
 	if reason then
-		flush()
+		flush(P, st)
 		redis.call('LPOP', P .. 'pending')
 		redis.call('RPUSH', P .. 'dead', cjson.encode({ task = head, reason = reason }))
 		return { 'dead', reason, 0, n, log }
 	end
 	local i, largest = policy.pick(st, t.cpu_units, w, order)
 	if not i then
-		flush()
+		flush(P, st)
 		local ever = largest >= t.cpu_units
 		redis.call('SET', P .. 'blocking', cjson.encode({ id = t.id, cpu_units = t.cpu_units,
 			profile = t.profile, largest = largest,
 			reason = ever and 'waiting for capacity' or "larger than every node's capacity" }))
-		return { 'wait', tostring(t.id), ever and 1 or 0, n, log }
+		return { 'wait', tostring(t.id), ever and 1 or 0, n, log, largest, t.cpu_units }
 	end
-	local best = st[i]
 	redis.call('LPOP', P .. 'pending')
-	best.used, best.running, best.dirty = best.used + t.cpu_units, best.running + 1, true
-	-- the task as submitted plus node and ts_dispatch (no re-encoding: the
-	-- head is a JSON object, so it ends with '}')
-	local body = string.match(head, '^(.*)}%s*$')
-	if t.node ~= nil or t.ts_dispatch ~= nil then
-		t.node, t.ts_dispatch = best.id, ts
-		redis.call('RPUSH', P .. 'q:' .. best.id, cjson.encode(t))
-	else
-		redis.call('RPUSH', P .. 'q:' .. best.id, body .. ',"node":' .. cjson.encode(best.id) ..
-			',"ts_dispatch":' .. string.format('%d', ts) .. '}')
-	end
+	put(P, st[i], head, t, ts, want_log and log or nil)
 	n = n + 1
-	if want_log then
-		log[#log + 1] = cjson.encode({ id = t.id, node = best.id, cpu_units = t.cpu_units,
-			cap_left = best.capacity - best.used, input = t.input, output = t.output, profile = t.profile })
-	end
-	last = { 'placed', tostring(t.id), best.id, n, log }
+	last = { 'placed', tostring(t.id), st[i].id, n, log }
 end
-flush()
+flush(P, st)
 redis.call('DEL', P .. 'blocking')
 return last
 ]]

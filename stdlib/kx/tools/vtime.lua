@@ -1,5 +1,5 @@
 -- kxrun vtime: virtual-time helpers (kx.vtime): Kronos's tracer, a quick
--- dilated run, and the cleanup of what dead controllers left.
+-- dilated run, the cleanup of what dead controllers left, the resume cost.
 -- The environment of this process, as "K=V" strings.
 local function environ()
 	local f = io.open("/proc/self/environ", "rb")
@@ -115,7 +115,7 @@ end
 
 return require("kx.cli").tool{
 	name = "vtime",
-	summary = "Virtual time (kx.vtime): Kronos's tracer, dilated runs, cleanup.",
+	summary = "Virtual time (kx.vtime): Kronos's tracer, dilated runs, cleanup, calibration.",
 	commands = {
 		{
 			name = "tracer",
@@ -149,7 +149,7 @@ exit code.  Progress on a terminal once it has taken a second.]],
 			flags = {
 				{ "step", "s", type = "integer", arg = "STEP_NS", default = 1000000, help = "virtual ns per round" },
 				{ "rounds", "n", type = "integer", arg = "ROUNDS", default = 1000, help = "rounds at most" },
-				{ "backend", "b", choices = { "auto", "signal", "freezer", "freezer-v1", "freezer-v2" }, default = "auto", help = "how processes are frozen" },
+				{ "backend", "b", choices = { "auto", "signal", "freezer", "freezer-v1", "freezer-v2", "kmod" }, default = "auto", help = "how processes are frozen" },
 			},
 			run = run,
 		},
@@ -168,6 +168,42 @@ one line each, then "removed N cgroup(s)".]],
 				end)
 				print(("removed %d cgroup(s)"):format(n))
 				if err then return nil, "cleanup: " .. err end
+				return 0
+			end,
+		},
+		{
+			name = "calibrate",
+			summary = "measure what a resume costs a dilated process here; keep it for this boot",
+			help = [[
+Measures the CPU a resume costs a dilated process on this machine (~0.1 s:
+a spinning child stopped and resumed by its counter, against the same
+child run free), prints it and keeps it in the calibration file, which
+every kxrun of this boot and CPU model then takes (the first experiment of
+a boot without one, or whose value is over 10 minutes old, measures it in
+the background).  --show prints the
+kept value without measuring.]],
+			flags = {
+				{ "show", type = "boolean", help = "print the kept value and where it comes from" },
+			},
+			run = function(o)
+				local vtime = require "kx.vtime"
+				if o.show then
+					local c = vtime.calibration()
+					if c.source == "measuring" then
+						print(("no value kept for this boot in %s"):format(c.file))
+						return 1
+					end
+					print(("resume cost %.1f us (%s, %s)"):format(c.resume_cost_ns / 1e3,
+						c.source, c.file))
+					return 0
+				end
+				local c, err = vtime.calibrate()
+				if not c then return nil, "calibrate: " .. err end
+				if c.not_kept then
+					print(("resume cost %.1f us"):format(c.resume_cost_ns / 1e3))
+					return nil, "calibrate: not kept: " .. c.not_kept
+				end
+				print(("resume cost %.1f us (kept in %s)"):format(c.resume_cost_ns / 1e3, c.file))
 				return 0
 			end,
 		},
