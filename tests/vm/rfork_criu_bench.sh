@@ -7,7 +7,8 @@
 # process whose child prints one line and exits (bench/lib_rfork.lua's
 # parent); CRIU: `criu dump` of a kxrun holding that state, then
 # `criu restore -d` of it (the dumped process is gone in between, as after
-# a migration).  Each side REPS times, timed by a kxrun driver (kx.now).
+# a migration), and CRIU's lazy restore (criu lazy-pages serving the
+# images).  Each REPS times, timed by a kxrun driver (kx.now).
 # QEMU TCG: absolute times mean little, the ratio is the figure.
 # SIZE: 1G in a guest of 5 GiB or more (KXVM_MEM=6144 make bench-vm
 # VM=rfork_criu), else 256M (the parent, the dumped kxrun, its image and the
