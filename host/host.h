@@ -46,6 +46,8 @@ void kx_task_interrupted(kx_task *t); /* Ctrl-C in it: its cancel hooks run */
 void kx_tasklib_init(lua_State *L);   /* the kx.task class */
 int kx_open_task(lua_State *L);   /* kx.go, kx.sleep, kx.current into the kx table at -1 */
 int kx_main_status(void);
+/* t (a live task) becomes the main task, kept for the host's life */
+void kx_set_main(kx_task *t);
 lua_State *kx_running_thread(void); /* for the signal handler */
 
 /* nested.c: coroutine.resume/wrap for blocking calls in coroutines inside

@@ -249,7 +249,7 @@ int main(int argc, char **argv)
 		lua_pushnil(L);
 
 	kx_host.repl = interactive;
-	kx_host.main = kx_go(L, 4, 0);
+	kx_set_main(kx_go(L, 4, 0));
 	lua_pop(L, 1);   /* steps */
 	kx_host.main_is_tool = tool;
 

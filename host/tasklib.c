@@ -169,12 +169,23 @@ void kx_tasklib_init(lua_State *L)
 	lua_pop(L, 1);
 }
 
+/* t (live) becomes the main task.  Its userdata stays referenced for the
+ * host's life: the host asks about the main task after it ended, and its
+ * memory goes with the userdata's collection. */
+void kx_set_main(kx_task *t)
+{
+	lua_State *L = kx_host.L;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
+	lua_setfield(L, LUA_REGISTRYINDEX, "kx.main_task");
+	kx_host.main = t;
+}
+
 /* A resumed child, after the hooks: the calling task becomes the main one,
  * every other task is cancelled. */
 void kx_tasks_after_resume(void)
 {
 	if (kx_current() != kx_host.main) {
-		kx_host.main = kx_current();
+		kx_set_main(kx_current());
 		kx_host.main_is_tool = 0;
 	}
 	kx_host.repl = 0;

@@ -4,6 +4,7 @@
  * dispatch.  The file format is in ledger_file.c, the daemon's socket in
  * remote.c.
  */
+#include "kx.h"
 #include "ledger_ops.h"
 #include "remote.h"
 
@@ -39,24 +40,21 @@ static int denied(int e)
  * replace the ledger in it. */
 static int make_dir(const char *dir, char *err, size_t errlen)
 {
-	char buf[4096];
+	char parent[4096], why[512];
 	struct stat st;
 
 	if (stat(dir, &st) == 0)
 		return S_ISDIR(st.st_mode) ? 0 :
 		       kxgpu_fail(err, errlen, KXGPU_EIO, "%s is not a directory",
 		                  dir);
-	snprintf(buf, sizeof buf, "%s", dir);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-			return kxgpu_fail(err, errlen, denied(errno) ?
-			                  KXGPU_EPERM : KXGPU_EIO,
-			                  "cannot create %s: %s", buf,
-			                  strerror(errno));
-		*p = '/';
+	snprintf(parent, sizeof parent, "%s", dir);
+	char *slash = strrchr(parent, '/');
+	if (slash && slash != parent) {
+		*slash = 0;
+		int r = kx_mkdir_p(parent, 0755, why, sizeof why);
+		if (r < 0)
+			return kxgpu_fail(err, errlen, denied(-r) ? KXGPU_EPERM :
+			                  KXGPU_EIO, "%s", why);
 	}
 	if (mkdir(dir, 0777) != 0)
 		return errno == EEXIST ? 0 :

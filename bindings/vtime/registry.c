@@ -1,6 +1,7 @@
 /*
  * registry.c - the tracer registration channel (see registry.h).
  */
+#include "kx.h"
 #include "registry.h"
 
 #include <errno.h>
@@ -68,20 +69,7 @@ static int make_parent(const char *path, char *err, size_t errlen)
 	if (!slash || slash == dir)
 		return 0;
 	*slash = 0;
-	for (char *p = dir + 1; ; p++) {
-		if (*p == '/' || *p == 0) {
-			char c = *p;
-			*p = 0;
-			if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-				seterr(err, errlen, "%s: %s", dir, strerror(errno));
-				return -1;
-			}
-			*p = c;
-			if (!c)
-				break;
-		}
-	}
-	return 0;
+	return kx_mkdir_p(dir, 0755, err, errlen) < 0 ? -1 : 0;
 }
 
 int vtreg_listen(const char *path, char *err, size_t errlen)

@@ -60,4 +60,18 @@ out=$(cd "$T/cwd" && "$KXRUN" trace) ; expect_eq "$out" "file wins" "file over t
 mkdir -p "$T/cwd2/gpu"
 out=$(cd "$T/cwd2" && KXRUN_STATE_DIR=$T/state "$KXRUN" gpu list) || fail "a directory hid kxrun gpu: $out"
 out=$("$KXRUN" "$T/cwd2" 2>&1); expect_match "$out" "cannot open .*cwd2 \(Is a directory\)" "a directory as the script"
+# the main chunk ends while another task runs on and collects the garbage:
+# the main task's memory must outlive it (freed with its userdata, it was
+# read after the free when the last task ended; ASan: heap-use-after-free,
+# and "deadlock: the main task waits..." once in ~40 busted runs)
+cat > "$T/mainfirst.lua" <<'LUA'
+kx.go(function()
+	kx.sleep(0.02)
+	for _ = 1, 3 do collectgarbage() end
+	kx.sleep(0.02)
+	print("last task done")
+end)
+LUA
+out=$("$KXRUN" "$T/mainfirst.lua" 2>&1); expect_eq "$?" 0 "main done first: exit status"
+expect_eq "$out" "last task done" "main done first: output"
 exit 0

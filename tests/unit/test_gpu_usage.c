@@ -18,27 +18,24 @@
 #include "../../bindings/gpu/ledger.h"
 #include "../../bindings/gpu/usage.h"
 #include "need.h"
+#include "tmpdir.h"
 
 #define MIB (1024ull * 1024)
 
-static char path[128], dir[64], err[256];
+static char path[256], dir[160], err[256];
 
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(dir, sizeof dir, "/tmp/kxrun-gpu-usage.XXXXXX");
-	assert_non_null(mkdtemp(dir));
+	assert_int_equal(kx_test_tmpdir(dir, sizeof dir, "gpu-usage"), 0);
 	snprintf(path, sizeof path, "%s/partition_0001.mem", dir);
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	char cmd[128];
-
 	(void)state;
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	assert_int_equal(system(cmd), 0);
+	assert_int_equal(kx_test_rmtree(dir), 0);
 	return 0;
 }
 

@@ -18,24 +18,22 @@
 #include <unistd.h>
 
 #include "../../bindings/vtime/registry.h"
+#include "tmpdir.h"
 
-static char dir[64], sock[128], err[512];
+static char dir[80], sock[108], err[512];
 
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(dir, sizeof dir, "/tmp/kxrun-vtreg.XXXXXX");
-	assert_non_null(mkdtemp(dir));
+	assert_int_equal(kx_test_tmpdir(dir, sizeof dir, "vtreg"), 0);
 	snprintf(sock, sizeof sock, "%s/sub/vtime.sock", dir);
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	char cmd[128];
 	(void)state;
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	assert_int_equal(system(cmd), 0);
+	assert_int_equal(kx_test_rmtree(dir), 0);
 	return 0;
 }
 
