@@ -8,6 +8,9 @@
 #   DEBS           Debian packages they need (build, tests, experiments)
 #   LUAOPEN        Lua module names registered in package.preload
 #                  (kx.gpu -> luaopen_kx_gpu, kx.vtime.core -> luaopen_kx_vtime_core)
+#   EARLY_MAINS    C functions int f(int argc, char **argv) that main() asks,
+#                  before the host builds anything, whether they take the
+#                  command line (host/kx.h: kx_early_mains)
 #   EXTRA_TARGETS  other products (preload libraries in build/lib/, ...)
 #   TEST_DEPS      what the tests need built besides kxrun
 #   UNIT_LIBS      extra link flags for cmocka units
@@ -30,6 +33,7 @@ KX_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -ldl -lpthread
 
 KX_SRCS       := $(filter-out host/main.c,$(wildcard host/*.c))
 LUAOPEN       := kx
+EARLY_MAINS   :=
 EXTRA_TARGETS :=
 TEST_DEPS     :=
 UNIT_LIBS     :=
@@ -87,14 +91,18 @@ $(BUILD)/%.o: %.c | $(BUILD)/.deps
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
-# package.preload table of every native module.
+# package.preload table of every native module, and the modules' early mains.
 $(BUILD)/gen/modules.c: Makefile $(MODULE_MKS)
 	@mkdir -p $(dir $@)
 	@{ echo '#include <lua.h>'; echo '#include <lauxlib.h>'; \
 	   for m in $(LUAOPEN); do echo "int luaopen_$$(echo $$m | tr . _)(lua_State *L);"; done; \
 	   echo 'const luaL_Reg kx_native_modules[] = {'; \
 	   for m in $(LUAOPEN); do echo "  {\"$$m\", luaopen_$$(echo $$m | tr . _)},"; done; \
-	   echo '  {0, 0}};'; } > $@.tmp && mv $@.tmp $@
+	   echo '  {0, 0}};'; \
+	   for f in $(EARLY_MAINS); do echo "int $$f(int argc, char **argv);"; done; \
+	   echo 'int (*const kx_early_mains[])(int, char **) = {'; \
+	   for f in $(EARLY_MAINS); do echo "  $$f,"; done; \
+	   echo '  0};'; } > $@.tmp && mv $@.tmp $@
 
 # stdlib/*.lua compiled into the binary as source (chunk names keep FILE:LINE).
 $(BUILD)/embed: host/tools/embed.c

@@ -185,6 +185,14 @@ void kx_on_resume(void (*fn)(void *ud), void *ud);
  * becomes the main task.  With every signal blocked. */
 void kx_resumed(uv_loop_t *fresh);
 
+/* A module's early main (module.mk: EARLY_MAINS += fn): main() calls each
+ * with its argc/argv before the host builds anything (no Lua state, no
+ * loop, no module opened), so that a command that must start fast (a
+ * process that becomes another one: `kxrun rfork resume`) pays for none of
+ * it.  Returns an exit status when it took the command line, -1 when it
+ * leaves it to the host. */
+extern int (*const kx_early_mains[])(int argc, char **argv);
+
 /* Directory holding kxrun's helper libraries (libkxvtime.so, libkxgpu.so):
  * $KXRUN_LIBDIR, else <exe dir>/build/lib, else <exe dir>/../lib/kxrun. */
 const char *kx_libdir(void);

@@ -112,6 +112,13 @@ int main(int argc, char **argv)
 	const char *base = strrchr(argv[0], '/');
 	int chronos = strcmp(base ? base + 1 : argv[0], "chronos") == 0;
 
+	/* a module's command that must not wait for the host (kx.h) */
+	for (int (*const *early)(int, char **) = kx_early_mains; *early; early++) {
+		int code = (*early)(argc, argv);
+		if (code >= 0)
+			return code;
+	}
+
 	lua_State *L = kx_host_init();
 	if (!L) {
 		fprintf(stderr, "kxrun: cannot create the Lua state\n");

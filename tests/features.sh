@@ -37,6 +37,7 @@ probe() {
 	cgroup1-freezer) v1 freezer ;;
 	cgroup1-cpuset) v1 cpuset ;;
 	cgroup1-cpu) v1 cpu ;;
+	cgroup1-memory) v1 memory ;;
 	locale-en_US)   # a locale whose collation folds case (en_US.UTF-8)
 		locale -a 2>/dev/null | grep -qix 'en_US.utf-\?8' ||
 			absent "the en_US.UTF-8 locale is not generated (apt-get install locales; locale-gen)" ;;
@@ -57,6 +58,10 @@ probe() {
 		local ok=0; [ -e "$d/cgroup.freeze" ] && ok=1
 		rmdir "$d"
 		[ $ok = 1 ] || absent "cgroup2 at $m has no cgroup.freeze (kernel < 5.2)" ;;
+	thp)   # transparent huge pages for memory that asks (madvise or always)
+		[ -r /sys/kernel/mm/transparent_hugepage/enabled ] || { absent "the kernel has no transparent huge pages"; return; }
+		! grep -q '\[never\]' /sys/kernel/mm/transparent_hugepage/enabled ||
+			absent "transparent huge pages are off (/sys/kernel/mm/transparent_hugepage/enabled: never)" ;;
 	userfaultfd)
 		[ -e /proc/sys/vm/unprivileged_userfaultfd ] || { absent "the kernel has no userfaultfd"; return; }
 		[ "$(id -u)" = 0 ] || [ "$(cat /proc/sys/vm/unprivileged_userfaultfd)" = 1 ] ||
@@ -105,7 +110,7 @@ probe() {
 	esac
 }
 
-FEATURES="root btf bpf opencl cgroup1-freezer cgroup1-cpuset cgroup1-cpu cgroup2 userfaultfd netns tmpfs-mount setpriv nobody-exec redis ffmpeg python3 node tty chromium luarocks cc cycle-counter qemu kxvt cpu-time"
+FEATURES="root btf bpf opencl cgroup1-freezer cgroup1-cpuset cgroup1-cpu cgroup1-memory cgroup2 thp userfaultfd netns tmpfs-mount setpriv nobody-exec redis ffmpeg python3 node tty chromium luarocks cc cycle-counter qemu kxvt cpu-time"
 
 if [ "${1:-}" = --list ]; then
 	for f in $FEATURES; do

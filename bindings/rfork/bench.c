@@ -50,7 +50,8 @@ static struct rf_conn *open_conn(const char *address, uint64_t id, const uint8_t
                                  struct rf_desc **d, double *t_rc, char *err, size_t errlen)
 {
 	uint32_t index;
-	struct rf_conn *c = rf_tcp.connect(address, id, key, 10000, d, &index, err, errlen);
+	struct rf_conn *c = rf_tcp.connect(address, id, key, 10000, d, &index, NULL, NULL, err,
+	                                   errlen);
 	*t = &rf_tcp;
 	if (!c || !rdma)
 		return c;

@@ -3,44 +3,41 @@
  * prepare (it is a fork of the parent: copy-on-write) and serves it.
  *
  * It must not change that memory: no malloc, no stdio, nothing but
- * syscalls on its own stack and on a private mapping made after the fork
+ * syscalls on its own stack and on private mappings made after the fork
  * (errno in the parent's thread-local block is the one exception).
+ *
+ * Every connection is served at once, none waits for another: sockets are
+ * non-blocking, each connection reads its request as its bytes come and
+ * sends its answer as the socket takes it (one epoll loop, level
+ * triggered, one step per connection and turn).  A child that stalls
+ * mid-request or stops reading its pages holds up nobody but itself; it is
+ * dropped after HELLO_TIMEOUT_S (hello) or IO_TIMEOUT_S (no progress).
+ * Answers go out of the image itself (sendmsg from its pages: no copy
+ * here).  The holder logs the first page of each range it serves a child
+ * (the page it faulted on) and merges the logs of the first
+ * RF_LEARN_CHILDREN into the learned working set (learn.c) that every
+ * later child gets with its descriptor.
  */
-#include "rdma.h"
+#include "holder.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_CONNS 1024
-#define HELLO_TIMEOUT_MS 5000
-#define IO_TIMEOUT_MS 10000
+#define HELLO_TIMEOUT_S 5
+#define IO_TIMEOUT_S 10
+#define EV_LISTEN 0
+#define EV_AGENT 1
 
-struct hconn {
-	int fd;
-	int serving;   /* 0: hello not yet read; 1: page requests */
-	uint32_t id;   /* its number for the RDMA agent */
-	int rdma;      /* 1: asked the agent; 2: connected there */
-};
-
-/* The RDMA agent (agent.c), as the holder sees it. */
-struct hagent {
-	int fd;                       /* -1: none (or gone) */
-	struct rf_rdma_info ready;    /* status, rkey, ranges count */
-	struct rf_rdma_range *ranges; /* mapped when READY came */
-	uint64_t ranges_len;
-};
-
-static double now_s(void)
+double rf_holder_now(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -73,298 +70,304 @@ static const struct rf_map *served_map(const struct rf_desc *d, uint64_t addr, u
 	return NULL;
 }
 
-/* One hello, answered with the descriptor; 1 to go on serving pages, 0 to
- * drop the connection. */
-static int on_hello(const struct rf_holder_cfg *cfg, int fd)
+/* ---- output ------------------------------------------------------------------ */
+
+static void watch(struct holder *H, struct hconn *c)
 {
-	struct rf_hello h;
-	struct rf_reply rep = {0};
-	if (rf_read_all(fd, &h, sizeof h, HELLO_TIMEOUT_MS) < 0 || h.magic != RF_MAGIC)
-		return 0;
-	if (h.version != RF_VERSION)
-		rep.status = RF_EVERSION;
-	else if (!key_equal(h.key, cfg->key))
-		rep.status = RF_EAUTH;
-	else if (h.id != cfg->id)
-		rep.status = RF_EID;
-	if (rep.status != RF_OK) {
-		rf_write_all(fd, &rep, sizeof rep);
-		return 0;
-	}
-	rep.index = (uint32_t)__atomic_add_fetch(&cfg->shared->children, 1, __ATOMIC_SEQ_CST);
-	rep.len = cfg->desc->size;
-	if (rf_write_all(fd, &rep, sizeof rep) < 0 ||
-	    rf_write_all(fd, cfg->desc, cfg->desc->size) < 0)
-		return 0;
-	return 1;   /* the child's pager goes on with this connection */
+	struct epoll_event ev = {.events = c->iovpos < c->niov || c->gone == 1 ? EPOLLOUT : EPOLLIN,
+	                         .data.u64 = (uint64_t)c->slot + 2};
+	epoll_ctl(H->ep, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
-/* Scratch space for batches, mapped after the fork (not the parent's). */
-struct hscratch {
-	struct rf_page_req q[RF_BATCH_RANGES];
-	struct iovec iov[RF_BATCH_RANGES + 1];
-};
-
-/* Sends the iovecs whole (they are modified). */
-static int send_all(int fd, struct iovec *iov, int n)
+void rf_hconn_send(struct holder *H, struct hconn *c, int n)
 {
-	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = n};
-	while (mh.msg_iovlen) {
+	c->iov = c->iovs;
+	c->niov = n;
+	c->iovpos = 0;
+	c->since = rf_holder_now();
+	watch(H, c);
+}
+
+/* Sends what the socket takes now; 0 (done or more later) or -1. */
+static int flush(struct holder *H, struct hconn *c)
+{
+	while (c->iovpos < c->niov) {
+		int n = c->niov - c->iovpos;
+		struct msghdr mh = {.msg_iov = c->iov + c->iovpos, .msg_iovlen = n < IOV_MAX ? n : IOV_MAX};
 		/* raw: a sanitizer's interceptor would inspect (and object to)
 		 * the parent's memory, redzones and all */
-		ssize_t k = syscall(SYS_sendmsg, fd, &mh, MSG_NOSIGNAL);
+		ssize_t k = syscall(SYS_sendmsg, c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (k < 0 && errno == EINTR)
 			continue;
+		if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
 		if (k <= 0)
 			return -1;
-		while (k > 0 || (mh.msg_iovlen && !mh.msg_iov->iov_len)) {   /* skip what went out */
-			size_t m = (size_t)k < mh.msg_iov->iov_len ? (size_t)k : mh.msg_iov->iov_len;
-			mh.msg_iov->iov_base = (char *)mh.msg_iov->iov_base + m;
-			mh.msg_iov->iov_len -= m;
+		c->since = rf_holder_now();
+		while (k > 0 || (c->iovpos < c->niov && !c->iov[c->iovpos].iov_len)) {
+			struct iovec *v = &c->iov[c->iovpos];
+			size_t m = (size_t)k < v->iov_len ? (size_t)k : v->iov_len;
+			v->iov_base = (char *)v->iov_base + m;
+			v->iov_len -= m;
 			k -= m;
-			if (!mh.msg_iov->iov_len)
-				mh.msg_iov++, mh.msg_iovlen--;
+			if (!v->iov_len)
+				c->iovpos++;
 		}
 	}
+	if (c->gone == 1) {   /* the RDMA agent's death, after the answer in flight */
+		uint8_t b = RF_RDMA_GONE;
+		ssize_t k = send(c->fd, &b, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		c->gone = 2;
+	}
+	if (c->closing)
+		return -1;
+	watch(H, c);
 	return 0;
 }
 
-static int valid_range(const struct rf_holder_cfg *cfg, const struct rf_page_req *q)
+/* ---- connections ------------------------------------------------------------- */
+
+static void expect(struct hconn *c, uint32_t len)
 {
-	return q->npages && q->npages <= RF_MAX_PAGES && !(q->addr & (RF_PAGE - 1)) &&
-	       served_map(cfg->desc, q->addr, (uint64_t)q->npages * RF_PAGE);
+	c->have = 0;
+	c->need = len;
 }
 
-/* A batch: n ranges follow the request; all of their pages in one answer. */
-static int on_batch(const struct rf_holder_cfg *cfg, int fd, uint32_t n, struct hscratch *sc)
+static void conn_close(struct holder *H, struct hconn *c)
 {
-	struct rf_page_reply a = {RF_OK, 0};
-	if (n == 0 || n > RF_BATCH_RANGES)
-		return -1;   /* the ranges cannot be skipped reliably: drop the connection */
-	if (rf_read_all(fd, sc->q, n * sizeof sc->q[0], IO_TIMEOUT_MS) < 0)
-		return -1;
-	sc->iov[0] = (struct iovec){&a, sizeof a};
-	for (uint32_t i = 0; i < n && a.status == RF_OK; i++) {
-		if (!valid_range(cfg, &sc->q[i]) || a.npages + sc->q[i].npages > RF_BATCH_PAGES)
-			a.status = RF_ERANGE;
-		a.npages += sc->q[i].npages;
-		sc->iov[i + 1] = (struct iovec){(void *)(uintptr_t)sc->q[i].addr,
-		                                (size_t)sc->q[i].npages * RF_PAGE};
+	if (c->learning && c->nlog && H->learned->children < RF_LEARN_CHILDREN) {
+		rf_learn_merge(H->learned, c->log, c->nlog);
+		H->learned->children++;
 	}
-	if (a.status != RF_OK) {
-		a.npages = 0;
-		return rf_write_all(fd, &a, sizeof a);
-	}
-	return send_all(fd, sc->iov, n + 1);
+	rf_holder_rdma_closed(H, c);
+	close(c->fd);
+	H->cs[c->slot] = NULL;
+	H->n--;
+	munmap(c, sizeof *c);
 }
 
-/* ---- RDMA: requests forwarded to the agent --------------------------------- */
-
-static void copy_msg(char *to, size_t cap, const char *from)
+static void accept_one(struct holder *H)
 {
-	size_t i = 0;   /* no stdio here */
-	for (; i + 1 < cap && from[i]; i++)
-		to[i] = from[i];
-	to[i] = 0;
-}
-
-static int decline(int fd, uint32_t status, const char *msg)
-{
-	struct rf_rdma_info a = {.status = status};
-	copy_msg(a.msg, sizeof a.msg, msg);
-	return rf_write_all(fd, &a, sizeof a);
-}
-
-static void agent_gone(const struct rf_holder_cfg *cfg, struct hagent *ag, struct hconn *cs,
-                       int n, const char *why)
-{
-	copy_msg(cfg->shared->rdma_msg, sizeof cfg->shared->rdma_msg, why);
-	__atomic_store_n(&cfg->shared->rdma, RF_AGENT_FAILED, __ATOMIC_SEQ_CST);
-	if (ag->fd >= 0)
-		close(ag->fd);
-	ag->fd = -1;
-	waitpid(-1, NULL, WNOHANG);
-	for (int i = 0; i < n; i++) {
-		if (cs[i].rdma == 1)
-			decline(cs[i].fd, RF_RDMA_FAILED, why);
-		if (cs[i].rdma == 2) {   /* their next READ would wait in vain */
-			uint8_t gone = RF_RDMA_GONE;
-			rf_write_all(cs[i].fd, &gone, 1);
-		}
-		cs[i].rdma = 0;
-	}
-}
-
-/* RF_REQ_RDMA on an authenticated connection: the child's endpoint goes to
- * the agent, whose answer (on_agent) goes back with the rkey and ranges. */
-static int on_rdma_request(const struct rf_holder_cfg *cfg, struct hconn *c, int required,
-                           struct hagent *ag)
-{
-	struct rf_rdma_ep ep;
-	if (rf_read_all(c->fd, &ep, sizeof ep, IO_TIMEOUT_MS) < 0 || c->rdma)
-		return -1;
-	int st = __atomic_load_n(&cfg->shared->rdma, __ATOMIC_SEQ_CST);
-	if (st == RF_AGENT_NONE)
-		return decline(c->fd, RF_RDMA_NONE, "the parent prepared for TCP only "
-		               "(transport = \"tcp\")");
-	if (st == RF_AGENT_FAILED || ag->fd < 0)
-		return decline(c->fd, RF_RDMA_FAILED, cfg->shared->rdma_msg);
-	if (st == RF_AGENT_STARTING && !required)
-		return decline(c->fd, RF_RDMA_BUSY, "the holder's RDMA agent is still copying "
-		               "the image");
-	struct rf_agent_msg h = {RF_AG_CONNECT, sizeof ep, c->id, 0};
-	if (rf_write_all(ag->fd, &h, sizeof h) < 0 || rf_write_all(ag->fd, &ep, sizeof ep) < 0)
-		return decline(c->fd, RF_RDMA_FAILED, "the holder's RDMA agent is gone");
-	c->rdma = 1;
-	return 0;
-}
-
-static void on_agent(const struct rf_holder_cfg *cfg, struct hagent *ag, struct hconn *cs, int n)
-{
-	struct rf_agent_msg h;
-	struct rf_rdma_info info;
-	char why[sizeof cfg->shared->rdma_msg];
-	if (rf_read_all(ag->fd, &h, sizeof h, IO_TIMEOUT_MS) < 0) {
-		agent_gone(cfg, ag, cs, n, "the holder's RDMA agent exited");
+	int fd = accept4(H->cfg->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (fd < 0)
+		return;
+	int slot = 0;
+	while (slot < MAX_CONNS && H->cs[slot])
+		slot++;
+	struct hconn *c = slot < MAX_CONNS ? mmap(NULL, sizeof *c, PROT_READ | PROT_WRITE,
+	                                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+	                                   : MAP_FAILED;
+	if (c == MAP_FAILED) {
+		struct rf_reply rep = {.status = RF_EFULL};
+		send(fd, &rep, sizeof rep, MSG_NOSIGNAL | MSG_DONTWAIT);
+		close(fd);
 		return;
 	}
-	if (h.type == RF_AG_FAILED && h.len <= sizeof why &&
-	    rf_read_all(ag->fd, why, h.len, IO_TIMEOUT_MS) == 0) {
-		why[sizeof why - 1] = 0;
-		agent_gone(cfg, ag, cs, n, why);
-	} else if (h.type == RF_AG_READY && h.len >= sizeof info && !ag->ranges &&
-	           rf_read_all(ag->fd, &info, sizeof info, IO_TIMEOUT_MS) == 0 &&
-	           h.len - sizeof info == (uint64_t)info.nranges * sizeof *ag->ranges) {
-		ag->ranges_len = h.len - sizeof info;
-		ag->ranges = mmap(NULL, ag->ranges_len + 1, PROT_READ | PROT_WRITE,
-		                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (ag->ranges == MAP_FAILED || rf_read_all(ag->fd, ag->ranges, ag->ranges_len,
-		                                            IO_TIMEOUT_MS) < 0) {
-			ag->ranges = NULL;
-			agent_gone(cfg, ag, cs, n, "the holder cannot keep the RDMA agent's ranges");
-			return;
-		}
-		ag->ready = info;
-		copy_msg(cfg->shared->rdma_msg, sizeof cfg->shared->rdma_msg, info.msg);
-		__atomic_store_n(&cfg->shared->rdma, RF_AGENT_READY, __ATOMIC_SEQ_CST);
-	} else if (h.type == RF_AG_CONNECTED && h.len == sizeof info &&
-	           rf_read_all(ag->fd, &info, sizeof info, IO_TIMEOUT_MS) == 0) {
-		int i = 0;
-		while (i < n && cs[i].id != h.conn)
-			i++;
-		if (i == n || cs[i].rdma != 1) {   /* gone meanwhile */
-			struct rf_agent_msg rel = {RF_AG_RELEASE, 0, h.conn, 0};
-			if (info.status == RF_RDMA_OK)
-				rf_write_all(ag->fd, &rel, sizeof rel);
-			return;
-		}
-		cs[i].rdma = info.status == RF_RDMA_OK ? 2 : 0;
-		if (info.status != RF_RDMA_OK) {
-			rf_write_all(cs[i].fd, &info, sizeof info);
-			return;
-		}
-		info.nranges = ag->ready.nranges;
-		struct iovec iov[2] = {{&info, sizeof info}, {ag->ranges, ag->ranges_len}};
-		send_all(cs[i].fd, iov, 2);   /* a failure shows at its next poll */
-	} else {
-		agent_gone(cfg, ag, cs, n, "the holder's RDMA agent sent nonsense");
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	c->fd = fd;
+	c->slot = slot;
+	c->id = ++H->next_id;
+	c->since = rf_holder_now();
+	expect(c, sizeof c->in.hello);
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)slot + 2};
+	if (epoll_ctl(H->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		close(fd);
+		munmap(c, sizeof *c);
+		return;
 	}
+	H->cs[slot] = c;
+	H->n++;
 }
 
-static void conn_closed(struct hagent *ag, const struct hconn *c)
+/* A whole hello: the descriptor and the learned set, or an error and the
+ * end of the connection. */
+static int on_hello(struct holder *H, struct hconn *c)
 {
-	struct rf_agent_msg rel = {RF_AG_RELEASE, 0, c->id, 0};
-	if (c->rdma && ag->fd >= 0)
-		rf_write_all(ag->fd, &rel, sizeof rel);
-	close(c->fd);
-}
-
-/* ---- the loop ------------------------------------------------------------------ */
-
-static int on_page_request(const struct rf_holder_cfg *cfg, struct hconn *c, struct hscratch *sc,
-                           struct hagent *ag)
-{
-	int fd = c->fd;
-	struct rf_page_req q;
-	if (rf_read_all(fd, &q, sizeof q, IO_TIMEOUT_MS) < 0)
+	const struct rf_holder_cfg *cfg = H->cfg;
+	struct rf_hello *h = &c->in.hello;
+	struct rf_reply *rep = &c->hdr.rep;
+	if (h->magic != RF_MAGIC)
 		return -1;
-	if (q.flags == RF_REQ_BATCH)
-		return on_batch(cfg, fd, q.npages, sc);
-	if (q.flags == RF_REQ_RDMA)
-		return on_rdma_request(cfg, c, q.npages != 0, ag);
-	struct rf_page_reply a = {RF_OK, q.npages};
-	if (q.flags || !valid_range(cfg, &q)) {
-		a.status = RF_ERANGE;
-		return rf_write_all(fd, &a, sizeof a);
+	*rep = (struct rf_reply){0};
+	if (h->version != RF_VERSION)
+		rep->status = RF_EVERSION;
+	else if (!key_equal(h->key, cfg->key))
+		rep->status = RF_EAUTH;
+	else if (h->id != cfg->id)
+		rep->status = RF_EID;
+	c->iovs[0] = (struct iovec){rep, sizeof *rep};
+	if (rep->status != RF_OK) {
+		c->closing = 1;
+		rf_hconn_send(H, c, 1);
+		return 0;
 	}
-	/* The pages go out of this process's own (copy-on-write) memory;
-	 * header and pages in one go: one wakeup of the pager, not two. */
-	struct iovec iov[2] = {{&a, sizeof a}, {(void *)(uintptr_t)q.addr,
-	                                        (size_t)q.npages * RF_PAGE}};
-	return send_all(fd, iov, 2);
+	rep->index = (uint32_t)__atomic_add_fetch(&cfg->shared->children, 1, __ATOMIC_SEQ_CST);
+	rep->len = cfg->desc->size;
+	/* the set as it is now: a merge may change it while this goes out */
+	const struct rf_learned *L = H->learned;
+	rep->nlearned = L->n;
+	rep->learned_pages = L->pages;
+	memcpy(c->learned, L->r, L->n * sizeof L->r[0]);
+	c->iovs[1] = (struct iovec){(void *)cfg->desc, cfg->desc->size};
+	c->iovs[2] = (struct iovec){c->learned, L->n * sizeof L->r[0]};
+	c->state = C_SERVING;
+	c->learning = cfg->learn && L->children < RF_LEARN_CHILDREN;
+	expect(c, sizeof c->in.req.head);
+	rf_hconn_send(H, c, 3);
+	return 0;
+}
+
+/* A served range (page aligned, one mapping, a plain request's size), its
+ * pages at iov; its first page (the one the child faulted on, or a
+ * window's start) logged for the learned set: logging whole read-ahead
+ * windows made a lookup child's set ~1000 pages instead of ~150 for the
+ * same faults. */
+static int serve_range(struct holder *H, struct hconn *c, const struct rf_page_req *q,
+                       struct iovec *iov)
+{
+	const struct rf_map *m = q->npages && q->npages <= RF_MAX_PAGES && !(q->addr & (RF_PAGE - 1))
+	                         ? served_map(H->cfg->desc, q->addr, (uint64_t)q->npages * RF_PAGE)
+	                         : NULL;
+	if (!m)
+		return -1;
+	*iov = (struct iovec){(void *)(uintptr_t)q->addr, (size_t)q->npages * RF_PAGE};
+	if (c->learning && rf_log_add(c->log, &c->nlog, RF_LEARN_RANGES, m->start, q->addr,
+	                              1) < 0)
+		c->learning = 0;   /* a log that overflows says little of a start */
+	return 0;
+}
+
+/* A whole request (its ranges or endpoint included): its answer queued. */
+static int on_request(struct holder *H, struct hconn *c)
+{
+	struct rf_page_req *head = &c->in.req.head;
+	struct rf_page_reply *a = &c->hdr.page;
+	c->iovs[0] = (struct iovec){a, sizeof *a};
+	*a = (struct rf_page_reply){RF_OK, 0};
+	if (head->flags == RF_REQ_RDMA) {
+		expect(c, sizeof *head);
+		return rf_holder_rdma_request(H, c, head->npages != 0);
+	}
+	if (head->flags == RF_REQ_BATCH) {
+		uint32_t n = head->npages;
+		for (uint32_t i = 0; i < n && a->status == RF_OK; i++) {
+			if (serve_range(H, c, &c->in.req.q[i], &c->iovs[i + 1]) < 0 ||
+			    a->npages + c->in.req.q[i].npages > RF_BATCH_PAGES)
+				a->status = RF_ERANGE;
+			a->npages += c->in.req.q[i].npages;
+		}
+		if (a->status != RF_OK)
+			a->npages = 0;
+		rf_hconn_send(H, c, a->status == RF_OK ? (int)n + 1 : 1);
+	} else if (head->flags || serve_range(H, c, head, &c->iovs[1]) < 0) {
+		a->status = RF_ERANGE;
+		rf_hconn_send(H, c, 1);
+	} else {
+		a->npages = head->npages;
+		rf_hconn_send(H, c, 2);
+	}
+	expect(c, sizeof *head);
+	return 0;
+}
+
+/* Reads what has come of the current message; handles it once whole.
+ * 0, or -1 to drop the connection. */
+static int on_input(struct holder *H, struct hconn *c)
+{
+	ssize_t k = read(c->fd, (char *)&c->in + c->have, c->need - c->have);
+	if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return 0;
+	if (k <= 0)
+		return -1;
+	if (!c->have && c->state == C_SERVING)
+		c->since = rf_holder_now();   /* a request has begun */
+	c->have += k;
+	if (c->have < c->need)
+		return 0;
+	if (c->state == C_HELLO)
+		return on_hello(H, c);
+	struct rf_page_req *head = &c->in.req.head;
+	if (c->need == sizeof *head && head->flags == RF_REQ_BATCH) {
+		if (head->npages == 0 || head->npages > RF_BATCH_RANGES)
+			return -1;   /* the ranges cannot be skipped reliably */
+		c->need += head->npages * sizeof c->in.req.q[0];
+		return 0;
+	}
+	if (c->need == sizeof *head && head->flags == RF_REQ_RDMA) {
+		c->need += sizeof c->in.req.ep;
+		return 0;
+	}
+	return on_request(H, c);
+}
+
+static void on_conn(struct holder *H, struct hconn *c, uint32_t events)
+{
+	int r = 0;
+	if (c->iovpos < c->niov || c->gone == 1)
+		r = flush(H, c);
+	else if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+		r = on_input(H, c);
+	if (r == 0 && c->iovpos < c->niov && !(events & EPOLLOUT))
+		r = flush(H, c);   /* an answer just queued: most go out at once */
+	if (r < 0)
+		conn_close(H, c);
+}
+
+/* Connections that stopped: a hello never finished, a request or an
+ * answer that made no progress. */
+static void expire(struct holder *H, double t)
+{
+	for (int i = 0; i < MAX_CONNS; i++) {
+		struct hconn *c = H->cs[i];
+		if (!c)
+			continue;
+		int busy = c->iovpos < c->niov || c->have > 0;
+		if ((c->state == C_HELLO && t - c->since > HELLO_TIMEOUT_S) ||
+		    (c->state == C_SERVING && busy && t - c->since > IO_TIMEOUT_S))
+			conn_close(H, c);
+	}
 }
 
 void rf_holder_main(const struct rf_holder_cfg *cfg)
 {
-	struct hconn *cs = mmap(NULL, MAX_CONNS * sizeof *cs, PROT_READ | PROT_WRITE,
+	struct holder *H = mmap(NULL, sizeof *H + sizeof *H->learned, PROT_READ | PROT_WRITE,
 	                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	struct hscratch *sc = mmap(NULL, sizeof *sc, PROT_READ | PROT_WRITE,
-	                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (cs == MAP_FAILED || sc == MAP_FAILED)
+	if (H == MAP_FAILED)
 		_exit(1);
-	struct hagent ag = {.fd = -1};
-	if (cfg->rdma) {
-		ag.fd = cfg->agent_fd > 0 ? cfg->agent_fd : rf_agent_start(cfg);
-		if (ag.fd < 0)
-			agent_gone(cfg, &ag, cs, 0, "the holder cannot start its RDMA agent");
-	}
-	struct pollfd pf[MAX_CONNS + 2];
-	int n = 0;
-	uint32_t next_id = 0;
-	double idle_s = cfg->idle_s > 0 ? cfg->idle_s : 600, last = now_s();
-	struct timeval tv = {IO_TIMEOUT_MS / 1000, 0};
+	H->cfg = cfg;
+	H->learned = (struct rf_learned *)(H + 1);
+	H->agent_fd = -1;
+	H->ep = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = EV_LISTEN};
+	if (H->ep < 0 || epoll_ctl(H->ep, EPOLL_CTL_ADD, cfg->listen_fd, &ev) < 0)
+		_exit(1);
+	rf_holder_rdma_start(H);
+	double idle_s = cfg->idle_s > 0 ? cfg->idle_s : 600, last = rf_holder_now(), checked = last;
+	struct epoll_event evs[64];
 	for (;;) {
-		pf[0] = (struct pollfd){cfg->listen_fd, POLLIN, 0};
-		for (int i = 0; i < n; i++)
-			pf[i + 1] = (struct pollfd){cs[i].fd, POLLIN, 0};
-		pf[n + 1] = (struct pollfd){ag.fd, POLLIN, 0};   /* -1: ignored */
-		int r = poll(pf, n + 2, 1000);
+		int r = epoll_wait(H->ep, evs, 64, 1000);
 		if (r < 0 && errno != EINTR)
 			_exit(1);
-		double t = now_s();
-		if (r <= 0) {
-			if (n == 0 && t - last > idle_s)
-				_exit(0);
-			continue;
+		double t = rf_holder_now();
+		if (r > 0)
+			last = t;
+		for (int i = 0; i < r; i++) {
+			uint64_t tag = evs[i].data.u64;
+			if (tag == EV_LISTEN)
+				accept_one(H);
+			else if (tag == EV_AGENT)
+				rf_holder_rdma_agent(H);
+			else if (H->cs[tag - 2])
+				on_conn(H, H->cs[tag - 2], evs[i].events);
 		}
-		last = t;
-		if (ag.fd >= 0 && pf[n + 1].revents)
-			on_agent(cfg, &ag, cs, n);
-		for (int i = n - 1; i >= 0; i--) {
-			if (!pf[i + 1].revents)
-				continue;
-			int keep;
-			if (!cs[i].serving)
-				keep = cs[i].serving = on_hello(cfg, cs[i].fd);
-			else
-				keep = on_page_request(cfg, &cs[i], sc, &ag) == 0;
-			if (!keep) {
-				conn_closed(&ag, &cs[i]);
-				cs[i] = cs[--n];
-			}
+		if (t - checked >= 1) {
+			expire(H, t);
+			checked = t;
 		}
-		if (pf[0].revents & POLLIN) {
-			int fd = accept4(cfg->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-			if (fd >= 0 && n == MAX_CONNS) {
-				struct rf_reply rep = {.status = RF_EFULL};
-				rf_write_all(fd, &rep, sizeof rep);
-				close(fd);
-			} else if (fd >= 0) {
-				int one = 1;
-				setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-				setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-				cs[n++] = (struct hconn){.fd = fd, .id = ++next_id};
-			}
-		}
+		if (H->n == 0 && t - last > idle_s)
+			_exit(0);
 	}
 }

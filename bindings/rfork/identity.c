@@ -50,16 +50,11 @@ static int build_id(int fd, const struct stat *st, struct rf_ident *id)
 	return -1;
 }
 
-int rf_file_ident(const char *path, struct rf_ident *id)
+int rf_file_ident_fd(int fd, struct rf_ident *id)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
 	struct stat st;
-	if (fstat(fd, &st) < 0) {
-		close(fd);
+	if (fstat(fd, &st) < 0)
 		return -1;
-	}
 	id->idlen = 0;
 	id->regular = S_ISREG(st.st_mode);
 	memset(id->id, 0, sizeof id->id);
@@ -67,6 +62,15 @@ int rf_file_ident(const char *path, struct rf_ident *id)
 	id->mtime = st.st_mtim.tv_sec;
 	if (S_ISREG(st.st_mode))
 		build_id(fd, &st, id);
-	close(fd);
 	return 0;
+}
+
+int rf_file_ident(const char *path, struct rf_ident *id)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int r = rf_file_ident_fd(fd, id);
+	close(fd);
+	return r;
 }

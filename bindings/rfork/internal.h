@@ -73,7 +73,7 @@ struct rf_mm {
 };
 
 #define RF_MAGIC 0x4b585246u   /* "KXRF" */
-#define RF_VERSION 3   /* 2: batch requests; 3: RDMA */
+#define RF_VERSION 4   /* 2: batch requests; 3: RDMA; 4: learned working set */
 
 /* The descriptor: one flat block, offsets from its start. */
 struct rf_desc {
@@ -110,8 +110,7 @@ static inline __attribute__((always_inline)) const char *rf_desc_str(const struc
 
 /* Messages the restorer prints before exit_group(127) (it has no string
  * constants of its own: they would live outside its section). */
-enum { RF_MSG_MUNMAP, RF_MSG_SPECIAL, RF_MSG_OPEN, RF_MSG_MMAP, RF_MSG_REGISTER,
-       RF_MSG_FS, RF_MSG_N };
+enum { RF_MSG_MUNMAP, RF_MSG_SPECIAL, RF_MSG_MMAP, RF_MSG_REGISTER, RF_MSG_FS, RF_MSG_N };
 
 struct rf_special_move {
 	uint64_t cur, len, scratch, dest;
@@ -127,6 +126,8 @@ struct rf_restore {
 	char transport[8];            /* read back by the child: "tcp", "rdma" */
 	char transport_info[240];     /* the device, or why not RDMA */
 	const struct rf_desc *desc;   /* copy inside the region */
+	const int32_t *fds;           /* per map: the open file an RF_MAP_FILE maps */
+	uint64_t stack_top;           /* the restorer's stack, in the region */
 	char msg[RF_MSG_N][80];
 };
 
@@ -143,8 +144,9 @@ static inline size_t rf_restorer_code_len(void)
 }
 
 /* ---- protocol ------------------------------------------------------------
- * A child connects once: hello -> reply + descriptor, then page requests on
- * the same connection, from its pager, until it closes. */
+ * A child connects once: hello -> reply + descriptor + the learned working
+ * set's ranges, then page requests on the same connection, from its pager,
+ * until it closes.  Requests may be pipelined: answers come in order. */
 
 enum { RF_OK = 0, RF_EAUTH = 1, RF_EID = 2, RF_EVERSION = 3, RF_ERANGE = 4,
        RF_EFULL = 5 };
@@ -159,6 +161,8 @@ struct rf_reply {          /* answer to a hello */
 	uint32_t status;
 	uint32_t index;        /* the child's number */
 	uint64_t len;          /* descriptor bytes that follow */
+	uint32_t nlearned;     /* then this many rf_page_req: the learned set */
+	uint32_t learned_pages;
 };
 
 struct rf_page_req {
@@ -170,14 +174,41 @@ struct rf_page_req {
  * rf_page_req; the answer is one rf_page_reply for their total (at most
  * RF_BATCH_PAGES) and all their pages in order: one round trip. */
 #define RF_REQ_BATCH 1u
-#define RF_BATCH_RANGES 512
-#define RF_BATCH_PAGES 2048
+#define RF_BATCH_RANGES 2048
+#define RF_BATCH_PAGES 8192
 
 struct rf_page_reply {
 	uint32_t status, npages; /* npages * RF_PAGE bytes follow on RF_OK */
 };
 
-#define RF_MAX_PAGES 256
+#define RF_MAX_PAGES 1024   /* pages of one plain request (4 MiB) */
+
+/* ---- the learned working set (learn.c) -------------------------------------
+ * The holder logs what it serves each child (its pager's requests, in the
+ * order the child faulted) and merges the logs of the first children into
+ * one ordered working set; later children fetch it in one batch before
+ * their first fault (as REAP does for snapshots). */
+#define RF_LEARN_RANGES 1024
+#define RF_LEARN_PAGES 4096     /* 16 MiB */
+#define RF_LEARN_CHILDREN 8     /* children whose logs are merged */
+
+struct rf_learned {
+	uint32_t n, pages;      /* ranges, pages in them */
+	uint32_t children;      /* logs merged so far */
+	uint32_t pad;
+	struct rf_page_req r[RF_LEARN_RANGES];
+};
+
+/* Appends [addr, addr + npages pages), inside the mapping that starts at
+ * lo, to a log of at most max ranges (the last range grows when it
+ * continues it in the same mapping); 0, or -1 when the log is full. */
+int rf_log_add(struct rf_page_req *log, uint32_t *n, uint32_t max, uint64_t lo,
+               uint64_t addr, uint32_t npages);
+/* Adds what a child's log has and the set has not, in the log's order,
+ * within RF_LEARN_RANGES and RF_LEARN_PAGES. */
+void rf_learn_merge(struct rf_learned *l, const struct rf_page_req *log, uint32_t n);
+/* 1 when the page at addr is in one of the n ranges. */
+int rf_ranges_have(const struct rf_page_req *r, uint32_t n, uint64_t addr);
 
 /* ---- transport ------------------------------------------------------------ */
 
@@ -188,10 +219,12 @@ struct rf_conn;
 struct rf_transport {
 	const char *name;
 	/* Connects, authenticates and receives the descriptor (malloc'd,
-	 * *desc) and the child's index. */
+	 * *desc), the child's index and the learned set (malloc'd, *learned,
+	 * *nlearned ranges; NULL: read and dropped). */
 	struct rf_conn *(*connect)(const char *address, uint64_t id,
 	                           const uint8_t key[16], int timeout_ms,
 	                           struct rf_desc **desc, uint32_t *index,
+	                           struct rf_page_req **learned, uint32_t *nlearned,
 	                           char *err, size_t errlen);
 	/* A connection that fetched the descriptor serves pages afterwards
 	 * (the pager takes it over).  Reads npages pages of the image at addr
@@ -206,6 +239,15 @@ struct rf_transport {
 	                  char *err, size_t errlen);
 	int (*read_batch)(struct rf_conn *c, const struct rf_page_req *q, int n,
 	                  void *buf, char *err, size_t errlen);
+	/* Pipelined requests (TCP; NULL for RDMA, whose reads are one-sided):
+	 * send_req asks for npages at addr without waiting; answers come in
+	 * the order asked, each an rf_page_reply (recv_reply: checked against
+	 * the pages asked for) then the pages (recv_data, in as many pieces as wanted).
+	 * 0 or -1 + err (the holder gone, silent past the timeout, a refusal). */
+	int (*send_req)(struct rf_conn *c, uint64_t addr, uint32_t npages, char *err,
+	                size_t errlen);
+	int (*recv_reply)(struct rf_conn *c, uint32_t npages, char *err, size_t errlen);
+	int (*recv_data)(struct rf_conn *c, void *buf, size_t len, char *err, size_t errlen);
 	/* A buffer of at least npages pages for read_pages/read_batch (RDMA:
 	 * registered memory); the same one until a larger one is asked for. */
 	void *(*buffer)(struct rf_conn *c, uint64_t npages, char *err, size_t errlen);
@@ -240,6 +282,7 @@ struct rf_holder_cfg {
 	const struct rf_desc *desc;
 	struct rf_shared *shared;  /* the page shared with the parent */
 	double idle_s;
+	int learn;                 /* learn the children's working set */
 	int rdma;                  /* start the RDMA agent (rdma.h) */
 	int agent_fd;              /* rdma: > 0, the agent's socket is given
 	                              (tests/unit/test_rfork_rdma.c plays it) */
@@ -248,24 +291,55 @@ struct rf_holder_cfg {
 };
 void rf_holder_main(const struct rf_holder_cfg *cfg) __attribute__((noreturn));
 
-/* Pager (pager.c): rf_prefetch_request picks the prefetch batch and, with
- * send, asks for it on the TCP connection the pager will take over (called
- * by the resuming process right after the descriptor, so the holder answers
- * while the pager starts); else the pager asks.  0 or -1 + err.
- * rf_pager_main serves the child's faults; first it upgrades the connection
- * to RDMA when o->rdma, and writes to ready_fd a status byte (0: going on)
- * and "TRANSPORT\tINFO" or why not.  Never returns. */
+/* The prefetch batch (prefetch.c): rf_prefetch_request plans it from the
+ * learned set the holder sent and the static guess and, with send, asks
+ * for it on the TCP connection the pager will take over (called by the
+ * resuming process right after the descriptor, so the holder answers while
+ * the pager starts); else the pager asks.  0 or -1 + err. */
+struct rf_prefetch {
+	struct rf_page_req *q;  /* ranges, in the order they are installed */
+	int n, learned;         /* ranges, of which the first `learned` were learned */
+	int sent;
+	long pages;
+};
+int rf_prefetch_request(const struct rf_desc *d, struct rf_conn *conn,
+                        const struct rf_page_req *learned, uint32_t nlearned, int send,
+                        char *err, size_t errlen);
+const struct rf_prefetch *rf_prefetch_plan(void);
+
+/* Pager (pager.c): serves the child's faults.  With o->rdma it first
+ * upgrades the connection and writes to ready_fd a status byte (0: going
+ * on) and "TRANSPORT\tINFO" or why not, which the resuming process waits
+ * for; over TCP nobody waits (a fault waits for the pager instead) and a
+ * pager that cannot start kills the child, saying why.  Never returns. */
 struct rf_pager_opts {
 	int rdma, required;   /* try RDMA; fail rather than use TCP */
 	const char *host;     /* the holder's */
 	int timeout_ms;
 };
-int rf_prefetch_request(const struct rf_desc *d, struct rf_conn *conn, int send, char *err,
-                        size_t errlen);
 void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d, struct rf_conn *conn,
                    int ready_fd, const struct rf_pager_opts *o) __attribute__((noreturn));
 
-/* Identity of a file (identity.c): 0, or -1 when it cannot be read. */
+/* A container being entered (container.c): R makes the cgroups and
+ * namespaces and forks; rf_container_start returns 0 in C (the child to
+ * be), and in R only with an error (C's, before its switch; R exits as C
+ * did otherwise).  C calls rf_container_finish right before the switch
+ * (lo, host name, mounts, cgroups) and rf_container_failed on an error. */
+struct rf_ctrun {
+	int pipe;              /* C: where an error goes */
+	int ngroups;
+	char groups[3][256];   /* cgroup directories */
+	int procs[3];          /* their cgroup.procs, open */
+};
+int rf_container_start(const struct rf_container *ct, struct rf_ctrun *run, char *err,
+                       size_t errlen);
+int rf_container_finish(const struct rf_container *ct, struct rf_ctrun *run, char *err,
+                        size_t errlen);
+void rf_container_failed(struct rf_ctrun *run, const char *err) __attribute__((noreturn));
+
+/* Identity of a file (identity.c), by path or of an open descriptor: 0,
+ * or -1 when it cannot be read. */
 int rf_file_ident(const char *path, struct rf_ident *id);
+int rf_file_ident_fd(int fd, struct rf_ident *id);
 
 #endif /* KX_RFORK_INTERNAL_H */

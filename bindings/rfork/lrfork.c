@@ -2,15 +2,16 @@
  * lrfork.c - Lua binding kx.rfork (docs/MANUAL.md §5), a thin layer over rfork.h.
  *
  *   rfork.prepare{listen="HOST:PORT", idle=seconds, transport="tcp"|"rdma"|
- *       "auto"} -> handle | nil, message (from a task).  Parent: h.child ==
+ *       "auto", learn=true} -> handle | nil, message (from a task).  Parent: h.child ==
  *       false, h.id, h.key, h.address, h.children, h.pid (the holder),
  *       h.transport, h.rdma (the RDMA agent: nil, "starting", "ready",
  *       "failed"), h.transport_info, h:close().  In a resumed child the same
  *       call returns again with h.child == true, h.index, h.transport and
  *       h.transport_info.
- *   rfork.resume{address=, id=, key=, transport="auto"|"rdma"|"tcp"} ->
- *       nil, message (does not return on success: the process becomes the
- *       child)
+ *   rfork.resume{address=, id=, key=, transport="auto"|"rdma"|"tcp",
+ *       container={rootfs=, pid=, net=true|"name", hostname=, cgroup={memory=,
+ *       cpu=, pids=}}} -> nil, message (does not return on success: the
+ *       process becomes the child)
  *   rfork._bench{...}: the transports measured alone (bench.c)
  */
 #include "rfork.h"
@@ -150,6 +151,7 @@ static int l_prepare(lua_State *L)
 	if (idle <= 0)
 		return kx_fielderror(L, 1, "idle", "must be > 0 seconds");
 	const char *transport = check_transport(L, "tcp");
+	int learn = kx_optbooleanfield(L, 1, "learn", 1);
 	struct lhandle *u = lua_newuserdatauv(L, sizeof *u, 0);
 	u->h = NULL;
 	u->w = calloc(1, sizeof *u->w);
@@ -157,7 +159,7 @@ static int l_prepare(lua_State *L)
 		return kx_fail(L, "out of memory");
 	luaL_setmetatable(L, HANDLE_T);
 	struct rf_prepare_opts o = {.listen = listen, .idle_s = idle, .capture = rf_host_capture,
-	                            .transport = transport};
+	                            .transport = transport, .no_learn = !learn};
 	char err[512];
 	struct rf_holder *h;
 	long r = rf_prepare(&o, &h, err, sizeof err);
@@ -187,6 +189,51 @@ static int l_prepare(lua_State *L)
 	return 1;
 }
 
+/* t.container: NULL when absent; else ct filled (strings stay on the
+ * stack, in the table). */
+static const struct rf_container *check_container(lua_State *L, struct rf_container *ct)
+{
+	if (lua_getfield(L, 1, "container") == LUA_TNIL) {
+		lua_pop(L, 1);
+		return NULL;
+	}
+	if (!lua_istable(L, -1))
+		kx_fielderror(L, 1, "container", "table expected");
+	int t = lua_gettop(L);
+	memset(ct, 0, sizeof *ct);
+	ct->rootfs = kx_optstringfield(L, t, "rootfs", NULL);
+	ct->hostname = kx_optstringfield(L, t, "hostname", NULL);
+	ct->pid = kx_optbooleanfield(L, t, "pid", 0);
+	int net = lua_getfield(L, t, "net");
+	if (net == LUA_TBOOLEAN)
+		ct->net = lua_toboolean(L, -1) ? RF_NET_NEW : RF_NET_HOST;
+	else if (net == LUA_TSTRING)
+		ct->net = RF_NET_NAMED, ct->netns = lua_tostring(L, -1);
+	else if (net != LUA_TNIL)
+		kx_fielderror(L, 1, "container", "net: true (a new namespace) or a name expected");
+	lua_pop(L, 1);   /* the string stays alive in the table */
+	if (lua_getfield(L, t, "cgroup") == LUA_TTABLE) {
+		int g = lua_gettop(L);
+		int mt = lua_getfield(L, g, "memory");
+		if (mt == LUA_TNUMBER && lua_tonumber(L, -1) > 0)
+			ct->memory = (uint64_t)lua_tonumber(L, -1);
+		else if (mt == LUA_TSTRING && rf_parse_size(lua_tostring(L, -1), &ct->memory) == 0 &&
+		         ct->memory)
+			;
+		else if (mt != LUA_TNIL)
+			kx_fielderror(L, 1, "container", "cgroup.memory: bytes or a size (\"64M\") expected");
+		lua_pop(L, 1);
+		ct->cpus = kx_optnumberfield(L, g, "cpu", 0);
+		ct->pids = (uint64_t)kx_optintegerfield(L, g, "pids", 0);
+		if (ct->cpus < 0)
+			kx_fielderror(L, 1, "container", "cgroup.cpu: cores (> 0) expected");
+	} else if (!lua_isnil(L, -1)) {
+		kx_fielderror(L, 1, "container", "cgroup: table expected");
+	}
+	lua_pop(L, 1);
+	return ct;
+}
+
 static int l_resume(lua_State *L)
 {
 	luaL_checktype(L, 1, LUA_TTABLE);
@@ -196,12 +243,15 @@ static int l_resume(lua_State *L)
 			return kx_fielderror(L, 1, f[i], "string expected, got nil");
 	const char *address = v[0], *id = v[1], *key = v[2];
 	const char *transport = check_transport(L, "auto");
+	struct rf_container ct;
+	const struct rf_container *c = check_container(L, &ct);
 	char err[512];
-	rf_resume(address, id, key, transport, err, sizeof err);
+	rf_resume(address, id, key, transport, c, err, sizeof err);
 	return kx_fail(L, "rfork.resume: %s", err);
 }
 
 int rf_lua_bench(lua_State *L);   /* bench.c */
+void rf_huge_alloc(lua_State *L);  /* hugealloc.c */
 
 int luaopen_kx_rfork(lua_State *L)
 {
@@ -223,6 +273,7 @@ int luaopen_kx_rfork(lua_State *L)
 	};
 	kx_defclass(L, &(struct kx_class){HANDLE_T, methods, getters, meta});
 	lua_pop(L, 1);
+	rf_huge_alloc(L);   /* big blocks in huge pages: a prepare copies few page tables */
 	luaL_newlib(L, fns);
 	return 1;
 }

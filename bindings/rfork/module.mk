@@ -3,14 +3,19 @@
 # (libibverbs-dev) are needed to build.
 DEBS        += libibverbs-dev criu iproute2
 RFORK_CORE := bindings/rfork/ctx.c bindings/rfork/restorer.c bindings/rfork/tcp.c \
-              bindings/rfork/identity.c bindings/rfork/holder.c bindings/rfork/prepare.c \
-              bindings/rfork/resume.c bindings/rfork/pager.c bindings/rfork/verbs.c \
-              bindings/rfork/rdma.c bindings/rfork/agent.c
+              bindings/rfork/identity.c bindings/rfork/holder.c bindings/rfork/holder_rdma.c \
+              bindings/rfork/learn.c bindings/rfork/prepare.c bindings/rfork/resume.c \
+              bindings/rfork/prefetch.c bindings/rfork/pager.c bindings/rfork/verbs.c \
+              bindings/rfork/rdma.c bindings/rfork/agent.c bindings/rfork/container.c
 # kxrun's side of a resumed child (descriptors, loop, thread pool), the Lua
 # binding and its bench helper; the core above knows nothing of kxrun.
 KX_SRCS   += $(RFORK_CORE) bindings/rfork/hostfds.c bindings/rfork/hostloop.c \
-             bindings/rfork/workpool.c bindings/rfork/lrfork.c bindings/rfork/bench.c
+             bindings/rfork/workpool.c bindings/rfork/lrfork.c bindings/rfork/bench.c \
+             bindings/rfork/hugealloc.c \
+             bindings/rfork/resume_main.c
 LUAOPEN   += kx.rfork
+# `kxrun rfork resume` before the host starts (resume_main.c)
+EARLY_MAINS += rf_early_main
 TEST_DEPS += $(BUILD)/tests/rfork_basic $(BUILD)/tests/lua/kx/_resume_test.so
 
 # kx._resume_test: a module only the tests load (package.cpath), which
@@ -37,6 +42,13 @@ $(BUILD)/bindings/rfork/restorer.o: bindings/rfork/restorer.c bindings/rfork/int
 	    echo "restorer.c: section rfork_restorer has relocations:"; \
 	    objdump -r -j rfork_restorer $@.tmp; rm -f $@.tmp; exit 1; fi
 	@mv $@.tmp $@
+
+# The benchmark's spawner (bench/rfork.lua, the README's recipe): whole
+# processes, N times, C at once.
+EXTRA_TARGETS += $(BUILD)/bench/rfork_spawn
+$(BUILD)/bench/rfork_spawn: bench/rfork_spawn.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
 
 # A small C program that prepares and resumes itself (no Lua, no host).
 $(BUILD)/tests/rfork_basic: tests/rfork/rfork_basic.c $(RFORK_CORE:%.c=$(BUILD)/%.o)

@@ -2,14 +2,31 @@
  * pager.c - serves a resumed child's missing pages from the holder.
  *
  * It holds the child's userfaultfd and its own connection to the holder.
- * A fault fetches the page and up to KXRUN_RFORK_READAHEAD - 1 following
- * pages of the same mapping in one request, installs them with UFFDIO_COPY
- * and wakes the child.  The child's own mremap/munmap/madvise(DONTNEED)
- * arrive as events and keep the map "child address -> parent address"
- * true.  A fork() in the child hands over a userfaultfd for the new process
- * (UFFD_EVENT_FORK): its missing pages are served the same way until its
- * memory goes away (exec or exit).  If the holder does not answer, the
- * child is killed with a message: it must never hang or run on wrong memory.
+ * First it installs the prefetch batch (prefetch.c) at the child's first
+ * fault, range by range in the order the ranges were touched by earlier
+ * children, so the child goes on as soon as its page is there.  A fault
+ * outside it fetches a window of the mapping from that page on: 16 pages
+ * (KXRUN_RFORK_READAHEAD), doubling while the child runs on sequentially
+ * (a fault right past the last window) up to 1024 pages.  A sequential
+ * window keeps its middle page back (the marker, as Linux's readahead
+ * does): when the child touches it, the pager asks for the next window at
+ * once, so the next pages stream in while the child reads on; a child that
+ * stops reading stops the stream.
+ *
+ * Over TCP requests are pipelined: the pager asks without waiting and
+ * reads answers in order, a chunk at a time, installing each chunk
+ * (UFFDIO_COPY wakes whoever waits on its pages) and reading the
+ * userfaultfd between chunks.  Over RDMA (one-sided READs) each fetch is
+ * read when asked for.
+ *
+ * The child's own mremap/munmap/madvise(DONTNEED) arrive as events and
+ * keep the map "child address -> parent address" true; answers asked for
+ * before such an event are read and dropped (their addresses may mean
+ * something else now).  A fork() in the child hands over a userfaultfd for
+ * the new process (UFFD_EVENT_FORK): its missing pages are served the same
+ * way until its memory goes away (exec or exit).  If the holder does not
+ * answer, the child is killed with a message: it must never hang or run on
+ * wrong memory.
  */
 #include "rdma.h"
 
@@ -32,24 +49,65 @@ struct seg {
 	uint64_t cstart, cend, pstart;
 };
 
+#define NSTREAMS 8
 /* One process served: the resumed child (clients[0]) or one it forked. */
 struct client {
 	int uffd;
+	uint32_t id;            /* flights name their client by it */
 	struct seg *segs;
 	int nsegs, capsegs;
+	/* Sequential runs read at once (a program reading two arrays, or
+	 * ASan's shadow beside the data), each on its own: next is right
+	 * after its last window (a fault there is sequential), win the pages
+	 * of that window; a new run takes the place of the oldest. */
+	struct stream {
+		uint64_t next;
+		uint32_t win;
+	} streams[NSTREAMS];
+	int oldest;
+	uint64_t marker;        /* the page of a sequential window held back (0: none) */
+	int marker_stream;      /* the run it belongs to */
+	char *marker_page;      /* its contents */
 };
 
 #define MAX_CLIENTS 256
+#define CHUNK 64            /* pages read and installed at a time */
 static struct client clients[MAX_CLIENTS];
 static int nclients;
+static uint32_t client_ids;
 static pid_t child_pid;
 static const struct rf_transport *T = &rf_tcp;   /* or rf_rdma */
+static struct rf_conn *conn;
+static char *buf;           /* CHUNK pages (TCP); the landing buffer (RDMA) */
+static uint32_t ra_base, ra_max;
+
+/* Answers asked for and not read yet, in order (TCP). */
+struct flight {
+	uint32_t client;        /* its id; 0: the prefetch batch (clients[0]) */
+	uint64_t caddr;         /* child address of its first page */
+	uint32_t npages, done;  /* pages asked for, pages read */
+	int header, seq, dropped;
+	int stream;             /* the sequential run of its client it extends */
+};
+#define MAX_FLIGHT 64
+static struct flight fl[MAX_FLIGHT];
+static int fl_head, fl_n;
+
+/* The prefetch batch: installed from the child's first fault on. */
+static struct {
+	const struct rf_prefetch *p;
+	int pending;            /* asked for, not all installed */
+	int started;            /* the child faulted: it may be installed */
+	int range;              /* ranges before this one are in */
+	uint32_t off;           /* pages of this one in */
+	double t0;
+} pre;
 
 /* KXRUN_RFORK_STATS=1: a line on stderr when the child ends. */
 static struct {
 	int on;
-	long faults, pages, zero, forks, prefetched;
-	double fetch_s, prefetch_s;
+	long faults, pages, zero, forks, requests, markers, maxwin, dropped;
+	double wait_s, batch_s;
 } st;
 
 static double now_s(void)
@@ -66,6 +124,8 @@ static __attribute__((noreturn)) void kill_child(const char *why)
 	kill(child_pid, SIGKILL);
 	_exit(1);
 }
+
+/* ---- the child's layout -------------------------------------------------------- */
 
 static void add_seg(struct client *c, uint64_t cs, uint64_t ce, uint64_t ps)
 {
@@ -113,6 +173,16 @@ static struct seg *find(struct client *c, uint64_t addr)
 	return NULL;
 }
 
+static struct client *client_by_id(uint32_t id)
+{
+	for (int i = 0; i < nclients; i++)
+		if (clients[i].id == id)
+			return &clients[i];
+	return NULL;
+}
+
+/* ---- installing ------------------------------------------------------------------ */
+
 static void wake(int uffd, uint64_t addr)
 {
 	struct uffdio_range r = {addr, RF_PAGE};
@@ -130,13 +200,13 @@ static void zero_page(int uffd, uint64_t addr)
 }
 
 /* Installs n pages at addr; pages already there are skipped. */
-static void install(int uffd, uint64_t addr, const char *buf, uint32_t n)
+static void install(int uffd, uint64_t addr, const char *src, uint32_t n)
 {
 	uint32_t done = 0;
 	int raced = 0;
 	while (done < n) {
 		struct uffdio_copy c = {.dst = addr + done * RF_PAGE,
-		                        .src = (uintptr_t)(buf + done * RF_PAGE),
+		                        .src = (uintptr_t)(src + done * RF_PAGE),
 		                        .len = (n - done) * RF_PAGE};
 		if (ioctl(uffd, UFFDIO_COPY, &c) == 0)
 			break;
@@ -147,8 +217,9 @@ static void install(int uffd, uint64_t addr, const char *buf, uint32_t n)
 		else if (errno == EAGAIN) {
 			/* The layout is changing: an event (unmap, remap, fork) waits
 			 * to be read, and its process waits for us.  Wake whoever
-			 * faulted: the access faults again after the event. */
-			wake(uffd, addr);
+			 * waits on these pages: they fault again after the event. */
+			struct uffdio_range r = {addr + done * RF_PAGE, (n - done) * RF_PAGE};
+			ioctl(uffd, UFFDIO_WAKE, &r);
 			return;
 		}
 		else if (errno == ENOENT || errno == ESRCH)
@@ -160,171 +231,280 @@ static void install(int uffd, uint64_t addr, const char *buf, uint32_t n)
 		wake(uffd, addr);
 }
 
-/* Prefetch: the resuming process asks for a batch right after the
- * descriptor (rf_prefetch_request); the pager reads the answer and
- * installs it at the child's first fault (its ranges are registered by
- * then).  What a resumed kxrun touches first is largely in tiny mappings
- * (data, RELRO and .bss of the executable and libraries), the TLS page
- * and the stack around the saved stack pointer: each costed a round trip
- * of its own.  Larger mappings stay lazy: on a VM where a page copied
- * through costs ~15-20 us, taking them whole (up to 1 MiB) was slower. */
-#define PREFETCH_MAX_PAGES RF_BATCH_PAGES   /* 8 MiB at most */
-#define PREFETCH_MAP_MAX (16UL << 10)       /* mappings up to 16 KiB are taken whole */
-#define PREFETCH_STACK_BELOW 8       /* pages below the saved rsp */
-#define PREFETCH_STACK_ABOVE 32      /* pages above it: the callers' frames */
-
-static struct {
-	struct rf_page_req *q;
-	int n, cap;
-	long pages;
-	char *buf;     /* the transport's buffer, shared with faults */
-	int sent;      /* asked for already (TCP, by the resuming process) */
-	int pending;   /* fetched, to install at the first fault */
-	double t0;     /* when it was asked for */
-} pre;
-
-static int prefetched(uint64_t addr)
+/* The page a sequential window holds back, or 0. */
+static uint64_t marker_of(const struct flight *f)
 {
-	for (int i = 0; i < pre.n; i++)
-		if (addr >= pre.q[i].addr && addr < pre.q[i].addr + pre.q[i].npages * RF_PAGE)
+	return f->seq && f->npages >= 8 ? f->caddr + (uint64_t)(f->npages / 2) * RF_PAGE : 0;
+}
+
+/* Installs n pages of a window at addr, holding back its marker page. */
+static void install_window(struct client *c, const struct flight *f, uint64_t addr,
+                           const char *src, uint32_t n)
+{
+	uint64_t m = marker_of(f);
+	if (!m || m < addr || m >= addr + (uint64_t)n * RF_PAGE) {
+		install(c->uffd, addr, src, n);
+		return;
+	}
+	if (!c->marker_page) {
+		c->marker_page = mmap(NULL, RF_PAGE, PROT_READ | PROT_WRITE,
+		                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (c->marker_page == MAP_FAILED)
+			kill_child("pager out of memory");
+	}
+	if (c->marker)   /* the last one was never touched: it goes in as it is */
+		install(c->uffd, c->marker, c->marker_page, 1);
+	uint32_t k = (m - addr) / RF_PAGE;
+	install(c->uffd, addr, src, k);
+	memcpy(c->marker_page, src + (uint64_t)k * RF_PAGE, RF_PAGE);
+	c->marker = m;
+	c->marker_stream = f->stream;
+	install(c->uffd, m + RF_PAGE, src + (uint64_t)(k + 1) * RF_PAGE, n - k - 1);
+}
+
+/* ---- fetching ------------------------------------------------------------------- */
+
+static void read_answer(void);
+
+/* The answer in flight that brings c's page at addr, or NULL. */
+static struct flight *in_flight(const struct client *c, uint64_t addr)
+{
+	for (int i = 0; i < fl_n; i++) {
+		struct flight *f = &fl[(fl_head + i) % MAX_FLIGHT];
+		if (f->client == c->id && !f->dropped &&
+		    addr >= f->caddr + (uint64_t)f->done * RF_PAGE &&
+		    addr < f->caddr + (uint64_t)f->npages * RF_PAGE)
+			return f;
+	}
+	return NULL;
+}
+
+/* The first address at or after addr that c has in flight, or end. */
+static uint64_t flight_after(const struct client *c, uint64_t addr, uint64_t end)
+{
+	for (int i = 0; i < fl_n; i++) {
+		const struct flight *f = &fl[(fl_head + i) % MAX_FLIGHT];
+		if (f->client == c->id && !f->dropped && f->caddr >= addr && f->caddr < end)
+			end = f->caddr;
+	}
+	return end;
+}
+
+/* n pages of c at addr (inside segment s): asked for (TCP), or read and
+ * installed at once (RDMA). */
+static void fetch(struct client *c, struct seg *s, uint64_t addr, uint32_t n, int seq,
+                  int stream)
+{
+	char err[256];
+	uint64_t paddr = s->pstart + (addr - s->cstart);
+	st.requests++;
+	st.pages += n;
+	if (n > st.maxwin)
+		st.maxwin = n;
+	if (!T->send_req) {
+		double t0 = now_s();
+		if (T->read_pages(conn, paddr, buf, n, err, sizeof err) < 0)
+			kill_child(err);
+		st.wait_s += now_s() - t0;
+		install(c->uffd, addr, buf, n);
+		return;
+	}
+	while (fl_n == MAX_FLIGHT)
+		read_answer();   /* room first: a fault is never left unanswered */
+	if (T->send_req(conn, paddr, n, err, sizeof err) < 0)
+		kill_child(err);
+	fl[(fl_head + fl_n++) % MAX_FLIGHT] = (struct flight){
+		.client = c->id, .caddr = addr, .npages = n, .seq = seq, .stream = stream};
+}
+
+/* The next sequential window of run i of c, twice the last. */
+static void fetch_next(struct client *c, int i)
+{
+	struct stream *r = &c->streams[i];
+	struct seg *s = find(c, r->next);
+	if (!s || !s->pstart || in_flight(c, r->next))
+		return;
+	uint32_t n = r->win * 2 < ra_max ? r->win * 2 : ra_max;
+	uint64_t end = flight_after(c, r->next, s->cend);
+	if ((end - r->next) / RF_PAGE < n)
+		n = (end - r->next) / RF_PAGE;
+	if (!n)
+		return;
+	r->win = n;
+	fetch(c, s, r->next, n, 1, i);
+	r->next += (uint64_t)n * RF_PAGE;
+}
+
+/* One step of the answer at the head: its header, or a chunk of its pages
+ * read and installed. */
+static void read_answer(void)
+{
+	char err[256];
+	struct flight *f = &fl[fl_head];
+	const struct rf_page_req *q = f->client == 0 ? &pre.p->q[pre.range] : NULL;
+	double t0 = now_s();
+	if (!f->header) {
+		if (T->recv_reply(conn, f->npages, err, sizeof err) < 0)
+			kill_child(err);
+		f->header = 1;
+	}
+	/* the batch a range at a time: ranges are not contiguous */
+	uint64_t addr = q ? q->addr + (uint64_t)pre.off * RF_PAGE
+	                  : f->caddr + (uint64_t)f->done * RF_PAGE;
+	uint32_t n = q ? q->npages - pre.off : f->npages - f->done;
+	if (n > CHUNK)
+		n = CHUNK;
+	if (T->recv_data(conn, buf, (size_t)n * RF_PAGE, err, sizeof err) < 0)
+		kill_child(err);
+	st.wait_s += now_s() - t0;
+	struct client *c = q ? &clients[0] : client_by_id(f->client);
+	if (f->dropped || !c)
+		st.dropped += n;
+	else if (q)
+		install(c->uffd, addr, buf, n);
+	else
+		install_window(c, f, addr, buf, n);
+	f->done += n;
+	if (q && (pre.off += n) == q->npages) {
+		pre.range++;
+		pre.off = 0;
+	}
+	if (f->done < f->npages)
+		return;
+	if (q) {
+		pre.pending = 0;
+		st.batch_s = now_s() - pre.t0;
+	}
+	fl_head = (fl_head + 1) % MAX_FLIGHT;
+	fl_n--;
+}
+
+/* ---- faults and events ------------------------------------------------------- */
+
+/* 1 when the page at addr of clients[0] comes with the batch (asked for,
+ * not in yet). */
+static int batch_brings(uint64_t addr)
+{
+	if (!pre.pending)
+		return 0;
+	const struct rf_page_req *q = pre.p->q;
+	for (int i = pre.range; i < pre.p->n; i++) {
+		uint64_t from = q[i].addr + (i == pre.range ? (uint64_t)pre.off * RF_PAGE : 0);
+		if (addr >= from && addr < q[i].addr + (uint64_t)q[i].npages * RF_PAGE)
 			return 1;
+	}
 	return 0;
 }
 
-/* Adds [a, b) of a served mapping (page aligned), minus what is there. */
-static void prefetch_add(uint64_t a, uint64_t b)
+/* RDMA: the whole batch read (one-sided) and installed at once. */
+static void batch_now(void)
 {
-	for (uint64_t p = a; p < b && pre.pages < PREFETCH_MAX_PAGES; p += RF_PAGE) {
-		if (prefetched(p))
-			continue;
-		struct rf_page_req *last = pre.n ? &pre.q[pre.n - 1] : NULL;
-		if (last && last->addr + last->npages * RF_PAGE == p && last->npages < RF_MAX_PAGES &&
-		    find(&clients[0], p) == find(&clients[0], last->addr)) {
-			last->npages++;
-		} else {
-			if (pre.n == RF_BATCH_RANGES)
-				return;
-			if (pre.n == pre.cap) {
-				pre.cap = pre.cap ? pre.cap * 2 : 64;
-				pre.q = realloc(pre.q, pre.cap * sizeof *pre.q);
-				if (!pre.q)
-					kill_child("pager out of memory");
-			}
-			pre.q[pre.n++] = (struct rf_page_req){.addr = p, .npages = 1};
-		}
-		pre.pages++;
-	}
-}
-
-static void prefetch_around(uint64_t addr, uint64_t below, uint64_t above)
-{
-	struct seg *s = find(&clients[0], addr & ~(RF_PAGE - 1));
-	if (!s)
-		return;
-	uint64_t a = (addr & ~(RF_PAGE - 1)) - below * RF_PAGE, b = (addr & ~(RF_PAGE - 1)) +
-	             above * RF_PAGE;
-	prefetch_add(a > s->cstart && a < addr ? a : s->cstart, b < s->cend && b > addr ? b : s->cend);
-}
-
-static void setup_segs(const struct rf_desc *d)
-{
-	if (clients[0].nsegs)
-		return;   /* done by rf_prefetch_request before the fork */
-	const struct rf_map *m = rf_desc_maps(d);
-	for (uint32_t i = 0; i < d->nmaps; i++)
-		if (m[i].kind == RF_MAP_SERVE)
-			add_seg(&clients[0], m[i].start, m[i].end, m[i].start);
-}
-
-int rf_prefetch_request(const struct rf_desc *d, struct rf_conn *conn, int send, char *err,
-                        size_t errlen)
-{
-	pre.t0 = now_s();
-	setup_segs(d);
-	prefetch_around(d->ctx.rsp, PREFETCH_STACK_BELOW, PREFETCH_STACK_ABOVE);
-	prefetch_around(d->fs_base, 1, 1);
-	prefetch_around(d->ctx_addr, 0, 1);
-	/* the smaller the mapping, the likelier each of its pages is needed */
-	for (uint64_t lim = 4 * RF_PAGE; lim <= PREFETCH_MAP_MAX; lim *= 4)
-		for (int i = 0; i < clients[0].nsegs; i++) {
-			struct seg *s = &clients[0].segs[i];
-			if (s->cend - s->cstart <= lim)
-				prefetch_add(s->cstart, s->cend);
-		}
-	if (!send || !pre.n)
-		return 0;
-	pre.sent = 1;
-	return rf_tcp.send_batch(conn, pre.q, pre.n, err, errlen);
-}
-
-/* The answer to rf_prefetch_request, in the pager, into buf. */
-static void prefetch_fetch(struct rf_conn *conn, char *buf)
-{
-	if (!pre.n)
-		return;
 	char err[256];
-	if (!pre.sent && T->send_batch(conn, pre.q, pre.n, err, sizeof err) < 0)
+	const struct rf_prefetch *p = pre.p;
+	if (T->read_batch(conn, p->q, p->n, buf, err, sizeof err) < 0)
 		kill_child(err);
-	pre.buf = buf;
-	if (T->read_batch(conn, pre.q, pre.n, pre.buf, err, sizeof err) < 0)
-		kill_child(err);
-	pre.pending = 1;
-	st.prefetch_s = now_s() - pre.t0;
-}
-
-static void prefetch_drop(void)
-{
-	pre.buf = NULL;   /* the transport's buffer: faults reuse it */
-	pre.pending = 0;
-}
-
-/* At the child's first fault, before anything else changed its layout. */
-static void prefetch_install(void)
-{
-	const char *at = pre.buf;
-	for (int i = 0; i < pre.n; i++) {
-		install(clients[0].uffd, pre.q[i].addr, at, pre.q[i].npages);
-		at += pre.q[i].npages * RF_PAGE;
+	const char *at = buf;
+	for (int i = 0; i < p->n; i++) {
+		install(clients[0].uffd, p->q[i].addr, at, p->q[i].npages);
+		at += (uint64_t)p->q[i].npages * RF_PAGE;
 	}
-	st.prefetched = pre.pages;
-	prefetch_drop();
+	pre.pending = 0;
+	st.batch_s = now_s() - pre.t0;
 }
 
-static void on_fault(struct client *c, struct rf_conn *conn, uint64_t addr, uint32_t ra,
-                     char *buf)
+static void on_fault(struct client *c, uint64_t addr)
 {
 	addr &= ~(RF_PAGE - 1);
-	struct seg *s = find(c, addr);
 	st.faults++;
-	if (c == &clients[0] && pre.pending) {
-		prefetch_install();
-		if (prefetched(addr)) {   /* there now; UFFDIO_COPY woke the child */
-			wake(c->uffd, addr);
-			return;
-		}
+	if (c == &clients[0] && pre.pending && !pre.started) {
+		pre.started = 1;   /* its ranges are registered now */
+		if (!T->send_req)
+			batch_now();
 	}
+	struct seg *s = find(c, addr);
 	if (!s || !s->pstart) {
 		st.zero++;
 		zero_page(c->uffd, addr);
 		return;
 	}
-	uint64_t n = (s->cend - addr) / RF_PAGE;
-	if (n > ra)
-		n = ra;
-	char err[256];
-	double t0 = st.on ? now_s() : 0;
-	if (T->read_pages(conn, s->pstart + (addr - s->cstart), buf, n, err, sizeof err) < 0)
-		kill_child(err);
-	if (st.on)
-		st.fetch_s += now_s() - t0;
-	st.pages += n;
-	install(c->uffd, addr, buf, n);
+	if (addr == c->marker) {   /* the child reads on: the next window now */
+		install(c->uffd, addr, c->marker_page, 1);
+		c->marker = 0;
+		st.markers++;
+		fetch_next(c, c->marker_stream);
+		return;
+	}
+	if (c == &clients[0] && batch_brings(addr))
+		return;   /* on its way: installing it wakes the child */
+	struct flight *f = in_flight(c, addr);
+	if (f) {
+		uint64_t m = marker_of(f);
+		if (m && addr >= m) {   /* past the marker already: no page held back, */
+			f->seq = 0;         /* the next window asked for now */
+			fetch_next(c, f->stream);
+		}
+		return;
+	}
+	int i = 0;
+	while (i < NSTREAMS && c->streams[i].next != addr)
+		i++;
+	int seq = i < NSTREAMS;
+	if (!seq) {   /* a new run, in place of the oldest */
+		i = c->oldest;
+		c->oldest = (c->oldest + 1) % NSTREAMS;
+	}
+	struct stream *r = &c->streams[i];
+	uint32_t n = !seq ? ra_base : r->win * 2 < ra_max ? r->win * 2 : ra_max;
+	uint64_t end = flight_after(c, addr, s->cend);
+	if ((end - addr) / RF_PAGE < n)
+		n = (end - addr) / RF_PAGE;
+	r->win = n;
+	r->next = addr + (uint64_t)n * RF_PAGE;
+	fetch(c, s, addr, n, seq, i);
+}
+
+static int overlaps(uint64_t a, uint64_t n, uint64_t lo, uint64_t hi)
+{
+	return a < hi && a + n * RF_PAGE > lo;
+}
+
+/* [lo, hi) of c changed (unmapped, discarded, moved away or over): what
+ * was asked for there is dropped, whoever waits there faults again. */
+static void forget_asked(struct client *c, uint64_t lo, uint64_t hi)
+{
+	for (int i = 0; i < fl_n; i++) {
+		struct flight *f = &fl[(fl_head + i) % MAX_FLIGHT];
+		if (f->client != c->id || f->dropped || !overlaps(f->caddr, f->npages, lo, hi))
+			continue;
+		f->dropped = 1;
+		struct uffdio_range r = {f->caddr, (uint64_t)f->npages * RF_PAGE};
+		ioctl(c->uffd, UFFDIO_WAKE, &r);
+	}
+	int hit = 0;
+	for (int i = pre.range; c == &clients[0] && pre.pending && i < pre.p->n && !hit; i++)
+		hit = overlaps(pre.p->q[i].addr, pre.p->q[i].npages, lo, hi);
+	if (hit) {   /* the rest of the batch goes */
+		for (int i = pre.range; i < pre.p->n; i++) {
+			struct uffdio_range r = {pre.p->q[i].addr, (uint64_t)pre.p->q[i].npages * RF_PAGE};
+			ioctl(c->uffd, UFFDIO_WAKE, &r);
+		}
+		pre.pending = 0;
+		if (fl_n && fl[fl_head].client == 0)
+			fl[fl_head].dropped = 1;
+	}
+	if (c->marker >= lo && c->marker < hi)
+		c->marker = 0;
+	for (int i = 0; i < NSTREAMS; i++)
+		if (c->streams[i].next > lo && c->streams[i].next <= hi)
+			c->streams[i].next = 0;
 }
 
 static void drop_client(int i)
 {
 	close(clients[i].uffd);
 	free(clients[i].segs);
+	if (clients[i].marker_page)
+		munmap(clients[i].marker_page, RF_PAGE);
 	clients[i] = clients[--nclients];
 }
 
@@ -334,7 +514,7 @@ static void on_fork(struct client *c, int ufd)
 	if (nclients == MAX_CLIENTS)
 		drop_client(1);   /* the oldest fork: most likely exec'd long ago */
 	struct client *n = &clients[nclients++];
-	*n = (struct client){.uffd = ufd};
+	*n = (struct client){.uffd = ufd, .id = ++client_ids};
 	for (int i = 0; i < c->nsegs; i++)
 		add_seg(n, c->segs[i].cstart, c->segs[i].cend, c->segs[i].pstart);
 }
@@ -350,14 +530,11 @@ static void reap_forks(void)
 	}
 }
 
-static void on_event(struct client *c, struct uffd_msg *u, struct rf_conn *conn, int ra,
-                     char *buf)
+static void on_event(struct client *c, struct uffd_msg *u)
 {
-	if (u->event != UFFD_EVENT_PAGEFAULT && pre.pending)
-		prefetch_drop();   /* the layout changed first: the batch may be stale */
 	switch (u->event) {
 	case UFFD_EVENT_PAGEFAULT:
-		on_fault(c, conn, u->arg.pagefault.address, ra, buf);
+		on_fault(c, u->arg.pagefault.address);
 		break;
 	case UFFD_EVENT_FORK:
 		on_fork(c, (int)u->arg.fork.ufd);
@@ -365,6 +542,8 @@ static void on_event(struct client *c, struct uffd_msg *u, struct rf_conn *conn,
 	case UFFD_EVENT_REMAP: {
 		uint64_t from = u->arg.remap.from, to = u->arg.remap.to, len = u->arg.remap.len;
 		struct seg *moved = NULL;
+		forget_asked(c, from, from + len);
+		forget_asked(c, to, to + len);
 		int nmoved = 0;
 		carve(c, to, to + len, NULL, NULL);
 		carve(c, from, from + len, &moved, &nmoved);
@@ -375,28 +554,31 @@ static void on_event(struct client *c, struct uffd_msg *u, struct rf_conn *conn,
 		break;
 	}
 	case UFFD_EVENT_REMOVE:
+		forget_asked(c, u->arg.remove.start, u->arg.remove.end);
 		carve(c, u->arg.remove.start, u->arg.remove.end, NULL, NULL);
 		add_seg(c, u->arg.remove.start, u->arg.remove.end, 0);
 		break;
 	case UFFD_EVENT_UNMAP:
+		forget_asked(c, u->arg.remove.start, u->arg.remove.end);
 		carve(c, u->arg.remove.start, u->arg.remove.end, NULL, NULL);
 		break;
 	}
 }
 
+/* ---- start and loop ------------------------------------------------------------ */
+
 /* RDMA instead of TCP when asked for; 0, or -1 + err when it must not go
  * on over TCP. */
-static int choose_transport(struct rf_conn **conn, const struct rf_desc *d,
-                            const struct rf_pager_opts *o, uint32_t buf_pages, char *info,
-                            size_t infolen)
+static int choose_transport(const struct rf_desc *d, const struct rf_pager_opts *o,
+                            uint32_t buf_pages, char *info, size_t infolen)
 {
 	if (!o->rdma)
 		return 0;
 	int declined;
-	struct rf_conn *r = rf_rdma_upgrade(*conn, d, o->host, o->required, o->timeout_ms,
+	struct rf_conn *r = rf_rdma_upgrade(conn, d, o->host, o->required, o->timeout_ms,
 	                                    buf_pages, &declined, info, infolen);
 	if (r) {
-		*conn = r;
+		conn = r;
 		T = &rf_rdma;
 		snprintf(info, infolen, "%s", T->device(r));
 		return 0;
@@ -404,61 +586,97 @@ static int choose_transport(struct rf_conn **conn, const struct rf_desc *d,
 	return o->required || !declined ? -1 : 0;   /* else TCP, info says why */
 }
 
-void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d, struct rf_conn *conn,
+static void print_stats(void)
+{
+	char how[160];
+	T->stats(conn, how, sizeof how);
+	fprintf(stderr, "kxrun rfork: pager of child %d: %ld faults, %ld pages fetched in %ld "
+	        "requests (largest %ld; %ld read-ahead markers hit; %.1f ms reading answers), "
+	        "%ld zero pages, %ld forks, %ld pages dropped; %ld pages prefetched (%d ranges, "
+	        "%d learned) in %.1f ms%s\n", child_pid, st.faults, st.pages, st.requests,
+	        st.maxwin, st.markers, st.wait_s * 1e3, st.zero, st.forks, st.dropped,
+	        pre.p->pages, pre.p->n, pre.p->learned, st.batch_s * 1e3, how);
+}
+
+void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d, struct rf_conn *c,
                    int ready_fd, const struct rf_pager_opts *o)
 {
 	child_pid = child;
-	clients[0].uffd = uffd;
+	conn = c;
+	clients[0] = (struct client){.uffd = uffd, .id = ++client_ids};
 	nclients = 1;
-	setup_segs(d);
+	const struct rf_map *m = rf_desc_maps(d);
+	for (uint32_t i = 0; i < d->nmaps; i++)
+		if (m[i].kind == RF_MAP_SERVE)
+			add_seg(&clients[0], m[i].start, m[i].end, m[i].start);
 	st.on = getenv("KXRUN_RFORK_STATS") != NULL;
 	const char *e = getenv("KXRUN_RFORK_READAHEAD");
-	int ra = e ? atoi(e) : 16;
-	if (ra < 1 || ra > RF_MAX_PAGES)
-		ra = 16;
+	ra_base = e && atoi(e) >= 1 && atoi(e) <= RF_MAX_PAGES ? (uint32_t)atoi(e) : 16;
+	e = getenv("KXRUN_RFORK_READAHEAD_MAX");
+	ra_max = e && atoi(e) >= 1 && atoi(e) <= RF_MAX_PAGES ? (uint32_t)atoi(e) : RF_MAX_PAGES;
+	if (o->rdma && !e)
+		ra_max = 256;   /* RDMA lands whole windows in registered (locked) memory */
+	if (ra_max < ra_base)
+		ra_max = ra_base;
+	pre.p = rf_prefetch_plan();
+	pre.t0 = now_s();
 	/* the answer to the resuming process: 0 and "TRANSPORT\tINFO", or
 	 * 1 and why it cannot go on */
 	char msg[320], info[256] = "";
-	/* one buffer for the batch and the faults' read-ahead: populated (and,
-	 * for RDMA, registered) once */
-	uint32_t need = pre.pages > ra ? (uint32_t)pre.pages : (uint32_t)ra;
-	int bad = choose_transport(&conn, d, o, need, info, sizeof info) < 0;
-	char *buf = bad ? NULL : T->buffer(conn, need, info, sizeof info);
+	uint32_t need = pre.p->pages > ra_max ? (uint32_t)pre.p->pages : ra_max;
+	int bad = choose_transport(d, o, need, info, sizeof info) < 0;
+	/* TCP reads a chunk at a time; RDMA lands whole fetches */
+	buf = bad ? NULL : T->buffer(conn, T->send_req ? CHUNK : need, info, sizeof info);
 	int pidfd = syscall(SYS_pidfd_open, child, 0);
 	if (!bad && (!buf || pidfd < 0)) {
 		bad = 1;
 		if (pidfd < 0)
 			snprintf(info, sizeof info, "pidfd_open: %s", strerror(errno));
 	}
-	int len = snprintf(msg, sizeof msg, "%c%s\t%s", bad, bad ? "" : T->name, info);
-	if (write(ready_fd, msg, len) != len || bad)
-		_exit(1);
+	if (!o->rdma) {   /* nobody waits for the word: the child is on its way */
+		if (bad)
+			kill_child(info);
+	} else {
+		int len = snprintf(msg, sizeof msg, "%c%s\t%s", bad, bad ? "" : T->name, info);
+		if (write(ready_fd, msg, len) != len || bad)
+			_exit(1);
+	}
 	close(ready_fd);
-	prefetch_fetch(conn, buf);
+	if (pre.p->n) {
+		char err[256];
+		if (!pre.p->sent && T->send_batch(conn, pre.p->q, pre.p->n, err, sizeof err) < 0)
+			kill_child(err);
+		pre.pending = 1;
+		if (T->send_req)
+			fl[fl_n++] = (struct flight){.client = 0, .npages = (uint32_t)pre.p->pages};
+	}
 	struct uffd_msg msgs[16];
-	struct pollfd pf[MAX_CLIENTS + 1];
-	double last_reap = now_s();
+	struct pollfd pf[MAX_CLIENTS + 2];
+	double last_reap = now_s(), waiting = 0;
+	int timeout_ms = o->timeout_ms;
 	for (;;) {
+		int can_read = fl_n && (fl[fl_head].client || pre.started || fl[fl_head].dropped);
+		if (!can_read)
+			waiting = 0;
+		else if (!waiting)
+			waiting = now_s();
 		pf[0] = (struct pollfd){pidfd, POLLIN, 0};
+		pf[1] = (struct pollfd){can_read ? T->fd(conn) : -1, POLLIN, 0};
 		for (int i = 0; i < nclients; i++)
-			pf[i + 1] = (struct pollfd){clients[i].uffd, POLLIN, 0};
-		int r = poll(pf, nclients + 1, nclients > 1 ? 1000 : -1);
+			pf[i + 2] = (struct pollfd){clients[i].uffd, POLLIN, 0};
+		int r = poll(pf, nclients + 2, can_read ? timeout_ms : nclients > 1 ? 1000 : -1);
 		if (r < 0 && errno != EINTR)
 			kill_child("poll failed");
 		if (pf[0].revents) {   /* the child has ended */
-			char how[160];
-			T->stats(conn, how, sizeof how);
 			if (st.on)
-				fprintf(stderr, "kxrun rfork: pager of child %d: %ld faults, %ld pages "
-				        "fetched (%.1f ms waiting on the holder), %ld zero pages, "
-				        "%ld forks; %ld pages prefetched (%d ranges) in %.1f ms%s\n",
-				        child_pid, st.faults, st.pages, st.fetch_s * 1e3, st.zero, st.forks,
-				        st.prefetched, pre.n, st.prefetch_s * 1e3, how);
+				print_stats();
 			_exit(0);
 		}
+		if (can_read && now_s() - waiting > timeout_ms / 1e3)
+			kill_child("no answer from the holder in time");
 		int n = nclients;   /* forks add clients at the end */
 		for (int i = 0; r > 0 && i < n; i++) {
-			if (!pf[i + 1].revents)
+			if (!pf[i + 2].revents)
 				continue;
 			ssize_t got = read(clients[i].uffd, msgs, sizeof msgs);
 			if (got < 0 && errno != EAGAIN && errno != EINTR) {
@@ -467,7 +685,11 @@ void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d, struct rf_con
 				continue;
 			}
 			for (ssize_t k = 0; k < got / (ssize_t)sizeof msgs[0]; k++)
-				on_event(&clients[i], &msgs[k], conn, ra, buf);
+				on_event(&clients[i], &msgs[k]);
+		}
+		if (can_read && (pf[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+			read_answer();
+			waiting = now_s();
 		}
 		if (nclients > 1 && now_s() - last_reap > 1) {
 			reap_forks();

@@ -185,7 +185,28 @@ static void capture_mm(struct rf_desc *d)
 	d->have_mm = 1;
 }
 
-static uint32_t kind_of(const char *path, const char *perms, const struct rf_ident *id)
+/* 1 when no page of [a, b) differs from the file it maps: none is a
+ * private copy (present or swapped, not a file page: pagemap bits 63/62
+ * and 61).  Code is never written, read-only data of libraries neither;
+ * RELRO is (relocations before its mprotect), and so is code a debugger
+ * put a breakpoint in. */
+static int unmodified(int pagemap, uint64_t a, uint64_t b)
+{
+	uint64_t e[512];
+	while (a < b) {
+		uint64_t n = (b - a) / RF_PAGE < 512 ? (b - a) / RF_PAGE : 512;
+		if (pread(pagemap, e, n * 8, (off_t)(a / RF_PAGE * 8)) != (ssize_t)(n * 8))
+			return 0;
+		for (uint64_t i = 0; i < n; i++)
+			if ((e[i] >> 62 & 3) && !(e[i] >> 61 & 1))
+				return 0;
+		a += n * RF_PAGE;
+	}
+	return 1;
+}
+
+static uint32_t kind_of(const char *path, const char *perms, const struct rf_ident *id,
+                        int pagemap, uint64_t a, uint64_t b)
 {
 	int prot_none = perms[0] != 'r' && perms[1] != 'w' && perms[2] != 'x';
 	int readable = perms[0] == 'r', shared = perms[3] == 's';
@@ -202,9 +223,10 @@ static uint32_t kind_of(const char *path, const char *perms, const struct rf_ide
 		int deleted = l > 10 && !strcmp(path + l - 10, " (deleted)");
 		if (!deleted && shared)
 			return RF_MAP_FILE;
-		/* Private code is never written; private data may have been
-		 * (relocations, .data): that comes from the holder. */
-		if (!deleted && perms[2] == 'x' && perms[1] != 'w')
+		/* Private read-only pages the parent never wrote are the file's
+		 * (code, read-only data): mapped from it, nothing to serve.
+		 * Written ones (RELRO, .data) come from the holder. */
+		if (!deleted && perms[1] != 'w' && unmodified(pagemap, a, b))
 			return RF_MAP_FILE;
 	}
 	return readable ? RF_MAP_SERVE : RF_MAP_NONE;
@@ -233,6 +255,7 @@ static int capture_maps(struct rf_desc *d, size_t cap, char *text, size_t textca
 	}
 	char *strings = (char *)d + d->strings_off;
 	strings[0] = 0;
+	int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	struct rf_map *maps = (struct rf_map *)((char *)d + d->maps_off);
 	struct rf_ident *ids = (struct rf_ident *)((char *)d + d->ident_off);
 	d->nmaps = d->nident = 0;
@@ -260,6 +283,7 @@ static int capture_maps(struct rf_desc *d, size_t cap, char *text, size_t textca
 				size_t pl = strlen(path) + 1;
 				if (d->strings_off + d->strings_len + pl > cap) {
 					snprintf(err, errlen, "descriptor buffer too small");
+					close(pagemap);
 					return -1;
 				}
 				poff = d->strings_len;
@@ -280,8 +304,9 @@ static int capture_maps(struct rf_desc *d, size_t cap, char *text, size_t textca
 		          (perms[2] == 'x' ? PROT_EXEC : 0);
 		m->shared = perms[3] == 's';
 		m->growsdown = !strcmp(path, "[stack]");
-		m->kind = kind_of(path, perms, id);
+		m->kind = kind_of(path, perms, id, pagemap, a, b);
 	}
+	close(pagemap);
 	d->size = d->strings_off + d->strings_len;
 	return 0;
 }
@@ -498,7 +523,7 @@ long rf_prepare(const struct rf_prepare_opts *o, struct rf_holder **out, char *e
 	                err, errlen);
 	if (lfd < 0)
 		goto fail;
-	struct rf_holder_cfg cfg = {.listen_fd = lfd, .idle_s = o->idle_s};
+	struct rf_holder_cfg cfg = {.listen_fd = lfd, .idle_s = o->idle_s, .learn = !o->no_learn};
 	if (choose_transport(o, h, &cfg, err, errlen) < 0)
 		goto fail;
 	if (getrandom(&cfg.id, sizeof cfg.id, 0) != sizeof cfg.id ||

@@ -10,7 +10,6 @@
 #include "internal.h"
 
 #include <asm/prctl.h>
-#include <fcntl.h>
 #include <linux/prctl.h>
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
@@ -87,15 +86,9 @@ RESTORER __attribute__((noreturn, used)) void rf_restorer(struct rf_restore *r)
 	for (uint32_t i = 0; i < d->nmaps; i++) {
 		const struct rf_map *m = &maps[i];
 		uint64_t len = m->end - m->start;
-		if (m->kind == RF_MAP_FILE) {
-			int wr = m->shared && (m->prot & PROT_WRITE);
-			long fd = sc(SYS_open, (long)rf_desc_str(d, m->path),
-			             (wr ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0, 0, 0, 0);
-			if (fd < 0)
-				die(r, RF_MSG_OPEN, fd);
+		if (m->kind == RF_MAP_FILE) {   /* opened (and checked) before */
 			rc = sc(SYS_mmap, m->start, len, m->prot,
-			        MAP_FIXED | (m->shared ? MAP_SHARED : MAP_PRIVATE), fd, m->offset);
-			sc(SYS_close, fd, 0, 0, 0, 0, 0);
+			        MAP_FIXED | (m->shared ? MAP_SHARED : MAP_PRIVATE), r->fds[i], m->offset);
 			if (rc < 0)
 				die(r, RF_MSG_MMAP, rc);
 		} else if (m->kind == RF_MAP_SERVE || m->kind == RF_MAP_NONE) {

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/rseq.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -66,22 +67,30 @@ static int single_threaded(void)
 	return threads == 1;
 }
 
-/* Files mapped again from disk here must be the parent's: by build-id for
- * ELF files, else by size and mtime.  (What comes from the holder does not
- * depend on local files.) */
-static int check_identity(const struct rf_desc *d, char *err, size_t errlen)
+/* Opens every file the child maps again from disk (executable and library
+ * code, read-only data, shared file mappings), once each, and checks it is
+ * the parent's: by build-id for ELF files, else by size and mtime.  (What
+ * comes from the holder does not depend on local files.)  fds[i] for
+ * identity i, -1 when unused; the restorer maps these descriptors, so a
+ * container's root need not have the files. */
+static int open_files(const struct rf_desc *d, int *fds, char *err, size_t errlen)
 {
 	const struct rf_ident *ids = rf_desc_idents(d);
 	const struct rf_map *m = rf_desc_maps(d);
 	for (uint32_t i = 0; i < d->nident; i++) {
+		fds[i] = -1;
 		const char *path = rf_desc_str(d, ids[i].path);
-		int mapped = 0;
-		for (uint32_t k = 0; k < d->nmaps && !mapped; k++)
-			mapped = m[k].kind == RF_MAP_FILE && m[k].path == ids[i].path;
+		int mapped = 0, writable = 0;
+		for (uint32_t k = 0; k < d->nmaps; k++)
+			if (m[k].kind == RF_MAP_FILE && m[k].path == ids[i].path) {
+				mapped = 1;
+				writable |= m[k].shared && (m[k].prot & PROT_WRITE);
+			}
 		if (!mapped)
 			continue;
 		struct rf_ident here;
-		if (rf_file_ident(path, &here) < 0) {
+		fds[i] = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+		if (fds[i] < 0 || rf_file_ident_fd(fds[i], &here) < 0) {
 			snprintf(err, errlen, "the parent's file %s does not exist here: %s",
 			         path, strerror(errno));
 			return -1;
@@ -97,6 +106,13 @@ static int check_identity(const struct rf_desc *d, char *err, size_t errlen)
 		}
 	}
 	return 0;
+}
+
+static void close_files(const struct rf_desc *d, int *fds)
+{
+	for (uint32_t i = 0; fds && i < d->nident; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
 }
 
 static int open_uffd(char *err, size_t errlen)
@@ -192,12 +208,14 @@ static int cmp_int(const void *a, const void *b)
 	return *(const int *)a - *(const int *)b;
 }
 
-/* The pager: a grandchild in its own session (terminal signals are for the
+/* The pager: a child in its own session (terminal signals are for the
  * child), taking over the connection that fetched the descriptor.  It is
- * running before the point of no return. */
+ * running before the point of no return.  A raw clone whose exit signal
+ * is none: no atfork handler runs, and the resumed child's waitpid(-1)
+ * (which waits only for children that signal SIGCHLD) never sees it. */
 static int start_pager(struct rf_conn *c, int uffd, const struct rf_desc *d,
-                       const struct rf_pager_opts *po, struct rf_restore *r, char *err,
-                       size_t errlen)
+                       const struct rf_pager_opts *po, struct rf_restore *r, pid_t *pager,
+                       char *err, size_t errlen)
 {
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0) {
@@ -205,18 +223,13 @@ static int start_pager(struct rf_conn *c, int uffd, const struct rf_desc *d,
 		return -1;
 	}
 	pid_t child = getpid();
-	/* One copy of the memory, not two: the middle process shares ours
-	 * (vfork) and only makes the pager with a raw clone (no atfork
-	 * handlers, which would write into our shared state) and exits. */
-	pid_t mid = vfork();
-	if (mid < 0) {
-		snprintf(err, errlen, "vfork: %s", strerror(errno));
+	*pager = syscall(SYS_clone, 0, 0, NULL, NULL, 0);
+	if (*pager < 0) {
+		snprintf(err, errlen, "clone: %s", strerror(errno));
 		close(p[0]), close(p[1]);
 		return -1;
 	}
-	if (mid == 0) {
-		if (syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0) != 0)
-			_exit(0);
+	if (*pager == 0) {
 		close(p[0]);
 		/* nothing of the old process stays open here (a pipe the child's
 		 * reader waits on, the old loop's descriptors) but stderr */
@@ -230,13 +243,21 @@ static int start_pager(struct rf_conn *c, int uffd, const struct rf_desc *d,
 			if (lo <= hi)
 				syscall(SYS_close_range, lo, hi, 0);
 		}
-		setsid();
+	setsid();
+		prctl(PR_SET_NAME, "kxrun-pager");   /* what ps and top show */
 		signal(SIGINT, SIG_DFL), signal(SIGTERM, SIG_DFL), signal(SIGHUP, SIG_DFL);
 		signal(SIGPIPE, SIG_IGN);
 		rf_pager_main(uffd, child, d, c, p[1], po);
 	}
 	close(p[1]);
-	waitpid(mid, NULL, 0);
+	if (!po->rdma) {
+		/* Over TCP nothing it does can change the switch: it gets ready
+		 * while the restorer runs (a fault waits for it), and if it cannot
+		 * it kills the child saying why. */
+		close(p[0]);
+		snprintf(r->transport, sizeof r->transport, "tcp");
+		return 0;
+	}
 	/* the pager's first word: 0 and "TRANSPORT\tINFO", or 1 and why not */
 	char msg[512];
 	struct pollfd pf = {p[0], POLLIN, 0};
@@ -300,7 +321,6 @@ static void set_msgs(struct rf_restore *r)
 	static const char *const m[RF_MSG_N] = {
 		[RF_MSG_MUNMAP] = "kxrun rfork: restorer: munmap of the old layout failed:",
 		[RF_MSG_SPECIAL] = "kxrun rfork: restorer: cannot move vdso/vvar:",
-		[RF_MSG_OPEN] = "kxrun rfork: restorer: cannot open a mapped file:",
 		[RF_MSG_MMAP] = "kxrun rfork: restorer: mmap of a parent mapping failed:",
 		[RF_MSG_REGISTER] = "kxrun rfork: restorer: UFFDIO_REGISTER failed:",
 		[RF_MSG_FS] = "kxrun rfork: restorer: cannot set the FS base:",
@@ -309,8 +329,127 @@ static void set_msgs(struct rf_restore *r)
 		snprintf(r->msg[i], sizeof r->msg[i], "%s", m[i]);
 }
 
+/* The vdso and friends: the same ones must exist here (same kernel);
+ * moves[] says where each goes, *scratch_len the room they need meanwhile. */
+static int plan_specials(const struct rf_desc *d, const struct own_map *own, int nown,
+                         struct rf_special_move *moves, uint32_t *nspecial,
+                         uint64_t *scratch_len, char *err, size_t errlen)
+{
+	const struct rf_map *pm = rf_desc_maps(d);
+	*nspecial = 0;
+	*scratch_len = 0;
+	for (uint32_t i = 0; i < d->nmaps; i++) {
+		if (pm[i].kind == RF_MAP_SKIP)
+			continue;
+		if (pm[i].end > HIGH_END) {
+			snprintf(err, errlen, "parent mapping above the 47-bit address space");
+			return -1;
+		}
+		if (pm[i].kind != RF_MAP_SPECIAL)
+			continue;
+		const char *name = rf_desc_str(d, pm[i].path);
+		int j = 0;
+		while (j < nown && strcmp(own[j].name, name))
+			j++;
+		if (j == nown || own[j].end - own[j].start != pm[i].end - pm[i].start ||
+		    *nspecial == 4) {
+			snprintf(err, errlen, "%s differs between parent and here (different "
+			         "kernel?)", name);
+			return -1;
+		}
+		moves[(*nspecial)++] = (struct rf_special_move){
+			own[j].start, own[j].end - own[j].start, *scratch_len, pm[i].start};
+		*scratch_len += own[j].end - own[j].start;
+	}
+	for (int j = 0; j < nown; j++) {
+		int special = own[j].name[0] && strcmp(own[j].name, "[vsyscall]") &&
+		              (!strcmp(own[j].name, "[vdso]") || !strncmp(own[j].name, "[vvar", 5));
+		uint32_t k = 0;
+		while (special && k < *nspecial && moves[k].cur != own[j].start)
+			k++;
+		if (special && k == *nspecial) {
+			snprintf(err, errlen, "%s exists here but not in the parent", own[j].name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The restorer's range: its code, its argument block (the descriptor and
+ * the descriptors of the files it maps in it), its stack, scratch room
+ * for vdso/vvar; filled in, code made executable.  NULL + err. */
+static struct rf_restore *build_region(const struct rf_desc *d, const int *fds,
+                                       const struct own_map *own, int nown, char *err,
+                                       size_t errlen)
+{
+	struct rf_special_move moves[4];
+	uint32_t nspecial;
+	uint64_t scratch_len;
+	if (plan_specials(d, own, nown, moves, &nspecial, &scratch_len, err, errlen) < 0)
+		return NULL;
+	size_t code_len = rf_restorer_code_len();
+	size_t desc_at = (sizeof(struct rf_restore) + 63) & ~63UL;
+	size_t fds_at = (desc_at + d->size + 7) & ~7UL;
+	size_t args_len = (fds_at + d->nmaps * sizeof(int32_t) + RF_PAGE - 1) & ~(RF_PAGE - 1);
+	uint64_t region_len = code_len + args_len + STACK_SIZE + scratch_len;
+	uint64_t region = free_range(d, own, nown, region_len);
+	if (!region) {
+		snprintf(err, errlen, "no address range free in both layouts");
+		return NULL;
+	}
+	char *base = mmap((void *)(uintptr_t)region, region_len, PROT_READ | PROT_WRITE,
+	                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (base == MAP_FAILED || (uintptr_t)base != region) {
+		snprintf(err, errlen, "cannot map the restorer at 0x%llx: %s",
+		         (unsigned long long)region, strerror(errno));
+		return NULL;
+	}
+	memcpy(base, __start_rfork_restorer, __stop_rfork_restorer - __start_rfork_restorer);
+	struct rf_restore *r = (struct rf_restore *)(base + code_len);
+	struct rf_desc *dcopy = (struct rf_desc *)((char *)r + desc_at);
+	memcpy(dcopy, d, d->size);
+	int32_t *mapfds = (int32_t *)((char *)r + fds_at);
+	const struct rf_map *m = rf_desc_maps(d);
+	const struct rf_ident *ids = rf_desc_idents(d);
+	for (uint32_t i = 0; i < d->nmaps; i++) {
+		mapfds[i] = -1;
+		for (uint32_t k = 0; m[i].kind == RF_MAP_FILE && k < d->nident; k++)
+			if (ids[k].path == m[i].path)
+				mapfds[i] = fds[k];
+	}
+	r->region = region;
+	r->region_len = region_len;
+	r->low = RF_PAGE;
+	r->high = HIGH_END;
+	r->nspecial = nspecial;
+	uint64_t scratch = region + code_len + args_len + STACK_SIZE;
+	for (uint32_t i = 0; i < nspecial; i++) {
+		r->special[i] = moves[i];
+		r->special[i].scratch += scratch;
+	}
+	r->desc = dcopy;
+	r->fds = mapfds;
+	r->stack_top = region + code_len + args_len + STACK_SIZE;
+	set_msgs(r);
+	if (mprotect(base, code_len, PROT_READ | PROT_EXEC) < 0) {
+		snprintf(err, errlen, "mprotect: %s", strerror(errno));
+		munmap(base, region_len);
+		return NULL;
+	}
+	return r;
+}
+
+static void print_stages(const struct rf_restore *r, uint32_t index, const double *t)
+{
+	fprintf(stderr, "kxrun rfork: resume of child %u: descriptor %.1f ms, files %.1f ms, "
+	        "%suserfaultfd and layout %.1f ms, pager %.1f ms (over %s%s%s); switching at "
+	        "%.3f ms (CLOCK_MONOTONIC)\n", index, t[1] - t[0], t[2] - t[1],
+	        t[3] > t[2] ? "container " : "", t[4] - t[2], t[5] - t[4], r->transport,
+	        r->transport_info[0] ? ": " : "", r->transport_info, t[5]);
+}
+
 int rf_resume(const char *address, const char *id_hex, const char *key_hex,
-              const char *transport, char *err, size_t errlen)
+              const char *transport, const struct rf_container *ct, char *err, size_t errlen)
 {
 	uint8_t key[16], idb[8];
 	if (parse_hex(key_hex, key, 16) < 0) {
@@ -330,16 +469,20 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex,
 	int timeout_ms = e && atoi(e) > 0 ? atoi(e) : 10000;
 
 	int stats = getenv("KXRUN_RFORK_STATS") != NULL;
-	double t0 = now_ms(), t_desc, t_ident, t_layout;
+	double t[6] = {now_ms()};   /* stages, for KXRUN_RFORK_STATS */
 	struct rf_desc *d = NULL;
-	uint32_t index = 0;
-	struct rf_conn *c = rf_tcp.connect(address, id, key, timeout_ms, &d, &index, err,
-	                                   errlen);
+	struct rf_page_req *learned = NULL;
+	uint32_t index = 0, nlearned = 0;
+	struct rf_conn *c = rf_tcp.connect(address, id, key, timeout_ms, &d, &index, &learned,
+	                                   &nlearned, err, errlen);
 	if (!c)
 		return -1;
-	int uffd = -1;
+	int uffd = -1, *fds = NULL, in_container = 0;
+	pid_t pager = 0;
 	struct own_map *own = NULL;
 	int nown = 0;
+	struct rf_restore *r = NULL;
+	struct rf_ctrun run;
 	if (d->magic != RF_MAGIC || d->version != RF_VERSION || d->maps_off < sizeof *d ||
 	    d->strings_off > d->size ||
 	    d->maps_off + (uint64_t)d->nmaps * sizeof(struct rf_map) > d->size ||
@@ -356,112 +499,40 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex,
 		goto fail;
 	/* over TCP asked for now, answered while the rest is checked and the
 	 * pager starts; over RDMA the pager reads it */
-	if (rf_prefetch_request(d, c, !po.rdma, err, errlen) < 0)
+	if (rf_prefetch_request(d, c, learned, nlearned, !po.rdma, err, errlen) < 0)
 		goto fail;
-	t_desc = now_ms();
-	if (check_identity(d, err, errlen) < 0)
+	t[1] = now_ms();
+	fds = malloc((d->nident + 1) * sizeof *fds);
+	if (!fds || open_files(d, fds, err, errlen) < 0)
 		goto fail;
-	t_ident = now_ms();
+	t[2] = t[3] = now_ms();
+	if (ct) {
+		if (rf_container_start(ct, &run, err, errlen) < 0)
+			goto fail;   /* R, with C's error: C is gone */
+		in_container = 1;   /* C: what fails from here is said to R */
+		t[3] = now_ms();
+	}
 	if ((uffd = open_uffd(err, errlen)) < 0)
 		goto fail;
 	if (own_maps(&own, &nown) < 0) {
 		snprintf(err, errlen, "cannot read /proc/self/maps");
 		goto fail;
 	}
-
-	/* vdso and friends: the same ones must exist here (same kernel). */
-	struct rf_special_move moves[4];
-	uint32_t nspecial = 0;
-	uint64_t scratch_len = 0;
-	const struct rf_map *pm = rf_desc_maps(d);
-	for (uint32_t i = 0; i < d->nmaps; i++) {
-		if (pm[i].kind == RF_MAP_SKIP)
-			continue;
-		if (pm[i].end > HIGH_END) {
-			snprintf(err, errlen, "parent mapping above the 47-bit address space");
-			goto fail;
-		}
-		if (pm[i].kind != RF_MAP_SPECIAL)
-			continue;
-		const char *name = rf_desc_str(d, pm[i].path);
-		int j = 0;
-		while (j < nown && strcmp(own[j].name, name))
-			j++;
-		if (j == nown || own[j].end - own[j].start != pm[i].end - pm[i].start ||
-		    nspecial == 4) {
-			snprintf(err, errlen, "%s differs between parent and here (different "
-			         "kernel?)", name);
-			goto fail;
-		}
-		moves[nspecial++] = (struct rf_special_move){own[j].start, own[j].end - own[j].start,
-		                                             scratch_len, pm[i].start};
-		scratch_len += own[j].end - own[j].start;
-	}
-	for (int j = 0; j < nown; j++) {
-		int special = own[j].name[0] && strcmp(own[j].name, "[vsyscall]") &&
-		              (!strcmp(own[j].name, "[vdso]") || !strncmp(own[j].name, "[vvar", 5));
-		uint32_t k = 0;
-		while (special && k < nspecial && moves[k].cur != own[j].start)
-			k++;
-		if (special && k == nspecial) {
-			snprintf(err, errlen, "%s exists here but not in the parent", own[j].name);
-			goto fail;
-		}
-	}
-
-	size_t code_len = rf_restorer_code_len();
-	size_t args_len = (sizeof(struct rf_restore) + 64 + d->size + RF_PAGE - 1) & ~(RF_PAGE - 1);
-	uint64_t region_len = code_len + args_len + STACK_SIZE + scratch_len;
-	uint64_t region = free_range(d, own, nown, region_len);
-	if (!region) {
-		snprintf(err, errlen, "no address range free in both layouts");
+	if (!(r = build_region(d, fds, own, nown, err, errlen)))
 		goto fail;
-	}
-	char *base = mmap((void *)(uintptr_t)region, region_len, PROT_READ | PROT_WRITE,
-	                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-	if (base == MAP_FAILED || (uintptr_t)base != region) {
-		snprintf(err, errlen, "cannot map the restorer at 0x%llx: %s",
-		         (unsigned long long)region, strerror(errno));
-		goto fail;
-	}
-	memcpy(base, __start_rfork_restorer, __stop_rfork_restorer - __start_rfork_restorer);
-	struct rf_restore *r = (struct rf_restore *)(base + code_len);
-	struct rf_desc *dcopy = (struct rf_desc *)(base + code_len +
-	                                           ((sizeof *r + 63) & ~63UL));
-	memcpy(dcopy, d, d->size);
-	r->region = region;
-	r->region_len = region_len;
-	r->low = RF_PAGE;
-	r->high = HIGH_END;
 	r->uffd = uffd;
-	r->nspecial = nspecial;
-	uint64_t scratch = region + code_len + args_len + STACK_SIZE;
-	for (uint32_t i = 0; i < nspecial; i++) {
-		r->special[i] = moves[i];
-		r->special[i].scratch += scratch;
-	}
 	r->index = index;
-	r->desc = dcopy;
 	memcpy(r->transport_info, chosen.transport_info, sizeof r->transport_info);
-	set_msgs(r);
-	if (mprotect(base, code_len, PROT_READ | PROT_EXEC) < 0) {
-		snprintf(err, errlen, "mprotect: %s", strerror(errno));
-		munmap(base, region_len);
+	t[4] = now_ms();
+	if (start_pager(c, uffd, d, &po, r, &pager, err, errlen) < 0)
 		goto fail;
-	}
-	t_layout = now_ms();
-	if (start_pager(c, uffd, d, &po, r, err, errlen) < 0) {
-		munmap(base, region_len);
-		goto fail;
-	}
 	rf_tcp.close(c);   /* the pager's now */
 	c = NULL;
+	if (ct && rf_container_finish(ct, &run, err, errlen) < 0)
+		goto fail;
+	t[5] = now_ms();
 	if (stats)
-		fprintf(stderr, "kxrun rfork: resume of child %u: descriptor %.1f ms, identity "
-		        "%.1f ms, userfaultfd and layout %.1f ms, pager %.1f ms (over %s%s%s); "
-		        "switching at %.3f ms (CLOCK_MONOTONIC)\n", index, t_desc - t0,
-		        t_ident - t_desc, t_layout - t_ident, now_ms() - t_layout, r->transport,
-		        r->transport_info[0] ? ": " : "", r->transport_info, now_ms());
+		print_stages(r, index, t);
 
 	/* Point of no return. */
 	fflush(NULL);
@@ -474,20 +545,30 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex,
 		if (syscall(SYS_rseq, area, __rseq_size, RSEQ_FLAG_UNREGISTER, RSEQ_SIG) < 0)
 			syscall(SYS_rseq, area, 32, RSEQ_FLAG_UNREGISTER, RSEQ_SIG);
 	}
-	uint64_t entry = region + ((const char *)rf_restorer - __start_rfork_restorer);
-	uint64_t stack_top = region + code_len + args_len + STACK_SIZE;
+	uint64_t entry = r->region + ((const char *)rf_restorer - __start_rfork_restorer);
 	__asm__ volatile("movq %0, %%rsp\n"
 	                 "xorl %%ebp, %%ebp\n"
 	                 "callq *%1\n"
 	                 :
-	                 : "r"(stack_top), "r"(entry), "D"(r)
+	                 : "r"(r->stack_top), "r"(entry), "D"(r)
 	                 : "memory");
 	__builtin_unreachable();
 fail:
+	if (pager > 0) {
+		kill(pager, SIGKILL);
+		waitpid(pager, NULL, __WALL);
+	}
+	if (in_container)
+		rf_container_failed(&run, err);   /* C: R says it */
+	if (r)
+		munmap((void *)(uintptr_t)r->region, r->region_len);
 	rf_tcp.close(c);
 	if (uffd >= 0)
 		close(uffd);
+	close_files(d, fds);
+	free(fds);
 	free(own);
 	free(d);
+	free(learned);
 	return -1;
 }

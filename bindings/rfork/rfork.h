@@ -61,6 +61,9 @@ struct rf_prepare_opts {
 	 * the holder starts an agent that copies the image once, registers
 	 * it and lets children read it with one-sided RDMA READs. */
 	const char *transport;
+	/* 1: the holder does not learn the working set of its children (each
+	 * child is prefetched a static guess only; for measuring). */
+	int no_learn;
 };
 
 long rf_prepare(const struct rf_prepare_opts *o, struct rf_holder **out,
@@ -95,12 +98,37 @@ void rf_holder_exited(struct rf_holder *h);
  * Safe on a child-side handle (only frees it). */
 void rf_close(struct rf_holder *h);
 
+/* A lean container for the resumed child (container.c): mount, UTS and IPC
+ * namespaces of its own, and what is asked for here.  The resuming
+ * process stays outside, passes signals on, removes the cgroups when the
+ * child is gone and exits as it did.  Needs root. */
+enum { RF_NET_HOST, RF_NET_NEW, RF_NET_NAMED };
+struct rf_container {
+	const char *rootfs;    /* the child's / (bound read-only; /proc, /dev and a
+	                          tmpfs /tmp where it has those folders); NULL:
+	                          the host's */
+	int pid;               /* a PID namespace of its own: the child is its 1 */
+	int net;               /* RF_NET_NEW: a network namespace with only lo;
+	                          RF_NET_NAMED: netns (ip netns's name, or a path) */
+	const char *netns;
+	const char *hostname;  /* NULL: the host's name */
+	uint64_t memory;       /* cgroup limits: bytes, cores, processes; 0: none */
+	double cpus;
+	uint64_t pids;
+};
+
+/* "64M", "1.5G", "512K", "4096": bytes (powers of 1024; a B or iB after
+ * the unit is allowed).  0, or -1 on other text. */
+int rf_parse_size(const char *text, uint64_t *bytes);
+
 /* Resumes the snapshot served at address (see above).  key_hex: 32 hex
  * digits.  transport: "auto" (NULL: RDMA when the parent's holder offers
  * it and a local port reaches it, else TCP), "rdma" (else an error) or
- * "tcp".  Returns -1 with a message; does not return on success. */
+ * "tcp".  ct: a container, or NULL.  Returns -1 with a message; does not
+ * return on success. */
 int rf_resume(const char *address, const char *id, const char *key_hex,
-              const char *transport, char *err, size_t errlen);
+              const char *transport, const struct rf_container *ct, char *err,
+              size_t errlen);
 
 /* Tunables read from the environment by rf_resume (defaults in brackets):
  *   KXRUN_RFORK_TIMEOUT_MS  each request to the holder [10000]

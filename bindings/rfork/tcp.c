@@ -170,6 +170,7 @@ static int connect_to(const char *address, int timeout_ms, char *err, size_t err
 
 static struct rf_conn *tcp_connect(const char *address, uint64_t id, const uint8_t key[16],
                                    int timeout_ms, struct rf_desc **desc, uint32_t *index,
+                                   struct rf_page_req **learned, uint32_t *nlearned,
                                    char *err, size_t errlen)
 {
 	int fd = connect_to(address, timeout_ms, err, errlen);
@@ -190,26 +191,73 @@ static struct rf_conn *tcp_connect(const char *address, uint64_t id, const uint8
 		close(fd);
 		return NULL;
 	}
-	if (rep.len < sizeof(struct rf_desc) || rep.len > (1u << 30)) {
-		snprintf(err, errlen, "%s: bad descriptor size %llu", address,
-		         (unsigned long long)rep.len);
+	if (rep.len < sizeof(struct rf_desc) || rep.len > (1u << 30) ||
+	    rep.nlearned > RF_LEARN_RANGES) {
+		snprintf(err, errlen, "%s: bad descriptor size %llu or learned set %u", address,
+		         (unsigned long long)rep.len, rep.nlearned);
 		close(fd);
 		return NULL;
 	}
+	size_t llen = rep.nlearned * sizeof(struct rf_page_req);
 	struct rf_desc *d = malloc(rep.len);
+	struct rf_page_req *l = malloc(llen + 1);
 	struct rf_conn *c = malloc(sizeof *c);
-	if (!d || !c || rf_read_all(fd, d, rep.len, timeout_ms) < 0) {
+	if (!d || !l || !c || rf_read_all(fd, d, rep.len, timeout_ms) < 0 ||
+	    rf_read_all(fd, l, llen, timeout_ms) < 0) {
 		snprintf(err, errlen, "%s: descriptor: %s", address,
-		         d && c ? strerror(errno) : "out of memory");
+		         d && l && c ? strerror(errno) : "out of memory");
 		free(d);
+		free(l);
 		free(c);
 		close(fd);
 		return NULL;
 	}
 	*desc = d;
 	*index = rep.index;
+	if (learned) {
+		*learned = l;
+		*nlearned = rep.nlearned;
+	} else {
+		free(l);
+	}
 	*c = (struct rf_conn){.fd = fd, .timeout_ms = timeout_ms};
 	return c;
+}
+
+static int io_error(char *err, size_t errlen, const char *what)
+{
+	snprintf(err, errlen, "%s: %s", what, errno == ECONNRESET ? "the holder closed the connection"
+	         : errno == ETIMEDOUT ? "no answer from the holder in time"
+	         : errno == EPIPE ? "the holder closed the connection" : strerror(errno));
+	return -1;
+}
+
+static int tcp_send_req(struct rf_conn *c, uint64_t addr, uint32_t npages, char *err,
+                        size_t errlen)
+{
+	struct rf_page_req q = {.addr = addr, .npages = npages};
+	if (rf_write_all(c->fd, &q, sizeof q) < 0)
+		return io_error(err, errlen, "page request");
+	return 0;
+}
+
+static int tcp_recv_reply(struct rf_conn *c, uint32_t npages, char *err, size_t errlen)
+{
+	struct rf_page_reply a;
+	if (rf_read_all(c->fd, &a, sizeof a, c->timeout_ms) < 0)
+		return io_error(err, errlen, "page answer");
+	if (a.status != RF_OK || a.npages != npages) {
+		snprintf(err, errlen, "page answer: %s", status_text(a.status ? a.status : RF_ERANGE));
+		return -1;
+	}
+	return 0;
+}
+
+static int tcp_recv_data(struct rf_conn *c, void *buf, size_t len, char *err, size_t errlen)
+{
+	if (rf_read_all(c->fd, buf, len, c->timeout_ms) < 0)
+		return io_error(err, errlen, "page data");
+	return 0;
 }
 
 static int tcp_read_pages(struct rf_conn *c, uint64_t addr, void *buf, uint32_t npages,
@@ -350,6 +398,9 @@ const struct rf_transport rf_tcp = {
 	.read_pages = tcp_read_pages,
 	.send_batch = tcp_send_batch,
 	.read_batch = tcp_read_batch,
+	.send_req = tcp_send_req,
+	.recv_reply = tcp_recv_reply,
+	.recv_data = tcp_recv_data,
 	.buffer = tcp_buffer,
 	.close = tcp_close,
 	.fd = tcp_fd,

@@ -16,7 +16,9 @@
  *                                on stderr); its child reads a percentage P
  *                                on its stdin, reads the first P% of the
  *                                heap's pages (checking them) and prints
- *                                "touched N pages in S s"
+ *                                "touched N pages in S s"; "P R": in R
+ *                                sequential runs read at once, a page of
+ *                                each in turn
  *
  * RFORK_TRANSPORT (tcp, rdma, auto) is prepare's and resume's transport; a
  * child says on stderr which one brought its pages.  RFORK_LISTEN: the
@@ -53,14 +55,17 @@ static double now(void)
 static int touch_child(void)
 {
 	double pct = 0;
-	if (scanf("%lf", &pct) != 1 || pct < 0 || pct > 100) {
+	int runs = 1;
+	if (scanf("%lf %d", &pct, &runs) < 1 || pct < 0 || pct > 100 || runs < 1) {
 		fprintf(stderr, "touch: no percentage on stdin\n");
 		return 2;
 	}
 	size_t pages = (size_t)(heap_len / 4096 * pct / 100), bad = 0;
+	size_t per = (pages + runs - 1) / runs;
 	double t0 = now();
-	for (size_t p = 0; p < pages; p++)
-		bad += heap[p * 4096] != (unsigned char)(p * 4096 * 31 + 7);
+	for (size_t k = 0; k < per; k++)   /* page k of each run in turn */
+		for (size_t p = k; p < pages; p += per)
+			bad += heap[p * 4096] != (unsigned char)(p * 4096 * 31 + 7);
 	double t = now() - t0;
 	printf("touched %zu pages in %.6f s\n", pages, t);
 	fflush(stdout);
@@ -121,7 +126,7 @@ int main(int argc, char **argv)
 		double t0 = now();
 		/* the child's memory is the parent's: the start time goes by stderr */
 		fprintf(stderr, "resume start %.6f\n", t0);
-		rf_resume(argv[2], argv[3], argv[4], getenv("RFORK_TRANSPORT"), err, sizeof err);
+		rf_resume(argv[2], argv[3], argv[4], getenv("RFORK_TRANSPORT"), NULL, err, sizeof err);
 		fprintf(stderr, "rfork_basic: resume: %s (%.3f s)\n", err, now() - t0);
 		return 2;
 	}

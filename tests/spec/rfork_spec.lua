@@ -117,6 +117,89 @@ describe("kx.rfork", function()
 		assert.matches("children\t3", stop_parent(p))
 	end)
 
+	it("sends a child what earlier children were served, so it asks for less", function()
+		if not uffd_ok() then return end
+		local p, address, id, key = start_parent(path)
+		-- KXRUN_RFORK_STATS: the pager's line, "N pages fetched in R requests"
+		-- outside the batch, "(... ranges, L learned)" in it
+		local function child()
+			local code, out, err = kx.exec{ "env", "KXRUN_RFORK_STATS=1", KXRUN, "rfork",
+				"resume", address, id, key }
+			assert.equal(0, code, err)
+			assert.equal("7", parse(out).n)
+			local requests = tonumber(err:match("pages fetched in (%d+) requests"))
+			local learned = tonumber(err:match("ranges, (%d+) learned%)"))
+			assert.truthy(requests and learned, err)
+			return requests, learned
+		end
+		local r1, l1 = child()
+		assert.equal(0, l1)   -- the first child has the static guess only
+		assert.is_true(r1 > 0)
+		local r2, l2
+		for _ = 1, 100 do   -- the first child's log reaches the holder as it closes
+			r2, l2 = child()
+			if l2 > 0 then break end
+		end
+		assert.is_true(l2 > 0)
+		assert.is_true(r2 < r1, ("first child %d requests, later one %d"):format(r1, r2))
+		-- no prefetch at all: every page on a fault, and still right
+		local code, out, err = kx.exec{ "env", "KXRUN_RFORK_PREFETCH=0", KXRUN, "rfork",
+			"resume", address, id, key }
+		assert.equal(0, code, err)
+		assert.equal("defg", parse(out).file)
+		stop_parent(p)
+	end)
+
+	it("keeps Lua's big blocks in huge pages, and children read them", function()
+		if not uffd_ok() or not need("thp") then return end
+		-- a 64 MiB string; a table whose array part grows past 2 MiB (moved by
+		-- mremap) and then is freed; THPeligible of the string's mapping says
+		-- whether it may be in huge pages (madvise mode: only when advised)
+		local script = [[
+local rfork = require "kx.rfork"
+local s = ("ab"):rep(32 << 20) .. "end"
+local t = {}
+for i = 1, 600000 do t[i] = i end
+local sum = 0
+for i = 1, #t do sum = sum + t[i] end
+t = nil
+collectgarbage()
+local eligible = "none"
+local size
+for line in io.lines("/proc/self/smaps") do
+	local a, b = line:match("^(%x+)%-(%x+) ")
+	if a then size = tonumber(b, 16) - tonumber(a, 16) end
+	local e = line:match("^THPeligible:%s+(%d)")
+	if e and size >= (64 << 20) then eligible = e end
+end
+local h = assert(rfork.prepare{ listen = "127.0.0.1:0" })
+if h.child then print(#s, s:sub(-5), sum) os.exit(0) end
+print(h.address, h.id, h.key, eligible)
+io.stdout:flush()
+io.read("a")
+h:close()
+]]
+		local file = datafile()
+		finally(function() os.remove(file) end)
+		assert(kx.write_file(file, script))
+		local mode = io.open("/sys/kernel/mm/transparent_hugepage/enabled"):read("l")
+		for _, huge in ipairs{ "1", "0" } do
+			local p = assert(kx.spawn{ "env", "KXRUN_RFORK_HUGEPAGES=" .. huge, KXRUN, file,
+				stdin = "pipe", stdout = "pipe" })
+			local address, id, key, eligible = p.stdout:read("l"):match("^(%S+)\t(%x+)\t(%x+)\t(%S+)$")
+			if huge == "1" or mode:match("%[always%]") then
+				assert.equal("1", eligible)
+			else
+				assert.equal("0", eligible)
+			end
+			local code, out, err = kx.exec{ KXRUN, "rfork", "resume", address, id, key }
+			assert.equal(0, code, err)
+			assert.equal(("%d\tabend\t%d\n"):format(64 * 1024 * 1024 + 3, 600000 * 600001 // 2), out)
+			p.stdin:close()
+			p:wait()
+		end
+	end)
+
 	it("takes transport = tcp | rdma | auto and says which it used", function()
 		local ok, perr = pcall(rfork.prepare, { transport = "pigeon" })
 		assert.is_false(ok)
