@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -186,6 +188,44 @@ static __attribute__((noreturn)) void child(const struct kx_spawn *o,
 	_exit(127);
 }
 
+struct child_args {
+	const struct kx_spawn *o;
+	struct prep *p;
+};
+
+static int child_entry(void *arg)
+{
+	struct child_args *a = arg;
+	child(a->o, a->p);
+}
+
+#define CHILD_STACK (64 * 1024)
+
+/* Under AddressSanitizer a child sharing the memory would share its shadow
+ * too, and ASan takes the child's stack for a wild one: such builds fork. */
+#ifdef __SANITIZE_ADDRESS__
+#define SANITIZED 1
+#else
+#define SANITIZED 0
+#endif
+
+/* The child of a spawn without a hook or a stop: kxrun's memory shared, the
+ * caller suspended until the child's exec or exit. */
+static pid_t spawn_shared(const struct kx_spawn *o, struct prep *p)
+{
+	char *stack = mmap(NULL, CHILD_STACK, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (stack == MAP_FAILED)
+		return -1;
+	struct child_args a = {o, p};
+	pid_t pid = clone(child_entry, stack + CHILD_STACK,
+			  CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+	int e = errno;
+	munmap(stack, CHILD_STACK);
+	errno = e;
+	return pid;
+}
+
 static pid_t failure(char *err, size_t errlen, int e, const char *fmt,
 		     const char *what)
 {
@@ -268,9 +308,14 @@ pid_t kx_spawn(const struct kx_spawn *o, char *err, size_t errlen)
 	sigset_t all, saved;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &saved);
-	pid_t pid = fork();
-	if (pid == 0)
-		child(o, &p);
+	pid_t pid;
+	if (o->child_hook || (o->flags & KX_SPAWN_STOPPED) || SANITIZED) {
+		pid = fork();
+		if (pid == 0)
+			child(o, &p);
+	} else {
+		pid = spawn_shared(o, &p);
+	}
 	e = errno;
 	pthread_sigmask(SIG_SETMASK, &saved, NULL);
 	close(p.wfd);
