@@ -7,12 +7,14 @@ local function rss_kb()
 	return kb
 end
 
+-- (a process reaped between the open and the read reads as nothing: gone)
 local function alive(pid)
 	local f = io.open("/proc/" .. pid .. "/stat")
 	if not f then return false end
-	local state = f:read("a"):match("^%d+ %b() (%a)")
+	local stat = f:read("a")
 	f:close()
-	return state ~= nil and state ~= "Z"
+	local state = stat and stat:match("^%d+ %b() (%a)")
+	return state ~= nil and state ~= "Z" and state ~= "X" and state ~= "x"
 end
 
 -- Polls cond every 20 ms up to limit seconds (load-proof: waits for the

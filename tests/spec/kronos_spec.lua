@@ -193,9 +193,9 @@ describe("kx.kronos", function()
 		for _ = 1, 200 do
 			kx.sleep(0.02)
 			local f = io.open("/proc/" .. pid .. "/stat")
-			local state = f and f:read("a"):match("%) (%a)")
+			local state = f and (f:read("a") or ""):match("%) (%a)")   -- nothing: reaped meanwhile
 			if f then f:close() end
-			if not state or state == "Z" then gone = true break end
+			if not state or state == "Z" or state == "X" or state == "x" then gone = true break end
 		end
 		assert.is_true(gone)
 	end)

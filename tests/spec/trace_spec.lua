@@ -311,7 +311,7 @@ describe("kx.trace", function()
 			if f then f:close() end
 			local st = kid and io.open("/proc/" .. kid .. "/stat")
 			if st then
-				if st:read("a"):match("%) Z ") then zombie = kid end
+				if (st:read("a") or ""):match("%) Z ") then zombie = kid end
 				st:close()
 			end
 			if zombie then break end
