@@ -134,37 +134,11 @@ int vt_kmod_spawn(struct vt_exp *e, char *const argv[], char *const env_extra[],
 	 * find its processes by it); no library reads it */
 	char shm[160];
 	snprintf(shm, sizeof shm, "KXRUN_VTIME_SHM=%s", e->shm_path);
-	int nextra = 0;
-	while (env_extra && env_extra[nextra])
-		nextra++;
-	const char **changes = calloc(nextra + 2, sizeof *changes);
-	char **envp = NULL;
-	if (changes) {
-		changes[0] = shm;
-		for (int i = 0; i < nextra; i++)
-			changes[1 + i] = env_extra[i];
-		envp = kx_env_new(changes);
-		free(changes);
-	}
-	if (!envp) {
-		vt_seterr(err, errlen, "out of memory");
-		return -1;
-	}
 	struct kmod_child c = {getpid(), e->timens_fd};
-	struct kx_spawn so = {
-		.file = prog, .argv = (const char *const *)argv,
-		.envp = (const char *const *)envp,
-		.flags = KX_SPAWN_STOPPED | KX_SPAWN_DETACH, /* the module ends it */
-		.child_hook = kmod_child_hook, .ud = &c,
-	};
-	pid_t pid = -1;
-	if (vt_stdio_spec(o->out, "stdout", &so.io[1], &so.fd[1], err, errlen) == 0 &&
-	    vt_stdio_spec(o->err, "stderr", &so.io[2], &so.fd[2], err, errlen) == 0)
-		pid = kx_spawn(&so, err, errlen);
-	for (int i = 1; i <= 2; i++)
-		if (so.fd[i] >= 0)
-			close(so.fd[i]);
-	free(envp);
+	const char *fixed[] = {shm, NULL};
+	/* the module ends it */
+	pid_t pid = vt_spawn_member(prog, argv, fixed, env_extra, o, kmod_child_hook, &c,
+	                            err, errlen);
 	if (pid < 0)
 		return -1;
 	struct kxvt_add add = {.pid = pid, .vnow = vt_now(e)};

@@ -110,6 +110,48 @@ int vt_stdio_spec(const char *spec, const char *name, enum kx_io *io, int *fd,
 	return 0;
 }
 
+/* A member's process, stopped before its exec and detached from the host:
+ * the environment (fixed, then the caller's variables), stdout/stderr as
+ * o says, hook run in the child. */
+pid_t vt_spawn_member(const char *prog, char *const argv[], const char *const fixed[],
+                      char *const env_extra[], const struct vt_spawn_opts *o,
+                      int (*hook)(void *), void *ud, char *err, size_t errlen)
+{
+	int nfixed = 0, nextra = 0;
+	while (fixed[nfixed])
+		nfixed++;
+	while (env_extra && env_extra[nextra])
+		nextra++;
+	const char **changes = calloc(nfixed + nextra + 1, sizeof *changes);
+	char **envp = NULL;
+	if (changes) {
+		memcpy(changes, fixed, nfixed * sizeof *changes);
+		for (int i = 0; i < nextra; i++)
+			changes[nfixed + i] = env_extra[i];
+		envp = kx_env_new(changes);
+		free(changes);
+	}
+	if (!envp) {
+		vt_seterr(err, errlen, "out of memory");
+		return -1;
+	}
+	struct kx_spawn so = {
+		.file = prog, .argv = (const char *const *)argv,
+		.envp = (const char *const *)envp,
+		.flags = KX_SPAWN_STOPPED | KX_SPAWN_DETACH,
+		.child_hook = hook, .ud = ud,
+	};
+	pid_t pid = -1;
+	if (vt_stdio_spec(o->out, "stdout", &so.io[1], &so.fd[1], err, errlen) == 0 &&
+	    vt_stdio_spec(o->err, "stderr", &so.io[2], &so.fd[2], err, errlen) == 0)
+		pid = kx_spawn(&so, err, errlen);
+	for (int i = 1; i <= 2; i++)
+		if (so.fd[i] >= 0)
+			close(so.fd[i]);
+	free(envp);
+	return pid;
+}
+
 /* In the child (async-signal-safe): it dies with its controller, even
  * before the supervisor could find it (stopped before exec, its
  * environment not yet its own). */
@@ -234,39 +276,12 @@ int vt_spawn(struct vt_exp *e, char *const argv[], char *const env_extra[],
 	         old && *old ? old : "");
 	snprintf(shm, sizeof shm, "KXRUN_VTIME_SHM=%s", e->shm_path);
 	snprintf(sl, sizeof sl, "KXRUN_VTIME_SLOT=%d", slot);
-	int nextra = 0;
-	while (env_extra && env_extra[nextra])
-		nextra++;
-	const char **changes = calloc(nextra + 4, sizeof *changes);
-	char **envp = NULL;
-	if (changes) {
-		changes[0] = pre, changes[1] = shm, changes[2] = sl;
-		for (int i = 0; i < nextra; i++)
-			changes[3 + i] = env_extra[i];
-		envp = kx_env_new(changes);
-		free(changes);
-	}
-	if (!envp) {
-		vt_seterr(err, errlen, "out of memory");
-		return -1;
-	}
 	pid_t parent = getpid();
-	struct kx_spawn so = {
-		.file = prog, .argv = (const char *const *)argv,
-		.envp = (const char *const *)envp,
-		/* stopped before exec: it starts in its first round; not the
-		 * host's to terminate (the experiment ends it, README) */
-		.flags = KX_SPAWN_STOPPED | KX_SPAWN_DETACH,
-		.child_hook = die_with_parent, .ud = &parent,
-	};
-	pid_t pid = -1;
-	if (vt_stdio_spec(o->out, "stdout", &so.io[1], &so.fd[1], err, errlen) == 0 &&
-	    vt_stdio_spec(o->err, "stderr", &so.io[2], &so.fd[2], err, errlen) == 0)
-		pid = kx_spawn(&so, err, errlen);
-	for (int i = 1; i <= 2; i++)
-		if (so.fd[i] >= 0)
-			close(so.fd[i]);
-	free(envp);
+	/* stopped before exec: it starts in its first round; not the host's
+	 * to terminate (the experiment ends it, README) */
+	const char *fixed[] = {pre, shm, sl, NULL};
+	pid_t pid = vt_spawn_member(prog, argv, fixed, env_extra, o, die_with_parent,
+	                            &parent, err, errlen);
 	if (pid < 0)
 		return -1;
 	int st;

@@ -254,6 +254,11 @@ int vt_open_counter(pid_t pid, char *err, size_t errlen);
 int vt_procs_reserve(struct vt_exp *e, char *err, size_t errlen);
 int vt_stdio_spec(const char *spec, const char *name, enum kx_io *io, int *fd,
                   char *err, size_t errlen);
+/* spawn.c: a member's process, stopped before exec, detached from the
+ * host; its environment is fixed (NULL-ended) then env_extra */
+pid_t vt_spawn_member(const char *prog, char *const argv[], const char *const fixed[],
+                      char *const env_extra[], const struct vt_spawn_opts *o,
+                      int (*hook)(void *), void *ud, char *err, size_t errlen);
 
 /* kmod_backend.c: backend "kmod", rounds run by kxvt.ko (kmod/kxvt.h) */
 int vt_kmod_usable(char *why, size_t n);
