@@ -32,9 +32,7 @@ local function strings(bytes)
 end
 
 local function size(text)
-	local n, unit = text:match("^(%d+)([KMG]?)$")
-	assert(n, "lib_rfork: a size like 64M or 1G, not " .. tostring(text))
-	return math.tointeger(n) * ({ [""] = 1, K = 1 << 10, M = 1 << 20, G = 1 << 30 })[unit]
+	return assert(require("kx.lab").size(text or ""))
 end
 
 if mode == "prepare" then
