@@ -31,19 +31,6 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static int parse_hex(const char *s, uint8_t *out, size_t n)
-{
-	if (strlen(s) != 2 * n)
-		return -1;
-	for (size_t i = 0; i < n; i++) {
-		unsigned v;
-		if (sscanf(s + 2 * i, "%2x", &v) != 1)
-			return -1;
-		out[i] = v;
-	}
-	return 0;
-}
-
 /* One connection, upgraded when rdma; *t_rc: seconds of the upgrade. */
 static struct rf_conn *open_conn(const char *address, uint64_t id, const uint8_t key[16],
                                  int rdma, uint32_t pages, const struct rf_transport **t,
@@ -99,7 +86,7 @@ int rf_lua_bench(lua_State *L)
 	lua_getfield(L, 1, "count");
 	lua_Integer count = luaL_optinteger(L, -1, 100);
 	uint8_t key[16], idb[8];
-	if (parse_hex(key_hex, key, 16) < 0 || parse_hex(id_hex, idb, 8) < 0)
+	if (rf_parse_hex(key_hex, key, 16) < 0 || rf_parse_hex(id_hex, idb, 8) < 0)
 		return luaL_argerror(L, 1, "id: 16 hex digits, key: 32");
 	int rdma = !strcmp(transport, "rdma"), connect = !strcmp(op, "connect");
 	if (!rdma && strcmp(transport, "tcp"))

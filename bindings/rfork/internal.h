@@ -261,7 +261,8 @@ struct rf_transport {
 };
 extern const struct rf_transport rf_tcp;
 
-/* Helpers shared by prepare.c and the transport (tcp.c). */
+/* Helpers shared by prepare.c, resume.c, bench.c and the transport (tcp.c). */
+int rf_parse_hex(const char *s, uint8_t *out, size_t n);
 int rf_parse_address(const char *address, char *host, size_t hostlen,
                      char *port, size_t portlen, char *err, size_t errlen);
 int rf_write_all(int fd, const void *buf, size_t len);

@@ -41,19 +41,6 @@ struct own_map {
 	char name[16];
 };
 
-static int parse_hex(const char *s, uint8_t *out, size_t n)
-{
-	if (strlen(s) != 2 * n)
-		return -1;
-	for (size_t i = 0; i < n; i++) {
-		unsigned v;
-		if (sscanf(s + 2 * i, "%2x", &v) != 1)
-			return -1;
-		out[i] = v;
-	}
-	return 0;
-}
-
 static int single_threaded(void)
 {
 	FILE *f = fopen("/proc/self/status", "re");
@@ -452,11 +439,11 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex,
               const char *transport, const struct rf_container *ct, char *err, size_t errlen)
 {
 	uint8_t key[16], idb[8];
-	if (parse_hex(key_hex, key, 16) < 0) {
+	if (rf_parse_hex(key_hex, key, 16) < 0) {
 		snprintf(err, errlen, "key must be 32 hex digits");
 		return -1;
 	}
-	if (parse_hex(id_hex, idb, 8) < 0) {
+	if (rf_parse_hex(id_hex, idb, 8) < 0) {
 		snprintf(err, errlen, "id must be 16 hex digits");
 		return -1;
 	}

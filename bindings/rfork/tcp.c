@@ -26,6 +26,20 @@ struct rf_conn {
 	size_t buflen;
 };
 
+/* n bytes from exactly 2n hex digits (a snapshot's id or key); 0 or -1. */
+int rf_parse_hex(const char *s, uint8_t *out, size_t n)
+{
+	if (strlen(s) != 2 * n)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		unsigned v;
+		if (sscanf(s + 2 * i, "%2x", &v) != 1)
+			return -1;
+		out[i] = v;
+	}
+	return 0;
+}
+
 int rf_parse_address(const char *address, char *host, size_t hostlen, char *port,
                      size_t portlen, char *err, size_t errlen)
 {
