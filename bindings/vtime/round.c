@@ -97,21 +97,27 @@ static struct vt_timeline *tl_of(struct vt_exp *e, struct vt_proc *p)
 	return NULL;
 }
 
-/* A signal pending for p (SigPnd of a thread, ShdPnd of the process): it
- * must be resumed to take it.  Read through a descriptor held since spawn:
- * half the cost of opening the file each round, and never another process
- * that got the same pid. */
-static int signal_pending(struct vt_proc *p)
+/* The signals pending for p, of any thread (SigPnd) or the process
+ * (ShdPnd), or-ed.  Read through a descriptor held since spawn: half the
+ * cost of opening the file each round, and never another process that got
+ * the same pid. */
+static uint64_t pending_signals(struct vt_proc *p)
 {
 	char buf[2048];
+	uint64_t mask = 0;
 	if (p->status_fd <= 0)
 		return 0;
 	ssize_t n = pread(p->status_fd, buf, sizeof buf - 1, 0);
 	buf[n > 0 ? n : 0] = 0;
 	for (const char *k = buf; (k = strstr(k, "Pnd:")); k += 4)
-		if (strtoull(k + 4, NULL, 16) != 0)
-			return 1;
-	return 0;
+		mask |= strtoull(k + 4, NULL, 16);
+	return mask;
+}
+
+/* A signal pending for p: it must be resumed to take it. */
+static int signal_pending(struct vt_proc *p)
+{
+	return pending_signals(p) != 0;
 }
 
 /* p blocked last time with every thread in a virtual sleep (no children)
@@ -438,15 +444,7 @@ static enum tree tree_state(pid_t pid, int depth, int *ntasks)
 /* SIGSTOP pending for p (any thread, or the process): a stop on its way. */
 static int stop_pending(struct vt_proc *p)
 {
-	char buf[2048];
-	if (p->status_fd <= 0)
-		return 0;
-	ssize_t n = pread(p->status_fd, buf, sizeof buf - 1, 0);
-	buf[n > 0 ? n : 0] = 0;
-	for (const char *k = buf; (k = strstr(k, "Pnd:")); k += 4)
-		if (strtoull(k + 4, NULL, 16) & (1ull << (SIGSTOP - 1)))
-			return 1;
-	return 0;
+	return (pending_signals(p) & (1ull << (SIGSTOP - 1))) != 0;
 }
 
 static int leader_state(pid_t pid)
