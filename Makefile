@@ -29,7 +29,9 @@ OPT      ?= -O2 -g
 override CFLAGS += $(OPT) -std=gnu11 -Wall -Wextra -Werror -Wno-format-truncation -fPIC -D_GNU_SOURCE $(SAN) \
             -Ihost $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDFLAGS  += $(SAN) -rdynamic -Wl,--as-needed -Wl,-O1
-KX_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -ldl -lpthread
+# libedit's own dependencies are named for its static archive (with
+# --as-needed a dynamic libedit leaves them out)
+KX_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ltinfo -lbsd -lmd -lm -ldl -lpthread
 
 KX_SRCS       := $(filter-out host/main.c,$(wildcard host/*.c))
 LUAOPEN       := kx
@@ -37,7 +39,7 @@ EARLY_MAINS   :=
 EXTRA_TARGETS :=
 TEST_DEPS     :=
 UNIT_LIBS     :=
-STATIC_LIBS   := lua5.4 jansson
+STATIC_LIBS   := lua5.4 jansson edit tinfo bsd md
 # Debian packages the host, its build and the test harness need; each
 # module's module.mk adds its own.
 DEBS := build-essential pkg-config liblua5.4-dev lua5.4 libuv1-dev libedit-dev \

@@ -5,4 +5,5 @@
 DEBS        += libhiredis-dev redis-server ffmpeg
 KX_SRCS += bindings/sched/rclient.c bindings/sched/launch.c bindings/sched/zygote.c bindings/sched/llaunch.c
 KX_LIBS += -lhiredis
+STATIC_LIBS += hiredis
 LUAOPEN += kx.sched.redis.client kx.sched.launch
