@@ -138,6 +138,14 @@ struct kx_spawn {
 	 * no Lua).  A non-zero return is an errno: the spawn fails with it. */
 	int (*child_hook)(void *ud);
 	void *ud;
+	/* Instead of exec, the child calls run(ud) and _exits with what it
+	 * returns: a copy of kxrun that does not exec (rfork.spawn resumes a
+	 * snapshot in it).  Always a real fork (never shared memory), so run
+	 * may allocate; kxrun's stdio is flushed before the fork so that no
+	 * buffered output is written twice.  argv is then only a name for
+	 * messages (argv[0]), envp unused; kx_spawn returns once the set-up
+	 * above succeeded, and what run does after is its own business. */
+	int (*run)(void *ud);
 };
 
 /* Starts the program; returns its pid (> 0), or -errno with a message in
@@ -145,6 +153,16 @@ struct kx_spawn {
  * called from a task, terminated if that task is cancelled.  The caller
  * reaps it (kx_child_watch, or waitpid). */
 pid_t kx_spawn(const struct kx_spawn *o, char *err, size_t errlen);
+
+/* kx.spawn's Lua side for a binding: reads the options table at index 1
+ * (cwd, stdin, stdout, stderr, detach; env and argv only without run),
+ * starts the child through kx_spawn with run/ud (NULL: exec argv, as
+ * kx.spawn) and pushes the process handle kx.spawn returns (p:wait(),
+ * p:kill(), p.pid, p.stdout, ...), or nil and a message beginning
+ * "spawn NAME: " where name is argv[0] or, with run, the name given.
+ * Other fields of the table are the binding's.  Returns the number of
+ * values pushed. */
+int kx_spawn_lua(lua_State *L, const char *name, int (*run)(void *ud), void *ud);
 
 /* A new environment for kx_spawn, built before the fork: kxrun's environ
  * with `changes` applied in order ("NAME=VALUE" sets, "NAME" removes; NULL

@@ -351,19 +351,20 @@ static const char *libuv_case(char *msg)
 	return msg;
 }
 
-/* kx.spawn{argv..., env=, cwd=, stdin=, stdout=, stderr=, detach=}
- * -> process | nil, message */
-static int l_spawn(lua_State *L)
+/* kx.spawn's options and process handle, for kx.spawn itself and bindings
+ * whose child runs a function instead of exec (kx.h). */
+int kx_spawn_lua(lua_State *L, const char *name, int (*run)(void *ud), void *ud)
 {
 	static const char *const names[3] = {"stdin", "stdout", "stderr"};
 	luaL_checktype(L, 1, LUA_TTABLE);
-	int argc = (int)lua_rawlen(L, 1);
+	int argc = run ? 1 : (int)lua_rawlen(L, 1);
 	luaL_argcheck(L, argc > 0, 1, "argv is empty");
 	lua_newtable(L);   /* keeps strings alive */
 	int keep = lua_gettop(L);
 	const char **argv = lua_newuserdatauv(L, sizeof(char *) * (size_t)(argc + 1), 0);
 	lua_rawseti(L, keep, 1);
-	for (int i = 1; i <= argc; i++) {
+	argv[0] = name;
+	for (int i = 1; i <= argc && !run; i++) {
 		lua_rawgeti(L, 1, i);
 		if (!lua_isstring(L, -1))
 			return luaL_argerror(L, 1, lua_pushfstring(L, "argv[%d] is a %s, "
@@ -378,12 +379,17 @@ static int l_spawn(lua_State *L)
 	for (int i = 0; i < 3; i++)
 		s.own[i] = s.parent_end[i] = -1;
 	s.o.argv = argv;
+	s.o.run = run;
+	s.o.ud = ud;
 	s.o.cwd = kx_optstringfield(L, 1, "cwd", NULL);
 	lua_getfield(L, 1, "detach");
 	int detach = lua_toboolean(L, -1);   /* any true value, as always */
 	lua_pop(L, 1);
 	s.o.flags = KX_SPAWN_SESSION | (detach ? KX_SPAWN_DETACH : 0);
 	if (lua_getfield(L, 1, "env") != LUA_TNIL) {
+		if (run)
+			kx_fielderror(L, 1, "env", "not for a child that runs no program "
+				      "(it keeps the environment of the image it runs)");
 		if (!lua_istable(L, -1))
 			kx_fielderror(L, 1, "env", "table expected");
 		s.env = make_env(L, lua_gettop(L), keep);
@@ -453,6 +459,13 @@ static int l_spawn(lua_State *L)
 			kx_stream_start_reading(streams[i]);
 	lua_pushvalue(L, pidx);
 	return 1;
+}
+
+/* kx.spawn{argv..., env=, cwd=, stdin=, stdout=, stderr=, detach=}
+ * -> process | nil, message */
+static int l_spawn(lua_State *L)
+{
+	return kx_spawn_lua(L, NULL, NULL, NULL);
 }
 
 int kx_open_proc(lua_State *L)

@@ -176,6 +176,10 @@ static __attribute__((noreturn)) void child(const struct kx_spawn *o,
 		if (e)
 			report(p, STEP_HOOK, e, 0);
 	}
+	if (o->run) {
+		close(p->wfd);   /* set up: kx_spawn returns */
+		_exit(o->run(o->ud));
+	}
 	if (o->flags & KX_SPAWN_STOPPED) {
 		close(p->wfd);
 		p->wfd = -1;
@@ -267,23 +271,30 @@ pid_t kx_spawn(const struct kx_spawn *o, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	const char *name = o->file ? o->file : o->argv[0];
-	int e = find_program(name, o->envp, o->cwd, p.path, sizeof p.path);
-	if (e)
-		return failure(err, errlen, e, "cannot run '%s'", name);
+	int e;
 	p.argv = (char *const *)o->argv;
 	p.envp = o->envp ? (char *const *)o->envp : environ;
 	p.nullfd = -1;
 	p.wfd = -1;
-	size_t argc = 0;
-	while (o->argv[argc])
-		argc++;
-	p.sh_argv = malloc((argc + 2) * sizeof *p.sh_argv);
-	if (!p.sh_argv)
-		return failure(err, errlen, ENOMEM, "cannot run '%s'", name);
-	p.sh_argv[0] = "/bin/sh";
-	p.sh_argv[1] = p.path;
-	for (size_t i = 1; i <= argc; i++)
-		p.sh_argv[i + 1] = (char *)o->argv[i];
+	p.sh_argv = NULL;
+	if (o->run) {
+		snprintf(p.path, sizeof p.path, "%s", name);
+		fflush(NULL);
+	} else {
+		e = find_program(name, o->envp, o->cwd, p.path, sizeof p.path);
+		if (e)
+			return failure(err, errlen, e, "cannot run '%s'", name);
+		size_t argc = 0;
+		while (o->argv[argc])
+			argc++;
+		p.sh_argv = malloc((argc + 2) * sizeof *p.sh_argv);
+		if (!p.sh_argv)
+			return failure(err, errlen, ENOMEM, "cannot run '%s'", name);
+		p.sh_argv[0] = "/bin/sh";
+		p.sh_argv[1] = p.path;
+		for (size_t i = 1; i <= argc; i++)
+			p.sh_argv[i + 1] = (char *)o->argv[i];
+	}
 
 	int fds[2];
 	if (o->io[0] == KX_IO_NULL || o->io[1] == KX_IO_NULL ||
@@ -309,7 +320,7 @@ pid_t kx_spawn(const struct kx_spawn *o, char *err, size_t errlen)
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &saved);
 	pid_t pid;
-	if (o->child_hook || (o->flags & KX_SPAWN_STOPPED) || SANITIZED) {
+	if (o->child_hook || o->run || (o->flags & KX_SPAWN_STOPPED) || SANITIZED) {
 		pid = fork();
 		if (pid == 0)
 			child(o, &p);
