@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -340,6 +341,19 @@ static void pending_cancel(void *ud)
 	pending_end(ud);   /* the process goes with the task (kx_spawn_lua) */
 }
 
+/* The report pipe until a pending owns its read end: a to-be-closed value,
+ * so that an argument error raised by kx_spawn_lua leaks nothing. */
+#define PIPE_T "kx.rfork.reportpipe"
+static int pipe_close(lua_State *L)
+{
+	int *fd = luaL_checkudata(L, 1, PIPE_T);
+	for (int i = 0; i < 2; i++)
+		if (fd[i] >= 0)
+			close(fd[i]);
+	fd[0] = fd[1] = -1;
+	return 0;
+}
+
 /* rfork.spawn{address=, id=, key=, transport=, container=, stdin=, stdout=,
  * stderr=, cwd=, detach=} -> process (as kx.spawn's) | nil, message */
 static int l_spawn(lua_State *L)
@@ -355,27 +369,34 @@ static int l_spawn(lua_State *L)
 	a.transport = check_transport(L, "auto");
 	struct rf_container ct;
 	a.ct = check_container(L, &ct);
-	struct pending *w = calloc(1, sizeof *w);
-	int p[2];
-	if (!w || pipe2(p, O_CLOEXEC) < 0) {
-		free(w);
-		return kx_fail(L, "rfork.spawn: %s", strerror(w ? errno : ENOMEM));
-	}
+	int *p = lua_newuserdatauv(L, 2 * sizeof *p, 0);
+	p[0] = p[1] = -1;
+	luaL_setmetatable(L, PIPE_T);
+	int slot = lua_gettop(L);
+	lua_toclose(L, slot);
+	if (pipe2(p, O_CLOEXEC) < 0 || fcntl(p[0], F_SETFL, O_NONBLOCK) < 0)
+		return kx_fail(L, "rfork.spawn: report pipe: %s", strerror(errno));
 	a.report = p[1];   /* above 2: stdio is open in kxrun */
 	int n = kx_spawn_lua(L, "rfork.spawn", run_resume, &a);
 	close(p[1]);
-	if (n != 1 || fcntl(p[0], F_SETFL, O_NONBLOCK) < 0 ||
-	    uv_poll_init(kx_loop(), &w->poll, p[0]) < 0) {
-		close(p[0]);
+	p[1] = -1;
+	struct pending *w = n == 1 ? calloc(1, sizeof *w) : NULL;
+	if (!w || uv_poll_init(kx_loop(), &w->poll, p[0]) < 0) {
 		free(w);
-		return n;   /* nil, message (a process that watches itself: unlikely) */
+		if (n != 1)
+			return n;   /* nil, message */
+		lua_getfield(L, -1, "pid");
+		kill(-(pid_t)lua_tointeger(L, -1), SIGKILL);   /* reaped by its watch */
+		return kx_fail(L, "rfork.spawn: cannot watch the report pipe: out of memory");
 	}
 	w->task = t;
 	w->fd = p[0];
+	p[0] = -1;
 	w->poll.data = w;
 	lua_pushvalue(L, -1);
 	w->proc = luaL_ref(L, LUA_REGISTRYINDEX);
 	uv_poll_start(&w->poll, UV_READABLE, on_report);
+	lua_closeslot(L, slot);   /* nothing left in it; no slot across the wait */
 	return kx_await(L, t, -1, pending_cancel, w);
 }
 
@@ -402,6 +423,12 @@ int luaopen_kx_rfork(lua_State *L)
 		{"__gc", h_gc}, {"__tostring", h_tostring}, {NULL, NULL},
 	};
 	kx_defclass(L, &(struct kx_class){HANDLE_T, methods, getters, meta});
+	lua_pop(L, 1);
+	static const luaL_Reg pipe_meta[] = {
+		{"__gc", pipe_close}, {"__close", pipe_close}, {NULL, NULL},
+	};
+	luaL_newmetatable(L, PIPE_T);
+	luaL_setfuncs(L, pipe_meta, 0);
 	lua_pop(L, 1);
 	rf_huge_alloc(L);   /* big blocks in huge pages: a prepare copies few page tables */
 	luaL_newlib(L, fns);
