@@ -121,6 +121,22 @@ describe("rfork.spawn", function()
 		stop(p)
 	end)
 
+	it("gives the child none of the caller's descriptors", function()
+		if not need("userfaultfd") then return end
+		local path = datafile()
+		finally(function() os.remove(path) end)
+		local p, snap = start("ctparent.lua")
+		-- io.open: no close-on-exec, and a fork does not exec
+		local held <close> = assert(io.open(path))
+		local c = assert(rfork.spawn(with(snap, { stdin = "pipe", stdout = "pipe" })))
+		c.stdin:write("fds\n")
+		local out = c.stdout:read("a")
+		assert.same({ code = 0 }, c:wait())
+		assert.matches("fd\t", out)
+		assert.is_nil(out:find(path, 1, true), out)
+		stop(p)
+	end)
+
 	it("resumes 16 children at once", function()
 		if not need("userfaultfd") then return end
 		local path = datafile()
