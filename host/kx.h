@@ -120,6 +120,10 @@ enum {
 	 * cannot run 'x': ...") and exit status 127; the PATH search before
 	 * the fork catches the usual cases (not found, not executable). */
 	KX_SPAWN_STOPPED = 1 << 2,
+	/* The child is the caller's sibling (clone with CLONE_PARENT): a
+	 * zygote starts children of its own parent.  The caller cannot reap
+	 * it; with run only (no exec), and best with DETACH. */
+	KX_SPAWN_SIBLING = 1 << 3,
 };
 
 struct kx_spawn {
@@ -155,14 +159,18 @@ struct kx_spawn {
 pid_t kx_spawn(const struct kx_spawn *o, char *err, size_t errlen);
 
 /* kx.spawn's Lua side for a binding: reads the options table at index 1
- * (cwd, stdin, stdout, stderr, detach; env and argv only without run),
- * starts the child through kx_spawn with run/ud (NULL: exec argv, as
- * kx.spawn) and pushes the process handle kx.spawn returns (p:wait(),
- * p:kill(), p.pid, p.stdout, ...), or nil and a message beginning
- * "spawn NAME: " where name is argv[0] or, with run, the name given.
- * Other fields of the table are the binding's.  Returns the number of
- * values pushed. */
-int kx_spawn_lua(lua_State *L, const char *name, int (*run)(void *ud), void *ud);
+ * (cwd, stdin, stdout, stderr, detach; argv and env only without start),
+ * starts the child with start(o, ud, err, errlen) (NULL: kx_spawn, exec
+ * argv, as kx.spawn; else a function with kx_spawn's contract, tracking
+ * included, that starts a child of this process its own way: o->argv is
+ * {name}) and pushes the process handle kx.spawn returns (p:wait(),
+ * p:kill(), p.pid, p.stdout, ...), or nil and a message (kx_spawn's or
+ * start's; "spawn NAME: ..." for a stdio file that cannot be opened, NAME
+ * argv[0] or the name given).  Other fields of the table are the
+ * binding's.  Returns the number of values pushed. */
+typedef pid_t (*kx_spawn_fn)(const struct kx_spawn *o, void *ud, char *err,
+			     size_t errlen);
+int kx_spawn_lua(lua_State *L, const char *name, kx_spawn_fn start, void *ud);
 
 /* A new environment for kx_spawn, built before the fork: kxrun's environ
  * with `changes` applied in order ("NAME=VALUE" sets, "NAME" removes; NULL

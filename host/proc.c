@@ -353,8 +353,9 @@ static const char *libuv_case(char *msg)
 
 /* kx.spawn's options and process handle, for kx.spawn itself and bindings
  * whose child runs a function instead of exec (kx.h). */
-int kx_spawn_lua(lua_State *L, const char *name, int (*run)(void *ud), void *ud)
+int kx_spawn_lua(lua_State *L, const char *name, kx_spawn_fn start, void *ud)
 {
+	int run = start != NULL;   /* no program: argv is the name */
 	static const char *const names[3] = {"stdin", "stdout", "stderr"};
 	luaL_checktype(L, 1, LUA_TTABLE);
 	int argc = run ? 1 : (int)lua_rawlen(L, 1);
@@ -379,8 +380,6 @@ int kx_spawn_lua(lua_State *L, const char *name, int (*run)(void *ud), void *ud)
 	for (int i = 0; i < 3; i++)
 		s.own[i] = s.parent_end[i] = -1;
 	s.o.argv = argv;
-	s.o.run = run;
-	s.o.ud = ud;
 	s.o.cwd = kx_optstringfield(L, 1, "cwd", NULL);
 	lua_getfield(L, 1, "detach");
 	int detach = lua_toboolean(L, -1);   /* any true value, as always */
@@ -406,7 +405,7 @@ int kx_spawn_lua(lua_State *L, const char *name, int (*run)(void *ud), void *ud)
 	}
 
 	char err[512];
-	pid_t pid = kx_spawn(&s.o, err, sizeof err);
+	pid_t pid = start ? start(&s.o, ud, err, sizeof err) : kx_spawn(&s.o, err, sizeof err);
 	for (int i = 0; i < 3; i++) {
 		if (s.own[i] >= 0)
 			close(s.own[i]);

@@ -22,6 +22,7 @@
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -321,7 +322,10 @@ pid_t kx_spawn(const struct kx_spawn *o, char *err, size_t errlen)
 	pthread_sigmask(SIG_BLOCK, &all, &saved);
 	pid_t pid;
 	if (o->child_hook || o->run || (o->flags & KX_SPAWN_STOPPED) || SANITIZED) {
-		pid = fork();
+		/* raw clone: the sibling's glibc keeps the caller's cached tid,
+		 * which only raise() and pthread calls read (not run's) */
+		pid = o->flags & KX_SPAWN_SIBLING ?
+			syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, NULL, NULL, 0) : fork();
 		if (pid == 0)
 			child(o, &p);
 	} else {
@@ -335,7 +339,7 @@ pid_t kx_spawn(const struct kx_spawn *o, char *err, size_t errlen)
 		goto out;
 
 	pid_t pgid = o->pgid ? o->pgid : pid;
-	if (!(o->flags & KX_SPAWN_SESSION))
+	if (!(o->flags & (KX_SPAWN_SESSION | KX_SPAWN_SIBLING)))
 		setpgid(pid, pgid);   /* also here: no race with an early killpg */
 	memset(&r, 0, sizeof r);
 	ssize_t n;

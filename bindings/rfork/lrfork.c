@@ -256,30 +256,15 @@ static int l_resume(lua_State *L)
 
 /* ---- rfork.spawn ----------------------------------------------------------
  *
- * A child resumed from this kxrun without exec: kx.spawn's fork (stdio,
- * session, cwd, the task's cancellation: kx_spawn_lua), whose child runs
- * rf_resume instead of a program.  What fails before the point of no
- * return the child writes to a close-on-exec pipe and exits 1; at the
- * switch the restorer closes every descriptor above 2 (the pager closed
- * its copy when it started), so end of file on the pipe with nothing in
- * it means "resumed".  The caller's task waits for that on the loop, so
- * many spawns from many tasks resume at once. */
-
-struct resume_args {
-	const char *address, *id, *key, *transport;
-	const struct rf_container *ct;
-	int report;   /* the pipe's write end */
-};
-
-/* In the forked child (kx_spawn's run). */
-static int run_resume(void *ud)
-{
-	struct resume_args *a = ud;
-	char err[512];
-	rf_resume(a->address, a->id, a->key, a->transport, a->ct, err, sizeof err);
-	kx_write_all(a->report, err, strlen(err));
-	return 1;
-}
+ * A child resumed without exec: kx.spawn's process (stdio, session, the
+ * task's cancellation: kx_spawn_lua) started by the zygote (zygote.c)
+ * as this process's child, which runs rf_resume instead of a program.
+ * What fails before the point of no return the child writes to a
+ * close-on-exec pipe and exits 1; at the switch the restorer closes every
+ * descriptor above 2 (the pager closed its copy when it started), so end
+ * of file on the pipe with nothing in it means "resumed".  The caller's
+ * task waits for that on the loop, so many spawns from many tasks resume
+ * at once. */
 
 struct pending {
 	kx_task *task;
@@ -360,7 +345,7 @@ static int l_spawn(lua_State *L)
 {
 	kx_task *t = kx_checktask(L, "spawn");
 	luaL_checktype(L, 1, LUA_TTABLE);
-	struct resume_args a;
+	struct rf_spawn_args a;
 	const char *f[3] = {"address", "id", "key"}, *v[3];
 	for (int i = 0; i < 3; i++)
 		if (!(v[i] = kx_optstringfield(L, 1, f[i], NULL)))
@@ -377,7 +362,7 @@ static int l_spawn(lua_State *L)
 	if (pipe2(p, O_CLOEXEC) < 0 || fcntl(p[0], F_SETFL, O_NONBLOCK) < 0)
 		return kx_fail(L, "rfork.spawn: report pipe: %s", strerror(errno));
 	a.report = p[1];   /* above 2: stdio is open in kxrun */
-	int n = kx_spawn_lua(L, "rfork.spawn", run_resume, &a);
+	int n = kx_spawn_lua(L, "rfork.spawn", rf_zygote_spawn, &a);
 	close(p[1]);
 	p[1] = -1;
 	struct pending *w = n == 1 ? calloc(1, sizeof *w) : NULL;

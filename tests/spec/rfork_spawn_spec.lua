@@ -37,12 +37,21 @@ local function with(t, extra)
 	return r
 end
 
--- This kxrun's children (its only thread forks them).
+-- This kxrun's children (its only thread forks them), but for the zygote
+-- rfork.spawn starts once and keeps while this process lives.
 local SELF = io.open("/proc/self/stat"):read("l"):match("^(%d+)")
+local function comm(pid)
+	local f = io.open(("/proc/%d/comm"):format(pid))
+	local c = f and f:read("l")
+	if f then f:close() end
+	return c
+end
 local function children()
 	local f = io.open(("/proc/%s/task/%s/children"):format(SELF, SELF))
 	local t = {}
-	for pid in f:read("a"):gmatch("%d+") do t[#t + 1] = tonumber(pid) end
+	for pid in f:read("a"):gmatch("%d+") do
+		if comm(tonumber(pid)) ~= "kxrun-zygote" then t[#t + 1] = tonumber(pid) end
+	end
 	f:close()
 	return t
 end
@@ -190,6 +199,35 @@ describe("rfork.spawn", function()
 			kx.sleep(0.05)
 		end
 		assert.same({}, children())
+	end)
+
+	it("starts its children from a zygote, started again when it is gone", function()
+		if not need("userfaultfd") then return end
+		local p, snap = start("ctparent.lua")
+		local c = assert(rfork.spawn(with(snap, { stdin = "pipe" })))
+		c.stdin:write("exit 0\n")
+		assert.same({ code = 0 }, c:wait())
+		local f = io.open(("/proc/%s/task/%s/children"):format(SELF, SELF))
+		local zygote
+		for pid in f:read("a"):gmatch("%d+") do
+			if comm(tonumber(pid)) == "kxrun-zygote" then zygote = tonumber(pid) end
+		end
+		f:close()
+		assert.is_number(zygote, "no zygote among this process's children")
+		assert.equal(0, kx.exec{ "kill", "-KILL", tostring(zygote) })
+		for _ = 1, 200 do   -- reaped by this kxrun
+			if not io.open("/proc/" .. zygote .. "/stat") then break end
+			kx.sleep(0.05)
+		end
+		c = assert(rfork.spawn(with(snap, { stdin = "pipe" })))
+		c.stdin:write("exit 4\n")
+		assert.same({ code = 4 }, c:wait())
+		-- a cwd that is not there: said before the switch
+		local none, err = rfork.spawn(with(snap, { cwd = "/nonexistent-kxrun-dir" }))
+		assert.is_nil(none)
+		assert.equal("rfork.spawn: cwd '/nonexistent-kxrun-dir': No such file or directory", err)
+		only_child(p.pid)
+		stop(p)
 	end)
 
 	it("kills a child with p:kill() and ends it with the task that spawned it", function()
