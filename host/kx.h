@@ -145,7 +145,9 @@ struct kx_spawn {
 	/* Instead of exec, the child calls run(ud) and _exits with what it
 	 * returns: a copy of kxrun that does not exec (rfork.spawn resumes a
 	 * snapshot in it).  Always a real fork (never shared memory), so run
-	 * may allocate; kxrun's stdio is flushed before the fork so that no
+	 * may allocate (glibc's fork resets its locks; a raw clone, with
+	 * KX_SPAWN_SIBLING, does not: call that from a single-threaded
+	 * process only); kxrun's stdio is flushed before the fork so that no
 	 * buffered output is written twice.  argv is then only a name for
 	 * messages (argv[0]), envp unused; kx_spawn returns once the set-up
 	 * above succeeded, and what run does after is its own business. */

@@ -9,7 +9,8 @@
  * blocked around it (kxrun's SIGINT handler must never run in the child),
  * and the child calls only async-signal-safe functions.  What fails in the
  * child is written to a close-on-exec pipe as {step, errno}; end of file on
- * it means the exec happened.
+ * it means the exec happened.  A child with run (no exec) is a real fork:
+ * it closes the pipe once set up and may then allocate.
  */
 #include <errno.h>
 #include <fcntl.h>
