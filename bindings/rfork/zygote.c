@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "hostside.h"
@@ -180,6 +181,10 @@ static int start_zygote(char *err, size_t errlen)
 		close(sv[0]);
 		return -1;
 	}
+	/* it answers at once (a clone and the child's set-up): one that does
+	 * not in 10 s (stopped?) is replaced */
+	struct timeval tv = {10, 0};
+	setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 	Z.pid = pid, Z.sock = sv[0];
 	return 0;
 }
@@ -220,7 +225,7 @@ static int ask(const struct zreq *q, const int *fds, int nfds, pid_t *pid, char 
 	if (n == (ssize_t)sizeof *q)
 		while ((n = recv(Z.sock, &r, sizeof r, 0)) < 0 && errno == EINTR)
 			;
-	if (n != (ssize_t)sizeof r) {   /* gone (killed?): the next call starts another */
+	if (n != (ssize_t)sizeof r) {   /* gone or stuck: the next try starts another */
 		snprintf(err, errlen, "the zygote is gone: %s", n < 0 ? strerror(errno) : "end of file");
 		kill(Z.pid, SIGKILL);
 		close(Z.sock);
