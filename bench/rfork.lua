@@ -37,6 +37,8 @@ local exp = lab.experiment{
 		{ "small", type = "size", default = "64M", help = "rate: the parent whose children touch 1%" },
 		{ "concurrency", type = "int", list = true, default = "1,8,64", help = "rate: children at once" },
 		{ "children", type = "int", default = 256, help = "rate: resumes per run" },
+		{ "ballast", type = "size", default = "200M",
+			help = "rate: 4 KiB Lua strings held by rfork.spawn's caller in its last row" },
 		{ "entries", type = "int", default = 1000000, help = "learn: entries of the table" },
 		{ "touch", type = "number", list = true, default = "0.01,0.1,1", help = "touch: fractions read" },
 	},
@@ -184,9 +186,10 @@ end
 
 -- N children resumed by rfork.spawn from one kxrun, C at once (its own CPU
 -- counted with theirs; without the cgroup: nothing counted)
-local function rfork_spawns(n, c, pp, inpath)
+local function rfork_spawns(n, c, pp, inpath, ballast)
 	local cmd = { kx.exe, LIB, "spawn", tostring(n), tostring(c), inpath or "null" }
 	for _, a in ipairs(pp.args) do cmd[#cmd + 1] = a end
+	cmd[#cmd + 1] = ballast
 	local r = in_cpu_group(cmd)
 	r.cpu_ms = r.cpu_ms or 0 / 0
 	return r
@@ -290,6 +293,29 @@ run("rate", function()
 					ours_rate, (r.cpu_ms + holder_ms) / n, spawn_rate / ours_rate, s.counted))
 		end
 	end
+	-- rfork.spawn from a caller holding BALLAST of small Lua strings (what
+	-- a fork would copy: its children come from the zygote), beside an
+	-- empty caller, 8 at once, the 1 GiB parent
+	local n, c = P.children, 8
+	local h0 = proc_cpu(pp.holder)
+	local empty = rfork_spawns(n, c, pp, nil)
+	local eh = proc_cpu(pp.holder) - h0
+	h0 = proc_cpu(pp.holder)
+	local full = rfork_spawns(n, c, pp, nil, label(P.ballast))
+	local fh = proc_cpu(pp.holder) - h0
+	assert(empty.failed == 0 and full.failed == 0, "rfork.spawn resumes failed")
+	-- the caller's own building of the ballast is not a resume's
+	local built = in_cpu_group{ kx.exe, LIB, "spawn", "0", "1", "null", "-", "-", "-",
+		label(P.ballast) }
+	local per = (full.cpu_ms - built.cpu_ms + fh) / n
+	exp:record{ point = { figure = "spawn, big caller", parent = label(P.size), concurrency = c },
+		system = "kxrun", values = { rate = n / full.total_ms * 1000, cpu = per },
+		units = { rate = "1/s", cpu = "ms" } }
+	print(("spawn %-13s x%-3d %7.0f resumes/s  %.2f ms CPU each, the caller holding %s "
+		.. "of 4 KiB strings   empty caller %7.0f/s %.2f ms CPU   ratio %.2fx")
+		:format(label(P.size) .. " print", c, n / full.total_ms * 1000, per, label(P.ballast),
+			n / empty.total_ms * 1000, (empty.cpu_ms + eh) / n,
+			(n / full.total_ms) / (n / empty.total_ms)))
 	stop(small)
 end)
 
