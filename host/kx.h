@@ -166,10 +166,10 @@ pid_t kx_spawn(const struct kx_spawn *o, char *err, size_t errlen);
  * argv, as kx.spawn; else a function with kx_spawn's contract, tracking
  * included, that starts a child of this process its own way: o->argv is
  * {name}) and pushes the process handle kx.spawn returns (p:wait(),
- * p:kill(), p.pid, p.stdout, ...), or nil and a message (kx_spawn's or
- * start's; "spawn NAME: ..." for a stdio file that cannot be opened, NAME
- * argv[0] or the name given).  Other fields of the table are the
- * binding's.  Returns the number of values pushed. */
+ * p:kill(), p.pid, p.stdout, ...), or nil and a message: kx.spawn's
+ * ("cannot run 'x': ...", "spawn x: stdout '/f': ..."), or with start
+ * "NAME: " and what failed (start's message, a stdio file).  Other fields
+ * of the table are the binding's.  Returns the number of values pushed. */
 typedef pid_t (*kx_spawn_fn)(const struct kx_spawn *o, void *ud, char *err,
 			     size_t errlen);
 int kx_spawn_lua(lua_State *L, const char *name, kx_spawn_fn start, void *ud);

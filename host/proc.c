@@ -400,7 +400,8 @@ int kx_spawn_lua(lua_State *L, const char *name, kx_spawn_fn start, void *ud)
 	for (int i = 0; i < 3; i++) {
 		if (stdio_parse(L, names[i], i, &s) < 0) {
 			setup_close(&s);
-			return kx_fail(L, "spawn %s: %s", argv[0], lua_tostring(L, -1));
+			return kx_fail(L, run ? "%s: %s" : "spawn %s: %s", argv[0],
+				       lua_tostring(L, -1));
 		}
 	}
 
@@ -415,6 +416,8 @@ int kx_spawn_lua(lua_State *L, const char *name, kx_spawn_fn start, void *ud)
 	s.env = NULL;
 	if (pid < 0) {
 		setup_close(&s);
+		if (run)
+			return kx_fail(L, "%s: %s", name, err);
 		return kx_fail(L, "%s", libuv_case(err));
 	}
 
@@ -445,7 +448,8 @@ int kx_spawn_lua(lua_State *L, const char *name, kx_spawn_fn start, void *ud)
 		kill(-pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 		on_proc_exit(pid, SIGKILL, p);
-		return kx_fail(L, "spawn %s: cannot watch the child: %s", argv[0],
+		return kx_fail(L, run ? "%s: cannot watch the child: %s" :
+			       "spawn %s: cannot watch the child: %s", argv[0],
 			       strerror(-r));
 	}
 	kx_task *owner = kx_current();

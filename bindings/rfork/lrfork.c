@@ -361,7 +361,7 @@ static int l_spawn(lua_State *L)
 	lua_toclose(L, slot);
 	if (pipe2(p, O_CLOEXEC) < 0 || fcntl(p[0], F_SETFL, O_NONBLOCK) < 0)
 		return kx_fail(L, "rfork.spawn: report pipe: %s", strerror(errno));
-	a.report = p[1];   /* above 2: stdio is open in kxrun */
+	a.report = p[1];
 	int n = kx_spawn_lua(L, "rfork.spawn", rf_zygote_spawn, &a);
 	close(p[1]);
 	p[1] = -1;
