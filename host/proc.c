@@ -355,17 +355,17 @@ static const char *libuv_case(char *msg)
  * whose child runs a function instead of exec (kx.h). */
 int kx_spawn_lua(lua_State *L, const char *name, kx_spawn_fn start, void *ud)
 {
-	int run = start != NULL;   /* no program: argv is the name */
+	int by_binding = start != NULL;   /* the binding's child: argv is the name */
 	static const char *const names[3] = {"stdin", "stdout", "stderr"};
 	luaL_checktype(L, 1, LUA_TTABLE);
-	int argc = run ? 1 : (int)lua_rawlen(L, 1);
+	int argc = by_binding ? 1 : (int)lua_rawlen(L, 1);
 	luaL_argcheck(L, argc > 0, 1, "argv is empty");
 	lua_newtable(L);   /* keeps strings alive */
 	int keep = lua_gettop(L);
 	const char **argv = lua_newuserdatauv(L, sizeof(char *) * (size_t)(argc + 1), 0);
 	lua_rawseti(L, keep, 1);
 	argv[0] = name;
-	for (int i = 1; i <= argc && !run; i++) {
+	for (int i = 1; i <= argc && !by_binding; i++) {
 		lua_rawgeti(L, 1, i);
 		if (!lua_isstring(L, -1))
 			return luaL_argerror(L, 1, lua_pushfstring(L, "argv[%d] is a %s, "
@@ -386,7 +386,7 @@ int kx_spawn_lua(lua_State *L, const char *name, kx_spawn_fn start, void *ud)
 	lua_pop(L, 1);
 	s.o.flags = KX_SPAWN_SESSION | (detach ? KX_SPAWN_DETACH : 0);
 	if (lua_getfield(L, 1, "env") != LUA_TNIL) {
-		if (run)
+		if (by_binding)
 			kx_fielderror(L, 1, "env", "not for a child that runs no program "
 				      "(it keeps the environment of the image it runs)");
 		if (!lua_istable(L, -1))
@@ -400,7 +400,7 @@ int kx_spawn_lua(lua_State *L, const char *name, kx_spawn_fn start, void *ud)
 	for (int i = 0; i < 3; i++) {
 		if (stdio_parse(L, names[i], i, &s) < 0) {
 			setup_close(&s);
-			return kx_fail(L, run ? "%s: %s" : "spawn %s: %s", argv[0],
+			return kx_fail(L, by_binding ? "%s: %s" : "spawn %s: %s", argv[0],
 				       lua_tostring(L, -1));
 		}
 	}
@@ -416,7 +416,7 @@ int kx_spawn_lua(lua_State *L, const char *name, kx_spawn_fn start, void *ud)
 	s.env = NULL;
 	if (pid < 0) {
 		setup_close(&s);
-		if (run)
+		if (by_binding)
 			return kx_fail(L, "%s: %s", name, err);
 		return kx_fail(L, "%s", libuv_case(err));
 	}
@@ -448,7 +448,7 @@ int kx_spawn_lua(lua_State *L, const char *name, kx_spawn_fn start, void *ud)
 		kill(-pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 		on_proc_exit(pid, SIGKILL, p);
-		return kx_fail(L, run ? "%s: cannot watch the child: %s" :
+		return kx_fail(L, by_binding ? "%s: cannot watch the child: %s" :
 			       "spawn %s: cannot watch the child: %s", argv[0],
 			       strerror(-r));
 	}
