@@ -11,6 +11,12 @@
 --   kxrun bench/lib_rfork.lua prepare SIZE REPS
 --       prints the times of REPS prepares (and closes) of SIZE and of one
 --       copy of that memory: {"prepare_ms":[...],"copy_ms":ms}
+--   kxrun bench/lib_rfork.lua spawn N C INPUT ADDRESS ID KEY [BALLAST]
+--       N children resumed by rfork.spawn from this process, C at once
+--       (stdin INPUT, a file or "null"; stdout /dev/null), after building
+--       BALLAST bytes of 4 KiB Lua strings in this caller (small blocks, so
+--       not in huge pages: what a fork copies most; none by default); prints
+--       rfork_spawn's line: {"wall_ms":[...],"total_ms":ms,"failed":n}
 --
 -- A resumed child reads one order on its stdin (none: "hello"):
 --   hello       prints "hello" and exits
@@ -53,6 +59,33 @@ if mode == "prepare" then
 	return
 end
 
+if mode == "spawn" then
+	local n, c, inpath, address, id, key, ballast = tonumber(what), tonumber(opt),
+		arg[4], arg[5], arg[6], arg[7], arg[8]
+	local keep = { bytes = ballast and size(ballast) or 0 }
+	local page = ("b"):rep(4096)
+	for i = 1, keep.bytes // 4096 do keep[i] = page .. i end
+	local wall, failed, next_run, tasks = {}, 0, 1, {}
+	local t0 = kx.now()
+	for i = 1, c do
+		tasks[i] = kx.go(function()
+			while next_run <= n do
+				next_run = next_run + 1
+				local t1 = kx.now()
+				local p = rfork.spawn{ address = address, id = id, key = key,
+					stdin = inpath == "null" and "null" or inpath, stdout = "null" }
+				local st = p and p:wait()
+				if not (st and st.code == 0) then failed = failed + 1 end
+				wall[#wall + 1] = (kx.now() - t1) * 1000
+			end
+		end)
+	end
+	for _, t in ipairs(tasks) do assert(t:wait()) end
+	print(kx.json.encode{ wall_ms = wall, total_ms = (kx.now() - t0) * 1000, failed = failed,
+		ballast = keep.bytes })
+	return
+end
+
 local ws, big
 if mode == "parent" then
 	ws = strings(size(what))
@@ -60,7 +93,8 @@ elseif mode == "table" then
 	big = {}
 	for i = 1, tonumber(what) do big["k" .. i] = i * i end
 else
-	error("usage: lib_rfork.lua parent SIZE | table N | prepare SIZE REPS", 0)
+	error("usage: lib_rfork.lua parent SIZE | table N | prepare SIZE REPS | spawn N C INPUT "
+		.. "ADDRESS ID KEY [BALLAST]", 0)
 end
 local listen = (os.getenv("LISTEN") or "127.0.0.1") .. ":0"
 local h = assert(rfork.prepare{ listen = listen, learn = opt ~= "nolearn" })

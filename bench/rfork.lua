@@ -9,7 +9,9 @@
 --   rate       resumes/s with 1, 8, 64 children at once (goal: >= 1,000/s,
 --              <= 2 ms of CPU each, the pagers and the holder counted),
 --              for a 1 GB parent (children print a line) and a 64 MB parent
---              (children touch 1% of it), beside fresh `kxrun -e` processes
+--              (children touch 1% of it), beside fresh `kxrun -e` processes;
+--              then the same resumes by rfork.spawn from one kxrun (no exec,
+--              its own CPU counted) beside the whole processes
 --   learn      the fork-function demo (a 1 M-entry table, a child looks one
 --              key up): faults per child and resume + answer time, with the
 --              holder's learned working set against a holder without it
@@ -35,6 +37,8 @@ local exp = lab.experiment{
 		{ "small", type = "size", default = "64M", help = "rate: the parent whose children touch 1%" },
 		{ "concurrency", type = "int", list = true, default = "1,8,64", help = "rate: children at once" },
 		{ "children", type = "int", default = 256, help = "rate: resumes per run" },
+		{ "ballast", type = "size", default = "200M",
+			help = "rate: 4 KiB Lua strings held by rfork.spawn's caller in its last row" },
 		{ "entries", type = "int", default = 1000000, help = "learn: entries of the table" },
 		{ "touch", type = "number", list = true, default = "0.01,0.1,1", help = "touch: fractions read" },
 	},
@@ -129,14 +133,12 @@ local function proc_cpu(pid)
 	return (tonumber(fields[12]) + tonumber(fields[13])) * TICK
 end
 
--- rfork_spawn N C [-i INPUT] ARGV... in a cpuacct cgroup of its own, so
--- that the CPU of everything the runs started (the pagers, which no one
--- waits for) is counted: {wall_ms = {...}, total_ms, cpu_ms, failed}
+-- A runner (cmd: rfork_spawn, or lib_rfork.lua spawn) in a cpuacct cgroup
+-- of its own, so that the CPU of everything the runs started (the pagers,
+-- which no one waits for) and of the runner itself is counted:
+-- {wall_ms = {...}, total_ms, cpu_ms, failed}
 local CPUACCT = "/sys/fs/cgroup/cpuacct"
-local function spawn_runs(n, c, argv, inpath, env)
-	local cmd = { SPAWN, tostring(n), tostring(c) }
-	if inpath then cmd[#cmd + 1] = "-i" cmd[#cmd + 1] = inpath end
-	for _, a in ipairs(argv) do cmd[#cmd + 1] = a end
+local function in_cpu_group(cmd, env)
 	local group = io.open(CPUACCT .. "/cgroup.procs") and
 		("%s/kxrun-bench-rfork-%d"):format(CPUACCT, math.random(1 << 30))
 	if group and kx.exec{ "mkdir", group } ~= 0 then group = nil end
@@ -171,6 +173,25 @@ local function spawn_runs(n, c, argv, inpath, env)
 	else
 		r.counted = "the processes waited for (not the pagers)"
 	end
+	return r
+end
+
+-- rfork_spawn N C [-i INPUT] ARGV...: N whole processes, C at once
+local function spawn_runs(n, c, argv, inpath, env)
+	local cmd = { SPAWN, tostring(n), tostring(c) }
+	if inpath then cmd[#cmd + 1] = "-i" cmd[#cmd + 1] = inpath end
+	for _, a in ipairs(argv) do cmd[#cmd + 1] = a end
+	return in_cpu_group(cmd, env)
+end
+
+-- N children resumed by rfork.spawn from one kxrun, C at once (its own CPU
+-- counted with theirs; without the cgroup: nothing counted)
+local function rfork_spawns(n, c, pp, inpath, ballast)
+	local cmd = { kx.exe, LIB, "spawn", tostring(n), tostring(c), inpath or "null" }
+	for _, a in ipairs(pp.args) do cmd[#cmd + 1] = a end
+	cmd[#cmd + 1] = ballast
+	local r = in_cpu_group(cmd)
+	r.cpu_ms = r.cpu_ms or 0 / 0
 	return r
 end
 
@@ -255,8 +276,46 @@ run("rate", function()
 				.. "kxrun -e print %7.0f/s %.2f ms CPU   ratio %.2fx  [CPU: %s + the holder]")
 				:format(w[3], c, ours_rate, (r.cpu_ms + holder_ms) / n, holder_ms / n,
 					peer_rate, peer.cpu_ms / n, ours_rate / peer_rate, r.counted))
+			-- the same resumes by rfork.spawn from one kxrun (no exec), beside
+			-- the whole `kxrun rfork resume` processes above
+			h0 = proc_cpu(w[1].holder)
+			local s = rfork_spawns(n, c, w[1], w[2])
+			local sholder_ms = proc_cpu(w[1].holder) - h0
+			assert(s.failed == 0, ("%d of %d rfork.spawn resumes failed"):format(s.failed, n))
+			local spawn_rate = n / s.total_ms * 1000
+			exp:record{ point = { figure = "spawn rate", parent = w[3], concurrency = c },
+				system = "kxrun", values = { rate = spawn_rate, cpu = (s.cpu_ms + sholder_ms) / n },
+				units = { rate = "1/s", cpu = "ms" } }
+			print(("spawn %-13s x%-3d %7.0f resumes/s  %.2f ms CPU each (%.2f holder)   "
+				.. "rfork resume   %7.0f/s %.2f ms CPU   ratio %.2fx  [CPU: %s, the "
+				.. "calling kxrun included, + the holder]")
+				:format(w[3], c, spawn_rate, (s.cpu_ms + sholder_ms) / n, sholder_ms / n,
+					ours_rate, (r.cpu_ms + holder_ms) / n, spawn_rate / ours_rate, s.counted))
 		end
 	end
+	-- rfork.spawn from a caller holding BALLAST of small Lua strings (what
+	-- a fork would copy: its children come from the zygote), beside an
+	-- empty caller, 8 at once, the 1 GiB parent
+	local n, c = P.children, 8
+	local h0 = proc_cpu(pp.holder)
+	local empty = rfork_spawns(n, c, pp, nil)
+	local eh = proc_cpu(pp.holder) - h0
+	h0 = proc_cpu(pp.holder)
+	local full = rfork_spawns(n, c, pp, nil, label(P.ballast))
+	local fh = proc_cpu(pp.holder) - h0
+	assert(empty.failed == 0 and full.failed == 0, "rfork.spawn resumes failed")
+	-- the caller's own building of the ballast is not a resume's
+	local built = in_cpu_group{ kx.exe, LIB, "spawn", "0", "1", "null", "-", "-", "-",
+		label(P.ballast) }
+	local per = (full.cpu_ms - built.cpu_ms + fh) / n
+	exp:record{ point = { figure = "spawn, big caller", parent = label(P.size), concurrency = c },
+		system = "kxrun", values = { rate = n / full.total_ms * 1000, cpu = per },
+		units = { rate = "1/s", cpu = "ms" } }
+	print(("spawn %-13s x%-3d %7.0f resumes/s  %.2f ms CPU each, the caller holding %s "
+		.. "of 4 KiB strings   empty caller %7.0f/s %.2f ms CPU   ratio %.2fx")
+		:format(label(P.size) .. " print", c, n / full.total_ms * 1000, per, label(P.ballast),
+			n / empty.total_ms * 1000, (empty.cpu_ms + eh) / n,
+			(n / full.total_ms) / (n / empty.total_ms)))
 	stop(small)
 end)
 

@@ -120,6 +120,10 @@ enum {
 	 * cannot run 'x': ...") and exit status 127; the PATH search before
 	 * the fork catches the usual cases (not found, not executable). */
 	KX_SPAWN_STOPPED = 1 << 2,
+	/* The child is the caller's sibling (clone with CLONE_PARENT): a
+	 * zygote starts children of its own parent.  The caller cannot reap
+	 * it; with run only (no exec), and best with DETACH. */
+	KX_SPAWN_SIBLING = 1 << 3,
 };
 
 struct kx_spawn {
@@ -138,6 +142,16 @@ struct kx_spawn {
 	 * no Lua).  A non-zero return is an errno: the spawn fails with it. */
 	int (*child_hook)(void *ud);
 	void *ud;
+	/* Instead of exec, the child calls run(ud) and _exits with what it
+	 * returns: a copy of kxrun that does not exec (rfork.spawn resumes a
+	 * snapshot in it).  Always a real fork (never shared memory), so run
+	 * may allocate (glibc's fork resets its locks; a raw clone, with
+	 * KX_SPAWN_SIBLING, does not: call that from a single-threaded
+	 * process only); kxrun's stdio is flushed before the fork so that no
+	 * buffered output is written twice.  argv is then only a name for
+	 * messages (argv[0]), envp unused; kx_spawn returns once the set-up
+	 * above succeeded, and what run does after is its own business. */
+	int (*run)(void *ud);
 };
 
 /* Starts the program; returns its pid (> 0), or -errno with a message in
@@ -145,6 +159,20 @@ struct kx_spawn {
  * called from a task, terminated if that task is cancelled.  The caller
  * reaps it (kx_child_watch, or waitpid). */
 pid_t kx_spawn(const struct kx_spawn *o, char *err, size_t errlen);
+
+/* kx.spawn's Lua side for a binding: reads the options table at index 1
+ * (cwd, stdin, stdout, stderr, detach; argv and env only without start),
+ * starts the child with start(o, ud, err, errlen) (NULL: kx_spawn, exec
+ * argv, as kx.spawn; else a function with kx_spawn's contract, tracking
+ * included, that starts a child of this process its own way: o->argv is
+ * {name}) and pushes the process handle kx.spawn returns (p:wait(),
+ * p:kill(), p.pid, p.stdout, ...), or nil and a message: kx.spawn's
+ * ("cannot run 'x': ...", "spawn x: stdout '/f': ..."), or with start
+ * "NAME: " and what failed (start's message, a stdio file).  Other fields
+ * of the table are the binding's.  Returns the number of values pushed. */
+typedef pid_t (*kx_spawn_fn)(const struct kx_spawn *o, void *ud, char *err,
+			     size_t errlen);
+int kx_spawn_lua(lua_State *L, const char *name, kx_spawn_fn start, void *ud);
 
 /* A new environment for kx_spawn, built before the fork: kxrun's environ
  * with `changes` applied in order ("NAME=VALUE" sets, "NAME" removes; NULL

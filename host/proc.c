@@ -351,19 +351,21 @@ static const char *libuv_case(char *msg)
 	return msg;
 }
 
-/* kx.spawn{argv..., env=, cwd=, stdin=, stdout=, stderr=, detach=}
- * -> process | nil, message */
-static int l_spawn(lua_State *L)
+/* kx.spawn's options and process handle, for kx.spawn itself and bindings
+ * whose child runs a function instead of exec (kx.h). */
+int kx_spawn_lua(lua_State *L, const char *name, kx_spawn_fn start, void *ud)
 {
+	int by_binding = start != NULL;   /* the binding's child: argv is the name */
 	static const char *const names[3] = {"stdin", "stdout", "stderr"};
 	luaL_checktype(L, 1, LUA_TTABLE);
-	int argc = (int)lua_rawlen(L, 1);
+	int argc = by_binding ? 1 : (int)lua_rawlen(L, 1);
 	luaL_argcheck(L, argc > 0, 1, "argv is empty");
 	lua_newtable(L);   /* keeps strings alive */
 	int keep = lua_gettop(L);
 	const char **argv = lua_newuserdatauv(L, sizeof(char *) * (size_t)(argc + 1), 0);
 	lua_rawseti(L, keep, 1);
-	for (int i = 1; i <= argc; i++) {
+	argv[0] = name;
+	for (int i = 1; i <= argc && !by_binding; i++) {
 		lua_rawgeti(L, 1, i);
 		if (!lua_isstring(L, -1))
 			return luaL_argerror(L, 1, lua_pushfstring(L, "argv[%d] is a %s, "
@@ -384,6 +386,9 @@ static int l_spawn(lua_State *L)
 	lua_pop(L, 1);
 	s.o.flags = KX_SPAWN_SESSION | (detach ? KX_SPAWN_DETACH : 0);
 	if (lua_getfield(L, 1, "env") != LUA_TNIL) {
+		if (by_binding)
+			kx_fielderror(L, 1, "env", "not for a child that runs no program "
+				      "(it keeps the environment of the image it runs)");
 		if (!lua_istable(L, -1))
 			kx_fielderror(L, 1, "env", "table expected");
 		s.env = make_env(L, lua_gettop(L), keep);
@@ -395,12 +400,13 @@ static int l_spawn(lua_State *L)
 	for (int i = 0; i < 3; i++) {
 		if (stdio_parse(L, names[i], i, &s) < 0) {
 			setup_close(&s);
-			return kx_fail(L, "spawn %s: %s", argv[0], lua_tostring(L, -1));
+			return kx_fail(L, by_binding ? "%s: %s" : "spawn %s: %s", argv[0],
+				       lua_tostring(L, -1));
 		}
 	}
 
 	char err[512];
-	pid_t pid = kx_spawn(&s.o, err, sizeof err);
+	pid_t pid = start ? start(&s.o, ud, err, sizeof err) : kx_spawn(&s.o, err, sizeof err);
 	for (int i = 0; i < 3; i++) {
 		if (s.own[i] >= 0)
 			close(s.own[i]);
@@ -410,6 +416,8 @@ static int l_spawn(lua_State *L)
 	s.env = NULL;
 	if (pid < 0) {
 		setup_close(&s);
+		if (by_binding)
+			return kx_fail(L, "%s: %s", name, err);
 		return kx_fail(L, "%s", libuv_case(err));
 	}
 
@@ -440,7 +448,8 @@ static int l_spawn(lua_State *L)
 		kill(-pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 		on_proc_exit(pid, SIGKILL, p);
-		return kx_fail(L, "spawn %s: cannot watch the child: %s", argv[0],
+		return kx_fail(L, by_binding ? "%s: cannot watch the child: %s" :
+			       "spawn %s: cannot watch the child: %s", argv[0],
 			       strerror(-r));
 	}
 	kx_task *owner = kx_current();
@@ -453,6 +462,13 @@ static int l_spawn(lua_State *L)
 			kx_stream_start_reading(streams[i]);
 	lua_pushvalue(L, pidx);
 	return 1;
+}
+
+/* kx.spawn{argv..., env=, cwd=, stdin=, stdout=, stderr=, detach=}
+ * -> process | nil, message */
+static int l_spawn(lua_State *L)
+{
+	return kx_spawn_lua(L, NULL, NULL, NULL);
 }
 
 int kx_open_proc(lua_State *L)

@@ -9,7 +9,8 @@
  * blocked around it (kxrun's SIGINT handler must never run in the child),
  * and the child calls only async-signal-safe functions.  What fails in the
  * child is written to a close-on-exec pipe as {step, errno}; end of file on
- * it means the exec happened.
+ * it means the exec happened.  A child with run (no exec) is a real fork:
+ * it closes the pipe once set up and may then allocate.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +23,7 @@
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -176,6 +178,10 @@ static __attribute__((noreturn)) void child(const struct kx_spawn *o,
 		if (e)
 			report(p, STEP_HOOK, e, 0);
 	}
+	if (o->run) {
+		close(p->wfd);   /* set up: kx_spawn returns */
+		_exit(o->run(o->ud));
+	}
 	if (o->flags & KX_SPAWN_STOPPED) {
 		close(p->wfd);
 		p->wfd = -1;
@@ -267,23 +273,30 @@ pid_t kx_spawn(const struct kx_spawn *o, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	const char *name = o->file ? o->file : o->argv[0];
-	int e = find_program(name, o->envp, o->cwd, p.path, sizeof p.path);
-	if (e)
-		return failure(err, errlen, e, "cannot run '%s'", name);
+	int e;
 	p.argv = (char *const *)o->argv;
 	p.envp = o->envp ? (char *const *)o->envp : environ;
 	p.nullfd = -1;
 	p.wfd = -1;
-	size_t argc = 0;
-	while (o->argv[argc])
-		argc++;
-	p.sh_argv = malloc((argc + 2) * sizeof *p.sh_argv);
-	if (!p.sh_argv)
-		return failure(err, errlen, ENOMEM, "cannot run '%s'", name);
-	p.sh_argv[0] = "/bin/sh";
-	p.sh_argv[1] = p.path;
-	for (size_t i = 1; i <= argc; i++)
-		p.sh_argv[i + 1] = (char *)o->argv[i];
+	p.sh_argv = NULL;
+	if (o->run) {
+		snprintf(p.path, sizeof p.path, "%s", name);
+		fflush(NULL);
+	} else {
+		e = find_program(name, o->envp, o->cwd, p.path, sizeof p.path);
+		if (e)
+			return failure(err, errlen, e, "cannot run '%s'", name);
+		size_t argc = 0;
+		while (o->argv[argc])
+			argc++;
+		p.sh_argv = malloc((argc + 2) * sizeof *p.sh_argv);
+		if (!p.sh_argv)
+			return failure(err, errlen, ENOMEM, "cannot run '%s'", name);
+		p.sh_argv[0] = "/bin/sh";
+		p.sh_argv[1] = p.path;
+		for (size_t i = 1; i <= argc; i++)
+			p.sh_argv[i + 1] = (char *)o->argv[i];
+	}
 
 	int fds[2];
 	if (o->io[0] == KX_IO_NULL || o->io[1] == KX_IO_NULL ||
@@ -309,8 +322,11 @@ pid_t kx_spawn(const struct kx_spawn *o, char *err, size_t errlen)
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &saved);
 	pid_t pid;
-	if (o->child_hook || (o->flags & KX_SPAWN_STOPPED) || SANITIZED) {
-		pid = fork();
+	if (o->child_hook || o->run || (o->flags & KX_SPAWN_STOPPED) || SANITIZED) {
+		/* raw clone: the sibling's glibc keeps the caller's cached tid,
+		 * which only raise() and pthread calls read (not run's) */
+		pid = o->flags & KX_SPAWN_SIBLING ?
+			syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, NULL, NULL, 0) : fork();
 		if (pid == 0)
 			child(o, &p);
 	} else {
@@ -324,7 +340,7 @@ pid_t kx_spawn(const struct kx_spawn *o, char *err, size_t errlen)
 		goto out;
 
 	pid_t pgid = o->pgid ? o->pgid : pid;
-	if (!(o->flags & KX_SPAWN_SESSION))
+	if (!(o->flags & (KX_SPAWN_SESSION | KX_SPAWN_SIBLING)))
 		setpgid(pid, pgid);   /* also here: no race with an early killpg */
 	memset(&r, 0, sizeof r);
 	ssize_t n;

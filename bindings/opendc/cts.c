@@ -297,16 +297,19 @@ static int on_sample(void *ud, const struct od_sample *s, const char *where)
 			      where, pid > OD_MAX_PID ? "pid" : "rss_kb",
 			      pid > OD_MAX_PID ? "1..2147483647" :
 			      "0..2^40 KiB");
-	t = od_owner_of(x, pid, ts, dt);
-	if (t < 0 && s->int_ok[OD_PPID]) {
+	int o = od_owner_index(x, pid, ts, dt);
+	if (o < 0 && s->int_ok[OD_PPID]) {
 		t = od_owner_of(x, s->i[OD_PPID], ts, dt);
-		if (t >= 0 && od_add_owner(x, pid, t, ts - dt - 1,
-					x->tasks[t].ts_end) < 0)
-			return -1;
+		if (t >= 0) {
+			if (od_add_owner(x, pid, t, ts - dt - 1,
+					 x->tasks[t].ts_end) < 0)
+				return -1;
+			o = x->nowners - 1;
+		}
 	}
-	if (t < 0)
+	if (o < 0)
 		return 0;
-	return od_add_sample(x, t, ts, dt, cpu, rss);
+	return od_add_sample(x, o, ts, dt, cpu, rss);
 }
 
 /* One node directory: DIR/CTS/{nodes.json,invocations.jsonl,...}. */

@@ -41,13 +41,12 @@ int od_add_owner(struct exporter *x, int64_t pid, int task, int64_t from,
 		}
 	}
 	int b = (int)((uint64_t)pid % x->nheads);
-	x->owners[x->nowners] = (struct owner){ pid, from, to, task, x->heads[b] };
+	x->owners[x->nowners] = (struct owner){ pid, from, to, task, x->heads[b], 0 };
 	x->heads[b] = x->nowners++;
 	return 0;
 }
 
-/* The task owning pid for a sample covering (ts - dt, ts], or -1. */
-int od_owner_of(struct exporter *x, int64_t pid, int64_t ts, int64_t dt)
+int od_owner_index(struct exporter *x, int64_t pid, int64_t ts, int64_t dt)
 {
 	if (!x->nheads)
 		return -1;
@@ -55,9 +54,15 @@ int od_owner_of(struct exporter *x, int64_t pid, int64_t ts, int64_t dt)
 	     i = x->owners[i].next) {
 		const struct owner *o = &x->owners[i];
 		if (o->pid == pid && ts > o->from && ts - dt < o->to)
-			return o->task;
+			return i;
 	}
 	return -1;
+}
+
+int od_owner_of(struct exporter *x, int64_t pid, int64_t ts, int64_t dt)
+{
+	int i = od_owner_index(x, pid, ts, dt);
+	return i < 0 ? -1 : x->owners[i].task;
 }
 
 void od_reset_owners(struct exporter *x)
@@ -104,24 +109,32 @@ static int end_tick(struct exporter *x, int id)
 	return 0;
 }
 
-int od_add_sample(struct exporter *x, int id, int64_t ts, int64_t dt,
+int od_add_sample(struct exporter *x, int owner, int64_t ts, int64_t dt,
 		  double cpu_ms, int64_t rss_kib)
 {
+	struct owner *o = &x->owners[owner];
+	int id = o->task;
 	struct task *t = &x->tasks[id];
 	double cores = dt > 0 ? cpu_ms / (double)dt : 0;
 
-	if (t->in_tick && ts > t->tick_ts + t->tick_dt / 2 &&
+	/* a tick stretches over the interval of the row that began it: an
+	 * idle parent's row a second apart, its busy child's rows 50 ms
+	 * apart; the child's next row begins the next tick (each was added
+	 * to the parent's tick: three cores for one) */
+	if (t->in_tick && (ts > t->tick_ts + t->tick_dt / 2 || o->tick_seq == t->tick_seq) &&
 	    end_tick(x, id) < 0)
 		return -1;
 	if (!t->in_tick) {
 		t->in_tick = true;
 		t->tick_ts = ts;
 		t->tick_dt = dt;
+		t->tick_seq++;
 		t->tick_cores = 0;
 		t->tick_rss = 0;
 	} else if (ts < t->tick_ts - t->tick_dt / 2) {
 		x->sum->samples_late++;
 	}
+	o->tick_seq = t->tick_seq;
 	t->tick_cores += cores;
 	t->tick_rss += rss_kib;
 	x->sum->samples_used++;

@@ -28,6 +28,7 @@ struct task {
 	int64_t cursor, nfrag;
 	bool in_tick;
 	int64_t tick_ts, tick_dt, tick_rss;
+	int64_t tick_seq;	/* which tick it is (struct owner's) */
 	double tick_cores, last_usage, max_cores;
 	int64_t peak_rss_kib;
 	/* the largest peak_rss_kb of one of its processes at its end (the
@@ -39,6 +40,7 @@ struct task {
 struct owner {
 	int64_t pid, from, to;
 	int task, next;
+	int64_t tick_seq;	/* its task's tick of its last row */
 };
 
 struct exporter {
@@ -62,13 +64,17 @@ int od_add_owner(struct exporter *x, int64_t pid, int task, int64_t from,
 
 /* The task owning pid for a sample covering (ts - dt, ts], or -1. */
 int od_owner_of(struct exporter *x, int64_t pid, int64_t ts, int64_t dt);
+/* The same owner's index in x->owners, or -1. */
+int od_owner_index(struct exporter *x, int64_t pid, int64_t ts, int64_t dt);
 
 /* Forgets every owner (pids are per node). */
 void od_reset_owners(struct exporter *x);
 
-/* A sample of task id: it joins the task's tick or starts the next one
- * (the current one becoming a fragment). */
-int od_add_sample(struct exporter *x, int id, int64_t ts, int64_t dt,
+/* A sample of the process of owner (an index in x->owners): it joins its
+ * task's tick or starts the next one (the current one becoming a
+ * fragment).  A tick holds one row per process: a second row of the same
+ * process starts the next tick, whatever the times say. */
+int od_add_sample(struct exporter *x, int owner, int64_t ts, int64_t dt,
 		  double cpu_ms, int64_t rss_kib);
 
 /* After the node's last sample: closes every task from first on. */

@@ -172,6 +172,9 @@ static void pass_on(int sig)
 /* R: C's message, or its end once it switched. */
 static __attribute__((noreturn)) void supervise(struct rf_ctrun *run)
 {
+	/* nothing of the process R was forked from stays open for C's life
+	 * (rfork.spawn's kxrun: its pipes, its report pipe, its loop) */
+	syscall(SYS_close_range, 3, ~0U, 0);
 	int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
 	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
 		signal(sigs[i], pass_on);

@@ -32,4 +32,17 @@ int rf_host_fds(const void *blob, size_t len, char *err, size_t errlen);
  * uv_queue_work is served by a pool of this process. */
 void rf_workpool_reset(void);
 
+/* zygote.c: rfork.spawn's children come from a small exec'd process (no
+ * copy of a big caller's page tables).  rf_zygote_spawn is kx_spawn_lua's
+ * start (ud: struct rf_spawn_args; the child is this process's own);
+ * rf_zygote_main is `kxrun rfork _zygote`, serving the socket sock. */
+struct rf_container;
+struct rf_spawn_args {
+	const char *address, *id, *key, *transport;
+	const struct rf_container *ct;
+	int report;   /* the child writes why it failed here, before the switch */
+};
+pid_t rf_zygote_spawn(const struct kx_spawn *o, void *ud, char *err, size_t errlen);
+int rf_zygote_main(int sock);
+
 #endif

@@ -16,8 +16,12 @@
  */
 #include "rfork.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "hostside.h"
 
@@ -250,6 +254,137 @@ static int l_resume(lua_State *L)
 	return kx_fail(L, "rfork.resume: %s", err);
 }
 
+/* ---- rfork.spawn ----------------------------------------------------------
+ *
+ * A child resumed without exec: kx.spawn's process (stdio, session, the
+ * task's cancellation: kx_spawn_lua) started by the zygote (zygote.c)
+ * as this process's child, which runs rf_resume instead of a program.
+ * What fails before the point of no return the child writes to a
+ * close-on-exec pipe and exits 1; at the switch the restorer closes every
+ * descriptor above 2 (the pager closed its copy when it started), so end
+ * of file on the pipe with nothing in it means "resumed".  The caller's
+ * task waits for that on the loop, so many spawns from many tasks resume
+ * at once. */
+
+struct pending {
+	kx_task *task;
+	uv_poll_t poll;
+	int fd;
+	int proc;     /* registry ref of the process handle */
+	size_t len;
+	char msg[512];
+};
+
+static void pending_closed(uv_handle_t *h)
+{
+	struct pending *w = h->data;
+	close(w->fd);
+	free(w);
+}
+
+static void pending_end(struct pending *w)
+{
+	luaL_unref(kx_task_state(w->task), LUA_REGISTRYINDEX, w->proc);
+	uv_poll_stop(&w->poll);
+	uv_close((uv_handle_t *)&w->poll, pending_closed);
+}
+
+static void on_report(uv_poll_t *h, int status, int events)
+{
+	struct pending *w = h->data;
+	(void)events;
+	ssize_t n = 0;
+	if (status == 0) {
+		n = read(w->fd, w->msg + w->len, sizeof w->msg - 1 - w->len);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n > 0 && (w->len += n) < sizeof w->msg - 1)
+			return;   /* until end of file (the child's exit) */
+	}
+	lua_State *T = kx_task_state(w->task);
+	int nres = 1;
+	if (w->len) {
+		w->msg[w->len] = 0;
+		lua_pushnil(T);
+		lua_pushfstring(T, "rfork.spawn: %s", w->msg);
+		nres = 2;
+	} else if (n < 0 || status < 0) {
+		lua_pushnil(T);
+		lua_pushfstring(T, "rfork.spawn: reading the child's report: %s",
+		                status < 0 ? uv_strerror(status) : strerror(errno));
+		nres = 2;
+	} else {
+		lua_rawgeti(T, LUA_REGISTRYINDEX, w->proc);
+	}
+	kx_task *t = w->task;
+	pending_end(w);
+	kx_wake(t, nres);
+}
+
+static void pending_cancel(void *ud)
+{
+	pending_end(ud);   /* the process goes with the task (kx_spawn_lua) */
+}
+
+/* The report pipe until a pending owns its read end: a to-be-closed value,
+ * so that an argument error raised by kx_spawn_lua leaks nothing. */
+#define PIPE_T "kx.rfork.reportpipe"
+static int pipe_close(lua_State *L)
+{
+	int *fd = luaL_checkudata(L, 1, PIPE_T);
+	for (int i = 0; i < 2; i++)
+		if (fd[i] >= 0)
+			close(fd[i]);
+	fd[0] = fd[1] = -1;
+	return 0;
+}
+
+/* rfork.spawn{address=, id=, key=, transport=, container=, stdin=, stdout=,
+ * stderr=, cwd=, detach=} -> process (as kx.spawn's) | nil, message */
+static int l_spawn(lua_State *L)
+{
+	kx_task *t = kx_checktask(L, "spawn");
+	luaL_checktype(L, 1, LUA_TTABLE);
+	struct rf_spawn_args a;
+	const char *f[3] = {"address", "id", "key"}, *v[3];
+	for (int i = 0; i < 3; i++)
+		if (!(v[i] = kx_optstringfield(L, 1, f[i], NULL)))
+			return kx_fielderror(L, 1, f[i], "string expected, got nil");
+	a.address = v[0], a.id = v[1], a.key = v[2];
+	a.transport = check_transport(L, "auto");
+	struct rf_container ct;
+	a.ct = check_container(L, &ct);
+	int *p = lua_newuserdatauv(L, 2 * sizeof *p, 0);
+	p[0] = p[1] = -1;
+	luaL_setmetatable(L, PIPE_T);
+	int slot = lua_gettop(L);
+	lua_toclose(L, slot);
+	if (pipe2(p, O_CLOEXEC) < 0 || fcntl(p[0], F_SETFL, O_NONBLOCK) < 0)
+		return kx_fail(L, "rfork.spawn: report pipe: %s", strerror(errno));
+	a.report = p[1];
+	int n = kx_spawn_lua(L, "rfork.spawn", rf_zygote_spawn, &a);
+	close(p[1]);
+	p[1] = -1;
+	struct pending *w = n == 1 ? calloc(1, sizeof *w) : NULL;
+	if (!w || uv_poll_init(kx_loop(), &w->poll, p[0]) < 0) {
+		free(w);
+		if (n != 1)
+			return n;   /* nil, message */
+		lua_getfield(L, -1, "pid");
+		kill(-(pid_t)lua_tointeger(L, -1), SIGKILL);   /* reaped by its watch */
+		return kx_fail(L, "rfork.spawn: cannot watch the report pipe: out of memory");
+	}
+	w->task = t;
+	w->fd = p[0];
+	p[0] = -1;
+	w->poll.data = w;
+	lua_pushvalue(L, -1);
+	w->proc = luaL_ref(L, LUA_REGISTRYINDEX);
+	uv_poll_start(&w->poll, UV_READABLE, on_report);
+	lua_closeslot(L, slot);   /* nothing left in it; no slot across the wait */
+	return kx_await(L, t, -1, pending_cancel, w);
+}
+
 int rf_lua_bench(lua_State *L);   /* bench.c */
 void rf_huge_alloc(lua_State *L);  /* hugealloc.c */
 
@@ -258,6 +393,7 @@ int luaopen_kx_rfork(lua_State *L)
 	static const luaL_Reg fns[] = {
 		{"prepare", l_prepare},
 		{"resume", l_resume},
+		{"spawn", l_spawn},
 		{"_bench", rf_lua_bench},
 		{NULL, NULL},
 	};
@@ -272,6 +408,12 @@ int luaopen_kx_rfork(lua_State *L)
 		{"__gc", h_gc}, {"__tostring", h_tostring}, {NULL, NULL},
 	};
 	kx_defclass(L, &(struct kx_class){HANDLE_T, methods, getters, meta});
+	lua_pop(L, 1);
+	static const luaL_Reg pipe_meta[] = {
+		{"__gc", pipe_close}, {"__close", pipe_close}, {NULL, NULL},
+	};
+	luaL_newmetatable(L, PIPE_T);
+	luaL_setfuncs(L, pipe_meta, 0);
 	lua_pop(L, 1);
 	rf_huge_alloc(L);   /* big blocks in huge pages: a prepare copies few page tables */
 	luaL_newlib(L, fns);

@@ -13,6 +13,7 @@
  * rfork: rfork.resume: ...", exit 1.
  */
 #include "rfork.h"
+#include "hostside.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +59,8 @@ static int take(const char *name, const char *v, const char **transport,
 
 int rf_early_main(int argc, char **argv)
 {
+	if (argc == 3 && !strcmp(argv[1], "rfork") && !strcmp(argv[2], "_zygote"))
+		return rf_zygote_main(0);   /* rfork.spawn's (zygote.c) */
 	if (argc < 3 || strcmp(argv[1], "rfork") || strcmp(argv[2], "resume"))
 		return -1;
 	const char *transport = getenv("KXRUN_RFORK_TRANSPORT"), *pos[3];

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <time.h>
@@ -153,6 +154,20 @@ long trace_proc_rss_kb(pid_t pid)
 	if (sscanf(buf, "%ld %ld", &size, &resident) != 2)
 		return -1;
 	return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+int trace_proc_execed(pid_t pid)
+{
+	char path[64];
+	unsigned long v[128];
+	snprintf(path, sizeof path, "/proc/%d/auxv", (int)pid);
+	ssize_t n = read_small(path, (char *)v, sizeof v);
+	if (n < 0)
+		return -1;
+	for (size_t i = 0; i + 1 < (size_t)n / sizeof v[0] && v[i] != AT_NULL; i += 2)
+		if (v[i] == AT_RANDOM)
+			return v[i + 1] != getauxval(AT_RANDOM);
+	return 1;
 }
 
 /* Appends the pids listed in a children file to out (from n); returns the

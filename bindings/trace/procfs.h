@@ -54,6 +54,11 @@ long trace_proc_hwm_kb(pid_t pid);
 /* Resident set in KiB from /proc/PID/statm; -1 when gone. */
 long trace_proc_rss_kb(pid_t pid);
 
+/* Whether pid, forked from this process, has exec'd since: 1 (its auxv is
+ * no longer ours: AT_RANDOM points elsewhere), 0 (not yet: its memory is
+ * still a copy of ours), -1 when gone. */
+int trace_proc_execed(pid_t pid);
+
 /* Children of every thread of pid (from /proc/PID/task/TID/children): up
  * to max into out; returns how many, or -errno.  threads: how many it has
  * (stat's num_threads; 1 reads the leader's list alone, 0 if unknown). */

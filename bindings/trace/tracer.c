@@ -407,6 +407,15 @@ void trace_tick(struct tracer *t)
 			end_row(t, p, at);
 			continue;
 		}
+		/* a launched command before its exec is a copy of kxrun (on a
+		 * loaded machine for a while): that memory is not the
+		 * command's, and beside its child's in one tick it was counted
+		 * twice */
+		if (p->launched && !p->execed) {
+			if (trace_proc_execed(p->pid) == 0)
+				continue;
+			p->execed = 1;
+		}
 		/* /proc source: its peak so far, whenever it ran (the kernel's
 		 * figure at its end is not to be had for a descendant) */
 		if (t->map_fd < 0 && (p->read_ms == 0 || st.cpu_ms != p->cpu_ms))

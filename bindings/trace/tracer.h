@@ -32,6 +32,7 @@ struct tracked {
 	char comm[64];
 	int alive;
 	int launched;        /* its end is recorded by the launch path */
+	int execed;          /* launched: seen after its exec */
 	int stat_fd;         /* /proc/PID/stat kept open, or -1 */
 	unsigned slot;       /* its eBPF switch counter */
 	unsigned long long seen_switches;   /* the counter at the last read */

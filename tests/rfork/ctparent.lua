@@ -9,6 +9,8 @@
 --                  are handled)
 --   "leave"        starts `sleep 1000` in a session of its own and exits
 --   "hog MB"       allocates MB MiB (a string) and says "hogged"
+--   "exit N"       exits with status N
+--   "fds"          prints "fd TARGET" for each of its descriptors
 local rfork = require "kx.rfork"
 
 local function slurp(p)
@@ -34,6 +36,14 @@ if h.child then
 		local p = assert(kx.spawn{ "sleep", "1000", detach = true })
 		print("left", p.pid)
 		os.exit(0)
+	elseif order == "fds" then
+		local pid = slurp("/proc/self/stat"):match("^(%d+)")
+		local _, out = kx.exec{ "find", "/proc/" .. pid .. "/fd", "-mindepth", "1",
+			"-printf", "fd\t%l\n" }
+		io.write(out)
+		os.exit(0)
+	elseif order:match("^exit") then
+		os.exit(tonumber(order:match("%d+")))
 	elseif order:match("^hog") then
 		local s = ("x"):rep(tonumber(order:match("%d+")) << 20)
 		print("hogged", #s)

@@ -231,6 +231,43 @@ static void export_fixture_with_procs_file(void **state)
 	free(samples);
 }
 
+/* One process counted once per tick: t1's parent 100 idles (a row a
+ * second, dt 1000), its child 101 burns one core (a row every 50 ms, 20
+ * MiB).  The parent's row stretches its tick over 500 ms, which took in
+ * all three of the child's rows: 3 cores and 61 MiB for one core and 21. */
+static void a_process_counts_once_per_tick(void **state)
+{
+	(void)state;
+	char in[512], out[512], err[512];
+	struct od_summary s;
+	put("run/CTS/nodes.json", NODES);
+	put("run/CTS/invocations.jsonl",
+	    "{\"trace_id\":\"t1\",\"pid\":100,\"ts_start\":0,\"ts_end\":1200}\n");
+	put("run/CTS/proc_metrics.jsonl",
+	    "{\"ts_ms\":1000,\"pid\":100,\"dt_ms\":1000,\"cpu_ms\":0,\"rss_kb\":1024}\n"
+	    "{\"ts_ms\":1050,\"pid\":101,\"ppid\":100,\"dt_ms\":50,\"cpu_ms\":50,\"rss_kb\":20480}\n"
+	    "{\"ts_ms\":1100,\"pid\":101,\"ppid\":100,\"dt_ms\":50,\"cpu_ms\":50,\"rss_kb\":20480}\n"
+	    "{\"ts_ms\":1150,\"pid\":101,\"ppid\":100,\"dt_ms\":50,\"cpu_ms\":50,\"rss_kb\":20480}\n");
+	snprintf(in, sizeof(in), "%s/run", root);
+	snprintf(out, sizeof(out), "%s/out", root);
+	if (od_export(in, out, &s, err, sizeof(err)) < 0)
+		fail_msg("%s", err);
+	struct frag got[64];
+	int n = read_frags(out, got, 64);
+	assert_true(n >= 3);
+	for (int i = 0; i < n; i++)
+		assert_true(got[i].usage <= 1.0 * F);
+	char path[512];
+	snprintf(path, sizeof(path), "%s/tasks.parquet", out);
+	struct pq_file *p = pq_read_open(path, err, sizeof(err));
+	assert_non_null(p);
+	struct pq_values mem;
+	assert_int_equal(pq_read_column(p, 0, 6, &mem, err, sizeof(err)), 0);
+	assert_int_equal(mem.i64[0], 22020);	/* KB: 20 MiB + the parent's 1 MiB */
+	pq_values_free(&mem);
+	pq_read_close(p);
+}
+
 static void several_nodes_get_stable_unique_ids(void **state)
 {
 	(void)state;
@@ -508,6 +545,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(export_fixture_with_ppid, setup, teardown),
 		cmocka_unit_test_setup_teardown(export_fixture_with_procs_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(a_process_counts_once_per_tick, setup, teardown),
 		cmocka_unit_test_setup_teardown(several_nodes_get_stable_unique_ids, setup, teardown),
 		cmocka_unit_test_setup_teardown(malformed_input_is_reported, setup, teardown),
 		cmocka_unit_test_setup_teardown(out_of_range_input_is_reported, setup, teardown),

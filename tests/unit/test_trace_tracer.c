@@ -241,6 +241,71 @@ static void test_descendants_are_followed(void **state)
 	assert_true(s.end_ms > 0);
 }
 
+struct rows_of {
+	pid_t pid;
+	int rows;
+	long max_rss_kb;
+};
+
+static void rss_of(json_t *o, void *ud)
+{
+	struct rows_of *r = ud;
+	if (json_integer_value(json_object_get(o, "pid")) != r->pid)
+		return;
+	long kb = (long)json_integer_value(json_object_get(o, "rss_kb"));
+	r->rows++;
+	if (kb > r->max_rss_kb)
+		r->max_rss_kb = kb;
+}
+
+/* A launched command before its exec is a copy of kxrun (64 MiB here): no
+ * row of it until it has exec'd; then its own memory. */
+static void test_launched_command_has_no_row_before_exec(void **state)
+{
+	(void)state;
+	size_t big = 64u << 20;
+	char *mem = malloc(big);
+	assert_non_null(mem);
+	memset(mem, 1, big);
+	int go[2];
+	assert_int_equal(pipe(go), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		char c;
+		close(go[1]);
+		if (read(go[0], &c, 1) == 1)
+			execl("/bin/sleep", "sleep", "30", (char *)NULL);
+		_exit(127);
+	}
+	close(go[0]);
+	struct tracer t;
+	start(&t, 1.0);
+	assert_int_equal(trace_watch(&t, pid), 0);
+	t.procs[t.nprocs - 1].launched = 1;
+	trace_tick(&t);
+	usleep(20000);
+	trace_tick(&t);
+	assert_int_equal(write(go[1], "x", 1), 1);
+	close(go[1]);
+	char exe[64], target[256] = "";
+	snprintf(exe, sizeof exe, "/proc/%d/exe", (int)pid);
+	for (int i = 0; i < 500 && !strstr(target, "sleep"); i++) {
+		ssize_t n = readlink(exe, target, sizeof target - 1);
+		target[n > 0 ? n : 0] = 0;
+		usleep(10000);
+	}
+	usleep(50000);
+	trace_tick(&t);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	stop(&t);
+	free(mem);
+	struct rows_of r = { .pid = pid };
+	each_line(samples, rss_of, &r);
+	assert_true(r.rows >= 1);             /* after its exec */
+	assert_true(r.max_rss_kb < 16 * 1024); /* sleep's, never ours */
+}
+
 static void test_refuses_bad_input(void **state)
 {
 	(void)state;
@@ -275,6 +340,7 @@ int main(void)
 		cmocka_unit_test_setup(test_burning_child_adds_up_to_the_kernel_figure, reset),
 		cmocka_unit_test_setup(test_vanished_process_gets_an_end, reset),
 		cmocka_unit_test_setup(test_descendants_are_followed, reset),
+		cmocka_unit_test_setup(test_launched_command_has_no_row_before_exec, reset),
 		cmocka_unit_test_setup(test_refuses_bad_input, reset),
 		cmocka_unit_test(test_json_string_escapes),
 	};

@@ -1,0 +1,288 @@
+/*
+ * zygote.c - where rfork.spawn's children are forked from.
+ *
+ * A fork copies the caller's page tables, and the resuming child's pager
+ * (a clone of it) copies them again: for a kxrun holding 200 MiB of small
+ * Lua strings that is ~13 ms a resume.  So the children come from a small
+ * process instead: `kxrun rfork _zygote`, started by the first
+ * rfork.spawn (exec'd, taken by the early main: no Lua, no loop), which
+ * gets each request on a SOCK_SEQPACKET socket (its stdin) with the
+ * child's stdio and report pipe as SCM_RIGHTS, and starts the child
+ * through kx_spawn with KX_SPAWN_SIBLING: a clone with CLONE_PARENT, so
+ * the child is the caller's own, which waits for it, signals it and reaps
+ * it as kx.spawn's.  It answers the pid once the child has its session and
+ * stdio (kx_spawn's report pipe), or why not.  The child changes to cwd and
+ * runs rf_resume; what fails before the switch it writes to the report
+ * pipe and exits 1.  The zygote ends with its caller (end of file,
+ * PR_SET_PDEATHSIG); a caller whose zygote died starts another.
+ */
+#include "rfork.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "hostside.h"
+
+struct zreq {
+	int io[3];          /* enum kx_io: KX_IO_FD ones come as descriptors */
+	int has_ct, ct_pid, ct_net;
+	double ct_cpus;
+	uint64_t ct_memory, ct_pids;
+	char address[256], id[24], key[40], transport[8], cwd[PATH_MAX];
+	char rootfs[PATH_MAX], netns[256], hostname[256];
+};
+
+struct zreply {
+	int pid;            /* > 0, or -errno with err */
+	char err[512];
+};
+
+/* ---- the child: rf_resume (kx_spawn's run) -------------------------------- */
+
+struct zchild {
+	const struct zreq *q;
+	struct rf_container ct;
+	int report;
+};
+
+static int run_resume(void *ud)
+{
+	struct zchild *c = ud;
+	const struct zreq *q = c->q;
+	char err[512];
+	if (q->cwd[0] && chdir(q->cwd) < 0)
+		snprintf(err, sizeof err, "cwd '%s': %s", q->cwd, strerror(errno));
+	else
+		rf_resume(q->address, q->id, q->key, q->transport, q->has_ct ? &c->ct : NULL,
+		          err, sizeof err);
+	kx_write_all(c->report, err, strlen(err));
+	return 1;
+}
+
+/* ---- the zygote ------------------------------------------------------------- */
+
+static const char *opt(const char *s)
+{
+	return s[0] ? s : NULL;
+}
+
+static void serve(int sock, const struct zreq *q, const int *fds, int nfds)
+{
+	struct zreply r = {0};
+	static const char *const argv[] = {"rfork.spawn", NULL};
+	struct kx_spawn o = {.argv = argv, .run = run_resume,
+	                     .flags = KX_SPAWN_SESSION | KX_SPAWN_DETACH | KX_SPAWN_SIBLING};
+	struct zchild c = {.q = q, .report = fds[0]};
+	int at = 1;
+	for (int i = 0; i < 3; i++) {
+		o.io[i] = q->io[i] == KX_IO_FD && at < nfds ? KX_IO_FD : KX_IO_NULL;
+		if (o.io[i] == KX_IO_FD)
+			o.fd[i] = fds[at++];
+	}
+	if (q->has_ct)
+		c.ct = (struct rf_container){opt(q->rootfs), q->ct_pid, q->ct_net, opt(q->netns),
+		                             opt(q->hostname), q->ct_memory, q->ct_cpus, q->ct_pids};
+	o.ud = &c;
+	r.pid = kx_spawn(&o, r.err, sizeof r.err);
+	send(sock, &r, sizeof r, MSG_NOSIGNAL);
+}
+
+int rf_zygote_main(int sock)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	prctl(PR_SET_NAME, "kxrun-zygote");
+	if (getppid() == 1)
+		return 0;   /* the caller is gone already */
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null >= 0 && (sock = fcntl(sock, F_DUPFD_CLOEXEC, 3)) >= 0)
+		dup2(null, 0);   /* its stdin is for no one */
+	for (;;) {
+		struct zreq q;
+		int fds[4];
+		union {
+			struct cmsghdr h;
+			char buf[CMSG_SPACE(sizeof fds)];
+		} u;
+		struct iovec iov = {&q, sizeof q};
+		struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+		                   .msg_controllen = sizeof u.buf};
+		ssize_t n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return 0;   /* the caller closed it: done */
+		struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+		int nfds = h && h->cmsg_type == SCM_RIGHTS ?
+		           (int)((h->cmsg_len - CMSG_LEN(0)) / sizeof(int)) : 0;
+		if (nfds)
+			memcpy(fds, CMSG_DATA(h), nfds * sizeof(int));
+		if (n == sizeof q && nfds >= 1)
+			serve(sock, &q, fds, nfds);
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
+	}
+}
+
+/* ---- the caller's side -------------------------------------------------------- */
+
+static struct {
+	pid_t pid;
+	int sock;
+} Z = {0, -1};
+
+static void on_zygote_exit(pid_t pid, int wstatus, void *ud)
+{
+	(void)wstatus, (void)ud;
+	kx_untrack_pgid(pid);
+	if (Z.pid == pid) {
+		close(Z.sock);
+		Z.pid = 0, Z.sock = -1;
+	}
+}
+
+static void forget_zygote(void *ud)
+{
+	(void)ud;
+	if (Z.sock >= 0)
+		close(Z.sock);   /* the parent's: a stand-in here */
+	Z.pid = 0, Z.sock = -1;
+}
+
+static int start_zygote(char *err, size_t errlen)
+{
+	static int hooked;
+	if (!hooked++)
+		kx_on_resume(forget_zygote, NULL);
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		snprintf(err, errlen, "zygote: socketpair: %s", strerror(errno));
+		return -1;
+	}
+	static const char *const argv[] = {"kxrun", "rfork", "_zygote", NULL};
+	struct kx_spawn o = {.argv = argv, .file = "/proc/self/exe", .flags = KX_SPAWN_SESSION};
+	o.io[0] = KX_IO_FD, o.fd[0] = sv[1];
+	o.io[1] = KX_IO_NULL;
+	pid_t pid = kx_spawn(&o, err, errlen);
+	close(sv[1]);
+	if (pid < 0 || kx_child_watch(pid, on_zygote_exit, NULL) < 0) {
+		if (pid > 0) {
+			kill(pid, SIGKILL);
+			snprintf(err, errlen, "zygote: cannot watch it");
+		}
+		close(sv[0]);
+		return -1;
+	}
+	/* it answers at once (a clone and the child's set-up): one that does
+	 * not in 10 s (stopped?) is replaced */
+	struct timeval tv = {10, 0};
+	setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	Z.pid = pid, Z.sock = sv[0];
+	return 0;
+}
+
+static int copy(char *to, size_t n, const char *from, const char *what, char *err,
+                size_t errlen)
+{
+	if (from && snprintf(to, n, "%s", from) >= (int)n) {
+		snprintf(err, errlen, "%s is too long", what);
+		return -1;
+	}
+	return 0;
+}
+
+/* One request and its answer: 0 with *pid; -1 and err (the zygote's
+ * kx_spawn failed: *pid = -errno); -2 and err when the zygote is gone
+ * (another may be tried). */
+static int ask(const struct zreq *q, const int *fds, int nfds, pid_t *pid, char *err,
+               size_t errlen)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(4 * sizeof(int))];
+	} u;
+	memset(&u, 0, sizeof u);
+	struct iovec iov = {(void *)q, sizeof *q};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+	                   .msg_controllen = CMSG_SPACE(nfds * sizeof(int))};
+	struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+	h->cmsg_level = SOL_SOCKET;
+	h->cmsg_type = SCM_RIGHTS;
+	h->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+	memcpy(CMSG_DATA(h), fds, nfds * sizeof(int));
+	ssize_t n;
+	while ((n = sendmsg(Z.sock, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+		;
+	struct zreply r;
+	if (n == (ssize_t)sizeof *q)
+		while ((n = recv(Z.sock, &r, sizeof r, 0)) < 0 && errno == EINTR)
+			;
+	if (n != (ssize_t)sizeof r) {   /* gone or stuck: the next try starts another */
+		snprintf(err, errlen, "the zygote is gone: %s", n < 0 ? strerror(errno) : "end of file");
+		kill(Z.pid, SIGKILL);
+		close(Z.sock);
+		Z.pid = 0, Z.sock = -1;   /* on_zygote_exit reaps it */
+		*pid = -ECHILD;
+		return -2;
+	}
+	*pid = r.pid;
+	if (r.pid < 0) {
+		snprintf(err, errlen, "%s", r.err);
+		return -1;
+	}
+	return 0;
+}
+
+pid_t rf_zygote_spawn(const struct kx_spawn *o, void *ud, char *err, size_t errlen)
+{
+	const struct rf_spawn_args *a = ud;
+	struct zreq *q = calloc(1, sizeof *q);
+	if (!q) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	int fds[4] = {a->report}, nfds = 1;
+	for (int i = 0; i < 3; i++) {
+		q->io[i] = o->io[i] == KX_IO_NULL ? KX_IO_NULL : KX_IO_FD;
+		if (q->io[i] == KX_IO_FD)
+			fds[nfds++] = o->io[i] == KX_IO_FD ? o->fd[i] : i;
+	}
+	const struct rf_container *ct = a->ct;
+	q->has_ct = ct != NULL;
+	if (ct) {
+		q->ct_pid = ct->pid, q->ct_net = ct->net, q->ct_cpus = ct->cpus;
+		q->ct_memory = ct->memory, q->ct_pids = ct->pids;
+	}
+	pid_t pid = -EINVAL;
+	if (copy(q->address, sizeof q->address, a->address, "address", err, errlen) < 0 ||
+	    copy(q->id, sizeof q->id, a->id, "id", err, errlen) < 0 ||
+	    copy(q->key, sizeof q->key, a->key, "key", err, errlen) < 0 ||
+	    copy(q->transport, sizeof q->transport, a->transport, "transport", err, errlen) < 0 ||
+	    copy(q->cwd, sizeof q->cwd, o->cwd, "cwd", err, errlen) < 0 ||
+	    (ct && (copy(q->rootfs, sizeof q->rootfs, ct->rootfs, "rootfs", err, errlen) < 0 ||
+	            copy(q->netns, sizeof q->netns, ct->netns, "net", err, errlen) < 0 ||
+	            copy(q->hostname, sizeof q->hostname, ct->hostname, "hostname", err,
+	                 errlen) < 0)))
+		goto out;
+	for (int tries = 0; tries < 2; tries++) {
+		if (Z.sock < 0 && start_zygote(err, errlen) < 0) {
+			pid = -EAGAIN;
+			break;
+		}
+		if (ask(q, fds, nfds, &pid, err, errlen) != -2)
+			break;
+	}
+	if (pid > 0 && !(o->flags & KX_SPAWN_DETACH))
+		kx_track_pgid(pid);   /* the child's session: kx_spawn's contract */
+out:
+	free(q);
+	return pid;
+}

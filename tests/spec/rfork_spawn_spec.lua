@@ -1,0 +1,293 @@
+-- rfork.spawn: children resumed from this kxrun by fork, without exec (the
+-- parent runs in its own kxrun process, as in rfork_spec.lua).  They are
+-- kx.spawn's processes: pipes, wait, kill, ended with the task that
+-- spawned them; errors before the switch come back as nil, message.
+local rfork = require "kx.rfork"
+
+local ROOT = os.getenv("ROOT") or "."
+local KXRUN = os.getenv("KXRUN") or (ROOT .. "/kxrun")
+local need = dofile(ROOT .. "/tests/need.lua")
+
+local function start(script, ...)
+	local p = assert(kx.spawn{ KXRUN, ROOT .. "/tests/rfork/" .. script, ...,
+		stdin = "pipe", stdout = "pipe" })
+	local line = assert(p.stdout:read("l"), "the parent printed nothing")
+	local address, id, key, holder = line:match("^(%S+)\t(%x+)\t(%x+)\t?(%d*)$")
+	assert(address, "unexpected parent line: " .. line)
+	return p, { address = address, id = id, key = key }, tonumber(holder)
+end
+
+local function stop(p)
+	p.stdin:close()
+	local rest = p.stdout:read("a")
+	p:wait()
+	return rest
+end
+
+local function parse(out)
+	local t = {}
+	for k, v in out:gmatch("(%S+)\t([^\n]*)\n") do t[k] = v end
+	return t
+end
+
+local function with(t, extra)
+	local r = {}
+	for k, v in pairs(t) do r[k] = v end
+	for k, v in pairs(extra) do r[k] = v end
+	return r
+end
+
+-- This kxrun's children (its only thread forks them), but for the zygote
+-- rfork.spawn starts once and keeps while this process lives.
+local SELF = io.open("/proc/self/stat"):read("l"):match("^(%d+)")
+local function comm(pid)
+	local f = io.open(("/proc/%d/comm"):format(pid))
+	local c = f and f:read("l")
+	if f then f:close() end
+	return c
+end
+local function children()
+	local f = io.open(("/proc/%s/task/%s/children"):format(SELF, SELF))
+	local t = {}
+	for pid in f:read("a"):gmatch("%d+") do
+		if comm(tonumber(pid)) ~= "kxrun-zygote" then t[#t + 1] = tonumber(pid) end
+	end
+	f:close()
+	return t
+end
+
+-- Until only `keep` is left among this kxrun's children (or 10 s).
+local function only_child(keep)
+	local kids
+	for _ = 1, 200 do
+		kids = children()
+		if #kids == 1 and kids[1] == keep then return end
+		kx.sleep(0.05)
+	end
+	error("children left: " .. table.concat(kids, " "))
+end
+
+local function datafile()
+	local _, out = kx.exec{ "mktemp", "/tmp/kxrun-rfork-spawn.XXXXXX" }
+	local path = out:gsub("%s+$", "")
+	assert(kx.write_file(path, "abcdefghijklmnopqrstuvwxyz"))
+	return path
+end
+
+describe("rfork.spawn", function()
+	it("checks its arguments and must be called from a task", function()
+		assert.has_error(function() rfork.spawn{ id = "00", key = "00" } end)
+		local ok, err = pcall(rfork.spawn, { address = "127.0.0.1:1", id = ("0"):rep(16),
+			key = ("0"):rep(32), env = { X = "1" } })
+		assert.is_false(ok)
+		assert.matches("env", err)
+		ok, err = pcall(rfork.spawn, { address = "127.0.0.1:1", id = ("0"):rep(16),
+			key = ("0"):rep(32), transport = "udp" })
+		assert.is_false(ok)
+		assert.matches("transport", err)
+		local c, msg = rfork.spawn{ address = "127.0.0.1:1", id = "00", key = "zz" }
+		assert.is_nil(c)
+		assert.equal("rfork.spawn: key must be 32 hex digits", msg)
+	end)
+
+	it("resumes children that see the prepare-time state, with pipes and statuses", function()
+		if not need("userfaultfd") then return end
+		local path = datafile()
+		finally(function() os.remove(path) end)
+		local p, snap = start("parent.lua", path)
+		local c = assert(rfork.spawn(with(snap, { stdout = "pipe" })))
+		assert.matches("^process %d+ %(running%)$", tostring(c))
+		local t = parse(c.stdout:read("a"))
+		assert.same({ code = 0 }, c:wait())
+		assert.equal("1", t.child)
+		assert.equal("7", t.n)
+		local want = 0
+		for i = 1, 20000 do want = want + #("item%05d"):format(i) end
+		assert.equal("20000\t" .. want, t.items)
+		assert.equal("prepare", t.deep)
+		assert.equal("3", t.tick)
+		assert.equal("30", t.gen)
+		assert.equal("defg", t.file)
+		assert.equal("100000", t.alloc)
+		assert.equal("tcp\tthe parent prepared for TCP only", t.transport)
+		only_child(p.pid)
+		assert.matches("children\t1", stop(p))
+	end)
+
+	it("gives the child's exit status, stdin, a file for stdout and cwd", function()
+		if not need("userfaultfd") then return end
+		local path = datafile()
+		finally(function() os.remove(path) end)
+		local p, snap = start("ctparent.lua")
+		local c = assert(rfork.spawn(with(snap, { stdin = "pipe", stdout = path, cwd = "/" })))
+		c.stdin:write("show\n")
+		assert.same({ code = 0 }, c:wait())
+		local t = parse(io.open(path):read("a"))
+		assert.equal(tostring(c.pid), t.pid)
+		c = assert(rfork.spawn(with(snap, { stdin = "pipe" })))
+		c.stdin:write("exit 3\n")
+		assert.same({ code = 3 }, c:wait())
+		stop(p)
+	end)
+
+	it("gives the child none of the caller's descriptors", function()
+		if not need("userfaultfd") then return end
+		local path = datafile()
+		finally(function() os.remove(path) end)
+		local p, snap = start("ctparent.lua")
+		-- io.open: no close-on-exec, and a fork does not exec
+		local held <close> = assert(io.open(path))
+		local c = assert(rfork.spawn(with(snap, { stdin = "pipe", stdout = "pipe" })))
+		c.stdin:write("fds\n")
+		local out = c.stdout:read("a")
+		assert.same({ code = 0 }, c:wait())
+		assert.matches("fd\t", out)
+		assert.is_nil(out:find(path, 1, true), out)
+		stop(p)
+	end)
+
+	it("resumes 16 children at once", function()
+		if not need("userfaultfd") then return end
+		local path = datafile()
+		finally(function() os.remove(path) end)
+		local p, snap = start("parent.lua", path)
+		local done, outs = 0, {}
+		for i = 1, 16 do
+			kx.go(function()
+				local c = assert(rfork.spawn(with(snap, { stdout = "pipe" })))
+				local out = c.stdout:read("a")
+				outs[i] = { c:wait(), parse(out) }
+				done = done + 1
+			end)
+		end
+		for _ = 1, 1200 do
+			if done == 16 then break end
+			kx.sleep(0.05)
+		end
+		assert.equal(16, done)
+		local seen = {}
+		for i = 1, 16 do
+			assert.same({ code = 0 }, outs[i][1])
+			assert.equal("defg", outs[i][2].file)
+			assert.equal("7", outs[i][2].n)
+			seen[tonumber(outs[i][2].child)] = true
+		end
+		for i = 1, 16 do assert.is_true(seen[i], "child " .. i) end
+		only_child(p.pid)
+		assert.matches("children\t16", stop(p))
+	end)
+
+	it("says why when the key is wrong or the holder is gone, and leaves no process", function()
+		if not need("userfaultfd") then return end
+		local path = datafile()
+		finally(function() os.remove(path) end)
+		local p, snap, holder = start("parent.lua", path)
+		local c, err = rfork.spawn(with(snap, { key = ("0"):rep(32) }))
+		assert.is_nil(c)
+		assert.matches("^rfork%.spawn: .*wrong key", err)
+		only_child(p.pid)
+		stop(p)
+		for _ = 1, 200 do   -- the holder goes with its parent
+			if not io.open("/proc/" .. holder .. "/stat") then break end
+			kx.sleep(0.05)
+		end
+		c, err = rfork.spawn(snap)
+		assert.is_nil(c)
+		assert.matches("^rfork%.spawn: cannot connect to .*holder", err)
+		for _ = 1, 200 do
+			if #children() == 0 then break end
+			kx.sleep(0.05)
+		end
+		assert.same({}, children())
+	end)
+
+	it("starts its children from a zygote, started again when it is gone", function()
+		if not need("userfaultfd") then return end
+		local p, snap = start("ctparent.lua")
+		local c = assert(rfork.spawn(with(snap, { stdin = "pipe" })))
+		c.stdin:write("exit 0\n")
+		assert.same({ code = 0 }, c:wait())
+		local f = io.open(("/proc/%s/task/%s/children"):format(SELF, SELF))
+		local zygote
+		for pid in f:read("a"):gmatch("%d+") do
+			if comm(tonumber(pid)) == "kxrun-zygote" then zygote = tonumber(pid) end
+		end
+		f:close()
+		assert.is_number(zygote, "no zygote among this process's children")
+		assert.equal(0, kx.exec{ "kill", "-KILL", tostring(zygote) })
+		for _ = 1, 200 do   -- reaped by this kxrun
+			if not io.open("/proc/" .. zygote .. "/stat") then break end
+			kx.sleep(0.05)
+		end
+		c = assert(rfork.spawn(with(snap, { stdin = "pipe" })))
+		c.stdin:write("exit 4\n")
+		assert.same({ code = 4 }, c:wait())
+		-- a cwd that is not there: said before the switch
+		local none, err = rfork.spawn(with(snap, { cwd = "/nonexistent-kxrun-dir" }))
+		assert.is_nil(none)
+		assert.equal("rfork.spawn: cwd '/nonexistent-kxrun-dir': No such file or directory", err)
+		none, err = rfork.spawn(with(snap, { stdout = "/nonexistent-kxrun-dir/out" }))
+		assert.is_nil(none)
+		assert.equal("rfork.spawn: stdout '/nonexistent-kxrun-dir/out': No such file or "
+			.. "directory", err)
+		only_child(p.pid)
+		stop(p)
+	end)
+
+	it("kills a child with p:kill() and ends it with the task that spawned it", function()
+		if not need("userfaultfd") then return end
+		local p, snap = start("ctparent.lua")
+		local c = assert(rfork.spawn(with(snap, { stdin = "pipe", stdout = "pipe" })))
+		c.stdin:write("sleep\n")
+		assert.equal("waiting", c.stdout:read("l"))
+		assert.is_true(c:kill(9))
+		assert.same({ signal = 9 }, c:wait(10))
+
+		local child
+		local task = kx.go(function()
+			child = assert(rfork.spawn(with(snap, { stdin = "pipe", stdout = "pipe" })))
+			child.stdin:write("sleep\n")
+			kx.sleep(120)
+		end)
+		for _ = 1, 200 do
+			if child then break end
+			kx.sleep(0.05)
+		end
+		assert.equal("waiting", child.stdout:read("l"))
+		task:cancel()
+		local st = assert(child:wait(10), "the child outlived its task")
+		assert.is_true(st.signal ~= nil or st.code ~= 0, "ended, not exited 0")
+		only_child(p.pid)
+		stop(p)
+	end)
+
+	it("cancelling the task while the child resumes leaves nothing", function()
+		if not need("userfaultfd") then return end
+		local p, snap = start("ctparent.lua")
+		local child
+		for _ = 1, 5 do
+			local task = kx.go(function()
+				child = rfork.spawn(with(snap, { stdin = "pipe" }))
+			end)
+			task:cancel()
+		end
+		assert.is_nil(child)
+		only_child(p.pid)
+		stop(p)
+	end)
+
+	it("resumes into a lean container", function()
+		if not need("root", "userfaultfd", "netns") then return end
+		local p, snap = start("ctparent.lua")
+		local c = assert(rfork.spawn(with(snap, { stdin = "pipe", stdout = "pipe",
+			container = { pid = true, net = true, hostname = "spawnbox" } })))
+		c.stdin:write("show\n")
+		local t = parse(c.stdout:read("a"))
+		assert.same({ code = 0 }, c:wait())
+		assert.equal("1", t.pid)
+		assert.equal("spawnbox", t.host)
+		assert.equal("lo", t.ifs)
+		only_child(p.pid)
+		stop(p)
+	end)
+end)
