@@ -338,6 +338,8 @@ struct rf_join {              /* then nplan rf_page_req: the prefetch batch */
 	uint32_t flags, ra_base, ra_max, pad;
 	uint64_t pages;
 };
+/* "kxrun-rfork-pager/UID/ID/CGROUPS/ADDRESS": one pager per user, parent,
+ * set of cgroups (a hash of /proc/self/cgroup) and holder address. */
 void rf_join_name(char *out, size_t len, const char *address, uint64_t id);
 /* Resuming side: a connected socket to a pager of this user, or -1; then
  * the join (with uffd and stderr): 0 once the pager took the child, -1 + err. */

@@ -2,9 +2,9 @@
  * pjoin.c - how a resuming process joins the shared pager (internal.h).
  *
  * The pager listens on an abstract unix socket named after what it serves
- * (rf_join_name).  A resuming process connects, checks the listener runs
- * as its own user (SO_PEERCRED: nobody else gets its key or memory) and
- * sends one message: the parent's key, its prefetch batch and knobs, with
+ * (rf_join_name: the user, the parent, the cgroups, the holder's address).
+ * A resuming process connects, checks the listener runs as its own user
+ * (SO_PEERCRED: nobody else gets its key or memory) and sends one message: the parent's key, its prefetch batch and knobs, with
  * its userfaultfd and its stderr (SCM_RIGHTS).  The pager checks the
  * sender's user and the key and answers one byte: RF_OK, or why not (the
  * resuming process then starts its own pager).
@@ -12,6 +12,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -29,10 +30,27 @@ static socklen_t join_addr(const char *name, struct sockaddr_un *a)
 	return offsetof(struct sockaddr_un, sun_path) + 1 + n;
 }
 
+/* The cgroups of this process (FNV-1a of /proc/self/cgroup): a pager
+ * serves only children in its own cgroups, so that what is done to a
+ * cgroup (its processes killed or frozen, its CPU counted) is done to the
+ * pager of its children and to no other child. */
+static uint64_t cgroups_hash(void)
+{
+	char b[4096];
+	uint64_t h = 0xcbf29ce484222325ULL;
+	int fd = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, b, sizeof b) : -1;
+	if (fd >= 0)
+		close(fd);
+	for (ssize_t i = 0; i < n; i++)
+		h = (h ^ (uint8_t)b[i]) * 0x100000001b3ULL;
+	return h;
+}
+
 void rf_join_name(char *out, size_t len, const char *address, uint64_t id)
 {
-	snprintf(out, len, "kxrun-rfork-pager/%u/%016llx/%s", (unsigned)getuid(),
-	         (unsigned long long)id, address);
+	snprintf(out, len, "kxrun-rfork-pager/%u/%016llx/%016llx/%s", (unsigned)getuid(),
+	         (unsigned long long)id, (unsigned long long)cgroups_hash(), address);
 }
 
 int rf_join_listen(const char *name)

@@ -8,9 +8,10 @@
 # stats line names it), the last ones from its cache alone; a child
 # stopped mid-run delays nobody; a killed child is forgotten (the pager
 # closes its descriptors); a wrong key or another user is refused through
-# the socket and the pager serves on; KXRUN_RFORK_PAGER=private gives a
-# child its own pager; the pager ends by itself after its last child, and
-# when the holder goes it kills its live children saying why.
+# the socket and the pager serves on; KXRUN_RFORK_PAGER=private, or other
+# cgroups, give a child its own pager; the pager ends by itself after its
+# last child, and when the holder goes it kills its live children saying
+# why.
 ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 . "$ROOT/tests/cli/lib.sh"
 BASIC=$ROOT/${BUILD:-build}/tests/rfork_basic
@@ -25,6 +26,7 @@ cleanup() {
 		rfork_basic | kxrun-pager) kill -9 "$p" ;;
 		esac
 	done
+	[ -n "${CG:-}" ] && [ -d "$CG" ] && rmdir "$CG"
 	rm -rf "$T"
 }
 trap cleanup EXIT
@@ -38,7 +40,6 @@ PIDS+=("$PARENT")
 exec 7> "$T/in"
 for _ in $(seq 600); do [ -s "$T/out" ] && break; sleep 0.05; done
 read -r ADDR ID KEY < "$T/out" || fail "the parent printed no address: $(cat "$T/perr")"
-NAME="kxrun-rfork-pager/$(id -u)/$ID/$ADDR"
 export KXRUN_RFORK_STATS=1
 
 # until CMD... succeeds (60 s at most: the machine may be loaded)
@@ -46,8 +47,13 @@ until_true() {
 	for _ in $(seq 1200); do "$@" && return 0; sleep 0.05; done
 	return 1
 }
-# the pid of the pager listening for this parent's children, or nothing
-listener() { ss -xlpH 2> /dev/null | grep -F "@$NAME " | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1; }
+# the pid of the pager listening for this parent's children in this
+# shell's cgroups, or nothing; NAME: its socket's name
+listener() {
+	ss -xlpH 2> /dev/null | grep -E "@kxrun-rfork-pager/$(id -u)/$ID/[0-9a-f]{16}/$ADDR " |
+		sed -n 's/.*@\([^ ]*\) .*pid=\([0-9]*\).*/\1 \2/p' | head -1 > "$T/listener"
+	read -r NAME pid < "$T/listener" && echo "$pid"
+}
 # the stats line the pager writes on a child's stderr when it has ended
 stats_of() { until_true grep -q "pager of child" "$1" && grep "pager of child" "$1"; }
 pager_in() { sed -n 's/.*from the cache (pager \([0-9]*\),.*/\1/p' <<< "$1"; }
@@ -69,6 +75,7 @@ PIDS+=("$KEEPER")
 exec 8> "$T/kin"
 until_true listening || fail "no pager listens at @$NAME: $(cat "$T/k.err")"
 PAGER=$(listener)
+listener > /dev/null   # NAME
 PIDS+=("$PAGER")
 expect_eq "$(cat "/proc/$PAGER/comm")" "kxrun-pager" "the listener"
 expect_match "$(cat "$T/k.err")" "own pager, over tcp" "the keeper started it"
@@ -147,6 +154,22 @@ line=$(stats_of "$T/e38")
 [ "$(pager_in "$line")" != "$PAGER" ] || fail "a private child was served by the shared pager"
 expect_match "$line" "\(pager [0-9]+, 1 children" "the private pager"
 expect_match "$(cat "$T/e38")" "own pager, over tcp" "the private child's stages"
+# a child in other cgroups gets a pager of its own, in them: what is done
+# to a cgroup (killing or freezing its processes, counting their CPU) is
+# done to the pager of its children and to no other child
+if have cgroup1-cpu; then
+	CG=/sys/fs/cgroup/cpu/kxrun-test-rfork-pager-$$
+	mkdir "$CG" || fail "cannot make $CG"
+	sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$CG" \
+		"$BASIC" resume "$ADDR" "$ID" "$KEY" <<< 1 > "$T/c39" 2> "$T/e39"
+	expect_eq "$?" 0 "a child in another cgroup: $(tail -3 "$T/e39")"
+	line=$(stats_of "$T/e39")
+	other=$(pager_in "$line")
+	[ -n "$other" ] && [ "$other" != "$PAGER" ] || fail "a child in another cgroup was served by the shared pager: $line"
+	expect_match "$line" "\(pager [0-9]+, 1 children" "the other cgroup's pager"
+	until_true eval '[ -z "$(cat "$CG/cgroup.procs")" ]' || fail "$CG keeps $(cat "$CG/cgroup.procs")"
+	rmdir "$CG" || fail "cannot remove $CG"
+fi
 out=$(KXRUN_RFORK_PAGER=bogus "$BASIC" resume "$ADDR" "$ID" "$KEY" < /dev/null 2>&1)
 expect_match "$out" "KXRUN_RFORK_PAGER must be \"shared\" or \"private\"" "a bad KXRUN_RFORK_PAGER"
 
