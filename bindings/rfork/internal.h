@@ -317,7 +317,54 @@ struct rf_pager_opts {
 	int rdma, required;   /* try RDMA; fail rather than use TCP */
 	const char *host;     /* the holder's */
 	int timeout_ms;
+	/* shared (TCP): the socket name it listens on for later children
+	 * (pjoin.c; NULL: it serves this child alone), the key they must know */
+	const char *share;
+	const uint8_t *key;
 };
+
+/* ---- the shared pager (pjoin.c, pcache.c) ----------------------------------
+ * One pager serves every child resumed on this host from one parent: the
+ * first resume starts it, later ones hand it their userfaultfd over an
+ * abstract unix socket (same user, and the key).  It keeps the pages it
+ * fetched (the image never changes) and serves later children from them. */
+#define RF_JOIN_STATS 1u      /* KXRUN_RFORK_STATS: the pager's line */
+#define RF_JOIN_NOCACHE 2u    /* KXRUN_RFORK_CACHE=0: every page from the holder */
+#define RF_JOIN_NOLEARN 4u    /* KXRUN_RFORK_PREFETCH set: no set learned by the pager */
+struct rf_join {              /* then nplan rf_page_req: the prefetch batch */
+	uint32_t magic, version;
+	uint8_t key[16];
+	uint32_t nplan, learned;  /* ranges, the first `learned` from the holder */
+	uint32_t flags, ra_base, ra_max, pad;
+	uint64_t pages;
+};
+/* "kxrun-rfork-pager/UID/ID/CGROUPS/ADDRESS": one pager per user, parent,
+ * set of cgroups (a hash of /proc/self/cgroup) and holder address. */
+void rf_join_name(char *out, size_t len, const char *address, uint64_t id);
+/* Resuming side: a connected socket to a pager of this user, or -1; then
+ * the join (with uffd and stderr): 0 once the pager took the child, -1 + err. */
+int rf_join_connect(const char *name);
+int rf_join_send(int fd, const struct rf_join *j, const struct rf_page_req *plan, int uffd,
+                 int timeout_ms, char *err, size_t errlen);
+/* Pager side: the listening socket (-1: taken); an accepted one (-1: none,
+ * or another user's, refused); its join: 1 read (the sender's pid), 0 not
+ * yet, -1 malformed; the one-byte answer, which closes fd. */
+int rf_join_listen(const char *name);
+int rf_join_accept(int listen_fd);
+int rf_join_recv(int fd, struct rf_join *j, struct rf_page_req *plan, int *uffd, int *errfd,
+                 pid_t *pid);
+void rf_join_answer(int fd, uint8_t status);
+/* The page cache: bytes of arena (0: off); runs of pages by parent address. */
+int rf_cache_init(uint64_t bytes);
+int rf_cache_on(void);
+void rf_cache_put(uint64_t addr, const char *src, uint32_t n);
+/* Pages from addr on (at most max) present and contiguous in the cache,
+ * *src their copy; 0 when addr is not there. */
+uint32_t rf_cache_run(uint64_t addr, uint32_t max, const char **src);
+uint64_t rf_cache_pages(void);
+/* What a child asks of its pager through its environment: RF_JOIN_*
+ * flags, the first and the largest read-ahead window. */
+void rf_pager_knobs(uint32_t *flags, uint32_t *ra_base, uint32_t *ra_max);
 void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d, struct rf_conn *conn,
                    int ready_fd, const struct rf_pager_opts *o) __attribute__((noreturn));
 

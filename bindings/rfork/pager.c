@@ -27,10 +27,22 @@
  * way until its memory goes away (exec or exit).  If the holder does not
  * answer, the child is killed with a message: it must never hang or run on
  * wrong memory.
+ *
+ * Shared (TCP, the default): the pager also listens for later children of
+ * the same parent (pjoin.c) and serves each as a family of its own (the
+ * child, what it forks, its batch, its stats, its stderr), keeping the
+ * pages it fetched in a cache (pcache.c) from which later children's
+ * batches and faults are installed without asking the holder.  It learns,
+ * as the holder does, the pages its first children faulted on, and gives
+ * later ones what of them it has at their first fault.  A child that ends
+ * is forgotten (its pidfd); the pager ends when the holder's connection
+ * does (killing its children) or when it has had no child for
+ * KXRUN_RFORK_PAGER_IDLE ms (250).
  */
-#include "rdma.h"
+#include "pager.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <signal.h>
@@ -43,97 +55,73 @@
 #include <time.h>
 #include <unistd.h>
 
-/* [cstart, cend) of a process holds the parent's pages from pstart on, or
- * zeros (pstart == 0: discarded since). */
-struct seg {
-	uint64_t cstart, cend, pstart;
-};
+struct client clients[MAX_CLIENTS];
+int nclients;
+uint32_t client_ids;
+struct fam *fams[MAX_FAMS];
+int nfams;
+uint32_t fam_ids;
+const struct rf_desc *desc;
+const struct rf_transport *T = &rf_tcp;
+struct rf_conn *conn;
+char *buf;
+struct rf_learned learned_here;
+long children_served;
+struct flight fl[MAX_FLIGHT];
+int fl_head, fl_n;
 
-#define NSTREAMS 8
-/* One process served: the resumed child (clients[0]) or one it forked. */
-struct client {
-	int uffd;
-	uint32_t id;            /* flights name their client by it */
-	struct seg *segs;
-	int nsegs, capsegs;
-	/* Sequential runs read at once (a program reading two arrays, or
-	 * ASan's shadow beside the data), each on its own: next is right
-	 * after its last window (a fault there is sequential), win the pages
-	 * of that window; a new run takes the place of the oldest. */
-	struct stream {
-		uint64_t next;
-		uint32_t win;
-	} streams[NSTREAMS];
-	int oldest;
-	uint64_t marker;        /* the page of a sequential window held back (0: none) */
-	int marker_stream;      /* the run it belongs to */
-	char *marker_page;      /* its contents */
-};
-
-#define MAX_CLIENTS 256
-#define CHUNK 64            /* pages read and installed at a time */
-static struct client clients[MAX_CLIENTS];
-static int nclients;
-static uint32_t client_ids;
-static pid_t child_pid;
-static const struct rf_transport *T = &rf_tcp;   /* or rf_rdma */
-static struct rf_conn *conn;
-static char *buf;           /* CHUNK pages (TCP); the landing buffer (RDMA) */
-static uint32_t ra_base, ra_max;
-
-/* Answers asked for and not read yet, in order (TCP). */
-struct flight {
-	uint32_t client;        /* its id; 0: the prefetch batch (clients[0]) */
-	uint64_t caddr;         /* child address of its first page */
-	uint32_t npages, done;  /* pages asked for, pages read */
-	int header, seq, dropped;
-	int stream;             /* the sequential run of its client it extends */
-};
-#define MAX_FLIGHT 64
-static struct flight fl[MAX_FLIGHT];
-static int fl_head, fl_n;
-
-/* The prefetch batch: installed from the child's first fault on. */
-static struct {
-	const struct rf_prefetch *p;
-	int pending;            /* asked for, not all installed */
-	int started;            /* the child faulted: it may be installed */
-	int range;              /* ranges before this one are in */
-	uint32_t off;           /* pages of this one in */
-	double t0;
-} pre;
-
-/* KXRUN_RFORK_STATS=1: a line on stderr when the child ends. */
-static struct {
-	int on;
-	long faults, pages, zero, forks, requests, markers, maxwin, dropped;
-	double wait_s, batch_s;
-} st;
-
-static double now_s(void)
+double now_s(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static __attribute__((noreturn)) void kill_child(const char *why)
+struct fam *fam_by_id(uint32_t id)
 {
-	fprintf(stderr, "kxrun rfork: resumed child %d: %s; the parent's image cannot be "
-	        "reached, killing the child\n", child_pid, why);
-	kill(child_pid, SIGKILL);
+	for (int i = 0; i < nfams; i++)
+		if (fams[i]->id == id)
+			return fams[i];
+	return NULL;
+}
+
+struct client *client_by_id(uint32_t id)
+{
+	for (int i = 0; i < nclients; i++)
+		if (clients[i].id == id)
+			return &clients[i];
+	return NULL;
+}
+
+/* Kills one child saying why on its stderr; it is forgotten when its
+ * pidfd says it has ended. */
+void kill_fam(struct fam *f, const char *why)
+{
+	if (f->killed)
+		return;
+	f->killed = 1;
+	dprintf(f->errfd, "kxrun rfork: resumed child %d: %s; the parent's image cannot be "
+	        "reached, killing the child\n", f->pid, why);
+	kill(f->pid, SIGKILL);
+}
+
+/* The image cannot be reached any more: every child goes. */
+void fatal(const char *why)
+{
+	for (int i = 0; i < nfams; i++)
+		kill_fam(fams[i], why);
 	_exit(1);
 }
 
 /* ---- the child's layout -------------------------------------------------------- */
 
-static void add_seg(struct client *c, uint64_t cs, uint64_t ce, uint64_t ps)
+void add_seg(struct client *c, uint64_t cs, uint64_t ce, uint64_t ps)
 {
 	if (c->nsegs == c->capsegs) {
 		c->capsegs = c->capsegs ? c->capsegs * 2 : 256;
 		c->segs = realloc(c->segs, c->capsegs * sizeof *c->segs);
 		if (!c->segs)
-			kill_child("pager out of memory");
+			fatal("pager out of memory");
 	}
 	c->segs[c->nsegs++] = (struct seg){cs, ce, ps};
 }
@@ -151,7 +139,7 @@ static void carve(struct client *c, uint64_t a, uint64_t b, struct seg **out, in
 		if (out) {
 			*out = realloc(*out, (*nout + 1) * sizeof **out);
 			if (!*out)
-				kill_child("pager out of memory");
+				fatal("pager out of memory");
 			(*out)[(*nout)++] = (struct seg){lo, hi, s.pstart ? s.pstart + (lo - s.cstart) : 0};
 		}
 		c->segs[i].cend = lo;   /* the left part, maybe empty */
@@ -173,14 +161,6 @@ static struct seg *find(struct client *c, uint64_t addr)
 	return NULL;
 }
 
-static struct client *client_by_id(uint32_t id)
-{
-	for (int i = 0; i < nclients; i++)
-		if (clients[i].id == id)
-			return &clients[i];
-	return NULL;
-}
-
 /* ---- installing ------------------------------------------------------------------ */
 
 static void wake(int uffd, uint64_t addr)
@@ -189,18 +169,18 @@ static void wake(int uffd, uint64_t addr)
 	ioctl(uffd, UFFDIO_WAKE, &r);
 }
 
-static void zero_page(int uffd, uint64_t addr)
+static void zero_page(struct client *c, uint64_t addr)
 {
 	struct uffdio_zeropage z = {.range = {addr, RF_PAGE}};
-	if (ioctl(uffd, UFFDIO_ZEROPAGE, &z) < 0 && errno != EEXIST && errno != EAGAIN &&
+	if (ioctl(c->uffd, UFFDIO_ZEROPAGE, &z) < 0 && errno != EEXIST && errno != EAGAIN &&
 	    errno != ENOENT && errno != ESRCH)
-		kill_child("UFFDIO_ZEROPAGE failed");
+		kill_fam(c->fam, "UFFDIO_ZEROPAGE failed");
 	if (z.zeropage < 0)
-		wake(uffd, addr);
+		wake(c->uffd, addr);
 }
 
 /* Installs n pages at addr; pages already there are skipped. */
-static void install(int uffd, uint64_t addr, const char *src, uint32_t n)
+static void install(struct client *cl, uint64_t addr, const char *src, uint32_t n)
 {
 	uint32_t done = 0;
 	int raced = 0;
@@ -208,7 +188,7 @@ static void install(int uffd, uint64_t addr, const char *src, uint32_t n)
 		struct uffdio_copy c = {.dst = addr + done * RF_PAGE,
 		                        .src = (uintptr_t)(src + done * RF_PAGE),
 		                        .len = (n - done) * RF_PAGE};
-		if (ioctl(uffd, UFFDIO_COPY, &c) == 0)
+		if (ioctl(cl->uffd, UFFDIO_COPY, &c) == 0)
 			break;
 		if (c.copy > 0)
 			done += c.copy / RF_PAGE;
@@ -219,16 +199,35 @@ static void install(int uffd, uint64_t addr, const char *src, uint32_t n)
 			 * to be read, and its process waits for us.  Wake whoever
 			 * waits on these pages: they fault again after the event. */
 			struct uffdio_range r = {addr + done * RF_PAGE, (n - done) * RF_PAGE};
-			ioctl(uffd, UFFDIO_WAKE, &r);
+			ioctl(cl->uffd, UFFDIO_WAKE, &r);
 			return;
 		}
 		else if (errno == ENOENT || errno == ESRCH)
 			return;              /* unmapped meanwhile, or the process is gone */
-		else
-			kill_child("UFFDIO_COPY failed");
+		else {
+			kill_fam(cl->fam, "UFFDIO_COPY failed");
+			return;
+		}
 	}
 	if (raced)
-		wake(uffd, addr);
+		wake(cl->uffd, addr);
+}
+
+/* Installs what the cache has of n pages at addr (inside segment s) from
+ * addr on; the pages installed. */
+static uint32_t from_cache(struct client *c, const struct seg *s, uint64_t addr, uint32_t n)
+{
+	uint32_t done = 0, k;
+	const char *src;
+	if (c->fam->flags & RF_JOIN_NOCACHE)
+		return 0;
+	while (done < n && (k = rf_cache_run(s->pstart + (addr - s->cstart) + done * RF_PAGE,
+	                                     n - done, &src))) {
+		install(c, addr + done * RF_PAGE, src, k);
+		done += k;
+	}
+	c->fam->cached += done;
+	return done;
 }
 
 /* The page a sequential window holds back, or 0. */
@@ -243,28 +242,26 @@ static void install_window(struct client *c, const struct flight *f, uint64_t ad
 {
 	uint64_t m = marker_of(f);
 	if (!m || m < addr || m >= addr + (uint64_t)n * RF_PAGE) {
-		install(c->uffd, addr, src, n);
+		install(c, addr, src, n);
 		return;
 	}
 	if (!c->marker_page) {
 		c->marker_page = mmap(NULL, RF_PAGE, PROT_READ | PROT_WRITE,
 		                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (c->marker_page == MAP_FAILED)
-			kill_child("pager out of memory");
+			fatal("pager out of memory");
 	}
 	if (c->marker)   /* the last one was never touched: it goes in as it is */
-		install(c->uffd, c->marker, c->marker_page, 1);
+		install(c, c->marker, c->marker_page, 1);
 	uint32_t k = (m - addr) / RF_PAGE;
-	install(c->uffd, addr, src, k);
+	install(c, addr, src, k);
 	memcpy(c->marker_page, src + (uint64_t)k * RF_PAGE, RF_PAGE);
 	c->marker = m;
 	c->marker_stream = f->stream;
-	install(c->uffd, m + RF_PAGE, src + (uint64_t)(k + 1) * RF_PAGE, n - k - 1);
+	install(c, m + RF_PAGE, src + (uint64_t)(k + 1) * RF_PAGE, n - k - 1);
 }
 
 /* ---- fetching ------------------------------------------------------------------- */
-
-static void read_answer(void);
 
 /* The answer in flight that brings c's page at addr, or NULL. */
 static struct flight *in_flight(const struct client *c, uint64_t addr)
@@ -290,31 +287,37 @@ static uint64_t flight_after(const struct client *c, uint64_t addr, uint64_t end
 	return end;
 }
 
+void push_flight(struct flight f)
+{
+	while (fl_n == MAX_FLIGHT)
+		read_answer();   /* room first: a fault is never left unanswered */
+	fl[(fl_head + fl_n++) % MAX_FLIGHT] = f;
+}
+
 /* n pages of c at addr (inside segment s): asked for (TCP), or read and
  * installed at once (RDMA). */
 static void fetch(struct client *c, struct seg *s, uint64_t addr, uint32_t n, int seq,
                   int stream)
 {
 	char err[256];
+	struct fam *F = c->fam;
 	uint64_t paddr = s->pstart + (addr - s->cstart);
-	st.requests++;
-	st.pages += n;
-	if (n > st.maxwin)
-		st.maxwin = n;
+	F->requests++;
+	F->pages += n;
+	if (n > F->maxwin)
+		F->maxwin = n;
 	if (!T->send_req) {
 		double t0 = now_s();
 		if (T->read_pages(conn, paddr, buf, n, err, sizeof err) < 0)
-			kill_child(err);
-		st.wait_s += now_s() - t0;
-		install(c->uffd, addr, buf, n);
+			fatal(err);
+		F->wait_s += now_s() - t0;
+		install(c, addr, buf, n);
 		return;
 	}
-	while (fl_n == MAX_FLIGHT)
-		read_answer();   /* room first: a fault is never left unanswered */
 	if (T->send_req(conn, paddr, n, err, sizeof err) < 0)
-		kill_child(err);
-	fl[(fl_head + fl_n++) % MAX_FLIGHT] = (struct flight){
-		.client = c->id, .caddr = addr, .npages = n, .seq = seq, .stream = stream};
+		fatal(err);
+	push_flight((struct flight){.client = c->id, .fam = F->id, .caddr = addr, .paddr = paddr,
+	                            .npages = n, .seq = seq, .stream = stream});
 }
 
 /* The next sequential window of run i of c, twice the last. */
@@ -324,7 +327,7 @@ static void fetch_next(struct client *c, int i)
 	struct seg *s = find(c, r->next);
 	if (!s || !s->pstart || in_flight(c, r->next))
 		return;
-	uint32_t n = r->win * 2 < ra_max ? r->win * 2 : ra_max;
+	uint32_t n = r->win * 2 < c->fam->ra_max ? r->win * 2 : c->fam->ra_max;
 	uint64_t end = flight_after(c, r->next, s->cend);
 	if ((end - r->next) / RF_PAGE < n)
 		n = (end - r->next) / RF_PAGE;
@@ -336,105 +339,188 @@ static void fetch_next(struct client *c, int i)
 }
 
 /* One step of the answer at the head: its header, or a chunk of its pages
- * read and installed. */
-static void read_answer(void)
+ * read, kept in the cache and installed. */
+void read_answer(void)
 {
 	char err[256];
 	struct flight *f = &fl[fl_head];
-	const struct rf_page_req *q = f->client == 0 ? &pre.p->q[pre.range] : NULL;
+	struct fam *F = fam_by_id(f->fam);
+	const struct rf_page_req *q = f->q ? &f->q[f->range] : NULL;
 	double t0 = now_s();
 	if (!f->header) {
 		if (T->recv_reply(conn, f->npages, err, sizeof err) < 0)
-			kill_child(err);
+			fatal(err);
 		f->header = 1;
 	}
 	/* the batch a range at a time: ranges are not contiguous */
-	uint64_t addr = q ? q->addr + (uint64_t)pre.off * RF_PAGE
+	uint64_t addr = q ? q->addr + (uint64_t)f->off * RF_PAGE
 	                  : f->caddr + (uint64_t)f->done * RF_PAGE;
-	uint32_t n = q ? q->npages - pre.off : f->npages - f->done;
+	uint32_t n = q ? q->npages - f->off : f->npages - f->done;
 	if (n > CHUNK)
 		n = CHUNK;
 	if (T->recv_data(conn, buf, (size_t)n * RF_PAGE, err, sizeof err) < 0)
-		kill_child(err);
-	st.wait_s += now_s() - t0;
-	struct client *c = q ? &clients[0] : client_by_id(f->client);
-	if (f->dropped || !c)
-		st.dropped += n;
-	else if (q)
-		install(c->uffd, addr, buf, n);
-	else
+		fatal(err);
+	rf_cache_put(q ? addr : f->paddr + (uint64_t)f->done * RF_PAGE, buf, n);
+	struct client *c = !F ? NULL : q ? client_by_id(F->root) : client_by_id(f->client);
+	if (F)
+		F->wait_s += now_s() - t0;
+	if (f->dropped || !c) {
+		if (F)
+			F->dropped += n;
+	} else if (q) {
+		if (F->started)   /* else its ranges may not be registered yet: from
+		                   * the cache (or asked again) at its first fault */
+			install(c, addr, buf, n);
+	} else {
 		install_window(c, f, addr, buf, n);
+	}
 	f->done += n;
-	if (q && (pre.off += n) == q->npages) {
-		pre.range++;
-		pre.off = 0;
+	if (q && (f->off += n) == q->npages) {
+		f->range++;
+		f->off = 0;
 	}
 	if (f->done < f->npages)
 		return;
 	if (q) {
-		pre.pending = 0;
-		st.batch_s = now_s() - pre.t0;
+		if (F && !f->dropped) {
+			F->pending--;
+			F->batch_s = now_s() - F->t0;
+		}
+		free(f->q);
 	}
 	fl_head = (fl_head + 1) % MAX_FLIGHT;
 	fl_n--;
 }
 
-/* ---- faults and events ------------------------------------------------------- */
+/* ---- the batch ---------------------------------------------------------------- */
 
-/* 1 when the page at addr of clients[0] comes with the batch (asked for,
- * not in yet). */
-static int batch_brings(uint64_t addr)
+/* 1 when the page at addr of F comes with a batch (asked for, not in yet). */
+static int batch_brings(const struct fam *F, uint64_t addr)
 {
-	if (!pre.pending)
-		return 0;
-	const struct rf_page_req *q = pre.p->q;
-	for (int i = pre.range; i < pre.p->n; i++) {
-		uint64_t from = q[i].addr + (i == pre.range ? (uint64_t)pre.off * RF_PAGE : 0);
-		if (addr >= from && addr < q[i].addr + (uint64_t)q[i].npages * RF_PAGE)
-			return 1;
+	for (int k = 0; F->pending && k < fl_n; k++) {
+		const struct flight *f = &fl[(fl_head + k) % MAX_FLIGHT];
+		if (f->fam != F->id || !f->q || f->dropped)
+			continue;
+		for (int i = f->range; i < f->nq; i++) {
+			uint64_t from = f->q[i].addr + (i == f->range ? (uint64_t)f->off * RF_PAGE : 0);
+			if (addr >= from && addr < f->q[i].addr + (uint64_t)f->q[i].npages * RF_PAGE)
+				return 1;
+		}
 	}
 	return 0;
 }
 
-/* RDMA: the whole batch read (one-sided) and installed at once. */
-static void batch_now(void)
+/* Appends page a, of the mapping from lo on, to the ranges q (n of them,
+ * *pages in all; a range stays in one mapping, as the holder wants it);
+ * 0, or -1 when full. */
+static int add_page(struct rf_page_req *q, int *n, long *pages, uint64_t lo, uint64_t a)
+{
+	struct rf_page_req *last = *n ? &q[*n - 1] : NULL;
+	if (*pages == RF_BATCH_PAGES)
+		return -1;
+	if (last && last->addr >= lo && last->addr + last->npages * RF_PAGE == a &&
+	    last->npages < RF_MAX_PAGES)
+		last->npages++;
+	else if (*n == RF_BATCH_RANGES)
+		return -1;
+	else
+		q[(*n)++] = (struct rf_page_req){.addr = a, .npages = 1};
+	++*pages;
+	return 0;
+}
+
+/* The child's first fault: its ranges are registered now.  What the cache
+ * has of its batch and of the set this pager learned goes in at once; the
+ * rest of its batch not on its way already is asked for. */
+static void start_batch(struct fam *F, struct client *c)
 {
 	char err[256];
-	const struct rf_prefetch *p = pre.p;
-	if (T->read_batch(conn, p->q, p->n, buf, err, sizeof err) < 0)
-		kill_child(err);
-	const char *at = buf;
-	for (int i = 0; i < p->n; i++) {
-		install(clients[0].uffd, p->q[i].addr, at, p->q[i].npages);
-		at += (uint64_t)p->q[i].npages * RF_PAGE;
+	F->started = 1;
+	struct rf_page_req *miss = NULL;
+	int nmiss = 0;
+	long mpages = 0;
+	/* the batch the resuming process asked for, when it still comes */
+	const struct flight *sent = NULL;
+	for (int k = 0; F->pending && k < fl_n; k++)
+		if (fl[(fl_head + k) % MAX_FLIGHT].fam == F->id && fl[(fl_head + k) % MAX_FLIGHT].q)
+			sent = &fl[(fl_head + k) % MAX_FLIGHT];
+	int nlearned = F->flags & RF_JOIN_NOLEARN ? 0 : (int)learned_here.n;
+	F->learned_used = nlearned;
+	for (int i = 0; i < F->nplan + nlearned; i++) {
+		const struct rf_page_req *r = i < F->nplan ? &F->plan[i] : &learned_here.r[i - F->nplan];
+		uint64_t end = r->addr + (uint64_t)r->npages * RF_PAGE;
+		for (uint64_t a = r->addr; a < end;) {
+			struct seg *s = find(c, a);
+			if (!s || !s->pstart) {
+				a += RF_PAGE;
+				continue;
+			}
+			uint64_t to = end < s->cend ? end : s->cend;
+			uint32_t k = from_cache(c, s, a, (to - a) / RF_PAGE);
+			F->prefetched += k;
+			a += (uint64_t)k * RF_PAGE;
+			if (k || a >= to)
+				continue;
+			int coming = sent && !sent->dropped && i < F->nplan &&
+			             (i > sent->range ||
+			              (i == sent->range && a >= r->addr + (uint64_t)sent->off * RF_PAGE));
+			/* a batch's child and parent addresses are one: a page
+			 * moved since faults as any other */
+			if (!coming && i < F->nplan && s->pstart == s->cstart) {
+				if (!miss && !(miss = malloc(RF_BATCH_RANGES * sizeof *miss)))
+					fatal("pager out of memory");
+				add_page(miss, &nmiss, &mpages, s->cstart, a);
+			}
+			a += RF_PAGE;
+		}
 	}
-	pre.pending = 0;
-	st.batch_s = now_s() - pre.t0;
+	if (!nmiss) {
+		free(miss);
+		return;
+	}
+	F->prefetched += mpages;
+	if (!T->send_req) {   /* RDMA: read (one-sided) and installed at once */
+		if (T->read_batch(conn, miss, nmiss, buf, err, sizeof err) < 0)
+			fatal(err);
+		const char *at = buf;
+		for (int i = 0; i < nmiss; i++) {
+			install(c, miss[i].addr, at, miss[i].npages);
+			at += (uint64_t)miss[i].npages * RF_PAGE;
+		}
+		free(miss);
+		F->batch_s = now_s() - F->t0;
+		return;
+	}
+	if (T->send_batch(conn, miss, nmiss, err, sizeof err) < 0)
+		fatal(err);
+	F->pending++;
+	push_flight((struct flight){.fam = F->id, .npages = (uint32_t)mpages, .q = miss,
+	                            .nq = nmiss});
 }
+
+/* ---- faults and events ------------------------------------------------------- */
 
 static void on_fault(struct client *c, uint64_t addr)
 {
+	struct fam *F = c->fam;
 	addr &= ~(RF_PAGE - 1);
-	st.faults++;
-	if (c == &clients[0] && pre.pending && !pre.started) {
-		pre.started = 1;   /* its ranges are registered now */
-		if (!T->send_req)
-			batch_now();
-	}
+	F->faults++;
+	if (c->root && !F->started)
+		start_batch(F, c);
 	struct seg *s = find(c, addr);
 	if (!s || !s->pstart) {
-		st.zero++;
-		zero_page(c->uffd, addr);
+		F->zero++;
+		zero_page(c, addr);
 		return;
 	}
 	if (addr == c->marker) {   /* the child reads on: the next window now */
-		install(c->uffd, addr, c->marker_page, 1);
+		install(c, addr, c->marker_page, 1);
 		c->marker = 0;
-		st.markers++;
+		F->markers++;
 		fetch_next(c, c->marker_stream);
 		return;
 	}
-	if (c == &clients[0] && batch_brings(addr))
+	if (c->root && batch_brings(F, addr))
 		return;   /* on its way: installing it wakes the child */
 	struct flight *f = in_flight(c, addr);
 	if (f) {
@@ -445,6 +531,9 @@ static void on_fault(struct client *c, uint64_t addr)
 		}
 		return;
 	}
+	uint64_t paddr = s->pstart + (addr - s->cstart);
+	if (F->logging && rf_log_add(F->log, &F->nlog, RF_LEARN_RANGES, s->pstart, paddr, 1) < 0)
+		F->logging = 0;   /* a log that overflows says little of a start */
 	int i = 0;
 	while (i < NSTREAMS && c->streams[i].next != addr)
 		i++;
@@ -454,13 +543,15 @@ static void on_fault(struct client *c, uint64_t addr)
 		c->oldest = (c->oldest + 1) % NSTREAMS;
 	}
 	struct stream *r = &c->streams[i];
-	uint32_t n = !seq ? ra_base : r->win * 2 < ra_max ? r->win * 2 : ra_max;
+	uint32_t n = !seq ? F->ra_base : r->win * 2 < F->ra_max ? r->win * 2 : F->ra_max;
 	uint64_t end = flight_after(c, addr, s->cend);
 	if ((end - addr) / RF_PAGE < n)
 		n = (end - addr) / RF_PAGE;
 	r->win = n;
-	r->next = addr + (uint64_t)n * RF_PAGE;
-	fetch(c, s, addr, n, seq, i);
+	uint32_t k = from_cache(c, s, addr, n);
+	r->next = addr + (uint64_t)(k ? k : n) * RF_PAGE;
+	if (!k)
+		fetch(c, s, addr, n, seq, i);
 }
 
 static int overlaps(uint64_t a, uint64_t n, uint64_t lo, uint64_t hi)
@@ -474,23 +565,26 @@ static void forget_asked(struct client *c, uint64_t lo, uint64_t hi)
 {
 	for (int i = 0; i < fl_n; i++) {
 		struct flight *f = &fl[(fl_head + i) % MAX_FLIGHT];
-		if (f->client != c->id || f->dropped || !overlaps(f->caddr, f->npages, lo, hi))
+		if (f->dropped)
 			continue;
-		f->dropped = 1;
-		struct uffdio_range r = {f->caddr, (uint64_t)f->npages * RF_PAGE};
-		ioctl(c->uffd, UFFDIO_WAKE, &r);
-	}
-	int hit = 0;
-	for (int i = pre.range; c == &clients[0] && pre.pending && i < pre.p->n && !hit; i++)
-		hit = overlaps(pre.p->q[i].addr, pre.p->q[i].npages, lo, hi);
-	if (hit) {   /* the rest of the batch goes */
-		for (int i = pre.range; i < pre.p->n; i++) {
-			struct uffdio_range r = {pre.p->q[i].addr, (uint64_t)pre.p->q[i].npages * RF_PAGE};
+		if (!f->q && f->client == c->id && overlaps(f->caddr, f->npages, lo, hi)) {
+			f->dropped = 1;
+			struct uffdio_range r = {f->caddr, (uint64_t)f->npages * RF_PAGE};
 			ioctl(c->uffd, UFFDIO_WAKE, &r);
 		}
-		pre.pending = 0;
-		if (fl_n && fl[fl_head].client == 0)
-			fl[fl_head].dropped = 1;
+		if (!f->q || !c->root || f->fam != c->fam->id)
+			continue;
+		int hit = 0;
+		for (int k = f->range; k < f->nq && !hit; k++)
+			hit = overlaps(f->q[k].addr, f->q[k].npages, lo, hi);
+		if (!hit)
+			continue;
+		for (int k = f->range; k < f->nq; k++) {   /* the rest of the batch goes */
+			struct uffdio_range r = {f->q[k].addr, (uint64_t)f->q[k].npages * RF_PAGE};
+			ioctl(c->uffd, UFFDIO_WAKE, &r);
+		}
+		f->dropped = 1;
+		c->fam->pending--;
 	}
 	if (c->marker >= lo && c->marker < hi)
 		c->marker = 0;
@@ -499,7 +593,7 @@ static void forget_asked(struct client *c, uint64_t lo, uint64_t hi)
 			c->streams[i].next = 0;
 }
 
-static void drop_client(int i)
+void drop_client(int i)
 {
 	close(clients[i].uffd);
 	free(clients[i].segs);
@@ -510,27 +604,40 @@ static void drop_client(int i)
 
 static void on_fork(struct client *c, int ufd)
 {
-	st.forks++;
-	if (nclients == MAX_CLIENTS)
-		drop_client(1);   /* the oldest fork: most likely exec'd long ago */
+	struct fam *F = c->fam;
+	F->forks++;
+	if (nclients == MAX_CLIENTS) {   /* the oldest fork: most likely exec'd long ago */
+		int i = 0;
+		while (i < nclients && (clients[i].root || clients[i].id == c->id))
+			i++;
+		if (i == nclients) {
+			close(ufd);
+			kill_fam(F, "too many processes for one pager");
+			return;
+		}
+		uint32_t id = c->id;
+		drop_client(i);
+		c = client_by_id(id);
+	}
 	struct client *n = &clients[nclients++];
-	*n = (struct client){.uffd = ufd, .id = ++client_ids};
+	*n = (struct client){.uffd = ufd, .id = ++client_ids, .fam = F};
 	for (int i = 0; i < c->nsegs; i++)
 		add_seg(n, c->segs[i].cstart, c->segs[i].cend, c->segs[i].pstart);
 }
 
 /* A forked process whose memory is gone (exec, exit) leaves its
  * userfaultfd silent forever; ioctls on it then fail with ENOMEM. */
-static void reap_forks(void)
+void reap_forks(void)
 {
-	for (int i = nclients - 1; i >= 1; i--) {
+	for (int i = nclients - 1; i >= 0; i--) {
 		struct uffdio_range r = {0x10000, RF_PAGE};
-		if (ioctl(clients[i].uffd, UFFDIO_UNREGISTER, &r) < 0 && errno == ENOMEM)
+		if (!clients[i].root && ioctl(clients[i].uffd, UFFDIO_UNREGISTER, &r) < 0 &&
+		    errno == ENOMEM)
 			drop_client(i);
 	}
 }
 
-static void on_event(struct client *c, struct uffd_msg *u)
+void on_event(struct client *c, struct uffd_msg *u)
 {
 	switch (u->event) {
 	case UFFD_EVENT_PAGEFAULT:
@@ -565,135 +672,3 @@ static void on_event(struct client *c, struct uffd_msg *u)
 	}
 }
 
-/* ---- start and loop ------------------------------------------------------------ */
-
-/* RDMA instead of TCP when asked for; 0, or -1 + err when it must not go
- * on over TCP. */
-static int choose_transport(const struct rf_desc *d, const struct rf_pager_opts *o,
-                            uint32_t buf_pages, char *info, size_t infolen)
-{
-	if (!o->rdma)
-		return 0;
-	int declined;
-	struct rf_conn *r = rf_rdma_upgrade(conn, d, o->host, o->required, o->timeout_ms,
-	                                    buf_pages, &declined, info, infolen);
-	if (r) {
-		conn = r;
-		T = &rf_rdma;
-		snprintf(info, infolen, "%s", T->device(r));
-		return 0;
-	}
-	return o->required || !declined ? -1 : 0;   /* else TCP, info says why */
-}
-
-static void print_stats(void)
-{
-	char how[160];
-	T->stats(conn, how, sizeof how);
-	fprintf(stderr, "kxrun rfork: pager of child %d: %ld faults, %ld pages fetched in %ld "
-	        "requests (largest %ld; %ld read-ahead markers hit; %.1f ms reading answers), "
-	        "%ld zero pages, %ld forks, %ld pages dropped; %ld pages prefetched (%d ranges, "
-	        "%d learned) in %.1f ms%s\n", child_pid, st.faults, st.pages, st.requests,
-	        st.maxwin, st.markers, st.wait_s * 1e3, st.zero, st.forks, st.dropped,
-	        pre.p->pages, pre.p->n, pre.p->learned, st.batch_s * 1e3, how);
-}
-
-void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d, struct rf_conn *c,
-                   int ready_fd, const struct rf_pager_opts *o)
-{
-	child_pid = child;
-	conn = c;
-	clients[0] = (struct client){.uffd = uffd, .id = ++client_ids};
-	nclients = 1;
-	const struct rf_map *m = rf_desc_maps(d);
-	for (uint32_t i = 0; i < d->nmaps; i++)
-		if (m[i].kind == RF_MAP_SERVE)
-			add_seg(&clients[0], m[i].start, m[i].end, m[i].start);
-	st.on = getenv("KXRUN_RFORK_STATS") != NULL;
-	const char *e = getenv("KXRUN_RFORK_READAHEAD");
-	ra_base = e && atoi(e) >= 1 && atoi(e) <= RF_MAX_PAGES ? (uint32_t)atoi(e) : 16;
-	e = getenv("KXRUN_RFORK_READAHEAD_MAX");
-	ra_max = e && atoi(e) >= 1 && atoi(e) <= RF_MAX_PAGES ? (uint32_t)atoi(e) : RF_MAX_PAGES;
-	if (o->rdma && !e)
-		ra_max = 256;   /* RDMA lands whole windows in registered (locked) memory */
-	if (ra_max < ra_base)
-		ra_max = ra_base;
-	pre.p = rf_prefetch_plan();
-	pre.t0 = now_s();
-	/* the answer to the resuming process: 0 and "TRANSPORT\tINFO", or
-	 * 1 and why it cannot go on */
-	char msg[320], info[256] = "";
-	uint32_t need = pre.p->pages > ra_max ? (uint32_t)pre.p->pages : ra_max;
-	int bad = choose_transport(d, o, need, info, sizeof info) < 0;
-	/* TCP reads a chunk at a time; RDMA lands whole fetches */
-	buf = bad ? NULL : T->buffer(conn, T->send_req ? CHUNK : need, info, sizeof info);
-	int pidfd = syscall(SYS_pidfd_open, child, 0);
-	if (!bad && (!buf || pidfd < 0)) {
-		bad = 1;
-		if (pidfd < 0)
-			snprintf(info, sizeof info, "pidfd_open: %s", strerror(errno));
-	}
-	if (!o->rdma) {   /* nobody waits for the word: the child is on its way */
-		if (bad)
-			kill_child(info);
-	} else {
-		int len = snprintf(msg, sizeof msg, "%c%s\t%s", bad, bad ? "" : T->name, info);
-		if (write(ready_fd, msg, len) != len || bad)
-			_exit(1);
-	}
-	close(ready_fd);
-	if (pre.p->n) {
-		char err[256];
-		if (!pre.p->sent && T->send_batch(conn, pre.p->q, pre.p->n, err, sizeof err) < 0)
-			kill_child(err);
-		pre.pending = 1;
-		if (T->send_req)
-			fl[fl_n++] = (struct flight){.client = 0, .npages = (uint32_t)pre.p->pages};
-	}
-	struct uffd_msg msgs[16];
-	struct pollfd pf[MAX_CLIENTS + 2];
-	double last_reap = now_s(), waiting = 0;
-	int timeout_ms = o->timeout_ms;
-	for (;;) {
-		int can_read = fl_n && (fl[fl_head].client || pre.started || fl[fl_head].dropped);
-		if (!can_read)
-			waiting = 0;
-		else if (!waiting)
-			waiting = now_s();
-		pf[0] = (struct pollfd){pidfd, POLLIN, 0};
-		pf[1] = (struct pollfd){can_read ? T->fd(conn) : -1, POLLIN, 0};
-		for (int i = 0; i < nclients; i++)
-			pf[i + 2] = (struct pollfd){clients[i].uffd, POLLIN, 0};
-		int r = poll(pf, nclients + 2, can_read ? timeout_ms : nclients > 1 ? 1000 : -1);
-		if (r < 0 && errno != EINTR)
-			kill_child("poll failed");
-		if (pf[0].revents) {   /* the child has ended */
-			if (st.on)
-				print_stats();
-			_exit(0);
-		}
-		if (can_read && now_s() - waiting > timeout_ms / 1e3)
-			kill_child("no answer from the holder in time");
-		int n = nclients;   /* forks add clients at the end */
-		for (int i = 0; r > 0 && i < n; i++) {
-			if (!pf[i + 2].revents)
-				continue;
-			ssize_t got = read(clients[i].uffd, msgs, sizeof msgs);
-			if (got < 0 && errno != EAGAIN && errno != EINTR) {
-				if (i == 0)
-					kill_child("reading the userfaultfd failed");
-				continue;
-			}
-			for (ssize_t k = 0; k < got / (ssize_t)sizeof msgs[0]; k++)
-				on_event(&clients[i], &msgs[k]);
-		}
-		if (can_read && (pf[1].revents & (POLLIN | POLLHUP | POLLERR))) {
-			read_answer();
-			waiting = now_s();
-		}
-		if (nclients > 1 && now_s() - last_reap > 1) {
-			reap_forks();
-			last_reap = now_s();
-		}
-	}
-}

@@ -426,13 +426,31 @@ static struct rf_restore *build_region(const struct rf_desc *d, const int *fds,
 	return r;
 }
 
-static void print_stages(const struct rf_restore *r, uint32_t index, const double *t)
+static void print_stages(const struct rf_restore *r, uint32_t index, const double *t,
+                         const char *pager)
 {
 	fprintf(stderr, "kxrun rfork: resume of child %u: descriptor %.1f ms, files %.1f ms, "
-	        "%suserfaultfd and layout %.1f ms, pager %.1f ms (over %s%s%s); switching at "
+	        "%suserfaultfd and layout %.1f ms, pager %.1f ms (%s, over %s%s%s); switching at "
 	        "%.3f ms (CLOCK_MONOTONIC)\n", index, t[1] - t[0], t[2] - t[1],
-	        t[3] > t[2] ? "container " : "", t[4] - t[2], t[5] - t[4], r->transport,
+	        t[3] > t[2] ? "container " : "", t[4] - t[2], t[5] - t[4], pager, r->transport,
 	        r->transport_info[0] ? ": " : "", r->transport_info, t[5]);
+}
+
+/* The shared pager of this parent, when it is running and takes the
+ * child: 1, or 0 (*why says why not) and the caller starts its own. */
+static int join_pager(int fd, const uint8_t key[16], int uffd, int timeout_ms,
+                      struct rf_restore *r, char *why, size_t whylen)
+{
+	const struct rf_prefetch *p = rf_prefetch_plan();
+	struct rf_join j = {.magic = RF_MAGIC, .version = RF_VERSION, .nplan = p->n,
+	                    .learned = p->learned, .pages = p->pages};
+	memcpy(j.key, key, 16);
+	rf_pager_knobs(&j.flags, &j.ra_base, &j.ra_max);
+	int ok = rf_join_send(fd, &j, p->q, uffd, timeout_ms, why, whylen) == 0;
+	close(fd);
+	if (ok)
+		snprintf(r->transport, sizeof r->transport, "tcp");
+	return ok;
 }
 
 int rf_resume(const char *address, const char *id_hex, const char *key_hex,
@@ -464,7 +482,7 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex,
 	                                   &nlearned, err, errlen);
 	if (!c)
 		return -1;
-	int uffd = -1, *fds = NULL, in_container = 0;
+	int uffd = -1, *fds = NULL, in_container = 0, joinfd = -1;
 	pid_t pager = 0;
 	struct own_map *own = NULL;
 	int nown = 0;
@@ -484,9 +502,25 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex,
 	if (choose_transport(transport, address, d, &po, host, sizeof host, &chosen, err,
 	                     errlen) < 0)
 		goto fail;
+	/* One pager serves every child of this parent here (TCP, no container,
+	 * not KXRUN_RFORK_PAGER=private): the first one starts it, the next
+	 * ones join it; a child that cannot join starts its own. */
+	const char *pe = getenv("KXRUN_RFORK_PAGER");
+	if (pe && strcmp(pe, "shared") && strcmp(pe, "private")) {
+		snprintf(err, errlen, "KXRUN_RFORK_PAGER must be \"shared\" or \"private\", not "
+		         "\"%s\"", pe);
+		goto fail;
+	}
+	char share[160], pager_how[200] = "own pager";
+	int shared = !po.rdma && !ct && !(pe && !strcmp(pe, "private"));
+	rf_join_name(share, sizeof share, address, id);
+	joinfd = shared ? rf_join_connect(share) : -1;
+	po.share = shared ? share : NULL;
+	po.key = key;
 	/* over TCP asked for now, answered while the rest is checked and the
-	 * pager starts; over RDMA the pager reads it */
-	if (rf_prefetch_request(d, c, learned, nlearned, !po.rdma, err, errlen) < 0)
+	 * pager starts (a child joining the shared pager hands it over);
+	 * over RDMA the pager reads it */
+	if (rf_prefetch_request(d, c, learned, nlearned, !po.rdma && joinfd < 0, err, errlen) < 0)
 		goto fail;
 	t[1] = now_ms();
 	fds = malloc((d->nident + 1) * sizeof *fds);
@@ -511,15 +545,23 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex,
 	r->index = index;
 	memcpy(r->transport_info, chosen.transport_info, sizeof r->transport_info);
 	t[4] = now_ms();
-	if (start_pager(c, uffd, d, &po, r, &pager, err, errlen) < 0)
-		goto fail;
-	rf_tcp.close(c);   /* the pager's now */
+	char why[160];
+	if (joinfd >= 0 && join_pager(joinfd, key, uffd, timeout_ms, r, why, sizeof why)) {
+		snprintf(pager_how, sizeof pager_how, "joined the shared pager");
+	} else {
+		if (joinfd >= 0)
+			snprintf(pager_how, sizeof pager_how, "own pager: %s", why);
+		if (start_pager(c, uffd, d, &po, r, &pager, err, errlen) < 0)
+			goto fail;
+	}
+	joinfd = -1;
+	rf_tcp.close(c);   /* the pager's now, or the holder's log of it ends */
 	c = NULL;
 	if (ct && rf_container_finish(ct, &run, err, errlen) < 0)
 		goto fail;
 	t[5] = now_ms();
 	if (stats)
-		print_stages(r, index, t);
+		print_stages(r, index, t, pager_how);
 
 	/* Point of no return. */
 	fflush(NULL);
@@ -552,6 +594,8 @@ fail:
 	rf_tcp.close(c);
 	if (uffd >= 0)
 		close(uffd);
+	if (joinfd >= 0)
+		close(joinfd);
 	close_files(d, fds);
 	free(fds);
 	free(own);

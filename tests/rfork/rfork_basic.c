@@ -9,6 +9,9 @@
  *                                becomes a child: checks it sees the
  *                                prepare-time state, prints "child N ok"
  *                                and exits 0 (1 on a wrong state)
+ *   rfork_basic join NAME KEY    hands the shared pager at NAME a child
+ *                                with KEY (/dev/null for its userfaultfd):
+ *                                "refused: WHY" (exit 0) or "taken" (1)
  *   rfork_basic exit-after-prepare MB
  *                                prepares, prints the line, exits at once
  *   rfork_basic hold MB          prepares MB MiB of heap and changes nothing
@@ -25,13 +28,17 @@
  * holder's address (127.0.0.1:0).
  *                                (a child resumed then must fail cleanly)
  */
-#include "rfork.h"
+#include "internal.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -119,9 +126,38 @@ static int check_child(long index, int fd)
 	return bad;
 }
 
+/* "join NAME KEY": asks the shared pager listening at NAME to take a
+ * child with KEY, handing it /dev/null for a userfaultfd (the way a
+ * resuming process joins, but without checking the listener's user);
+ * prints "refused: WHY" and exits 0 when it is refused, 1 when taken. */
+static int join_pager(const char *name, const char *key_hex)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	snprintf(a.sun_path + 1, sizeof a.sun_path - 1, "%s", name);
+	socklen_t len = offsetof(struct sockaddr_un, sun_path) + 1 + strlen(a.sun_path + 1);
+	struct rf_join j = {.magic = RF_MAGIC, .version = RF_VERSION, .ra_base = 16,
+	                    .ra_max = 16};
+	char err[256];
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0), null = open("/dev/null", O_RDWR);
+	if (rf_parse_hex(key_hex, j.key, 16) < 0 || fd < 0 || null < 0)
+		return 2;
+	if (connect(fd, (struct sockaddr *)&a, len) < 0) {
+		printf("refused: connect: %s\n", strerror(errno));
+		return 0;
+	}
+	if (rf_join_send(fd, &j, NULL, null, 5000, err, sizeof err) < 0) {
+		printf("refused: %s\n", err);
+		return 0;
+	}
+	printf("taken\n");
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
 	char err[512];
+	if (argc == 4 && !strcmp(argv[1], "join"))
+		return join_pager(argv[2], argv[3]);
 	if (argc == 5 && !strcmp(argv[1], "resume")) {
 		double t0 = now();
 		/* the child's memory is the parent's: the start time goes by stderr */
