@@ -5,30 +5,10 @@
 local rfork = require "kx.rfork"
 
 local ROOT = os.getenv("ROOT") or "."
-local KXRUN = os.getenv("KXRUN") or (ROOT .. "/kxrun")
 local need = dofile(ROOT .. "/tests/need.lua")
 
-local function start(script, ...)
-	local p = assert(kx.spawn{ KXRUN, ROOT .. "/tests/rfork/" .. script, ...,
-		stdin = "pipe", stdout = "pipe" })
-	local line = assert(p.stdout:read("l"), "the parent printed nothing")
-	local address, id, key, holder = line:match("^(%S+)\t(%x+)\t(%x+)\t?(%d*)$")
-	assert(address, "unexpected parent line: " .. line)
-	return p, { address = address, id = id, key = key }, tonumber(holder)
-end
-
-local function stop(p)
-	p.stdin:close()
-	local rest = p.stdout:read("a")
-	p:wait()
-	return rest
-end
-
-local function parse(out)
-	local t = {}
-	for k, v in out:gmatch("(%S+)\t([^\n]*)\n") do t[k] = v end
-	return t
-end
+local specs = dofile(ROOT .. "/tests/rfork/specs.lua")
+local start, stop, parse = specs.start, specs.stop, specs.parse
 
 local function with(t, extra)
 	local r = {}

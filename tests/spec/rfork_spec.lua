@@ -5,7 +5,6 @@ local rfork = require "kx.rfork"
 
 local ROOT = os.getenv("ROOT") or "."
 local KXRUN = os.getenv("KXRUN") or (ROOT .. "/kxrun")
-local PARENT = ROOT .. "/tests/rfork/parent.lua"
 
 local need = dofile((os.getenv("ROOT") or ".") .. "/tests/need.lua")
 local function uffd_ok() return need("userfaultfd") end
@@ -19,28 +18,14 @@ local function datafile()
 	return path
 end
 
+local specs = dofile(ROOT .. "/tests/rfork/specs.lua")
+local stop_parent, parse = specs.stop, specs.parse
+
 -- Starts parent.lua; returns the process and its address, id, key and
 -- holder's pid.
 local function start_parent(path, mode)
-	local p = assert(kx.spawn{ KXRUN, PARENT, path, mode, stdin = "pipe", stdout = "pipe" })
-	local line = p.stdout:read("l")
-	assert(line, "the parent printed nothing")
-	local address, id, key, pid = line:match("^(%S+)\t(%x+)\t(%x+)\t(%d+)$")
-	assert(address, "unexpected parent line: " .. line)
-	return p, address, id, key, pid
-end
-
-local function stop_parent(p)
-	p.stdin:close()
-	local rest = p.stdout:read("a")
-	p:wait()
-	return rest
-end
-
-local function parse(out)
-	local t = {}
-	for k, v in out:gmatch("(%S+)\t([^\n]*)\n") do t[k] = v end
-	return t
+	local p, a, holder = specs.start("parent.lua", path, mode)
+	return p, a.address, a.id, a.key, holder
 end
 
 describe("kx.rfork", function()
