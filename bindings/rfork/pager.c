@@ -480,7 +480,8 @@ static void start_batch(struct fam *F, struct client *c)
 	}
 	F->prefetched += mpages;
 	if (!T->send_req) {   /* RDMA: read (one-sided) and installed at once */
-		if (T->read_batch(conn, miss, nmiss, buf, err, sizeof err) < 0)
+		if (T->send_batch(conn, miss, nmiss, err, sizeof err) < 0 ||
+		    T->read_batch(conn, miss, nmiss, buf, err, sizeof err) < 0)
 			fatal(err);
 		const char *at = buf;
 		for (int i = 0; i < nmiss; i++) {
