@@ -120,6 +120,7 @@ struct rf_restore {
 	uint64_t region, region_len;  /* kept mapped throughout */
 	uint64_t low, high;           /* everything else in [low, high) goes */
 	int32_t uffd;
+	int32_t watch;                /* kept open in the child (resume.c: watch_pager) */
 	uint32_t nspecial;
 	struct rf_special_move special[4];
 	uint64_t index;               /* returned by rf_ctx_save in the child */
@@ -321,6 +322,9 @@ struct rf_pager_opts {
 	 * (pjoin.c; NULL: it serves this child alone), the key they must know */
 	const char *share;
 	const uint8_t *key;
+	/* the pager's end of the child's watch (resume.c: watch_pager): held
+	 * while it serves the child, so that its death kills the child */
+	int watch;
 };
 
 /* ---- the shared pager (pjoin.c, pcache.c) ----------------------------------
@@ -342,17 +346,18 @@ struct rf_join {              /* then nplan rf_page_req: the prefetch batch */
  * set of cgroups (a hash of /proc/self/cgroup) and holder address. */
 void rf_join_name(char *out, size_t len, const char *address, uint64_t id);
 /* Resuming side: a connected socket to a pager of this user, or -1; then
- * the join (with uffd and stderr): 0 once the pager took the child, -1 + err. */
+ * the join (with uffd, stderr and the pager's end of the child's watch): 0
+ * once the pager took the child, -1 + err. */
 int rf_join_connect(const char *name);
 int rf_join_send(int fd, const struct rf_join *j, const struct rf_page_req *plan, int uffd,
-                 int timeout_ms, char *err, size_t errlen);
+                 int watch, int timeout_ms, char *err, size_t errlen);
 /* Pager side: the listening socket (-1: taken); an accepted one (-1: none,
  * or another user's, refused); its join: 1 read (the sender's pid), 0 not
  * yet, -1 malformed; the one-byte answer, which closes fd. */
 int rf_join_listen(const char *name);
 int rf_join_accept(int listen_fd);
 int rf_join_recv(int fd, struct rf_join *j, struct rf_page_req *plan, int *uffd, int *errfd,
-                 pid_t *pid);
+                 int *watch, pid_t *pid);
 void rf_join_answer(int fd, uint8_t status);
 /* The page cache: bytes of arena (0: off); runs of pages by parent address. */
 int rf_cache_init(uint64_t bytes);

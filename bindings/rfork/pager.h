@@ -48,6 +48,7 @@ struct fam {
 	uint32_t id, root;      /* its id, its root client's */
 	pid_t pid;
 	int pidfd, errfd, killed;
+	int watch;              /* the pager's end of its watch: closed with it */
 	struct rf_page_req *plan;   /* the prefetch batch it brought (a copy) */
 	int nplan, plan_learned, learned_used;
 	long plan_pages;

@@ -34,7 +34,8 @@ void rf_pager_knobs(uint32_t *flags, uint32_t *ra_base, uint32_t *ra_max)
 
 /* A child to serve (its batch: nplan ranges, the first `learned` the
  * holder's), or NULL when it cannot be. */
-static struct fam *new_fam(pid_t pid, int uffd, int errfd, const struct rf_page_req *plan,
+static struct fam *new_fam(pid_t pid, int uffd, int errfd, int watch,
+                           const struct rf_page_req *plan,
                            int nplan, int learned, long pages, uint32_t flags,
                            uint32_t ra_base, uint32_t ra_max)
 {
@@ -53,6 +54,7 @@ static struct fam *new_fam(pid_t pid, int uffd, int errfd, const struct rf_page_
 	F->pid = pid;
 	F->pidfd = pidfd;
 	F->errfd = errfd;
+	F->watch = watch;
 	F->nplan = nplan;
 	F->plan_learned = learned;
 	F->plan_pages = pages;
@@ -108,6 +110,8 @@ static void end_fam(struct fam *F)
 	close(F->pidfd);
 	if (F->errfd != 2)
 		close(F->errfd);
+	if (F->watch >= 0)
+		close(F->watch);
 	free(F->plan);
 	free(F->log);
 	int i = 0;
@@ -130,22 +134,23 @@ static int take_join(int fd, const uint8_t *key)
 {
 	static struct rf_page_req plan[RF_BATCH_RANGES];
 	struct rf_join j;
-	int uffd, errfd;
+	int uffd, errfd, watch;
 	pid_t pid;
-	int r = rf_join_recv(fd, &j, plan, &uffd, &errfd, &pid);
+	int r = rf_join_recv(fd, &j, plan, &uffd, &errfd, &watch, &pid);
 	if (r == 0)
 		return 0;
 	struct fam *F = NULL;
 	uint8_t status = r < 0 || !key_equal(j.key, key) ? RF_EAUTH : RF_EFULL;
 	if (status == RF_EFULL && j.ra_base >= 1 && j.ra_base <= j.ra_max &&
 	    j.ra_max <= RF_MAX_PAGES)
-		F = new_fam(pid, uffd, errfd, plan, j.nplan, j.learned, j.pages, j.flags, j.ra_base,
+		F = new_fam(pid, uffd, errfd, watch, plan, j.nplan, j.learned, j.pages, j.flags, j.ra_base,
 		            j.ra_max);
 	if (F) {
 		status = RF_OK;
 	} else if (r > 0) {
 		close(uffd);
 		close(errfd);
+		close(watch);
 	}
 	rf_join_answer(fd, status);
 	return 1;
@@ -207,7 +212,7 @@ void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d, struct rf_con
 	int bad = choose_transport(d, o, need, info, sizeof info) < 0;
 	/* TCP reads a chunk at a time; RDMA lands whole fetches */
 	buf = bad ? NULL : T->buffer(conn, T->send_req ? CHUNK : need, info, sizeof info);
-	struct fam *F = bad || !buf ? NULL : new_fam(child, uffd, 2, p->q, p->n, p->learned,
+	struct fam *F = bad || !buf ? NULL : new_fam(child, uffd, 2, o->watch, p->q, p->n, p->learned,
 	                                              p->pages, flags, ra_base, ra_max);
 	if (!bad && !F) {
 		bad = 1;

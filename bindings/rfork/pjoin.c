@@ -93,11 +93,11 @@ int rf_join_connect(const char *name)
 }
 
 int rf_join_send(int fd, const struct rf_join *j, const struct rf_page_req *plan, int uffd,
-                 int timeout_ms, char *err, size_t errlen)
+                 int watch, int timeout_ms, char *err, size_t errlen)
 {
 	struct iovec iov[2] = {{(void *)j, sizeof *j},
 	                       {(void *)plan, (size_t)j->nplan * sizeof *plan}};
-	int fds[2] = {uffd, 2};
+	int fds[3] = {uffd, 2, watch};
 	char ctl[CMSG_SPACE(sizeof fds)];
 	struct msghdr m = {.msg_iov = iov, .msg_iovlen = 2, .msg_control = ctl,
 	                   .msg_controllen = sizeof ctl};
@@ -137,10 +137,10 @@ int rf_join_accept(int listen_fd)
 }
 
 int rf_join_recv(int fd, struct rf_join *j, struct rf_page_req *plan, int *uffd, int *errfd,
-                 pid_t *pid)
+                 int *watch, pid_t *pid)
 {
 	struct iovec iov[2] = {{j, sizeof *j}, {plan, RF_BATCH_RANGES * sizeof *plan}};
-	int fds[2] = {-1, -1};
+	int fds[3] = {-1, -1, -1};
 	char ctl[CMSG_SPACE(sizeof fds)];
 	struct msghdr m = {.msg_iov = iov, .msg_iovlen = 2, .msg_control = ctl,
 	                   .msg_controllen = sizeof ctl};
@@ -153,6 +153,7 @@ int rf_join_recv(int fd, struct rf_join *j, struct rf_page_req *plan, int *uffd,
 		                           ? cm->cmsg_len - CMSG_LEN(0) : sizeof fds);
 	int ok = n >= (ssize_t)sizeof *j && !(m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) &&
 	         j->magic == RF_MAGIC && j->version == RF_VERSION && fds[0] >= 0 && fds[1] >= 0 &&
+	         fds[2] >= 0 &&
 	         j->nplan <= RF_BATCH_RANGES &&
 	         (size_t)n == sizeof *j + (size_t)j->nplan * sizeof *plan &&
 	         peer_uid_is_mine(fd, pid);
@@ -162,9 +163,10 @@ int rf_join_recv(int fd, struct rf_join *j, struct rf_page_req *plan, int *uffd,
 	if (ok) {
 		*uffd = fds[0];
 		*errfd = fds[1];
+		*watch = fds[2];
 		return 1;
 	}
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 3; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
 	return -1;

@@ -20,7 +20,9 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/rseq.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -223,10 +225,10 @@ static int start_pager(struct rf_conn *c, int uffd, const struct rf_desc *d,
 		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 		if (null >= 0)
 			dup2(null, 0), dup2(null, 1);
-		int keep[4] = {2, uffd, p[1], rf_tcp.fd(c)};
-		qsort(keep, 4, sizeof keep[0], cmp_int);
-		for (int i = 0; i < 4; i++) {
-			unsigned lo = keep[i] + 1, hi = i < 3 ? (unsigned)keep[i + 1] - 1 : ~0U;
+		int keep[5] = {2, uffd, p[1], rf_tcp.fd(c), po->watch};
+		qsort(keep, 5, sizeof keep[0], cmp_int);
+		for (int i = 0; i < 5; i++) {
+			unsigned lo = keep[i] + 1, hi = i < 4 ? (unsigned)keep[i + 1] - 1 : ~0U;
 			if (lo <= hi)
 				syscall(SYS_close_range, lo, hi, 0);
 		}
@@ -436,9 +438,44 @@ static void print_stages(const struct rf_restore *r, uint32_t index, const doubl
 	        r->transport_info[0] ? ": " : "", r->transport_info, t[5]);
 }
 
+/* A child whose pager has died must not run on: the kernel would give it
+ * zero pages for every page not yet fetched (its userfaultfd is gone).  So
+ * the child keeps one end of a socket pair whose other end only its pager
+ * holds, set to send the child SIGKILL when that end closes (O_ASYNC with
+ * F_SETSIG): a pager killed, by anyone, takes its children with it.  The
+ * end goes high in the table, above the numbers the resumed host gives
+ * the parent's descriptors again (hostfds.c), close-on-exec (after an exec
+ * nothing is paged).  Returns the descriptor, or -1 + err: the pager is
+ * gone already. */
+static int watch_pager(int end, char *err, size_t errlen)
+{
+	struct rlimit rl;
+	int base = 512;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur <= (rlim_t)base)
+		base = rl.rlim_cur > 4 ? (int)rl.rlim_cur - 1 : 3;
+	int fd = fcntl(end, F_DUPFD_CLOEXEC, base);
+	if (fd < 0)
+		fd = end;
+	else
+		close(end);
+	struct pollfd pf = {fd, POLLIN, 0};
+	if (fcntl(fd, F_SETOWN, getpid()) < 0 || fcntl(fd, F_SETSIG, SIGKILL) < 0 ||
+	    fcntl(fd, F_SETFL, O_ASYNC) < 0) {
+		snprintf(err, errlen, "cannot watch the pager: %s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (poll(&pf, 1, 0) != 0) {   /* set before this look: no death missed */
+		snprintf(err, errlen, "the pager ended before the child started");
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 /* The shared pager of this parent, when it is running and takes the
  * child: 1, or 0 (*why says why not) and the caller starts its own. */
-static int join_pager(int fd, const uint8_t key[16], int uffd, int timeout_ms,
+static int join_pager(int fd, const uint8_t key[16], int uffd, int watch, int timeout_ms,
                       struct rf_restore *r, char *why, size_t whylen)
 {
 	const struct rf_prefetch *p = rf_prefetch_plan();
@@ -446,7 +483,7 @@ static int join_pager(int fd, const uint8_t key[16], int uffd, int timeout_ms,
 	                    .learned = p->learned, .pages = p->pages};
 	memcpy(j.key, key, 16);
 	rf_pager_knobs(&j.flags, &j.ra_base, &j.ra_max);
-	int ok = rf_join_send(fd, &j, p->q, uffd, timeout_ms, why, whylen) == 0;
+	int ok = rf_join_send(fd, &j, p->q, uffd, watch, timeout_ms, why, whylen) == 0;
 	close(fd);
 	if (ok)
 		snprintf(r->transport, sizeof r->transport, "tcp");
@@ -482,7 +519,7 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex,
 	                                   &nlearned, err, errlen);
 	if (!c)
 		return -1;
-	int uffd = -1, *fds = NULL, in_container = 0, joinfd = -1;
+	int uffd = -1, *fds = NULL, in_container = 0, joinfd = -1, watch[2] = {-1, -1};
 	pid_t pager = 0;
 	struct own_map *own = NULL;
 	int nown = 0;
@@ -512,6 +549,11 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex,
 		goto fail;
 	}
 	char share[160], pager_how[200] = "own pager";
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, watch) < 0) {
+		snprintf(err, errlen, "socketpair: %s", strerror(errno));
+		goto fail;
+	}
+	po.watch = watch[1];
 	int shared = !po.rdma && !ct && !(pe && !strcmp(pe, "private"));
 	rf_join_name(share, sizeof share, address, id);
 	joinfd = shared ? rf_join_connect(share) : -1;
@@ -546,7 +588,7 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex,
 	memcpy(r->transport_info, chosen.transport_info, sizeof r->transport_info);
 	t[4] = now_ms();
 	char why[160];
-	if (joinfd >= 0 && join_pager(joinfd, key, uffd, timeout_ms, r, why, sizeof why)) {
+	if (joinfd >= 0 && join_pager(joinfd, key, uffd, watch[1], timeout_ms, r, why, sizeof why)) {
 		snprintf(pager_how, sizeof pager_how, "joined the shared pager");
 	} else {
 		if (joinfd >= 0)
@@ -557,8 +599,15 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex,
 	joinfd = -1;
 	rf_tcp.close(c);   /* the pager's now, or the holder's log of it ends */
 	c = NULL;
+	close(watch[1]);   /* the pager's alone now */
+	watch[1] = -1;
 	if (ct && rf_container_finish(ct, &run, err, errlen) < 0)
 		goto fail;
+	if ((r->watch = watch_pager(watch[0], err, errlen)) < 0) {
+		watch[0] = -1;
+		goto fail;
+	}
+	watch[0] = -1;
 	t[5] = now_ms();
 	if (stats)
 		print_stages(r, index, t, pager_how);
@@ -596,6 +645,9 @@ fail:
 		close(uffd);
 	if (joinfd >= 0)
 		close(joinfd);
+	for (int i = 0; i < 2; i++)
+		if (watch[i] >= 0)
+			close(watch[i]);
 	close_files(d, fds);
 	free(fds);
 	free(own);

@@ -127,7 +127,7 @@ static int check_child(long index, int fd)
 }
 
 /* "join NAME KEY": asks the shared pager listening at NAME to take a
- * child with KEY, handing it /dev/null for a userfaultfd (the way a
+ * child with KEY, handing it /dev/null for a userfaultfd and a watch (the way a
  * resuming process joins, but without checking the listener's user);
  * prints "refused: WHY" and exits 0 when it is refused, 1 when taken. */
 static int join_pager(const char *name, const char *key_hex)
@@ -145,7 +145,7 @@ static int join_pager(const char *name, const char *key_hex)
 		printf("refused: connect: %s\n", strerror(errno));
 		return 0;
 	}
-	if (rf_join_send(fd, &j, NULL, null, 5000, err, sizeof err) < 0) {
+	if (rf_join_send(fd, &j, NULL, null, null, 5000, err, sizeof err) < 0) {
 		printf("refused: %s\n", err);
 		return 0;
 	}
