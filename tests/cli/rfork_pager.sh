@@ -13,40 +13,12 @@
 # last child, and when the holder goes it kills its live children saying
 # why.
 ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-. "$ROOT/tests/cli/lib.sh"
-BASIC=$ROOT/${BUILD:-build}/tests/rfork_basic
-[ -x "$BASIC" ] || fail "$BASIC not built (make test builds it)"
-need userfaultfd
-
-PIDS=()
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do   # ours still (a pid may be taken again)
-		case "$(cat "/proc/$p/comm" 2> /dev/null)" in
-		rfork_basic | kxrun-pager) kill -9 "$p" ;;
-		esac
-	done
-	[ -n "${CG:-}" ] && [ -d "$CG" ] && rmdir "$CG"
-	rm -rf "$T"
-}
-trap cleanup EXIT
-trap "" PIPE
-
-rm -f "$T/in" "$T/kin"
-mkfifo "$T/in" "$T/kin"
-"$BASIC" hold 64 < "$T/in" > "$T/out" 2> "$T/perr" &
-PARENT=$!
-PIDS+=("$PARENT")
-exec 7> "$T/in"
-for _ in $(seq 600); do [ -s "$T/out" ] && break; sleep 0.05; done
-read -r ADDR ID KEY < "$T/out" || fail "the parent printed no address: $(cat "$T/perr")"
+. "$ROOT/tests/cli/lib_rfork_hold.sh"
+rm -f "$T/kin"
+mkfifo "$T/kin"
+hold_parent 64
 export KXRUN_RFORK_STATS=1
 
-# until CMD... succeeds (60 s at most: the machine may be loaded)
-until_true() {
-	for _ in $(seq 1200); do "$@" && return 0; sleep 0.05; done
-	return 1
-}
 # the pid of the pager listening for this parent's children in this
 # shell's cgroups, or nothing; NAME: its socket's name
 listener() {

@@ -8,37 +8,8 @@
 # child ends by SIGKILL at once, none reads a page; a child that ends by
 # itself is not disturbed by its pager's normal end.
 ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-. "$ROOT/tests/cli/lib.sh"
-BASIC=$ROOT/${BUILD:-build}/tests/rfork_basic
-[ -x "$BASIC" ] || fail "$BASIC not built (make test builds it)"
-need userfaultfd
-
-PIDS=()
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do   # ours still (a pid may be taken again)
-		case "$(cat "/proc/$p/comm" 2> /dev/null)" in
-		rfork_basic | kxrun-pager) kill -9 "$p" ;;
-		esac
-	done
-	rm -rf "$T"
-}
-trap cleanup EXIT
-trap "" PIPE
-
-# until CMD... succeeds (60 s at most: the machine may be loaded)
-until_true() {
-	for _ in $(seq 1200); do "$@" && return 0; sleep 0.05; done
-	return 1
-}
-
-mkfifo "$T/in"
-"$BASIC" hold 64 < "$T/in" > "$T/out" 2> "$T/perr" &
-PARENT=$!
-PIDS+=("$PARENT")
-exec 7> "$T/in"
-until_true test -s "$T/out" || fail "the parent printed no address: $(cat "$T/perr")"
-read -r ADDR ID KEY < "$T/out"
+. "$ROOT/tests/cli/lib_rfork_hold.sh"
+hold_parent 64
 export KXRUN_RFORK_STATS=1
 
 # start N [ENV...]: a child waiting on the fifo $T/cN for how much to read
