@@ -32,4 +32,21 @@ function M.parse(out)
 	return t
 end
 
+-- A child of parent.lua saw the state the parent had at prepare (its
+-- parsed output): the counter, 20,000 items, a deep table, its timers'
+-- and generators' state, a file's position, a big allocation.
+function M.check_state(t)
+	local assert = require "luassert"   -- busted's, as in a spec
+	assert.equal("1", t.child)
+	assert.equal("7", t.n)
+	local want = 0
+	for i = 1, 20000 do want = want + #("item%05d"):format(i) end
+	assert.equal("20000\t" .. want, t.items)
+	assert.equal("prepare", t.deep)
+	assert.equal("3", t.tick)
+	assert.equal("30", t.gen)
+	assert.equal("defg", t.file)
+	assert.equal("100000", t.alloc)
+end
+
 return M

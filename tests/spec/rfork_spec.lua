@@ -64,16 +64,7 @@ describe("kx.rfork", function()
 		local code, out, err = kx.exec{ KXRUN, "rfork", "resume", address, id, key }
 		assert.equal(0, code, err)
 		local t = parse(out)
-		assert.equal("1", t.child)
-		assert.equal("7", t.n)
-		local want = 0
-		for i = 1, 20000 do want = want + #("item%05d"):format(i) end
-		assert.equal("20000\t" .. want, t.items)
-		assert.equal("prepare", t.deep)
-		assert.equal("3", t.tick)
-		assert.equal("30", t.gen)
-		assert.equal("defg", t.file)
-		assert.equal("100000", t.alloc)
+		specs.check_state(t)
 		-- a parent prepared for TCP: "auto" (the default) takes TCP and says why
 		assert.equal("tcp\tthe parent prepared for TCP only", t.transport)
 		assert.matches("children\t1", stop_parent(p))
