@@ -66,6 +66,8 @@ if [ -z "$status" ]; then
 	fi
 	failed=$((failed + 1))
 	status=1
+	# where it stood: the console's last lines (--quiet showed none of them)
+	[ $quiet = 1 ] && tail -n 40 "$log" | sed 's/^/kxvm console: /'
 fi
 echo "kxvm: $took s"
 echo "$passed passed, $failed failed, $skipped skipped"
