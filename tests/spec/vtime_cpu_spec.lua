@@ -97,6 +97,20 @@ local function calibrated()
 	error("the resume cost was not measured within 10 s")
 end
 
+-- fn() -> ok, what it measured: up to three attempts, the first ok one
+-- passes.  Another tenant's burst on this shared machine moves a single
+-- measurement by 5-50 % (a 100 us lockstep run came out at 1.56 once); a
+-- defect is off in every attempt (before the fixes: 1.26-1.75, each time).
+local function settled(fn)
+	local seen = {}
+	for i = 1, 3 do
+		local ok, what = fn()
+		if ok then return end
+		seen[i] = what
+	end
+	error("off in three attempts: " .. table.concat(seen, "; "), 2)
+end
+
 describe("kx.vtime CPU accounting", function()
 	after_each(function() assert.same({}, leftovers()) end)
 
@@ -113,51 +127,61 @@ describe("kx.vtime CPU accounting", function()
 			{ step = 100 * US, lockstep = true, margin = 0.09 }, { step = 100 * US },
 			{ step = MS, lockstep = true }, { step = 10 * MS },
 		} do
-			local r = paired(plain_once, function() return (dilated_once(case)) end)
-			local what = ("step %d us%s"):format(case.step // US, case.lockstep and ", lockstep" or "")
-			assert.is_true(math.abs(r - 1) < (case.margin or 0.05),
-				("%s: %.3f of a plain run's CPU"):format(what, r))
+			settled(function()
+				local r = paired(plain_once, function() return (dilated_once(case)) end)
+				local what = ("step %d us%s"):format(case.step // US, case.lockstep and ", lockstep" or "")
+				return math.abs(r - 1) < (case.margin or 0.05),
+					("%s: %.3f of a plain run's CPU"):format(what, r)
+			end)
 		end
 	end)
 
 	it("takes each stop's path and the resume cost out of virtual time", function()
 		if not need("cycle-counter", "cpu-time") then return end
-		local base = plain()
-		local r0, st0 = dilated{ step = 100 * US, lockstep = true, resume_cost = 0 }
-		local cost = 40 * US
-		local r1, st1, run1 = dilated{ step = 100 * US, lockstep = true, resume_cost = cost }
-		-- the stops' paths (20-80 us each here) were counted and not charged:
-		-- with no resume cost taken out either, 1.04-1.10 (1.26 when they
-		-- were charged)
-		assert.is_true(st0.stop_cpu_ns > st0.budget_stops * 5 * US,
-			("%d ns of stop paths over %d stops"):format(st0.stop_cpu_ns, st0.budget_stops))
-		assert.is_true(r0 / base < 1.15, ("resume_cost = 0: %.3f"):format(r0 / base))
-		-- resume_cost = 40 us: 40 us less charged per share
-		local want = st1.shares * cost / run1 / base
-		local got = (r0 - r1) / base
-		assert.is_true(math.abs(got - want) < 0.05,
-			("resume_cost took %.3f of the job out, %d shares x 40 us: %.3f"):format(got,
-				st1.shares, want))
+		settled(function()
+			local base = plain()
+			local r0, st0 = dilated{ step = 100 * US, lockstep = true, resume_cost = 0 }
+			local cost = 40 * US
+			local r1, st1, run1 = dilated{ step = 100 * US, lockstep = true, resume_cost = cost }
+			-- the stops' paths (20-80 us each here) were counted and not
+			-- charged: with no resume cost taken out either, 1.04-1.10 (1.26
+			-- when they were charged)
+			if st0.stop_cpu_ns <= st0.budget_stops * 5 * US then
+				return false, ("%d ns of stop paths over %d stops"):format(st0.stop_cpu_ns,
+					st0.budget_stops)
+			end
+			if r0 / base >= 1.15 then return false, ("resume_cost = 0: %.3f"):format(r0 / base) end
+			-- resume_cost = 40 us: 40 us less charged per share
+			local want = st1.shares * cost / run1 / base
+			local got = (r0 - r1) / base
+			return math.abs(got - want) < 0.05,
+				("resume_cost took %.3f of the job out, %d shares x 40 us: %.3f"):format(got,
+					st1.shares, want)
+		end)
 	end)
 
 	it("charges the same loaded by two busy loops as alone", function()
 		if not need("cycle-counter", "cpu-time") then return end
-		local r = paired(function() return (dilated_once{ step = MS }) end, function()
-			local busy = {}
-			for i = 1, 2 do busy[i] = assert(kx.spawn{ "sh", "-c", "while :; do :; done" }) end
-			local ok, loaded = pcall(dilated_once, { step = MS })
-			for _, b in ipairs(busy) do b:kill("KILL") b:wait(5) end
-			assert(ok, loaded)
-			return loaded
+		settled(function()
+			local r = paired(function() return (dilated_once{ step = MS }) end, function()
+				local busy = {}
+				for i = 1, 2 do busy[i] = assert(kx.spawn{ "sh", "-c", "while :; do :; done" }) end
+				local ok, loaded = pcall(dilated_once, { step = MS })
+				for _, b in ipairs(busy) do b:kill("KILL") b:wait(5) end
+				assert(ok, loaded)
+				return loaded
+			end)
+			return math.abs(r - 1) < 0.03, ("loaded / alone: %.4f"):format(r)
 		end)
-		assert.is_true(math.abs(r - 1) < 0.03, ("loaded / alone: %.4f"):format(r))
 	end)
 
 	it("halves a CPU-bound job's virtual duration at speed 2", function()
 		if not need("cycle-counter", "cpu-time") then return end
-		local r = paired(function() return (dilated_once{ step = MS }) end,
-			function() return (dilated_once{ step = MS, speed = 2 }) end)
-		assert.is_true(math.abs(r - 0.5) < 0.02, ("speed 2 / speed 1: %.4f"):format(r))
+		settled(function()
+			local r = paired(function() return (dilated_once{ step = MS }) end,
+				function() return (dilated_once{ step = MS, speed = 2 }) end)
+			return math.abs(r - 0.5) < 0.02, ("speed 2 / speed 1: %.4f"):format(r)
+		end)
 	end)
 
 	-- A process alone in its experiment, one task, runs a batch of rounds in
