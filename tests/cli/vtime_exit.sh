@@ -29,8 +29,10 @@ assert(exp:spawn({ "sh", "-c", "(setsid sh -c 'sleep 1005.$tag &' &);" .. w }))
 assert(exp:spawn({ "sh", "-c", "sleep 1006.$tag & sleep 1007.$tag" }))
 exp:freeze()
 -- rounds until the five sleeps run (a loaded host or an ASan kxrun needs
--- more than 200 ms of virtual time for the double forks), at most 100
-for _ = 1, 100 do
+-- more than 200 ms of virtual time for the double forks; 5 s of it was
+-- not enough once in a loaded make test), for 60 s at most
+local t0 = kx.now()
+while kx.now() - t0 < 60 do
 	exp:advance(50)
 	local _, n = kx.exec{ "pgrep", "-c", "-f", "^sleep 100[3-7][.]$tag\$" }
 	if tonumber(n) == 5 then break end
@@ -44,6 +46,10 @@ EOF
 		rm -f "$T/ready" "$T/go"
 		"$KXRUN" "$T/exp.lua" >"$T/out" 2>&1 &
 		ctl=$!
+		# a check failing below ends the script as SIGTERM would (left
+		# waiting for $T/go, it kept its experiment frozen; killed with
+		# everything else by the runner, nobody thawed the cgroup)
+		trap 'kill -TERM $ctl 2>/dev/null; wait $ctl 2>/dev/null; rm -rf "$T"' EXIT
 		for _ in $(seq 300); do [ -e "$T/ready" ] && break; sleep 0.05; done
 		[ -e "$T/ready" ] || { cat "$T/out"; fail "$backend/$how: the script did not get ready"; }
 		n=$(sleeps "$tag" | wc -l)
@@ -64,4 +70,5 @@ EOF
 		echo "$backend/$how: ok"
 	done
 done
+trap 'rm -rf "$T"' EXIT
 exit 0
