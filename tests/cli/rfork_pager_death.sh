@@ -42,24 +42,27 @@ killed() {
 	expect_eq "$(cat "$T/o$n")" "" "child $n's output"
 }
 
+# kill_pager N: SIGKILL to the pager serving child N
+kill_pager() {
+	local p
+	p=$(pager_pid "$T/e$1")
+	[ -n "$p" ] || fail "no pager holds child $1's stderr"
+	PIDS+=("$p")
+	kill -9 "$p"
+}
+
 # the shared pager: started by child 1, joined by child 2
 start 1
 start 2
 expect_match "$(cat "$T/e2")" "joined the shared pager" "child 2"
-P=$(pager_pid "$T/e2")
-[ -n "$P" ] || fail "no pager holds child 2's stderr"
-PIDS+=("$P")
-kill -9 "$P"
+kill_pager 2
 killed 1
 killed 2
 
 # a private pager
 start 3 KXRUN_RFORK_PAGER=private
 expect_match "$(cat "$T/e3")" "own pager" "child 3"
-P=$(pager_pid "$T/e3")
-[ -n "$P" ] || fail "no pager holds child 3's stderr"
-PIDS+=("$P")
-kill -9 "$P"
+kill_pager 3
 killed 3
 
 # a child that ends by itself, its pager after it: status 0, right pages
