@@ -121,6 +121,7 @@ struct rf_restore {
 	uint64_t low, high;           /* everything else in [low, high) goes */
 	int32_t uffd;
 	int32_t watch;                /* kept open in the child (resume.c: watch_pager) */
+	int32_t memfd;                /* the pager's cache: served maps map it (-1: anonymous) */
 	uint32_t nspecial;
 	struct rf_special_move special[4];
 	uint64_t index;               /* returned by rf_ctx_save in the child */
@@ -325,6 +326,8 @@ struct rf_pager_opts {
 	/* the pager's end of the child's watch (resume.c: watch_pager): held
 	 * while it serves the child, so that its death kills the child */
 	int watch;
+	/* the cache's memfd, which the child maps (-1: none) */
+	int memfd;
 };
 
 /* ---- the shared pager (pjoin.c, pcache.c) ----------------------------------
@@ -335,6 +338,7 @@ struct rf_pager_opts {
 #define RF_JOIN_STATS 1u      /* KXRUN_RFORK_STATS: the pager's line */
 #define RF_JOIN_NOCACHE 2u    /* KXRUN_RFORK_CACHE=0: every page from the holder */
 #define RF_JOIN_NOLEARN 4u    /* KXRUN_RFORK_PREFETCH set: no set learned by the pager */
+#define RF_JOIN_CANMAP 8u     /* it maps the cache's memfd when it gets it */
 struct rf_join {              /* then nplan rf_page_req: the prefetch batch */
 	uint32_t magic, version;
 	uint8_t key[16];
@@ -347,25 +351,32 @@ struct rf_join {              /* then nplan rf_page_req: the prefetch batch */
 void rf_join_name(char *out, size_t len, const char *address, uint64_t id);
 /* Resuming side: a connected socket to a pager of this user, or -1; then
  * the join (with uffd, stderr and the pager's end of the child's watch): 0
- * once the pager took the child, -1 + err. */
+ * once the pager took the child (*memfd: its cache's, or -1), -1 + err. */
 int rf_join_connect(const char *name);
 int rf_join_send(int fd, const struct rf_join *j, const struct rf_page_req *plan, int uffd,
-                 int watch, int timeout_ms, char *err, size_t errlen);
+                 int watch, int timeout_ms, int *memfd, char *err, size_t errlen);
 /* Pager side: the listening socket (-1: taken); an accepted one (-1: none,
  * or another user's, refused); its join: 1 read (the sender's pid), 0 not
- * yet, -1 malformed; the one-byte answer, which closes fd. */
+ * yet, -1 malformed; the one-byte answer (with memfd when >= 0), which
+ * closes fd. */
 int rf_join_listen(const char *name);
 int rf_join_accept(int listen_fd);
 int rf_join_recv(int fd, struct rf_join *j, struct rf_page_req *plan, int *uffd, int *errfd,
                  int *watch, pid_t *pid);
-void rf_join_answer(int fd, uint8_t status);
-/* The page cache: bytes of arena (0: off); runs of pages by parent address. */
-int rf_cache_init(uint64_t bytes);
+void rf_join_answer(int fd, uint8_t status, int memfd);
+/* The page cache (pcache.c) in a memfd at the parent's addresses: a new
+ * one (-1: none), RF_CACHE_FILE_SIZE long; kept in for bytes (0 or no
+ * memfd: off, -1); runs of pages by parent address. */
+#define RF_CACHE_FILE_SIZE (1ULL << 47)   /* every user address */
+int rf_cache_memfd(void);
+int rf_cache_init(uint64_t bytes, int memfd, const struct rf_desc *d);
 int rf_cache_on(void);
+int rf_cache_fd(void);
 void rf_cache_put(uint64_t addr, const char *src, uint32_t n);
 /* Pages from addr on (at most max) present and contiguous in the cache,
- * *src their copy; 0 when addr is not there. */
-uint32_t rf_cache_run(uint64_t addr, uint32_t max, const char **src);
+ * *src their copy, *mapped 1 when a child that maps the memfd has them
+ * there (UFFDIO_CONTINUE); 0 when addr is not there. */
+uint32_t rf_cache_run(uint64_t addr, uint32_t max, const char **src, int *mapped);
 uint64_t rf_cache_pages(void);
 /* What a child asks of its pager through its environment: RF_JOIN_*
  * flags, the first and the largest read-ahead window. */

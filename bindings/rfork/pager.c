@@ -213,17 +213,64 @@ static void install(struct client *cl, uint64_t addr, const char *src, uint32_t 
 		wake(cl->uffd, addr);
 }
 
+/* Maps n cached pages at addr of a child that maps the cache's memfd
+ * (read-only until it writes them: then the kernel copies): the pages
+ * mapped, or -1 when they must be copied instead. */
+static int map_cached(struct client *cl, uint64_t addr, uint32_t n, int quiet)
+{
+	uint32_t done = 0;
+	while (done < n) {
+		struct uffdio_continue c = {.range = {addr + done * RF_PAGE, (n - done) * RF_PAGE},
+		                            .mode = quiet ? UFFDIO_CONTINUE_MODE_DONTWAKE : 0};
+		if (ioctl(cl->uffd, UFFDIO_CONTINUE, &c) == 0)
+			return n;
+		if (c.mapped > 0) {
+			done += c.mapped / RF_PAGE;
+		} else if (errno == EEXIST) {
+			/* a page mapped already: the rest of its run most likely
+			 * too (a batch, a window); what is not faults again */
+			wake(cl->uffd, addr + done * RF_PAGE);
+			break;
+		} else if (errno == EAGAIN) {   /* as in install() */
+			struct uffdio_range r = {addr + done * RF_PAGE, (n - done) * RF_PAGE};
+			ioctl(cl->uffd, UFFDIO_WAKE, &r);
+			break;
+		} else if (errno == ENOENT || errno == ESRCH) {
+			break;
+		} else if (!done && errno == EINVAL) {
+			return -1;   /* not a mapping of the memfd after all */
+		} else {
+			kill_fam(cl->fam, "UFFDIO_CONTINUE failed");
+			break;
+		}
+	}
+	return done;
+}
+
 /* Installs what the cache has of n pages at addr (inside segment s) from
- * addr on; the pages installed. */
-static uint32_t from_cache(struct client *c, const struct seg *s, uint64_t addr, uint32_t n)
+ * addr on; the pages it had.  The first is copied when the child writes
+ * it (mapped, it would fault again to be copied).  quiet: mapped without
+ * waking the child (a batch: it goes on once its own page is in, instead
+ * of faulting on the batch's next pages while they go in). */
+static uint32_t from_cache(struct client *c, const struct seg *s, uint64_t addr, uint32_t n,
+                           int write, int quiet)
 {
 	uint32_t done = 0, k;
 	const char *src;
+	int mapped, m;
 	if (c->fam->flags & RF_JOIN_NOCACHE)
 		return 0;
 	while (done < n && (k = rf_cache_run(s->pstart + (addr - s->cstart) + done * RF_PAGE,
-	                                     n - done, &src))) {
-		install(c, addr + done * RF_PAGE, src, k);
+	                                     n - done, &src, &mapped))) {
+		if (write && !done)
+			k = 1;
+		/* a page moved since (mremap) is where the kernel moved its
+		 * file offset too: mapping it brings the right one */
+		if ((write && !done) || !mapped || !c->fam->mapped ||
+		    (m = map_cached(c, addr + done * RF_PAGE, k, quiet)) < 0)
+			install(c, addr + done * RF_PAGE, src, k);
+		else
+			c->fam->continued += m;
 		done += k;
 	}
 	c->fam->cached += done;
@@ -456,7 +503,7 @@ static void start_batch(struct fam *F, struct client *c)
 				continue;
 			}
 			uint64_t to = end < s->cend ? end : s->cend;
-			uint32_t k = from_cache(c, s, a, (to - a) / RF_PAGE);
+			uint32_t k = from_cache(c, s, a, (to - a) / RF_PAGE, 0, 1);
 			F->prefetched += k;
 			a += (uint64_t)k * RF_PAGE;
 			if (k || a >= to)
@@ -501,7 +548,7 @@ static void start_batch(struct fam *F, struct client *c)
 
 /* ---- faults and events ------------------------------------------------------- */
 
-static void on_fault(struct client *c, uint64_t addr)
+static void on_fault(struct client *c, uint64_t addr, int write)
 {
 	struct fam *F = c->fam;
 	addr &= ~(RF_PAGE - 1);
@@ -532,9 +579,6 @@ static void on_fault(struct client *c, uint64_t addr)
 		}
 		return;
 	}
-	uint64_t paddr = s->pstart + (addr - s->cstart);
-	if (F->logging && rf_log_add(F->log, &F->nlog, RF_LEARN_RANGES, s->pstart, paddr, 1) < 0)
-		F->logging = 0;   /* a log that overflows says little of a start */
 	int i = 0;
 	while (i < NSTREAMS && c->streams[i].next != addr)
 		i++;
@@ -549,7 +593,13 @@ static void on_fault(struct client *c, uint64_t addr)
 	if ((end - addr) / RF_PAGE < n)
 		n = (end - addr) / RF_PAGE;
 	r->win = n;
-	uint32_t k = from_cache(c, s, addr, n);
+	/* learned: the page with the first window's read-ahead (a later
+	 * child gets them mapped at once instead of faulting for them) */
+	uint64_t paddr = s->pstart + (addr - s->cstart);
+	if (F->logging && rf_log_add(F->log, &F->nlog, RF_LEARN_RANGES, s->pstart, paddr,
+	                             n < F->ra_base ? n : F->ra_base) < 0)
+		F->logging = 0;   /* a log that overflows says little of a start */
+	uint32_t k = from_cache(c, s, addr, n, write, 0);
 	r->next = addr + (uint64_t)(k ? k : n) * RF_PAGE;
 	if (!k)
 		fetch(c, s, addr, n, seq, i);
@@ -642,7 +692,8 @@ void on_event(struct client *c, struct uffd_msg *u)
 {
 	switch (u->event) {
 	case UFFD_EVENT_PAGEFAULT:
-		on_fault(c, u->arg.pagefault.address);
+		on_fault(c, u->arg.pagefault.address,
+		         !!(u->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE));
 		break;
 	case UFFD_EVENT_FORK:
 		on_fork(c, (int)u->arg.fork.ufd);

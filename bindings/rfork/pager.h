@@ -53,12 +53,14 @@ struct fam {
 	int nplan, plan_learned, learned_used;
 	long plan_pages;
 	int started;            /* it faulted: its ranges are registered */
+	int mapped;             /* it maps the cache's memfd: cached pages by UFFDIO_CONTINUE */
 	int pending;            /* batch answers asked for, not dropped, not all in */
 	uint32_t flags, ra_base, ra_max;
 	struct rf_page_req *log;    /* the pages it faulted on (for learned_here) */
 	uint32_t nlog;
 	int logging;
 	long faults, pages, cached, zero, forks, requests, markers, maxwin, dropped, prefetched;
+	long continued;         /* of the cached pages, those mapped, not copied */
 	double wait_s, batch_s, t0;
 };
 

@@ -37,7 +37,7 @@ void rf_pager_knobs(uint32_t *flags, uint32_t *ra_base, uint32_t *ra_max)
 static struct fam *new_fam(pid_t pid, int uffd, int errfd, int watch,
                            const struct rf_page_req *plan,
                            int nplan, int learned, long pages, uint32_t flags,
-                           uint32_t ra_base, uint32_t ra_max)
+                           uint32_t ra_base, uint32_t ra_max, int mapped)
 {
 	if (nfams == MAX_FAMS || nclients == MAX_CLIENTS)
 		return NULL;
@@ -61,6 +61,7 @@ static struct fam *new_fam(pid_t pid, int uffd, int errfd, int watch,
 	F->flags = flags;
 	F->ra_base = ra_base;
 	F->ra_max = ra_max;
+	F->mapped = mapped;
 	F->t0 = now_s();
 	if (learned_here.children < RF_LEARN_CHILDREN)
 		F->logging = (F->log = malloc(RF_LEARN_RANGES * sizeof *F->log)) != NULL;
@@ -84,10 +85,11 @@ static void print_stats(const struct fam *F)
 	        "requests (largest %ld; %ld read-ahead markers hit; %.1f ms reading answers), "
 	        "%ld zero pages, %ld forks, %ld pages dropped; %ld pages prefetched (%d ranges, "
 	        "%d learned) in %.1f ms%s; %ld pages from the cache (pager %d, %ld children, "
-	        "%llu pages kept)\n", F->pid, F->faults, F->pages, F->requests, F->maxwin,
-	        F->markers, F->wait_s * 1e3, F->zero, F->forks, F->dropped, F->plan_pages,
-	        F->nplan + F->learned_used, F->plan_learned + F->learned_used, F->batch_s * 1e3,
-	        how, F->cached, getpid(), children_served, (unsigned long long)rf_cache_pages());
+	        "%llu pages kept), %ld mapped\n", F->pid, F->faults, F->pages, F->requests,
+	        F->maxwin, F->markers, F->wait_s * 1e3, F->zero, F->forks, F->dropped,
+	        F->plan_pages, F->nplan + F->learned_used, F->plan_learned + F->learned_used,
+	        F->batch_s * 1e3, how, F->cached, getpid(), children_served,
+	        (unsigned long long)rf_cache_pages(), F->continued);
 }
 
 /* A child has ended: its log joins the learned set, it is forgotten. */
@@ -141,10 +143,12 @@ static int take_join(int fd, const uint8_t *key)
 		return 0;
 	struct fam *F = NULL;
 	uint8_t status = r < 0 || !key_equal(j.key, key) ? RF_EAUTH : RF_EFULL;
+	/* a child that can map the cache's memfd gets it with the answer */
+	int memfd = j.flags & RF_JOIN_CANMAP ? rf_cache_fd() : -1;
 	if (status == RF_EFULL && j.ra_base >= 1 && j.ra_base <= j.ra_max &&
 	    j.ra_max <= RF_MAX_PAGES)
 		F = new_fam(pid, uffd, errfd, watch, plan, j.nplan, j.learned, j.pages, j.flags, j.ra_base,
-		            j.ra_max);
+		            j.ra_max, memfd >= 0);
 	if (F) {
 		status = RF_OK;
 	} else if (r > 0) {
@@ -152,7 +156,7 @@ static int take_join(int fd, const uint8_t *key)
 		close(errfd);
 		close(watch);
 	}
-	rf_join_answer(fd, status);
+	rf_join_answer(fd, status, F ? memfd : -1);
 	return 1;
 }
 
@@ -213,7 +217,8 @@ void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d, struct rf_con
 	/* TCP reads a chunk at a time; RDMA lands whole fetches */
 	buf = bad ? NULL : T->buffer(conn, T->send_req ? CHUNK : need, info, sizeof info);
 	struct fam *F = bad || !buf ? NULL : new_fam(child, uffd, 2, o->watch, p->q, p->n, p->learned,
-	                                              p->pages, flags, ra_base, ra_max);
+	                                              p->pages, flags, ra_base, ra_max,
+	                                              o->memfd >= 0);
 	if (!bad && !F) {
 		bad = 1;
 		snprintf(info, sizeof info, "%s", buf ? "pidfd_open failed" : info);
@@ -241,8 +246,13 @@ void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d, struct rf_con
 		F->errfd = 2;
 	if (null >= 0)
 		close(null);
-	if (lfd >= 0 && rf_cache_init(cache_bytes()) < 0)
-		rf_cache_init(0);
+	/* the cache: in the memfd the first child maps, else one of its own
+	 * (children then get copies) */
+	int memfd = lfd < 0 ? -1 : o->memfd >= 0 ? o->memfd : rf_cache_memfd();
+	if (memfd >= 0 && rf_cache_init(cache_bytes(), memfd, d) < 0)
+		close(memfd);
+	else if (memfd < 0 && o->memfd >= 0)
+		close(o->memfd);   /* serving this child alone: nothing kept */
 	const char *e = getenv("KXRUN_RFORK_PAGER_IDLE");
 	double idle_s = (e && atoi(e) >= 0 ? atoi(e) : 250) / 1e3;
 	if (p->n && T->send_req) {

@@ -92,8 +92,22 @@ int rf_join_connect(const char *name)
 	return fd;
 }
 
+/* One SCM_RIGHTS descriptor in m's control buffer ctl, or none (fd < 0). */
+static void put_fd(struct msghdr *m, char *ctl, size_t len, int fd)
+{
+	if (fd < 0)
+		return;
+	m->msg_control = ctl;
+	m->msg_controllen = len;
+	struct cmsghdr *cm = CMSG_FIRSTHDR(m);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof fd);
+	memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+}
+
 int rf_join_send(int fd, const struct rf_join *j, const struct rf_page_req *plan, int uffd,
-                 int watch, int timeout_ms, char *err, size_t errlen)
+                 int watch, int timeout_ms, int *memfd, char *err, size_t errlen)
 {
 	struct iovec iov[2] = {{(void *)j, sizeof *j},
 	                       {(void *)plan, (size_t)j->nplan * sizeof *plan}};
@@ -108,13 +122,27 @@ int rf_join_send(int fd, const struct rf_join *j, const struct rf_page_req *plan
 	memcpy(CMSG_DATA(cm), fds, sizeof fds);
 	uint8_t answer = RF_EAUTH;
 	struct pollfd pf = {fd, POLLIN, 0};
+	*memfd = -1;
 	if (sendmsg(fd, &m, MSG_NOSIGNAL) < 0) {
 		snprintf(err, errlen, "shared pager: %s", strerror(errno));
 		return -1;
 	}
-	if (poll(&pf, 1, timeout_ms) != 1 || read(fd, &answer, 1) != 1) {
+	/* the answer, with the cache's memfd when the pager has one */
+	char actl[CMSG_SPACE(sizeof(int))];
+	struct iovec aiov = {&answer, 1};
+	struct msghdr am = {.msg_iov = &aiov, .msg_iovlen = 1, .msg_control = actl,
+	                    .msg_controllen = sizeof actl};
+	if (poll(&pf, 1, timeout_ms) != 1 || recvmsg(fd, &am, MSG_CMSG_CLOEXEC) != 1) {
 		snprintf(err, errlen, "shared pager: no answer");
 		return -1;
+	}
+	struct cmsghdr *acm = CMSG_FIRSTHDR(&am);
+	if (acm && acm->cmsg_level == SOL_SOCKET && acm->cmsg_type == SCM_RIGHTS &&
+	    acm->cmsg_len == CMSG_LEN(sizeof(int)))
+		memcpy(memfd, CMSG_DATA(acm), sizeof(int));
+	if (answer != RF_OK && *memfd >= 0) {
+		close(*memfd);
+		*memfd = -1;
 	}
 	if (answer != RF_OK) {
 		snprintf(err, errlen, "shared pager refused: %s",
@@ -172,8 +200,12 @@ int rf_join_recv(int fd, struct rf_join *j, struct rf_page_req *plan, int *uffd,
 	return -1;
 }
 
-void rf_join_answer(int fd, uint8_t status)
+void rf_join_answer(int fd, uint8_t status, int memfd)
 {
-	send(fd, &status, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	char ctl[CMSG_SPACE(sizeof memfd)];
+	struct iovec iov = {&status, 1};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+	put_fd(&m, ctl, sizeof ctl, memfd);
+	sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
 	close(fd);
 }

@@ -92,17 +92,26 @@ RESTORER __attribute__((noreturn, used)) void rf_restorer(struct rf_restore *r)
 			if (rc < 0)
 				die(r, RF_MSG_MMAP, rc);
 		} else if (m->kind == RF_MAP_SERVE || m->kind == RF_MAP_NONE) {
-			long flags = MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+			/* served pages come from the pager's cache where it has
+			 * them: a private mapping of its memfd at the parent's
+			 * address, every first touch still asked (MINOR), so a
+			 * discarded page reads zeros as anonymous memory does */
+			int cache = m->kind == RF_MAP_SERVE && !m->growsdown && r->memfd >= 0;
+			long flags = MAP_FIXED | MAP_PRIVATE | MAP_NORESERVE;
+			if (!cache)
+				flags |= MAP_ANONYMOUS;
 			if (m->growsdown)
 				flags |= MAP_GROWSDOWN;
-			rc = sc(SYS_mmap, m->start, len, m->prot, flags, -1, 0);
+			rc = sc(SYS_mmap, m->start, len, m->prot, flags, cache ? r->memfd : -1,
+			        cache ? (long)m->start : 0);
 			if (rc < 0)
 				die(r, RF_MSG_MMAP, rc);
 			if (m->kind == RF_MAP_SERVE) {
 				struct uffdio_register reg;
 				reg.range.start = m->start;
 				reg.range.len = len;
-				reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+				reg.mode = UFFDIO_REGISTER_MODE_MISSING |
+				           (cache ? UFFDIO_REGISTER_MODE_MINOR : 0);
 				reg.ioctls = 0;
 				rc = sc(SYS_ioctl, r->uffd, UFFDIO_REGISTER, (long)&reg, 0, 0, 0);
 				if (rc < 0)

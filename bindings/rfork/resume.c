@@ -104,7 +104,9 @@ static void close_files(const struct rf_desc *d, int *fds)
 			close(fds[i]);
 }
 
-static int open_uffd(char *err, size_t errlen)
+/* A userfaultfd with the events the pager follows; *minor: 1 when it can
+ * also serve a mapping of the cache's memfd (UFFD_FEATURE_MINOR_SHMEM). */
+static int open_uffd(int *minor, char *err, size_t errlen)
 {
 	int fd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
@@ -116,11 +118,19 @@ static int open_uffd(char *err, size_t errlen)
 			         "CONFIG_USERFAULTFD?)", strerror(errno));
 		return -1;
 	}
-	struct uffdio_api api = {.api = UFFD_API,
-	                         .features = UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP |
-	                                     UFFD_FEATURE_EVENT_REMOVE |
-	                                     UFFD_FEATURE_EVENT_UNMAP};
-	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+	const uint64_t events = UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP |
+	                        UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP;
+	struct uffdio_api api = {.api = UFFD_API, .features = events | UFFD_FEATURE_MINOR_SHMEM};
+	*minor = ioctl(fd, UFFDIO_API, &api) == 0;
+	if (!*minor) {   /* a kernel before 5.14: a new one without it */
+		close(fd);
+		if ((fd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK)) < 0) {
+			snprintf(err, errlen, "userfaultfd: %s", strerror(errno));
+			return -1;
+		}
+		api = (struct uffdio_api){.api = UFFD_API, .features = events};
+	}
+	if (!*minor && ioctl(fd, UFFDIO_API, &api) < 0) {
 		snprintf(err, errlen, "userfaultfd API handshake: %s", strerror(errno));
 		close(fd);
 		return -1;
@@ -225,10 +235,10 @@ static int start_pager(struct rf_conn *c, int uffd, const struct rf_desc *d,
 		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 		if (null >= 0)
 			dup2(null, 0), dup2(null, 1);
-		int keep[5] = {2, uffd, p[1], rf_tcp.fd(c), po->watch};
-		qsort(keep, 5, sizeof keep[0], cmp_int);
-		for (int i = 0; i < 5; i++) {
-			unsigned lo = keep[i] + 1, hi = i < 4 ? (unsigned)keep[i + 1] - 1 : ~0U;
+		int keep[6] = {2, uffd, p[1], rf_tcp.fd(c), po->watch, po->memfd};
+		qsort(keep, 6, sizeof keep[0], cmp_int);
+		for (int i = 0; i < 6; i++) {
+			unsigned lo = keep[i] + 1, hi = i < 5 ? (unsigned)keep[i + 1] - 1 : ~0U;
 			if (lo <= hi)
 				syscall(SYS_close_range, lo, hi, 0);
 		}
@@ -475,15 +485,17 @@ static int watch_pager(int end, char *err, size_t errlen)
 
 /* The shared pager of this parent, when it is running and takes the
  * child: 1, or 0 (*why says why not) and the caller starts its own. */
-static int join_pager(int fd, const uint8_t key[16], int uffd, int watch, int timeout_ms,
-                      struct rf_restore *r, char *why, size_t whylen)
+static int join_pager(int fd, const uint8_t key[16], int uffd, int watch, int canmap,
+                      int timeout_ms, struct rf_restore *r, char *why, size_t whylen)
 {
 	const struct rf_prefetch *p = rf_prefetch_plan();
 	struct rf_join j = {.magic = RF_MAGIC, .version = RF_VERSION, .nplan = p->n,
 	                    .learned = p->learned, .pages = p->pages};
 	memcpy(j.key, key, 16);
 	rf_pager_knobs(&j.flags, &j.ra_base, &j.ra_max);
-	int ok = rf_join_send(fd, &j, p->q, uffd, watch, timeout_ms, why, whylen) == 0;
+	if (canmap)
+		j.flags |= RF_JOIN_CANMAP;
+	int ok = rf_join_send(fd, &j, p->q, uffd, watch, timeout_ms, &r->memfd, why, whylen) == 0;
 	close(fd);
 	if (ok)
 		snprintf(r->transport, sizeof r->transport, "tcp");
@@ -519,7 +531,7 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex,
 	                                   &nlearned, err, errlen);
 	if (!c)
 		return -1;
-	int uffd = -1, *fds = NULL, in_container = 0, joinfd = -1, watch[2] = {-1, -1};
+	int uffd = -1, *fds = NULL, in_container = 0, joinfd = -1, watch[2] = {-1, -1}, minor = 0;
 	pid_t pager = 0;
 	struct own_map *own = NULL;
 	int nown = 0;
@@ -534,7 +546,7 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex,
 	}
 	/* what is chosen and said here goes to the restorer block, for the child */
 	struct rf_restore chosen = {0};
-	struct rf_pager_opts po = {.timeout_ms = timeout_ms};
+	struct rf_pager_opts po = {.timeout_ms = timeout_ms, .memfd = -1};
 	char host[256];
 	if (choose_transport(transport, address, d, &po, host, sizeof host, &chosen, err,
 	                     errlen) < 0)
@@ -575,7 +587,7 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex,
 		in_container = 1;   /* C: what fails from here is said to R */
 		t[3] = now_ms();
 	}
-	if ((uffd = open_uffd(err, errlen)) < 0)
+	if ((uffd = open_uffd(&minor, err, errlen)) < 0)
 		goto fail;
 	if (own_maps(&own, &nown) < 0) {
 		snprintf(err, errlen, "cannot read /proc/self/maps");
@@ -584,15 +596,22 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex,
 	if (!(r = build_region(d, fds, own, nown, err, errlen)))
 		goto fail;
 	r->uffd = uffd;
+	r->memfd = -1;
 	r->index = index;
 	memcpy(r->transport_info, chosen.transport_info, sizeof r->transport_info);
 	t[4] = now_ms();
 	char why[160];
-	if (joinfd >= 0 && join_pager(joinfd, key, uffd, watch[1], timeout_ms, r, why, sizeof why)) {
+	/* the shared pager's cache is mapped, not copied, where the kernel can
+	 * (KXRUN_RFORK_CACHE=0: every page copied from the holder) */
+	const char *ce = getenv("KXRUN_RFORK_CACHE");
+	int canmap = shared && minor && !(ce && !strcmp(ce, "0"));
+	if (joinfd >= 0 &&
+	    join_pager(joinfd, key, uffd, watch[1], canmap, timeout_ms, r, why, sizeof why)) {
 		snprintf(pager_how, sizeof pager_how, "joined the shared pager");
 	} else {
 		if (joinfd >= 0)
 			snprintf(pager_how, sizeof pager_how, "own pager: %s", why);
+		po.memfd = r->memfd = canmap ? rf_cache_memfd() : -1;
 		if (start_pager(c, uffd, d, &po, r, &pager, err, errlen) < 0)
 			goto fail;
 	}
@@ -638,6 +657,8 @@ fail:
 	}
 	if (in_container)
 		rf_container_failed(&run, err);   /* C: R says it */
+	if (r && r->memfd >= 0)
+		close(r->memfd);
 	if (r)
 		munmap((void *)(uintptr_t)r->region, r->region_len);
 	rf_tcp.close(c);

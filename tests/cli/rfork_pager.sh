@@ -68,7 +68,7 @@ for i in $(seq 32); do
 done
 # the last ones found every page in the cache: nothing asked of the holder
 for i in $(seq 25 32); do
-	expect_match "$(stats_of "$T/e$i")" " 0 pages fetched in 0 requests.* [1-9][0-9]* pages from the cache" "child $i from the cache"
+	expect_match "$(stats_of "$T/e$i")" " 0 pages fetched in 0 requests.* [1-9][0-9]* pages from the cache .*, [1-9][0-9]* mapped$" "child $i from the cache, mapped"
 done
 
 # a child stopped mid-run (reading all of the heap from the holder, one
@@ -116,6 +116,11 @@ if have setpriv nobody-exec; then
 	expect_eq "$?" 0 "another user through the socket: $out"
 	expect_match "$out" "^refused: " "another user"
 fi
+# the right key: taken, with the pager's cache, which nobody but the
+# pager can change (sealed)
+out=$("$BASIC" join "$NAME" "$KEY")
+expect_eq "$?" 1 "the right key through the socket: $out"
+expect_eq "$out" "taken, the cache read-only" "the cache a child gets"
 expect_eq "$(listener)" "$PAGER" "the pager after the refusals"
 child 37 1
 expect_eq "$(pager_in "$(stats_of "$T/e37")")" "$PAGER" "a child after the refusals"

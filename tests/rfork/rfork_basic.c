@@ -11,7 +11,8 @@
  *                                and exits 0 (1 on a wrong state)
  *   rfork_basic join NAME KEY    hands the shared pager at NAME a child
  *                                with KEY (/dev/null for its userfaultfd):
- *                                "refused: WHY" (exit 0) or "taken" (1)
+ *                                "refused: WHY" (exit 0) or "taken, " and
+ *                                whether the cache it got can be changed (1)
  *   rfork_basic exit-after-prepare MB
  *                                prepares, prints the line, exits at once
  *   rfork_basic hold MB          prepares MB MiB of heap and changes nothing
@@ -37,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -58,6 +60,29 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* The heap's first whole pages, read already, as anonymous memory
+ * behaves (however the pager installed them): one discarded reads zeros,
+ * three moved elsewhere keep their contents; the number wrong. */
+static int discard_and_move(void)
+{
+	unsigned char *b = (unsigned char *)(((uintptr_t)heap + 4095) & ~(uintptr_t)4095);
+	size_t off = b - heap;
+	int bad = 0;
+	if (madvise(b, 4096, MADV_DONTNEED) < 0 || b[0] != 0 || b[4095] != 0)
+		fprintf(stderr, "touch: a discarded page reads %d\n", b[0]), bad++;
+	unsigned char *to = mmap(NULL, 3 * 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	unsigned char *m = to == MAP_FAILED ? MAP_FAILED
+	                   : mremap(b + 4096, 3 * 4096, 3 * 4096, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+	for (size_t i = 0; m != MAP_FAILED && i < 3 * 4096; i += 511)
+		if (m[i] != (unsigned char)((off + 4096 + i) * 31 + 7)) {
+			fprintf(stderr, "touch: a moved page reads %d\n", m[i]), bad++;
+			break;
+		}
+	if (m == MAP_FAILED)
+		perror("touch: mremap"), bad++;
+	return bad;
+}
+
 /* A "hold" parent's child: the first P% of the heap's pages. */
 static int touch_child(void)
 {
@@ -74,6 +99,8 @@ static int touch_child(void)
 		for (size_t p = k; p < pages; p += per)
 			bad += heap[p * 4096] != (unsigned char)(p * 4096 * 31 + 7);
 	double t = now() - t0;
+	if (pages >= 8)
+		bad += discard_and_move();
 	printf("touched %zu pages in %.6f s\n", pages, t);
 	fflush(stdout);
 	return bad != 0;
@@ -145,11 +172,21 @@ static int join_pager(const char *name, const char *key_hex)
 		printf("refused: connect: %s\n", strerror(errno));
 		return 0;
 	}
-	if (rf_join_send(fd, &j, NULL, null, null, 5000, err, sizeof err) < 0) {
+	int memfd;
+	j.flags = RF_JOIN_CANMAP;
+	if (rf_join_send(fd, &j, NULL, null, null, 5000, &memfd, err, sizeof err) < 0) {
 		printf("refused: %s\n", err);
 		return 0;
 	}
-	printf("taken\n");
+	/* the pager's cache, which the child maps: changing it must fail */
+	char *w = memfd < 0 ? MAP_FAILED
+	                    : mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+	if (memfd < 0)
+		printf("taken, no cache\n");
+	else if (pwrite(memfd, "x", 1, 0) == 1 || w != MAP_FAILED || ftruncate(memfd, 0) == 0)
+		printf("taken, the cache writable\n");
+	else
+		printf("taken, the cache read-only\n");
 	return 1;
 }
 
