@@ -56,7 +56,9 @@ expect_match "$(cat "$T/k.err")" "own pager, over tcp" "the keeper started it"
 for round in 0 1 2 3; do
 	pids=()
 	for i in $(seq $((round * 8 + 1)) $((round * 8 + 8))); do
-		child "$i" 10 &
+		# the first 8 also discard and move pages they read (mapped
+		# from the cache or copied in: zeros, and the same contents)
+		child "$i" 10 $([ "$round" = 0 ] && echo RFORK_DISCARD=1) &
 		pids+=($!)
 	done
 	for p in "${pids[@]}"; do wait "$p" || exit 1; done
@@ -122,8 +124,11 @@ out=$("$BASIC" join "$NAME" "$KEY")
 expect_eq "$?" 1 "the right key through the socket: $out"
 expect_eq "$out" "taken, the cache read-only" "the cache a child gets"
 expect_eq "$(listener)" "$PAGER" "the pager after the refusals"
-child 37 1
+# (its pages mapped from the cache: discarded ones read zeros, moved
+# ones keep their contents, as anonymous memory behaves)
+child 37 10 RFORK_DISCARD=1
 expect_eq "$(pager_in "$(stats_of "$T/e37")")" "$PAGER" "a child after the refusals"
+expect_match "$(stats_of "$T/e37")" ", [1-9][0-9]* mapped$" "child 37's pages mapped"
 
 # KXRUN_RFORK_PAGER=private: a pager of its own, for that child alone
 child 38 1 KXRUN_RFORK_PAGER=private
