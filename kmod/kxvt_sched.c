@@ -58,6 +58,10 @@ static struct kxvt_tp {
 static DEFINE_MUTEX(kxvt_probe_mutex);
 static atomic_t kxvt_probe_users = ATOMIC_INIT(0);
 static bool kxvt_registered;
+/* How often they were registered (a run of experiments: once). */
+static unsigned int kxvt_probe_registrations;
+module_param_named(probe_registrations, kxvt_probe_registrations, uint, 0444);
+MODULE_PARM_DESC(probe_registrations, "times the tracepoint probes were registered");
 
 static void kxvt_unregister(int n)
 {
@@ -72,6 +76,8 @@ int kxvt_probes_get(void)
 
 	mutex_lock(&kxvt_probe_mutex);
 	atomic_inc(&kxvt_probe_users);
+	if (!kxvt_registered)
+		kxvt_probe_registrations++;
 	for (i = 0; !kxvt_registered && i < ARRAY_SIZE(kxvt_tps); i++) {
 		err = tracepoint_probe_register(kxvt_tps[i].tp, kxvt_tps[i].probe, NULL);
 		if (err) {
@@ -87,6 +93,16 @@ out:
 	return err;
 }
 
+/*
+ * Unregistering rewrites kernel text (static calls and keys, synchronized
+ * with an IPI to every CPU), and so does registering: not done for each of
+ * a run of experiments but once the machine has had none for a while.
+ * (Under QEMU TCG with 2 vCPUs that patching wedged the guest now and
+ * then: a vCPU stuck on the patched instruction in __schedule, the other
+ * waiting for its IPI.)
+ */
+#define KXVT_UNREGISTER_DELAY (5 * HZ)
+
 static void kxvt_unregister_fn(struct work_struct *w)
 {
 	mutex_lock(&kxvt_probe_mutex);
@@ -96,12 +112,12 @@ static void kxvt_unregister_fn(struct work_struct *w)
 	}
 	mutex_unlock(&kxvt_probe_mutex);
 }
-static DECLARE_WORK(kxvt_unregister_work, kxvt_unregister_fn);
+static DECLARE_DELAYED_WORK(kxvt_unregister_work, kxvt_unregister_fn);
 
 void kxvt_probes_put(void)
 {
 	if (atomic_dec_and_test(&kxvt_probe_users))
-		schedule_work(&kxvt_unregister_work);
+		mod_delayed_work(system_wq, &kxvt_unregister_work, KXVT_UNREGISTER_DELAY);
 }
 
 static void kxvt_find_tp(struct tracepoint *tp, void *priv)
@@ -131,7 +147,7 @@ int kxvt_sched_init(void)
 /* After every experiment is gone (module exit, after rcu_barrier()). */
 void kxvt_sched_exit(void)
 {
-	flush_work(&kxvt_unregister_work);
+	cancel_delayed_work_sync(&kxvt_unregister_work);
 	kxvt_unregister_fn(NULL);
 	kmem_cache_destroy(kxvt_task_cache);
 }
