@@ -50,7 +50,9 @@ $(BUILD)/bench/rfork_spawn: bench/rfork_spawn.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
 
-# A small C program that prepares and resumes itself (no Lua, no host).
-$(BUILD)/tests/rfork_basic: tests/rfork/rfork_basic.c $(RFORK_CORE:%.c=$(BUILD)/%.o)
+# A small C program that prepares and resumes itself (no Lua, no host but
+# its plain-C descriptor passing).
+$(BUILD)/tests/rfork_basic: tests/rfork/rfork_basic.c $(RFORK_CORE:%.c=$(BUILD)/%.o) \
+                           $(BUILD)/host/fdpass.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Ibindings/rfork $(LDFLAGS) -o $@ $^ -ldl

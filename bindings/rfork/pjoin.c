@@ -10,6 +10,7 @@
  * resuming process then starts its own pager).
  */
 #include "internal.h"
+#include "fdpass.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -92,59 +93,30 @@ int rf_join_connect(const char *name)
 	return fd;
 }
 
-/* One SCM_RIGHTS descriptor in m's control buffer ctl, or none (fd < 0). */
-static void put_fd(struct msghdr *m, char *ctl, size_t len, int fd)
-{
-	if (fd < 0)
-		return;
-	m->msg_control = ctl;
-	m->msg_controllen = len;
-	struct cmsghdr *cm = CMSG_FIRSTHDR(m);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof fd);
-	memcpy(CMSG_DATA(cm), &fd, sizeof fd);
-}
-
 int rf_join_send(int fd, const struct rf_join *j, const struct rf_page_req *plan, int uffd,
                  int watch, int timeout_ms, int *memfd, char *err, size_t errlen)
 {
 	struct iovec iov[2] = {{(void *)j, sizeof *j},
 	                       {(void *)plan, (size_t)j->nplan * sizeof *plan}};
-	int fds[3] = {uffd, 2, watch};
-	char ctl[CMSG_SPACE(sizeof fds)];
-	struct msghdr m = {.msg_iov = iov, .msg_iovlen = 2, .msg_control = ctl,
-	                   .msg_controllen = sizeof ctl};
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof fds);
-	memcpy(CMSG_DATA(cm), fds, sizeof fds);
+	int fds[3] = {uffd, 2, watch}, nfds;
 	uint8_t answer = RF_EAUTH;
+	struct iovec aiov = {&answer, 1};
 	struct pollfd pf = {fd, POLLIN, 0};
+	ssize_t n;
 	*memfd = -1;
-	if (sendmsg(fd, &m, MSG_NOSIGNAL) < 0) {
-		snprintf(err, errlen, "shared pager: %s", strerror(errno));
+	if ((n = kx_sendfds(fd, iov, 2, fds, 3, MSG_NOSIGNAL)) < 0) {
+		snprintf(err, errlen, "shared pager: %s", strerror((int)-n));
 		return -1;
 	}
 	/* the answer, with the cache's memfd when the pager has one */
-	char actl[CMSG_SPACE(sizeof(int))];
-	struct iovec aiov = {&answer, 1};
-	struct msghdr am = {.msg_iov = &aiov, .msg_iovlen = 1, .msg_control = actl,
-	                    .msg_controllen = sizeof actl};
-	if (poll(&pf, 1, timeout_ms) != 1 || recvmsg(fd, &am, MSG_CMSG_CLOEXEC) != 1) {
+	if (poll(&pf, 1, timeout_ms) != 1 || kx_recvfds(fd, &aiov, 1, memfd, 1, &nfds, 0) != 1) {
 		snprintf(err, errlen, "shared pager: no answer");
 		return -1;
 	}
-	struct cmsghdr *acm = CMSG_FIRSTHDR(&am);
-	if (acm && acm->cmsg_level == SOL_SOCKET && acm->cmsg_type == SCM_RIGHTS &&
-	    acm->cmsg_len == CMSG_LEN(sizeof(int)))
-		memcpy(memfd, CMSG_DATA(acm), sizeof(int));
-	if (answer != RF_OK && *memfd >= 0) {
-		close(*memfd);
-		*memfd = -1;
-	}
 	if (answer != RF_OK) {
+		if (*memfd >= 0)
+			close(*memfd);
+		*memfd = -1;
 		snprintf(err, errlen, "shared pager refused: %s",
 		         answer == RF_EAUTH ? "wrong key" : "serving too many children");
 		return -1;
@@ -168,20 +140,12 @@ int rf_join_recv(int fd, struct rf_join *j, struct rf_page_req *plan, int *uffd,
                  int *watch, pid_t *pid)
 {
 	struct iovec iov[2] = {{j, sizeof *j}, {plan, RF_BATCH_RANGES * sizeof *plan}};
-	int fds[3] = {-1, -1, -1};
-	char ctl[CMSG_SPACE(sizeof fds)];
-	struct msghdr m = {.msg_iov = iov, .msg_iovlen = 2, .msg_control = ctl,
-	                   .msg_controllen = sizeof ctl};
-	ssize_t n = recvmsg(fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-	if (n < 0 && errno == EAGAIN)
+	int fds[3], nfds = 0;
+	ssize_t n = kx_recvfds(fd, iov, 2, fds, 3, &nfds, MSG_DONTWAIT);
+	if (n == -EAGAIN)
 		return 0;   /* not yet */
-	struct cmsghdr *cm = n > 0 ? CMSG_FIRSTHDR(&m) : NULL;
-	if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
-		memcpy(fds, CMSG_DATA(cm), cm->cmsg_len - CMSG_LEN(0) < sizeof fds
-		                           ? cm->cmsg_len - CMSG_LEN(0) : sizeof fds);
-	int ok = n >= (ssize_t)sizeof *j && !(m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) &&
-	         j->magic == RF_MAGIC && j->version == RF_VERSION && fds[0] >= 0 && fds[1] >= 0 &&
-	         fds[2] >= 0 &&
+	int ok = n >= (ssize_t)sizeof *j && nfds == 3 &&
+	         j->magic == RF_MAGIC && j->version == RF_VERSION &&
 	         j->nplan <= RF_BATCH_RANGES &&
 	         (size_t)n == sizeof *j + (size_t)j->nplan * sizeof *plan &&
 	         peer_uid_is_mine(fd, pid);
@@ -194,18 +158,14 @@ int rf_join_recv(int fd, struct rf_join *j, struct rf_page_req *plan, int *uffd,
 		*watch = fds[2];
 		return 1;
 	}
-	for (int i = 0; i < 3; i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
+	for (int i = 0; i < nfds; i++)
+		close(fds[i]);
 	return -1;
 }
 
 void rf_join_answer(int fd, uint8_t status, int memfd)
 {
-	char ctl[CMSG_SPACE(sizeof memfd)];
 	struct iovec iov = {&status, 1};
-	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
-	put_fd(&m, ctl, sizeof ctl, memfd);
-	sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+	kx_sendfds(fd, &iov, 1, &memfd, memfd >= 0, MSG_NOSIGNAL | MSG_DONTWAIT);
 	close(fd);
 }

@@ -30,6 +30,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "fdpass.h"
 #include "hostside.h"
 
 struct zreq {
@@ -107,24 +108,13 @@ int rf_zygote_main(int sock)
 		dup2(null, 0);   /* its stdin is for no one */
 	for (;;) {
 		struct zreq q;
-		int fds[4];
-		union {
-			struct cmsghdr h;
-			char buf[CMSG_SPACE(sizeof fds)];
-		} u;
+		int fds[4], nfds;
 		struct iovec iov = {&q, sizeof q};
-		struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-		                   .msg_controllen = sizeof u.buf};
-		ssize_t n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
-		if (n < 0 && errno == EINTR)
-			continue;
+		ssize_t n = kx_recvfds(sock, &iov, 1, fds, 4, &nfds, 0);
+		if (n == -EMSGSIZE)
+			continue;   /* not a request (its descriptors closed) */
 		if (n <= 0)
 			return 0;   /* the caller closed it: done */
-		struct cmsghdr *h = CMSG_FIRSTHDR(&m);
-		int nfds = h && h->cmsg_type == SCM_RIGHTS ?
-		           (int)((h->cmsg_len - CMSG_LEN(0)) / sizeof(int)) : 0;
-		if (nfds)
-			memcpy(fds, CMSG_DATA(h), nfds * sizeof(int));
 		if (n == sizeof q && nfds >= 1)
 			serve(sock, &q, fds, nfds);
 		for (int i = 0; i < nfds; i++)
@@ -205,22 +195,8 @@ static int copy(char *to, size_t n, const char *from, const char *what, char *er
 static int ask(const struct zreq *q, const int *fds, int nfds, pid_t *pid, char *err,
                size_t errlen)
 {
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(4 * sizeof(int))];
-	} u;
-	memset(&u, 0, sizeof u);
 	struct iovec iov = {(void *)q, sizeof *q};
-	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-	                   .msg_controllen = CMSG_SPACE(nfds * sizeof(int))};
-	struct cmsghdr *h = CMSG_FIRSTHDR(&m);
-	h->cmsg_level = SOL_SOCKET;
-	h->cmsg_type = SCM_RIGHTS;
-	h->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-	memcpy(CMSG_DATA(h), fds, nfds * sizeof(int));
-	ssize_t n;
-	while ((n = sendmsg(Z.sock, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
-		;
+	ssize_t n = kx_sendfds(Z.sock, &iov, 1, fds, nfds, MSG_NOSIGNAL);
 	struct zreply r;
 	if (n == (ssize_t)sizeof *q)
 		while ((n = recv(Z.sock, &r, sizeof r, 0)) < 0 && errno == EINTR)

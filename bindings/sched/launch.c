@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fdpass.h"
 #include "zygote.h"
 
 extern char **environ;
@@ -161,17 +162,7 @@ static void zygote_start(int i)
 	struct launch_msg m = { .type = LAUNCH_ZYGOTE, .a = pid };
 	size_t dl = strlen(o->dir) + 1;
 	struct iovec iov[2] = { { &m, sizeof m }, { o->dir, dl } };
-	union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int))]; } c;
-	memset(&c, 0, sizeof c);
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2, .msg_control = c.b,
-			     .msg_controllen = sizeof c.b };
-	struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
-	h->cmsg_level = SOL_SOCKET;
-	h->cmsg_type = SCM_RIGHTS;
-	h->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(h), &req[0], sizeof(int));
-	while (sendmsg(S.sock, &mh, MSG_NOSIGNAL) < 0 && errno == EINTR)
-		;
+	kx_sendfds(S.sock, iov, 2, &req[0], 1, MSG_NOSIGNAL);
 	close(req[0]);   /* the worker's now: it alone holds the zygote's input */
 }
 

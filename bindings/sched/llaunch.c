@@ -30,6 +30,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fdpass.h"
 #include "kx.h"
 #include "launch.h"
 
@@ -295,20 +296,16 @@ static void on_readable(uv_poll_t *h, int status, int events)
 		struct launch_msg m;
 		char dir[4096];
 		struct iovec iov[2] = { { &m, sizeof m }, { dir, sizeof dir - 1 } };
-		union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int))]; } c;
-		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2, .msg_control = c.b,
-				     .msg_controllen = sizeof c.b };
-		ssize_t n = recvmsg(l->sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		int fd = -1, nfd;
+		ssize_t n = kx_recvfds(l->sock, iov, 2, &fd, 1, &nfd, MSG_DONTWAIT);
+		if (n == -EAGAIN)
 			return;
+		if (n == -EMSGSIZE)
+			continue;   /* cut short: not a message of ours */
 		if (n <= 0) {
-			launcher_lost(l, n == 0 ? "its socket closed" : strerror(errno));
+			launcher_lost(l, n == 0 ? "its socket closed" : strerror((int)-n));
 			return;
 		}
-		int fd = -1;
-		struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
-		if (h && h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS)
-			memcpy(&fd, CMSG_DATA(h), sizeof fd);
 		if ((size_t)n < sizeof m) {
 			if (fd >= 0)
 				close(fd);

@@ -1,6 +1,7 @@
 /*
  * registry.c - the tracer registration channel (see registry.h).
  */
+#include "fdpass.h"
 #include "kx.h"
 #include "registry.h"
 
@@ -114,65 +115,16 @@ int vtreg_listen(const char *path, char *err, size_t errlen)
 int vtreg_send(int fd, const char *msg, size_t len, const int *fds, int nfds)
 {
 	struct iovec iov = { (void *)msg, len };
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * VTREG_NFDS)];
-		struct cmsghdr align;
-	} u;
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	if (nfds > 0) {
-		memset(&u, 0, sizeof u);
-		mh.msg_control = u.buf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-	}
-	ssize_t n;
-	do
-		n = sendmsg(fd, &mh, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
-	return n < 0 ? -errno : 0;
+	ssize_t n = nfds > VTREG_NFDS ? -EINVAL : kx_sendfds(fd, &iov, 1, fds, nfds, MSG_NOSIGNAL);
+	return n < 0 ? (int)n : 0;
 }
 
 ssize_t vtreg_recv(int fd, char *buf, size_t len, int *fds, int *nfds,
                    int dontwait)
 {
 	struct iovec iov = { buf, len };
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * VTREG_NFDS)];
-		struct cmsghdr align;
-	} u;
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
-	                     .msg_control = u.buf, .msg_controllen = sizeof u.buf };
-	int flags = MSG_CMSG_CLOEXEC | (dontwait ? MSG_DONTWAIT : 0);
-	ssize_t n;
-	do
-		n = recvmsg(fd, &mh, flags);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-	int got = 0;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-			int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-			int *in = (int *)CMSG_DATA(c);
-			for (int i = 0; i < k; i++) {
-				if (fds && got < VTREG_NFDS)
-					fds[got++] = in[i];
-				else
-					close(in[i]);
-			}
-		}
-	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
-		for (int i = 0; i < got; i++)
-			close(fds[i]);
-		return -EMSGSIZE;
-	}
-	if (nfds)
-		*nfds = got;
-	return n;
+	return kx_recvfds(fd, &iov, 1, fds, fds ? VTREG_NFDS : 0, nfds,
+	                  dontwait ? MSG_DONTWAIT : 0);
 }
 
 int vtreg_put(struct vtreg_msg *m, const char *s)
