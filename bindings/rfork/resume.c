@@ -105,37 +105,33 @@ static void close_files(const struct rf_desc *d, int *fds)
 }
 
 /* A userfaultfd with the events the pager follows; *minor: 1 when it can
- * also serve a mapping of the cache's memfd (UFFD_FEATURE_MINOR_SHMEM). */
+ * also serve a mapping of the cache's memfd (UFFD_FEATURE_MINOR_SHMEM,
+ * Linux 5.14; else a second one without it). */
 static int open_uffd(int *minor, char *err, size_t errlen)
 {
-	int fd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0) {
-		if (errno == EPERM)
-			snprintf(err, errlen, "userfaultfd not permitted: run as root (or with "
-			         "CAP_SYS_PTRACE) or set vm.unprivileged_userfaultfd=1");
-		else
-			snprintf(err, errlen, "userfaultfd: %s (kernel without "
-			         "CONFIG_USERFAULTFD?)", strerror(errno));
-		return -1;
-	}
 	const uint64_t events = UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP |
 	                        UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP;
-	struct uffdio_api api = {.api = UFFD_API, .features = events | UFFD_FEATURE_MINOR_SHMEM};
-	*minor = ioctl(fd, UFFDIO_API, &api) == 0;
-	if (!*minor) {   /* a kernel before 5.14: a new one without it */
-		close(fd);
-		if ((fd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK)) < 0) {
-			snprintf(err, errlen, "userfaultfd: %s", strerror(errno));
+	for (*minor = 1;; *minor = 0) {
+		int fd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+		if (fd < 0) {
+			if (errno == EPERM)
+				snprintf(err, errlen, "userfaultfd not permitted: run as root (or with "
+				         "CAP_SYS_PTRACE) or set vm.unprivileged_userfaultfd=1");
+			else
+				snprintf(err, errlen, "userfaultfd: %s (kernel without "
+				         "CONFIG_USERFAULTFD?)", strerror(errno));
 			return -1;
 		}
-		api = (struct uffdio_api){.api = UFFD_API, .features = events};
-	}
-	if (!*minor && ioctl(fd, UFFDIO_API, &api) < 0) {
-		snprintf(err, errlen, "userfaultfd API handshake: %s", strerror(errno));
+		struct uffdio_api api = {.api = UFFD_API,
+		                         .features = events | (*minor ? UFFD_FEATURE_MINOR_SHMEM : 0)};
+		if (ioctl(fd, UFFDIO_API, &api) == 0)
+			return fd;
 		close(fd);
-		return -1;
+		if (!*minor) {
+			snprintf(err, errlen, "userfaultfd API handshake: %s", strerror(errno));
+			return -1;
+		}
 	}
-	return fd;
 }
 
 static int own_maps(struct own_map **out, int *n)
@@ -235,9 +231,10 @@ static int start_pager(struct rf_conn *c, int uffd, const struct rf_desc *d,
 		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 		if (null >= 0)
 			dup2(null, 0), dup2(null, 1);
-		int keep[6] = {2, uffd, p[1], rf_tcp.fd(c), po->watch, po->memfd};
+		/* (no memfd: -1, sorted first, keeps nothing) */
+		int keep[6] = {po->memfd, 2, uffd, p[1], rf_tcp.fd(c), po->watch};
 		qsort(keep, 6, sizeof keep[0], cmp_int);
-		for (int i = 0; i < 6; i++) {
+		for (int i = keep[0] < 0; i < 6; i++) {
 			unsigned lo = keep[i] + 1, hi = i < 5 ? (unsigned)keep[i + 1] - 1 : ~0U;
 			if (lo <= hi)
 				syscall(SYS_close_range, lo, hi, 0);

@@ -59,9 +59,13 @@ kill_pager 2
 killed 1
 killed 2
 
-# a private pager
+# a private pager (no cache: it keeps its stdin and stdout on /dev/null,
+# as every pager does, and nothing else of the resuming process)
 start 3 KXRUN_RFORK_PAGER=private
 expect_match "$(cat "$T/e3")" "own pager" "child 3"
+P3=$(pager_pid "$T/e3")
+expect_eq "$(readlink "/proc/$P3/fd/0") $(readlink "/proc/$P3/fd/1")" "/dev/null /dev/null" \
+	"the private pager's stdin and stdout"
 kill_pager 3
 killed 3
 
