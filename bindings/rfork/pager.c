@@ -163,9 +163,11 @@ static struct seg *find(struct client *c, uint64_t addr)
 
 /* ---- installing ------------------------------------------------------------------ */
 
-static void wake(int uffd, uint64_t addr)
+/* Whoever waits on n pages from addr goes on (and faults again if they
+ * are still missing). */
+static void wake(int uffd, uint64_t addr, uint64_t n)
 {
-	struct uffdio_range r = {addr, RF_PAGE};
+	struct uffdio_range r = {addr, n * RF_PAGE};
 	ioctl(uffd, UFFDIO_WAKE, &r);
 }
 
@@ -176,7 +178,7 @@ static void zero_page(struct client *c, uint64_t addr)
 	    errno != ENOENT && errno != ESRCH)
 		kill_fam(c->fam, "UFFDIO_ZEROPAGE failed");
 	if (z.zeropage < 0)
-		wake(c->uffd, addr);
+		wake(c->uffd, addr, 1);
 }
 
 /* Installs n pages at addr; pages already there are skipped. */
@@ -198,8 +200,7 @@ static void install(struct client *cl, uint64_t addr, const char *src, uint32_t 
 			/* The layout is changing: an event (unmap, remap, fork) waits
 			 * to be read, and its process waits for us.  Wake whoever
 			 * waits on these pages: they fault again after the event. */
-			struct uffdio_range r = {addr + done * RF_PAGE, (n - done) * RF_PAGE};
-			ioctl(cl->uffd, UFFDIO_WAKE, &r);
+			wake(cl->uffd, addr + done * RF_PAGE, n - done);
 			return;
 		}
 		else if (errno == ENOENT || errno == ESRCH)
@@ -210,7 +211,7 @@ static void install(struct client *cl, uint64_t addr, const char *src, uint32_t 
 		}
 	}
 	if (raced)
-		wake(cl->uffd, addr);
+		wake(cl->uffd, addr, 1);
 }
 
 /* Maps n cached pages at addr of a child that maps the cache's memfd
@@ -229,11 +230,10 @@ static int map_cached(struct client *cl, uint64_t addr, uint32_t n, int quiet)
 		} else if (errno == EEXIST) {
 			/* a page mapped already: the rest of its run most likely
 			 * too (a batch, a window); what is not faults again */
-			wake(cl->uffd, addr + done * RF_PAGE);
+			wake(cl->uffd, addr + done * RF_PAGE, 1);
 			break;
 		} else if (errno == EAGAIN) {   /* as in install() */
-			struct uffdio_range r = {addr + done * RF_PAGE, (n - done) * RF_PAGE};
-			ioctl(cl->uffd, UFFDIO_WAKE, &r);
+			wake(cl->uffd, addr + done * RF_PAGE, n - done);
 			break;
 		} else if (errno == ENOENT || errno == ESRCH) {
 			break;
@@ -262,11 +262,12 @@ static uint32_t from_cache(struct client *c, const struct seg *s, uint64_t addr,
 		return 0;
 	while (done < n && (k = rf_cache_run(s->pstart + (addr - s->cstart) + done * RF_PAGE,
 	                                     n - done, &src, &mapped))) {
-		if (write && !done)
+		int copy = write && !done;
+		if (copy)
 			k = 1;
 		/* a page moved since (mremap) is where the kernel moved its
 		 * file offset too: mapping it brings the right one */
-		if ((write && !done) || !mapped || !c->fam->mapped ||
+		if (copy || !mapped || !c->fam->mapped ||
 		    (m = map_cached(c, addr + done * RF_PAGE, k, quiet)) < 0)
 			install(c, addr + done * RF_PAGE, src, k);
 		else
@@ -620,8 +621,7 @@ static void forget_asked(struct client *c, uint64_t lo, uint64_t hi)
 			continue;
 		if (!f->q && f->client == c->id && overlaps(f->caddr, f->npages, lo, hi)) {
 			f->dropped = 1;
-			struct uffdio_range r = {f->caddr, (uint64_t)f->npages * RF_PAGE};
-			ioctl(c->uffd, UFFDIO_WAKE, &r);
+			wake(c->uffd, f->caddr, f->npages);
 		}
 		if (!f->q || !c->root || f->fam != c->fam->id)
 			continue;
@@ -630,10 +630,8 @@ static void forget_asked(struct client *c, uint64_t lo, uint64_t hi)
 			hit = overlaps(f->q[k].addr, f->q[k].npages, lo, hi);
 		if (!hit)
 			continue;
-		for (int k = f->range; k < f->nq; k++) {   /* the rest of the batch goes */
-			struct uffdio_range r = {f->q[k].addr, (uint64_t)f->q[k].npages * RF_PAGE};
-			ioctl(c->uffd, UFFDIO_WAKE, &r);
-		}
+		for (int k = f->range; k < f->nq; k++)   /* the rest of the batch goes */
+			wake(c->uffd, f->q[k].addr, f->q[k].npages);
 		f->dropped = 1;
 		c->fam->pending--;
 	}
