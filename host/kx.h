@@ -124,6 +124,10 @@ enum {
 	 * zygote starts children of its own parent.  The caller cannot reap
 	 * it; with run only (no exec), and best with DETACH. */
 	KX_SPAWN_SIBLING = 1 << 3,
+	/* The child keeps the caller's signal dispositions instead of having
+	 * every one reset to the default (62 system calls): for a caller
+	 * whose dispositions are all the defaults already (a zygote). */
+	KX_SPAWN_KEEP_SIGNALS = 1 << 4,
 };
 
 struct kx_spawn {

@@ -148,7 +148,7 @@ static __attribute__((noreturn)) void child(const struct kx_spawn *o,
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = SIG_DFL;
 	sigemptyset(&sa.sa_mask);
-	for (int s = 1; s < NSIG; s++)
+	for (int s = 1; s < NSIG && !(o->flags & KX_SPAWN_KEEP_SIGNALS); s++)
 		if (s != SIGKILL && s != SIGSTOP)
 			sigaction(s, &sa, NULL);   /* glibc's own ones refuse */
 	sigset_t none;

@@ -146,6 +146,32 @@ static void test_spawn_resets_signals(void **state)
 	assert_false(mask & (1ULL << (SIGUSR2 - 1)));
 }
 
+/* A run child that exits 1 when SIGUSR2 is ignored in it, else 0. */
+static int usr2_ignored(void *ud)
+{
+	(void)ud;
+	struct sigaction sa;
+	sigaction(SIGUSR2, NULL, &sa);
+	return sa.sa_handler == SIG_IGN;
+}
+
+/* KX_SPAWN_KEEP_SIGNALS (a zygote's children): the caller's dispositions
+ * stay; without it they are reset, run children too. */
+static void test_spawn_keep_signals(void **state)
+{
+	(void)state;
+	char err[256];
+	const char *argv[] = {"keep", NULL};
+	signal(SIGUSR2, SIG_IGN);
+	struct kx_spawn keep = {.argv = argv, .run = usr2_ignored, .flags = KX_SPAWN_KEEP_SIGNALS};
+	struct kx_spawn reset = {.argv = argv, .run = usr2_ignored};
+	pid_t a = kx_spawn(&keep, err, sizeof err), b = kx_spawn(&reset, err, sizeof err);
+	signal(SIGUSR2, SIG_DFL);
+	assert_true(a > 0 && b > 0);
+	assert_int_equal(wait_code(a), 1);
+	assert_int_equal(wait_code(b), 0);
+}
+
 static int failing_hook(void *ud)
 {
 	(void)ud;
@@ -392,6 +418,7 @@ int main(void)
 		cmocka_unit_test(test_spawn_stdio_cwd_env),
 		cmocka_unit_test(test_spawn_script_without_interpreter),
 		cmocka_unit_test(test_spawn_resets_signals),
+		cmocka_unit_test(test_spawn_keep_signals),
 		cmocka_unit_test(test_spawn_hook_failure_is_reported),
 		cmocka_unit_test(test_spawn_stopped),
 		cmocka_unit_test(test_env_new_sets_and_removes),
