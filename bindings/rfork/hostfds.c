@@ -388,13 +388,40 @@ static int lift(int fd, int base)
 	return up;
 }
 
+/* The record's status flags and close-on-exec on its number (where the
+ * new descriptor, made close-on-exec without them, differs). */
+static void set_flags(const struct rec *x)
+{
+	if (x->r.flags & (O_NONBLOCK | O_APPEND))
+		fcntl(x->r.fd, F_SETFL, x->r.flags & (O_NONBLOCK | O_APPEND));
+}
+
 /* Puts a duplicate of fd at the record's number with its flags. */
 static int place(int fd, const struct rec *x)
 {
 	if (dup3(fd, x->r.fd, x->r.cloexec ? O_CLOEXEC : 0) < 0)
 		return -1;
-	fcntl(x->r.fd, F_SETFL, x->r.flags & (O_NONBLOCK | O_APPEND));
+	set_flags(x);
 	return 0;
+}
+
+/* fd, new and close-on-exec, becomes the record's: kept where it already
+ * has the record's number (numbers are given lowest first, so usually),
+ * else lifted above base and duplicated there.  0, or -1 (fd closed). */
+static int settle(int fd, const struct rec *x, int base)
+{
+	if (fd >= 0 && fd == x->r.fd) {
+		if (!x->r.cloexec)
+			fcntl(fd, F_SETFD, 0);
+		set_flags(x);
+		return 0;
+	}
+	fd = lift(fd, base);   /* off any number another record wants */
+	if (fd < 0)
+		return -1;
+	int r = place(fd, x);
+	close(fd);
+	return r;
 }
 
 static int open_stand_in(void)
@@ -417,6 +444,23 @@ static int open_path(const struct rec *x, int device)
 	return fd;
 }
 
+/* The pipe's size and the bytes the parent's held, written into wfd. */
+static int fill_pipe(const struct rec *recs, size_t n, size_t lead, int wfd)
+{
+	if (recs[lead].r.pipe_size > 0)
+		fcntl(wfd, F_SETPIPE_SZ, recs[lead].r.pipe_size);
+	for (size_t i = lead; i < n; i++) {
+		const struct rec *x = &recs[i];
+		for (size_t off = 0; x->r.group == recs[lead].r.group && off < x->r.datalen;) {
+			ssize_t w = write(wfd, x->data + off, x->r.datalen - off);
+			if (w <= 0)
+				return -1;
+			off += (size_t)w;
+		}
+	}
+	return 0;
+}
+
 /* One pipe for every record of the group led by recs[lead]. */
 static int recreate_pipe(struct rec *recs, size_t n, size_t lead, int base)
 {
@@ -427,23 +471,31 @@ static int recreate_pipe(struct rec *recs, size_t n, size_t lead, int base)
 		return 0;
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return -1;
-	p[0] = lift(p[0], base);
-	p[1] = lift(p[1], base);
-	if (p[0] < 0 || p[1] < 0)
-		goto fail;
-	if (recs[lead].r.pipe_size > 0)
-		fcntl(p[1], F_SETPIPE_SZ, recs[lead].r.pipe_size);
+	/* the common case, a reader and a writer whose numbers the pipe got
+	 * (numbers are given lowest first): nothing to move */
+	size_t members = 0, in_place = 0;
 	for (size_t i = lead; i < n; i++) {
-		struct rec *x = &recs[i];
+		const struct rec *x = &recs[i];
 		if (x->r.group != recs[lead].r.group)
 			continue;
-		for (size_t off = 0; off < x->r.datalen;) {
-			ssize_t w = write(p[1], x->data + off, x->r.datalen - off);
-			if (w <= 0)
-				goto fail;
-			off += (size_t)w;
-		}
-		if (!x->absent)
+		members++;
+		int acc = x->r.flags & O_ACCMODE;
+		in_place += x->absent && ((acc == O_RDONLY && x->r.fd == p[0]) ||
+		                          (acc == O_WRONLY && x->r.fd == p[1]));
+	}
+	if (members == 2 && in_place == 2) {
+		for (size_t i = lead; i < n; i++)
+			if (recs[i].r.group == recs[lead].r.group)
+				settle(recs[i].r.fd, &recs[i], base);
+		return fill_pipe(recs, n, lead, p[1]);
+	}
+	p[0] = lift(p[0], base);
+	p[1] = lift(p[1], base);
+	if (p[0] < 0 || p[1] < 0 || fill_pipe(recs, n, lead, p[1]) < 0)
+		goto fail;
+	for (size_t i = lead; i < n; i++) {
+		struct rec *x = &recs[i];
+		if (x->r.group != recs[lead].r.group || !x->absent)
 			continue;
 		int acc = x->r.flags & O_ACCMODE, fd = -1;
 		if (acc == O_WRONLY) {
@@ -507,12 +559,7 @@ static int recreate_one(struct rec *x, int base)
 		fd = open_stand_in();
 		break;
 	}
-	fd = lift(fd, base);
-	if (fd < 0)
-		return -1;
-	int r = place(fd, x);
-	close(fd);
-	return r;
+	return settle(fd, x, base);
 }
 
 static int recreate_fds(struct rec *recs, size_t n, char *err, size_t errlen)
