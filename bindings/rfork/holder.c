@@ -36,6 +36,8 @@
 #define IO_TIMEOUT_S 10
 #define EV_LISTEN 0
 #define EV_AGENT 1
+#define EV_LOCAL 2   /* the local hello's listener (tcp.c) */
+#define EV_CONN 3    /* + the connection's slot */
 
 double rf_holder_now(void)
 {
@@ -75,7 +77,7 @@ static const struct rf_map *served_map(const struct rf_desc *d, uint64_t addr, u
 static void watch(struct holder *H, struct hconn *c)
 {
 	struct epoll_event ev = {.events = c->iovpos < c->niov || c->gone == 1 ? EPOLLOUT : EPOLLIN,
-	                         .data.u64 = (uint64_t)c->slot + 2};
+	                         .data.u64 = (uint64_t)c->slot + EV_CONN};
 	epoll_ctl(H->ep, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
@@ -148,9 +150,9 @@ static void conn_close(struct holder *H, struct hconn *c)
 	munmap(c, sizeof *c);
 }
 
-static void accept_one(struct holder *H)
+static void accept_one(struct holder *H, int listen_fd)
 {
-	int fd = accept4(H->cfg->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (fd < 0)
 		return;
 	int slot = 0;
@@ -172,7 +174,7 @@ static void accept_one(struct holder *H)
 	c->id = ++H->next_id;
 	c->since = rf_holder_now();
 	expect(c, sizeof c->in.hello);
-	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)slot + 2};
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)slot + EV_CONN};
 	if (epoll_ctl(H->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		close(fd);
 		munmap(c, sizeof *c);
@@ -344,6 +346,9 @@ void rf_holder_main(const struct rf_holder_cfg *cfg)
 	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = EV_LISTEN};
 	if (H->ep < 0 || epoll_ctl(H->ep, EPOLL_CTL_ADD, cfg->listen_fd, &ev) < 0)
 		_exit(1);
+	ev.data.u64 = EV_LOCAL;
+	if (cfg->local_fd >= 0)
+		epoll_ctl(H->ep, EPOLL_CTL_ADD, cfg->local_fd, &ev);
 	rf_holder_rdma_start(H);
 	double idle_s = cfg->idle_s > 0 ? cfg->idle_s : 600, last = rf_holder_now(), checked = last;
 	struct epoll_event evs[64];
@@ -357,11 +362,13 @@ void rf_holder_main(const struct rf_holder_cfg *cfg)
 		for (int i = 0; i < r; i++) {
 			uint64_t tag = evs[i].data.u64;
 			if (tag == EV_LISTEN)
-				accept_one(H);
+				accept_one(H, cfg->listen_fd);
 			else if (tag == EV_AGENT)
 				rf_holder_rdma_agent(H);
-			else if (H->cs[tag - 2])
-				on_conn(H, H->cs[tag - 2], evs[i].events);
+			else if (tag == EV_LOCAL)
+				accept_one(H, cfg->local_fd);
+			else if (H->cs[tag - EV_CONN])
+				on_conn(H, H->cs[tag - EV_CONN], evs[i].events);
 		}
 		if (t - checked >= 1) {
 			expire(H, t);

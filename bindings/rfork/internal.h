@@ -280,6 +280,7 @@ struct rf_shared {
 /* What the holder serves; its loop (holder.c) never returns. */
 struct rf_holder_cfg {
 	int listen_fd;
+	int local_fd;              /* the local hello's listener (tcp.c), or -1 */
 	uint64_t id;
 	uint8_t key[16];
 	const struct rf_desc *desc;
@@ -349,17 +350,24 @@ struct rf_join {              /* then nplan rf_page_req: the prefetch batch */
 /* "kxrun-rfork-pager/UID/ID/CGROUPS/ADDRESS": one pager per user, parent,
  * set of cgroups (a hash of /proc/self/cgroup) and holder address. */
 void rf_join_name(char *out, size_t len, const char *address, uint64_t id);
-/* Resuming side: a connected socket to a pager of this user, or -1; then
- * the join (with uffd, stderr and the pager's end of the child's watch): 0
- * once the pager took the child (*memfd: its cache's, or -1), -1 + err. */
-int rf_join_connect(const char *name);
+/* "kxrun-rfork-holder/UID/ID": where a holder also takes hellos from its
+ * own user's children in its network namespace (tcp.c), cheaper than TCP. */
+void rf_local_hello_name(char *out, size_t len, uint64_t id);
+/* Abstract unix sockets: listening (-1: the name is taken), and connected
+ * to a listener of this user (-1: none, or another user's: nothing of
+ * ours goes to it).  type: SOCK_SEQPACKET (the join), SOCK_STREAM (the
+ * holder's local hello). */
+int rf_local_listen(const char *name, int type);
+int rf_local_connect(const char *name, int type);
+/* Resuming side, on rf_local_connect(name, SOCK_SEQPACKET): the join (with
+ * uffd, stderr and the pager's end of the child's watch): 0 once the pager
+ * took the child (*memfd: its cache's, or -1), -1 + err. */
 int rf_join_send(int fd, const struct rf_join *j, const struct rf_page_req *plan, int uffd,
                  int watch, int timeout_ms, int *memfd, char *err, size_t errlen);
-/* Pager side: the listening socket (-1: taken); an accepted one (-1: none,
- * or another user's, refused); its join: 1 read (the sender's pid), 0 not
- * yet, -1 malformed; the one-byte answer (with memfd when >= 0), which
- * closes fd. */
-int rf_join_listen(const char *name);
+/* Pager side, on rf_local_listen(name, SOCK_SEQPACKET): an accepted one
+ * (-1: none, or another user's, refused); its join: 1 read (the sender's
+ * pid), 0 not yet, -1 malformed; the one-byte answer (with memfd when >=
+ * 0), which closes fd. */
 int rf_join_accept(int listen_fd);
 int rf_join_recv(int fd, struct rf_join *j, struct rf_page_req *plan, int *uffd, int *errfd,
                  int *watch, pid_t *pid);

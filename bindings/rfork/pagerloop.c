@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -238,7 +239,7 @@ void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d, struct rf_con
 	close(ready_fd);
 	/* shared: later children come through the socket; this one's
 	 * messages go to its stderr, which nothing here keeps open after it */
-	int lfd = o->share && T->send_req ? rf_join_listen(o->share) : -1;
+	int lfd = o->share && T->send_req ? rf_local_listen(o->share, SOCK_SEQPACKET) : -1;
 	int null = lfd >= 0 ? open("/dev/null", O_WRONLY | O_CLOEXEC) : -1;
 	if (null >= 0 && (F->errfd = fcntl(2, F_DUPFD_CLOEXEC, 3)) >= 0)
 		dup2(null, 2);

@@ -1,5 +1,7 @@
 /*
- * pjoin.c - how a resuming process joins the shared pager (internal.h).
+ * pjoin.c - how a resuming process joins the shared pager (internal.h),
+ * and the abstract unix sockets of this user that the join and the
+ * holder's local hello (tcp.c) go through.
  *
  * The pager listens on an abstract unix socket named after what it serves
  * (rf_join_name: the user, the parent, the cgroups, the holder's address).
@@ -54,15 +56,15 @@ void rf_join_name(char *out, size_t len, const char *address, uint64_t id)
 	         (unsigned long long)id, (unsigned long long)cgroups_hash(), address);
 }
 
-int rf_join_listen(const char *name)
+int rf_local_listen(const char *name, int type)
 {
 	struct sockaddr_un a;
 	socklen_t alen = join_addr(name, &a);
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	int fd = socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -1;
 	if (bind(fd, (struct sockaddr *)&a, alen) < 0 || listen(fd, 64) < 0) {
-		close(fd);   /* EADDRINUSE: another pager serves these children */
+		close(fd);   /* EADDRINUSE: another serves it (or squats it) */
 		return -1;
 	}
 	return fd;
@@ -79,11 +81,11 @@ static int peer_uid_is_mine(int fd, pid_t *pid)
 	return 1;
 }
 
-int rf_join_connect(const char *name)
+int rf_local_connect(const char *name, int type)
 {
 	struct sockaddr_un a;
 	socklen_t alen = join_addr(name, &a);
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
 	if (connect(fd, (struct sockaddr *)&a, alen) < 0 || !peer_uid_is_mine(fd, NULL)) {

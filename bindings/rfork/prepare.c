@@ -462,10 +462,17 @@ static pid_t start_holder(struct rf_holder_cfg *cfg, pid_t parent)
 	}
 	uint64_t none = 0;
 	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, 8);
-	int lfd = cfg->listen_fd;
-	if (lfd > 0)
-		syscall(SYS_close_range, 0, lfd - 1, 0);
-	syscall(SYS_close_range, lfd + 1, ~0U, 0);
+	/* its listeners alone stay open */
+	int keep[2] = {cfg->listen_fd, cfg->local_fd}, nkeep = keep[1] >= 0 ? 2 : 1;
+	if (nkeep == 2 && keep[1] < keep[0])
+		keep[0] = cfg->local_fd, keep[1] = cfg->listen_fd;
+	unsigned from = 0;
+	for (int i = 0; i < nkeep; i++) {
+		if ((unsigned)keep[i] > from)
+			syscall(SYS_close_range, from, keep[i] - 1, 0);
+		from = keep[i] + 1;
+	}
+	syscall(SYS_close_range, from, ~0U, 0);
 	/* Its loop runs on a stack of its own: on the parent's, below the
 	 * saved rsp, its frames (and, under ASan, their poisoned shadow) would
 	 * be what children fetch there. */
@@ -514,7 +521,7 @@ long rf_prepare(const struct rf_prepare_opts *o, struct rf_holder **out, char *e
 	char *text = NULL;
 	struct rf_desc *d = NULL;
 	size_t textcap = 0, dcap = 0;
-	int lfd = -1;
+	int lfd = -1, localfd = -1;
 	if (!h || !s) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
@@ -523,7 +530,8 @@ long rf_prepare(const struct rf_prepare_opts *o, struct rf_holder **out, char *e
 	                err, errlen);
 	if (lfd < 0)
 		goto fail;
-	struct rf_holder_cfg cfg = {.listen_fd = lfd, .idle_s = o->idle_s, .learn = !o->no_learn};
+	struct rf_holder_cfg cfg = {.listen_fd = lfd, .local_fd = -1, .idle_s = o->idle_s,
+	                            .learn = !o->no_learn};
 	if (choose_transport(o, h, &cfg, err, errlen) < 0)
 		goto fail;
 	if (getrandom(&cfg.id, sizeof cfg.id, 0) != sizeof cfg.id ||
@@ -538,6 +546,10 @@ long rf_prepare(const struct rf_prepare_opts *o, struct rf_holder **out, char *e
 	if (o->capture && !(s->blob = o->capture(&s->bloblen, err, errlen)))
 		goto fail;
 	capture_files(s, lfd);
+	/* opened after the capture: a resumed child has no stand-in for it */
+	char local[64];
+	rf_local_hello_name(local, sizeof local, cfg.id);
+	cfg.local_fd = localfd = rf_local_listen(local, SOCK_STREAM);
 
 	/* Buffers sized from a first look at the maps, with room to spare:
 	 * nothing may be allocated between the final read and the fork. */
@@ -601,6 +613,8 @@ long rf_prepare(const struct rf_prepare_opts *o, struct rf_holder **out, char *e
 	if (index < 0)
 		goto fail;
 	close(lfd);
+	if (localfd >= 0)
+		close(localfd);
 	free(text);
 	free(d);
 	h->pid = holder;
@@ -609,6 +623,8 @@ long rf_prepare(const struct rf_prepare_opts *o, struct rf_holder **out, char *e
 fail:
 	if (lfd >= 0)
 		close(lfd);
+	if (localfd >= 0)
+		close(localfd);
 	if (h && h->shared)
 		munmap(h->shared, RF_PAGE);
 	free(text);

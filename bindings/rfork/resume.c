@@ -565,7 +565,7 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex,
 	po.watch = watch[1];
 	int shared = !po.rdma && !ct && !(pe && !strcmp(pe, "private"));
 	rf_join_name(share, sizeof share, address, id);
-	joinfd = shared ? rf_join_connect(share) : -1;
+	joinfd = shared ? rf_local_connect(share, SOCK_SEQPACKET) : -1;
 	po.share = shared ? share : NULL;
 	po.key = key;
 	/* over TCP asked for now, answered while the rest is checked and the

@@ -1,8 +1,9 @@
 #!/bin/bash
 # kx.rfork's mechanism without Lua (build/tests/rfork_basic): a parent's
 # prepare-time memory and open file reach a resumed child although the
-# parent changes them; a changed binary and a missing userfaultfd
-# permission are refused with a clear message.
+# parent changes them, by TCP or the holder's local unix socket; a changed
+# binary and a missing userfaultfd permission are refused with a clear
+# message.
 ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 . "$ROOT/tests/cli/lib.sh"
 BASIC=$ROOT/${BUILD:-build}/tests/rfork_basic
@@ -40,6 +41,17 @@ expect_eq "$?" 2 "resume against a changed binary"
 expect_match "$out" "rb differs from the parent's \(build-id\)" "message"
 stop_parent
 cp "$BASIC" "$T/rb"
+
+# a child on the holder's host says hello over the holder's unix socket
+# (named after the user and the snapshot id), not TCP: the port does not
+# matter then
+start_parent 1
+grep -q "@kxrun-rfork-holder/$(id -u)/$ID\$" /proc/net/unix ||
+	fail "no unix socket of the holder in /proc/net/unix"
+out=$(timeout 60 "$BASIC" resume 127.0.0.1:1 "$ID" "$KEY" 2> "$T/cerr")
+expect_eq "$?" 0 "resume by the local hello ($(cat "$T/cerr"))"
+expect_eq "$out" "child 1 ok" "child output"
+stop_parent
 
 # no permission for userfaultfd: an unprivileged user where it is root-only
 if [ "$(id -u)" = 0 ] && [ "$(cat /proc/sys/vm/unprivileged_userfaultfd)" = 0 ] &&

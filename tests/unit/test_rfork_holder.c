@@ -161,7 +161,8 @@ static void holder_serves_everyone_at_once(void **state)
 	int port = ntohs(a.sin_port);
 	struct rf_shared *shared = mmap(NULL, P, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
 	                                -1, 0);
-	struct rf_holder_cfg cfg = {.listen_fd = lfd, .id = 42, .desc = d, .shared = shared,
+	struct rf_holder_cfg cfg = {.listen_fd = lfd, .local_fd = -1, .id = 42,
+	                            .desc = d, .shared = shared,
 	                            .idle_s = 30, .learn = 1};
 	memcpy(cfg.key, KEY, 16);
 	pid_t holder = fork();

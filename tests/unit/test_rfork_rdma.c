@@ -185,7 +185,8 @@ static void holder_gives_rkeys_only_with_the_key(void **state)
 	int sv[2];
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	static struct rf_shared shared;
-	struct rf_holder_cfg cfg = {.listen_fd = lfd, .id = 42, .desc = d, .shared = &shared,
+	struct rf_holder_cfg cfg = {.listen_fd = lfd, .local_fd = -1, .id = 42,
+	                            .desc = d, .shared = &shared,
 	                            .idle_s = 30, .rdma = 1, .agent_fd = sv[1]};
 	memcpy(cfg.key, KEY, 16);
 	pid_t holder = fork();
