@@ -56,6 +56,16 @@ describe("kx.rfork", function()
 		local ok, rerr = rfork.resume{ address = "127.0.0.1:1", id = "00", key = "zz" }
 		assert.is_nil(ok)
 		assert.matches("key must be 32 hex digits", rerr)
+		-- the right length is not enough: hex digits only (no sign, space, 0x)
+		ok, rerr = rfork.resume{ address = "127.0.0.1:1", id = ("0"):rep(16),
+			key = ("0"):rep(31) .. "g" }
+		assert.is_nil(ok)
+		assert.matches("key must be 32 hex digits", rerr)
+		for _, id in ipairs{ "0x" .. ("0"):rep(14), " 1" .. ("0"):rep(14), "+1" .. ("0"):rep(14) } do
+			ok, rerr = rfork.resume{ address = "127.0.0.1:1", id = id, key = ("0"):rep(32) }
+			assert.is_nil(ok)
+			assert.matches("id must be 16 hex digits", rerr)
+		end
 	end)
 
 	it("resumes a child that sees the prepare-time state, not later changes", function()
