@@ -125,6 +125,7 @@ struct rf_restore {
 	uint32_t nspecial;
 	struct rf_special_move special[4];
 	uint64_t index;               /* returned by rf_ctx_save in the child */
+	uint64_t signals;             /* bit i: set the parent's sa[i] here */
 	char transport[8];            /* read back by the child: "tcp", "rdma" */
 	char transport_info[240];     /* the device, or why not RDMA */
 	const struct rf_desc *desc;   /* copy inside the region */
@@ -413,5 +414,8 @@ void rf_container_failed(struct rf_ctrun *run, const char *err) __attribute__((n
  * or -1 when it cannot be read. */
 int rf_file_ident(const char *path, struct rf_ident *id);
 int rf_file_ident_fd(int fd, struct rf_ident *id);
+/* Reads path's identity once, for rf_file_ident_fd to give without reading
+ * while the file stays unchanged (a zygote's forks: its own libraries). */
+void rf_ident_remember(const char *path);
 
 #endif /* KX_RFORK_INTERNAL_H */

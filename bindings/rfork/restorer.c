@@ -126,7 +126,7 @@ RESTORER __attribute__((noreturn, used)) void rf_restorer(struct rf_restore *r)
 		sc(SYS_prctl, PR_SET_MM, PR_SET_MM_MAP, (long)&d->mm, sizeof d->mm, 0, 0);
 
 	for (int s = 0; s < 64; s++)
-		if (d->sa_valid & (1ULL << s))
+		if (r->signals & (1ULL << s))
 			sc(SYS_rt_sigaction, s + 1, (long)&d->sa[s], 0, 8, 0, 0);
 	if (d->robust_len)
 		sc(SYS_set_robust_list, d->robust_head, d->robust_len, 0, 0, 0, 0);

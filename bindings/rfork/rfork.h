@@ -130,6 +130,13 @@ int rf_resume(const char *address, const char *id, const char *key_hex,
               const char *transport, const struct rf_container *ct, char *err,
               size_t errlen);
 
+/* For a process that forks many resuming processes (a zygote), once, in
+ * its single thread: sets every signal disposition to the default and
+ * reads its own layout, so that rf_resume in each fork sets only the
+ * parent's other dispositions and need not read its maps.  Its forks
+ * must keep those dispositions (kx_spawn: KX_SPAWN_KEEP_SIGNALS). */
+void rf_resume_warm(void);
+
 /* Tunables read from the environment by rf_resume (defaults in brackets):
  *   KXRUN_RFORK_TIMEOUT_MS  each request to the holder [10000]
  *   KXRUN_RFORK_READAHEAD   pages fetched per fault, 1..256 [16]

@@ -81,7 +81,8 @@ static void serve(int sock, const struct zreq *q, const int *fds, int nfds)
 	struct zreply r = {0};
 	static const char *const argv[] = {"rfork.spawn", NULL};
 	struct kx_spawn o = {.argv = argv, .run = run_resume,
-	                     .flags = KX_SPAWN_SESSION | KX_SPAWN_DETACH | KX_SPAWN_SIBLING};
+	                     .flags = KX_SPAWN_SESSION | KX_SPAWN_DETACH | KX_SPAWN_SIBLING |
+	                              KX_SPAWN_KEEP_SIGNALS};   /* rf_resume_warm's */
 	struct zchild c = {.q = q, .report = fds[0]};
 	int at = 1;
 	for (int i = 0; i < 3; i++) {
@@ -106,6 +107,7 @@ int rf_zygote_main(int sock)
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (null >= 0 && (sock = fcntl(sock, F_DUPFD_CLOEXEC, 3)) >= 0)
 		dup2(null, 0);   /* its stdin is for no one */
+	rf_resume_warm();   /* its children keep its (default) dispositions */
 	for (;;) {
 		struct zreq q;
 		int fds[4], nfds;

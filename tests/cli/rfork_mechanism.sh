@@ -1,9 +1,10 @@
 #!/bin/bash
 # kx.rfork's mechanism without Lua (build/tests/rfork_basic): a parent's
-# prepare-time memory and open file reach a resumed child although the
-# parent changes them, by TCP or the holder's local unix socket; a changed
-# binary and a missing userfaultfd permission are refused with a clear
-# message.
+# prepare-time memory, open file and signal dispositions reach a resumed
+# child although the parent changes them, by TCP or the holder's local
+# unix socket, resumed as a zygote's fork or not; a changed binary, a
+# second thread and a missing userfaultfd permission are refused with a
+# clear message.
 ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 . "$ROOT/tests/cli/lib.sh"
 BASIC=$ROOT/${BUILD:-build}/tests/rfork_basic
@@ -25,13 +26,21 @@ start_parent() {
 }
 stop_parent() { exec 7>&-; wait "$PARENT"; }
 
+# (the child also checks it has the parent's signal dispositions, not the
+# resuming process's: SIGHUP ignored there)
 start_parent 16
-out=$(timeout 60 "$BASIC" resume "$ADDR" "$ID" "$KEY" 2> "$T/cerr")
+out=$(RFORK_IGNORE_HUP=1 timeout 60 "$BASIC" resume "$ADDR" "$ID" "$KEY" 2> "$T/cerr")
 rc=$?
 expect_eq "$rc" 0 "child exit status ($(cat "$T/cerr"))"
 expect_eq "$out" "child 1 ok" "child output"
+# resumed as a zygote's fork is (rf_resume_warm: only the parent's other
+# dispositions are set)
+out=$(RFORK_IGNORE_HUP=1 RFORK_WARM=1 timeout 60 "$BASIC" resume "$ADDR" "$ID" "$KEY" \
+	2> "$T/cerr")
+expect_eq "$?" 0 "warm child exit status ($(cat "$T/cerr"))"
+expect_eq "$out" "child 2 ok" "warm child output"
 stop_parent
-expect_match "$(tail -1 "$T/out")" "^parent: 1 children$" "parent's count"
+expect_match "$(tail -1 "$T/out")" "^parent: 2 children$" "parent's count"
 
 # the parent's executable replaced by another file after prepare
 start_parent 1
@@ -51,6 +60,23 @@ grep -q "@kxrun-rfork-holder/$(id -u)/$ID\$" /proc/net/unix ||
 out=$(timeout 60 "$BASIC" resume 127.0.0.1:1 "$ID" "$KEY" 2> "$T/cerr")
 expect_eq "$?" 0 "resume by the local hello ($(cat "$T/cerr"))"
 expect_eq "$out" "child 1 ok" "child output"
+stop_parent
+
+# a layout cached before (a zygote's) that misses a mapping made since: the
+# maps are read again
+start_parent 1
+out=$(RFORK_WARM=1 RFORK_STALE_LAYOUT=1 timeout 60 "$BASIC" resume "$ADDR" "$ID" "$KEY" \
+	2> "$T/cerr")
+expect_eq "$?" 0 "resume with a stale cached layout ($(cat "$T/cerr"))"
+expect_eq "$out" "child 1 ok" "child output"
+stop_parent
+
+# a resuming process with a second thread: its threads would run on the
+# parent's memory
+start_parent 1
+out=$(RFORK_THREAD=1 timeout 60 "$BASIC" resume "$ADDR" "$ID" "$KEY" 2>&1)
+expect_eq "$?" 2 "resume from a process with two threads"
+expect_match "$out" "must be single-threaded" "message"
 stop_parent
 
 # no permission for userfaultfd: an unprivileged user where it is root-only

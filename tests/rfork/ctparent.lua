@@ -11,6 +11,7 @@
 --   "hog MB"       allocates MB MiB (a string) and says "hogged"
 --   "exit N"       exits with status N
 --   "fds"          prints "fd TARGET" for each of its descriptors
+--   "signals"      prints "ign MASK" and "caught MASK" (/proc/self/status)
 local rfork = require "kx.rfork"
 
 local function slurp(p)
@@ -41,6 +42,11 @@ if h.child then
 		local _, out = kx.exec{ "find", "/proc/" .. pid .. "/fd", "-mindepth", "1",
 			"-printf", "fd\t%l\n" }
 		io.write(out)
+		os.exit(0)
+	elseif order == "signals" then
+		local st = slurp("/proc/self/status")
+		print("ign", st:match("SigIgn:%s*(%x+)"))
+		print("caught", st:match("SigCgt:%s*(%x+)"))
 		os.exit(0)
 	elseif order:match("^exit") then
 		os.exit(tonumber(order:match("%d+")))

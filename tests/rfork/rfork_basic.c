@@ -34,6 +34,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,10 +109,31 @@ static int touch_child(void)
 	return bad != 0;
 }
 
+static void on_usr1(int sig)
+{
+	(void)sig;
+}
+
+/* The parent's dispositions, whatever the resuming process had. */
+static int check_signals(void)
+{
+	struct sigaction usr1, usr2, hup;
+	sigaction(SIGUSR1, NULL, &usr1);
+	sigaction(SIGUSR2, NULL, &usr2);
+	sigaction(SIGHUP, NULL, &hup);
+	if (usr1.sa_handler == on_usr1 && usr2.sa_handler == SIG_IGN && hup.sa_handler == SIG_DFL)
+		return 0;
+	fprintf(stderr, "child: SIGUSR1 %s, SIGUSR2 %s, SIGHUP %s\n",
+	        usr1.sa_handler == on_usr1 ? "caught" : "not caught",
+	        usr2.sa_handler == SIG_IGN ? "ignored" : "not ignored",
+	        hup.sa_handler == SIG_DFL ? "default" : "not default");
+	return 1;
+}
+
 static int check_child(long index, int fd)
 {
 	fprintf(stderr, "child arrived %.6f\n", now());
-	int bad = 0;
+	int bad = check_signals();
 	if (counter != 42)
 		fprintf(stderr, "child: counter %ld, want 42\n", counter), bad = 1;
 	if (strcmp(tag, "prepare-time"))
@@ -191,12 +214,32 @@ static int join_pager(const char *name, const char *key_hex)
 	return 1;
 }
 
+static void *sleeper(void *arg)
+{
+	(void)arg;
+	pause();
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	char err[512];
 	if (argc == 4 && !strcmp(argv[1], "join"))
 		return join_pager(argv[2], argv[3]);
 	if (argc == 5 && !strcmp(argv[1], "resume")) {
+		pthread_t extra;
+		if (getenv("RFORK_THREAD"))   /* a second thread: must be refused */
+			pthread_create(&extra, NULL, sleeper, NULL);
+		if (getenv("RFORK_IGNORE_HUP"))   /* not the parent's: must not stay */
+			signal(SIGHUP, SIG_IGN);
+		if (getenv("RFORK_WARM"))   /* as a zygote */
+			rf_resume_warm();
+		if (getenv("RFORK_STALE_LAYOUT")) {
+			/* after the zygote's cached layout, a mapping it does not
+			 * know where the restorer's range would go first */
+			mmap((void *)(1UL << 32), 64 << 20, PROT_NONE,
+			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+		}
 		double t0 = now();
 		/* the child's memory is the parent's: the start time goes by stderr */
 		fprintf(stderr, "resume start %.6f\n", t0);
@@ -225,6 +268,8 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof forkdata; i++)
 		forkdata[i] = (unsigned char)(i * 7 + 3);
 	counter++;
+	signal(SIGUSR1, on_usr1);   /* dispositions a child must have */
+	signal(SIGUSR2, SIG_IGN);
 	struct rf_holder *h;
 	const char *listen = getenv("RFORK_LISTEN");
 	struct rf_prepare_opts o = {.listen = listen ? listen : "127.0.0.1:0", .idle_s = 120,

@@ -101,6 +101,31 @@ describe("rfork.spawn", function()
 		stop(p)
 	end)
 
+	it("gives the child the parent's signal dispositions, as a resume process has", function()
+		if not need("userfaultfd") then return end
+		local p, snap = start("ctparent.lua")
+		local c = assert(rfork.spawn(with(snap, { stdin = "pipe", stdout = "pipe" })))
+		c.stdin:write("signals\n")
+		local spawned = specs.parse(c.stdout:read("a"))
+		assert.same({ code = 0 }, c:wait())
+		local KXRUN = os.getenv("KXRUN") or (ROOT .. "/kxrun")
+		local argv = { KXRUN, "rfork", "resume", snap.address, snap.id, snap.key,
+			stdin = "pipe", stdout = "pipe" }
+		local r = assert(kx.spawn(argv))
+		r.stdin:write("signals\n")
+		r.stdin:close()
+		local resumed = specs.parse(r.stdout:read("a"))
+		assert.same({ code = 0 }, r:wait())
+		stop(p)
+		assert.same(resumed, spawned)
+		-- kxrun's own: SIGPIPE ignored, SIGINT and SIGTERM caught (the
+		-- restorer's, and the resumed host's again; tests/cli/
+		-- rfork_mechanism.sh checks dispositions nobody sets again)
+		local ign, caught = tonumber(spawned.ign, 16), tonumber(spawned.caught, 16)
+		assert.is_true(ign & (1 << 12) ~= 0, spawned.ign)
+		assert.is_true(caught & (1 << 1) ~= 0 and caught & (1 << 14) ~= 0, spawned.caught)
+	end)
+
 	it("gives the child none of the caller's descriptors", function()
 		if not need("userfaultfd") then return end
 		local path = datafile()
