@@ -477,6 +477,23 @@ static int add_page(struct rf_page_req *q, int *n, long *pages, uint64_t lo, uin
 	return 0;
 }
 
+/* From a (below end), in a's segment (*sp; NULL when none serves a: the
+ * next page then): what the cache has, installed; the first address it
+ * did not have, or where the segment or end stops. */
+static uint64_t map_span(struct fam *F, struct client *c, uint64_t a, uint64_t end,
+                         struct seg **sp)
+{
+	struct seg *s = *sp = find(c, a);
+	if (!s || !s->pstart) {
+		*sp = NULL;
+		return a + RF_PAGE;
+	}
+	uint64_t to = end < s->cend ? end : s->cend;
+	uint32_t k = from_cache(c, s, a, (to - a) / RF_PAGE, 0, 1);
+	F->prefetched += k;
+	return a + (uint64_t)k * RF_PAGE;
+}
+
 static int by_addr(const void *a, const void *b)
 {
 	const struct rf_page_req *x = a, *y = b;
@@ -510,16 +527,9 @@ static int map_joined(struct fam *F, struct client *c, int nlearned)
 	for (int i = 0; i < m && all; i++) {
 		uint64_t end = r[i].addr + (uint64_t)r[i].npages * RF_PAGE;
 		for (uint64_t a = r[i].addr; a < end && all;) {
-			struct seg *s = find(c, a);
-			if (!s || !s->pstart) {   /* nobody's: skipped, as below */
-				a += RF_PAGE;
-				continue;
-			}
-			uint64_t to = end < s->cend ? end : s->cend;
-			uint32_t k = from_cache(c, s, a, (to - a) / RF_PAGE, 0, 1);
-			F->prefetched += k;
-			a += (uint64_t)k * RF_PAGE;
-			all = a >= to;
+			struct seg *s;
+			a = map_span(F, c, a, end, &s);   /* nobody's pages: skipped, as below */
+			all = !s || a >= (end < s->cend ? end : s->cend);
 		}
 	}
 	free(r);
@@ -551,17 +561,12 @@ static void start_batch(struct fam *F, struct client *c)
 		const struct rf_page_req *r = i < F->nplan ? &F->plan[i] : &learned_here.r[i - F->nplan];
 		uint64_t end = r->addr + (uint64_t)r->npages * RF_PAGE;
 		for (uint64_t a = r->addr; a < end;) {
-			struct seg *s = find(c, a);
-			if (!s || !s->pstart) {
-				a += RF_PAGE;
+			struct seg *s;
+			uint64_t next = map_span(F, c, a, end, &s);
+			if (!s || next > a || next >= (end < s->cend ? end : s->cend)) {
+				a = next;
 				continue;
 			}
-			uint64_t to = end < s->cend ? end : s->cend;
-			uint32_t k = from_cache(c, s, a, (to - a) / RF_PAGE, 0, 1);
-			F->prefetched += k;
-			a += (uint64_t)k * RF_PAGE;
-			if (k || a >= to)
-				continue;
 			int coming = sent && !sent->dropped && i < F->nplan &&
 			             (i > sent->range ||
 			              (i == sent->range && a >= r->addr + (uint64_t)sent->off * RF_PAGE));
