@@ -388,8 +388,8 @@ static int lift(int fd, int base)
 	return up;
 }
 
-/* The record's status flags and close-on-exec on its number (where the
- * new descriptor, made close-on-exec without them, differs). */
+/* The record's status flags on its number: a new descriptor has neither
+ * O_NONBLOCK nor O_APPEND unless it was opened with the record's own. */
 static void set_flags(const struct rec *x)
 {
 	if (x->r.flags & (O_NONBLOCK | O_APPEND))
