@@ -50,7 +50,9 @@ EOF
 		# waiting for $T/go, it kept its experiment frozen; killed with
 		# everything else by the runner, nobody thawed the cgroup)
 		trap 'kill -TERM $ctl 2>/dev/null; wait $ctl 2>/dev/null; rm -rf "$T"' EXIT
-		for _ in $(seq 300); do [ -e "$T/ready" ] && break; sleep 0.05; done
+		# as long as the script may advance (60 s) and then some: a
+		# 15 s wait failed once in a fresh clone's make test
+		for _ in $(seq 1400); do [ -e "$T/ready" ] && break; sleep 0.05; done
 		[ -e "$T/ready" ] || { cat "$T/out"; fail "$backend/$how: the script did not get ready"; }
 		n=$(sleeps "$tag" | wc -l)
 		[ "$n" -eq 5 ] || fail "$backend/$how: $n of the 5 sleeps started"
