@@ -245,9 +245,7 @@ static __attribute__((noreturn)) void agent_main(const struct rf_holder_cfg *cfg
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != holder)
 		_exit(0);
-	if (fd > 0)
-		syscall(SYS_close_range, 0, fd - 1, 0);
-	syscall(SYS_close_range, fd + 1, ~0U, 0);
+	rf_close_except(&fd, 1);
 	struct image im;
 	if (copy_image(cfg->desc, &im) < 0) {
 		char m[96];

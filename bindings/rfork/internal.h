@@ -351,6 +351,12 @@ struct rf_join {              /* then nplan rf_page_req: the prefetch batch */
 /* "kxrun-rfork-pager/UID/ID/CGROUPS/ADDRESS": one pager per user, parent,
  * set of cgroups (a hash of /proc/self/cgroup) and holder address. */
 void rf_join_name(char *out, size_t len, const char *address, uint64_t id);
+/* procstate.c, safe in a raw clone: closes every descriptor but keep[]
+ * (sorted in place; -1s ignored); sets every signal disposition to the
+ * default. */
+void rf_close_except(int *keep, int n);
+void rf_signals_default(void);
+
 /* "kxrun-rfork-holder/UID/ID": where a holder also takes hellos from its
  * own user's children in its network namespace (tcp.c), cheaper than TCP. */
 void rf_local_hello_name(char *out, size_t len, uint64_t id);

@@ -4,7 +4,7 @@
 DEBS        += libibverbs-dev criu iproute2
 RFORK_CORE := bindings/rfork/ctx.c bindings/rfork/restorer.c bindings/rfork/tcp.c \
               bindings/rfork/identity.c bindings/rfork/holder.c bindings/rfork/holder_rdma.c \
-              bindings/rfork/learn.c bindings/rfork/prepare.c bindings/rfork/resume.c \
+              bindings/rfork/learn.c bindings/rfork/procstate.c bindings/rfork/prepare.c bindings/rfork/resume.c \
               bindings/rfork/prefetch.c bindings/rfork/pager.c bindings/rfork/pagerloop.c bindings/rfork/pjoin.c bindings/rfork/pcache.c bindings/rfork/verbs.c \
               bindings/rfork/rdma.c bindings/rfork/agent.c bindings/rfork/container.c
 # kxrun's side of a resumed child (descriptors, loop, thread pool), the Lua

@@ -455,24 +455,11 @@ static pid_t start_holder(struct rf_holder_cfg *cfg, pid_t parent)
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != parent)
 		_exit(0);
-	for (int s = 1; s <= 64; s++) {
-		struct rf_ksigaction dfl = {0};
-		if (s != SIGKILL && s != SIGSTOP)
-			syscall(SYS_rt_sigaction, s, &dfl, NULL, 8);
-	}
+	rf_signals_default();
 	uint64_t none = 0;
 	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, 8);
-	/* its listeners alone stay open */
-	int keep[2] = {cfg->listen_fd, cfg->local_fd}, nkeep = keep[1] >= 0 ? 2 : 1;
-	if (nkeep == 2 && keep[1] < keep[0])
-		keep[0] = cfg->local_fd, keep[1] = cfg->listen_fd;
-	unsigned from = 0;
-	for (int i = 0; i < nkeep; i++) {
-		if ((unsigned)keep[i] > from)
-			syscall(SYS_close_range, from, keep[i] - 1, 0);
-		from = keep[i] + 1;
-	}
-	syscall(SYS_close_range, from, ~0U, 0);
+	int keep[2] = {cfg->listen_fd, cfg->local_fd};   /* its listeners alone */
+	rf_close_except(keep, 2);
 	/* Its loop runs on a stack of its own: on the parent's, below the
 	 * saved rsp, its frames (and, under ASan, their poisoned shadow) would
 	 * be what children fetch there. */

@@ -184,9 +184,7 @@ static int remember_object(struct dl_phdr_info *info, size_t size, void *ud)
 void rf_resume_warm(void)
 {
 	dl_iterate_phdr(remember_object, NULL);   /* the parent maps the same, usually */
-	for (int s = 1; s < NSIG; s++)
-		if (s != SIGKILL && s != SIGSTOP)
-			signal(s, SIG_DFL);   /* (glibc's own two refuse) */
+	rf_signals_default();
 	g_signals_default = 1;
 	if (!g_own && own_maps(&g_own, &g_nown) < 0)
 		g_own = NULL;
@@ -238,11 +236,6 @@ static uint64_t free_range(const struct rf_desc *d, const struct own_map *own, i
 	return at + len + gap <= HIGH_END ? at : 0;
 }
 
-static int cmp_int(const void *a, const void *b)
-{
-	return *(const int *)a - *(const int *)b;
-}
-
 /* The pager: a child in its own session (terminal signals are for the
  * child), taking over the connection that fetched the descriptor.  It is
  * running before the point of no return.  A raw clone whose exit signal
@@ -271,14 +264,8 @@ static int start_pager(struct rf_conn *c, int uffd, const struct rf_desc *d,
 		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 		if (null >= 0)
 			dup2(null, 0), dup2(null, 1);
-		/* (no memfd: -1, sorted first, keeps nothing) */
-		int keep[6] = {po->memfd, 2, uffd, p[1], rf_tcp.fd(c), po->watch};
-		qsort(keep, 6, sizeof keep[0], cmp_int);
-		for (int i = keep[0] < 0; i < 6; i++) {
-			unsigned lo = keep[i] + 1, hi = i < 5 ? (unsigned)keep[i + 1] - 1 : ~0U;
-			if (lo <= hi)
-				syscall(SYS_close_range, lo, hi, 0);
-		}
+		int keep[8] = {0, 1, 2, po->memfd, uffd, p[1], rf_tcp.fd(c), po->watch};
+		rf_close_except(keep, 8);   /* (no memfd: -1) */
 	setsid();
 		prctl(PR_SET_NAME, "kxrun-pager");   /* what ps and top show */
 		signal(SIGINT, SIG_DFL), signal(SIGTERM, SIG_DFL), signal(SIGHUP, SIG_DFL);
