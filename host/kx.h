@@ -128,6 +128,12 @@ enum {
 	 * every one reset to the default (62 system calls): for a caller
 	 * whose dispositions are all the defaults already (a zygote). */
 	KX_SPAWN_KEEP_SIGNALS = 1 << 4,
+	/* No program: kx_spawn returns 0 in the child once it is set up
+	 * (stdio, session, cwd, child_hook; its signal mask empty), as fork
+	 * does, and the child goes on in the caller's code; the caller gets
+	 * the pid then.  As with run, a real fork, argv only a name.  A
+	 * template of a resumed snapshot forks its children so. */
+	KX_SPAWN_FORK = 1 << 5,
 };
 
 struct kx_spawn {

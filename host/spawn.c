@@ -134,8 +134,8 @@ static void report(const struct prep *p, int step, int err, int fd)
 	_exit(127);
 }
 
-static __attribute__((noreturn)) void child(const struct kx_spawn *o,
-					    struct prep *p)
+/* Returns only with KX_SPAWN_FORK, set up. */
+static void child(const struct kx_spawn *o, struct prep *p)
 {
 	if (o->flags & KX_SPAWN_SESSION) {
 		if (setsid() < 0)
@@ -178,6 +178,10 @@ static __attribute__((noreturn)) void child(const struct kx_spawn *o,
 		if (e)
 			report(p, STEP_HOOK, e, 0);
 	}
+	if (o->flags & KX_SPAWN_FORK) {
+		close(p->wfd);   /* set up: kx_spawn returns, here too */
+		return;
+	}
 	if (o->run) {
 		close(p->wfd);   /* set up: kx_spawn returns */
 		_exit(o->run(o->ud));
@@ -202,7 +206,8 @@ struct child_args {
 static int child_entry(void *arg)
 {
 	struct child_args *a = arg;
-	child(a->o, a->p);
+	child(a->o, a->p);   /* never KX_SPAWN_FORK here: does not return */
+	_exit(127);
 }
 
 #define CHILD_STACK (64 * 1024)
@@ -279,7 +284,8 @@ pid_t kx_spawn(const struct kx_spawn *o, char *err, size_t errlen)
 	p.nullfd = -1;
 	p.wfd = -1;
 	p.sh_argv = NULL;
-	if (o->run) {
+	int no_exec = o->run || (o->flags & KX_SPAWN_FORK);
+	if (no_exec) {
 		snprintf(p.path, sizeof p.path, "%s", name);
 		fflush(NULL);
 	} else {
@@ -322,13 +328,18 @@ pid_t kx_spawn(const struct kx_spawn *o, char *err, size_t errlen)
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &saved);
 	pid_t pid;
-	if (o->child_hook || o->run || (o->flags & KX_SPAWN_STOPPED) || SANITIZED) {
+	if (o->child_hook || no_exec || (o->flags & KX_SPAWN_STOPPED) || SANITIZED) {
 		/* raw clone: the sibling's glibc keeps the caller's cached tid,
 		 * which only raise() and pthread calls read (not run's) */
 		pid = o->flags & KX_SPAWN_SIBLING ?
 			syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, NULL, NULL, 0) : fork();
-		if (pid == 0)
+		if (pid == 0) {
 			child(o, &p);
+			close(rfd);   /* KX_SPAWN_FORK: the caller's code goes on */
+			if (p.nullfd >= 0)
+				close(p.nullfd);
+			return 0;
+		}
 	} else {
 		pid = spawn_shared(o, &p);
 	}

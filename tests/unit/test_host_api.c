@@ -172,6 +172,40 @@ static void test_spawn_keep_signals(void **state)
 	assert_int_equal(wait_code(b), 0);
 }
 
+static int hook_marks(void *ud)
+{
+	*(int *)ud = 7;   /* the child's copy: seen after kx_spawn returns 0 */
+	return 0;
+}
+
+/* As fork: 0 in the child, set up (its stdout, a session, the hook run),
+ * which goes on in this code; the pid in the caller. */
+static void test_spawn_fork_returns_in_the_child(void **state)
+{
+	(void)state;
+	char err[256];
+	const char *argv[] = {"forked", NULL};
+	int out[2], mark = 0;
+	assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+	struct kx_spawn o = {.argv = argv, .flags = KX_SPAWN_FORK | KX_SPAWN_SESSION,
+	                     .child_hook = hook_marks, .ud = &mark};
+	o.io[1] = KX_IO_FD, o.fd[1] = out[1];
+	pid_t pid = kx_spawn(&o, err, sizeof err);
+	if (pid == 0) {
+		char line[64];
+		int n = snprintf(line, sizeof line, "%d %d\n", mark, getsid(0) == getpid());
+		_exit(write(1, line, n) == n ? 3 : 4);
+	}
+	close(out[1]);
+	assert_true(pid > 0);
+	assert_int_equal(mark, 0);
+	char got[64] = {0};
+	assert_true(read(out[0], got, sizeof got - 1) > 0);
+	close(out[0]);
+	assert_string_equal(got, "7 1\n");
+	assert_int_equal(wait_code(pid), 3);
+}
+
 static int failing_hook(void *ud)
 {
 	(void)ud;
@@ -420,6 +454,7 @@ int main(void)
 		cmocka_unit_test(test_spawn_resets_signals),
 		cmocka_unit_test(test_spawn_keep_signals),
 		cmocka_unit_test(test_spawn_hook_failure_is_reported),
+		cmocka_unit_test(test_spawn_fork_returns_in_the_child),
 		cmocka_unit_test(test_spawn_stopped),
 		cmocka_unit_test(test_env_new_sets_and_removes),
 		cmocka_unit_test(test_atomic_replace_and_abort),
