@@ -167,6 +167,8 @@ static void child(const struct kx_spawn *o, struct prep *p)
 		if (src[i] != i) {
 			if (dup2(src[i], i) < 0)
 				report(p, STEP_STDIO, errno, i);
+			if (o->flags & KX_SPAWN_FORK)
+				close(src[i]);   /* no exec closes it */
 		} else {
 			fcntl(i, F_SETFD, 0);   /* inherited: must stay open */
 		}

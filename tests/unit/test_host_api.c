@@ -2,6 +2,7 @@
  * cwd, environment, hook, stop before exec, signals reset), kx_env_new,
  * whole reads/writes, atomic files, classes with getters and field checks,
  * cancel hooks. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -178,8 +179,20 @@ static int hook_marks(void *ud)
 	return 0;
 }
 
+static int open_fds(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	while (d && readdir(d))
+		n++;
+	if (d)
+		closedir(d);
+	return n;
+}
+
 /* As fork: 0 in the child, set up (its stdout, a session, the hook run),
- * which goes on in this code; the pid in the caller. */
+ * which goes on in this code with the caller's descriptors and no other;
+ * the pid in the caller. */
 static void test_spawn_fork_returns_in_the_child(void **state)
 {
 	(void)state;
@@ -187,13 +200,15 @@ static void test_spawn_fork_returns_in_the_child(void **state)
 	const char *argv[] = {"forked", NULL};
 	int out[2], mark = 0;
 	assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+	int fds = open_fds();
 	struct kx_spawn o = {.argv = argv, .flags = KX_SPAWN_FORK | KX_SPAWN_SESSION,
 	                     .child_hook = hook_marks, .ud = &mark};
 	o.io[1] = KX_IO_FD, o.fd[1] = out[1];
 	pid_t pid = kx_spawn(&o, err, sizeof err);
 	if (pid == 0) {
 		char line[64];
-		int n = snprintf(line, sizeof line, "%d %d\n", mark, getsid(0) == getpid());
+		int n = snprintf(line, sizeof line, "%d %d %d\n", mark, getsid(0) == getpid(),
+		                 open_fds() - fds);
 		_exit(write(1, line, n) == n ? 3 : 4);
 	}
 	close(out[1]);
@@ -202,7 +217,7 @@ static void test_spawn_fork_returns_in_the_child(void **state)
 	char got[64] = {0};
 	assert_true(read(out[0], got, sizeof got - 1) > 0);
 	close(out[0]);
-	assert_string_equal(got, "7 1\n");
+	assert_string_equal(got, "7 1 0\n");
 	assert_int_equal(wait_code(pid), 3);
 }
 
