@@ -253,7 +253,11 @@ static int on_request(struct holder *H, struct hconn *c)
 		expect(c, sizeof *head);
 		return rf_holder_rdma_request(H, c, head->npages != 0);
 	}
-	if (head->flags == RF_REQ_BATCH) {
+	if (head->flags == RF_REQ_COUNT) {
+		a->npages = (uint32_t)__atomic_add_fetch(&H->cfg->shared->children, 1,
+		                                         __ATOMIC_SEQ_CST);
+		rf_hconn_send(H, c, 1);
+	} else if (head->flags == RF_REQ_BATCH) {
 		uint32_t n = head->npages;
 		for (uint32_t i = 0; i < n && a->status == RF_OK; i++) {
 			if (serve_range(H, c, &c->in.req.q[i], &c->iovs[i + 1]) < 0 ||

@@ -128,11 +128,26 @@ struct rf_restore {
 	uint64_t signals;             /* bit i: set the parent's sa[i] here */
 	char transport[8];            /* read back by the child: "tcp", "rdma" */
 	char transport_info[240];     /* the device, or why not RDMA */
+	/* a template (template.c): the zygote's socket and the holder's
+	 * connection, kept open at watch + 1 and watch + 2 (-1: not one);
+	 * what its children join the pager with */
+	int32_t tmpl_order, tmpl_holder;
+	uint8_t key[16];
+	char join_name[160];
 	const struct rf_desc *desc;   /* copy inside the region */
 	const int32_t *fds;           /* per map: the open file an RF_MAP_FILE maps */
 	uint64_t stack_top;           /* the restorer's stack, in the region */
 	char msg[RF_MSG_N][80];
 };
+
+/* resume.c: a resumed process's watch on its pager, made of `end` (its
+ * end of a socket pair whose other end only the pager holds): SIGKILL
+ * when the pager's end closes.  The descriptor, or -1 + err. */
+int rf_watch_pager(int end, char *err, size_t errlen);
+/* template.c: a template's life, in the parent's image (prepare.c); returns
+ * in each child it forks, with the child's index.  kxrun's side (it forks
+ * with kx_spawn): weak, absent from programs of the core alone. */
+long rf_template_serve(const struct rf_restore *r, long index) __attribute__((weak));
 
 /* Entry of the position-independent restorer (restorer.c), copied into the
  * region and entered on the region's stack; never returns. */
@@ -177,6 +192,9 @@ struct rf_page_req {
  * rf_page_req; the answer is one rf_page_reply for their total (at most
  * RF_BATCH_PAGES) and all their pages in order: one round trip. */
 #define RF_REQ_BATCH 1u
+/* flags RF_REQ_COUNT (a template's, for each child it forks): counted as
+ * a child; the answer's npages is its index, nothing follows. */
+#define RF_REQ_COUNT 3u
 #define RF_BATCH_RANGES 2048
 #define RF_BATCH_PAGES 8192
 
@@ -341,12 +359,21 @@ struct rf_pager_opts {
 #define RF_JOIN_NOCACHE 2u    /* KXRUN_RFORK_CACHE=0: every page from the holder */
 #define RF_JOIN_NOLEARN 4u    /* KXRUN_RFORK_PREFETCH set: no set learned by the pager */
 #define RF_JOIN_CANMAP 8u     /* it maps the cache's memfd when it gets it */
+/* A template (template.c): the pager notes the order of its forks, whose
+ * userfaultfds it gets by UFFD_EVENT_FORK ... */
+#define RF_JOIN_TEMPLATE 16u
+/* ... and each fork then asks to be served as a child of its own: its
+ * template's pid and its place among the template's forks (1, 2, ...);
+ * no userfaultfd comes with it (the pager has it). */
+#define RF_JOIN_ADOPT 32u
 struct rf_join {              /* then nplan rf_page_req: the prefetch batch */
 	uint32_t magic, version;
 	uint8_t key[16];
 	uint32_t nplan, learned;  /* ranges, the first `learned` from the holder */
-	uint32_t flags, ra_base, ra_max, pad;
+	uint32_t flags, ra_base, ra_max, seq;
 	uint64_t pages;
+	int32_t tmpl;             /* RF_JOIN_ADOPT: the template's pid, seq its fork */
+	uint32_t pad;
 };
 /* "kxrun-rfork-pager/UID/ID/CGROUPS/ADDRESS": one pager per user, parent,
  * set of cgroups (a hash of /proc/self/cgroup) and holder address. */
@@ -367,8 +394,9 @@ void rf_local_hello_name(char *out, size_t len, uint64_t id);
 int rf_local_listen(const char *name, int type);
 int rf_local_connect(const char *name, int type);
 /* Resuming side, on rf_local_connect(name, SOCK_SEQPACKET): the join (with
- * uffd, stderr and the pager's end of the child's watch): 0 once the pager
- * took the child (*memfd: its cache's, or -1), -1 + err. */
+ * uffd, none for RF_JOIN_ADOPT: -1, stderr and the pager's end of the
+ * child's watch): 0 once the pager took the child (*memfd: its cache's, or
+ * -1), -1 + err. */
 int rf_join_send(int fd, const struct rf_join *j, const struct rf_page_req *plan, int uffd,
                  int watch, int timeout_ms, int *memfd, char *err, size_t errlen);
 /* Pager side, on rf_local_listen(name, SOCK_SEQPACKET): an accepted one

@@ -727,7 +727,7 @@ static void on_fork(struct client *c, int ufd)
 		c = client_by_id(id);
 	}
 	struct client *n = &clients[nclients++];
-	*n = (struct client){.uffd = ufd, .id = ++client_ids, .fam = F};
+	*n = (struct client){.uffd = ufd, .id = ++client_ids, .fam = F, .seq = (uint32_t)F->forks};
 	for (int i = 0; i < c->nsegs; i++)
 		add_seg(n, c->segs[i].cstart, c->segs[i].cend, c->segs[i].pstart);
 }

@@ -27,6 +27,7 @@ struct client {
 	uint32_t id;            /* flights name their client by it */
 	struct fam *fam;
 	int root;
+	uint32_t seq;           /* a fork: its place among its family's forks */
 	struct seg *segs;
 	int nsegs, capsegs;
 	/* Sequential runs read at once (a program reading two arrays, or

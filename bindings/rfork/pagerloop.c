@@ -34,13 +34,14 @@ void rf_pager_knobs(uint32_t *flags, uint32_t *ra_base, uint32_t *ra_max)
 }
 
 /* A child to serve (its batch: nplan ranges, the first `learned` the
- * holder's), or NULL when it cannot be. */
-static struct fam *new_fam(pid_t pid, int uffd, int errfd, int watch,
+ * holder's), or NULL when it cannot be.  Its process is served on uffd,
+ * or is `forked`, a template's fork served already. */
+static struct fam *new_fam(pid_t pid, int uffd, struct client *forked, int errfd, int watch,
                            const struct rf_page_req *plan,
                            int nplan, int learned, long pages, uint32_t flags,
                            uint32_t ra_base, uint32_t ra_max, int mapped)
 {
-	if (nfams == MAX_FAMS || nclients == MAX_CLIENTS)
+	if (nfams == MAX_FAMS || (!forked && nclients == MAX_CLIENTS))
 		return NULL;
 	int pidfd = syscall(SYS_pidfd_open, pid, 0);
 	struct fam *F = calloc(1, sizeof *F);
@@ -66,13 +67,25 @@ static struct fam *new_fam(pid_t pid, int uffd, int errfd, int watch,
 	F->t0 = now_s();
 	if (learned_here.children < RF_LEARN_CHILDREN)
 		F->logging = (F->log = malloc(RF_LEARN_RANGES * sizeof *F->log)) != NULL;
-	struct client *c = &clients[nclients++];
-	*c = (struct client){.uffd = uffd, .id = ++client_ids, .fam = F, .root = 1};
-	F->root = c->id;
-	const struct rf_map *m = rf_desc_maps(desc);
-	for (uint32_t i = 0; i < desc->nmaps; i++)
-		if (m[i].kind == RF_MAP_SERVE)
-			add_seg(c, m[i].start, m[i].end, m[i].start);
+	if (forked) {
+		/* its ranges are registered and what its template had mapped it
+		 * has: no batch; what is asked for it is its own from now on */
+		forked->fam = F;
+		forked->root = 1;
+		F->root = forked->id;
+		F->started = 1;
+		for (int i = 0; i < fl_n; i++)
+			if (fl[(fl_head + i) % MAX_FLIGHT].client == forked->id)
+				fl[(fl_head + i) % MAX_FLIGHT].fam = F->id;
+	} else {
+		struct client *c = &clients[nclients++];
+		*c = (struct client){.uffd = uffd, .id = ++client_ids, .fam = F, .root = 1};
+		F->root = c->id;
+		const struct rf_map *m = rf_desc_maps(desc);
+		for (uint32_t i = 0; i < desc->nmaps; i++)
+			if (m[i].kind == RF_MAP_SERVE)
+				add_seg(c, m[i].start, m[i].end, m[i].start);
+	}
 	fams[nfams++] = F;
 	children_served++;
 	return F;
@@ -132,6 +145,19 @@ static int key_equal(const uint8_t *a, const uint8_t *b)
 	return diff == 0;
 }
 
+/* The fork j names: the seq-th of the template with pid j->tmpl, not
+ * served as a child of its own yet. */
+static struct client *template_fork(const struct rf_join *j)
+{
+	for (int i = 0; i < nclients; i++) {
+		const struct fam *T = clients[i].fam;
+		if (!clients[i].root && clients[i].seq == j->seq && T->pid == j->tmpl &&
+		    (T->flags & RF_JOIN_TEMPLATE))
+			return &clients[i];
+	}
+	return NULL;
+}
+
 /* A joining child's message, when it has come: served, or refused. */
 static int take_join(int fd, const uint8_t *key)
 {
@@ -144,16 +170,30 @@ static int take_join(int fd, const uint8_t *key)
 		return 0;
 	struct fam *F = NULL;
 	uint8_t status = r < 0 || !key_equal(j.key, key) ? RF_EAUTH : RF_EFULL;
-	/* a child that can map the cache's memfd gets it with the answer */
-	int memfd = j.flags & RF_JOIN_CANMAP ? rf_cache_fd() : -1;
+	struct client *forked = NULL;
+	if (status == RF_EFULL && (j.flags & RF_JOIN_ADOPT)) {
+		if ((forked = template_fork(&j))) {   /* served as its template is */
+			const struct fam *T = forked->fam;
+			j.flags = T->flags & ~(RF_JOIN_TEMPLATE | RF_JOIN_CANMAP);
+			j.ra_base = T->ra_base, j.ra_max = T->ra_max;
+			j.nplan = j.learned = 0, j.pages = 0;
+		} else {
+			status = RF_EID;
+		}
+	}
+	/* a child that can map the cache's memfd gets it with the answer (a
+	 * template's fork maps it already) */
+	int memfd = j.flags & RF_JOIN_CANMAP && !forked ? rf_cache_fd() : -1;
+	int mapped = forked ? forked->fam->mapped : memfd >= 0;
 	if (status == RF_EFULL && j.ra_base >= 1 && j.ra_base <= j.ra_max &&
 	    j.ra_max <= RF_MAX_PAGES)
-		F = new_fam(pid, uffd, errfd, watch, plan, j.nplan, j.learned, j.pages, j.flags, j.ra_base,
-		            j.ra_max, memfd >= 0);
+		F = new_fam(pid, uffd, forked, errfd, watch, plan, j.nplan, j.learned, j.pages, j.flags,
+		            j.ra_base, j.ra_max, mapped);
 	if (F) {
 		status = RF_OK;
 	} else if (r > 0) {
-		close(uffd);
+		if (uffd >= 0)
+			close(uffd);
 		close(errfd);
 		close(watch);
 	}
@@ -217,7 +257,7 @@ void rf_pager_main(int uffd, pid_t child, const struct rf_desc *d, struct rf_con
 	int bad = choose_transport(d, o, need, info, sizeof info) < 0;
 	/* TCP reads a chunk at a time; RDMA lands whole fetches */
 	buf = bad ? NULL : T->buffer(conn, T->send_req ? CHUNK : need, info, sizeof info);
-	struct fam *F = bad || !buf ? NULL : new_fam(child, uffd, 2, o->watch, p->q, p->n, p->learned,
+	struct fam *F = bad || !buf ? NULL : new_fam(child, uffd, NULL, 2, o->watch, p->q, p->n, p->learned,
 	                                              p->pages, flags, ra_base, ra_max,
 	                                              o->memfd >= 0);
 	if (!bad && !F) {

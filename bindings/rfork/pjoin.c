@@ -101,12 +101,13 @@ int rf_join_send(int fd, const struct rf_join *j, const struct rf_page_req *plan
 	struct iovec iov[2] = {{(void *)j, sizeof *j},
 	                       {(void *)plan, (size_t)j->nplan * sizeof *plan}};
 	int fds[3] = {uffd, 2, watch}, nfds;
+	int skip = uffd < 0;   /* a template's fork: the pager has its userfaultfd */
 	uint8_t answer = RF_EAUTH;
 	struct iovec aiov = {&answer, 1};
 	struct pollfd pf = {fd, POLLIN, 0};
 	ssize_t n;
 	*memfd = -1;
-	if ((n = kx_sendfds(fd, iov, 2, fds, 3, MSG_NOSIGNAL)) < 0) {
+	if ((n = kx_sendfds(fd, iov, 2, fds + skip, 3 - skip, MSG_NOSIGNAL)) < 0) {
 		snprintf(err, errlen, "shared pager: %s", strerror((int)-n));
 		return -1;
 	}
@@ -120,7 +121,8 @@ int rf_join_send(int fd, const struct rf_join *j, const struct rf_page_req *plan
 			close(*memfd);
 		*memfd = -1;
 		snprintf(err, errlen, "shared pager refused: %s",
-		         answer == RF_EAUTH ? "wrong key" : "serving too many children");
+		         answer == RF_EAUTH ? "wrong key" :
+		         answer == RF_EID ? "no such fork of a template" : "serving too many children");
 		return -1;
 	}
 	return 0;
@@ -146,7 +148,9 @@ int rf_join_recv(int fd, struct rf_join *j, struct rf_page_req *plan, int *uffd,
 	ssize_t n = kx_recvfds(fd, iov, 2, fds, 3, &nfds, MSG_DONTWAIT);
 	if (n == -EAGAIN)
 		return 0;   /* not yet */
-	int ok = n >= (ssize_t)sizeof *j && nfds == 3 &&
+	/* a template's fork (RF_JOIN_ADOPT) brings no userfaultfd */
+	int adopt = n >= (ssize_t)sizeof *j && (j->flags & RF_JOIN_ADOPT);
+	int ok = n >= (ssize_t)sizeof *j && nfds == 3 - adopt &&
 	         j->magic == RF_MAGIC && j->version == RF_VERSION &&
 	         j->nplan <= RF_BATCH_RANGES &&
 	         (size_t)n == sizeof *j + (size_t)j->nplan * sizeof *plan &&
@@ -155,9 +159,9 @@ int rf_join_recv(int fd, struct rf_join *j, struct rf_page_req *plan, int *uffd,
 		ok = !(plan[i].addr & (RF_PAGE - 1)) && plan[i].npages &&
 		     plan[i].npages <= RF_MAX_PAGES;
 	if (ok) {
-		*uffd = fds[0];
-		*errfd = fds[1];
-		*watch = fds[2];
+		*uffd = adopt ? -1 : fds[0];
+		*errfd = fds[1 - adopt];
+		*watch = fds[2 - adopt];
 		return 1;
 	}
 	for (int i = 0; i < nfds; i++)
