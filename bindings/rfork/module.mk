@@ -11,7 +11,7 @@ RFORK_CORE := bindings/rfork/ctx.c bindings/rfork/restorer.c bindings/rfork/tcp.
 # binding and its bench helper; the core above knows nothing of kxrun.
 KX_SRCS   += $(RFORK_CORE) bindings/rfork/hostfds.c bindings/rfork/hostloop.c \
              bindings/rfork/workpool.c bindings/rfork/lrfork.c bindings/rfork/bench.c \
-             bindings/rfork/hugealloc.c bindings/rfork/zygote.c \
+             bindings/rfork/hugealloc.c bindings/rfork/zygote.c bindings/rfork/template.c \
              bindings/rfork/resume_main.c
 LUAOPEN   += kx.rfork
 # `kxrun rfork resume` before the host starts (resume_main.c)

@@ -396,6 +396,11 @@ static int choose_transport(const struct rf_prepare_opts *o, struct rf_holder *h
 static long child_comes_back(long index, struct rf_holder **out)
 {
 	struct rf_snap *s = g_snap;
+	/* what the resuming process used, in its restorer block (still mapped) */
+	const struct rf_restore *r = (const struct rf_restore *)(uintptr_t)(s->ctx.region +
+	                                                                   rf_restorer_code_len());
+	if (r->tmpl_order >= 0 && rf_template_serve)
+		index = rf_template_serve(r, index);   /* returns in each child it forks */
 	for (int i = 0; i < s->nfiles; i++) {
 		struct rf_file *f = &s->files[i];
 		int fd = open(f->path, f->flags & ~(O_CREAT | O_EXCL | O_TRUNC));
@@ -419,9 +424,6 @@ static long child_comes_back(long index, struct rf_holder **out)
 	h->child = 1;
 	h->index = index;
 	h->snap = s;
-	/* what the resuming process used, in its restorer block (still mapped) */
-	const struct rf_restore *r = (const struct rf_restore *)(uintptr_t)(s->ctx.region +
-	                                                                   rf_restorer_code_len());
 	snprintf(h->transport, sizeof h->transport, "%s", r->transport);
 	snprintf(h->transport_info, sizeof h->transport_info, "%s", r->transport_info);
 	munmap((void *)(uintptr_t)s->ctx.region, s->ctx.region_len);

@@ -145,10 +145,12 @@ RESTORER __attribute__((noreturn, used)) void rf_restorer(struct rf_restore *r)
 	pc->region = r->region;
 	pc->region_len = r->region_len;
 
-	/* everything of the resuming process but the watch on the pager */
+	/* everything of the resuming process but the watch on the pager (and a
+	 * template's two right above it) */
 	if (r->watch > 3)
 		sc(SYS_close_range, 3, r->watch - 1, 0, 0, 0, 0);
-	sc(SYS_close_range, r->watch >= 3 ? r->watch + 1 : 3, ~0U, 0, 0, 0, 0);
+	long kept = r->tmpl_order >= 0 ? 3 : 1;
+	sc(SYS_close_range, r->watch >= 3 ? r->watch + kept : 3, ~0U, 0, 0, 0, 0);
 
 	__asm__ volatile(
 		"movq 0(%%rdi), %%rbx\n"

@@ -481,7 +481,7 @@ static void print_stages(const struct rf_restore *r, uint32_t index, const doubl
  * the parent's descriptors again (hostfds.c), close-on-exec (after an exec
  * nothing is paged).  Returns the descriptor, or -1 + err: the pager is
  * gone already. */
-static int watch_pager(int end, char *err, size_t errlen)
+int rf_watch_pager(int end, char *err, size_t errlen)
 {
 	struct rlimit rl;
 	int base = 512;
@@ -509,7 +509,7 @@ static int watch_pager(int end, char *err, size_t errlen)
 
 /* The shared pager of this parent, when it is running and takes the
  * child: 1, or 0 (*why says why not) and the caller starts its own. */
-static int join_pager(int fd, const uint8_t key[16], int uffd, int watch, int canmap,
+static int join_pager(int fd, const uint8_t key[16], int uffd, int watch, uint32_t flags,
                       int timeout_ms, struct rf_restore *r, char *why, size_t whylen)
 {
 	const struct rf_prefetch *p = rf_prefetch_plan();
@@ -517,8 +517,7 @@ static int join_pager(int fd, const uint8_t key[16], int uffd, int watch, int ca
 	                    .learned = p->learned, .pages = p->pages};
 	memcpy(j.key, key, 16);
 	rf_pager_knobs(&j.flags, &j.ra_base, &j.ra_max);
-	if (canmap)
-		j.flags |= RF_JOIN_CANMAP;
+	j.flags |= flags;
 	int ok = rf_join_send(fd, &j, p->q, uffd, watch, timeout_ms, &r->memfd, why, whylen) == 0;
 	close(fd);
 	if (ok)
@@ -526,8 +525,30 @@ static int join_pager(int fd, const uint8_t key[16], int uffd, int watch, int ca
 	return ok;
 }
 
-int rf_resume(const char *address, const char *id_hex, const char *key_hex,
-              const char *transport, const struct rf_container *ct, char *err, size_t errlen)
+/* Two descriptors kept open past the switch for a template, right above
+ * the watch: 0, or -1 + err. */
+static int keep_for_template(struct rf_restore *r, int order, int holder, char *err,
+                             size_t errlen)
+{
+	int at[2] = {r->watch + 1, r->watch + 2}, from[2] = {order, holder};
+	for (int i = 0; i < 2; i++)
+		if (fcntl(at[i], F_GETFD) >= 0 && at[i] != from[i]) {
+			snprintf(err, errlen, "template: descriptor %d is taken", at[i]);
+			return -1;
+		}
+	for (int i = 0; i < 2; i++)
+		if (dup3(from[i], at[i], O_CLOEXEC) < 0) {
+			snprintf(err, errlen, "template: dup3: %s", strerror(errno));
+			return -1;
+		}
+	r->tmpl_order = at[0], r->tmpl_holder = at[1];
+	return 0;
+}
+
+/* rf_resume, or with order >= 0 rf_resume_template. */
+static int resume_as(const char *address, const char *id_hex, const char *key_hex,
+                     const char *transport, const struct rf_container *ct, int order,
+                     char *err, size_t errlen)
 {
 	uint8_t key[16], idb[8];
 	if (rf_parse_hex(key_hex, key, 16) < 0) {
@@ -551,11 +572,25 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex,
 	struct rf_desc *d = NULL;
 	struct rf_page_req *learned = NULL;
 	uint32_t index = 0, nlearned = 0;
+	/* a template joins the shared pager or is none: asked before the
+	 * hello, which counts a child */
+	char share[160];
+	rf_join_name(share, sizeof share, address, id);
+	int tmpl_join = order >= 0 ? rf_local_connect(share, SOCK_SEQPACKET) : -1;
+	if (order >= 0 && tmpl_join < 0) {
+		snprintf(err, errlen, "a template needs the shared pager running (none is)");
+		return -1;
+	}
 	struct rf_conn *c = rf_tcp.connect(address, id, key, timeout_ms, &d, &index, &learned,
 	                                   &nlearned, err, errlen);
-	if (!c)
+	if (!c) {
+		if (tmpl_join >= 0)
+			close(tmpl_join);
 		return -1;
-	int uffd = -1, *fds = NULL, in_container = 0, joinfd = -1, watch[2] = {-1, -1}, minor = 0;
+	}
+	int uffd = -1, *fds = NULL, in_container = 0, joinfd = tmpl_join, watch[2] = {-1, -1};
+	int minor = 0;
+	int holder = -1;   /* a template's connection to the holder */
 	pid_t pager = 0;
 	struct own_map *own = NULL;
 	int nown = 0;
@@ -584,16 +619,20 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex,
 		         "\"%s\"", pe);
 		goto fail;
 	}
-	char share[160], pager_how[200] = "own pager";
+	char pager_how[200] = "own pager";
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, watch) < 0) {
 		snprintf(err, errlen, "socketpair: %s", strerror(errno));
 		goto fail;
 	}
 	po.watch = watch[1];
 	int shared = !po.rdma && !ct && !(pe && !strcmp(pe, "private"));
-	rf_join_name(share, sizeof share, address, id);
-	joinfd = shared ? rf_local_connect(share, SOCK_SEQPACKET) : -1;
+	if (order < 0)
+		joinfd = shared ? rf_local_connect(share, SOCK_SEQPACKET) : -1;
 	po.share = shared ? share : NULL;
+	if (order >= 0 && !shared) {
+		snprintf(err, errlen, "a template is served over TCP by the shared pager only");
+		goto fail;
+	}
 	po.key = key;
 	/* over TCP asked for now, answered while the rest is checked and the
 	 * pager starts (a child joining the shared pager hands it over);
@@ -625,6 +664,9 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex,
 	r->memfd = -1;
 	r->index = index;
 	r->signals = signals_to_set(d);
+	r->tmpl_order = r->tmpl_holder = -1;
+	memcpy(r->key, key, 16);
+	snprintf(r->join_name, sizeof r->join_name, "%s", share);
 	memcpy(r->transport_info, chosen.transport_info, sizeof r->transport_info);
 	t[4] = now_ms();
 	char why[160];
@@ -632,9 +674,19 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex,
 	 * (KXRUN_RFORK_CACHE=0: every page copied from the holder) */
 	const char *ce = getenv("KXRUN_RFORK_CACHE");
 	int canmap = shared && minor && !(ce && !strcmp(ce, "0"));
+	uint32_t jflags = (canmap ? RF_JOIN_CANMAP : 0) | (order >= 0 ? RF_JOIN_TEMPLATE : 0);
 	if (joinfd >= 0 &&
-	    join_pager(joinfd, key, uffd, watch[1], canmap, timeout_ms, r, why, sizeof why)) {
+	    join_pager(joinfd, key, uffd, watch[1], jflags, timeout_ms, r, why, sizeof why)) {
 		snprintf(pager_how, sizeof pager_how, "joined the shared pager");
+		/* a template counts its children on the hello's connection */
+		if (order >= 0 && (holder = fcntl(rf_tcp.fd(c), F_DUPFD_CLOEXEC, 3)) < 0) {
+			snprintf(err, errlen, "template: %s", strerror(errno));
+			goto fail;
+		}
+	} else if (order >= 0) {
+		joinfd = -1;
+		snprintf(err, errlen, "template: %s", why);
+		goto fail;
 	} else {
 		if (joinfd >= 0)
 			snprintf(pager_how, sizeof pager_how, "own pager: %s", why);
@@ -649,11 +701,13 @@ int rf_resume(const char *address, const char *id_hex, const char *key_hex,
 	watch[1] = -1;
 	if (ct && rf_container_finish(ct, &run, err, errlen) < 0)
 		goto fail;
-	if ((r->watch = watch_pager(watch[0], err, errlen)) < 0) {
+	if ((r->watch = rf_watch_pager(watch[0], err, errlen)) < 0) {
 		watch[0] = -1;
 		goto fail;
 	}
 	watch[0] = -1;
+	if (order >= 0 && keep_for_template(r, order, holder, err, errlen) < 0)
+		goto fail;
 	t[5] = now_ms();
 	if (stats)
 		print_stages(r, index, t, pager_how);
@@ -693,6 +747,8 @@ fail:
 		close(uffd);
 	if (joinfd >= 0)
 		close(joinfd);
+	if (holder >= 0)
+		close(holder);
 	for (int i = 0; i < 2; i++)
 		if (watch[i] >= 0)
 			close(watch[i]);
@@ -702,4 +758,16 @@ fail:
 	free(d);
 	free(learned);
 	return -1;
+}
+
+int rf_resume(const char *address, const char *id_hex, const char *key_hex,
+              const char *transport, const struct rf_container *ct, char *err, size_t errlen)
+{
+	return resume_as(address, id_hex, key_hex, transport, ct, -1, err, errlen);
+}
+
+int rf_resume_template(const char *address, const char *id_hex, const char *key_hex,
+                       const char *transport, int order, char *err, size_t errlen)
+{
+	return resume_as(address, id_hex, key_hex, transport, NULL, order, err, errlen);
 }

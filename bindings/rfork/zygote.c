@@ -13,14 +13,18 @@
  * it as kx.spawn's.  It answers the pid once the child has its session and
  * stdio (kx_spawn's report pipe), or why not.  The child changes to cwd and
  * runs rf_resume; what fails before the switch it writes to the report
- * pipe and exits 1.  The zygote ends with its caller (end of file,
- * PR_SET_PDEATHSIG); a caller whose zygote died starts another.
+ * pipe and exits 1.  Where it can, the zygote hands the request to a
+ * template of the snapshot instead (template.c: resumed once, it forks
+ * each child, also with CLONE_PARENT), and answers what it answers.  The
+ * zygote ends with its caller (end of file, PR_SET_PDEATHSIG); a caller
+ * whose zygote died starts another.
  */
 #include "rfork.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +36,7 @@
 
 #include "fdpass.h"
 #include "hostside.h"
+#include "internal.h"
 
 struct zreq {
 	int io[3];          /* enum kx_io: KX_IO_FD ones come as descriptors */
@@ -44,6 +49,7 @@ struct zreq {
 
 struct zreply {
 	int pid;            /* > 0, or -errno with err */
+	int tmpl;           /* a template started for it (the caller reaps it), or 0 */
 	char err[512];
 };
 
@@ -69,6 +75,159 @@ static int run_resume(void *ud)
 	return 1;
 }
 
+/* ---- templates (template.c) ---------------------------------------------------
+ * A child of a snapshot is forked from its template where one can run
+ * (TCP, the shared pager, no container; KXRUN_RFORK_TEMPLATE=0 says
+ * never): started by the first such request that finds the shared pager
+ * running, ended by its own idleness or death, replaced by the next
+ * request.  A request the template cannot serve is served as before. */
+
+#define MAX_TEMPLATES 4
+#define TEMPLATE_TRIES 3   /* starts failed in a row: that snapshot gets none */
+static struct tmpl {
+	char address[256], id[24], key[40];
+	int sock;           /* -1: none running */
+	pid_t pid;          /* its process */
+	int failed;
+	int started, forks; /* templates started, children its current one forked */
+} Tm[MAX_TEMPLATES] = {{.sock = -1}, {.sock = -1}, {.sock = -1}, {.sock = -1}};
+
+static int templates_wanted(const struct zreq *q)
+{
+	const char *t = getenv("KXRUN_RFORK_TEMPLATE"), *p = getenv("KXRUN_RFORK_PAGER");
+	return !q->has_ct && !(t && !strcmp(t, "0")) && !(p && !strcmp(p, "private")) &&
+	       strcmp(q->transport, "rdma");
+}
+
+struct tchild {
+	const struct zreq *q;
+	int order;
+};
+
+static int run_template(void *ud)
+{
+	const struct tchild *c = ud;
+	struct rf_order_reply a = {0};
+	rf_resume_template(c->q->address, c->q->id, c->q->key, c->q->transport, c->order, a.err,
+	                   sizeof a.err);
+	a.pid = -1;
+	send(c->order, &a, sizeof a, MSG_NOSIGNAL);
+	return 1;
+}
+
+/* Starts t's template; 0 once it said it is ready, else -1.  *pid: the
+ * process started (the caller reaps it), or 0. */
+static int start_template(struct tmpl *t, const struct zreq *q, pid_t *pid)
+{
+	int sv[2];
+	*pid = 0;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -1;
+	static const char *const argv[] = {"rfork.spawn", NULL};
+	struct tchild c = {q, sv[1]};
+	struct kx_spawn o = {.argv = argv, .run = run_template, .ud = &c,
+	                     .flags = KX_SPAWN_SESSION | KX_SPAWN_DETACH | KX_SPAWN_SIBLING |
+	                              KX_SPAWN_KEEP_SIGNALS};
+	o.io[0] = o.io[1] = KX_IO_NULL;   /* stderr: the zygote's (the caller's) */
+	char err[256];
+	pid_t p = kx_spawn(&o, err, sizeof err);
+	close(sv[1]);
+	struct rf_order_reply a;
+	struct pollfd pf = {sv[0], POLLIN, 0};
+	if (p > 0)
+		*pid = p;
+	/* it resumes as a child does (the holder's timeout is 10 s) */
+	if (p > 0 && poll(&pf, 1, 15000) == 1 && recv(sv[0], &a, sizeof a, 0) == sizeof a &&
+	    a.pid == p) {
+		struct timeval tv = {10, 0};   /* a template that stops answering is dropped */
+		setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+		t->sock = sv[0];
+		t->pid = p;
+		t->failed = 0;
+		t->started++;
+		t->forks = 0;
+		return 0;
+	}
+	if (p > 0)
+		kill(p, SIGKILL);
+	close(sv[0]);
+	t->failed++;
+	return -1;
+}
+
+/* A template joins the shared pager, which the first child of a snapshot
+ * here starts: asked before a template is started for nothing. */
+static int pager_running(const struct zreq *q)
+{
+	char name[160];
+	rf_join_name(name, sizeof name, q->address, strtoull(q->id, NULL, 16));
+	int fd = rf_local_connect(name, SOCK_SEQPACKET);
+	if (fd >= 0)
+		close(fd);
+	return fd >= 0;
+}
+
+/* The running template of q's snapshot, started if need be, or NULL. */
+static struct tmpl *template_for(const struct zreq *q, pid_t *started)
+{
+	static int next;
+	struct tmpl *t = NULL;
+	*started = 0;
+	for (int i = 0; i < MAX_TEMPLATES && !t; i++)
+		if (!strcmp(Tm[i].address, q->address) && !strcmp(Tm[i].id, q->id) &&
+		    !strcmp(Tm[i].key, q->key))
+			t = &Tm[i];
+	if (!t) {   /* a slot: a free one, else the next in turn */
+		for (int i = 0; i < MAX_TEMPLATES && !t; i++)
+			if (!Tm[i].address[0])
+				t = &Tm[i];
+		if (!t) {
+			t = &Tm[next++ % MAX_TEMPLATES];
+			if (t->sock >= 0)
+				close(t->sock);   /* its template ends */
+		}
+		*t = (struct tmpl){.sock = -1};
+		snprintf(t->address, sizeof t->address, "%s", q->address);
+		snprintf(t->id, sizeof t->id, "%s", q->id);
+		snprintf(t->key, sizeof t->key, "%s", q->key);
+	}
+	if (t->sock < 0 && (t->failed >= TEMPLATE_TRIES || !pager_running(q) ||
+	                    start_template(t, q, started) < 0))
+		return NULL;
+	return t;
+}
+
+/* The request forked by t's template: 0 with *pid, or -1 (the template is
+ * gone or failed: it is dropped). */
+static int fork_from(struct tmpl *t, const struct zreq *q, const int *fds, int nfds, pid_t *pid)
+{
+	struct rf_order o = {{q->io[0], q->io[1], q->io[2]}, ""};
+	snprintf(o.cwd, sizeof o.cwd, "%s", q->cwd);
+	struct iovec iov = {&o, sizeof o};
+	struct rf_order_reply a;
+	ssize_t n = kx_sendfds(t->sock, &iov, 1, fds, nfds, MSG_NOSIGNAL);
+	if (n == (ssize_t)sizeof o)
+		while ((n = recv(t->sock, &a, sizeof a, 0)) < 0 && errno == EINTR)
+			;
+	if (n == (ssize_t)sizeof a && a.pid > 0) {
+		*pid = a.pid;
+		/* The pager learns the pages its first children touch; what it
+		 * has learned when a template starts is mapped in the template
+		 * and so in every fork of it.  The first template of a snapshot
+		 * starts before that: it is replaced once the pager has seen as
+		 * many children as it learns from. */
+		if (++t->forks == RF_LEARN_CHILDREN && t->started == 1) {
+			close(t->sock);
+			t->sock = -1;
+		}
+		return 0;
+	}
+	close(t->sock);
+	t->sock = -1;
+	kill(t->pid, SIGKILL);   /* it has failed, or is stuck (the caller reaps it) */
+	return -1;
+}
+
 /* ---- the zygote ------------------------------------------------------------- */
 
 static const char *opt(const char *s)
@@ -79,6 +238,11 @@ static const char *opt(const char *s)
 static void serve(int sock, const struct zreq *q, const int *fds, int nfds)
 {
 	struct zreply r = {0};
+	struct tmpl *t = templates_wanted(q) ? template_for(q, &r.tmpl) : NULL;
+	if (t && fork_from(t, q, fds, nfds, &r.pid) == 0) {
+		send(sock, &r, sizeof r, MSG_NOSIGNAL);
+		return;
+	}
 	static const char *const argv[] = {"rfork.spawn", NULL};
 	struct kx_spawn o = {.argv = argv, .run = run_resume,
 	                     .flags = KX_SPAWN_SESSION | KX_SPAWN_DETACH | KX_SPAWN_SIBLING |
@@ -139,6 +303,11 @@ static void on_zygote_exit(pid_t pid, int wstatus, void *ud)
 		close(Z.sock);
 		Z.pid = 0, Z.sock = -1;
 	}
+}
+
+static void on_template_exit(pid_t pid, int wstatus, void *ud)
+{
+	(void)pid, (void)wstatus, (void)ud;
 }
 
 static void forget_zygote(void *ud)
@@ -218,6 +387,8 @@ static int ask(const struct zreq *q, const int *fds, int nfds, pid_t *pid, char 
 		return -2;
 	}
 	*pid = r.pid;
+	if (r.tmpl > 0)
+		kx_child_watch(r.tmpl, on_template_exit, NULL);   /* ours to reap */
 	if (r.pid < 0) {
 		snprintf(err, errlen, "%s", r.err);
 		return -1;

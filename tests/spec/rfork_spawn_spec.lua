@@ -85,6 +85,84 @@ describe("rfork.spawn", function()
 		assert.matches("children\t1", stop(p))
 	end)
 
+	it("forks later children from a template, each with the prepare-time state", function()
+		if not need("userfaultfd") then return end
+		local path = datafile()
+		finally(function() os.remove(path) end)
+		local p, snap = start("parent.lua", path)
+		local templates = {}
+		for i = 1, 5 do
+			local c = assert(rfork.spawn(with(snap, { stdout = "pipe" })))
+			local t = parse(c.stdout:read("a"))
+			assert.same({ code = 0 }, c:wait())
+			-- its own index, the file at the parent's offset (its own
+			-- description), the state as it was, whatever the last child did
+			assert.equal(tostring(i), t.child, "child " .. i)
+			t.child = "1"
+			specs.check_state(t)
+			local f = io.open(("/proc/%s/task/%s/children"):format(SELF, SELF))
+			for pid in f:read("a"):gmatch("%d+") do
+				if comm(tonumber(pid)) == "kxrun-template" then templates[pid] = true end
+			end
+			f:close()
+		end
+		assert.is_not_nil(next(templates), "no template among this process's children")
+		-- one ends by itself when it has had no order for a while (1 s)
+		only_child(p.pid)
+		assert.matches("children\t5", stop(p))
+		-- the holder is gone: said as before, nothing left
+		local none, err = rfork.spawn(snap)
+		assert.is_nil(none)
+		assert.matches("is the parent's holder still there", err)
+	end)
+
+	it("serves on when its template is killed", function()
+		if not need("userfaultfd") then return end
+		local p, snap = start("ctparent.lua")
+		local keep = assert(rfork.spawn(with(snap, { stdin = "pipe", stdout = "pipe" })))
+		keep.stdin:write("wait\n")
+		assert.equal("waiting", keep.stdout:read("l"))
+		local c = assert(rfork.spawn(with(snap, { stdin = "pipe" })))
+		c.stdin:write("exit 5\n")
+		assert.same({ code = 5 }, c:wait())
+		local f = io.open(("/proc/%s/task/%s/children"):format(SELF, SELF))
+		local tmpl
+		for pid in f:read("a"):gmatch("%d+") do
+			if comm(tonumber(pid)) == "kxrun-template" then tmpl = pid end
+		end
+		f:close()
+		assert.is_not_nil(tmpl, "no template")
+		-- a fork of it has the descriptors a `kxrun rfork resume` child has
+		-- (but for pipes, pidfds and /dev/null: the kx.exec that lists them
+		-- has some of its own open or not yet closed when it looks)
+		local function fds(proc)
+			proc.stdin:write("fds\n")
+			local t = {}
+			for line in proc.stdout:read("a"):gmatch("[^\n]+") do
+				if not line:find("pidfd", 1, true) and not line:find("/dev/null", 1, true)
+					and not line:find("pipe:", 1, true) then
+					t[#t + 1] = (line:gsub(":%[%d+%]", ""))
+				end
+			end
+			assert.same({ code = 0 }, proc:wait())
+			table.sort(t)
+			return t
+		end
+		local forked = fds(assert(rfork.spawn(with(snap, { stdin = "pipe", stdout = "pipe" }))))
+		local KXRUN = os.getenv("KXRUN") or (ROOT .. "/kxrun")
+		local resumed = fds(assert(kx.spawn{ KXRUN, "rfork", "resume", snap.address, snap.id,
+			snap.key, stdin = "pipe", stdout = "pipe" }))
+		assert.same(resumed, forked)
+		assert.equal(0, kx.exec{ "kill", "-KILL", tmpl })
+		c = assert(rfork.spawn(with(snap, { stdin = "pipe" })))
+		c.stdin:write("exit 6\n")
+		assert.same({ code = 6 }, c:wait())
+		keep.stdin:write("\n")
+		assert.same({ code = 0 }, keep:wait())
+		only_child(p.pid)
+		stop(p)
+	end)
+
 	it("gives the child's exit status, stdin, a file for stdout and cwd", function()
 		if not need("userfaultfd") then return end
 		local path = datafile()
