@@ -26,14 +26,27 @@ local function comm(pid)
 	if f then f:close() end
 	return c
 end
-local function children()
+local function kids()
 	local f = io.open(("/proc/%s/task/%s/children"):format(SELF, SELF))
 	local t = {}
 	for pid in f:read("a"):gmatch("%d+") do
-		if comm(tonumber(pid)) ~= "kxrun-zygote" then t[#t + 1] = tonumber(pid) end
+		t[#t + 1] = { pid = tonumber(pid), comm = comm(tonumber(pid)) }
 	end
 	f:close()
 	return t
+end
+local function children()
+	local t = {}
+	for _, k in ipairs(kids()) do
+		if k.comm ~= "kxrun-zygote" then t[#t + 1] = k.pid end
+	end
+	return t
+end
+-- The pid of this kxrun's child of that name (a zygote, a template), or nil.
+local function child_named(name)
+	for _, k in ipairs(kids()) do
+		if k.comm == name then return k.pid end
+	end
 end
 
 -- Until only `keep` is left among this kxrun's children (or 10 s).
@@ -100,11 +113,8 @@ describe("rfork.spawn", function()
 			assert.equal(tostring(i), t.child, "child " .. i)
 			t.child = "1"
 			specs.check_state(t)
-			local f = io.open(("/proc/%s/task/%s/children"):format(SELF, SELF))
-			for pid in f:read("a"):gmatch("%d+") do
-				if comm(tonumber(pid)) == "kxrun-template" then templates[pid] = true end
-			end
-			f:close()
+			local tmpl = child_named("kxrun-template")
+			if tmpl then templates[tmpl] = true end
 		end
 		assert.is_not_nil(next(templates), "no template among this process's children")
 		-- one ends by itself when it has had no order for a while (1 s)
@@ -125,12 +135,7 @@ describe("rfork.spawn", function()
 		local c = assert(rfork.spawn(with(snap, { stdin = "pipe" })))
 		c.stdin:write("exit 5\n")
 		assert.same({ code = 5 }, c:wait())
-		local f = io.open(("/proc/%s/task/%s/children"):format(SELF, SELF))
-		local tmpl
-		for pid in f:read("a"):gmatch("%d+") do
-			if comm(tonumber(pid)) == "kxrun-template" then tmpl = pid end
-		end
-		f:close()
+		local tmpl = child_named("kxrun-template")
 		assert.is_not_nil(tmpl, "no template")
 		-- a fork of it has the descriptors a `kxrun rfork resume` child has
 		-- (but for pipes, pidfds and /dev/null: the kx.exec that lists them
@@ -153,7 +158,7 @@ describe("rfork.spawn", function()
 		local resumed = fds(assert(kx.spawn{ KXRUN, "rfork", "resume", snap.address, snap.id,
 			snap.key, stdin = "pipe", stdout = "pipe" }))
 		assert.same(resumed, forked)
-		assert.equal(0, kx.exec{ "kill", "-KILL", tmpl })
+		assert.equal(0, kx.exec{ "kill", "-KILL", tostring(tmpl) })
 		c = assert(rfork.spawn(with(snap, { stdin = "pipe" })))
 		c.stdin:write("exit 6\n")
 		assert.same({ code = 6 }, c:wait())
@@ -281,12 +286,7 @@ describe("rfork.spawn", function()
 		local c = assert(rfork.spawn(with(snap, { stdin = "pipe" })))
 		c.stdin:write("exit 0\n")
 		assert.same({ code = 0 }, c:wait())
-		local f = io.open(("/proc/%s/task/%s/children"):format(SELF, SELF))
-		local zygote
-		for pid in f:read("a"):gmatch("%d+") do
-			if comm(tonumber(pid)) == "kxrun-zygote" then zygote = tonumber(pid) end
-		end
-		f:close()
+		local zygote = child_named("kxrun-zygote")
 		assert.is_number(zygote, "no zygote among this process's children")
 		assert.equal(0, kx.exec{ "kill", "-KILL", tostring(zygote) })
 		for _ = 1, 200 do   -- reaped by this kxrun
