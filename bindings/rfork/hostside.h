@@ -44,5 +44,9 @@ struct rf_spawn_args {
 };
 pid_t rf_zygote_spawn(const struct kx_spawn *o, void *ud, char *err, size_t errlen);
 int rf_zygote_main(int sock);
+/* In a child forked for a request (by the zygote or a template), from a
+ * pipe whose write end the zygote writes once the caller has the child's
+ * pid: 1, go on; 0, the answer never went out (exit, saying nothing). */
+int rf_gate_pass(int gate[2]);
 
 #endif

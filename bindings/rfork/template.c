@@ -20,6 +20,7 @@
 #include "rfork.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -103,11 +104,14 @@ static long count_child(int holder)
 	return a.npages;
 }
 
-static void answer(int order, pid_t pid, const char *err)
+/* The answer to the zygote, with the child's gate (zygote.c) when there
+ * is a child. */
+static void answer(int order, pid_t pid, const char *err, int gate)
 {
 	struct rf_order_reply a = {.pid = pid};
 	snprintf(a.err, sizeof a.err, "%s", err ? err : "");
-	send(order, &a, sizeof a, MSG_NOSIGNAL);
+	struct iovec iov = {&a, sizeof a};
+	kx_sendfds(order, &iov, 1, &gate, gate >= 0, MSG_NOSIGNAL);
 }
 
 long rf_template_serve(const struct rf_restore *r, long index)
@@ -117,7 +121,7 @@ long rf_template_serve(const struct rf_restore *r, long index)
 	anchor_maps(r->desc);
 	struct timeval tv = {10, 0};   /* a holder that stops answering ends it */
 	setsockopt(r->tmpl_holder, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-	answer(r->tmpl_order, getpid(), NULL);
+	answer(r->tmpl_order, getpid(), NULL, -1);
 	long first = index;   /* the template's own count goes to its first child */
 	for (uint32_t seq = 0;;) {
 		struct pollfd pf = {r->tmpl_order, POLLIN, 0};
@@ -142,11 +146,15 @@ long rf_template_serve(const struct rf_restore *r, long index)
 			if (s.io[i] == KX_IO_FD)
 				s.fd[i] = fds[at++];
 		}
-		pid_t pid = idx ? kx_spawn(&s, err, sizeof err) : -ESRCH;
+		int gate[2] = {-1, -1};
+		pid_t pid = !idx ? -ESRCH : pipe2(gate, O_CLOEXEC) < 0 ? -errno
+		                                                    : kx_spawn(&s, err, sizeof err);
 		if (pid == 0) {
 			/* the child: as rf_resume's, the cwd said on the report pipe */
 			for (int i = 1; i < nfds; i++)
 				close(fds[i]);
+			if (!rf_gate_pass(gate))
+				_exit(1);   /* nobody knows of it */
 			o.cwd[sizeof o.cwd - 1] = 0;
 			if (o.cwd[0] && chdir(o.cwd) < 0) {
 				snprintf(err, sizeof err, "cwd '%s': %s", o.cwd, strerror(errno));
@@ -156,7 +164,10 @@ long rf_template_serve(const struct rf_restore *r, long index)
 			close(fds[0]);   /* nothing said: resumed */
 			return idx;
 		}
-		answer(r->tmpl_order, pid, pid < 0 ? err : NULL);
+		answer(r->tmpl_order, pid, pid < 0 ? err : NULL, pid > 0 ? gate[1] : -1);
+		for (int i = 0; i < 2; i++)
+			if (gate[i] >= 0)
+				close(gate[i]);
 		for (int i = 0; i < nfds; i++)
 			close(fds[i]);
 		/* a failed fork leaves the pager's count of forks unsure: the

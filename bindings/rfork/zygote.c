@@ -59,13 +59,40 @@ struct zchild {
 	const struct zreq *q;
 	struct rf_container ct;
 	int report;
+	int *gate;
 };
+
+/* A child forked for a request goes on only once the caller has its pid:
+ * a zygote or template killed in between leaves no child the caller does
+ * not know of while it asks another (a task run twice).  The forker's
+ * side: the gate's write end, written once the answer went out. */
+int rf_gate_pass(int gate[2])
+{
+	char go;
+	close(gate[1]);
+	ssize_t n;
+	while ((n = read(gate[0], &go, 1)) < 0 && errno == EINTR)
+		;
+	close(gate[0]);
+	return n == 1;
+}
+
+static void gate_open(int *w, int sent)
+{
+	if (*w >= 0 && sent)
+		kx_write_all(*w, "g", 1);
+	if (*w >= 0)
+		close(*w);
+	*w = -1;
+}
 
 static int run_resume(void *ud)
 {
 	struct zchild *c = ud;
 	const struct zreq *q = c->q;
 	char err[512];
+	if (!rf_gate_pass(c->gate))
+		return 1;   /* nobody knows of it: says nothing */
 	if (q->cwd[0] && chdir(q->cwd) < 0)
 		snprintf(err, sizeof err, "cwd '%s': %s", q->cwd, strerror(errno));
 	else
@@ -197,19 +224,23 @@ static struct tmpl *template_for(const struct zreq *q, pid_t *started)
 	return t;
 }
 
-/* The request forked by t's template: 0 with *pid, or -1 (the template is
- * gone or failed: it is dropped). */
-static int fork_from(struct tmpl *t, const struct zreq *q, const int *fds, int nfds, pid_t *pid)
+/* The request forked by t's template: 0 with *pid and *gate (the child's,
+ * to open once the caller has the pid), or -1 (the template is gone or
+ * failed: it is dropped). */
+static int fork_from(struct tmpl *t, const struct zreq *q, const int *fds, int nfds, pid_t *pid,
+                     int *gate)
 {
 	struct rf_order o = {{q->io[0], q->io[1], q->io[2]}, ""};
 	snprintf(o.cwd, sizeof o.cwd, "%s", q->cwd);
 	struct iovec iov = {&o, sizeof o};
 	struct rf_order_reply a;
+	struct iovec aiov = {&a, sizeof a};
+	int ngate = 0;
 	ssize_t n = kx_sendfds(t->sock, &iov, 1, fds, nfds, MSG_NOSIGNAL);
 	if (n == (ssize_t)sizeof o)
-		while ((n = recv(t->sock, &a, sizeof a, 0)) < 0 && errno == EINTR)
+		while ((n = kx_recvfds(t->sock, &aiov, 1, gate, 1, &ngate, 0)) == -EINTR)
 			;
-	if (n == (ssize_t)sizeof a && a.pid > 0) {
+	if (n == (ssize_t)sizeof a && a.pid > 0 && ngate == 1) {
 		*pid = a.pid;
 		/* The pager learns the pages its first children touch; what it
 		 * has learned when a template starts is mapped in the template
@@ -222,6 +253,9 @@ static int fork_from(struct tmpl *t, const struct zreq *q, const int *fds, int n
 		}
 		return 0;
 	}
+	if (ngate == 1)
+		close(*gate);   /* (a child it forked never goes on) */
+	*gate = -1;
 	close(t->sock);
 	t->sock = -1;
 	kill(t->pid, SIGKILL);   /* it has failed, or is stuck (the caller reaps it) */
@@ -238,8 +272,15 @@ static const char *opt(const char *s)
 static void serve(int sock, const struct zreq *q, const int *fds, int nfds)
 {
 	struct zreply r = {0};
+	int gate[2] = {-1, -1};
 	struct tmpl *t = templates_wanted(q) ? template_for(q, &r.tmpl) : NULL;
-	if (t && fork_from(t, q, fds, nfds, &r.pid) == 0) {
+	if (t && fork_from(t, q, fds, nfds, &r.pid, &gate[1]) == 0) {
+		gate_open(&gate[1], send(sock, &r, sizeof r, MSG_NOSIGNAL) == sizeof r);
+		return;
+	}
+	if (pipe2(gate, O_CLOEXEC) < 0) {
+		r.pid = -errno;
+		snprintf(r.err, sizeof r.err, "pipe: %s", strerror(errno));
 		send(sock, &r, sizeof r, MSG_NOSIGNAL);
 		return;
 	}
@@ -247,7 +288,7 @@ static void serve(int sock, const struct zreq *q, const int *fds, int nfds)
 	struct kx_spawn o = {.argv = argv, .run = run_resume,
 	                     .flags = KX_SPAWN_SESSION | KX_SPAWN_DETACH | KX_SPAWN_SIBLING |
 	                              KX_SPAWN_KEEP_SIGNALS};   /* rf_resume_warm's */
-	struct zchild c = {.q = q, .report = fds[0]};
+	struct zchild c = {.q = q, .report = fds[0], .gate = gate};
 	int at = 1;
 	for (int i = 0; i < 3; i++) {
 		o.io[i] = q->io[i] == KX_IO_FD && at < nfds ? KX_IO_FD : KX_IO_NULL;
@@ -259,7 +300,8 @@ static void serve(int sock, const struct zreq *q, const int *fds, int nfds)
 		                             opt(q->hostname), q->ct_memory, q->ct_cpus, q->ct_pids};
 	o.ud = &c;
 	r.pid = kx_spawn(&o, r.err, sizeof r.err);
-	send(sock, &r, sizeof r, MSG_NOSIGNAL);
+	close(gate[0]);
+	gate_open(&gate[1], send(sock, &r, sizeof r, MSG_NOSIGNAL) == sizeof r);
 }
 
 int rf_zygote_main(int sock)
