@@ -32,6 +32,18 @@
 #define HUGE_PAGE (2UL << 20)
 #define HUGE_MIN HUGE_PAGE
 
+/* LeakSanitizer scans the heap, not mappings of our own: a Lua object
+ * whose only pointer is in one of our blocks (the collector's list runs
+ * through them) would look leaked.  So they are roots for it. */
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/lsan_interface.h>
+#define lsan_root(p, len) __lsan_register_root_region(p, len)
+#define lsan_unroot(p, len) __lsan_unregister_root_region(p, len)
+#else
+#define lsan_root(p, len) ((void)(p), (void)(len))
+#define lsan_unroot(p, len) ((void)(p), (void)(len))
+#endif
+
 static lua_Alloc old_alloc;
 static void *old_ud;
 
@@ -111,6 +123,7 @@ static void *huge_new(size_t n)
 		munmap(p, len);
 		return NULL;
 	}
+	lsan_root(p, len);
 	return p;
 }
 
@@ -124,6 +137,7 @@ static void *huge_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 		void *q = mremap(ptr, span(osize), span(nsize), MREMAP_MAYMOVE);
 		if (q == MAP_FAILED)
 			return NULL;
+		lsan_unroot(ptr, span(osize));
 		if (q != ptr) {
 			forget(ptr);
 			if (remember(q) < 0) {
@@ -131,6 +145,7 @@ static void *huge_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 				return NULL;
 			}
 		}
+		lsan_root(q, span(nsize));
 		return q;
 	}
 	void *q = nsize ? (nsize >= HUGE_MIN ? huge_new(nsize) : old_alloc(old_ud, NULL, 0, nsize))
@@ -142,6 +157,7 @@ static void *huge_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 			memcpy(q, ptr, osize < nsize ? osize : nsize);
 		if (ours) {
 			forget(ptr);
+			lsan_unroot(ptr, span(osize));
 			munmap(ptr, span(osize));
 		} else {
 			old_alloc(old_ud, ptr, osize, 0);
