@@ -42,7 +42,6 @@ struct adoption {
 	const struct rf_restore *r;
 	uint32_t seq;     /* the fork it is among the template's */
 	pid_t tmpl;
-	int report;
 };
 
 /* A fork copies the page tables of a private mapping only when it has an
@@ -136,7 +135,7 @@ long rf_template_serve(const struct rf_restore *r, long index)
 		long idx = first ? first : count_child(r->tmpl_holder);
 		first = 0;
 		char err[512] = "the holder is gone";
-		struct adoption a = {r, seq + 1, getpid(), fds[0]};
+		struct adoption a = {r, seq + 1, getpid()};
 		static const char *const argv[] = {"rfork.spawn", NULL};
 		struct kx_spawn s = {.argv = argv, .child_hook = adopt, .ud = &a,
 		                     .flags = KX_SPAWN_FORK | KX_SPAWN_SIBLING | KX_SPAWN_SESSION |
