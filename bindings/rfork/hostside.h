@@ -44,6 +44,22 @@ struct rf_spawn_args {
 };
 pid_t rf_zygote_spawn(const struct kx_spawn *o, void *ud, char *err, size_t errlen);
 int rf_zygote_main(int sock);
+/* template.c: what a zygote says to its template of a snapshot (started
+ * by rf_resume_template) on a SOCK_SEQPACKET socket: an order, with the
+ * child's report pipe and its KX_IO_FD stdio as SCM_RIGHTS, answered with
+ * the child's pid and its gate's write end (below), or why not (the
+ * template then exits).  The first answer, when it is ready, is the
+ * template's own pid (or an error).  It ends when the socket closes,
+ * after a second without an order, or with its parent. */
+struct rf_order {
+	int io[3];            /* enum kx_io */
+	char cwd[4096];       /* "" for the template's */
+};
+struct rf_order_reply {
+	int pid;              /* > 0, or -errno with err */
+	char err[512];
+};
+
 /* In a child forked for a request (by the zygote or a template), from a
  * pipe whose write end the zygote writes once the caller has the child's
  * pid: 1, go on; 0, the answer never went out (exit, saying nothing). */

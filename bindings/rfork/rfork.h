@@ -130,27 +130,15 @@ int rf_resume(const char *address, const char *id, const char *key_hex,
               const char *transport, const struct rf_container *ct, char *err,
               size_t errlen);
 
-/* rf_resume as a template (template.c): the process resumes once and then,
- * instead of returning into the parent's code, forks a child for each
- * order that comes on `order` (a SOCK_SEQPACKET socket: struct rf_order
- * with the report pipe and stdio as SCM_RIGHTS, answered with struct
- * rf_order_reply), each child a sibling of the template (CLONE_PARENT),
- * served by the shared pager as a child of its own; rf_prepare returns in
- * each with its index.  First it answers its own pid (or an error and it
- * exits); it ends when `order` closes, after a second without an order,
- * or with its parent.  TCP and the shared pager only.  Returns -1 + err
- * when it cannot be one; does not return otherwise. */
+/* rf_resume as a template: the process resumes once and then, instead
+ * of returning into the parent's code, forks a child for each order that
+ * comes on `order` (kxrun's side: bindings/rfork/template.c, its protocol
+ * in hostside.h), each child served by the shared pager as a child of its
+ * own; rf_prepare returns in each with its index.  TCP and the shared
+ * pager only.  Returns -1 + err when it cannot be one; does not return
+ * otherwise. */
 int rf_resume_template(const char *address, const char *id, const char *key_hex,
                        const char *transport, int order, char *err, size_t errlen);
-
-struct rf_order {
-	int io[3];            /* enum kx_io: KX_IO_FD ones come as descriptors */
-	char cwd[4096];       /* "" for the template's */
-};
-struct rf_order_reply {
-	int pid;              /* > 0, or -errno with err */
-	char err[512];
-};
 
 /* For a process that forks many resuming processes (a zygote), once, in
  * its single thread: sets every signal disposition to the default and
