@@ -64,5 +64,8 @@ struct rf_order_reply {
  * pipe whose write end the zygote writes once the caller has the child's
  * pid: 1, go on; 0, the answer never went out (exit, saying nothing). */
 int rf_gate_pass(int gate[2]);
+/* In such a child: changes to cwd ("" : stays), or says why not on the
+ * report pipe ("cwd 'X': ...", as rfork.spawn returns it) and -1. */
+int rf_child_cwd(const char *cwd, int report);
 
 #endif

@@ -155,11 +155,8 @@ long rf_template_serve(const struct rf_restore *r, long index)
 			if (!rf_gate_pass(gate))
 				_exit(1);   /* nobody knows of it */
 			o.cwd[sizeof o.cwd - 1] = 0;
-			if (o.cwd[0] && chdir(o.cwd) < 0) {
-				snprintf(err, sizeof err, "cwd '%s': %s", o.cwd, strerror(errno));
-				kx_write_all(fds[0], err, strlen(err));
+			if (rf_child_cwd(o.cwd, fds[0]) < 0)
 				_exit(1);
-			}
 			close(fds[0]);   /* nothing said: resumed */
 			return idx;
 		}

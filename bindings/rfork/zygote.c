@@ -86,6 +86,16 @@ static void gate_open(int *w, int sent)
 	*w = -1;
 }
 
+int rf_child_cwd(const char *cwd, int report)
+{
+	if (!cwd[0] || chdir(cwd) == 0)
+		return 0;
+	char err[PATH_MAX + 64];
+	snprintf(err, sizeof err, "cwd '%s': %s", cwd, strerror(errno));
+	kx_write_all(report, err, strlen(err));
+	return -1;
+}
+
 static int run_resume(void *ud)
 {
 	struct zchild *c = ud;
@@ -93,11 +103,10 @@ static int run_resume(void *ud)
 	char err[512];
 	if (!rf_gate_pass(c->gate))
 		return 1;   /* nobody knows of it: says nothing */
-	if (q->cwd[0] && chdir(q->cwd) < 0)
-		snprintf(err, sizeof err, "cwd '%s': %s", q->cwd, strerror(errno));
-	else
-		rf_resume(q->address, q->id, q->key, q->transport, q->has_ct ? &c->ct : NULL,
-		          err, sizeof err);
+	if (rf_child_cwd(q->cwd, c->report) < 0)
+		return 1;
+	rf_resume(q->address, q->id, q->key, q->transport, q->has_ct ? &c->ct : NULL, err,
+	          sizeof err);
 	kx_write_all(c->report, err, strlen(err));
 	return 1;
 }
