@@ -102,6 +102,64 @@ static int sweep(const char *name, struct vt_seen *seen,
 	return seen->n - before;
 }
 
+/* pid's state letter and process group from /proc; 0 when it is gone. */
+static int proc_state(pid_t pid, pid_t *pgrp)
+{
+	char path[64], buf[512], st;
+	int g;
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	if (vt_read_file(path, buf, sizeof buf) <= 0)
+		return 0;
+	char *c = strrchr(buf, ')');
+	if (!c || sscanf(c + 1, " %c %*d %d", &st, &g) != 2)
+		return 0;
+	*pgrp = g;
+	return st;
+}
+
+/* pid when it is stopped (T) in no live member's process group; 0 else. */
+static int escaped_and_stopped(const struct vt_exp *e, pid_t pid)
+{
+	pid_t g;
+	if (proc_state(pid, &g) != 'T')
+		return 0;
+	for (int i = 0; i < e->nprocs; i++)
+		if (e->procs[i].alive && e->procs[i].pid == g)
+			return 0;
+	return 1;
+}
+
+int vt_continue_escaped(struct vt_exp *e)
+{
+	char buf[8192];
+	int n = 0;
+	if (e->cg_path[0]) {
+		/* the cgroup holds them all, even one that cleared its environment */
+		char path[240];
+		snprintf(path, sizeof path, "%s/cgroup.procs", e->cg_path);
+		int len = vt_read_file(path, buf, sizeof buf);
+		for (char *s = len > 0 ? strtok(buf, "\n") : NULL; s; s = strtok(NULL, "\n"))
+			if (escaped_and_stopped(e, atoi(s)) && kill(atoi(s), SIGCONT) == 0)
+				n++;
+		return n;
+	}
+	const char *name = e->shm_path + strlen(SHM_DIR "/");
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		char mark[256];
+		pid_t pid = atoi(de->d_name);
+		/* the state first: stopped processes are few, environments long */
+		if (pid > 0 && escaped_and_stopped(e, pid) &&
+		    env_mark(pid, mark, sizeof mark) && !strcmp(mark, name) &&
+		    kill(pid, SIGCONT) == 0)
+			n++;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
 void vt_exp_sweep(struct vt_exp *e)
 {
 	struct vt_seen seen = {0};

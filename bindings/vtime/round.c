@@ -21,6 +21,7 @@
 #define POLL_NS 20000           /* between looks at running processes ... */
 #define POLL_MAX_NS 250000      /* ... up to this at first while all use CPU, */
 #define POLL_BACKOFF_NS 10000000 /* doubling up to this while they still do */
+#define ESCAPED_LOOK_NS 200000000 /* between looks for escaped stopped processes */
 #define MAX_REARMS 8
 #define ONE_TASK_SLACK 50000    /* counter over the leader thread's clock, one task */
 #define BATCH_NS 10000000       /* virtual ns a lone process's share may span */
@@ -300,6 +301,14 @@ void vt_round_begin(struct vt_exp *e)
 	e->in_round = 1;
 	e->round_start_real = vt_mono_ns();
 	vt_cg_freeze(e, 0);
+	/* one that escaped a round's stop and nobody waits for (above: one
+	 * somebody waits for), now and then: the look costs a pass over
+	 * /proc; after the thaw: a SIGCONT to a task in a frozen v1 cgroup
+	 * is lost (it stays stopped when thawed) */
+	if (e->round_start_real >= e->escaped_look) {
+		e->escaped_look = e->round_start_real + ESCAPED_LOOK_NS;
+		e->n_stray += vt_continue_escaped(e);
+	}
 	for (int i = 0; i < e->ntl; i++)
 		tl_next(e, &e->tl[i]);
 }
@@ -614,6 +623,9 @@ static int64_t check(struct vt_exp *e, struct vt_proc *p, int64_t now)
 		p->idle_since = now;
 		e->n_stray++;
 		kill(-p->pid, SIGCONT);
+		/* or it left the group (setsid) with the group's SIGSTOP on
+		 * its way to it, and its parent waits for it */
+		e->n_stray += vt_continue_escaped(e);
 		return POLL_NS;
 	}
 	p->ntasks = ntasks > 0 ? ntasks : 0;

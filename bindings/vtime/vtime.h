@@ -132,6 +132,7 @@ struct vt_exp {
 	int64_t n_asleep;        /* shares not run: every thread asleep */
 	int64_t n_debt;          /* shares not run: a debt covered them */
 	int64_t n_stray;         /* stray stopped tasks continued (round.c) */
+	int64_t escaped_look;    /* when rounds next look for them (cleanup.c) */
 	int64_t n_shares;        /* shares run (resumes) */
 	struct kxvt_shm *shm;    /* read-write mapping */
 	char shm_path[128];
@@ -293,4 +294,10 @@ int vt_calibration_path(char *buf, size_t n);
 struct vt_noter { vt_note_fn fn; void *ud; pid_t ctl; };
 void vt_kill_noted(pid_t pid, struct vt_seen *seen, const struct vt_noter *n);
 void vt_exp_sweep(struct vt_exp *e);
+/* Continues the experiment's processes stopped outside every member's
+ * process group (its cgroup's, or those with its clock file in their
+ * environment); returns how many.  A process that leaves its group
+ * (setsid, setpgid) while the group's SIGSTOP is on its way to it stops in
+ * its new group, which no SIGCONT of the rounds reaches. */
+int vt_continue_escaped(struct vt_exp *e);
 #endif
