@@ -138,7 +138,11 @@ pid_t vt_spawn_member(const char *prog, char *const argv[], const char *const fi
 	struct kx_spawn so = {
 		.file = prog, .argv = (const char *const *)argv,
 		.envp = (const char *const *)envp,
-		.flags = KX_SPAWN_STOPPED | KX_SPAWN_DETACH,
+		/* a session of its own: its group, stopped by the rounds, is
+		 * never one that becomes orphaned when its leader exits (its
+		 * parent, kxrun, is in another session), which the kernel
+		 * answers with SIGHUP to every process left in it */
+		.flags = KX_SPAWN_STOPPED | KX_SPAWN_DETACH | KX_SPAWN_SESSION,
 		.child_hook = hook, .ud = ud,
 	};
 	pid_t pid = -1;
