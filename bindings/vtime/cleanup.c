@@ -102,26 +102,11 @@ static int sweep(const char *name, struct vt_seen *seen,
 	return seen->n - before;
 }
 
-/* pid's state letter and process group from /proc; 0 when it is gone. */
-static int proc_state(pid_t pid, pid_t *pgrp)
-{
-	char path[64], buf[512], st;
-	int g;
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	if (vt_read_file(path, buf, sizeof buf) <= 0)
-		return 0;
-	char *c = strrchr(buf, ')');
-	if (!c || sscanf(c + 1, " %c %*d %d", &st, &g) != 2)
-		return 0;
-	*pgrp = g;
-	return st;
-}
-
-/* pid when it is stopped (T) in no live member's process group; 0 else. */
+/* 1 when pid is stopped (T) in no live member's process group. */
 static int escaped_and_stopped(const struct vt_exp *e, pid_t pid)
 {
 	pid_t g;
-	if (proc_state(pid, &g) != 'T')
+	if (vt_proc_state(pid, &g) != 'T')
 		return 0;
 	for (int i = 0; i < e->nprocs; i++)
 		if (e->procs[i].alive && e->procs[i].pid == g)

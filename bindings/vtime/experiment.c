@@ -121,14 +121,19 @@ struct vt_exp *vt_exp_new(int64_t step, const char *backend, char *err,
 	return e;
 }
 
-static int proc_state(pid_t pid)
+int vt_proc_state(pid_t pid, pid_t *pgrp)
 {
-	char path[64], buf[512];
+	char path[64], buf[512], st;
+	int g;
 	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	if (vt_read_file(path, buf, sizeof buf) < 0)
+	if (vt_read_file(path, buf, sizeof buf) <= 0)
 		return 'X';
-	char *p = strrchr(buf, ')');
-	return p && p[1] && p[2] ? p[2] : 'X';
+	char *c = strrchr(buf, ')'); /* the name may hold anything */
+	if (!c || sscanf(c + 1, " %c %*d %d", &st, &g) != 2)
+		return 'X';
+	if (pgrp)
+		*pgrp = g;
+	return st;
 }
 
 /* A process in vfork() (sh runs commands so) sleeps uninterruptibly until
@@ -145,7 +150,7 @@ int vt_in_vfork_wait(pid_t pid)
 	close(fd);
 	buf[n > 0 ? n : 0] = 0;
 	/* where the wait is inlined differs between kernel versions */
-	return proc_state(pid) == 'D' && (!strcmp(buf, "kernel_clone") ||
+	return vt_proc_state(pid, NULL) == 'D' && (!strcmp(buf, "kernel_clone") ||
 	       !strcmp(buf, "wait_for_vfork_done") || !strcmp(buf, "_do_fork"));
 }
 
@@ -153,7 +158,7 @@ static void wait_stopped(pid_t pid)
 {
 	struct timespec t = {0, 20 * 1000};
 	for (int i = 0; i < 20000; i++) { /* ~0.5 s at most */
-		int s = proc_state(pid);
+		int s = vt_proc_state(pid, NULL);
 		if (s == 'T' || s == 't' || s == 'Z' || s == 'X')
 			return;
 		if (s == 'D' && vt_in_vfork_wait(pid))

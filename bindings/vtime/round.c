@@ -456,20 +456,6 @@ static int stop_pending(struct vt_proc *p)
 	return (pending_signals(p) & (1ull << (SIGSTOP - 1))) != 0;
 }
 
-static int leader_state(pid_t pid)
-{
-	char path[64], buf[512];
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 'X';
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	buf[n > 0 ? n : 0] = 0;
-	char *c = strrchr(buf, ')');
-	return c && c[1] && c[2] ? c[2] : 'X';
-}
-
 /* p has used cpu ns of its share, ran ran ns of them since the last look
  * (real ns ago): look again once it may have used its budget, but after
  * at most its poll interval, which doubles while it keeps using the CPU
@@ -528,7 +514,7 @@ static int64_t check(struct vt_exp *e, struct vt_proc *p, int64_t now)
 		if (si.si_code == CLD_STOPPED || si.si_code == CLD_TRAPPED) {
 			waitid(P_PID, p->pid, &si, WSTOPPED | WNOHANG);
 			/* a report from an earlier stop (SIGCONT since) is stale */
-			if (leader_state(p->pid) == 'T')
+			if (vt_proc_state(p->pid, NULL) == 'T')
 				on_stopped(e, p);
 		} else {
 			on_exit_seen(e, p, &si); /* the child watch reaps it */
@@ -598,7 +584,7 @@ static int64_t check(struct vt_exp *e, struct vt_proc *p, int64_t now)
 	}
 	if (tree == TREE_STOPPED) {
 		/* Its leader was stopped and its report already taken: done. */
-		if (leader_state(p->pid) == 'T') {
+		if (vt_proc_state(p->pid, NULL) == 'T') {
 			on_stopped(e, p);
 			return 0;
 		}

@@ -232,6 +232,8 @@ int vt_write_file(const char *path, const char *s);       /* 0, -errno */
 int64_t vt_leader_cpu(pid_t pid);          /* its CLOCK_PROCESS_CPUTIME, -1 */
 int64_t vt_thread_cpu(pid_t tid);          /* that thread's alone, -1 */
 int vt_in_vfork_wait(pid_t pid);           /* D, waiting for a vfork child */
+int vt_proc_state(pid_t pid, pid_t *pgrp); /* /proc's state letter ('X': gone),
+                                              its process group (may be NULL) */
 void vt_slot_write(struct vt_exp *e, int i, int64_t vbase, int64_t vend,
                    int64_t cpu_base);
 void vt_slot_resume(struct vt_exp *e, struct vt_proc *p, int64_t cpu_base);
